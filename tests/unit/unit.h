@@ -1,0 +1,75 @@
+/* unit.h - a minimal test harness for the unit tests (automake TESTS protocol: exit 0 = pass,
+ * 77 = skip, anything else = fail). */
+#ifndef IPFSFS_UNIT_H
+#define IPFSFS_UNIT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int unit_failures;
+static int unit_checks;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        unit_checks++;                                                                         \
+        if (!(cond)) {                                                                         \
+            unit_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);           \
+        }                                                                                      \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                     \
+    do {                                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                    \
+        unit_checks++;                                                                         \
+        if (a_ != b_) {                                                                        \
+            unit_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, a_,  \
+                    b_);                                                                       \
+        }                                                                                      \
+    } while (0)
+
+#define CHECK_EQ_STR(a, b)                                                                     \
+    do {                                                                                       \
+        const char *a_ = (a), *b_ = (b);                                                       \
+        unit_checks++;                                                                         \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                 \
+            unit_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,  \
+                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                   \
+        }                                                                                      \
+    } while (0)
+
+static inline int unit_done(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, unit_checks, unit_failures);
+    return unit_failures ? 1 : 0;
+}
+
+/* Read a fixture file into a NUL-terminated malloc'd buffer; aborts the test on failure. */
+static inline char *unit_read_fixture(const char *name, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", FIXTURES, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open fixture %s\n", path);
+        exit(99);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "cannot read fixture %s\n", path);
+        exit(99);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+#endif
