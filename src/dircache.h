@@ -1,0 +1,52 @@
+/* dircache.h - listings of immutable directories (by CID), in memory.
+ *
+ * A listing is fetched once (concurrent askers wait for the one fetch), then kept as a sorted
+ * array of entries plus a hash index by name, under a byte budget with LRU eviction. Callers get
+ * a counted reference that stays valid after eviction until they drop it.
+ */
+#ifndef IPFSFS_DIRCACHE_H
+#define IPFSFS_DIRCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+
+struct dircache;
+
+struct dirent_rec {
+    char *name; /* NUL-terminated, validated */
+    struct cid cid;
+    enum node_kind kind;
+    uint64_t size;
+    uint32_t mode;
+};
+
+/* Immutable once published. */
+struct dirlist {
+    struct dirent_rec *entries; /* sorted by name (strcmp) */
+    size_t n;
+    /* internal */
+    uint32_t *index; /* open-addressing table of entry indices + 1 (0 = empty) */
+    size_t index_cap;
+    size_t bytes;
+};
+
+int dircache_new(struct node *node, size_t budget, struct dircache **out);
+void dircache_free(struct dircache *dc);
+
+/* Get the listing of directory c (fetching it if needed). Returns 0 with *out referenced, or
+ * -errno. Release with dircache_put. */
+int dircache_get(struct dircache *dc, const struct cid *c, const struct dirlist **out);
+void dircache_put(struct dircache *dc, const struct dirlist *l);
+
+/* Find a name in a listing; NULL if absent. */
+const struct dirent_rec *dirlist_find(const struct dirlist *l, const char *name, size_t len);
+
+int dircache_stats(struct dircache *dc, char *buf, size_t len);
+
+/* Build a listing from entries (takes ownership of the array and names). Exposed for tests. */
+int dirlist_build(struct dirent_rec *entries, size_t n, struct dirlist **out);
+void dirlist_free(struct dirlist *l);
+
+#endif

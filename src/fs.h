@@ -1,0 +1,36 @@
+/* fs.h - the filesystem: state shared by the FUSE handlers, and the handler table. */
+#ifndef IPFSFS_FS_H
+#define IPFSFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "node.h"
+
+struct fs_config {
+    size_t cache_bytes;   /* chunk cache budget */
+    size_t dircache_bytes;
+    size_t readahead_bytes;
+    size_t chunk_size;
+    unsigned fetch_workers;
+    double immutable_timeout; /* entry/attr timeout for content under a CID (s) */
+    double root_timeout;      /* for the mutable root */
+};
+
+struct fs;
+
+/* Takes ownership of node. */
+int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out);
+/* Start the threads (fetch workers). Call after daemonizing: fork keeps only one thread. */
+int fs_start(struct fs *fs);
+void fs_free(struct fs *fs);
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Statistics text (what user.ipfsfs.stats returns). Returns its length like snprintf. */
+int fs_stats(struct fs *fs, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,185 @@
+/* main.c - ipfsfs: options, node discovery, mount, daemonize, run. */
+#include "config.h"
+
+#include "fs.h"
+#include "log.h"
+#include "multiaddr.h"
+#include "node_rpc.h"
+#include "options.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+static int print_stats(const char *mountpoint)
+{
+    char buf[16384];
+    ssize_t n = getxattr(mountpoint, "user.ipfsfs.stats", buf, sizeof buf - 1);
+    if (n < 0) {
+        fprintf(stderr, "ipfsfs: cannot read statistics of %s: %s (is it an ipfsfs mount?)\n",
+                mountpoint, strerror(errno));
+        return 1;
+    }
+    fwrite(buf, 1, (size_t)n, stdout);
+    return 0;
+}
+
+static enum log_level level_from(const char *s, int debug)
+{
+    if (debug || (s && strcmp(s, "debug") == 0))
+        return LOG_LVL_DEBUG;
+    if (!s || strcmp(s, "warning") == 0)
+        return LOG_LVL_WARN;
+    if (strcmp(s, "info") == 0)
+        return LOG_LVL_INFO;
+    return LOG_LVL_ERR;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct fuse_cmdline_opts fo;
+    struct options o;
+    struct api_endpoint ep = {0};
+    struct node *node = NULL;
+    struct fs *fs = NULL;
+    struct fuse_session *se = NULL;
+    char *api = NULL;
+    int ret = 1;
+    memset(&fo, 0, sizeof fo);
+
+    if (options_parse(&args, &o) < 0)
+        goto out_args;
+    if (fuse_parse_cmdline(&args, &fo) != 0)
+        goto out_args;
+    if (fo.show_help) {
+        options_print_help(argv[0]);
+        printf("\nFUSE options:\n");
+        fuse_lowlevel_help();
+        ret = 0;
+        goto out_args;
+    }
+    if (fo.show_version) {
+        printf("ipfsfs %s\n", PACKAGE_VERSION);
+        fuse_lowlevel_version();
+        ret = 0;
+        goto out_args;
+    }
+    if (!fo.mountpoint) {
+        fprintf(stderr, "usage: %s [options] MOUNTPOINT (try --help)\n", argv[0]);
+        goto out_args;
+    }
+    if (o.stats) {
+        ret = print_stats(fo.mountpoint);
+        goto out_args;
+    }
+    log_init(level_from(o.log_level, fo.debug), false);
+
+    const char *source;
+    api = discover_api(o.api, &source);
+    if (!api) {
+        fprintf(stderr, "ipfsfs: out of memory\n");
+        goto out_args;
+    }
+    char err[512];
+    if (multiaddr_parse(api, &ep, err, sizeof err) < 0) {
+        fprintf(stderr, "ipfsfs: invalid API address '%s' (from %s): %s\n", api, source, err);
+        goto out_args;
+    }
+    if (rpc_global_init() < 0) {
+        fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
+        goto out_ep;
+    }
+    struct rpc_config rcfg = {
+        .endpoint = &ep,
+        .timeout_ms = o.timeout * 1000u,
+        .pool_size = 32,
+    };
+    if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
+        fprintf(stderr,
+                "ipfsfs: %s\n"
+                "ipfsfs: the API address came from %s (%s).\n"
+                "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
+                "--api=MULTIADDR.\n",
+                err, source, api);
+        goto out_curl;
+    }
+    fprintf(stderr, "ipfsfs: using %s\n", node->description);
+
+    /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other
+     * unless asked) and the kernel checks permissions. */
+    if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=ipfsfs,subtype=ipfsfs") != 0)
+        goto out_node;
+    struct fs_config fcfg = {
+        .cache_bytes = o.cache_bytes,
+        .dircache_bytes = o.dircache_bytes,
+        .readahead_bytes = o.readahead_bytes,
+        .chunk_size = 256u << 10,
+        .fetch_workers = 8,
+        .immutable_timeout = 365.0 * 86400,
+        .root_timeout = 1.0,
+    };
+    int rc = fs_new(node, &fcfg, &fs);
+    node = NULL; /* owned by fs now, even on failure */
+    if (rc < 0) {
+        fprintf(stderr, "ipfsfs: cannot set up the filesystem: %s\n", strerror(-rc));
+        goto out_node;
+    }
+    se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, fs);
+    if (!se)
+        goto out_node;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_session;
+    if (fuse_session_mount(se, fo.mountpoint) != 0)
+        goto out_signals;
+    if (fuse_daemonize(fo.foreground) != 0)
+        goto out_unmount;
+    if (!fo.foreground)
+        log_set_syslog(true);
+
+    /* Threads (fetch workers) start only now: fuse_daemonize forks. */
+    rc = fs_start(fs);
+    if (rc < 0) {
+        log_err("cannot start the filesystem: %s", strerror(-rc));
+        goto out_unmount;
+    }
+
+    if (fo.singlethread) {
+        ret = fuse_session_loop(se);
+    } else {
+        struct fuse_loop_config *lc = fuse_loop_cfg_create();
+        if (!lc)
+            goto out_unmount;
+        fuse_loop_cfg_set_clone_fd(lc, (unsigned)fo.clone_fd);
+        /* Reads wait on the network: allow many workers; -o max_threads overrides. */
+        fuse_loop_cfg_set_max_threads(lc, fo.max_threads != 10 ? fo.max_threads : 64);
+        if (fo.max_idle_threads != UINT_MAX)
+            fuse_loop_cfg_set_idle_threads(lc, fo.max_idle_threads);
+        ret = fuse_session_loop_mt(se, lc);
+        fuse_loop_cfg_destroy(lc);
+    }
+    ret = ret == 0 ? 0 : 1;
+
+out_unmount:
+    fuse_session_unmount(se);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_session:
+    fuse_session_destroy(se);
+out_node:
+    fs_free(fs);
+    node_destroy(node);
+out_curl:
+    rpc_global_cleanup();
+out_ep:
+    api_endpoint_free(&ep);
+out_args:
+    free(api);
+    free(fo.mountpoint);
+    options_free(&o);
+    fuse_opt_free_args(&args);
+    return ret;
+}

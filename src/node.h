@@ -1,0 +1,97 @@
+/* node.h - the node interface: what the filesystem needs from an IPFS implementation.
+ *
+ * One small vtable; the RPC backend (node_rpc.c) is the one implementation today, an embedded
+ * block store and a trustless gateway can follow behind the same calls. Every call may be made
+ * from any thread, concurrently; every call is bounded in time by the backend's timeout.
+ * Errors: 0 or -errno (-ENOENT missing, -ETIMEDOUT not found in time, -EIO node unreachable or
+ * answered garbage; the reason is logged by the backend).
+ */
+#ifndef IPFSFS_NODE_H
+#define IPFSFS_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cid.h"
+
+enum node_kind {
+    NODE_UNKNOWN = 0, /* the listing could not tell: ask stat */
+    NODE_FILE,
+    NODE_DIR,
+    NODE_SYMLINK,
+};
+
+/* What a CID is. */
+struct node_stat {
+    enum node_kind kind;
+    uint64_t size;    /* file bytes; symlink target length; 0 for directories */
+    uint32_t mode;    /* UnixFS 1.5 permission bits, 0 if none stored */
+    int64_t mtime;    /* UnixFS 1.5 mtime (seconds), valid if has_mtime */
+    bool has_mtime;
+    char *target;     /* symlink target (malloc'd, NUL-free), else NULL */
+};
+
+/* One child of a directory, as the listing gives it. Pointers are valid during the callback. */
+struct node_entry {
+    const char *name; /* validated: not empty, not . or .., no '/' or NUL, <= 255 bytes */
+    size_t name_len;
+    struct cid cid;
+    enum node_kind kind;
+    uint64_t size; /* file bytes (0 for directories, unknown kinds) */
+    uint32_t mode; /* 0 if none */
+};
+
+/* Return 0 to continue, -errno to stop the listing (that value is returned by list). */
+typedef int (*node_entry_fn)(void *ud, const struct node_entry *e);
+
+struct node;
+
+struct node_ops {
+    int (*stat)(struct node *n, const struct cid *c, struct node_stat *out);
+    int (*list)(struct node *n, const struct cid *c, node_entry_fn fn, void *ud);
+    /* Read exactly len bytes at off (the caller keeps off + len within the file size).
+     * Returns bytes read (== len) or -errno. */
+    ssize_t (*read)(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf);
+    /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
+    int (*stats)(struct node *n, char *buf, size_t len);
+    void (*destroy)(struct node *n);
+};
+
+struct node {
+    const struct node_ops *ops;
+    const char *description; /* "Kubo 0.30.0 at http://127.0.0.1:5001" */
+};
+
+static inline void node_stat_clear(struct node_stat *s)
+{
+    if (s->target) {
+        __builtin_free(s->target);
+        s->target = NULL;
+    }
+}
+
+static inline int node_stat(struct node *n, const struct cid *c, struct node_stat *out)
+{
+    return n->ops->stat(n, c, out);
+}
+static inline int node_list(struct node *n, const struct cid *c, node_entry_fn fn, void *ud)
+{
+    return n->ops->list(n, c, fn, ud);
+}
+static inline ssize_t node_read(struct node *n, const struct cid *c, uint64_t off, size_t len,
+                                char *buf)
+{
+    return n->ops->read(n, c, off, len, buf);
+}
+static inline void node_destroy(struct node *n)
+{
+    if (n)
+        n->ops->destroy(n);
+}
+
+/* Validate a directory entry name coming from the node. Returns true if it may be exposed. */
+bool node_name_ok(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,311 @@
+/* node_rpc.c - struct node over the RPC API: block/get + UnixFS decoding for stat, streamed ls
+ * for listings, ranged cat for reads. */
+#include "config.h"
+
+#include "node_rpc.h"
+
+#include "dagpb.h"
+#include "log.h"
+#include "rpcjson.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest block we accept: Kubo's chunker maximum is just under 2 MiB, plus headers. */
+#define MAX_BLOCK (4u << 20)
+#define MAX_LS_LINE (1u << 20)
+
+struct node_rpc {
+    struct node base; /* first: struct node * casts to struct node_rpc * */
+    struct rpc *rpc;
+    struct rpcjson_quirks quirks;
+    char description[256];
+};
+
+static struct node_rpc *to_rpc(struct node *n)
+{
+    return (struct node_rpc *)n;
+}
+
+static void log_failure(const char *what, const struct cid *c, int rc, const char *err)
+{
+    char s[CID_STR_MAX];
+    cid_format(c, s, sizeof s);
+    if (rc == -ENOENT)
+        log_debug("%s %s: %s", what, s, err);
+    else
+        log_warn("%s %s: %s", what, s, err);
+}
+
+static int stat_raw(struct node_rpc *n, const struct cid *c, const char *cs, struct node_stat *out)
+{
+    struct rpc_arg args[] = {{"arg", cs}};
+    struct rpc_buf buf = {.max = 64 << 10};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "block/stat", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_failure("block/stat", c, rc, err);
+        return rc;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(buf.data, buf.len, JSON_DISABLE_EOF_CHECK, &jerr);
+    rc = -EIO;
+    uint64_t size;
+    if (j && rpcjson_u64(json_object_get(j, "Size"), &size) == 0) {
+        out->kind = NODE_FILE;
+        out->size = size;
+        rc = 0;
+    } else {
+        log_warn("block/stat %s: malformed reply", cs);
+    }
+    json_decref(j);
+    free(buf.data);
+    return rc;
+}
+
+/* Sum of the blocksizes, for a file root that does not state its filesize. */
+static uint64_t unixfs_total(const struct unixfs_data *u, const uint8_t *data, size_t len)
+{
+    uint64_t total = u->has_data ? u->data_len : 0;
+    for (size_t i = 0; i < u->nblocksizes; i++) {
+        uint64_t b;
+        if (unixfs_blocksize(data, len, i, &b) == 0)
+            total += b;
+    }
+    return total;
+}
+
+static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
+                      struct node_stat *out)
+{
+    struct rpc_arg args[] = {{"arg", cs}};
+    struct rpc_buf buf = {.max = MAX_BLOCK};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_failure("block/get", c, rc, err);
+        return rc;
+    }
+    struct dagpb_node pb;
+    struct unixfs_data u;
+    rc = dagpb_decode((const uint8_t *)buf.data, buf.len, &pb);
+    if (rc < 0) {
+        log_warn("block %s is not valid dag-pb", cs);
+        free(buf.data);
+        return -EIO;
+    }
+    if (!pb.has_data || unixfs_decode(pb.data, pb.data_len, &u) < 0) {
+        log_warn("block %s has no valid UnixFS data", cs);
+        rc = -EIO;
+        goto out;
+    }
+    out->mode = u.has_mode ? (u.mode & 07777) : 0;
+    out->has_mtime = u.has_mtime;
+    out->mtime = u.mtime_sec;
+    switch (u.type) {
+    case UNIXFS_DIRECTORY:
+    case UNIXFS_HAMT_SHARD:
+        out->kind = NODE_DIR;
+        out->size = 0;
+        break;
+    case UNIXFS_FILE:
+    case UNIXFS_RAW:
+        out->kind = NODE_FILE;
+        out->size = u.has_filesize ? u.filesize : unixfs_total(&u, pb.data, pb.data_len);
+        break;
+    case UNIXFS_SYMLINK:
+        if (!u.has_data || u.data_len == 0 || u.data_len > 4095 ||
+            memchr(u.data, '\0', u.data_len)) {
+            log_warn("symlink %s has an invalid target", cs);
+            rc = -EIO;
+            goto out;
+        }
+        out->kind = NODE_SYMLINK;
+        out->size = u.data_len;
+        out->target = strndup((const char *)u.data, u.data_len);
+        if (!out->target) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        break;
+    default:
+        log_warn("block %s: UnixFS type %d is not supported", cs, (int)u.type);
+        rc = -EIO;
+        goto out;
+    }
+    rc = 0;
+out:
+    dagpb_node_free(&pb);
+    free(buf.data);
+    return rc;
+}
+
+static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *out)
+{
+    struct node_rpc *n = to_rpc(base);
+    char cs[CID_STR_MAX];
+    memset(out, 0, sizeof *out);
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    if (c->codec == CID_CODEC_RAW)
+        return stat_raw(n, c, cs, out);
+    if (c->codec == CID_CODEC_DAG_PB)
+        return stat_dagpb(n, c, cs, out);
+    log_info("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs, c->codec);
+    return -EIO;
+}
+
+struct list_ctx {
+    struct node_rpc *n;
+    struct ndjson nd;
+    node_entry_fn fn;
+    void *ud;
+    unsigned skipped;
+};
+
+static int list_line(void *ud, const char *line, size_t len)
+{
+    struct list_ctx *lc = ud;
+    return rpcjson_ls(line, len, &lc->n->quirks, lc->fn, lc->ud, &lc->skipped);
+}
+
+static int list_sink(void *ud, const char *data, size_t len)
+{
+    struct list_ctx *lc = ud;
+    return ndjson_feed(&lc->nd, data, len, list_line, lc);
+}
+
+static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, void *ud)
+{
+    struct node_rpc *n = to_rpc(base);
+    char cs[CID_STR_MAX], path[CID_STR_MAX + 8];
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    snprintf(path, sizeof path, "/ipfs/%s", cs);
+    struct rpc_arg args[] = {{"arg", path}, {"stream", "true"}};
+    struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
+    ndjson_init(&lc.nd, MAX_LS_LINE);
+    char err[512];
+    int rc = rpc_call(n->rpc, "ls", args, 2, NULL, list_sink, &lc, err, sizeof err);
+    if (rc == 0)
+        rc = ndjson_finish(&lc.nd, list_line, &lc);
+    else if (rc == -EMSGSIZE)
+        snprintf(err, sizeof err, "a listing line is larger than %u bytes", MAX_LS_LINE);
+    ndjson_free(&lc.nd);
+    if (rc < 0 && err[0])
+        log_failure("ls", c, rc, err);
+    if (lc.skipped)
+        log_warn("ls %s: hid %u entries with invalid names or CIDs", cs, lc.skipped);
+    return rc == -EMSGSIZE ? -EIO : rc;
+}
+
+struct read_ctx {
+    char *buf;
+    size_t len, got;
+};
+
+static int read_sink(void *ud, const char *data, size_t len)
+{
+    struct read_ctx *rc = ud;
+    if (rc->got + len > rc->len)
+        return -EIO; /* more than asked for: the node is confused */
+    memcpy(rc->buf + rc->got, data, len);
+    rc->got += len;
+    return 0;
+}
+
+static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, size_t len,
+                        char *buf)
+{
+    struct node_rpc *n = to_rpc(base);
+    if (len == 0)
+        return 0; /* never ask the node for 0 bytes: js-ipfs answers 400 */
+    char cs[CID_STR_MAX], path[CID_STR_MAX + 8], soff[24], slen[24];
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    snprintf(path, sizeof path, "/ipfs/%s", cs);
+    snprintf(soff, sizeof soff, "%" PRIu64, off);
+    snprintf(slen, sizeof slen, "%zu", len);
+    struct rpc_arg args[] = {{"arg", path}, {"offset", soff}, {"length", slen}};
+    struct read_ctx rc = {.buf = buf, .len = len};
+    char err[512];
+    int r = rpc_call(n->rpc, "cat", args, 3, NULL, read_sink, &rc, err, sizeof err);
+    if (r < 0) {
+        log_failure("cat", c, r, err);
+        return r;
+    }
+    if (rc.got != len) {
+        log_warn("cat %s at %" PRIu64 ": %zu bytes instead of %zu (truncated answer)", cs, off,
+                 rc.got, len);
+        return -EIO;
+    }
+    return (ssize_t)len;
+}
+
+static int rpc_stats(struct node *base, char *buf, size_t len)
+{
+    struct rpc_stats s;
+    rpc_get_stats(to_rpc(base)->rpc, &s);
+    return snprintf(buf, len,
+                    "rpc_requests %" PRIu64 "\nrpc_errors %" PRIu64 "\nrpc_bytes_in %" PRIu64
+                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64 "\n",
+                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight);
+}
+
+static void rpc_destroy(struct node *base)
+{
+    struct node_rpc *n = to_rpc(base);
+    rpc_free(n->rpc);
+    free(n);
+}
+
+static const struct node_ops rpc_ops = {
+    .stat = rpc_stat,
+    .list = rpc_list,
+    .read = rpc_read,
+    .stats = rpc_stats,
+    .destroy = rpc_destroy,
+};
+
+int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, size_t errlen)
+{
+    struct node_rpc *n = calloc(1, sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    n->base.ops = &rpc_ops;
+    n->base.description = n->description;
+    int rc = rpc_new(cfg, &n->rpc);
+    if (rc < 0) {
+        free(n);
+        snprintf(err, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
+        return rc;
+    }
+    struct rpc_buf buf = {.max = 64 << 10};
+    char why[512];
+    rc = rpc_call_buf(n->rpc, "version", NULL, 0, NULL, &buf, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "no IPFS node answers at %s: %s", cfg->endpoint->base_url, why);
+        rpc_destroy(&n->base);
+        return rc;
+    }
+    struct node_version v;
+    rc = rpcjson_version(buf.data, buf.len, &v);
+    free(buf.data);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s answered /api/v0/version with something that is not an IPFS "
+                 "node's reply", cfg->endpoint->base_url);
+        rpc_destroy(&n->base);
+        return -EIO;
+    }
+    n->quirks.symlink_as_file = !v.is_kubo;
+    snprintf(n->description, sizeof n->description, "%s %s at %s%s%s",
+             v.is_kubo ? "Kubo" : "IPFS node (js-ipfs compatible)", v.version,
+             cfg->endpoint->base_url, cfg->endpoint->unix_path ? " via " : "",
+             cfg->endpoint->unix_path ? cfg->endpoint->unix_path : "");
+    *out = &n->base;
+    return 0;
+}

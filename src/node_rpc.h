@@ -1,0 +1,12 @@
+/* node_rpc.h - the node backend that speaks Kubo's RPC API (js-ipfs quirks tolerated). */
+#ifndef IPFSFS_NODE_RPC_H
+#define IPFSFS_NODE_RPC_H
+
+#include "node.h"
+#include "rpc.h"
+
+/* Connect: builds the transport, asks the node for its version and picks the quirks to apply.
+ * On failure returns -errno and writes a message for the user into err. */
+int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, size_t errlen);
+
+#endif

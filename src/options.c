@@ -1,0 +1,187 @@
+/* options.c - see options.h. */
+#include "config.h"
+
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define OPT(t, p) {t, offsetof(struct options, p), 1}
+
+/* Every long option is also accepted as -o NAME=VALUE, so fstab lines can carry it. */
+static const struct fuse_opt option_table[] = {
+    OPT("--api=%s", api),
+    OPT("api=%s", api),
+    OPT("--timeout=%u", timeout),
+    OPT("timeout=%u", timeout),
+    OPT("--cache-size=%s", cache_size),
+    OPT("cache-size=%s", cache_size),
+    OPT("--dir-cache=%s", dir_cache),
+    OPT("dir-cache=%s", dir_cache),
+    OPT("--readahead=%s", readahead),
+    OPT("readahead=%s", readahead),
+    OPT("--log-level=%s", log_level),
+    OPT("log-level=%s", log_level),
+    OPT("--stats", stats),
+    FUSE_OPT_END,
+};
+
+void options_print_help(const char *progname)
+{
+    printf("usage: %s [options] MOUNTPOINT\n"
+           "\n"
+           "Mount IPFS: MOUNTPOINT/<cid>/path reads any content by its CID.\n"
+           "\n"
+           "ipfsfs options (each also as -o NAME=VALUE):\n"
+           "    --api=MULTIADDR        node RPC API address (default: $IPFS_PATH/api,\n"
+           "                           else /ip4/127.0.0.1/tcp/5001)\n"
+           "    --timeout=SECONDS      bound on every request to the node (default 30)\n"
+           "    --cache-size=SIZE      chunk cache for file data (default 256M)\n"
+           "    --dir-cache=SIZE       directory listing cache (default 64M)\n"
+           "    --readahead=SIZE       largest readahead window per open file (default 8M)\n"
+           "    --log-level=LEVEL      error, warning, info or debug (default warning)\n"
+           "    --stats                print the statistics of the mount at MOUNTPOINT and exit\n"
+           "\n"
+           "general options:\n"
+           "    -f                     stay in the foreground (log to stderr, not syslog)\n"
+           "    -d                     debug output (implies -f)\n"
+           "    -s                     single-threaded\n"
+           "    -o OPT[,OPT...]        mount options (see fuse(8))\n"
+           "    -h, --help             print this help\n"
+           "    -V, --version          print the version\n"
+           "\n"
+           "SIZE takes a K, M or G suffix (powers of 1024).\n",
+           progname);
+}
+
+int parse_size(const char *s, size_t *out)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -EINVAL;
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case '\0':
+        break;
+    case 'K':
+        shift = 10;
+        break;
+    case 'M':
+        shift = 20;
+        break;
+    case 'G':
+        shift = 30;
+        break;
+    case 'T':
+        shift = 40;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (*end) {
+        end++;
+        if (strcasecmp(end, "iB") == 0 || strcasecmp(end, "B") == 0)
+            end += strlen(end);
+        if (*end)
+            return -EINVAL;
+    }
+    if (shift && v > (SIZE_MAX >> shift))
+        return -EINVAL;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+static int parse_size_opt(const char *name, const char *val, size_t def, size_t min,
+                          size_t *out)
+{
+    if (!val) {
+        *out = def;
+        return 0;
+    }
+    if (parse_size(val, out) < 0 || *out < min) {
+        fprintf(stderr, "ipfsfs: invalid %s '%s' (a size like 64M, at least %zu bytes)\n", name,
+                val, min);
+        return -1;
+    }
+    return 0;
+}
+
+int options_parse(struct fuse_args *args, struct options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->timeout = 30;
+    if (fuse_opt_parse(args, o, option_table, NULL) == -1)
+        return -1;
+    if (o->timeout == 0 || o->timeout > 86400) {
+        fprintf(stderr, "ipfsfs: --timeout must be between 1 and 86400 seconds\n");
+        return -1;
+    }
+    if (parse_size_opt("--cache-size", o->cache_size, 256u << 20, 1u << 20, &o->cache_bytes) < 0 ||
+        parse_size_opt("--dir-cache", o->dir_cache, 64u << 20, 64u << 10, &o->dircache_bytes) < 0 ||
+        parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0)
+        return -1;
+    if (o->log_level && strcmp(o->log_level, "error") && strcmp(o->log_level, "warning") &&
+        strcmp(o->log_level, "info") && strcmp(o->log_level, "debug")) {
+        fprintf(stderr, "ipfsfs: --log-level must be error, warning, info or debug\n");
+        return -1;
+    }
+    return 0;
+}
+
+void options_free(struct options *o)
+{
+    free(o->api);
+    free(o->cache_size);
+    free(o->dir_cache);
+    free(o->readahead);
+    free(o->log_level);
+}
+
+static char *read_api_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    return n ? strdup(buf) : NULL;
+}
+
+char *discover_api(const char *explicit_api, const char **source)
+{
+    if (explicit_api) {
+        *source = "--api";
+        return strdup(explicit_api);
+    }
+    char path[4096];
+    const char *ipfs_path = getenv("IPFS_PATH");
+    const char *home = getenv("HOME");
+    if (ipfs_path && *ipfs_path)
+        snprintf(path, sizeof path, "%s/api", ipfs_path);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.ipfs/api", home);
+    else
+        path[0] = '\0';
+    if (path[0]) {
+        char *ma = read_api_file(path);
+        if (ma) {
+            *source = ipfs_path && *ipfs_path ? "$IPFS_PATH/api" : "~/.ipfs/api";
+            return ma;
+        }
+    }
+    *source = "the default address";
+    return strdup("/ip4/127.0.0.1/tcp/5001");
+}

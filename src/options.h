@@ -1,0 +1,35 @@
+/* options.h - command line and -o options: one table feeds parsing, --help and the man page
+ * check. */
+#ifndef IPFSFS_OPTIONS_H
+#define IPFSFS_OPTIONS_H
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct options {
+    char *api;        /* multiaddr, or NULL: discover */
+    unsigned timeout; /* seconds */
+    char *cache_size;
+    char *dir_cache;
+    char *readahead;
+    char *log_level;
+    int stats;        /* --stats: print a running mount's statistics */
+    /* parsed values */
+    size_t cache_bytes, dircache_bytes, readahead_bytes;
+};
+
+/* Parse our options out of args (the rest stays for libfuse). Returns 0 or -1 after printing a
+ * message to stderr. */
+int options_parse(struct fuse_args *args, struct options *o);
+void options_free(struct options *o);
+void options_print_help(const char *progname);
+
+/* "256M", "64MiB", "1G", "4096" -> bytes. Returns 0 or -EINVAL. */
+int parse_size(const char *s, size_t *out);
+
+/* API address discovery: explicit, then $IPFS_PATH/api (default ~/.ipfs/api), then Kubo's
+ * default. Returns a malloc'd multiaddr and writes where it came from into *source. */
+char *discover_api(const char *explicit_api, const char **source);
+
+#endif

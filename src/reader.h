@@ -1,0 +1,69 @@
+/* reader.h - reads of immutable files through the shared chunk cache, with readahead.
+ *
+ * A read is served from the chunks that cover it (see chunkcache.h): cached chunks are copied,
+ * chunks in flight are waited for, missing ones are fetched by the calling thread itself, the
+ * contiguous missing run in one node_read.
+ *
+ * Readahead, per open handle: the first read only sets the position. A read that starts within
+ * one chunk of where the previous sequential read ended (so the small reordering of the kernel's
+ * async readahead still counts) is a sequential hit: the window becomes one chunk (or the read's
+ * size, if larger), then doubles on each hit, up to readahead_max. Chunks in [end of the reads,
+ * end + window) that are neither cached nor in flight are fetched in the background by a pool
+ * of workers, as jobs of up to span_bytes of contiguous chunks (one ranged node_read each, run in
+ * parallel). A read elsewhere prefetches nothing; a read that continues from it starts a new
+ * stream (window from one chunk again); two random reads in a row drop the window. So random
+ * reads never prefetch, and one stray read does not cost a long stream its window.
+ *
+ * Prefetch is advisory: when the job queue is full the rest of the window is left for later
+ * reads; a prefetch that fails or is cancelled leaves nothing behind, and a read waiting on it
+ * fetches the chunk itself. A read never asks for bytes past EOF; a read at or after EOF is 0.
+ *
+ * Threads: reader_read may be called concurrently, also on one handle. It blocks for the fetches
+ * it needs (each bounded by the node's timeout). Locks: each handle has a lock for its detector,
+ * the job queue has one, the cache has one; none is held across a network call.
+ */
+#ifndef IPFSFS_READER_H
+#define IPFSFS_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cid.h"
+#include "node.h"
+
+struct reader_config {
+    size_t cache_bytes;   /* chunk cache budget; 0: 256 MiB */
+    size_t chunk_size;    /* 0: 256 KiB */
+    size_t readahead_max; /* largest window per handle; 0 disables readahead. Capped at a
+                           * quarter of the cache so prefetched chunks live until they are read */
+    unsigned workers;     /* prefetch threads; 0: 8 */
+    size_t span_bytes;    /* largest prefetch request; 0: 1 MiB (at least one chunk) */
+    unsigned queue_max;   /* prefetch jobs waiting at most; 0: 4 per worker */
+};
+
+struct reader;
+struct reader_handle;
+
+/* node is borrowed: it must outlive the reader. Returns 0 or -errno (-EINVAL if the cache
+ * cannot hold one chunk, -ENOMEM, -EAGAIN if threads cannot be started). */
+int reader_new(struct node *node, const struct reader_config *cfg, struct reader **out);
+/* Stops the workers: fetches in progress finish (bounded by the node's timeout), queued ones
+ * are cancelled; then frees the cache. Every handle must be closed and no read running.
+ * NULL is a no-op. */
+void reader_free(struct reader *r);
+
+/* A handle per open file (filesize from the node's stat). NULL on -ENOMEM. */
+struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_t filesize);
+/* NULL is a no-op. Background fetches the handle started continue (they only fill the cache). */
+void reader_close(struct reader_handle *h);
+
+/* Read up to size bytes at off into buf. Returns the bytes read (short only at EOF, 0 at or
+ * after EOF) or -errno of the fetch that failed (-ETIMEDOUT, -EIO, -ENOMEM...). */
+ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *buf);
+
+/* Statistics text, "name value\n" lines (cache_hits, cache_misses, cache_waits, ...).
+ * Returns its length like snprintf (it may be truncated to len - 1 bytes). */
+int reader_stats(struct reader *r, char *buf, size_t len);
+
+#endif

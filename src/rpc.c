@@ -1,0 +1,559 @@
+/* rpc.c - see rpc.h. */
+#include "config.h"
+
+#include "rpc.h"
+
+#include "log.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define RPC_DEFAULT_MAX_BODY (16u << 20)
+#define RPC_USER_AGENT "ipfsfs/" PACKAGE_VERSION
+/* Curl's own limit is the node's deadline plus this much, so the node normally answers first
+ * with its own message ("context deadline exceeded") and we only cut connections that hang. */
+#define RPC_GRACE_MS 2000u
+
+struct rpc {
+    char *base_url;
+    char *unix_path;
+    long ipresolve;
+    unsigned timeout_ms;
+    char *auth_header; /* "Authorization: ..." or NULL; never logged */
+    char *cacert;
+
+    /* pool_lock protects pool[] and npool: idle easy handles ready for reuse, each with its
+     * live keep-alive connection. A handle is used by one thread at a time (taken out). */
+    pthread_mutex_t pool_lock;
+    CURL **pool;
+    size_t npool, pool_cap;
+
+    _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out;
+    _Atomic int64_t n_in_flight;
+};
+
+/* Per-transfer state, on the caller's stack. */
+struct xfer {
+    rpc_sink_fn sink;
+    void *ud;
+    int sink_err;
+    bool ok_status;      /* status 200: body goes to the sink; else it is collected as error */
+    long status;
+    char errbody[4096];  /* first bytes of an error body */
+    size_t errlen;
+    bool is_json;
+    char stream_error[1024];
+    bool has_stream_error;
+    bool status_known;
+    CURL *h;
+    const struct rpc_upload *upload;
+    int upload_err;
+    struct rpc *r;
+};
+
+int rpc_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void rpc_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *base64_encode(const char *in, size_t n)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
+        out[o++] = b64chars[(v >> 18) & 63];
+        out[o++] = b64chars[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64chars[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Kubo's API.Authorizations secret forms: "bearer:TOK", bare "TOK", "basic:user:pass",
+ * "basic:<base64>". */
+static char *make_auth_header(const char *secret)
+{
+    char *hdr = NULL;
+    if (strncasecmp(secret, "basic:", 6) == 0) {
+        const char *v = secret + 6;
+        if (strchr(v, ':')) {
+            char *b64 = base64_encode(v, strlen(v));
+            if (!b64)
+                return NULL;
+            if (asprintf(&hdr, "Authorization: Basic %s", b64) < 0)
+                hdr = NULL;
+            free(b64);
+        } else if (asprintf(&hdr, "Authorization: Basic %s", v) < 0) {
+            hdr = NULL;
+        }
+    } else {
+        const char *v = strncasecmp(secret, "bearer:", 7) == 0 ? secret + 7 : secret;
+        if (asprintf(&hdr, "Authorization: Bearer %s", v) < 0)
+            hdr = NULL;
+    }
+    return hdr;
+}
+
+int rpc_new(const struct rpc_config *cfg, struct rpc **out)
+{
+    struct rpc *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->base_url = strdup(cfg->endpoint->base_url);
+    r->unix_path = cfg->endpoint->unix_path ? strdup(cfg->endpoint->unix_path) : NULL;
+    r->ipresolve = cfg->endpoint->ip_family == 4   ? CURL_IPRESOLVE_V4
+                   : cfg->endpoint->ip_family == 6 ? CURL_IPRESOLVE_V6
+                                                   : CURL_IPRESOLVE_WHATEVER;
+    r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
+    r->auth_header = cfg->auth ? make_auth_header(cfg->auth) : NULL;
+    r->cacert = cfg->cacert ? strdup(cfg->cacert) : NULL;
+    r->pool_cap = cfg->pool_size ? cfg->pool_size : 16;
+    r->pool = calloc(r->pool_cap, sizeof *r->pool);
+    if (!r->base_url || (cfg->endpoint->unix_path && !r->unix_path) || (cfg->auth && !r->auth_header) ||
+        (cfg->cacert && !r->cacert) || !r->pool) {
+        rpc_free(r);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&r->pool_lock, NULL);
+    *out = r;
+    return 0;
+}
+
+void rpc_free(struct rpc *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->npool; i++)
+        curl_easy_cleanup(r->pool[i]);
+    free(r->pool);
+    if (r->auth_header) {
+        /* The secret should not linger in freed memory. */
+        explicit_bzero(r->auth_header, strlen(r->auth_header));
+        free(r->auth_header);
+    }
+    free(r->base_url);
+    free(r->unix_path);
+    free(r->cacert);
+    if (r->pool)
+        pthread_mutex_destroy(&r->pool_lock);
+    free(r);
+}
+
+static CURL *handle_get(struct rpc *r)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&r->pool_lock);
+    if (r->npool > 0)
+        h = r->pool[--r->npool];
+    pthread_mutex_unlock(&r->pool_lock);
+    if (!h)
+        h = curl_easy_init();
+    return h;
+}
+
+static void handle_put(struct rpc *r, CURL *h, bool reusable)
+{
+    if (reusable) {
+        pthread_mutex_lock(&r->pool_lock);
+        if (r->npool < r->pool_cap) {
+            r->pool[r->npool++] = h;
+            h = NULL;
+        }
+        pthread_mutex_unlock(&r->pool_lock);
+    }
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nmemb;
+    atomic_fetch_add(&x->r->n_bytes_in, n);
+    if (!x->status_known) {
+        /* Headers are complete once the body starts: only a 200 body is content. */
+        curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
+        x->ok_status = x->status == 200;
+        x->status_known = true;
+    }
+    if (x->ok_status) {
+        int rc = x->sink(x->ud, ptr, n);
+        if (rc < 0) {
+            x->sink_err = rc;
+            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
+    size_t room = sizeof x->errbody - 1 - x->errlen;
+    size_t take = n < room ? n : room;
+    memcpy(x->errbody + x->errlen, ptr, take);
+    x->errlen += take;
+    x->errbody[x->errlen] = '\0';
+    return n;
+}
+
+static void trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    size_t i = 0;
+    while (s[i] && isspace((unsigned char)s[i]))
+        i++;
+    if (i)
+        memmove(s, s + i, n - i + 1);
+}
+
+/* Headers, and (after the body) the chunked trailers, where a late stream error arrives. */
+static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nitems;
+    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        /* A new status line (e.g. after 100 Continue): reset per-response state. */
+        x->is_json = false;
+        return n;
+    }
+    const char *colon = memchr(buf, ':', n);
+    if (!colon)
+        return n;
+    size_t klen = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    size_t vlen = n - klen - 1;
+    if (klen == 12 && strncasecmp(buf, "Content-Type", 12) == 0) {
+        char ct[128];
+        size_t c = vlen < sizeof ct - 1 ? vlen : sizeof ct - 1;
+        memcpy(ct, v, c);
+        ct[c] = '\0';
+        trim(ct);
+        x->is_json = strncasecmp(ct, "application/json", 16) == 0;
+    } else if (klen == 14 && strncasecmp(buf, "X-Stream-Error", 14) == 0) {
+        size_t c = vlen < sizeof x->stream_error - 1 ? vlen : sizeof x->stream_error - 1;
+        memcpy(x->stream_error, v, c);
+        x->stream_error[c] = '\0';
+        trim(x->stream_error);
+        if (x->stream_error[0])
+            x->has_stream_error = true;
+    }
+    return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct xfer *x = ud;
+    ssize_t n = x->upload->source(x->upload->ud, buf, size * nitems);
+    if (n < 0) {
+        x->upload_err = (int)n;
+        return CURL_READFUNC_ABORT;
+    }
+    atomic_fetch_add(&x->r->n_bytes_out, (uint64_t)n);
+    return (size_t)n;
+}
+
+static int build_url(struct rpc *r, CURL *h, const char *cmd, const struct rpc_arg *args,
+                     size_t nargs, unsigned node_timeout_ms, char **out)
+{
+    size_t cap = strlen(r->base_url) + strlen(cmd) + 64;
+    char **esc = calloc(nargs ? nargs : 1, sizeof *esc);
+    if (!esc)
+        return -ENOMEM;
+    int rc = -ENOMEM;
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].value) {
+            esc[i] = curl_easy_escape(h, args[i].value, (int)strlen(args[i].value));
+            if (!esc[i])
+                goto out;
+        }
+        cap += strlen(args[i].key) + (esc[i] ? strlen(esc[i]) : 4) + 2;
+    }
+    char *url = malloc(cap);
+    if (!url)
+        goto out;
+    size_t o = (size_t)snprintf(url, cap, "%s/api/v0/%s", r->base_url, cmd);
+    char sep = '?';
+    for (size_t i = 0; i < nargs; i++) {
+        o += (size_t)snprintf(url + o, cap - o, "%c%s=%s", sep, args[i].key,
+                              esc[i] ? esc[i] : "true");
+        sep = '&';
+    }
+    if (node_timeout_ms)
+        snprintf(url + o, cap - o, "%ctimeout=%ums", sep, node_timeout_ms);
+    *out = url;
+    rc = 0;
+out:
+    for (size_t i = 0; i < nargs; i++)
+        curl_free(esc[i]);
+    free(esc);
+    return rc;
+}
+
+int rpc_classify_error(const char *msg)
+{
+    static const struct {
+        const char *needle;
+        int err;
+    } table[] = {
+        {"context deadline exceeded", -ETIMEDOUT},
+        {"request timed out", -ETIMEDOUT},
+        {"timed out", -ETIMEDOUT},
+        {"no link named", -ENOENT},
+        {"file does not exist", -ENOENT},
+        {"does not exist", -ENOENT},
+        {"not found", -ENOENT},
+        {"no such file", -ENOENT},
+        {"is a directory", -EISDIR},
+        {"not a directory", -ENOTDIR},
+        {"already has entry by that name", -EEXIST},
+        {"file already exists", -EEXIST},
+        {"directory not empty", -ENOTEMPTY},
+        {"no space left", -ENOSPC},
+        {"invalid path", -EINVAL},
+        {"invalid cid", -EINVAL},
+    };
+    if (!msg)
+        return -EIO;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcasestr(msg, table[i].needle))
+            return table[i].err;
+    return -EIO;
+}
+
+void rpc_error_message(const char *body, size_t len, bool is_json, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (is_json || (len > 0 && body[0] == '{')) {
+        json_error_t jerr;
+        json_t *j = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, &jerr);
+        if (j) {
+            const char *m = json_string_value(json_object_get(j, "Message"));
+            if (!m)
+                m = json_string_value(json_object_get(j, "message"));
+            if (!m)
+                m = json_string_value(json_object_get(j, "error"));
+            if (m)
+                snprintf(out, outlen, "%s", m);
+            json_decref(j);
+            if (m)
+                return;
+        }
+    }
+    size_t n = len < outlen - 1 ? len : outlen - 1;
+    /* Keep it printable: the body may be anything. */
+    for (size_t i = 0; i < n; i++)
+        out[i] = isprint((unsigned char)body[i]) ? body[i] : ' ';
+    out[n] = '\0';
+    trim(out);
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                        const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+}
+
+int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
+             const struct rpc_call_opts *opts, rpc_sink_fn sink, void *ud, char *err,
+             size_t errlen)
+{
+    static const struct rpc_call_opts defaults;
+    if (!opts)
+        opts = &defaults;
+    if (err && errlen)
+        err[0] = '\0';
+    unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
+    CURL *h = handle_get(r);
+    if (!h)
+        return -ENOMEM;
+    char *url = NULL;
+    struct curl_slist *hdrs = NULL;
+    struct xfer x = {.sink = sink, .ud = ud, .r = r, .upload = opts->upload, .h = h};
+    int rc = build_url(r, h, cmd, args, nargs, opts->no_node_timeout ? 0 : timeout, &url);
+    if (rc < 0) {
+        handle_put(r, h, false);
+        return rc;
+    }
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, RPC_USER_AGENT);
+    curl_easy_setopt(h, CURLOPT_IPRESOLVE, r->ipresolve);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
+    if (opts->stall_ms) {
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((opts->stall_ms + 999) / 1000));
+    } else {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + RPC_GRACE_MS));
+    }
+    if (r->unix_path)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, r->unix_path);
+    if (r->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, r->cacert);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    /* No "Expect: 100-continue" round trip on uploads. */
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (r->auth_header)
+        hdrs = curl_slist_append(hdrs, r->auth_header);
+    if (opts->upload) {
+        char ct[256];
+        snprintf(ct, sizeof ct, "Content-Type: %s", opts->upload->content_type);
+        hdrs = curl_slist_append(hdrs, ct);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &x);
+        if (opts->upload->length >= 0)
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->upload->length);
+        else
+            hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+    } else {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+    }
+    if (!hdrs) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+
+    atomic_fetch_add(&r->n_requests, 1);
+    atomic_fetch_add(&r->n_in_flight, 1);
+    CURLcode cc = curl_easy_perform(h);
+    atomic_fetch_sub(&r->n_in_flight, 1);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x.status);
+
+    if (cc != CURLE_OK && x.sink_err < 0) {
+        rc = x.sink_err;
+        set_err(err, errlen, "aborted by reader");
+        goto out;
+    }
+    if (cc != CURLE_OK && x.upload_err < 0) {
+        rc = x.upload_err;
+        set_err(err, errlen, "upload source failed");
+        goto out;
+    }
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        rc = -ETIMEDOUT;
+        set_err(err, errlen, "no answer from the node within the timeout (%s)",
+                curl_easy_strerror(cc));
+        goto out;
+    }
+    if (cc != CURLE_OK && x.status == 0) {
+        rc = -EIO;
+        set_err(err, errlen, "cannot reach the node: %s", curl_easy_strerror(cc));
+        goto out;
+    }
+    if (x.status != 200) {
+        char msg[1024];
+        rpc_error_message(x.errbody, x.errlen, x.is_json, msg, sizeof msg);
+        rc = rpc_classify_error(msg);
+        if (x.status == 401 || x.status == 403)
+            rc = -EACCES;
+        else if (x.status == 404 && !x.is_json && rc == -ENOENT)
+            rc = -EOPNOTSUPP; /* "404 page not found": unknown command */
+        set_err(err, errlen, "node answered HTTP %ld: %s", x.status,
+                msg[0] ? msg : "(no message)");
+        goto out;
+    }
+    if (cc != CURLE_OK) {
+        rc = -EIO;
+        set_err(err, errlen, "transfer failed: %s", curl_easy_strerror(cc));
+        goto out;
+    }
+    if (x.has_stream_error) {
+        char msg[1024];
+        rpc_error_message(x.stream_error, strlen(x.stream_error), x.stream_error[0] == '{', msg,
+                          sizeof msg);
+        rc = rpc_classify_error(msg);
+        set_err(err, errlen, "node reported an error after starting the answer: %s", msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc < 0)
+        atomic_fetch_add(&r->n_errors, 1);
+    curl_slist_free_all(hdrs);
+    free(url);
+    /* A handle whose transfer was cut may hold a half-read connection; curl closes those
+     * itself, so the handle stays reusable. */
+    handle_put(r, h, true);
+    return rc;
+}
+
+static int buf_sink(void *ud, const char *data, size_t len)
+{
+    struct rpc_buf *b = ud;
+    size_t max = b->max ? b->max : RPC_DEFAULT_MAX_BODY;
+    if (b->len + len > max)
+        return -EMSGSIZE;
+    char *p = realloc(b->data, b->len + len + 1);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p + b->len, data, len);
+    b->data = p;
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int rpc_call_buf(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
+                 const struct rpc_call_opts *opts, struct rpc_buf *buf, char *err, size_t errlen)
+{
+    buf->data = NULL;
+    buf->len = 0;
+    int rc = rpc_call(r, cmd, args, nargs, opts, buf_sink, buf, err, errlen);
+    if (rc == 0 && !buf->data) {
+        buf->data = strdup("");
+        if (!buf->data)
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(buf->data);
+        buf->data = NULL;
+        buf->len = 0;
+    }
+    return rc;
+}
+
+void rpc_get_stats(struct rpc *r, struct rpc_stats *out)
+{
+    out->requests = atomic_load(&r->n_requests);
+    out->errors = atomic_load(&r->n_errors);
+    out->bytes_in = atomic_load(&r->n_bytes_in);
+    out->bytes_out = atomic_load(&r->n_bytes_out);
+    out->in_flight = atomic_load(&r->n_in_flight);
+}

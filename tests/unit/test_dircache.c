@@ -1,0 +1,208 @@
+/* test_dircache.c - directory listings: sorting, name index, duplicates, single-flight fetch,
+ * budget and eviction, errors (with a stub node that counts its calls). */
+#include "config.h"
+
+#include "dircache.h"
+#include "inode.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+static struct cid test_cid(unsigned i)
+{
+    struct cid c;
+    char s[64];
+    /* Distinct CIDs: identity multihashes of small numbers are valid v1 CIDs. */
+    memset(&c, 0, sizeof c);
+    c.version = 1;
+    c.codec = CID_CODEC_DAG_PB;
+    c.mh_code = 0;
+    int n = snprintf(s, sizeof s, "%u", i);
+    c.mh[0] = 0;
+    c.mh[1] = (uint8_t)n;
+    memcpy(c.mh + 2, s, (size_t)n);
+    c.mh_len = 2 + (size_t)n;
+    return c;
+}
+
+struct stub {
+    struct node base;
+    atomic_int calls;
+    unsigned entries; /* entries per listing */
+    int fail;         /* -errno to fail with */
+    useconds_t delay;
+};
+
+static int stub_list(struct node *n, const struct cid *c, node_entry_fn fn, void *ud)
+{
+    struct stub *s = (struct stub *)n;
+    (void)c;
+    atomic_fetch_add(&s->calls, 1);
+    if (s->delay)
+        usleep(s->delay);
+    if (s->fail)
+        return s->fail;
+    for (unsigned i = s->entries; i-- > 0;) { /* reverse order: the cache sorts */
+        char name[32];
+        struct node_entry e = {.name = name, .kind = NODE_FILE, .size = i};
+        e.name_len = (size_t)snprintf(name, sizeof name, "file-%05u", i);
+        e.cid = test_cid(i);
+        int rc = fn(ud, &e);
+        if (rc < 0)
+            return rc;
+        if (i == 3) { /* a hostile directory repeats a name */
+            rc = fn(ud, &e);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static const struct node_ops stub_ops = {.list = stub_list};
+
+static void test_basic(void)
+{
+    struct stub s = {.base = {.ops = &stub_ops, .description = "stub"}, .entries = 1000};
+    struct dircache *dc;
+    CHECK_EQ_INT(dircache_new(&s.base, 1 << 20, &dc), 0);
+    struct cid d = test_cid(424242);
+    const struct dirlist *l;
+    CHECK_EQ_INT(dircache_get(dc, &d, &l), 0);
+    CHECK_EQ_INT(l->n, 1000); /* the duplicate is dropped */
+    CHECK_EQ_STR(l->entries[0].name, "file-00000");
+    CHECK_EQ_STR(l->entries[999].name, "file-00999");
+    for (size_t i = 1; i < l->n; i++)
+        CHECK(strcmp(l->entries[i - 1].name, l->entries[i].name) < 0);
+    const struct dirent_rec *e = dirlist_find(l, "file-00500", 10);
+    CHECK(e != NULL && e->size == 500);
+    CHECK(dirlist_find(l, "file-0050", 9) == NULL);
+    CHECK(dirlist_find(l, "nope", 4) == NULL);
+    dircache_put(dc, l);
+    /* Second time: from the cache. */
+    CHECK_EQ_INT(dircache_get(dc, &d, &l), 0);
+    CHECK_EQ_INT(atomic_load(&s.calls), 1);
+    dircache_put(dc, l);
+    dircache_free(dc);
+}
+
+struct thr {
+    struct dircache *dc;
+    struct cid c;
+    int rc;
+    size_t n;
+};
+
+static void *getter(void *arg)
+{
+    struct thr *t = arg;
+    const struct dirlist *l;
+    t->rc = dircache_get(t->dc, &t->c, &l);
+    if (t->rc == 0) {
+        t->n = l->n;
+        dircache_put(t->dc, l);
+    }
+    return NULL;
+}
+
+static void test_single_flight(void)
+{
+    struct stub s = {.base = {.ops = &stub_ops}, .entries = 10, .delay = 100000};
+    struct dircache *dc;
+    CHECK_EQ_INT(dircache_new(&s.base, 1 << 20, &dc), 0);
+    pthread_t th[16];
+    struct thr t[16];
+    for (int i = 0; i < 16; i++) {
+        t[i] = (struct thr){.dc = dc, .c = test_cid(7)};
+        pthread_create(&th[i], NULL, getter, &t[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(t[i].rc, 0);
+        CHECK_EQ_INT(t[i].n, 10);
+    }
+    CHECK_EQ_INT(atomic_load(&s.calls), 1);
+
+    /* A failing fetch: every waiter gets the error, and nothing is cached. */
+    s.fail = -ETIMEDOUT;
+    for (int i = 0; i < 8; i++) {
+        t[i] = (struct thr){.dc = dc, .c = test_cid(8)};
+        pthread_create(&th[i], NULL, getter, &t[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(t[i].rc, -ETIMEDOUT);
+    }
+    int before = atomic_load(&s.calls);
+    CHECK(before >= 2 && before <= 9);
+    s.fail = 0;
+    const struct dirlist *l;
+    CHECK_EQ_INT(dircache_get(dc, &t[0].c, &l), 0); /* retried, now works */
+    dircache_put(dc, l);
+    dircache_free(dc);
+}
+
+static void test_budget(void)
+{
+    struct stub s = {.base = {.ops = &stub_ops}, .entries = 100};
+    struct dircache *dc;
+    /* Room for a few listings only. */
+    CHECK_EQ_INT(dircache_new(&s.base, 64 << 10, &dc), 0);
+    const struct dirlist *held;
+    struct cid c0 = test_cid(0);
+    CHECK_EQ_INT(dircache_get(dc, &c0, &held), 0);
+    for (unsigned i = 1; i < 200; i++) {
+        struct cid c = test_cid(i);
+        const struct dirlist *l;
+        CHECK_EQ_INT(dircache_get(dc, &c, &l), 0);
+        dircache_put(dc, l);
+    }
+    char stats[1024];
+    dircache_stats(dc, stats, sizeof stats);
+    size_t bytes = 0;
+    const char *p = strstr(stats, "dircache_bytes ");
+    CHECK(p != NULL);
+    if (p)
+        bytes = strtoull(p + 15, NULL, 10);
+    CHECK(bytes <= (64 << 10) + held->bytes);
+    CHECK(strstr(stats, "dircache_evictions 0\n") == NULL);
+    /* The listing we hold survived eviction pressure and is intact. */
+    CHECK_EQ_INT(held->n, 100);
+    CHECK(dirlist_find(held, "file-00042", 10) != NULL);
+    dircache_put(dc, held);
+    dircache_free(dc);
+}
+
+static void test_inode_keys(void)
+{
+    struct cid a = test_cid(1), b = test_cid(2);
+    CHECK(inode_key_root(&a) == inode_key_root(&a));
+    CHECK(inode_key_root(&a) != inode_key_root(&b));
+    CHECK(inode_key_child(&a, "x", 1) != inode_key_child(&a, "y", 1));
+    CHECK(inode_key_child(&a, "x", 1) != inode_key_child(&b, "x", 1));
+    CHECK(inode_key_child(&a, "x", 1) > 1);
+    struct inode_table *t;
+    CHECK_EQ_INT(inode_table_new(&t), 0);
+    struct node_stat st = {.kind = NODE_FILE, .size = 5};
+    uint64_t k = inode_key_root(&a);
+    struct inode *i1 = inode_insert_ref(t, k, &a, &st);
+    struct inode *i2 = inode_find_ref(t, k, &a);
+    CHECK(i1 == i2);
+    CHECK(inode_find_ref(t, k, &b) == NULL); /* same key, other CID: not the same object */
+    CHECK_EQ_INT(inode_count(t), 1);
+    inode_forget(t, i1, 2);
+    CHECK_EQ_INT(inode_count(t), 0);
+    inode_table_free(t);
+}
+
+int main(void)
+{
+    test_basic();
+    test_single_flight();
+    test_budget();
+    test_inode_keys();
+    return unit_done("test_dircache");
+}

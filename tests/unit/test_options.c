@@ -1,0 +1,58 @@
+/* test_options.c - option values: sizes and API discovery. */
+#include "config.h"
+
+#include "options.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+
+int main(void)
+{
+    size_t v;
+    CHECK_EQ_INT(parse_size("4096", &v), 0);
+    CHECK_EQ_INT(v, 4096);
+    CHECK_EQ_INT(parse_size("64M", &v), 0);
+    CHECK_EQ_INT(v, 64u << 20);
+    CHECK_EQ_INT(parse_size("1G", &v), 0);
+    CHECK_EQ_INT(v, 1u << 30);
+    CHECK_EQ_INT(parse_size("8MiB", &v), 0);
+    CHECK_EQ_INT(v, 8u << 20);
+    CHECK_EQ_INT(parse_size("256k", &v), 0);
+    CHECK_EQ_INT(v, 256u << 10);
+    CHECK_EQ_INT(parse_size("", &v), -EINVAL);
+    CHECK_EQ_INT(parse_size("-1", &v), -EINVAL);
+    CHECK_EQ_INT(parse_size("12Q", &v), -EINVAL);
+    CHECK_EQ_INT(parse_size("12Mx", &v), -EINVAL);
+    CHECK_EQ_INT(parse_size("99999999999999999999", &v), -EINVAL);
+    CHECK_EQ_INT(parse_size("99999999999T", &v), -EINVAL);
+
+    /* Discovery order: explicit, $IPFS_PATH/api (trimmed), default. */
+    const char *src;
+    char *ma = discover_api("/ip4/1.2.3.4/tcp/1", &src);
+    CHECK_EQ_STR(ma, "/ip4/1.2.3.4/tcp/1");
+    CHECK_EQ_STR(src, "--api");
+    free(ma);
+    char dir[] = "/tmp/ipfsfs-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/api", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("/ip4/127.0.0.1/tcp/4242/http\n", f);
+        fclose(f);
+    }
+    setenv("IPFS_PATH", dir, 1);
+    ma = discover_api(NULL, &src);
+    CHECK_EQ_STR(ma, "/ip4/127.0.0.1/tcp/4242/http");
+    CHECK_EQ_STR(src, "$IPFS_PATH/api");
+    free(ma);
+    unlink(path);
+    ma = discover_api(NULL, &src);
+    CHECK_EQ_STR(ma, "/ip4/127.0.0.1/tcp/5001");
+    free(ma);
+    rmdir(dir);
+    return unit_done("test_options");
+}
