@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +33,28 @@ struct fs {
     struct dircache *dc;
     struct reader *reader;
     struct resolver res;
+    /* wlock protects every inode's nwriters (open write handles). */
+    pthread_mutex_t wlock;
     uid_t uid;
     gid_t gid;
     time_t started;
 };
+
+/* An open file: a reader for immutable content, a spool for a name opened for writing. */
+struct fhandle {
+    struct inode *ino;
+    struct reader_handle *rh;
+    struct whandle *wh;
+};
+
+/* An open directory: a listing from the cache (CID) or one of our own (names). */
+struct dhandle {
+    const struct dirlist *l;
+    struct dirlist *owned;
+};
+
+#define TMP_PREFIX ".ipfsfs-tmp-"
+
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -42,9 +62,38 @@ static struct fs *fs_of(fuse_req_t req)
 }
 
 /* FUSE node ids are inode pointers; 1 is the root. */
-static struct inode *ino_of(fuse_ino_t id)
+static struct inode *ino_of_fs(struct fs *fs, fuse_ino_t id)
 {
-    return (struct inode *)(uintptr_t)id;
+    return id == FUSE_ROOT_ID ? inode_root(fs->inodes) : (struct inode *)(uintptr_t)id;
+}
+#define ino_of(id) ino_of_fs(fs, (id))
+
+static fuse_ino_t id_of(struct fs *fs, struct inode *ino)
+{
+    return ino == inode_root(fs->inodes) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)ino;
+}
+
+static int mfs_path(struct fs *fs, const struct inode *ino, char *buf, size_t len)
+{
+    return inode_mfs_path(fs->inodes, ino, fs->cfg.mfs_root, buf, len);
+}
+
+static int mfs_child_path(struct fs *fs, const struct inode *dir, const char *name, char *buf,
+                          size_t len)
+{
+    int rc = mfs_path(fs, dir, buf, len);
+    if (rc < 0)
+        return rc;
+    size_t o = strlen(buf);
+    int n = snprintf(buf + o, len - o, "%s%s", o > 0 && buf[o - 1] == '/' ? "" : "/", name);
+    return n < 0 || (size_t)n >= len - o ? -ENAMETOOLONG : 0;
+}
+
+/* A name at the root may not look like a CID: /ipfs/<cid> must always mean that CID. */
+static bool name_is_cid(const struct inode *dir, struct fs *fs, const char *name)
+{
+    struct cid c;
+    return dir == inode_root(fs->inodes) && cid_parse(name, strlen(name), &c) == 0;
 }
 
 int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
@@ -57,6 +106,7 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
     fs->uid = getuid();
     fs->gid = getgid();
     fs->started = time(NULL);
+    pthread_mutex_init(&fs->wlock, NULL);
     int rc = inode_table_new(&fs->inodes);
     if (rc == 0)
         rc = dircache_new(node, cfg->dircache_bytes, &fs->dc);
@@ -116,6 +166,36 @@ int fs_stats(struct fs *fs, char *buf, size_t len)
 
 static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
 {
+    if (ino->mfs) {
+        struct mfs_attr a;
+        inode_mfs_get(fs->inodes, ino, &a);
+        memset(st, 0, sizeof *st);
+        st->st_ino = ino == inode_root(fs->inodes) ? FUSE_ROOT_ID : ino->key;
+        st->st_uid = fs->uid;
+        st->st_gid = fs->gid;
+        st->st_blksize = (blksize_t)fs->cfg.chunk_size;
+        switch (ino->kind) {
+        case NODE_DIR:
+            st->st_mode = S_IFDIR | (a.mode ? a.mode & 07777 : 0755);
+            st->st_nlink = 2;
+            break;
+        case NODE_SYMLINK:
+            st->st_mode = S_IFLNK | 0777;
+            st->st_nlink = 1;
+            st->st_size = (off_t)a.size;
+            break;
+        default:
+            st->st_mode = S_IFREG | (a.mode ? a.mode & 07777 : 0644);
+            st->st_nlink = 1;
+            st->st_size = (off_t)a.size;
+            break;
+        }
+        st->st_blocks = (blkcnt_t)((a.size + 511) / 512);
+        st->st_mtim.tv_sec = a.has_mtime ? a.mtime : fs->started;
+        st->st_atim = st->st_mtim;
+        st->st_ctim = st->st_mtim;
+        return;
+    }
     memset(st, 0, sizeof *st);
     st->st_ino = ino->key;
     st->st_uid = fs->uid;
@@ -148,19 +228,6 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
     st->st_ctim = st->st_mtim;
 }
 
-static void fill_root_attr(struct fs *fs, struct stat *st)
-{
-    memset(st, 0, sizeof *st);
-    st->st_ino = FUSE_ROOT_ID;
-    st->st_mode = S_IFDIR | 0555;
-    st->st_nlink = 2;
-    st->st_uid = fs->uid;
-    st->st_gid = fs->gid;
-    st->st_mtim.tv_sec = fs->started;
-    st->st_atim = st->st_mtim;
-    st->st_ctim = st->st_mtim;
-}
-
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
     (void)userdata;
@@ -187,7 +254,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *ino, double
 {
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = (fuse_ino_t)(uintptr_t)ino;
+    e.ino = id_of(fs, ino);
     e.generation = 1;
     fill_attr(fs, ino, &e.attr);
     e.attr_timeout = timeout;
@@ -196,22 +263,70 @@ static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *ino, double
         inode_forget(fs->inodes, ino, 1);
 }
 
+/* Stat a name in MFS and enter it in the inode table. */
+static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
+{
+    char path[PATH_MAX];
+    int rc = mfs_child_path(fs, dir, name, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    struct node_stat st;
+    struct mfs_attr a = {0};
+    rc = fs->node->ops->mfs_stat(fs->node, path, &st, &a.cid);
+    if (rc < 0)
+        return rc;
+    a.kind = st.kind;
+    a.size = st.size;
+    a.mode = st.mode;
+    a.mtime = st.mtime;
+    a.has_mtime = st.has_mtime;
+    struct inode *ino = inode_mfs_find_ref(fs->inodes, dir, name);
+    if (ino && ino->kind != a.kind) {
+        /* The name now holds another kind of object: a new inode for it. */
+        inode_mfs_detach(fs->inodes, dir, name);
+        inode_forget(fs->inodes, ino, 1);
+        ino = NULL;
+    }
+    if (ino)
+        inode_mfs_set(fs->inodes, ino, &a);
+    else
+        ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, st.target);
+    node_stat_clear(&st);
+    if (!ino)
+        return -ENOMEM;
+    *out = ino;
+    return 0;
+}
+
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *fs = fs_of(req);
+    struct inode *dir = ino_of(parent);
     struct inode *ino;
     int rc;
-    if (parent == FUSE_ROOT_ID) {
-        rc = resolve_root(&fs->res, name, &ino);
-        if (rc < 0) {
-            /* Never cache a miss at the root: content not found now may appear later. */
-            fuse_reply_err(req, -rc);
+    if (dir->mfs) {
+        if (name_is_cid(dir, fs, name)) {
+            /* A CID: never cache a miss at the root (content not found now may appear). */
+            rc = resolve_root(&fs->res, name, &ino);
+            if (rc < 0)
+                fuse_reply_err(req, -rc);
+            else
+                reply_entry(req, fs, ino, fs->cfg.immutable_timeout);
             return;
         }
-        reply_entry(req, fs, ino, fs->cfg.immutable_timeout);
+        if (!node_name_ok(name, strlen(name)) ||
+            strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        rc = mfs_lookup(fs, dir, name, &ino);
+        if (rc < 0)
+            fuse_reply_err(req, -rc);
+        else
+            reply_entry(req, fs, ino, fs->cfg.root_timeout);
         return;
     }
-    rc = resolve_child(&fs->res, ino_of(parent), name, &ino);
+    rc = resolve_child(&fs->res, dir, name, &ino);
     if (rc == -ENOENT) {
         /* Inside an immutable directory a missing name stays missing: cache the miss. */
         struct fuse_entry_param e;
@@ -229,8 +344,9 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_forget(fuse_req_t req, fuse_ino_t id, uint64_t nlookup)
 {
+    struct fs *fs = fs_of(req);
     if (id != FUSE_ROOT_ID)
-        inode_forget(fs_of(req)->inodes, ino_of(id), nlookup);
+        inode_forget(fs->inodes, ino_of(id), nlookup);
     fuse_reply_none(req);
 }
 
@@ -243,61 +359,166 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
+/* Refresh a name's attributes from MFS (another tool may have changed it). */
+static int mfs_refresh(struct fs *fs, struct inode *ino)
+{
+    pthread_mutex_lock(&fs->wlock);
+    int writers = ino->nwriters;
+    pthread_mutex_unlock(&fs->wlock);
+    if (ino == inode_root(fs->inodes) || writers > 0)
+        return 0; /* our own open writers know the size better than the node */
+    char path[PATH_MAX];
+    int rc = mfs_path(fs, ino, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    struct node_stat st;
+    struct mfs_attr a = {0};
+    rc = fs->node->ops->mfs_stat(fs->node, path, &st, &a.cid);
+    if (rc < 0)
+        return rc;
+    a.kind = st.kind;
+    a.size = st.size;
+    a.mode = st.mode;
+    a.mtime = st.mtime;
+    a.has_mtime = st.has_mtime;
+    node_stat_clear(&st);
+    if (a.kind != ino->kind)
+        return -ENOENT; /* replaced by another kind: the kernel must look the name up again */
+    inode_mfs_set(fs->inodes, ino, &a);
+    return 0;
+}
+
 static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_of(req);
+    struct inode *ino = ino_of(id);
     struct stat st;
     (void)fi;
-    if (id == FUSE_ROOT_ID) {
-        fill_root_attr(fs, &st);
+    if (ino->mfs) {
+        int rc = mfs_refresh(fs, ino);
+        if (rc < 0) {
+            fuse_reply_err(req, -rc);
+            return;
+        }
+        fill_attr(fs, ino, &st);
         fuse_reply_attr(req, &st, fs->cfg.root_timeout);
         return;
     }
-    fill_attr(fs, ino_of(id), &st);
+    fill_attr(fs, ino, &st);
     fuse_reply_attr(req, &st, fs->cfg.immutable_timeout);
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t id)
 {
-    if (id == FUSE_ROOT_ID || ino_of(id)->kind != NODE_SYMLINK) {
+    struct fs *fs = fs_of(req);
+    if (ino_of(id)->kind != NODE_SYMLINK || !ino_of(id)->target) {
         fuse_reply_err(req, EINVAL);
         return;
     }
     fuse_reply_readlink(req, ino_of(id)->target);
 }
 
-/* An open directory holds a reference to its listing (NULL for the root, which lists nothing
- * yet: CIDs are found by lookup, never listed). */
+struct mfs_collect {
+    struct dirent_rec *v;
+    size_t n, cap;
+    bool root;
+};
+
+static int mfs_collect(void *ud, const struct node_entry *e)
+{
+    struct mfs_collect *c = ud;
+    struct cid dummy;
+    if (strncmp(e->name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
+        return 0; /* our own link-in-progress names */
+    if (c->root && cid_parse(e->name, e->name_len, &dummy) == 0)
+        return 0; /* shadowed by /ipfs/<cid>: unreachable, so not listed */
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 32;
+        struct dirent_rec *v = realloc(c->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        c->v = v;
+        c->cap = cap;
+    }
+    struct dirent_rec *r = &c->v[c->n];
+    r->name = strndup(e->name, e->name_len);
+    if (!r->name)
+        return -ENOMEM;
+    r->cid = e->cid;
+    r->kind = e->kind;
+    r->size = e->size;
+    r->mode = e->mode;
+    c->n++;
+    return 0;
+}
+
+static int mfs_listing(struct fs *fs, struct inode *dir, struct dirlist **out)
+{
+    char path[PATH_MAX];
+    int rc = mfs_path(fs, dir, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    struct mfs_collect c = {.root = dir == inode_root(fs->inodes)};
+    rc = fs->node->ops->mfs_list(fs->node, path, mfs_collect, &c);
+    if (rc == 0)
+        return dirlist_build(c.v, c.n, out);
+    for (size_t i = 0; i < c.n; i++)
+        free(c.v[i].name);
+    free(c.v);
+    return rc;
+}
+
+static void dhandle_free(struct fs *fs, struct dhandle *dh)
+{
+    if (dh->owned) {
+        dirlist_free(dh->owned);
+        free(dh->owned);
+    } else {
+        dircache_put(fs->dc, dh->l);
+    }
+    free(dh);
+}
+
 static void fs_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_of(req);
-    fi->fh = 0;
-    if (id != FUSE_ROOT_ID) {
-        struct inode *ino = ino_of(id);
-        if (ino->kind != NODE_DIR) {
-            fuse_reply_err(req, ENOTDIR);
-            return;
-        }
-        const struct dirlist *l;
-        int rc = dircache_get(fs->dc, &ino->cid, &l);
-        if (rc < 0) {
-            fuse_reply_err(req, -rc);
-            return;
-        }
-        fi->fh = (uint64_t)(uintptr_t)l;
+    struct inode *ino = ino_of(id);
+    if (ino->kind != NODE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    struct dhandle *dh = calloc(1, sizeof *dh);
+    if (!dh) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int rc;
+    if (ino->mfs) {
+        rc = mfs_listing(fs, ino, &dh->owned);
+        dh->l = dh->owned;
+    } else {
+        rc = dircache_get(fs->dc, &ino->cid, &dh->l);
         fi->keep_cache = 1;
         fi->cache_readdir = 1;
     }
-    if (fuse_reply_open(req, fi) == -ENOENT && fi->fh)
-        dircache_put(fs->dc, (const struct dirlist *)(uintptr_t)fi->fh);
+    if (rc < 0) {
+        free(dh);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)dh;
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        dhandle_free(fs, dh);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    const struct dirlist *l = (const struct dirlist *)(uintptr_t)fi->fh;
-    const struct inode *dir = id == FUSE_ROOT_ID ? NULL : ino_of(id);
-    size_t total = 2 + (l ? l->n : 0);
+    struct fs *fs = fs_of(req);
+    const struct dhandle *dh = (const struct dhandle *)(uintptr_t)fi->fh;
+    const struct dirlist *l = dh->l;
+    const struct inode *dir = ino_of(id);
+    size_t total = 2 + l->n;
     char *buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -310,12 +531,13 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         const char *name;
         if (i < 2) {
             name = i == 0 ? "." : "..";
-            st.st_ino = i == 0 && dir ? dir->key : FUSE_ROOT_ID;
+            st.st_ino = i == 0 && !dir->mfs ? dir->key : FUSE_ROOT_ID;
             st.st_mode = S_IFDIR;
         } else {
             const struct dirent_rec *e = &l->entries[i - 2];
             name = e->name;
-            st.st_ino = inode_key_child(&dir->cid, e->name, strlen(e->name));
+            st.st_ino = dir->mfs ? inode_key_mfs(dir, e->name)
+                                 : inode_key_child(&dir->cid, e->name, strlen(e->name));
             st.st_mode = e->kind == NODE_DIR       ? S_IFDIR
                          : e->kind == NODE_FILE    ? S_IFREG
                          : e->kind == NODE_SYMLINK ? S_IFLNK
@@ -333,50 +555,111 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
 static void fs_releasedir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     (void)id;
-    if (fi->fh)
-        dircache_put(fs_of(req)->dc, (const struct dirlist *)(uintptr_t)fi->fh);
+    dhandle_free(fs_of(req), (struct dhandle *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
+
+static void fhandle_free(struct fs *fs, struct fhandle *fh)
+{
+    if (fh->wh) {
+        writer_close(fh->wh);
+        pthread_mutex_lock(&fs->wlock);
+        fh->ino->nwriters--;
+        pthread_mutex_unlock(&fs->wlock);
+    }
+    reader_close(fh->rh);
+    free(fh);
+}
+
+static void add_writer(struct fs *fs, struct inode *ino)
+{
+    pthread_mutex_lock(&fs->wlock);
+    ino->nwriters++;
+    pthread_mutex_unlock(&fs->wlock);
+}
+
+static void set_size(struct fs *fs, struct inode *ino, uint64_t size)
+{
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, ino, &a);
+    if (a.size != size) {
+        a.size = size;
+        inode_mfs_set(fs->inodes, ino, &a);
+    }
+}
+
+static int mfs_refresh(struct fs *fs, struct inode *ino);
 
 static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_of(req);
-    if (id == FUSE_ROOT_ID) {
-        fuse_reply_err(req, EISDIR);
-        return;
-    }
     struct inode *ino = ino_of(id);
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-        fuse_reply_err(req, EROFS);
-        return;
-    }
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
     if (ino->kind == NODE_DIR) {
         fuse_reply_err(req, EISDIR);
         return;
     }
-    struct reader_handle *h = reader_open(fs->reader, &ino->cid, ino->size);
-    if (!h) {
+    if (writing && !ino->mfs) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    struct fhandle *fh = calloc(1, sizeof *fh);
+    if (!fh) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    fi->fh = (uint64_t)(uintptr_t)h;
-    /* Immutable content: pages stay valid across opens. */
-    fi->keep_cache = 1;
+    fh->ino = ino;
+    struct cid c = ino->cid;
+    uint64_t size = ino->size;
+    int rc = 0;
+    if (ino->mfs) {
+        struct mfs_attr a;
+        rc = mfs_refresh(fs, ino);
+        inode_mfs_get(fs->inodes, ino, &a);
+        c = a.cid;
+        size = a.size;
+    }
+    if (rc == 0 && writing) {
+        /* Read-write and append start from the current content; O_TRUNC from nothing. */
+        bool trunc = fi->flags & O_TRUNC;
+        rc = writer_open(fs->node, &fs->cfg.writer, trunc ? NULL : &c, trunc ? 0 : size,
+                         &fh->wh);
+        if (rc == 0) {
+            if (trunc && size > 0) {
+                fh->wh->dirty = true; /* the truncation itself must be stored */
+                set_size(fs, ino, 0);
+            }
+            add_writer(fs, ino);
+        }
+    } else if (rc == 0) {
+        fh->rh = reader_open(fs->reader, &c, size);
+        if (!fh->rh)
+            rc = -ENOMEM;
+        /* Immutable content keeps its pages across opens; a name's may have changed. */
+        fi->keep_cache = !ino->mfs;
+    }
+    if (rc < 0) {
+        free(fh);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)fh;
     if (fuse_reply_open(req, fi) == -ENOENT)
-        reader_close(h);
+        fhandle_free(fs, fh);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     (void)id;
-    struct reader_handle *h = (struct reader_handle *)(uintptr_t)fi->fh;
+    struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
     char *buf = malloc(size ? size : 1);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = reader_read(h, (uint64_t)off, size, buf);
+    ssize_t n = fh->wh ? writer_read(fh->wh, buf, size, (uint64_t)off)
+                       : reader_read(fh->rh, (uint64_t)off, size, buf);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -384,11 +667,384 @@ static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
     free(buf);
 }
 
-static void fs_release(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
+static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req);
+    struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
+    if (!fh->wh) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    ssize_t n = writer_write(fh->wh, buf, size, (uint64_t)off);
+    if (n < 0) {
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
+    pthread_mutex_lock(&fh->wh->lock);
+    uint64_t sz = fh->wh->size;
+    pthread_mutex_unlock(&fh->wh->lock);
+    set_size(fs, ino_of(id), sz);
+    fuse_reply_write(req, (size_t)n);
+}
+
+/* Store a write handle's changes: add, link, update the inode. */
+static int flush_handle(struct fs *fs, struct fhandle *fh)
+{
+    if (!fh->wh)
+        return 0;
+    char path[PATH_MAX];
+    int rc = mfs_path(fs, fh->ino, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    struct mfs_attr a;
+    uint64_t size;
+    bool changed;
+    inode_mfs_get(fs->inodes, fh->ino, &a);
+    rc = writer_flush(fh->wh, fs->node, &fs->cfg.writer, path, &a.cid, &size, &changed);
+    if (rc == 0 && changed) {
+        a.size = size;
+        inode_mfs_set(fs->inodes, fh->ino, &a);
+    }
+    return rc;
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     (void)id;
-    reader_close((struct reader_handle *)(uintptr_t)fi->fh);
+    int rc = flush_handle(fs_of(req), (struct fhandle *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, -rc);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t id, int datasync, struct fuse_file_info *fi)
+{
+    (void)id;
+    (void)datasync;
+    int rc = flush_handle(fs_of(req), (struct fhandle *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, -rc);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req);
+    (void)id;
+    struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
+    /* close(2) already flushed; a last try covers writes that came after it (mmap). */
+    if (fh->wh && fh->wh->dirty)
+        flush_handle(fs, fh);
+    fhandle_free(fs, fh);
     fuse_reply_err(req, 0);
+}
+
+/* Checks shared by the calls that create a name in dir. */
+static int check_new_name(struct fs *fs, const struct inode *dir, const char *name)
+{
+    if (!dir->mfs)
+        return -EROFS;
+    if (name_is_cid(dir, fs, name) || strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
+        return -EINVAL;
+    if (!node_name_ok(name, strlen(name)))
+        return -EINVAL;
+    return 0;
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req);
+    struct inode *dir = ino_of(parent);
+    char path[PATH_MAX];
+    struct fhandle *fh = NULL;
+    struct inode *ino = NULL;
+    struct mfs_attr a = {.kind = NODE_FILE};
+    uint64_t size;
+    bool changed;
+    int rc = check_new_name(fs, dir, name);
+    if (rc == 0)
+        rc = mfs_child_path(fs, dir, name, path, sizeof path);
+    if (rc < 0)
+        goto fail;
+    fh = calloc(1, sizeof *fh);
+    if (!fh) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    rc = writer_open(fs->node, &fs->cfg.writer, NULL, 0, &fh->wh);
+    if (rc < 0)
+        goto fail;
+    /* The name exists from now on (empty), as after creat(2) on any filesystem. */
+    fh->wh->dirty = true;
+    rc = writer_flush(fh->wh, fs->node, &fs->cfg.writer, path, &a.cid, &size, &changed);
+    if (rc < 0)
+        goto fail;
+    if ((mode & 07777) != 0644 && fs->node->ops->mfs_chmod(fs->node, path, mode & 07777) == 0)
+        a.mode = mode & 07777;
+    ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, NULL);
+    if (!ino) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    fh->ino = ino;
+    add_writer(fs, ino);
+    fi->fh = (uint64_t)(uintptr_t)fh;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = id_of(fs, ino);
+    e.generation = 1;
+    fill_attr(fs, ino, &e.attr);
+    e.attr_timeout = fs->cfg.root_timeout;
+    e.entry_timeout = fs->cfg.root_timeout;
+    if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+        fhandle_free(fs, fh);
+        inode_forget(fs->inodes, ino, 1);
+    }
+    return;
+fail:
+    if (fh) {
+        writer_close(fh->wh);
+        free(fh);
+    }
+    fuse_reply_err(req, -rc);
+}
+
+static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, const char *name)
+{
+    struct inode *ino;
+    int rc = mfs_lookup(fs, dir, name, &ino);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        reply_entry(req, fs, ino, fs->cfg.root_timeout);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct fs *fs = fs_of(req);
+    struct inode *dir = ino_of(parent);
+    char path[PATH_MAX];
+    int rc = check_new_name(fs, dir, name);
+    if (rc == 0)
+        rc = mfs_child_path(fs, dir, name, path, sizeof path);
+    if (rc == 0)
+        rc = fs->node->ops->mfs_mkdir(fs->node, path);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    if ((mode & 07777) != 0755)
+        fs->node->ops->mfs_chmod(fs->node, path, mode & 07777);
+    reply_new_entry(req, fs, dir, name);
+}
+
+static void fs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+    struct fs *fs = fs_of(req);
+    struct inode *dir = ino_of(parent);
+    char path[PATH_MAX];
+    struct cid c;
+    int rc = check_new_name(fs, dir, name);
+    if (rc == 0)
+        rc = mfs_child_path(fs, dir, name, path, sizeof path);
+    if (rc == 0)
+        rc = fs->node->ops->put_symlink(fs->node, target, &c);
+    if (rc == 0)
+        rc = fs->node->ops->mfs_link(fs->node, &c, path);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    reply_new_entry(req, fs, dir, name);
+}
+
+static int count_entry(void *ud, const struct node_entry *e)
+{
+    (void)e;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+/* -ENOTEMPTY unless the MFS directory at path is empty. */
+static int check_empty(struct fs *fs, const char *path)
+{
+    size_t n = 0;
+    int rc = fs->node->ops->mfs_list(fs->node, path, count_entry, &n);
+    return rc < 0 ? rc : n > 0 ? -ENOTEMPTY : 0;
+}
+
+static int remove_name(struct fs *fs, struct inode *dir, const char *name, bool is_dir)
+{
+    char path[PATH_MAX];
+    if (!dir->mfs)
+        return -EROFS;
+    int rc = mfs_child_path(fs, dir, name, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    struct node_stat st;
+    struct cid c;
+    rc = fs->node->ops->mfs_stat(fs->node, path, &st, &c);
+    if (rc < 0)
+        return rc;
+    node_stat_clear(&st);
+    if (is_dir && st.kind != NODE_DIR)
+        return -ENOTDIR;
+    if (!is_dir && st.kind == NODE_DIR)
+        return -EISDIR;
+    if (is_dir && (rc = check_empty(fs, path)) < 0)
+        return rc;
+    rc = fs->node->ops->mfs_rm(fs->node, path, is_dir);
+    if (rc == 0)
+        inode_mfs_detach(fs->inodes, dir, name);
+    return rc;
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, -remove_name(fs, ino_of(parent), name, false));
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, -remove_name(fs, ino_of(parent), name, true));
+}
+
+static int do_rename(struct fs *fs, struct inode *dir, const char *name, struct inode *ndir,
+                     const char *newname, unsigned int flags)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct node_stat sst, dstst;
+    struct cid c;
+    if (!dir->mfs || !ndir->mfs)
+        return dir->mfs || ndir->mfs ? -EXDEV : -EROFS;
+    if (flags & RENAME_EXCHANGE)
+        return -EINVAL;
+    int rc = check_new_name(fs, ndir, newname);
+    if (rc == 0)
+        rc = mfs_child_path(fs, dir, name, src, sizeof src);
+    if (rc == 0)
+        rc = mfs_child_path(fs, ndir, newname, dst, sizeof dst);
+    if (rc == 0)
+        rc = fs->node->ops->mfs_stat(fs->node, src, &sst, &c);
+    if (rc < 0)
+        return rc;
+    node_stat_clear(&sst);
+    if (strcmp(src, dst) == 0)
+        return 0;
+    rc = fs->node->ops->mfs_stat(fs->node, dst, &dstst, &c);
+    if (rc == 0) {
+        node_stat_clear(&dstst);
+        if (flags & RENAME_NOREPLACE)
+            return -EEXIST;
+        if (dstst.kind == NODE_DIR && sst.kind != NODE_DIR)
+            return -EISDIR;
+        if (dstst.kind != NODE_DIR && sst.kind == NODE_DIR)
+            return -ENOTDIR;
+        if (dstst.kind == NODE_DIR) {
+            if ((rc = check_empty(fs, dst)) < 0)
+                return rc;
+            if ((rc = fs->node->ops->mfs_rm(fs->node, dst, true)) < 0)
+                return rc;
+        }
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    rc = fs->node->ops->mfs_mv(fs->node, src, dst);
+    if (rc < 0)
+        return rc;
+    inode_mfs_detach(fs->inodes, ndir, newname);
+    struct inode *moved = inode_mfs_find_ref(fs->inodes, dir, name);
+    if (moved) {
+        inode_mfs_move(fs->inodes, moved, ndir, newname);
+        inode_forget(fs->inodes, moved, 1);
+    }
+    return 0;
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, -do_rename(fs, ino_of(parent), name, ino_of(newparent), newname, flags));
+}
+
+/* truncate(2) of a name without an open handle: rewrite it from a spool of its content. */
+static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uint64_t size)
+{
+    struct mfs_attr a;
+    struct whandle *wh;
+    inode_mfs_get(fs->inodes, ino, &a);
+    uint64_t keep = a.size < size ? a.size : size;
+    int rc = writer_open(fs->node, &fs->cfg.writer, &a.cid, keep, &wh);
+    if (rc < 0)
+        return rc;
+    uint64_t newsize;
+    bool changed;
+    rc = writer_truncate(wh, size);
+    if (rc == 0)
+        rc = writer_flush(wh, fs->node, &fs->cfg.writer, path, &a.cid, &newsize, &changed);
+    if (rc == 0) {
+        a.size = newsize;
+        inode_mfs_set(fs->inodes, ino, &a);
+    }
+    writer_close(wh);
+    return rc;
+}
+
+static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int to_set,
+                      struct fuse_file_info *fi)
+{
+    char path[PATH_MAX];
+    bool root = ino == inode_root(fs->inodes);
+    if (!ino->mfs)
+        return -EROFS;
+    int rc = mfs_path(fs, ino, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        return -EPERM; /* names have no owner of their own */
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
+        if (ino->kind != NODE_FILE)
+            return -EISDIR;
+        if (fh && fh->wh) {
+            rc = writer_truncate(fh->wh, (uint64_t)attr->st_size);
+            if (rc == 0)
+                set_size(fs, ino, (uint64_t)attr->st_size);
+        } else {
+            rc = truncate_name(fs, ino, path, (uint64_t)attr->st_size);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if ((to_set & FUSE_SET_ATTR_MODE) && !root) {
+        rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
+        if (rc < 0)
+            return rc;
+    }
+    if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root) {
+        int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
+                                                       : (int64_t)attr->st_mtim.tv_sec;
+        rc = fs->node->ops->mfs_touch(fs->node, path, t);
+        if (rc < 0)
+            return rc;
+    }
+    return mfs_refresh(fs, ino);
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req);
+    struct inode *ino = ino_of(id);
+    int rc = do_setattr(fs, ino, attr, to_set, fi);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    struct stat st;
+    fill_attr(fs, ino, &st);
+    fuse_reply_attr(req, &st, fs->cfg.root_timeout);
 }
 
 static void reply_xattr_value(fuse_req_t req, const char *val, size_t len, size_t size)
@@ -404,6 +1060,7 @@ static void reply_xattr_value(fuse_req_t req, const char *val, size_t len, size_
 static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t size)
 {
     struct fs *fs = fs_of(req);
+    struct inode *ino = ino_of(id);
     if (id == FUSE_ROOT_ID) {
         if (strcmp(name, XATTR_STATS) == 0) {
             char buf[8192];
@@ -418,7 +1075,13 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     }
     if (strcmp(name, XATTR_CID) == 0 || strcmp(name, XATTR_CID_KUBO) == 0) {
         char s[CID_STR_MAX];
-        int n = cid_format(&ino_of(id)->cid, s, sizeof s);
+        struct cid c = ino->cid;
+        if (ino->mfs) {
+            struct mfs_attr a;
+            inode_mfs_get(fs->inodes, ino, &a);
+            c = a.cid;
+        }
+        int n = cid_format(&c, s, sizeof s);
         if (n < 0)
             fuse_reply_err(req, EIO);
         else
@@ -446,68 +1109,34 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t id)
     sv.f_bsize = 4096;
     sv.f_frsize = 4096;
     sv.f_namemax = 255;
-    sv.f_flag = ST_RDONLY;
     fuse_reply_statfs(req, &sv);
 }
 
-/* Everything that would change content: under a CID nothing can. */
-static void fs_erofs(fuse_req_t req)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void fs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
-{
-    (void)p, (void)n, (void)m;
-    fs_erofs(req);
-}
 static void fs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
 {
-    (void)p, (void)n, (void)m, (void)d;
-    fs_erofs(req);
-}
-static void fs_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
-{
-    (void)p, (void)n;
-    fs_erofs(req);
-}
-static void fs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
-{
-    (void)l, (void)p, (void)n;
-    fs_erofs(req);
-}
-static void fs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn,
-                      unsigned int f)
-{
-    (void)p, (void)n, (void)np, (void)nn, (void)f;
-    fs_erofs(req);
+    (void)n, (void)m, (void)d;
+    struct fs *fs = fs_of(req);
+    /* IPFS stores files, directories and symlinks only. */
+    fuse_reply_err(req, ino_of(p)->mfs ? EPERM : EROFS);
 }
 static void fs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
 {
-    (void)i, (void)np, (void)nn;
-    fs_erofs(req);
-}
-static void fs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
-                      struct fuse_file_info *fi)
-{
-    (void)p, (void)n, (void)m, (void)fi;
-    fs_erofs(req);
-}
-static void fs_setattr(fuse_req_t req, fuse_ino_t i, struct stat *a, int s,
-                       struct fuse_file_info *fi)
-{
-    (void)i, (void)a, (void)s, (void)fi;
-    fs_erofs(req);
+    (void)i, (void)nn;
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, ino_of(np)->mfs ? EPERM : EROFS);
 }
 static void fs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t sz,
                         int f)
 {
-    (void)i, (void)n, (void)v, (void)sz, (void)f;
-    fs_erofs(req);
+    (void)n, (void)v, (void)sz, (void)f;
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
 }
 static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
 {
-    (void)i, (void)n;
-    fs_erofs(req);
+    (void)n;
+    struct fs *fs = fs_of(req);
+    fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
@@ -522,6 +1151,9 @@ const struct fuse_lowlevel_ops fs_ops = {
     .releasedir = fs_releasedir,
     .open = fs_open,
     .read = fs_read,
+    .write = fs_write,
+    .flush = fs_flush,
+    .fsync = fs_fsync,
     .release = fs_release,
     .getxattr = fs_getxattr,
     .listxattr = fs_listxattr,
@@ -529,7 +1161,7 @@ const struct fuse_lowlevel_ops fs_ops = {
     .mkdir = fs_mkdir,
     .mknod = fs_mknod,
     .unlink = fs_unlink,
-    .rmdir = fs_unlink,
+    .rmdir = fs_rmdir,
     .symlink = fs_symlink,
     .rename = fs_rename,
     .link = fs_link,

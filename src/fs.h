@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "node.h"
+#include "writer.h"
 
 struct fs_config {
     size_t cache_bytes;   /* chunk cache budget */
@@ -18,6 +19,8 @@ struct fs_config {
     unsigned fetch_workers;
     double immutable_timeout; /* entry/attr timeout for content under a CID (s) */
     double root_timeout;      /* for the mutable root */
+    const char *mfs_root;     /* MFS directory shown as the mount root */
+    struct writer_config writer;
 };
 
 struct fs;

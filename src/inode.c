@@ -4,6 +4,7 @@
 #include "inode.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct inode_table {
     struct inode **buckets;
     size_t nbuckets; /* power of two */
     uint64_t count;
+    struct inode root; /* the mount root: an MFS directory, never freed */
 };
 
 /* Keys 0 and 1 are never handed out: 1 is FUSE's root id and 0 means "none". */
@@ -53,6 +55,10 @@ int inode_table_new(struct inode_table **out)
         return -ENOMEM;
     }
     pthread_mutex_init(&t->lock, NULL);
+    t->root.key = 1;
+    t->root.kind = NODE_DIR;
+    t->root.mfs = true;
+    t->root.nlookup = 1;
     *out = t;
     return 0;
 }
@@ -66,6 +72,7 @@ void inode_table_free(struct inode_table *t)
         while (i) {
             struct inode *next = i->hnext;
             free(i->target);
+            free(i->name);
             free(i);
             i = next;
         }
@@ -78,9 +85,201 @@ void inode_table_free(struct inode_table *t)
 static struct inode *find_locked(struct inode_table *t, uint64_t key, const struct cid *c)
 {
     for (struct inode *i = t->buckets[key & (t->nbuckets - 1)]; i; i = i->hnext)
-        if (i->key == key && cid_equal(&i->cid, c))
+        if (!i->mfs && i->key == key && cid_equal(&i->cid, c))
             return i;
     return NULL;
+}
+
+uint64_t inode_key_mfs(const struct inode *parent, const char *name)
+{
+    unsigned char buf[8 + 256];
+    size_t len = strlen(name);
+    if (len > 256)
+        len = 256;
+    memcpy(buf, &parent->key, 8);
+    memcpy(buf + 8, name, len);
+    return fix_key(XXH3_64bits_withSeed(buf, 8 + len, 0x6d6673)); /* "mfs" */
+}
+
+static struct inode *mfs_find_locked(struct inode_table *t, const struct inode *parent,
+                                     const char *name, uint64_t lkey)
+{
+    for (struct inode *i = t->buckets[lkey & (t->nbuckets - 1)]; i; i = i->hnext)
+        if (i->mfs && i->lkey == lkey && i->parent == parent && strcmp(i->name, name) == 0)
+            return i;
+    return NULL;
+}
+
+static void unhash_locked(struct inode_table *t, struct inode *ino)
+{
+    struct inode **pp = &t->buckets[ino->lkey & (t->nbuckets - 1)];
+    while (*pp && *pp != ino)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = ino->hnext;
+    ino->hnext = NULL;
+}
+
+static void hash_locked(struct inode_table *t, struct inode *ino)
+{
+    size_t b = ino->lkey & (t->nbuckets - 1);
+    ino->hnext = t->buckets[b];
+    t->buckets[b] = ino;
+}
+
+struct inode *inode_root(struct inode_table *t)
+{
+    return &t->root;
+}
+
+struct inode *inode_mfs_find_ref(struct inode_table *t, struct inode *parent, const char *name)
+{
+    uint64_t lkey = inode_key_mfs(parent, name);
+    pthread_mutex_lock(&t->lock);
+    struct inode *i = mfs_find_locked(t, parent, name, lkey);
+    if (i)
+        i->nlookup++;
+    pthread_mutex_unlock(&t->lock);
+    return i;
+}
+
+struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, const char *name,
+                                   const struct mfs_attr *a, const char *target)
+{
+    struct inode *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->name = strdup(name);
+    n->target = target ? strdup(target) : NULL;
+    if (!n->name || (target && !n->target)) {
+        free(n->name);
+        free(n->target);
+        free(n);
+        return NULL;
+    }
+    n->mfs = true;
+    n->lkey = inode_key_mfs(parent, name);
+    n->key = n->lkey;
+    pthread_mutex_lock(&t->lock);
+    struct inode *old = mfs_find_locked(t, parent, name, n->lkey);
+    if (old) {
+        old->nlookup++;
+        old->cid = a->cid;
+        old->kind = a->kind;
+        old->size = a->size;
+        old->mode = a->mode;
+        old->mtime = a->mtime;
+        old->has_mtime = a->has_mtime;
+        pthread_mutex_unlock(&t->lock);
+        free(n->name);
+        free(n->target);
+        free(n);
+        return old;
+    }
+    n->cid = a->cid;
+    n->kind = a->kind;
+    n->size = a->size;
+    n->mode = a->mode;
+    n->mtime = a->mtime;
+    n->has_mtime = a->has_mtime;
+    n->parent = parent;
+    parent->nlookup++; /* a child keeps its parent */
+    n->nlookup = 1;
+    hash_locked(t, n);
+    t->count++;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a)
+{
+    pthread_mutex_lock(&t->lock);
+    a->cid = ino->cid;
+    a->kind = ino->kind;
+    a->size = ino->size;
+    a->mode = ino->mode;
+    a->mtime = ino->mtime;
+    a->has_mtime = ino->has_mtime;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->cid = a->cid;
+    /* A kind never changes under one inode (the kernel would be confused): a name that now
+     * holds another kind gets a new inode on its next lookup. */
+    ino->size = a->size;
+    ino->mode = a->mode;
+    ino->mtime = a->mtime;
+    ino->has_mtime = a->has_mtime;
+    pthread_mutex_unlock(&t->lock);
+}
+
+int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
+                   char *buf, size_t len)
+{
+    const struct inode *chain[256];
+    size_t depth = 0;
+    pthread_mutex_lock(&t->lock);
+    for (const struct inode *i = ino; i && i->parent; i = i->parent) {
+        if (depth == sizeof chain / sizeof chain[0]) {
+            pthread_mutex_unlock(&t->lock);
+            return -ENAMETOOLONG;
+        }
+        chain[depth++] = i;
+    }
+    size_t o = (size_t)snprintf(buf, len, "%s", root_path);
+    if (o > 0 && buf[o - 1] == '/')
+        o--;
+    int rc = 0;
+    for (size_t k = depth; k-- > 0 && rc == 0;) {
+        int n = snprintf(buf + o, len > o ? len - o : 0, "/%s", chain[k]->name);
+        if (n < 0 || o + (size_t)n >= len)
+            rc = -ENAMETOOLONG;
+        else
+            o += (size_t)n;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (rc == 0 && o == 0)
+        snprintf(buf, len, "/");
+    return rc;
+}
+
+int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *parent,
+                   const char *name)
+{
+    char *nm = strdup(name);
+    if (!nm)
+        return -ENOMEM;
+    struct inode *old_parent;
+    pthread_mutex_lock(&t->lock);
+    unhash_locked(t, ino);
+    free(ino->name);
+    ino->name = nm;
+    old_parent = ino->parent;
+    ino->parent = parent;
+    parent->nlookup++;
+    ino->lkey = inode_key_mfs(parent, name);
+    hash_locked(t, ino);
+    pthread_mutex_unlock(&t->lock);
+    if (old_parent)
+        inode_forget(t, old_parent, 1);
+    return 0;
+}
+
+void inode_mfs_detach(struct inode_table *t, struct inode *parent, const char *name)
+{
+    uint64_t lkey = inode_key_mfs(parent, name);
+    pthread_mutex_lock(&t->lock);
+    struct inode *i = mfs_find_locked(t, parent, name, lkey);
+    if (i) {
+        /* Keep it alive for the kernel's references, but out of reach of lookups. */
+        unhash_locked(t, i);
+        i->lkey = 0;
+        i->hnext = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
 }
 
 struct inode *inode_find_ref(struct inode_table *t, uint64_t key, const struct cid *c)
@@ -128,21 +327,33 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
 
 void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
 {
-    pthread_mutex_lock(&t->lock);
-    if (ino->nlookup > n) {
-        ino->nlookup -= n;
+    while (ino) {
+        pthread_mutex_lock(&t->lock);
+        if (ino == &t->root || ino->nlookup > n) {
+            if (ino != &t->root)
+                ino->nlookup -= n;
+            pthread_mutex_unlock(&t->lock);
+            return;
+        }
+        if (ino->mfs)
+            unhash_locked(t, ino);
+        else {
+            struct inode **pp = &t->buckets[ino->key & (t->nbuckets - 1)];
+            while (*pp && *pp != ino)
+                pp = &(*pp)->hnext;
+            if (*pp)
+                *pp = ino->hnext;
+        }
+        t->count--;
         pthread_mutex_unlock(&t->lock);
-        return;
+        struct inode *parent = ino->parent;
+        free(ino->target);
+        free(ino->name);
+        free(ino);
+        /* Drop the reference the child held on its parent. */
+        ino = parent;
+        n = 1;
     }
-    struct inode **pp = &t->buckets[ino->key & (t->nbuckets - 1)];
-    while (*pp && *pp != ino)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = ino->hnext;
-    t->count--;
-    pthread_mutex_unlock(&t->lock);
-    free(ino->target);
-    free(ino);
 }
 
 uint64_t inode_count(struct inode_table *t)

@@ -14,7 +14,7 @@
 #include "node.h"
 
 struct inode {
-    uint64_t key; /* stable, also st_ino */
+    uint64_t key; /* stable, also st_ino; for names (MFS) the hash table key at creation */
     struct cid cid;
     enum node_kind kind; /* never NODE_UNKNOWN */
     uint64_t size;
@@ -22,9 +22,25 @@ struct inode {
     int64_t mtime;
     bool has_mtime;
     char *target; /* symlink target */
+    /* Names in the mutable root (MFS): their place, kept up to date by renames. */
+    bool mfs;
+    uint64_t lkey;         /* hash table key now: of (parent, name) */
+    struct inode *parent;  /* holds one lookup on the parent; NULL for the root */
+    char *name;
+    int nwriters;          /* open write handles (fs.c, under its wlock) */
     /* Owned by the table (under its lock): */
     uint64_t nlookup;
     struct inode *hnext;
+};
+
+/* Attributes of a name: they change, so they are read and written under the table lock. */
+struct mfs_attr {
+    struct cid cid;
+    enum node_kind kind;
+    uint64_t size;
+    uint32_t mode;
+    int64_t mtime;
+    bool has_mtime;
 };
 
 struct inode_table;
@@ -47,5 +63,26 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
 void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n);
 
 uint64_t inode_count(struct inode_table *t);
+
+/* The st_ino a name under parent gets (also the readdir d_ino). */
+uint64_t inode_key_mfs(const struct inode *parent, const char *name);
+
+/* Names (MFS). The root inode is the table's; its id is FUSE_ROOT_ID. */
+struct inode *inode_root(struct inode_table *t);
+/* Find the name under parent (adds a lookup) or NULL. */
+struct inode *inode_mfs_find_ref(struct inode_table *t, struct inode *parent, const char *name);
+/* Insert (or find) the name under parent with these attributes; adds a lookup. */
+struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, const char *name,
+                                   const struct mfs_attr *a, const char *target);
+void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a);
+void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
+/* Absolute MFS path of ino under root_path into buf. Returns 0 or -ENAMETOOLONG. */
+int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
+                   char *buf, size_t len);
+/* Move ino to (parent, name) after a rename. */
+int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *parent,
+                   const char *name);
+/* Forget the name under parent (after unlink/rmdir or a rename over it): later lookups miss. */
+void inode_mfs_detach(struct inode_table *t, struct inode *parent, const char *name);
 
 #endif

@@ -121,6 +121,12 @@ int main(int argc, char *argv[])
         .fetch_workers = 8,
         .immutable_timeout = 365.0 * 86400,
         .root_timeout = 1.0,
+        .mfs_root = o.mfs_root,
+        .writer = {
+            .spool_dir = o.spool_dir,
+            .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
+                    .chunker = o.chunker, .pin = !o.no_pin},
+        },
     };
     int rc = fs_new(node, &fcfg, &fs);
     node = NULL; /* owned by fs now, even on failure */

@@ -48,12 +48,36 @@ typedef int (*node_entry_fn)(void *ud, const struct node_entry *e);
 
 struct node;
 
+/* How add imports bytes (mount options --cid-version, --raw-leaves, --chunker, --pin). */
+struct node_add_opts {
+    int cid_version;   /* -1: the node's default */
+    int raw_leaves;    /* -1: the node's default, else 0/1 */
+    const char *chunker; /* NULL: the node's default */
+    bool pin;
+};
+
 struct node_ops {
     int (*stat)(struct node *n, const struct cid *c, struct node_stat *out);
     int (*list)(struct node *n, const struct cid *c, node_entry_fn fn, void *ud);
     /* Read exactly len bytes at off (the caller keeps off + len within the file size).
      * Returns bytes read (== len) or -errno. */
     ssize_t (*read)(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf);
+    /* The mutable namespace (Kubo's MFS, files API). Paths are absolute MFS paths. */
+    int (*mfs_stat)(struct node *n, const char *path, struct node_stat *out, struct cid *cid);
+    int (*mfs_list)(struct node *n, const char *path, node_entry_fn fn, void *ud);
+    int (*mfs_mkdir)(struct node *n, const char *path);
+    int (*mfs_rm)(struct node *n, const char *path, bool recursive);
+    /* Link existing content c under path; path must not exist. */
+    int (*mfs_link)(struct node *n, const struct cid *c, const char *path);
+    /* Move src to dst, replacing dst if it exists (and, for directories, is empty). */
+    int (*mfs_mv)(struct node *n, const char *src, const char *dst);
+    int (*mfs_chmod)(struct node *n, const char *path, uint32_t mode);
+    int (*mfs_touch)(struct node *n, const char *path, int64_t mtime);
+    /* Import size bytes read from fd (from offset 0) as one file; returns its CID. */
+    int (*add)(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
+               struct cid *out);
+    /* Store a UnixFS symlink node; returns its CID. */
+    int (*put_symlink)(struct node *n, const char *target, struct cid *out);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Largest block we accept: Kubo's chunker maximum is just under 2 MiB, plus headers. */
 #define MAX_BLOCK (4u << 20)
@@ -23,6 +24,8 @@ struct node_rpc {
     struct node base; /* first: struct node * casts to struct node_rpc * */
     struct rpc *rpc;
     struct rpcjson_quirks quirks;
+    bool kubo;
+    unsigned timeout_ms;
     char description[256];
 };
 
@@ -246,6 +249,278 @@ static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, si
     return (ssize_t)len;
 }
 
+/* A call whose reply body we ignore (files/mkdir, rm, cp, mv...). */
+static int simple_call(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
+                       size_t nargs)
+{
+    struct rpc_buf buf = {.max = 1 << 20};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, cmd, args, nargs, NULL, &buf, err, sizeof err);
+    if (rc == -EEXIST || rc == -ENOENT)
+        log_debug("%s %s: %s", cmd, nargs ? args[0].value : "", err);
+    else if (rc < 0)
+        log_warn("%s %s: %s", cmd, nargs ? args[0].value : "", err);
+    free(buf.data);
+    return rc;
+}
+
+static int rpc_mfs_stat(struct node *base, const char *path, struct node_stat *out,
+                        struct cid *cid)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct rpc_arg args[] = {{"arg", path}};
+    struct rpc_buf buf = {.max = 64 << 10};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "files/stat", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        if (rc != -ENOENT)
+            log_warn("files/stat %s: %s", path, err);
+        return rc;
+    }
+    rc = rpcjson_files_stat(buf.data, buf.len, out, cid);
+    free(buf.data);
+    if (rc < 0) {
+        log_warn("files/stat %s: malformed reply", path);
+        return rc;
+    }
+    /* files/stat cannot tell a symlink from a small file on every node: the block can. */
+    if ((out->kind == NODE_FILE && out->size <= 4096 && cid->codec == CID_CODEC_DAG_PB) ||
+        out->kind == NODE_SYMLINK) {
+        struct node_stat st;
+        rc = rpc_stat(base, cid, &st);
+        if (rc < 0)
+            return rc;
+        uint32_t mode = out->mode;
+        *out = st;
+        if (!out->mode)
+            out->mode = mode;
+    }
+    return 0;
+}
+
+struct mfs_list_ctx {
+    node_entry_fn fn;
+    void *ud;
+};
+
+static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, void *ud)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct rpc_arg args[] = {{"arg", path}, {"long", "true"}};
+    struct rpc_buf buf = {.max = 64 << 20};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "files/ls", args, 2, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_warn("files/ls %s: %s", path, err);
+        return rc;
+    }
+    unsigned skipped = 0;
+    rc = rpcjson_files_ls(buf.data, buf.len, fn, ud, &skipped);
+    free(buf.data);
+    if (skipped)
+        log_warn("files/ls %s: hid %u entries with invalid names or CIDs", path, skipped);
+    return rc;
+}
+
+static int rpc_mfs_mkdir(struct node *base, const char *path)
+{
+    struct rpc_arg args[] = {{"arg", path}};
+    return simple_call(to_rpc(base), "files/mkdir", args, 1);
+}
+
+static int rpc_mfs_rm(struct node *base, const char *path, bool recursive)
+{
+    struct rpc_arg args[] = {{"arg", path}, {"recursive", "true"}};
+    return simple_call(to_rpc(base), "files/rm", args, recursive ? 2 : 1);
+}
+
+static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path)
+{
+    char cs[CID_STR_MAX], src[CID_STR_MAX + 8];
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    snprintf(src, sizeof src, "/ipfs/%s", cs);
+    struct rpc_arg args[] = {{"arg", src}, {"arg", path}};
+    return simple_call(to_rpc(base), "files/cp", args, 2);
+}
+
+static int rpc_mfs_mv(struct node *base, const char *src, const char *dst)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
+    int rc = simple_call(n, "files/mv", args, 2);
+    if (rc != -EEXIST)
+        return rc;
+    /* js-ipfs will not move onto an existing name (Kubo replaces): remove it, then move. */
+    rc = rpc_mfs_rm(base, dst, false);
+    if (rc == -EISDIR || rc == -EIO)
+        rc = rpc_mfs_rm(base, dst, true);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    return simple_call(n, "files/mv", args, 2);
+}
+
+static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
+{
+    struct node_rpc *n = to_rpc(base);
+    char m[16];
+    snprintf(m, sizeof m, "%04o", mode & 07777);
+    if (n->kubo) {
+        /* Kubo: ipfs files chmod <mode> <path> */
+        struct rpc_arg args[] = {{"arg", m}, {"arg", path}};
+        return simple_call(n, "files/chmod", args, 2);
+    }
+    struct rpc_arg args[] = {{"arg", path}, {"mode", m}};
+    return simple_call(n, "files/chmod", args, 2);
+}
+
+static int rpc_mfs_touch(struct node *base, const char *path, int64_t mtime)
+{
+    char t[24];
+    snprintf(t, sizeof t, "%lld", (long long)mtime);
+    struct rpc_arg args[] = {{"arg", path}, {"mtime", t}};
+    return simple_call(to_rpc(base), "files/touch", args, 2);
+}
+
+/* Multipart body for add: one part named "data" (test node: filenames need >= 2 chars). */
+#define BOUNDARY "ipfsfs-7d1c3a9e5b2f4068"
+static const char part_head[] = "--" BOUNDARY "\r\n"
+                                "Content-Disposition: form-data; name=\"file\"; filename=\"data\"\r\n"
+                                "Content-Type: application/octet-stream\r\n\r\n";
+static const char part_tail[] = "\r\n--" BOUNDARY "--\r\n";
+
+struct upload {
+    int fd;
+    uint64_t size, off;  /* file bytes sent */
+    size_t head_off, tail_off;
+};
+
+static ssize_t upload_source(void *ud, char *buf, size_t len)
+{
+    struct upload *u = ud;
+    size_t head = sizeof part_head - 1, tail = sizeof part_tail - 1;
+    if (u->head_off < head) {
+        size_t n = head - u->head_off < len ? head - u->head_off : len;
+        memcpy(buf, part_head + u->head_off, n);
+        u->head_off += n;
+        return (ssize_t)n;
+    }
+    if (u->off < u->size) {
+        size_t want = u->size - u->off < len ? (size_t)(u->size - u->off) : len;
+        ssize_t n = pread(u->fd, buf, want, (off_t)u->off);
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO; /* the spool shrank under us */
+        u->off += (uint64_t)n;
+        return n;
+    }
+    if (u->tail_off < tail) {
+        size_t n = tail - u->tail_off < len ? tail - u->tail_off : len;
+        memcpy(buf, part_tail + u->tail_off, n);
+        u->tail_off += n;
+        return (ssize_t)n;
+    }
+    return 0;
+}
+
+static int rpc_add(struct node *base, int fd, uint64_t size, const struct node_add_opts *o,
+                   struct cid *out)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct rpc_arg args[6];
+    size_t na = 0;
+    char cv[16];
+    args[na++] = (struct rpc_arg){"pin", o->pin ? "true" : "false"};
+    if (o->cid_version >= 0) {
+        snprintf(cv, sizeof cv, "%d", o->cid_version);
+        args[na++] = (struct rpc_arg){"cid-version", cv};
+    }
+    if (o->raw_leaves >= 0)
+        args[na++] = (struct rpc_arg){"raw-leaves", o->raw_leaves ? "true" : "false"};
+    if (o->chunker)
+        args[na++] = (struct rpc_arg){"chunker", o->chunker};
+    struct upload u = {.fd = fd, .size = size};
+    struct rpc_upload up = {
+        .source = upload_source,
+        .ud = &u,
+        .content_type = "multipart/form-data; boundary=" BOUNDARY,
+        .length = (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
+    };
+    /* An upload of any size is fine as long as bytes keep moving: bound stalls, not time. */
+    struct rpc_call_opts co = {.upload = &up, .stall_ms = n->timeout_ms};
+    struct rpc_buf buf = {.max = 1 << 20};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "add", args, na, &co, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_warn("add (%llu bytes): %s", (unsigned long long)size, err);
+        return rc;
+    }
+    rc = rpcjson_add_result(buf.data, buf.len, out);
+    if (rc < 0)
+        log_warn("add: the node's reply has no valid CID");
+    free(buf.data);
+    return rc;
+}
+
+static int rpc_put_symlink(struct node *base, const char *target, struct cid *out)
+{
+    struct node_rpc *n = to_rpc(base);
+    size_t tl = strlen(target);
+    if (tl == 0 || tl > 4095)
+        return -ENAMETOOLONG;
+    /* PBNode{Data: UnixFS{Type: Symlink, Data: target}}, encoded by hand. */
+    uint8_t inner[4200], block[4300];
+    size_t i = 0, b = 0;
+    inner[i++] = 0x08;
+    inner[i++] = UNIXFS_SYMLINK;
+    inner[i++] = 0x12;
+    i += varint_encode(tl, inner + i);
+    memcpy(inner + i, target, tl);
+    i += tl;
+    block[b++] = 0x0a;
+    b += varint_encode(i, block + b);
+    memcpy(block + b, inner, i);
+    b += i;
+    char path[] = "/tmp/ipfsfs-symlink-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -errno;
+    unlink(path);
+    int rc = 0;
+    if (write(fd, block, b) != (ssize_t)b) {
+        rc = -EIO;
+        goto out;
+    }
+    struct upload u = {.fd = fd, .size = b};
+    struct rpc_upload up = {
+        .source = upload_source,
+        .ud = &u,
+        .content_type = "multipart/form-data; boundary=" BOUNDARY,
+        .length = (int64_t)(sizeof part_head - 1 + b + sizeof part_tail - 1),
+    };
+    /* Kubo takes cid-codec (format is its deprecated spelling); the test node takes either. */
+    struct rpc_arg args[] = {{"cid-codec", "dag-pb"}, {"format", "dag-pb"}};
+    struct rpc_call_opts co = {.upload = &up};
+    struct rpc_buf buf = {.max = 64 << 10};
+    char err[512];
+    rc = rpc_call_buf(n->rpc, "block/put", args, n->kubo ? 1 : 2, &co, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_warn("block/put (symlink): %s", err);
+        goto out;
+    }
+    json_t *j = json_loadb(buf.data, buf.len, JSON_DISABLE_EOF_CHECK, NULL);
+    const json_t *k = json_object_get(j, "Key");
+    rc = json_is_string(k) && cid_parse(json_string_value(k), json_string_length(k), out) == 0
+             ? 0
+             : -EIO;
+    json_decref(j);
+    free(buf.data);
+out:
+    close(fd);
+    return rc;
+}
+
 static int rpc_stats(struct node *base, char *buf, size_t len)
 {
     struct rpc_stats s;
@@ -267,6 +542,16 @@ static const struct node_ops rpc_ops = {
     .stat = rpc_stat,
     .list = rpc_list,
     .read = rpc_read,
+    .mfs_stat = rpc_mfs_stat,
+    .mfs_list = rpc_mfs_list,
+    .mfs_mkdir = rpc_mfs_mkdir,
+    .mfs_rm = rpc_mfs_rm,
+    .mfs_link = rpc_mfs_link,
+    .mfs_mv = rpc_mfs_mv,
+    .mfs_chmod = rpc_mfs_chmod,
+    .mfs_touch = rpc_mfs_touch,
+    .add = rpc_add,
+    .put_symlink = rpc_put_symlink,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };
@@ -302,6 +587,8 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
         return -EIO;
     }
     n->quirks.symlink_as_file = !v.is_kubo;
+    n->kubo = v.is_kubo;
+    n->timeout_ms = cfg->timeout_ms;
     snprintf(n->description, sizeof n->description, "%s %s at %s%s%s",
              v.is_kubo ? "Kubo" : "IPFS node (js-ipfs compatible)", v.version,
              cfg->endpoint->base_url, cfg->endpoint->unix_path ? " via " : "",

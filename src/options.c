@@ -28,6 +28,22 @@ static const struct fuse_opt option_table[] = {
     OPT("--log-level=%s", log_level),
     OPT("log-level=%s", log_level),
     OPT("--stats", stats),
+    OPT("--mfs-root=%s", mfs_root),
+    OPT("mfs-root=%s", mfs_root),
+    OPT("--spool-dir=%s", spool_dir),
+    OPT("spool-dir=%s", spool_dir),
+    OPT("--cid-version=%d", cid_version),
+    OPT("cid-version=%d", cid_version),
+    {"--raw-leaves", offsetof(struct options, raw_leaves), 1},
+    {"raw-leaves", offsetof(struct options, raw_leaves), 1},
+    {"--no-raw-leaves", offsetof(struct options, raw_leaves), 0},
+    {"no-raw-leaves", offsetof(struct options, raw_leaves), 0},
+    OPT("--chunker=%s", chunker),
+    OPT("chunker=%s", chunker),
+    {"--pin", offsetof(struct options, no_pin), 0},
+    {"pin", offsetof(struct options, no_pin), 0},
+    {"--no-pin", offsetof(struct options, no_pin), 1},
+    {"no-pin", offsetof(struct options, no_pin), 1},
     FUSE_OPT_END,
 };
 
@@ -46,6 +62,14 @@ void options_print_help(const char *progname)
            "    --readahead=SIZE       largest readahead window per open file (default 8M)\n"
            "    --log-level=LEVEL      error, warning, info or debug (default warning)\n"
            "    --stats                print the statistics of the mount at MOUNTPOINT and exit\n"
+           "    --mfs-root=PATH        node MFS directory shown as the mount root (default /)\n"
+           "    --spool-dir=DIR        where written files wait to be added (default $TMPDIR,\n"
+           "                           else /var/tmp)\n"
+           "    --cid-version=N        CID version of added files, 0 or 1 (default: the node's)\n"
+           "    --raw-leaves           add file data as raw leaves (--no-raw-leaves: dag-pb)\n"
+           "    --chunker=SPEC         chunker of added files, e.g. size-262144 (default: the\n"
+           "                           node's)\n"
+           "    --pin, --no-pin        pin added files (default: pinned)\n"
            "\n"
            "general options:\n"
            "    -f                     stay in the foreground (log to stderr, not syslog)\n"
@@ -119,6 +143,8 @@ int options_parse(struct fuse_args *args, struct options *o)
 {
     memset(o, 0, sizeof *o);
     o->timeout = 30;
+    o->cid_version = -1;
+    o->raw_leaves = -1;
     if (fuse_opt_parse(args, o, option_table, NULL) == -1)
         return -1;
     if (o->timeout == 0 || o->timeout > 86400) {
@@ -129,6 +155,22 @@ int options_parse(struct fuse_args *args, struct options *o)
         parse_size_opt("--dir-cache", o->dir_cache, 64u << 20, 64u << 10, &o->dircache_bytes) < 0 ||
         parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0)
         return -1;
+    if (o->cid_version < -1 || o->cid_version > 1) {
+        fprintf(stderr, "ipfsfs: --cid-version must be 0 or 1\n");
+        return -1;
+    }
+    if (!o->mfs_root)
+        o->mfs_root = strdup("/");
+    if (!o->mfs_root || o->mfs_root[0] != '/') {
+        fprintf(stderr, "ipfsfs: --mfs-root must be an absolute MFS path such as /photos\n");
+        return -1;
+    }
+    if (!o->spool_dir) {
+        const char *t = getenv("TMPDIR");
+        o->spool_dir = strdup(t && *t ? t : "/var/tmp");
+        if (!o->spool_dir)
+            return -1;
+    }
     if (o->log_level && strcmp(o->log_level, "error") && strcmp(o->log_level, "warning") &&
         strcmp(o->log_level, "info") && strcmp(o->log_level, "debug")) {
         fprintf(stderr, "ipfsfs: --log-level must be error, warning, info or debug\n");
@@ -144,6 +186,9 @@ void options_free(struct options *o)
     free(o->dir_cache);
     free(o->readahead);
     free(o->log_level);
+    free(o->mfs_root);
+    free(o->spool_dir);
+    free(o->chunker);
 }
 
 static char *read_api_file(const char *path)

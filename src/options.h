@@ -15,6 +15,12 @@ struct options {
     char *readahead;
     char *log_level;
     int stats;        /* --stats: print a running mount's statistics */
+    char *mfs_root;   /* MFS directory shown at the mount root */
+    char *spool_dir;
+    int cid_version;  /* -1: node default */
+    int raw_leaves;   /* -1: node default */
+    char *chunker;
+    int no_pin;
     /* parsed values */
     size_t cache_bytes, dircache_bytes, readahead_bytes;
 };

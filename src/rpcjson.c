@@ -189,6 +189,132 @@ out:
     return rc;
 }
 
+int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return -EIO;
+    }
+    int rc = 0;
+    json_t *entries = json_object_get(j, "Entries");
+    if (!entries || json_is_null(entries))
+        goto out;
+    if (!json_is_array(entries)) {
+        rc = -EIO;
+        goto out;
+    }
+    size_t i;
+    json_t *l;
+    json_array_foreach(entries, i, l)
+    {
+        struct node_entry e;
+        const json_t *jname = json_object_get(l, "Name");
+        const json_t *jhash = json_object_get(l, "Hash");
+        uint64_t type = 0;
+        if (!json_is_string(jname) || !json_is_string(jhash) ||
+            !node_name_ok(json_string_value(jname), json_string_length(jname)) ||
+            cid_parse(json_string_value(jhash), json_string_length(jhash), &e.cid) < 0 ||
+            rpcjson_u64(json_object_get(l, "Type"), &type) < 0 ||
+            rpcjson_u64(json_object_get(l, "Size"), &e.size) < 0) {
+            if (skipped)
+                (*skipped)++;
+            continue;
+        }
+        e.name = json_string_value(jname);
+        e.name_len = json_string_length(jname);
+        e.mode = parse_mode(json_object_get(l, "Mode"));
+        if (type == 1) {
+            e.kind = NODE_DIR;
+            e.size = 0;
+        } else {
+            e.kind = e.cid.codec == CID_CODEC_RAW || e.size > SYMLINK_MAX ? NODE_FILE
+                                                                          : NODE_UNKNOWN;
+        }
+        rc = fn(ud, &e);
+        if (rc < 0)
+            break;
+    }
+out:
+    json_decref(j);
+    return rc;
+}
+
+int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, struct cid *cid)
+{
+    memset(out, 0, sizeof *out);
+    json_t *j = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL);
+    int rc = -EIO;
+    if (!j || !json_is_object(j))
+        goto out;
+    const json_t *jhash = json_object_get(j, "Hash");
+    const char *type = json_string_value(json_object_get(j, "Type"));
+    if (!json_is_string(jhash) || !type ||
+        cid_parse(json_string_value(jhash), json_string_length(jhash), cid) < 0)
+        goto out;
+    if (strcmp(type, "directory") == 0) {
+        out->kind = NODE_DIR;
+    } else if (strcmp(type, "file") == 0) {
+        out->kind = NODE_FILE;
+        if (rpcjson_u64(json_object_get(j, "Size"), &out->size) < 0)
+            goto out;
+    } else if (strcmp(type, "symlink") == 0) {
+        out->kind = NODE_SYMLINK;
+    } else {
+        goto out;
+    }
+    out->mode = parse_mode(json_object_get(j, "Mode"));
+    uint64_t mt;
+    if (rpcjson_u64(json_object_get(j, "Mtime"), &mt) == 0 && mt <= INT64_MAX) {
+        out->mtime = (int64_t)mt;
+        out->has_mtime = true;
+    }
+    rc = 0;
+out:
+    json_decref(j);
+    return rc;
+}
+
+struct add_ctx {
+    struct cid *out;
+    bool found;
+    bool bad;
+};
+
+static int add_line(void *ud, const char *line, size_t len)
+{
+    struct add_ctx *a = ud;
+    json_t *j = json_loadb(line, len, 0, NULL);
+    if (!j) {
+        a->bad = true;
+        return 0;
+    }
+    const json_t *h = json_object_get(j, "Hash");
+    if (json_is_string(h)) {
+        if (cid_parse(json_string_value(h), json_string_length(h), a->out) == 0)
+            a->found = true;
+        else
+            a->bad = true;
+    }
+    json_decref(j);
+    return 0;
+}
+
+int rpcjson_add_result(const char *body, size_t len, struct cid *out)
+{
+    struct add_ctx a = {.out = out};
+    struct ndjson nd;
+    ndjson_init(&nd, 0);
+    int rc = ndjson_feed(&nd, body, len, add_line, &a);
+    if (rc == 0)
+        rc = ndjson_finish(&nd, add_line, &a);
+    ndjson_free(&nd);
+    if (rc < 0)
+        return rc;
+    return a.found && !a.bad ? 0 : -EIO;
+}
+
 void ndjson_init(struct ndjson *nd, size_t max_line)
 {
     memset(nd, 0, sizeof *nd);

@@ -29,6 +29,16 @@ struct rpcjson_quirks {
 int rpcjson_ls(const char *body, size_t len, const struct rpcjson_quirks *q, node_entry_fn fn,
                void *ud, unsigned *skipped);
 
+/* files/ls?long=true: {"Entries":[{"Name","Type":0 file|1 dir,"Size","Hash","Mode"}]} or
+ * "Entries":null (Kubo, empty). Small files come back NODE_UNKNOWN (they may be symlinks). */
+int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped);
+
+/* files/stat: {"Hash","Size","Type":"file"|"directory"|"symlink","Mode","Mtime"}. */
+int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, struct cid *cid);
+
+/* The root of an add reply: the Hash of the last line that has one. */
+int rpcjson_add_result(const char *body, size_t len, struct cid *out);
+
 /* Incremental NDJSON splitter for streamed replies: feed bytes, get complete lines. */
 struct ndjson {
     char *buf;
