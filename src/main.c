@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
+#include <stdbool.h>
 
 static int print_stats(const char *mountpoint)
 {
@@ -25,6 +27,21 @@ static int print_stats(const char *mountpoint)
     }
     fwrite(buf, 1, (size_t)n, stdout);
     return 0;
+}
+
+/* Mounting over a mount hides it and confuses everyone: refuse. */
+static bool already_mounted(const char *mnt)
+{
+    struct stat a, b;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s/..", mnt);
+    if (stat(mnt, &a) != 0) {
+        /* A dead FUSE mount answers ENOTCONN: that is a mount point too. */
+        return errno == ENOTCONN;
+    }
+    if (stat(parent, &b) != 0)
+        return false;
+    return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
 }
 
 static enum log_level level_from(const char *s, int debug)
@@ -74,6 +91,11 @@ int main(int argc, char *argv[])
     }
     if (o.stats) {
         ret = print_stats(fo.mountpoint);
+        goto out_args;
+    }
+    if (already_mounted(fo.mountpoint)) {
+        fprintf(stderr, "ipfsfs: %s is already a mount point; unmount it first "
+                        "(fusermount3 -u %s)\n", fo.mountpoint, fo.mountpoint);
         goto out_args;
     }
     log_init(level_from(o.log_level, fo.debug), false);

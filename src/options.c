@@ -44,8 +44,35 @@ static const struct fuse_opt option_table[] = {
     {"pin", offsetof(struct options, no_pin), 0},
     {"--no-pin", offsetof(struct options, no_pin), 1},
     {"no-pin", offsetof(struct options, no_pin), 1},
+    /* What mount(8) and fstab add that means nothing to us. */
+    FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("x-systemd.", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,
 };
+
+/* mount.fuse3 runs "ipfsfs SOURCE MOUNTPOINT -o ...": with two plain arguments the first is the
+ * source (any word, e.g. "ipfs"), which we drop. */
+static int keep_nonopt(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct options *o = data;
+    (void)outargs;
+    if (key != FUSE_OPT_KEY_NONOPT)
+        return 1;
+    o->nonopts++;
+    if (o->nonopts == 1) {
+        o->first_nonopt = strdup(arg);
+        return 0; /* held back until we know whether a second one follows */
+    }
+    return 1;
+}
 
 void options_print_help(const char *progname)
 {
@@ -145,8 +172,16 @@ int options_parse(struct fuse_args *args, struct options *o)
     o->timeout = 30;
     o->cid_version = -1;
     o->raw_leaves = -1;
-    if (fuse_opt_parse(args, o, option_table, NULL) == -1)
+    if (fuse_opt_parse(args, o, option_table, keep_nonopt) == -1)
         return -1;
+    if (o->nonopts == 1 && o->first_nonopt) {
+        /* Only a mountpoint: give it back to libfuse. */
+        if (fuse_opt_add_arg(args, o->first_nonopt) != 0)
+            return -1;
+    } else if (o->nonopts > 2) {
+        fprintf(stderr, "ipfsfs: too many arguments (expected [SOURCE] MOUNTPOINT)\n");
+        return -1;
+    }
     if (o->timeout == 0 || o->timeout > 86400) {
         fprintf(stderr, "ipfsfs: --timeout must be between 1 and 86400 seconds\n");
         return -1;
@@ -189,6 +224,7 @@ void options_free(struct options *o)
     free(o->mfs_root);
     free(o->spool_dir);
     free(o->chunker);
+    free(o->first_nonopt);
 }
 
 static char *read_api_file(const char *path)

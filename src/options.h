@@ -21,6 +21,8 @@ struct options {
     int raw_leaves;   /* -1: node default */
     char *chunker;
     int no_pin;
+    int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
+    char *first_nonopt;
     /* parsed values */
     size_t cache_bytes, dircache_bytes, readahead_bytes;
 };
