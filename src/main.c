@@ -65,6 +65,7 @@ int main(int argc, char *argv[])
     struct fs *fs = NULL;
     struct fuse_session *se = NULL;
     char *api = NULL;
+    char *secret = NULL;
     int ret = 1;
     memset(&fo, 0, sizeof fo);
 
@@ -115,10 +116,20 @@ int main(int argc, char *argv[])
         fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
         goto out_ep;
     }
+    secret = read_secret(o.api_auth_file);
+    if (o.api_auth_file && !secret) {
+        fprintf(stderr, "ipfsfs: cannot read the API secret from %s: %s\n", o.api_auth_file,
+                errno ? strerror(errno) : "empty file");
+        goto out_curl;
+    }
+    /* The secret must not stay visible to other users through our environment. */
+    unsetenv("IPFSFS_API_AUTH");
     struct rpc_config rcfg = {
         .endpoint = &ep,
         .timeout_ms = o.timeout * 1000u,
         .pool_size = 32,
+        .auth = secret,
+        .cacert = o.cacert,
     };
     if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
         fprintf(stderr,
@@ -205,6 +216,10 @@ out_curl:
 out_ep:
     api_endpoint_free(&ep);
 out_args:
+    if (secret) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
     free(api);
     free(fo.mountpoint);
     options_free(&o);

@@ -38,6 +38,10 @@ static const struct fuse_opt option_table[] = {
     {"raw-leaves", offsetof(struct options, raw_leaves), 1},
     {"--no-raw-leaves", offsetof(struct options, raw_leaves), 0},
     {"no-raw-leaves", offsetof(struct options, raw_leaves), 0},
+    OPT("--api-auth-file=%s", api_auth_file),
+    OPT("api-auth-file=%s", api_auth_file),
+    OPT("--cacert=%s", cacert),
+    OPT("cacert=%s", cacert),
     OPT("--chunker=%s", chunker),
     OPT("chunker=%s", chunker),
     {"--pin", offsetof(struct options, no_pin), 0},
@@ -84,6 +88,10 @@ void options_print_help(const char *progname)
            "    --api=MULTIADDR        node RPC API address (default: $IPFS_PATH/api,\n"
            "                           else /ip4/127.0.0.1/tcp/5001)\n"
            "    --timeout=SECONDS      bound on every request to the node (default 30)\n"
+           "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
+           "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
+           "                           environment variable IPFSFS_API_AUTH also works\n"
+           "    --cacert=FILE          CA certificates for an https API (default: system)\n"
            "    --cache-size=SIZE      chunk cache for file data (default 256M)\n"
            "    --dir-cache=SIZE       directory listing cache (default 64M)\n"
            "    --readahead=SIZE       largest readahead window per open file (default 8M)\n"
@@ -225,6 +233,9 @@ void options_free(struct options *o)
     free(o->spool_dir);
     free(o->chunker);
     free(o->first_nonopt);
+    free(o->api_auth_file);
+    free(o->cacert);
+    free(o->store);
 }
 
 static char *read_api_file(const char *path)
@@ -239,6 +250,31 @@ static char *read_api_file(const char *path)
     while (n > 0 && isspace((unsigned char)buf[n - 1]))
         buf[--n] = '\0';
     return n ? strdup(buf) : NULL;
+}
+
+char *read_secret(const char *file)
+{
+    if (file) {
+        FILE *f = fopen(file, "r");
+        if (!f)
+            return NULL;
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        while (n > 0 && isspace((unsigned char)buf[n - 1]))
+            buf[--n] = '\0';
+        char *s = n ? strdup(buf) : NULL;
+        explicit_bzero(buf, sizeof buf);
+        return s;
+    }
+    char *env = getenv("IPFSFS_API_AUTH");
+    if (!env || !*env)
+        return NULL;
+    char *s = strdup(env);
+    /* Wipe the original too, so /proc/PID/environ no longer shows it. */
+    explicit_bzero(env, strlen(env));
+    return s;
 }
 
 char *discover_api(const char *explicit_api, const char **source)

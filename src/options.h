@@ -21,6 +21,9 @@ struct options {
     int raw_leaves;   /* -1: node default */
     char *chunker;
     int no_pin;
+    char *api_auth_file; /* file holding the API.Authorizations secret */
+    char *cacert;        /* CA bundle for https */
+    char *store;         /* embedded block store directory (no node) */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */
@@ -39,5 +42,8 @@ int parse_size(const char *s, size_t *out);
 /* API address discovery: explicit, then $IPFS_PATH/api (default ~/.ipfs/api), then Kubo's
  * default. Returns a malloc'd multiaddr and writes where it came from into *source. */
 char *discover_api(const char *explicit_api, const char **source);
+
+/* The API secret: from file if given, else $IPFSFS_API_AUTH; NULL if none (or unreadable). */
+char *read_secret(const char *file);
 
 #endif
