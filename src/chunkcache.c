@@ -31,10 +31,11 @@ struct chunk {
     int err; /* -errno when FAILED */
     char *data;
     unsigned refs;
-    unsigned waiters;     /* threads in chunkcache_wait on this chunk */
-    bool in_table;        /* false once FAILED or evicted; freed when refs drop to 0 */
-    struct chunk *hnext;  /* hash chain; also the free list once out of the table */
-    struct chunk *lru_prev, *lru_next; /* on the LRU list iff in_table, READY and refs == 0 */
+    unsigned waiters;    /* threads in chunkcache_wait on this chunk */
+    bool in_table;       /* false once FAILED or evicted; freed when refs drop to 0 */
+    struct chunk *hnext; /* hash chain; also the free list once out of the table */
+    /* On the LRU list iff in_table, READY and refs == 0. */
+    struct chunk *lru_prev, *lru_next;
 };
 
 struct chunkcache {
@@ -48,10 +49,12 @@ struct chunkcache {
     struct chunk **buckets;
     size_t nbuckets; /* power of two */
     size_t count;    /* chunks in the table */
-    struct chunk *lru_head, *lru_tail; /* most / least recently released, unreferenced READY */
-    uint64_t bytes;          /* data bytes of the chunks in the table (READY + LOADING) */
-    uint64_t bytes_loading;  /* of which LOADING */
-    struct chunkcache_stats st; /* the counters; the gauges are filled in by get_stats */
+    /* Unreferenced READY chunks, most recently released at the head. */
+    struct chunk *lru_head, *lru_tail;
+    uint64_t bytes;         /* data bytes of the chunks in the table (READY + LOADING) */
+    uint64_t bytes_loading; /* of which LOADING */
+    /* The counters; the gauges are filled in by chunkcache_get_stats. */
+    struct chunkcache_stats st;
 };
 
 static uint64_t key_hash(const struct chunk_key *k)
@@ -269,8 +272,7 @@ static struct chunk *create_locked(struct chunkcache *cc, const struct chunk_key
 
 /* ---- public ---------------------------------------------------------------------------------- */
 
-int chunkcache_get(struct chunkcache *cc, const struct chunk_key *k, size_t len,
-                   struct chunk **out)
+int chunkcache_get(struct chunkcache *cc, const struct chunk_key *k, size_t len, struct chunk **out)
 {
     uint64_t h = key_hash(k);
     struct chunk *freed = NULL;
@@ -358,7 +360,7 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
         free(data);
         ch->err = err < 0 ? err : -EIO;
         ch->state = ST_FAILED;
-        cc->st.fetch_errors++;
+        cc->st.failed++;
         if (ch->in_table)
             table_remove_locked(cc, ch);
     }

@@ -58,7 +58,7 @@ struct chunkcache_stats {
     uint64_t bytes_loading; /* of which in flight */
     uint64_t chunks;        /* chunks held now */
     uint64_t bytes_fetched; /* total bytes completed successfully */
-    uint64_t fetch_errors;  /* fetches completed with an error */
+    uint64_t failed;        /* chunks completed with an error */
 };
 
 /* budget: bytes of chunk data (0: CHUNKCACHE_DEFAULT_BUDGET). chunk_size: bytes (0: default).

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,10 @@
 #include "log.h"
 
 #define DEFAULT_WORKERS 8
-#define DEFAULT_SPAN (1u << 20)
+/* Measured against the js-ipfs test node (256 MiB sequential, 8 MiB window): 1 MiB spans gave
+ * 250 MB/s, 2 MiB 300-450, 4 MiB 500-540 MB/s, the same as one plain `cat` (per-request cost
+ * dominates). A waiter on a span's first chunk waits for the whole span: ~8 ms at that rate. */
+#define DEFAULT_SPAN (4u << 20)
 /* Chunks one read holds references to at a time; longer reads go in batches. */
 #define SYNC_BATCH 16
 /* Largest node_read a reading thread makes for the missing run of its own read. */
@@ -40,6 +44,9 @@ struct reader {
     unsigned queue_max;
     unsigned nthreads;
     pthread_t *threads;
+
+    atomic_uint_fast64_t requests; /* node_read calls */
+    atomic_uint_fast64_t errors;   /* of which failed */
 
     /* qlock guards the job queue and the prefetch counters. It is taken alone or under a
      * handle's lock, never while holding the cache lock, never across a network call. */
@@ -97,6 +104,7 @@ static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
         rc = -ENOMEM;
         goto out;
     }
+    atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
     got = node_read(r->node, chunkcache_cid(ch[0]), off, len, buf);
     if (got < 0) {
         rc = (int)got;
@@ -125,6 +133,7 @@ static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
     return rc;
 out:
     free(buf);
+    atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++)
         chunkcache_complete(r->cc, ch[i], NULL, rc);
     return rc;
@@ -321,8 +330,8 @@ static void detect(struct reader_handle *h, uint64_t off, size_t size)
         from = h->pf_next;
     /* Wait until a whole span (or the whole window, if smaller, or the end of the file) is due,
      * so that requests are large rather than one chunk each time the reads move by one. */
-    if (to > from && (to - from >= (wchunks < r->span_chunks ? wchunks : r->span_chunks) ||
-                      to == nchunks))
+    if (to > from &&
+        (to - from >= (wchunks < r->span_chunks ? wchunks : r->span_chunks) || to == nchunks))
         h->pf_next = prefetch(h, from, to);
 out:
     pthread_mutex_unlock(&h->lock);
@@ -590,11 +599,14 @@ int reader_stats(struct reader *r, char *buf, size_t len)
                     "cache_bytes_loading %" PRIu64 "\n"
                     "cache_budget %zu\n"
                     "cache_bytes_fetched %" PRIu64 "\n"
-                    "cache_fetch_errors %" PRIu64 "\n"
+                    "cache_chunks_failed %" PRIu64 "\n"
+                    "fetch_requests %" PRIu64 "\n"
+                    "fetch_errors %" PRIu64 "\n"
                     "prefetch_chunks %" PRIu64 "\n"
                     "prefetch_jobs %" PRIu64 "\n"
                     "prefetch_dropped %" PRIu64 "\n",
                     st.hits, st.misses, st.waits, st.evictions, st.chunks, st.bytes_cached,
-                    st.bytes_loading, chunkcache_budget(r->cc), st.bytes_fetched,
-                    st.fetch_errors, st.prefetches, jobs, dropped);
+                    st.bytes_loading, chunkcache_budget(r->cc), st.bytes_fetched, st.failed,
+                    (uint64_t)atomic_load(&r->requests), (uint64_t)atomic_load(&r->errors),
+                    st.prefetches, jobs, dropped);
 }

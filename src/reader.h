@@ -18,6 +18,11 @@
  * reads; a prefetch that fails or is cancelled leaves nothing behind, and a read waiting on it
  * fetches the chunk itself. A read never asks for bytes past EOF; a read at or after EOF is 0.
  *
+ * Memory: cached and in-flight chunk bytes stay within cache_bytes (exceeded only while every
+ * chunk is referenced or in flight; readahead keeps in flight within half of it). On top, each
+ * request in progress has a transfer buffer of its size: at most workers x span_bytes for the
+ * prefetch, and 4 MiB per thread in reader_read.
+ *
  * Threads: reader_read may be called concurrently, also on one handle. It blocks for the fetches
  * it needs (each bounded by the node's timeout). Locks: each handle has a lock for its detector,
  * the job queue has one, the cache has one; none is held across a network call.
@@ -38,7 +43,7 @@ struct reader_config {
     size_t readahead_max; /* largest window per handle; 0 disables readahead. Capped at a
                            * quarter of the cache so prefetched chunks live until they are read */
     unsigned workers;     /* prefetch threads; 0: 8 */
-    size_t span_bytes;    /* largest prefetch request; 0: 1 MiB (at least one chunk) */
+    size_t span_bytes;    /* largest prefetch request; 0: 4 MiB (at least one chunk) */
     unsigned queue_max;   /* prefetch jobs waiting at most; 0: 4 per worker */
 };
 

@@ -1,0 +1,280 @@
+/* test_chunkcache.c - the chunk cache on its own: states, single flight, failure, LRU budget. */
+#include "config.h"
+
+#include "chunkcache.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#define CS 1024
+
+static struct cid cid_a, cid_b;
+
+static void make_cid(struct cid *c, uint8_t tag)
+{
+    memset(c, 0, sizeof *c);
+    c->version = 1;
+    c->codec = CID_CODEC_RAW;
+    c->mh_code = MH_SHA2_256;
+    c->mh_len = 34;
+    c->mh[0] = 0x12;
+    c->mh[1] = 0x20;
+    for (int i = 2; i < 34; i++)
+        c->mh[i] = (uint8_t)(tag + i);
+}
+
+static struct chunk_key key(const struct cid *c, uint64_t idx)
+{
+    return (struct chunk_key){.cid = c, .cid_hash = cid_hash(c), .index = idx};
+}
+
+static char *filled(size_t len, int v)
+{
+    char *d = malloc(len);
+    if (!d)
+        abort();
+    memset(d, v, len);
+    return d;
+}
+
+/* Claim, complete, hit; another CID with the same index is another chunk. */
+static void test_basic(void)
+{
+    struct chunkcache *cc;
+    struct chunk *ch, *ch2;
+    struct chunkcache_stats st;
+    struct chunk_key ka = key(&cid_a, 3), kb = key(&cid_b, 3);
+
+    CHECK_EQ_INT(chunkcache_new(10 * CS, CS, &cc), 0);
+    CHECK_EQ_INT(chunkcache_chunk_size(cc), CS);
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS, &ch), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_index(ch), 3);
+    CHECK(!chunkcache_advisory(ch));
+    chunkcache_complete(cc, ch, filled(CS, 'a'), 0);
+    CHECK_EQ_INT(chunkcache_wait(cc, ch), 0);
+    chunkcache_release(cc, ch);
+
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS, &ch), CHUNK_READY);
+    CHECK_EQ_INT(chunkcache_data(ch)[CS - 1], 'a');
+    CHECK_EQ_INT(chunkcache_get(cc, &kb, 100, &ch2), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_len(ch2), 100);
+    chunkcache_complete(cc, ch2, filled(100, 'b'), 0);
+    chunkcache_release(cc, ch2);
+    CHECK_EQ_INT(chunkcache_claim(cc, &kb, 100, &ch2), -EEXIST);
+    CHECK(ch2 == NULL);
+    chunkcache_release(cc, ch);
+    CHECK_EQ_INT(chunkcache_get(cc, &kb, 100, &ch2), CHUNK_READY);
+    CHECK_EQ_INT(chunkcache_data(ch2)[0], 'b');
+    chunkcache_release(cc, ch2);
+
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.hits, 2);
+    CHECK_EQ_INT(st.misses, 2);
+    CHECK_EQ_INT(st.chunks, 2);
+    CHECK_EQ_INT(st.bytes_cached, CS + 100);
+    CHECK_EQ_INT(st.bytes_fetched, CS + 100);
+    CHECK_EQ_INT(st.bytes_loading, 0);
+
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, 0, &ch), -EINVAL);
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS + 1, &ch), -EINVAL);
+    chunkcache_free(cc);
+    CHECK_EQ_INT(chunkcache_new(CS - 1, CS, &cc), -EINVAL);
+    chunkcache_free(NULL);
+}
+
+/* A failed fetch: the waiter gets the error, the entry is gone, the next get claims again. */
+static void test_failure(void)
+{
+    struct chunkcache *cc;
+    struct chunk *ch, *w;
+    struct chunkcache_stats st;
+    struct chunk_key k = key(&cid_a, 0);
+
+    CHECK_EQ_INT(chunkcache_new(4 * CS, CS, &cc), 0);
+    CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &ch), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &w), CHUNK_LOADING);
+    chunkcache_complete(cc, ch, NULL, -ETIMEDOUT);
+    CHECK_EQ_INT(chunkcache_wait(cc, w), -ETIMEDOUT);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.chunks, 0);
+    CHECK_EQ_INT(st.bytes_cached, 0);
+    CHECK_EQ_INT(st.failed, 1);
+    CHECK_EQ_INT(st.waits, 1);
+    chunkcache_release(cc, w);
+    chunkcache_release(cc, ch);
+
+    CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &ch), CHUNK_CLAIMED);
+    chunkcache_complete(cc, ch, filled(CS, 1), 0);
+    chunkcache_release(cc, ch);
+    chunkcache_free(cc);
+}
+
+/* LRU eviction within the budget; referenced chunks are kept (overshoot), then evicted. */
+static void test_lru(void)
+{
+    struct chunkcache *cc;
+    struct chunk *ch, *held[5];
+    struct chunkcache_stats st;
+
+    CHECK_EQ_INT(chunkcache_new(4 * CS, CS, &cc), 0);
+    for (uint64_t i = 0; i < 4; i++) {
+        struct chunk_key k = key(&cid_a, i);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &ch), CHUNK_CLAIMED);
+        chunkcache_complete(cc, ch, filled(CS, (int)i), 0);
+        chunkcache_release(cc, ch);
+    }
+    /* Touch 0, so 1 is the least recently used. */
+    struct chunk_key k0 = key(&cid_a, 0), k1 = key(&cid_a, 1), k4 = key(&cid_a, 4);
+    CHECK_EQ_INT(chunkcache_get(cc, &k0, CS, &ch), CHUNK_READY);
+    chunkcache_release(cc, ch);
+    CHECK_EQ_INT(chunkcache_get(cc, &k4, CS, &ch), CHUNK_CLAIMED);
+    chunkcache_complete(cc, ch, filled(CS, 4), 0);
+    chunkcache_release(cc, ch);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.evictions, 1);
+    CHECK_EQ_INT(st.bytes_cached, 4 * CS);
+    /* LRU order now 2 3 0 4. Readahead claims evict too, and stop at half the budget. */
+    struct chunk *pf1, *pf5;
+    struct chunk_key k5 = key(&cid_a, 5), k6 = key(&cid_a, 6);
+    CHECK_EQ_INT(chunkcache_claim(cc, &k1, CS, &pf1), 0);
+    CHECK(chunkcache_advisory(pf1));
+    CHECK_EQ_INT(chunkcache_claim(cc, &k5, CS, &pf5), 0);
+    CHECK_EQ_INT(chunkcache_claim(cc, &k6, CS, &ch), -ENOSPC);
+    CHECK_EQ_INT(chunkcache_get(cc, &k5, CS, &ch), CHUNK_LOADING);
+    chunkcache_complete(cc, pf1, filled(CS, 1), 0);
+    chunkcache_complete(cc, pf5, NULL, -ECANCELED);
+    CHECK_EQ_INT(chunkcache_wait(cc, ch), -ECANCELED);
+    CHECK(chunkcache_advisory(ch));
+    chunkcache_release(cc, ch);
+    chunkcache_release(cc, pf1);
+    chunkcache_release(cc, pf5);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.evictions, 3); /* 2 and 3 */
+    CHECK_EQ_INT(st.bytes_cached, 3 * CS);
+    CHECK_EQ_INT(st.bytes_loading, 0);
+    CHECK_EQ_INT(st.prefetches, 2);
+    CHECK_EQ_INT(chunkcache_get(cc, &k0, CS, &ch), CHUNK_READY);
+    chunkcache_release(cc, ch); /* LRU order now 4 1 0 */
+
+    /* Hold 5 chunks of another file: the cache evicts all it can, then overshoots. */
+    for (uint64_t i = 0; i < 5; i++) {
+        struct chunk_key k = key(&cid_b, i);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &held[i]), CHUNK_CLAIMED);
+        chunkcache_complete(cc, held[i], filled(CS, 'b'), 0);
+    }
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.chunks, 5);
+    CHECK_EQ_INT(st.bytes_cached, 5 * CS);
+    CHECK_EQ_INT(st.evictions, 6);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(chunkcache_data(held[i])[0], 'b');
+    for (int i = 0; i < 5; i++)
+        chunkcache_release(cc, held[i]);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.bytes_cached, 4 * CS);
+    CHECK_EQ_INT(st.evictions, 7);
+    /* The first released went first. */
+    struct chunk_key kb0 = key(&cid_b, 0), kb4 = key(&cid_b, 4);
+    CHECK_EQ_INT(chunkcache_claim(cc, &kb4, CS, &ch), -EEXIST);
+    CHECK_EQ_INT(chunkcache_claim(cc, &kb0, CS, &ch), 0); /* evicts b1, the next oldest */
+    chunkcache_complete(cc, ch, NULL, -ECANCELED);
+    chunkcache_release(cc, ch);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.prefetches, 3);
+    CHECK_EQ_INT(st.evictions, 8);
+    CHECK_EQ_INT(st.chunks, 3);
+    CHECK_EQ_INT(st.bytes_cached, 3 * CS);
+    chunkcache_free(cc);
+}
+
+/* Many chunks: the table grows and every chunk is still found. */
+static void test_many(void)
+{
+    struct chunkcache *cc;
+    struct chunk *ch;
+    const uint64_t n = 3000;
+
+    CHECK_EQ_INT(chunkcache_new(n * 16, 16, &cc), 0);
+    for (uint64_t i = 0; i < n; i++) {
+        struct chunk_key k = key(i & 1 ? &cid_a : &cid_b, i);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, 16, &ch), CHUNK_CLAIMED);
+        chunkcache_complete(cc, ch, filled(16, (int)(i & 0x7f)), 0);
+        chunkcache_release(cc, ch);
+    }
+    int bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        struct chunk_key k = key(i & 1 ? &cid_a : &cid_b, i);
+        if (chunkcache_get(cc, &k, 16, &ch) != CHUNK_READY ||
+            chunkcache_data(ch)[5] != (char)(i & 0x7f))
+            bad++;
+        chunkcache_release(cc, ch);
+    }
+    CHECK_EQ_INT(bad, 0);
+    chunkcache_free(cc);
+}
+
+/* Single flight: 16 threads want the same missing chunk; one claims, the rest wait. */
+struct sf {
+    struct chunkcache *cc;
+    pthread_mutex_t lock;
+    int claims, ok;
+};
+
+static void *sf_thread(void *arg)
+{
+    struct sf *s = arg;
+    struct chunk_key k = key(&cid_a, 7);
+    struct chunk *ch;
+    int rc = chunkcache_get(s->cc, &k, CS, &ch);
+
+    if (rc == CHUNK_CLAIMED) {
+        pthread_mutex_lock(&s->lock);
+        s->claims++;
+        pthread_mutex_unlock(&s->lock);
+        usleep(50000);
+        chunkcache_complete(s->cc, ch, filled(CS, 'z'), 0);
+    }
+    if (rc >= 0 && chunkcache_wait(s->cc, ch) == 0 && chunkcache_data(ch)[10] == 'z') {
+        pthread_mutex_lock(&s->lock);
+        s->ok++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    chunkcache_release(s->cc, ch);
+    return NULL;
+}
+
+static void test_single_flight(void)
+{
+    struct sf s = {.claims = 0};
+    pthread_t t[16];
+    struct chunkcache_stats st;
+
+    pthread_mutex_init(&s.lock, NULL);
+    CHECK_EQ_INT(chunkcache_new(8 * CS, CS, &s.cc), 0);
+    for (int i = 0; i < 16; i++)
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, sf_thread, &s), 0);
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ_INT(s.claims, 1);
+    CHECK_EQ_INT(s.ok, 16);
+    chunkcache_get_stats(s.cc, &st);
+    CHECK_EQ_INT(st.misses, 1);
+    CHECK_EQ_INT(st.hits + st.waits, 15);
+    chunkcache_free(s.cc);
+    pthread_mutex_destroy(&s.lock);
+}
+
+int main(void)
+{
+    make_cid(&cid_a, 1);
+    make_cid(&cid_b, 2);
+    test_basic();
+    test_failure();
+    test_lru();
+    test_many();
+    test_single_flight();
+    return unit_done("chunkcache");
+}
