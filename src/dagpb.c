@@ -404,3 +404,33 @@ int unixfs_blocksize(const uint8_t *data, size_t len, size_t i, uint64_t *out)
     *out = v;
     return 0;
 }
+
+static uint64_t varint_len(uint64_t v)
+{
+    uint64_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* PBNode{Data: <u bytes>}: tag, length, payload. */
+static uint64_t pbnode_len(uint64_t u)
+{
+    return 1 + varint_len(u) + u;
+}
+
+int unixfs_guess_small(uint64_t tsize, uint64_t size)
+{
+    if (size > (1u << 20))
+        return -1;
+    /* File: Type, Data (absent when empty), filesize. Symlink: Type, Data. */
+    uint64_t file_u = 2 + (size ? 1 + varint_len(size) + size : 0) + 1 + varint_len(size);
+    uint64_t sym_u = 2 + 1 + varint_len(size) + size;
+    if (tsize == pbnode_len(file_u))
+        return UNIXFS_FILE;
+    if (size > 0 && tsize == pbnode_len(sym_u))
+        return UNIXFS_SYMLINK;
+    return -1;
+}

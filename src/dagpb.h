@@ -68,4 +68,10 @@ void dagpb_node_free(struct dagpb_node *n);
 int unixfs_decode(const uint8_t *data, size_t len, struct unixfs_data *out);
 int unixfs_blocksize(const uint8_t *data, size_t len, size_t i, uint64_t *out);
 
+/* What a single-block dag-pb UnixFS child of `size` bytes must be, judged from its block size
+ * (the parent's link Tsize): UNIXFS_FILE, UNIXFS_SYMLINK, or -1 when neither layout fits (more
+ * blocks, stored metadata...). Lets a listing tell symlinks from small files without fetching
+ * every child, on nodes whose ls does not say (js-ipfs). */
+int unixfs_guess_small(uint64_t tsize, uint64_t size);
+
 #endif

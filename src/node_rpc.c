@@ -162,18 +162,97 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
     return -EIO;
 }
 
+/* The directory's own links (name -> Tsize), sorted by name, to resolve kinds ls left open. */
+struct dirblock {
+    char *block;
+    struct dagpb_node pb;
+    struct dagpb_link **sorted;
+};
+
 struct list_ctx {
     struct node_rpc *n;
     struct ndjson nd;
     node_entry_fn fn;
     void *ud;
     unsigned skipped;
+    struct dirblock *db;
 };
+
+static int cmp_link(const void *a, const void *b)
+{
+    const struct dagpb_link *x = *(const struct dagpb_link *const *)a;
+    const struct dagpb_link *y = *(const struct dagpb_link *const *)b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+static void dirblock_free(struct dirblock *db)
+{
+    if (!db)
+        return;
+    free(db->sorted);
+    dagpb_node_free(&db->pb);
+    free(db->block);
+    free(db);
+}
+
+/* Fetch and index a plain (not sharded) directory block; NULL if not worth it or failed. */
+static struct dirblock *dirblock_get(struct node_rpc *n, const char *cs)
+{
+    struct rpc_arg args[] = {{"arg", cs}};
+    struct rpc_buf buf = {.max = MAX_BLOCK};
+    char err[512];
+    if (rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err) < 0)
+        return NULL;
+    struct dirblock *db = calloc(1, sizeof *db);
+    struct unixfs_data u;
+    if (!db || dagpb_decode((const uint8_t *)buf.data, buf.len, &db->pb) < 0) {
+        free(db);
+        free(buf.data);
+        return NULL;
+    }
+    db->block = buf.data;
+    if (!db->pb.has_data || unixfs_decode(db->pb.data, db->pb.data_len, &u) < 0 ||
+        u.type != UNIXFS_DIRECTORY || db->pb.nlinks == 0 ||
+        !(db->sorted = malloc(db->pb.nlinks * sizeof *db->sorted))) {
+        dirblock_free(db);
+        return NULL;
+    }
+    for (size_t i = 0; i < db->pb.nlinks; i++)
+        db->sorted[i] = &db->pb.links[i];
+    qsort(db->sorted, db->pb.nlinks, sizeof *db->sorted, cmp_link);
+    return db;
+}
+
+static const struct dagpb_link *dirblock_find(const struct dirblock *db, const char *name,
+                                              size_t len)
+{
+    struct dagpb_link key = {.name = name, .name_len = len};
+    const struct dagpb_link *kp = &key;
+    struct dagpb_link **hit =
+        bsearch(&kp, db->sorted, db->pb.nlinks, sizeof *db->sorted, cmp_link);
+    return hit ? *hit : NULL;
+}
+
+static int list_entry(void *ud, const struct node_entry *e)
+{
+    struct list_ctx *lc = ud;
+    if (e->kind != NODE_UNKNOWN || !lc->db || e->cid.codec != CID_CODEC_DAG_PB)
+        return lc->fn(lc->ud, e);
+    const struct dagpb_link *l = dirblock_find(lc->db, e->name, e->name_len);
+    int t = l && l->has_tsize ? unixfs_guess_small(l->tsize, e->size) : -1;
+    if (t < 0)
+        return lc->fn(lc->ud, e);
+    struct node_entry copy = *e;
+    copy.kind = t == UNIXFS_SYMLINK ? NODE_SYMLINK : NODE_FILE;
+    return lc->fn(lc->ud, &copy);
+}
 
 static int list_line(void *ud, const char *line, size_t len)
 {
     struct list_ctx *lc = ud;
-    return rpcjson_ls(line, len, &lc->n->quirks, lc->fn, lc->ud, &lc->skipped);
+    return rpcjson_ls(line, len, &lc->n->quirks, list_entry, lc, &lc->skipped);
 }
 
 static int list_sink(void *ud, const char *data, size_t len)
@@ -191,6 +270,10 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     snprintf(path, sizeof path, "/ipfs/%s", cs);
     struct rpc_arg args[] = {{"arg", path}, {"stream", "true"}};
     struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
+    /* js-ipfs lists symlinks as small files; the directory block's link sizes tell them
+     * apart in one request instead of one per child. */
+    if (n->quirks.symlink_as_file)
+        lc.db = dirblock_get(n, cs);
     ndjson_init(&lc.nd, MAX_LS_LINE);
     char err[512];
     int rc = rpc_call(n->rpc, "ls", args, 2, NULL, list_sink, &lc, err, sizeof err);
@@ -199,6 +282,7 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     else if (rc == -EMSGSIZE)
         snprintf(err, sizeof err, "a listing line is larger than %u bytes", MAX_LS_LINE);
     ndjson_free(&lc.nd);
+    dirblock_free(lc.db);
     if (rc < 0 && err[0])
         log_failure("ls", c, rc, err);
     if (lc.skipped)

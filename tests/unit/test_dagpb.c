@@ -579,8 +579,26 @@ static void test_fuzz(void)
     free(fx);
 }
 
+/* Telling symlinks from small files by block size (js-ipfs lists both as Type 2). */
+static void test_guess_small(void)
+{
+    /* "hello\n" as added by default: 14-byte block (known answer QmZULkCE..., Size 14). */
+    CHECK_EQ_INT(unixfs_guess_small(14, 6), UNIXFS_FILE);
+    /* The symlink to "h.txt": the 11-byte block 0a 09 08 04 12 05 "h.txt". */
+    CHECK_EQ_INT(unixfs_guess_small(11, 5), UNIXFS_SYMLINK);
+    /* "Test": 12 bytes (known answer QmQrXZ4i...). Empty file: 6 bytes (QmbFMke1...). */
+    CHECK_EQ_INT(unixfs_guess_small(12, 4), UNIXFS_FILE);
+    CHECK_EQ_INT(unixfs_guess_small(6, 0), UNIXFS_FILE);
+    /* Neither layout: a file with stored metadata or several blocks. */
+    CHECK_EQ_INT(unixfs_guess_small(13, 4), -1);
+    CHECK_EQ_INT(unixfs_guess_small(262158, 4096), -1);
+    /* Large sizes: the varints grow; the formula must follow (262144 zeros: 262158). */
+    CHECK_EQ_INT(unixfs_guess_small(262158, 262144), UNIXFS_FILE);
+}
+
 int main(void)
 {
+    test_guess_small();
     test_file_block();
     test_wrap_dir();
     test_directory();
