@@ -78,6 +78,11 @@ struct node_ops {
                struct cid *out);
     /* Store a UnixFS symlink node; returns its CID. */
     int (*put_symlink)(struct node *n, const char *target, struct cid *out);
+    /* Like read, but the bytes go to sink as they arrive (so a reader can use the first
+     * chunks of a long range before the rest is there). Returns 0 or -errno (also when fewer
+     * than len bytes came). Optional: NULL means use read. */
+    int (*read_stream)(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
+                       int (*sink)(void *ud, const char *data, size_t len), void *ud);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);

@@ -605,6 +605,51 @@ out:
     return rc;
 }
 
+struct stream_ctx {
+    int (*sink)(void *ud, const char *data, size_t len);
+    void *ud;
+    uint64_t want, got;
+};
+
+static int stream_sink(void *ud, const char *data, size_t len)
+{
+    struct stream_ctx *sc = ud;
+    if (sc->got + len > sc->want)
+        return -EIO; /* more than asked for: the node is confused */
+    sc->got += len;
+    return sc->sink(sc->ud, data, len);
+}
+
+static int rpc_read_stream(struct node *base, const struct cid *c, uint64_t off, uint64_t len,
+                           int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct node_rpc *n = to_rpc(base);
+    if (len == 0)
+        return 0;
+    char cs[CID_STR_MAX], path[CID_STR_MAX + 8], soff[24], slen[24];
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    snprintf(path, sizeof path, "/ipfs/%s", cs);
+    snprintf(soff, sizeof soff, "%" PRIu64, off);
+    snprintf(slen, sizeof slen, "%" PRIu64, len);
+    struct rpc_arg args[] = {{"arg", path}, {"offset", soff}, {"length", slen}};
+    struct stream_ctx sc = {.sink = sink, .ud = ud, .want = len};
+    /* A long range may take longer than one timeout in total: bound stalls instead. */
+    struct rpc_call_opts co = {.stall_ms = n->timeout_ms};
+    char err[512];
+    int r = rpc_call(n->rpc, "cat", args, 3, &co, stream_sink, &sc, err, sizeof err);
+    if (r < 0) {
+        log_failure("cat", c, r, err);
+        return r;
+    }
+    if (sc.got != len) {
+        log_warn("cat %s at %" PRIu64 ": %" PRIu64 " bytes instead of %" PRIu64
+                 " (truncated answer)", cs, off, sc.got, len);
+        return -EIO;
+    }
+    return 0;
+}
+
 static int rpc_stats(struct node *base, char *buf, size_t len)
 {
     struct rpc_stats s;
@@ -626,6 +671,7 @@ static const struct node_ops rpc_ops = {
     .stat = rpc_stat,
     .list = rpc_list,
     .read = rpc_read,
+    .read_stream = rpc_read_stream,
     .mfs_stat = rpc_mfs_stat,
     .mfs_list = rpc_mfs_list,
     .mfs_mkdir = rpc_mfs_mkdir,

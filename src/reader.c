@@ -87,55 +87,70 @@ static size_t chunk_len(const struct reader_handle *h, uint64_t idx)
     return (size_t)(left < h->r->cs ? left : h->r->cs);
 }
 
-/* Fetch n claimed contiguous chunks of one file with one node_read, and complete them all (READY
+/* Streaming fill of a run of chunks: each chunk is completed (and its waiters woken) as soon as
+ * its last byte arrives, so a long range costs the first reader only its first chunk. */
+struct fill {
+    struct reader *r;
+    struct chunk **ch;
+    unsigned n, cur; /* chunks, the one being filled */
+    char *buf;       /* its buffer */
+    size_t have;
+};
+
+static int fill_sink(void *ud, const char *data, size_t len)
+{
+    struct fill *f = ud;
+    while (len > 0) {
+        if (f->cur >= f->n)
+            return -EIO;
+        size_t clen = chunkcache_len(f->ch[f->cur]);
+        if (!f->buf && !(f->buf = malloc(clen)))
+            return -ENOMEM;
+        size_t take = clen - f->have < len ? clen - f->have : len;
+        memcpy(f->buf + f->have, data, take);
+        f->have += take;
+        data += take;
+        len -= take;
+        if (f->have == clen) {
+            chunkcache_complete(f->r->cc, f->ch[f->cur], f->buf, 0);
+            f->buf = NULL;
+            f->have = 0;
+            f->cur++;
+        }
+    }
+    return 0;
+}
+
+/* Fetch n claimed contiguous chunks of one file with one request, and complete them all (READY
  * or FAILED). The references stay with the caller. Returns 0 or the first -errno. */
 static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
 {
     uint64_t off = chunkcache_index(ch[0]) * r->cs;
-    size_t len = 0;
-    char *buf;
-    ssize_t got;
-    int rc = 0;
+    uint64_t len = 0;
+    int rc;
 
     for (unsigned i = 0; i < n; i++)
         len += chunkcache_len(ch[i]);
-    buf = malloc(len);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
     atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
-    got = node_read(r->node, chunkcache_cid(ch[0]), off, len, buf);
-    if (got < 0) {
-        rc = (int)got;
-        goto out;
+    struct fill f = {.r = r, .ch = ch, .n = n};
+    if (r->node->ops->read_stream) {
+        rc = r->node->ops->read_stream(r->node, chunkcache_cid(ch[0]), off, len, fill_sink, &f);
+    } else {
+        char *buf = malloc(len);
+        ssize_t got = buf ? node_read(r->node, chunkcache_cid(ch[0]), off, len, buf) : -ENOMEM;
+        rc = got < 0 ? (int)got : (uint64_t)got != len ? -EIO : fill_sink(&f, buf, len);
+        free(buf);
     }
-    if ((size_t)got != len) {
-        log_warn("short read from the node: %zd of %zu bytes at %" PRIu64, got, len, off);
+    if (rc == 0 && f.cur != n)
         rc = -EIO;
-        goto out;
+    if (rc < 0) {
+        log_debug("fetch of %" PRIu64 " bytes at %" PRIu64 " failed: %s", len, off,
+                  strerror(-rc));
+        atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+        free(f.buf);
+        for (unsigned i = f.cur; i < n; i++)
+            chunkcache_complete(r->cc, ch[i], NULL, rc);
     }
-    if (n == 1) {
-        chunkcache_complete(r->cc, ch[0], buf, 0);
-        return 0;
-    }
-    /* Chunks are evicted one by one, so each gets its own buffer. */
-    size_t o = 0;
-    for (unsigned i = 0; i < n; o += chunkcache_len(ch[i]), i++) {
-        char *d = malloc(chunkcache_len(ch[i]));
-        if (d)
-            memcpy(d, buf + o, chunkcache_len(ch[i]));
-        else
-            rc = -ENOMEM;
-        chunkcache_complete(r->cc, ch[i], d, d ? 0 : -ENOMEM);
-    }
-    free(buf);
-    return rc;
-out:
-    free(buf);
-    atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
-    for (unsigned i = 0; i < n; i++)
-        chunkcache_complete(r->cc, ch[i], NULL, rc);
     return rc;
 }
 

@@ -398,7 +398,10 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     char *url = NULL;
     struct curl_slist *hdrs = NULL;
     struct xfer x = {.sink = sink, .ud = ud, .r = r, .upload = opts->upload, .h = h};
-    int rc = build_url(r, h, cmd, args, nargs, opts->no_node_timeout ? 0 : timeout, &url);
+    /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
+     * would cut them, so it is not sent then. */
+    int rc = build_url(r, h, cmd, args, nargs,
+                       opts->no_node_timeout || opts->stall_ms ? 0 : timeout, &url);
     if (rc < 0) {
         handle_put(r, h, false);
         return rc;
