@@ -626,7 +626,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
                          &fh->wh);
         if (rc == 0) {
             if (trunc && size > 0) {
-                fh->wh->dirty = true; /* the truncation itself must be stored */
+                writer_touch(fh->wh); /* the truncation itself must be stored */
                 set_size(fs, ino, 0);
             }
             add_writer(fs, ino);
@@ -681,14 +681,39 @@ static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size
         fuse_reply_err(req, (int)-n);
         return;
     }
-    pthread_mutex_lock(&fh->wh->lock);
-    uint64_t sz = fh->wh->size;
-    pthread_mutex_unlock(&fh->wh->lock);
-    set_size(fs, ino_of(id), sz);
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, ino_of(id), &a);
+    if (a.size != writer_size(fh->wh) || a.has_mtime) {
+        a.size = writer_size(fh->wh);
+        if (a.has_mtime)
+            a.mtime = time(NULL); /* a stored time follows the content, as on any fs */
+        inode_mfs_set(fs->inodes, ino_of(id), &a);
+    }
     fuse_reply_write(req, (size_t)n);
 }
 
-/* Store a write handle's changes: add, link, update the inode. */
+/* After new content is linked under a name, give it back the mode and time it had (a fresh
+ * add carries none), then read back the CID that now holds them. */
+static int reapply_meta(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a)
+{
+    int rc = 0;
+    if (a->mode && (a->mode & 07777) != 0644)
+        rc = fs->node->ops->mfs_chmod(fs->node, path, a->mode);
+    if (rc == 0 && a->has_mtime)
+        rc = fs->node->ops->mfs_touch(fs->node, path, a->mtime);
+    if (rc == 0 && ((a->mode && (a->mode & 07777) != 0644) || a->has_mtime)) {
+        struct node_stat st;
+        struct cid c;
+        if (fs->node->ops->mfs_stat(fs->node, path, &st, &c) == 0) {
+            a->cid = c;
+            node_stat_clear(&st);
+        }
+    }
+    inode_mfs_set(fs->inodes, ino, a);
+    return rc;
+}
+
+/* Store a write handle's changes: add, link, restore metadata, update the inode. */
 static int flush_handle(struct fs *fs, struct fhandle *fh)
 {
     if (!fh->wh)
@@ -701,10 +726,10 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     uint64_t size;
     bool changed;
     inode_mfs_get(fs->inodes, fh->ino, &a);
-    rc = writer_flush(fh->wh, fs->node, &fs->cfg.writer, path, &a.cid, &size, &changed);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &a.cid, &size, &changed);
     if (rc == 0 && changed) {
         a.size = size;
-        inode_mfs_set(fs->inodes, fh->ino, &a);
+        rc = reapply_meta(fs, fh->ino, path, &a);
     }
     return rc;
 }
@@ -729,8 +754,9 @@ static void fs_release(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     struct fs *fs = fs_of(req);
     (void)id;
     struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
-    /* close(2) already flushed; a last try covers writes that came after it (mmap). */
-    if (fh->wh && fh->wh->dirty)
+    /* close(2) already flushed; a last try covers writes that came after it (mmap). A handle
+     * whose flush failed is poisoned and never retried here: close reported the failure. */
+    if (fh->wh && writer_dirty(fh->wh))
         flush_handle(fs, fh);
     fhandle_free(fs, fh);
     fuse_reply_err(req, 0);
@@ -773,8 +799,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (rc < 0)
         goto fail;
     /* The name exists from now on (empty), as after creat(2) on any filesystem. */
-    fh->wh->dirty = true;
-    rc = writer_flush(fh->wh, fs->node, &fs->cfg.writer, path, &a.cid, &size, &changed);
+    writer_touch(fh->wh);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &a.cid, &size, &changed);
     if (rc < 0)
         goto fail;
     if ((mode & 07777) != 0644 && fs->node->ops->mfs_chmod(fs->node, path, mode & 07777) == 0)
@@ -982,10 +1008,10 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     bool changed;
     rc = writer_truncate(wh, size);
     if (rc == 0)
-        rc = writer_flush(wh, fs->node, &fs->cfg.writer, path, &a.cid, &newsize, &changed);
+        rc = writer_flush(wh, &fs->cfg.writer, path, true, &a.cid, &newsize, &changed);
     if (rc == 0) {
         a.size = newsize;
-        inode_mfs_set(fs->inodes, ino, &a);
+        rc = reapply_meta(fs, ino, path, &a);
     }
     writer_close(wh);
     return rc;
@@ -1001,8 +1027,10 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     int rc = mfs_path(fs, ino, path, sizeof path);
     if (rc < 0)
         return rc;
-    if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-        return -EPERM; /* names have no owner of their own */
+    /* Names have no owner of their own: only a no-op chown (tar, cp -a as root) is fine. */
+    if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
+        ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid))
+        return -EPERM;
     if (to_set & FUSE_SET_ATTR_SIZE) {
         struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
         if (ino->kind != NODE_FILE)
@@ -1017,10 +1045,13 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         if (rc < 0)
             return rc;
     }
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, ino, &a);
     if ((to_set & FUSE_SET_ATTR_MODE) && !root) {
         rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
         if (rc < 0)
             return rc;
+        a.mode = attr->st_mode & 07777;
     }
     if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root) {
         int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
@@ -1028,7 +1059,12 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         rc = fs->node->ops->mfs_touch(fs->node, path, t);
         if (rc < 0)
             return rc;
+        a.mtime = t;
+        a.has_mtime = true;
     }
+    /* Open writers will link new content and re-apply these (flush_handle); meanwhile the
+     * inode shows what was set. Otherwise read back the node's view (and new CID). */
+    inode_mfs_set(fs->inodes, ino, &a);
     return mfs_refresh(fs, ino);
 }
 

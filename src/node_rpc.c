@@ -9,6 +9,7 @@
 #include "rpcjson.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ struct node_rpc {
     struct rpcjson_quirks quirks;
     bool kubo;
     unsigned timeout_ms;
+    atomic_bool mv_no_replace; /* files/mv refuses to replace: rm first */
     char description[256];
 };
 
@@ -432,10 +434,15 @@ static int rpc_mfs_mv(struct node *base, const char *src, const char *dst)
 {
     struct node_rpc *n = to_rpc(base);
     struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
-    int rc = simple_call(n, "files/mv", args, 2);
-    if (rc != -EEXIST)
-        return rc;
-    /* js-ipfs will not move onto an existing name (Kubo replaces): remove it, then move. */
+    int rc = -EEXIST;
+    if (!atomic_load(&n->mv_no_replace)) {
+        rc = simple_call(n, "files/mv", args, 2);
+        if (rc != -EEXIST)
+            return rc;
+    }
+    /* js-ipfs will not move onto an existing name (Kubo replaces): remove it, then move.
+     * Learn it once, so later replacements do not pay for the failing call. */
+    atomic_store(&n->mv_no_replace, true);
     rc = rpc_mfs_rm(base, dst, false);
     if (rc == -EISDIR || rc == -EIO)
         rc = rpc_mfs_rm(base, dst, true);

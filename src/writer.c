@@ -44,34 +44,13 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
         return rc;
     }
     pthread_mutex_init(&h->lock, NULL);
-    int rc = 0;
-    if (base && size > 0) {
-        char *buf = malloc(FILL_CHUNK);
-        if (!buf) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        for (uint64_t off = 0; off < size && rc == 0;) {
-            size_t len = size - off < FILL_CHUNK ? (size_t)(size - off) : FILL_CHUNK;
-            ssize_t got = node_read(n, base, off, len, buf);
-            if (got < 0) {
-                rc = (int)got;
-                break;
-            }
-            if (pwrite(h->fd, buf, (size_t)got, (off_t)off) != got) {
-                rc = -errno ? -errno : -EIO;
-                break;
-            }
-            off += (uint64_t)got;
-        }
-        free(buf);
-        h->size = size;
+    h->node = n;
+    h->filled = !base || size == 0;
+    if (!h->filled) {
+        h->base = *base;
+        h->base_size = size;
     }
-out:
-    if (rc < 0) {
-        writer_close(h);
-        return rc;
-    }
+    h->size = h->filled ? 0 : size;
     *out = h;
     return 0;
 }
@@ -85,16 +64,65 @@ void writer_close(struct whandle *h)
     free(h);
 }
 
+/* Copy the base content into the spool (lock held). */
+static int fill_locked(struct whandle *h)
+{
+    if (h->filled)
+        return 0;
+    char *buf = malloc(FILL_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint64_t off = 0; off < h->base_size;) {
+        size_t len =
+            h->base_size - off < FILL_CHUNK ? (size_t)(h->base_size - off) : FILL_CHUNK;
+        ssize_t got = node_read(h->node, &h->base, off, len, buf);
+        if (got < 0) {
+            rc = (int)got;
+            break;
+        }
+        if (pwrite(h->fd, buf, (size_t)got, (off_t)off) != got) {
+            rc = errno ? -errno : -EIO;
+            break;
+        }
+        off += (uint64_t)got;
+    }
+    free(buf);
+    if (rc == 0)
+        h->filled = true;
+    else if (ftruncate(h->fd, 0) != 0)
+        rc = -errno;
+    return rc;
+}
+
+/* A failure that leaves the spool not matching what the program wrote poisons the handle. */
+static int poison(struct whandle *h, int rc)
+{
+    if (rc < 0 && h->err == 0)
+        h->err = rc;
+    return rc;
+}
+
 ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t off)
 {
     pthread_mutex_lock(&h->lock);
-    ssize_t n = pwrite(h->fd, buf, len, (off_t)off);
-    if (n < 0) {
-        n = -errno;
-    } else {
-        h->dirty = true;
-        if (off + (uint64_t)n > h->size)
-            h->size = off + (uint64_t)n;
+    ssize_t n = h->err;
+    if (n == 0)
+        n = poison(h, fill_locked(h));
+    if (n == 0) {
+        n = pwrite(h->fd, buf, len, (off_t)off);
+        if (n < 0) {
+            n = poison(h, -errno);
+        } else if ((size_t)n < len) {
+            /* A short write is the disk filling up: the program will see it, and the rest
+             * of what it wrote is not in the spool. */
+            poison(h, -ENOSPC);
+        }
+        if (n > 0) {
+            h->dirty = true;
+            if (off + (uint64_t)n > h->size)
+                h->size = off + (uint64_t)n;
+        }
     }
     pthread_mutex_unlock(&h->lock);
     return n;
@@ -102,14 +130,25 @@ ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t of
 
 ssize_t writer_read(struct whandle *h, char *buf, size_t len, uint64_t off)
 {
-    ssize_t n = pread(h->fd, buf, len, (off_t)off);
-    return n < 0 ? -errno : n;
+    pthread_mutex_lock(&h->lock);
+    int rc = fill_locked(h);
+    ssize_t n = rc < 0 ? rc : pread(h->fd, buf, len, (off_t)off);
+    if (n < 0 && rc == 0)
+        n = -errno;
+    pthread_mutex_unlock(&h->lock);
+    return n;
 }
 
 int writer_truncate(struct whandle *h, uint64_t size)
 {
     pthread_mutex_lock(&h->lock);
-    int rc = ftruncate(h->fd, (off_t)size) < 0 ? -errno : 0;
+    int rc = h->err;
+    if (rc == 0 && size > 0)
+        rc = poison(h, fill_locked(h));
+    else if (rc == 0)
+        h->filled = true; /* nothing of the base survives */
+    if (rc == 0)
+        rc = ftruncate(h->fd, (off_t)size) < 0 ? poison(h, -errno) : 0;
     if (rc == 0) {
         h->size = size;
         h->dirty = true;
@@ -118,11 +157,36 @@ int writer_truncate(struct whandle *h, uint64_t size)
     return rc;
 }
 
-int writer_link(struct node *n, const struct cid *c, const char *path)
+void writer_touch(struct whandle *h)
 {
-    int rc = n->ops->mfs_link(n, c, path);
-    if (rc != -EEXIST)
-        return rc;
+    pthread_mutex_lock(&h->lock);
+    h->dirty = true;
+    pthread_mutex_unlock(&h->lock);
+}
+
+uint64_t writer_size(struct whandle *h)
+{
+    pthread_mutex_lock(&h->lock);
+    uint64_t s = h->size;
+    pthread_mutex_unlock(&h->lock);
+    return s;
+}
+
+bool writer_dirty(struct whandle *h)
+{
+    pthread_mutex_lock(&h->lock);
+    bool d = h->dirty && h->err == 0;
+    pthread_mutex_unlock(&h->lock);
+    return d;
+}
+
+int writer_link(struct node *n, const struct cid *c, const char *path, bool exists)
+{
+    if (!exists) {
+        int rc = n->ops->mfs_link(n, c, path);
+        if (rc != -EEXIST)
+            return rc;
+    }
     /* The name exists: link beside it under a temporary name, then move over it. */
     static atomic_uint counter;
     char tmp[4096];
@@ -130,7 +194,7 @@ int writer_link(struct node *n, const struct cid *c, const char *path)
     int dirlen = slash ? (int)(slash - path) : 0;
     snprintf(tmp, sizeof tmp, "%.*s/.ipfsfs-tmp-%ld-%u", dirlen, path, (long)getpid(),
              atomic_fetch_add(&counter, 1));
-    rc = n->ops->mfs_link(n, c, tmp);
+    int rc = n->ops->mfs_link(n, c, tmp);
     if (rc < 0)
         return rc;
     rc = n->ops->mfs_mv(n, tmp, path);
@@ -139,28 +203,32 @@ int writer_link(struct node *n, const struct cid *c, const char *path)
     return rc;
 }
 
-int writer_flush(struct whandle *h, struct node *n, const struct writer_config *cfg,
-                 const char *path, struct cid *cid, uint64_t *size, bool *changed)
+int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
+                 bool exists, struct cid *cid, uint64_t *size, bool *changed)
 {
+    (void)cfg;
     *changed = false;
     pthread_mutex_lock(&h->lock);
-    if (!h->dirty) {
-        pthread_mutex_unlock(&h->lock);
-        return 0;
-    }
+    int rc = h->err;
+    if (rc < 0 || !h->dirty)
+        goto out;
+    rc = poison(h, fill_locked(h));
+    if (rc < 0)
+        goto out;
     /* Held across the upload on purpose: the bytes must not change while they are added. */
-    uint64_t sz = h->size;
-    int rc = n->ops->add(n, h->fd, sz, &cfg->add, cid);
+    rc = h->node->ops->add(h->node, h->fd, h->size, &cfg->add, cid);
     if (rc == 0)
-        rc = writer_link(n, cid, path);
+        rc = writer_link(h->node, cid, path, exists);
     if (rc == 0) {
         h->dirty = false;
-        *size = sz;
+        *size = h->size;
         *changed = true;
     } else {
+        poison(h, rc);
         log_warn("could not store %s (%llu bytes): %s; its old content is unchanged", path,
-                 (unsigned long long)sz, strerror(-rc));
+                 (unsigned long long)h->size, strerror(-rc));
     }
+out:
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
