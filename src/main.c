@@ -189,7 +189,13 @@ int main(int argc, char *argv[])
 
     /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other
      * unless asked) and the kernel checks permissions. */
-    if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=ipfsfs,subtype=ipfsfs") != 0)
+    char mopts[512];
+    /* The source word of mount(8)/fstab ("ipfs") names the mount in findmnt and df. */
+    const char *fsname = o.nonopts == 2 && o.first_nonopt && !strpbrk(o.first_nonopt, ",\\")
+                             ? o.first_nonopt
+                             : "ipfsfs";
+    snprintf(mopts, sizeof mopts, "-odefault_permissions,fsname=%s,subtype=ipfsfs", fsname);
+    if (fuse_opt_add_arg(&args, mopts) != 0)
         goto out_node;
     struct fs_config fcfg = {
         .cache_bytes = o.cache_bytes,

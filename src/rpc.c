@@ -16,12 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define RPC_DEFAULT_MAX_BODY (16u << 20)
 #define RPC_USER_AGENT "ipfsfs/" PACKAGE_VERSION
 /* Curl's own limit is the node's deadline plus this much, so the node normally answers first
  * with its own message ("context deadline exceeded") and we only cut connections that hang. */
-#define RPC_GRACE_MS 2000u
+#define RPC_GRACE_MS 500u
 
 struct rpc {
     char *base_url;
@@ -37,6 +38,10 @@ struct rpc {
     CURL **pool;
     size_t npool, pool_cap;
 
+    /* Monotonic ms until which calls fail at once: set when the node did not answer at all
+     * (our deadline hit), so one hung node costs a program one --timeout, not one per retry
+     * of the kernel. Short, so a node that comes back is used again almost at once. */
+    _Atomic uint64_t down_until;
     _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out;
     _Atomic int64_t n_in_flight;
 };
@@ -58,7 +63,50 @@ struct xfer {
     const struct rpc_upload *upload;
     int upload_err;
     struct rpc *r;
+    /* Stall detection for long transfers: the last time a byte moved either way. */
+    unsigned stall_ms;
+    curl_off_t last_dl, last_ul;
+    struct timespec last_move;
+    bool stalled;
 };
+
+#define RPC_DOWN_MS 1000u
+
+static uint64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+static uint64_t ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
+           (uint64_t)((now.tv_nsec - t->tv_nsec) / 1000000);
+}
+
+/* curl's low-speed limit averages over its window and overshoots by seconds; this fails the
+ * transfer as soon as nothing moved for stall_ms. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct xfer *x = ud;
+    (void)dltotal;
+    (void)ultotal;
+    if (dlnow != x->last_dl || ulnow != x->last_ul) {
+        x->last_dl = dlnow;
+        x->last_ul = ulnow;
+        clock_gettime(CLOCK_MONOTONIC, &x->last_move);
+        return 0;
+    }
+    if (ms_since(&x->last_move) > x->stall_ms) {
+        x->stalled = true;
+        return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
 
 int rpc_global_init(void)
 {
@@ -392,6 +440,11 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     if (err && errlen)
         err[0] = '\0';
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
+    if (now_ms() < atomic_load(&r->down_until)) {
+        atomic_fetch_add(&r->n_errors, 1);
+        set_err(err, errlen, "the node did not answer within the timeout a moment ago");
+        return -ETIMEDOUT;
+    }
     CURL *h = handle_get(r);
     if (!h)
         return -ENOMEM;
@@ -416,8 +469,11 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
     if (opts->stall_ms) {
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((opts->stall_ms + 999) / 1000));
+        x.stall_ms = opts->stall_ms;
+        clock_gettime(CLOCK_MONOTONIC, &x.last_move);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + RPC_GRACE_MS));
     }
@@ -469,8 +525,9 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
         set_err(err, errlen, "upload source failed");
         goto out;
     }
-    if (cc == CURLE_OPERATION_TIMEDOUT) {
+    if (cc == CURLE_OPERATION_TIMEDOUT || x.stalled) {
         rc = -ETIMEDOUT;
+        atomic_store(&r->down_until, now_ms() + RPC_DOWN_MS);
         set_err(err, errlen, "no answer from the node within the timeout (%s)",
                 curl_easy_strerror(cc));
         goto out;

@@ -27,6 +27,8 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# A killed daemon leaves its lock and api file behind; jsipfs config would trip over both.
+rm -rf "$repo/repo.lock" "$repo/api"
 if [ ! -f "$repo/config" ]; then
     "$jsipfs" init --empty-repo >"$repo/init.log" 2>&1 || {
         cat "$repo/init.log" >&2
@@ -42,9 +44,6 @@ rpc_port=$(free_port)
 "$jsipfs" config Addresses.API "/ip4/127.0.0.1/tcp/$api_port" >/dev/null
 "$jsipfs" config Addresses.Gateway "/ip4/127.0.0.1/tcp/$gw_port" >/dev/null
 "$jsipfs" config Addresses.RPC "/ip4/127.0.0.1/tcp/$rpc_port" >/dev/null
-# A killed daemon leaves its lock behind.
-rm -rf "$repo/repo.lock" "$repo/api"
-
 nohup "$jsipfs" daemon --offline >"$repo/daemon.log" 2>&1 </dev/null &
 pid=$!
 api="/ip4/127.0.0.1/tcp/$api_port/http"
