@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# write.sh - the write path: names created, written, renamed and removed through a real mount
+# with ordinary programs (cp, cp -r, mv, rm, echo >, >>, truncate, dd, tar, rsync, ln -s, chmod,
+# touch), checked against local copies and against the CIDs that Debian's ipfs_cid computes
+# for the same bytes; the names persist across a remount and are visible through the RPC API.
+#
+# Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
+#   IPFSFS_BIN=/tmp/build/src/ipfsfs tests/integration/write.sh
+# Uses ipfs_cid (apt-get install ipfs-cid), rsync and tar when present; the checks that need a
+# missing one are reported as skipped.
+#
+# shellcheck source-path=SCRIPTDIR disable=SC2012,SC2317
+# (SC2012: ls is one of the programs under test; SC2317: functions run through check)
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_binary
+require_fuse
+require_node
+lib_init
+
+TEST_CID=QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR   # the 4 bytes "Test"
+TEST_CID_V1=bafkreictf2vl3flurag365vzxdgabazmectoyej5narjsvinpjxa6nc6eu
+
+skip() { ok "$1 # SKIP $2"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# cid_of PATH: the user.ipfs.cid xattr of PATH ("" on error)
+cid_of() { getfattr --absolute-names --only-values -n user.ipfs.cid "$1" 2>/dev/null; }
+
+# local_cid FILE: the CIDv0 that ipfs_cid computes for FILE (default add settings)
+local_cid() {
+    ipfs_cid "$1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["CIDv0"])'
+}
+
+# check_same DESC MOUNTED LOCAL: the bytes read through the mount equal LOCAL, and (with
+# ipfs_cid) the CID of the name is the one ipfs_cid computes for LOCAL, so the node holds them.
+check_same() {
+    local desc=$1 m=$2 l=$3 got want
+    check "$desc: content" cmp "$m" "$l"
+    if have ipfs_cid; then
+        got=$(cid_of "$m")
+        want=$(local_cid "$l")
+        check_eq "$desc: CID" "$got" "$want"
+    fi
+}
+
+# rpc_hash MFSPATH: the Hash of an MFS path, from the node (files/stat)
+rpc_hash() {
+    rpc files/stat "arg=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1")" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin).get("Hash", ""))'
+}
+
+# rpc_field MFSPATH FIELD: one field of files/stat
+rpc_field() {
+    rpc files/stat "arg=$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$2"
+}
+
+if ! start_node node; then
+    not_ok "the test node starts"
+    finish
+fi
+ok "the test node starts ($NODE_API)"
+
+MNT=$WORK/mnt
+SPOOL=$WORK/spool
+mkdir -p "$SPOOL"
+MOUNT_ARGS=(--api="$NODE_API" --timeout=30 --spool-dir="$SPOOL")
+if ! mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
+    not_ok "ipfsfs mounts"
+    finish
+fi
+ok "ipfsfs mounts"
+
+L=$WORK/local
+mkdir -p "$L"
+
+# ---- the known answer -------------------------------------------------------------------------
+
+printf Test >"$L/f"
+check "cp f MNT/" cp "$L/f" "$MNT/"
+check_eq "user.ipfs.cid of MNT/f is the add CID of \"Test\"" "$(cid_of "$MNT/f")" "$TEST_CID"
+check_eq "MNT/f reads back" "$(cat "$MNT/f" 2>&1)" "Test"
+check_eq "the xattr ipfs.cid (no namespace) is the CID too" \
+    "$(getfattr --absolute-names --only-values -n ipfs.cid "$MNT/f" 2>&1)" "$TEST_CID"
+check_eq "stat -c %s MNT/f" "$(stat -c %s "$MNT/f" 2>&1)" 4
+
+# ---- a large file -----------------------------------------------------------------------------
+
+head -c $((20 * 1024 * 1024)) /dev/urandom >"$L/big"
+check "cp of a 20 MiB file" cp "$L/big" "$MNT/big"
+BIG_CID=$(cid_of "$MNT/big")
+if have ipfs_cid; then
+    check_eq "20 MiB: CID = ipfs_cid's CIDv0" "$BIG_CID" "$(local_cid "$L/big")"
+else
+    skip "20 MiB: CID = ipfs_cid's CIDv0" "ipfs_cid not installed (apt-get install ipfs-cid)"
+fi
+check "20 MiB: reads back through its name" cmp "$MNT/big" "$L/big"
+if [ -n "$BIG_CID" ]; then
+    check "20 MiB: reads back through MNT/<cid>" cmp "$MNT/$BIG_CID" "$L/big"
+else
+    not_ok "20 MiB: reads back through MNT/<cid>" "no CID"
+fi
+check_eq "20 MiB: the node's files/stat has the same CID" "$(rpc_hash /big)" "$BIG_CID"
+check "cp of the same content to a second name" cp "$L/big" "$MNT/big-copy"
+check_eq "two names with the same content share one CID" "$(cid_of "$MNT/big-copy")" "$BIG_CID"
+
+# ---- trees: cp -r, mkdir -p, mv, rm ----------------------------------------------------------
+
+T=$L/tree
+mkdir -p "$T/sub/deeper" "$T/empty-dir" "$T/with spaces" "$T/ünï 文件"
+printf 'top\n' >"$T/top.txt"
+printf 'one char name\n' >"$T/x"
+printf 'deep\n' >"$T/sub/deeper/deep.txt"
+printf 'spaced\n' >"$T/with spaces/a b.txt"
+printf 'utf\n' >"$T/ünï 文件/ƒ 🎉.txt"
+: >"$T/zero"
+head -c 300000 /dev/urandom >"$T/sub/multi-chunk"
+
+check "cp -r of a tree" cp -r "$T" "$MNT/tree"
+check "diff -r of the copied tree" diff -r "$T" "$MNT/tree"
+check_same "cp -r: a multi-chunk file in the tree" "$MNT/tree/sub/multi-chunk" "$T/sub/multi-chunk"
+check_same "cp -r: an empty file" "$MNT/tree/zero" "$T/zero"
+check_same "cp -r: a one-character name" "$MNT/tree/x" "$T/x"
+
+check "mkdir -p MNT/p/q/r" mkdir -p "$MNT/p/q/r"
+check "MNT/p/q/r is a directory" test -d "$MNT/p/q/r"
+check "mkdir -p again on the existing path" mkdir -p "$MNT/p/q/r"
+check "cp into a new directory" cp "$L/f" "$MNT/p/q/r/in-dir"
+check_eq "the file in the new directory has the CID" "$(cid_of "$MNT/p/q/r/in-dir")" "$TEST_CID"
+
+check "mv of a file to a new name" mv "$MNT/tree/top.txt" "$MNT/moved.txt"
+check_eq "mv: the new name has the content" "$(cat "$MNT/moved.txt" 2>&1)" "top"
+check_errno "mv: the old name is gone" ENOENT stat "$MNT/tree/top.txt"
+printf 'old\n' >"$L/m-old"
+printf 'new\n' >"$L/m-new"
+cp "$L/m-old" "$MNT/m-target"
+cp "$L/m-new" "$MNT/m-src"
+check "mv of a file over an existing name" mv "$MNT/m-src" "$MNT/m-target"
+check_same "mv over: the target has the moved content" "$MNT/m-target" "$L/m-new"
+check_errno "mv over: the source is gone" ENOENT stat "$MNT/m-src"
+check "mv of a directory" mv "$MNT/p" "$MNT/p2"
+check "mv dir: its contents moved with it" test -f "$MNT/p2/q/r/in-dir"
+check_errno "mv dir: the old name is gone" ENOENT stat "$MNT/p"
+mkdir -p "$MNT/empty-target"
+check "mv -T of a directory over an existing empty directory" mv -T "$MNT/p2" "$MNT/empty-target"
+check "mv -T dir over: the contents are under the target" test -f "$MNT/empty-target/q/r/in-dir"
+check_errno "mv -T dir over: the source is gone" ENOENT stat "$MNT/p2"
+check "mv of a file into another directory" mv "$MNT/moved.txt" "$MNT/tree/sub/"
+check_eq "mv into a directory: content" "$(cat "$MNT/tree/sub/moved.txt" 2>&1)" "top"
+check_errno "rename a directory over a non-empty directory fails" ENOTEMPTY \
+    rename "$MNT/tree/sub/deeper" "$MNT/tree/with spaces"
+
+check "rm of a file" rm "$MNT/m-target"
+check_errno "rm: the name is gone" ENOENT stat "$MNT/m-target"
+check_errno "rmdir of a non-empty directory fails" ENOTEMPTY rmdir "$MNT/empty-target"
+check "rm -r of a directory tree" rm -r "$MNT/empty-target"
+check_errno "rm -r: the tree is gone" ENOENT stat "$MNT/empty-target"
+mkdir "$MNT/rmdir-me"
+check "rmdir of an empty directory" rmdir "$MNT/rmdir-me"
+check_eq "the root lists what is left" \
+    "$(cd "$MNT" && LC_ALL=C ls -A 2>&1 | tr '\n' ' ')" "big big-copy f tree "
+
+# ---- shell redirections, truncate, dd --------------------------------------------------------
+
+check "echo x > MNT/a" sh -c "echo x >'$MNT/a'"
+check "echo y >> MNT/a" sh -c "echo y >>'$MNT/a'"
+printf 'x\ny\n' >"$L/a"
+check_same "after > and >>, MNT/a is \"x\\ny\\n\"" "$MNT/a" "$L/a"
+check_eq "after > and >>, the node has the same CID" "$(rpc_hash /a)" "$(cid_of "$MNT/a")"
+check "truncate -s 1 MNT/a" truncate -s 1 "$MNT/a"
+truncate -s 1 "$L/a"
+check_same "truncate -s 1" "$MNT/a" "$L/a"
+check "truncate -s 10 MNT/a" truncate -s 10 "$MNT/a"
+truncate -s 10 "$L/a"
+check_same "truncate -s 10 (zero-filled)" "$MNT/a" "$L/a"
+check_eq "truncate -s 10: stat size" "$(stat -c %s "$MNT/a" 2>&1)" 10
+
+head -c 600000 /dev/urandom >"$L/b"
+cp "$L/b" "$MNT/b"
+for seek in 5 262142 599998 700000; do
+    check "dd conv=notrunc seek=$seek bs=1 into MNT/b" \
+        sh -c "printf HELLO | dd of='$MNT/b' conv=notrunc seek=$seek bs=1 status=none"
+    printf HELLO | dd of="$L/b" conv=notrunc seek=$seek bs=1 status=none
+    check_same "dd seek=$seek: same as the same dd on a local copy" "$MNT/b" "$L/b"
+done
+
+# ---- tar, rsync -------------------------------------------------------------------------------
+
+X=$L/xtree
+mkdir -p "$X/d1/d2" "$X/e"
+printf 'a\n' >"$X/a.txt"
+printf 'b\n' >"$X/d1/b.txt"
+head -c 70000 /dev/urandom >"$X/d1/d2/c.bin"
+chmod 600 "$X/d1/b.txt"
+ln -s a.txt "$X/link-to-a"
+if have tar; then
+    tar -C "$L" -cf "$L/x.tar" xtree
+    mkdir -p "$L/xlocal" "$MNT/xdir"
+    tar -xf "$L/x.tar" -C "$L/xlocal"
+    # As root, tar also restores the owner (chown to 0:0, the owner the mount already shows).
+    check "tar x -C MNT/xdir (as root: restores owners too)" tar -xf "$L/x.tar" -C "$MNT/xdir"
+    check "tar: diff -r against a local extraction" diff -r "$L/xlocal" "$MNT/xdir"
+    check "chown to the owner the mount shows (what tar does as root)" \
+        chown "$(id -u):$(id -g)" "$MNT/xdir/xtree/a.txt"
+    mkdir -p "$MNT/xdir2"
+    check "tar --no-same-owner x -C MNT/xdir2" tar --no-same-owner -xf "$L/x.tar" -C "$MNT/xdir2"
+    check "tar --no-same-owner: diff -r against a local extraction" diff -r "$L/xlocal" "$MNT/xdir2"
+    check_eq "tar: the symlink's target" "$(readlink "$MNT/xdir/xtree/link-to-a" 2>&1)" a.txt
+    check_eq "tar: the file mode" "$(stat -c %a "$MNT/xdir2/xtree/d1/b.txt" 2>&1)" 600
+    check_eq "tar: the file mode the node has" "$(rpc_field /xdir2/xtree/d1/b.txt Mode)" 0600
+    check_eq "tar: the mtime of a file" "$(stat -c %Y "$MNT/xdir2/xtree/d1/d2/c.bin" 2>&1)" \
+        "$(stat -c %Y "$L/xlocal/xtree/d1/d2/c.bin")"
+else
+    skip "tar x -C MNT/xdir" "tar not installed"
+fi
+if have rsync; then
+    mkdir -p "$MNT/rdir"
+    check "rsync -r local tree -> MNT/rdir" rsync -r "$T/" "$MNT/rdir/"
+    check "rsync: diff -r" diff -r "$T" "$MNT/rdir"
+    check_eq "rsync: no temporary files left" \
+        "$(find "$MNT/rdir" -name '.*' 2>&1 | head -5)" ""
+    printf 'changed\n' >"$L/changed"
+    cp "$L/changed" "$L/rsync-src-top"
+    check "rsync of a changed file over an existing name" \
+        rsync "$L/rsync-src-top" "$MNT/rdir/top.txt"
+    check_same "rsync: the replaced file" "$MNT/rdir/top.txt" "$L/changed"
+    cp "$L/changed" "$L/rtree-top"
+else
+    skip "rsync -r local tree -> MNT/rdir" "rsync not installed (apt-get install rsync)"
+fi
+
+# ---- symlinks, chmod, touch ------------------------------------------------------------------
+
+check "ln -s" ln -s "../some/target path" "$MNT/sym"
+check_eq "readlink of the new symlink" "$(readlink "$MNT/sym" 2>&1)" "../some/target path"
+check_eq "the symlink is a symlink (stat -c %F)" "$(stat -c %F "$MNT/sym" 2>&1)" "symbolic link"
+cp "$L/f" "$MNT/modes"
+check "chmod 600" chmod 600 "$MNT/modes"
+check_eq "stat -c %a shows 600" "$(stat -c %a "$MNT/modes" 2>&1)" 600
+check "touch -d @1000000" touch -d @1000000 "$MNT/modes"
+check_eq "stat -c %Y shows 1000000" "$(stat -c %Y "$MNT/modes" 2>&1)" 1000000
+check_eq "the node's files/stat has Mode 0600 and Mtime 1000000" \
+    "$(rpc_field /modes Mode) $(rpc_field /modes Mtime)" "0600 1000000"
+check "append to the chmod-ed, touched file" sh -c "echo more >>'$MNT/modes'"
+check_eq "after the append, the mode is still 600" "$(stat -c %a "$MNT/modes" 2>&1)" 600
+check_eq "after the append, the node's Mode is still 0600" "$(rpc_field /modes Mode)" 0600
+check_eq "chmod, touch and append keep the content" "$(cat "$MNT/modes" 2>&1)" "$(printf 'Test%s' more)"
+check "touch of a new name creates it" touch "$MNT/touched"
+check_eq "the touched name is empty" "$(stat -c %s "$MNT/touched" 2>&1)" 0
+
+# ---- visible through the RPC ------------------------------------------------------------------
+
+LS=$(rpc files/ls "arg=/&long=true")
+RPC_NAMES=$(python3 -c 'import json,sys; print(" ".join(sorted(e["Name"] for e in json.load(sys.stdin)["Entries"] or [])))' <<<"$LS" 2>&1)
+check_eq "files/ls?arg=/&long=true lists the names" "$RPC_NAMES" \
+    "a b big big-copy f modes rdir sym touched tree xdir xdir2"
+RPC_F=$(python3 -c 'import json,sys; print([e["Hash"] for e in json.load(sys.stdin)["Entries"] if e["Name"] == "f"][0])' <<<"$LS" 2>&1)
+check_eq "files/ls: the Hash of f" "$RPC_F" "$TEST_CID"
+
+# ---- CID rules --------------------------------------------------------------------------------
+
+# The CID exists (MNT/f holds it): touch finds immutable content (EROFS); a CID the node does
+# not have would be EINVAL, but only after the lookup's wait for it.
+if out=$(timeout -k 2 10 touch "$MNT/$TEST_CID" 2>&1); then
+    not_ok "touch MNT/<a CID> fails" "touch succeeded"
+else
+    ok "touch MNT/<a CID> fails (${out##*: })"
+fi
+check_errno "open(O_CREAT|O_EXCL) of MNT/<a CID> fails with EEXIST (it exists, as a CID)" EEXIST \
+    create "$MNT/$TEST_CID"
+check_errno "mkdir MNT/<a CID> fails with EEXIST" EEXIST mkdir "$MNT/$TEST_CID"
+check_eq "no name that is a CID appeared in MFS" \
+    "$(rpc files/ls "arg=/" | grep -c "\"Name\":\"$TEST_CID\"")" 0
+check_errno "rename to MNT/<a CID> is EINVAL" EINVAL rename "$MNT/a" "$MNT/$TEST_CID"
+DIR_CID=$(add_dir "$X")
+check_fails_with "writing under MNT/<cid>/ is EROFS" "Read-only file system" \
+    sh -c "echo x >'$MNT/$DIR_CID/new-file'"
+check_fails_with "overwriting a file under MNT/<cid>/ is EROFS" "Read-only file system" \
+    sh -c "echo x >'$MNT/$DIR_CID/a.txt'"
+check_fails_with "mkdir under MNT/<cid>/ is EROFS" "Read-only file system" \
+    mkdir "$MNT/$DIR_CID/newdir"
+check_fails_with "cp onto MNT/<cid> (a file) is EROFS" "Read-only file system" \
+    cp "$L/f" "$MNT/$TEST_CID"
+check_errno "unlink under MNT/<cid>/ is EROFS" EROFS unlink "$MNT/$DIR_CID/a.txt"
+
+# ---- persistence across a remount ------------------------------------------------------------
+
+# snapshot: "path type cid" for every entry under MNT
+snapshot() {
+    (cd "$MNT" && find . -mindepth 1 -not -name '.*' | LC_ALL=C sort | while read -r p; do
+        printf '%s %s %s\n' "$p" "$(stat -c %F "$p")" "$(getfattr --only-values -n user.ipfs.cid "$p" 2>/dev/null)"
+    done)
+}
+BEFORE=$(snapshot)
+check_unmount "unmount" "$MNT"
+if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
+    ok "remount"
+    AFTER=$(snapshot)
+    if [ -n "$BEFORE" ] && [ "$BEFORE" = "$AFTER" ]; then
+        ok "names, types and CIDs persist across unmount + remount ($(wc -l <<<"$AFTER") entries)"
+    else
+        not_ok "names, types and CIDs persist across unmount + remount" \
+            "$(diff <(echo "$BEFORE") <(echo "$AFTER") | head -20)"
+    fi
+    check "after the remount: the 20 MiB file reads back" cmp "$MNT/big" "$L/big"
+    cp -r "$T" "$L/rtree" && cp "$L/rtree-top" "$L/rtree/top.txt"
+    check "after the remount: diff -r of the rsync-ed tree" diff -r "$L/rtree" "$MNT/rdir"
+    check_unmount "unmount" "$MNT"
+else
+    not_ok "remount"
+fi
+
+# ---- CIDv1, raw leaves ------------------------------------------------------------------------
+
+if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}" --cid-version=1 --raw-leaves; then
+    ok "mount with --cid-version=1 --raw-leaves"
+    check "cp f MNT/v1 (CIDv1, raw leaves)" cp "$L/f" "$MNT/v1"
+    check_eq "CIDv1 raw-leaves CID of \"Test\"" "$(cid_of "$MNT/v1")" "$TEST_CID_V1"
+    check "CIDv1: reads back through MNT/<cid>" cmp "$MNT/$TEST_CID_V1" "$L/f"
+    check "CIDv1: a 20 MiB file" cp "$L/big" "$MNT/big-v1"
+    check "CIDv1: the 20 MiB file reads back" cmp "$MNT/big-v1" "$L/big"
+    V1=$(cid_of "$MNT/big-v1")
+    check_eq "CIDv1: the 20 MiB file's CID is a base32 CIDv1" "${V1:0:4}" bafy
+    check_unmount "unmount" "$MNT"
+else
+    not_ok "mount with --cid-version=1 --raw-leaves"
+fi
+
+finish
