@@ -38,9 +38,10 @@ struct rpc {
     CURL **pool;
     size_t npool, pool_cap;
 
-    /* Monotonic ms until which calls fail at once: set when the node did not answer at all
-     * (our deadline hit), so one hung node costs a program one --timeout, not one per retry
-     * of the kernel. Short, so a node that comes back is used again almost at once. */
+    /* Monotonic ms until which calls get a short deadline (RPC_PROBE_MS): set when the node
+     * did not answer at all (our deadline hit), so one hung node costs a program one
+     * --timeout, not one per retry of the kernel, while a node that is back answers the
+     * very next call. */
     _Atomic uint64_t down_until;
     _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out;
     _Atomic int64_t n_in_flight;
@@ -70,7 +71,8 @@ struct xfer {
     bool stalled;
 };
 
-#define RPC_DOWN_MS 1000u
+#define RPC_DOWN_MS 2000u
+#define RPC_PROBE_MS 1000u
 
 static uint64_t now_ms(void)
 {
@@ -440,11 +442,9 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     if (err && errlen)
         err[0] = '\0';
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
-    if (now_ms() < atomic_load(&r->down_until)) {
-        atomic_fetch_add(&r->n_errors, 1);
-        set_err(err, errlen, "the node did not answer within the timeout a moment ago");
-        return -ETIMEDOUT;
-    }
+    bool probing = now_ms() < atomic_load(&r->down_until);
+    if (probing && timeout > RPC_PROBE_MS)
+        timeout = RPC_PROBE_MS;
     CURL *h = handle_get(r);
     if (!h)
         return -ENOMEM;
@@ -469,7 +469,7 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
     if (opts->stall_ms) {
-        x.stall_ms = opts->stall_ms;
+        x.stall_ms = probing && opts->stall_ms > RPC_PROBE_MS ? RPC_PROBE_MS : opts->stall_ms;
         clock_gettime(CLOCK_MONOTONIC, &x.last_move);
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -514,6 +514,8 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     CURLcode cc = curl_easy_perform(h);
     atomic_fetch_sub(&r->n_in_flight, 1);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x.status);
+    if (x.status != 0 && probing)
+        atomic_store(&r->down_until, 0); /* it answers again: full deadlines */
 
     if (cc != CURLE_OK && x.sink_err < 0) {
         rc = x.sink_err;
