@@ -5,6 +5,7 @@
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
+#include "node_store.h"
 #include "options.h"
 
 #include <errno.h>
@@ -146,44 +147,57 @@ int main(int argc, char *argv[])
     }
     log_init(level_from(o.log_level, fo.debug), false);
 
-    const char *source;
-    api = discover_api(o.api, &source);
-    if (!api) {
-        fprintf(stderr, "ipfsfs: out of memory\n");
-        goto out_args;
-    }
     char err[512];
-    if (multiaddr_parse(api, &ep, err, sizeof err) < 0) {
-        fprintf(stderr, "ipfsfs: invalid API address '%s' (from %s): %s\n", api, source, err);
-        goto out_args;
-    }
     if (rpc_global_init() < 0) {
         fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
         goto out_ep;
     }
-    secret = read_secret(o.api_auth_file);
-    if (o.api_auth_file && !secret) {
-        fprintf(stderr, "ipfsfs: cannot read the API secret from %s: %s\n", o.api_auth_file,
-                errno ? strerror(errno) : "empty file");
-        goto out_curl;
-    }
-    /* The secret must not stay visible to other users through our environment. */
-    unsetenv("IPFSFS_API_AUTH");
-    struct rpc_config rcfg = {
-        .endpoint = &ep,
-        .timeout_ms = o.timeout * 1000u,
-        .pool_size = 32,
-        .auth = secret,
-        .cacert = o.cacert,
-    };
-    if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
-        fprintf(stderr,
-                "ipfsfs: %s\n"
-                "ipfsfs: the API address came from %s (%s).\n"
-                "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
-                "--api=MULTIADDR.\n",
-                err, source, api);
-        goto out_curl;
+    if (o.store) {
+        /* The embedded, offline store: no node, no API address. */
+        struct node_store_config scfg = {
+            .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
+                    .chunker = o.chunker, .pin = !o.no_pin},
+        };
+        if (node_store_new(o.store, &scfg, &node, err, sizeof err) < 0) {
+            fprintf(stderr, "ipfsfs: %s\n", err);
+            goto out_curl;
+        }
+    } else {
+        const char *source;
+        api = discover_api(o.api, &source);
+        if (!api) {
+            fprintf(stderr, "ipfsfs: out of memory\n");
+            goto out_curl;
+        }
+        if (multiaddr_parse(api, &ep, err, sizeof err) < 0) {
+            fprintf(stderr, "ipfsfs: invalid API address '%s' (from %s): %s\n", api, source,
+                    err);
+            goto out_curl;
+        }
+        secret = read_secret(o.api_auth_file);
+        if (o.api_auth_file && !secret) {
+            fprintf(stderr, "ipfsfs: cannot read the API secret from %s: %s\n",
+                    o.api_auth_file, errno ? strerror(errno) : "empty file");
+            goto out_curl;
+        }
+        /* The secret must not stay visible to other users through our environment. */
+        unsetenv("IPFSFS_API_AUTH");
+        struct rpc_config rcfg = {
+            .endpoint = &ep,
+            .timeout_ms = o.timeout * 1000u,
+            .pool_size = 32,
+            .auth = secret,
+            .cacert = o.cacert,
+        };
+        if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
+            fprintf(stderr,
+                    "ipfsfs: %s\n"
+                    "ipfsfs: the API address came from %s (%s).\n"
+                    "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
+                    "--api=MULTIADDR.\n",
+                    err, source, api);
+            goto out_curl;
+        }
     }
     fprintf(stderr, "ipfsfs: using %s\n", node->description);
 

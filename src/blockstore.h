@@ -1,0 +1,55 @@
+/* blockstore.h - content-addressed blocks on local disk, verified on every read.
+ *
+ * Layout (Kubo's flatfs layout, so a Kubo user can find their way around):
+ *   DIR/blocks/SHARDING        "/repo/flatfs/shard/v1/next-to-last/2"
+ *   DIR/blocks/XY/KEY.data     one block; KEY = base32 (RFC 4648, upper case, no padding) of the
+ *                              block's multihash, XY = the two characters before KEY's last one.
+ * Blocks are keyed by multihash, not by CID: a raw and a dag-pb CID over the same bytes share one
+ * file, as in Kubo. Writes go to a temporary file ".tmp-*" in the shard directory, are fsync'd and
+ * renamed over the final name; blockstore_sync() then fsyncs the directories that changed. A
+ * leftover temporary file (after a crash) is never read. Identity multihashes are not stored:
+ * their bytes are the digest. Thread-safe: any number of concurrent puts and gets.
+ */
+#ifndef IPFSFS_BLOCKSTORE_H
+#define IPFSFS_BLOCKSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cid.h"
+
+/* Largest block we store or read: Kubo's chunker maximum is just under 2 MiB, plus headers. */
+#define BLOCKSTORE_MAX_BLOCK (4u << 20)
+
+struct blockstore;
+
+struct blockstore_stats {
+    uint64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
+};
+
+/* Open (creating DIR/blocks if needed). Returns 0 or -errno with a message in err. */
+int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t errlen);
+void blockstore_close(struct blockstore *bs);
+
+/* Store data under c, which the caller computed from data (block_cid). A block already
+ * present is not written again. Returns 0 or -errno (-EINVAL: hash we cannot store). */
+int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *data, size_t len);
+
+/* Read the block for c into a malloc'd buffer, verified against c's hash.
+ * Returns 0, -ENOENT (not in the store), -EIO (corrupt: logged with the CID; or unreadable),
+ * -ENOMEM. */
+int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, size_t *len);
+
+/* Whether the block for c is present (not verified). */
+bool blockstore_has(struct blockstore *bs, const struct cid *c);
+
+/* Make every put so far durable (fsync the shard directories that gained entries). */
+int blockstore_sync(struct blockstore *bs);
+
+/* The path of c's block file (for tests and tools). Returns 0 or -ENOSPC/-EINVAL. */
+int blockstore_path(const struct blockstore *bs, const struct cid *c, char *buf, size_t len);
+
+void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* hamt.h - the pure logic of UnixFS HAMT-sharded directories (UnixFS Type 5).
+ *
+ * A shard node's links are named by the 2-hex-digit (upper case) index of their bucket: "XY" alone
+ * for a sub-shard, "XY" + entry name for an entry. The index at depth d is byte d of the
+ * big-endian murmur3-x64-64 hash of the entry name (boxo's hamt with fanout 256, hashType 0x22).
+ * Pure logic, thread-safe.
+ */
+#ifndef IPFSFS_HAMT_H
+#define IPFSFS_HAMT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cid.h"
+
+#define HAMT_HASH_MURMUR3 0x22
+#define HAMT_FANOUT 256
+#define HAMT_MAX_DEPTH 8 /* 64 hash bits, 8 per level */
+
+/* The first 64 bits (h1) of MurmurHash3_x64_128 with seed 0, as Go's murmur3.Sum64. */
+uint64_t hamt_murmur3_64(const void *key, size_t len);
+
+/* Bucket index of name at depth (0-based), or -1 past the hash's 8 bytes. */
+int hamt_index(const char *name, size_t len, unsigned depth);
+
+/* Parse a shard link name: its bucket into *bucket and, for an entry, its name (the bytes after
+ * the prefix) into *entry and *entry_len. Returns 0 for a sub-shard link (exactly two hex digits),
+ * 1 for an entry, -EINVAL for a malformed name. */
+int hamt_link_name(const char *name, size_t len, unsigned *bucket, const char **entry,
+                   size_t *entry_len);
+
+/* One directory entry to shard. */
+struct hamt_entry {
+    const char *name;
+    size_t name_len;
+    const uint8_t *cid; /* binary CID */
+    size_t cid_len;
+    uint64_t tsize; /* the entry's cumulative DAG size (its link's Tsize) */
+};
+
+/* Stores one encoded shard block and returns its CID (dag-pb, CID version of the directory). */
+typedef int (*hamt_put_fn)(void *ud, const uint8_t *block, size_t len, struct cid *out);
+
+/* Build the canonical HAMT over entries (names unique; the array is reordered): a bucket with
+ * one entry holds it, a bucket with more becomes a sub-shard, as boxo and js-ipfs build it.
+ * The root shard carries the directory's mode/mtime when has_mode/has_mtime. Every shard block
+ * goes to put, children first. Returns 0 (root in *out, cumulative size in *tsize) or -errno
+ * (-EIO when two names share all 64 hash bits). */
+int hamt_build(struct hamt_entry *entries, size_t n, bool has_mode, uint32_t mode, bool has_mtime,
+               int64_t mtime_sec, uint32_t mtime_nsec, hamt_put_fn put, void *ud, struct cid *out,
+               uint64_t *tsize);
+
+#endif

@@ -1,0 +1,249 @@
+/* importer.c - see importer.h.
+ *
+ * boxo's balanced builder fills a tree of depth d (174^d leaves) left to right and grows a new
+ * root above a full tree when more data comes; every leaf sits at the same depth and a last
+ * node with a single child is kept, not collapsed. The same shape is built here bottom up, as a
+ * stack of levels: level k collects the links of the node being filled at height k + 1. A full
+ * level is closed only when one more link arrives for it, and at EOF every level below the top
+ * is closed into the one above, so the layout equals boxo's for every leaf count.
+ */
+#include "config.h"
+
+#include "importer.h"
+
+#include "unixfs_enc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_LEVELS 12 /* 174^12 chunks: far beyond any 64-bit size */
+#define CID_BIN_MAX (CID_MAX_MH + 20)
+
+struct pending {
+    struct cid cid;
+    uint64_t tsize;    /* cumulative DAG size */
+    uint64_t filesize; /* file bytes below */
+};
+
+struct level {
+    struct pending e[IMPORT_MAX_LINKS];
+    size_t n;
+};
+
+struct importer {
+    const struct import_opts *o;
+    import_put_fn put;
+    void *ud;
+    struct level *lv; /* MAX_LEVELS of them */
+    int top;          /* highest level in use */
+    struct bytebuf enc, data;
+    struct pb_link_out links[IMPORT_MAX_LINKS];
+    uint8_t hashes[IMPORT_MAX_LINKS][CID_BIN_MAX];
+    uint64_t sizes[IMPORT_MAX_LINKS];
+};
+
+int import_opts_from(const struct node_add_opts *o, struct import_opts *out)
+{
+    int v = o && o->cid_version >= 0 ? o->cid_version : 0;
+    if (v > 1)
+        return -EINVAL;
+    out->cid_version = (unsigned)v;
+    out->raw_leaves = o && o->raw_leaves >= 0 ? o->raw_leaves != 0 : v == 1;
+    out->chunk_size = IMPORT_DEFAULT_CHUNK;
+    const char *ch = o ? o->chunker : NULL;
+    if (!ch || !*ch || strcmp(ch, "default") == 0)
+        return 0;
+    if (strncmp(ch, "size-", 5) != 0)
+        return -ENOTSUP; /* rabin, buzhash: not implemented by the store */
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(ch + 5, &end, 10);
+    if (errno || end == ch + 5 || *end || n == 0 || n > IMPORT_MAX_CHUNK)
+        return -EINVAL;
+    out->chunk_size = (size_t)n;
+    return 0;
+}
+
+static int emit(struct importer *im, unsigned version, uint64_t codec, struct pending *p)
+{
+    int rc = block_cid(version, codec, im->enc.p, im->enc.len, &p->cid);
+    if (rc == 0 && im->put)
+        rc = im->put(im->ud, &p->cid, im->enc.p, im->enc.len);
+    return rc;
+}
+
+/* A leaf for len bytes at buf. */
+static int make_leaf(struct importer *im, const uint8_t *buf, size_t len, struct pending *p)
+{
+    im->enc.len = 0;
+    p->filesize = len;
+    if (im->o->raw_leaves) {
+        int rc = bytebuf_put(&im->enc, buf, len);
+        if (rc == 0)
+            rc = emit(im, 1, CID_CODEC_RAW, p);
+        p->tsize = len;
+        return rc;
+    }
+    struct unixfs_fields f = {
+        .type = UNIXFS_FILE,
+        .data = buf,
+        .data_len = len,
+        .has_data = len > 0, /* go-unixfs leaves nil data out: the empty file has none */
+        .filesize = len,
+        .has_filesize = true,
+    };
+    im->data.len = 0;
+    int rc = unixfs_encode(&f, &im->data);
+    if (rc == 0)
+        rc = dagpb_encode(NULL, 0, im->data.p, im->data.len, true, &im->enc);
+    if (rc == 0)
+        rc = emit(im, im->o->cid_version, CID_CODEC_DAG_PB, p);
+    p->tsize = im->enc.len;
+    return rc;
+}
+
+/* Encode the node whose links level k holds, and empty the level. */
+static int close_level(struct importer *im, int k, struct pending *p)
+{
+    struct level *l = &im->lv[k];
+    uint64_t filesize = 0, tsize = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        int n = cid_to_bytes(&l->e[i].cid, im->hashes[i], CID_BIN_MAX);
+        if (n < 0)
+            return n;
+        im->links[i] = (struct pb_link_out){.hash = im->hashes[i],
+                                            .hash_len = (size_t)n,
+                                            .name = "",
+                                            .name_len = 0,
+                                            .tsize = l->e[i].tsize};
+        im->sizes[i] = l->e[i].filesize;
+        filesize += l->e[i].filesize;
+        tsize += l->e[i].tsize;
+    }
+    struct unixfs_fields f = {
+        .type = UNIXFS_FILE,
+        .filesize = filesize,
+        .has_filesize = true,
+        .blocksizes = im->sizes,
+        .nblocksizes = l->n,
+    };
+    im->data.len = 0;
+    im->enc.len = 0;
+    int rc = unixfs_encode(&f, &im->data);
+    if (rc == 0)
+        rc = dagpb_encode(im->links, l->n, im->data.p, im->data.len, true, &im->enc);
+    if (rc == 0)
+        rc = emit(im, im->o->cid_version, CID_CODEC_DAG_PB, p);
+    p->filesize = filesize;
+    p->tsize = tsize + im->enc.len;
+    l->n = 0;
+    return rc;
+}
+
+/* Add a child link at level k, closing the level into the one above first if it is full. */
+static int push(struct importer *im, int k, const struct pending *p)
+{
+    if (k >= MAX_LEVELS)
+        return -EFBIG;
+    struct level *l = &im->lv[k];
+    if (l->n == IMPORT_MAX_LINKS) {
+        struct pending up;
+        int rc = close_level(im, k, &up);
+        if (rc == 0)
+            rc = push(im, k + 1, &up);
+        if (rc < 0)
+            return rc;
+    }
+    l->e[l->n++] = *p;
+    if (k > im->top)
+        im->top = k;
+    return 0;
+}
+
+static int finish(struct importer *im, struct pending *root)
+{
+    for (int k = 0;; k++) {
+        struct level *l = &im->lv[k];
+        if (k == im->top && l->n == 1) {
+            *root = l->e[0];
+            return 0;
+        }
+        if (l->n == 0)
+            continue;
+        struct pending up;
+        int rc = close_level(im, k, &up);
+        if (rc == 0)
+            rc = push(im, k + 1, &up);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO; /* the file is shorter than announced */
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn put, void *ud,
+              struct cid *out, uint64_t *tsize)
+{
+    struct importer *im = calloc(1, sizeof *im);
+    uint8_t *chunk = NULL;
+    int rc = -ENOMEM;
+    if (!im)
+        return rc;
+    im->o = o;
+    im->put = put;
+    im->ud = ud;
+    im->lv = calloc(MAX_LEVELS, sizeof *im->lv);
+    size_t csize = o->chunk_size ? o->chunk_size : IMPORT_DEFAULT_CHUNK;
+    chunk = malloc(csize);
+    if (!im->lv || !chunk)
+        goto out;
+    struct pending p;
+    if (size == 0) {
+        static const uint8_t none[1];
+        rc = make_leaf(im, none, 0, &p);
+        if (rc == 0)
+            rc = push(im, 0, &p);
+    }
+    for (uint64_t off = 0; off < size; off += csize) {
+        size_t n = size - off < csize ? (size_t)(size - off) : csize;
+        rc = read_full(fd, chunk, n, off);
+        if (rc == 0)
+            rc = make_leaf(im, chunk, n, &p);
+        if (rc == 0)
+            rc = push(im, 0, &p);
+        if (rc < 0)
+            goto out;
+    }
+    rc = finish(im, &p);
+    if (rc == 0) {
+        *out = p.cid;
+        if (tsize)
+            *tsize = p.tsize;
+    }
+out:
+    if (im) {
+        bytebuf_free(&im->enc);
+        bytebuf_free(&im->data);
+        free(im->lv);
+    }
+    free(im);
+    free(chunk);
+    return rc;
+}

@@ -1,0 +1,788 @@
+/* test_store.c - the embedded store backend (node_store.c, blockstore.c, hamt.c): known
+ * directory CIDs, names operations and their errno, reads through the DAG, verification of
+ * every block (corruption is EIO), crash leftovers, reopening, HAMT directories. */
+#include "config.h"
+
+#include "blockstore.h"
+#include "dagpb.h"
+#include "hamt.h"
+#include "node_store.h"
+#include "unit.h"
+#include "unixfs_enc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char base_dir[] = "/tmp/ipfsfs-test-store-XXXXXX";
+static unsigned store_counter;
+
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            rm_rf(p);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* A fresh store directory path (not created). */
+static void new_dir(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/s%u", base_dir, store_counter++);
+}
+
+static struct node *open_store(const char *dir, int cid_version)
+{
+    struct node_store_config cfg = {.add = {.cid_version = cid_version, .raw_leaves = -1}};
+    struct node *n = NULL;
+    char err[256];
+    int rc = node_store_new(dir, &cfg, &n, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "node_store_new: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    return n;
+}
+
+static int add_mem(struct node *n, const void *data, size_t len, int cid_version, struct cid *out)
+{
+    int fd = memfd_create("add", MFD_CLOEXEC);
+    if (fd < 0 || (len && write(fd, data, len) != (ssize_t)len))
+        return -EIO;
+    struct node_add_opts o = {.cid_version = cid_version, .raw_leaves = -1};
+    int rc = n->ops->add(n, fd, len, &o, out);
+    close(fd);
+    return rc;
+}
+
+static const char *fmt(const struct cid *c)
+{
+    static char s[4][CID_STR_MAX];
+    static unsigned i;
+    char *b = s[i++ % 4];
+    if (cid_format(c, b, CID_STR_MAX) < 0)
+        return "(invalid)";
+    return b;
+}
+
+static const char *mfs_cid(struct node *n, const char *path)
+{
+    struct node_stat st;
+    struct cid c;
+    int rc = n->ops->mfs_stat(n, path, &st, &c);
+    if (rc < 0)
+        return strerror(-rc);
+    node_stat_clear(&st);
+    return fmt(&c);
+}
+
+static const char *root_cid(struct node *n)
+{
+    return mfs_cid(n, "/");
+}
+
+static void test_empty_root_and_reopen(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    struct cid c;
+    CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &c), 0);
+    CHECK_EQ_STR(fmt(&c), "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR");
+    CHECK_EQ_INT(n->ops->mfs_link(n, &c, "/test.txt"), 0);
+    /* wrap-with-directory of test.txt=Test */
+    CHECK_EQ_STR(root_cid(n), "QmbW7t5BzZb38M61bJUxsRxz6MbDhgrfzQaxyq6hRBBedS");
+    node_destroy(n);
+    /* The names survive a restart. */
+    n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), "QmbW7t5BzZb38M61bJUxsRxz6MbDhgrfzQaxyq6hRBBedS");
+    CHECK_EQ_STR(mfs_cid(n, "/test.txt"), "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR");
+    /* The block is where the layout says (Kubo flatfs: base32 multihash, next-to-last/2). */
+    char p[512];
+    snprintf(p, sizeof p,
+             "%s/blocks/OX/CIQCKXVU7F47G3EYAK2N3JY2S7RK6ZAV6VSBODAJJGOKVGDYQF3YOXA.data", dir);
+    CHECK_EQ_INT(access(p, R_OK), 0);
+    CHECK_EQ_INT(access("/nonexistent-dir/blocks", F_OK), -1);
+    node_destroy(n);
+}
+
+static void build_tree(struct node *n, int v)
+{
+    struct cid h, w;
+    CHECK_EQ_INT(add_mem(n, "hello\n", 6, v, &h), 0);
+    CHECK_EQ_INT(add_mem(n, "world\n", 6, v, &w), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/d"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &h, "/d/h.txt"), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/d/sub"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &w, "/d/sub/w.txt"), 0);
+}
+
+static void test_known_dirs(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    build_tree(n, -1);
+    CHECK_EQ_STR(mfs_cid(n, "/d/sub"), "QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn");
+    CHECK_EQ_STR(mfs_cid(n, "/d"), "QmdzqLiAivQsXx9RMqiBVpDTwsFKSFC4zAuUiuAm8ut2jC");
+    CHECK_EQ_STR(mfs_cid(n, "/d/h.txt"), "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
+    /* Order of creation does not matter: links are sorted. */
+    struct cid a, b;
+    CHECK_EQ_INT(add_mem(n, "a", 1, -1, &a), 0);
+    CHECK_EQ_INT(add_mem(n, "b", 1, -1, &b), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/x"), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/y"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &b, "/x/bb"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &a, "/x/a"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &a, "/y/a"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &b, "/y/bb"), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/x"), mfs_cid(n, "/y"));
+    node_destroy(n);
+    /* The same tree with CIDv1 (raw leaves, v1 directories), as `ipfs add -r --cid-version=1`. */
+    new_dir(dir, sizeof dir);
+    n = open_store(dir, 1);
+    CHECK_EQ_STR(root_cid(n), "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354");
+    build_tree(n, -1);
+    CHECK_EQ_STR(mfs_cid(n, "/d"), "bafybeieq2enivbskudqkxt7kikhsnrynwmhrjecwtesz2ecz2il43al3bm");
+    node_destroy(n);
+}
+
+struct listing {
+    char names[16][64];
+    enum node_kind kinds[16];
+    uint64_t sizes[16];
+    uint32_t modes[16];
+    int n;
+};
+
+static int collect(void *ud, const struct node_entry *e)
+{
+    struct listing *l = ud;
+    if (l->n < 16) {
+        snprintf(l->names[l->n], sizeof l->names[0], "%.*s", (int)e->name_len, e->name);
+        l->kinds[l->n] = e->kind;
+        l->sizes[l->n] = e->size;
+        l->modes[l->n] = e->mode;
+    }
+    l->n++;
+    return 0;
+}
+
+static void test_names_errors(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    const struct node_ops *o = n->ops;
+    build_tree(n, -1);
+    struct cid h, x;
+    struct node_stat st;
+    CHECK_EQ_INT(add_mem(n, "hello\n", 6, -1, &h), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &h, "/d/h.txt"), -EEXIST);
+    CHECK_EQ_INT(o->mfs_link(n, &h, "/nope/h.txt"), -ENOENT);
+    CHECK_EQ_INT(o->mfs_link(n, &h, "/d/h.txt/x"), -ENOTDIR);
+    CHECK_EQ_INT(o->mfs_link(n, &h, "relative"), -EINVAL);
+    CHECK_EQ_INT(o->mfs_link(n, &h, "/d/../x"), -EINVAL);
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/d"), -EEXIST);
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/"), -EEXIST);
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/a/b"), -ENOENT);
+    CHECK_EQ_INT(o->mfs_stat(n, "/d/missing", &st, &x), -ENOENT);
+    CHECK_EQ_INT(o->mfs_stat(n, "/d/h.txt/x", &st, &x), -ENOTDIR);
+    CHECK_EQ_INT(o->mfs_rm(n, "/d/missing", false), -ENOENT);
+    CHECK_EQ_INT(o->mfs_rm(n, "/d/sub", false), -EISDIR);
+    CHECK_EQ_INT(o->mfs_rm(n, "/", true), -EBUSY);
+    /* A block that is not here is ENOENT at once (offline). */
+    struct cid missing;
+    CHECK_EQ_INT(cid_parse("QmQQuBq3HaJoiQqVkQMHPUwwakJRwVV2XcPZssVkxFUKiF", 46, &missing), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &missing, "/m"), -ENOENT);
+    CHECK_EQ_INT(o->stat(n, &missing, &st), -ENOENT);
+    char buf[8];
+    CHECK_EQ_INT(o->read(n, &missing, 0, 1, buf), -ENOENT);
+    /* Listings give kinds and sizes. */
+    struct listing l = {0};
+    CHECK_EQ_INT(o->mfs_list(n, "/d", collect, &l), 0);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_STR(l.names[0], "h.txt");
+    CHECK_EQ_INT(l.kinds[0], NODE_FILE);
+    CHECK_EQ_INT(l.sizes[0], 6);
+    CHECK_EQ_STR(l.names[1], "sub");
+    CHECK_EQ_INT(l.kinds[1], NODE_DIR);
+    CHECK_EQ_INT(o->mfs_list(n, "/d/h.txt", collect, &l), -ENOTDIR);
+    /* mv: replaces a file, refuses a non-empty directory and its own subtree. */
+    struct cid w;
+    CHECK_EQ_INT(add_mem(n, "world\n", 6, -1, &w), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &w, "/w2"), 0);
+    CHECK_EQ_INT(o->mfs_mv(n, "/w2", "/d/h.txt"), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/d/h.txt"), "QmaRGe7bVmVaLmxbrMiVNXqW4pRNNp3xq7hFtyRKA3mtJL");
+    CHECK_EQ_INT(o->mfs_stat(n, "/w2", &st, &x), -ENOENT);
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/e"), 0);
+    CHECK_EQ_INT(o->mfs_mv(n, "/e", "/d"), -ENOTEMPTY);
+    CHECK_EQ_INT(o->mfs_mv(n, "/d", "/d/sub/d"), -EINVAL);
+    CHECK_EQ_INT(o->mfs_mv(n, "/nope", "/x"), -ENOENT);
+    CHECK_EQ_INT(o->mfs_mv(n, "/d/h.txt", "/nope/x"), -ENOENT);
+    CHECK_EQ_INT(o->mfs_mv(n, "/d/sub", "/e2"), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/e2"), "QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn");
+    CHECK_EQ_INT(o->mfs_mv(n, "/e2", "/e"), 0); /* onto an empty directory */
+    CHECK_EQ_STR(mfs_cid(n, "/e"), "QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn");
+    CHECK_EQ_INT(o->mfs_rm(n, "/e", true), 0);
+    CHECK_EQ_INT(o->mfs_rm(n, "/d/h.txt", false), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/d"), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    CHECK_EQ_INT(o->mfs_rm(n, "/d", true), 0);
+    CHECK_EQ_STR(root_cid(n), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    node_destroy(n);
+}
+
+static void test_meta_symlink(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    const struct node_ops *o = n->ops;
+    struct cid t, s, raw, c;
+    struct node_stat st;
+    CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &t), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &t, "/t"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/t", 0600), 0);
+    CHECK_EQ_INT(o->mfs_touch(n, "/t", 1700000000), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/t", &st, &c), 0);
+    CHECK_EQ_INT(st.kind, NODE_FILE);
+    CHECK_EQ_INT(st.size, 4);
+    CHECK_EQ_INT(st.mode, 0600);
+    CHECK(st.has_mtime);
+    CHECK_EQ_INT(st.mtime, 1700000000);
+    CHECK(!cid_equal(&c, &t));
+    char buf[8] = "";
+    CHECK_EQ_INT(o->read(n, &c, 0, 4, buf), 4);
+    CHECK(memcmp(buf, "Test", 4) == 0);
+    /* A raw leaf becomes a dag-pb leaf to carry the mode. */
+    CHECK_EQ_INT(add_mem(n, "Test", 4, 1, &raw), 0);
+    CHECK_EQ_STR(fmt(&raw), "bafkreictf2vl3flurag365vzxdgabazmectoyej5narjsvinpjxa6nc6eu");
+    CHECK_EQ_INT(o->mfs_link(n, &raw, "/r"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/r", 0755), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/r", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0755);
+    CHECK_EQ_INT(st.size, 4);
+    CHECK_EQ_INT(c.codec, CID_CODEC_DAG_PB);
+    CHECK_EQ_INT(o->read(n, &c, 1, 3, buf), 3);
+    CHECK(memcmp(buf, "est", 3) == 0);
+    /* Directories keep their metadata through later changes. */
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/dir"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/dir", 0700), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &t, "/dir/t"), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/dir", &st, &c), 0);
+    CHECK_EQ_INT(st.kind, NODE_DIR);
+    CHECK_EQ_INT(st.mode, 0700);
+    /* Symlinks. */
+    CHECK_EQ_INT(o->put_symlink(n, "../target/x", &s), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &s, "/l"), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/l", &st, &c), 0);
+    CHECK_EQ_INT(st.kind, NODE_SYMLINK);
+    CHECK_EQ_STR(st.target, "../target/x");
+    CHECK_EQ_INT(st.size, 11);
+    node_stat_clear(&st);
+    struct listing l = {0};
+    CHECK_EQ_INT(o->mfs_list(n, "/", collect, &l), 0);
+    CHECK_EQ_INT(l.n, 4);
+    CHECK_EQ_STR(l.names[1], "l");
+    CHECK_EQ_INT(l.kinds[1], NODE_SYMLINK);
+    CHECK_EQ_INT(l.modes[3], 0600);
+    CHECK_EQ_INT(o->put_symlink(n, "", &s), -ENAMETOOLONG);
+    char sbuf[512];
+    CHECK(o->stats(n, sbuf, sizeof sbuf) > 0);
+    CHECK(strstr(sbuf, "store_block_writes") != NULL);
+    node_destroy(n);
+}
+
+static void prng(uint8_t *buf, size_t n, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        buf[i] = (uint8_t)((x * 0x2545F4914F6CDD1DULL) >> 56);
+    }
+}
+
+static void test_read_ranges(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    size_t size = 3 * 262144 + 12345;
+    uint8_t *data = malloc(size), *buf = malloc(size);
+    prng(data, size, 42);
+    for (int v = 0; v <= 1; v++) {
+        struct cid c;
+        struct node_stat st;
+        CHECK_EQ_INT(add_mem(n, data, size, v, &c), 0);
+        CHECK_EQ_INT(n->ops->stat(n, &c, &st), 0);
+        CHECK_EQ_INT(st.kind, NODE_FILE);
+        CHECK_EQ_INT(st.size, size);
+        CHECK_EQ_INT(n->ops->read(n, &c, 0, size, (char *)buf), (ssize_t)size);
+        CHECK(memcmp(buf, data, size) == 0);
+        static const uint64_t offs[] = {0, 1, 262143, 262144, 262145, 524287, 786431};
+        static const size_t lens[] = {1, 4096, 262144, 300000};
+        for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+            for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+                size_t len = lens[j];
+                if (offs[i] + len > size)
+                    len = size - offs[i];
+                memset(buf, 0, len);
+                CHECK_EQ_INT(n->ops->read(n, &c, offs[i], len, (char *)buf), (ssize_t)len);
+                CHECK(memcmp(buf, data + offs[i], len) == 0);
+            }
+        }
+        CHECK_EQ_INT(n->ops->list(n, &c, collect, &(struct listing){0}), -ENOTDIR);
+    }
+    free(data);
+    free(buf);
+    node_destroy(n);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    chmod(path, 0644);
+    unsigned char b = 0;
+    CHECK_EQ_INT(pread(fd, &b, 1, off), 1);
+    b ^= 0x01;
+    CHECK_EQ_INT(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+static void test_corruption(void)
+{
+    char dir[256], p[512];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct blockstore *bs;
+    char err[128];
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    size_t size = 262144 * 2 + 10;
+    uint8_t *data = malloc(size);
+    char *buf = malloc(size);
+    prng(data, size, 7);
+    struct cid c, leaf;
+    CHECK_EQ_INT(add_mem(n, data, size, 1, &c), 0);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, size, buf), (ssize_t)size);
+    /* Corrupt the second leaf: reads touching it fail with EIO, the others still work. */
+    CHECK_EQ_INT(add_mem(n, data + 262144, 262144, 1, &leaf), 0);
+    CHECK_EQ_INT(blockstore_path(bs, &leaf, p, sizeof p), 0);
+    flip_byte(p, 1000);
+    CHECK_EQ_INT(n->ops->read(n, &c, 262144 + 5, 10, buf), -EIO);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, 100, buf), 100);
+    CHECK(memcmp(buf, data, 100) == 0);
+    uint8_t *blk;
+    size_t blen;
+    CHECK_EQ_INT(blockstore_get(bs, &leaf, &blk, &blen), -EIO);
+    /* Adding the same content again compares the stored bytes and repairs the block. */
+    CHECK_EQ_INT(add_mem(n, data, size, 1, &c), 0);
+    CHECK_EQ_INT(n->ops->read(n, &c, 262144 + 5, 10, buf), 10);
+    CHECK(memcmp(buf, data + 262144 + 5, 10) == 0);
+    CHECK_EQ_INT(truncate(p, 10), 0); /* torn: shorter */
+    CHECK_EQ_INT(n->ops->read(n, &c, 262144 + 5, 10, buf), -EIO);
+    CHECK_EQ_INT(add_mem(n, data, size, 1, &c), 0);
+    CHECK_EQ_INT(n->ops->read(n, &c, 262144 + 5, 10, buf), 10);
+    CHECK(memcmp(buf, data + 262144 + 5, 10) == 0);
+    /* Corrupt the root: stat and read are EIO. */
+    CHECK_EQ_INT(blockstore_path(bs, &c, p, sizeof p), 0);
+    flip_byte(p, 3);
+    struct node_stat st;
+    CHECK_EQ_INT(n->ops->stat(n, &c, &st), -EIO);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, 1, buf), -EIO);
+    /* A missing leaf is ENOENT. */
+    CHECK_EQ_INT(blockstore_path(bs, &leaf, p, sizeof p), 0);
+    CHECK_EQ_INT(unlink(p), 0);
+    CHECK_EQ_INT(blockstore_get(bs, &leaf, &blk, &blen), -ENOENT);
+    blockstore_close(bs);
+    free(data);
+    free(buf);
+    node_destroy(n);
+}
+
+static void test_crash_leftovers(void)
+{
+    char dir[256], p[512];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct cid t;
+    CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &t), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &t, "/test.txt"), 0);
+    node_destroy(n);
+    /* A crash between writing and renaming leaves temporary files: a half-written block with
+     * the name of no block, and a half-written root. Both are ignored. */
+    snprintf(p, sizeof p, "%s/.root.tmp-abcdef", dir);
+    FILE *f = fopen(p, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("QmUNLLsPACCz1vLxQVkX", f);
+        fclose(f);
+    }
+    snprintf(p, sizeof p, "%s/blocks/OX/.tmp-1-0-abcdef", dir);
+    f = fopen(p, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("garbage", f);
+        fclose(f);
+    }
+    n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), "QmbW7t5BzZb38M61bJUxsRxz6MbDhgrfzQaxyq6hRBBedS");
+    char buf[4];
+    CHECK_EQ_INT(n->ops->read(n, &t, 0, 4, buf), 4);
+    CHECK(memcmp(buf, "Test", 4) == 0);
+    node_destroy(n);
+    /* A root file that does not name a CID, or names a missing block, refuses to open. */
+    snprintf(p, sizeof p, "%s/root", dir);
+    f = fopen(p, "w");
+    if (f) {
+        fputs("QmQQuBq3HaJoiQqVkQMHPUwwakJRwVV2XcPZssVkxFUKiF\n", f);
+        fclose(f);
+    }
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1}};
+    char err[256] = "";
+    n = NULL;
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), -ENOENT);
+    CHECK(strstr(err, "root") != NULL);
+    cfg.add.chunker = "rabin";
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), -ENOTSUP);
+}
+
+static void test_murmur(void)
+{
+    /* Go's murmur3.Sum64 (spaolacci/murmur3), as boxo's HAMT uses it. */
+    CHECK(hamt_murmur3_64("", 0) == 0);
+    CHECK(hamt_murmur3_64("hello", 5) == 0xcbd8a7b341bd9b02ULL);
+    CHECK(hamt_murmur3_64("hello, world", 12) == 0x342fac623a5ebc8eULL);
+    CHECK(hamt_murmur3_64("19 Jan 2038 at 3:14:07 AM", 25) == 0xb89e5988b737affcULL);
+    CHECK(hamt_murmur3_64("The quick brown fox jumps over the lazy dog.", 44) ==
+          0xcd99481f9ee902c9ULL);
+    unsigned bucket;
+    const char *e;
+    size_t el;
+    CHECK_EQ_INT(hamt_link_name("1Fname", 6, &bucket, &e, &el), 1);
+    CHECK_EQ_INT(bucket, 0x1f);
+    CHECK_EQ_INT(el, 4);
+    CHECK_EQ_INT(hamt_link_name("A0", 2, &bucket, &e, &el), 0);
+    CHECK_EQ_INT(hamt_link_name("G0x", 3, &bucket, &e, &el), -EINVAL);
+}
+
+/* The type of the directory block at path: UNIXFS_DIRECTORY or UNIXFS_HAMT_SHARD. */
+static int dir_type(struct node *n, struct blockstore *bs, const char *path)
+{
+    struct node_stat st;
+    struct cid c;
+    uint8_t *b;
+    size_t len;
+    struct dagpb_node pb;
+    struct unixfs_data u;
+    if (n->ops->mfs_stat(n, path, &st, &c) < 0 || blockstore_get(bs, &c, &b, &len) < 0)
+        return -1;
+    int t = -1;
+    if (dagpb_decode(b, len, &pb) == 0) {
+        if (pb.has_data && unixfs_decode(pb.data, pb.data_len, &u) == 0)
+            t = (int)u.type;
+        dagpb_node_free(&pb);
+    }
+    free(b);
+    return t;
+}
+
+struct named {
+    char name[32];
+    struct cid cid;
+    uint8_t bin[64];
+    size_t bin_len;
+    uint64_t tsize;
+};
+
+static void make_named(struct node *n, struct blockstore *bs, struct named *e, const char *name,
+                       const char *content)
+{
+    snprintf(e->name, sizeof e->name, "%s", name);
+    CHECK_EQ_INT(add_mem(n, content, strlen(content), -1, &e->cid), 0);
+    e->bin_len = (size_t)cid_to_bytes(&e->cid, e->bin, sizeof e->bin);
+    uint8_t *b;
+    size_t len;
+    CHECK_EQ_INT(blockstore_get(bs, &e->cid, &b, &len), 0);
+    e->tsize = len; /* single-block files */
+    free(b);
+}
+
+static unsigned test_put_version; /* CID version of the shards test_put makes */
+
+static int test_put(void *ud, const uint8_t *block, size_t len, struct cid *out)
+{
+    int rc = block_cid(test_put_version, CID_CODEC_DAG_PB, block, len, out);
+    return rc < 0 ? rc : blockstore_put(ud, out, block, len);
+}
+
+static int build_hamt(struct blockstore *bs, const struct named *es, size_t n, struct cid *out)
+{
+    struct hamt_entry *he = calloc(n, sizeof *he);
+    uint64_t ts;
+    for (size_t i = 0; i < n; i++)
+        he[i] = (struct hamt_entry){.name = es[i].name,
+                                    .name_len = strlen(es[i].name),
+                                    .cid = es[i].bin,
+                                    .cid_len = es[i].bin_len,
+                                    .tsize = es[i].tsize};
+    int rc = hamt_build(he, n, false, 0, false, 0, 0, test_put, bs, out, &ts);
+    free(he);
+    return rc;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Load the fixture's blocks ("CID hex" lines) into the store, checking each against its CID. */
+static int load_blocks(struct blockstore *bs, const char *fixture, struct cid *first)
+{
+    size_t len, count = 0;
+    char *text = unit_read_fixture(fixture, &len);
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n'), *sp = strchr(line, ' ');
+        if (!nl || !sp || sp > nl)
+            break;
+        struct cid c, check;
+        CHECK_EQ_INT(cid_parse(line, (size_t)(sp - line), &c), 0);
+        size_t hexlen = (size_t)(nl - sp - 1), blen = hexlen / 2;
+        uint8_t *b = malloc(blen + 1);
+        for (size_t i = 0; i < blen; i++)
+            b[i] = (uint8_t)(hexval(sp[1 + 2 * i]) * 16 + hexval(sp[2 + 2 * i]));
+        CHECK_EQ_INT(block_cid(c.version, c.codec, b, blen, &check), 0);
+        CHECK(cid_equal(&c, &check));
+        CHECK_EQ_INT(blockstore_put(bs, &c, b, blen), 0);
+        if (count++ == 0)
+            *first = c;
+        free(b);
+        line = nl + 1;
+    }
+    free(text);
+    return (int)count;
+}
+
+static int count_entry(void *ud, const struct node_entry *e)
+{
+    (void)e;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+/* A sharded directory made by the test node (js-ipfs, shard-split-threshold=100): 1001 files
+ * file-NNNN = "content N\n". Reading it through the store, and building the same HAMT. */
+static void test_hamt_js(void)
+{
+    char dir[256], err[128], name[32], content[32];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { N = 1001 };
+    struct named *es = calloc(N + 1, sizeof *es);
+    for (int i = 0; i < N + 1; i++) {
+        snprintf(name, sizeof name, "file-%04d", i);
+        snprintf(content, sizeof content, "content %d\n", i);
+        make_named(n, bs, &es[i], name, content);
+    }
+    struct cid root, built;
+    CHECK_EQ_INT(load_blocks(bs, "store/hamt-1001.txt", &root), 240);
+    CHECK_EQ_STR(fmt(&root), "QmTXvzmnNXkqjvUzHGhkDYq9jA8M5eKmVRfGerX7ZY3vGG");
+    CHECK_EQ_INT(build_hamt(bs, es, N, &built), 0);
+    CHECK_EQ_STR(fmt(&built), "QmTXvzmnNXkqjvUzHGhkDYq9jA8M5eKmVRfGerX7ZY3vGG");
+    /* The same with CIDv1 (raw leaves, v1 shards), as the test node made it. */
+    struct named *v1 = calloc(N, sizeof *v1);
+    for (int i = 0; i < N; i++) {
+        snprintf(v1[i].name, sizeof v1[i].name, "file-%04d", i);
+        snprintf(content, sizeof content, "content %d\n", i);
+        size_t clen = strlen(content);
+        CHECK_EQ_INT(block_cid(1, CID_CODEC_RAW, (const uint8_t *)content, clen, &v1[i].cid), 0);
+        v1[i].bin_len = (size_t)cid_to_bytes(&v1[i].cid, v1[i].bin, sizeof v1[i].bin);
+        v1[i].tsize = clen;
+    }
+    test_put_version = 1;
+    CHECK_EQ_INT(build_hamt(bs, v1, N, &built), 0);
+    test_put_version = 0;
+    CHECK_EQ_STR(fmt(&built), "bafybeifwppofzbigycsr23vjk5k44w4j4rxjqgoqbcsavsq2j63xbeiih4");
+    free(v1);
+    /* Read it: listing, lookups through the shards, file content. */
+    size_t count = 0;
+    CHECK_EQ_INT(n->ops->list(n, &root, count_entry, &count), 0);
+    CHECK_EQ_INT(count, N);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &root, "/big"), 0);
+    for (int i = 0; i < N; i += 97) {
+        char p[64];
+        snprintf(p, sizeof p, "/big/file-%04d", i);
+        CHECK_EQ_STR(mfs_cid(n, p), fmt(&es[i].cid));
+    }
+    CHECK_EQ_STR(mfs_cid(n, "/big/file-9999"), strerror(ENOENT));
+    char buf[16] = "";
+    struct node_stat st;
+    struct cid c;
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/big/file-0777", &st, &c), 0);
+    CHECK_EQ_INT(st.size, 12);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, 12, buf), 12);
+    CHECK(memcmp(buf, "content 777\n", 12) == 0);
+    /* Changing it: an added entry keeps the HAMT (as boxo does), equal to a fresh build. */
+    CHECK_EQ_INT(n->ops->mfs_link(n, &es[N].cid, "/big/file-1001"), 0);
+    CHECK_EQ_INT(dir_type(n, bs, "/big"), UNIXFS_HAMT_SHARD);
+    CHECK_EQ_INT(build_hamt(bs, es, N + 1, &built), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/big"), fmt(&built));
+    count = 0;
+    CHECK_EQ_INT(n->ops->mfs_list(n, "/big", count_entry, &count), 0);
+    CHECK_EQ_INT(count, N + 1);
+    /* A removal leaves it below Kubo's 256 KiB estimate: a plain directory again. */
+    CHECK_EQ_INT(n->ops->mfs_rm(n, "/big/file-0000", false), 0);
+    CHECK_EQ_INT(dir_type(n, bs, "/big"), UNIXFS_DIRECTORY);
+    count = 0;
+    CHECK_EQ_INT(n->ops->mfs_list(n, "/big", count_entry, &count), 0);
+    CHECK_EQ_INT(count, N);
+    CHECK_EQ_STR(mfs_cid(n, "/big/file-0500"), fmt(&es[500].cid));
+    free(es);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+/* With a small threshold: a directory shards when its estimate goes over it, and goes back. */
+static void test_hamt_threshold(void)
+{
+    char dir[256], err[128], name[32];
+    new_dir(dir, sizeof dir);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .hamt_shard_bytes = 1000};
+    struct node *n = NULL;
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { N = 30 };
+    struct named es[N];
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/s"), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/t"), 0);
+    for (int i = 0; i < N; i++) {
+        char p[64];
+        snprintf(name, sizeof name, "n%03d", i);
+        make_named(n, bs, &es[i], name, name);
+        snprintf(p, sizeof p, "/s/%s", name);
+        CHECK_EQ_INT(n->ops->mfs_link(n, &es[i].cid, p), 0);
+        /* estimate = (i + 1) * (4 + 34) */
+        CHECK_EQ_INT(dir_type(n, bs, "/s"),
+                     (i + 1) * 38 > 1000 ? UNIXFS_HAMT_SHARD : UNIXFS_DIRECTORY);
+        if (i < 20) {
+            snprintf(p, sizeof p, "/t/%s", name);
+            CHECK_EQ_INT(n->ops->mfs_link(n, &es[i].cid, p), 0);
+        }
+    }
+    struct cid built;
+    CHECK_EQ_INT(build_hamt(bs, es, N, &built), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/s"), fmt(&built));
+    CHECK_EQ_STR(mfs_cid(n, "/s/n017"), fmt(&es[17].cid));
+    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/s", 0700), 0);
+    struct node_stat st;
+    struct cid c;
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0700);
+    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/s", 0755), 0);
+    /* Moving entries out, one by one, down to /t's 20: the same plain directory as /t. */
+    for (int i = N - 1; i >= 20; i--) {
+        char p[64], q[64];
+        snprintf(p, sizeof p, "/s/%s", es[i].name);
+        snprintf(q, sizeof q, "/%s", es[i].name);
+        CHECK_EQ_INT(n->ops->mfs_mv(n, p, q), 0);
+    }
+    CHECK_EQ_INT(dir_type(n, bs, "/s"), UNIXFS_DIRECTORY);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0755); /* the mode went through the HAMT and back */
+    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/t", 0755), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/s"), mfs_cid(n, "/t"));
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+struct worker {
+    struct node *n;
+    struct cid cid;
+    int id, failures;
+};
+
+static void *link_worker(void *arg)
+{
+    struct worker *w = arg;
+    char p[64], buf[4];
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof p, "/c/w%d-%d", w->id, i);
+        if (w->n->ops->mfs_link(w->n, &w->cid, p) != 0)
+            w->failures++;
+        if (w->n->ops->read(w->n, &w->cid, 0, 4, buf) != 4 || memcmp(buf, "Test", 4) != 0)
+            w->failures++;
+    }
+    return NULL;
+}
+
+/* Names changed from several threads at once: every change lands (one lock, no lost update). */
+static void test_concurrency(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct worker w[4];
+    pthread_t t[4];
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/c"), 0);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){.n = n, .id = i};
+        CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &w[i].cid), 0);
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, link_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(w[i].failures, 0);
+    }
+    size_t count = 0;
+    CHECK_EQ_INT(n->ops->mfs_list(n, "/c", count_entry, &count), 0);
+    CHECK_EQ_INT(count, 40);
+    node_destroy(n);
+}
+
+int main(void)
+{
+    if (!mkdtemp(base_dir)) {
+        perror("mkdtemp");
+        return 99;
+    }
+    test_murmur();
+    test_empty_root_and_reopen();
+    test_known_dirs();
+    test_names_errors();
+    test_meta_symlink();
+    test_read_ranges();
+    test_corruption();
+    test_crash_leftovers();
+    test_hamt_js();
+    test_hamt_threshold();
+    test_concurrency();
+    rm_rf(base_dir);
+    return unit_done("test_store");
+}
