@@ -263,6 +263,45 @@ static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *ino, double
         inode_forget(fs->inodes, ino, 1);
 }
 
+/* The MFS paths /ipfs and /ipns mean namespaces to files/stat, not names: such names at the
+ * top of MFS are found in the listing of / instead. */
+static bool namespace_name(struct fs *fs, const struct inode *dir, const char *name)
+{
+    return dir == inode_root(fs->inodes) && strcmp(fs->cfg.mfs_root, "/") == 0 &&
+           (strcmp(name, "ipfs") == 0 || strcmp(name, "ipns") == 0);
+}
+
+struct find_ctx {
+    const char *name;
+    struct cid cid;
+    bool found;
+};
+
+static int find_entry(void *ud, const struct node_entry *e)
+{
+    struct find_ctx *f = ud;
+    if (strlen(f->name) == e->name_len && memcmp(f->name, e->name, e->name_len) == 0) {
+        f->cid = e->cid;
+        f->found = true;
+    }
+    return 0;
+}
+
+static int stat_name(struct fs *fs, const struct inode *dir, const char *name, const char *path,
+                     struct node_stat *st, struct cid *cid)
+{
+    if (!namespace_name(fs, dir, name))
+        return fs->node->ops->mfs_stat(fs->node, path, st, cid);
+    struct find_ctx f = {.name = name};
+    int rc = fs->node->ops->mfs_list(fs->node, "/", find_entry, &f);
+    if (rc < 0)
+        return rc;
+    if (!f.found)
+        return -ENOENT;
+    *cid = f.cid;
+    return node_stat(fs->node, cid, st);
+}
+
 /* Stat a name in MFS and enter it in the inode table. */
 static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
 {
@@ -272,7 +311,7 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
         return rc;
     struct node_stat st;
     struct mfs_attr a = {0};
-    rc = fs->node->ops->mfs_stat(fs->node, path, &st, &a.cid);
+    rc = stat_name(fs, dir, name, path, &st, &a.cid);
     if (rc < 0)
         return rc;
     a.kind = st.kind;
@@ -767,7 +806,8 @@ static int check_new_name(struct fs *fs, const struct inode *dir, const char *na
 {
     if (!dir->mfs)
         return -EROFS;
-    if (name_is_cid(dir, fs, name) || strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
+    if (name_is_cid(dir, fs, name) || strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0 ||
+        namespace_name(fs, dir, name))
         return -EINVAL;
     if (!node_name_ok(name, strlen(name)))
         return -EINVAL;

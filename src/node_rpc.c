@@ -177,8 +177,41 @@ struct list_ctx {
     node_entry_fn fn;
     void *ud;
     unsigned skipped;
+    unsigned emitted;
     struct dirblock *db;
 };
+
+/* When ls fails (js-ipfs's ls fetches every child, so one missing child fails it all), a plain
+ * directory is listed from its own block: names and CIDs are certain, kinds are left to stat
+ * (raw children are files of their block size). */
+static int list_from_block(struct list_ctx *lc)
+{
+    struct dirblock *db = lc->db;
+    for (size_t i = 0; i < db->pb.nlinks; i++) {
+        const struct dagpb_link *l = &db->pb.links[i];
+        struct node_entry e = {.name = l->name, .name_len = l->name_len};
+        if (!node_name_ok(l->name, l->name_len) ||
+            cid_from_bytes(l->hash, l->hash_len, &e.cid) < 0) {
+            lc->skipped++;
+            continue;
+        }
+        if (e.cid.codec == CID_CODEC_RAW) {
+            e.kind = NODE_FILE;
+            e.size = l->tsize;
+        } else {
+            e.kind = NODE_UNKNOWN;
+        }
+        /* Names are not NUL-terminated in the block: copy for the callback. */
+        char name[256];
+        memcpy(name, l->name, l->name_len);
+        name[l->name_len] = '\0';
+        e.name = name;
+        int rc = lc->fn(lc->ud, &e);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
 
 static int cmp_link(const void *a, const void *b)
 {
@@ -240,10 +273,19 @@ static const struct dagpb_link *dirblock_find(const struct dirblock *db, const c
 static int list_entry(void *ud, const struct node_entry *e)
 {
     struct list_ctx *lc = ud;
-    if (e->kind != NODE_UNKNOWN || !lc->db || e->cid.codec != CID_CODEC_DAG_PB)
+    if (!lc->db)
         return lc->fn(lc->ud, e);
     const struct dagpb_link *l = dirblock_find(lc->db, e->name, e->name_len);
-    int t = l && l->has_tsize ? unixfs_guess_small(l->tsize, e->size) : -1;
+    if (!l) {
+        /* js-ipfs lists a link with an empty name under its CID: not a real name. */
+        log_warn("hiding a listed entry the directory block does not have (\"%.64s\")", e->name);
+        lc->skipped++;
+        return 0;
+    }
+    lc->emitted++;
+    if (e->kind != NODE_UNKNOWN || e->cid.codec != CID_CODEC_DAG_PB)
+        return lc->fn(lc->ud, e);
+    int t = l->has_tsize ? unixfs_guess_small(l->tsize, e->size) : -1;
     if (t < 0)
         return lc->fn(lc->ud, e);
     struct node_entry copy = *e;
@@ -284,6 +326,11 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     else if (rc == -EMSGSIZE)
         snprintf(err, sizeof err, "a listing line is larger than %u bytes", MAX_LS_LINE);
     ndjson_free(&lc.nd);
+    if (rc < 0 && rc != -ENOMEM && lc.db && lc.emitted == 0) {
+        log_warn("ls %s failed (%s); listing it from its own block instead", cs, err);
+        rc = list_from_block(&lc);
+        err[0] = '\0';
+    }
     dirblock_free(lc.db);
     if (rc < 0 && err[0])
         log_failure("ls", c, rc, err);

@@ -42,6 +42,8 @@ static const struct fuse_opt option_table[] = {
     OPT("api-auth-file=%s", api_auth_file),
     OPT("--cacert=%s", cacert),
     OPT("cacert=%s", cacert),
+    OPT("--store=%s", store),
+    OPT("store=%s", store),
     OPT("--chunker=%s", chunker),
     OPT("chunker=%s", chunker),
     {"--pin", offsetof(struct options, no_pin), 0},
@@ -88,6 +90,7 @@ void options_print_help(const char *progname)
            "    --api=MULTIADDR        node RPC API address (default: $IPFS_PATH/api,\n"
            "                           else /ip4/127.0.0.1/tcp/5001)\n"
            "    --timeout=SECONDS      bound on every request to the node (default 30)\n"
+           "    --store=DIR            no node: use the embedded, offline block store in DIR\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
            "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
            "                           environment variable IPFSFS_API_AUTH also works\n"
@@ -114,7 +117,8 @@ void options_print_help(const char *progname)
            "    -h, --help             print this help\n"
            "    -V, --version          print the version\n"
            "\n"
-           "SIZE takes a K, M or G suffix (powers of 1024).\n",
+           "SIZE takes a K, M, G or T suffix (powers of 1024), optionally followed by B\n"
+           "or iB.\n",
            progname);
 }
 
