@@ -1,0 +1,865 @@
+# shellcheck shell=bash
+# lib.sh - shared helpers for the ipfsfs integration tests. Source it, never run it.
+#
+# A script sources this file, calls require_* for what it needs, then lib_init, then uses
+# start_node / mount_ipfsfs / check*; it ends with `finish`, which prints the tally and exits
+# 0 (all passed), 1 (some failed). The EXIT trap always unmounts, stops every process this run
+# started (by pid) and removes the work directory.
+#
+# Output: one line per check, "ok - DESC" or "not ok - DESC" (details follow as "#" lines).
+# Exit status (automake's protocol): 0 pass, 1 fail, 77 skip, 99 hard error.
+#
+# Environment (all optional):
+#   IPFSFS_BIN       the binary under test (default: $abs_top_builddir/src/ipfsfs, else
+#                    ../src/ipfsfs from the current directory, else $IPFSFS_SRCDIR/src/ipfsfs)
+#   IPFSFS_SRCDIR    the source tree (default: two levels above this file)
+#   IPFSFS_NODE_DIR  where start-node.sh and node_modules live (default: $IPFSFS_SRCDIR/tests/node)
+#   IPFSFS_WRAPPER   a command prefix for the binary, e.g. "valgrind --error-exitcode=99 -q"
+#   IPFSFS_KEEP=1    keep the work directory (its path is printed) for a post-mortem
+#   IPFSFS_TEST_TIMEOUT  seconds before the watchdog kills everything (default 300)
+
+set -u
+set -o pipefail
+
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+IPFSFS_SRCDIR=${IPFSFS_SRCDIR:-$(cd "$LIB_DIR/../.." && pwd)}
+if [ -z "${IPFSFS_BIN:-}" ]; then
+    if [ -n "${abs_top_builddir:-}" ]; then
+        IPFSFS_BIN=$abs_top_builddir/src/ipfsfs
+    elif [ -x ../src/ipfsfs ]; then
+        IPFSFS_BIN=$(cd ../src && pwd)/ipfsfs
+    else
+        IPFSFS_BIN=$IPFSFS_SRCDIR/src/ipfsfs
+    fi
+fi
+IPFSFS_NODE_DIR=${IPFSFS_NODE_DIR:-$IPFSFS_SRCDIR/tests/node}
+# Sanitizer builds: report everything, keep going long enough to print it, fail the exit status.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=86}
+export IPFSFS_BIN IPFSFS_SRCDIR IPFSFS_NODE_DIR
+
+TESTS_RUN=0
+TESTS_FAILED=0
+WORK=
+HELPER=
+declare -a LIB_MOUNTS=()   # mountpoints to unmount at exit
+declare -a LIB_PIDS=()     # processes we started, stopped at exit (by pid)
+declare -A MOUNT_PID=()    # mountpoint -> pid of its foreground ipfsfs
+declare -A MOUNT_LOG=()    # mountpoint -> its log file
+
+say() { printf '%s\n' "$*"; }
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+# ---- what a script needs --------------------------------------------------------------------
+
+require_binary() {
+    if [ ! -x "$IPFSFS_BIN" ]; then
+        say "Bail out! the binary $IPFSFS_BIN does not exist (build first, or set IPFSFS_BIN)"
+        exit 99
+    fi
+}
+
+require_fuse() {
+    if [ "$(id -u)" -ne 0 ]; then
+        say "1..0 # SKIP must run as root (mounts with FUSE and writes to /dev/fuse)"
+        exit 77
+    fi
+    if [ ! -c /dev/fuse ]; then
+        say "1..0 # SKIP /dev/fuse is missing"
+        exit 77
+    fi
+    local tool
+    for tool in fusermount3 mountpoint getfattr python3 curl; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            say "1..0 # SKIP $tool is not installed (apt-get install fuse3 util-linux attr python3 curl)"
+            exit 77
+        fi
+    done
+}
+
+require_node() {
+    if [ ! -x "$IPFSFS_NODE_DIR/node_modules/.bin/jsipfs" ]; then
+        say "1..0 # SKIP the test node is not installed: (cd $IPFSFS_NODE_DIR && npm ci)"
+        exit 77
+    fi
+}
+
+# ---- setup and teardown ---------------------------------------------------------------------
+
+lib_init() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ipfsfs-test.XXXXXX")
+    HELPER=$WORK/helper.py
+    write_helper "$HELPER"
+    trap lib_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    start_watchdog "${IPFSFS_TEST_TIMEOUT:-300}"
+    diag "binary: $IPFSFS_BIN" "work directory: $WORK"
+}
+
+# If the script hangs (a FUSE call that never returns), kill what it started and unmount so
+# the hung calls fail with ENOTCONN and the script reaches its end.
+start_watchdog() {
+    local secs=$1 parent=$$
+    (
+        trap - EXIT
+        # One-second naps: when the script ends and kills this subshell, no long sleep lingers.
+        for ((i = 0; i < secs; i++)); do sleep 1; done
+        echo "# WATCHDOG: $secs s elapsed; killing the filesystem and the test" >&2
+        if [ -f "$WORK/pids" ]; then
+            while read -r p; do kill -9 "$p" 2>/dev/null; done <"$WORK/pids"
+        fi
+        if [ -f "$WORK/mounts" ]; then
+            while read -r m; do fusermount3 -uz "$m" 2>/dev/null; done <"$WORK/mounts"
+        fi
+        sleep 5
+        kill -TERM "$parent" 2>/dev/null
+    ) </dev/null &
+    WATCHDOG_PID=$!
+}
+
+track_pid() {
+    LIB_PIDS+=("$1")
+    echo "$1" >>"$WORK/pids"
+}
+
+lib_cleanup() {
+    local rc=$? m p
+    set +e
+    for m in "${LIB_MOUNTS[@]}"; do
+        if mountpoint -q "$m" 2>/dev/null; then
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
+        fi
+    done
+    for p in "${LIB_PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${LIB_PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$p" 2>/dev/null
+    done
+    [ -n "${WATCHDOG_PID:-}" ] && kill "$WATCHDOG_PID" 2>/dev/null
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "${IPFSFS_KEEP:-0}" = 1 ]; then
+            diag "kept the work directory: $WORK"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+
+# ---- reporting -------------------------------------------------------------------------------
+
+ok() {
+    TESTS_RUN=$((TESTS_RUN + 1))
+    say "ok - $1"
+}
+
+# not_ok DESC [DETAIL...]
+not_ok() {
+    TESTS_RUN=$((TESTS_RUN + 1))
+    TESTS_FAILED=$((TESTS_FAILED + 1))
+    say "not ok - $1"
+    shift
+    [ $# -gt 0 ] && diag "$@"
+    return 0
+}
+
+# check DESC CMD [ARG...]: ok if CMD succeeds. External commands get a 60 s bound.
+check() {
+    local desc=$1 out rc
+    shift
+    if [ "$(type -t "$1")" = file ]; then
+        out=$(timeout -k 5 60 "$@" 2>&1)
+    else
+        out=$("$@" 2>&1)
+    fi
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        ok "$desc"
+    else
+        not_ok "$desc" "command: $*" "exit status: $rc" "$(printf '%s\n' "$out" | head -20)"
+    fi
+}
+
+# check_eq DESC GOT WANT
+check_eq() {
+    if [ "$2" = "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1" "got:  $(printf '%q' "$2")" "want: $(printf '%q' "$3")"
+    fi
+}
+
+# check_errno DESC WANT OP PATH [ARG]: one syscall (see errno_of) must fail with WANT
+# (an errno name such as ENOENT, or OK), within 30 s.
+check_errno() {
+    local desc=$1 want=$2 got
+    shift 2
+    got=$(errno_of "$@")
+    check_eq "$desc" "$got" "$want"
+}
+
+# errno_of OP PATH [ARG]: OK or the errno name of one syscall (stat, lstat, read, open-write,
+# create, mkdir, rmdir, unlink, rename, symlink, link, truncate, chmod, chown, utime, setxattr,
+# removexattr, listdir, readlink, mknod, open-rdwr, open-trunc, open-append).
+errno_of() {
+    timeout -k 2 30 python3 "$HELPER" errno "$@" 2>&1 || echo "TIMEOUT-OR-CRASH"
+}
+
+# check_errno_within DESC SECS WANT OP PATH [ARG]: like check_errno, and it must answer within
+# SECS seconds; the time taken is shown. WANT may list alternatives: "ENOENT|EIO".
+check_errno_within() {
+    local desc=$1 secs=$2 want=$3 got t0 dt
+    shift 3
+    t0=$(now)
+    got=$(timeout -k 2 "$secs" python3 "$HELPER" errno "$@" 2>&1) || got="no answer within $secs s"
+    dt=$(elapsed "$t0")
+    if [[ "|$want|" == *"|$got|"* ]]; then
+        if [[ $want == *"|"* ]]; then ok "$desc ($got, $dt s)"; else ok "$desc ($dt s)"; fi
+    else
+        not_ok "$desc" "got:  $got (after $dt s)" "want: $want"
+    fi
+}
+
+# check_fails_with DESC TEXT CMD...: CMD must fail within 10 s and say TEXT (e.g. the
+# strerror text "Read-only file system") on stderr/stdout.
+check_fails_with() {
+    local desc=$1 text=$2 out rc
+    shift 2
+    out=$(timeout -k 2 10 "$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -qF -- "$text" <<<"$out"; then
+        ok "$desc"
+    else
+        not_ok "$desc" "command: $*" "exit status: $rc (124: still running after 10 s)" \
+            "output: $out" "wanted a failure saying: $text"
+    fi
+}
+
+# check_fast DESC SECONDS CMD...: CMD must end within SECONDS (any exit status).
+check_fast() {
+    local desc=$1 secs=$2 t0 dt rc
+    shift 2
+    t0=$(now)
+    timeout -k 2 "$secs" "$@" >/dev/null 2>&1
+    rc=$?
+    dt=$(elapsed "$t0")
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        not_ok "$desc" "still running after ${secs} s: $*"
+    else
+        ok "$desc (${dt} s)"
+    fi
+}
+
+now() { date +%s.%N; }
+# elapsed T0: seconds since T0, two decimals
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+# lt A B: true if the number A < B
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+finish() {
+    if [ "$TESTS_FAILED" -gt 0 ]; then
+        dump_logs
+    fi
+    say "1..$TESTS_RUN"
+    diag "$((TESTS_RUN - TESTS_FAILED)) passed, $TESTS_FAILED failed"
+    if [ "$TESTS_FAILED" -gt 0 ]; then
+        exit 1
+    fi
+    exit 0
+}
+
+dump_logs() {
+    local f
+    for f in "$WORK"/*.ipfsfs.log "$WORK"/node*/daemon.log; do
+        [ -s "$f" ] || continue
+        diag "---- last lines of $f ----"
+        tail -n 40 "$f" | sed 's/^/#   /'
+    done
+}
+
+# ---- the test node -------------------------------------------------------------------------
+
+# start_node [NAME]: start a test node with its repo in $WORK/NAME (default node); sets
+# NODE_API (multiaddr), NODE_URL (http://127.0.0.1:PORT/api/v0), NODE_PORT, NODE_PID, NODE_REPO.
+# With NODE_PORT already set and REUSE_PORT=1, the node comes back on the same port.
+start_node() {
+    local name=${1:-node} out
+    NODE_REPO=$WORK/$name
+    if [ "${REUSE_PORT:-0}" = 1 ]; then
+        out=$(IPFS_API_PORT=$NODE_PORT "$IPFSFS_NODE_DIR/start-node.sh" "$NODE_REPO") || return 1
+    else
+        out=$("$IPFSFS_NODE_DIR/start-node.sh" "$NODE_REPO") || return 1
+    fi
+    NODE_API=$(sed -n 's/^IPFS_API=//p' <<<"$out")
+    NODE_PID=$(sed -n 's/^IPFS_PID=//p' <<<"$out")
+    track_pid "$NODE_PID"
+    NODE_PORT=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' <<<"$NODE_API")
+    NODE_URL=http://127.0.0.1:$NODE_PORT/api/v0
+    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_REPO
+}
+
+# stop_node: stop the current node and wait until it is gone.
+stop_node() {
+    kill "$NODE_PID" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$NODE_PID" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -9 "$NODE_PID" 2>/dev/null
+    sleep 0.5
+}
+
+# rpc CMD [QUERY] [CURL ARGS...]: POST to the node, print the body.
+rpc() {
+    local cmd=$1 query=${2:-}
+    shift 2 2>/dev/null || shift
+    curl -sS -X POST -m 60 "$@" "$NODE_URL/$cmd${query:+?$query}"
+}
+
+# add_file FILE [QUERY]: add one file (pinned), print its CID.
+add_file() {
+    rpc add "pin=true${2:+&$2}" -F "file=@$1;filename=data" | python3 "$HELPER" add-result
+}
+
+# add_dir DIR [QUERY] [MAP]: add the tree DIR (pinned) in one multipart upload, print the
+# root CID. With MAP, also write MAP.map: "relative path<TAB>CID" for every entry the node
+# reported (it does not report empty directories). DIR's basename must be >= 2 characters.
+add_dir() {
+    local dir=$1 query=${2:-} map=${3:-} body boundary
+    body=$WORK/body.$$.$RANDOM
+    boundary=ipfsfs-test-$RANDOM$RANDOM
+    python3 "$HELPER" add-body "$dir" "$body" "$boundary" || return 1
+    rpc add "pin=true${query:+&$query}" \
+        -H "Content-Type: multipart/form-data; boundary=$boundary" --data-binary "@$body" |
+        python3 "$HELPER" add-result ${map:+"$map"}
+    local rc=$?
+    rm -f "$body"
+    return $rc
+}
+
+# block_put FILE: store FILE as a dag-pb block, print its CID. The test node reads `format`,
+# Kubo reads `cid-codec`; send both. Not pinned: a recursive pin would wait for children the
+# node lacks (and the test node never collects garbage on its own).
+block_put() {
+    rpc block/put "format=dag-pb&cid-codec=dag-pb&pin=false" -F "file=@$1;filename=data" |
+        sed -n 's/.*"Key":"\([^"]*\)".*/\1/p'
+}
+
+# cid_as CID BASE: CID's v1 form in base32, base58btc, base36 or base16; BASE=canonical gives
+# the form ipfsfs reports (v0 stays Qm..., v1 in base32).
+cid_as() { python3 "$HELPER" cid "$1" "$2"; }
+
+free_port() { python3 "$HELPER" free-port; }
+
+# gen_file PATH SIZE SEED: reproducible pseudo-random content.
+gen_file() { python3 "$HELPER" gen "$1" "$2" "$3"; }
+
+# ---- mounting -------------------------------------------------------------------------------
+
+# mount_ipfsfs MNT [ARG...]: mount in the foreground (-f) in the background, logging to
+# $WORK/<name>.ipfsfs.log; waits up to 20 s for the mount. ARGs go before MNT (add --api=...
+# yourself). Returns non-zero (and prints the log) if it did not mount.
+mount_ipfsfs() {
+    local mnt=$1 log pid
+    shift
+    mkdir -p "$mnt"
+    log=$WORK/$(basename "$mnt").ipfsfs.log
+    # shellcheck disable=SC2086 # IPFSFS_WRAPPER is a command prefix, split on purpose
+    ${IPFSFS_WRAPPER:-} "$IPFSFS_BIN" -f "$@" "$mnt" >>"$log" 2>&1 </dev/null &
+    pid=$!
+    track_pid "$pid"
+    LIB_MOUNTS+=("$mnt")
+    echo "$mnt" >>"$WORK/mounts"
+    MOUNT_PID[$mnt]=$pid
+    MOUNT_LOG[$mnt]=$log
+    for _ in $(seq 1 100); do
+        if mountpoint -q "$mnt"; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    diag "ipfsfs did not mount $mnt; its log:"
+    sed 's/^/#   /' "$log"
+    return 1
+}
+
+# unmount_ipfsfs MNT: unmount, wait for the process (up to 20 s) and return its exit status.
+# Fails if the log shows a sanitizer report.
+unmount_ipfsfs() {
+    local mnt=$1 pid rc
+    pid=${MOUNT_PID[$mnt]:-}
+    for _ in $(seq 1 25); do
+        fusermount3 -u "$mnt" 2>/dev/null && break
+        mountpoint -q "$mnt" || break
+        sleep 0.2
+    done
+    if mountpoint -q "$mnt"; then
+        fusermount3 -uz "$mnt" 2>/dev/null
+        diag "$mnt was busy: unmounted lazily"
+    fi
+    [ -n "$pid" ] || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        diag "ipfsfs (pid $pid) still running 20 s after the unmount"
+        kill -9 "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    rc=$?
+    unset "MOUNT_PID[$mnt]"
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|ERROR SUMMARY: [1-9]' \
+        "${MOUNT_LOG[$mnt]}" 2>/dev/null; then
+        diag "sanitizer/valgrind report in ${MOUNT_LOG[$mnt]}:"
+        grep -A 30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|ERROR SUMMARY' \
+            "${MOUNT_LOG[$mnt]}" | head -60 | sed 's/^/#   /'
+        [ "$rc" -eq 0 ] && rc=86
+    fi
+    return "$rc"
+}
+
+# check_unmount DESC MNT: unmount and check that ipfsfs exited with status 0 and a clean log.
+check_unmount() {
+    local rc=0
+    unmount_ipfsfs "$2" || rc=$?
+    if [ "$rc" -eq 0 ] && ! mountpoint -q "$2"; then
+        ok "$1"
+    else
+        not_ok "$1" "ipfsfs exit status $rc" "last lines of ${MOUNT_LOG[$2]}:" \
+            "$(tail -n 30 "${MOUNT_LOG[$2]}")"
+    fi
+}
+
+# ---- the Python half (stdlib only) -----------------------------------------------------------
+
+write_helper() {
+    cat >"$1" <<'PY'
+"""Helpers for the ipfsfs integration tests (written out by lib.sh; stdlib only)."""
+import base64
+import errno
+import http.server
+import json
+import mmap
+import os
+import random
+import socketserver
+import sys
+import time
+import urllib.parse
+
+B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def b58decode(s):
+    n = 0
+    for ch in s:
+        n = n * 58 + B58.index(ch)
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    pad = len(s) - len(s.lstrip("1"))
+    return b"\0" * pad + raw
+
+
+def b58encode(b):
+    n = int.from_bytes(b, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 58)
+        out = B58[r] + out
+    pad = len(b) - len(b.lstrip(b"\0"))
+    return "1" * pad + out
+
+
+def b36encode(b):
+    n = int.from_bytes(b, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = B36[r] + out
+    pad = len(b) - len(b.lstrip(b"\0"))
+    return "0" * pad + out
+
+
+def cid_bytes(cid):
+    """Binary CID; a CIDv0 becomes the equivalent CIDv1 (dag-pb) bytes."""
+    if cid.startswith("Qm"):
+        return b"\x01\x70" + b58decode(cid)
+    prefix, body = cid[0], cid[1:]
+    if prefix == "z":
+        return b58decode(body)
+    if prefix == "b":
+        return base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+    if prefix == "f":
+        return bytes.fromhex(body)
+    if prefix == "k":
+        n = 0
+        for ch in body:
+            n = n * 36 + B36.index(ch)
+        return n.to_bytes((n.bit_length() + 7) // 8, "big")
+    raise SystemExit("unknown multibase: " + cid)
+
+
+def cid_v1(cid, base):
+    b = cid_bytes(cid)
+    if base == "base32":
+        return "b" + base64.b32encode(b).decode().lower().rstrip("=")
+    if base == "base58btc":
+        return "z" + b58encode(b)
+    if base == "base36":
+        return "k" + b36encode(b)
+    if base == "base16":
+        return "f" + b.hex()
+    raise SystemExit("unknown base " + base)
+
+
+def canonical(cid):
+    """How ipfsfs reports a CID: v0 stays Qm..., v1 in base32."""
+    return cid if cid.startswith("Qm") else cid_v1(cid, "base32")
+
+
+def multihash(cid):
+    """The multihash bytes of a CID (v0 or v1)."""
+    b = cid_bytes(cid)
+    i = 0
+    for _ in range(2):  # version, codec varints
+        while b[i] & 0x80:
+            i += 1
+        i += 1
+    return b[i:]
+
+
+# --- protobuf / dag-pb ------------------------------------------------------------------------
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field_bytes(num, data):
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def field_varint(num, value):
+    return varint(num << 3) + varint(value)
+
+
+def pb_link(cid, name, tsize):
+    return field_bytes(1, multihash(cid) if cid.startswith("Qm") else cid_bytes(cid)) + \
+        field_bytes(2, name) + field_varint(3, tsize)
+
+
+def pb_node(links, data):
+    out = b"".join(field_bytes(2, link) for link in links)
+    return out + field_bytes(1, data)
+
+
+def unixfs(type_, data=None, filesize=None):
+    out = field_varint(1, type_)
+    if data is not None:
+        out += field_bytes(2, data)
+    if filesize is not None:
+        out += field_varint(3, filesize)
+    return out
+
+
+def cmd_dagpb_dir(args):
+    """dagpb-dir OUT JSON: JSON = [[name (str, may hold any char), cid, tsize], ...]."""
+    out, spec = args
+    # dag-pb wants its links sorted by name bytes (decoders reject other orders).
+    links = [pb_link(cid, name, tsize) for name, cid, tsize in
+             sorted((n.encode("utf-8", "surrogatepass"), c, t) for n, c, t in json.loads(spec))]
+    with open(out, "wb") as f:
+        f.write(pb_node(links, unixfs(1)))
+
+
+def cmd_dagpb_symlink(args):
+    """dagpb-symlink OUT TARGET"""
+    out, target = args
+    with open(out, "wb") as f:
+        f.write(pb_node([], unixfs(4, target.encode())))
+
+
+# --- multipart bodies for add -------------------------------------------------------------------
+
+def cmd_add_body(args):
+    """add-body DIR OUT BOUNDARY: the multipart body adding DIR (named by its basename)."""
+    top, out, boundary = args
+    top = os.path.abspath(top)
+    base = os.path.basename(top)
+    with open(out, "wb") as f:
+        def part(rel, ctype, body):
+            name = urllib.parse.quote(rel.encode("utf-8", "surrogateescape"), safe="")
+            f.write(b"--" + boundary.encode() + b"\r\n")
+            f.write(('Content-Disposition: form-data; name="file"; filename="%s"\r\n' % name)
+                    .encode())
+            f.write(("Content-Type: %s\r\n\r\n" % ctype).encode())
+            f.write(body)
+            f.write(b"\r\n")
+
+        def walk(path, rel):
+            part(rel, "application/x-directory", b"")
+            for entry in sorted(os.listdir(path)):
+                full = os.path.join(path, entry)
+                sub = rel + "/" + entry
+                if os.path.isdir(full):
+                    walk(full, sub)
+                else:
+                    with open(full, "rb") as src:
+                        part(sub, "application/octet-stream", src.read())
+
+        walk(top, base)
+        f.write(b"--" + boundary.encode() + b"--\r\n")
+
+
+def cmd_add_result(args):
+    """add-result [PREFIX]: read add NDJSON on stdin; print the root hash; with PREFIX also
+    write PREFIX.map (lines "path<TAB>hash")."""
+    lines = [json.loads(line) for line in sys.stdin.read().splitlines() if line.strip()]
+    done = [obj for obj in lines if "Hash" in obj]
+    if not done:
+        sys.stderr.write("add returned no hash: %r\n" % lines)
+        sys.exit(1)
+    if args:
+        with open(args[0] + ".map", "w", encoding="utf-8", errors="surrogateescape") as f:
+            for obj in done:
+                f.write("%s\t%s\n" % (obj["Name"], obj["Hash"]))
+    print(done[-1]["Hash"])
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def cmd_gen(args):
+    """gen PATH SIZE SEED: SIZE reproducible pseudo-random bytes."""
+    path, size, seed = args[0], int(args[1]), int(args[2])
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rnd.randbytes(n))
+            left -= n
+
+
+def cmd_mmap_cmp(args):
+    """mmap-cmp MOUNTED LOCAL: mmap MOUNTED and compare (whole, then random slices)."""
+    mounted, local = args
+    with open(local, "rb") as f:
+        want = f.read()
+    with open(mounted, "rb") as f:
+        if not want:
+            # mmap of an empty file is refused by Python; the read must be empty.
+            if f.read() != b"":
+                raise SystemExit("empty file reads non-empty")
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if len(m) != len(want):
+                raise SystemExit("mmap length %d, want %d" % (len(m), len(want)))
+            rnd = random.Random(7)
+            for _ in range(64):
+                a = rnd.randrange(len(want))
+                b = min(len(want), a + rnd.randrange(1, 70000))
+                if m[a:b] != want[a:b]:
+                    raise SystemExit("mmap slice [%d:%d) differs" % (a, b))
+            if m[:] != want:
+                raise SystemExit("mmap contents differ")
+
+
+def cmd_pread_cmp(args):
+    """pread-cmp MOUNTED LOCAL N SEED: N preads at random offsets/lengths compared with LOCAL,
+    including around every 256 KiB boundary."""
+    mounted, local, n, seed = args[0], args[1], int(args[2]), int(args[3])
+    with open(local, "rb") as f:
+        want = f.read()
+    rnd = random.Random(seed)
+    offs = [(rnd.randrange(len(want) + 1), rnd.randrange(1, 300000)) for _ in range(n)]
+    for k in range(0, len(want) + 1, 262144):
+        for d in (-1, 0, 1):
+            if 0 <= k + d <= len(want):
+                offs.append((k + d, 3))
+    offs.append((len(want), 10))       # at EOF: empty
+    offs.append((len(want) + 5, 10))   # past EOF: empty
+    fd = os.open(mounted, os.O_RDONLY)
+    try:
+        for off, ln in offs:
+            got = os.pread(fd, ln, off)
+            if got != want[off:off + ln]:
+                raise SystemExit("pread(%d, %d): got %d bytes, differs" % (off, ln, len(got)))
+    finally:
+        os.close(fd)
+
+
+# --- errno probes -------------------------------------------------------------------------------
+
+def cmd_errno(args):
+    """errno OP PATH [ARG]: run one syscall, print OK or the errno name."""
+    op, path = args[0], args[1]
+    arg = args[2] if len(args) > 2 else None
+    try:
+        if op == "stat":
+            os.stat(path)
+        elif op == "lstat":
+            os.lstat(path)
+        elif op == "read":
+            with open(path, "rb") as f:
+                f.read(1)
+        elif op == "open-write":
+            os.close(os.open(path, os.O_WRONLY))
+        elif op == "open-rdwr":
+            os.close(os.open(path, os.O_RDWR))
+        elif op == "open-trunc":
+            os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
+        elif op == "open-append":
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        elif op == "create":
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        elif op == "mknod":
+            os.mknod(path, 0o644 | 0o010000)  # a FIFO
+        elif op == "mkdir":
+            os.mkdir(path)
+        elif op == "rmdir":
+            os.rmdir(path)
+        elif op == "unlink":
+            os.unlink(path)
+        elif op == "rename":
+            os.rename(path, arg)
+        elif op == "symlink":
+            os.symlink(arg, path)
+        elif op == "link":
+            os.link(path, arg)
+        elif op == "truncate":
+            os.truncate(path, int(arg or 0))
+        elif op == "chmod":
+            os.chmod(path, int(arg or "644", 8))
+        elif op == "chown":
+            os.chown(path, 1, 1)
+        elif op == "utime":
+            os.utime(path, (1, 1))
+        elif op == "setxattr":
+            os.setxattr(path, "user.test", b"x")
+        elif op == "removexattr":
+            os.removexattr(path, "user.ipfs.cid")
+        elif op == "getxattr":
+            print(os.getxattr(path, arg).decode("utf-8", "replace"))
+            return
+        elif op == "listdir":
+            os.listdir(path)
+        elif op == "readlink":
+            os.readlink(path)
+        else:
+            raise SystemExit("unknown op " + op)
+        print("OK")
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+
+
+def cmd_listdir(args):
+    """listdir PATH: names (raw bytes, repr'd one per line) as readdir gives them."""
+    for name in sorted(os.listdir(os.fsencode(args[0]))):
+        print(repr(name))
+
+
+# --- a fake node for fault injection ------------------------------------------------------------
+
+def cmd_fake_node(args):
+    """fake-node MODE PORTFILE: serve on a free loopback port (written to PORTFILE).
+    MODE garbage: version answers, every other call gets 200 text/plain garbage.
+    MODE badjson: version answers, every other call gets 200 application/json '{"Objects":['.
+    MODE error: version answers, every other call gets 500 with a JSON error.
+    MODE stall: version answers, every other call never gets an answer.
+    MODE badversion: version answers garbage too."""
+    mode, portfile = args
+    version = json.dumps({"Version": "0.18.1", "Commit": "", "Repo": "12"}).encode() + b"\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *a):
+            sys.stderr.write("fake-node: " + (fmt % a) + "\n")
+
+        def reply(self, status, ctype, body):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            if self.path.startswith("/api/v0/version") and mode != "badversion":
+                self.reply(200, "application/json", version)
+            elif mode == "stall":
+                time.sleep(3600)
+            elif mode == "error":
+                self.reply(500, "application/json",
+                           b'{"Message":"something broke","Code":0,"Type":"error"}\n')
+            elif mode == "badjson":
+                self.reply(200, "application/json", b'{"Objects":[')
+            else:
+                self.reply(200, "text/plain", b"\x00garbage \xff\xfe not what you expected\n")
+
+        do_GET = do_POST
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    tmp = portfile + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(tmp, portfile)
+    srv.serve_forever()
+
+
+def cmd_free_port(_args):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+    s.close()
+
+
+def cmd_cid(args):
+    """cid CID BASE: the CIDv1 form of CID in BASE (base32, base58btc, base36, base16),
+    or 'canonical' for how ipfsfs reports it."""
+    cid, base = args
+    print(canonical(cid) if base == "canonical" else cid_v1(cid, base))
+
+
+COMMANDS = {
+    "cid": cmd_cid,
+    "dagpb-dir": cmd_dagpb_dir,
+    "dagpb-symlink": cmd_dagpb_symlink,
+    "add-body": cmd_add_body,
+    "add-result": cmd_add_result,
+    "gen": cmd_gen,
+    "mmap-cmp": cmd_mmap_cmp,
+    "pread-cmp": cmd_pread_cmp,
+    "errno": cmd_errno,
+    "listdir": cmd_listdir,
+    "fake-node": cmd_fake_node,
+    "free-port": cmd_free_port,
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[1]](sys.argv[2:])
+PY
+}

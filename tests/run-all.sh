@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# run-all.sh - build ipfsfs and run the whole test suite (unit and integration tests).
+#
+# Usage: tests/run-all.sh [--sanitizers] [--no-deps] [--build-dir=DIR]
+#   --sanitizers     build with AddressSanitizer + UBSan in build-san/ (also IPFSFS_SANITIZERS=1)
+#   --no-deps        do not install missing Debian packages or node modules
+#   --build-dir=DIR  build there instead of build/ (build-san/ with --sanitizers)
+#
+# Installs what is missing (apt-get, with sudo when not root; npm ci in tests/node), runs
+# autoreconf, configures with --enable-werror, builds with make -j2, runs make check, prints
+# the test-suite.log when something failed, and ends with one line:
+#   N passed, M failed[, K skipped]
+# counted from automake's .trs files (FAIL, ERROR and XPASS count as failed; SKIP and XFAIL as
+# skipped). The exit status is non-zero when anything failed or could not be built.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+sanitizers=${IPFSFS_SANITIZERS:-0}
+install_deps=1
+builddir=
+for arg in "$@"; do
+    case $arg in
+        --sanitizers) sanitizers=1 ;;
+        --no-deps) install_deps=0 ;;
+        --build-dir=*) builddir=${arg#--build-dir=} ;;
+        -h | --help)
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+            exit 0
+            ;;
+        *)
+            echo "run-all.sh: unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+configure_flags=(--enable-werror)
+if [ "$sanitizers" = 1 ]; then
+    configure_flags+=(--enable-sanitizers)
+    builddir=${builddir:-$top/build-san}
+else
+    builddir=${builddir:-$top/build}
+fi
+case $builddir in /*) ;; *) builddir=$PWD/$builddir ;; esac
+
+log() { printf '==> %s\n' "$*"; }
+
+# The closing line when we cannot get as far as running the tests.
+give_up() {
+    echo "run-all.sh: $*" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+}
+
+# ---- dependencies ----------------------------------------------------------------------------
+
+DEBIAN_PACKAGES=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
+    libcurl4-openssl-dev libjansson-dev libxxhash-dev libssl-dev ipfs-cid attr python3 curl shellcheck
+    valgrind mandoc)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "run-all.sh: need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
+install_debian_packages() {
+    local missing=() p
+    command -v dpkg-query >/dev/null 2>&1 || return 0 # not Debian: assume the tools are there
+    for p in "${DEBIAN_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    # Node.js runs the test node; any installed version (Debian's or another) will do.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        command -v node >/dev/null 2>&1 || missing+=(nodejs)
+        command -v npm >/dev/null 2>&1 || missing+=(npm)
+    fi
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}"
+}
+
+install_node_modules() {
+    local dir=$top/tests/node
+    [ -x "$dir/node_modules/.bin/jsipfs" ] && return 0
+    log "installing the pinned test node (npm ci in tests/node; a few minutes)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+if [ "$install_deps" = 1 ]; then
+    install_debian_packages || give_up "could not install the Debian packages"
+    install_node_modules || echo "run-all.sh: npm ci failed; the integration tests will be skipped" >&2
+fi
+
+# ---- build -------------------------------------------------------------------------------------
+
+cd "$top"
+log "autoreconf -fi"
+autoreconf -fi >/dev/null || give_up "autoreconf failed"
+mkdir -p "$builddir"
+cd "$builddir"
+log "configure ${configure_flags[*]} (in $builddir)"
+"$top/configure" "${configure_flags[@]}" >configure.out 2>&1 || {
+    tail -n 30 configure.out >&2
+    give_up "configure failed (see $builddir/config.log)"
+}
+log "make -j2"
+make -j2 >make.out 2>&1 || {
+    tail -n 60 make.out >&2
+    give_up "the build failed (full output: $builddir/make.out)"
+}
+
+# ---- tests -------------------------------------------------------------------------------------
+
+log "make check"
+# Results of an earlier run must not be counted again.
+find "$builddir/tests" \( -name '*.trs' -o -name '*.log' \) -type f -delete 2>/dev/null || true
+check_status=0
+make -j1 check || check_status=$?
+
+passed=0
+failed=0
+skipped=0
+while read -r result; do
+    case $result in
+        PASS) passed=$((passed + 1)) ;;
+        FAIL | ERROR | XPASS) failed=$((failed + 1)) ;;
+        SKIP | XFAIL) skipped=$((skipped + 1)) ;;
+    esac
+done < <(find "$builddir/tests" -name '*.trs' -type f -exec sed -n 's/^:test-result: //p' {} +)
+
+if [ "$check_status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1 # make check failed before or outside the tests it counts
+fi
+if [ "$failed" -gt 0 ]; then
+    suite_log=$builddir/tests/test-suite.log
+    if [ -f "$suite_log" ]; then
+        echo "======== $suite_log ========"
+        cat "$suite_log"
+        echo "======== end of $suite_log ========"
+    fi
+fi
+
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
