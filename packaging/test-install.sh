@@ -6,7 +6,7 @@
 #   DEB|DIR           the ipfsfs_*.deb (or the directory build-deb.sh wrote it to)
 #   --keep-installed  leave the package installed (by default it is removed again if it was
 #                     not installed before the test)
-# Needs root, /dev/fuse and the test node (tests/node, after npm ci); exits 77 (skip) without
+# Needs root, /dev/fuse and the test node (tests/node, after npm install); exits 77 (skip) without
 # them. Installs the .deb with apt-get (which pulls fuse3 and the libraries), starts the test
 # node, adds a file over the RPC API and checks, each as "ok - ..." or "not ok - ...":
 #   - the package's files (binary, man page, systemd units), and that the units verify;
@@ -51,7 +51,7 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "must run as root (installs a package, edits /etc/fstab)"
 [ -c /dev/fuse ] || skip "/dev/fuse is missing"
 command -v dpkg >/dev/null 2>&1 || skip "not a Debian system"
-[ -x "$node_dir/node_modules/.bin/jsipfs" ] || skip "the test node is not installed: (cd $node_dir && npm ci)"
+[ -x "$node_dir/node_modules/.bin/jsipfs" ] || skip "the test node is not installed: (cd $node_dir && npm install)"
 for tool in curl mountpoint findmnt python3; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done

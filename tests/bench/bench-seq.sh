@@ -34,7 +34,8 @@ MNT=$WORK/mnt
 mount_fs "$MNT" "${EXTRA[@]}"
 
 # one_read LABEL CMD...: time CMD (its standard output goes to /dev/null), print MB/s and the CPU seconds of the node and of ipfsfs.
-# Sets READ_MBPS.
+# Sets READ_MBPS and READ_NODE_CPU (the node's CPU seconds: less sensitive than wall time to
+# other work on the machine, and what limits the single-threaded js-ipfs node).
 one_read() {
     local label=$1 secs n0 n1 f0 f1
     shift
@@ -44,25 +45,34 @@ one_read() {
     n1=$(cpu_secs "$NODE_PID")
     f1=$(cpu_secs "$FS_PID")
     READ_MBPS=$(mbps "$SIZE" "$secs")
-    note "$label: $secs s, $READ_MBPS MB/s; cpu: node $(calc "$n1 - $n0" %.2f) s, ipfsfs $(calc "$f1 - $f0" %.2f) s"
+    READ_NODE_CPU=$(calc "$n1 - $n0" %.2f)
+    note "$label: $secs s, $READ_MBPS MB/s; cpu: node $READ_NODE_CPU s, ipfsfs $(calc "$f1 - $f0" %.2f) s"
 }
 
 say "-- cold sequential read, $ROUNDS rounds (each after drop_caches; ipfsfs remounted)"
 curl_runs=()
 fs_runs=()
+curl_cpu=()
+fs_cpu=()
 for r in $(seq 1 "$ROUNDS"); do
     drop_caches
     one_read "round $r curl  " curl -s -X POST -m 300 "$NODE_URL/cat?arg=$CID" -o /dev/null
     curl_runs+=("$READ_MBPS")
+    curl_cpu+=("$READ_NODE_CPU")
     remount_cold
     one_read "round $r ipfsfs" cat "$MNT/$CID"
     fs_runs+=("$READ_MBPS")
+    fs_cpu+=("$READ_NODE_CPU")
 done
 print_stats
 CURL_COLD=$(median "${curl_runs[@]}")
 FS_COLD=$(median "${fs_runs[@]}")
 R=$(calc "$FS_COLD / $CURL_COLD")
 record "cold seq read MB/s" "$FS_COLD" "$CURL_COLD" "$R" "ratio >= 0.9" "$(verdict "$R >= 0.9")"
+note "MB/s of each round: ipfsfs ${fs_runs[*]}; curl ${curl_runs[*]}"
+CURL_CPU=$(median "${curl_cpu[@]}")
+FS_CPU=$(median "${fs_cpu[@]}")
+record "cold seq node CPU s" "$FS_CPU" "$CURL_CPU" "$(calc "$FS_CPU / $CURL_CPU")" "-" "-"
 
 say "-- warm re-read (page cache)"
 warm_runs=()

@@ -17,7 +17,7 @@
 #                    (bench, metric, ipfsfs, direct, ratio, target, verdict); bench-all.sh uses it
 #   BENCH_TIMEOUT    seconds before the watchdog kills everything (default 600)
 #   BENCH_KEEP=1     keep the work directory (its path is printed)
-#   BENCH_QUIET_WAIT seconds to wait at the start for the machine to be idle (default 60)
+#   BENCH_QUIET_WAIT seconds to wait at the start for the machine to be idle (default 30)
 
 set -u
 set -o pipefail
@@ -96,7 +96,7 @@ bench_init() {
     note "binary: $IPFSFS_BIN ($(stat -c '%y' "$IPFSFS_BIN" | cut -d. -f1); source $(git -C "$IPFSFS_SRCDIR" describe --always --dirty 2>/dev/null || echo unknown))"
     note "work directory: $WORK"
     note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews the figures)"
-    wait_quiet "${BENCH_QUIET_WAIT:-60}"
+    wait_quiet "${BENCH_QUIET_WAIT:-30}"
 }
 
 # If something hangs (a FUSE read that never returns), kill what we started and unmount lazily
