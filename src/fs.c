@@ -1153,7 +1153,14 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
         char s[CID_STR_MAX];
         struct cid c = ino->cid;
         if (ino->mfs) {
+            /* A name's CID changes with its content (a directory's with any name inside,
+             * also changed by other tools): ask the node, not our cached attributes. */
             struct mfs_attr a;
+            int rc = ino == inode_root(fs->inodes) ? -ENODATA : mfs_refresh(fs, ino);
+            if (rc < 0) {
+                fuse_reply_err(req, -rc);
+                return;
+            }
             inode_mfs_get(fs->inodes, ino, &a);
             c = a.cid;
         }
