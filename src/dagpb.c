@@ -323,6 +323,7 @@ static int unixfs_scan(const uint8_t *data, size_t len, struct unixfs_data *u, s
                     return -EINVAL;
                 if (want && u->nblocksizes == idx)
                     *want = v;
+                u->blocksizes_sum = u->blocksizes_sum + v < v ? UINT64_MAX : u->blocksizes_sum + v;
                 u->nblocksizes++;
             } else if (wt == WT_LEN) {
                 struct pb_buf packed;
@@ -334,6 +335,8 @@ static int unixfs_scan(const uint8_t *data, size_t len, struct unixfs_data *u, s
                         return -EINVAL;
                     if (want && u->nblocksizes == idx)
                         *want = v;
+                    u->blocksizes_sum =
+                        u->blocksizes_sum + v < v ? UINT64_MAX : u->blocksizes_sum + v;
                     u->nblocksizes++;
                 }
             } else {

@@ -46,6 +46,7 @@ struct unixfs_data {
     uint32_t mtime_nsec;
     bool has_mtime;
     size_t nblocksizes; /* number of blocksizes entries */
+    uint64_t blocksizes_sum; /* their sum (UINT64_MAX if it overflows) */
 };
 
 struct dagpb_node {

@@ -78,7 +78,9 @@ static int dirlist_init(struct dirlist *l, struct dirent_rec *entries, size_t n)
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         if (w > 0 && strcmp(entries[w - 1].name, entries[i].name) == 0) {
-            log_warn("directory lists the name \"%.64s\" twice; keeping one", entries[i].name);
+            char safe[160];
+            log_warn("directory lists the name \"%s\" twice; keeping one",
+                     log_safe(entries[i].name, strlen(entries[i].name), safe, sizeof safe));
             free(entries[i].name);
             continue;
         }

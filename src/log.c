@@ -87,3 +87,24 @@ void log_msg(enum log_level level, const char *func, int line, const char *fmt, 
     log_vwrite(level, func, line, fmt, ap);
     va_end(ap);
 }
+
+const char *log_safe(const char *s, size_t len, char *buf, size_t buflen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (buflen == 0)
+        return buf;
+    for (size_t i = 0; i < len && o + 5 < buflen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}

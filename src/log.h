@@ -4,6 +4,7 @@
 #define IPFSFS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -15,6 +16,10 @@ bool log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *func, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* A name from the node, fit for a log line: control characters and backslashes escaped as
+ * \xNN (so a hostile name cannot forge lines), cut to what fits. Returns buf. */
+const char *log_safe(const char *s, size_t len, char *buf, size_t buflen);
 
 #define LOG(level, ...)                                                                        \
     do {                                                                                       \

@@ -72,18 +72,6 @@ static int stat_raw(struct node_rpc *n, const struct cid *c, const char *cs, str
     return rc;
 }
 
-/* Sum of the blocksizes, for a file root that does not state its filesize. */
-static uint64_t unixfs_total(const struct unixfs_data *u, const uint8_t *data, size_t len)
-{
-    uint64_t total = u->has_data ? u->data_len : 0;
-    for (size_t i = 0; i < u->nblocksizes; i++) {
-        uint64_t b;
-        if (unixfs_blocksize(data, len, i, &b) == 0)
-            total += b;
-    }
-    return total;
-}
-
 static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
                       struct node_stat *out)
 {
@@ -118,10 +106,23 @@ static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
         out->size = 0;
         break;
     case UNIXFS_FILE:
-    case UNIXFS_RAW:
+    case UNIXFS_RAW: {
+        /* The bytes this node holds: its own data plus what its children declare. A filesize
+         * that disagrees is a broken or hostile block: refuse it rather than serve a file cut
+         * short or padded. (One pass: a block may hold ~500k blocksizes.) */
+        uint64_t own = u.has_data ? u.data_len : 0;
+        uint64_t total = own + u.blocksizes_sum < own ? UINT64_MAX : own + u.blocksizes_sum;
+        if (u.nblocksizes != pb.nlinks || (u.has_filesize && u.filesize != total)) {
+            log_warn("file %s is inconsistent (filesize %llu, data and children %llu, %zu links "
+                     "for %zu blocksizes)", cs, (unsigned long long)u.filesize,
+                     (unsigned long long)total, pb.nlinks, u.nblocksizes);
+            rc = -EIO;
+            goto out;
+        }
         out->kind = NODE_FILE;
-        out->size = u.has_filesize ? u.filesize : unixfs_total(&u, pb.data, pb.data_len);
+        out->size = total;
         break;
+    }
     case UNIXFS_SYMLINK:
         if (!u.has_data || u.data_len == 0 || u.data_len > 4095 ||
             memchr(u.data, '\0', u.data_len)) {
@@ -278,7 +279,9 @@ static int list_entry(void *ud, const struct node_entry *e)
     const struct dagpb_link *l = dirblock_find(lc->db, e->name, e->name_len);
     if (!l) {
         /* js-ipfs lists a link with an empty name under its CID: not a real name. */
-        log_warn("hiding a listed entry the directory block does not have (\"%.64s\")", e->name);
+        char safe[160];
+        log_warn("hiding a listed entry the directory block does not have (\"%s\")",
+                 log_safe(e->name, e->name_len, safe, sizeof safe));
         lc->skipped++;
         return 0;
     }

@@ -172,9 +172,12 @@ int rpcjson_ls(const char *body, size_t len, const struct rpcjson_quirks *q, nod
         {
             struct node_entry e;
             if (!json_is_object(l) || parse_link(l, q, &e) < 0) {
-                const char *nm = json_string_value(json_object_get(l, "Name"));
-                log_warn("hiding a directory entry with an invalid name or CID (name \"%.64s\")",
-                         nm ? nm : "?");
+                const json_t *jn = json_object_get(l, "Name");
+                char safe[160];
+                log_warn("hiding a directory entry with an invalid name or CID (name \"%s\")",
+                         json_is_string(jn) ? log_safe(json_string_value(jn),
+                                                       json_string_length(jn), safe, sizeof safe)
+                                            : "?");
                 if (skipped)
                     (*skipped)++;
                 continue;
