@@ -467,6 +467,8 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     curl_easy_setopt(h, CURLOPT_IPRESOLVE, r->ipresolve);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    /* Larger reads from the socket: a 256 MiB cat took ~33,000 poll+recv calls at 16 KiB. */
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
     if (opts->stall_ms) {
         x.stall_ms = probing && opts->stall_ms > RPC_PROBE_MS ? RPC_PROBE_MS : opts->stall_ms;
