@@ -6,9 +6,10 @@
 #
 # Each script's full output goes to BENCH_LOG_DIR (default: a new temporary directory, kept and
 # printed) and is also shown as it runs. Each script is bounded by BENCH_TIMEOUT seconds (default
-# 600; its own watchdog) and the whole set takes about 5 minutes on an idle 2-core machine (up to
-# 10 when other work keeps it busy: each script first waits up to BENCH_QUIET_WAIT s for quiet). A benchmark that
-# fails to measure is reported and the others still run; the exit status is 0 unless one failed.
+# 600; its own watchdog). The whole set takes about 5 minutes on an idle 2-core machine, up to 10
+# when other work keeps it busy (each script first waits up to BENCH_QUIET_WAIT s for quiet). A
+# benchmark that fails to measure is reported and the others still run; the exit status is 0
+# unless one failed.
 #
 # Environment: IPFSFS_BIN and the other variables of lib.sh and of each script.
 

@@ -166,7 +166,8 @@ ok() {
 # not_ok DESC [DETAIL...]
 not_ok() {
     TESTS_RUN=$((TESTS_RUN + 1))
-    TESTS_FAILED=$((TESTS_FAILED + 1))
+    # TAP: a "# TODO" check is a known gap, reported but not counted as a failure.
+    [[ $1 == *"# TODO"* ]] || TESTS_FAILED=$((TESTS_FAILED + 1))
     say "not ok - $1"
     shift
     [ $# -gt 0 ] && diag "$@"
