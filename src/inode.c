@@ -17,8 +17,30 @@ struct inode_table {
     struct inode **buckets;
     size_t nbuckets; /* power of two */
     uint64_t count;
+    /* Forgotten immutable inodes, most recent first, at most LRU_MAX of them. */
+    struct inode *lru_head, *lru_tail;
+    size_t nlru;
     struct inode root; /* the mount root: an MFS directory, never freed */
 };
+
+#define LRU_MAX 16384
+
+static void lru_remove(struct inode_table *t, struct inode *i)
+{
+    if (!i->in_lru)
+        return;
+    if (i->lru_prev)
+        i->lru_prev->lru_next = i->lru_next;
+    else
+        t->lru_head = i->lru_next;
+    if (i->lru_next)
+        i->lru_next->lru_prev = i->lru_prev;
+    else
+        t->lru_tail = i->lru_prev;
+    i->lru_prev = i->lru_next = NULL;
+    i->in_lru = false;
+    t->nlru--;
+}
 
 /* Keys 0 and 1 are never handed out: 1 is FUSE's root id and 0 means "none". */
 static uint64_t fix_key(uint64_t k)
@@ -286,8 +308,10 @@ struct inode *inode_find_ref(struct inode_table *t, uint64_t key, const struct c
 {
     pthread_mutex_lock(&t->lock);
     struct inode *i = find_locked(t, key, c);
-    if (i)
+    if (i) {
+        lru_remove(t, i);
         i->nlookup++;
+    }
     pthread_mutex_unlock(&t->lock);
     return i;
 }
@@ -310,6 +334,7 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
     pthread_mutex_lock(&t->lock);
     struct inode *old = find_locked(t, key, c);
     if (old) {
+        lru_remove(t, old);
         old->nlookup++;
         pthread_mutex_unlock(&t->lock);
         free(n->target);
@@ -334,6 +359,25 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
                 ino->nlookup -= n;
             pthread_mutex_unlock(&t->lock);
             return;
+        }
+        if (!ino->mfs && !ino->in_lru) {
+            /* Keep it findable: content under a CID never changes. */
+            ino->nlookup = 0;
+            ino->in_lru = true;
+            ino->lru_prev = NULL;
+            ino->lru_next = t->lru_head;
+            if (t->lru_head)
+                t->lru_head->lru_prev = ino;
+            t->lru_head = ino;
+            if (!t->lru_tail)
+                t->lru_tail = ino;
+            t->nlru++;
+            if (t->nlru <= LRU_MAX) {
+                pthread_mutex_unlock(&t->lock);
+                return;
+            }
+            ino = t->lru_tail; /* evict the oldest instead */
+            lru_remove(t, ino);
         }
         if (ino->mfs)
             unhash_locked(t, ino);

@@ -31,6 +31,10 @@ struct inode {
     /* Owned by the table (under its lock): */
     uint64_t nlookup;
     struct inode *hnext;
+    /* Immutable inodes the kernel forgot stay findable for a while (LRU), so a later lookup
+     * of the same CID does not need the node again. */
+    struct inode *lru_prev, *lru_next;
+    bool in_lru;
 };
 
 /* Attributes of a name: they change, so they are read and written under the table lock. */

@@ -406,8 +406,13 @@ void rpc_error_message(const char *body, size_t len, bool is_json, char *out, si
                 m = json_string_value(json_object_get(j, "message"));
             if (!m)
                 m = json_string_value(json_object_get(j, "error"));
-            if (m)
+            if (m) {
+                /* The node's words go to logs and errors: keep them printable, one line. */
                 snprintf(out, outlen, "%s", m);
+                for (char *p = out; *p; p++)
+                    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+            }
             json_decref(j);
             if (m)
                 return;
