@@ -270,7 +270,13 @@ int main(int argc, char *argv[])
         ret = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    ret = ret == 0 ? 0 : 1;
+    /* The loop returns the number of the signal that ended it (SIGTERM from systemctl stop or
+     * kill, SIGINT from ^C, SIGHUP): a stop that was asked for, so exit 0 as after fusermount3
+     * -u. The requests in progress have been answered (a close(2) being stored completes);
+     * files still open see ENOTCONN once the lazy unmount below closes the connection. */
+    if (ret > 0)
+        log_info("signal %d: unmounting %s", ret, fo.mountpoint);
+    ret = ret >= 0 ? 0 : 1;
 
 out_unmount:
     fuse_session_unmount(se);

@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_DEPTH 64       /* DAG depth we follow (files: ~7 levels; HAMT: 8) */
@@ -48,6 +50,7 @@ struct node_store {
     char *dir;
     char description[PATH_MAX + 64];
     pthread_mutex_t names_lock; /* guards root and the file DIR/root */
+    int lock_fd;                /* DIR/lock, flock()ed: one process per store */
     struct cid root;
     uint64_t shard_bytes; /* a directory estimated larger than this is a HAMT */
     atomic_uint_fast64_t adds, add_bytes, name_changes;
@@ -1226,6 +1229,7 @@ static void store_destroy(struct node *base)
     struct node_store *ns = to_store(base);
     blockstore_close(ns->bs);
     pthread_mutex_destroy(&ns->names_lock);
+    close(ns->lock_fd);
     free(ns->dir);
     free(ns);
 }
@@ -1299,6 +1303,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    ns->lock_fd = -1;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         rc = -errno;
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -1308,6 +1313,32 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     if (!(ns->dir = realpath(dir, NULL))) {
         rc = -errno;
         snprintf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    /* Two processes on one store would each commit their own root, and the later commit
+     * would drop the names the other wrote (after `fusermount3 -uz` the old process still
+     * serves its open files). The flock belongs to the open file, so it survives the fork
+     * into the background and goes with the process. */
+    char lockp[PATH_MAX + 8];
+    snprintf(lockp, sizeof lockp, "%s/lock", ns->dir);
+    ns->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (ns->lock_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", lockp, strerror(errno));
+        goto fail;
+    }
+    /* A process that was just unmounted may still be finishing its last commit: give it
+     * up to 3 s to exit before refusing. */
+    int tries = 0, lrc;
+    while ((lrc = flock(ns->lock_fd, LOCK_EX | LOCK_NB)) < 0 &&
+           (errno == EWOULDBLOCK || errno == EINTR) && ++tries < 30) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (lrc < 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        snprintf(err, errlen, "the store %s is in use by another ipfsfs process (%s is locked)",
+                 ns->dir, lockp);
         goto fail;
     }
     pthread_mutex_init(&ns->names_lock, NULL);
@@ -1335,8 +1366,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
 fail:
     if (ns) {
         blockstore_close(ns->bs);
-        if (ns->dir)
+        if (ns->base.ops)
             pthread_mutex_destroy(&ns->names_lock);
+        if (ns->lock_fd >= 0)
+            close(ns->lock_fd);
         free(ns->dir);
         free(ns);
     }

@@ -224,9 +224,11 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         *size = h->size;
         *changed = true;
     } else {
+        char safe[256];
         poison(h, rc);
-        log_warn("could not store %s (%llu bytes): %s; its old content is unchanged", path,
-                 (unsigned long long)h->size, strerror(-rc));
+        log_warn("could not store %s (%llu bytes): %s; its old content is unchanged",
+                 log_safe(path, strlen(path), safe, sizeof safe), (unsigned long long)h->size,
+                 strerror(-rc));
     }
 out:
     pthread_mutex_unlock(&h->lock);

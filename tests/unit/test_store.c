@@ -470,6 +470,23 @@ static void test_crash_leftovers(void)
     CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), -ENOTSUP);
 }
 
+/* One process per store: a second open while the first is live is refused (EBUSY), and the
+ * store opens again once the first is closed. */
+static void test_store_lock(void)
+{
+    char dir[256], err[256] = "";
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1}};
+    struct node *m = NULL;
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &m, err, sizeof err), -EBUSY);
+    CHECK(m == NULL);
+    CHECK(strstr(err, "in use") != NULL);
+    node_destroy(n);
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &m, err, sizeof err), 0);
+    node_destroy(m);
+}
+
 static void test_murmur(void)
 {
     /* Go's murmur3.Sum64 (spaolacci/murmur3), as boxo's HAMT uses it. */
@@ -777,6 +794,7 @@ int main(void)
     test_known_dirs();
     test_names_errors();
     test_meta_symlink();
+    test_store_lock();
     test_read_ranges();
     test_corruption();
     test_crash_leftovers();
