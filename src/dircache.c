@@ -238,25 +238,19 @@ static void evict(struct dircache *dc)
     }
 }
 
-struct collect {
-    struct dirent_rec *v;
-    size_t n, cap;
-};
-
-static int collect_entry(void *ud, const struct node_entry *e)
+int dirent_vec_push(struct dirent_vec *vec, const struct node_entry *e)
 {
-    struct collect *c = ud;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        if (cap > UINT32_MAX / 2)
+    if (vec->n == vec->cap) {
+        size_t cap = vec->cap ? vec->cap * 2 : 64;
+        if (cap > UINT32_MAX / 2) /* the name index holds entry numbers in 32 bits */
             return -EFBIG;
-        struct dirent_rec *v = realloc(c->v, cap * sizeof *v);
+        struct dirent_rec *v = realloc(vec->v, cap * sizeof *v);
         if (!v)
             return -ENOMEM;
-        c->v = v;
-        c->cap = cap;
+        vec->v = v;
+        vec->cap = cap;
     }
-    struct dirent_rec *r = &c->v[c->n];
+    struct dirent_rec *r = &vec->v[vec->n];
     r->name = strndup(e->name, e->name_len);
     if (!r->name)
         return -ENOMEM;
@@ -264,13 +258,26 @@ static int collect_entry(void *ud, const struct node_entry *e)
     r->kind = e->kind;
     r->size = e->size;
     r->mode = e->mode;
-    c->n++;
+    vec->n++;
     return 0;
+}
+
+void dirent_vec_clear(struct dirent_vec *vec)
+{
+    for (size_t i = 0; i < vec->n; i++)
+        free(vec->v[i].name);
+    free(vec->v);
+    memset(vec, 0, sizeof *vec);
+}
+
+static int collect_entry(void *ud, const struct node_entry *e)
+{
+    return dirent_vec_push(ud, e);
 }
 
 static int load(struct dircache *dc, const struct cid *c, struct dirlist_box **out)
 {
-    struct collect col = {0};
+    struct dirent_vec col = {0};
     int rc = node_list(dc->node, c, collect_entry, &col);
     if (rc < 0)
         goto fail;
@@ -288,9 +295,7 @@ static int load(struct dircache *dc, const struct cid *c, struct dirlist_box **o
     *out = box;
     return 0;
 fail:
-    for (size_t i = 0; i < col.n; i++)
-        free(col.v[i].name);
-    free(col.v);
+    dirent_vec_clear(&col);
     return rc;
 }
 

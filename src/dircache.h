@@ -45,7 +45,20 @@ const struct dirent_rec *dirlist_find(const struct dirlist *l, const char *name,
 
 int dircache_stats(struct dircache *dc, char *buf, size_t len);
 
-/* Build a listing from entries (takes ownership of the array and names). Exposed for tests. */
+/* A growing array of entries, filled by a listing callback (see node_entry_fn); start it
+ * zeroed. Hand v and n to dirlist_build, or release them with dirent_vec_clear. */
+struct dirent_vec {
+    struct dirent_rec *v;
+    size_t n, cap;
+};
+
+/* Append a copy of e (the name is duplicated). 0, -ENOMEM, or -EFBIG past the number of entries
+ * a listing can index. */
+int dirent_vec_push(struct dirent_vec *vec, const struct node_entry *e);
+/* Free the names and the array; vec is then empty again. */
+void dirent_vec_clear(struct dirent_vec *vec);
+
+/* Build a listing from entries (takes ownership of the array and names, also on failure). */
 int dirlist_build(struct dirent_rec *entries, size_t n, struct dirlist **out);
 void dirlist_free(struct dirlist *l);
 

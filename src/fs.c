@@ -458,8 +458,7 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t id)
 }
 
 struct mfs_collect {
-    struct dirent_rec *v;
-    size_t n, cap;
+    struct dirent_vec vec;
     bool root;
 };
 
@@ -471,24 +470,7 @@ static int mfs_collect(void *ud, const struct node_entry *e)
         return 0; /* our own link-in-progress names */
     if (c->root && cid_parse(e->name, e->name_len, &dummy) == 0)
         return 0; /* shadowed by /ipfs/<cid>: unreachable, so not listed */
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 32;
-        struct dirent_rec *v = realloc(c->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        c->v = v;
-        c->cap = cap;
-    }
-    struct dirent_rec *r = &c->v[c->n];
-    r->name = strndup(e->name, e->name_len);
-    if (!r->name)
-        return -ENOMEM;
-    r->cid = e->cid;
-    r->kind = e->kind;
-    r->size = e->size;
-    r->mode = e->mode;
-    c->n++;
-    return 0;
+    return dirent_vec_push(&c->vec, e);
 }
 
 static int mfs_listing(struct fs *fs, struct inode *dir, struct dirlist **out)
@@ -500,10 +482,8 @@ static int mfs_listing(struct fs *fs, struct inode *dir, struct dirlist **out)
     struct mfs_collect c = {.root = dir == inode_root(fs->inodes)};
     rc = fs->node->ops->mfs_list(fs->node, path, mfs_collect, &c);
     if (rc == 0)
-        return dirlist_build(c.v, c.n, out);
-    for (size_t i = 0; i < c.n; i++)
-        free(c.v[i].name);
-    free(c.v);
+        return dirlist_build(c.vec.v, c.vec.n, out);
+    dirent_vec_clear(&c.vec);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <jansson.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,18 @@
 /* Largest block we accept: Kubo's chunker maximum is just under 2 MiB, plus headers. */
 #define MAX_BLOCK (4u << 20)
 #define MAX_LS_LINE (1u << 20)
+/* Directory blocks kept from stat for the listing: at most this many, and this many bytes. */
+#define KEEP_BLOCKS 16
+#define KEEP_BYTES (4u << 20)
+
+/* A directory block that stat fetched, kept for the listing that usually comes next (a lookup
+ * of the directory, then opendir), so that the block is fetched once. */
+struct kept_block {
+    struct cid cid;
+    char *data; /* NULL: a free slot */
+    size_t len;
+    uint64_t seq; /* when it was kept: the oldest goes first */
+};
 
 struct node_rpc {
     struct node base; /* first: struct node * casts to struct node_rpc * */
@@ -29,11 +42,76 @@ struct node_rpc {
     unsigned timeout_ms;
     atomic_bool mv_no_replace; /* files/mv refuses to replace: rm first */
     char description[256];
+    /* keep_lock protects kept, kept_bytes, keep_seq and kept_reused. Never held across a
+     * request to the node. */
+    pthread_mutex_t keep_lock;
+    struct kept_block kept[KEEP_BLOCKS];
+    size_t kept_bytes;
+    uint64_t keep_seq;
+    uint64_t kept_reused; /* listings that used a kept block instead of a block/get */
 };
 
 static struct node_rpc *to_rpc(struct node *n)
 {
     return (struct node_rpc *)n;
+}
+
+/* Keep the block of directory c (takes data), dropping the oldest blocks beyond the bounds. */
+static void keep_block(struct node_rpc *n, const struct cid *c, char *data, size_t len)
+{
+    if (len > KEEP_BYTES) {
+        free(data);
+        return;
+    }
+    pthread_mutex_lock(&n->keep_lock);
+    for (size_t i = 0; i < KEEP_BLOCKS; i++) {
+        if (n->kept[i].data && cid_equal(&n->kept[i].cid, c)) {
+            pthread_mutex_unlock(&n->keep_lock); /* already kept (two stats in a row) */
+            free(data);
+            return;
+        }
+    }
+    for (;;) {
+        struct kept_block *empty = NULL, *oldest = NULL;
+        for (size_t i = 0; i < KEEP_BLOCKS; i++) {
+            struct kept_block *k = &n->kept[i];
+            if (!k->data)
+                empty = empty ? empty : k;
+            else if (!oldest || k->seq < oldest->seq)
+                oldest = k;
+        }
+        if (empty && n->kept_bytes + len <= KEEP_BYTES) {
+            *empty = (struct kept_block){.cid = *c, .data = data, .len = len,
+                                         .seq = ++n->keep_seq};
+            n->kept_bytes += len;
+            break;
+        }
+        /* No free slot, or too many bytes (so some block is kept): drop the oldest. */
+        n->kept_bytes -= oldest->len;
+        free(oldest->data);
+        oldest->data = NULL;
+    }
+    pthread_mutex_unlock(&n->keep_lock);
+}
+
+/* Take the kept block of c, if any: the caller owns *data then. */
+static bool take_block(struct node_rpc *n, const struct cid *c, char **data, size_t *len)
+{
+    bool found = false;
+    pthread_mutex_lock(&n->keep_lock);
+    for (size_t i = 0; i < KEEP_BLOCKS && !found; i++) {
+        struct kept_block *k = &n->kept[i];
+        if (k->data && cid_equal(&k->cid, c)) {
+            *data = k->data;
+            *len = k->len;
+            n->kept_bytes -= k->len;
+            k->data = NULL;
+            n->kept_reused++;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&n->keep_lock);
+    return found;
 }
 
 static void log_failure(const char *what, const struct cid *c, int rc, const char *err)
@@ -104,6 +182,11 @@ static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
     case UNIXFS_HAMT_SHARD:
         out->kind = NODE_DIR;
         out->size = 0;
+        if (n->quirks.symlink_as_file) { /* rpc_list will want this block: keep it */
+            dagpb_node_free(&pb);
+            keep_block(n, c, buf.data, buf.len);
+            return 0;
+        }
         break;
     case UNIXFS_FILE:
     case UNIXFS_RAW: {
@@ -233,13 +316,15 @@ static void dirblock_free(struct dirblock *db)
     free(db);
 }
 
-/* Fetch and index a plain (not sharded) directory block; NULL if not worth it or failed. */
-static struct dirblock *dirblock_get(struct node_rpc *n, const char *cs)
+/* Fetch (unless stat kept it) and index a plain (not sharded) directory block; NULL if not
+ * worth it or failed. */
+static struct dirblock *dirblock_get(struct node_rpc *n, const struct cid *c, const char *cs)
 {
     struct rpc_arg args[] = {{"arg", cs}};
     struct rpc_buf buf = {.max = MAX_BLOCK};
     char err[512];
-    if (rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err) < 0)
+    if (!take_block(n, c, &buf.data, &buf.len) &&
+        rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err) < 0)
         return NULL;
     struct dirblock *db = calloc(1, sizeof *db);
     struct unixfs_data u;
@@ -320,7 +405,7 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     /* js-ipfs lists symlinks as small files; the directory block's link sizes tell them
      * apart in one request instead of one per child. */
     if (n->quirks.symlink_as_file)
-        lc.db = dirblock_get(n, cs);
+        lc.db = dirblock_get(n, c, cs);
     ndjson_init(&lc.nd, MAX_LS_LINE);
     char err[512];
     int rc = rpc_call(n->rpc, "ls", args, 2, NULL, list_sink, &lc, err, sizeof err);
@@ -709,18 +794,26 @@ static int rpc_read_stream(struct node *base, const struct cid *c, uint64_t off,
 
 static int rpc_stats(struct node *base, char *buf, size_t len)
 {
+    struct node_rpc *n = to_rpc(base);
     struct rpc_stats s;
-    rpc_get_stats(to_rpc(base)->rpc, &s);
+    rpc_get_stats(n->rpc, &s);
+    pthread_mutex_lock(&n->keep_lock);
+    uint64_t reused = n->kept_reused;
+    pthread_mutex_unlock(&n->keep_lock);
     return snprintf(buf, len,
                     "rpc_requests %" PRIu64 "\nrpc_errors %" PRIu64 "\nrpc_bytes_in %" PRIu64
-                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64 "\n",
-                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight);
+                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64
+                    "\nrpc_dirblocks_reused %" PRIu64 "\n",
+                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight, reused);
 }
 
 static void rpc_destroy(struct node *base)
 {
     struct node_rpc *n = to_rpc(base);
     rpc_free(n->rpc);
+    for (size_t i = 0; i < KEEP_BLOCKS; i++)
+        free(n->kept[i].data);
+    pthread_mutex_destroy(&n->keep_lock);
     free(n);
 }
 
@@ -750,6 +843,7 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
         return -ENOMEM;
     n->base.ops = &rpc_ops;
     n->base.description = n->description;
+    pthread_mutex_init(&n->keep_lock, NULL);
     int rc = rpc_new(cfg, &n->rpc);
     if (rc < 0) {
         free(n);

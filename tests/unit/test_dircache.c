@@ -176,6 +176,51 @@ static void test_budget(void)
     dircache_free(dc);
 }
 
+/* dirent_vec: names are copied (not NUL-terminated in the listing), fields kept, and the
+ * result builds a listing; clear empties it for reuse. */
+static void test_dirent_vec(void)
+{
+    struct dirent_vec v = {0};
+    char buf[] = "beta-and-more";
+    struct node_entry e = {.name = buf, .name_len = 4, .kind = NODE_DIR, .size = 0, .mode = 0755};
+    e.cid = test_cid(1);
+    CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
+    e = (struct node_entry){.name = "alpha", .name_len = 5, .kind = NODE_FILE, .size = 12};
+    e.cid = test_cid(2);
+    CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
+    for (unsigned i = 0; i < 200; i++) { /* past the first growth */
+        char name[16];
+        e = (struct node_entry){.name = name, .kind = NODE_SYMLINK, .size = i};
+        e.name_len = (size_t)snprintf(name, sizeof name, "z%03u", i);
+        e.cid = test_cid(100 + i);
+        CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
+    }
+    CHECK_EQ_INT(v.n, 202);
+    CHECK(v.cap >= v.n);
+    CHECK_EQ_STR(v.v[0].name, "beta");
+    CHECK_EQ_INT(v.v[0].kind, NODE_DIR);
+    CHECK_EQ_INT(v.v[0].mode, 0755);
+    CHECK(cid_equal(&v.v[1].cid, &(struct cid){0}) == false);
+    struct cid two = test_cid(2);
+    CHECK(cid_equal(&v.v[1].cid, &two));
+    CHECK_EQ_INT(v.v[1].size, 12);
+
+    struct dirlist *l;
+    CHECK_EQ_INT(dirlist_build(v.v, v.n, &l), 0);
+    CHECK_EQ_INT(l->n, 202);
+    CHECK_EQ_STR(l->entries[0].name, "alpha");
+    const struct dirent_rec *r = dirlist_find(l, "z150", 4);
+    CHECK(r != NULL && r->size == 150 && r->kind == NODE_SYMLINK);
+    dirlist_free(l);
+    free(l);
+
+    struct dirent_vec w = {0};
+    CHECK_EQ_INT(dirent_vec_push(&w, &e), 0);
+    dirent_vec_clear(&w);
+    CHECK(w.v == NULL && w.n == 0 && w.cap == 0);
+    dirent_vec_clear(&w); /* clearing an empty vector is fine */
+}
+
 static void test_inode_keys(void)
 {
     struct cid a = test_cid(1), b = test_cid(2);
@@ -206,6 +251,7 @@ int main(void)
     test_basic();
     test_single_flight();
     test_budget();
+    test_dirent_vec();
     test_inode_keys();
     return unit_done("test_dircache");
 }
