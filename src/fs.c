@@ -244,6 +244,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_SPLICE_MOVE)
         conn->want |= FUSE_CAP_SPLICE_MOVE;
+    /* No name ever has an ACL (setxattr is refused). With this capability the kernel asks
+     * once per inode and caches "no ACL", instead of a round trip for every
+     * getxattr(system.posix_acl_*) (coreutils ls -l makes one per file). It also implies
+     * default_permissions, which main.c sets anyway. */
+    if (conn->capable & FUSE_CAP_POSIX_ACL)
+        conn->want |= FUSE_CAP_POSIX_ACL;
     /* We do not implement readdirplus yet: plain readdir, attributes come with lookups. */
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
     log_debug("kernel: max_readahead %u, max_write %u, capable 0x%x", conn->max_readahead,
@@ -1113,8 +1119,27 @@ static void reply_xattr_value(fuse_req_t req, const char *val, size_t len, size_
         fuse_reply_buf(req, val, len);
 }
 
+/* Names outside the namespaces we serve, answered before anything else. The ACL names are
+ * "no data": the kernel (FUSE_CAP_POSIX_ACL) caches that per inode, and uses it in permission
+ * checks, where an error would deny access. Every other namespace but user. holds nothing here
+ * (setxattr is refused): "not supported" lets programs stop asking, as ls -l does for the rest
+ * of the device after one lgetxattr(security.selinux). */
+static int foreign_xattr(const char *name)
+{
+    if (strncmp(name, "user.", 5) == 0 || strcmp(name, XATTR_CID_KUBO) == 0)
+        return 0;
+    if (strncmp(name, "system.posix_acl_", 17) == 0)
+        return ENODATA;
+    return EOPNOTSUPP;
+}
+
 static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t size)
 {
+    int err = foreign_xattr(name);
+    if (err) {
+        fuse_reply_err(req, err);
+        return;
+    }
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
     if (id == FUSE_ROOT_ID) {
