@@ -26,6 +26,11 @@
 #define XATTR_CID_KUBO "ipfs.cid"
 #define XATTR_STATS "user.ipfsfs.stats"
 
+/* An entry in one of the lists of open handles; the first member of both kinds of handle. */
+struct hlink {
+    struct hlink *prev, *next;
+};
+
 struct fs {
     struct fs_config cfg;
     struct node *node;
@@ -35,6 +40,11 @@ struct fs {
     struct resolver res;
     /* wlock protects every inode's nwriters (open write handles). */
     pthread_mutex_t wlock;
+    /* hlock guards the lists of open handles (files, dirs: struct fhandle, struct dhandle)
+     * and their links. fs_free frees the handles the kernel never released: the connection
+     * ended with files open (SIGTERM, a lazy unmount racing the last release). */
+    pthread_mutex_t hlock;
+    struct hlink *files, *dirs;
     uid_t uid;
     gid_t gid;
     time_t started;
@@ -42,6 +52,7 @@ struct fs {
 
 /* An open file: a reader for immutable content, a spool for a name opened for writing. */
 struct fhandle {
+    struct hlink link; /* first: in fs->files once opened */
     struct inode *ino;
     struct reader_handle *rh;
     struct whandle *wh;
@@ -49,11 +60,37 @@ struct fhandle {
 
 /* An open directory: a listing from the cache (CID) or one of our own (names). */
 struct dhandle {
+    struct hlink link; /* first: in fs->dirs once opened */
     const struct dirlist *l;
     struct dirlist *owned;
 };
 
 #define TMP_PREFIX ".ipfsfs-tmp-"
+
+static void handle_track(struct fs *fs, struct hlink **head, struct hlink *h)
+{
+    pthread_mutex_lock(&fs->hlock);
+    h->prev = NULL;
+    h->next = *head;
+    if (*head)
+        (*head)->prev = h;
+    *head = h;
+    pthread_mutex_unlock(&fs->hlock);
+}
+
+/* Unlink h from *head if it is there (a handle never tracked has no links). */
+static void handle_untrack(struct fs *fs, struct hlink **head, struct hlink *h)
+{
+    pthread_mutex_lock(&fs->hlock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else if (*head == h)
+        *head = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+    pthread_mutex_unlock(&fs->hlock);
+}
 
 
 static struct fs *fs_of(fuse_req_t req)
@@ -107,6 +144,7 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
     fs->gid = getgid();
     fs->started = time(NULL);
     pthread_mutex_init(&fs->wlock, NULL);
+    pthread_mutex_init(&fs->hlock, NULL);
     int rc = inode_table_new(&fs->inodes);
     if (rc == 0)
         rc = dircache_new(node, cfg->dircache_bytes, &fs->dc);
@@ -130,10 +168,26 @@ int fs_start(struct fs *fs)
     return reader_new(fs->node, &rcfg, &fs->reader);
 }
 
+static void fhandle_free(struct fs *fs, struct fhandle *fh);
+static void dhandle_free(struct fs *fs, struct dhandle *dh);
+
 void fs_free(struct fs *fs)
 {
     if (!fs)
         return;
+    /* No request runs any more. Handles still open were never released: what they wrote
+     * since their last flush was never stored (close(2) fails with ENOTCONN) and goes. */
+    while (fs->files) {
+        struct fhandle *fh = (struct fhandle *)fs->files;
+        char path[PATH_MAX], safe[256];
+        if (fh->wh && writer_dirty(fh->wh) && mfs_path(fs, fh->ino, path, sizeof path) == 0)
+            log_warn("%s was still open for writing: what was written since it was opened or "
+                     "last flushed is dropped, the name keeps its stored content",
+                     log_safe(path, strlen(path), safe, sizeof safe));
+        fhandle_free(fs, fh);
+    }
+    while (fs->dirs)
+        dhandle_free(fs, (struct dhandle *)fs->dirs);
     if (fs->reader)
         reader_free(fs->reader);
     dircache_free(fs->dc);
@@ -495,6 +549,7 @@ static int mfs_listing(struct fs *fs, struct inode *dir, struct dirlist **out)
 
 static void dhandle_free(struct fs *fs, struct dhandle *dh)
 {
+    handle_untrack(fs, &fs->dirs, &dh->link);
     if (dh->owned) {
         dirlist_free(dh->owned);
         free(dh->owned);
@@ -532,6 +587,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)dh;
+    handle_track(fs, &fs->dirs, &dh->link);
     if (fuse_reply_open(req, fi) == -ENOENT)
         dhandle_free(fs, dh);
 }
@@ -586,6 +642,7 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *
 
 static void fhandle_free(struct fs *fs, struct fhandle *fh)
 {
+    handle_untrack(fs, &fs->files, &fh->link);
     if (fh->wh) {
         writer_close(fh->wh);
         pthread_mutex_lock(&fs->wlock);
@@ -669,6 +726,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)fh;
+    handle_track(fs, &fs->files, &fh->link);
     if (fuse_reply_open(req, fi) == -ENOENT)
         fhandle_free(fs, fh);
 }
@@ -839,6 +897,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     fh->ino = ino;
     add_writer(fs, ino);
     fi->fh = (uint64_t)(uintptr_t)fh;
+    handle_track(fs, &fs->files, &fh->link);
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     e.ino = id_of(fs, ino);
