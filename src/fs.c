@@ -1132,7 +1132,10 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     }
     struct mfs_attr a;
     inode_mfs_get(fs->inodes, ino, &a);
-    if ((to_set & FUSE_SET_ATTR_MODE) && !root) {
+    /* A chmod to the mode already shown changes nothing, and must not store an explicit
+     * mode that changes the CID (rsync and cp -p chmod every file they write). */
+    uint32_t shown = a.mode ? a.mode & 07777 : (ino->kind == NODE_DIR ? 0755 : 0644);
+    if ((to_set & FUSE_SET_ATTR_MODE) && !root && (attr->st_mode & 07777) != shown) {
         rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
         if (rc < 0)
             return rc;

@@ -1113,7 +1113,16 @@ static int store_mfs_mv(struct node *base, const char *src, const char *dst)
     return rc;
 }
 
-/* A copy of the node c with UnixFS 1.5 metadata set; a raw block becomes a dag-pb File leaf. */
+/* The mode that no stored mode means: 0755 for directories, 0644 for everything else. */
+static uint32_t default_mode(const struct loaded *l)
+{
+    return is_dir_type(l) ? 0755 : 0644;
+}
+
+/* A copy of the node c with UnixFS 1.5 metadata set; a raw block becomes a dag-pb File leaf.
+ * Setting the default mode (default_mode) removes the stored mode instead of storing it, as
+ * js-ipfs does and as fs.c never stores it on create, mkdir or after a rewrite: a file that
+ * rsync or cp -p chmods to 0644 keeps the CID of its content (and a raw leaf stays raw). */
 static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t *mode,
                      const int64_t *mtime, struct cid *out, uint64_t *tsize)
 {
@@ -1137,12 +1146,17 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     }
     if (mode) {
         f.mode = *mode & 07777;
-        f.has_mode = true;
+        f.has_mode = f.mode != default_mode(&l);
     }
     if (mtime) {
         f.mtime_sec = *mtime;
         f.mtime_nsec = 0;
         f.has_mtime = true;
+    }
+    if (l.raw && !f.has_mode && !f.has_mtime) {
+        *out = *c;
+        rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
+        goto out;
     }
     size_t n = l.raw ? 0 : l.pb.nlinks;
     if (n && !(links = calloc(n, sizeof *links))) {

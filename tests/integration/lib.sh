@@ -17,6 +17,9 @@
 #   IPFSFS_WRAPPER   a command prefix for the binary, e.g. "valgrind --error-exitcode=99 -q"
 #   IPFSFS_KEEP=1    keep the work directory (its path is printed) for a post-mortem
 #   IPFSFS_TEST_TIMEOUT  seconds before the watchdog kills everything (default 300)
+#   IPFSFS_BACKEND   what the mount under test runs on: rpc (default: the test node's RPC API,
+#                    --api=$NODE_API) or store (the embedded block store, --store=$STORE_DIR).
+#                    Scripts that support both pass "${BACKEND_ARGS[@]}" to mount_ipfsfs.
 
 set -u
 set -o pipefail
@@ -37,6 +40,14 @@ IPFSFS_NODE_DIR=${IPFSFS_NODE_DIR:-$IPFSFS_SRCDIR/tests/node}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=86}
 export IPFSFS_BIN IPFSFS_SRCDIR IPFSFS_NODE_DIR
+IPFSFS_BACKEND=${IPFSFS_BACKEND:-rpc}
+case $IPFSFS_BACKEND in
+    rpc | store) ;;
+    *)
+        printf 'Bail out! IPFSFS_BACKEND=%s: it must be rpc or store\n' "$IPFSFS_BACKEND"
+        exit 99
+        ;;
+esac
 
 TESTS_RUN=0
 TESTS_FAILED=0
@@ -46,6 +57,10 @@ declare -a LIB_MOUNTS=()   # mountpoints to unmount at exit
 declare -a LIB_PIDS=()     # processes we started, stopped at exit (by pid)
 declare -A MOUNT_PID=()    # mountpoint -> pid of its foreground ipfsfs
 declare -A MOUNT_LOG=()    # mountpoint -> its log file
+# The backend's mount arguments: --store=$STORE_DIR (set by lib_init) in store mode,
+# --api=$NODE_API (set by start_node) in rpc mode.
+declare -a BACKEND_ARGS=()
+STORE_DIR=
 
 say() { printf '%s\n' "$*"; }
 diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
@@ -98,7 +113,11 @@ lib_init() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     start_watchdog "${IPFSFS_TEST_TIMEOUT:-300}"
-    diag "binary: $IPFSFS_BIN" "work directory: $WORK"
+    STORE_DIR=$WORK/store
+    if backend_is_store; then
+        BACKEND_ARGS=(--store="$STORE_DIR")
+    fi
+    diag "binary: $IPFSFS_BIN" "work directory: $WORK" "backend: $IPFSFS_BACKEND"
 }
 
 # If the script hangs (a FUSE call that never returns), kill what it started and unmount so
@@ -307,6 +326,10 @@ start_node() {
     NODE_PORT=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' <<<"$NODE_API")
     NODE_URL=http://127.0.0.1:$NODE_PORT/api/v0
     export NODE_API NODE_URL NODE_PORT NODE_PID NODE_REPO
+    if ! backend_is_store; then
+        # shellcheck disable=SC2034 # used by the scripts that source this file
+        BACKEND_ARGS=(--api="$NODE_API")
+    fi
 }
 
 # stop_node: stop the current node and wait until it is gone.
@@ -365,11 +388,44 @@ free_port() { python3 "$HELPER" free-port; }
 # gen_file PATH SIZE SEED: reproducible pseudo-random content.
 gen_file() { python3 "$HELPER" gen "$1" "$2" "$3"; }
 
+# ---- the backend under test ------------------------------------------------------------------
+
+# backend_is_store: true when the mount under test is the embedded store (IPFSFS_BACKEND=store).
+backend_is_store() { [ "$IPFSFS_BACKEND" = store ]; }
+
+# skip_rpc_only DESC: report a check that only the RPC backend has, as skipped in store mode.
+skip_rpc_only() { ok "$1 # SKIP rpc backend only"; }
+
+# store_import CID...: store mode only (a no-op in rpc mode): copy the whole DAG of each CID
+# from the test node into $STORE_DIR, block by block, in the store's own layout. The node's
+# dag/export gives a CAR; the import fails unless the store then holds every block of the DAG.
+# For a block whose children the node lacks (the export waits for them, up to 30 s, then
+# fails), block/get copies that one block. Every block is verified against its CID.
+store_import() {
+    local cid
+    backend_is_store || return 0
+    for cid in "$@"; do
+        if curl -sS -f -X POST -m 60 "$NODE_URL/dag/export?arg=$cid&timeout=30s" |
+            python3 "$HELPER" car-import "$STORE_DIR" "$cid"; then
+            continue
+        fi
+        diag "dag/export of $cid failed: copying the single block"
+        curl -sS -f -X POST -m 30 "$NODE_URL/block/get?arg=$cid" |
+            python3 "$HELPER" block-import "$STORE_DIR" "$cid" || return 1
+    done
+}
+
+# store_names CMD PATH: the store's names read straight from its files (DIR/root and the block
+# files), not through ipfsfs: CMD stat prints {"Hash", "Type", "Mode", "Mtime", "Size"} of PATH
+# (as the node's files/stat), CMD ls prints {"Entries": [{"Name", "Hash"}...]} (as files/ls).
+store_names() { python3 "$HELPER" store-names "$STORE_DIR" "$1" "$2"; }
+
 # ---- mounting -------------------------------------------------------------------------------
 
 # mount_ipfsfs MNT [ARG...]: mount in the foreground (-f) in the background, logging to
-# $WORK/<name>.ipfsfs.log; waits up to 20 s for the mount. ARGs go before MNT (add --api=...
-# yourself). Returns non-zero (and prints the log) if it did not mount.
+# $WORK/<name>.ipfsfs.log; waits up to 20 s for the mount. ARGs go before MNT (add the backend
+# yourself: "${BACKEND_ARGS[@]}", or --api=...). Returns non-zero (and prints the log) if it did
+# not mount.
 mount_ipfsfs() {
     local mnt=$1 log pid
     shift
@@ -599,6 +655,237 @@ def cmd_dagpb_symlink(args):
     out, target = args
     with open(out, "wb") as f:
         f.write(pb_node([], unixfs(4, target.encode())))
+
+
+# --- the embedded store's files (src/blockstore.c, src/node_store.c) ---------------------------
+
+def read_varint(buf, i):
+    """(value, next index) of the unsigned varint at buf[i]."""
+    n = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def split_cid(buf, i):
+    """(multihash, end) of the binary CID starting at buf[i] (v0: a bare sha2-256 multihash)."""
+    if buf[i:i + 2] == b"\x12\x20":
+        return buf[i:i + 34], i + 34
+    version, j = read_varint(buf, i)
+    if version != 1:
+        raise ValueError("CID version %d" % version)
+    _codec, j = read_varint(buf, j)
+    start = j
+    _code, j = read_varint(buf, j)
+    length, j = read_varint(buf, j)
+    if j + length > len(buf):
+        raise ValueError("truncated CID")
+    return buf[start:j + length], j + length
+
+
+def store_block_path(store, mh):
+    """blockstore.c's path: blocks/XY/KEY.data, KEY = base32 of the multihash (upper case, no
+    padding), XY = the two characters before KEY's last one (flatfs next-to-last/2)."""
+    key = base64.b32encode(mh).decode().rstrip("=")
+    return os.path.join(store, "blocks", key[-3:-1]), key + ".data"
+
+
+def store_put(store, mh, data):
+    """Write one block as blockstore_put does: verified, temporary file, 0444, fsync, rename."""
+    import hashlib
+    import tempfile
+    code, i = read_varint(mh, 0)
+    length, i = read_varint(mh, i)
+    if code == 0x00:
+        return  # identity: the CID holds the bytes, the store keeps no file
+    if code != 0x12 or length != 32 or len(mh) != i + 32:
+        raise SystemExit("multihash 0x%x/%d: the store only keeps sha2-256" % (code, length))
+    if hashlib.sha256(data).digest() != mh[i:]:
+        raise SystemExit("a block does not match its CID: refusing to store it")
+    for d in (store, os.path.join(store, "blocks")):
+        try:
+            os.mkdir(d, 0o700 if d == store else 0o755)
+        except FileExistsError:
+            pass
+    shard, name = store_block_path(store, mh)
+    try:
+        os.mkdir(shard, 0o755)
+    except FileExistsError:
+        pass
+    final = os.path.join(shard, name)
+    try:
+        with open(final, "rb") as f:
+            if f.read() == data:
+                return
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-import-", dir=shard)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), 0o444)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cmd_car_import(args):
+    """car-import STORE ROOTCID: read a CARv1 on stdin (varint header length, dag-cbor header,
+    then sections varint(len) + CID + block) and write every block into STORE. Fails unless
+    the stream is whole and holds ROOTCID's block."""
+    store, root = args
+    buf = sys.stdin.buffer.read()
+    try:
+        hlen, i = read_varint(buf, 0)
+        if hlen == 0 or i + hlen > len(buf):
+            raise ValueError("no CAR header")
+        i += hlen
+        want = multihash(root)
+        seen = False
+        n = 0
+        while i < len(buf):
+            slen, i = read_varint(buf, i)
+            end = i + slen
+            if slen == 0 or end > len(buf):
+                raise ValueError("truncated section")
+            mh, j = split_cid(buf, i)
+            store_put(store, mh, buf[j:end])
+            seen = seen or mh == want
+            n += 1
+            i = end
+    except (ValueError, IndexError) as e:
+        raise SystemExit("car-import %s: not a whole CAR (%s): %r" % (root, e, buf[:200]))
+    if not seen:
+        raise SystemExit("car-import %s: the CAR does not hold the root block" % root)
+    # A stream cut short can still end on a whole section: the DAG must be complete.
+    todo, done = [b58decode(root) if root.startswith("Qm") else cid_bytes(root)], set()
+    while todo:
+        binary = todo.pop()
+        if binary in done or split_cid(binary, 0)[0][0] == 0x00:  # identity: no block
+            continue
+        done.add(binary)
+        try:
+            links, _ = store_node(store, binary)
+        except FileNotFoundError:
+            raise SystemExit("car-import %s: block %s is missing" % (root, cid_text(binary)))
+        except (ValueError, IndexError) as e:
+            raise SystemExit("car-import %s: block %s: %s" % (root, cid_text(binary), e))
+        todo.extend(cid for _, cid in links)
+
+
+def cmd_block_import(args):
+    """block-import STORE CID: the block's bytes on stdin go into STORE under CID."""
+    store, cid = args
+    store_put(store, multihash(cid), sys.stdin.buffer.read())
+
+
+def cid_text(binary):
+    """How ipfsfs prints a binary CID: v0 as Qm..., v1 in base32."""
+    if binary[:2] == b"\x12\x20" and len(binary) == 34:
+        return b58encode(binary)
+    return "b" + base64.b32encode(binary).decode().lower().rstrip("=")
+
+
+def pb_fields(buf):
+    """(field number, wire type, value) of a protobuf message (varints and bytes; fixed32/64
+    values as ints)."""
+    i = 0
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, i = read_varint(buf, i)
+        elif wt == 2:
+            ln, i = read_varint(buf, i)
+            val = buf[i:i + ln]
+            i += ln
+        elif wt == 5:
+            val = int.from_bytes(buf[i:i + 4], "little")
+            i += 4
+        elif wt == 1:
+            val = int.from_bytes(buf[i:i + 8], "little")
+            i += 8
+        else:
+            raise ValueError("wire type %d" % wt)
+        yield num, wt, val
+
+
+def store_node(store, binary):
+    """Decode the block of binary CID from STORE's files: (links [(name, cid bytes)], unixfs
+    dict) for dag-pb; raw blocks come back as a file."""
+    import hashlib
+    mh, _ = split_cid(binary, 0)
+    shard, name = store_block_path(store, mh)
+    with open(os.path.join(shard, name), "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).digest() != mh[2:]:
+        raise SystemExit("corrupt block " + cid_text(binary))
+    if binary[:2] != b"\x12\x20" and binary[1] == 0x55:
+        return [], {"type": 2, "filesize": len(data)}
+    links, ufs = [], {}
+    for num, _, val in pb_fields(data):
+        if num == 2:
+            link = dict((n, v) for n, _, v in pb_fields(val))
+            links.append((link.get(2, b"").decode("utf-8", "surrogateescape"), link[1]))
+        elif num == 1:
+            for n, _, v in pb_fields(val):
+                if n == 1:
+                    ufs["type"] = v
+                elif n == 3:
+                    ufs["filesize"] = v
+                elif n == 7:
+                    ufs["mode"] = v
+                elif n == 8:
+                    ufs["mtime"] = dict((k, x) for k, _, x in pb_fields(v)).get(1, 0)
+    return links, ufs
+
+
+def store_entries(store, binary):
+    """{name: cid bytes} of a directory, through HAMT shards (type 5) by walking every link."""
+    links, ufs = store_node(store, binary)
+    if ufs.get("type") == 1:
+        return dict(links)
+    if ufs.get("type") != 5:
+        raise SystemExit("not a directory: " + cid_text(binary))
+    out = {}
+    for name, cid in links:
+        if len(name) == 2:
+            out.update(store_entries(store, cid))
+        else:
+            out[name[2:]] = cid
+    return out
+
+
+def cmd_store_names(args):
+    """store-names STORE stat|ls PATH: the names kept in STORE (DIR/root), read from its files."""
+    store, what, path = args
+    with open(os.path.join(store, "root")) as f:
+        text = f.read().strip()
+    cur = b58decode(text) if text.startswith("Qm") else cid_bytes(text)
+    for comp in [c for c in path.split("/") if c]:
+        entries = store_entries(store, cur)
+        if comp not in entries:
+            raise SystemExit("%s: no such name in the store" % path)
+        cur = entries[comp]
+    if what == "ls":
+        print(json.dumps({"Entries": [{"Name": n, "Hash": cid_text(c)} for n, c in
+                                      sorted(store_entries(store, cur).items())]}))
+        return
+    _, ufs = store_node(store, cur)
+    kinds = {0: "file", 1: "directory", 2: "file", 4: "symlink", 5: "directory"}
+    print(json.dumps({"Hash": cid_text(cur), "Type": kinds.get(ufs.get("type"), "unknown"),
+                      "Size": ufs.get("filesize", 0),
+                      "Mode": "%04o" % ufs["mode"] if "mode" in ufs else "",
+                      "Mtime": ufs.get("mtime", "")}))
 
 
 # --- multipart bodies for add -------------------------------------------------------------------
@@ -862,6 +1149,9 @@ COMMANDS = {
     "listdir": cmd_listdir,
     "fake-node": cmd_fake_node,
     "free-port": cmd_free_port,
+    "car-import": cmd_car_import,
+    "block-import": cmd_block_import,
+    "store-names": cmd_store_names,
 }
 
 if __name__ == "__main__":

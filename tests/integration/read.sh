@@ -3,6 +3,13 @@
 # real mount with ordinary programs (cat, cmp, diff -r, tar, find, dd, sha256sum, mmap), by
 # CIDv0 and by CIDv1 in every multibase the mount accepts.
 #
+# IPFSFS_BACKEND=store (read-store.sh) mounts the embedded store (--store=DIR) instead of the
+# node: the same content, added through the node as usual, is then copied block by block into
+# the store (the node's dag/export), so the store serves exactly the DAGs the node serves,
+# js-ipfs's HAMT shards and the crafted blocks included. Checks of the RPC backend alone (the
+# node's version, IPFS_PATH) are reported as skipped there; -o, daemon mode and the fstab way
+# are checked with store=DIR.
+#
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/read.sh
 #
@@ -78,6 +85,16 @@ if [ "$add_failed" -ne 0 ]; then
     finish
 fi
 ok "content is added through the node's RPC (${#FILES[@]} files twice, 2 trees, 3 big dirs)"
+if backend_is_store; then
+    if store_import "${V0[@]}" "${V1[@]}" "$TREE_V0" "$TREE_V1" "$MANY_FLAT" "$MANY_HAMT" \
+        "$MANY_HAMT_V1"; then
+        nblocks=$(find "$STORE_DIR/blocks" -name '*.data' | wc -l)
+        ok "the node's DAGs are copied into the store ($nblocks blocks)"
+    else
+        not_ok "the node's DAGs are copied into the store"
+        finish
+    fi
+fi
 check_eq "the node gives the known CID for 'Test'" "${V0[test]}" "$TEST_CID"
 check_eq "the node gives the known CIDv1 for 'Test'" "$(cid_as "${V1[test]}" base32)" "$TEST_CID_V1"
 
@@ -93,12 +110,18 @@ fi
 # ---- mount --------------------------------------------------------------------------------------
 
 MNT=$WORK/mnt
-if ! mount_ipfsfs "$MNT" --api="$NODE_API"; then
-    not_ok "ipfsfs mounts with --api=$NODE_API"
+if ! mount_ipfsfs "$MNT" "${BACKEND_ARGS[@]}"; then
+    not_ok "ipfsfs mounts with ${BACKEND_ARGS[*]}"
     finish
 fi
-ok "ipfsfs mounts with --api=$NODE_API"
-check "the startup message names the node's version (0.18.1)" grep -q '0\.18\.1' "${MOUNT_LOG[$MNT]}"
+ok "ipfsfs mounts with ${BACKEND_ARGS[*]}"
+if backend_is_store; then
+    check "the startup message names the store" grep -qF \
+        "using embedded block store at $(realpath "$STORE_DIR") (offline)" "${MOUNT_LOG[$MNT]}"
+else
+    check "the startup message names the node's version (0.18.1)" grep -q '0\.18\.1' \
+        "${MOUNT_LOG[$MNT]}"
+fi
 check_eq "the mount root is a directory, mode 0555 or 0755" \
     "$(stat -c %F "$MNT" | sed 's/^directory$/ok/')" ok
 check_eq "the mount root lists nothing" "$(ls -A "$MNT" | wc -l)" 0
@@ -192,7 +215,7 @@ parallel_read() {
     return "$rc"
 }
 gen_file "$DATA/par" $((3 * 1024 * 1024 + 12345)) 9
-PAR_CID=$(add_file "$DATA/par")
+PAR_CID=$(add_file "$DATA/par") && store_import "$PAR_CID"
 check "4 concurrent readers of a fresh 3 MiB file get the same bytes" \
     parallel_read "$PAR_CID" "$(sha256sum <"$DATA/par" | cut -d' ' -f1)"
 
@@ -302,7 +325,7 @@ SYM_CID=$(block_put "$WORK/sym.bin")
 python3 "$HELPER" dagpb-dir "$WORK/symdir.bin" \
     "[[\"link\",\"$SYM_CID\",23],[\"file.txt\",\"$TEST_CID\",12]]"
 SYMDIR_CID=$(block_put "$WORK/symdir.bin")
-if [ -n "$SYM_CID" ] && [ -n "$SYMDIR_CID" ]; then
+if [ -n "$SYM_CID" ] && [ -n "$SYMDIR_CID" ] && store_import "$SYM_CID" "$SYMDIR_CID"; then
     check "a UnixFS symlink inside a directory is a symlink (test -L)" test -L "$MNT/$SYMDIR_CID/link"
     check_eq "readlink gives the UnixFS symlink target" \
         "$(readlink "$MNT/$SYMDIR_CID/link")" "$SYM_TARGET"
@@ -322,7 +345,7 @@ python3 "$HELPER" dagpb-dir "$WORK/evil.bin" "$(printf '[%s]' "$(printf '["%s","
     "../evil" "$TEST_CID" "a/b" "$TEST_CID" "" "$TEST_CID" "." "$TEST_CID" ".." "$TEST_CID" \
     'nul\u0000name' "$TEST_CID" "$LONG" "$TEST_CID" "good.txt" "$TEST_CID" | sed 's/,$//')")"
 EVIL_CID=$(block_put "$WORK/evil.bin")
-if [ -n "$EVIL_CID" ]; then
+if [ -n "$EVIL_CID" ] && store_import "$EVIL_CID"; then
     listing=$(timeout 30 python3 "$HELPER" listdir "$MNT/$EVIL_CID")
     check_eq "a directory with hostile names lists the good one" \
         "$(grep -cxF "b'good.txt'" <<<"$listing")" 1
@@ -352,7 +375,13 @@ fi
 # ---- small caches: eviction must not change the bytes -------------------------------------------
 
 MNT2=$WORK/mnt-small
-if mount_ipfsfs "$MNT2" --api="$NODE_API" --cache-size=1M --dir-cache=64K --readahead=256K; then
+SMALL_ARGS=("${BACKEND_ARGS[@]}")
+if backend_is_store; then
+    # One process per store (the first mount holds its lock): the second mount gets a copy.
+    cp -a "$STORE_DIR" "$WORK/store-small" && rm -f "$WORK/store-small/lock"
+    SMALL_ARGS=(--store="$WORK/store-small")
+fi
+if mount_ipfsfs "$MNT2" "${SMALL_ARGS[@]}" --cache-size=1M --dir-cache=64K --readahead=256K; then
     ok "mounts with --cache-size=1M --dir-cache=64K --readahead=256K"
     check "cmp 5 MiB through a 1 MiB chunk cache" cmp "$MNT2/${V0[r5m]}" "$DATA/r5m"
     check "cmp 5 MiB through a 1 MiB chunk cache, again" cmp "$MNT2/${V1[r5m]}" "$DATA/r5m"
@@ -386,7 +415,7 @@ ino_list() {
 }
 before=$(ino_list)
 check_unmount "unmount; ipfsfs exits 0" "$MNT"
-if mount_ipfsfs "$MNT" --api="$NODE_API"; then
+if mount_ipfsfs "$MNT" "${BACKEND_ARGS[@]}"; then
     check_eq "inode numbers are the same after a remount" "$(ino_list)" "$before"
     check_unmount "unmount again; ipfsfs exits 0" "$MNT"
 else
@@ -395,24 +424,31 @@ fi
 
 # ---- finding the node: IPFS_PATH, -o api=, daemon mode -----------------------------------------
 
+# The backend as a mount option: api=MULTIADDR, or store=DIR.
+if backend_is_store; then OPT_BACKEND=store=$STORE_DIR; else OPT_BACKEND=api=$NODE_API; fi
+OPT_NAME=${OPT_BACKEND%%=*}
+
 MNT3=$WORK/mnt-discover
-if IPFS_PATH=$NODE_REPO mount_ipfsfs "$MNT3"; then
+if backend_is_store; then
+    skip_rpc_only "with no --api, IPFS_PATH/api finds the node"
+    skip_rpc_only "unmount (IPFS_PATH); ipfsfs exits 0"
+elif IPFS_PATH=$NODE_REPO mount_ipfsfs "$MNT3"; then
     check_eq "with no --api, IPFS_PATH/api finds the node" "$(cat "$MNT3/$TEST_CID")" Test
     check_unmount "unmount (IPFS_PATH); ipfsfs exits 0" "$MNT3"
 else
     not_ok "mounts with IPFS_PATH=$NODE_REPO and no --api"
 fi
-if mount_ipfsfs "$MNT3" -o "api=$NODE_API,timeout=10"; then
-    check_eq "-o api=MULTIADDR,timeout=10 finds the node" "$(cat "$MNT3/$TEST_CID")" Test
-    check_unmount "unmount (-o api=); ipfsfs exits 0" "$MNT3"
+if mount_ipfsfs "$MNT3" -o "$OPT_BACKEND,timeout=10"; then
+    check_eq "-o $OPT_NAME=...,timeout=10 finds the content" "$(cat "$MNT3/$TEST_CID")" Test
+    check_unmount "unmount (-o $OPT_NAME=); ipfsfs exits 0" "$MNT3"
 else
-    not_ok "mounts with -o api=$NODE_API,timeout=10"
+    not_ok "mounts with -o $OPT_BACKEND,timeout=10"
 fi
 
 MNT4=$WORK/mnt-daemon
 mkdir -p "$MNT4"
 # Output to a file: a daemon that kept our pipe open would hang a $(...) here.
-timeout 30 "$IPFSFS_BIN" --api="$NODE_API" "$MNT4" >"$WORK/daemon.out" 2>&1 </dev/null
+timeout 30 "$IPFSFS_BIN" "${BACKEND_ARGS[@]}" "$MNT4" >"$WORK/daemon.out" 2>&1 </dev/null
 rc=$?
 out=$(cat "$WORK/daemon.out")
 LIB_MOUNTS+=("$MNT4")
@@ -433,14 +469,14 @@ echo "$MNT5" >>"$WORK/mounts"
 if command -v mount.fuse3 >/dev/null 2>&1; then
     # What mount -t fuse.ipfsfs runs (mount(8) itself would look for ipfsfs in a fixed PATH).
     out=$(PATH=$(dirname "$IPFSFS_BIN"):$PATH timeout 30 mount.fuse3 ipfs "$MNT5" -t ipfsfs \
-        -o "api=$NODE_API,_netdev,nofail" 2>&1 </dev/null)
+        -o "$OPT_BACKEND,_netdev,nofail" 2>&1 </dev/null)
     rc=$?
     if [ "$rc" -eq 0 ] && mountpoint -q "$MNT5"; then
-        ok "mount.fuse3 ipfs MNT -t ipfsfs -o api=...,_netdev,nofail (the fstab way)"
+        ok "mount.fuse3 ipfs MNT -t ipfsfs -o $OPT_NAME=...,_netdev,nofail (the fstab way)"
         check_eq "the fstab way: cat works" "$(timeout 30 cat "$MNT5/$TEST_CID")" Test
         check "the fstab way: umount unmounts" umount "$MNT5"
     else
-        not_ok "mount.fuse3 ipfs MNT -t ipfsfs -o api=...,_netdev,nofail (the fstab way)" \
+        not_ok "mount.fuse3 ipfs MNT -t ipfsfs -o $OPT_NAME=...,_netdev,nofail (the fstab way)" \
             "exit $rc" "$out"
     fi
 else

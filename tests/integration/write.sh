@@ -4,6 +4,10 @@
 # touch), checked against local copies and against the CIDs that Debian's ipfs_cid computes
 # for the same bytes; the names persist across a remount and are visible through the RPC API.
 #
+# IPFSFS_BACKEND=store (write-store.sh) runs the same checks on the embedded store
+# (--store=DIR), with no node at all: the names are then read back from the store's own files
+# (DIR/root and the block files, decoded here) where the RPC mode asks the node's files API.
+#
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=/tmp/build/src/ipfsfs tests/integration/write.sh
 # Uses ipfs_cid (apt-get install ipfs-cid), rsync and tar when present; the checks that need a
@@ -17,7 +21,7 @@
 
 require_binary
 require_fuse
-require_node
+backend_is_store || require_node
 lib_init
 
 TEST_CID=QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR   # the 4 bytes "Test"
@@ -46,27 +50,55 @@ check_same() {
     fi
 }
 
-# rpc_hash MFSPATH: the Hash of an MFS path, from the node (files/stat)
+# Where the names are checked without going through the mount: the node's files API (rpc), or
+# the store's files decoded by the test's own code (store).
+if backend_is_store; then
+    NAMES="the store (read from its files)"
+else
+    NAMES="the node's files/stat"
+fi
+
+# names_stat MFSPATH: files/stat of an MFS path as JSON, from the node or from the store's files
+names_stat() {
+    if backend_is_store; then
+        store_names stat "$1"
+    else
+        rpc files/stat "arg=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1")"
+    fi
+}
+
+# names_ls MFSPATH: files/ls?long=true of an MFS directory as JSON, from the node or the store
+names_ls() {
+    if backend_is_store; then
+        store_names ls "$1"
+    else
+        rpc files/ls "arg=$1&long=true"
+    fi
+}
+
+# rpc_hash MFSPATH: the Hash of an MFS path (files/stat)
 rpc_hash() {
-    rpc files/stat "arg=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1")" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin).get("Hash", ""))'
+    names_stat "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Hash", ""))'
 }
 
 # rpc_field MFSPATH FIELD: one field of files/stat
 rpc_field() {
-    rpc files/stat "arg=$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$2"
+    names_stat "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$2"
 }
 
-if ! start_node node; then
+if backend_is_store; then
+    ok "the test node starts # SKIP rpc backend only: the store needs no node"
+elif ! start_node node; then
     not_ok "the test node starts"
     finish
+else
+    ok "the test node starts ($NODE_API)"
 fi
-ok "the test node starts ($NODE_API)"
 
 MNT=$WORK/mnt
 SPOOL=$WORK/spool
 mkdir -p "$SPOOL"
-MOUNT_ARGS=(--api="$NODE_API" --timeout=30 --spool-dir="$SPOOL")
+MOUNT_ARGS=("${BACKEND_ARGS[@]}" --timeout=30 --spool-dir="$SPOOL")
 if ! mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
     not_ok "ipfsfs mounts"
     finish
@@ -102,7 +134,7 @@ if [ -n "$BIG_CID" ]; then
 else
     not_ok "20 MiB: reads back through MNT/<cid>" "no CID"
 fi
-check_eq "20 MiB: the node's files/stat has the same CID" "$(rpc_hash /big)" "$BIG_CID"
+check_eq "20 MiB: $NAMES has the same CID" "$(rpc_hash /big)" "$BIG_CID"
 check "cp of the same content to a second name" cp "$L/big" "$MNT/big-copy"
 check_eq "two names with the same content share one CID" "$(cid_of "$MNT/big-copy")" "$BIG_CID"
 
@@ -168,7 +200,7 @@ check "echo x > MNT/a" sh -c "echo x >'$MNT/a'"
 check "echo y >> MNT/a" sh -c "echo y >>'$MNT/a'"
 printf 'x\ny\n' >"$L/a"
 check_same "after > and >>, MNT/a is \"x\\ny\\n\"" "$MNT/a" "$L/a"
-check_eq "after > and >>, the node has the same CID" "$(rpc_hash /a)" "$(cid_of "$MNT/a")"
+check_eq "after > and >>, $NAMES has the same CID" "$(rpc_hash /a)" "$(cid_of "$MNT/a")"
 check "truncate -s 1 MNT/a" truncate -s 1 "$MNT/a"
 truncate -s 1 "$L/a"
 check_same "truncate -s 1" "$MNT/a" "$L/a"
@@ -209,7 +241,7 @@ if have tar; then
     check "tar --no-same-owner: diff -r against a local extraction" diff -r "$L/xlocal" "$MNT/xdir2"
     check_eq "tar: the symlink's target" "$(readlink "$MNT/xdir/xtree/link-to-a" 2>&1)" a.txt
     check_eq "tar: the file mode" "$(stat -c %a "$MNT/xdir2/xtree/d1/b.txt" 2>&1)" 600
-    check_eq "tar: the file mode the node has" "$(rpc_field /xdir2/xtree/d1/b.txt Mode)" 0600
+    check_eq "tar: the file mode $NAMES has" "$(rpc_field /xdir2/xtree/d1/b.txt Mode)" 0600
     check_eq "tar: the mtime of a file" "$(stat -c %Y "$MNT/xdir2/xtree/d1/d2/c.bin" 2>&1)" \
         "$(stat -c %Y "$L/xlocal/xtree/d1/d2/c.bin")"
 else
@@ -241,23 +273,40 @@ check "chmod 600" chmod 600 "$MNT/modes"
 check_eq "stat -c %a shows 600" "$(stat -c %a "$MNT/modes" 2>&1)" 600
 check "touch -d @1000000" touch -d @1000000 "$MNT/modes"
 check_eq "stat -c %Y shows 1000000" "$(stat -c %Y "$MNT/modes" 2>&1)" 1000000
-check_eq "the node's files/stat has Mode 0600 and Mtime 1000000" \
+check_eq "$NAMES has Mode 0600 and Mtime 1000000" \
     "$(rpc_field /modes Mode) $(rpc_field /modes Mtime)" "0600 1000000"
 check "append to the chmod-ed, touched file" sh -c "echo more >>'$MNT/modes'"
 check_eq "after the append, the mode is still 600" "$(stat -c %a "$MNT/modes" 2>&1)" 600
-check_eq "after the append, the node's Mode is still 0600" "$(rpc_field /modes Mode)" 0600
+check_eq "after the append, the Mode in $NAMES is still 0600" "$(rpc_field /modes Mode)" 0600
 check_eq "chmod, touch and append keep the content" "$(cat "$MNT/modes" 2>&1)" "$(printf 'Test%s' more)"
 check "touch of a new name creates it" touch "$MNT/touched"
 check_eq "the touched name is empty" "$(stat -c %s "$MNT/touched" 2>&1)" 0
 
-# ---- visible through the RPC ------------------------------------------------------------------
+# ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
-LS=$(rpc files/ls "arg=/&long=true")
-RPC_NAMES=$(python3 -c 'import json,sys; print(" ".join(sorted(e["Name"] for e in json.load(sys.stdin)["Entries"] or [])))' <<<"$LS" 2>&1)
-check_eq "files/ls?arg=/&long=true lists the names" "$RPC_NAMES" \
+# ls_names JSON: the names of a files/ls answer, sorted, on one line
+ls_names() {
+    python3 -c 'import json,sys; print(" ".join(sorted(e["Name"] for e in json.load(sys.stdin)["Entries"] or [])))' <<<"$1" 2>&1
+}
+if backend_is_store; then
+    LS_WHAT="the store's root directory"
+else
+    LS_WHAT="files/ls?arg=/&long=true"
+fi
+LS=$(names_ls /)
+check_eq "$LS_WHAT lists the names" "$(ls_names "$LS")" \
     "a b big big-copy f modes rdir sym touched tree xdir xdir2"
 RPC_F=$(python3 -c 'import json,sys; print([e["Hash"] for e in json.load(sys.stdin)["Entries"] if e["Name"] == "f"][0])' <<<"$LS" 2>&1)
-check_eq "files/ls: the Hash of f" "$RPC_F" "$TEST_CID"
+check_eq "$LS_WHAT: the Hash of f" "$RPC_F" "$TEST_CID"
+if backend_is_store; then
+    # The root's own CID, from the store's file: MNT/<root CID> shows the same names.
+    ROOT_CID=$(cat "$STORE_DIR/root")
+    check_eq "MNT/<the CID in STORE/root> lists the same names" \
+        "$(cd "$MNT/$ROOT_CID" 2>&1 && LC_ALL=C ls -A | tr '\n' ' ')" \
+        "$(ls_names "$LS" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')"
+    check_eq "user.ipfs.cid of MNT/<root CID>/f is the store's CID for f" \
+        "$(cid_of "$MNT/$ROOT_CID/f")" "$RPC_F"
+fi
 
 # ---- CID rules --------------------------------------------------------------------------------
 
@@ -272,9 +321,16 @@ check_errno "open(O_CREAT|O_EXCL) of MNT/<a CID> fails with EEXIST (it exists, a
     create "$MNT/$TEST_CID"
 check_errno "mkdir MNT/<a CID> fails with EEXIST" EEXIST mkdir "$MNT/$TEST_CID"
 check_eq "no name that is a CID appeared in MFS" \
-    "$(rpc files/ls "arg=/" | grep -c "\"Name\":\"$TEST_CID\"")" 0
+    "$(ls_names "$(names_ls /)" | tr ' ' '\n' | grep -cxF "$TEST_CID")" 0
 check_errno "rename to MNT/<a CID> is EINVAL" EINVAL rename "$MNT/a" "$MNT/$TEST_CID"
-DIR_CID=$(add_dir "$X")
+if backend_is_store; then
+    # No node to add through: copy the tree in, take its CID, drop the name (the blocks stay).
+    cp -r "$X" "$MNT/dir-cid-src" && DIR_CID=$(cid_of "$MNT/dir-cid-src") &&
+        rm -r "$MNT/dir-cid-src"
+else
+    DIR_CID=$(add_dir "$X")
+fi
+check "a directory CID to write under (${DIR_CID:-none})" test -n "$DIR_CID"
 check_fails_with "writing under MNT/<cid>/ is EROFS" "Read-only file system" \
     sh -c "echo x >'$MNT/$DIR_CID/new-file'"
 check_fails_with "overwriting a file under MNT/<cid>/ is EROFS" "Read-only file system" \

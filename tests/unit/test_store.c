@@ -312,6 +312,55 @@ static void test_meta_symlink(void)
     node_destroy(n);
 }
 
+/* chmod to the default mode (0644 files, 0755 directories) stores no mode: the CID is that of
+ * the content without metadata, as js-ipfs gives it and as a fresh copy (cp, rsync) gets. */
+static void test_default_mode(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    const struct node_ops *o = n->ops;
+    struct cid t, raw, c;
+    struct node_stat st;
+    CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &t), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &t, "/f"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0644), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/f"), "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR");
+    CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0600), 0);
+    CHECK(strcmp(mfs_cid(n, "/f"), "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR") != 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0644), 0); /* back to the default: the mode goes */
+    CHECK_EQ_STR(mfs_cid(n, "/f"), "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR");
+    CHECK_EQ_INT(o->mfs_stat(n, "/f", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0);
+    /* The mtime stays when the mode goes. */
+    CHECK_EQ_INT(o->mfs_touch(n, "/f", 1000000), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0600), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0644), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/f", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0);
+    CHECK(st.has_mtime);
+    CHECK_EQ_INT(st.mtime, 1000000);
+    /* A raw leaf stays a raw leaf. */
+    CHECK_EQ_INT(add_mem(n, "Test", 4, 1, &raw), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &raw, "/r"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/r", 0644), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/r"), "bafkreictf2vl3flurag365vzxdgabazmectoyej5narjsvinpjxa6nc6eu");
+    /* Directories: 0755 is their default. */
+    CHECK_EQ_INT(o->mfs_mkdir(n, "/d"), 0);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/d", 0755), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/d"), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    CHECK_EQ_INT(o->mfs_chmod(n, "/d", 0700), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/d", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0700);
+    CHECK_EQ_INT(o->mfs_chmod(n, "/d", 0755), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/d"), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    /* 0644 is not a directory's default: stored. */
+    CHECK_EQ_INT(o->mfs_chmod(n, "/d", 0644), 0);
+    CHECK_EQ_INT(o->mfs_stat(n, "/d", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0644);
+    node_destroy(n);
+}
+
 static void prng(uint8_t *buf, size_t n, uint64_t seed)
 {
     uint64_t x = seed;
@@ -722,7 +771,6 @@ static void test_hamt_threshold(void)
     struct cid c;
     CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &c), 0);
     CHECK_EQ_INT(st.mode, 0700);
-    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/s", 0755), 0);
     /* Moving entries out, one by one, down to /t's 20: the same plain directory as /t. */
     for (int i = N - 1; i >= 20; i--) {
         char p[64], q[64];
@@ -732,8 +780,8 @@ static void test_hamt_threshold(void)
     }
     CHECK_EQ_INT(dir_type(n, bs, "/s"), UNIXFS_DIRECTORY);
     CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &c), 0);
-    CHECK_EQ_INT(st.mode, 0755); /* the mode went through the HAMT and back */
-    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/t", 0755), 0);
+    CHECK_EQ_INT(st.mode, 0700); /* the mode went through the HAMT and back */
+    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/t", 0700), 0);
     CHECK_EQ_STR(mfs_cid(n, "/s"), mfs_cid(n, "/t"));
     blockstore_close(bs);
     node_destroy(n);
@@ -795,6 +843,7 @@ int main(void)
     test_names_errors();
     test_meta_symlink();
     test_store_lock();
+    test_default_mode();
     test_read_ranges();
     test_corruption();
     test_crash_leftovers();

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# read-store.sh - read.sh against the embedded block store (--store=DIR) instead of the node's RPC
+# API: the same checks, run by automake as a test of its own. See read.sh.
+#
+# Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
+#   IPFSFS_BIN=build/src/ipfsfs tests/integration/read-store.sh
+IPFSFS_BACKEND=store exec bash "$(dirname "${BASH_SOURCE[0]}")/read.sh" "$@"
