@@ -6,6 +6,7 @@
 #include "log.h"
 #include "sha256.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,14 +20,50 @@
 
 #define NSHARDS (32 * 32)
 #define KEY_MAX ((CID_MAX_MH * 8 + 4) / 5 + 1)
+#define REL_MAX (KEY_MAX + 16) /* "XY/KEY.data" or "XY/.tmp-PID-N", relative to dirfd */
+#define NBUCKETS 512
+/* Written, not yet fsync'd blocks (each with its open temp file) before a put makes the older
+ * ones durable; that flush leaves the newest BATCH_KEEP in flight, their writeback just started. */
+#define BATCH_MAX 64
+#define BATCH_KEEP 16
+
+/* A block whose temp file is written but not yet renamed to its final name. */
+enum pend_state {
+    PEND_WRITTEN, /* complete temp file, fd open, waiting for a flush */
+    PEND_TAKEN,   /* a flush is fsyncing and renaming it */
+    PEND_SYNCED,  /* durable under the temp name; the rename failed and is retried */
+    PEND_FAILED,  /* fdatasync failed: the bytes are lost (temp removed) until put again */
+};
+
+struct pend {
+    struct pend *hnext;       /* hash chain */
+    struct pend *prev, *next; /* every entry, oldest first */
+    uint64_t seq;             /* order of the puts */
+    enum pend_state state;
+    int fd;  /* PEND_WRITTEN, PEND_TAKEN: the temp file */
+    int err; /* PEND_SYNCED, PEND_FAILED: why */
+    int shard;
+    char tmp[REL_MAX];
+    char final[REL_MAX];
+};
 
 struct blockstore {
     char *dir; /* DIR/blocks */
-    int dirfd; /* DIR/blocks, for fsync after creating a shard directory */
-    /* lock guards dirty[] and top_dirty: directories to fsync in the next blockstore_sync. */
+    int dirfd; /* DIR/blocks: every block path is relative to it */
+    long pid;  /* for temp names (unique anyway: created with O_EXCL) */
+    /* lock guards dirty[], top_dirty, shard_ok[] and the pending blocks (buckets, head, tail,
+     * nwritten, put_seq, and the entries' fields; a PEND_TAKEN entry's fd belongs to the flush). */
     pthread_mutex_t lock;
-    bool dirty[NSHARDS];
+    bool dirty[NSHARDS]; /* directories to fsync in the next blockstore_sync */
     bool top_dirty;
+    bool shard_ok[NSHARDS]; /* shard directory known to exist */
+    struct pend *buckets[NBUCKETS];
+    struct pend *head, *tail;
+    size_t nwritten; /* entries in PEND_WRITTEN */
+    uint64_t put_seq;
+    /* flush_lock serializes flushes and syncs (taken before lock, never while holding it), so
+     * a sync returns only when every flush before it, by any thread, has finished. */
+    pthread_mutex_t flush_lock;
     atomic_uint_fast64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
     atomic_uint tmp_counter;
 };
@@ -103,15 +140,75 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-static int fsync_path(const char *path)
+/* "XY/KEY.data", relative to dirfd. */
+static void final_name(const struct loc *l, char *buf)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
+    snprintf(buf, REL_MAX, "%s/%s.data", l->shard, l->key);
 }
+
+static unsigned bucket_of(const char *final)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = final; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h % NBUCKETS;
+}
+
+/* The pending entry for final, or NULL. Call with lock held. */
+static struct pend *pend_find(struct blockstore *bs, const char *final)
+{
+    for (struct pend *e = bs->buckets[bucket_of(final)]; e; e = e->hnext)
+        if (strcmp(e->final, final) == 0)
+            return e;
+    return NULL;
+}
+
+static void pend_insert(struct blockstore *bs, struct pend *e)
+{
+    unsigned b = bucket_of(e->final);
+    e->hnext = bs->buckets[b];
+    bs->buckets[b] = e;
+    e->prev = bs->tail;
+    e->next = NULL;
+    if (bs->tail)
+        bs->tail->next = e;
+    else
+        bs->head = e;
+    bs->tail = e;
+    e->seq = ++bs->put_seq;
+}
+
+/* Unlink e from the table (the caller frees it). Call with lock held. */
+static void pend_remove(struct blockstore *bs, struct pend *e)
+{
+    struct pend **pp = &bs->buckets[bucket_of(e->final)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        bs->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        bs->tail = e->prev;
+}
+
+/* Copy the temp name of a readable pending block for final into tmp. Returns whether there is
+ * one (written completely: in the store, though not yet durable). */
+static bool pend_tmp(struct blockstore *bs, const char *final, char *tmp)
+{
+    pthread_mutex_lock(&bs->lock);
+    struct pend *e = pend_find(bs, final);
+    bool ok = e && e->state != PEND_FAILED;
+    if (ok)
+        memcpy(tmp, e->tmp, REL_MAX);
+    pthread_mutex_unlock(&bs->lock);
+    return ok;
+}
+
+static int flush_locked(struct blockstore *bs, uint64_t upto);
 
 int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t errlen)
 {
@@ -120,7 +217,9 @@ int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t 
     if (!bs)
         goto fail;
     bs->dirfd = -1;
+    bs->pid = (long)getpid();
     pthread_mutex_init(&bs->lock, NULL);
+    pthread_mutex_init(&bs->flush_lock, NULL);
     size_t n = strlen(dir) + sizeof "/blocks";
     bs->dir = malloc(n);
     if (!bs->dir)
@@ -154,34 +253,75 @@ fail:
     return rc;
 }
 
+/* Remove the temp files in one shard directory; returns how many went. */
+static unsigned clean_shard(int dfd)
+{
+    unsigned n = 0;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    for (struct dirent *e; (e = readdir(d));)
+        if (strncmp(e->d_name, ".tmp-", 5) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+int blockstore_clean_tmp(struct blockstore *bs)
+{
+    int fd = openat(bs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *top = fdopendir(fd);
+    if (!top) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    unsigned n = 0;
+    for (struct dirent *e; (e = readdir(top));) {
+        if (strlen(e->d_name) != 2 || e->d_name[0] == '.')
+            continue; /* shard directories are named by two base32 characters */
+        int sfd = openat(bs->dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (sfd >= 0)
+            n += clean_shard(sfd);
+    }
+    closedir(top);
+    if (n)
+        log_info("%s: removed %u unfinished block files left by an earlier process", bs->dir, n);
+    return (int)n;
+}
+
 void blockstore_close(struct blockstore *bs)
 {
     if (!bs)
         return;
+    if (bs->dirfd >= 0 && blockstore_sync(bs) < 0)
+        log_err("%s: some blocks written last could not be made durable", bs->dir);
+    for (struct pend *e = bs->head, *next; e; e = next) {
+        next = e->next;
+        if (e->fd >= 0)
+            close(e->fd);
+        free(e);
+    }
     if (bs->dirfd >= 0)
         close(bs->dirfd);
+    pthread_mutex_destroy(&bs->flush_lock);
     pthread_mutex_destroy(&bs->lock);
     free(bs->dir);
     free(bs);
 }
 
-static void mark_dirty(struct blockstore *bs, int shard, bool top)
-{
-    pthread_mutex_lock(&bs->lock);
-    bs->dirty[shard] = true;
-    if (top)
-        bs->top_dirty = true;
-    pthread_mutex_unlock(&bs->lock);
-}
-
 static int read_all(int fd, uint8_t *p, size_t n);
 
-/* Whether path already holds exactly these bytes. Compared, not trusted: a block damaged on
- * disk (or torn by a crash) is rewritten by the next put of the same content. */
-static bool same_content(const char *path, const uint8_t *data, size_t len)
+/* Whether the block file final already holds exactly these bytes. Compared, not trusted: a
+ * block damaged on disk is rewritten by the next put of the same content. */
+static bool same_content(struct blockstore *bs, const char *final, const uint8_t *data, size_t len)
 {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
     bool same = false;
@@ -189,13 +329,57 @@ static bool same_content(const char *path, const uint8_t *data, size_t len)
     if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == len && (buf = malloc(len ? len : 1)) &&
         read_all(fd, buf, len) == 0)
         same = memcmp(buf, data, len) == 0;
-    if (buf && !same)
-        log_warn("block file %s was damaged: rewriting it", path);
+    if (!same)
+        log_warn("block file %s/%s was damaged: rewriting it", bs->dir, final);
     free(buf);
     close(fd);
     return same;
 }
 
+/* Make sure l's shard directory exists (mkdirat once per shard, not once per block). */
+static int ensure_shard(struct blockstore *bs, const struct loc *l, bool recheck)
+{
+    pthread_mutex_lock(&bs->lock);
+    bool ok = bs->shard_ok[l->shard_idx] && !recheck;
+    pthread_mutex_unlock(&bs->lock);
+    if (ok)
+        return 0;
+    bool created = mkdirat(bs->dirfd, l->shard, 0755) == 0;
+    if (!created && errno != EEXIST)
+        return -errno;
+    pthread_mutex_lock(&bs->lock);
+    bs->shard_ok[l->shard_idx] = true;
+    if (created)
+        bs->top_dirty = true; /* DIR/blocks gained an entry */
+    pthread_mutex_unlock(&bs->lock);
+    return 0;
+}
+
+/* Create a new temp file in l's shard: read-only from the start (the fd is still writable). */
+static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp)
+{
+    bool recheck = false;
+    for (int tries = 0; tries < 100; tries++) {
+        int rc = ensure_shard(bs, l, recheck);
+        if (rc < 0)
+            return rc;
+        snprintf(tmp, REL_MAX, "%s/.tmp-%ld-%u", l->shard, bs->pid,
+                 atomic_fetch_add(&bs->tmp_counter, 1));
+        int fd = openat(bs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        if (fd >= 0)
+            return fd;
+        if (errno == ENOENT && !recheck)
+            recheck = true; /* the shard directory went away: make it again */
+        else if (errno != EEXIST)
+            return -errno; /* EEXIST: a leftover of an earlier process with our pid */
+    }
+    return -EEXIST;
+}
+
+/* Puts write each block to a temp file and start its writeback, without waiting: a flush later
+ * fsyncs a whole batch of them, then renames each to its final name, so a block file under its
+ * final name is always complete and durable, and the disk works while the importer hashes. A
+ * pending block is found by get and has like a stored one. */
 int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *data, size_t len)
 {
     if (c->mh_code == MH_IDENTITY)
@@ -203,80 +387,191 @@ int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *da
     if (c->mh_code != MH_SHA2_256 || len > BLOCKSTORE_MAX_BLOCK)
         return -EINVAL;
     struct loc l;
-    char final[PATH_MAX], tmp[PATH_MAX], sdir[PATH_MAX];
-    int rc = locate(c, &l), fd = -1;
+    char final[REL_MAX], tmp[REL_MAX];
+    int rc = locate(c, &l);
     if (rc < 0)
         return rc;
-    if ((size_t)snprintf(sdir, sizeof sdir, "%s/%s", bs->dir, l.shard) >= sizeof sdir ||
-        (size_t)snprintf(final, sizeof final, "%s/%s.data", sdir, l.key) >= sizeof final)
-        return -ENAMETOOLONG;
-    if (same_content(final, data, len)) {
+    final_name(&l, final);
+    if (pend_tmp(bs, final, tmp) || same_content(bs, final, data, len)) {
         atomic_fetch_add(&bs->dedup, 1);
         return 0;
     }
-    bool created = false;
-    if (mkdirat(bs->dirfd, l.shard, 0755) == 0)
-        created = true;
-    else if (errno != EEXIST)
-        return -errno;
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s/.tmp-%ld-%u-XXXXXX", sdir, (long)getpid(),
-                         atomic_fetch_add(&bs->tmp_counter, 1)) >= sizeof tmp)
-        return -ENAMETOOLONG;
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    rc = write_all(fd, data, len);
-    if (rc == 0 && fchmod(fd, 0444) < 0)
-        rc = -errno;
-    /* The bytes must be on disk before the name points at them. */
-    if (rc == 0 && fdatasync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, final) < 0)
-        rc = -errno;
-    if (rc < 0) {
-        unlink(tmp);
-        char cs[CID_STR_MAX];
-        cid_format(c, cs, sizeof cs);
-        log_err("cannot store block %s in %s: %s", cs, sdir, strerror(-rc));
-        return rc;
+    struct pend *e = malloc(sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    int fd = create_tmp(bs, &l, tmp);
+    if (fd < 0) {
+        rc = fd;
+        goto fail;
     }
-    mark_dirty(bs, l.shard_idx, created);
+    rc = write_all(fd, data, len);
+    if (rc < 0)
+        goto fail;
+    /* Start the writeback now (best effort); the flush's fdatasync is what makes it durable. */
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    *e = (struct pend){.state = PEND_WRITTEN, .fd = fd, .shard = l.shard_idx};
+    memcpy(e->tmp, tmp, REL_MAX);
+    memcpy(e->final, final, REL_MAX);
+    pthread_mutex_lock(&bs->lock);
+    struct pend *old = pend_find(bs, final);
+    if (old && old->state != PEND_FAILED) {
+        /* Another thread put the same block meanwhile: keep that one. */
+        pthread_mutex_unlock(&bs->lock);
+        close(fd);
+        unlinkat(bs->dirfd, tmp, 0);
+        free(e);
+        atomic_fetch_add(&bs->dedup, 1);
+        return 0;
+    }
+    if (old) {
+        pend_remove(bs, old); /* lost by a failed fdatasync: written again now */
+        free(old);
+    }
+    pend_insert(bs, e);
+    bool flush = ++bs->nwritten >= BATCH_MAX;
+    uint64_t upto = bs->put_seq - BATCH_KEEP;
+    pthread_mutex_unlock(&bs->lock);
     atomic_fetch_add(&bs->puts, 1);
     atomic_fetch_add(&bs->put_bytes, len);
+    if (flush) {
+        /* Its errors stay with the blocks, for the blockstore_sync that covers them. */
+        pthread_mutex_lock(&bs->flush_lock);
+        flush_locked(bs, upto);
+        pthread_mutex_unlock(&bs->flush_lock);
+    }
     return 0;
+fail:
+    if (fd >= 0) {
+        close(fd);
+        unlinkat(bs->dirfd, tmp, 0);
+    }
+    free(e);
+    char cs[CID_STR_MAX];
+    cid_format(c, cs, sizeof cs);
+    log_err("cannot store block %s in %s/%s: %s", cs, bs->dir, l.shard, strerror(-rc));
+    return rc;
+}
+
+/* Make the pending blocks put up to seq upto durable under their final names: fdatasync every
+ * temp file first, then rename each, so no final name ever holds bytes that are not on disk.
+ * Their directories are left for blockstore_sync to fsync. Call with flush_lock held. Returns 0
+ * or the first error (the failed blocks keep it: see enum pend_state). */
+static int flush_locked(struct blockstore *bs, uint64_t upto)
+{
+    struct item {
+        struct pend *e;
+        int err;
+        bool synced; /* the fdatasync worked (or had already) */
+    } *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    pthread_mutex_lock(&bs->lock);
+    for (struct pend *e = bs->head; e && e->seq <= upto; e = e->next)
+        if (e->state == PEND_WRITTEN || e->state == PEND_SYNCED)
+            cap++;
+    v = cap ? calloc(cap, sizeof *v) : NULL;
+    for (struct pend *e = bs->head; v && e && n < cap; e = e->next) {
+        if (e->state == PEND_WRITTEN) {
+            e->state = PEND_TAKEN;
+            bs->nwritten--;
+            v[n++].e = e;
+        } else if (e->state == PEND_SYNCED) {
+            v[n].synced = true;
+            v[n++].e = e;
+        }
+    }
+    pthread_mutex_unlock(&bs->lock);
+    if (cap && !v)
+        return -ENOMEM;
+    /* The entries taken here stay ours: puts only add entries or remove failed ones, and
+     * flush_lock keeps other flushes out. Until the end they are only read (their fd is ours). */
+    for (size_t i = 0; i < n; i++) {
+        struct pend *e = v[i].e;
+        if (v[i].synced)
+            continue; /* durable already, only the rename is left */
+        v[i].err = fdatasync(e->fd) < 0 ? -errno : 0;
+        v[i].synced = v[i].err == 0;
+        if (v[i].err < 0) {
+            /* Retrying fdatasync after a failed writeback may claim success for lost bytes. */
+            log_err("fdatasync %s/%s: %s: the block is lost", bs->dir, e->tmp, strerror(-v[i].err));
+            unlinkat(bs->dirfd, e->tmp, 0);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (v[i].synced && renameat(bs->dirfd, v[i].e->tmp, bs->dirfd, v[i].e->final) < 0) {
+            v[i].err = -errno;
+            log_err("rename %s/%s: %s", bs->dir, v[i].e->tmp, strerror(errno));
+        }
+    pthread_mutex_lock(&bs->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct pend *e = v[i].e;
+        if (e->fd >= 0)
+            close(e->fd);
+        e->fd = -1;
+        if (v[i].err < 0) {
+            rc = rc ? rc : v[i].err;
+            e->err = v[i].err;
+            e->state = v[i].synced ? PEND_SYNCED : PEND_FAILED;
+            continue;
+        }
+        bs->dirty[e->shard] = true; /* gained the final name */
+        pend_remove(bs, e);
+        free(e);
+    }
+    pthread_mutex_unlock(&bs->lock);
+    free(v);
+    return rc;
+}
+
+static int fsync_at(int dirfd, const char *path)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 int blockstore_sync(struct blockstore *bs)
 {
     bool dirty[NSHARDS], top;
+    pthread_mutex_lock(&bs->flush_lock);
     pthread_mutex_lock(&bs->lock);
+    uint64_t upto = bs->put_seq;
+    pthread_mutex_unlock(&bs->lock);
+    int rc = flush_locked(bs, upto);
+    pthread_mutex_lock(&bs->lock);
+    /* A block lost by an earlier flush fails every sync until it is put again. */
+    for (struct pend *e = bs->head; e && rc == 0; e = e->next)
+        if (e->state == PEND_FAILED || e->state == PEND_SYNCED)
+            rc = e->err;
     memcpy(dirty, bs->dirty, sizeof dirty);
     memset(bs->dirty, 0, sizeof bs->dirty);
     top = bs->top_dirty;
     bs->top_dirty = false;
     pthread_mutex_unlock(&bs->lock);
-    int rc = 0;
     for (int i = 0; i < NSHARDS; i++) {
         if (!dirty[i])
             continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%c%c", bs->dir, b32[i / 32], b32[i % 32]);
-        int r = fsync_path(p);
+        char p[3] = {b32[i / 32], b32[i % 32], '\0'};
+        int r = fsync_at(bs->dirfd, p);
         if (r < 0) {
-            log_err("fsync %s: %s", p, strerror(-r));
-            mark_dirty(bs, i, false);
-            rc = r;
+            log_err("fsync %s/%s: %s", bs->dir, p, strerror(-r));
+            pthread_mutex_lock(&bs->lock);
+            bs->dirty[i] = true;
+            pthread_mutex_unlock(&bs->lock);
+            rc = rc ? rc : r;
         }
     }
     if (top && fsync(bs->dirfd) < 0) {
-        rc = -errno;
+        rc = rc ? rc : -errno;
         log_err("fsync %s: %s", bs->dir, strerror(errno));
         pthread_mutex_lock(&bs->lock);
         bs->top_dirty = true;
         pthread_mutex_unlock(&bs->lock);
     }
+    pthread_mutex_unlock(&bs->flush_lock);
     return rc;
 }
 
@@ -284,8 +579,12 @@ bool blockstore_has(struct blockstore *bs, const struct cid *c)
 {
     if (c->mh_code == MH_IDENTITY)
         return true;
-    char p[PATH_MAX];
-    return blockstore_path(bs, c, p, sizeof p) == 0 && access(p, F_OK) == 0;
+    struct loc l;
+    char final[REL_MAX], tmp[REL_MAX];
+    if (locate(c, &l) < 0)
+        return false;
+    final_name(&l, final);
+    return faccessat(bs->dirfd, final, F_OK, 0) == 0 || pend_tmp(bs, final, tmp);
 }
 
 /* The digest part of c's multihash. */
@@ -318,6 +617,25 @@ static int read_all(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
+/* Open c's block file, or its pending temp file. Returns the fd or -1 with errno set. */
+static int open_block(struct blockstore *bs, const struct cid *c)
+{
+    struct loc l;
+    char final[REL_MAX], tmp[REL_MAX];
+    if (locate(c, &l) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    final_name(&l, final);
+    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT || !pend_tmp(bs, final, tmp))
+        return fd;
+    fd = openat(bs->dirfd, tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) /* renamed meanwhile */
+        fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
 int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, size_t *len)
 {
     const uint8_t *dg;
@@ -346,7 +664,7 @@ int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, s
     }
     if ((rc = blockstore_path(bs, c, p, sizeof p)) < 0)
         return rc;
-    fd = open(p, O_RDONLY | O_CLOEXEC);
+    fd = open_block(bs, c);
     if (fd < 0) {
         rc = errno == ENOENT ? -ENOENT : -EIO;
         if (rc == -EIO)

@@ -5,10 +5,13 @@
  *   DIR/blocks/XY/KEY.data     one block; KEY = base32 (RFC 4648, upper case, no padding) of the
  *                              block's multihash, XY = the two characters before KEY's last one.
  * Blocks are keyed by multihash, not by CID: a raw and a dag-pb CID over the same bytes share one
- * file, as in Kubo. Writes go to a temporary file ".tmp-*" in the shard directory, are fsync'd and
- * renamed over the final name; blockstore_sync() then fsyncs the directories that changed. A
- * leftover temporary file (after a crash) is never read. Identity multihashes are not stored:
- * their bytes are the digest. Thread-safe: any number of concurrent puts and gets.
+ * file, as in Kubo. A put writes a temporary file ".tmp-*" in the shard directory and starts its
+ * writeback; batches of them are then fdatasync'd, and only then renamed to their final names
+ * (by a later put, every few dozen blocks, or by blockstore_sync(), which also fsyncs the
+ * directories that changed). So a final name only ever holds complete, durable bytes, the disk
+ * writes while the importer hashes, and a pending block is already readable (from its temporary
+ * file). A leftover temporary file (after a crash) is never read. Identity multihashes are not
+ * stored: their bytes are the digest. Thread-safe: any number of concurrent puts and gets.
  */
 #ifndef IPFSFS_BLOCKSTORE_H
 #define IPFSFS_BLOCKSTORE_H
@@ -30,10 +33,15 @@ struct blockstore_stats {
 
 /* Open (creating DIR/blocks if needed). Returns 0 or -errno with a message in err. */
 int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t errlen);
-void blockstore_close(struct blockstore *bs);
+void blockstore_close(struct blockstore *bs); /* syncs first */
+/* Remove the temp files an earlier process left in the shard directories (a crash, kill -9).
+ * Only while no other process uses the store: node_store holds DIR/lock when it calls this.
+ * Returns how many were removed, or -errno. */
+int blockstore_clean_tmp(struct blockstore *bs);
 
 /* Store data under c, which the caller computed from data (block_cid). A block already
- * present is not written again. Returns 0 or -errno (-EINVAL: hash we cannot store). */
+ * present (or pending) is not written again. The block is readable at once but durable only
+ * after blockstore_sync. Returns 0 or -errno (-EINVAL: hash we cannot store). */
 int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *data, size_t len);
 
 /* Read the block for c into a malloc'd buffer, verified against c's hash.
@@ -44,7 +52,10 @@ int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, s
 /* Whether the block for c is present (not verified). */
 bool blockstore_has(struct blockstore *bs, const struct cid *c);
 
-/* Make every put so far durable (fsync the shard directories that gained entries). */
+/* Make every put so far, by any thread, durable under its final name: fdatasync the pending
+ * temporary files, rename them, fsync the shard directories that gained entries. Returns 0 or
+ * -errno; a block whose fdatasync failed is lost, and every sync fails (-EIO) until it is put
+ * again. */
 int blockstore_sync(struct blockstore *bs);
 
 /* The path of c's block file (for tests and tools). Returns 0 or -ENOSPC/-EINVAL. */

@@ -39,6 +39,8 @@ struct importer {
     struct level *lv; /* MAX_LEVELS of them */
     int top;          /* highest level in use */
     struct bytebuf enc, data;
+    uint8_t *leaf;   /* a leaf block being made: header, chunk bytes read in place, trailer */
+    size_t leaf_cap; /* bytes at leaf */
     struct pb_link_out links[IMPORT_MAX_LINKS];
     uint8_t hashes[IMPORT_MAX_LINKS][CID_BIN_MAX];
     uint64_t sizes[IMPORT_MAX_LINKS];
@@ -66,15 +68,81 @@ int import_opts_from(const struct node_add_opts *o, struct import_opts *out)
     return 0;
 }
 
-static int emit(struct importer *im, unsigned version, uint64_t codec, struct pending *p)
+static int emit_block(struct importer *im, unsigned version, uint64_t codec, const uint8_t *b,
+                      size_t len, struct pending *p)
 {
-    int rc = block_cid(version, codec, im->enc.p, im->enc.len, &p->cid);
+    int rc = block_cid(version, codec, b, len, &p->cid);
     if (rc == 0 && im->put)
-        rc = im->put(im->ud, &p->cid, im->enc.p, im->enc.len);
+        rc = im->put(im->ud, &p->cid, b, len);
     return rc;
 }
 
-/* A leaf for len bytes at buf. */
+static int emit(struct importer *im, unsigned version, uint64_t codec, struct pending *p)
+{
+    return emit_block(im, version, codec, im->enc.p, im->enc.len, p);
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Room before a leaf's file bytes: PBNode Data key and length, UnixFS Type, Data key and length.
+ * Two 10-byte varints and four single bytes at most. */
+#define LEAF_HEAD_MAX 24
+#define LEAF_TAIL_MAX 11 /* UnixFS filesize key and varint */
+
+/* The bytes of a dag-pb leaf of n > 0 file bytes around those bytes, exactly as unixfs_encode
+ * and dagpb_encode write PBNode{Data: UnixFS{Type=File, Data=bytes, filesize=n}} (no links):
+ * 0a len(u) | u = 08 02 12 len(n) <n bytes> 18 n. The header goes at head (returns its length),
+ * the trailer at tail (*tail_len). */
+static size_t leaf_frame(size_t n, uint8_t *head, uint8_t *tail, size_t *tail_len)
+{
+    uint64_t ulen = 2 + 1 + varint_len(n) + n + 1 + varint_len(n);
+    size_t o = 0;
+    head[o++] = 0x0a; /* PBNode.Data, length-delimited */
+    o += varint_encode(ulen, head + o);
+    head[o++] = 0x08; /* UnixFS.Type = File */
+    head[o++] = (uint8_t)UNIXFS_FILE;
+    head[o++] = 0x12; /* UnixFS.Data, length-delimited */
+    o += varint_encode(n, head + o);
+    tail[0] = 0x18; /* UnixFS.filesize */
+    *tail_len = 1 + varint_encode(n, tail + 1);
+    return o;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off);
+
+/* A leaf for the len > 0 bytes of fd at off, read straight into the block being made (no copy
+ * between reading, hashing and storing it). */
+static int read_leaf(struct importer *im, int fd, uint64_t off, size_t len, struct pending *p)
+{
+    uint8_t head[LEAF_HEAD_MAX], tail[LEAF_TAIL_MAX];
+    size_t hl = 0, tl = 0;
+    if (!im->o->raw_leaves)
+        hl = leaf_frame(len, head, tail, &tl);
+    /* Leave exactly hl bytes before the data, at the front of the buffer. */
+    uint8_t *b = im->leaf + (LEAF_HEAD_MAX - hl);
+    int rc = read_full(fd, b + hl, len, off);
+    if (rc < 0)
+        return rc;
+    p->filesize = len;
+    if (im->o->raw_leaves) {
+        p->tsize = len;
+        return emit_block(im, 1, CID_CODEC_RAW, b, len, p);
+    }
+    memcpy(b, head, hl);
+    memcpy(b + hl + len, tail, tl);
+    p->tsize = hl + len + tl;
+    return emit_block(im, im->o->cid_version, CID_CODEC_DAG_PB, b, hl + len + tl, p);
+}
+
+/* A leaf for len bytes at buf (the generic encoder: the empty file's leaf). */
 static int make_leaf(struct importer *im, const uint8_t *buf, size_t len, struct pending *p)
 {
     im->enc.len = 0;
@@ -202,7 +270,6 @@ int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn 
               struct cid *out, uint64_t *tsize)
 {
     struct importer *im = calloc(1, sizeof *im);
-    uint8_t *chunk = NULL;
     int rc = -ENOMEM;
     if (!im)
         return rc;
@@ -211,8 +278,10 @@ int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn 
     im->ud = ud;
     im->lv = calloc(MAX_LEVELS, sizeof *im->lv);
     size_t csize = o->chunk_size ? o->chunk_size : IMPORT_DEFAULT_CHUNK;
-    chunk = malloc(csize);
-    if (!im->lv || !chunk)
+    uint64_t first = size < csize ? size : csize; /* no bigger buffer than the file needs */
+    im->leaf_cap = LEAF_HEAD_MAX + (size_t)first + LEAF_TAIL_MAX;
+    im->leaf = malloc(im->leaf_cap);
+    if (!im->lv || !im->leaf)
         goto out;
     struct pending p;
     if (size == 0) {
@@ -223,9 +292,7 @@ int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn 
     }
     for (uint64_t off = 0; off < size; off += csize) {
         size_t n = size - off < csize ? (size_t)(size - off) : csize;
-        rc = read_full(fd, chunk, n, off);
-        if (rc == 0)
-            rc = make_leaf(im, chunk, n, &p);
+        rc = read_leaf(im, fd, off, n, &p);
         if (rc == 0)
             rc = push(im, 0, &p);
         if (rc < 0)
@@ -242,8 +309,8 @@ out:
         bytebuf_free(&im->enc);
         bytebuf_free(&im->data);
         free(im->lv);
+        free(im->leaf);
     }
     free(im);
-    free(chunk);
     return rc;
 }

@@ -1372,6 +1372,9 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     rc = blockstore_open(ns->dir, &ns->bs, err, errlen);
     if (rc < 0)
         goto fail;
+    /* We hold the lock: temp files in the store are leftovers of a process that died. */
+    if (blockstore_clean_tmp(ns->bs) < 0)
+        log_warn("%s: cannot look for unfinished block files", ns->dir);
     rc = open_root(ns, err, errlen);
     if (rc < 0)
         goto fail;

@@ -6,17 +6,20 @@
  */
 #include "config.h"
 
+#include "blockstore.h"
 #include "dagpb.h"
 #include "importer.h"
 #include "unit.h"
 #include "unixfs_enc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* xorshift64*, 8 output bytes (little-endian) per step: deterministic, independent of libc.
@@ -255,6 +258,158 @@ static void test_opts(void)
     CHECK(!o.raw_leaves);
 }
 
+/* Keeps the first leaf block the importer emits. */
+struct first_leaf {
+    uint8_t *data;
+    size_t len;
+    struct cid cid;
+};
+
+static int keep_first(void *ud, const struct cid *c, const uint8_t *data, size_t len)
+{
+    struct first_leaf *f = ud;
+    if (f->data)
+        return 0;
+    f->data = malloc(len);
+    if (!f->data)
+        return -ENOMEM;
+    memcpy(f->data, data, len);
+    f->len = len;
+    f->cid = *c;
+    return 0;
+}
+
+/* Leaves are framed around bytes read in place: the same bytes as the generic encoder writes,
+ * at every varint length boundary of the chunk size (1..2096896). */
+static void test_leaf_frame(void)
+{
+    static const size_t sizes[] = {1, 2, 127, 128, 129, 16383, 16384, 16385, 262144, 2096896};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        int fd = make_file(n + 7, 11); /* one more (short) chunk after the first */
+        CHECK(fd >= 0);
+        uint8_t *buf = malloc(n);
+        CHECK_EQ_INT(pread(fd, buf, n, 0), (ssize_t)n);
+        for (int raw = 0; raw <= 1; raw++) {
+            struct import_opts o = {
+                .cid_version = (unsigned)raw, .raw_leaves = raw, .chunk_size = n};
+            struct first_leaf f = {0};
+            struct cid root;
+            CHECK_EQ_INT(import_fd(fd, n + 7, &o, keep_first, &f, &root, NULL), 0);
+            struct bytebuf d = {0}, b = {0};
+            if (raw) {
+                CHECK_EQ_INT(bytebuf_put(&b, buf, n), 0);
+            } else {
+                struct unixfs_fields uf = {.type = UNIXFS_FILE,
+                                           .data = buf,
+                                           .data_len = n,
+                                           .has_data = true,
+                                           .filesize = n,
+                                           .has_filesize = true};
+                CHECK_EQ_INT(unixfs_encode(&uf, &d), 0);
+                CHECK_EQ_INT(dagpb_encode(NULL, 0, d.p, d.len, true, &b), 0);
+            }
+            struct cid want;
+            CHECK_EQ_INT(
+                block_cid((unsigned)raw, raw ? CID_CODEC_RAW : CID_CODEC_DAG_PB, b.p, b.len, &want),
+                0);
+            CHECK_EQ_INT(f.len, b.len);
+            CHECK(f.data && f.len == b.len && memcmp(f.data, b.p, b.len) == 0);
+            CHECK(cid_equal(&f.cid, &want));
+            if (f.len != b.len)
+                fprintf(stderr, "leaf of %zu bytes (raw %d): %zu bytes, want %zu\n", n, raw, f.len,
+                        b.len);
+            free(f.data);
+            bytebuf_free(&d);
+            bytebuf_free(&b);
+        }
+        free(buf);
+        close(fd);
+    }
+}
+
+static size_t count_tmp(const char *dir)
+{
+    size_t n = 0;
+    DIR *top = opendir(dir);
+    struct dirent *de;
+    while (top && (de = readdir(top))) {
+        if (de->d_name[0] == '.' || strlen(de->d_name) != 2)
+            continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        DIR *sd = opendir(p);
+        struct dirent *e;
+        while (sd && (e = readdir(sd)))
+            n += strncmp(e->d_name, ".tmp-", 5) == 0;
+        if (sd)
+            closedir(sd);
+    }
+    if (top)
+        closedir(top);
+    return n;
+}
+
+/* Puts are batched: a block is readable (and verified) at once, under its final name only once
+ * it is durable, and every one of them is there after blockstore_sync. */
+static void test_blockstore_batch(void)
+{
+    char dir[] = "/tmp/ipfsfs-test-bs-XXXXXX", blocks[64], err[128], p[512];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(blocks, sizeof blocks, "%s/blocks", dir);
+    struct blockstore *bs, *other;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { N = 200 };
+    static struct cid cids[N];
+    uint8_t data[1000];
+    for (int i = 0; i < N; i++) {
+        uint64_t st = (uint64_t)i + 1;
+        prng_fill(data, sizeof data, &st);
+        CHECK_EQ_INT(block_cid(1, CID_CODEC_RAW, data, sizeof data, &cids[i]), 0);
+        CHECK_EQ_INT(blockstore_put(bs, &cids[i], data, sizeof data), 0);
+        CHECK_EQ_INT(blockstore_put(bs, &cids[i], data, sizeof data), 0); /* dedup */
+        CHECK(blockstore_has(bs, &cids[i]));
+        uint8_t *got;
+        size_t len;
+        CHECK_EQ_INT(blockstore_get(bs, &cids[i], &got, &len), 0);
+        CHECK(len == sizeof data && memcmp(got, data, len) == 0);
+        free(got);
+    }
+    /* Only whole batches were flushed so far: the newest block is not under its name yet. */
+    struct stat sb;
+    CHECK_EQ_INT(blockstore_path(bs, &cids[N - 1], p, sizeof p), 0);
+    CHECK(stat(p, &sb) < 0);
+    CHECK_EQ_INT(blockstore_path(bs, &cids[0], p, sizeof p), 0);
+    CHECK(stat(p, &sb) == 0 && sb.st_size == 1000 && (sb.st_mode & 0777) == 0444);
+    struct blockstore_stats s;
+    blockstore_get_stats(bs, &s);
+    CHECK_EQ_INT(s.puts, N);
+    CHECK_EQ_INT(s.dedup, N);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    CHECK_EQ_INT(count_tmp(blocks), 0);
+    /* Another store on the same directory sees every block under its final name. */
+    CHECK_EQ_INT(blockstore_open(dir, &other, err, sizeof err), 0);
+    for (int i = 0; i < N; i++) {
+        uint8_t *got;
+        size_t len;
+        CHECK_EQ_INT(blockstore_get(other, &cids[i], &got, &len), 0);
+        free(got);
+    }
+    /* Closing makes what was put durable too. */
+    memset(data, 0x5a, sizeof data);
+    struct cid last;
+    CHECK_EQ_INT(block_cid(1, CID_CODEC_RAW, data, sizeof data, &last), 0);
+    CHECK_EQ_INT(blockstore_put(bs, &last, data, sizeof data), 0);
+    CHECK(!blockstore_has(other, &last));
+    blockstore_close(bs);
+    CHECK(blockstore_has(other, &last));
+    CHECK_EQ_INT(count_tmp(blocks), 0);
+    blockstore_close(other);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 /* The encoder round-trips through the decoder, mtime/mode included. */
 static void test_encode_roundtrip(void)
 {
@@ -362,6 +517,8 @@ int main(int argc, char **argv)
     test_tsize_zeros();
     test_short_file();
     test_encode_roundtrip();
+    test_leaf_frame();
+    test_blockstore_batch();
     test_big();
     return unit_done("test_importer");
 }

@@ -499,6 +499,7 @@ static void test_crash_leftovers(void)
     }
     n = open_store(dir, -1);
     CHECK_EQ_STR(root_cid(n), "QmbW7t5BzZb38M61bJUxsRxz6MbDhgrfzQaxyq6hRBBedS");
+    CHECK_EQ_INT(access(p, F_OK), -1); /* the unfinished block file is gone */
     char buf[4];
     CHECK_EQ_INT(n->ops->read(n, &t, 0, 4, buf), 4);
     CHECK(memcmp(buf, "Test", 4) == 0);
