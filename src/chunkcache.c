@@ -8,11 +8,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "log.h"
 
 #define MIN_BUCKETS 64
+/* Buffers from this size up are mapped (pre-faulted) rather than malloc'd. */
+#define MAP_MIN (64u << 10)
 
 enum chunk_state { ST_LOADING, ST_READY, ST_FAILED };
 
@@ -110,9 +113,28 @@ out:
     return rc;
 }
 
+char *chunkcache_data_alloc(size_t len)
+{
+    if (len < MAP_MIN)
+        return malloc(len ? len : 1);
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void chunkcache_data_free(char *data, size_t len)
+{
+    if (!data)
+        return;
+    if (len < MAP_MIN)
+        free(data);
+    else
+        munmap(data, len);
+}
+
 static void chunk_free(struct chunk *ch)
 {
-    free(ch->data);
+    chunkcache_data_free(ch->data, ch->len);
     free(ch);
 }
 
@@ -348,7 +370,7 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
         /* A bug in the caller; keep the cache consistent. */
         pthread_mutex_unlock(&cc->lock);
         log_err("chunk %" PRIu64 " completed twice", ch->index);
-        free(data);
+        chunkcache_data_free(data, ch->len);
         return;
     }
     cc->bytes_loading -= ch->len;
@@ -357,7 +379,7 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
         ch->state = ST_READY;
         cc->st.bytes_fetched += ch->len;
     } else {
-        free(data);
+        chunkcache_data_free(data, ch->len);
         ch->err = err < 0 ? err : -EIO;
         ch->state = ST_FAILED;
         cc->st.failed++;

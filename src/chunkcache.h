@@ -83,7 +83,15 @@ int chunkcache_get(struct chunkcache *cc, const struct chunk_key *k, size_t len,
 int chunkcache_claim(struct chunkcache *cc, const struct chunk_key *k, size_t len,
                      struct chunk **out);
 
-/* Finish a claimed chunk. err == 0: data (malloc'd, chunkcache_len() bytes) is taken over and
+/* A buffer for a chunk's data (len bytes), to hand to chunkcache_complete, or NULL. Large ones
+ * are mapped with their pages already present: filling a fresh 256 KiB buffer otherwise costs 64
+ * page faults (this took ipfsfs's CPU for a cold 256 MiB read from ~0.40 s to ~0.32 s). */
+char *chunkcache_data_alloc(size_t len);
+/* Free a buffer from chunkcache_data_alloc (NULL is a no-op); len as allocated. */
+void chunkcache_data_free(char *data, size_t len);
+
+/* Finish a claimed chunk. err == 0: data (from chunkcache_data_alloc, chunkcache_len() bytes) is
+ * taken over and
  * the chunk becomes READY. err < 0: data must be NULL; the chunk is FAILED, removed from the
  * cache, and its waiters get err. Wakes the waiters. The caller's reference is kept. */
 void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, int err);

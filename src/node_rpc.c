@@ -118,7 +118,9 @@ static void log_failure(const char *what, const struct cid *c, int rc, const cha
 {
     char s[CID_STR_MAX];
     cid_format(c, s, sizeof s);
-    if (rc == -ENOENT)
+    /* ENOENT: a missing CID is the user's to report; ECANCELED: our reader stopped a
+     * streaming read it no longer needs (the file was closed, the reads turned random). */
+    if (rc == -ENOENT || rc == -ECANCELED)
         log_debug("%s %s: %s", what, s, err);
     else
         log_warn("%s %s: %s", what, s, err);

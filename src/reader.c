@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chunkcache.h"
 #include "log.h"
@@ -25,10 +26,28 @@
 #define SYNC_BATCH 16
 /* Largest node_read a reading thread makes for the missing run of its own read. */
 #define SYNC_SPAN_BYTES (4u << 20)
+/* A handle whose window reached this (or readahead_max, if smaller) streams (see below): long,
+ * growing requests instead of a span each. The js-ipfs node spends ~2 ms CPU per request and is
+ * single-threaded: 4 MiB spans cost it ~0.95-1.1 CPU s per 256 MiB, a stream ~0.7 s, as a plain
+ * `cat` does. */
+#define STREAM_MIN_WINDOW (1u << 20)
+/* A stream whose reader claims nothing new for this long gives up its request (the reader
+ * paused or went away); the next sequential read starts another. Well below any --timeout, so
+ * the stall detection never sees our own wait (rpc.c restarts its clock after the sink). */
+#define STREAM_PAUSE_MS 1000
+/* A stream's requests: the first is a span, each next one twice the previous, up to this. The
+ * js-ipfs node ignores backpressure: once asked for a range it reads all of it, even after we
+ * abort, so a request is never longer than the bytes the stream already delivered (what an
+ * abort wastes stays below what was read) nor than this. */
+#define STREAM_MAX_SEGMENT (32u << 20)
 
-/* A prefetch job: contiguous chunks of one file, claimed (LOADING, one reference each). */
+struct stream;
+
+/* A prefetch job: contiguous chunks of one file, claimed (LOADING, one reference each); or a
+ * stream (n == 0). */
 struct job {
     struct job *next;
+    struct stream *stream;
     unsigned n;
     struct chunk *ch[];
 };
@@ -45,15 +64,22 @@ struct reader {
     unsigned nthreads;
     pthread_t *threads;
 
-    atomic_uint_fast64_t requests; /* node_read calls */
-    atomic_uint_fast64_t errors;   /* of which failed */
+    unsigned max_streams;            /* streams at once; 0: none (no read_stream, 1 worker) */
+    atomic_bool halt;                /* reader_free: running streams stop at their next bytes */
+    atomic_uint_fast64_t requests;   /* node_read calls */
+    atomic_uint_fast64_t errors;     /* of which failed */
+    atomic_uint_fast64_t st_started; /* streams started */
+    atomic_uint_fast64_t st_cancels; /* streams that ended before the end of the file */
+    atomic_uint_fast64_t st_skipped; /* bytes a stream received for chunks it had not claimed */
+    atomic_uint_fast64_t st_wait_us; /* time streams waited for their readers' claims */
 
     /* qlock guards the job queue and the prefetch counters. It is taken alone or under a
      * handle's lock, never while holding the cache lock, never across a network call. */
     pthread_mutex_t qlock;
     pthread_cond_t qcond; /* a job was queued, or stopping */
     struct job *qhead, *qtail;
-    unsigned queued; /* jobs in the queue plus slots reserved for jobs being built */
+    unsigned queued;  /* jobs in the queue plus slots reserved for jobs being built */
+    unsigned streams; /* streams queued or running */
     bool stopping;
     uint64_t pf_jobs;    /* jobs queued */
     uint64_t pf_dropped; /* times the queue was full and the rest of a window was skipped */
@@ -66,15 +92,19 @@ struct reader_handle {
     uint64_t cid_hash;
     uint64_t size;
 
-    /* lock guards the sequential detector below; held while claiming and queueing prefetch
-     * jobs (cache and queue locks nest inside it), never across a network call. */
+    /* lock guards the sequential detector below, refs, stream and the stream's claim
+     * ring; held while claiming and queueing prefetch jobs (cache and queue locks nest inside
+     * it), never across a network call. */
     pthread_mutex_t lock;
-    bool started;        /* a read was seen */
-    uint64_t stream_end; /* end of the furthest read of the current sequential stream */
-    uint64_t last_end;   /* end of the latest read */
-    uint64_t window;     /* readahead bytes; 0 = none */
-    uint64_t pf_next;    /* chunks before this index were already considered for prefetch */
-    unsigned randoms;    /* consecutive random reads */
+    pthread_cond_t cond;   /* the stream got new claims, or must stop */
+    unsigned refs;         /* reader_open's, plus one while a stream is queued or running */
+    struct stream *stream; /* the handle's stream, queued or running; NULL: none */
+    bool started;          /* a read was seen */
+    uint64_t stream_end;   /* end of the furthest read of the current sequential stream */
+    uint64_t last_end;     /* end of the latest read */
+    uint64_t window;       /* readahead bytes; 0 = none */
+    uint64_t pf_next;      /* chunks before this index were already considered for prefetch */
+    unsigned randoms;      /* consecutive random reads */
 };
 
 /* ---- fetching ------------------------------------------------------------------------------ */
@@ -104,7 +134,7 @@ static int fill_sink(void *ud, const char *data, size_t len)
         if (f->cur >= f->n)
             return -EIO;
         size_t clen = chunkcache_len(f->ch[f->cur]);
-        if (!f->buf && !(f->buf = malloc(clen)))
+        if (!f->buf && !(f->buf = chunkcache_data_alloc(clen)))
             return -ENOMEM;
         size_t take = clen - f->have < len ? clen - f->have : len;
         memcpy(f->buf + f->have, data, take);
@@ -144,10 +174,10 @@ static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
     if (rc == 0 && f.cur != n)
         rc = -EIO;
     if (rc < 0) {
-        log_debug("fetch of %" PRIu64 " bytes at %" PRIu64 " failed: %s", len, off,
-                  strerror(-rc));
+        log_debug("fetch of %" PRIu64 " bytes at %" PRIu64 " failed: %s", len, off, strerror(-rc));
         atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
-        free(f.buf);
+        if (f.buf)
+            chunkcache_data_free(f.buf, chunkcache_len(ch[f.cur]));
         for (unsigned i = f.cur; i < n; i++)
             chunkcache_complete(r->cc, ch[i], NULL, rc);
     }
@@ -156,8 +186,13 @@ static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
 
 /* ---- prefetch workers ---------------------------------------------------------------------- */
 
+static void stream_finish(struct reader *r, struct stream *st, int rc);
+static void stream_run(struct reader *r, struct stream *st);
+
 static void job_cancel(struct reader *r, struct job *j)
 {
+    if (j->stream)
+        stream_finish(r, j->stream, -ECANCELED);
     for (unsigned i = 0; i < j->n; i++) {
         chunkcache_complete(r->cc, j->ch[i], NULL, -ECANCELED);
         chunkcache_release(r->cc, j->ch[i]);
@@ -186,6 +221,11 @@ static void *worker_main(void *arg)
         r->queued--;
         pthread_mutex_unlock(&r->qlock);
 
+        if (j->stream) {
+            stream_run(r, j->stream);
+            free(j);
+            continue;
+        }
         int rc = fetch_run(r, j->ch, j->n);
         if (rc < 0)
             log_debug("prefetch of %u chunks from %" PRIu64 " failed: %s", j->n,
@@ -252,6 +292,7 @@ static uint64_t prefetch(struct reader_handle *h, uint64_t from, uint64_t to)
             break;
         }
         j->n = 0;
+        j->stream = NULL;
         while (i < to && j->n < r->span_chunks) {
             struct chunk *ch;
             k.index = i;
@@ -279,12 +320,309 @@ static uint64_t prefetch(struct reader_handle *h, uint64_t from, uint64_t to)
     return i;
 }
 
+/* ---- streams ------------------------------------------------------------------------------- */
+
+/* A stream reads a file from its first chunk towards the end in ranged requests made back to
+ * back by one worker, each twice as long as the one before (STREAM_MAX_SEGMENT at most). Its
+ * chunks are claimed ahead of the bytes, only as far as the handle's window reaches (the reads
+ * extend the claims in detect()), into a ring: slot i % cap holds chunk i's claim, or NULL when
+ * chunk i was cached or in flight already (its bytes are then dropped). The sink completes each
+ * claimed chunk as its last byte arrives. When the bytes reach an unclaimed chunk, the sink waits
+ * until the reader moves on, and the next request is made only once the reader's window reaches
+ * it; after STREAM_PAUSE_MS without a new claim, or when cancelled, the stream ends. So a stream
+ * keeps at most a window of chunks claimed or unread, like the span jobs, whatever the length of
+ * its requests. */
+struct stream {
+    /* Immutable after stream_start. */
+    struct reader_handle *h; /* holds one of h's references */
+    uint64_t start;          /* first chunk */
+    unsigned cap;            /* ring slots */
+    struct chunk **ring;
+
+    /* Guarded by h->lock. */
+    uint64_t fill;    /* chunks before this were handed to the sink */
+    uint64_t claimed; /* chunks [fill, claimed) are in the ring */
+    bool cancel;      /* stop at the next bytes */
+    bool done;        /* the request ended: claim nothing more */
+
+    /* The sink's own (the worker thread's), no lock. */
+    uint64_t cur;      /* chunk the bytes go to */
+    bool open;         /* cur was taken from the ring */
+    struct chunk *ch;  /* cur's claim, or NULL: drop its bytes */
+    char *buf;         /* its buffer */
+    size_t clen, have; /* its length, bytes received */
+    unsigned skip_run; /* consecutive chunks taken unclaimed */
+};
+
+static void handle_unref(struct reader_handle *h);
+
+static void stream_cancel_locked(struct reader_handle *h)
+{
+    if (h->stream && !h->stream->cancel) {
+        h->stream->cancel = true;
+        pthread_cond_broadcast(&h->cond);
+    }
+}
+
+/* Claim chunks [st->claimed, to) for the stream, as far as its ring and the in-flight budget
+ * allow (h->lock held). */
+static void stream_extend_locked(struct reader_handle *h, struct stream *st, uint64_t to)
+{
+    struct reader *r = h->r;
+    struct chunk_key k = {.cid = &h->cid, .cid_hash = h->cid_hash};
+    bool added = false;
+
+    while (st->claimed < to && st->claimed - st->fill < st->cap) {
+        struct chunk *ch = NULL;
+        k.index = st->claimed;
+        int rc = chunkcache_claim(r->cc, &k, chunk_len(h, st->claimed), &ch);
+        if (rc < 0 && rc != -EEXIST)
+            break; /* -ENOSPC: the next read tries again */
+        st->ring[st->claimed % st->cap] = ch;
+        st->claimed++;
+        added = true;
+    }
+    if (added)
+        pthread_cond_broadcast(&h->cond);
+}
+
+/* Start a stream at the first chunk of [from, to) that is neither cached nor in flight, with
+ * claims up to to (h->lock held). Returns false when no stream may start now (all slots busy,
+ * nothing to claim, no memory): the caller falls back to span jobs. */
+static bool stream_start_locked(struct reader_handle *h, uint64_t from, uint64_t to)
+{
+    struct reader *r = h->r;
+    struct chunk_key k = {.cid = &h->cid, .cid_hash = h->cid_hash};
+    struct stream *st = NULL;
+    struct job *j = NULL;
+    struct chunk *first = NULL;
+    bool ok;
+
+    pthread_mutex_lock(&r->qlock);
+    ok = !r->stopping && r->streams < r->max_streams && r->queued < r->queue_max;
+    if (ok) {
+        r->streams++;
+        r->queued++;
+    }
+    pthread_mutex_unlock(&r->qlock);
+    if (!ok)
+        return false;
+    unsigned cap = (unsigned)((r->readahead_max + r->cs - 1) / r->cs) + 2;
+    st = calloc(1, sizeof *st);
+    j = calloc(1, sizeof *j);
+    if (st)
+        st->ring = calloc(cap, sizeof *st->ring);
+    if (!st || !j || !st->ring)
+        goto fail;
+    for (; from < to; from++) {
+        k.index = from;
+        int rc = chunkcache_claim(r->cc, &k, chunk_len(h, from), &first);
+        if (rc == 0)
+            break;
+        if (rc != -EEXIST)
+            goto fail;
+    }
+    if (!first)
+        goto fail;
+    st->h = h;
+    st->cap = cap;
+    st->start = st->fill = st->cur = from;
+    st->ring[from % cap] = first;
+    st->claimed = from + 1;
+    stream_extend_locked(h, st, to);
+    h->refs++;
+    h->stream = st;
+    j->stream = st;
+    atomic_fetch_add_explicit(&r->st_started, 1, memory_order_relaxed);
+    queue_push(r, j);
+    return true;
+fail:
+    if (st)
+        free(st->ring);
+    free(st);
+    free(j);
+    pthread_mutex_lock(&r->qlock);
+    r->streams--;
+    r->queued--;
+    pthread_mutex_unlock(&r->qlock);
+    return false;
+}
+
+/* Wait until the stream's next chunk is claimed (or known not to be needed), bounded by
+ * STREAM_PAUSE_MS. If take, hand its slot to the sink. 0 or -ECANCELED. */
+static int stream_next(struct stream *st, bool take)
+{
+    struct reader_handle *h = st->h;
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    struct timespec t0 = deadline;
+    bool waited = false;
+    deadline.tv_sec += STREAM_PAUSE_MS / 1000;
+    deadline.tv_nsec += (long)(STREAM_PAUSE_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        if (st->cancel || atomic_load_explicit(&h->r->halt, memory_order_relaxed)) {
+            rc = -ECANCELED;
+            break;
+        }
+        if (st->fill < st->claimed) {
+            if (take) {
+                st->ch = st->ring[st->fill % st->cap];
+                st->ring[st->fill % st->cap] = NULL;
+                st->fill++;
+            }
+            break;
+        }
+        waited = true;
+        if (pthread_cond_timedwait(&h->cond, &h->lock, &deadline) == ETIMEDOUT &&
+            st->fill == st->claimed) {
+            rc = -ECANCELED; /* the reader paused: give the request up */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (waited) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        atomic_fetch_add_explicit(&h->r->st_wait_us, (uint64_t)(us > 0 ? us : 0),
+                                  memory_order_relaxed);
+    }
+    return rc;
+}
+
+static int stream_sink(void *ud, const char *data, size_t len)
+{
+    struct stream *st = ud;
+    struct reader_handle *h = st->h;
+    struct reader *r = h->r;
+
+    while (len > 0) {
+        if (!st->open) {
+            if (st->cur * r->cs >= h->size)
+                return -EIO; /* more than the file */
+            int rc = stream_next(st, true);
+            if (rc < 0)
+                return rc;
+            st->open = true;
+            st->clen = chunk_len(h, st->cur);
+            st->have = 0;
+            st->skip_run = st->ch ? 0 : st->skip_run + 1;
+            /* A window of chunks in a row that others fetched: another stream reads the same
+             * bytes ahead of this one. Give up; the reads follow that one. */
+            if (st->skip_run > st->cap)
+                return -ECANCELED;
+        }
+        size_t take = st->clen - st->have < len ? st->clen - st->have : len;
+        if (st->ch) {
+            if (!st->buf && !(st->buf = chunkcache_data_alloc(st->clen)))
+                return -ENOMEM;
+            memcpy(st->buf + st->have, data, take);
+        } else {
+            atomic_fetch_add_explicit(&r->st_skipped, take, memory_order_relaxed);
+        }
+        st->have += take;
+        data += take;
+        len -= take;
+        if (st->have == st->clen) {
+            if (st->ch) {
+                chunkcache_complete(r->cc, st->ch, st->buf, 0);
+                chunkcache_release(r->cc, st->ch);
+                st->ch = NULL;
+                st->buf = NULL;
+            }
+            st->open = false;
+            st->cur++;
+        }
+    }
+    return 0;
+}
+
+/* End a stream whose request returned rc (or never ran): fail what it still holds, detach it
+ * from its handle, free it. */
+static void stream_finish(struct reader *r, struct stream *st, int rc)
+{
+    struct reader_handle *h = st->h;
+    int err = rc < 0 ? rc : -ECANCELED;
+
+    if (st->ch) {
+        chunkcache_complete(r->cc, st->ch, NULL, err);
+        chunkcache_release(r->cc, st->ch);
+    }
+    chunkcache_data_free(st->buf, st->clen);
+    pthread_mutex_lock(&h->lock);
+    st->done = true;
+    h->stream = NULL;
+    /* The span jobs take over from the first chunk the stream did not fill. */
+    if (h->pf_next > st->fill)
+        h->pf_next = st->fill;
+    uint64_t from = st->fill, to = st->claimed;
+    pthread_mutex_unlock(&h->lock);
+    /* Nobody else touches the ring once done is set. */
+    for (uint64_t i = from; i < to; i++) {
+        struct chunk *ch = st->ring[i % st->cap];
+        if (ch) {
+            chunkcache_complete(r->cc, ch, NULL, err);
+            chunkcache_release(r->cc, ch);
+        }
+    }
+    if (rc < 0 || from < to || st->cur * r->cs < h->size)
+        atomic_fetch_add_explicit(&r->st_cancels, 1, memory_order_relaxed);
+    if (rc < 0 && rc != -ECANCELED) {
+        atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+        log_debug("stream from chunk %" PRIu64 " failed at chunk %" PRIu64 ": %s", st->start,
+                  st->cur, strerror(-rc));
+    }
+    pthread_mutex_lock(&r->qlock);
+    r->streams--;
+    pthread_mutex_unlock(&r->qlock);
+    free(st->ring);
+    free(st);
+    handle_unref(h);
+}
+
+static void stream_run(struct reader *r, struct stream *st)
+{
+    struct reader_handle *h = st->h;
+    uint64_t off = st->start * r->cs;
+    uint64_t seg = r->span_chunks * r->cs;
+    int rc = 0;
+
+    while (off < h->size) {
+        /* Ask only once the reader's window reaches the range (stream_next checks cancel). */
+        rc = stream_next(st, false);
+        if (rc < 0)
+            break;
+        uint64_t len = h->size - off < seg ? h->size - off : seg;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
+        rc = r->node->ops->read_stream(r->node, &h->cid, off, len, stream_sink, st);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        log_debug("stream: %" PRIu64 " bytes at %" PRIu64 " in %.1f ms: %d", len, off,
+                  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+                  rc);
+        if (rc < 0)
+            break;
+        off += len;
+        uint64_t next = seg * 2 < off - st->start * r->cs ? seg * 2 : off - st->start * r->cs;
+        seg = next > STREAM_MAX_SEGMENT ? STREAM_MAX_SEGMENT : next > seg ? next : seg;
+    }
+    stream_finish(r, st, rc);
+}
+
 /* ---- the sequential detector --------------------------------------------------------------- */
 
-/* Within one chunk of the expected offset, either way. */
-static bool near(uint64_t off, uint64_t expect, uint64_t cs)
+/* Within slack (at least one chunk) of the expected offset, either way. */
+static bool near(uint64_t off, uint64_t expect, uint64_t slack)
 {
-    return off + cs >= expect && off <= expect + cs;
+    return off + slack >= expect && off <= expect + slack;
 }
 
 static uint64_t grow(const struct reader *r, uint64_t window, size_t size)
@@ -311,7 +649,9 @@ static void detect(struct reader_handle *h, uint64_t off, size_t size)
         h->stream_end = h->last_end = end;
         goto out;
     }
-    if (near(off, h->stream_end, cs)) {
+    /* Within the window of a running stream of reads is sequential too: the kernel's async
+     * readahead sends several reads at once, and they arrive out of order. */
+    if (near(off, h->stream_end, h->window > cs ? h->window : cs)) {
         h->randoms = 0;
         h->window = grow(r, h->window, size);
         if (end > h->stream_end)
@@ -322,10 +662,12 @@ static void detect(struct reader_handle *h, uint64_t off, size_t size)
         h->window = grow(r, 0, size);
         h->stream_end = end;
         h->pf_next = 0;
+        stream_cancel_locked(h); /* it serves the old position */
     } else {
         if (++h->randoms >= 2) {
             h->window = 0;
             h->pf_next = 0;
+            stream_cancel_locked(h);
         }
         h->last_end = end;
         goto out;
@@ -341,8 +683,21 @@ static void detect(struct reader_handle *h, uint64_t off, size_t size)
     uint64_t from = h->stream_end / cs;
     uint64_t to = (target + cs - 1) / cs;
     uint64_t wchunks = (h->window + cs - 1) / cs;
+    if (h->stream) {
+        /* Running: claim what the window now covers. Being cancelled: nothing until it is
+         * gone (its claims still stand); the reads fetch what they miss themselves. */
+        if (!h->stream->cancel && !h->stream->done)
+            stream_extend_locked(h, h->stream, to);
+        goto out;
+    }
     if (from < h->pf_next)
         from = h->pf_next;
+    /* Clearly sequential, and more of the file left than the window: stream the rest. */
+    uint64_t stream_window =
+        r->readahead_max < STREAM_MIN_WINDOW ? r->readahead_max : STREAM_MIN_WINDOW;
+    if (r->max_streams && to > from && to < nchunks && h->window >= stream_window &&
+        stream_start_locked(h, from, to))
+        goto out;
     /* Wait until a whole span (or the whole window, if smaller, or the end of the file) is due,
      * so that requests are large rather than one chunk each time the reads move by one. */
     if (to > from &&
@@ -470,6 +825,21 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
 
 /* ---- handles ------------------------------------------------------------------------------- */
 
+/* The stream's pause is timed on CLOCK_MONOTONIC. */
+static int cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    int rc;
+
+    if (pthread_condattr_init(&a) != 0)
+        return -ENOMEM;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(c, &a) == 0
+             ? 0
+             : -EAGAIN;
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
 struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_t filesize)
 {
     struct reader_handle *h = calloc(1, sizeof *h);
@@ -480,6 +850,12 @@ struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_
         free(h);
         return NULL;
     }
+    if (cond_init_monotonic(&h->cond) != 0) {
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+    }
+    h->refs = 1;
     h->r = r;
     h->cid = *c;
     h->cid_hash = cid_hash(c);
@@ -487,12 +863,28 @@ struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_
     return h;
 }
 
+static void handle_unref(struct reader_handle *h)
+{
+    bool last;
+
+    pthread_mutex_lock(&h->lock);
+    last = --h->refs == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (last) {
+        pthread_cond_destroy(&h->cond);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+    }
+}
+
 void reader_close(struct reader_handle *h)
 {
     if (!h)
         return;
-    pthread_mutex_destroy(&h->lock);
-    free(h);
+    pthread_mutex_lock(&h->lock);
+    stream_cancel_locked(h);
+    pthread_mutex_unlock(&h->lock);
+    handle_unref(h);
 }
 
 /* ---- the reader ---------------------------------------------------------------------------- */
@@ -501,6 +893,7 @@ static void stop_workers(struct reader *r)
 {
     struct job *j;
 
+    atomic_store(&r->halt, true);
     pthread_mutex_lock(&r->qlock);
     r->stopping = true;
     pthread_cond_broadcast(&r->qcond);
@@ -560,6 +953,9 @@ int reader_new(struct node *node, const struct reader_config *cfg, struct reader
     r->queue_max = cfg->queue_max ? cfg->queue_max : 4 * workers;
     if (r->readahead_max == 0)
         workers = 0; /* nothing to prefetch */
+    /* A stream holds its worker for as long as its reader reads: leave half the workers to the
+     * span jobs (no streams with one worker). */
+    r->max_streams = node->ops->read_stream ? workers / 2 : 0;
     if (workers) {
         r->threads = calloc(workers, sizeof *r->threads);
         if (!r->threads) {
@@ -597,12 +993,13 @@ void reader_free(struct reader *r)
 int reader_stats(struct reader *r, char *buf, size_t len)
 {
     struct chunkcache_stats st;
-    uint64_t jobs, dropped;
+    uint64_t jobs, dropped, streams;
 
     chunkcache_get_stats(r->cc, &st);
     pthread_mutex_lock(&r->qlock);
     jobs = r->pf_jobs;
     dropped = r->pf_dropped;
+    streams = r->streams;
     pthread_mutex_unlock(&r->qlock);
     return snprintf(buf, len,
                     "cache_hits %" PRIu64 "\n"
@@ -619,9 +1016,16 @@ int reader_stats(struct reader *r, char *buf, size_t len)
                     "fetch_errors %" PRIu64 "\n"
                     "prefetch_chunks %" PRIu64 "\n"
                     "prefetch_jobs %" PRIu64 "\n"
-                    "prefetch_dropped %" PRIu64 "\n",
+                    "prefetch_dropped %" PRIu64 "\n"
+                    "prefetch_streams %" PRIu64 "\n"
+                    "prefetch_streams_now %" PRIu64 "\n"
+                    "prefetch_stream_cancels %" PRIu64 "\n"
+                    "prefetch_stream_skipped_bytes %" PRIu64 "\n"
+                    "prefetch_stream_wait_ms %" PRIu64 "\n",
                     st.hits, st.misses, st.waits, st.evictions, st.chunks, st.bytes_cached,
                     st.bytes_loading, chunkcache_budget(r->cc), st.bytes_fetched, st.failed,
                     (uint64_t)atomic_load(&r->requests), (uint64_t)atomic_load(&r->errors),
-                    st.prefetches, jobs, dropped);
+                    st.prefetches, jobs, dropped, (uint64_t)atomic_load(&r->st_started), streams,
+                    (uint64_t)atomic_load(&r->st_cancels), (uint64_t)atomic_load(&r->st_skipped),
+                    (uint64_t)atomic_load(&r->st_wait_us) / 1000);
 }

@@ -14,14 +14,26 @@
  * stream (window from one chunk again); two random reads in a row drop the window. So random
  * reads never prefetch, and one stray read does not cost a long stream its window.
  *
+ * Streams: once the window of a handle reaches 1 MiB (or readahead_max) and the file goes on
+ * past it, the handle streams instead, if the node can (read_stream) and a stream slot is free
+ * (workers / 2 of them). One worker then reads the file on in ranged requests made back to back,
+ * the first span_bytes long and each next one twice as long (32 MiB at most, and never longer
+ * than what the stream already delivered, since the node reads a whole range even when the
+ * transfer is aborted). Its chunks are claimed only as far as the window reaches; when the bytes
+ * get there the worker waits for the reader. A stream ends at EOF, when its reads turn random or
+ * move, when the handle closes, when a request fails, or when the reader claims nothing new for
+ * 1 s; a later sequential read starts another.
+ *
  * Prefetch is advisory: when the job queue is full the rest of the window is left for later
  * reads; a prefetch that fails or is cancelled leaves nothing behind, and a read waiting on it
  * fetches the chunk itself. A read never asks for bytes past EOF; a read at or after EOF is 0.
  *
  * Memory: cached and in-flight chunk bytes stay within cache_bytes (exceeded only while every
- * chunk is referenced or in flight; readahead keeps in flight within half of it). On top, each
- * request in progress has a transfer buffer of its size: at most workers x span_bytes for the
- * prefetch, and 4 MiB per thread in reader_read.
+ * chunk is referenced or in flight; readahead keeps in flight within half of it). A stream holds
+ * at most a window of chunks claimed or read ahead, like the span jobs. On top, each request in
+ * progress has one chunk buffer being filled (a node without read_stream: a transfer buffer of
+ * the request's size: at most workers x span_bytes for the prefetch, and 4 MiB per thread in
+ * reader_read).
  *
  * Threads: reader_read may be called concurrently, also on one handle. It blocks for the fetches
  * it needs (each bounded by the node's timeout). Locks: each handle has a lock for its detector,

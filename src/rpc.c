@@ -256,6 +256,10 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
             x->sink_err = rc;
             return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
         }
+        /* A sink may wait (a streaming prefetch waits for its reader to catch up): that time
+         * is ours, not the node's, so the stall clock starts again here. */
+        if (x->stall_ms)
+            clock_gettime(CLOCK_MONOTONIC, &x->last_move);
         return n;
     }
     size_t room = sizeof x->errbody - 1 - x->errlen;
@@ -573,7 +577,8 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     }
     rc = 0;
 out:
-    if (rc < 0)
+    /* A sink that cancels (a reader that no longer needs the rest) is no error of the node. */
+    if (rc < 0 && !(rc == -ECANCELED && x.sink_err == -ECANCELED))
         atomic_fetch_add(&r->n_errors, 1);
     curl_slist_free_all(hdrs);
     free(url);

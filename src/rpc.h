@@ -31,7 +31,8 @@ struct rpc_arg {
 };
 
 /* Where the response body goes. Return 0 to continue, or -errno to abort the transfer (that
- * errno is returned by the call). */
+ * errno is returned by the call; -ECANCELED is not counted as an error in the stats). A sink may
+ * block for a while (flow control): the stall_ms clock restarts when it returns. */
 typedef int (*rpc_sink_fn)(void *ud, const char *data, size_t len);
 
 /* Request body supplier for uploads: fill buf, return bytes (0 = end) or -errno. */

@@ -33,7 +33,7 @@ static struct chunk_key key(const struct cid *c, uint64_t idx)
 
 static char *filled(size_t len, int v)
 {
-    char *d = malloc(len);
+    char *d = chunkcache_data_alloc(len);
     if (!d)
         abort();
     memset(d, v, len);

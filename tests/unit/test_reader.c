@@ -96,6 +96,63 @@ static const struct node_ops stub_ops = {
     .destroy = stub_destroy,
 };
 
+/* read_stream: the bytes go to the sink in pieces of 3000 (so pieces straddle chunks); a chunk
+ * counts as fetched when its first byte is delivered. A failure set with stub_fail hits the
+ * request once the bytes reach fail_lo. */
+static int stub_read_stream(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
+                            int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct stub *s = (struct stub *)n;
+    char piece[3000];
+    int rc = 0;
+
+    (void)c;
+    pthread_mutex_lock(&s->lock);
+    s->calls++;
+    if (len == 0 || off + len > s->size) {
+        s->bad_calls++;
+        pthread_mutex_unlock(&s->lock);
+        return -EIO;
+    }
+    if (len > s->max_len)
+        s->max_len = len;
+    if (++s->active > s->max_active)
+        s->max_active = s->active;
+    unsigned delay = s->delay_us;
+    pthread_mutex_unlock(&s->lock);
+    for (uint64_t o = off; o < off + len && rc == 0;) {
+        size_t k = off + len - o < sizeof piece ? (size_t)(off + len - o) : sizeof piece;
+        pthread_mutex_lock(&s->lock);
+        if (s->fail_count && o + k > s->fail_lo && o < s->fail_hi) {
+            s->fail_count--;
+            rc = s->fail_err;
+        } else {
+            s->bytes += k;
+            for (uint64_t i = (o + s->cs - 1) / s->cs; i * s->cs < o + k && i < s->nchunks; i++)
+                s->fetched[i]++;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc)
+            break;
+        for (size_t i = 0; i < k; i++)
+            piece[i] = (char)byte_at(o + i);
+        if (delay)
+            usleep(delay);
+        rc = sink(ud, piece, k);
+        o += k;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->active--;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static const struct node_ops stub_stream_ops = {
+    .read = stub_read,
+    .read_stream = stub_read_stream,
+    .destroy = stub_destroy,
+};
+
 static struct cid file_cid;
 
 static void stub_init(struct stub *s, uint64_t size, size_t cs)
@@ -183,10 +240,12 @@ static uint64_t stat_of(struct reader *r, const char *name)
     return UINT64_MAX;
 }
 
-/* Wait until no prefetch is in flight (bounded). */
+/* Wait until no prefetch is in flight and no stream is left (bounded). */
 static void settle(struct reader *r)
 {
-    for (int i = 0; i < 500 && stat_of(r, "cache_bytes_loading") != 0; i++)
+    for (int i = 0; i < 1000 && (stat_of(r, "cache_bytes_loading") != 0 ||
+                                 stat_of(r, "prefetch_streams_now") != 0);
+         i++)
         usleep(2000);
 }
 
@@ -587,6 +646,168 @@ static void test_concurrent(void)
     stub_fini(&s);
 }
 
+/* A long sequential read with a node that streams: a few requests, growing, each chunk once. */
+static void test_stream(void)
+{
+    const size_t cs = 16 << 10;
+    const uint64_t size = 1024 * cs + 777; /* 16 MiB */
+    struct stub s;
+
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    /* window 16 chunks, spans of 4: a request grows 4, 4, 8, 16, ... chunks */
+    struct reader *r = new_reader_span(&s, 256 * cs, cs, 16 * cs, 4, 4 * cs);
+    struct reader_handle *h = reader_open(r, &file_cid, size);
+    CHECK_EQ_INT(read_all(h, size, 32 << 10, 0), 0);
+    settle(r);
+    unsigned twice, never;
+    stub_fetch_counts(&s, &twice, &never);
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(never, 0);
+    CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
+    CHECK_EQ_INT(stub_get(&s, &s.bytes), size);
+    CHECK_EQ_INT(stat_of(r, "prefetch_streams"), 1);
+    CHECK_EQ_INT(stat_of(r, "prefetch_stream_cancels"), 0);
+    CHECK(stat_of(r, "cache_bytes") <= 256 * cs);
+    /* 1024 chunks: 4+4+8+...+512 at most, so ~10 stream requests plus the first few reads */
+    CHECK(stub_calls(&s) <= 16);
+    CHECK(stub_get(&s, &s.max_len) > 64 * cs);
+    if (getenv("VERBOSE"))
+        fprintf(stderr, "stream: %u calls, largest %" PRIu64 "\n", stub_calls(&s),
+                stub_get(&s, &s.max_len));
+    reader_close(h);
+    reader_free(r);
+    stub_fini(&s);
+}
+
+/* A stream never claims past the window: a reader that stops leaves at most a window of chunks
+ * fetched ahead, and its request ends (pause); closing and freeing are quick. */
+static void test_stream_pause_close(void)
+{
+    const size_t cs = 16 << 10;
+    const uint64_t size = 4096 * cs; /* 64 MiB, never read in full */
+    struct stub s;
+    char buf[32 << 10];
+    struct timespec t0, t1;
+
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    struct reader *r = new_reader_span(&s, 512 * cs, cs, 16 * cs, 4, 4 * cs);
+    struct reader_handle *h = reader_open(r, &file_cid, size);
+    int bad = 0;
+    for (uint64_t off = 0; off < 64 * cs; off += sizeof buf) {
+        if (reader_read(h, off, sizeof buf, buf) != (ssize_t)sizeof buf ||
+            !check_bytes(buf, off, sizeof buf))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(stat_of(r, "prefetch_streams"), 1);
+    usleep(1500 * 1000); /* longer than the pause */
+    settle(r);
+    /* read 64 chunks; the window is 16 */
+    CHECK(stub_get(&s, &s.bytes) <= (64 + 16 + 1) * cs);
+    CHECK_EQ_INT(stat_of(r, "prefetch_stream_cancels"), 1);
+    /* Reading on: a new stream, the bytes still right. */
+    for (uint64_t off = 64 * cs; off < 256 * cs; off += sizeof buf) {
+        if (reader_read(h, off, sizeof buf, buf) != (ssize_t)sizeof buf ||
+            !check_bytes(buf, off, sizeof buf))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(stat_of(r, "prefetch_streams"), 2);
+    unsigned twice, never;
+    stub_fetch_counts(&s, &twice, &never);
+    CHECK_EQ_INT(twice, 0);
+    /* Close with the stream running, then free at once. */
+    stub_delay(&s, 2000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    reader_close(h);
+    reader_free(r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(secs < 0.5);
+    CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
+    stub_fini(&s);
+}
+
+/* A stream that fails half way: the reads still get every byte right (the chunks it held are
+ * fetched by the reads themselves), and the error counts once. */
+static void test_stream_failure(void)
+{
+    const size_t cs = 16 << 10;
+    const uint64_t size = 512 * cs + 5;
+    struct stub s;
+
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    struct reader *r = new_reader_span(&s, 256 * cs, cs, 16 * cs, 4, 4 * cs);
+    struct reader_handle *h = reader_open(r, &file_cid, size);
+    stub_fail(&s, -EIO, 1, 100 * cs + 10, 100 * cs + 11);
+    CHECK_EQ_INT(read_all(h, size, 32 << 10, 0), 0);
+    settle(r);
+    CHECK(stat_of(r, "fetch_errors") >= 1);
+    CHECK(stat_of(r, "prefetch_streams") >= 2); /* the next read started another */
+    unsigned twice, never;
+    stub_fetch_counts(&s, &twice, &never);
+    CHECK_EQ_INT(never, 0);
+    CHECK(twice <= 1);
+    CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
+    reader_close(h);
+    reader_free(r);
+    stub_fini(&s);
+}
+
+/* 8 handles stream 8 files at once: at most workers / 2 streams run, every byte is right and
+ * the cache stays within its budget. */
+static void test_stream_many(void)
+{
+    const size_t cs = 16 << 10;
+    const uint64_t size = 300 * cs + 1;
+    struct stub s;
+    pthread_t t[8];
+    struct conc_arg a[8];
+
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    stub_delay(&s, 200);
+    struct reader *r = new_reader_span(&s, 64 * cs, cs, 16 * cs, 4, 4 * cs);
+    for (int i = 0; i < 8; i++) {
+        a[i] = (struct conc_arg){.r = r, .size = size, .rsz = 32 << 10};
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, conc_thread, &a[i]), 0);
+    }
+    int bad = 0;
+    uint64_t max_cached = 0, max_streams = 0;
+    for (int k = 0; k < 200; k++) {
+        uint64_t c = stat_of(r, "cache_bytes");
+        uint64_t n = stat_of(r, "prefetch_streams_now");
+        if (c > max_cached)
+            max_cached = c;
+        if (n > max_streams)
+            max_streams = n;
+        usleep(1000);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        bad += a[i].bad;
+    }
+    settle(r);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(max_cached <= 64 * cs + 8 * 16 * cs); /* over only while all is referenced */
+    CHECK(stat_of(r, "cache_bytes") <= 64 * cs);
+    CHECK(max_streams >= 1 && max_streams <= 2); /* 4 workers: 2 streams at most */
+    CHECK_EQ_INT(stat_of(r, "prefetch_streams_now"), 0);
+    CHECK(stat_of(r, "prefetch_streams") >= 2);
+    if (getenv("VERBOSE"))
+        fprintf(stderr,
+                "many: %u calls, %" PRIu64 " streams, %" PRIu64 " cancels, max %" PRIu64
+                " cached\n",
+                stub_calls(&s), stat_of(r, "prefetch_streams"),
+                stat_of(r, "prefetch_stream_cancels"), max_cached);
+    CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
+    reader_free(r);
+    stub_fini(&s);
+}
+
 static void test_stats_text(void)
 {
     struct stub s;
@@ -624,6 +845,10 @@ int main(void)
     test_failures();
     test_free_inflight();
     test_concurrent();
+    test_stream();
+    test_stream_pause_close();
+    test_stream_failure();
+    test_stream_many();
     test_stats_text();
     return unit_done("reader");
 }
