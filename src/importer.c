@@ -79,7 +79,9 @@ static int emit_block(struct importer *im, unsigned version, uint64_t codec, con
 
 static int emit(struct importer *im, unsigned version, uint64_t codec, struct pending *p)
 {
-    return emit_block(im, version, codec, im->enc.p, im->enc.len, p);
+    /* The empty raw leaf has no buffer: never hand NULL to a put (memcpy, memcmp). */
+    static const uint8_t none[1];
+    return emit_block(im, version, codec, im->enc.p ? im->enc.p : none, im->enc.len, p);
 }
 
 static size_t varint_len(uint64_t v)
