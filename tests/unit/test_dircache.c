@@ -215,6 +215,7 @@ static void test_dirent_vec(void)
     free(l);
 
     struct dirent_vec w = {0};
+    e = (struct node_entry){.name = "w", .name_len = 1, .kind = NODE_FILE}; /* name: in scope */
     CHECK_EQ_INT(dirent_vec_push(&w, &e), 0);
     dirent_vec_clear(&w);
     CHECK(w.v == NULL && w.n == 0 && w.cap == 0);
