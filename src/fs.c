@@ -25,6 +25,10 @@
 #define XATTR_CID "user.ipfs.cid"
 #define XATTR_CID_KUBO "ipfs.cid"
 #define XATTR_STATS "user.ipfsfs.stats"
+/* Spare read buffers kept for reuse: a fresh 1 MiB malloc per read is a fresh mmap (main.c pins
+ * the mmap threshold at 128 KiB), 256 page faults and a munmap. Bounded, so 64 FUSE threads do
+ * not each keep a buffer: at most READ_POOL x the largest read (1 MiB) stays allocated. */
+#define READ_POOL 8
 
 /* An entry in one of the lists of open handles; the first member of both kinds of handle. */
 struct hlink {
@@ -45,6 +49,11 @@ struct fs {
      * ended with files open (SIGTERM, a lazy unmount racing the last release). */
     pthread_mutex_t hlock;
     struct hlink *files, *dirs;
+    /* rlock guards the spare read buffers (rbuf, rcap, nr); a buffer taken is its reader's. */
+    pthread_mutex_t rlock;
+    char *rbuf[READ_POOL];
+    size_t rcap[READ_POOL];
+    unsigned nr;
     uid_t uid;
     gid_t gid;
     time_t started;
@@ -145,6 +154,7 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
     fs->started = time(NULL);
     pthread_mutex_init(&fs->wlock, NULL);
     pthread_mutex_init(&fs->hlock, NULL);
+    pthread_mutex_init(&fs->rlock, NULL);
     int rc = inode_table_new(&fs->inodes);
     if (rc == 0)
         rc = dircache_new(node, cfg->dircache_bytes, &fs->dc);
@@ -190,6 +200,8 @@ void fs_free(struct fs *fs)
         dhandle_free(fs, (struct dhandle *)fs->dirs);
     if (fs->reader)
         reader_free(fs->reader);
+    for (unsigned i = 0; i < fs->nr; i++)
+        free(fs->rbuf[i]);
     dircache_free(fs->dc);
     inode_table_free(fs->inodes);
     node_destroy(fs->node);
@@ -731,59 +743,53 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         fhandle_free(fs, fh);
 }
 
-/* Each FUSE worker thread keeps its read buffer (thread-local, so no lock): a fresh 1 MiB
- * malloc per read is a fresh mmap (main.c pins the mmap threshold at 128 KiB), 256 page faults
- * and a munmap for every read. Freed when the thread exits. */
-struct read_buf {
-    char *p;
-    size_t cap;
-};
-static pthread_key_t read_buf_key;
-static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
-static bool read_buf_ok;
-
-static void read_buf_destroy(void *v)
+/* A buffer of at least size bytes for a read: a spare one if there is one (*cap: its size). */
+static char *rbuf_take(struct fs *fs, size_t size, size_t *cap)
 {
-    struct read_buf *b = v;
-    free(b->p);
-    free(b);
-}
-
-static void read_buf_init(void)
-{
-    read_buf_ok = pthread_key_create(&read_buf_key, read_buf_destroy) == 0;
-}
-
-static char *read_buf_get(size_t size)
-{
-    pthread_once(&read_buf_once, read_buf_init);
-    if (!read_buf_ok)
-        return NULL;
-    struct read_buf *b = pthread_getspecific(read_buf_key);
-    if (!b) {
-        if (!(b = calloc(1, sizeof *b)))
-            return NULL;
-        if (pthread_setspecific(read_buf_key, b) != 0) {
+    char *b = NULL;
+    size_t c = 0;
+    pthread_mutex_lock(&fs->rlock);
+    if (fs->nr > 0) {
+        fs->nr--;
+        b = fs->rbuf[fs->nr];
+        c = fs->rcap[fs->nr];
+    }
+    pthread_mutex_unlock(&fs->rlock);
+    if (c < size) {
+        char *nb = realloc(b, size);
+        if (!nb) {
             free(b);
             return NULL;
         }
+        b = nb;
+        c = size;
     }
-    if (b->cap < size) {
-        char *p = realloc(b->p, size);
-        if (!p)
-            return NULL;
-        b->p = p;
-        b->cap = size;
+    *cap = c;
+    return b;
+}
+
+/* Give a read buffer back: kept as a spare, or freed when there are enough. */
+static void rbuf_give(struct fs *fs, char *b, size_t cap)
+{
+    pthread_mutex_lock(&fs->rlock);
+    if (fs->nr < READ_POOL) {
+        fs->rbuf[fs->nr] = b;
+        fs->rcap[fs->nr] = cap;
+        fs->nr++;
+        b = NULL;
     }
-    return b->p;
+    pthread_mutex_unlock(&fs->rlock);
+    free(b);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     (void)id;
+    struct fs *fs = fs_of(req);
     struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
-    char *buf = read_buf_get(size ? size : 1);
+    size_t cap;
+    char *buf = rbuf_take(fs, size ? size : 1, &cap);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -794,6 +800,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         fuse_reply_err(req, (int)-n);
     else
         fuse_reply_buf(req, buf, (size_t)n);
+    rbuf_give(fs, buf, cap);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size, off_t off,
