@@ -224,6 +224,17 @@ static void stub_fetch_counts(struct stub *s, unsigned *twice, unsigned *never)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Every chunk of a size-byte file was fetched exactly once, with no bad request. */
+static void check_fetched_once(struct stub *s, uint64_t size)
+{
+    unsigned twice, never;
+    stub_fetch_counts(s, &twice, &never);
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(never, 0);
+    CHECK_EQ_INT(stub_get(s, &s->bad_calls), 0);
+    CHECK_EQ_INT(stub_get(s, &s->bytes), size);
+}
+
 static uint64_t stat_of(struct reader *r, const char *name)
 {
     char buf[2048];
@@ -308,12 +319,7 @@ static void test_exact(void)
             CHECK_EQ_INT(bad, 0);
             CHECK_EQ_INT(reader_read(h, UINT64_MAX - 10, 100, buf), 0);
             settle(r);
-            unsigned twice, never;
-            stub_fetch_counts(&s, &twice, &never);
-            CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
-            CHECK_EQ_INT(twice, 0); /* the cache holds the whole file */
-            CHECK_EQ_INT(never, 0);
-            CHECK_EQ_INT(stub_get(&s, &s.bytes), size);
+            check_fetched_once(&s, size); /* the cache holds the whole file */
             reader_close(h);
             reader_free(r);
             stub_fini(&s);
@@ -404,12 +410,7 @@ static void test_sequential(void)
         struct reader_handle *h = reader_open(r, &file_cid, size);
         CHECK_EQ_INT(read_all(h, size, 4096, swap), 0);
         settle(r);
-        unsigned twice, never;
-        stub_fetch_counts(&s, &twice, &never);
-        CHECK_EQ_INT(twice, 0);
-        CHECK_EQ_INT(never, 0);
-        CHECK_EQ_INT(stub_get(&s, &s.bytes), size);
-        CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
+        check_fetched_once(&s, size);
         /* 1040 reads of 4 KiB, 65 chunks: spans of 4 chunks once the window is open. */
         CHECK(stub_calls(&s) <= 25);
         CHECK(stat_of(r, "prefetch_chunks") >= 55);
@@ -660,12 +661,7 @@ static void test_stream(void)
     struct reader_handle *h = reader_open(r, &file_cid, size);
     CHECK_EQ_INT(read_all(h, size, 32 << 10, 0), 0);
     settle(r);
-    unsigned twice, never;
-    stub_fetch_counts(&s, &twice, &never);
-    CHECK_EQ_INT(twice, 0);
-    CHECK_EQ_INT(never, 0);
-    CHECK_EQ_INT(stub_get(&s, &s.bad_calls), 0);
-    CHECK_EQ_INT(stub_get(&s, &s.bytes), size);
+    check_fetched_once(&s, size);
     CHECK_EQ_INT(stat_of(r, "prefetch_streams"), 1);
     CHECK_EQ_INT(stat_of(r, "prefetch_stream_cancels"), 0);
     CHECK(stat_of(r, "cache_bytes") <= 256 * cs);
