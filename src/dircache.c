@@ -19,10 +19,11 @@ struct slot {
     struct cid cid;
     uint64_t hash;
     struct dirlist *list; /* NULL while loading */
-    int refs;             /* holders of list (dircache_get callers) + 1 while cached */
+    /* Holders: dircache_get callers (the loader and those waiting for its load count from the
+     * moment they find the slot, so it outlives the wait) + 1 while cached. Freed at 0. */
+    int refs;
     bool loading;
     int err; /* set when a load failed (waiters read it), slot then leaves the cache */
-    int waiters;
     struct slot *hnext;             /* hash chain */
     struct slot *lru_prev, *lru_next; /* loaded slots only; head = most recent */
 };
@@ -31,7 +32,7 @@ struct dircache {
     struct node *node;
     size_t budget;
     /* lock protects everything below: the hash table, the LRU list, every slot's refs, loading,
-     * err, waiters and list pointer, and the counters. Never held across node_list(). */
+     * err and list pointer, and the counters. Never held across node_list(). */
     pthread_mutex_t lock;
     pthread_cond_t loaded; /* broadcast when any load ends */
     struct slot **table;
@@ -303,26 +304,28 @@ int dircache_get(struct dircache *dc, const struct cid *c, const struct dirlist 
 {
     uint64_t h = cid_hash(c);
     pthread_mutex_lock(&dc->lock);
-    struct slot *s;
-    for (;;) {
-        s = dc->table[h & (dc->nbuckets - 1)];
-        while (s && !(s->hash == h && cid_equal(&s->cid, c)))
-            s = s->hnext;
-        if (!s || !s->loading)
-            break;
-        /* Someone is fetching it: wait for that one fetch. */
+    struct slot *s = dc->table[h & (dc->nbuckets - 1)];
+    while (s && !(s->hash == h && cid_equal(&s->cid, c)))
+        s = s->hnext;
+    if (s && s->loading) {
+        /* Someone is fetching it: wait for that one fetch, holding a reference, so that the
+         * slot outlives the wait even if the listing is evicted (or never fits) before this
+         * thread wakes. */
         dc->waits++;
-        s->waiters++;
+        s->refs++;
         while (s->loading)
             pthread_cond_wait(&dc->loaded, &dc->lock);
-        s->waiters--;
         if (s->err) {
             int err = s->err;
-            if (s->waiters == 0)
+            if (--s->refs == 0)
                 free(s); /* the loader has already unlinked it */
             pthread_mutex_unlock(&dc->lock);
             return err;
         }
+        dc->hits++;
+        *out = s->list;
+        pthread_mutex_unlock(&dc->lock);
+        return 0;
     }
     if (s) {
         dc->hits++;
@@ -356,14 +359,14 @@ int dircache_get(struct dircache *dc, const struct cid *c, const struct dirlist 
         table_remove(dc, s);
         s->err = rc;
         pthread_cond_broadcast(&dc->loaded);
-        if (s->waiters == 0)
+        if (s->refs == 0) /* else the last waiter frees it */
             free(s);
         pthread_mutex_unlock(&dc->lock);
         return rc;
     }
     box->slot = s;
     s->list = &box->list;
-    s->refs = 2; /* the cache and the caller */
+    s->refs += 2; /* the cache and the caller, beside the waiters */
     dc->bytes += s->list->bytes;
     lru_push_front(dc, s);
     evict(dc);

@@ -34,6 +34,7 @@ struct stub {
     unsigned entries; /* entries per listing */
     int fail;         /* -errno to fail with */
     useconds_t delay;
+    bool no_dup; /* list each name once */
 };
 
 static int stub_list(struct node *n, const struct cid *c, node_entry_fn fn, void *ud)
@@ -53,7 +54,7 @@ static int stub_list(struct node *n, const struct cid *c, node_entry_fn fn, void
         int rc = fn(ud, &e);
         if (rc < 0)
             return rc;
-        if (i == 3) { /* a hostile directory repeats a name */
+        if (i == 3 && !s->no_dup) { /* a hostile directory repeats a name */
             rc = fn(ud, &e);
             if (rc < 0)
                 return rc;
@@ -176,6 +177,61 @@ static void test_budget(void)
     dircache_free(dc);
 }
 
+/* Listings larger than the whole budget, asked for by many threads at once: the loader's
+ * reference is the last one when it lets go, and the slot is freed then. Threads that waited
+ * for that load must still hold it (they read it after waking). Under ASan or TSan a waiter
+ * reading a freed slot fails this test; without them it may crash or hand back garbage. */
+struct stress {
+    struct dircache *dc;
+    unsigned seed;
+    unsigned rounds;
+    atomic_int bad;
+};
+
+static void *stress_getter(void *arg)
+{
+    struct stress *st = arg;
+    unsigned r = st->seed;
+    for (unsigned k = 0; k < st->rounds; k++) {
+        r = r * 1103515245u + 12345u;
+        struct cid c = test_cid(9000 + (r >> 16) % 3);
+        const struct dirlist *l;
+        int rc = dircache_get(st->dc, &c, &l);
+        if (rc != 0 || l->n != 40 || !dirlist_find(l, "file-00017", 10))
+            atomic_fetch_add(&st->bad, 1);
+        if (rc == 0)
+            dircache_put(st->dc, l);
+    }
+    return NULL;
+}
+
+static void test_oversize_stress(void)
+{
+    struct stub s = {.base = {.ops = &stub_ops}, .entries = 40, .delay = 200,
+                     .no_dup = true};
+    struct dircache *dc;
+    CHECK_EQ_INT(dircache_new(&s.base, 512, &dc), 0); /* smaller than any one listing */
+    enum { NTHREADS = 12 };
+    pthread_t th[NTHREADS];
+    struct stress st[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        st[i] = (struct stress){.dc = dc, .seed = (unsigned)i * 7919u + 1, .rounds = 300};
+        CHECK_EQ_INT(pthread_create(&th[i], NULL, stress_getter, &st[i]), 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        bad += atomic_load(&st[i].bad);
+    }
+    CHECK_EQ_INT(bad, 0);
+    char stats[1024];
+    dircache_stats(dc, stats, sizeof stats);
+    /* Nothing fits, so nothing stays: every listing left the cache with its last holder. */
+    CHECK(strstr(stats, "dircache_bytes 0\n") != NULL);
+    CHECK(strstr(stats, "dircache_waits 0\n") == NULL); /* the race was exercised */
+    dircache_free(dc);
+}
+
 /* dirent_vec: names are copied (not NUL-terminated in the listing), fields kept, and the
  * result builds a listing; clear empties it for reuse. */
 static void test_dirent_vec(void)
@@ -252,6 +308,7 @@ int main(void)
     test_basic();
     test_single_flight();
     test_budget();
+    test_oversize_stress();
     test_dirent_vec();
     test_inode_keys();
     return unit_done("test_dircache");
