@@ -2,6 +2,7 @@
 # quickstart.sh - build ipfsfs and mount IPFS, in one command, on a fresh Debian machine.
 #
 # Usage: ./quickstart.sh [MOUNTPOINT]        (default: ~/ipfs)
+#        ./quickstart.sh --help
 #
 #  1. installs the build dependencies that are missing (apt-get; sudo when not root);
 #  2. builds ipfsfs in build/ (autoreconf, configure, make);
@@ -13,6 +14,42 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+    cat <<EOF
+Usage: ./quickstart.sh [MOUNTPOINT]        (default: ~/ipfs)
+
+Builds ipfsfs in $top/build (installing the missing build dependencies with
+apt-get, through sudo when not root) and mounts IPFS at MOUNTPOINT: through the IPFS node
+that is running (\$IPFS_PATH/api, ~/.ipfs/api or /ip4/127.0.0.1/tcp/5001), or, when none
+answers, on the embedded offline block store in \${XDG_DATA_HOME:-~/.local/share}/ipfsfs/store.
+
+Options:
+  -h, --help    print this help and exit
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --)
+        shift
+        break
+        ;;
+    -*)
+        printf 'quickstart.sh: unknown option: %s (try --help)\n' "$1" >&2
+        exit 2
+        ;;
+    *) break ;;
+    esac
+done
+if [ $# -gt 1 ]; then
+    printf 'quickstart.sh: one mount point at most, got: %s (try --help)\n' "$*" >&2
+    exit 2
+fi
 mnt=${1:-$HOME/ipfs}
 build=$top/build
 data_home=${XDG_DATA_HOME:-$HOME/.local/share}
@@ -133,16 +170,15 @@ if mountpoint -q "$mnt"; then
     exit 1
 fi
 say "mounting IPFS at $mnt"
+hello=
 if [ -n "$store" ]; then
     "$ipfsfs" --store="$store" "$mnt" || die "ipfsfs could not mount $mnt"
     printf 'Hello from IPFS, through ipfsfs.\n' >"$mnt/hello.txt"
-    example=$(getfattr --only-values -n user.ipfs.cid "$mnt/hello.txt" 2>/dev/null || true)
+    hello=$(getfattr --only-values -n user.ipfs.cid "$mnt/hello.txt" 2>/dev/null || true)
     api="none: embedded store in $store"
 else
     "$ipfsfs" --api="$api" "$mnt" || die "ipfsfs could not mount $mnt"
 fi
-
-[ -n "${example:-}" ] || example=QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
 
 cat <<EOF
 
@@ -150,8 +186,23 @@ IPFS is mounted at $mnt (node: $api).
 
   Copy files in and get their CID:
       cp FILE $mnt/ && getfattr -n user.ipfs.cid $mnt/FILE
-  Read any content by its CID:
-      cat $mnt/$example
+EOF
+if [ -n "$hello" ]; then
+    cat <<EOF
+  The first file is in: hello.txt, whose CID is $hello.
+  Read it by name, or by its CID (the same bytes):
+      cat $mnt/hello.txt
+      cat $mnt/$hello
+EOF
+else
+    cat <<EOF
+  Read any content by its CID (your node fetches what it does not have), for example
+  a small text file:
+      cat $mnt/QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
+EOF
+fi
+cat <<EOF
+  List a directory by its CID:
       ls $mnt/<directory-cid>/
   The CID of any entry:
       getfattr -n user.ipfs.cid $mnt/<cid>/some/file
@@ -161,5 +212,13 @@ IPFS is mounted at $mnt (node: $api).
   Unmount:
       fusermount3 -u $mnt
 EOF
+# The manual: with man(1) where there is one (a minimal Debian has no man-db).
+if command -v man >/dev/null 2>&1; then
+    more="man $top/man/ipfsfs.1"
+elif command -v mandoc >/dev/null 2>&1; then
+    more="mandoc -a $top/man/ipfsfs.1"
+else
+    more="$ipfsfs --help   (for the manual page: apt-get install man-db, then man $top/man/ipfsfs.1)"
+fi
 echo
-echo "  More: man $top/man/ipfsfs.1"
+echo "  More: $more"

@@ -128,8 +128,9 @@ int main(int argc, char *argv[])
         goto out_args;
     }
     if (fo.show_version) {
-        printf("ipfsfs %s\n", PACKAGE_VERSION);
-        fuse_lowlevel_version();
+        /* Ours first, then the library we run on. Not fuse_lowlevel_version(): it runs
+         * fusermount3, whose output overtook ours in a pipe (stdout is buffered). */
+        printf("ipfsfs %s\nlibfuse %s\n", PACKAGE_VERSION, fuse_pkgversion());
         ret = 0;
         goto out_args;
     }
