@@ -83,6 +83,9 @@ struct node_ops {
      * than len bytes came). Optional: NULL means use read. */
     int (*read_stream)(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
                        int (*sink)(void *ud, const char *data, size_t len), void *ud);
+    /* Space where new content goes (the node's repo, the store's disk), for statfs(2): total and
+     * available bytes. Optional: NULL (or -ENOSYS) means unknown, and statfs reports zeros. */
+    int (*space)(struct node *n, uint64_t *total, uint64_t *avail);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);

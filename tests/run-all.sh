@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
 # run-all.sh - build ipfsfs and run the whole test suite (unit and integration tests).
 #
-# Usage: tests/run-all.sh [--sanitizers] [--no-deps] [--build-dir=DIR]
-#   --sanitizers     build with AddressSanitizer + UBSan in build-san/ (also IPFSFS_SANITIZERS=1)
-#   --no-deps        do not install missing Debian packages or node modules
-#   --build-dir=DIR  build there instead of build/ (build-san/ with --sanitizers)
+# Usage: tests/run-all.sh [--sanitizers | --tsan] [--no-deps] [--no-integration] [--build-dir=DIR]
+#   --sanitizers      build with AddressSanitizer + UBSan in build-san/ (also IPFSFS_SANITIZERS=1)
+#   --tsan            build with ThreadSanitizer in build-tsan/ (unit tests and integration tests)
+#   --no-deps         do not install missing Debian packages, nor build the test node
+#   --no-integration  run the unit tests only: the integration tests are reported as skipped
+#   --build-dir=DIR   build there instead of build/ (build-san/, build-tsan/)
 #
-# Installs what is missing (apt-get, with sudo when not root; npm install in tests/node), runs
-# autoreconf, configures with --enable-werror, builds with make -j2, runs make check, prints
-# the test-suite.log when something failed, and ends with one line:
+# Installs what is missing (apt-get, with sudo when not root), finds or builds the test node (Kubo,
+# pinned; tests/node/kubo.sh: $IPFSFS_KUBO, else `ipfs` on PATH if Kubo >= the supported floor,
+# else a cached build, else `go build` of the pinned module, which needs Go), runs autoreconf,
+# configures with --enable-werror, builds with make -j2, runs make check, prints the
+# test-suite.log when something failed, and ends with one line:
 #   N passed, M failed[, K skipped]
 # counted from automake's .trs files (FAIL, ERROR and XPASS count as failed; SKIP and XFAIL as
-# skipped). The exit status is non-zero when anything failed or could not be built.
+# skipped). The exit status is non-zero when anything failed or could not be built. Without a
+# test node the run fails (the integration tests are not skipped unless --no-integration says so).
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sanitizers=${IPFSFS_SANITIZERS:-0}
+tsan=0
+integration=1
 install_deps=1
 builddir=
 for arg in "$@"; do
     case $arg in
         --sanitizers) sanitizers=1 ;;
+        --tsan) tsan=1 ;;
         --no-deps) install_deps=0 ;;
+        --no-integration) integration=0 ;;
         --build-dir=*) builddir=${arg#--build-dir=} ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
@@ -34,9 +43,16 @@ for arg in "$@"; do
     esac
 done
 configure_flags=(--enable-werror)
+if [ "$sanitizers" = 1 ] && [ "$tsan" = 1 ]; then
+    echo "run-all.sh: --sanitizers and --tsan exclude each other" >&2
+    exit 2
+fi
 if [ "$sanitizers" = 1 ]; then
     configure_flags+=(--enable-sanitizers)
     builddir=${builddir:-$top/build-san}
+elif [ "$tsan" = 1 ]; then
+    configure_flags+=(--enable-tsan)
+    builddir=${builddir:-$top/build-tsan}
 else
     builddir=${builddir:-$top/build}
 fi
@@ -76,11 +92,6 @@ install_debian_packages() {
             missing+=("$p")
         fi
     done
-    # Node.js runs the test node; any installed version (Debian's or another) will do.
-    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-        command -v node >/dev/null 2>&1 || missing+=(nodejs)
-        command -v npm >/dev/null 2>&1 || missing+=(npm)
-    fi
     [ ${#missing[@]} -gt 0 ] || return 0
     log "installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -88,24 +99,26 @@ install_debian_packages() {
         "${missing[@]}"
 }
 
-install_node_modules() {
-    local dir=$top/tests/node
-    [ -x "$dir/node_modules/.bin/jsipfs" ] && return 0
-    # npm install, not npm ci: one optional dependency deep in js-ipfs's tree (electron-eval's
-    # "headless") is a GitHub tarball no registry serves, so it is missing from the lock file
-    # and npm ci refuses the whole tree. npm install takes every version from the lock file
-    # and skips that optional package.
-    log "installing the pinned test node (npm install in tests/node; a few minutes)"
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
-}
-
 if [ "$install_deps" = 1 ]; then
     install_debian_packages || give_up "could not install the Debian packages"
-    if ! install_node_modules; then
-        # In CI a missing test node must fail the run, not quietly skip the integration tests.
-        [ -z "${CI:-}" ] || give_up "could not install the test node (npm install in tests/node)"
-        echo "run-all.sh: npm install failed; the integration tests will be skipped" >&2
+fi
+
+# ---- the test node -----------------------------------------------------------------------------
+
+if [ "$integration" = 1 ]; then
+    if [ "$install_deps" = 1 ]; then
+        log "finding or building the test node (tests/node/kubo.sh; the first build takes minutes)"
+        kubo=$("$top/tests/node/kubo.sh") ||
+            give_up "no test node (Kubo): see above what to install, or run with --no-integration"
+    else
+        kubo=$("$top/tests/node/kubo.sh" --find-only) ||
+            give_up "no test node (Kubo) found, and --no-deps forbids building it"
     fi
+    log "test node: $kubo ($("$kubo" version --number 2>/dev/null || echo '?'))"
+    export IPFSFS_KUBO=$kubo
+else
+    log "--no-integration: the integration tests will be reported as skipped"
+    export IPFSFS_NO_INTEGRATION=1
 fi
 
 # ---- build -------------------------------------------------------------------------------------

@@ -209,10 +209,12 @@ check_unmount "unmount after all the errors; ipfsfs exits 0" "$MNT"
 
 # ---- a hostile node (fault injection) ------------------------------------------------------------
 
-# fake_node MODE: start a fake node (see helper.py fake-node); sets FAKE_API.
+# fake_node MODE: start a faulty proxy in front of the real node (see helper.py fake-node); sets
+# FAKE_API.
 fake_node() {
     local portfile=$WORK/fake-$1.port
-    python3 "$HELPER" fake-node "$1" "$portfile" 2>>"$WORK/fake-$1.log" &
+    python3 "$HELPER" fake-node "$1" "$portfile" "http://127.0.0.1:$NODE_PORT" \
+        2>>"$WORK/fake-$1.log" &
     track_pid $!
     for _ in $(seq 1 50); do
         [ -s "$portfile" ] && break

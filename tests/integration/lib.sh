@@ -97,10 +97,20 @@ require_fuse() {
 }
 
 require_node() {
-    if [ ! -x "$IPFSFS_NODE_DIR/node_modules/.bin/jsipfs" ]; then
-        say "1..0 # SKIP the test node is not installed: (cd $IPFSFS_NODE_DIR && npm install)"
+    # A missing test node is an error, never a silent skip: only IPFSFS_NO_INTEGRATION (set by
+    # `run-all.sh --no-integration` and package builds) skips, and require_fuse says so.
+    local out
+    if [ -n "${IPFSFS_NO_INTEGRATION:-}" ]; then
+        say "1..0 # SKIP IPFSFS_NO_INTEGRATION is set (integration tests skipped on request)"
         exit 77
     fi
+    if ! out=$("$IPFSFS_NODE_DIR/kubo.sh" --find-only 2>&1); then
+        say "Bail out! no Kubo test node:"
+        diag "$out" "build it with tests/node/kubo.sh (needs Go), or set IPFSFS_KUBO=/path/to/ipfs"
+        exit 99
+    fi
+    KUBO_BIN=$(tail -n 1 <<<"$out")
+    export KUBO_BIN
 }
 
 # ---- setup and teardown ---------------------------------------------------------------------
@@ -309,9 +319,10 @@ dump_logs() {
 
 # ---- the test node -------------------------------------------------------------------------
 
-# start_node [NAME]: start a test node with its repo in $WORK/NAME (default node); sets
-# NODE_API (multiaddr), NODE_URL (http://127.0.0.1:PORT/api/v0), NODE_PORT, NODE_PID, NODE_REPO.
-# With NODE_PORT already set and REUSE_PORT=1, the node comes back on the same port.
+# start_node [NAME]: start a test node (Kubo, offline, see tests/node/start-node.sh) with its repo
+# in $WORK/NAME (default node); sets NODE_API (multiaddr), NODE_URL (http://127.0.0.1:PORT/api/v0),
+# NODE_PORT, NODE_PID, NODE_REPO, NODE_GATEWAY (http://127.0.0.1:PORT of its HTTP gateway) and
+# KUBO_BIN. With NODE_PORT already set and REUSE_PORT=1, the node comes back on the same port.
 start_node() {
     local name=${1:-node} out
     NODE_REPO=$WORK/$name
@@ -322,15 +333,20 @@ start_node() {
     fi
     NODE_API=$(sed -n 's/^IPFS_API=//p' <<<"$out")
     NODE_PID=$(sed -n 's/^IPFS_PID=//p' <<<"$out")
+    NODE_GATEWAY=$(sed -n 's/^IPFS_GATEWAY=//p' <<<"$out")
+    KUBO_BIN=$(sed -n 's/^IPFS_BIN=//p' <<<"$out")
     track_pid "$NODE_PID"
     NODE_PORT=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' <<<"$NODE_API")
     NODE_URL=http://127.0.0.1:$NODE_PORT/api/v0
-    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_REPO
+    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_REPO NODE_GATEWAY KUBO_BIN
     if ! backend_is_store; then
         # shellcheck disable=SC2034 # used by the scripts that source this file
         BACKEND_ARGS=(--api="$NODE_API")
     fi
 }
+
+# kubo ARG...: run the Kubo command line against the current node's repo (through its API).
+kubo() { IPFS_PATH=$NODE_REPO "$KUBO_BIN" "$@"; }
 
 # stop_node: stop the current node and wait until it is gone.
 stop_node() {
@@ -371,11 +387,10 @@ add_dir() {
     return $rc
 }
 
-# block_put FILE: store FILE as a dag-pb block, print its CID. The test node reads `format`,
-# Kubo reads `cid-codec`; send both. Not pinned: a recursive pin would wait for children the
-# node lacks (and the test node never collects garbage on its own).
+# block_put FILE: store FILE as a dag-pb block, print its CID. Not pinned: a recursive pin would
+# wait for children the node lacks.
 block_put() {
-    rpc block/put "format=dag-pb&cid-codec=dag-pb&pin=false" -F "file=@$1;filename=data" |
+    rpc block/put "cid-codec=dag-pb&pin=false" -F "file=@$1;filename=data" |
         sed -n 's/.*"Key":"\([^"]*\)".*/\1/p'
 }
 
@@ -1070,14 +1085,19 @@ def cmd_listdir(args):
 # --- a fake node for fault injection ------------------------------------------------------------
 
 def cmd_fake_node(args):
-    """fake-node MODE PORTFILE: serve on a free loopback port (written to PORTFILE).
-    MODE garbage: version answers, every other call gets 200 text/plain garbage.
-    MODE badjson: version answers, every other call gets 200 application/json '{"Objects":['.
-    MODE error: version answers, every other call gets 500 with a JSON error.
-    MODE stall: version answers, every other call never gets an answer.
+    """fake-node MODE PORTFILE UPSTREAM: a faulty proxy in front of the real node at UPSTREAM
+    (http://127.0.0.1:PORT), on a free loopback port (written to PORTFILE). /api/v0/version is
+    forwarded to the real node; every other call gets the fault:
+    MODE garbage: 200 text/plain garbage.
+    MODE badjson: 200 application/json '{"Objects":['.
+    MODE error: 500 with a JSON error.
+    MODE stall: never an answer.
     MODE badversion: version answers garbage too."""
-    mode, portfile = args
-    version = json.dumps({"Version": "0.18.1", "Commit": "", "Repo": "12"}).encode() + b"\n"
+    import urllib.request
+    mode, portfile, upstream = args
+    req = urllib.request.Request(upstream + "/api/v0/version", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        version = r.read()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

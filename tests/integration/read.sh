@@ -78,8 +78,8 @@ done
 TREE_V0=$(add_dir "$TREE" "" "$WORK/tree-v0") || add_failed=1
 TREE_V1=$(add_dir "$TREE" "cid-version=1" "$WORK/tree-v1") || add_failed=1
 MANY_FLAT=$(add_dir "$MANY" "") || add_failed=1
-MANY_HAMT=$(add_dir "$MANY" "shard-split-threshold=1000") || add_failed=1
-MANY_HAMT_V1=$(add_dir "$MANY" "shard-split-threshold=1000&cid-version=1") || add_failed=1
+MANY_HAMT=$(add_dir "$MANY" "max-directory-links=1000") || add_failed=1
+MANY_HAMT_V1=$(add_dir "$MANY" "max-directory-links=1000&cid-version=1") || add_failed=1
 if [ "$add_failed" -ne 0 ]; then
     not_ok "content is added through the node's RPC"
     finish
@@ -119,8 +119,9 @@ if backend_is_store; then
     check "the startup message names the store" grep -qF \
         "using embedded block store at $(realpath "$STORE_DIR") (offline)" "${MOUNT_LOG[$MNT]}"
 else
-    check "the startup message names the node's version (0.18.1)" grep -q '0\.18\.1' \
-        "${MOUNT_LOG[$MNT]}"
+    kubo_version=$(rpc version | python3 -c 'import json,sys; print(json.load(sys.stdin)["Version"])')
+    check "the startup message names Kubo and its version ($kubo_version)" \
+        grep -qF "Kubo $kubo_version" "${MOUNT_LOG[$MNT]}"
 fi
 check_eq "the mount root is a directory, mode 0555 or 0755" \
     "$(stat -c %F "$MNT" | sed 's/^directory$/ok/')" ok
