@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # lib.sh - shared helpers for the ipfsfs benchmarks. Source it, never run it.
 #
-# The benchmarks are measurements, not pass/fail tests: each script starts its own test node,
-# mounts ipfsfs in a temporary directory, measures ipfsfs and the direct RPC call on the same
-# node side by side, prints the figures, the ratio and the target, and exits 0 (non-zero only
-# when it could not measure). The EXIT trap unmounts, stops every process the script started
+# The benchmarks are measurements, not pass/fail tests: each script starts its own test node
+# (Kubo, tests/node/start-node.sh), mounts ipfsfs in a temporary directory, measures ipfsfs and
+# the direct RPC call (curl) on the same node in the same run, alternating them (A, B, A, B),
+# prints the figures, the ratio and the target, and exits 0 (non-zero only when it could not
+# measure). The EXIT trap unmounts, stops every process the script started
 # (by pid) and removes the work directory.
 #
 # A script: bench_require; bench_init NAME; start_node; ...; bench_done.
@@ -12,7 +13,9 @@
 # Environment (all optional):
 #   IPFSFS_BIN       the binary (default: build/src/ipfsfs under the repo top, else src/ipfsfs)
 #   IPFSFS_SRCDIR    the source tree (default: two levels above this file)
-#   IPFSFS_NODE_DIR  where start-node.sh and node_modules live (default: tests/node)
+#   IPFSFS_NODE_DIR  where start-node.sh and kubo.sh live (default: tests/node)
+#   IPFSFS_KUBO      a Kubo binary to use (see tests/node/kubo.sh); IPFS_ONLINE=1 starts the
+#                    node online (swarm on loopback, no peers), as bench-kubo-mount.sh needs
 #   BENCH_RESULTS    a file: each figure is also appended as one tab-separated line
 #                    (bench, metric, ipfsfs, direct, ratio, target, verdict); bench-all.sh uses it
 #   BENCH_TIMEOUT    seconds before the watchdog kills everything (default 600)
@@ -77,8 +80,9 @@ bench_require() {
     for tool in fusermount3 mountpoint getfattr python3 curl timeout "$@"; do
         command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
     done
-    [ -x "$IPFSFS_NODE_DIR/node_modules/.bin/jsipfs" ] ||
-        die "the test node is not installed: (cd $IPFSFS_NODE_DIR && npm ci)"
+    [ -x "$IPFSFS_NODE_DIR/start-node.sh" ] || die "no $IPFSFS_NODE_DIR/start-node.sh"
+    "$IPFSFS_NODE_DIR/kubo.sh" --find-only --quiet >/dev/null ||
+        die "no Kubo binary: build the pinned one with $IPFSFS_NODE_DIR/kubo.sh (needs Go), or set IPFSFS_KUBO"
 }
 
 # ---- setup and teardown -----------------------------------------------------------------------
@@ -239,8 +243,9 @@ drop_caches() {
 
 # ---- the test node ----------------------------------------------------------------------------
 
-# start_node: start a test node with its repo in $WORK/node; sets NODE_API (multiaddr),
-# NODE_URL (http://127.0.0.1:PORT/api/v0), NODE_PORT, NODE_PID.
+# start_node: start a test node (Kubo) with its repo in $WORK/node; sets NODE_API (multiaddr),
+# NODE_URL (http://127.0.0.1:PORT/api/v0), NODE_PORT, NODE_PID, NODE_BIN (the ipfs binary),
+# NODE_REPO (its IPFS_PATH) and NODE_VERSION.
 start_node() {
     local out
     show "$IPFSFS_NODE_DIR/start-node.sh" "$WORK/node" >"$WORK/node.out" || {
@@ -250,12 +255,16 @@ start_node() {
     out=$(cat "$WORK/node.out")
     NODE_API=$(sed -n 's/^IPFS_API=//p' <<<"$out")
     NODE_PID=$(sed -n 's/^IPFS_PID=//p' <<<"$out")
+    NODE_BIN=$(sed -n 's/^IPFS_BIN=//p' <<<"$out")
+    NODE_REPO=$WORK/node
     [ -n "$NODE_PID" ] || die "start-node.sh printed no pid"
     track_pid "$NODE_PID"
     NODE_PORT=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' <<<"$NODE_API")
     NODE_URL=http://127.0.0.1:$NODE_PORT/api/v0
-    note "node: $NODE_API (pid $NODE_PID), RPC $NODE_URL"
-    export NODE_API NODE_URL NODE_PORT NODE_PID
+    NODE_VERSION=$(curl -s -X POST -m 10 "$NODE_URL/version" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["Version"])' 2>/dev/null)
+    note "node: Kubo ${NODE_VERSION:-?} ($NODE_BIN), $NODE_API (pid $NODE_PID), RPC $NODE_URL"
+    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_BIN NODE_REPO NODE_VERSION
 }
 
 # gen_file PATH SIZE: SIZE (bytes or K/M/G) random bytes, quickly (from /dev/urandom).
