@@ -1,5 +1,5 @@
-/* node_rpc.c - struct node over the RPC API: block/get + UnixFS decoding for stat, streamed ls
- * for listings, ranged cat for reads. */
+/* node_rpc.c - struct node over Kubo's RPC API (Kubo >= 0.41): block/get + UnixFS decoding for
+ * stat, streamed ls for listings, ranged cat for reads, the files API for the names (MFS). */
 #include "config.h"
 
 #include "node_rpc.h"
@@ -16,39 +16,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Largest block we accept: Kubo's chunker maximum is just under 2 MiB, plus headers. */
 #define MAX_BLOCK (4u << 20)
 #define MAX_LS_LINE (1u << 20)
-/* Directory blocks kept from stat for the listing: at most this many, and this many bytes. */
-#define KEEP_BLOCKS 16
-#define KEEP_BYTES (4u << 20)
-
-/* A directory block that stat fetched, kept for the listing that usually comes next (a lookup
- * of the directory, then opendir), so that the block is fetched once. */
-struct kept_block {
-    struct cid cid;
-    char *data; /* NULL: a free slot */
-    size_t len;
-    uint64_t seq; /* when it was kept: the oldest goes first */
-};
+/* One listing (ls or files/ls): at most this many entries and reply bytes, streamed into the
+ * caller as they come; past either the listing fails with EFBIG. */
+#define MAX_LIST_ENTRIES (1u << 20)
+#define MAX_LIST_BYTES (256ull << 20)
+/* Bodies we read whole: replies of one object, and the per-path lines of a files/rm failure. */
+#define MAX_SMALL_BODY (64u << 10)
+/* How long a repo/stat answer serves statfs. */
+#define SPACE_TTL_MS 5000u
+/* Our temporary names in MFS: fs.c hides this prefix from listings and lookups. */
+#define TMP_PREFIX ".ipfsfs-tmp-"
 
 struct node_rpc {
     struct node base; /* first: struct node * casts to struct node_rpc * */
     struct rpc *rpc;
-    struct rpcjson_quirks quirks;
-    bool kubo;
     unsigned timeout_ms;
-    atomic_bool mv_no_replace; /* files/mv refuses to replace: rm first */
     char description[256];
-    /* keep_lock protects kept, kept_bytes, keep_seq and kept_reused. Never held across a
-     * request to the node. */
-    pthread_mutex_t keep_lock;
-    struct kept_block kept[KEEP_BLOCKS];
-    size_t kept_bytes;
-    uint64_t keep_seq;
-    uint64_t kept_reused; /* listings that used a kept block instead of a block/get */
+    atomic_uint_fast64_t tmp_seq; /* numbers our temporary MFS names */
+    /* space_lock protects space_total, space_avail and space_at (the last repo/stat, taken at
+     * monotonic ms space_at; 0: none yet). Never held across a request to the node. */
+    pthread_mutex_t space_lock;
+    uint64_t space_total, space_avail, space_at;
 };
 
 static struct node_rpc *to_rpc(struct node *n)
@@ -56,63 +50,15 @@ static struct node_rpc *to_rpc(struct node *n)
     return (struct node_rpc *)n;
 }
 
-/* Keep the block of directory c (takes data), dropping the oldest blocks beyond the bounds. */
-static void keep_block(struct node_rpc *n, const struct cid *c, char *data, size_t len)
+static uint64_t now_ms(void)
 {
-    if (len > KEEP_BYTES) {
-        free(data);
-        return;
-    }
-    pthread_mutex_lock(&n->keep_lock);
-    for (size_t i = 0; i < KEEP_BLOCKS; i++) {
-        if (n->kept[i].data && cid_equal(&n->kept[i].cid, c)) {
-            pthread_mutex_unlock(&n->keep_lock); /* already kept (two stats in a row) */
-            free(data);
-            return;
-        }
-    }
-    for (;;) {
-        struct kept_block *empty = NULL, *oldest = NULL;
-        for (size_t i = 0; i < KEEP_BLOCKS; i++) {
-            struct kept_block *k = &n->kept[i];
-            if (!k->data)
-                empty = empty ? empty : k;
-            else if (!oldest || k->seq < oldest->seq)
-                oldest = k;
-        }
-        if (empty && n->kept_bytes + len <= KEEP_BYTES) {
-            *empty = (struct kept_block){.cid = *c, .data = data, .len = len,
-                                         .seq = ++n->keep_seq};
-            n->kept_bytes += len;
-            break;
-        }
-        /* No free slot, or too many bytes (so some block is kept): drop the oldest. */
-        n->kept_bytes -= oldest->len;
-        free(oldest->data);
-        oldest->data = NULL;
-    }
-    pthread_mutex_unlock(&n->keep_lock);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
-/* Take the kept block of c, if any: the caller owns *data then. */
-static bool take_block(struct node_rpc *n, const struct cid *c, char **data, size_t *len)
-{
-    bool found = false;
-    pthread_mutex_lock(&n->keep_lock);
-    for (size_t i = 0; i < KEEP_BLOCKS && !found; i++) {
-        struct kept_block *k = &n->kept[i];
-        if (k->data && cid_equal(&k->cid, c)) {
-            *data = k->data;
-            *len = k->len;
-            n->kept_bytes -= k->len;
-            k->data = NULL;
-            n->kept_reused++;
-            found = true;
-        }
-    }
-    pthread_mutex_unlock(&n->keep_lock);
-    return found;
-}
+/* An MFS path for a log line (it holds user names: escape them). */
+#define SAFE(p, buf) log_safe((p), strlen(p), (buf), sizeof(buf))
 
 static void log_failure(const char *what, const struct cid *c, int rc, const char *err)
 {
@@ -184,11 +130,6 @@ static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
     case UNIXFS_HAMT_SHARD:
         out->kind = NODE_DIR;
         out->size = 0;
-        if (n->quirks.symlink_as_file) { /* rpc_list will want this block: keep it */
-            dagpb_node_free(&pb);
-            keep_block(n, c, buf.data, buf.len);
-            return 0;
-        }
         break;
     case UNIXFS_FILE:
     case UNIXFS_RAW: {
@@ -250,149 +191,88 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
     return -EIO;
 }
 
-/* The directory's own links (name -> Tsize), sorted by name, to resolve kinds ls left open. */
-struct dirblock {
-    char *block;
-    struct dagpb_node pb;
-    struct dagpb_link **sorted;
-};
-
+/* A listing, streamed into the caller. It runs in at most two passes: first with every child's
+ * kind and size, from local blocks only (offline=true), so that `ls -l` costs one request;
+ * when a child is not local, again from the directory block alone (resolve-type=false), which
+ * leaves dag-pb kinds for stat to find lazily. The second pass skips what the first gave,
+ * checking by a hash of the names that both passes saw the same entries in the same order. */
 struct list_ctx {
     struct node_rpc *n;
     struct ndjson nd;
     node_entry_fn fn;
     void *ud;
+    int fn_err;     /* the caller's callback stopped the listing */
     unsigned skipped;
-    unsigned emitted;
-    struct dirblock *db;
+    uint64_t seen;  /* valid entries in this pass */
+    uint64_t skip;  /* second pass: entries the first pass gave */
+    uint64_t hash, want_hash;
+    uint64_t bytes; /* reply bytes in this pass */
 };
 
-/* When ls fails (js-ipfs's ls fetches every child, so one missing child fails it all), a plain
- * directory is listed from its own block: names and CIDs are certain, kinds are left to stat
- * (raw children are files of their block size). */
-static int list_from_block(struct list_ctx *lc)
-{
-    struct dirblock *db = lc->db;
-    for (size_t i = 0; i < db->pb.nlinks; i++) {
-        const struct dagpb_link *l = &db->pb.links[i];
-        struct node_entry e = {.name = l->name, .name_len = l->name_len};
-        if (!node_name_ok(l->name, l->name_len) ||
-            cid_from_bytes(l->hash, l->hash_len, &e.cid) < 0) {
-            lc->skipped++;
-            continue;
-        }
-        if (e.cid.codec == CID_CODEC_RAW) {
-            e.kind = NODE_FILE;
-            e.size = l->tsize;
-        } else {
-            e.kind = NODE_UNKNOWN;
-        }
-        /* Names are not NUL-terminated in the block: copy for the callback. */
-        char name[256];
-        memcpy(name, l->name, l->name_len);
-        name[l->name_len] = '\0';
-        e.name = name;
-        int rc = lc->fn(lc->ud, &e);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
+#define NAME_HASH_INIT 0xcbf29ce484222325ull
 
-static int cmp_link(const void *a, const void *b)
+static uint64_t name_hash(uint64_t h, const char *s, size_t len)
 {
-    const struct dagpb_link *x = *(const struct dagpb_link *const *)a;
-    const struct dagpb_link *y = *(const struct dagpb_link *const *)b;
-    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int c = memcmp(x->name, y->name, n);
-    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
-}
-
-static void dirblock_free(struct dirblock *db)
-{
-    if (!db)
-        return;
-    free(db->sorted);
-    dagpb_node_free(&db->pb);
-    free(db->block);
-    free(db);
-}
-
-/* Fetch (unless stat kept it) and index a plain (not sharded) directory block; NULL if not
- * worth it or failed. */
-static struct dirblock *dirblock_get(struct node_rpc *n, const struct cid *c, const char *cs)
-{
-    struct rpc_arg args[] = {{"arg", cs}};
-    struct rpc_buf buf = {.max = MAX_BLOCK};
-    char err[512];
-    if (!take_block(n, c, &buf.data, &buf.len) &&
-        rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err) < 0)
-        return NULL;
-    struct dirblock *db = calloc(1, sizeof *db);
-    struct unixfs_data u;
-    if (!db || dagpb_decode((const uint8_t *)buf.data, buf.len, &db->pb) < 0) {
-        free(db);
-        free(buf.data);
-        return NULL;
-    }
-    db->block = buf.data;
-    if (!db->pb.has_data || unixfs_decode(db->pb.data, db->pb.data_len, &u) < 0 ||
-        u.type != UNIXFS_DIRECTORY || db->pb.nlinks == 0 ||
-        !(db->sorted = malloc(db->pb.nlinks * sizeof *db->sorted))) {
-        dirblock_free(db);
-        return NULL;
-    }
-    for (size_t i = 0; i < db->pb.nlinks; i++)
-        db->sorted[i] = &db->pb.links[i];
-    qsort(db->sorted, db->pb.nlinks, sizeof *db->sorted, cmp_link);
-    return db;
-}
-
-static const struct dagpb_link *dirblock_find(const struct dirblock *db, const char *name,
-                                              size_t len)
-{
-    struct dagpb_link key = {.name = name, .name_len = len};
-    const struct dagpb_link *kp = &key;
-    struct dagpb_link **hit =
-        bsearch(&kp, db->sorted, db->pb.nlinks, sizeof *db->sorted, cmp_link);
-    return hit ? *hit : NULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return (h ^ 0x2f) * 0x100000001b3ull; /* '/' ends a name: no name holds one */
 }
 
 static int list_entry(void *ud, const struct node_entry *e)
 {
     struct list_ctx *lc = ud;
-    if (!lc->db)
-        return lc->fn(lc->ud, e);
-    const struct dagpb_link *l = dirblock_find(lc->db, e->name, e->name_len);
-    if (!l) {
-        /* js-ipfs lists a link with an empty name under its CID: not a real name. */
-        char safe[160];
-        log_warn("hiding a listed entry the directory block does not have (\"%s\")",
-                 log_safe(e->name, e->name_len, safe, sizeof safe));
-        lc->skipped++;
-        return 0;
-    }
-    lc->emitted++;
-    if (e->kind != NODE_UNKNOWN || e->cid.codec != CID_CODEC_DAG_PB)
-        return lc->fn(lc->ud, e);
-    int t = l->has_tsize ? unixfs_guess_small(l->tsize, e->size) : -1;
-    if (t < 0)
-        return lc->fn(lc->ud, e);
-    struct node_entry copy = *e;
-    copy.kind = t == UNIXFS_SYMLINK ? NODE_SYMLINK : NODE_FILE;
-    return lc->fn(lc->ud, &copy);
+    if (++lc->seen > MAX_LIST_ENTRIES)
+        return -EFBIG;
+    lc->hash = name_hash(lc->hash, e->name, e->name_len);
+    if (lc->seen <= lc->skip)
+        return lc->seen == lc->skip && lc->hash != lc->want_hash ? -ESTALE : 0;
+    int rc = lc->fn(lc->ud, e);
+    if (rc < 0)
+        lc->fn_err = rc;
+    return rc;
 }
 
 static int list_line(void *ud, const char *line, size_t len)
 {
     struct list_ctx *lc = ud;
-    return rpcjson_ls(line, len, &lc->n->quirks, list_entry, lc, &lc->skipped);
+    return rpcjson_ls(line, len, list_entry, lc, &lc->skipped);
 }
 
 static int list_sink(void *ud, const char *data, size_t len)
 {
     struct list_ctx *lc = ud;
+    lc->bytes += len;
+    if (lc->bytes > MAX_LIST_BYTES)
+        return -EFBIG;
     return ndjson_feed(&lc->nd, data, len, list_line, lc);
+}
+
+static int list_pass(struct list_ctx *lc, const char *path, bool resolve, char *err,
+                     size_t errlen)
+{
+    struct rpc_arg full[] = {{"arg", path}, {"stream", "true"}, {"offline", "true"}};
+    struct rpc_arg bare[] = {{"arg", path}, {"stream", "true"}, {"resolve-type", "false"},
+                             {"size", "false"}};
+    lc->seen = 0;
+    lc->bytes = 0;
+    lc->hash = NAME_HASH_INIT;
+    lc->skipped = 0;
+    ndjson_init(&lc->nd, MAX_LS_LINE);
+    int rc = resolve ? rpc_call(lc->n->rpc, "ls", full, 3, NULL, list_sink, lc, err, errlen)
+                     : rpc_call(lc->n->rpc, "ls", bare, 4, NULL, list_sink, lc, err, errlen);
+    if (rc == 0)
+        rc = ndjson_finish(&lc->nd, list_line, lc);
+    ndjson_free(&lc->nd);
+    if (rc == 0 && lc->seen < lc->skip)
+        rc = -ESTALE;
+    if (rc == -EMSGSIZE)
+        snprintf(err, errlen, "a listing line is larger than %u bytes", MAX_LS_LINE);
+    else if (rc == -EFBIG)
+        snprintf(err, errlen, "more than %u entries or %llu MiB: refused", MAX_LIST_ENTRIES,
+                 MAX_LIST_BYTES >> 20);
+    else if (rc == -ESTALE)
+        snprintf(err, errlen, "the two passes of the listing disagree");
+    return rc;
 }
 
 static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, void *ud)
@@ -402,31 +282,21 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     if (cid_format(c, cs, sizeof cs) < 0)
         return -EINVAL;
     snprintf(path, sizeof path, "/ipfs/%s", cs);
-    struct rpc_arg args[] = {{"arg", path}, {"stream", "true"}};
     struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
-    /* js-ipfs lists symlinks as small files; the directory block's link sizes tell them
-     * apart in one request instead of one per child. */
-    if (n->quirks.symlink_as_file)
-        lc.db = dirblock_get(n, c, cs);
-    ndjson_init(&lc.nd, MAX_LS_LINE);
     char err[512];
-    int rc = rpc_call(n->rpc, "ls", args, 2, NULL, list_sink, &lc, err, sizeof err);
-    if (rc == 0)
-        rc = ndjson_finish(&lc.nd, list_line, &lc);
-    else if (rc == -EMSGSIZE)
-        snprintf(err, sizeof err, "a listing line is larger than %u bytes", MAX_LS_LINE);
-    ndjson_free(&lc.nd);
-    if (rc < 0 && rc != -ENOMEM && lc.db && lc.emitted == 0) {
-        log_warn("ls %s failed (%s); listing it from its own block instead", cs, err);
-        rc = list_from_block(&lc);
-        err[0] = '\0';
+    int rc = list_pass(&lc, path, true, err, sizeof err);
+    /* "block was not found locally (offline)": some child (or the directory) is elsewhere. */
+    if (rc == -ENOENT && !lc.fn_err) {
+        log_debug("ls %s: %s; listing it from its own block", cs, err);
+        lc.skip = lc.seen;
+        lc.want_hash = lc.hash;
+        rc = list_pass(&lc, path, false, err, sizeof err);
     }
-    dirblock_free(lc.db);
-    if (rc < 0 && err[0])
+    if (rc < 0 && !lc.fn_err)
         log_failure("ls", c, rc, err);
     if (lc.skipped)
         log_warn("ls %s: hid %u entries with invalid names or CIDs", cs, lc.skipped);
-    return rc == -EMSGSIZE ? -EIO : rc;
+    return rc == -EMSGSIZE || rc == -ESTALE ? -EIO : rc;
 }
 
 struct read_ctx {
@@ -449,7 +319,7 @@ static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, si
 {
     struct node_rpc *n = to_rpc(base);
     if (len == 0)
-        return 0; /* never ask the node for 0 bytes: js-ipfs answers 400 */
+        return 0; /* never ask the node for 0 bytes */
     char cs[CID_STR_MAX], path[CID_STR_MAX + 8], soff[24], slen[24];
     if (cid_format(c, cs, sizeof cs) < 0)
         return -EINVAL;
@@ -472,18 +342,97 @@ static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, si
     return (ssize_t)len;
 }
 
-/* A call whose reply body we ignore (files/mkdir, rm, cp, mv...). */
+/* A call whose reply body we ignore (files/mkdir, cp, mv...). */
 static int simple_call(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
-                       size_t nargs)
+                       size_t nargs, const char *path)
 {
-    struct rpc_buf buf = {.max = 1 << 20};
-    char err[512];
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
+    char err[512], safe[256];
     int rc = rpc_call_buf(n->rpc, cmd, args, nargs, NULL, &buf, err, sizeof err);
+    const char *what = SAFE(path, safe);
     if (rc == -EEXIST || rc == -ENOENT)
-        log_debug("%s %s: %s", cmd, nargs ? args[0].value : "", err);
+        log_debug("%s %s: %s", cmd, what, err);
     else if (rc < 0)
-        log_warn("%s %s: %s", cmd, nargs ? args[0].value : "", err);
+        log_warn("%s %s: %s", cmd, what, err);
     free(buf.data);
+    return rc;
+}
+
+/* Kubo's files/stat reads a path that starts with /ipfs/<cid>, /ipld/<cid> or /ipns/<name> as
+ * content, not as MFS names (0.43): such paths are found in their parent's listing. The other
+ * files/ commands take them as MFS paths. */
+static bool content_like(const char *path)
+{
+    static const char *const ns[] = {"/ipfs/", "/ipns/", "/ipld/"};
+    for (size_t i = 0; i < 3; i++)
+        if (strncmp(path, ns[i], 6) == 0 && path[6] != '\0' && path[6] != '/')
+            return true;
+    return false;
+}
+
+struct find_ctx {
+    const char *name;
+    size_t len;
+    struct cid cid;
+    bool found;
+};
+
+static int find_entry(void *ud, const struct node_entry *e)
+{
+    struct find_ctx *f = ud;
+    if (e->name_len == f->len && memcmp(e->name, f->name, f->len) == 0) {
+        f->cid = e->cid;
+        f->found = true;
+        return -ECANCELED; /* found: no need for the rest */
+    }
+    return 0;
+}
+
+static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, void *ud);
+
+static int stat_in_parent(struct node_rpc *n, const char *path, struct node_stat *out,
+                          struct cid *cid)
+{
+    char parent[4096];
+    size_t plen = strlen(path);
+    while (plen > 1 && path[plen - 1] == '/')
+        plen--; /* "/ipns/x/" names x */
+    const char *slash = memrchr(path, '/', plen);
+    size_t dl = (size_t)(slash - path);
+    if (dl >= sizeof parent)
+        return -ENAMETOOLONG;
+    memcpy(parent, path, dl ? dl : 1);
+    parent[dl ? dl : 1] = '\0';
+    struct find_ctx f = {.name = slash + 1, .len = plen - dl - 1};
+    int rc = rpc_mfs_list(&n->base, parent, find_entry, &f);
+    if (rc < 0 && !(rc == -ECANCELED && f.found))
+        return rc;
+    if (!f.found)
+        return -ENOENT;
+    *cid = f.cid;
+    return rpc_stat(&n->base, cid, out);
+}
+
+/* files/stat as it is: kind, size, mode, mtime and CID (a symlink's target not included). */
+static int files_stat(struct node_rpc *n, const char *path, struct node_stat *out,
+                      struct cid *cid)
+{
+    memset(out, 0, sizeof *out);
+    if (content_like(path))
+        return stat_in_parent(n, path, out, cid);
+    struct rpc_arg args[] = {{"arg", path}};
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
+    char err[512], safe[256];
+    int rc = rpc_call_buf(n->rpc, "files/stat", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        if (rc != -ENOENT)
+            log_warn("files/stat %s: %s", SAFE(path, safe), err);
+        return rc;
+    }
+    rc = rpcjson_files_stat(buf.data, buf.len, out, cid);
+    free(buf.data);
+    if (rc < 0)
+        log_warn("files/stat %s: malformed reply", SAFE(path, safe));
     return rc;
 }
 
@@ -491,22 +440,10 @@ static int rpc_mfs_stat(struct node *base, const char *path, struct node_stat *o
                         struct cid *cid)
 {
     struct node_rpc *n = to_rpc(base);
-    struct rpc_arg args[] = {{"arg", path}};
-    struct rpc_buf buf = {.max = 64 << 10};
-    char err[512];
-    int rc = rpc_call_buf(n->rpc, "files/stat", args, 1, NULL, &buf, err, sizeof err);
-    if (rc < 0) {
-        if (rc != -ENOENT)
-            log_warn("files/stat %s: %s", path, err);
+    int rc = files_stat(n, path, out, cid);
+    if (rc < 0 || out->target)
         return rc;
-    }
-    rc = rpcjson_files_stat(buf.data, buf.len, out, cid);
-    free(buf.data);
-    if (rc < 0) {
-        log_warn("files/stat %s: malformed reply", path);
-        return rc;
-    }
-    /* files/stat cannot tell a symlink from a small file on every node: the block can. */
+    /* A symlink's target is in its block; MFS may also call a symlink a small "file". */
     if ((out->kind == NODE_FILE && out->size <= 4096 && cid->codec == CID_CODEC_DAG_PB) ||
         out->kind == NODE_SYMLINK) {
         struct node_stat st;
@@ -522,84 +459,288 @@ static int rpc_mfs_stat(struct node *base, const char *path, struct node_stat *o
 }
 
 struct mfs_list_ctx {
-    node_entry_fn fn;
-    void *ud;
+    struct files_ls_reader r;
+    uint64_t bytes;
 };
+
+static int mfs_list_sink(void *ud, const char *data, size_t len)
+{
+    struct mfs_list_ctx *m = ud;
+    m->bytes += len;
+    if (m->bytes > MAX_LIST_BYTES)
+        return -EFBIG;
+    return files_ls_feed(&m->r, data, len);
+}
 
 static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, void *ud)
 {
     struct node_rpc *n = to_rpc(base);
     struct rpc_arg args[] = {{"arg", path}, {"long", "true"}};
-    struct rpc_buf buf = {.max = 64 << 20};
-    char err[512];
-    int rc = rpc_call_buf(n->rpc, "files/ls", args, 2, NULL, &buf, err, sizeof err);
-    if (rc < 0) {
-        log_warn("files/ls %s: %s", path, err);
-        return rc;
+    struct mfs_list_ctx m = {0};
+    files_ls_init(&m.r, MAX_LIST_ENTRIES, fn, ud);
+    char err[512], safe[256];
+    int rc = rpc_call(n->rpc, "files/ls", args, 2, NULL, mfs_list_sink, &m, err, sizeof err);
+    if (rc == 0)
+        rc = files_ls_finish(&m.r);
+    if (rc == -EFBIG)
+        log_warn("files/ls %s: more than %u entries or %llu MiB: refused", SAFE(path, safe),
+                 MAX_LIST_ENTRIES, MAX_LIST_BYTES >> 20);
+    else if (rc < 0 && rc != -ECANCELED)
+        log_warn("files/ls %s: %s", SAFE(path, safe), err[0] ? err : "malformed reply");
+    if (m.r.skipped)
+        log_warn("files/ls %s: hid %u entries with invalid names or CIDs", SAFE(path, safe),
+                 m.r.skipped);
+    files_ls_free(&m.r);
+    return rc;
+}
+
+/* After an MFS change failed without a clear answer (the call timed out behind Kubo's GC pin
+ * lock, which ignores the request's deadline, or Kubo complained after doing it), read the
+ * result back: did it happen? */
+enum mfs_check { CHECK_DIR, CHECK_GONE, CHECK_CID, CHECK_MODE, CHECK_MTIME };
+
+static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check what,
+                         const struct cid *c, int64_t value)
+{
+    struct node_stat st;
+    struct cid got;
+    int rc = files_stat(n, path, &st, &got);
+    node_stat_clear(&st);
+    if (what == CHECK_GONE)
+        return rc == -ENOENT;
+    if (rc < 0)
+        return false;
+    switch (what) {
+    case CHECK_DIR:
+        return st.kind == NODE_DIR;
+    case CHECK_CID:
+        return cid_equal(&got, c);
+    case CHECK_MODE:
+        return st.mode == (uint32_t)value;
+    case CHECK_MTIME:
+        return st.has_mtime && st.mtime == value;
+    default:
+        return false;
     }
-    unsigned skipped = 0;
-    rc = rpcjson_files_ls(buf.data, buf.len, fn, ud, &skipped);
-    free(buf.data);
-    if (skipped)
-        log_warn("files/ls %s: hid %u entries with invalid names or CIDs", path, skipped);
+}
+
+/* An MFS change; on a timeout, whether it happened after all decides. */
+static int mfs_change(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
+                      size_t nargs, const char *path, enum mfs_check what, const struct cid *c,
+                      int64_t value)
+{
+    int rc = simple_call(n, cmd, args, nargs, path);
+    if (rc == -ETIMEDOUT && mfs_happened(n, path, what, c, value)) {
+        char safe[256];
+        log_info("%s %s timed out but happened", cmd, SAFE(path, safe));
+        rc = 0;
+    }
     return rc;
 }
 
 static int rpc_mfs_mkdir(struct node *base, const char *path)
 {
     struct rpc_arg args[] = {{"arg", path}};
-    return simple_call(to_rpc(base), "files/mkdir", args, 1);
+    return mfs_change(to_rpc(base), "files/mkdir", args, 1, path, CHECK_DIR, NULL, 0);
+}
+
+struct rm_ctx {
+    char body[MAX_SMALL_BODY];
+    size_t len;
+};
+
+static int rm_sink(void *ud, const char *data, size_t len)
+{
+    struct rm_ctx *r = ud;
+    size_t take = len < sizeof r->body - r->len ? len : sizeof r->body - r->len;
+    memcpy(r->body + r->len, data, take); /* past the cap: the first lines tell enough */
+    r->len += take;
+    return 0;
 }
 
 static int rpc_mfs_rm(struct node *base, const char *path, bool recursive)
 {
+    struct node_rpc *n = to_rpc(base);
     struct rpc_arg args[] = {{"arg", path}, {"recursive", "true"}};
-    return simple_call(to_rpc(base), "files/rm", args, recursive ? 2 : 1);
+    struct rm_ctx *r = malloc(sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->len = 0;
+    char err[512], msg[256], safe[256];
+    int rc = rpc_call(n->rpc, "files/rm", args, recursive ? 2 : 1, NULL, rm_sink, r, err,
+                      sizeof err);
+    /* Kubo: HTTP 200, one line per path that failed ("/x: file does not exist"), then the
+     * trailer "can't remove some files". The line tells the errno. */
+    if (rc < 0 && r->len > 0) {
+        int e = rpcjson_rm_error(r->body, r->len, msg, sizeof msg);
+        if (e != -EIO || rc == -EIO) {
+            rc = e;
+            snprintf(err, sizeof err, "%s", msg);
+        }
+    }
+    free(r);
+    if (rc == -ETIMEDOUT && mfs_happened(n, path, CHECK_GONE, NULL, 0)) {
+        log_info("files/rm %s timed out but happened", SAFE(path, safe));
+        rc = 0;
+    }
+    if (rc == -ENOENT || rc == -EISDIR || rc == -ENOTEMPTY)
+        log_debug("files/rm %s: %s", SAFE(path, safe), err);
+    else if (rc < 0)
+        log_warn("files/rm %s: %s", SAFE(path, safe), err);
+    return rc;
 }
 
 static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path)
 {
+    struct node_rpc *n = to_rpc(base);
     char cs[CID_STR_MAX], src[CID_STR_MAX + 8];
     if (cid_format(c, cs, sizeof cs) < 0)
         return -EINVAL;
     snprintf(src, sizeof src, "/ipfs/%s", cs);
     struct rpc_arg args[] = {{"arg", src}, {"arg", path}};
-    return simple_call(to_rpc(base), "files/cp", args, 2);
+    int rc = simple_call(n, "files/cp", args, 2, path);
+    /* A timeout may have linked it; so does a symlink, though Kubo 0.43 then answers "cannot
+     * flush the created file ...: symlinks not yet supported". */
+    if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ENOTDIR &&
+        mfs_happened(n, path, CHECK_CID, c, 0)) {
+        char safe[256];
+        log_debug("files/cp %s failed but happened", SAFE(path, safe));
+        rc = 0;
+    }
+    return rc;
 }
 
+/* The last component of p (without trailing slashes) and its parent's last component. */
+static void last_two(const char *p, const char **dir, size_t *dlen, const char **base,
+                     size_t *blen)
+{
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        n--;
+    const char *s = memrchr(p, '/', n);
+    *base = s ? s + 1 : p;
+    *blen = n - (size_t)(*base - p);
+    size_t pn = s ? (size_t)(s - p) : 0;
+    while (pn > 0 && p[pn - 1] == '/')
+        pn--;
+    const char *s2 = pn ? memrchr(p, '/', pn) : NULL;
+    *dir = s2 ? s2 + 1 : p;
+    *dlen = pn - (size_t)(*dir - p);
+}
+
+/* A fresh name next to path (in path's directory), for moves in two steps. */
+static int tmp_next_to(struct node_rpc *n, const char *path, char *out, size_t outlen)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) : 0;
+    int w = snprintf(out, outlen, "%.*s/" TMP_PREFIX "mv-%ld-%" PRIuFAST64, (int)dl, path,
+                     (long)getpid(), atomic_fetch_add(&n->tmp_seq, 1));
+    return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* files/mv src dst for a dst that does not exist or is a file (Kubo replaces a file). */
+static int mv_once(struct node_rpc *n, const char *src, const char *dst)
+{
+    struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
+    int rc = simple_call(n, "files/mv", args, 2, src);
+    if (rc == -ETIMEDOUT && mfs_happened(n, src, CHECK_GONE, NULL, 0) &&
+        !mfs_happened(n, dst, CHECK_GONE, NULL, 0)) {
+        char safe[256];
+        log_info("files/mv %s timed out but happened", SAFE(src, safe));
+        rc = 0;
+    }
+    return rc;
+}
+
+/* A move that really moves. boxo's mfs.Mv skips unlinking the source when the two parent
+ * directories have the same base name and so do the two names (/x/d/f -> /y/d/f): it would
+ * link dst and leave src. Such a move goes through a temporary name in dst's directory. */
+static int move(struct node_rpc *n, const char *src, const char *dst)
+{
+    const char *sd, *sb, *dd, *db;
+    size_t sdl, sbl, ddl, dbl;
+    last_two(src, &sd, &sdl, &sb, &sbl);
+    last_two(dst, &dd, &ddl, &db, &dbl);
+    if (sdl != ddl || sbl != dbl || memcmp(sd, dd, sdl) != 0 || memcmp(sb, db, sbl) != 0)
+        return mv_once(n, src, dst);
+    char tmp[4096], safe[256];
+    int rc = tmp_next_to(n, dst, tmp, sizeof tmp);
+    if (rc == 0)
+        rc = mv_once(n, src, tmp);
+    if (rc < 0)
+        return rc;
+    rc = mv_once(n, tmp, dst);
+    if (rc < 0 && mv_once(n, tmp, src) < 0)
+        log_err("could not move %s back after a failed rename: it is left under a temporary "
+                "name", SAFE(src, safe));
+    return rc;
+}
+
+static int count_entry(void *ud, const struct node_entry *e)
+{
+    (void)e;
+    (*(uint64_t *)ud)++;
+    return -ECANCELED; /* one is enough */
+}
+
+/* Remove the directory dst if it is empty, else ENOTEMPTY. It is first moved to a temporary
+ * name, so that nothing can be added to it between the check and the removal: a tree is
+ * never removed unless it was empty. */
+static int remove_empty_dir(struct node_rpc *n, const char *dst)
+{
+    char tmp[4096], safe[256];
+    int rc = tmp_next_to(n, dst, tmp, sizeof tmp);
+    if (rc == 0)
+        rc = mv_once(n, dst, tmp);
+    if (rc < 0)
+        return rc;
+    uint64_t count = 0;
+    rc = rpc_mfs_list(&n->base, tmp, count_entry, &count);
+    if (rc == -ECANCELED || (rc == 0 && count > 0))
+        rc = -ENOTEMPTY;
+    if (rc == 0)
+        rc = rpc_mfs_rm(&n->base, tmp, true);
+    if (rc < 0 && mv_once(n, tmp, dst) < 0)
+        log_err("could not move %s back: it is left under a temporary name", SAFE(dst, safe));
+    return rc;
+}
+
+/* rename(2) on MFS: Kubo's files/mv replaces a file, but moves *into* an existing directory
+ * and replaces a file by a directory. */
 static int rpc_mfs_mv(struct node *base, const char *src, const char *dst)
 {
     struct node_rpc *n = to_rpc(base);
-    struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
-    int rc = -EEXIST;
-    if (!atomic_load(&n->mv_no_replace)) {
-        rc = simple_call(n, "files/mv", args, 2);
-        if (rc != -EEXIST)
-            return rc;
-    }
-    /* js-ipfs will not move onto an existing name (Kubo replaces): remove it, then move.
-     * Learn it once, so later replacements do not pay for the failing call. */
-    atomic_store(&n->mv_no_replace, true);
-    rc = rpc_mfs_rm(base, dst, false);
-    if (rc == -EISDIR || rc == -EIO)
-        rc = rpc_mfs_rm(base, dst, true);
-    if (rc < 0 && rc != -ENOENT)
+    if (strcmp(src, dst) == 0)
+        return 0;
+    struct node_stat ss, ds;
+    struct cid sc, dc;
+    int rc = files_stat(n, src, &ss, &sc);
+    node_stat_clear(&ss);
+    if (rc < 0)
         return rc;
-    return simple_call(n, "files/mv", args, 2);
+    rc = files_stat(n, dst, &ds, &dc);
+    node_stat_clear(&ds);
+    if (rc == 0) {
+        if (ds.kind == NODE_DIR && ss.kind != NODE_DIR)
+            return -EISDIR;
+        if (ds.kind != NODE_DIR && ss.kind == NODE_DIR)
+            return -ENOTDIR;
+        if (ds.kind == NODE_DIR && (rc = remove_empty_dir(n, dst)) < 0)
+            return rc;
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    return move(n, src, dst);
 }
 
 static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
 {
-    struct node_rpc *n = to_rpc(base);
     char m[16];
     snprintf(m, sizeof m, "%04o", mode & 07777);
-    if (n->kubo) {
-        /* Kubo: ipfs files chmod <mode> <path> */
-        struct rpc_arg args[] = {{"arg", m}, {"arg", path}};
-        return simple_call(n, "files/chmod", args, 2);
-    }
-    struct rpc_arg args[] = {{"arg", path}, {"mode", m}};
-    return simple_call(n, "files/chmod", args, 2);
+    /* ipfs files chmod <mode> <path> */
+    struct rpc_arg args[] = {{"arg", m}, {"arg", path}};
+    return mfs_change(to_rpc(base), "files/chmod", args, 2, path, CHECK_MODE, NULL,
+                      mode & 07777);
 }
 
 static int rpc_mfs_touch(struct node *base, const char *path, int64_t mtime)
@@ -607,10 +748,10 @@ static int rpc_mfs_touch(struct node *base, const char *path, int64_t mtime)
     char t[24];
     snprintf(t, sizeof t, "%lld", (long long)mtime);
     struct rpc_arg args[] = {{"arg", path}, {"mtime", t}};
-    return simple_call(to_rpc(base), "files/touch", args, 2);
+    return mfs_change(to_rpc(base), "files/touch", args, 2, path, CHECK_MTIME, NULL, mtime);
 }
 
-/* Multipart body for add: one part named "data" (test node: filenames need >= 2 chars). */
+/* Multipart body for add: one part named "data". */
 #define BOUNDARY "ipfsfs-7d1c3a9e5b2f4068"
 static const char part_head[] = "--" BOUNDARY "\r\n"
                                 "Content-Disposition: form-data; name=\"file\"; filename=\"data\"\r\n"
@@ -677,7 +818,9 @@ static int rpc_add(struct node *base, int fd, uint64_t size, const struct node_a
     };
     /* An upload of any size is fine as long as bytes keep moving: bound stalls, not time. */
     struct rpc_call_opts co = {.upload = &up, .stall_ms = n->timeout_ms};
-    struct rpc_buf buf = {.max = 1 << 20};
+    /* The reply is one line per file (here one) and per progress step: small. A pin or provide
+     * failure after the root line comes as a trailer, and rpc_call fails the call for it. */
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
     char err[512];
     int rc = rpc_call_buf(n->rpc, "add", args, na, &co, &buf, err, sizeof err);
     if (rc < 0) {
@@ -727,12 +870,11 @@ static int rpc_put_symlink(struct node *base, const char *target, struct cid *ou
         .content_type = "multipart/form-data; boundary=" BOUNDARY,
         .length = (int64_t)(sizeof part_head - 1 + b + sizeof part_tail - 1),
     };
-    /* Kubo takes cid-codec (format is its deprecated spelling); the test node takes either. */
-    struct rpc_arg args[] = {{"cid-codec", "dag-pb"}, {"format", "dag-pb"}};
+    struct rpc_arg args[] = {{"cid-codec", "dag-pb"}};
     struct rpc_call_opts co = {.upload = &up};
-    struct rpc_buf buf = {.max = 64 << 10};
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
     char err[512];
-    rc = rpc_call_buf(n->rpc, "block/put", args, n->kubo ? 1 : 2, &co, &buf, err, sizeof err);
+    rc = rpc_call_buf(n->rpc, "block/put", args, 1, &co, &buf, err, sizeof err);
     if (rc < 0) {
         log_warn("block/put (symlink): %s", err);
         goto out;
@@ -794,28 +936,60 @@ static int rpc_read_stream(struct node *base, const struct cid *c, uint64_t off,
     return 0;
 }
 
+/* statfs: the repo's StorageMax and what is left of it, from one cheap repo/stat
+ * (size-only), kept for SPACE_TTL_MS so that `df` in a loop does not walk the repo. */
+static int rpc_space(struct node *base, uint64_t *total, uint64_t *avail)
+{
+    struct node_rpc *n = to_rpc(base);
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&n->space_lock);
+    bool fresh = n->space_at && now - n->space_at < SPACE_TTL_MS;
+    *total = n->space_total;
+    *avail = n->space_avail;
+    pthread_mutex_unlock(&n->space_lock);
+    if (fresh)
+        return 0;
+    struct rpc_arg args[] = {{"size-only", "true"}};
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "repo/stat", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_warn("repo/stat: %s", err);
+        return rc;
+    }
+    uint64_t used, max;
+    rc = rpcjson_repo_stat(buf.data, buf.len, &used, &max);
+    free(buf.data);
+    if (rc < 0) {
+        log_warn("repo/stat: malformed reply");
+        return rc;
+    }
+    *total = max;
+    *avail = used < max ? max - used : 0;
+    pthread_mutex_lock(&n->space_lock);
+    n->space_total = *total;
+    n->space_avail = *avail;
+    n->space_at = now ? now : 1;
+    pthread_mutex_unlock(&n->space_lock);
+    return 0;
+}
+
 static int rpc_stats(struct node *base, char *buf, size_t len)
 {
     struct node_rpc *n = to_rpc(base);
     struct rpc_stats s;
     rpc_get_stats(n->rpc, &s);
-    pthread_mutex_lock(&n->keep_lock);
-    uint64_t reused = n->kept_reused;
-    pthread_mutex_unlock(&n->keep_lock);
     return snprintf(buf, len,
                     "rpc_requests %" PRIu64 "\nrpc_errors %" PRIu64 "\nrpc_bytes_in %" PRIu64
-                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64
-                    "\nrpc_dirblocks_reused %" PRIu64 "\n",
-                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight, reused);
+                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64 "\n",
+                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight);
 }
 
 static void rpc_destroy(struct node *base)
 {
     struct node_rpc *n = to_rpc(base);
     rpc_free(n->rpc);
-    for (size_t i = 0; i < KEEP_BLOCKS; i++)
-        free(n->kept[i].data);
-    pthread_mutex_destroy(&n->keep_lock);
+    pthread_mutex_destroy(&n->space_lock);
     free(n);
 }
 
@@ -834,6 +1008,7 @@ static const struct node_ops rpc_ops = {
     .mfs_touch = rpc_mfs_touch,
     .add = rpc_add,
     .put_symlink = rpc_put_symlink,
+    .space = rpc_space,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };
@@ -845,14 +1020,15 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
         return -ENOMEM;
     n->base.ops = &rpc_ops;
     n->base.description = n->description;
-    pthread_mutex_init(&n->keep_lock, NULL);
+    pthread_mutex_init(&n->space_lock, NULL);
     int rc = rpc_new(cfg, &n->rpc);
     if (rc < 0) {
+        pthread_mutex_destroy(&n->space_lock);
         free(n);
         snprintf(err, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
         return rc;
     }
-    struct rpc_buf buf = {.max = 64 << 10};
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
     char why[512];
     rc = rpc_call_buf(n->rpc, "version", NULL, 0, NULL, &buf, why, sizeof why);
     if (rc < 0) {
@@ -869,11 +1045,14 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
         rpc_destroy(&n->base);
         return -EIO;
     }
-    n->quirks.symlink_as_file = !v.is_kubo;
-    n->kubo = v.is_kubo;
+    rc = rpcjson_version_check(&v, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s at %s", why, cfg->endpoint->base_url);
+        rpc_destroy(&n->base);
+        return rc;
+    }
     n->timeout_ms = cfg->timeout_ms;
-    snprintf(n->description, sizeof n->description, "%s %s at %s%s%s",
-             v.is_kubo ? "Kubo" : "IPFS node (js-ipfs compatible)", v.version,
+    snprintf(n->description, sizeof n->description, "Kubo %s at %s%s%s", v.version,
              cfg->endpoint->base_url, cfg->endpoint->unix_path ? " via " : "",
              cfg->endpoint->unix_path ? cfg->endpoint->unix_path : "");
     *out = &n->base;

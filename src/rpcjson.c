@@ -4,9 +4,11 @@
 #include "rpcjson.h"
 
 #include "log.h"
+#include "rpc.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,19 +66,76 @@ int rpcjson_version(const char *body, size_t len, struct node_version *out)
         json_decref(j);
         return -EIO;
     }
-    const char *v = json_string_value(json_object_get(j, "Version"));
-    if (!v) {
+    const json_t *jv = json_object_get(j, "Version");
+    if (!json_is_string(jv)) {
         json_decref(j);
         return -EIO;
     }
-    snprintf(out->version, sizeof out->version, "%s", v);
+    /* The node's words reach the user's terminal and logs: keep the harmless characters. */
+    const char *v = json_string_value(jv);
+    size_t vl = json_string_length(jv), o = 0;
+    for (size_t i = 0; i < vl && o + 1 < sizeof out->version; i++) {
+        char ch = v[i];
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '.' || ch == '-' || ch == '+' || ch == '_')
+            out->version[o++] = ch;
+        else
+            out->version[o++] = '?';
+    }
+    out->version[o] = '\0';
     out->is_kubo = json_object_get(j, "Golang") != NULL && json_object_get(j, "ipfs-core") == NULL;
+    /* MAJOR.MINOR.PATCH, then anything ("-rc1", "-dev"): three numbers or nothing. */
+    unsigned num[3] = {0, 0, 0};
+    const char *p = out->version;
+    int k = 0;
+    for (; k < 3; k++) {
+        if (*p < '0' || *p > '9')
+            break;
+        unsigned long x = 0;
+        while (*p >= '0' && *p <= '9' && x < 100000)
+            x = x * 10 + (unsigned long)(*p++ - '0');
+        if (x >= 100000)
+            break;
+        num[k] = (unsigned)x;
+        if (k < 2 && *p++ != '.')
+            break;
+    }
+    if (k == 3 && (*p == '\0' || *p == '-' || *p == '+')) {
+        out->parsed = true;
+        out->major = num[0];
+        out->minor = num[1];
+        out->patch = num[2];
+    }
     json_decref(j);
     return 0;
 }
 
-/* Mode: Kubo ls gives a Go FileMode number (0 = absent, bit 31 for directories), files/stat and
- * js-ipfs give an octal string. Only the permission bits matter to us. */
+int rpcjson_version_check(const struct node_version *v, char *why, size_t whylen)
+{
+    if (!v->is_kubo) {
+        snprintf(why, whylen, "the node (version %s) is not Kubo: ipfsfs needs Kubo %s or newer "
+                 "(js-ipfs is not supported)", v->version, KUBO_MIN_STR);
+        return -EPROTONOSUPPORT;
+    }
+    if (!v->parsed) {
+        snprintf(why, whylen, "cannot read Kubo's version \"%s\": ipfsfs needs Kubo %s or newer",
+                 v->version, KUBO_MIN_STR);
+        return -EPROTONOSUPPORT;
+    }
+    uint64_t have = (uint64_t)v->major << 40 | (uint64_t)v->minor << 20 | v->patch;
+    uint64_t need = (uint64_t)KUBO_MIN_MAJOR << 40 | (uint64_t)KUBO_MIN_MINOR << 20 | KUBO_MIN_PATCH;
+    bool old = have < need;
+    if (old) {
+        snprintf(why, whylen, "Kubo %s is too old: ipfsfs needs Kubo %s or newer (older versions "
+                 "lose the content of multi-block files on files/chmod and files/touch); "
+                 "upgrade the node", v->version, KUBO_MIN_STR);
+        return -EPROTONOSUPPORT;
+    }
+    return 0;
+}
+
+/* Mode: Kubo's ls gives a Go FileMode number (0 = absent, bit 31 for directories), files/stat
+ * an octal string of one. Only the permission bits matter here. */
 static uint32_t parse_mode(const json_t *m)
 {
     if (json_is_integer(m)) {
@@ -92,7 +151,7 @@ static uint32_t parse_mode(const json_t *m)
     return 0;
 }
 
-static int parse_link(const json_t *l, const struct rpcjson_quirks *q, struct node_entry *e)
+static int parse_link(const json_t *l, struct node_entry *e)
 {
     const json_t *jname = json_object_get(l, "Name");
     const json_t *jhash = json_object_get(l, "Hash");
@@ -122,10 +181,6 @@ static int parse_link(const json_t *l, const struct rpcjson_quirks *q, struct no
         break;
     case 2:
         e->kind = NODE_FILE;
-        if (e->cid.codec == CID_CODEC_RAW)
-            break;
-        if (q && q->symlink_as_file && e->size <= SYMLINK_MAX)
-            e->kind = NODE_UNKNOWN;
         break;
     case 4:
         e->kind = NODE_SYMLINK;
@@ -141,13 +196,14 @@ static int parse_link(const json_t *l, const struct rpcjson_quirks *q, struct no
     return 0;
 }
 
-int rpcjson_ls(const char *body, size_t len, const struct rpcjson_quirks *q, node_entry_fn fn,
-               void *ud, unsigned *skipped)
+int rpcjson_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped)
 {
     json_error_t jerr;
     json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
     if (!j) {
-        log_warn("malformed ls reply from the node: %s (line %d)", jerr.text, jerr.line);
+        char safe[200];
+        log_warn("malformed ls reply from the node: %s (line %d)",
+                 log_safe(jerr.text, strlen(jerr.text), safe, sizeof safe), jerr.line);
         return -EIO;
     }
     int rc = -EIO;
@@ -171,7 +227,7 @@ int rpcjson_ls(const char *body, size_t len, const struct rpcjson_quirks *q, nod
         json_array_foreach(links, k, l)
         {
             struct node_entry e;
-            if (!json_is_object(l) || parse_link(l, q, &e) < 0) {
+            if (!json_is_object(l) || parse_link(l, &e) < 0) {
                 const json_t *jn = json_object_get(l, "Name");
                 char safe[160];
                 log_warn("hiding a directory entry with an invalid name or CID (name \"%s\")",
@@ -192,55 +248,224 @@ out:
     return rc;
 }
 
-int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped)
+/* One files/ls entry: {"Name","Type","Size","Hash"}. */
+static int files_ls_entry(struct files_ls_reader *r, const char *text, size_t len)
 {
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
+    json_t *l = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(l)) {
+        json_decref(l);
         return -EIO;
     }
+    struct node_entry e;
+    const json_t *jname = json_object_get(l, "Name");
+    const json_t *jhash = json_object_get(l, "Hash");
+    uint64_t type = 0;
     int rc = 0;
-    json_t *entries = json_object_get(j, "Entries");
-    if (!entries || json_is_null(entries))
-        goto out;
-    if (!json_is_array(entries)) {
-        rc = -EIO;
+    if (!json_is_string(jname) || !json_is_string(jhash) ||
+        !node_name_ok(json_string_value(jname), json_string_length(jname)) ||
+        cid_parse(json_string_value(jhash), json_string_length(jhash), &e.cid) < 0 ||
+        rpcjson_u64(json_object_get(l, "Type"), &type) < 0 ||
+        rpcjson_u64(json_object_get(l, "Size"), &e.size) < 0) {
+        r->skipped++;
         goto out;
     }
-    size_t i;
-    json_t *l;
-    json_array_foreach(entries, i, l)
-    {
-        struct node_entry e;
-        const json_t *jname = json_object_get(l, "Name");
-        const json_t *jhash = json_object_get(l, "Hash");
-        uint64_t type = 0;
-        if (!json_is_string(jname) || !json_is_string(jhash) ||
-            !node_name_ok(json_string_value(jname), json_string_length(jname)) ||
-            cid_parse(json_string_value(jhash), json_string_length(jhash), &e.cid) < 0 ||
-            rpcjson_u64(json_object_get(l, "Type"), &type) < 0 ||
-            rpcjson_u64(json_object_get(l, "Size"), &e.size) < 0) {
-            if (skipped)
-                (*skipped)++;
-            continue;
-        }
-        e.name = json_string_value(jname);
-        e.name_len = json_string_length(jname);
-        e.mode = parse_mode(json_object_get(l, "Mode"));
-        if (type == 1) {
-            e.kind = NODE_DIR;
-            e.size = 0;
-        } else {
-            e.kind = e.cid.codec == CID_CODEC_RAW || e.size > SYMLINK_MAX ? NODE_FILE
-                                                                          : NODE_UNKNOWN;
-        }
-        rc = fn(ud, &e);
-        if (rc < 0)
-            break;
+    e.name = json_string_value(jname);
+    e.name_len = json_string_length(jname);
+    e.mode = parse_mode(json_object_get(l, "Mode"));
+    if (type == 1) {
+        e.kind = NODE_DIR;
+        e.size = 0;
+    } else {
+        e.kind = e.cid.codec == CID_CODEC_RAW || e.size > SYMLINK_MAX ? NODE_FILE : NODE_UNKNOWN;
     }
+    rc = r->fn(r->ud, &e);
 out:
-    json_decref(j);
+    json_decref(l);
+    return rc;
+}
+
+#define FILES_LS_MAX_ENTRY (64u << 10)
+
+enum {
+    FL_START,   /* before the top-level '{' */
+    FL_KEY,     /* before the key's opening quote */
+    FL_KEYSTR,  /* inside the key */
+    FL_COLON,   /* after the key */
+    FL_VALUE,   /* before the value of "Entries" */
+    FL_NULL,    /* inside "null" */
+    FL_ELEM,    /* before an entry or ']' */
+    FL_ENTRY,   /* inside an entry */
+    FL_SEP,     /* after an entry: ',' or ']' */
+    FL_CLOSE,   /* before the top-level '}' */
+    FL_END,     /* only white space may follow */
+};
+
+void files_ls_init(struct files_ls_reader *r, uint64_t max_entries, node_entry_fn fn, void *ud)
+{
+    memset(r, 0, sizeof *r);
+    r->max_entries = max_entries ? max_entries : UINT64_MAX;
+    r->fn = fn;
+    r->ud = ud;
+}
+
+void files_ls_free(struct files_ls_reader *r)
+{
+    free(r->obj);
+    r->obj = NULL;
+    r->len = r->cap = 0;
+}
+
+static int entry_put(struct files_ls_reader *r, char ch)
+{
+    if (r->len + 1 > FILES_LS_MAX_ENTRY)
+        return -EIO;
+    if (r->len + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        char *p = realloc(r->obj, cap);
+        if (!p)
+            return -ENOMEM;
+        r->obj = p;
+        r->cap = cap;
+    }
+    r->obj[r->len++] = ch;
+    return 0;
+}
+
+static bool is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+int files_ls_feed(struct files_ls_reader *r, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        int rc;
+        if (r->state != FL_KEYSTR && r->state != FL_NULL && r->state != FL_ENTRY && is_ws(ch))
+            continue;
+        switch (r->state) {
+        case FL_START:
+            if (ch != '{')
+                return -EIO;
+            r->state = FL_KEY;
+            break;
+        case FL_KEY:
+            if (ch != '"')
+                return -EIO;
+            r->keylen = 0;
+            r->state = FL_KEYSTR;
+            break;
+        case FL_KEYSTR:
+            if (ch == '"') {
+                r->state = FL_COLON;
+            } else {
+                if (ch == '\\' || r->keylen + 1 >= sizeof r->key)
+                    return -EIO;
+                r->key[r->keylen++] = ch;
+            }
+            break;
+        case FL_COLON:
+            /* Kubo's reply has the one key. */
+            if (ch != ':' || r->keylen != 7 || memcmp(r->key, "Entries", 7) != 0)
+                return -EIO;
+            r->state = FL_VALUE;
+            break;
+        case FL_VALUE:
+            if (ch == '[') {
+                r->keylen = 0;
+                r->state = FL_ELEM;
+            } else if (ch == 'n') {
+                r->keylen = 1;
+                r->state = FL_NULL;
+            } else {
+                return -EIO;
+            }
+            break;
+        case FL_NULL:
+            if (ch != "null"[r->keylen])
+                return -EIO;
+            if (++r->keylen == 4)
+                r->state = FL_CLOSE;
+            break;
+        case FL_SEP:
+            if (ch == ']') {
+                r->state = FL_CLOSE;
+                break;
+            }
+            if (ch != ',')
+                return -EIO;
+            r->keylen = 1; /* an entry must follow the comma, not ']' */
+            r->state = FL_ELEM;
+            break;
+        case FL_ELEM:
+            if (ch == ']' && r->keylen != 1) {
+                r->state = FL_CLOSE;
+                break;
+            }
+            if (ch != '{')
+                return -EIO;
+            r->len = 0;
+            r->depth = 1;
+            r->in_str = r->esc = false;
+            if ((rc = entry_put(r, ch)) < 0)
+                return rc;
+            r->state = FL_ENTRY;
+            break;
+        case FL_ENTRY:
+            if ((rc = entry_put(r, ch)) < 0)
+                return rc;
+            if (r->in_str) {
+                if (r->esc)
+                    r->esc = false;
+                else if (ch == '\\')
+                    r->esc = true;
+                else if (ch == '"')
+                    r->in_str = false;
+                break;
+            }
+            if (ch == '"') {
+                r->in_str = true;
+            } else if (ch == '{' || ch == '[') {
+                if (++r->depth > 32)
+                    return -EIO;
+            } else if (ch == '}' || ch == ']') {
+                if (--r->depth == 0) {
+                    if (++r->entries > r->max_entries)
+                        return -EFBIG;
+                    if ((rc = files_ls_entry(r, r->obj, r->len)) < 0)
+                        return rc;
+                    r->len = 0;
+                    r->state = FL_SEP;
+                }
+            }
+            break;
+        case FL_CLOSE:
+            if (ch != '}')
+                return -EIO;
+            r->state = FL_END;
+            break;
+        default: /* FL_END: only white space may follow */
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+int files_ls_finish(struct files_ls_reader *r)
+{
+    return r->state == FL_END ? 0 : -EIO;
+}
+
+int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped)
+{
+    struct files_ls_reader r;
+    files_ls_init(&r, 0, fn, ud);
+    int rc = files_ls_feed(&r, body, len);
+    if (rc == 0)
+        rc = files_ls_finish(&r);
+    if (skipped)
+        *skipped += r.skipped;
+    files_ls_free(&r);
     return rc;
 }
 
@@ -268,6 +493,16 @@ int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, stru
         goto out;
     }
     out->mode = parse_mode(json_object_get(j, "Mode"));
+    /* Kubo shows a Go FileMode: ModeSymlink (1 << 27) marks a symlink it calls a "file". */
+    const char *m = json_string_value(json_object_get(j, "Mode"));
+    if (m && out->kind == NODE_FILE) {
+        char *end;
+        unsigned long long x = strtoull(m, &end, 8);
+        if (*end == '\0' && (x & (1ull << 27))) {
+            out->kind = NODE_SYMLINK;
+            out->size = 0;
+        }
+    }
     uint64_t mt;
     if (rpcjson_u64(json_object_get(j, "Mtime"), &mt) == 0 && mt <= INT64_MAX) {
         out->mtime = (int64_t)mt;
@@ -387,4 +622,54 @@ int ndjson_finish(struct ndjson *nd, ndjson_line_fn fn, void *ud)
         rc = emit(nd->buf, nd->len, fn, ud);
     nd->len = 0;
     return rc;
+}
+
+int rpcjson_repo_stat(const char *body, size_t len, uint64_t *repo_size, uint64_t *storage_max)
+{
+    json_t *j = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL);
+    int rc = json_is_object(j) &&
+                     rpcjson_u64(json_object_get(j, "RepoSize"), repo_size) == 0 &&
+                     rpcjson_u64(json_object_get(j, "StorageMax"), storage_max) == 0
+                 ? 0
+                 : -EIO;
+    json_decref(j);
+    return rc;
+}
+
+int rpcjson_rm_error(const char *body, size_t len, char *msg, size_t msglen)
+{
+    int found = -EIO;
+    if (msglen)
+        msg[0] = '\0';
+    while (len > 0) {
+        const char *nl = memchr(body, '\n', len);
+        size_t n = nl ? (size_t)(nl - body) : len;
+        json_t *j = json_loadb(body, n, JSON_DECODE_ANY, NULL);
+        if (json_is_string(j)) {
+            /* "<path>: <message>": the path may hold ": " too, the message is what follows
+             * the last one. */
+            const char *s = json_string_value(j);
+            size_t sl = json_string_length(j);
+            const char *m = s;
+            for (size_t i = 0; i + 1 < sl; i++)
+                if (s[i] == ':' && s[i + 1] == ' ')
+                    m = s + i + 2;
+            int e = rpc_classify_error(m);
+            if (msglen && !msg[0])
+                log_safe(m, sl - (size_t)(m - s), msg, msglen);
+            if (e != -EIO) {
+                if (msglen)
+                    log_safe(m, sl - (size_t)(m - s), msg, msglen);
+                found = e;
+                json_decref(j);
+                break;
+            }
+        }
+        json_decref(j);
+        if (!nl)
+            break;
+        body = nl + 1;
+        len -= n + 1;
+    }
+    return found;
 }

@@ -1,5 +1,5 @@
-/* rpcjson.h - parse the node's JSON replies (Kubo and js-ipfs shapes). Pure, no I/O, so the
- * unit tests feed it recorded replies. */
+/* rpcjson.h - parse Kubo's JSON replies. Pure, no I/O, so the unit tests feed it replies
+ * recorded from a real Kubo (tests/fixtures/kubo, tests/record-fixtures.sh). */
 #ifndef IPFSFS_RPCJSON_H
 #define IPFSFS_RPCJSON_H
 
@@ -9,35 +9,70 @@
 
 #include "node.h"
 
-/* Node flavour, from /api/v0/version. */
+/* The oldest Kubo served: 0.40 and earlier lost the content links of multi-block files on
+ * files/chmod and files/touch (boxo < 0.38). */
+#define KUBO_MIN_MAJOR 0
+#define KUBO_MIN_MINOR 41
+#define KUBO_MIN_PATCH 0
+#define KUBO_MIN_STR "0.41.0"
+
+/* /api/v0/version. version keeps only printable characters of the node's string. */
 struct node_version {
     char version[64];
-    bool is_kubo; /* Kubo / go-ipfs (has "Golang"); otherwise js-ipfs or unknown */
+    bool is_kubo;         /* Kubo / go-ipfs: has "Golang", not js-ipfs's "ipfs-core" */
+    bool parsed;          /* version was MAJOR.MINOR.PATCH[-suffix]: the numbers are set */
+    unsigned major, minor, patch;
 };
 int rpcjson_version(const char *body, size_t len, struct node_version *out);
 
-/* Quirks of the node that change how replies are read. */
-struct rpcjson_quirks {
-    /* ls has no Type 4: small dag-pb "files" may be symlinks (js-ipfs). Such entries come back
-     * as NODE_UNKNOWN so the caller stats them. */
-    bool symlink_as_file;
-};
+/* 0 if the node is a Kubo we serve; else -EPROTONOSUPPORT and why (for the user) in why. */
+int rpcjson_version_check(const struct node_version *v, char *why, size_t whylen);
 
 /* Parse one ls reply object ({"Objects":[{"Hash":..,"Links":[...]}]}), whole or one stream
  * line, calling fn for every valid link. Links with bad names or CIDs are skipped and counted
- * in *skipped (and logged). Returns 0, -EIO for malformed JSON, or fn's error. */
-int rpcjson_ls(const char *body, size_t len, const struct rpcjson_quirks *q, node_entry_fn fn,
-               void *ud, unsigned *skipped);
+ * in *skipped (and logged). Type 0 (a child Kubo did not fetch) is NODE_UNKNOWN, except raw
+ * CIDs, which are files. Returns 0, -EIO for malformed JSON, or fn's error. */
+int rpcjson_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped);
 
-/* files/ls?long=true: {"Entries":[{"Name","Type":0 file|1 dir,"Size","Hash","Mode"}]} or
- * "Entries":null (Kubo, empty). Small files come back NODE_UNKNOWN (they may be symlinks). */
+/* files/ls?long=true: {"Entries":[{"Name","Type":0 file|1 dir,"Size","Hash"}]} or
+ * {"Entries":null}. Kubo has no streamed form, so the reader splits the array as bytes come
+ * and hands every entry on at once: memory is one entry, not the reply. Small dag-pb files come
+ * back NODE_UNKNOWN (MFS lists symlinks as files). At most max_entries entries (-EFBIG past
+ * that); an entry larger than 64 KiB or malformed JSON is -EIO. */
+struct files_ls_reader {
+    int state;
+    int depth;        /* nesting inside the entry being collected */
+    bool in_str, esc; /* inside a JSON string of that entry; after a backslash */
+    char key[16];
+    size_t keylen;
+    char *obj; /* the entry being collected */
+    size_t len, cap;
+    uint64_t entries, max_entries;
+    unsigned skipped;
+    node_entry_fn fn;
+    void *ud;
+};
+void files_ls_init(struct files_ls_reader *r, uint64_t max_entries, node_entry_fn fn, void *ud);
+int files_ls_feed(struct files_ls_reader *r, const char *data, size_t len);
+int files_ls_finish(struct files_ls_reader *r); /* -EIO if the reply ended early */
+void files_ls_free(struct files_ls_reader *r);
+/* The same over a whole reply. */
 int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped);
 
-/* files/stat: {"Hash","Size","Type":"file"|"directory"|"symlink","Mode","Mtime"}. */
+/* files/stat: {"Hash","Size","Type":"file"|"directory","Mode","Mtime"}. A Mode with Go's
+ * symlink bit (octal 1000000000) makes it NODE_SYMLINK (target unknown: read the block). */
 int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, struct cid *cid);
 
 /* The root of an add reply: the Hash of the last line that has one. */
 int rpcjson_add_result(const char *body, size_t len, struct cid *out);
+
+/* repo/stat?size-only=true: {"RepoSize","StorageMax",...}. */
+int rpcjson_repo_stat(const char *body, size_t len, uint64_t *repo_size, uint64_t *storage_max);
+
+/* files/rm failure body: one JSON string per path that failed ("/x: file does not exist").
+ * Returns the errno of the first line that names one (ENOENT, EISDIR, ENOTEMPTY...), else
+ * -EIO. */
+int rpcjson_rm_error(const char *body, size_t len, char *msg, size_t msglen);
 
 /* Incremental NDJSON splitter for streamed replies: feed bytes, get complete lines. */
 struct ndjson {
