@@ -2,7 +2,8 @@
 # bench-all.sh - run every benchmark (each starts its own node and mount) and print a summary
 # table of the figures, their ratio to the direct RPC call, and the targets.
 #
-#   tests/bench/bench-all.sh [NAME...]     NAME: seq random ls rss profile (default: all)
+#   tests/bench/bench-all.sh [NAME...]     NAME: seq random ls rss cp profile (default), store,
+#                                            kubo-mount
 #
 # Each script's full output goes to BENCH_LOG_DIR (default: a new temporary directory, kept and
 # printed) and is also shown as it runs. Each script is bounded by BENCH_TIMEOUT seconds (default
@@ -18,7 +19,7 @@ set -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(seq random ls rss profile)
+[ ${#names[@]} -gt 0 ] || names=(seq random ls rss cp profile)
 BENCH_LOG_DIR=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ipfsfs-bench-logs.XXXXXX")}
 mkdir -p "$BENCH_LOG_DIR"
 BENCH_RESULTS=$BENCH_LOG_DIR/results.tsv

@@ -6,11 +6,14 @@
 #   direct:  POST cat?arg=<cid>&offset=O&length=4096 for the same offsets, in the same order, over
 #            one keep-alive connection (python3 http.client), page cache dropped first
 #
-# Prints the per-read latency (mean, median, p90, p99) of both and the ratio of the means.
+# BENCH_ROUNDS rounds, alternating (direct, ipfsfs, direct, ipfsfs); round R reads the offsets of
+# seed BENCH_RANDOM_SEED + R - 1 both ways. Prints the per-read latency (mean, median, p90, p99)
+# of both, per round and averaged over the rounds, and the ratio of the means.
 # Target: ipfsfs not slower per read (mean ratio ipfsfs/direct <= 1).
 #
 # Environment: BENCH_RANDOM_SIZE (default 1G), BENCH_RANDOM_READS (default 2000),
-# BENCH_RANDOM_SEED (default 42), BENCH_FS_ARGS (extra ipfsfs options), and those of lib.sh.
+# BENCH_RANDOM_SEED (default 42), BENCH_ROUNDS (default 2), BENCH_FS_ARGS (extra ipfsfs
+# options), and those of lib.sh.
 #
 # shellcheck source-path=SCRIPTDIR
 
@@ -20,6 +23,7 @@
 SIZE=$(to_bytes "${BENCH_RANDOM_SIZE:-1G}")
 READS=${BENCH_RANDOM_READS:-2000}
 SEED=${BENCH_RANDOM_SEED:-42}
+ROUNDS=${BENCH_ROUNDS:-2}
 PY=$BENCH_LIB_DIR/bench-random.py
 read -r -a EXTRA <<<"${BENCH_FS_ARGS:-}"
 
@@ -37,33 +41,45 @@ mount_fs "$MNT" "${EXTRA[@]}"
 # value FILE KEY
 value() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 
-say "-- direct: $READS ranged cat calls (page cache dropped first)"
-drop_caches
-n0=$(cpu_secs "$NODE_PID")
-show timeout 300 python3 "$PY" rpc "$NODE_URL" "$CID" "$SIZE" "$READS" "$SEED" >"$WORK/rpc.out" ||
-    die "the RPC run failed: $(cat "$WORK/rpc.out")"
-n1=$(cpu_secs "$NODE_PID")
-sed 's/^/#   /' "$WORK/rpc.out"
-note "cpu: node $(calc "$n1 - $n0" %.2f) s"
+for r in $(seq 1 "$ROUNDS"); do
+    seed=$((SEED + r - 1))
+    say "-- round $r, direct: $READS ranged cat calls (page cache dropped first)"
+    drop_caches
+    n0=$(cpu_secs "$NODE_PID")
+    show timeout 300 python3 "$PY" rpc "$NODE_URL" "$CID" "$SIZE" "$READS" "$seed" >"$WORK/rpc.$r" ||
+        die "the RPC run failed: $(cat "$WORK/rpc.$r")"
+    n1=$(cpu_secs "$NODE_PID")
+    sed 's/^/#   /' "$WORK/rpc.$r"
+    note "cpu: node $(calc "$n1 - $n0" %.2f) s"
 
-say "-- ipfsfs: $READS preads of 4096 bytes (fresh mount, page cache dropped)"
-remount_cold
-n0=$(cpu_secs "$NODE_PID")
-f0=$(cpu_secs "$FS_PID")
-show timeout 300 python3 "$PY" mount "$MNT/$CID" "$SIZE" "$READS" "$SEED" >"$WORK/fs.out" ||
-    die "the mount run failed: $(cat "$WORK/fs.out")"
-n1=$(cpu_secs "$NODE_PID")
-f1=$(cpu_secs "$FS_PID")
-sed 's/^/#   /' "$WORK/fs.out"
-note "cpu: node $(calc "$n1 - $n0" %.2f) s, ipfsfs $(calc "$f1 - $f0" %.2f) s"
+    say "-- round $r, ipfsfs: $READS preads of 4096 bytes (fresh mount, page cache dropped)"
+    remount_cold
+    n0=$(cpu_secs "$NODE_PID")
+    f0=$(cpu_secs "$FS_PID")
+    show timeout 300 python3 "$PY" mount "$MNT/$CID" "$SIZE" "$READS" "$seed" >"$WORK/fs.$r" ||
+        die "the mount run failed: $(cat "$WORK/fs.$r")"
+    n1=$(cpu_secs "$NODE_PID")
+    f1=$(cpu_secs "$FS_PID")
+    sed 's/^/#   /' "$WORK/fs.$r"
+    note "cpu: node $(calc "$n1 - $n0" %.2f) s, ipfsfs $(calc "$f1 - $f0" %.2f) s; requests $(stat_value rpc_requests)"
+    if [ "$(value "$WORK/fs.$r" digest)" != "$(value "$WORK/rpc.$r" digest)" ]; then
+        note "WARNING: the bytes read through the mount differ from those of the RPC calls"
+    fi
+    note "round $r: mean ipfsfs/direct = $(calc "$(value "$WORK/fs.$r" mean_us) / $(value "$WORK/rpc.$r" mean_us)")"
+done
 print_stats
 
-if [ "$(value "$WORK/fs.out" digest)" != "$(value "$WORK/rpc.out" digest)" ]; then
-    note "WARNING: the bytes read through the mount differ from those of the RPC calls"
-fi
+# avg KEY PREFIX: the mean over the rounds of KEY in $WORK/PREFIX.R
+avg() {
+    local r sum=0
+    for r in $(seq 1 "$ROUNDS"); do
+        sum=$(calc "$sum + $(value "$WORK/$2.$r" "$1")" %.3f)
+    done
+    calc "$sum / $ROUNDS" %.1f
+}
 for k in mean_us median_us p90_us p99_us; do
-    a=$(value "$WORK/fs.out" "$k")
-    b=$(value "$WORK/rpc.out" "$k")
+    a=$(avg "$k" fs)
+    b=$(avg "$k" rpc)
     r=$(calc "$a / $b")
     if [ "$k" = mean_us ]; then
         record "random 4K read $k" "$a" "$b" "$r" "ratio <= 1" "$(verdict "$r <= 1")"
