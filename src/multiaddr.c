@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 /* Longest multiaddr we look at; the api file holds one short line. */
@@ -393,4 +394,55 @@ void api_endpoint_free(struct api_endpoint *ep)
     ep->base_url = NULL;
     ep->unix_path = NULL;
     ep->ip_family = 0;
+}
+
+/* Host of a base URL we built: "http://HOST:PORT" or "http://[V6%25ZONE]:PORT". */
+static bool url_host(const char *url, char *host, size_t hostlen)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+
+    if (!p)
+        return false;
+    p += 3;
+    if (*p == '[') {
+        const char *e = strchr(++p, ']');
+        const char *z = strstr(p, "%25");
+        if (!e)
+            return false;
+        if (z && z < e)
+            e = z; /* the zone does not change what the address is */
+        n = (size_t)(e - p);
+    } else {
+        n = strcspn(p, ":/");
+    }
+    if (n == 0 || n >= hostlen)
+        return false;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    return true;
+}
+
+bool api_endpoint_private(const struct api_endpoint *ep)
+{
+    char host[256];
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!ep || !ep->base_url)
+        return false;
+    if (ep->unix_path || strncmp(ep->base_url, "https://", 8) == 0)
+        return true;
+    if (!url_host(ep->base_url, host, sizeof host))
+        return false;
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&a6))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+    }
+    return false;
 }

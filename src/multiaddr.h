@@ -3,6 +3,7 @@
 #ifndef IPFSFS_MULTIADDR_H
 #define IPFSFS_MULTIADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct api_endpoint {
@@ -20,5 +21,9 @@ struct api_endpoint {
 int multiaddr_parse(const char *ma, struct api_endpoint *out, char *err, size_t errlen);
 
 void api_endpoint_free(struct api_endpoint *ep);
+
+/* True if what is sent to ep cannot be read on the way: https, a unix socket, or plain http to
+ * a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x, localhost). Pure. */
+bool api_endpoint_private(const struct api_endpoint *ep);
 
 #endif

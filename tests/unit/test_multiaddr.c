@@ -208,8 +208,45 @@ static void test_general(void)
     api_endpoint_free(NULL);
 }
 
+/* Where an API secret may go over plain http: loopback only; https and unix sockets always. */
+static bool private_of(const char *ma)
+{
+    struct api_endpoint ep;
+    char err[128];
+    bool v;
+
+    if (multiaddr_parse(ma, &ep, err, sizeof err) != 0) {
+        fprintf(stderr, "cannot parse %s: %s\n", ma, err);
+        return false;
+    }
+    v = api_endpoint_private(&ep);
+    api_endpoint_free(&ep);
+    return v;
+}
+
+static void test_private(void)
+{
+    CHECK(private_of("/ip4/127.0.0.1/tcp/5001"));
+    CHECK(private_of("/ip4/127.3.2.1/tcp/5001/http"));
+    CHECK(private_of("/ip6/::1/tcp/5001"));
+    CHECK(private_of("/ip6/::ffff:127.0.0.1/tcp/5001"));
+    CHECK(private_of("/dns4/localhost/tcp/5001"));
+    CHECK(private_of("/dns/LOCALHOST/tcp/5001"));
+    CHECK(private_of("/unix/tmp/api.sock"));
+    CHECK(private_of("/ip4/10.0.0.5/tcp/5001/https"));
+    CHECK(private_of("/dns4/node.example.com/tcp/443/tls/http"));
+    CHECK(!private_of("/ip4/10.0.0.5/tcp/5001"));
+    CHECK(!private_of("/ip4/128.0.0.1/tcp/5001"));
+    CHECK(!private_of("/ip6/::2/tcp/5001"));
+    CHECK(!private_of("/ip6zone/eth0/ip6/fe80::1/tcp/5001"));
+    CHECK(!private_of("/dns4/localhost.example.com/tcp/5001"));
+    CHECK(!private_of("/dns4/node.example.com/tcp/5001/http"));
+    CHECK(!api_endpoint_private(NULL));
+}
+
 int main(void)
 {
+    test_private();
     test_ip4();
     test_ip6();
     test_dns();
