@@ -23,6 +23,10 @@
 /* Curl's own limit is the node's deadline plus this much, so the node normally answers first
  * with its own message ("context deadline exceeded") and we only cut connections that hang. */
 #define RPC_GRACE_MS 500u
+/* How often a waiting streamed call gives its sink a heartbeat (curl's idle progress calls come
+ * about once a second, so that is the real granularity). */
+#define RPC_BEAT_MS 250u
+#define RPC_DEFAULT_MAX_WAITS 16u
 
 struct rpc {
     char *base_url;
@@ -31,6 +35,18 @@ struct rpc {
     unsigned timeout_ms;
     char *auth_header; /* "Authorization: ..." or NULL; never logged */
     char *cacert;
+    char *proxy; /* NULL: none; never from the environment. May carry credentials: never logged */
+    unsigned max_waits, max_waits_per_key; /* immutable */
+
+    /* wait_lock protects waits and wait_slots[]: the calls counted against max_waits (see
+     * rpc.h), by key; a slot with n == 0 is free. There are max_waits slots, so a call that
+     * fits under max_waits always finds one. */
+    pthread_mutex_t wait_lock;
+    unsigned waits;
+    struct wait_slot {
+        uint64_t key;
+        unsigned n;
+    } *wait_slots;
 
     /* pool_lock protects pool[] and npool: idle easy handles ready for reuse, each with its
      * live keep-alive connection. A handle is used by one thread at a time (taken out). */
@@ -43,7 +59,7 @@ struct rpc {
      * --timeout, not one per retry of the kernel, while a node that is back answers the
      * very next call. */
     _Atomic uint64_t down_until;
-    _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out;
+    _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out, n_waits_refused;
     _Atomic int64_t n_in_flight;
 };
 
@@ -54,7 +70,7 @@ struct xfer {
     int sink_err;
     bool ok_status;      /* status 200: body goes to the sink; else it is collected as error */
     long status;
-    char errbody[4096];  /* first bytes of an error body */
+    char errbody[RPC_MAX_ERROR_BODY + 1]; /* first bytes of an error body */
     size_t errlen;
     bool is_json;
     char stream_error[1024];
@@ -64,10 +80,16 @@ struct xfer {
     const struct rpc_upload *upload;
     int upload_err;
     struct rpc *r;
-    /* Stall detection for long transfers: the last time a byte moved either way. */
+    uint64_t start_ms;
+    bool answered;     /* the response's headers are complete */
+    uint64_t wait_key;  /* the call's first argument, hashed: what max_waits_per_key counts */
+    bool waiting;      /* counted against max_waits (see wait_enter) */
+    bool busy;         /* refused: too many calls wait already */
+    /* Progress for long transfers (stall_ms): the clock restarts each RPC_PROGRESS_BYTES moved
+     * (mark: the bytes moved at that time), and time spent in the sink is added back. */
     unsigned stall_ms;
-    curl_off_t last_dl, last_ul;
-    struct timespec last_move;
+    curl_off_t mark;
+    uint64_t last_move, last_beat;
     bool stalled;
 };
 
@@ -81,31 +103,110 @@ static uint64_t now_ms(void)
     return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
-static uint64_t ms_since(const struct timespec *t)
+/* FNV-1a of the call's first argument (for "cat", "ls", "block/stat"...: the CID or path), else
+ * of the command. */
+static uint64_t call_key(const char *cmd, const struct rpc_arg *args, size_t nargs)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
-           (uint64_t)((now.tv_nsec - t->tv_nsec) / 1000000);
+    const char *s = nargs > 0 && args[0].value ? args[0].value : cmd;
+    uint64_t h = 0xcbf29ce484222325u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
 }
 
-/* curl's low-speed limit averages over its window and overshoots by seconds; this fails the
- * transfer as soon as nothing moved for stall_ms. */
+/* Count a call that waits on the node; -EAGAIN when max_waits (or max_waits_per_key for its
+ * key) are waiting already. */
+static int wait_enter(struct rpc *r, uint64_t key)
+{
+    struct wait_slot *free_slot = NULL, *slot = NULL;
+    int rc = -EAGAIN;
+
+    pthread_mutex_lock(&r->wait_lock);
+    if (r->waits >= r->max_waits)
+        goto out;
+    for (unsigned i = 0; i < r->max_waits; i++) {
+        if (r->wait_slots[i].n && r->wait_slots[i].key == key)
+            slot = &r->wait_slots[i];
+        else if (!r->wait_slots[i].n && !free_slot)
+            free_slot = &r->wait_slots[i];
+    }
+    if (slot && slot->n >= r->max_waits_per_key)
+        goto out;
+    if (!slot) {
+        slot = free_slot; /* there is one: fewer than max_waits calls hold slots */
+        slot->key = key;
+    }
+    slot->n++;
+    r->waits++;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&r->wait_lock);
+    if (rc < 0)
+        atomic_fetch_add(&r->n_waits_refused, 1);
+    return rc;
+}
+
+static void wait_leave(struct rpc *r, uint64_t key)
+{
+    pthread_mutex_lock(&r->wait_lock);
+    for (unsigned i = 0; i < r->max_waits; i++) {
+        if (r->wait_slots[i].n && r->wait_slots[i].key == key) {
+            r->wait_slots[i].n--;
+            r->waits--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->wait_lock);
+}
+
+/* Hand bytes (or a heartbeat: len 0) to the sink; the time it takes is not the node's. */
+static int call_sink(struct xfer *x, const char *data, size_t len)
+{
+    uint64_t t0 = x->stall_ms ? now_ms() : 0;
+    int rc = x->sink(x->ud, data, len);
+
+    if (x->stall_ms)
+        x->last_move += now_ms() - t0;
+    return rc;
+}
+
+/* Called by curl during the transfer (about once a second when nothing moves). Counts a call
+ * that waits on the node against max_waits, and bounds streamed calls (stall_ms): curl's
+ * low-speed limit averages over its window and overshoots by seconds, and a byte now and then
+ * would satisfy it for ever. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     struct xfer *x = ud;
+    uint64_t now = now_ms();
     (void)dltotal;
     (void)ultotal;
-    if (dlnow != x->last_dl || ulnow != x->last_ul) {
-        x->last_dl = dlnow;
-        x->last_ul = ulnow;
-        clock_gettime(CLOCK_MONOTONIC, &x->last_move);
-        return 0;
+
+    /* An upload waits for its own bytes to go first: only calls without one count. */
+    if (!x->answered && !x->waiting && !x->upload && now - x->start_ms >= RPC_WAIT_MS) {
+        if (wait_enter(x->r, x->wait_key) < 0) {
+            x->busy = true;
+            return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+        }
+        x->waiting = true;
     }
-    if (ms_since(&x->last_move) > x->stall_ms) {
+    if (!x->stall_ms)
+        return 0;
+    if (dlnow + ulnow - x->mark >= (curl_off_t)RPC_PROGRESS_BYTES) {
+        x->mark = dlnow + ulnow;
+        x->last_move = now;
+    } else if (now > x->last_move && now - x->last_move > x->stall_ms) {
         x->stalled = true;
-        return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+        return 1;
+    }
+    if ((!x->status_known || x->ok_status) && now - x->last_beat >= RPC_BEAT_MS) {
+        x->last_beat = now;
+        int rc = call_sink(x, "", 0);
+        if (rc < 0) {
+            x->sink_err = rc;
+            return 1;
+        }
     }
     return 0;
 }
@@ -181,14 +282,35 @@ int rpc_new(const struct rpc_config *cfg, struct rpc **out)
     r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     r->auth_header = cfg->auth ? make_auth_header(cfg->auth) : NULL;
     r->cacert = cfg->cacert ? strdup(cfg->cacert) : NULL;
+    r->proxy = cfg->proxy ? strdup(cfg->proxy) : NULL;
     r->pool_cap = cfg->pool_size ? cfg->pool_size : 16;
     r->pool = calloc(r->pool_cap, sizeof *r->pool);
+    r->max_waits = cfg->max_waits ? cfg->max_waits : RPC_DEFAULT_MAX_WAITS;
+    r->max_waits_per_key = cfg->max_waits_per_key ? cfg->max_waits_per_key : r->max_waits / 4;
+    if (r->max_waits_per_key < 1)
+        r->max_waits_per_key = 1;
+    if (r->max_waits_per_key > r->max_waits)
+        r->max_waits_per_key = r->max_waits;
+    r->wait_slots = calloc(r->max_waits, sizeof *r->wait_slots);
     if (!r->base_url || (cfg->endpoint->unix_path && !r->unix_path) || (cfg->auth && !r->auth_header) ||
-        (cfg->cacert && !r->cacert) || !r->pool) {
+        (cfg->cacert && !r->cacert) || (cfg->proxy && !r->proxy) || !r->pool || !r->wait_slots) {
         rpc_free(r);
         return -ENOMEM;
     }
     pthread_mutex_init(&r->pool_lock, NULL);
+    pthread_mutex_init(&r->wait_lock, NULL);
+    if (cfg->auth && !cfg->allow_plain_auth && !api_endpoint_private(cfg->endpoint)) {
+        /* Anyone on the path could read the secret, and use it. */
+        log_err("refusing to send the API secret over plain http to %s, which is not a loopback "
+                "address: use https (/tls/http or /https in the multiaddr), or allow it with "
+                "--api-auth-insecure",
+                r->base_url);
+        rpc_free(r);
+        return -EPERM;
+    }
+    if (cfg->auth && !api_endpoint_private(cfg->endpoint))
+        log_warn("the API secret goes over plain http to %s: anyone on the way can read it",
+                 r->base_url);
     *out = r;
     return 0;
 }
@@ -208,8 +330,15 @@ void rpc_free(struct rpc *r)
     free(r->base_url);
     free(r->unix_path);
     free(r->cacert);
-    if (r->pool)
+    if (r->proxy) {
+        explicit_bzero(r->proxy, strlen(r->proxy)); /* it may hold a password */
+        free(r->proxy);
+    }
+    if (r->pool && r->wait_slots) {
         pthread_mutex_destroy(&r->pool_lock);
+        pthread_mutex_destroy(&r->wait_lock);
+    }
+    free(r->wait_slots);
     free(r);
 }
 
@@ -251,23 +380,23 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         x->status_known = true;
     }
     if (x->ok_status) {
-        int rc = x->sink(x->ud, ptr, n);
+        /* A sink may wait (a streaming prefetch waits for its reader to catch up): that time
+         * is ours, not the node's, and call_sink does not count it. */
+        int rc = call_sink(x, ptr, n);
         if (rc < 0) {
             x->sink_err = rc;
             return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
         }
-        /* A sink may wait (a streaming prefetch waits for its reader to catch up): that time
-         * is ours, not the node's, so the stall clock starts again here. */
-        if (x->stall_ms)
-            clock_gettime(CLOCK_MONOTONIC, &x->last_move);
         return n;
     }
-    size_t room = sizeof x->errbody - 1 - x->errlen;
+    /* An error body: its first RPC_MAX_ERROR_BODY bytes are the message; a longer (or endless)
+     * one is cut there, so it costs neither memory nor time. */
+    size_t room = RPC_MAX_ERROR_BODY - x->errlen;
     size_t take = n < room ? n : room;
     memcpy(x->errbody + x->errlen, ptr, take);
     x->errlen += take;
     x->errbody[x->errlen] = '\0';
-    return n;
+    return x->errlen < RPC_MAX_ERROR_BODY ? n : 0;
 }
 
 static void trim(char *s)
@@ -290,6 +419,19 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
         /* A new status line (e.g. after 100 Continue): reset per-response state. */
         x->is_json = false;
+        return n;
+    }
+    if (!x->answered && (n <= 2 && (buf[0] == '\r' || buf[0] == '\n'))) {
+        /* The end of a response's headers: the node answered (a 1xx is no answer). */
+        long status = 0;
+        curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200) {
+            x->answered = true;
+            if (x->waiting) {
+                wait_leave(x->r, x->wait_key);
+                x->waiting = false;
+            }
+        }
         return n;
     }
     const char *colon = memchr(buf, ':', n);
@@ -459,7 +601,13 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
         return -ENOMEM;
     char *url = NULL;
     struct curl_slist *hdrs = NULL;
-    struct xfer x = {.sink = sink, .ud = ud, .r = r, .upload = opts->upload, .h = h};
+    struct xfer x = {.sink = sink,
+                     .ud = ud,
+                     .r = r,
+                     .upload = opts->upload,
+                     .h = h,
+                     .start_ms = now_ms(),
+                     .wait_key = call_key(cmd, args, nargs)};
     /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
      * would cut them, so it is not sent then. */
     int rc = build_url(r, h, cmd, args, nargs,
@@ -479,15 +627,20 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     /* Larger reads from the socket: a 256 MiB cat took ~33,000 poll+recv calls at 16 KiB. */
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
     if (opts->stall_ms) {
         x.stall_ms = probing && opts->stall_ms > RPC_PROBE_MS ? RPC_PROBE_MS : opts->stall_ms;
-        clock_gettime(CLOCK_MONOTONIC, &x.last_move);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
+        x.last_move = x.last_beat = x.start_ms;
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + RPC_GRACE_MS));
     }
+    /* Never a proxy from the environment (http_proxy, ALL_PROXY...): it would see the
+     * Authorization header and every CID read. "" turns curl's own lookup off. */
+    curl_easy_setopt(h, CURLOPT_PROXY, r->proxy ? r->proxy : "");
+    if (!r->proxy)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     if (r->unix_path)
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, r->unix_path);
     if (r->cacert)
@@ -524,6 +677,8 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     atomic_fetch_add(&r->n_in_flight, 1);
     CURLcode cc = curl_easy_perform(h);
     atomic_fetch_sub(&r->n_in_flight, 1);
+    if (x.waiting)
+        wait_leave(r, x.wait_key);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x.status);
     if (x.status != 0 && probing)
         atomic_store(&r->down_until, 0); /* it answers again: full deadlines */
@@ -538,11 +693,23 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
         set_err(err, errlen, "upload source failed");
         goto out;
     }
+    if (x.busy) {
+        rc = -EAGAIN;
+        set_err(err, errlen, "%u requests are waiting on the node already (%u for this one): not "
+                "waiting for another", r->max_waits, r->max_waits_per_key);
+        goto out;
+    }
     if (cc == CURLE_OPERATION_TIMEDOUT || x.stalled) {
         rc = -ETIMEDOUT;
-        atomic_store(&r->down_until, now_ms() + RPC_DOWN_MS);
-        set_err(err, errlen, "no answer from the node within the timeout (%s)",
-                curl_easy_strerror(cc));
+        /* No answer at all: the node may be down (a trickle answers, slowly). */
+        if (x.status == 0)
+            atomic_store(&r->down_until, now_ms() + RPC_DOWN_MS);
+        if (x.stalled)
+            set_err(err, errlen, "the node sent less than %u KiB in %u ms", RPC_PROGRESS_BYTES >> 10,
+                    x.stall_ms);
+        else
+            set_err(err, errlen, "no answer from the node within the timeout (%s)",
+                    curl_easy_strerror(cc));
         goto out;
     }
     if (cc != CURLE_OK && x.status == 0) {
@@ -591,6 +758,8 @@ out:
 static int buf_sink(void *ud, const char *data, size_t len)
 {
     struct rpc_buf *b = ud;
+    if (len == 0)
+        return 0; /* a heartbeat */
     size_t max = b->max ? b->max : RPC_DEFAULT_MAX_BODY;
     if (b->len + len > max)
         return -EMSGSIZE;
@@ -630,4 +799,8 @@ void rpc_get_stats(struct rpc *r, struct rpc_stats *out)
     out->bytes_in = atomic_load(&r->n_bytes_in);
     out->bytes_out = atomic_load(&r->n_bytes_out);
     out->in_flight = atomic_load(&r->n_in_flight);
+    pthread_mutex_lock(&r->wait_lock);
+    out->waiting = r->waits;
+    pthread_mutex_unlock(&r->wait_lock);
+    out->waits_refused = atomic_load(&r->n_waits_refused);
 }

@@ -23,7 +23,26 @@ struct rpc_config {
     const char *auth;       /* API.Authorizations secret ("bearer:T", "basic:u:p", ...), or NULL */
     const char *cacert;     /* CA bundle for https, or NULL for the system default */
     size_t pool_size;       /* easy handles kept for reuse */
+    /* Proxy URL for the connection to the node, or NULL: none. The environment's http_proxy,
+     * HTTPS_PROXY, ALL_PROXY... are never used: they would see the Authorization header. */
+    const char *proxy;
+    /* A secret is refused (rpc_new fails with -EPERM, the reason logged) over plain http to an
+     * address that is not loopback (see api_endpoint_private), unless this is set. */
+    bool allow_plain_auth;
+    /* Calls that wait on the node (no answer yet RPC_WAIT_MS after they were sent, as for a
+     * CID the node is still looking for) at once: at most max_waits in all (0: 16) and
+     * max_waits_per_key with the same first argument, e.g. one CID (0: a quarter of max_waits,
+     * at least 1). A call past either bound fails at once with -EAGAIN: missing content cannot
+     * hold every thread of the mount while other content waits. */
+    unsigned max_waits, max_waits_per_key;
 };
+
+/* A call has waited this long without an answer: it counts against max_waits. */
+#define RPC_WAIT_MS 1000u
+/* With stall_ms, each this many bytes (either way) must move within stall_ms. */
+#define RPC_PROGRESS_BYTES (256u << 10)
+/* The first bytes of an error body that are read; the rest is not (the transfer is cut). */
+#define RPC_MAX_ERROR_BODY 4096u
 
 struct rpc_arg {
     const char *key;
@@ -32,7 +51,9 @@ struct rpc_arg {
 
 /* Where the response body goes. Return 0 to continue, or -errno to abort the transfer (that
  * errno is returned by the call; -ECANCELED is not counted as an error in the stats). A sink may
- * block for a while (flow control): the stall_ms clock restarts when it returns. */
+ * block for a while (flow control): that time does not count against stall_ms.
+ * With stall_ms, the sink is also called with len 0 (data "") about once a second while the
+ * call waits for bytes (a heartbeat), so that it can give up on its own deadline. */
 typedef int (*rpc_sink_fn)(void *ud, const char *data, size_t len);
 
 /* Request body supplier for uploads: fill buf, return bytes (0 = end) or -errno. */
@@ -47,7 +68,10 @@ struct rpc_upload {
 
 struct rpc_call_opts {
     /* Overall time limit for this call in ms; 0 = the configured timeout. For long transfers
-     * (uploads) set stall_ms instead: the call fails only when no byte moved for that long. */
+     * (streamed reads, uploads) set stall_ms instead: no overall limit, but the call fails when
+     * RPC_PROGRESS_BYTES did not move (either way, time in the sink excluded) within stall_ms:
+     * a stalled node, and a node that trickles, hold a call for stall_ms at most per
+     * RPC_PROGRESS_BYTES. */
     unsigned timeout_ms;
     unsigned stall_ms;
     bool no_node_timeout;     /* do not send timeout= to the node */
@@ -89,6 +113,8 @@ void rpc_error_message(const char *body, size_t len, bool is_json, char *out, si
 struct rpc_stats {
     uint64_t requests, errors, bytes_in, bytes_out;
     int64_t in_flight;
+    uint64_t waiting;       /* calls counted against max_waits now */
+    uint64_t waits_refused; /* calls failed with -EAGAIN by max_waits / max_waits_per_key */
 };
 void rpc_get_stats(struct rpc *r, struct rpc_stats *out);
 
