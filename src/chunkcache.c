@@ -48,7 +48,7 @@ struct chunkcache {
     /* lock guards everything below and the mutable fields of every chunk. It is never held
      * across a fetch: the cache does no I/O, and frees evicted data after unlocking. */
     pthread_mutex_t lock;
-    pthread_cond_t done; /* broadcast when a chunk that has waiters leaves LOADING */
+    pthread_cond_t done; /* broadcast when a chunk that has waiters leaves LOADING (monotonic) */
     struct chunk **buckets;
     size_t nbuckets; /* power of two */
     size_t count;    /* chunks in the table */
@@ -58,6 +58,14 @@ struct chunkcache {
     uint64_t bytes_loading; /* of which LOADING */
     /* The counters; the gauges are filled in by chunkcache_get_stats. */
     struct chunkcache_stats st;
+    /* Slow waits (chunkcache_set_wait_limits; the three bounds are set once, before any wait):
+     * slow_n in all, and per file in slow_slots[] (max_slow of them, n == 0: free). */
+    unsigned slow_ms, max_slow, per_file;
+    unsigned slow_n;
+    struct slow_slot {
+        uint64_t cid_hash;
+        unsigned n;
+    } *slow_slots;
 };
 
 static uint64_t key_hash(const struct chunk_key *k)
@@ -100,7 +108,17 @@ int chunkcache_new(size_t budget, size_t chunk_size, struct chunkcache **out)
         rc = -EAGAIN;
         goto out;
     }
-    if (pthread_cond_init(&cc->done, NULL) != 0) {
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        pthread_mutex_destroy(&cc->lock);
+        goto out;
+    }
+    /* Waits end at CLOCK_MONOTONIC deadlines (chunkcache_wait_until). */
+    int e = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (e == 0)
+        e = pthread_cond_init(&cc->done, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e != 0) {
         pthread_mutex_destroy(&cc->lock);
         rc = -EAGAIN;
         goto out;
@@ -161,6 +179,7 @@ void chunkcache_free(struct chunkcache *cc)
     }
     pthread_cond_destroy(&cc->done);
     pthread_mutex_destroy(&cc->lock);
+    free(cc->slow_slots);
     free(cc->buckets);
     free(cc);
 }
@@ -393,15 +412,112 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
 
 int chunkcache_wait(struct chunkcache *cc, struct chunk *ch)
 {
+    return chunkcache_wait_until(cc, ch, NULL);
+}
+
+int chunkcache_set_wait_limits(struct chunkcache *cc, unsigned slow_ms, unsigned max_slow,
+                               unsigned per_file)
+{
+    struct slow_slot *slots = NULL;
+
+    if (slow_ms && max_slow) {
+        slots = calloc(max_slow, sizeof *slots);
+        if (!slots)
+            return -ENOMEM;
+    }
+    pthread_mutex_lock(&cc->lock);
+    free(cc->slow_slots);
+    cc->slow_slots = slots;
+    cc->slow_ms = slots ? slow_ms : 0;
+    cc->max_slow = slots ? max_slow : 0;
+    cc->per_file = per_file && per_file < max_slow ? per_file : max_slow;
+    pthread_mutex_unlock(&cc->lock);
+    return 0;
+}
+
+/* Count a wait on a chunk of file cid_hash as slow; false past the bounds. */
+static bool slow_enter_locked(struct chunkcache *cc, uint64_t cid_hash)
+{
+    struct slow_slot *slot = NULL, *free_slot = NULL;
+
+    if (cc->slow_n >= cc->max_slow)
+        return false;
+    for (unsigned i = 0; i < cc->max_slow; i++) {
+        if (cc->slow_slots[i].n && cc->slow_slots[i].cid_hash == cid_hash)
+            slot = &cc->slow_slots[i];
+        else if (!cc->slow_slots[i].n && !free_slot)
+            free_slot = &cc->slow_slots[i];
+    }
+    if (slot && slot->n >= cc->per_file)
+        return false;
+    if (!slot) {
+        slot = free_slot; /* fewer than max_slow waits hold slots: one is free */
+        slot->cid_hash = cid_hash;
+    }
+    slot->n++;
+    cc->slow_n++;
+    return true;
+}
+
+static void slow_leave_locked(struct chunkcache *cc, uint64_t cid_hash)
+{
+    for (unsigned i = 0; i < cc->max_slow; i++) {
+        if (cc->slow_slots[i].n && cc->slow_slots[i].cid_hash == cid_hash) {
+            cc->slow_slots[i].n--;
+            cc->slow_n--;
+            return;
+        }
+    }
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+int chunkcache_wait_until(struct chunkcache *cc, struct chunk *ch,
+                          const struct timespec *deadline)
+{
+    struct timespec slow_at = {0};
+    bool slow = false;
     int rc;
 
+    if (cc->slow_ms) {
+        clock_gettime(CLOCK_MONOTONIC, &slow_at);
+        slow_at.tv_sec += cc->slow_ms / 1000;
+        slow_at.tv_nsec += (long)(cc->slow_ms % 1000) * 1000000L;
+        if (slow_at.tv_nsec >= 1000000000L) {
+            slow_at.tv_sec++;
+            slow_at.tv_nsec -= 1000000000L;
+        }
+    }
     pthread_mutex_lock(&cc->lock);
     while (ch->state == ST_LOADING) {
+        const struct timespec *until = deadline;
+        if (cc->slow_ms && !slow && (!deadline || ts_before(&slow_at, deadline)))
+            until = &slow_at;
         ch->waiters++;
-        pthread_cond_wait(&cc->done, &cc->lock);
+        int e = until ? pthread_cond_timedwait(&cc->done, &cc->lock, until)
+                      : pthread_cond_wait(&cc->done, &cc->lock);
         ch->waiters--;
+        if (e != ETIMEDOUT || ch->state != ST_LOADING)
+            continue;
+        if (until == deadline) {
+            cc->st.waits_timedout++;
+            rc = -ETIMEDOUT;
+            goto out;
+        }
+        if (!slow_enter_locked(cc, ch->cid_hash)) {
+            cc->st.waits_refused++;
+            rc = -EAGAIN;
+            goto out;
+        }
+        slow = true;
     }
     rc = ch->state == ST_READY ? 0 : ch->err;
+out:
+    if (slow)
+        slow_leave_locked(cc, ch->cid_hash);
     pthread_mutex_unlock(&cc->lock);
     return rc;
 }
@@ -459,5 +575,6 @@ void chunkcache_get_stats(struct chunkcache *cc, struct chunkcache_stats *st)
     st->bytes_cached = cc->bytes;
     st->bytes_loading = cc->bytes_loading;
     st->chunks = cc->count;
+    st->slow_waits = cc->slow_n;
     pthread_mutex_unlock(&cc->lock);
 }

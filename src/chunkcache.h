@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "cid.h"
 
@@ -59,6 +60,9 @@ struct chunkcache_stats {
     uint64_t chunks;        /* chunks held now */
     uint64_t bytes_fetched; /* total bytes completed successfully */
     uint64_t failed;        /* chunks completed with an error */
+    uint64_t waits_timedout; /* chunkcache_wait_until gave up at its deadline */
+    uint64_t waits_refused;  /* ... or because too many waits were slow (-EAGAIN) */
+    uint64_t slow_waits;     /* waits counted slow now */
 };
 
 /* budget: bytes of chunk data (0: CHUNKCACHE_DEFAULT_BUDGET). chunk_size: bytes (0: default).
@@ -98,6 +102,19 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
 
 /* Wait until a chunk is no longer LOADING. Returns 0 (READY) or the fetch's -errno. */
 int chunkcache_wait(struct chunkcache *cc, struct chunk *ch);
+
+/* Bound the threads that wait long: a wait that lasts slow_ms is slow, and at most max_slow
+ * waits are slow at once, at most per_file of them on chunks of one file (CID). A wait that
+ * becomes slow past either bound gives up with -EAGAIN, so that a slow or stalled file cannot
+ * hold every thread while other files are read. 0 (the default): no bound. Call before any
+ * wait. Returns 0 or -ENOMEM. */
+int chunkcache_set_wait_limits(struct chunkcache *cc, unsigned slow_ms, unsigned max_slow,
+                               unsigned per_file);
+
+/* chunkcache_wait that gives up at deadline (CLOCK_MONOTONIC; NULL: never) with -ETIMEDOUT,
+ * or with -EAGAIN (see chunkcache_set_wait_limits). The fetch goes on; only the wait ends. */
+int chunkcache_wait_until(struct chunkcache *cc, struct chunk *ch,
+                          const struct timespec *deadline);
 
 /* Drop a reference (NULL is a no-op). */
 void chunkcache_release(struct chunkcache *cc, struct chunk *ch);

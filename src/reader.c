@@ -1,4 +1,29 @@
-/* reader.c - see reader.h. */
+/* reader.c - see reader.h.
+ *
+ * What --timeout bounds (the rule; the man page says the same):
+ *
+ * - A read(2) waits at most --timeout for its bytes. Its deadline starts when the read reaches
+ *   reader_read; the chunks it needs are copied from the cache, waited for (when another thread
+ *   fetches them) or fetched by the reading thread itself, and at the deadline it stops doing any
+ *   of these and fails with ETIMEDOUT. Whatever the node does (no answer, headers sent slowly, a
+ *   stall half way, a trickle of a byte now and then, a body that never ends), the read returns
+ *   within --timeout plus about one second (the heartbeat of a transfer, see rpc.h).
+ * - A fetch that its reader gave up is failed, not finished: its chunks fail (ETIME inside), and
+ *   the other reads that waited for them fetch them again, each within its own deadline.
+ * - Background fetches (readahead spans and streams) have no deadline of their own: a read that
+ *   needs one of their chunks waits for it within its own deadline. The transport bounds them:
+ *   each 256 KiB must arrive within --timeout (RPC_PROGRESS_BYTES), so a trickle ends them after
+ *   about one --timeout and cannot hold a worker for longer.
+ * - Every other request (lookup, stat, listings, MFS calls) has a total deadline of --timeout
+ *   (rpc.c: the node is told so, and the connection is cut 0.5 s later).
+ * - Uploads (close(2) of a written file) are long transfers: they fail when less than 256 KiB
+ *   moved within --timeout.
+ * - Waiting threads are bounded: a request that the node has not answered after 1 s is a wait,
+ *   at most 16 at once and 4 for one CID or path (rpc.c); a read that has waited 1 s for a chunk
+ *   that another thread fetches is a slow wait, at most 32 at once and 8 on one file (here).
+ *   Past these bounds the call fails at once with EAGAIN, so that missing or slow content never
+ *   takes every FUSE thread (64) while other content is read.
+ */
 #include "config.h"
 
 #include "reader.h"
@@ -40,6 +65,14 @@
  * abort, so a request is never longer than the bytes the stream already delivered (what an
  * abort wastes stays below what was read) nor than this. */
 #define STREAM_MAX_SEGMENT (32u << 20)
+#define DEFAULT_TIMEOUT_MS 30000u
+/* A wait for a chunk in flight that lasts this long is slow (see chunkcache_set_wait_limits). */
+#define SLOW_WAIT_MS 1000u
+#define DEFAULT_MAX_SLOW_WAITS 32u
+#define DEFAULT_MAX_SLOW_WAITS_PER_FILE 8u
+/* Inside: a fetch given up at its reader's deadline. Its waiters retry (while their own
+ * deadlines allow); a reader sees -ETIMEDOUT. */
+#define ERR_ABANDONED (-ETIME)
 
 struct stream;
 
@@ -61,6 +94,7 @@ struct reader {
     unsigned span_chunks;
     unsigned sync_chunks;
     unsigned queue_max;
+    unsigned timeout_ms;
     unsigned nthreads;
     pthread_t *threads;
 
@@ -107,6 +141,29 @@ struct reader_handle {
     unsigned randoms;      /* consecutive random reads */
 };
 
+/* ---- deadlines ----------------------------------------------------------------------------- */
+
+static void deadline_in(struct timespec *t, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+static bool deadline_passed(const struct timespec *t)
+{
+    struct timespec now;
+
+    if (!t)
+        return false;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
 /* ---- fetching ------------------------------------------------------------------------------ */
 
 static size_t chunk_len(const struct reader_handle *h, uint64_t idx)
@@ -125,11 +182,15 @@ struct fill {
     unsigned n, cur; /* chunks, the one being filled */
     char *buf;       /* its buffer */
     size_t have;
+    const struct timespec *deadline; /* the reader's, or NULL (a prefetch) */
 };
 
 static int fill_sink(void *ud, const char *data, size_t len)
 {
     struct fill *f = ud;
+    /* Called with bytes, and with heartbeats (len 0) while the node sends nothing. */
+    if (deadline_passed(f->deadline))
+        return ERR_ABANDONED;
     while (len > 0) {
         if (f->cur >= f->n)
             return -EIO;
@@ -152,8 +213,11 @@ static int fill_sink(void *ud, const char *data, size_t len)
 }
 
 /* Fetch n claimed contiguous chunks of one file with one request, and complete them all (READY
- * or FAILED). The references stay with the caller. Returns 0 or the first -errno. */
-static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
+ * or FAILED). The references stay with the caller. With a deadline (a reader's own fetch), the
+ * request is given up when it passes (ERR_ABANDONED; only a node with read_stream can be left
+ * half way). Returns 0 or the first -errno. */
+static int fetch_run(struct reader *r, struct chunk **ch, unsigned n,
+                     const struct timespec *deadline)
 {
     uint64_t off = chunkcache_index(ch[0]) * r->cs;
     uint64_t len = 0;
@@ -162,7 +226,7 @@ static int fetch_run(struct reader *r, struct chunk **ch, unsigned n)
     for (unsigned i = 0; i < n; i++)
         len += chunkcache_len(ch[i]);
     atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
-    struct fill f = {.r = r, .ch = ch, .n = n};
+    struct fill f = {.r = r, .ch = ch, .n = n, .deadline = deadline};
     if (r->node->ops->read_stream) {
         rc = r->node->ops->read_stream(r->node, chunkcache_cid(ch[0]), off, len, fill_sink, &f);
     } else {
@@ -226,7 +290,7 @@ static void *worker_main(void *arg)
             free(j);
             continue;
         }
-        int rc = fetch_run(r, j->ch, j->n);
+        int rc = fetch_run(r, j->ch, j->n, NULL);
         if (rc < 0)
             log_debug("prefetch of %u chunks from %" PRIu64 " failed: %s", j->n,
                       chunkcache_index(j->ch[0]), strerror(-rc));
@@ -709,9 +773,21 @@ out:
 
 /* ---- reads --------------------------------------------------------------------------------- */
 
-/* Get chunk idx READY with a reference, fetching it or waiting for it. A failed or cancelled
- * prefetch is retried once by fetching here; any other failure is returned. */
-static int get_ready(struct reader_handle *h, uint64_t idx, struct chunk **out)
+/* A wait or fetch failed with rc: may the read fetch the chunk again? A failed or cancelled
+ * prefetch once (attempt 0); a fetch that another reader gave up, while our deadline allows. */
+static bool worth_retry(const struct chunk *ch, int rc, int attempt,
+                        const struct timespec *deadline)
+{
+    if (deadline_passed(deadline))
+        return false;
+    /* -EAGAIN: too many slow waits (or requests waiting on the node): fail fast. */
+    return rc == ERR_ABANDONED || (chunkcache_advisory(ch) && attempt == 0 && rc != -EAGAIN);
+}
+
+/* Get chunk idx READY with a reference, fetching it or waiting for it (until deadline). See
+ * worth_retry for what is tried again; any other failure is returned. */
+static int get_ready(struct reader_handle *h, uint64_t idx, const struct timespec *deadline,
+                     struct chunk **out)
 {
     struct reader *r = h->r;
     struct chunk_key k = {.cid = &h->cid, .cid_hash = h->cid_hash, .index = idx};
@@ -723,23 +799,23 @@ static int get_ready(struct reader_handle *h, uint64_t idx, struct chunk **out)
         if (rc < 0)
             return rc;
         if (rc == CHUNK_CLAIMED)
-            fetch_run(r, &ch, 1);
-        rc = rc == CHUNK_READY ? 0 : chunkcache_wait(r->cc, ch);
+            fetch_run(r, &ch, 1, deadline);
+        rc = rc == CHUNK_READY ? 0 : chunkcache_wait_until(r->cc, ch, deadline);
         if (rc == 0) {
             *out = ch;
             return 0;
         }
-        bool retry = chunkcache_advisory(ch) && attempt == 0;
+        bool retry = worth_retry(ch, rc, attempt, deadline);
         chunkcache_release(r->cc, ch);
         if (!retry)
-            return rc;
+            return rc == ERR_ABANDONED ? -ETIMEDOUT : rc;
     }
 }
 
 /* Copy the part of [off, off + size) that chunks first .. first + n - 1 cover into buf (which
  * holds the bytes from off). */
 static int read_batch(struct reader_handle *h, uint64_t first, unsigned n, uint64_t off,
-                      size_t size, char *buf)
+                      size_t size, char *buf, const struct timespec *deadline)
 {
     struct reader *r = h->r;
     struct chunk_key k = {.cid = &h->cid, .cid_hash = h->cid_hash};
@@ -766,19 +842,21 @@ static int read_batch(struct reader_handle *h, uint64_t first, unsigned n, uint6
         }
         while (j < got && st[j] == CHUNK_CLAIMED && j - i < r->sync_chunks)
             j++;
-        int e = fetch_run(r, &ch[i], j - i);
+        int e = fetch_run(r, &ch[i], j - i, deadline);
         if (e < 0 && rc == 0)
-            rc = e;
+            rc = e == ERR_ABANDONED ? -ETIMEDOUT : e;
         for (; i < j; i++)
             st[i] = CHUNK_LOADING; /* completed: chunkcache_wait returns at once */
     }
     for (unsigned i = 0; i < got && rc == 0; i++) {
         if (st[i] == CHUNK_READY)
             continue;
-        rc = chunkcache_wait(r->cc, ch[i]);
-        if (rc < 0 && chunkcache_advisory(ch[i])) {
+        rc = chunkcache_wait_until(r->cc, ch[i], deadline);
+        if (rc < 0 && worth_retry(ch[i], rc, 0, deadline)) {
             chunkcache_release(r->cc, ch[i]);
-            rc = get_ready(h, first + i, &ch[i]);
+            rc = get_ready(h, first + i, deadline, &ch[i]);
+        } else if (rc == ERR_ABANDONED) {
+            rc = -ETIMEDOUT;
         }
     }
     for (unsigned i = 0; i < got && rc == 0; i++) {
@@ -811,12 +889,15 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
         size = (size_t)(h->size - off);
     if (size > SSIZE_MAX)
         size = SSIZE_MAX;
+    struct timespec deadline;
+    deadline_in(&deadline, r->timeout_ms);
     detect(h, off, size);
     first = off / r->cs;
     last = (off + size - 1) / r->cs;
     for (uint64_t b = first; b <= last; b += SYNC_BATCH) {
         uint64_t left = last - b + 1;
-        int rc = read_batch(h, b, left < SYNC_BATCH ? (unsigned)left : SYNC_BATCH, off, size, buf);
+        int rc = read_batch(h, b, left < SYNC_BATCH ? (unsigned)left : SYNC_BATCH, off, size, buf,
+                            &deadline);
         if (rc < 0)
             return rc;
     }
@@ -939,6 +1020,13 @@ int reader_new(struct node *node, const struct reader_config *cfg, struct reader
         return -EAGAIN;
     }
     r->cs = chunkcache_chunk_size(r->cc);
+    r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+    rc = chunkcache_set_wait_limits(
+        r->cc, SLOW_WAIT_MS, cfg->max_slow_waits ? cfg->max_slow_waits : DEFAULT_MAX_SLOW_WAITS,
+        cfg->max_slow_waits_per_file ? cfg->max_slow_waits_per_file
+                                     : DEFAULT_MAX_SLOW_WAITS_PER_FILE);
+    if (rc < 0)
+        goto out;
     /* In flight is capped at half the cache; a window of a quarter leaves room for what was
      * prefetched but not yet read, so it is not evicted before its read comes. */
     r->readahead_max = cfg->readahead_max;
@@ -1012,6 +1100,8 @@ int reader_stats(struct reader *r, char *buf, size_t len)
                     "cache_budget %zu\n"
                     "cache_bytes_fetched %" PRIu64 "\n"
                     "cache_chunks_failed %" PRIu64 "\n"
+                    "cache_waits_timedout %" PRIu64 "\n"
+                    "cache_waits_refused %" PRIu64 "\n"
                     "fetch_requests %" PRIu64 "\n"
                     "fetch_errors %" PRIu64 "\n"
                     "prefetch_chunks %" PRIu64 "\n"
@@ -1024,6 +1114,7 @@ int reader_stats(struct reader *r, char *buf, size_t len)
                     "prefetch_stream_wait_ms %" PRIu64 "\n",
                     st.hits, st.misses, st.waits, st.evictions, st.chunks, st.bytes_cached,
                     st.bytes_loading, chunkcache_budget(r->cc), st.bytes_fetched, st.failed,
+                    st.waits_timedout, st.waits_refused,
                     (uint64_t)atomic_load(&r->requests), (uint64_t)atomic_load(&r->errors),
                     st.prefetches, jobs, dropped, (uint64_t)atomic_load(&r->st_started), streams,
                     (uint64_t)atomic_load(&r->st_cancels), (uint64_t)atomic_load(&r->st_skipped),

@@ -35,9 +35,14 @@
  * the request's size: at most workers x span_bytes for the prefetch, and 4 MiB per thread in
  * reader_read).
  *
+ * Time: a reader_read waits at most timeout_ms for its bytes, whatever the node does (see the
+ * rule at the top of reader.c); then it fails with -ETIMEDOUT. A wait on a chunk that another
+ * thread fetches, once it has lasted 1 s, takes one of max_slow_waits slots (max_slow_waits_per_file
+ * for one file); with none free it fails at once with -EAGAIN.
+ *
  * Threads: reader_read may be called concurrently, also on one handle. It blocks for the fetches
- * it needs (each bounded by the node's timeout). Locks: each handle has a lock for its detector,
- * the job queue has one, the cache has one; none is held across a network call.
+ * it needs (see Time). Locks: each handle has a lock for its detector, the job queue has one, the
+ * cache has one; none is held across a network call.
  */
 #ifndef IPFSFS_READER_H
 #define IPFSFS_READER_H
@@ -57,6 +62,9 @@ struct reader_config {
     unsigned workers;     /* prefetch threads; 0: 8 */
     size_t span_bytes;    /* largest prefetch request; 0: 4 MiB (at least one chunk) */
     unsigned queue_max;   /* prefetch jobs waiting at most; 0: 4 per worker */
+    unsigned timeout_ms;  /* longest a reader_read waits (the mount's --timeout); 0: 30 s */
+    unsigned max_slow_waits;          /* 0: 32 */
+    unsigned max_slow_waits_per_file; /* 0: 8 */
 };
 
 struct reader;
@@ -76,7 +84,8 @@ struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_
 void reader_close(struct reader_handle *h);
 
 /* Read up to size bytes at off into buf. Returns the bytes read (short only at EOF, 0 at or
- * after EOF) or -errno of the fetch that failed (-ETIMEDOUT, -EIO, -ENOMEM...). */
+ * after EOF) or -errno of the fetch that failed (-ETIMEDOUT, -EIO, -ENOMEM...), -ETIMEDOUT when
+ * its bytes did not come within timeout_ms, -EAGAIN when too many waits are slow already. */
 ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *buf);
 
 /* Statistics text, "name value\n" lines (cache_hits, cache_misses, cache_waits, ...).

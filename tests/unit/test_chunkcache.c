@@ -1,4 +1,7 @@
-/* test_chunkcache.c - the chunk cache on its own: states, single flight, failure, LRU budget. */
+/* test_chunkcache.c - the chunk cache on its own: states, single flight, failure, LRU budget,
+ * bounded waits. No check depends on the machine's speed: results are decided by events (a
+ * chunk that is never completed, a slot that is taken), and polls for an event have a bound far
+ * above any normal run. */
 #include "config.h"
 
 #include "chunkcache.h"
@@ -7,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CS 1024
@@ -267,6 +271,118 @@ static void test_single_flight(void)
     pthread_mutex_destroy(&s.lock);
 }
 
+/* A wait with a deadline on a chunk that is never completed ends with -ETIMEDOUT; the chunk
+ * stays LOADING for its fetcher. */
+static void test_wait_deadline(void)
+{
+    struct chunkcache *cc;
+    struct chunk *mine, *other;
+    struct chunkcache_stats st;
+    struct timespec dl;
+    struct chunk_key k = key(&cid_a, 3);
+
+    CHECK_EQ_INT(chunkcache_new(8 * CS, CS, &cc), 0);
+    CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &mine), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &other), CHUNK_LOADING);
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += 20 * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    CHECK_EQ_INT(chunkcache_wait_until(cc, other, &dl), -ETIMEDOUT);
+    CHECK_EQ_INT(chunkcache_wait_until(cc, other, &dl), -ETIMEDOUT); /* already passed */
+    chunkcache_release(cc, other);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.waits_timedout, 2);
+    CHECK_EQ_INT(st.bytes_loading, CS);
+    chunkcache_complete(cc, mine, filled(CS, 'q'), 0);
+    CHECK_EQ_INT(chunkcache_wait_until(cc, mine, &dl), 0); /* READY: no wait at all */
+    chunkcache_release(cc, mine);
+    chunkcache_free(cc);
+}
+
+/* Slow waits: at most 2 at once, 1 per file. */
+struct slow_arg {
+    struct chunkcache *cc;
+    struct chunk *ch;
+    int rc;
+};
+
+static void *slow_thread(void *arg)
+{
+    struct slow_arg *a = arg;
+    a->rc = chunkcache_wait_until(a->cc, a->ch, NULL);
+    return NULL;
+}
+
+static uint64_t await_slow(struct chunkcache *cc, uint64_t n)
+{
+    struct chunkcache_stats st;
+    for (int i = 0; i < 30000; i++) { /* 60 s: only a hang reaches it */
+        chunkcache_get_stats(cc, &st);
+        if (st.slow_waits >= n)
+            break;
+        usleep(2000);
+    }
+    return st.slow_waits;
+}
+
+static void test_slow_waits(void)
+{
+    static struct cid cid_c;
+    struct chunkcache *cc;
+    struct chunk *fa, *fb, *fc, *w;
+    struct chunkcache_stats st;
+    struct chunk_key ka = key(&cid_a, 0), kb = key(&cid_b, 0), kc;
+    struct slow_arg a1, a2;
+    pthread_t t1, t2;
+
+    make_cid(&cid_c, 3);
+    kc = key(&cid_c, 0);
+    CHECK_EQ_INT(chunkcache_new(8 * CS, CS, &cc), 0);
+    CHECK_EQ_INT(chunkcache_set_wait_limits(cc, 10, 2, 1), 0);
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS, &fa), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_get(cc, &kb, CS, &fb), CHUNK_CLAIMED);
+    CHECK_EQ_INT(chunkcache_get(cc, &kc, CS, &fc), CHUNK_CLAIMED);
+
+    /* One slow wait on file a... */
+    a1 = (struct slow_arg){.cc = cc};
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS, &a1.ch), CHUNK_LOADING);
+    CHECK_EQ_INT(pthread_create(&t1, NULL, slow_thread, &a1), 0);
+    CHECK_EQ_INT(await_slow(cc, 1), 1);
+    /* ... so a second one on a is refused once slow, */
+    CHECK_EQ_INT(chunkcache_get(cc, &ka, CS, &w), CHUNK_LOADING);
+    CHECK_EQ_INT(chunkcache_wait_until(cc, w, NULL), -EAGAIN);
+    chunkcache_release(cc, w);
+    /* one on file b is fine, */
+    a2 = (struct slow_arg){.cc = cc};
+    CHECK_EQ_INT(chunkcache_get(cc, &kb, CS, &a2.ch), CHUNK_LOADING);
+    CHECK_EQ_INT(pthread_create(&t2, NULL, slow_thread, &a2), 0);
+    CHECK_EQ_INT(await_slow(cc, 2), 2);
+    /* and a third slow one, on file c, is past the bound. */
+    CHECK_EQ_INT(chunkcache_get(cc, &kc, CS, &w), CHUNK_LOADING);
+    CHECK_EQ_INT(chunkcache_wait_until(cc, w, NULL), -EAGAIN);
+    chunkcache_release(cc, w);
+
+    chunkcache_complete(cc, fa, filled(CS, 'a'), 0);
+    chunkcache_complete(cc, fb, NULL, -EIO);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK_EQ_INT(a1.rc, 0);
+    CHECK_EQ_INT(a2.rc, -EIO);
+    chunkcache_release(cc, a1.ch);
+    chunkcache_release(cc, a2.ch);
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.waits_refused, 2);
+    CHECK_EQ_INT(st.slow_waits, 0);
+    chunkcache_complete(cc, fc, NULL, -ECANCELED);
+    chunkcache_release(cc, fa);
+    chunkcache_release(cc, fb);
+    chunkcache_release(cc, fc);
+    chunkcache_free(cc);
+}
+
 int main(void)
 {
     make_cid(&cid_a, 1);
@@ -276,5 +392,7 @@ int main(void)
     test_lru();
     test_many();
     test_single_flight();
+    test_wait_deadline();
+    test_slow_waits();
     return unit_done("chunkcache");
 }
