@@ -42,6 +42,10 @@ static const struct fuse_opt option_table[] = {
     OPT("api-auth-file=%s", api_auth_file),
     OPT("--cacert=%s", cacert),
     OPT("cacert=%s", cacert),
+    OPT("--proxy=%s", proxy),
+    OPT("proxy=%s", proxy),
+    OPT("--api-auth-insecure", api_auth_insecure),
+    OPT("api-auth-insecure", api_auth_insecure),
     OPT("--store=%s", store),
     OPT("store=%s", store),
     OPT("--chunker=%s", chunker),
@@ -89,12 +93,17 @@ void options_print_help(const char *progname)
            "ipfsfs options (each also as -o NAME=VALUE):\n"
            "    --api=MULTIADDR        node RPC API address (default: $IPFS_PATH/api,\n"
            "                           else /ip4/127.0.0.1/tcp/5001)\n"
-           "    --timeout=SECONDS      bound on every request to the node (default 30)\n"
+           "    --timeout=SECONDS      longest wait of a read(2), stat or listing on the node\n"
+           "                           (default 30)\n"
            "    --store=DIR            no node: use the embedded, offline block store in DIR\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
            "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
            "                           environment variable IPFSFS_API_AUTH also works\n"
+           "    --api-auth-insecure    allow the API secret over plain http to an address that\n"
+           "                           is not loopback (refused by default: use https)\n"
            "    --cacert=FILE          CA certificates for an https API (default: system)\n"
+           "    --proxy=URL            reach the node through this proxy (default: none; the\n"
+           "                           http_proxy and ALL_PROXY variables are never used)\n"
            "    --cache-size=SIZE      chunk cache for file data (default 256M)\n"
            "    --dir-cache=SIZE       directory listing cache (default 64M)\n"
            "    --readahead=SIZE       largest readahead window per open file (default 8M)\n"
@@ -240,6 +249,9 @@ void options_free(struct options *o)
     free(o->api_auth_file);
     free(o->cacert);
     free(o->store);
+    if (o->proxy)
+        explicit_bzero(o->proxy, strlen(o->proxy)); /* it may hold a password */
+    free(o->proxy);
 }
 
 static char *read_api_file(const char *path)

@@ -24,6 +24,8 @@ struct options {
     char *api_auth_file; /* file holding the API.Authorizations secret */
     char *cacert;        /* CA bundle for https */
     char *store;         /* embedded block store directory (no node) */
+    char *proxy;         /* proxy URL for the RPC connection; NULL: none (never the environment's) */
+    int api_auth_insecure; /* send the API secret over plain http to a non-loopback address */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */

@@ -54,5 +54,31 @@ int main(void)
     CHECK_EQ_STR(ma, "/ip4/127.0.0.1/tcp/5001");
     free(ma);
     rmdir(dir);
+
+    /* The proxy is only what the user gives; the insecure secret only when asked. */
+    {
+        char *argv[] = {"ipfsfs", "--proxy=http://proxy.example:3128", "-o",
+                        "api-auth-insecure,timeout=7", "/mnt", NULL};
+        struct fuse_args args = FUSE_ARGS_INIT(5, argv);
+        struct options o;
+        CHECK_EQ_INT(options_parse(&args, &o), 0);
+        CHECK_EQ_STR(o.proxy, "http://proxy.example:3128");
+        CHECK_EQ_INT(o.api_auth_insecure, 1);
+        CHECK_EQ_INT(o.timeout, 7);
+        options_free(&o);
+        fuse_opt_free_args(&args);
+    }
+    {
+        char *argv[] = {"ipfsfs", "/mnt", NULL};
+        struct fuse_args args = FUSE_ARGS_INIT(2, argv);
+        struct options o;
+        setenv("http_proxy", "http://env-proxy.example:1", 1);
+        CHECK_EQ_INT(options_parse(&args, &o), 0);
+        CHECK(o.proxy == NULL);
+        CHECK_EQ_INT(o.api_auth_insecure, 0);
+        options_free(&o);
+        fuse_opt_free_args(&args);
+        unsetenv("http_proxy");
+    }
     return unit_done("test_options");
 }
