@@ -120,7 +120,7 @@ def add(data):
 
 
 def put(block, fmt="dag-pb"):
-    q = "format=%s&cid-codec=%s&pin=false" % (fmt, fmt)
+    q = "cid-codec=%s&pin=false" % fmt
     return json.loads(post("block/put", q, block))["Key"]
 
 
