@@ -496,7 +496,7 @@ static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, v
 
 /* After an MFS change failed without a clear answer (the call timed out behind Kubo's GC pin
  * lock, which ignores the request's deadline, or Kubo complained after doing it), read the
- * result back: did it happen? */
+ * result back: did it happen? files/stat does not wait for that lock. */
 enum mfs_check { CHECK_DIR, CHECK_GONE, CHECK_CID, CHECK_MODE, CHECK_MTIME };
 
 static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check what,
@@ -524,13 +524,31 @@ static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check wh
     }
 }
 
+/* A timed-out change is still queued behind the lock (a GC holds it for seconds, tens of
+ * seconds on a big repo under load) and happens once it is free: watch for it a while (twice
+ * the timeout, at least 30 s) before calling it failed. */
+static bool mfs_happened_late(struct node_rpc *n, const char *path, enum mfs_check what,
+                              const struct cid *c, int64_t value)
+{
+    uint64_t window = n->timeout_ms * 2u > 30000u ? n->timeout_ms * 2u : 30000u;
+    uint64_t end = now_ms() + window;
+    for (;;) {
+        if (mfs_happened(n, path, what, c, value))
+            return true;
+        if (now_ms() >= end)
+            return false;
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* An MFS change; on a timeout, whether it happened after all decides. */
 static int mfs_change(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
                       size_t nargs, const char *path, enum mfs_check what, const struct cid *c,
                       int64_t value)
 {
     int rc = simple_call(n, cmd, args, nargs, path);
-    if (rc == -ETIMEDOUT && mfs_happened(n, path, what, c, value)) {
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, what, c, value)) {
         char safe[256];
         log_info("%s %s timed out but happened", cmd, SAFE(path, safe));
         rc = 0;
@@ -579,7 +597,7 @@ static int rpc_mfs_rm(struct node *base, const char *path, bool recursive)
         }
     }
     free(r);
-    if (rc == -ETIMEDOUT && mfs_happened(n, path, CHECK_GONE, NULL, 0)) {
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, CHECK_GONE, NULL, 0)) {
         log_info("files/rm %s timed out but happened", SAFE(path, safe));
         rc = 0;
     }
@@ -602,7 +620,8 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
     /* A timeout may have linked it; so does a symlink, though Kubo 0.43 then answers "cannot
      * flush the created file ...: symlinks not yet supported". */
     if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ENOTDIR &&
-        mfs_happened(n, path, CHECK_CID, c, 0)) {
+        (rc == -ETIMEDOUT ? mfs_happened_late(n, path, CHECK_CID, c, 0)
+                          : mfs_happened(n, path, CHECK_CID, c, 0))) {
         char safe[256];
         log_debug("files/cp %s failed but happened", SAFE(path, safe));
         rc = 0;
@@ -643,7 +662,7 @@ static int mv_once(struct node_rpc *n, const char *src, const char *dst)
 {
     struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
     int rc = simple_call(n, "files/mv", args, 2, src);
-    if (rc == -ETIMEDOUT && mfs_happened(n, src, CHECK_GONE, NULL, 0) &&
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, src, CHECK_GONE, NULL, 0) &&
         !mfs_happened(n, dst, CHECK_GONE, NULL, 0)) {
         char safe[256];
         log_info("files/mv %s timed out but happened", SAFE(src, safe));
