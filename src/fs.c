@@ -42,7 +42,8 @@ struct fs {
     struct dircache *dc;
     struct reader *reader;
     struct resolver res;
-    /* wlock protects every inode's nwriters (open write handles). */
+    /* wlock protects every inode's nwriters and writers (open write handles and their
+     * spools), and each whandle's wnext link. */
     pthread_mutex_t wlock;
     /* hlock guards the lists of open handles (files, dirs: struct fhandle, struct dhandle)
      * and their links. fs_free frees the handles the kernel never released: the connection
@@ -145,8 +146,10 @@ static bool name_is_cid(const struct inode *dir, struct fs *fs, const char *name
 int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
 {
     struct fs *fs = calloc(1, sizeof *fs);
-    if (!fs)
+    if (!fs) {
+        node_destroy(node); /* ours from the call on, as on every other failure */
         return -ENOMEM;
+    }
     fs->cfg = *cfg;
     fs->node = node;
     fs->uid = getuid();
@@ -230,6 +233,9 @@ int fs_stats(struct fs *fs, char *buf, size_t len)
     return (int)o;
 }
 
+/* Modes shown never carry setuid, setgid or sticky: anyone can store any UnixFS mode, and a
+ * mount with -o suid must not turn a hostile file into a setuid program (permission bits
+ * only, for names as for content under a CID). */
 static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
 {
     if (ino->mfs) {
@@ -242,7 +248,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
         st->st_blksize = (blksize_t)fs->cfg.chunk_size;
         switch (ino->kind) {
         case NODE_DIR:
-            st->st_mode = S_IFDIR | (a.mode ? a.mode & 07777 : 0755);
+            st->st_mode = S_IFDIR | (a.mode ? a.mode & 0777 : 0755);
             st->st_nlink = 2;
             break;
         case NODE_SYMLINK:
@@ -251,7 +257,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
             st->st_size = (off_t)a.size;
             break;
         default:
-            st->st_mode = S_IFREG | (a.mode ? a.mode & 07777 : 0644);
+            st->st_mode = S_IFREG | (a.mode ? a.mode & 0777 : 0644);
             st->st_nlink = 1;
             st->st_size = (off_t)a.size;
             break;
@@ -268,7 +274,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
     st->st_gid = fs->gid;
     st->st_blksize = (blksize_t)fs->cfg.chunk_size;
     /* Content under a CID never changes: never writable, whatever mode was stored. */
-    mode_t perm = ino->mode ? (ino->mode & 07555) : 0;
+    mode_t perm = ino->mode ? (ino->mode & 0555) : 0;
     switch (ino->kind) {
     case NODE_DIR:
         st->st_mode = S_IFDIR | (perm ? perm : 0555);
@@ -374,6 +380,28 @@ static int stat_name(struct fs *fs, const struct inode *dir, const char *name, c
     return node_stat(fs->node, cid, st);
 }
 
+static int writers_of(struct fs *fs, const struct inode *ino)
+{
+    pthread_mutex_lock(&fs->wlock);
+    int n = ino->nwriters;
+    pthread_mutex_unlock(&fs->wlock);
+    return n;
+}
+
+/* Take what the node says a name holds now, unless our own open writers know better (their
+ * size runs ahead of the node's). A symlink's target follows: another client may re-point
+ * it. */
+static int update_name(struct fs *fs, struct inode *ino, const struct mfs_attr *a,
+                       const char *target)
+{
+    if (writers_of(fs, ino) > 0)
+        return 0;
+    inode_mfs_set(fs->inodes, ino, a);
+    if (ino->kind == NODE_SYMLINK && target)
+        return inode_mfs_set_target(fs->inodes, ino, target);
+    return 0;
+}
+
 /* Stat a name in MFS and enter it in the inode table. */
 static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
 {
@@ -388,6 +416,7 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
         return rc;
     a.kind = st.kind;
     a.size = st.size;
+    a.cid_size = st.size;
     a.mode = st.mode;
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
@@ -398,15 +427,18 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
         inode_forget(fs->inodes, ino, 1);
         ino = NULL;
     }
-    if (ino)
-        inode_mfs_set(fs->inodes, ino, &a);
-    else
+    if (ino) {
+        rc = update_name(fs, ino, &a, st.target);
+        if (rc < 0)
+            inode_forget(fs->inodes, ino, 1);
+    } else {
         ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, st.target);
+        rc = ino ? 0 : -ENOMEM;
+    }
     node_stat_clear(&st);
-    if (!ino)
-        return -ENOMEM;
-    *out = ino;
-    return 0;
+    if (rc == 0)
+        *out = ino;
+    return rc;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -473,10 +505,7 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 /* Refresh a name's attributes from MFS (another tool may have changed it). */
 static int mfs_refresh(struct fs *fs, struct inode *ino)
 {
-    pthread_mutex_lock(&fs->wlock);
-    int writers = ino->nwriters;
-    pthread_mutex_unlock(&fs->wlock);
-    if (ino == inode_root(fs->inodes) || writers > 0)
+    if (ino == inode_root(fs->inodes) || writers_of(fs, ino) > 0)
         return 0; /* our own open writers know the size better than the node */
     char path[PATH_MAX];
     int rc = mfs_path(fs, ino, path, sizeof path);
@@ -489,14 +518,16 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
         return rc;
     a.kind = st.kind;
     a.size = st.size;
+    a.cid_size = st.size;
     a.mode = st.mode;
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
-    node_stat_clear(&st);
     if (a.kind != ino->kind)
-        return -ENOENT; /* replaced by another kind: the kernel must look the name up again */
-    inode_mfs_set(fs->inodes, ino, &a);
-    return 0;
+        rc = -ENOENT; /* replaced by another kind: the kernel must look the name up again */
+    else
+        rc = update_name(fs, ino, &a, st.target);
+    node_stat_clear(&st);
+    return rc;
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
@@ -522,11 +553,16 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 static void fs_readlink(fuse_req_t req, fuse_ino_t id)
 {
     struct fs *fs = fs_of(req);
-    if (ino_of(id)->kind != NODE_SYMLINK || !ino_of(id)->target) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    fuse_reply_readlink(req, ino_of(id)->target);
+    struct inode *ino = ino_of(id);
+    int rc = ino->kind != NODE_SYMLINK ? -EINVAL : ino->mfs ? mfs_refresh(fs, ino) : 0;
+    char *target = rc == 0 ? inode_target_dup(fs->inodes, ino) : NULL;
+    if (rc == 0 && !target)
+        rc = -EINVAL;
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_readlink(req, target);
+    free(target);
 }
 
 struct mfs_collect {
@@ -624,12 +660,14 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         const char *name;
         if (i < 2) {
             name = i == 0 ? "." : "..";
-            st.st_ino = i == 0 && !dir->mfs ? dir->key : FUSE_ROOT_ID;
+            /* "." is the directory's own st_ino (fill_attr's); ".." is not known here. */
+            st.st_ino = i == 0 && dir != inode_root(fs->inodes) ? dir->key : FUSE_ROOT_ID;
             st.st_mode = S_IFDIR;
         } else {
             const struct dirent_rec *e = &l->entries[i - 2];
             name = e->name;
-            st.st_ino = dir->mfs ? inode_key_mfs(dir, e->name)
+            /* A renamed name keeps the st_ino it had: the table knows it. */
+            st.st_ino = dir->mfs ? inode_mfs_ino(fs->inodes, dir, e->name)
                                  : inode_key_child(&dir->cid, e->name, strlen(e->name));
             st.st_mode = e->kind == NODE_DIR       ? S_IFDIR
                          : e->kind == NODE_FILE    ? S_IFREG
@@ -656,20 +694,38 @@ static void fhandle_free(struct fs *fs, struct fhandle *fh)
 {
     handle_untrack(fs, &fs->files, &fh->link);
     if (fh->wh) {
-        writer_close(fh->wh);
         pthread_mutex_lock(&fs->wlock);
         fh->ino->nwriters--;
+        struct whandle **pp = &fh->ino->writers;
+        while (*pp && *pp != fh->wh)
+            pp = &(*pp)->wnext;
+        if (*pp)
+            *pp = fh->wh->wnext;
         pthread_mutex_unlock(&fs->wlock);
+        writer_close(fh->wh);
     }
     reader_close(fh->rh);
     free(fh);
 }
 
-static void add_writer(struct fs *fs, struct inode *ino)
+static void add_writer(struct fs *fs, struct inode *ino, struct whandle *wh)
 {
     pthread_mutex_lock(&fs->wlock);
     ino->nwriters++;
+    wh->wnext = ino->writers;
+    ino->writers = wh;
     pthread_mutex_unlock(&fs->wlock);
+}
+
+/* The newest spool of a name open for writing, held (writer_close it), or NULL. */
+static struct whandle *newest_writer(struct fs *fs, struct inode *ino)
+{
+    pthread_mutex_lock(&fs->wlock);
+    struct whandle *wh = ino->writers;
+    if (wh)
+        writer_hold(wh);
+    pthread_mutex_unlock(&fs->wlock);
+    return wh;
 }
 
 static void set_size(struct fs *fs, struct inode *ino, uint64_t size)
@@ -703,15 +759,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         return;
     }
     fh->ino = ino;
+    /* A CID and the size of the content under it, always together: a name's shown size may be
+     * an open writer's, beyond (or short of) what its CID holds. */
     struct cid c = ino->cid;
-    uint64_t size = ino->size;
+    uint64_t size = ino->size, shown = ino->size;
     int rc = 0;
     if (ino->mfs) {
         struct mfs_attr a;
         rc = mfs_refresh(fs, ino);
         inode_mfs_get(fs->inodes, ino, &a);
         c = a.cid;
-        size = a.size;
+        size = a.cid_size;
+        shown = a.size;
     }
     if (rc == 0 && writing) {
         /* Read-write and append start from the current content; O_TRUNC from nothing. */
@@ -719,13 +778,15 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         rc = writer_open(fs->node, &fs->cfg.writer, trunc ? NULL : &c, trunc ? 0 : size,
                          &fh->wh);
         if (rc == 0) {
-            if (trunc && size > 0) {
+            if (trunc && (size > 0 || shown > 0)) {
                 writer_touch(fh->wh); /* the truncation itself must be stored */
                 set_size(fs, ino, 0);
             }
-            add_writer(fs, ino);
+            add_writer(fs, ino, fh->wh);
         }
     } else if (rc == 0) {
+        /* While the name is open for writing, reads come from the writer's spool (fs_read);
+         * this reader serves them once no writer is left. */
         fh->rh = reader_open(fs->reader, &c, size);
         if (!fh->rh)
             rc = -ENOMEM;
@@ -794,8 +855,13 @@ static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = fh->wh ? writer_read(fh->wh, buf, size, (uint64_t)off)
-                       : reader_read(fh->rh, (uint64_t)off, size, buf);
+    /* A name open for writing elsewhere: its bytes are in that writer's spool, not (yet)
+     * under the CID this handle was opened on. */
+    struct whandle *other = !fh->wh && fh->ino->mfs ? newest_writer(fs, fh->ino) : NULL;
+    ssize_t n = fh->wh  ? writer_read(fh->wh, buf, size, (uint64_t)off)
+                : other ? writer_read(other, buf, size, (uint64_t)off)
+                        : reader_read(fh->rh, (uint64_t)off, size, buf);
+    writer_close(other);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -828,16 +894,19 @@ static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size
     fuse_reply_write(req, (size_t)n);
 }
 
-/* After new content is linked under a name, give it back the mode and time it had (a fresh
- * add carries none), then read back the CID that now holds them. */
-static int reapply_meta(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a)
+/* The mode and time a name had, for its new content (a fresh add carries none): writer_link
+ * sets them before the content appears under the name. */
+static struct writer_meta meta_of(const struct mfs_attr *a)
 {
-    int rc = 0;
-    if (a->mode && (a->mode & 07777) != 0644)
-        rc = fs->node->ops->mfs_chmod(fs->node, path, a->mode);
-    if (rc == 0 && a->has_mtime)
-        rc = fs->node->ops->mfs_touch(fs->node, path, a->mtime);
-    if (rc == 0 && ((a->mode && (a->mode & 07777) != 0644) || a->has_mtime)) {
+    return (struct writer_meta){.mode = a->mode, .has_mtime = a->has_mtime, .mtime = a->mtime};
+}
+
+/* After new content (a->size bytes, added as a->cid) is linked with its metadata, read back
+ * the CID that holds both. */
+static void relinked_cid(struct fs *fs, const char *path, struct mfs_attr *a)
+{
+    struct writer_meta m = meta_of(a);
+    if ((m.mode && (m.mode & 07777) != 0644) || m.has_mtime) {
         struct node_stat st;
         struct cid c;
         if (fs->node->ops->mfs_stat(fs->node, path, &st, &c) == 0) {
@@ -845,8 +914,14 @@ static int reapply_meta(struct fs *fs, struct inode *ino, const char *path, stru
             node_stat_clear(&st);
         }
     }
+    a->cid_size = a->size;
+}
+
+/* The same, and update the inode. */
+static void relinked(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a)
+{
+    relinked_cid(fs, path, a);
     inode_mfs_set(fs->inodes, ino, a);
-    return rc;
 }
 
 /* Store a write handle's changes: add, link, restore metadata, update the inode. */
@@ -862,10 +937,11 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     uint64_t size;
     bool changed;
     inode_mfs_get(fs->inodes, fh->ino, &a);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &a.cid, &size, &changed);
+    struct writer_meta m = meta_of(&a);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &m, &a.cid, &size, &changed);
     if (rc == 0 && changed) {
         a.size = size;
-        rc = reapply_meta(fs, fh->ino, path, &a);
+        relinked(fs, fh->ino, path, &a);
     }
     return rc;
 }
@@ -937,18 +1013,20 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         goto fail;
     /* The name exists from now on (empty), as after creat(2) on any filesystem. */
     writer_touch(fh->wh);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &a.cid, &size, &changed);
+    /* The mode goes on before the name appears (see writer_link). */
+    a.mode = (mode & 07777) != 0644 ? mode & 07777 : 0;
+    struct writer_meta m = meta_of(&a);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed);
     if (rc < 0)
         goto fail;
-    if ((mode & 07777) != 0644 && fs->node->ops->mfs_chmod(fs->node, path, mode & 07777) == 0)
-        a.mode = mode & 07777;
+    relinked_cid(fs, path, &a);
     ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, NULL);
     if (!ino) {
         rc = -ENOMEM;
         goto fail;
     }
     fh->ino = ino;
-    add_writer(fs, ino);
+    add_writer(fs, ino, fh->wh);
     fi->fh = (uint64_t)(uintptr_t)fh;
     handle_track(fs, &fs->files, &fh->link);
     struct fuse_entry_param e;
@@ -1138,18 +1216,19 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     struct mfs_attr a;
     struct whandle *wh;
     inode_mfs_get(fs->inodes, ino, &a);
-    uint64_t keep = a.size < size ? a.size : size;
+    uint64_t keep = a.cid_size < size ? a.cid_size : size;
     int rc = writer_open(fs->node, &fs->cfg.writer, &a.cid, keep, &wh);
     if (rc < 0)
         return rc;
     uint64_t newsize;
     bool changed;
+    struct writer_meta m = meta_of(&a);
     rc = writer_truncate(wh, size);
     if (rc == 0)
-        rc = writer_flush(wh, &fs->cfg.writer, path, true, &a.cid, &newsize, &changed);
+        rc = writer_flush(wh, &fs->cfg.writer, path, true, &m, &a.cid, &newsize, &changed);
     if (rc == 0) {
         a.size = newsize;
-        rc = reapply_meta(fs, ino, path, &a);
+        relinked(fs, ino, path, &a);
     }
     writer_close(wh);
     return rc;
@@ -1304,14 +1383,29 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t id, size_t size)
         reply_xattr_value(req, cids, sizeof cids, size);
 }
 
+/* Where new content goes (the node's repo, the store's disk), in 4 KiB blocks; zeros when the
+ * node cannot tell (df then shows nothing rather than a made-up figure). */
+static void fill_statfs(struct fs *fs, struct statvfs *sv)
+{
+    uint64_t total = 0, avail = 0;
+    memset(sv, 0, sizeof *sv);
+    sv->f_bsize = 4096;
+    sv->f_frsize = 4096;
+    sv->f_namemax = 255;
+    if (!fs->node->ops->space || fs->node->ops->space(fs->node, &total, &avail) < 0)
+        return;
+    if (avail > total)
+        avail = total;
+    sv->f_blocks = (fsblkcnt_t)(total / 4096);
+    sv->f_bfree = (fsblkcnt_t)(avail / 4096);
+    sv->f_bavail = sv->f_bfree;
+}
+
 static void fs_statfs(fuse_req_t req, fuse_ino_t id)
 {
     (void)id;
     struct statvfs sv;
-    memset(&sv, 0, sizeof sv);
-    sv.f_bsize = 4096;
-    sv.f_frsize = 4096;
-    sv.f_namemax = 255;
+    fill_statfs(fs_of(req), &sv);
     fuse_reply_statfs(req, &sv);
 }
 

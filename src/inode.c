@@ -8,14 +8,20 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 struct inode_table {
-    /* lock protects buckets, every inode's nlookup and hnext, and count. The other inode
-     * fields never change after insertion, so holders of a lookup read them without it. */
+    /* lock protects buckets, nbuckets, every inode's nlookup and hnext, and count; and the
+     * fields of names that change (cid, size, cid_size, mode, mtime, target, and lkey, parent,
+     * name on a rename). Other fields never change after insertion, so holders of a lookup
+     * read them without it. */
     pthread_mutex_t lock;
     struct inode **buckets;
-    size_t nbuckets; /* power of two */
+    size_t nbuckets; /* power of two; doubles when count passes 2 x nbuckets (up to a cap) */
+    uint64_t seed;   /* random: which bucket a key lands in (set once, before any sharing) */
     uint64_t count;
     /* Forgotten immutable inodes, most recent first, at most LRU_MAX of them. */
     struct inode *lru_head, *lru_tail;
@@ -24,6 +30,58 @@ struct inode_table {
 };
 
 #define LRU_MAX 16384
+#define NBUCKETS_MIN (1u << 16)
+#define NBUCKETS_MAX (1u << 22)
+
+/* Keys are stable hashes (they are st_ino, the same on every mount), so a hostile directory can
+ * pick names whose keys share their low bits. The bucket is a seeded hash of the key instead:
+ * without the seed, nobody can aim names at one chain. */
+static size_t bucket_of(const struct inode_table *t, uint64_t key)
+{
+    return (size_t)XXH3_64bits_withSeed(&key, sizeof key, t->seed) & (t->nbuckets - 1);
+}
+
+/* The key an inode is hashed under: its lkey for names (0 = detached, in no bucket). */
+static uint64_t hash_key(const struct inode *i)
+{
+    return i->mfs ? i->lkey : i->key;
+}
+
+/* Keep chains short as the table grows: double the buckets past 2 inodes per bucket. Lock
+ * held. On ENOMEM the table keeps its size (longer chains, still correct). */
+static void grow_locked(struct inode_table *t)
+{
+    if (t->count <= 2 * (uint64_t)t->nbuckets || t->nbuckets >= NBUCKETS_MAX)
+        return;
+    size_t old_n = t->nbuckets;
+    struct inode **old = t->buckets;
+    struct inode **nb = calloc(old_n * 2, sizeof *nb);
+    if (!nb)
+        return;
+    t->buckets = nb;
+    t->nbuckets = old_n * 2;
+    for (size_t b = 0; b < old_n; b++) {
+        struct inode *i = old[b];
+        while (i) {
+            struct inode *next = i->hnext;
+            size_t nbk = bucket_of(t, hash_key(i));
+            i->hnext = nb[nbk];
+            nb[nbk] = i;
+            i = next;
+        }
+    }
+    free(old);
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s)
+        return s;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return XXH3_64bits(&ts, sizeof ts) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&s;
+}
 
 static void lru_remove(struct inode_table *t, struct inode *i)
 {
@@ -70,7 +128,8 @@ int inode_table_new(struct inode_table **out)
     struct inode_table *t = calloc(1, sizeof *t);
     if (!t)
         return -ENOMEM;
-    t->nbuckets = 1 << 16;
+    t->nbuckets = NBUCKETS_MIN;
+    t->seed = random_seed();
     t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
     if (!t->buckets) {
         free(t);
@@ -106,7 +165,7 @@ void inode_table_free(struct inode_table *t)
 
 static struct inode *find_locked(struct inode_table *t, uint64_t key, const struct cid *c)
 {
-    for (struct inode *i = t->buckets[key & (t->nbuckets - 1)]; i; i = i->hnext)
+    for (struct inode *i = t->buckets[bucket_of(t, key)]; i; i = i->hnext)
         if (!i->mfs && i->key == key && cid_equal(&i->cid, c))
             return i;
     return NULL;
@@ -126,7 +185,7 @@ uint64_t inode_key_mfs(const struct inode *parent, const char *name)
 static struct inode *mfs_find_locked(struct inode_table *t, const struct inode *parent,
                                      const char *name, uint64_t lkey)
 {
-    for (struct inode *i = t->buckets[lkey & (t->nbuckets - 1)]; i; i = i->hnext)
+    for (struct inode *i = t->buckets[bucket_of(t, lkey)]; i; i = i->hnext)
         if (i->mfs && i->lkey == lkey && i->parent == parent && strcmp(i->name, name) == 0)
             return i;
     return NULL;
@@ -134,7 +193,7 @@ static struct inode *mfs_find_locked(struct inode_table *t, const struct inode *
 
 static void unhash_locked(struct inode_table *t, struct inode *ino)
 {
-    struct inode **pp = &t->buckets[ino->lkey & (t->nbuckets - 1)];
+    struct inode **pp = &t->buckets[bucket_of(t, ino->lkey)];
     while (*pp && *pp != ino)
         pp = &(*pp)->hnext;
     if (*pp)
@@ -144,7 +203,7 @@ static void unhash_locked(struct inode_table *t, struct inode *ino)
 
 static void hash_locked(struct inode_table *t, struct inode *ino)
 {
-    size_t b = ino->lkey & (t->nbuckets - 1);
+    size_t b = bucket_of(t, ino->lkey);
     ino->hnext = t->buckets[b];
     t->buckets[b] = ino;
 }
@@ -189,6 +248,7 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
         old->cid = a->cid;
         old->kind = a->kind;
         old->size = a->size;
+        old->cid_size = a->cid_size;
         old->mode = a->mode;
         old->mtime = a->mtime;
         old->has_mtime = a->has_mtime;
@@ -201,6 +261,7 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->cid = a->cid;
     n->kind = a->kind;
     n->size = a->size;
+    n->cid_size = a->cid_size;
     n->mode = a->mode;
     n->mtime = a->mtime;
     n->has_mtime = a->has_mtime;
@@ -209,6 +270,7 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->nlookup = 1;
     hash_locked(t, n);
     t->count++;
+    grow_locked(t);
     pthread_mutex_unlock(&t->lock);
     return n;
 }
@@ -219,6 +281,7 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
     a->cid = ino->cid;
     a->kind = ino->kind;
     a->size = ino->size;
+    a->cid_size = ino->cid_size;
     a->mode = ino->mode;
     a->mtime = ino->mtime;
     a->has_mtime = ino->has_mtime;
@@ -232,10 +295,42 @@ void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_at
     /* A kind never changes under one inode (the kernel would be confused): a name that now
      * holds another kind gets a new inode on its next lookup. */
     ino->size = a->size;
+    ino->cid_size = a->cid_size;
     ino->mode = a->mode;
     ino->mtime = a->mtime;
     ino->has_mtime = a->has_mtime;
     pthread_mutex_unlock(&t->lock);
+}
+
+int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target)
+{
+    char *nt = strdup(target);
+    if (!nt)
+        return -ENOMEM;
+    pthread_mutex_lock(&t->lock);
+    char *old = ino->target;
+    ino->target = nt;
+    pthread_mutex_unlock(&t->lock);
+    free(old);
+    return 0;
+}
+
+char *inode_target_dup(struct inode_table *t, const struct inode *ino)
+{
+    pthread_mutex_lock(&t->lock);
+    char *c = ino->target ? strdup(ino->target) : NULL;
+    pthread_mutex_unlock(&t->lock);
+    return c;
+}
+
+uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const char *name)
+{
+    uint64_t lkey = inode_key_mfs(parent, name);
+    pthread_mutex_lock(&t->lock);
+    const struct inode *i = mfs_find_locked(t, parent, name, lkey);
+    uint64_t key = i ? i->key : lkey;
+    pthread_mutex_unlock(&t->lock);
+    return key;
 }
 
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
@@ -342,10 +437,11 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
         return old;
     }
     n->nlookup = 1;
-    size_t b = key & (t->nbuckets - 1);
+    size_t b = bucket_of(t, key);
     n->hnext = t->buckets[b];
     t->buckets[b] = n;
     t->count++;
+    grow_locked(t);
     pthread_mutex_unlock(&t->lock);
     return n;
 }
@@ -382,7 +478,7 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
         if (ino->mfs)
             unhash_locked(t, ino);
         else {
-            struct inode **pp = &t->buckets[ino->key & (t->nbuckets - 1)];
+            struct inode **pp = &t->buckets[bucket_of(t, ino->key)];
             while (*pp && *pp != ino)
                 pp = &(*pp)->hnext;
             if (*pp)
@@ -398,6 +494,21 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
         ino = parent;
         n = 1;
     }
+}
+
+size_t inode_longest_chain(struct inode_table *t)
+{
+    size_t longest = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t b = 0; b < t->nbuckets; b++) {
+        size_t n = 0;
+        for (const struct inode *i = t->buckets[b]; i; i = i->hnext)
+            n++;
+        if (n > longest)
+            longest = n;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return longest;
 }
 
 uint64_t inode_count(struct inode_table *t)

@@ -9,25 +9,30 @@
 #define IPFSFS_INODE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "node.h"
+
+struct whandle;
 
 struct inode {
     uint64_t key; /* stable, also st_ino; for names (MFS) the hash table key at creation */
     struct cid cid;
     enum node_kind kind; /* never NODE_UNKNOWN */
     uint64_t size;
+    uint64_t cid_size; /* names: bytes under cid (size runs ahead of it while written) */
     uint32_t mode; /* stored UnixFS mode bits, 0 = none */
     int64_t mtime;
     bool has_mtime;
-    char *target; /* symlink target */
+    char *target; /* symlink target; a name's may change (read it with inode_target_dup) */
     /* Names in the mutable root (MFS): their place, kept up to date by renames. */
     bool mfs;
     uint64_t lkey;         /* hash table key now: of (parent, name) */
     struct inode *parent;  /* holds one lookup on the parent; NULL for the root */
     char *name;
     int nwriters;          /* open write handles (fs.c, under its wlock) */
+    struct whandle *writers; /* their spools, newest first (fs.c, under its wlock) */
     /* Owned by the table (under its lock): */
     uint64_t nlookup;
     struct inode *hnext;
@@ -41,7 +46,8 @@ struct inode {
 struct mfs_attr {
     struct cid cid;
     enum node_kind kind;
-    uint64_t size;
+    uint64_t size;     /* as shown: an open writer's size while one writes */
+    uint64_t cid_size; /* of the content under cid: read cid only within this */
     uint32_t mode;
     int64_t mtime;
     bool has_mtime;
@@ -67,6 +73,8 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
 void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n);
 
 uint64_t inode_count(struct inode_table *t);
+/* The longest hash chain (for tests: hostile keys must not pile up in one bucket). */
+size_t inode_longest_chain(struct inode_table *t);
 
 /* The st_ino a name under parent gets (also the readdir d_ino). */
 uint64_t inode_key_mfs(const struct inode *parent, const char *name);
@@ -80,6 +88,13 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
                                    const struct mfs_attr *a, const char *target);
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a);
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
+/* Replace a name's symlink target (another client re-pointed it). 0 or -ENOMEM. */
+int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target);
+/* A copy of the symlink target (malloc'd), or NULL (none, or ENOMEM). */
+char *inode_target_dup(struct inode_table *t, const struct inode *ino);
+/* The st_ino of the name under parent: the inode's if the table has one (its key stays what it
+ * was at creation across renames), else what a lookup would give it. */
+uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const char *name);
 /* Absolute MFS path of ino under root_path into buf. Returns 0 or -ENAMETOOLONG. */
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
                    char *buf, size_t len);

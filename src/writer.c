@@ -39,11 +39,15 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     h->fd = spool_create(cfg->spool_dir);
     if (h->fd < 0) {
         int rc = h->fd;
-        log_err("cannot create a spool file in %s: %s", cfg->spool_dir, strerror(-rc));
+        char safe[256];
+        log_err("cannot create a spool file in %s: %s",
+                log_safe(cfg->spool_dir, strlen(cfg->spool_dir), safe, sizeof safe),
+                strerror(-rc));
         free(h);
         return rc;
     }
     pthread_mutex_init(&h->lock, NULL);
+    atomic_init(&h->refs, 1);
     h->node = n;
     h->filled = !base || size == 0;
     if (!h->filled) {
@@ -55,9 +59,14 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     return 0;
 }
 
+void writer_hold(struct whandle *h)
+{
+    atomic_fetch_add(&h->refs, 1);
+}
+
 void writer_close(struct whandle *h)
 {
-    if (!h)
+    if (!h || atomic_fetch_sub(&h->refs, 1) > 1)
         return;
     close(h->fd);
     pthread_mutex_destroy(&h->lock);
@@ -180,9 +189,16 @@ bool writer_dirty(struct whandle *h)
     return d;
 }
 
-int writer_link(struct node *n, const struct cid *c, const char *path, bool exists)
+static bool meta_needed(const struct writer_meta *m)
 {
-    if (!exists) {
+    return m && ((m->mode && (m->mode & 07777) != 0644) || m->has_mtime);
+}
+
+int writer_link(struct node *n, const struct cid *c, const char *path, bool exists,
+                const struct writer_meta *meta)
+{
+    bool need_meta = meta_needed(meta);
+    if (!exists && !need_meta) {
         int rc = n->ops->mfs_link(n, c, path);
         if (rc != -EEXIST)
             return rc;
@@ -197,14 +213,20 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
     int rc = n->ops->mfs_link(n, c, tmp);
     if (rc < 0)
         return rc;
-    rc = n->ops->mfs_mv(n, tmp, path);
+    if (need_meta && meta->mode && (meta->mode & 07777) != 0644)
+        rc = n->ops->mfs_chmod(n, tmp, meta->mode & 07777);
+    if (rc == 0 && need_meta && meta->has_mtime)
+        rc = n->ops->mfs_touch(n, tmp, meta->mtime);
+    if (rc == 0)
+        rc = n->ops->mfs_mv(n, tmp, path);
     if (rc < 0)
         n->ops->mfs_rm(n, tmp, false);
     return rc;
 }
 
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
-                 bool exists, struct cid *cid, uint64_t *size, bool *changed)
+                 bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
+                 bool *changed)
 {
     (void)cfg;
     *changed = false;
@@ -218,7 +240,7 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     /* Held across the upload on purpose: the bytes must not change while they are added. */
     rc = h->node->ops->add(h->node, h->fd, h->size, &cfg->add, cid);
     if (rc == 0)
-        rc = writer_link(h->node, cid, path, exists);
+        rc = writer_link(h->node, cid, path, exists, meta);
     if (rc == 0) {
         h->dirty = false;
         *size = h->size;

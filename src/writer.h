@@ -12,6 +12,7 @@
 #define IPFSFS_WRITER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -24,6 +25,8 @@ struct writer_config {
 };
 
 struct whandle {
+    atomic_int refs;       /* writer_open's + writer_hold's; writer_close drops one */
+    struct whandle *wnext; /* in its name's list of open writers (fs.c, under its wlock) */
     /* lock protects everything below; held across the fill and the add of this handle. */
     pthread_mutex_t lock;
     int fd;
@@ -39,7 +42,10 @@ struct whandle {
 /* Open a spool that starts from base (size bytes; NULL or 0: empty). Returns 0 or -errno. */
 int writer_open(struct node *n, const struct writer_config *cfg, const struct cid *base,
                 uint64_t size, struct whandle **out);
+/* Drop a reference; the spool goes with the last one. */
 void writer_close(struct whandle *h);
+/* Another reference (a reader of the same name reading from this spool). */
+void writer_hold(struct whandle *h);
 
 ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t off);
 ssize_t writer_read(struct whandle *h, char *buf, size_t len, uint64_t off);
@@ -49,13 +55,25 @@ void writer_touch(struct whandle *h);
 uint64_t writer_size(struct whandle *h);
 bool writer_dirty(struct whandle *h);
 
-/* If dirty: add the spool and link it at path (replacing what is there when exists). Fills
- * *cid and *size with the result and sets *changed. Returns 0 or -errno (sticky). */
+/* Metadata a name's new content gets before it is linked under the name. */
+struct writer_meta {
+    uint32_t mode; /* permission bits to store; 0 (or 0644, a file's default): none */
+    bool has_mtime;
+    int64_t mtime;
+};
+
+/* If dirty: add the spool and link it at path (replacing what is there when exists), with
+ * meta (NULL: none) applied first. Fills *cid (the added content's: stat path for the CID
+ * that holds the metadata) and *size, and sets *changed. Returns 0 or -errno (sticky). */
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
-                 bool exists, struct cid *cid, uint64_t *size, bool *changed);
+                 bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
+                 bool *changed);
 
 /* Link content c at path. With exists, replace the name without a moment where it is missing
- * when the node allows it (link beside it under a temporary name, then move over it). */
-int writer_link(struct node *n, const struct cid *c, const char *path, bool exists);
+ * when the node allows it (link beside it under a temporary name, then move over it). With
+ * meta, the mode and time are set on the temporary name before it moves: the name never shows
+ * the content with the default mode (a 0600 file's bytes readable for a moment). */
+int writer_link(struct node *n, const struct cid *c, const char *path, bool exists,
+                const struct writer_meta *meta);
 
 #endif
