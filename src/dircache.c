@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 /* A slot of the cache: one directory CID, loading or loaded. */
@@ -49,9 +52,27 @@ struct dirlist_box {
     struct dirlist list;
 };
 
+/* The name index is seeded at random once per process: names come from the node, and with a
+ * known hash a hostile directory could pick names that all land in one probe run, making every
+ * lookup in it (and building it) quadratic. */
+static uint64_t g_name_seed;
+static pthread_once_t g_name_seed_once = PTHREAD_ONCE_INIT;
+
+static void name_seed_init(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        s = XXH3_64bits(&ts, sizeof ts) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&ts;
+    }
+    g_name_seed = s;
+}
+
 static uint64_t name_hash(const char *name, size_t len)
 {
-    return XXH3_64bits(name, len);
+    pthread_once(&g_name_seed_once, name_seed_init);
+    return XXH3_64bits_withSeed(name, len, g_name_seed);
 }
 
 void dirlist_free(struct dirlist *l)

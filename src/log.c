@@ -18,11 +18,35 @@ static atomic_bool g_syslog;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
+/* Copy s into buf with control characters (and DEL) as \xNN, cut to fit. */
+static void escape_controls(const char *s, char *buf, size_t buflen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; *s && o + 5 < buflen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o] = '\0';
+}
+
 __attribute__((format(printf, 4, 0))) static void log_vwrite(enum log_level level, const char *func, int line, const char *fmt,
                        va_list ap)
 {
-    char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char raw[2048], msg[2048];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    /* Every message, whatever its arguments: a control character left in a string from the
+     * node or a user (a jansson error quoting a body, a version string, a path a caller forgot
+     * to pass through log_safe) must not start a forged line. Backslashes stay, so text that
+     * log_safe already escaped reads the same. */
+    escape_controls(raw, msg, sizeof msg);
     if (atomic_load(&g_syslog)) {
         if (func)
             syslog(syslog_prio[level], "%s:%d: %s", func, line, msg);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static struct cid test_cid(unsigned i)
 {
@@ -278,6 +279,37 @@ static void test_dirent_vec(void)
     dirent_vec_clear(&w); /* clearing an empty vector is fine */
 }
 
+/* Hash flooding: names picked so that, with an unseeded hash, they all want the same index
+ * slot. With the per-process seed they spread: the longest run of occupied slots stays short
+ * (64 names in 128 slots; a run of 40 or more at random has odds far below one in a million). */
+static void test_name_flood(void)
+{
+    struct dirent_vec v = {0};
+    char name[32];
+    for (unsigned i = 0; v.n < 64; i++) {
+        size_t len = (size_t)snprintf(name, sizeof name, "flood-%u", i);
+        if ((XXH3_64bits(name, len) & 127) != 0)
+            continue;
+        struct node_entry e = {.name = name, .name_len = len, .kind = NODE_FILE, .size = i};
+        e.cid = test_cid(i);
+        CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
+    }
+    struct dirlist *l;
+    CHECK_EQ_INT(dirlist_build(v.v, v.n, &l), 0);
+    CHECK_EQ_INT(l->index_cap, 128);
+    size_t run = 0, longest = 0;
+    for (size_t k = 0; k < 2 * l->index_cap; k++) { /* twice round: runs wrap */
+        run = l->index[k & (l->index_cap - 1)] ? run + 1 : 0;
+        if (run > longest)
+            longest = run;
+    }
+    CHECK(longest < 40);
+    for (size_t i = 0; i < l->n; i++)
+        CHECK(dirlist_find(l, l->entries[i].name, strlen(l->entries[i].name)) == &l->entries[i]);
+    dirlist_free(l);
+    free(l);
+}
+
 static void test_inode_keys(void)
 {
     struct cid a = test_cid(1), b = test_cid(2);
@@ -303,6 +335,37 @@ static void test_inode_keys(void)
     inode_table_free(t);
 }
 
+/* Hash flooding of the inode table: keys that share their low bits (what a hostile directory
+ * can aim names at, since keys are unseeded stable hashes) spread over the buckets; and past
+ * two inodes per bucket the table grows, so chains stay short for many inodes too. */
+static void test_inode_flood(void)
+{
+    struct inode_table *t;
+    CHECK_EQ_INT(inode_table_new(&t), 0);
+    struct cid c = test_cid(5);
+    for (uint64_t i = 1; i <= 3000; i++) {
+        struct node_stat st = {.kind = NODE_FILE, .size = i};
+        CHECK(inode_insert_ref(t, (i << 20) | 5, &c, &st) != NULL);
+    }
+    CHECK(inode_longest_chain(t) < 16);
+    for (uint64_t i = 3001; i <= 200000; i++) { /* past 2 x 65536: the table doubles */
+        struct node_stat st = {.kind = NODE_FILE, .size = i};
+        if (inode_insert_ref(t, (i << 20) | 5, &c, &st) == NULL) {
+            CHECK(false);
+            break;
+        }
+    }
+    CHECK_EQ_INT(inode_count(t), 200000);
+    CHECK(inode_longest_chain(t) < 24);
+    unsigned found = 0;
+    for (uint64_t i = 1; i <= 200000; i += 997) {
+        struct inode *ino = inode_find_ref(t, (i << 20) | 5, &c);
+        found += ino && ino->size == i;
+    }
+    CHECK_EQ_INT(found, 201);
+    inode_table_free(t);
+}
+
 int main(void)
 {
     test_basic();
@@ -310,6 +373,8 @@ int main(void)
     test_budget();
     test_oversize_stress();
     test_dirent_vec();
+    test_name_flood();
     test_inode_keys();
+    test_inode_flood();
     return unit_done("test_dircache");
 }
