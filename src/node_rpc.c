@@ -194,8 +194,13 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
 /* A listing, streamed into the caller. It runs in at most two passes: first with every child's
  * kind and size, from local blocks only (offline=true), so that `ls -l` costs one request;
  * when a child is not local, again from the directory block alone (resolve-type=false), which
- * leaves dag-pb kinds for stat to find lazily. The second pass skips what the first gave,
- * checking by a hash of the names that both passes saw the same entries in the same order. */
+ * leaves dag-pb kinds for stat to find lazily. The second pass skips the names the first gave
+ * (a HAMT comes in another order each time), and fails if it did not see them all. */
+struct name_set {
+    uint64_t *slot; /* open addressing; 0 = empty */
+    size_t cap, n;
+};
+
 struct list_ctx {
     struct node_rpc *n;
     struct ndjson nd;
@@ -204,18 +209,53 @@ struct list_ctx {
     int fn_err;     /* the caller's callback stopped the listing */
     unsigned skipped;
     uint64_t seen;  /* valid entries in this pass */
-    uint64_t skip;  /* second pass: entries the first pass gave */
-    uint64_t hash, want_hash;
+    bool second;    /* the second pass: skip what is in given */
+    struct name_set given;
+    uint64_t given_n, matched; /* entries the first pass gave; the second pass saw again */
     uint64_t bytes; /* reply bytes in this pass */
 };
 
-#define NAME_HASH_INIT 0xcbf29ce484222325ull
-
-static uint64_t name_hash(uint64_t h, const char *s, size_t len)
+static uint64_t name_hash(const char *s, size_t len)
 {
+    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return (h ^ 0x2f) * 0x100000001b3ull; /* '/' ends a name: no name holds one */
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+/* Add h (returns -ENOMEM) or, with add false, tell whether it is there (1/0). */
+static int name_set_op(struct name_set *s, uint64_t h, bool add)
+{
+    if (add && (s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        uint64_t *slot = calloc(cap, sizeof *slot);
+        if (!slot)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->slot[i])
+                continue;
+            size_t j = s->slot[i] & (cap - 1);
+            while (slot[j])
+                j = (j + 1) & (cap - 1);
+            slot[j] = s->slot[i];
+        }
+        free(s->slot);
+        s->slot = slot;
+        s->cap = cap;
+    }
+    if (!s->cap)
+        return 0;
+    size_t j = h & (s->cap - 1);
+    while (s->slot[j] && s->slot[j] != h)
+        j = (j + 1) & (s->cap - 1);
+    if (s->slot[j] == h)
+        return 1;
+    if (!add)
+        return 0;
+    s->slot[j] = h;
+    s->n++;
+    return 0;
 }
 
 static int list_entry(void *ud, const struct node_entry *e)
@@ -223,12 +263,21 @@ static int list_entry(void *ud, const struct node_entry *e)
     struct list_ctx *lc = ud;
     if (++lc->seen > MAX_LIST_ENTRIES)
         return -EFBIG;
-    lc->hash = name_hash(lc->hash, e->name, e->name_len);
-    if (lc->seen <= lc->skip)
-        return lc->seen == lc->skip && lc->hash != lc->want_hash ? -ESTALE : 0;
-    int rc = lc->fn(lc->ud, e);
+    uint64_t h = name_hash(e->name, e->name_len);
+    int rc;
+    if (lc->second) {
+        if (name_set_op(&lc->given, h, false) == 1) {
+            lc->matched++;
+            return 0;
+        }
+    } else if ((rc = name_set_op(&lc->given, h, true)) < 0) {
+        return rc;
+    }
+    rc = lc->fn(lc->ud, e);
     if (rc < 0)
         lc->fn_err = rc;
+    else if (!lc->second)
+        lc->given_n++;
     return rc;
 }
 
@@ -255,7 +304,6 @@ static int list_pass(struct list_ctx *lc, const char *path, bool resolve, char *
                              {"size", "false"}};
     lc->seen = 0;
     lc->bytes = 0;
-    lc->hash = NAME_HASH_INIT;
     lc->skipped = 0;
     ndjson_init(&lc->nd, MAX_LS_LINE);
     int rc = resolve ? rpc_call(lc->n->rpc, "ls", full, 3, NULL, list_sink, lc, err, errlen)
@@ -263,7 +311,7 @@ static int list_pass(struct list_ctx *lc, const char *path, bool resolve, char *
     if (rc == 0)
         rc = ndjson_finish(&lc->nd, list_line, lc);
     ndjson_free(&lc->nd);
-    if (rc == 0 && lc->seen < lc->skip)
+    if (rc == 0 && lc->second && lc->matched < lc->given_n)
         rc = -ESTALE;
     if (rc == -EMSGSIZE)
         snprintf(err, errlen, "a listing line is larger than %u bytes", MAX_LS_LINE);
@@ -271,7 +319,7 @@ static int list_pass(struct list_ctx *lc, const char *path, bool resolve, char *
         snprintf(err, errlen, "more than %u entries or %llu MiB: refused", MAX_LIST_ENTRIES,
                  MAX_LIST_BYTES >> 20);
     else if (rc == -ESTALE)
-        snprintf(err, errlen, "the two passes of the listing disagree");
+        snprintf(err, errlen, "the second pass of the listing lacks names the first gave");
     return rc;
 }
 
@@ -288,10 +336,10 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     /* "block was not found locally (offline)": some child (or the directory) is elsewhere. */
     if (rc == -ENOENT && !lc.fn_err) {
         log_debug("ls %s: %s; listing it from its own block", cs, err);
-        lc.skip = lc.seen;
-        lc.want_hash = lc.hash;
+        lc.second = true;
         rc = list_pass(&lc, path, false, err, sizeof err);
     }
+    free(lc.given.slot);
     if (rc < 0 && !lc.fn_err)
         log_failure("ls", c, rc, err);
     if (lc.skipped)
@@ -482,14 +530,27 @@ static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, v
     int rc = rpc_call(n->rpc, "files/ls", args, 2, NULL, mfs_list_sink, &m, err, sizeof err);
     if (rc == 0)
         rc = files_ls_finish(&m.r);
-    if (rc == -EFBIG)
-        log_warn("files/ls %s: more than %u entries or %llu MiB: refused", SAFE(path, safe),
-                 MAX_LIST_ENTRIES, MAX_LIST_BYTES >> 20);
-    else if (rc < 0 && rc != -ECANCELED)
-        log_warn("files/ls %s: %s", SAFE(path, safe), err[0] ? err : "malformed reply");
     if (m.r.skipped)
         log_warn("files/ls %s: hid %u entries with invalid names or CIDs", SAFE(path, safe),
                  m.r.skipped);
+    /* files/ls?long fetches every child: one that is not local (a tree copied in by CID)
+     * fails it. The directory's own block still lists it, kinds left to stat. */
+    bool fell_back = false;
+    if ((rc == -ENOENT || rc == -ETIMEDOUT) && m.r.entries == 0) {
+        struct node_stat st;
+        struct cid c;
+        if (files_stat(n, path, &st, &c) == 0 && st.kind == NODE_DIR) {
+            log_debug("files/ls %s: %s; listing its block instead", SAFE(path, safe), err);
+            fell_back = true;
+            rc = rpc_list(base, &c, fn, ud); /* which logs its own failures */
+        }
+        node_stat_clear(&st);
+    }
+    if (!fell_back && rc == -EFBIG)
+        log_warn("files/ls %s: more than %u entries or %llu MiB: refused", SAFE(path, safe),
+                 MAX_LIST_ENTRIES, MAX_LIST_BYTES >> 20);
+    else if (!fell_back && rc < 0 && rc != -ECANCELED && rc != -ENOENT)
+        log_warn("files/ls %s: %s", SAFE(path, safe), err[0] ? err : "malformed reply");
     files_ls_free(&m.r);
     return rc;
 }
