@@ -10,6 +10,10 @@
  *   within --timeout plus about one second (the heartbeat of a transfer, see rpc.h).
  * - A fetch that its reader gave up is failed, not finished: its chunks fail (ETIME inside), and
  *   the other reads that waited for them fetch them again, each within its own deadline.
+ * - A read that timed out after waiting at least half of --timeout is remembered on its handle
+ *   for TIMEOUT_HOLD_MS: a read of the same chunks in that time fails at once. The kernel follows a failed readahead with a read of the
+ *   one page the program wants, inside the same read(2); without this, one read(2) would wait
+ *   twice --timeout.
  * - Background fetches (readahead spans and streams) have no deadline of their own: a read that
  *   needs one of their chunks waits for it within its own deadline. The transport bounds them:
  *   each 256 KiB must arrive within --timeout (RPC_PROGRESS_BYTES), so a trickle ends them after
@@ -73,6 +77,8 @@
 /* Inside: a fetch given up at its reader's deadline. Its waiters retry (while their own
  * deadlines allow); a reader sees -ETIMEDOUT. */
 #define ERR_ABANDONED (-ETIME)
+/* See the rule above: how long a timed-out read makes reads of its chunks fail at once. */
+#define TIMEOUT_HOLD_MS 2000u
 
 struct stream;
 
@@ -139,6 +145,10 @@ struct reader_handle {
     uint64_t window;       /* readahead bytes; 0 = none */
     uint64_t pf_next;      /* chunks before this index were already considered for prefetch */
     unsigned randoms;      /* consecutive random reads */
+    /* The chunks of the last read that timed out, and until when reads of them fail at once
+     * (tv_sec 0: none). */
+    uint64_t to_first, to_last;
+    struct timespec to_until;
 };
 
 /* ---- deadlines ----------------------------------------------------------------------------- */
@@ -162,6 +172,21 @@ static bool deadline_passed(const struct timespec *t)
         return false;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* At least half of timeout_ms has gone since the deadline was set timeout_ms ahead. */
+static bool waited_half(const struct timespec *deadline, unsigned timeout_ms)
+{
+    struct timespec half = *deadline;
+    long ns = (long)(timeout_ms / 2 % 1000) * 1000000L;
+
+    half.tv_sec -= timeout_ms / 2 / 1000;
+    half.tv_nsec -= ns;
+    if (half.tv_nsec < 0) {
+        half.tv_sec--;
+        half.tv_nsec += 1000000000L;
+    }
+    return deadline_passed(&half);
 }
 
 /* ---- fetching ------------------------------------------------------------------------------ */
@@ -889,15 +914,28 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
         size = (size_t)(h->size - off);
     if (size > SSIZE_MAX)
         size = SSIZE_MAX;
+    first = off / r->cs;
+    last = (off + size - 1) / r->cs;
+    pthread_mutex_lock(&h->lock);
+    bool held = h->to_until.tv_sec && !deadline_passed(&h->to_until) && first <= h->to_last &&
+                last >= h->to_first;
+    pthread_mutex_unlock(&h->lock);
+    if (held)
+        return -ETIMEDOUT;
     struct timespec deadline;
     deadline_in(&deadline, r->timeout_ms);
     detect(h, off, size);
-    first = off / r->cs;
-    last = (off + size - 1) / r->cs;
     for (uint64_t b = first; b <= last; b += SYNC_BATCH) {
         uint64_t left = last - b + 1;
         int rc = read_batch(h, b, left < SYNC_BATCH ? (unsigned)left : SYNC_BATCH, off, size, buf,
                             &deadline);
+        if (rc == -ETIMEDOUT && waited_half(&deadline, r->timeout_ms)) {
+            pthread_mutex_lock(&h->lock);
+            h->to_first = first;
+            h->to_last = last;
+            deadline_in(&h->to_until, TIMEOUT_HOLD_MS);
+            pthread_mutex_unlock(&h->lock);
+        }
         if (rc < 0)
             return rc;
     }

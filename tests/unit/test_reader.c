@@ -990,6 +990,22 @@ static void test_deadline(void)
     CHECK_EQ_INT(s.sink_err, -ETIME);
     pthread_mutex_unlock(&s.lock);
 
+    /* On one handle, a read of the same chunk right after a timeout fails at once (the kernel
+     * retries a failed readahead inside the same read(2)): no new request. */
+    {
+        struct reader_handle *h = reader_open(r, &file_cid, size);
+        char buf[4096];
+        struct timespec t_fail;
+        CHECK_EQ_INT(reader_read(h, 5000, sizeof buf, buf), -ETIMEDOUT);
+        clock_gettime(CLOCK_MONOTONIC, &t_fail);
+        unsigned calls = stub_calls(&s);
+        CHECK_EQ_INT(reader_read(h, 6000, sizeof buf, buf), -ETIMEDOUT);
+        /* Held for 2 s: only a machine that stopped this thread for that long sees a call. */
+        if (secs_since(&t_fail) < 1.5)
+            CHECK_EQ_INT(stub_calls(&s), calls);
+        reader_close(h);
+    }
+
     /* A stall after the first chunk and 100 bytes: chunk 0 comes, chunk 1 does not. */
     s.piece = 0;
     stub_delay(&s, 0);
