@@ -11,6 +11,14 @@ faults without restarting it:
                              headers included), then nothing more, never closing: a node that
                              stops in the middle of a body
     reset [MATCH]            close the connection as soon as a request arrives
+    trickle BPS [MATCH]      forward each response (head and body) at BPS bytes a second: a
+                             node that answers, but a byte now and then
+    headers BPS [MATCH]      forward the response head (status line and headers) at BPS bytes
+                             a second, the body at full speed: slow headers
+    endless BPS [MATCH]      do not ask the node: answer "200 OK" with a chunked JSON body of
+                             newlines that never ends, at BPS bytes a second
+    errbody BPS [MATCH]      do not ask the node: answer "500" with a JSON error body that
+                             never ends, at BPS bytes a second
 
 With MATCH, only requests whose request line contains MATCH (e.g. "/api/v0/cat") are affected;
 the others pass. Requests on a keep-alive connection are told apart by turn taking: data from
@@ -33,6 +41,41 @@ import sys
 import time
 
 CHUNK = 65536
+# Modes that hold the client's connection until the client gives up.
+HOLD = ("stall", "endless", "errbody")
+# Paced modes write this many times a second.
+TICKS = 10
+
+
+async def paced(writer, data, bps):
+    """Write data at bps bytes a second."""
+    step = max(1, bps // TICKS)
+    for i in range(0, len(data), step):
+        writer.write(data[i:i + step])
+        await writer.drain()
+        await asyncio.sleep(step / bps)
+
+
+async def fake_answer(writer, mode):
+    """An answer made up here, never ending: an endless 200 body, or an endless error body."""
+    kind, bps = mode
+    if kind == "endless":
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+        first, filler = b"", b"\n"
+    else:
+        head = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+        first, filler = b'{"Message":"', b"x"
+    writer.write(head)
+    step = max(1, bps // TICKS)
+    body = first
+    while True:
+        body += filler * (step - len(body))
+        writer.write(b"%x\r\n%s\r\n" % (len(body), body))
+        await writer.drain()
+        body = b""
+        await asyncio.sleep(step / bps)
 
 
 def read_mode(path, request_line):
@@ -50,6 +93,8 @@ def read_mode(path, request_line):
         mode, rest = ("stall", int(args[0])), args[1:]
     elif kind == "reset":
         mode, rest = ("reset",), args
+    elif kind in ("trickle", "headers", "endless", "errbody") and args:
+        mode, rest = (kind, max(1, int(args[0]))), args[1:]
     else:
         return ("pass",)
     if rest and rest[0].encode() not in request_line:
@@ -86,7 +131,7 @@ class Proxy:
                         break
                     if state["new"]:
                         line = data.split(b"\r\n", 1)[0][:300]
-                        state.update(new=False, started=False, sent=0,
+                        state.update(new=False, started=False, sent=0, head=b"", head_done=False,
                                      mode=read_mode(self.opts.mode_file, line))
                         auth = "no auth"
                         for h in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
@@ -98,6 +143,11 @@ class Proxy:
                         if state["mode"][0] == "reset":
                             client_w.transport.abort()
                             up_w.transport.abort()
+                            return
+                        if state["mode"][0] in ("endless", "errbody"):
+                            # The node never sees this request; the answer never ends, so the
+                            # client cuts the connection.
+                            await fake_answer(client_w, state["mode"])
                             return
                     up_w.write(data)
                     await up_w.drain()
@@ -128,19 +178,33 @@ class Proxy:
                             continue  # swallowed: the client waits for ever
                         data = data[:room]
                     state["sent"] += len(data)
+                    if mode[0] == "trickle":
+                        await paced(client_w, data, mode[1])
+                        continue
+                    if mode[0] == "headers" and not state.get("head_done"):
+                        head = state.get("head", b"") + data
+                        end = head.find(b"\r\n\r\n")
+                        if end < 0:
+                            state["head"] = head
+                            await paced(client_w, data, mode[1])
+                            continue
+                        cut = len(data) - (len(head) - (end + 4))
+                        await paced(client_w, data[:cut], mode[1])
+                        state["head_done"] = True
+                        data = data[cut:]
                     client_w.write(data)
                     await client_w.drain()
             except OSError:
                 pass
             finally:
-                if state["mode"][0] != "stall":
+                if state["mode"][0] not in HOLD:
                     client_w.close()
 
         up = asyncio.ensure_future(upstream_to_client())
         down = asyncio.ensure_future(client_to_upstream())
         await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        if state["mode"][0] == "stall" and down.done() is False:
-            # Stalled: hold the connection until the client gives up.
+        if state["mode"][0] in HOLD and down.done() is False:
+            # Stalled, or answering for ever: hold the connection until the client gives up.
             await down
         for t in (up, down):
             t.cancel()
