@@ -225,19 +225,20 @@ int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t 
     if (!bs->dir)
         goto fail;
     snprintf(bs->dir, n, "%s/blocks", dir);
-    if (mkdir(bs->dir, 0755) < 0 && errno != EEXIST) {
+    /* Private, like DIR (node_store.c): directories 0700, files 0400 (blocks) or 0600. */
+    if (mkdir(bs->dir, 0700) < 0 && errno != EEXIST) {
         rc = -errno;
         snprintf(err, errlen, "cannot create %s: %s", bs->dir, strerror(errno));
         goto fail;
     }
-    bs->dirfd = open(bs->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bs->dirfd = open(bs->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (bs->dirfd < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot open %s: %s", bs->dir, strerror(errno));
         goto fail;
     }
     /* Say how the directory is laid out, as Kubo's flatfs does (best effort). */
-    int fd = openat(bs->dirfd, "SHARDING", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = openat(bs->dirfd, "SHARDING", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
         static const char s[] = "/repo/flatfs/shard/v1/next-to-last/2\n";
         if (write_all(fd, (const uint8_t *)s, sizeof s - 1) < 0)
@@ -321,7 +322,7 @@ static int read_all(int fd, uint8_t *p, size_t n);
 static bool same_content(struct blockstore *bs, const char *final, const uint8_t *data, size_t len)
 {
     struct stat st;
-    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
+    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return false;
     bool same = false;
@@ -344,7 +345,7 @@ static int ensure_shard(struct blockstore *bs, const struct loc *l, bool recheck
     pthread_mutex_unlock(&bs->lock);
     if (ok)
         return 0;
-    bool created = mkdirat(bs->dirfd, l->shard, 0755) == 0;
+    bool created = mkdirat(bs->dirfd, l->shard, 0700) == 0;
     if (!created && errno != EEXIST)
         return -errno;
     pthread_mutex_lock(&bs->lock);
@@ -355,7 +356,8 @@ static int ensure_shard(struct blockstore *bs, const struct loc *l, bool recheck
     return 0;
 }
 
-/* Create a new temp file in l's shard: read-only from the start (the fd is still writable). */
+/* Create a new temp file in l's shard: read-only, owner only, from the start (the fd is still
+ * writable). */
 static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp)
 {
     bool recheck = false;
@@ -365,7 +367,8 @@ static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp)
             return rc;
         snprintf(tmp, REL_MAX, "%s/.tmp-%ld-%u", l->shard, bs->pid,
                  atomic_fetch_add(&bs->tmp_counter, 1));
-        int fd = openat(bs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        int fd =
+            openat(bs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
         if (fd >= 0)
             return fd;
         if (errno == ENOENT && !recheck)
@@ -627,12 +630,12 @@ static int open_block(struct blockstore *bs, const struct cid *c)
         return -1;
     }
     final_name(&l, final);
-    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
+    int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0 || errno != ENOENT || !pend_tmp(bs, final, tmp))
         return fd;
-    fd = openat(bs->dirfd, tmp, O_RDONLY | O_CLOEXEC);
+    fd = openat(bs->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT) /* renamed meanwhile */
-        fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC);
+        fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     return fd;
 }
 

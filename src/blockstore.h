@@ -12,6 +12,8 @@
  * writes while the importer hashes, and a pending block is already readable (from its temporary
  * file). A leftover temporary file (after a crash) is never read. Identity multihashes are not
  * stored: their bytes are the digest. Thread-safe: any number of concurrent puts and gets.
+ * Private: directories are made 0700 and files 0400 (blocks) or 0600, whatever the umask, and
+ * no path inside is followed through a symlink.
  */
 #ifndef IPFSFS_BLOCKSTORE_H
 #define IPFSFS_BLOCKSTORE_H

@@ -132,10 +132,17 @@ static int pb_skip(struct pb_buf *b, unsigned wt)
 
 /* ---- dag-pb ------------------------------------------------------------------------------- */
 
+/* No CID is shorter: version, codec, multihash code and digest length, one byte each. */
+#define LINK_HASH_MIN 4
+/* Lengths inside a block fit a link's 30-bit name_len. */
+#define DAGPB_MAX_LEN (1u << 30)
+
 static int decode_link(const uint8_t *p, size_t len, struct dagpb_link *l)
 {
     struct pb_buf b;
     bool has_hash = false;
+    const uint8_t *v;
+    size_t n;
 
     memset(l, 0, sizeof *l);
     pb_init(&b, p, len);
@@ -147,22 +154,23 @@ static int decode_link(const uint8_t *p, size_t len, struct dagpb_link *l)
             return -EINVAL;
         switch (field) {
         case 1:
-            if (wt != WT_LEN || has_hash || pb_bytes(&b, &l->hash, &l->hash_len) < 0)
+            if (wt != WT_LEN || has_hash || pb_bytes(&b, &v, &n) < 0 || n < LINK_HASH_MIN)
                 return -EINVAL;
+            l->hash = v;
+            l->hash_len = (uint32_t)n;
             has_hash = true;
             break;
-        case 2: {
-            const uint8_t *name;
-            if (wt != WT_LEN || l->has_name || pb_bytes(&b, &name, &l->name_len) < 0)
+        case 2:
+            if (wt != WT_LEN || l->has_name || pb_bytes(&b, &v, &n) < 0)
                 return -EINVAL;
-            l->name = (const char *)name;
-            l->has_name = true;
+            l->name = (const char *)v;
+            l->name_len = (uint32_t)n;
+            l->has_name = 1;
             break;
-        }
         case 3:
             if (wt != WT_VARINT || l->has_tsize || pb_varint(&b, &l->tsize) < 0)
                 return -EINVAL;
-            l->has_tsize = true;
+            l->has_tsize = 1;
             break;
         default:
             return -EINVAL;
@@ -172,35 +180,16 @@ static int decode_link(const uint8_t *p, size_t len, struct dagpb_link *l)
     return has_hash ? 0 : -EINVAL;
 }
 
-static int add_link(struct dagpb_node *n, size_t *cap, const struct dagpb_link *l)
-{
-    if (n->nlinks == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 8;
-        struct dagpb_link *nl;
-        if (ncap > SIZE_MAX / sizeof *nl)
-            return -ENOMEM;
-        nl = realloc(n->links, ncap * sizeof *nl);
-        if (!nl)
-            return -ENOMEM;
-        n->links = nl;
-        *cap = ncap;
-    }
-    n->links[n->nlinks++] = *l;
-    return 0;
-}
-
-int dagpb_decode(const uint8_t *block, size_t len, struct dagpb_node *out)
+/* One pass over the block: validate it and count its links (links == NULL), or fill links,
+ * which has room for every one of them. */
+static int decode_pass(const uint8_t *block, size_t len, struct dagpb_node *out,
+                       struct dagpb_link *links)
 {
     struct pb_buf b;
-    size_t cap = 0;
-    int r;
 
-    if (!out)
-        return -EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!block && len > 0)
-        return -EINVAL;
     pb_init(&b, block, len);
+    out->nlinks = 0;
+    out->has_data = false;
     /* Canonical blocks put all Links (2) before Data (1); either order is accepted. */
     while (pb_left(&b) > 0) {
         uint32_t field;
@@ -209,30 +198,60 @@ int dagpb_decode(const uint8_t *block, size_t len, struct dagpb_node *out)
         size_t n;
         struct dagpb_link l;
 
-        r = -EINVAL;
         if (pb_key(&b, &field, &wt) < 0 || wt != WT_LEN || pb_bytes(&b, &p, &n) < 0)
-            goto fail;
+            return -EINVAL;
         if (field == 1) {
             if (out->has_data)
-                goto fail;
+                return -EINVAL;
             out->data = p;
             out->data_len = n;
             out->has_data = true;
         } else if (field == 2) {
             if (decode_link(p, n, &l) < 0)
-                goto fail;
-            r = add_link(out, &cap, &l);
-            if (r < 0)
-                goto fail;
+                return -EINVAL;
+            if (links)
+                links[out->nlinks] = l;
+            out->nlinks++;
         } else {
-            goto fail;
+            return -EINVAL;
         }
     }
     return 0;
+}
 
-fail:
-    dagpb_node_free(out);
-    return r;
+int dagpb_decode(const uint8_t *block, size_t len, struct dagpb_node *out)
+{
+    struct dagpb_link *links;
+    size_t count;
+    int r;
+
+    if (!out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    if ((!block && len > 0) || len > DAGPB_MAX_LEN)
+        return -EINVAL;
+    /* Counting first costs a second parse but no reallocation: a block of tiny links held
+     * ~60 bytes per link in a doubling array (and twice that while it grew). */
+    r = decode_pass(block, len, out, NULL);
+    if (r < 0 || out->nlinks == 0) {
+        if (r < 0)
+            memset(out, 0, sizeof *out);
+        return r;
+    }
+    count = out->nlinks;
+    links = malloc(count * sizeof *links);
+    if (!links) {
+        memset(out, 0, sizeof *out);
+        return -ENOMEM;
+    }
+    r = decode_pass(block, len, out, links);
+    if (r < 0 || out->nlinks != count) { /* cannot happen: the same bytes decoded again */
+        free(links);
+        memset(out, 0, sizeof *out);
+        return -EINVAL;
+    }
+    out->links = links;
+    return 0;
 }
 
 void dagpb_node_free(struct dagpb_node *n)
@@ -405,6 +424,62 @@ int unixfs_blocksize(const uint8_t *data, size_t len, size_t i, uint64_t *out)
     if (i >= u.nblocksizes)
         return -ERANGE;
     *out = v;
+    return 0;
+}
+
+void unixfs_bs_begin(struct unixfs_bs_iter *it, const uint8_t *data, size_t len)
+{
+    it->p = data;
+    it->end = data ? data + len : data;
+    it->pp = it->pend = NULL;
+}
+
+int unixfs_bs_next(struct unixfs_bs_iter *it, uint64_t *out)
+{
+    struct pb_buf b;
+
+    if (it->pp && it->pp < it->pend) {
+        b.p = it->pp;
+        b.end = it->pend;
+        if (pb_varint(&b, out) < 0)
+            return -EINVAL;
+        it->pp = b.p;
+        return 1;
+    }
+    b.p = it->p;
+    b.end = it->end;
+    while (pb_left(&b) > 0) {
+        uint32_t field;
+        unsigned wt;
+        const uint8_t *p;
+        size_t n;
+
+        if (pb_key(&b, &field, &wt) < 0)
+            return -EINVAL;
+        if (field == 4 && wt == WT_VARINT) {
+            if (pb_varint(&b, out) < 0)
+                return -EINVAL;
+            it->p = b.p;
+            return 1;
+        }
+        if (field == 4 && wt == WT_LEN) {
+            struct pb_buf packed;
+            if (pb_bytes(&b, &p, &n) < 0)
+                return -EINVAL;
+            it->p = b.p;
+            if (n == 0)
+                continue;
+            pb_init(&packed, p, n);
+            if (pb_varint(&packed, out) < 0)
+                return -EINVAL;
+            it->pp = packed.p;
+            it->pend = packed.end;
+            return 1;
+        }
+        if (pb_skip(&b, wt) < 0)
+            return -EINVAL;
+    }
+    it->p = b.p;
     return 0;
 }
 

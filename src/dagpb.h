@@ -20,14 +20,16 @@ enum unixfs_type {
     UNIXFS_HAMT_SHARD = 5,
 };
 
+/* 32 bytes: a 4 MiB block holds at most 512k links (8 bytes each at least: a Hash shorter
+ * than any CID, 4 bytes, is refused), so their array stays under 16 MiB. */
 struct dagpb_link {
-    const uint8_t *hash; /* binary CID */
-    size_t hash_len;
+    const uint8_t *hash; /* binary CID (not validated: at least 4 bytes) */
     const char *name;    /* NOT NUL-terminated; may contain any bytes */
-    size_t name_len;
-    bool has_name;
     uint64_t tsize;
-    bool has_tsize;
+    uint32_t hash_len;
+    uint32_t name_len : 30;
+    uint32_t has_name : 1;
+    uint32_t has_tsize : 1;
 };
 
 struct unixfs_data {
@@ -50,7 +52,7 @@ struct unixfs_data {
 };
 
 struct dagpb_node {
-    struct dagpb_link *links; /* malloc'd array, free with dagpb_node_free */
+    struct dagpb_link *links; /* one malloc'd array of exactly nlinks, free with dagpb_node_free */
     size_t nlinks;
     const uint8_t *data;      /* PBNode.Data (the UnixFS protobuf), or NULL */
     size_t data_len;
@@ -58,7 +60,9 @@ struct dagpb_node {
 };
 
 /* Decode a dag-pb block. Returns 0, -EINVAL for malformed input, -ENOMEM. Strict: unknown
- * fields, wrong wire types, lengths past the end and duplicate Data fields are errors. */
+ * fields, wrong wire types, lengths past the end, duplicate Data fields and link Hashes shorter
+ * than any CID (4 bytes) are errors; blocks over 4 GiB are refused. One validating pass counts
+ * the links, a second fills one array of exactly that many: memory is 32 bytes per link. */
 int dagpb_decode(const uint8_t *block, size_t len, struct dagpb_node *out);
 void dagpb_node_free(struct dagpb_node *n);
 
@@ -68,6 +72,16 @@ void dagpb_node_free(struct dagpb_node *n);
  * below nblocksizes, or -EINVAL if data does not decode. */
 int unixfs_decode(const uint8_t *data, size_t len, struct unixfs_data *out);
 int unixfs_blocksize(const uint8_t *data, size_t len, size_t i, uint64_t *out);
+
+/* The blocksizes in order, in one pass over data (unixfs_blocksize rescans from the start each
+ * time: walking every index with it is quadratic, and a 4 MiB block holds ~2M blocksizes).
+ * next returns 1 with the next one in *out, 0 at the end, -EINVAL if data does not decode. */
+struct unixfs_bs_iter {
+    const uint8_t *p, *end;   /* the UnixFS message, from the next field on */
+    const uint8_t *pp, *pend; /* the rest of a packed blocksizes field */
+};
+void unixfs_bs_begin(struct unixfs_bs_iter *it, const uint8_t *data, size_t len);
+int unixfs_bs_next(struct unixfs_bs_iter *it, uint64_t *out);
 
 /* What a single-block dag-pb UnixFS child of `size` bytes must be, judged from its block size
  * (the parent's link Tsize): UNIXFS_FILE, UNIXFS_SYMLINK, or -1 when neither layout fits (more

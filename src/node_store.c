@@ -35,12 +35,30 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_DEPTH 64       /* DAG depth we follow (files: ~7 levels; HAMT: 8) */
 #define MAX_COMPONENTS 256 /* path components in a name */
 #define CID_BIN_MAX (CID_MAX_MH + 20)
+
+/* Bounds on what one request may make the store walk, whatever the blocks say. Blocks are
+ * keyed by multihash, so anyone who can put bytes in the store (a file copied in) can make
+ * them be read as dag-pb through the dag-pb CID of the same bytes: every walk below must stay
+ * cheap on any bytes. A listing loads at most LIST_MAX_SHARDS HAMT shards (a 1M-entry HAMT has
+ * ~5k), each at most once, and gives at most LIST_MAX_ENTRIES entries; the child blocks it reads
+ * to tell kinds and sizes stop at LIST_DETAIL_BYTES (later entries say NODE_UNKNOWN: the
+ * caller asks stat). A read of len bytes loads at most READ_MAX_LOADS(len) blocks and
+ * READ_MAX_BYTES(len) bytes of them: a real DAG, even made with a 1-byte chunker, needs about
+ * len loads, and its bytes are the leaves the range touches (two at most beyond len, under
+ * 2 MiB each) plus inner nodes of a few KiB; a hostile one that links one big block many
+ * times is refused (EIO). */
+#define LIST_MAX_SHARDS 65536
+#define LIST_MAX_ENTRIES (4u << 20)
+#define LIST_DETAIL_BYTES (64u << 20)
+#define READ_MAX_LOADS(len) ((uint64_t)(len) + (uint64_t)(len) / 4 + 4096)
+#define READ_MAX_BYTES(len) ((uint64_t)(16u << 20) + 16 * (uint64_t)(len))
 
 struct node_store {
     struct node base; /* first: struct node * casts to struct node_store * */
@@ -78,6 +96,11 @@ static void loaded_free(struct loaded *l)
     memset(l, 0, sizeof *l);
 }
 
+/* Blocks are keyed by multihash alone, as in Kubo: the raw CID and the dag-pb CID of the
+ * same bytes name one block file, and load decodes it as the CID's codec says. That is what a
+ * CID means (Kubo answers the same), so it is not refused; it is made harmless instead: a
+ * dag-pb decode costs at most 32 bytes per link and one pass per field, and every walker is
+ * bounded (see the bounds above), so crafted bytes cost no more than any other block. */
 static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
 {
     char cs[CID_STR_MAX];
@@ -116,20 +139,30 @@ static bool is_dir_type(const struct loaded *l)
     return !l->raw && (l->u.type == UNIXFS_DIRECTORY || l->u.type == UNIXFS_HAMT_SHARD);
 }
 
-/* Sum of the blocksizes, for a file root that does not state its filesize. */
-static uint64_t file_size(const struct loaded *l)
+/* The bytes a file node holds: its own data plus what its children declare (the blocksizes,
+ * summed by unixfs_decode in the same pass that validated them: no rescan per entry). A node
+ * whose filesize disagrees, or whose links and blocksizes do not pair up, is broken or
+ * hostile: refused (as node_rpc.c does) rather than served cut short or padded. */
+static int file_size(const struct cid *c, const struct loaded *l, uint64_t *out)
 {
-    if (l->raw)
-        return l->len;
-    if (l->u.has_filesize)
-        return l->u.filesize;
-    uint64_t total = l->u.has_data ? l->u.data_len : 0;
-    for (size_t i = 0; i < l->u.nblocksizes; i++) {
-        uint64_t b;
-        if (unixfs_blocksize(l->pb.data, l->pb.data_len, i, &b) == 0)
-            total += b;
+    if (l->raw) {
+        *out = l->len;
+        return 0;
     }
-    return total;
+    uint64_t own = l->u.has_data ? l->u.data_len : 0;
+    uint64_t sum = l->u.blocksizes_sum;
+    uint64_t total = own + sum < own ? UINT64_MAX : own + sum;
+    if (l->u.nblocksizes != l->pb.nlinks || (l->u.has_filesize && l->u.filesize != total)) {
+        char cs[CID_STR_MAX];
+        cid_format(c, cs, sizeof cs);
+        log_warn("file %s is inconsistent (filesize %llu, data and children %llu, %zu links "
+                 "for %zu blocksizes)",
+                 cs, (unsigned long long)l->u.filesize, (unsigned long long)total, l->pb.nlinks,
+                 l->u.nblocksizes);
+        return -EIO;
+    }
+    *out = total;
+    return 0;
 }
 
 static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out)
@@ -152,8 +185,7 @@ static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_
     case UNIXFS_FILE:
     case UNIXFS_RAW:
         out->kind = NODE_FILE;
-        out->size = file_size(l);
-        return 0;
+        return file_size(c, l, &out->size);
     case UNIXFS_SYMLINK:
         if (!l->u.has_data || l->u.data_len == 0 || l->u.data_len > 4095 ||
             memchr(l->u.data, '\0', l->u.data_len)) {
@@ -184,6 +216,103 @@ static int store_stat(struct node *base, const struct cid *c, struct node_stat *
     return rc;
 }
 
+/* ---- walking HAMTs ---- */
+
+/* The shards one walk has loaded, by the hash of their multihash (the block's key: the CIDv0
+ * and CIDv1 of one shard are one shard): open addressing, 0 marks a free slot. A canonical
+ * HAMT never links one shard twice (its names would sit in two buckets), so a repeat is
+ * skipped. Two distinct shards with one 64-bit hash (odds 2^-64 per pair, and multihashes are
+ * sha2-256 digests, not chosen freely) would hide the second's entries. */
+struct hamt_walk {
+    uint64_t *seen;
+    size_t nseen, cap;
+    size_t shards, entries;
+    unsigned repeats; /* shard links skipped as repeats */
+};
+
+static void walk_free(struct hamt_walk *w)
+{
+    free(w->seen);
+    memset(w, 0, sizeof *w);
+}
+
+/* Returns 1 if c is new (and records it), 0 if already seen, -ENOMEM. */
+static int walk_visit(struct hamt_walk *w, const struct cid *c)
+{
+    struct cid key = *c;
+    key.version = 1;
+    key.codec = CID_CODEC_DAG_PB;
+    uint64_t h = cid_hash(&key);
+    h = h ? h : 1;
+    if (2 * (w->nseen + 1) > w->cap) {
+        size_t ncap = w->cap ? 2 * w->cap : 64;
+        uint64_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        for (size_t i = 0; i < w->cap; i++) {
+            if (!w->seen[i])
+                continue;
+            size_t j = (size_t)(w->seen[i] & (ncap - 1));
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = w->seen[i];
+        }
+        free(w->seen);
+        w->seen = ns;
+        w->cap = ncap;
+    }
+    size_t j = (size_t)(h & (w->cap - 1));
+    while (w->seen[j]) {
+        if (w->seen[j] == h)
+            return 0;
+        j = (j + 1) & (w->cap - 1);
+    }
+    w->seen[j] = h;
+    w->nseen++;
+    return 1;
+}
+
+/* Load the sub-shard lk links to, for a walk that has loaded the ones before. Returns 1 with
+ * *sub loaded, 0 for a repeat (skip it), or -errno (-EIO: not a shard, or the walk is over
+ * its bounds). */
+static int walk_shard(struct node_store *ns, struct hamt_walk *w, const struct dagpb_link *lk,
+                      struct loaded *sub)
+{
+    struct cid sc;
+    char cs[CID_STR_MAX];
+    if (cid_from_bytes(lk->hash, lk->hash_len, &sc) < 0)
+        return -EIO;
+    int rc = walk_visit(w, &sc);
+    if (rc <= 0) {
+        w->repeats += rc == 0;
+        return rc;
+    }
+    if (++w->shards > LIST_MAX_SHARDS) {
+        cid_format(&sc, cs, sizeof cs);
+        log_warn("HAMT directory: more than %u shards (at %s): refused", LIST_MAX_SHARDS, cs);
+        return -EIO;
+    }
+    rc = load(ns, &sc, sub);
+    if (rc < 0)
+        return rc;
+    if (sub->raw || sub->u.type != UNIXFS_HAMT_SHARD || sub->pb.nlinks > HAMT_FANOUT) {
+        cid_format(&sc, cs, sizeof cs);
+        log_warn("HAMT directory: %s is not a valid shard", cs);
+        loaded_free(sub);
+        return -EIO;
+    }
+    return 1;
+}
+
+/* One more entry for a walk: -EIO past LIST_MAX_ENTRIES. */
+static int walk_entry(struct hamt_walk *w)
+{
+    if (++w->entries <= LIST_MAX_ENTRIES)
+        return 0;
+    log_warn("directory with more than %u entries: refused", LIST_MAX_ENTRIES);
+    return -EIO;
+}
+
 /* ---- listings ---- */
 
 struct list_ctx {
@@ -191,9 +320,12 @@ struct list_ctx {
     node_entry_fn fn;
     void *ud;
     unsigned skipped;
+    struct hamt_walk walk;
+    uint64_t detail_bytes; /* child blocks read so far to tell kinds and sizes */
 };
 
-/* Tell the entry's kind, size and mode from its root block when it is here. */
+/* Tell the entry's kind, size and mode from its root block when it is here (within the
+ * listing's LIST_DETAIL_BYTES: past it, the kind is left unknown for stat to tell). */
 static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
                       const struct dagpb_link *link)
 {
@@ -202,6 +334,9 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
         lc->skipped++;
         return 0;
     }
+    int rc = walk_entry(&lc->walk);
+    if (rc < 0)
+        return rc;
     if (e.cid.codec == CID_CODEC_RAW && link->has_tsize) {
         e.kind = NODE_FILE;
         e.size = link->tsize; /* a raw block's Tsize is its length */
@@ -209,7 +344,8 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
     }
     struct loaded l;
     struct node_stat st;
-    if (load(lc->ns, &e.cid, &l) == 0) {
+    if (lc->detail_bytes < LIST_DETAIL_BYTES && load(lc->ns, &e.cid, &l) == 0) {
+        lc->detail_bytes += l.len;
         if (stat_loaded(&e.cid, &l, &st) == 0) {
             e.kind = st.kind;
             e.size = st.kind == NODE_DIR ? 0 : st.size;
@@ -223,7 +359,7 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
 
 static int list_hamt(struct list_ctx *lc, const struct loaded *shard, unsigned depth)
 {
-    if (depth > HAMT_MAX_DEPTH)
+    if (depth > HAMT_MAX_DEPTH || shard->pb.nlinks > HAMT_FANOUT)
         return -EIO;
     for (size_t i = 0; i < shard->pb.nlinks; i++) {
         const struct dagpb_link *lk = &shard->pb.links[i];
@@ -239,15 +375,12 @@ static int list_hamt(struct list_ctx *lc, const struct loaded *shard, unsigned d
         if (t == 1) {
             rc = emit_entry(lc, ename, elen, lk);
         } else {
-            struct cid sc;
             struct loaded sub;
-            if (cid_from_bytes(lk->hash, lk->hash_len, &sc) < 0)
-                return -EIO;
-            rc = load(lc->ns, &sc, &sub);
-            if (rc < 0)
-                return rc;
-            rc = sub.raw || sub.u.type != UNIXFS_HAMT_SHARD ? -EIO : list_hamt(lc, &sub, depth + 1);
-            loaded_free(&sub);
+            rc = walk_shard(lc->ns, &lc->walk, lk, &sub);
+            if (rc > 0) {
+                rc = list_hamt(lc, &sub, depth + 1);
+                loaded_free(&sub);
+            }
         }
         if (rc < 0)
             return rc;
@@ -260,23 +393,27 @@ static int store_list(struct node *base, const struct cid *c, node_entry_fn fn, 
     struct node_store *ns = to_store(base);
     struct list_ctx lc = {.ns = ns, .fn = fn, .ud = ud};
     struct loaded l;
+    char cs[CID_STR_MAX];
     int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
     if (!is_dir_type(&l)) {
         rc = -ENOTDIR;
     } else if (l.u.type == UNIXFS_HAMT_SHARD) {
-        rc = list_hamt(&lc, &l, 0);
+        rc = walk_visit(&lc.walk, c);
+        if (rc >= 0)
+            rc = list_hamt(&lc, &l, 0);
     } else {
         for (size_t i = 0; rc == 0 && i < l.pb.nlinks; i++)
             rc = emit_entry(&lc, l.pb.links[i].name, l.pb.links[i].name_len, &l.pb.links[i]);
     }
     loaded_free(&l);
-    if (lc.skipped) {
-        char cs[CID_STR_MAX];
+    if (lc.skipped || lc.walk.repeats) {
         cid_format(c, cs, sizeof cs);
-        log_warn("directory %s: hid %u entries with invalid names or CIDs", cs, lc.skipped);
+        log_warn("directory %s: hid %u entries with invalid names or CIDs, %u repeated shards",
+                 cs, lc.skipped, lc.walk.repeats);
     }
+    walk_free(&lc.walk);
     return rc;
 }
 
@@ -291,15 +428,37 @@ static int dag_short(const struct cid *c)
     return -EIO;
 }
 
-static int read_dag(struct node_store *ns, const struct cid *c, uint64_t off, size_t len,
+/* One read's walk and what it may still cost (see READ_MAX_LOADS). */
+struct read_ctx {
+    struct node_store *ns;
+    const struct cid *root;
+    uint64_t loads, bytes, max_loads, max_bytes;
+};
+
+static int read_dag(struct read_ctx *rx, const struct cid *c, uint64_t off, size_t len,
                     uint8_t *dst, unsigned depth)
 {
     struct loaded l;
+    char cs[CID_STR_MAX];
     if (depth > MAX_DEPTH)
+        return dag_short(rx->root);
+    if (++rx->loads > rx->max_loads) {
+        cid_format(rx->root, cs, sizeof cs);
+        log_warn("file %s: reading %zu bytes needs more than %llu blocks: refused", cs, len,
+                 (unsigned long long)rx->max_loads);
         return -EIO;
-    int rc = load(ns, c, &l);
+    }
+    int rc = load(rx->ns, c, &l);
     if (rc < 0)
         return rc;
+    rx->bytes += l.len;
+    if (rx->bytes > rx->max_bytes) {
+        cid_format(rx->root, cs, sizeof cs);
+        log_warn("file %s: a read would load more than %llu bytes of blocks: refused", cs,
+                 (unsigned long long)rx->max_bytes);
+        rc = -EIO;
+        goto out;
+    }
     if (l.raw) {
         if (off > l.len || len > l.len - off) {
             rc = dag_short(c);
@@ -324,18 +483,25 @@ static int read_dag(struct node_store *ns, const struct cid *c, uint64_t off, si
         done += n;
     }
     pos = l.u.has_data ? l.u.data_len : 0;
+    /* The blocksizes in one pass beside the links (not one rescan of the block per link). */
+    struct unixfs_bs_iter it;
+    unixfs_bs_begin(&it, l.pb.data, l.pb.data_len);
     for (size_t i = 0; i < l.pb.nlinks && pos < end; i++) {
         uint64_t bs;
         struct cid cc;
-        if (unixfs_blocksize(l.pb.data, l.pb.data_len, i, &bs) < 0 ||
-            cid_from_bytes(l.pb.links[i].hash, l.pb.links[i].hash_len, &cc) < 0) {
+        if (unixfs_bs_next(&it, &bs) != 1 || bs > UINT64_MAX - pos) {
             rc = dag_short(c);
             goto out;
         }
         if (pos + bs > off && bs > 0) {
+            if (cid_from_bytes(l.pb.links[i].hash, l.pb.links[i].hash_len, &cc) < 0) {
+                rc = dag_short(c);
+                goto out;
+            }
             uint64_t from = off > pos ? off : pos;
             uint64_t to = end < pos + bs ? end : pos + bs;
-            rc = read_dag(ns, &cc, from - pos, (size_t)(to - from), dst + (from - off), depth + 1);
+            rc = read_dag(rx, &cc, from - pos, (size_t)(to - from), dst + (from - off),
+                          depth + 1);
             if (rc < 0)
                 goto out;
             done += (size_t)(to - from);
@@ -354,7 +520,11 @@ static ssize_t store_read(struct node *base, const struct cid *c, uint64_t off, 
 {
     if (len == 0)
         return 0;
-    int rc = read_dag(to_store(base), c, off, len, (uint8_t *)buf, 0);
+    struct read_ctx rx = {.ns = to_store(base),
+                          .root = c,
+                          .max_loads = READ_MAX_LOADS(len),
+                          .max_bytes = READ_MAX_BYTES(len)};
+    int rc = read_dag(&rx, c, off, len, (uint8_t *)buf, 0);
     return rc < 0 ? rc : (ssize_t)len;
 }
 
@@ -564,6 +734,8 @@ static int hamt_find(struct node_store *ns, const struct loaded *shard, const ch
     int idx = hamt_index(name, len, depth);
     if (idx < 0)
         return -ENOENT;
+    if (shard->pb.nlinks > HAMT_FANOUT)
+        return -EIO; /* not a shard: at most one link per bucket */
     for (size_t i = 0; i < shard->pb.nlinks; i++) {
         const struct dagpb_link *lk = &shard->pb.links[i];
         unsigned bucket;
@@ -669,14 +841,16 @@ static int entries_add(struct entries *es, const char *name, size_t nlen, const 
 }
 
 static int collect_entries(struct node_store *ns, const struct loaded *dir, unsigned depth,
-                           struct entries *es)
+                           struct hamt_walk *w, struct entries *es)
 {
-    if (depth > HAMT_MAX_DEPTH)
+    if (depth > HAMT_MAX_DEPTH || (dir->u.type == UNIXFS_HAMT_SHARD && dir->pb.nlinks > HAMT_FANOUT))
         return -EIO;
     for (size_t i = 0; i < dir->pb.nlinks; i++) {
         const struct dagpb_link *lk = &dir->pb.links[i];
         if (dir->u.type == UNIXFS_DIRECTORY) {
-            int rc = entries_add(es, lk->name, lk->name_len, lk->hash, lk->hash_len, lk->tsize);
+            int rc = walk_entry(w);
+            if (rc == 0)
+                rc = entries_add(es, lk->name, lk->name_len, lk->hash, lk->hash_len, lk->tsize);
             if (rc < 0)
                 return rc;
             continue;
@@ -689,19 +863,16 @@ static int collect_entries(struct node_store *ns, const struct loaded *dir, unsi
             return -EIO;
         int rc;
         if (t == 1) {
-            rc = entries_add(es, ename, elen, lk->hash, lk->hash_len, lk->tsize);
+            rc = walk_entry(w);
+            if (rc == 0)
+                rc = entries_add(es, ename, elen, lk->hash, lk->hash_len, lk->tsize);
         } else {
-            struct cid sc;
             struct loaded sub;
-            if (cid_from_bytes(lk->hash, lk->hash_len, &sc) < 0)
-                return -EIO;
-            rc = load(ns, &sc, &sub);
-            if (rc < 0)
-                return rc;
-            rc = sub.raw || sub.u.type != UNIXFS_HAMT_SHARD
-                     ? -EIO
-                     : collect_entries(ns, &sub, depth + 1, es);
-            loaded_free(&sub);
+            rc = walk_shard(ns, w, lk, &sub);
+            if (rc > 0) {
+                rc = collect_entries(ns, &sub, depth + 1, w, es);
+                loaded_free(&sub);
+            }
         }
         if (rc < 0)
             return rc;
@@ -778,7 +949,12 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         rc = -ENOTDIR;
         goto out;
     }
-    if ((rc = collect_entries(ns, &l, 0, &es)) < 0)
+    struct hamt_walk w = {0};
+    rc = l.u.type == UNIXFS_HAMT_SHARD ? walk_visit(&w, dcid) : 0;
+    if (rc >= 0)
+        rc = collect_entries(ns, &l, 0, &w, &es);
+    walk_free(&w);
+    if (rc < 0)
         goto out;
     bool found = false;
     int64_t change = 0;
@@ -1222,6 +1398,17 @@ static int store_mfs_touch(struct node *base, const char *path, int64_t mtime)
 
 /* ---- the rest ---- */
 
+static int store_space(struct node *base, uint64_t *total, uint64_t *avail)
+{
+    struct node_store *ns = to_store(base);
+    struct statvfs vf;
+    if (statvfs(ns->dir, &vf) < 0)
+        return -errno;
+    *total = (uint64_t)vf.f_blocks * vf.f_frsize;
+    *avail = (uint64_t)vf.f_bavail * vf.f_frsize;
+    return 0;
+}
+
 static int store_stats(struct node *base, char *buf, size_t len)
 {
     struct node_store *ns = to_store(base);
@@ -1262,6 +1449,7 @@ static const struct node_ops store_ops = {
     .mfs_touch = store_mfs_touch,
     .add = store_add,
     .put_symlink = store_put_symlink,
+    .space = store_space,
     .stats = store_stats,
     .destroy = store_destroy,
 };
@@ -1271,7 +1459,7 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
 {
     char p[PATH_MAX], buf[CID_STR_MAX + 2];
     snprintf(p, sizeof p, "%s/root", ns->dir);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT) {
         uint64_t ts;
         struct cid c;
@@ -1308,6 +1496,72 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
     return rc;
 }
 
+/* The store holds the user's names and every byte they stored: it is theirs alone. DIR is
+ * created 0700 (whatever the umask), must be a directory of ours and not a symlink (O_NOFOLLOW
+ * on its last component), and is made 0700 again if it was left open to others (the files in
+ * it, made 0600/0400 by older versions too or not, are then out of others' reach). A store
+ * owned by another user is refused, root included: files root wrote there would lock its
+ * owner out. *out: DIR's absolute path (the daemon changes its working directory to /). */
+static int open_private_dir(const char *dir, char **out, char *err, size_t errlen)
+{
+    struct stat st, st2;
+    int rc = 0, fd = -1, fd2 = -1;
+    *out = NULL;
+    bool created = mkdir(dir, 0700) == 0;
+    if (!created && errno != EEXIST) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return rc;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+        errno = ELOOP; /* O_DIRECTORY answers ENOTDIR for a symlink */
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open the store %s: %s%s", dir, strerror(errno),
+                 errno == ELOOP ? " (a symlink: give the directory itself)" : "");
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        rc = -EPERM;
+        snprintf(err, errlen, "the store %s belongs to uid %lu, not to us (uid %lu): refused", dir,
+                 (unsigned long)st.st_uid, (unsigned long)geteuid());
+        goto out;
+    }
+    if ((st.st_mode & 07777) != 0700) {
+        if (fchmod(fd, 0700) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot make %s private (chmod 0700): %s", dir, strerror(errno));
+            goto out;
+        }
+        if (!created)
+            log_warn("the store %s was open to others (mode %o): made it 0700", dir,
+                     (unsigned)(st.st_mode & 07777));
+    }
+    if (!(*out = realpath(dir, NULL))) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    /* The path used from now on must still be the directory checked above. */
+    fd2 = open(*out, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd2 < 0 || fstat(fd2, &st2) < 0 || st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+        rc = -EBUSY;
+        snprintf(err, errlen, "the store %s changed while it was opened", dir);
+        goto out;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (fd2 >= 0)
+        close(fd2);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int node_store_new(const char *dir, const struct node_store_config *cfg, struct node **out,
                    char *err, size_t errlen)
 {
@@ -1318,24 +1572,16 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
         goto fail;
     }
     ns->lock_fd = -1;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+    rc = open_private_dir(dir, &ns->dir, err, errlen);
+    if (rc < 0)
         goto fail;
-    }
-    /* Absolute: the daemon changes its working directory to / after mounting. */
-    if (!(ns->dir = realpath(dir, NULL))) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot resolve %s: %s", dir, strerror(errno));
-        goto fail;
-    }
     /* Two processes on one store would each commit their own root, and the later commit
      * would drop the names the other wrote (after `fusermount3 -uz` the old process still
      * serves its open files). The flock belongs to the open file, so it survives the fork
      * into the background and goes with the process. */
     char lockp[PATH_MAX + 8];
     snprintf(lockp, sizeof lockp, "%s/lock", ns->dir);
-    ns->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ns->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ns->lock_fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot open %s: %s", lockp, strerror(errno));

@@ -20,7 +20,10 @@ struct node_store_config {
     uint64_t hamt_shard_bytes; /* 0: NODE_STORE_HAMT_SHARD_BYTES (tests lower it) */
 };
 
-/* Open or create the store in dir (created if missing). Returns 0 or -errno with a message. */
+/* Open or create the store in dir (created 0700 if missing). dir must not be a symlink
+ * (-ELOOP) and must belong to the effective user (-EPERM); if others could enter it, it is
+ * made 0700 again. Returns 0 or -errno with a message. The store's walkers are bounded: see
+ * the bounds at the top of node_store.c. */
 int node_store_new(const char *dir, const struct node_store_config *cfg, struct node **out,
                    char *err, size_t errlen);
 

@@ -177,8 +177,11 @@ int unixfs_fields_from(const struct unixfs_data *u, const uint8_t *data, size_t 
         uint64_t *bs = calloc(u->nblocksizes, sizeof *bs);
         if (!bs)
             return -ENOMEM;
+        /* One pass: unixfs_blocksize per index would rescan the block each time. */
+        struct unixfs_bs_iter it;
+        unixfs_bs_begin(&it, data, len);
         for (size_t i = 0; i < u->nblocksizes; i++) {
-            if (unixfs_blocksize(data, len, i, &bs[i]) < 0) {
+            if (unixfs_bs_next(&it, &bs[i]) != 1) {
                 free(bs);
                 return -EINVAL;
             }
@@ -212,8 +215,8 @@ int block_tsize(uint64_t codec, const uint8_t *block, size_t len, uint64_t *out)
     struct dagpb_node pb;
     if (dagpb_decode(block, len, &pb) < 0)
         return -EINVAL;
-    for (size_t i = 0; i < pb.nlinks; i++)
-        *out += pb.links[i].tsize;
+    for (size_t i = 0; i < pb.nlinks; i++) /* saturating: hostile Tsizes may overflow */
+        *out = *out + pb.links[i].tsize < *out ? UINT64_MAX : *out + pb.links[i].tsize;
     dagpb_node_free(&pb);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 
 #define QM_TEST "QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR"
@@ -114,10 +115,17 @@ static int unixfs_exact(const uint8_t *b, size_t len, struct unixfs_data *u)
     if (r == 0) {
         if (u->has_data)
             CHECK(u->data >= copy && u->data + u->data_len <= copy + len);
+        /* the one-pass iterator gives the same values, then its end */
+        struct unixfs_bs_iter it;
+        unixfs_bs_begin(&it, copy, len);
         for (size_t i = 0; i < u->nblocksizes; i++) {
-            uint64_t v;
+            uint64_t v, w = 0;
             CHECK_EQ_INT(unixfs_blocksize(copy, len, i, &v), 0);
+            CHECK_EQ_INT(unixfs_bs_next(&it, &w), 1);
+            CHECK(v == w);
         }
+        uint64_t w;
+        CHECK_EQ_INT(unixfs_bs_next(&it, &w), 0);
         u->data = NULL;
     }
     free(copy);
@@ -332,14 +340,17 @@ static void test_dagpb_errors(void)
          11},
         {"link without hash", {0x12, 0x02, 0x18, 0x01}, 4},
         {"empty link", {0x12, 0x00}, 2},
-        {"link unknown field", {0x12, 0x04, 0x0a, 0x00, 0x20, 0x01}, 6},
-        {"link duplicate hash", {0x12, 0x04, 0x0a, 0x00, 0x0a, 0x00}, 6},
-        {"link duplicate name", {0x12, 0x06, 0x0a, 0x00, 0x12, 0x00, 0x12, 0x00}, 8},
-        {"link duplicate tsize", {0x12, 0x06, 0x0a, 0x00, 0x18, 0x01, 0x18, 0x01}, 8},
-        {"link tsize as bytes", {0x12, 0x04, 0x0a, 0x00, 0x1a, 0x00}, 6},
+        /* H = a 4-byte Hash, the shortest CID (identity, empty digest) */
+        {"link unknown field", {0x12, 0x08, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x20, 0x01}, 10},
+        {"link duplicate hash", {0x12, 0x0c, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00}, 14},
+        {"link duplicate name", {0x12, 0x0a, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x12, 0x00, 0x12, 0x00}, 12},
+        {"link duplicate tsize", {0x12, 0x0a, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x18, 0x01, 0x18, 0x01}, 12},
+        {"link tsize as bytes", {0x12, 0x08, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x1a, 0x00}, 10},
         {"link hash as varint", {0x12, 0x02, 0x08, 0x01}, 4},
-        {"link name past link end", {0x12, 0x04, 0x0a, 0x00, 0x12, 0x05, 0x00, 0x00}, 8},
-        {"link tsize truncated", {0x12, 0x03, 0x0a, 0x00, 0x18, 0x80}, 6},
+        {"link name past link end", {0x12, 0x08, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x12, 0x05, 0x00, 0x00}, 10},
+        {"link tsize truncated", {0x12, 0x07, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x18, 0x80}, 9},
+        {"link hash shorter than any CID", {0x12, 0x05, 0x0a, 0x03, 0x01, 0x55, 0x00}, 7},
+        {"link empty hash", {0x12, 0x02, 0x0a, 0x00}, 4},
         {"link as varint", {0x10, 0x01}, 2},
         {"group wire type", {0x0b, 0x0c}, 2},
     };
@@ -352,7 +363,7 @@ static void test_dagpb_errors(void)
         CHECK_EQ_INT(r, -EINVAL);
     }
     /* a failed decode leaves an empty node */
-    static const uint8_t two_then_bad[] = {0x12, 0x02, 0x0a, 0x00, 0x12, 0x02, 0x0a, 0x00, 0x1a};
+    static const uint8_t two_then_bad[] = {0x12, 0x06, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x12, 0x06, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00, 0x1a};
     CHECK_EQ_INT(dagpb_decode(two_then_bad, sizeof two_then_bad, &n), -EINVAL);
     CHECK(n.links == NULL && n.nlinks == 0 && !n.has_data);
     CHECK_EQ_INT(dagpb_decode(two_then_bad, sizeof two_then_bad - 1, &n), 0);
@@ -579,6 +590,86 @@ static void test_fuzz(void)
     free(fx);
 }
 
+/* Bytes held by the allocator (small and mmapped chunks). 0 under a sanitizer whose
+ * allocator does not feed mallinfo2: the checks on it then hold trivially. */
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* A 4 MiB block of the smallest links (a 4-byte Hash, a 1-byte Name, a Tsize: 13 bytes each,
+ * ~320k of them) decodes into one array of 32 bytes per link, not a doubling array of ~60. */
+static void test_big_block_memory(void)
+{
+    static const uint8_t lk[] = {0x12, 0x0b, 0x0a, 0x04, 0x01, 0x55, 0x00, 0x00,
+                                 0x12, 0x01, 'x',  0x18, 0x01};
+    size_t cap = 4u << 20, n = cap / sizeof lk, len = n * sizeof lk;
+    uint8_t *b = malloc(cap);
+    for (size_t i = 0; i < n; i++)
+        memcpy(b + i * sizeof lk, lk, sizeof lk);
+    CHECK(sizeof(struct dagpb_link) <= 32);
+    struct dagpb_node pb;
+    size_t before = heap_in_use();
+    CHECK_EQ_INT(dagpb_decode(b, len, &pb), 0);
+    size_t held = heap_in_use() - before;
+    CHECK_EQ_INT(pb.nlinks, n);
+    /* 322k links: 10.3 MB now; the doubling array of 56-byte links held 29 MB. */
+    if (held > n * 32 + (64u << 10))
+        fprintf(stderr, "decoding %zu links holds %zu bytes\n", n, held);
+    CHECK(held <= n * 32 + (64u << 10));
+    CHECK(pb.links[n - 1].hash == b + len - 9 && pb.links[n - 1].hash_len == 4);
+    CHECK(pb.links[n - 1].name_len == 1 && pb.links[n - 1].has_name && pb.links[n - 1].has_tsize);
+    dagpb_node_free(&pb);
+    free(b);
+}
+
+/* 2M blocksizes (a 4 MiB Data field): the iterator walks them once; a mix of packed and
+ * unpacked fields comes out in order. */
+static void test_blocksizes_iter(void)
+{
+    size_t n = 2u << 20;
+    uint8_t *d = malloc(2 + 2 * n + 16);
+    size_t len = 0;
+    d[len++] = 0x08;
+    d[len++] = 0x02;
+    for (size_t i = 0; i < n; i++) {
+        d[len++] = 0x20;
+        d[len++] = (uint8_t)(i & 0x7f);
+    }
+    struct unixfs_data u;
+    CHECK_EQ_INT(unixfs_decode(d, len, &u), 0);
+    CHECK_EQ_INT(u.nblocksizes, n);
+    struct unixfs_bs_iter it;
+    unixfs_bs_begin(&it, d, len);
+    uint64_t v, sum = 0;
+    size_t count = 0;
+    int r;
+    while ((r = unixfs_bs_next(&it, &v)) == 1) {
+        CHECK(v == (count & 0x7f));
+        sum += v;
+        count++;
+    }
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(count, n);
+    CHECK(sum == u.blocksizes_sum);
+    /* Type, 3 unpacked, mode, an empty packed field, 2 packed, 1 unpacked */
+    static const uint8_t mix[] = {0x08, 0x02, 0x20, 0x05, 0x20, 0x06, 0x20, 0x07, 0x38, 0x80,
+                                  0x03, 0x22, 0x00, 0x22, 0x03, 0x88, 0x01, 0x09, 0x20, 0x0a};
+    static const uint64_t want[] = {5, 6, 7, 136, 9, 10};
+    unixfs_bs_begin(&it, mix, sizeof mix);
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_EQ_INT(unixfs_bs_next(&it, &v), 1);
+        CHECK_EQ_INT(v, want[i]);
+    }
+    CHECK_EQ_INT(unixfs_bs_next(&it, &v), 0);
+    CHECK_EQ_INT(unixfs_bs_next(&it, &v), 0);
+    static const uint8_t trunc[] = {0x08, 0x02, 0x22, 0x02, 0x88, 0x88};
+    unixfs_bs_begin(&it, trunc, sizeof trunc);
+    CHECK_EQ_INT(unixfs_bs_next(&it, &v), -EINVAL);
+    free(d);
+}
+
 /* Telling symlinks from small files by block size (js-ipfs lists both as Type 2). */
 static void test_guess_small(void)
 {
@@ -607,5 +698,7 @@ int main(void)
     test_unixfs_fields();
     test_unixfs_errors();
     test_fuzz();
+    test_big_block_memory();
+    test_blocksizes_iter();
     return unit_done("test_dagpb");
 }

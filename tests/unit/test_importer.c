@@ -380,7 +380,7 @@ static void test_blockstore_batch(void)
     CHECK_EQ_INT(blockstore_path(bs, &cids[N - 1], p, sizeof p), 0);
     CHECK(stat(p, &sb) < 0);
     CHECK_EQ_INT(blockstore_path(bs, &cids[0], p, sizeof p), 0);
-    CHECK(stat(p, &sb) == 0 && sb.st_size == 1000 && (sb.st_mode & 0777) == 0444);
+    CHECK(stat(p, &sb) == 0 && sb.st_size == 1000 && (sb.st_mode & 0777) == 0400); /* owner only */
     struct blockstore_stats s;
     blockstore_get_stats(bs, &s);
     CHECK_EQ_INT(s.puts, N);

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 static char base_dir[] = "/tmp/ipfsfs-test-store-XXXXXX";
@@ -172,6 +174,7 @@ struct listing {
     uint64_t sizes[16];
     uint32_t modes[16];
     int n;
+    enum node_kind first_kind, last_kind;
 };
 
 static int collect(void *ud, const struct node_entry *e)
@@ -183,6 +186,9 @@ static int collect(void *ud, const struct node_entry *e)
         l->sizes[l->n] = e->size;
         l->modes[l->n] = e->mode;
     }
+    if (l->n == 0)
+        l->first_kind = e->kind;
+    l->last_kind = e->kind;
     l->n++;
     return 0;
 }
@@ -832,6 +838,445 @@ static void test_concurrency(void)
     node_destroy(n);
 }
 
+/* ---- hostile blocks ---------------------------------------------------------------------- *
+ * Anyone who can copy a file into the store puts its bytes there, and blocks are keyed by
+ * multihash: the dag-pb CID of those same bytes then names a dag-pb node of their choosing.
+ * Each case below says what the user sees and how long it took (printed to the test log).
+ * The time bounds are generous (20 s, where each case takes well under 1 s on an idle machine
+ * and a few seconds on a loaded one) and only there to fail the unbounded walks these tests
+ * were written against (minutes, or never): they check results too, which do not depend on
+ * the machine's speed.
+ */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+#define SLOW_BOUND 20.0
+
+static void report(const char *what, double t0, int rc)
+{
+    fprintf(stderr, "hostile: %-58s -> %-28s %.3f s\n", what, rc < 0 ? strerror(-rc) : "ok",
+            now() - t0);
+}
+
+static int put_block(struct blockstore *bs, unsigned version, uint64_t codec,
+                     const struct bytebuf *b, struct cid *out)
+{
+    int rc = block_cid(version, codec, b->p, b->len, out);
+    return rc < 0 ? rc : blockstore_put(bs, out, b->p, b->len);
+}
+
+/* A dag-pb file node over links (all to child, blocksize bs each) with the given data. */
+static int put_file_node(struct blockstore *bs, const struct cid *child, size_t nlinks, uint64_t bs1,
+                         const uint8_t *data, size_t data_len, bool has_filesize, struct cid *out)
+{
+    uint8_t hash[CID_MAX_MH + 20];
+    int hl = child ? cid_to_bytes(child, hash, sizeof hash) : 0;
+    struct pb_link_out *links = calloc(nlinks ? nlinks : 1, sizeof *links);
+    uint64_t *sizes = calloc(nlinks ? nlinks : 1, sizeof *sizes);
+    for (size_t i = 0; i < nlinks; i++) {
+        links[i] = (struct pb_link_out){.hash = hash, .hash_len = (size_t)hl, .name = "",
+                                        .tsize = bs1};
+        sizes[i] = bs1;
+    }
+    struct unixfs_fields f = {.type = UNIXFS_FILE,
+                              .data = data,
+                              .data_len = data_len,
+                              .has_data = data_len > 0,
+                              .filesize = data_len + nlinks * bs1,
+                              .has_filesize = has_filesize,
+                              .blocksizes = sizes,
+                              .nblocksizes = nlinks};
+    struct bytebuf d = {0}, b = {0};
+    int rc = unixfs_encode(&f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, nlinks, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = put_block(bs, 1, CID_CODEC_DAG_PB, &b, out);
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    free(links);
+    free(sizes);
+    return rc;
+}
+
+/* The issue's case: a 240 KB file copied in (--cid-version=1: one raw block) whose bytes are a
+ * dag-pb node listing 120,000 blocksizes, no filesize, no links. stat of its dag-pb CIDv0
+ * summed them with one rescan per blocksize (did not answer within 60 s). */
+static void test_hostile_blocksizes(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, 1);
+    enum { NB = 120000 };
+    uint64_t *sizes = calloc(NB, sizeof *sizes);
+    for (size_t i = 0; i < NB; i++)
+        sizes[i] = 1;
+    struct unixfs_fields f = {.type = UNIXFS_FILE, .blocksizes = sizes, .nblocksizes = NB};
+    struct bytebuf d = {0}, b = {0};
+    CHECK_EQ_INT(unixfs_encode(&f, &d), 0);
+    CHECK_EQ_INT(dagpb_encode(NULL, 0, d.p, d.len, true, &b), 0);
+    CHECK(b.len > 235000 && b.len < 245000);
+    struct cid raw, v0;
+    CHECK_EQ_INT(add_mem(n, b.p, b.len, 1, &raw), 0);
+    CHECK_EQ_INT(raw.codec, CID_CODEC_RAW);
+    CHECK_EQ_INT(block_cid(0, CID_CODEC_DAG_PB, b.p, b.len, &v0), 0);
+    struct node_stat st;
+    char buf[16];
+    double t0 = now();
+    int rc = n->ops->stat(n, &v0, &st);
+    report("stat: dag-pb view of a raw file, 120k blocksizes", t0, rc);
+    CHECK_EQ_INT(rc, -EIO); /* 120,000 blocksizes for no link: inconsistent */
+    CHECK(now() - t0 < SLOW_BOUND);
+    t0 = now();
+    rc = (int)n->ops->read(n, &v0, 0, 1, buf);
+    report("read: the same", t0, rc);
+    CHECK_EQ_INT(rc, -EIO);
+    CHECK_EQ_INT(n->ops->list(n, &v0, collect, &(struct listing){0}), -ENOTDIR);
+    CHECK(now() - t0 < SLOW_BOUND);
+    /* The raw CID of the same block is the file as copied in. */
+    CHECK_EQ_INT(n->ops->stat(n, &raw, &st), 0);
+    CHECK_EQ_INT(st.kind, NODE_FILE);
+    CHECK_EQ_INT(st.size, b.len);
+    char *back = malloc(b.len);
+    CHECK_EQ_INT(n->ops->read(n, &raw, 0, b.len, back), (ssize_t)b.len);
+    CHECK(memcmp(back, b.p, b.len) == 0);
+    free(back);
+    /* And a store directory block read through its raw CID: its bytes, as a file. */
+    struct cid rootc, rawroot;
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/d"), 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/", &st, &rootc), 0);
+    rawroot = rootc;
+    rawroot.version = 1;
+    rawroot.codec = CID_CODEC_RAW;
+    CHECK_EQ_INT(n->ops->stat(n, &rawroot, &st), 0);
+    CHECK_EQ_INT(st.kind, NODE_FILE);
+    CHECK(st.size > 0);
+    free(sizes);
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    node_destroy(n);
+}
+
+/* A consistent file of 60,000 one-byte children (one leaf, linked 60,000 times): its size, a
+ * read of its end and a chmod (which re-encodes the blocksizes) each walk the blocksizes
+ * once, not once per link. */
+static void test_hostile_wide_file(void)
+{
+    char dir[256], err[128];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, 1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { NL = 60000 };
+    struct bytebuf x = {.p = (uint8_t *)"x", .len = 1};
+    struct cid leaf, root, nc;
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_RAW, &x, &leaf), 0);
+    CHECK_EQ_INT(put_file_node(bs, &leaf, NL, 1, NULL, 0, true, &root), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0); /* visible to the store's own handle */
+    struct node_stat st;
+    double t0 = now();
+    int rc = n->ops->stat(n, &root, &st);
+    report("stat: file of 60k links to one 1-byte leaf", t0, rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(st.size, NL);
+    char *buf = malloc(NL);
+    t0 = now();
+    rc = (int)n->ops->read(n, &root, NL - 4096, 4096, buf); /* skips 56k blocksizes first */
+    report("read: its last 4 KiB", t0, rc);
+    CHECK_EQ_INT(rc, 4096);
+    size_t xs = 0;
+    for (size_t i = 0; i < 4096; i++)
+        xs += buf[i] == 'x';
+    CHECK_EQ_INT(xs, 4096);
+    CHECK(now() - t0 < SLOW_BOUND);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &root, "/wide"), 0);
+    t0 = now();
+    rc = n->ops->mfs_chmod(n, "/wide", 0600);
+    report("chmod: its name (re-encodes 60k blocksizes)", t0, rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(now() - t0 < SLOW_BOUND);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/wide", &st, &nc), 0);
+    CHECK_EQ_INT(st.size, NL);
+    CHECK_EQ_INT(st.mode, 0600);
+    CHECK_EQ_INT(n->ops->read(n, &nc, NL - 10, 10, buf), 10);
+    CHECK(memcmp(buf, "xxxxxxxxxx", 10) == 0);
+    free(buf);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+/* One 2 MiB block linked 4,000 times, one byte of it each: a read of 4,000 bytes would hash
+ * 8 GB. Refused past the read's budget (16 MiB + 16 bytes per byte read); a read of 4 bytes
+ * (8 MiB) still works. A DAG
+ * deeper than 64 levels: EIO at once. */
+static void test_hostile_amplified_read(void)
+{
+    char dir[256], err[128];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, 1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { NL = 4000 };
+    struct bytebuf big = {.p = malloc(2u << 20), .len = 2u << 20};
+    prng(big.p, big.len, 99);
+    struct cid bigc, root;
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_RAW, &big, &bigc), 0);
+    CHECK_EQ_INT(put_file_node(bs, &bigc, NL, 1, NULL, 0, true, &root), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    char *buf = malloc(NL);
+    double t0 = now();
+    int rc = (int)n->ops->read(n, &root, 0, NL, buf);
+    report("read: 4k bytes, each from one 2 MiB block", t0, rc);
+    CHECK_EQ_INT(rc, -EIO);
+    CHECK(now() - t0 < SLOW_BOUND);
+    CHECK_EQ_INT(n->ops->read(n, &root, 100, 4, buf), 4); /* byte 0 of the block, 4 times */
+    for (int i = 0; i < 4; i++)
+        CHECK(buf[i] == (char)big.p[0]);
+    /* 100 levels of one link each */
+    struct cid cur;
+    struct bytebuf x = {.p = (uint8_t *)"y", .len = 1};
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_RAW, &x, &cur), 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(put_file_node(bs, &cur, 1, 1, NULL, 0, true, &cur), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    t0 = now();
+    rc = (int)n->ops->read(n, &cur, 0, 1, buf);
+    report("read: a DAG 100 levels deep", t0, rc);
+    CHECK_EQ_INT(rc, -EIO);
+    free(buf);
+    free(big.p);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+/* A HAMT shard over links "00".."FF" (sub-shards: alternately sub's CIDv1 and CIDv0, one
+ * block) plus the entries given. */
+static int put_shard(struct blockstore *bs, const struct cid *sub, size_t nsub,
+                     const struct pb_link_out *entries, size_t nent, struct cid *out)
+{
+    uint8_t hash[2][CID_MAX_MH + 20], bitfield[32];
+    char names[300][3];
+    struct cid v0 = sub ? *sub : (struct cid){0};
+    v0.version = 0;
+    int hl[2] = {sub ? cid_to_bytes(sub, hash[0], sizeof hash[0]) : 0,
+                 sub ? cid_to_bytes(&v0, hash[1], sizeof hash[1]) : 0};
+    struct pb_link_out links[300];
+    size_t nl = 0;
+    for (size_t i = 0; i < nsub && nl < 300; i++, nl++) {
+        snprintf(names[nl], sizeof names[nl], "%02X", (unsigned)(i & 0xff));
+        links[nl] = (struct pb_link_out){.hash = hash[i & 1], .hash_len = (size_t)hl[i & 1],
+                                         .name = names[nl], .name_len = 2, .tsize = 100};
+    }
+    for (size_t i = 0; i < nent && nl < 300; i++)
+        links[nl++] = entries[i];
+    memset(bitfield, 0xff, sizeof bitfield);
+    struct unixfs_fields f = {.type = UNIXFS_HAMT_SHARD,
+                              .data = bitfield,
+                              .data_len = sizeof bitfield,
+                              .has_data = true,
+                              .hash_type = HAMT_HASH_MURMUR3,
+                              .has_hash_type = true,
+                              .fanout = HAMT_FANOUT,
+                              .has_fanout = true};
+    struct bytebuf d = {0}, b = {0};
+    int rc = unixfs_encode(&f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, nl, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = put_block(bs, 1, CID_CODEC_DAG_PB, &b, out);
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    return rc;
+}
+
+/* Eight levels of shards, each linking the next one 256 times (by its CIDv1 and its CIDv0):
+ * 256^7 paths to two entries.
+ * A listing (and a change to the directory) loads each shard once and gives 2 entries. A
+ * shard with more than 256 links is not a shard: EIO. */
+static void test_hostile_hamt(void)
+{
+    char dir[256], err[128];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, 1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    struct bytebuf x = {.p = (uint8_t *)"x", .len = 1};
+    struct cid leaf, cur, wide;
+    uint8_t lh[CID_MAX_MH + 20];
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_RAW, &x, &leaf), 0);
+    int ll = cid_to_bytes(&leaf, lh, sizeof lh);
+    struct pb_link_out ents[2] = {
+        {.hash = lh, .hash_len = (size_t)ll, .name = "00alpha", .name_len = 7, .tsize = 1},
+        {.hash = lh, .hash_len = (size_t)ll, .name = "01beta", .name_len = 6, .tsize = 1},
+    };
+    CHECK_EQ_INT(put_shard(bs, NULL, 0, ents, 2, &cur), 0);
+    for (int level = 0; level < 7; level++)
+        CHECK_EQ_INT(put_shard(bs, &cur, 256, NULL, 0, &cur), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    struct listing li = {0};
+    double t0 = now();
+    int rc = n->ops->list(n, &cur, collect, &li);
+    report("ls: HAMT, 8 levels, each shard linked 256 times", t0, rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(li.n, 2);
+    CHECK(now() - t0 < SLOW_BOUND);
+    /* Changing it: the names walk (collect_entries) is bounded the same way. */
+    CHECK_EQ_INT(n->ops->mfs_link(n, &cur, "/h"), 0);
+    t0 = now();
+    rc = n->ops->mfs_link(n, &leaf, "/h/gamma");
+    report("ln: a new name inside it", t0, rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(now() - t0 < SLOW_BOUND);
+    li = (struct listing){0};
+    CHECK_EQ_INT(n->ops->mfs_list(n, "/h", collect, &li), 0);
+    CHECK_EQ_INT(li.n, 3);
+    /* 300 links in one shard */
+    CHECK_EQ_INT(put_shard(bs, &leaf, 300, NULL, 0, &wide), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    t0 = now();
+    rc = n->ops->list(n, &wide, collect, &(struct listing){0});
+    report("ls: HAMT shard with 300 links", t0, rc);
+    CHECK_EQ_INT(rc, -EIO);
+    struct cid found;
+    CHECK_EQ_INT(n->ops->mfs_link(n, &wide, "/w"), 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/w/anything", &(struct node_stat){0}, &found), -EIO);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+/* A plain directory of 4,000 names, all one 1 MiB file block: telling each entry's kind and
+ * size read 4 GB. Past the listing's budget (64 MiB) entries say "unknown" (stat tells). */
+static void test_hostile_wide_dir(void)
+{
+    char dir[256], err[128];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, 1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { NE = 4000 };
+    size_t fl = 1u << 20;
+    uint8_t *data = malloc(fl);
+    prng(data, fl, 5);
+    struct cid file, dirc;
+    CHECK_EQ_INT(put_file_node(bs, NULL, 0, 0, data, fl, true, &file), 0);
+    uint8_t fh[CID_MAX_MH + 20];
+    int fhl = cid_to_bytes(&file, fh, sizeof fh);
+    struct pb_link_out *links = calloc(NE, sizeof *links);
+    char (*names)[8] = calloc(NE, sizeof *names);
+    for (size_t i = 0; i < NE; i++) {
+        snprintf(names[i], sizeof names[i], "e%04zu", i);
+        links[i] = (struct pb_link_out){.hash = fh, .hash_len = (size_t)fhl, .name = names[i],
+                                        .name_len = 5, .tsize = fl + 20};
+    }
+    static const uint8_t dirdata[] = {0x08, 0x01};
+    struct bytebuf b = {0};
+    CHECK_EQ_INT(dagpb_encode(links, NE, dirdata, sizeof dirdata, true, &b), 0);
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_DAG_PB, &b, &dirc), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    struct listing li = {0};
+    double t0 = now();
+    int rc = n->ops->list(n, &dirc, collect, &li);
+    report("ls: 4k names of one 1 MiB dag-pb file", t0, rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(li.n, NE);
+    CHECK_EQ_INT(li.first_kind, NODE_FILE);
+    CHECK_EQ_INT(li.last_kind, NODE_UNKNOWN);
+    CHECK(now() - t0 < SLOW_BOUND);
+    bytebuf_free(&b);
+    free(links);
+    free(names);
+    free(data);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
+/* The store directory: created 0700 whatever the umask, no file in it readable by others, not
+ * a symlink, owned by us; the statfs answer is its file system's. */
+static void check_private(const char *path, int *bad)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return;
+    if (st.st_mode & 077) {
+        fprintf(stderr, "%s has mode %o\n", path, (unsigned)(st.st_mode & 07777));
+        (*bad)++;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        check_private(p, bad);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void test_store_dir_private(void)
+{
+    char dir[256], link[300], err[256];
+    new_dir(dir, sizeof dir);
+    mode_t old = umask(0);
+    struct node *n = open_store(dir, -1);
+    struct cid c;
+    CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &c), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &c, "/t"), 0);
+    uint8_t *big = malloc(600000);
+    prng(big, 600000, 3);
+    CHECK_EQ_INT(add_mem(n, big, 600000, 1, &c), 0); /* several blocks, several shards */
+    free(big);
+    int bad = 0;
+    check_private(dir, &bad);
+    CHECK_EQ_INT(bad, 0);
+    struct stat st;
+    CHECK_EQ_INT(stat(dir, &st), 0);
+    CHECK_EQ_INT(st.st_mode & 07777, 0700);
+    /* statfs: the store's file system */
+    uint64_t total = 0, avail = 0;
+    struct statvfs vf;
+    CHECK(n->ops->space != NULL);
+    if (n->ops->space) {
+        CHECK_EQ_INT(n->ops->space(n, &total, &avail), 0);
+        CHECK_EQ_INT(statvfs(dir, &vf), 0);
+        CHECK(total == (uint64_t)vf.f_blocks * vf.f_frsize);
+        CHECK(total > 0 && avail <= total);
+    }
+    node_destroy(n);
+    /* An existing store left open to others is closed again. */
+    CHECK_EQ_INT(chmod(dir, 0755), 0);
+    n = open_store(dir, -1);
+    CHECK_EQ_INT(stat(dir, &st), 0);
+    CHECK_EQ_INT(st.st_mode & 07777, 0700);
+    node_destroy(n);
+    umask(old);
+    /* A symlink as the store: refused (ELOOP). */
+    snprintf(link, sizeof link, "%s-link", dir);
+    CHECK_EQ_INT(symlink(dir, link), 0);
+    n = NULL;
+    int rc = node_store_new(link, NULL, &n, err, sizeof err);
+    CHECK_EQ_INT(rc, -ELOOP);
+    CHECK(n == NULL);
+    unlink(link);
+    /* Someone else's store: refused (needs root to make one). */
+    if (geteuid() == 0) {
+        char other[256];
+        new_dir(other, sizeof other);
+        CHECK_EQ_INT(mkdir(other, 0700), 0);
+        CHECK_EQ_INT(chown(other, 4242, 4242), 0);
+        rc = node_store_new(other, NULL, &n, err, sizeof err);
+        CHECK_EQ_INT(rc, -EPERM);
+        fprintf(stderr, "someone else's store: %s\n", err);
+    }
+}
+
 int main(void)
 {
     if (!mkdtemp(base_dir)) {
@@ -851,6 +1296,12 @@ int main(void)
     test_hamt_js();
     test_hamt_threshold();
     test_concurrency();
+    test_hostile_blocksizes();
+    test_hostile_wide_file();
+    test_hostile_amplified_read();
+    test_hostile_hamt();
+    test_hostile_wide_dir();
+    test_store_dir_private();
     rm_rf(base_dir);
     return unit_done("test_store");
 }
