@@ -1061,8 +1061,10 @@ static int rpc_stats(struct node *base, char *buf, size_t len)
     rpc_get_stats(n->rpc, &s);
     return snprintf(buf, len,
                     "rpc_requests %" PRIu64 "\nrpc_errors %" PRIu64 "\nrpc_bytes_in %" PRIu64
-                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64 "\n",
-                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight);
+                    "\nrpc_bytes_out %" PRIu64 "\nrpc_in_flight %" PRId64
+                    "\nrpc_waiting %" PRIu64 "\nrpc_waits_refused %" PRIu64 "\n",
+                    s.requests, s.errors, s.bytes_in, s.bytes_out, s.in_flight, s.waiting,
+                    s.waits_refused);
 }
 
 static void rpc_destroy(struct node *base)
