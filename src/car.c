@@ -645,6 +645,8 @@ int car_sink_buf(void *ud, const void *data, size_t len)
 {
     struct car_buf *b = ud;
 
+    if (len == 0)
+        return 0; /* data may be NULL: no memcpy */
     if (len > SIZE_MAX - b->len || (b->max && b->len + len > b->max))
         return -EFBIG;
     if (b->len + len > b->cap) {

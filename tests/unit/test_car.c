@@ -315,6 +315,17 @@ static void test_bounds(void)
     CHECK_EQ_INT(parse(m, len, MAX_BLOCK, 0, 0, &seen_a, NULL), -EPROTO);
     CHECK_EQ_INT(parse(m, 0, MAX_BLOCK, 0, 0, &seen_a, NULL), -EPROTO);
 
+    /* A header with only a version (no roots) and no blocks is a CAR; unknown keys are
+     * skipped, a duplicate key is not. */
+    static const uint8_t bare[] = {0x0a, 0xa1, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01};
+    CHECK_EQ_INT(parse(bare, sizeof bare, MAX_BLOCK, 1, 0, &seen_a, NULL), 0);
+    static const uint8_t extra[] = {0x0f, 0xa2, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01,
+                                    0x61, 'x', 0x82, 0x40, 0xf6};
+    CHECK_EQ_INT(parse(extra, sizeof extra, MAX_BLOCK, 0, 0, &seen_a, NULL), 0);
+    static const uint8_t dup[] = {0x13, 0xa2, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01,
+                                  0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01};
+    CHECK_EQ_INT(parse(dup, sizeof dup, MAX_BLOCK, 0, 0, &seen_a, NULL), -EPROTO);
+
     /* Garbage. */
     unsigned seed = 42;
     size_t accepted = 0;
@@ -588,6 +599,7 @@ static void test_writer(void)
     CHECK_EQ_INT(car_write_header(car_sink_buf, &tmp, &zero, 1), -EINVAL);
     CHECK_EQ_INT(car_write_block(car_sink_buf, &tmp, &zero, (const uint8_t *)"x", 1), -EINVAL);
     CHECK_EQ_INT(car_block_size(&zero, 1), 0);
+    CHECK_EQ_INT(car_sink_buf(&tmp, NULL, 0), 0);
     struct cid *many = calloc(2000, sizeof *many);
     for (int i = 0; i < 2000; i++)
         many[i] = dirroot;
