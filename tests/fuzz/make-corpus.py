@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import shutil
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "fixtures")
@@ -284,7 +285,54 @@ def main():
                        ("mode_mtime", unixfs(1, mode=0o755, mtime=(1, 999999999))),
                        ("unknown_field", unixfs(2, b"a") + fv(15, 7) + fb(16, b"zz"))):
         write("fuzz_unixfs", name, data)
+    store_corpus()
+
+
+def store_corpus():
+    """fuzz_store: sets of blocks (see tests/fuzz/fuzz_store.c)."""
+    # store: blocks, each with a 2-byte little-endian length; REF(k) is a reference to block
+    # i + 1 + k (fuzz_store.c resolves it to that block's hash), as a CIDv0 / CIDv1 dag-pb / raw.
+    def ref(k, kind="v0"):
+        mh = b"\x12\x20\xfa\xce" + bytes([k]) + b"\0" * 29
+        return mh if kind == "v0" else (b"\x01\x70" if kind == "pb" else b"\x01\x55") + mh
+
+    def rlink(k, name, tsize, kind="v0"):
+        return fb(1, ref(k, kind)) + fb(2, name) + fv(3, tsize)
+
+    def blocks_of(*bs):
+        return b"".join(len(b).to_bytes(2, "little") + b for b in bs)
+
+    leaf = node([], unixfs(2, b"hello\n", filesize=6))
+    store = {
+        "file_two_leaves": blocks_of(
+            node([rlink(0, b"", 14), rlink(1, b"", 5, "raw")],
+                 unixfs(2, filesize=11, blocksizes=[6, 5])), leaf, b"world"),
+        "dir": blocks_of(
+            node([rlink(0, b"a.txt", 14), rlink(1, b"raw", 5, "raw"), rlink(2, b"sub", 4, "pb")],
+                 unixfs(1)), leaf, b"world", node([rlink(0, b"deep", 14)], unixfs(1)), leaf),
+        "hamt_repeated_shard": blocks_of(
+            node([rlink(0, b"%02X" % k, 50) for k in range(4)],
+                 unixfs(5, b"\x0f", hash_type=0x22, fanout=256)),
+            node([rlink(0, b"00alpha", 14), rlink(0, b"01beta", 14)],
+                 unixfs(5, b"\x03", hash_type=0x22, fanout=256)), leaf),
+        "file_same_leaf_many": blocks_of(
+            node([rlink(0, b"", 6)] * 40, unixfs(2, filesize=240, blocksizes=[6] * 40)), leaf),
+        "chain": blocks_of(*[node([rlink(0, b"", 6)], unixfs(2, filesize=6, blocksizes=[6]))
+                             for _ in range(12)], leaf),
+        "blocksizes_no_links": blocks_of(node([], unixfs(2, blocksizes=[1] * 1000))),
+        "symlink": blocks_of(node([], unixfs(4, b"../x"))),
+        "raw_only": blocks_of(b"just bytes"),
+        "dir_hostile_names": blocks_of(
+            node([rlink(0, n, 14) for n in (b"", b".", b"a/b", b"ok", b"ok")], unixfs(1)), leaf),
+    }
+    for name, data in store.items():
+        write("fuzz_store", name, data)
 
 
 if __name__ == "__main__":
-    main()
+    # `make-corpus.py fuzz_store` rewrites only that corpus.
+    if sys.argv[1:] == ["fuzz_store"]:
+        shutil.rmtree(os.path.join(OUT, "fuzz_store"), ignore_errors=True)
+        store_corpus()
+    else:
+        main()

@@ -42,6 +42,7 @@ HARNESSES=(
     "fuzz_ndjson|fuzz_ndjson.c||rpcjson.c cid.c log.c"
     "fuzz_dagpb|fuzz_dagpb.c||dagpb.c cid.c"
     "fuzz_unixfs|fuzz_dagpb.c|-DFUZZ_UNIXFS_ONLY|dagpb.c cid.c"
+    "fuzz_store|fuzz_store.c||node_store.c blockstore.c dagpb.c hamt.c importer.c unixfs_enc.c cid.c sha256.c log.c rpcjson.c rpc.c multiaddr.c"
 )
 
 while [ $# -gt 0 ]; do
@@ -92,9 +93,10 @@ else
 H
 fi
 
-# pkg-config names: fuse3 (log.c), jansson, libcurl (rpc.c); xxHash has no .pc on Debian.
-DEP_CFLAGS=$(pkg-config --cflags fuse3 jansson libcurl 2>/dev/null)
-DEP_LIBS="$(pkg-config --libs jansson libcurl fuse3 2>/dev/null) -lxxhash"
+# pkg-config names: fuse3 (log.c), jansson, libcurl (rpc.c), libcrypto (sha256.c: fuzz_store);
+# xxHash has no .pc on Debian.
+DEP_CFLAGS=$(pkg-config --cflags fuse3 jansson libcurl libcrypto 2>/dev/null)
+DEP_LIBS="$(pkg-config --libs jansson libcurl fuse3 libcrypto 2>/dev/null) -lxxhash"
 # shellcheck disable=SC2054 # the commas are inside one -fsanitize= argument
 CFLAGS_FUZZ=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
