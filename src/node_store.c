@@ -47,14 +47,15 @@
  * keyed by multihash, so anyone who can put bytes in the store (a file copied in) can make
  * them be read as dag-pb through the dag-pb CID of the same bytes: every walk below must stay
  * cheap on any bytes. A listing loads at most LIST_MAX_SHARDS HAMT shards (a 1M-entry HAMT has
- * ~5k), each at most once, and gives at most LIST_MAX_ENTRIES entries; the child blocks it reads
- * to tell kinds and sizes stop at LIST_DETAIL_BYTES (later entries say NODE_UNKNOWN: the
- * caller asks stat). A read of len bytes loads at most READ_MAX_LOADS(len) blocks and
- * READ_MAX_BYTES(len) bytes of them: a real DAG, even made with a 1-byte chunker, needs about
- * len loads, and its bytes are the leaves the range touches (two at most beyond len, under
- * 2 MiB each) plus inner nodes of a few KiB; a hostile one that links one big block many
- * times is refused (EIO). */
+ * ~5k) of at most SHARD_MAX_BYTES, each at most once, and gives at most LIST_MAX_ENTRIES
+ * entries; the child blocks it reads to tell kinds and sizes stop at LIST_DETAIL_BYTES (later
+ * entries say NODE_UNKNOWN: the caller asks stat). A read of len bytes loads at most
+ * READ_MAX_LOADS(len) blocks and READ_MAX_BYTES(len) bytes of them: a real DAG, even made with
+ * a 1-byte chunker, needs about len loads, and its bytes are the leaves the range touches
+ * (two at most beyond len, under 2 MiB each) plus inner nodes of a few KiB; a hostile one that
+ * links one big block many times is refused (EIO). */
 #define LIST_MAX_SHARDS 65536
+#define SHARD_MAX_BYTES (256u << 10) /* 256 links of the longest names: ~120 KB */
 #define LIST_MAX_ENTRIES (4u << 20)
 #define LIST_DETAIL_BYTES (64u << 20)
 #define READ_MAX_LOADS(len) ((uint64_t)(len) + (uint64_t)(len) / 4 + 4096)
@@ -295,7 +296,8 @@ static int walk_shard(struct node_store *ns, struct hamt_walk *w, const struct d
     rc = load(ns, &sc, sub);
     if (rc < 0)
         return rc;
-    if (sub->raw || sub->u.type != UNIXFS_HAMT_SHARD || sub->pb.nlinks > HAMT_FANOUT) {
+    if (sub->raw || sub->u.type != UNIXFS_HAMT_SHARD || sub->pb.nlinks > HAMT_FANOUT ||
+        sub->len > SHARD_MAX_BYTES) {
         cid_format(&sc, cs, sizeof cs);
         log_warn("HAMT directory: %s is not a valid shard", cs);
         loaded_free(sub);
@@ -843,7 +845,8 @@ static int entries_add(struct entries *es, const char *name, size_t nlen, const 
 static int collect_entries(struct node_store *ns, const struct loaded *dir, unsigned depth,
                            struct hamt_walk *w, struct entries *es)
 {
-    if (depth > HAMT_MAX_DEPTH || (dir->u.type == UNIXFS_HAMT_SHARD && dir->pb.nlinks > HAMT_FANOUT))
+    if (depth > HAMT_MAX_DEPTH ||
+        (dir->u.type == UNIXFS_HAMT_SHARD && dir->pb.nlinks > HAMT_FANOUT))
         return -EIO;
     for (size_t i = 0; i < dir->pb.nlinks; i++) {
         const struct dagpb_link *lk = &dir->pb.links[i];

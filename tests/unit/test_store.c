@@ -871,8 +871,9 @@ static int put_block(struct blockstore *bs, unsigned version, uint64_t codec,
 }
 
 /* A dag-pb file node over links (all to child, blocksize bs each) with the given data. */
-static int put_file_node(struct blockstore *bs, const struct cid *child, size_t nlinks, uint64_t bs1,
-                         const uint8_t *data, size_t data_len, bool has_filesize, struct cid *out)
+static int put_file_node(struct blockstore *bs, const struct cid *child, size_t nlinks,
+                         uint64_t bs1, const uint8_t *data, size_t data_len, bool has_filesize,
+                         struct cid *out)
 {
     uint8_t hash[CID_MAX_MH + 20];
     int hl = child ? cid_to_bytes(child, hash, sizeof hash) : 0;
@@ -1145,6 +1146,29 @@ static void test_hostile_hamt(void)
     struct cid found;
     CHECK_EQ_INT(n->ops->mfs_link(n, &wide, "/w"), 0);
     CHECK_EQ_INT(n->ops->mfs_stat(n, "/w/anything", &(struct node_stat){0}, &found), -EIO);
+    /* A sub-shard of 1 MiB (a shard is ~120 KB at most): EIO, not loaded 256 times */
+    struct unixfs_fields f = {.type = UNIXFS_HAMT_SHARD,
+                              .data = calloc(1, 1u << 20),
+                              .data_len = 1u << 20,
+                              .has_data = true,
+                              .hash_type = HAMT_HASH_MURMUR3,
+                              .has_hash_type = true,
+                              .fanout = HAMT_FANOUT,
+                              .has_fanout = true};
+    struct bytebuf d = {0}, b = {0};
+    struct cid fat, top;
+    CHECK_EQ_INT(unixfs_encode(&f, &d), 0);
+    CHECK_EQ_INT(dagpb_encode(NULL, 0, d.p, d.len, true, &b), 0);
+    CHECK_EQ_INT(put_block(bs, 1, CID_CODEC_DAG_PB, &b, &fat), 0);
+    CHECK_EQ_INT(put_shard(bs, &fat, 2, NULL, 0, &top), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    t0 = now();
+    rc = n->ops->list(n, &top, collect, &(struct listing){0});
+    report("ls: HAMT whose sub-shard is 1 MiB", t0, rc);
+    CHECK_EQ_INT(rc, -EIO);
+    free((void *)f.data);
+    bytebuf_free(&d);
+    bytebuf_free(&b);
     blockstore_close(bs);
     node_destroy(n);
 }
