@@ -191,11 +191,11 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
     return -EIO;
 }
 
-/* A listing, streamed into the caller. It runs in at most two passes: first with every child's
- * kind and size, from local blocks only (offline=true), so that `ls -l` costs one request;
- * when a child is not local, again from the directory block alone (resolve-type=false), which
- * leaves dag-pb kinds for stat to find lazily. The second pass skips the names the first gave
- * (a HAMT comes in another order each time), and fails if it did not see them all. */
+/* A listing, streamed into the caller, with every child's kind and size (Kubo fetches the
+ * children), so that `ls -l` costs one request, remote content included. When a child is
+ * missing, the rest comes from the directory's own blocks (resolve-type=false), dag-pb kinds
+ * left for stat to find lazily. That second pass skips the names given before (a HAMT comes in
+ * another order each time), and fails if it did not see them all. */
 struct name_set {
     uint64_t *slot; /* open addressing; 0 = empty */
     size_t cap, n;
@@ -296,18 +296,25 @@ static int list_sink(void *ud, const char *data, size_t len)
     return ndjson_feed(&lc->nd, data, len, list_line, lc);
 }
 
-static int list_pass(struct list_ctx *lc, const char *path, bool resolve, char *err,
+enum list_mode {
+    LIST_FULL, /* kinds and sizes: Kubo fetches every child (its default ls) */
+    LIST_BARE, /* the directory's own blocks only (resolve-type=false&size=false) */
+};
+
+static int list_pass(struct list_ctx *lc, const char *path, enum list_mode mode, char *err,
                      size_t errlen)
 {
-    struct rpc_arg full[] = {{"arg", path}, {"stream", "true"}, {"offline", "true"}};
-    struct rpc_arg bare[] = {{"arg", path}, {"stream", "true"}, {"resolve-type", "false"},
-                             {"size", "false"}};
+    struct rpc_arg args[4] = {{"arg", path}, {"stream", "true"}};
+    size_t na = 2;
+    if (mode == LIST_BARE) {
+        args[na++] = (struct rpc_arg){"resolve-type", "false"};
+        args[na++] = (struct rpc_arg){"size", "false"};
+    }
     lc->seen = 0;
     lc->bytes = 0;
     lc->skipped = 0;
     ndjson_init(&lc->nd, MAX_LS_LINE);
-    int rc = resolve ? rpc_call(lc->n->rpc, "ls", full, 3, NULL, list_sink, lc, err, errlen)
-                     : rpc_call(lc->n->rpc, "ls", bare, 4, NULL, list_sink, lc, err, errlen);
+    int rc = rpc_call(lc->n->rpc, "ls", args, na, NULL, list_sink, lc, err, errlen);
     if (rc == 0)
         rc = ndjson_finish(&lc->nd, list_line, lc);
     ndjson_free(&lc->nd);
@@ -332,12 +339,14 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     snprintf(path, sizeof path, "/ipfs/%s", cs);
     struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
     char err[512];
-    int rc = list_pass(&lc, path, true, err, sizeof err);
-    /* "block was not found locally (offline)": some child (or the directory) is elsewhere. */
-    if (rc == -ENOENT && !lc.fn_err) {
+    int rc = list_pass(&lc, path, LIST_FULL, err, sizeof err);
+    /* A child is missing: "block was not found locally (offline)" at once on an offline node,
+     * a timeout on an online one. List the rest from the directory's own blocks, leaving
+     * dag-pb kinds for stat. */
+    if ((rc == -ENOENT || rc == -ETIMEDOUT) && !lc.fn_err) {
         log_debug("ls %s: %s; listing it from its own block", cs, err);
         lc.second = true;
-        rc = list_pass(&lc, path, false, err, sizeof err);
+        rc = list_pass(&lc, path, LIST_BARE, err, sizeof err);
     }
     free(lc.given.slot);
     if (rc < 0 && !lc.fn_err)
