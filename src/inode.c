@@ -13,6 +13,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#define LRU_MAX 16384
+#define DISPLACED_BUCKETS 4096
+
 struct inode_table {
     /* lock protects buckets, nbuckets, every inode's nlookup and hnext, and count; and the
      * fields of names that change (cid, size, cid_size, mode, mtime, target, and lkey, parent,
@@ -26,10 +29,10 @@ struct inode_table {
     /* Forgotten immutable inodes, most recent first, at most LRU_MAX of them. */
     struct inode *lru_head, *lru_tail;
     size_t nlru;
+    struct inode *displaced[DISPLACED_BUCKETS]; /* by seeded hash of key */
     struct inode root; /* the mount root: an MFS directory, never freed */
 };
 
-#define LRU_MAX 16384
 #define NBUCKETS_MIN (1u << 16)
 #define NBUCKETS_MAX (1u << 22)
 
@@ -41,10 +44,65 @@ static size_t bucket_of(const struct inode_table *t, uint64_t key)
     return (size_t)XXH3_64bits_withSeed(&key, sizeof key, t->seed) & (t->nbuckets - 1);
 }
 
+static struct inode **dbucket(struct inode_table *t, uint64_t key)
+{
+    uint64_t h = XXH3_64bits_withSeed(&key, sizeof key, t->seed ^ 0x5a5a5a5a5a5a5a5aull);
+    return &t->displaced[h & (DISPLACED_BUCKETS - 1)];
+}
+
+/* Keep ino in the displaced set exactly when it is a name whose key is not its lkey. */
+static void displaced_update_locked(struct inode_table *t, struct inode *ino)
+{
+    bool want = ino->mfs && ino->key != ino->lkey;
+    if (want == ino->displaced)
+        return;
+    struct inode **head = dbucket(t, ino->key);
+    if (want) {
+        ino->dprev = NULL;
+        ino->dnext = *head;
+        if (*head)
+            (*head)->dprev = ino;
+        *head = ino;
+    } else {
+        if (ino->dprev)
+            ino->dprev->dnext = ino->dnext;
+        else
+            *head = ino->dnext;
+        if (ino->dnext)
+            ino->dnext->dprev = ino->dprev;
+        ino->dprev = ino->dnext = NULL;
+    }
+    ino->displaced = want;
+}
+
+static bool key_taken_locked(struct inode_table *t, uint64_t key);
+static uint64_t fix_key(uint64_t k);
+
+/* The key (st_ino) a new name with this lkey gets: its lkey, unless an inode still uses that
+ * (a name renamed away or unlinked while open keeps its st_ino); then a derived one. */
+static uint64_t fresh_key_locked(struct inode_table *t, uint64_t lkey)
+{
+    uint64_t k = lkey;
+    for (uint64_t salt = 1; key_taken_locked(t, k); salt++)
+        k = fix_key(XXH3_64bits_withSeed(&lkey, sizeof lkey, salt));
+    return k;
+}
+
 /* The key an inode is hashed under: its lkey for names (0 = detached, in no bucket). */
 static uint64_t hash_key(const struct inode *i)
 {
     return i->mfs ? i->lkey : i->key;
+}
+
+static bool key_taken_locked(struct inode_table *t, uint64_t key)
+{
+    for (const struct inode *i = *dbucket(t, key); i; i = i->dnext)
+        if (i->key == key)
+            return true;
+    for (const struct inode *i = t->buckets[bucket_of(t, key)]; i; i = i->hnext)
+        if (i->key == key)
+            return true;
+    return false;
 }
 
 /* Keep chains short as the table grows: double the buckets past 2 inodes per bucket. Lock
@@ -158,6 +216,18 @@ void inode_table_free(struct inode_table *t)
             i = next;
         }
     }
+    for (size_t b = 0; b < DISPLACED_BUCKETS; b++) {
+        struct inode *i = t->displaced[b];
+        while (i) { /* detached names are in no bucket: free them here */
+            struct inode *next = i->dnext;
+            if (i->lkey == 0) {
+                free(i->target);
+                free(i->name);
+                free(i);
+            }
+            i = next;
+        }
+    }
     free(t->buckets);
     pthread_mutex_destroy(&t->lock);
     free(t);
@@ -240,7 +310,6 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     }
     n->mfs = true;
     n->lkey = inode_key_mfs(parent, name);
-    n->key = n->lkey;
     pthread_mutex_lock(&t->lock);
     struct inode *old = mfs_find_locked(t, parent, name, n->lkey);
     if (old) {
@@ -268,7 +337,9 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->parent = parent;
     parent->nlookup++; /* a child keeps its parent */
     n->nlookup = 1;
+    n->key = fresh_key_locked(t, n->lkey);
     hash_locked(t, n);
+    displaced_update_locked(t, n);
     t->count++;
     grow_locked(t);
     pthread_mutex_unlock(&t->lock);
@@ -328,7 +399,7 @@ uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const 
     uint64_t lkey = inode_key_mfs(parent, name);
     pthread_mutex_lock(&t->lock);
     const struct inode *i = mfs_find_locked(t, parent, name, lkey);
-    uint64_t key = i ? i->key : lkey;
+    uint64_t key = i ? i->key : fresh_key_locked(t, lkey);
     pthread_mutex_unlock(&t->lock);
     return key;
 }
@@ -379,6 +450,7 @@ int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *paren
     parent->nlookup++;
     ino->lkey = inode_key_mfs(parent, name);
     hash_locked(t, ino);
+    displaced_update_locked(t, ino);
     pthread_mutex_unlock(&t->lock);
     if (old_parent)
         inode_forget(t, old_parent, 1);
@@ -395,6 +467,7 @@ void inode_mfs_detach(struct inode_table *t, struct inode *parent, const char *n
         unhash_locked(t, i);
         i->lkey = 0;
         i->hnext = NULL;
+        displaced_update_locked(t, i);
     }
     pthread_mutex_unlock(&t->lock);
 }
@@ -475,9 +548,11 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
             ino = t->lru_tail; /* evict the oldest instead */
             lru_remove(t, ino);
         }
-        if (ino->mfs)
+        if (ino->mfs) {
             unhash_locked(t, ino);
-        else {
+            ino->lkey = ino->key; /* leaves the displaced set */
+            displaced_update_locked(t, ino);
+        } else {
             struct inode **pp = &t->buckets[bucket_of(t, ino->key)];
             while (*pp && *pp != ino)
                 pp = &(*pp)->hnext;

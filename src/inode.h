@@ -40,6 +40,10 @@ struct inode {
      * of the same CID does not need the node again. */
     struct inode *lru_prev, *lru_next;
     bool in_lru;
+    /* Names whose key is no longer their lkey (renamed, or detached while open): kept in a
+     * set so a new name is never given a key (st_ino) still in use. */
+    struct inode *dprev, *dnext;
+    bool displaced;
 };
 
 /* Attributes of a name: they change, so they are read and written under the table lock. */

@@ -366,6 +366,42 @@ static void test_inode_flood(void)
     inode_table_free(t);
 }
 
+/* Names keep their st_ino across a rename, readdir's d_ino follows it, and no two live names
+ * share one: a new name where a renamed (or unlinked, still open) one was gets another. */
+static void test_mfs_ino(void)
+{
+    struct inode_table *t;
+    CHECK_EQ_INT(inode_table_new(&t), 0);
+    struct inode *root = inode_root(t);
+    struct mfs_attr a = {.kind = NODE_FILE, .size = 1, .cid_size = 1};
+    struct inode *x = inode_mfs_insert_ref(t, root, "a", &a, NULL);
+    CHECK(x != NULL);
+    uint64_t kx = x->key;
+    CHECK_EQ_INT(inode_mfs_ino(t, root, "a"), kx);
+    CHECK_EQ_INT(inode_mfs_move(t, x, root, "b"), 0);
+    CHECK_EQ_INT(x->key, kx);                      /* st_ino stays */
+    CHECK_EQ_INT(inode_mfs_ino(t, root, "b"), kx); /* d_ino matches it */
+    uint64_t ka = inode_mfs_ino(t, root, "a");     /* what a new "a" would get */
+    CHECK(ka != kx);
+    struct inode *y = inode_mfs_insert_ref(t, root, "a", &a, NULL);
+    CHECK(y != NULL && y != x && y->key != kx && y->key == ka);
+
+    struct inode *z = inode_mfs_insert_ref(t, root, "c", &a, NULL);
+    uint64_t kz = z->key;
+    inode_mfs_detach(t, root, "c"); /* unlinked, still open */
+    struct inode *z2 = inode_mfs_insert_ref(t, root, "c", &a, NULL);
+    CHECK(z2 != NULL && z2 != z && z2->key != kz);
+    inode_forget(t, z, 1); /* freed: its key is free again */
+    inode_forget(t, z2, 1);
+    struct inode *z3 = inode_mfs_insert_ref(t, root, "c", &a, NULL);
+    CHECK(z3 != NULL && z3->key == kz);
+    inode_forget(t, z3, 1);
+    inode_forget(t, x, 1);
+    inode_forget(t, y, 1);
+    CHECK_EQ_INT(inode_count(t), 0);
+    inode_table_free(t);
+}
+
 int main(void)
 {
     test_basic();
@@ -376,5 +412,6 @@ int main(void)
     test_name_flood();
     test_inode_keys();
     test_inode_flood();
+    test_mfs_ino();
     return unit_done("test_dircache");
 }
