@@ -1,7 +1,7 @@
 /* fuzz_rpcjson.c - the parsers of the node's JSON replies. One source, one binary per parser
  * (run-fuzzers.sh compiles it with -DFUZZ_TARGET=<n>), so each gets its own corpus of real
  * replies:
- *   1 fuzz_rpcjson_ls          rpcjson_ls (Kubo rules and js-ipfs quirks)
+ *   1 fuzz_rpcjson_ls          rpcjson_ls (Kubo's ls replies)
  *   2 fuzz_rpcjson_files_ls    rpcjson_files_ls
  *   3 fuzz_rpcjson_files_stat  rpcjson_files_stat
  *   4 fuzz_rpcjson_add_result  rpcjson_add_result
@@ -90,17 +90,7 @@ static void run_list(int (*fn)(const char *, size_t, struct ctx *, unsigned *), 
 #if FUZZ_TARGET == 1
 static int ls_kubo(const char *b, size_t n, struct ctx *x, unsigned *sk)
 {
-    static const struct rpcjson_quirks q = {.symlink_as_file = false};
-    return rpcjson_ls(b, n, &q, on_entry, x, sk);
-}
-static int ls_js(const char *b, size_t n, struct ctx *x, unsigned *sk)
-{
-    static const struct rpcjson_quirks q = {.symlink_as_file = true};
-    return rpcjson_ls(b, n, &q, on_entry, x, sk);
-}
-static int ls_noq(const char *b, size_t n, struct ctx *x, unsigned *sk)
-{
-    return rpcjson_ls(b, n, NULL, on_entry, x, sk);
+    return rpcjson_ls(b, n, on_entry, x, sk);
 }
 #elif FUZZ_TARGET == 2
 static int files_ls(const char *b, size_t n, struct ctx *x, unsigned *sk)
@@ -120,8 +110,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #if FUZZ_TARGET == 1
     run_list(ls_kubo, body, size);
-    run_list(ls_js, body, size);
-    run_list(ls_noq, body, size);
 #elif FUZZ_TARGET == 2
     run_list(files_ls, body, size);
 #elif FUZZ_TARGET == 3
