@@ -206,6 +206,19 @@ void inode_table_free(struct inode_table *t)
 {
     if (!t)
         return;
+    for (size_t b = 0; b < DISPLACED_BUCKETS; b++) {
+        struct inode *i = t->displaced[b];
+        while (i) { /* detached names are in no bucket: free them here (first: the
+                     * others in this set go with the buckets) */
+            struct inode *next = i->dnext;
+            if (i->lkey == 0) {
+                free(i->target);
+                free(i->name);
+                free(i);
+            }
+            i = next;
+        }
+    }
     for (size_t b = 0; b < t->nbuckets; b++) {
         struct inode *i = t->buckets[b];
         while (i) {
@@ -213,18 +226,6 @@ void inode_table_free(struct inode_table *t)
             free(i->target);
             free(i->name);
             free(i);
-            i = next;
-        }
-    }
-    for (size_t b = 0; b < DISPLACED_BUCKETS; b++) {
-        struct inode *i = t->displaced[b];
-        while (i) { /* detached names are in no bucket: free them here */
-            struct inode *next = i->dnext;
-            if (i->lkey == 0) {
-                free(i->target);
-                free(i->name);
-                free(i);
-            }
             i = next;
         }
     }

@@ -400,6 +400,16 @@ static void test_mfs_ino(void)
     inode_forget(t, y, 1);
     CHECK_EQ_INT(inode_count(t), 0);
     inode_table_free(t);
+
+    /* Freed with a renamed and a detached name still held (the connection ended): each is
+     * freed once (ASan and TSan see a double free or a read after free otherwise). */
+    CHECK_EQ_INT(inode_table_new(&t), 0);
+    root = inode_root(t);
+    x = inode_mfs_insert_ref(t, root, "a", &a, NULL);
+    CHECK(x != NULL && inode_mfs_move(t, x, root, "b") == 0);
+    CHECK(inode_mfs_insert_ref(t, root, "c", &a, NULL) != NULL);
+    inode_mfs_detach(t, root, "c");
+    inode_table_free(t);
 }
 
 int main(void)
