@@ -10,8 +10,9 @@
  *   within --timeout plus about one second (the heartbeat of a transfer, see rpc.h).
  * - A fetch that its reader gave up is failed, not finished: its chunks fail (ETIME inside), and
  *   the other reads that waited for them fetch them again, each within its own deadline.
- * - A read that timed out after waiting at least half of --timeout is remembered on its handle
- *   for TIMEOUT_HOLD_MS: a read of the same chunks in that time fails at once. The kernel follows a failed readahead with a read of the
+ * - A read that timed out after waiting at least 1 s (or half of --timeout, if less) is
+ *   remembered on its handle for TIMEOUT_HOLD_MS: a read of the same chunks in that time fails
+ *   at once. The kernel follows a failed readahead with a read of the
  *   one page the program wants, inside the same read(2); without this, one read(2) would wait
  *   twice --timeout.
  * - Background fetches (readahead spans and streams) have no deadline of their own: a read that
@@ -174,13 +175,16 @@ static bool deadline_passed(const struct timespec *t)
     return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
 }
 
-/* At least half of timeout_ms has gone since the deadline was set timeout_ms ahead. */
-static bool waited_half(const struct timespec *deadline, unsigned timeout_ms)
+/* The read waited long for its timeout: half of timeout_ms, or 1 s if that is less, has gone
+ * since the deadline was set timeout_ms ahead. */
+static bool waited_long(const struct timespec *deadline, unsigned timeout_ms)
 {
     struct timespec half = *deadline;
-    long ns = (long)(timeout_ms / 2 % 1000) * 1000000L;
+    unsigned wait_ms = timeout_ms / 2 < 1000 ? timeout_ms / 2 : 1000;
+    unsigned back_ms = timeout_ms - wait_ms; /* the time the deadline lies after that point */
+    long ns = (long)(back_ms % 1000) * 1000000L;
 
-    half.tv_sec -= timeout_ms / 2 / 1000;
+    half.tv_sec -= back_ms / 1000;
     half.tv_nsec -= ns;
     if (half.tv_nsec < 0) {
         half.tv_sec--;
@@ -929,7 +933,7 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
         uint64_t left = last - b + 1;
         int rc = read_batch(h, b, left < SYNC_BATCH ? (unsigned)left : SYNC_BATCH, off, size, buf,
                             &deadline);
-        if (rc == -ETIMEDOUT && waited_half(&deadline, r->timeout_ms)) {
+        if (rc == -ETIMEDOUT && waited_long(&deadline, r->timeout_ms)) {
             pthread_mutex_lock(&h->lock);
             h->to_first = first;
             h->to_last = last;
