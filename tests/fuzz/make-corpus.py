@@ -83,7 +83,7 @@ def all_strings(cid):
             "u" + base64.urlsafe_b64encode(b).decode().rstrip("="),
             "M" + base64.b64encode(b).decode(), "U" + base64.urlsafe_b64encode(b).decode()]
     if cid.startswith("Qm"):
-        out.append("z" + cid)  # js-ipfs's zQm...
+        out.append("z" + cid)  # a base58btc multibase prefix on a v0 string: zQm...
     return out
 
 
@@ -157,14 +157,17 @@ def fixture(rel):
 
 
 def fixtures(*suffixes):
-    for sub in ("jsipfs", "kubo"):
+    for sub in ("kubo",):
         for fn in sorted(os.listdir(os.path.join(FIX, sub))):
             if fn.endswith(suffixes):
                 yield sub + "_" + fn, fixture(os.path.join(sub, fn))
 
 
 def main():
-    shutil.rmtree(OUT, ignore_errors=True)
+    # fuzz_car's seeds are recorded CARs (tests/fixtures/car), not made here: keep them.
+    for d in os.listdir(OUT) if os.path.isdir(OUT) else ():
+        if d != "fuzz_car":
+            shutil.rmtree(os.path.join(OUT, d), ignore_errors=True)
     T = CIDS[0]
 
     # cid: every spelling of every known CID, their binary forms, some varints.
@@ -208,18 +211,18 @@ def main():
           '{"Objects":[{"Links":[{"Name":"r","Hash":"%s","Size":"4","Type":0,"Mode":"0755"}]}]}'
           % CIDS[4])
 
-    # files_ls: Kubo (only Name without long; null when empty) and js-ipfs shapes
-    write("fuzz_rpcjson_files_ls", "js_long",
-          '{"Entries":[{"Name":"notes.txt","Type":0,"Size":4,"Hash":"%s","Mode":"0644"},'
-          '{"Name":"photos","Type":1,"Size":0,"Hash":"%s","Mode":"0755"}]}' % (T, CIDS[2]))
+    # files_ls: Kubo (only Name without long; null when empty), recorded and by hand
+    write("fuzz_rpcjson_files_ls", "kubo_rec_long", fixture("kubo/files_ls_long.json"))
+    write("fuzz_rpcjson_files_ls", "kubo_rec_empty", fixture("kubo/files_ls_empty.json"))
     write("fuzz_rpcjson_files_ls", "kubo_long",
           '{"Entries":[{"Name":"a","Type":0,"Size":5000,"Hash":"%s"}]}' % CIDS[5])
     write("fuzz_rpcjson_files_ls", "kubo_null", '{"Entries":null}')
-    write("fuzz_rpcjson_files_ls", "js_empty", '{"Entries":[]}')
+    write("fuzz_rpcjson_files_ls", "empty_array", '{"Entries":[]}')
     write("fuzz_rpcjson_files_ls", "kubo_short", '{"Entries":[{"Name":"x"}]}')
 
     # files_stat
-    write("fuzz_rpcjson_files_stat", "js_dir", fixture("jsipfs/files_stat_dir.json"))
+    for name in ("files_stat_dir", "files_stat_file", "files_stat_symlink"):
+        write("fuzz_rpcjson_files_stat", "kubo_rec_" + name, fixture("kubo/%s.json" % name))
     write("fuzz_rpcjson_files_stat", "kubo_file",
           '{"Hash":"%s","Size":4,"CumulativeSize":12,"Blocks":0,"Type":"file","Mode":"0644",'
           '"Mtime":1700000000,"MtimeNsecs":5}' % T)
@@ -235,7 +238,6 @@ def main():
           '{"Name":"data","Hash":"%s","Size":"300100"}\n' % T)
 
     # version
-    write("fuzz_rpcjson_version", "jsipfs", fixture("jsipfs/version.json"))
     write("fuzz_rpcjson_version", "kubo", fixture("kubo/version.json"))
 
     # rpc_error_message

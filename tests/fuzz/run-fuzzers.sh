@@ -33,15 +33,16 @@ MODE=fuzz
 HARNESSES=(
     "fuzz_cid|fuzz_cid.c||cid.c"
     "fuzz_multiaddr|fuzz_multiaddr.c||multiaddr.c"
-    "fuzz_rpcjson_ls|fuzz_rpcjson.c|-DFUZZ_TARGET=1|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_rpcjson_files_ls|fuzz_rpcjson.c|-DFUZZ_TARGET=2|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_rpcjson_files_stat|fuzz_rpcjson.c|-DFUZZ_TARGET=3|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_rpcjson_add_result|fuzz_rpcjson.c|-DFUZZ_TARGET=4|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_rpcjson_version|fuzz_rpcjson.c|-DFUZZ_TARGET=5|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_rpc_error_message|fuzz_rpcjson.c|-DFUZZ_TARGET=6|rpcjson.c cid.c log.c rpc.c"
-    "fuzz_ndjson|fuzz_ndjson.c||rpcjson.c cid.c log.c"
+    "fuzz_rpcjson_ls|fuzz_rpcjson.c|-DFUZZ_TARGET=1|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_rpcjson_files_ls|fuzz_rpcjson.c|-DFUZZ_TARGET=2|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_rpcjson_files_stat|fuzz_rpcjson.c|-DFUZZ_TARGET=3|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_rpcjson_add_result|fuzz_rpcjson.c|-DFUZZ_TARGET=4|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_rpcjson_version|fuzz_rpcjson.c|-DFUZZ_TARGET=5|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_rpc_error_message|fuzz_rpcjson.c|-DFUZZ_TARGET=6|rpcjson.c cid.c log.c rpc.c multiaddr.c"
+    "fuzz_ndjson|fuzz_ndjson.c||rpcjson.c cid.c log.c rpc.c multiaddr.c"
     "fuzz_dagpb|fuzz_dagpb.c||dagpb.c cid.c"
     "fuzz_unixfs|fuzz_dagpb.c|-DFUZZ_UNIXFS_ONLY|dagpb.c cid.c"
+    "fuzz_car|fuzz_car.c||car.c cid.c sha256.c"
     "fuzz_store|fuzz_store.c||node_store.c blockstore.c dagpb.c hamt.c importer.c unixfs_enc.c cid.c sha256.c log.c rpcjson.c rpc.c multiaddr.c"
 )
 
