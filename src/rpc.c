@@ -514,6 +514,10 @@ int rpc_classify_error(const char *msg)
         int err;
     } table[] = {
         {"context deadline exceeded", -ETIMEDOUT},
+        /* An offline Kubo lacks the block ("block was not found locally (offline)"): the
+         * content is unreachable, as when an online node does not find it in time. Not
+         * ENOENT: the CID may well exist, and the kernel caches ENOENT inside directories. */
+        {"not found locally", -ETIMEDOUT},
         {"request timed out", -ETIMEDOUT},
         {"timed out", -ETIMEDOUT},
         {"no link named", -ENOENT},

@@ -432,7 +432,7 @@ static void test_errors(void)
     check_error("kubo/err_not_local.json", true,
                 "block was not found locally (offline): ipld: could not find "
                 "QmWVNXRXR42EK19McGxjXTrq77didRfLDvV1neUzBkWPtM",
-                -ENOENT);
+                -ETIMEDOUT);
     check_error("kubo/err_404.txt", false, "404 page not found", -ENOENT);
     check_error("kubo/err_403.txt", false, "403 - Forbidden", -EIO);
     char msg[128];
