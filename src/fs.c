@@ -177,6 +177,7 @@ int fs_start(struct fs *fs)
         .chunk_size = fs->cfg.chunk_size,
         .readahead_max = fs->cfg.readahead_bytes,
         .workers = fs->cfg.fetch_workers,
+        .timeout_ms = fs->cfg.timeout_ms,
     };
     return reader_new(fs->node, &rcfg, &fs->reader);
 }
@@ -1089,6 +1090,11 @@ static void fs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
         rc = mfs_child_path(fs, dir, name, path, sizeof path);
     if (rc == 0)
         rc = fs->node->ops->put_symlink(fs->node, target, &c);
+    /* Kubo's block/put answers CIDv1; `ipfs add` of the same symlink gives CIDv0 (the same
+     * block) unless CIDv1 was asked for, and the directory's CID must be add's. */
+    if (rc == 0 && fs->cfg.writer.add.cid_version != 1 && c.version == 1 &&
+        c.codec == CID_CODEC_DAG_PB && c.mh_code == MH_SHA2_256 && c.mh_len == 34)
+        c.version = 0;
     if (rc == 0)
         rc = fs->node->ops->mfs_link(fs->node, &c, path);
     if (rc < 0) {
@@ -1271,7 +1277,11 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
         if (rc < 0)
             return rc;
-        a.mode = attr->st_mode & 07777;
+        /* Back to the default mode is no mode (as the store and `ipfs add` have it): content
+         * an open writer links later carries none, so its CID is the CID of its bytes (rsync
+         * writes 0600, then chmods 0644; tar and cp -a make directories 0700, then 0755). */
+        uint32_t dflt = ino->kind == NODE_DIR ? 0755 : 0644;
+        a.mode = (attr->st_mode & 07777) == dflt ? 0 : attr->st_mode & 07777;
     }
     if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root) {
         int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)

@@ -17,6 +17,7 @@ struct fs_config {
     size_t readahead_bytes;
     size_t chunk_size;
     unsigned fetch_workers;
+    unsigned timeout_ms;      /* --timeout: the longest a read waits for its bytes */
     double immutable_timeout; /* entry/attr timeout for content under a CID (s) */
     double root_timeout;      /* for the mutable root */
     const char *mfs_root;     /* MFS directory shown as the mount root */

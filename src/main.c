@@ -190,6 +190,8 @@ int main(int argc, char *argv[])
             .pool_size = 32,
             .auth = secret,
             .cacert = o.cacert,
+            .proxy = o.proxy,
+            .allow_plain_auth = o.api_auth_insecure,
         };
         if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
             fprintf(stderr,
@@ -220,6 +222,7 @@ int main(int argc, char *argv[])
         .chunk_size = 256u << 10,
         .fetch_workers = 8,
         .immutable_timeout = 365.0 * 86400,
+        .timeout_ms = o.timeout * 1000u,
         .root_timeout = 1.0,
         .mfs_root = o.mfs_root,
         .writer = {

@@ -341,9 +341,10 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     char err[512];
     int rc = list_pass(&lc, path, LIST_FULL, err, sizeof err);
     /* A child is missing: "block was not found locally (offline)" at once on an offline node,
-     * a timeout on an online one. List the rest from the directory's own blocks, leaving
-     * dag-pb kinds for stat. */
-    if ((rc == -ENOENT || rc == -ETIMEDOUT) && !lc.fn_err) {
+     * a timeout on an online one; or a child is not UnixFS (a 500 the node words as it likes:
+     * EIO). List the rest from the directory's own blocks, leaving dag-pb kinds for stat, so
+     * that one bad child costs only its own entry. */
+    if ((rc == -ENOENT || rc == -ETIMEDOUT || rc == -EIO) && !lc.fn_err) {
         log_debug("ls %s: %s; listing it from its own block", cs, err);
         lc.second = true;
         rc = list_pass(&lc, path, LIST_BARE, err, sizeof err);
