@@ -39,6 +39,7 @@ IPFSFS_NODE_DIR=${IPFSFS_NODE_DIR:-$IPFSFS_SRCDIR/tests/node}
 # Sanitizer builds: report everything, keep going long enough to print it, fail the exit status.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=86}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:exitcode=86}
 export IPFSFS_BIN IPFSFS_SRCDIR IPFSFS_NODE_DIR
 # The tests start python3 hundreds of times, and timed checks count its start-up. A pyenv shim
 # costs ~0.6 s a start (seconds on a busy machine) where the system's python3 takes 0.07 s: put
@@ -502,10 +503,10 @@ unmount_ipfsfs() {
     wait "$pid" 2>/dev/null
     rc=$?
     unset "MOUNT_PID[$mnt]"
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|ERROR SUMMARY: [1-9]' \
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:|ERROR SUMMARY: [1-9]' \
         "${MOUNT_LOG[$mnt]}" 2>/dev/null; then
         diag "sanitizer/valgrind report in ${MOUNT_LOG[$mnt]}:"
-        grep -A 30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|ERROR SUMMARY' \
+        grep -A 30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:|ERROR SUMMARY' \
             "${MOUNT_LOG[$mnt]}" | head -60 | sed 's/^/#   /'
         [ "$rc" -eq 0 ] && rc=86
     fi
