@@ -7,6 +7,7 @@
 #include "dagpb.h"
 #include "log.h"
 #include "rpcjson.h"
+#include "unixfs_enc.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -823,8 +824,102 @@ static int rpc_mfs_mv(struct node *base, const char *src, const char *dst)
     return move(n, src, dst);
 }
 
+static int put_dagpb(struct node_rpc *n, const uint8_t *block, size_t b, struct cid *out);
+
+/* Kubo's files/chmod stores any mode it is given, the default one too, and cannot remove one.
+ * A file's chmod back to the default mode (0644) instead re-encodes the name's root block
+ * without its mode and puts that in place (files/cp?force=true, one call), so the name's CID
+ * is again the one `ipfs add` gives its content: rsync writes 0600, then chmods 0644. *done
+ * says whether this handled the chmod (else the caller runs files/chmod). */
+static int clear_mode(struct node_rpc *n, const char *path, uint32_t mode, bool *done)
+{
+    struct node_stat st;
+    struct cid c, nc;
+    *done = false;
+    int rc = rpc_mfs_stat(&n->base, path, &st, &c);
+    if (rc < 0)
+        return rc;
+    enum node_kind kind = st.kind;
+    node_stat_clear(&st);
+    /* Files only: files/cp?force=true cannot replace a directory ("not a file"), and doing it
+     * in several calls could lose the name in between. A directory keeps an explicit 0755. */
+    if ((mode & 07777) != 0644u || c.codec != CID_CODEC_DAG_PB || kind != NODE_FILE)
+        return 0;
+    char cs[CID_STR_MAX], src[CID_STR_MAX + 8], err[512];
+    if (cid_format(&c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    struct rpc_arg gargs[] = {{"arg", cs}};
+    struct rpc_buf buf = {.max = MAX_BLOCK};
+    rc = rpc_call_buf(n->rpc, "block/get", gargs, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_failure("block/get", &c, rc, err);
+        return rc;
+    }
+    struct dagpb_node pb;
+    struct unixfs_data u;
+    struct unixfs_fields f;
+    uint64_t *bs = NULL;
+    struct pb_link_out *links = NULL;
+    struct bytebuf d = {0}, b = {0};
+    if (dagpb_decode((const uint8_t *)buf.data, buf.len, &pb) < 0) {
+        free(buf.data);
+        return 0; /* not ours to judge: files/chmod says what it says */
+    }
+    if (!pb.has_data || unixfs_decode(pb.data, pb.data_len, &u) < 0 ||
+        (u.type != UNIXFS_FILE && u.type != UNIXFS_DIRECTORY))
+        goto out; /* a HAMT keeps its explicit mode: files/chmod */
+    if (!u.has_mode) {
+        *done = true; /* already the default, stored as none */
+        goto out;
+    }
+    rc = unixfs_fields_from(&u, pb.data, pb.data_len, &f, &bs);
+    if (rc < 0)
+        goto out;
+    f.has_mode = false;
+    if (pb.nlinks && !(links = calloc(pb.nlinks, sizeof *links))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < pb.nlinks; i++) {
+        const struct dagpb_link *l = &pb.links[i];
+        links[i] = (struct pb_link_out){.hash = l->hash, .hash_len = l->hash_len,
+                                        .name = l->name ? l->name : "",
+                                        .name_len = l->name_len, .tsize = l->tsize};
+    }
+    rc = unixfs_encode(&f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, pb.nlinks, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = put_dagpb(n, b.p, b.len, &nc);
+    if (rc < 0)
+        goto out;
+    if (c.version == 0)
+        nc.version = 0; /* the same block: keep the name's CID version */
+    if (cid_format(&nc, cs, sizeof cs) < 0) {
+        rc = -EIO;
+        goto out;
+    }
+    snprintf(src, sizeof src, "/ipfs/%s", cs);
+    struct rpc_arg cargs[] = {{"arg", src}, {"arg", path}, {"force", "true"}};
+    rc = simple_call(n, "files/cp", cargs, 3, path);
+    if (rc == 0)
+        *done = true;
+out:
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    free(links);
+    free(bs);
+    dagpb_node_free(&pb);
+    free(buf.data);
+    return rc;
+}
+
 static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
 {
+    bool done;
+    int rc = clear_mode(to_rpc(base), path, mode, &done);
+    if (rc < 0 || done)
+        return rc;
     char m[16];
     snprintf(m, sizeof m, "%04o", mode & 07777);
     /* ipfs files chmod <mode> <path> */
@@ -924,6 +1019,8 @@ static int rpc_add(struct node *base, int fd, uint64_t size, const struct node_a
     return rc;
 }
 
+static int put_dagpb(struct node_rpc *n, const uint8_t *block, size_t b, struct cid *out);
+
 static int rpc_put_symlink(struct node *base, const char *target, struct cid *out)
 {
     struct node_rpc *n = to_rpc(base);
@@ -943,7 +1040,13 @@ static int rpc_put_symlink(struct node *base, const char *target, struct cid *ou
     b += varint_encode(i, block + b);
     memcpy(block + b, inner, i);
     b += i;
-    char path[] = "/tmp/ipfsfs-symlink-XXXXXX";
+    return put_dagpb(n, block, b, out);
+}
+
+/* Store one dag-pb block; returns its CID (Kubo answers CIDv1). */
+static int put_dagpb(struct node_rpc *n, const uint8_t *block, size_t b, struct cid *out)
+{
+    char path[] = "/tmp/ipfsfs-block-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0)
         return -errno;
@@ -966,7 +1069,7 @@ static int rpc_put_symlink(struct node *base, const char *target, struct cid *ou
     char err[512];
     rc = rpc_call_buf(n->rpc, "block/put", args, 1, &co, &buf, err, sizeof err);
     if (rc < 0) {
-        log_warn("block/put (symlink): %s", err);
+        log_warn("block/put: %s", err);
         goto out;
     }
     json_t *j = json_loadb(buf.data, buf.len, JSON_DISABLE_EOF_CHECK, NULL);
