@@ -298,7 +298,7 @@ static int list_sink(void *ud, const char *data, size_t len)
 }
 
 enum list_mode {
-    LIST_FULL, /* kinds and sizes: Kubo fetches every child (its default ls) */
+    LIST_FULL, /* kinds and sizes from the children, local blocks only (offline=true) */
     LIST_BARE, /* the directory's own blocks only (resolve-type=false&size=false) */
 };
 
@@ -307,6 +307,8 @@ static int list_pass(struct list_ctx *lc, const char *path, enum list_mode mode,
 {
     struct rpc_arg args[4] = {{"arg", path}, {"stream", "true"}};
     size_t na = 2;
+    if (mode == LIST_FULL)
+        args[na++] = (struct rpc_arg){"offline", "true"}; /* a missing child fails at once */
     if (mode == LIST_BARE) {
         args[na++] = (struct rpc_arg){"resolve-type", "false"};
         args[na++] = (struct rpc_arg){"size", "false"};
@@ -340,12 +342,17 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     snprintf(path, sizeof path, "/ipfs/%s", cs);
     struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
     char err[512];
+    uint64_t t0 = now_ms();
     int rc = list_pass(&lc, path, LIST_FULL, err, sizeof err);
+    /* The first pass asks for local blocks only, so a missing child fails it at once. If it
+     * took half of --timeout or more, the node itself is slow (or gone): a second pass would
+     * double the wait that --timeout bounds. */
+    bool slow = now_ms() - t0 >= n->timeout_ms / 2;
     /* A child is missing: "block was not found locally (offline)" at once on an offline node,
      * a timeout on an online one; or a child is not UnixFS (a 500 the node words as it likes:
      * EIO). List the rest from the directory's own blocks, leaving dag-pb kinds for stat, so
      * that one bad child costs only its own entry. */
-    if ((rc == -ENOENT || rc == -ETIMEDOUT || rc == -EIO) && !lc.fn_err) {
+    if ((rc == -ENOENT || rc == -ETIMEDOUT || rc == -EIO) && !lc.fn_err && !slow) {
         log_debug("ls %s: %s; listing it from its own block", cs, err);
         lc.second = true;
         rc = list_pass(&lc, path, LIST_BARE, err, sizeof err);

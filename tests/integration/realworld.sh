@@ -263,16 +263,16 @@ twin() {
 
 # Known bugs of the rpc backend, out of the scope of these tests; a check they make fail is a
 # TODO in rpc mode, a plain check on the store (which has neither):
-# - BUG_MODE: a chmod from a non-default mode back to the default (rsync's 0600 temporary file,
-#   tar's and cp -a's 0700 directories, each then chmod-ed to 0644/0755) stores an explicit
-#   UnixFS mode 0644/0755 (files/chmod), where the store drops it and ipfs add stores none.
-# - BUG_SYMLINK: ln -s stores the symlink block through block/put, as a CIDv1 (bafy...) under a
-#   CIDv0 mount, where ipfs add -r links the same block as CIDv0 (Qm...).
+# - BUG_MODE: a directory chmod-ed from a non-default mode back to 0755 (tar's and cp -a's
+#   0700 directories) keeps an explicit UnixFS mode 0755 (Kubo's files/chmod cannot remove a
+#   mode, and files/cp?force cannot replace a directory), where the store drops it and ipfs
+#   add stores none. Files chmod-ed back to 0644 (rsync's 0600 temporary file) are fixed.
+# - BUG_SYMLINK: fixed (a symlink is linked as CIDv0 under a CIDv0 mount); kept empty.
 if backend_is_store; then
     BUG_MODE='' BUG_SYMLINK=''
 else
-    BUG_MODE="rpc stores an explicit default mode 0644/0755 after a chmod back to it"
-    BUG_SYMLINK="rpc links a new symlink as CIDv1 under a CIDv0 mount"
+    BUG_MODE="rpc keeps an explicit 0755 on a directory chmod-ed back to it"
+    BUG_SYMLINK=''
 fi
 
 MNT=$WORK/mnt
@@ -387,12 +387,11 @@ if have rsync; then
     check_eq "rsync: the symlink's target" "$(readlink "$MNT/rsync/link-to-f002" 2>&1)" \
         "$(readlink "$TREE/link-to-f002")"
     F002=lib/core/$(cat "$SRC/f002-name")
-    TODO=$BUG_MODE check_cid "rsync: CID of a file = ipfs add --preserve-mtime of the twin's" \
+    check_cid "rsync: CID of a file = ipfs add --preserve-mtime of the twin's" \
         "$MNT/rsync/$F002" "$L/rsync/$F002" --preserve-mtime
     TODO=$BUG_MODE check_cid "rsync: CID of a directory, no symlink = add -r --preserve-mtime" \
         "$MNT/rsync/lib" "$L/rsync/lib" --preserve-mtime
-    TODO="${BUG_MODE:+$BUG_MODE; $BUG_SYMLINK}" \
-        check_cid "rsync: CID of the tree = ipfs add -r --preserve-mtime of the twin" \
+    TODO=$BUG_MODE check_cid "rsync: CID of the tree = ipfs add -r --preserve-mtime of the twin" \
         "$MNT/rsync" "$L/rsync" --preserve-mtime
     # A second rsync -a finds nothing to do: sizes and times match.
     check_eq "rsync: a second rsync -a transfers nothing" \
