@@ -6,8 +6,8 @@
 #   DEB|DIR           the ipfsfs_*.deb (or the directory build-deb.sh wrote it to)
 #   --keep-installed  leave the package installed (by default it is removed again if it was
 #                     not installed before the test)
-# Needs root, /dev/fuse and the test node (tests/node, after npm install); exits 77 (skip) without
-# them. Installs the .deb with apt-get (which pulls fuse3 and the libraries), starts the test
+# Needs root and /dev/fuse (exits 77, skip, without them) and the test node, Kubo
+# (tests/node/kubo.sh finds it; a missing one is a failure, not a skip). Installs the .deb with apt-get (which pulls fuse3 and the libraries), starts the test
 # node, adds a file over the RPC API and checks, each as "ok - ..." or "not ok - ...":
 #   - the package's files (binary, man page, systemd units), and that the units verify;
 #   - mount -t fuse.ipfsfs ipfs MNT -o api=MULTIADDR runs /usr/bin/ipfsfs through mount.fuse3,
@@ -51,7 +51,12 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "must run as root (installs a package, edits /etc/fstab)"
 [ -c /dev/fuse ] || skip "/dev/fuse is missing"
 command -v dpkg >/dev/null 2>&1 || skip "not a Debian system"
-[ -x "$node_dir/node_modules/.bin/jsipfs" ] || skip "the test node is not installed: (cd $node_dir && npm install)"
+if ! kubo_err=$("$node_dir/kubo.sh" --find-only 2>&1 >/dev/null); then
+    echo "not ok - find the test node (Kubo)"
+    printf '%s\n' "$kubo_err" | sed 's/^/# /'
+    echo "0 passed, 1 failed"
+    exit 1
+fi
 for tool in curl mountpoint findmnt python3; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done

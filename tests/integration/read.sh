@@ -6,7 +6,7 @@
 # IPFSFS_BACKEND=store (read-store.sh) mounts the embedded store (--store=DIR) instead of the
 # node: the same content, added through the node as usual, is then copied block by block into
 # the store (the node's dag/export), so the store serves exactly the DAGs the node serves,
-# js-ipfs's HAMT shards and the crafted blocks included. Checks of the RPC backend alone (the
+# Kubo's HAMT shards and the crafted blocks included. Checks of the RPC backend alone (the
 # node's version, IPFS_PATH) are reported as skipped there; -o, daemon mode and the fstab way
 # are checked with store=DIR.
 #
@@ -352,7 +352,7 @@ if [ -n "$EVIL_CID" ] && store_import "$EVIL_CID"; then
         "$(grep -cxF "b'good.txt'" <<<"$listing")" 1
     check_eq "it lists none of '../evil' 'a/b' '.' '..' 'nul\\0name' and the 300-byte name" \
         "$(grep -vxF -e "b'good.txt'" -e "b'$TEST_CID'" <<<"$listing")" ""
-    # js-ipfs's ls reports an empty link name as the link's CID: decode the block to see it.
+    # An empty link name must never be listed (js-ipfs used to show the link's CID instead).
     check_eq "it does not list the empty name (or the CID the test node shows in its place)" \
         "$(grep -cxF "b'$TEST_CID'" <<<"$listing")" 0
     check_eq "the good name reads" "$(cat "$MNT/$EVIL_CID/good.txt")" Test

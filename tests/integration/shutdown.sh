@@ -5,7 +5,7 @@
 # open neither crashes nor touches the old content of its name. Every step is bounded by
 # `timeout`; ipfsfs must exit 0 with no sanitizer report each time.
 #
-# Runs against the RPC backend (the js-ipfs test node) and the embedded store (--store=DIR).
+# Runs against the RPC backend (the Kubo test node) and the embedded store (--store=DIR).
 # The expected CIDs come from the node's add?only-hash=true.
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:

@@ -200,8 +200,8 @@ wait_gone() {
 }
 
 restart_node() {
-    # The killed node left its api file and lock behind, and jsipfs config (run by start-node.sh
-    # before it removes the stale file) would try to reach the dead daemon through it.
+    # The killed node left its api file and lock behind; `ipfs config` (run by start-node.sh)
+    # would try to reach the dead daemon through a stale api file.
     rm -rf "$NODE_REPO/api" "$NODE_REPO/repo.lock"
     if REUSE_PORT=1 start_node node; then
         ok "the node restarts on the same port ($NODE_PORT) with the same repo"
