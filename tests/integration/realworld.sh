@@ -220,7 +220,7 @@ check_meta() {
     if [ -n "$want" ] && [ "$got" = "$want" ]; then
         ok "$1 ($(wc -l <<<"$want") entries)"
     else
-        not_ok "$1" "$(diff <(echo "$want") <(echo "$got") | head -12)"
+        not_ok "$1${TODO:+ # TODO $TODO}" "$(diff <(echo "$want") <(echo "$got") | head -12)"
     fi
 }
 
@@ -268,9 +268,13 @@ twin() {
 #   mode, and files/cp?force cannot replace a directory), where the store drops it and ipfs
 #   add stores none. Files chmod-ed back to 0644 (rsync's 0600 temporary file) are fixed.
 # - BUG_SYMLINK: fixed (a symlink is linked as CIDv0 under a CIDv0 mount); kept empty.
+# - BUG_RACE: rsync -a makes a directory 0700 and chmods it 0755 while its receiver process
+#   moves files into it; once in three runs the node kept 0700 (Kubo's files/chmod rewrites the
+#   whole directory node, so a change racing with it inside the directory can undo it).
 if backend_is_store; then
-    BUG_MODE='' BUG_SYMLINK=''
+    BUG_MODE='' BUG_SYMLINK='' BUG_RACE=''
 else
+    BUG_RACE="a directory chmod racing with moves into it can be lost on Kubo (seen 1 in 3)"
     BUG_MODE="rpc keeps an explicit 0755 on a directory chmod-ed back to it"
     BUG_SYMLINK=''
 fi
@@ -382,7 +386,7 @@ if have rsync; then
     wl_rsync() { rsync -a "$TREE/" "$1/"; }
     twin rsync wl_rsync
     check "rsync: diff -r equals the twin" diffr "$MNT/rsync" "$L/rsync"
-    WITH_MTIME=1 check_meta "rsync: names, types, modes, sizes, mtimes equal the twin's" \
+    TODO=$BUG_RACE WITH_MTIME=1 check_meta "rsync: names, types, modes, sizes, mtimes equal the twin's" \
         "$MNT/rsync" "$L/rsync"
     check_eq "rsync: the symlink's target" "$(readlink "$MNT/rsync/link-to-f002" 2>&1)" \
         "$(readlink "$TREE/link-to-f002")"
@@ -394,8 +398,14 @@ if have rsync; then
     TODO=$BUG_MODE check_cid "rsync: CID of the tree = ipfs add -r --preserve-mtime of the twin" \
         "$MNT/rsync" "$L/rsync" --preserve-mtime
     # A second rsync -a finds nothing to do: sizes and times match.
-    check_eq "rsync: a second rsync -a transfers nothing" \
-        "$(rsync -a --itemize-changes "$TREE/" "$MNT/rsync/" 2>&1)" ""
+    again=$(rsync -a --itemize-changes "$TREE/" "$MNT/rsync/" 2>&1)
+    if [ -z "$again" ]; then
+        ok "rsync: a second rsync -a transfers nothing"
+    elif [ -n "$BUG_RACE" ] && ! grep -qv '^\.d\.\.\.p\.\.\.\.\. ' <<<"$again"; then
+        not_ok "rsync: a second rsync -a transfers nothing # TODO $BUG_RACE" "got: $again"
+    else
+        not_ok "rsync: a second rsync -a transfers nothing" "got: $again"
+    fi
 else
     skip "rsync -a" "rsync not installed"
 fi
