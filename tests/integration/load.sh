@@ -36,7 +36,7 @@ CACHE_MIB=${LOAD_CACHE_MIB:-32}
 READERS=32
 WRITERS=4
 
-is_sanitized() { grep -qa '__asan_init\|__ubsan_handle' "$1" 2>/dev/null; }
+is_sanitized() { grep -qa '__asan_init\|__ubsan_handle\|__tsan_init' "$1" 2>/dev/null; }
 if is_sanitized "$IPFSFS_BIN"; then
     diag "the binary has sanitizers: reports end up in the mount's log, which is checked"
 else
@@ -293,9 +293,10 @@ if is_sanitized "$IPFSFS_BIN"; then
 else
     memory_report "$MNT" check
 fi
-if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "${MOUNT_LOG[$MNT]}"; then
+if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:' \
+    "${MOUNT_LOG[$MNT]}"; then
     not_ok "no sanitizer report during the load" \
-        "$(grep -A 20 -E 'ERROR: |runtime error:' "${MOUNT_LOG[$MNT]}" | head -30)"
+        "$(grep -A 20 -E 'ERROR: |WARNING: |runtime error:' "${MOUNT_LOG[$MNT]}" | head -30)"
 else
     ok "no sanitizer report during the load"
 fi
