@@ -86,4 +86,5 @@ rec err_not_local.json "block/get?arg=QmWVNXRXR42EK19McGxjXTrq77didRfLDvV1neUzBk
 rec err_timeout.json "repo/gc?timeout=1ns"
 rec err_404.txt nope
 rec err_403.txt version -A "Mozilla/5.0"
-echo "recorded $(ls "$out" | grep -vc -e README -e hostile) files in $out from $(cat "$out/version.json")"
+echo "recorded $(find "$out" -maxdepth 1 -type f ! -name README ! -name '*hostile*' | wc -l) files" \
+    "in $out from $(cat "$out/version.json")"
