@@ -86,6 +86,15 @@ struct node_ops {
     /* Space where new content goes (the node's repo, the store's disk), for statfs(2): total and
      * available bytes. Optional: NULL (or -ENOSYS) means unknown, and statfs reports zeros. */
     int (*space)(struct node *n, uint64_t *total, uint64_t *avail);
+    /* Make every change made before the call durable where this node keeps it: for the store,
+     * on local disk; for a local-first mount, locally and on the upstream node (bounded by the
+     * timeout; the upstream's refusal is -EIO). Optional: NULL means changes are durable as
+     * soon as the call that made them returns. */
+    int (*sync)(struct node *n);
+    /* What path's name holds, as text into buf ("synced", "pending", or "error: why"): the
+     * user.ipfsfs.sync xattr. Optional: NULL (or -ENOSYS) means the attribute does not exist.
+     * Returns bytes written like snprintf, or -errno. */
+    int (*sync_state)(struct node *n, const char *path, char *buf, size_t len);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);

@@ -832,8 +832,10 @@ static int entries_add(struct entries *es, const char *name, size_t nlen, const 
     char *mem = malloc(nlen + clen + 1);
     if (!mem)
         return -ENOMEM;
-    memcpy(mem, name, nlen);
-    memcpy(mem + nlen, cid, clen);
+    if (nlen) /* a link may carry no name: name is NULL then */
+        memcpy(mem, name, nlen);
+    if (clen)
+        memcpy(mem + nlen, cid, clen);
     es->e[es->n++] = (struct hamt_entry){.name = mem,
                                          .name_len = nlen,
                                          .cid = (const uint8_t *)mem + nlen,
