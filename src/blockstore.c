@@ -587,7 +587,9 @@ bool blockstore_has(struct blockstore *bs, const struct cid *c)
     if (locate(c, &l) < 0)
         return false;
     final_name(&l, final);
-    return faccessat(bs->dirfd, final, F_OK, 0) == 0 || pend_tmp(bs, final, tmp);
+    /* Looked for again after the pending blocks: a flush may have renamed it in between. */
+    return faccessat(bs->dirfd, final, F_OK, 0) == 0 || pend_tmp(bs, final, tmp) ||
+           faccessat(bs->dirfd, final, F_OK, 0) == 0;
 }
 
 /* The digest part of c's multihash. */
@@ -631,12 +633,16 @@ static int open_block(struct blockstore *bs, const struct cid *c)
     }
     final_name(&l, final);
     int fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0 || errno != ENOENT || !pend_tmp(bs, final, tmp))
+    if (fd >= 0 || errno != ENOENT)
         return fd;
-    fd = openat(bs->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT) /* renamed meanwhile */
-        fd = openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    return fd;
+    if (pend_tmp(bs, final, tmp)) {
+        fd = openat(bs->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0 || errno != ENOENT)
+            return fd;
+    }
+    /* Renamed meanwhile: a flush may have finished between the first open and the look at
+     * the pending blocks (then there is no pending entry any more), or after that look. */
+    return openat(bs->dirfd, final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
 int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, size_t *len)
