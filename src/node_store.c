@@ -3,15 +3,21 @@
  * Reads decode blocks straight from the block store: stat decodes the root block, list walks a
  * directory's links (and HAMT shards), read walks a file's DAG using the UnixFS blocksizes.
  *
- * Names: DIR/root holds the CID of the root directory (text, one line), replaced atomically
- * (temporary file, fsync, rename, fsync DIR) after the blocks it points to are durable. A change
- * rewrites the directories from the changed entry up to the root (copy-on-write), so a crash
- * leaves either the old root or the new one, each complete. Directory links are sorted by name
- * bytes, as boxo encodes them, so the CIDs equal Kubo's for the same tree.
+ * Names: DIR/root holds the CID of the last committed root directory (text, one line),
+ * replaced atomically (temporary file, fsync, rename, fsync DIR) after the blocks it points to
+ * are durable. A change rewrites the directories from the changed entry up to the root
+ * (copy-on-write) and replaces the root in memory only; its blocks are put with the block
+ * store's deferred durability. A group commit (the commit thread, within commit_ms of the first
+ * change not yet committed, or node_store_commit at once) makes the blocks durable
+ * (blockstore_sync) and then writes DIR/root, so a crash leaves the root of the last finished
+ * commit, complete. Directory links are sorted by name bytes, as boxo encodes them, so the CIDs
+ * equal Kubo's for the same tree.
  *
  * Threads: blocks are immutable, so stat/list/read and imports run concurrently without locks.
- * names_lock guards root and DIR/root: every change to the names holds it from reading the root
- * to writing the new one; readers hold it only to copy the root CID.
+ * The locks are described next to struct node_store. A missing block may be fetched (the
+ * config's fetch hook) by any walker, with no lock held: a name change lets go of change_lock
+ * while it fetches, and installs its new root only if the root it started from is still the
+ * current one (else it starts again).
  */
 #include "config.h"
 
@@ -61,6 +67,13 @@
 #define READ_MAX_LOADS(len) ((uint64_t)(len) + (uint64_t)(len) / 4 + 4096)
 #define READ_MAX_BYTES(len) ((uint64_t)(16u << 20) + 16 * (uint64_t)(len))
 
+/* Locks, in the order they are taken (never the other way round):
+ *   change_lock  serializes name changes: held while a change computes a new root from the
+ *                current one (and let go while a block is fetched for it, see run_change).
+ *   commit_run   serializes commits: writing the blocks out and DIR/root (do_commit).
+ *   names_lock   guards the fields below it up to stop, and goes with commit_cond. Held only to
+ *                copy or set them: never across I/O or a fetch.
+ * The block store has its own locks (blockstore.h), taken inside any of these. */
 struct node_store {
     struct node base; /* first: struct node * casts to struct node_store * */
     struct blockstore *bs;
@@ -68,11 +81,28 @@ struct node_store {
     struct node_add_opts add_defaults;
     char *dir;
     char description[PATH_MAX + 64];
-    pthread_mutex_t names_lock; /* guards root and the file DIR/root */
-    int lock_fd;                /* DIR/lock, flock()ed: one process per store */
-    struct cid root;
+    int lock_fd; /* DIR/lock, flock()ed: one process per store */
     uint64_t shard_bytes; /* a directory estimated larger than this is a HAMT */
-    atomic_uint_fast64_t adds, add_bytes, name_changes;
+    unsigned commit_ms;
+    int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
+    void *fetch_ud;
+    pthread_mutex_t change_lock;
+    pthread_mutex_t commit_run;
+    pthread_mutex_t names_lock;
+    pthread_cond_t commit_cond; /* wakes the commit thread: a first change, or stop */
+    struct cid root;            /* the current root, in memory */
+    struct cid committed;       /* the root in DIR/root */
+    uint64_t changes;           /* root changes so far */
+    uint64_t durable;           /* changes covered by the last commit that worked */
+    uint64_t seq;               /* commits that made a new root durable */
+    uint64_t pending_since;     /* CLOCK_MONOTONIC ns: about when the changes past durable began */
+    int commit_err;             /* a background commit's failure, for the next node_store_commit */
+    bool commit_failing;        /* the last background commit failed (logged once per streak) */
+    bool stop;                  /* destroy: the commit thread exits */
+    bool thread_started;
+    pthread_t commit_thread;
+    atomic_uint_fast64_t adds, add_bytes, name_changes, commits, commit_errors, fetches,
+        fetch_errors;
 };
 
 static struct node_store *to_store(struct node *n)
@@ -97,6 +127,67 @@ static void loaded_free(struct loaded *l)
     memset(l, 0, sizeof *l);
 }
 
+/* The store this thread is making a name change in, while it holds change_lock (run_change):
+ * a fetch lets go of the lock for as long as it waits on the hook. */
+static __thread struct node_store *tls_changing;
+
+/* Whether data is the block c names: its sha2-256 digest is c's (the store keeps no other
+ * hash; identity blocks are never missing). */
+static bool block_matches(const struct cid *c, const uint8_t *data, size_t len)
+{
+    struct cid got;
+    if (c->mh_code != MH_SHA2_256 || len > BLOCKSTORE_MAX_BLOCK)
+        return false;
+    if (block_cid(1, CID_CODEC_RAW, data, len, &got) < 0)
+        return false;
+    return got.mh_len == c->mh_len && memcmp(got.mh, c->mh, c->mh_len) == 0;
+}
+
+/* Ask the fetch hook for c, verify it, keep it (best effort: a block that cannot be stored is
+ * still used). Called with no lock held, except change_lock by a change (let go meanwhile). */
+static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+{
+    char cs[CID_STR_MAX];
+    bool changing = tls_changing == ns;
+    *data = NULL;
+    *len = 0;
+    if (changing)
+        pthread_mutex_unlock(&ns->change_lock);
+    uint8_t *d = NULL;
+    size_t n = 0;
+    int rc = ns->fetch(ns->fetch_ud, c, &d, &n);
+    if (changing)
+        pthread_mutex_lock(&ns->change_lock);
+    atomic_fetch_add(&ns->fetches, 1);
+    if (rc == 0 && !block_matches(c, d, n)) {
+        cid_format(c, cs, sizeof cs);
+        log_err("fetched block %s does not match its hash: refused", cs);
+        rc = -EIO;
+    }
+    if (rc < 0) {
+        atomic_fetch_add(&ns->fetch_errors, 1);
+        free(d);
+        return rc > -4096 ? rc : -EIO;
+    }
+    int prc = blockstore_put(ns->bs, c, d, n);
+    if (prc < 0) {
+        cid_format(c, cs, sizeof cs);
+        log_warn("block %s: fetched but not kept: %s", cs, strerror(-prc));
+    }
+    *data = d;
+    *len = n;
+    return 0;
+}
+
+/* A block, verified: from the block store, else from the fetch hook (if any). */
+static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+{
+    int rc = blockstore_get(ns->bs, c, data, len);
+    if (rc == -ENOENT && ns->fetch)
+        rc = fetch_block(ns, c, data, len);
+    return rc;
+}
+
 /* Blocks are keyed by multihash alone, as in Kubo: the raw CID and the dag-pb CID of the
  * same bytes name one block file, and load decodes it as the CID's codec says. That is what a
  * CID means (Kubo answers the same), so it is not refused; it is made harmless instead: a
@@ -112,7 +203,7 @@ static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
                  c->codec);
         return -EIO;
     }
-    int rc = blockstore_get(ns->bs, c, &l->block, &l->len);
+    int rc = get_block(ns, c, &l->block, &l->len);
     if (rc < 0)
         return rc;
     if (c->codec == CID_CODEC_RAW) {
@@ -657,9 +748,8 @@ static int store_add(struct node *base, int fd, uint64_t size, const struct node
                  merged.cid_version, merged.chunker ? merged.chunker : "default");
         return rc;
     }
+    /* Durable with the next commit (node_store_commit: the node's sync op), like names. */
     rc = import_piped(ns, fd, size, &io, out);
-    if (rc == 0)
-        rc = blockstore_sync(ns->bs);
     if (rc < 0) {
         log_warn("add (%llu bytes): %s", (unsigned long long)size, strerror(-rc));
         return rc;
@@ -683,8 +773,6 @@ static int store_put_symlink(struct node *base, const char *target, struct cid *
         rc = dagpb_encode(NULL, 0, d.p, d.len, true, &b);
     if (rc == 0)
         rc = put_block(ns, ns->defaults.cid_version, CID_CODEC_DAG_PB, &b, out);
-    if (rc == 0)
-        rc = blockstore_sync(ns->bs);
     bytebuf_free(&d);
     bytebuf_free(&b);
     return rc;
@@ -1039,14 +1127,12 @@ static int update_path(struct node_store *ns, const struct cid *dcid, const stru
     return rc;
 }
 
-/* Replace DIR/root with c, durably, after the blocks it points to. Call with names_lock. */
-static int commit_root(struct node_store *ns, const struct cid *c)
+/* Replace DIR/root with c, durably (the blocks it points to must be durable already). Call
+ * with commit_run held, or before the commit thread starts. */
+static int write_root_file(struct node_store *ns, const struct cid *c)
 {
     char cs[CID_STR_MAX], tmp[PATH_MAX], final[PATH_MAX];
-    int rc = blockstore_sync(ns->bs);
-    if (rc < 0)
-        return rc;
-    int n = cid_format(c, cs, sizeof cs - 1);
+    int rc, n = cid_format(c, cs, sizeof cs - 1);
     if (n < 0)
         return n;
     cs[n++] = '\n';
@@ -1068,12 +1154,107 @@ static int commit_root(struct node_store *ns, const struct cid *c)
         return rc;
     }
     int dfd = open(ns->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) < 0)
-            log_warn("fsync %s: %s", ns->dir, strerror(errno));
-        close(dfd);
+    if (dfd < 0 || fsync(dfd) < 0) {
+        rc = -errno;
+        log_err("fsync %s: %s", ns->dir, strerror(errno));
     }
-    ns->root = *c;
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Make the current root durable: every block put so far, then DIR/root. Call with commit_run
+ * held. */
+static int do_commit(struct node_store *ns)
+{
+    struct cid snap;
+    pthread_mutex_lock(&ns->names_lock);
+    snap = ns->root;
+    uint64_t snap_changes = ns->changes;
+    bool same = cid_equal(&snap, &ns->committed);
+    pthread_mutex_unlock(&ns->names_lock);
+    /* The blocks of snap were put before snap became the root: this sync covers them. */
+    int rc = blockstore_sync(ns->bs);
+    if (rc == 0 && !same)
+        rc = write_root_file(ns, &snap);
+    pthread_mutex_lock(&ns->names_lock);
+    if (rc == 0) {
+        if (snap_changes > ns->durable)
+            ns->durable = snap_changes;
+        if (!same) {
+            ns->committed = snap;
+            ns->seq++;
+        }
+    }
+    pthread_mutex_unlock(&ns->names_lock);
+    if (rc == 0 && !same)
+        atomic_fetch_add(&ns->commits, 1);
+    else if (rc < 0)
+        atomic_fetch_add(&ns->commit_errors, 1);
+    return rc;
+}
+
+/* The commit thread: commits within commit_ms of the first change not yet durable. A failed
+ * commit is logged (once until one works again), kept for the next node_store_commit, and
+ * retried commit_ms later. */
+static void *commit_main(void *arg)
+{
+    struct node_store *ns = arg;
+    pthread_mutex_lock(&ns->names_lock);
+    while (!ns->stop) {
+        if (ns->changes == ns->durable) {
+            pthread_cond_wait(&ns->commit_cond, &ns->names_lock);
+            continue;
+        }
+        uint64_t due = ns->pending_since + (uint64_t)ns->commit_ms * 1000000u;
+        if (now_ns() < due) {
+            struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+                                  .tv_nsec = (long)(due % 1000000000u)};
+            pthread_cond_timedwait(&ns->commit_cond, &ns->names_lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&ns->names_lock);
+        pthread_mutex_lock(&ns->commit_run);
+        int rc = do_commit(ns);
+        pthread_mutex_unlock(&ns->commit_run);
+        pthread_mutex_lock(&ns->names_lock);
+        if (rc < 0) {
+            if (!ns->commit_err)
+                ns->commit_err = rc;
+            ns->pending_since = now_ns();
+            if (!ns->commit_failing)
+                log_err("%s: cannot commit the names: %s (retrying every %u ms)", ns->dir,
+                        strerror(-rc), ns->commit_ms);
+        } else if (ns->commit_failing) {
+            log_info("%s: the names commit again", ns->dir);
+        }
+        ns->commit_failing = rc < 0;
+    }
+    pthread_mutex_unlock(&ns->names_lock);
+    return NULL;
+}
+
+/* Make next the current root if base still is (else -EAGAIN), and tell the commit thread. */
+static int set_root_if(struct node_store *ns, const struct cid *base, const struct cid *next)
+{
+    pthread_mutex_lock(&ns->names_lock);
+    if (!cid_equal(&ns->root, base)) {
+        pthread_mutex_unlock(&ns->names_lock);
+        return -EAGAIN;
+    }
+    ns->root = *next;
+    if (ns->changes++ == ns->durable) {
+        ns->pending_since = now_ns();
+        pthread_cond_signal(&ns->commit_cond);
+    }
+    pthread_mutex_unlock(&ns->names_lock);
     atomic_fetch_add(&ns->name_changes, 1);
     return 0;
 }
@@ -1083,6 +1264,37 @@ static void get_root(struct node_store *ns, struct cid *out)
     pthread_mutex_lock(&ns->names_lock);
     *out = ns->root;
     pthread_mutex_unlock(&ns->names_lock);
+}
+
+/* A name change: computes *out, the new root, from root (holding change_lock). */
+typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *arg,
+                         struct cid *out);
+
+/* A change that found the root replaced under it (while it fetched a block) starts again;
+ * each try that loses fetched a block, so this many means something keeps racing it. */
+#define CHANGE_MAX_TRIES 64
+
+/* Run fn on the current root and install its result. Changes are serialized by change_lock,
+ * which a fetch lets go of (fetch_block): the root is replaced only if it is still the one fn
+ * started from, else fn runs again on the new one. */
+static int run_change(struct node_store *ns, change_fn fn, void *arg)
+{
+    struct node_store *outer = tls_changing; /* a change made from a fetch hook */
+    int rc = -EAGAIN;
+    for (unsigned tries = 0; rc == -EAGAIN && tries < CHANGE_MAX_TRIES; tries++) {
+        struct cid base, next;
+        pthread_mutex_lock(&ns->change_lock);
+        get_root(ns, &base);
+        tls_changing = ns;
+        rc = fn(ns, &base, arg, &next);
+        tls_changing = outer;
+        if (rc == 0)
+            rc = set_root_if(ns, &base, &next);
+        else if (rc == -EAGAIN)
+            rc = -EIO; /* fn's own EAGAIN (from a fetch) must not look like a lost race */
+        pthread_mutex_unlock(&ns->change_lock);
+    }
+    return rc;
 }
 
 static int mfs_resolve(struct node_store *ns, const char *path, struct cid *out)
@@ -1111,14 +1323,14 @@ static int store_mfs_list(struct node *base, const char *path, node_entry_fn fn,
     return rc < 0 ? rc : store_list(base, &c, fn, ud);
 }
 
-/* The parent of pp's last component must be a directory: -ENOENT/-ENOTDIR otherwise. Sets
- * *exists when the last component is there (and *existing to it). Call with names_lock. */
-static int check_parent(struct node_store *ns, const struct path_parts *pp, bool *exists,
-                        struct cid *existing)
+/* The parent of pp's last component (under root) must be a directory: -ENOENT/-ENOTDIR
+ * otherwise. Sets *exists when the last component is there (and *existing to it). */
+static int check_parent(struct node_store *ns, const struct cid *root, const struct path_parts *pp,
+                        bool *exists, struct cid *existing)
 {
     struct cid parent;
     struct loaded l;
-    int rc = resolve(ns, &ns->root, pp, pp->n - 1, &parent);
+    int rc = resolve(ns, root, pp, pp->n - 1, &parent);
     if (rc == 0)
         rc = load(ns, &parent, &l);
     if (rc < 0)
@@ -1134,23 +1346,32 @@ static bool last_name_ok(const struct path_parts *pp)
     return node_name_ok(pp->comp[pp->n - 1], pp->len[pp->n - 1]);
 }
 
+struct link_args {
+    const struct path_parts *pp;
+    const struct cid *child;
+    uint64_t tsize;
+};
+
+static int link_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
+{
+    struct link_args *a = arg;
+    struct cid existing;
+    uint64_t rts;
+    bool exists;
+    int rc = check_parent(ns, root, a->pp, &exists, &existing);
+    if (rc == 0 && exists)
+        rc = -EEXIST;
+    if (rc == 0)
+        rc = update_path(ns, root, a->pp, 0, a->child, a->tsize, out, &rts);
+    return rc;
+}
+
 /* Link child (tsize known) at pp, which must not exist. */
 static int link_new(struct node_store *ns, const struct path_parts *pp, const struct cid *child,
                     uint64_t tsize)
 {
-    struct cid existing, nroot;
-    uint64_t rts;
-    bool exists;
-    pthread_mutex_lock(&ns->names_lock);
-    int rc = check_parent(ns, pp, &exists, &existing);
-    if (rc == 0 && exists)
-        rc = -EEXIST;
-    if (rc == 0)
-        rc = update_path(ns, &ns->root, pp, 0, child, tsize, &nroot, &rts);
-    if (rc == 0)
-        rc = commit_root(ns, &nroot);
-    pthread_mutex_unlock(&ns->names_lock);
-    return rc;
+    struct link_args a = {.pp = pp, .child = child, .tsize = tsize};
+    return run_change(ns, link_change, &a);
 }
 
 static int empty_dir(struct node_store *ns, struct cid *out, uint64_t *tsize)
@@ -1214,30 +1435,37 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
     return rc;
 }
 
-static int store_mfs_rm(struct node *base, const char *path, bool recursive)
+struct rm_args {
+    const struct path_parts *pp;
+    bool recursive;
+};
+
+static int rm_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
 {
-    struct node_store *ns = to_store(base);
-    struct path_parts pp;
-    struct cid target, nroot;
+    struct rm_args *a = arg;
+    struct cid target;
     bool is_dir, nonempty;
     uint64_t ts;
+    int rc = resolve(ns, root, a->pp, a->pp->n, &target);
+    if (rc == 0)
+        rc = kind_of(ns, &target, &is_dir, &nonempty, &ts);
+    if (rc == 0 && is_dir && !a->recursive)
+        rc = -EISDIR;
+    if (rc == 0)
+        rc = update_path(ns, root, a->pp, 0, NULL, 0, out, &ts);
+    return rc;
+}
+
+static int store_mfs_rm(struct node *base, const char *path, bool recursive)
+{
+    struct path_parts pp;
     int rc = split_path(path, &pp);
     if (rc < 0)
         return rc;
     if (pp.n == 0)
         return -EBUSY; /* the root cannot go */
-    pthread_mutex_lock(&ns->names_lock);
-    rc = resolve(ns, &ns->root, &pp, pp.n, &target);
-    if (rc == 0)
-        rc = kind_of(ns, &target, &is_dir, &nonempty, &ts);
-    if (rc == 0 && is_dir && !recursive)
-        rc = -EISDIR;
-    if (rc == 0)
-        rc = update_path(ns, &ns->root, &pp, 0, NULL, 0, &nroot, &ts);
-    if (rc == 0)
-        rc = commit_root(ns, &nroot);
-    pthread_mutex_unlock(&ns->names_lock);
-    return rc;
+    struct rm_args a = {.pp = &pp, .recursive = recursive};
+    return run_change(to_store(base), rm_change, &a);
 }
 
 static bool is_prefix(const struct path_parts *a, const struct path_parts *b)
@@ -1250,30 +1478,21 @@ static bool is_prefix(const struct path_parts *a, const struct path_parts *b)
     return true;
 }
 
-static int store_mfs_mv(struct node *base, const char *src, const char *dst)
+struct mv_args {
+    const struct path_parts *sp, *dp;
+};
+
+static int mv_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
 {
-    struct node_store *ns = to_store(base);
-    struct path_parts sp, dp;
-    struct cid scid, dcid, r1, r2;
+    struct mv_args *a = arg;
+    struct cid scid, dcid, r1;
     bool sdir, snonempty, exists = false;
     uint64_t sts, ts;
-    int rc = split_path(src, &sp);
-    if (rc == 0)
-        rc = split_path(dst, &dp);
-    if (rc < 0)
-        return rc;
-    if (sp.n == 0 || dp.n == 0)
-        return -EBUSY;
-    if (!last_name_ok(&dp))
-        return -EINVAL;
-    if (is_prefix(&sp, &dp))
-        return sp.n == dp.n ? 0 : -EINVAL; /* onto itself / into its own subtree */
-    pthread_mutex_lock(&ns->names_lock);
-    rc = resolve(ns, &ns->root, &sp, sp.n, &scid);
+    int rc = resolve(ns, root, a->sp, a->sp->n, &scid);
     if (rc == 0)
         rc = kind_of(ns, &scid, &sdir, &snonempty, &sts);
     if (rc == 0)
-        rc = check_parent(ns, &dp, &exists, &dcid);
+        rc = check_parent(ns, root, a->dp, &exists, &dcid);
     if (rc == 0 && exists) {
         bool ddir, dnonempty;
         rc = kind_of(ns, &dcid, &ddir, &dnonempty, &ts);
@@ -1285,13 +1504,28 @@ static int store_mfs_mv(struct node *base, const char *src, const char *dst)
             rc = -ENOTEMPTY;
     }
     if (rc == 0)
-        rc = update_path(ns, &ns->root, &sp, 0, NULL, 0, &r1, &ts);
+        rc = update_path(ns, root, a->sp, 0, NULL, 0, &r1, &ts);
     if (rc == 0)
-        rc = update_path(ns, &r1, &dp, 0, &scid, sts, &r2, &ts);
-    if (rc == 0)
-        rc = commit_root(ns, &r2);
-    pthread_mutex_unlock(&ns->names_lock);
+        rc = update_path(ns, &r1, a->dp, 0, &scid, sts, out, &ts);
     return rc;
+}
+
+static int store_mfs_mv(struct node *base, const char *src, const char *dst)
+{
+    struct path_parts sp, dp;
+    int rc = split_path(src, &sp);
+    if (rc == 0)
+        rc = split_path(dst, &dp);
+    if (rc < 0)
+        return rc;
+    if (sp.n == 0 || dp.n == 0)
+        return -EBUSY;
+    if (!last_name_ok(&dp))
+        return -EINVAL;
+    if (is_prefix(&sp, &dp))
+        return sp.n == dp.n ? 0 : -EINVAL; /* onto itself / into its own subtree */
+    struct mv_args a = {.sp = &sp, .dp = &dp};
+    return run_change(to_store(base), mv_change, &a);
 }
 
 /* The mode that no stored mode means: 0755 for directories, 0644 for everything else. */
@@ -1368,27 +1602,36 @@ out:
     return rc;
 }
 
+struct meta_args {
+    const struct path_parts *pp;
+    const uint32_t *mode;
+    const int64_t *mtime;
+};
+
+static int meta_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
+{
+    struct meta_args *a = arg;
+    struct cid target, ncid;
+    uint64_t ts, rts;
+    int rc = resolve(ns, root, a->pp, a->pp->n, &target);
+    if (rc == 0)
+        rc = with_meta(ns, &target, a->mode, a->mtime, &ncid, &ts);
+    if (rc == 0 && a->pp->n == 0)
+        *out = ncid;
+    else if (rc == 0)
+        rc = update_path(ns, root, a->pp, 0, &ncid, ts, out, &rts);
+    return rc;
+}
+
 static int set_meta(struct node_store *ns, const char *path, const uint32_t *mode,
                     const int64_t *mtime)
 {
     struct path_parts pp;
-    struct cid target, ncid, nroot;
-    uint64_t ts, rts;
     int rc = split_path(path, &pp);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&ns->names_lock);
-    rc = resolve(ns, &ns->root, &pp, pp.n, &target);
-    if (rc == 0)
-        rc = with_meta(ns, &target, mode, mtime, &ncid, &ts);
-    if (rc == 0 && pp.n == 0)
-        nroot = ncid;
-    else if (rc == 0)
-        rc = update_path(ns, &ns->root, &pp, 0, &ncid, ts, &nroot, &rts);
-    if (rc == 0)
-        rc = commit_root(ns, &nroot);
-    pthread_mutex_unlock(&ns->names_lock);
-    return rc;
+    struct meta_args a = {.pp = &pp, .mode = mode, .mtime = mtime};
+    return run_change(ns, meta_change, &a);
 }
 
 static int store_mfs_chmod(struct node *base, const char *path, uint32_t mode)
@@ -1424,20 +1667,107 @@ static int store_stats(struct node *base, char *buf, size_t len)
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
-                    "\nstore_name_changes %" PRIu64 "\n",
+                    "\nstore_name_changes %" PRIu64 "\nstore_commits %" PRIu64
+                    "\nstore_commit_errors %" PRIu64 "\nstore_fetches %" PRIu64
+                    "\nstore_fetch_errors %" PRIu64 "\n",
                     s.gets, s.get_bytes, s.puts, s.put_bytes, s.dedup, s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
-                    (uint64_t)atomic_load(&ns->name_changes));
+                    (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->commits),
+                    (uint64_t)atomic_load(&ns->commit_errors), (uint64_t)atomic_load(&ns->fetches),
+                    (uint64_t)atomic_load(&ns->fetch_errors));
 }
 
+int node_store_commit(struct node *n)
+{
+    struct node_store *ns = to_store(n);
+    pthread_mutex_lock(&ns->commit_run);
+    int rc = do_commit(ns);
+    pthread_mutex_unlock(&ns->commit_run);
+    pthread_mutex_lock(&ns->names_lock);
+    if (rc == 0)
+        rc = ns->commit_err; /* a background failure, reported once */
+    ns->commit_err = 0;
+    pthread_mutex_unlock(&ns->names_lock);
+    return rc;
+}
+
+static int store_sync(struct node *base)
+{
+    return node_store_commit(base);
+}
+
+void node_store_roots(struct node *n, struct cid *current, struct cid *committed, uint64_t *seq)
+{
+    struct node_store *ns = to_store(n);
+    pthread_mutex_lock(&ns->names_lock);
+    if (current)
+        *current = ns->root;
+    if (committed)
+        *committed = ns->committed;
+    if (seq)
+        *seq = ns->seq;
+    pthread_mutex_unlock(&ns->names_lock);
+}
+
+int node_store_swap_root(struct node *n, const struct cid *expected, const struct cid *next)
+{
+    return set_root_if(to_store(n), expected, next);
+}
+
+int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
+{
+    return get_block(to_store(n), c, data, len);
+}
+
+bool node_store_has(struct node *n, const struct cid *c)
+{
+    return blockstore_has(to_store(n)->bs, c);
+}
+
+int node_store_resolve(struct node *n, const struct cid *root, const char *path, struct cid *out)
+{
+    struct path_parts pp;
+    int rc = split_path(path, &pp);
+    return rc < 0 ? rc : resolve(to_store(n), root, &pp, pp.n, out);
+}
+
+const char *node_store_dir(struct node *n)
+{
+    return to_store(n)->dir;
+}
+
+/* Free ns and what it holds (the commit thread, if any, has been joined). */
+static void store_free(struct node_store *ns)
+{
+    blockstore_close(ns->bs);
+    pthread_cond_destroy(&ns->commit_cond);
+    pthread_mutex_destroy(&ns->names_lock);
+    pthread_mutex_destroy(&ns->commit_run);
+    pthread_mutex_destroy(&ns->change_lock);
+    if (ns->lock_fd >= 0)
+        close(ns->lock_fd);
+    free(ns->dir);
+    free(ns);
+}
+
+/* The last commit, then the thread joins and everything goes. */
 static void store_destroy(struct node *base)
 {
     struct node_store *ns = to_store(base);
-    blockstore_close(ns->bs);
-    pthread_mutex_destroy(&ns->names_lock);
-    close(ns->lock_fd);
-    free(ns->dir);
-    free(ns);
+    if (ns->thread_started) {
+        pthread_mutex_lock(&ns->names_lock);
+        ns->stop = true;
+        pthread_cond_signal(&ns->commit_cond);
+        pthread_mutex_unlock(&ns->names_lock);
+        pthread_join(ns->commit_thread, NULL);
+    }
+    pthread_mutex_lock(&ns->commit_run);
+    int rc = do_commit(ns);
+    pthread_mutex_unlock(&ns->commit_run);
+    if (rc < 0)
+        log_err("%s: the last changes to the names could not be committed: %s", ns->dir,
+                strerror(-rc));
+    store_free(ns);
 }
 
 static const struct node_ops store_ops = {
@@ -1455,6 +1785,7 @@ static const struct node_ops store_ops = {
     .add = store_add,
     .put_symlink = store_put_symlink,
     .space = store_space,
+    .sync = store_sync,
     .stats = store_stats,
     .destroy = store_destroy,
 };
@@ -1470,7 +1801,11 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
         struct cid c;
         int rc = empty_dir(ns, &c, &ts);
         if (rc == 0)
-            rc = commit_root(ns, &c);
+            rc = blockstore_sync(ns->bs);
+        if (rc == 0)
+            rc = write_root_file(ns, &c);
+        if (rc == 0)
+            ns->root = ns->committed = c;
         if (rc < 0)
             snprintf(err, errlen, "cannot create the root directory in %s: %s", ns->dir,
                      strerror(-rc));
@@ -1488,6 +1823,12 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
     if (n <= 0 || cid_parse(buf, (size_t)n, &ns->root) < 0) {
         snprintf(err, errlen, "%s does not hold a CID", p);
         return -EINVAL;
+    }
+    ns->committed = ns->root;
+    if (ns->fetch && !blockstore_has(ns->bs, &ns->root)) {
+        log_info("%s: the root directory %.*s is not here yet: it is fetched when needed",
+                 ns->dir, (int)n, buf);
+        return 0; /* the mount must not wait on the network */
     }
     struct loaded l;
     int rc = load(ns, &ns->root, &l);
@@ -1577,6 +1918,17 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
         goto fail;
     }
     ns->lock_fd = -1;
+    pthread_mutex_init(&ns->change_lock, NULL);
+    pthread_mutex_init(&ns->commit_run, NULL);
+    pthread_mutex_init(&ns->names_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ns->commit_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
+    ns->fetch = cfg ? cfg->fetch : NULL;
+    ns->fetch_ud = cfg ? cfg->fetch_ud : NULL;
     rc = open_private_dir(dir, &ns->dir, err, errlen);
     if (rc < 0)
         goto fail;
@@ -1606,7 +1958,6 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
                  ns->dir, lockp);
         goto fail;
     }
-    pthread_mutex_init(&ns->names_lock, NULL);
     ns->base.ops = &store_ops;
     ns->base.description = ns->description;
     snprintf(ns->description, sizeof ns->description, "embedded block store at %s (offline)",
@@ -1629,17 +1980,16 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     rc = open_root(ns, err, errlen);
     if (rc < 0)
         goto fail;
+    rc = -pthread_create(&ns->commit_thread, NULL, commit_main, ns);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start the commit thread: %s", strerror(-rc));
+        goto fail;
+    }
+    ns->thread_started = true;
     *out = &ns->base;
     return 0;
 fail:
-    if (ns) {
-        blockstore_close(ns->bs);
-        if (ns->base.ops)
-            pthread_mutex_destroy(&ns->names_lock);
-        if (ns->lock_fd >= 0)
-            close(ns->lock_fd);
-        free(ns->dir);
-        free(ns);
-    }
+    if (ns)
+        store_free(ns);
     return rc;
 }

@@ -1,12 +1,18 @@
-/* node_store.h - struct node over an embedded, offline block store: no IPFS node needed.
+/* node_store.h - struct node over an embedded block store: no IPFS node needed.
  *
  * Content is imported and addressed exactly as Kubo does by default (importer.h), kept in DIR's
- * block store (blockstore.h) and verified on every read. A missing block is -ENOENT at once.
- * The names (Kubo's MFS) are a tree of UnixFS directories whose root CID is in DIR/root.
+ * block store (blockstore.h) and verified on every read. A missing block is -ENOENT at once,
+ * unless the config gives a fetch hook (the sync engine's upstream node): then it is asked
+ * there, verified and kept.
+ * The names (Kubo's MFS) are a tree of UnixFS directories. A change replaces the current root
+ * in memory; a group commit makes it durable in DIR/root within commit_ms (or at once on
+ * node_store_commit, which is the node's sync op). After a crash the store holds the root of
+ * the last finished commit, complete: every block it points to was durable before it.
  */
 #ifndef IPFSFS_NODE_STORE_H
 #define IPFSFS_NODE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,16 +21,56 @@
 /* Kubo (boxo) shards a directory whose estimated size (names + binary CIDs) exceeds this. */
 #define NODE_STORE_HAMT_SHARD_BYTES (256u << 10)
 
+/* Group commit interval when the config says 0. */
+#define NODE_STORE_COMMIT_MS 1000u
+
 struct node_store_config {
     struct node_add_opts add;  /* defaults for imports (-1/NULL: Kubo's) */
     uint64_t hamt_shard_bytes; /* 0: NODE_STORE_HAMT_SHARD_BYTES (tests lower it) */
+    unsigned commit_ms;        /* group commit interval (0: NODE_STORE_COMMIT_MS) */
+    /* A block missing from the store is asked here (NULL: -ENOENT). Called with no store lock
+     * held, from any thread; returns 0 and a malloc'd copy of the block, or -errno. The store
+     * verifies it against c (hash) before use (-EIO if it does not match) and keeps it in the
+     * block store (durable with the next commit). */
+    int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
+    void *fetch_ud;
 };
 
 /* Open or create the store in dir (created 0700 if missing). dir must not be a symlink
  * (-ELOOP) and must belong to the effective user (-EPERM); if others could enter it, it is
  * made 0700 again. Returns 0 or -errno with a message. The store's walkers are bounded: see
- * the bounds at the top of node_store.c. */
+ * the bounds at the top of node_store.c. With a fetch hook, a committed root whose block is
+ * not here is accepted unverified (it is fetched when first needed). */
 int node_store_new(const char *dir, const struct node_store_config *cfg, struct node **out,
                    char *err, size_t errlen);
+
+/* All of the calls below are thread-safe and take the struct node that node_store_new gave. */
+
+/* Make every change made before the call durable (blocks, then DIR/root). Returns 0, or the
+ * error of this commit, or (once) that of a background commit that failed since the last call
+ * (like fsync(2): a failure is reported to one caller, then forgotten). */
+int node_store_commit(struct node *n);
+
+/* The current root (in memory) and the last committed one; any pointer may be NULL. seq counts
+ * the commits that made a new root durable (so a waiter can tell a later commit happened). */
+void node_store_roots(struct node *n, struct cid *current, struct cid *committed, uint64_t *seq);
+
+/* Replace the current root by next if it still equals expected (else -EAGAIN): how the sync
+ * engine adopts or merges changes made on the node. next's blocks may be missing locally (they
+ * are fetched when needed). Committed like any change. */
+int node_store_swap_root(struct node *n, const struct cid *expected, const struct cid *next);
+
+/* One block, verified: from the store or, if missing, fetched (and kept). *data malloc'd.
+ * -ENOENT if missing and there is no fetch hook. */
+int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len);
+
+/* Whether the block is in the store now (no fetch, not verified). */
+bool node_store_has(struct node *n, const struct cid *c);
+
+/* Resolve an absolute path ("/a/b") under root (any root, not only the current one). */
+int node_store_resolve(struct node *n, const struct cid *root, const char *path, struct cid *out);
+
+/* The store's directory (absolute; for the sync engine's own state file). */
+const char *node_store_dir(struct node *n);
 
 #endif
