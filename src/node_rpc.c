@@ -1195,6 +1195,46 @@ static void rpc_destroy(struct node *base)
     free(n);
 }
 
+/* ---- for the sync engine (node_rpc.h) ---- */
+
+int node_rpc_block_get(struct node *base, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct node_rpc *n = to_rpc(base);
+    char cs[CID_STR_MAX], err[512];
+    if (cid_format(c, cs, sizeof cs) < 0)
+        return -EINVAL;
+    struct rpc_arg args[] = {{"arg", cs}};
+    struct rpc_buf buf = {.max = MAX_BLOCK};
+    int rc = rpc_call_buf(n->rpc, "block/get", args, 1, NULL, &buf, err, sizeof err);
+    if (rc < 0) {
+        log_failure("block/get", c, rc, err);
+        return rc;
+    }
+    *data = (uint8_t *)buf.data;
+    *len = buf.len;
+    return 0;
+}
+
+/* dag/import takes the CAR as one multipart file part, like add. */
+int node_rpc_import_car(struct node *base, int fd, uint64_t size, char *err, size_t errlen)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct upload u = {.fd = fd, .size = size};
+    struct rpc_upload up = {
+        .source = upload_source,
+        .ud = &u,
+        .content_type = "multipart/form-data; boundary=" BOUNDARY,
+        .length = (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
+    };
+    /* The blocks are kept by the names that link them (files/cp next), not by pins. */
+    struct rpc_arg args[] = {{"pin-roots", "false"}, {"stats", "false"}};
+    struct rpc_call_opts co = {.upload = &up, .stall_ms = n->timeout_ms};
+    struct rpc_buf buf = {.max = MAX_SMALL_BODY};
+    int rc = rpc_call_buf(n->rpc, "dag/import", args, 2, &co, &buf, err, errlen);
+    free(buf.data);
+    return rc;
+}
+
 static const struct node_ops rpc_ops = {
     .stat = rpc_stat,
     .list = rpc_list,
