@@ -25,6 +25,7 @@
 #define XATTR_CID "user.ipfs.cid"
 #define XATTR_CID_KUBO "ipfs.cid"
 #define XATTR_STATS "user.ipfsfs.stats"
+#define XATTR_SYNC "user.ipfsfs.sync"
 /* Spare read buffers kept for reuse: a fresh 1 MiB malloc per read is a fresh mmap (main.c pins
  * the mmap threshold at 128 KiB), 256 page faults and a munmap. Bounded, so 64 FUSE threads do
  * not each keep a buffer: at most READ_POOL x the largest read (1 MiB) stays allocated. */
@@ -179,6 +180,11 @@ int fs_start(struct fs *fs)
         .workers = fs->cfg.fetch_workers,
         .timeout_ms = fs->cfg.timeout_ms,
     };
+    if (fs->node->ops->start) {
+        int rc = fs->node->ops->start(fs->node);
+        if (rc < 0)
+            return rc;
+    }
     return reader_new(fs->node, &rcfg, &fs->reader);
 }
 
@@ -954,11 +960,27 @@ static void fs_flush(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     fuse_reply_err(req, -rc);
 }
 
+/* fsync(2): the file is stored (as on close), and the backend makes it durable (the store:
+ * on local disk; a local-first mount: there and on the node). */
 static void fs_fsync(fuse_req_t req, fuse_ino_t id, int datasync, struct fuse_file_info *fi)
 {
-    (void)id;
+    struct fs *fs = fs_of(req);
     (void)datasync;
-    int rc = flush_handle(fs_of(req), (struct fhandle *)(uintptr_t)fi->fh);
+    int rc = flush_handle(fs, (struct fhandle *)(uintptr_t)fi->fh);
+    if (rc == 0 && ino_of(id)->mfs && fs->node->ops->sync)
+        rc = fs->node->ops->sync(fs->node);
+    fuse_reply_err(req, -rc);
+}
+
+/* fsync(2) on a directory (sync DIR): every change to the names, as above. */
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t id, int datasync, struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req);
+    (void)datasync;
+    (void)fi;
+    int rc = 0;
+    if (ino_of(id)->mfs && fs->node->ops->sync)
+        rc = fs->node->ops->sync(fs->node);
     fuse_reply_err(req, -rc);
 }
 
@@ -1346,6 +1368,18 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     }
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
+    if (strcmp(name, XATTR_SYNC) == 0 && fs->node->ops->sync_state && ino->mfs) {
+        char path[PATH_MAX], buf[512];
+        int n = mfs_path(fs, ino, path, sizeof path);
+        if (n >= 0)
+            n = fs->node->ops->sync_state(fs->node, path, buf, sizeof buf);
+        if (n < 0)
+            fuse_reply_err(req, n == -ENOSYS ? ENODATA : -n);
+        else
+            reply_xattr_value(req, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1,
+                              size);
+        return;
+    }
     if (id == FUSE_ROOT_ID) {
         if (strcmp(name, XATTR_STATS) == 0) {
             char buf[8192];
@@ -1387,8 +1421,15 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t id, size_t size)
 {
     static const char cids[] = XATTR_CID "\0" XATTR_CID_KUBO;
     static const char root[] = XATTR_STATS;
+    static const char name_sync[] = XATTR_CID "\0" XATTR_CID_KUBO "\0" XATTR_SYNC;
+    static const char root_sync[] = XATTR_STATS "\0" XATTR_SYNC;
+    struct fs *fs = fs_of(req);
+    bool sync = fs->node->ops->sync_state && ino_of(id)->mfs;
     if (id == FUSE_ROOT_ID)
-        reply_xattr_value(req, root, sizeof root, size);
+        reply_xattr_value(req, sync ? root_sync : root, sync ? sizeof root_sync : sizeof root,
+                          size);
+    else if (sync)
+        reply_xattr_value(req, name_sync, sizeof name_sync, size);
     else
         reply_xattr_value(req, cids, sizeof cids, size);
 }
@@ -1461,6 +1502,7 @@ const struct fuse_lowlevel_ops fs_ops = {
     .write = fs_write,
     .flush = fs_flush,
     .fsync = fs_fsync,
+    .fsyncdir = fs_fsyncdir,
     .release = fs_release,
     .getxattr = fs_getxattr,
     .listxattr = fs_listxattr,

@@ -5,9 +5,11 @@
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
+#include "node_local.h"
 #include "node_store.h"
 #include "options.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 #include <stdbool.h>
 
 static int print_stats(const char *mountpoint)
@@ -102,6 +105,47 @@ static enum log_level level_from(const char *s, int debug)
     return LOG_LVL_ERR;
 }
 
+/* The store of a local-first mount, one per node and MFS directory:
+ * $XDG_DATA_HOME/ipfsfs/<node>-<mfs root> (else ~/.local/share/..., else /var/lib/ipfsfs/...
+ * for root). */
+static int default_store_dir(const char *url, const char *mfs_root, char *out, size_t len)
+{
+    char base[PATH_MAX], id[256];
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0] == '/')
+        snprintf(base, sizeof base, "%s/ipfsfs", xdg);
+    else if (home && home[0] == '/')
+        snprintf(base, sizeof base, "%s/.local/share/ipfsfs", home);
+    else if (geteuid() == 0)
+        snprintf(base, sizeof base, "/var/lib/ipfsfs");
+    else
+        return -ENOENT;
+    /* The node's address and the MFS path, as one safe file name. */
+    const char *u = strstr(url, "://");
+    u = u ? u + 3 : url;
+    size_t n = 0;
+    for (const char *p = u; *p && n < 120; p++)
+        id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
+    while (n && id[n - 1] == '_')
+        n--;
+    id[n++] = '-';
+    id[n++] = '-';
+    for (const char *p = mfs_root; *p && n < sizeof id - 1; p++)
+        id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
+    id[n] = 0;
+    /* Create the parents (0700: the names are private); the store makes its own folder. */
+    for (char *q = base + 1; (q = strchr(q, '/')); q++) {
+        *q = 0;
+        if (mkdir(base, 0700) < 0 && errno != EEXIST)
+            return -errno;
+        *q = '/';
+    }
+    if (mkdir(base, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    int k = snprintf(out, len, "%s/%s", base, id);
+    return k < 0 || (size_t)k >= len ? -ENAMETOOLONG : 0;
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -118,6 +162,7 @@ int main(int argc, char *argv[])
 
     if (options_parse(&args, &o) < 0)
         goto out_args;
+    const char *mfs_root = o.mfs_root;
     if (fuse_parse_cmdline(&args, &fo) != 0)
         goto out_args;
     if (fo.show_help) {
@@ -154,7 +199,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
         goto out_ep;
     }
-    if (o.store) {
+    if (o.store && !o.api) {
         /* The embedded, offline store: no node, no API address. */
         struct node_store_config scfg = {
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
@@ -202,6 +247,35 @@ int main(int argc, char *argv[])
                     err, source, api);
             goto out_curl;
         }
+        if (!o.write_through) {
+            /* Local-first: names and new blocks in a store, pushed to the node behind. */
+            char defdir[PATH_MAX];
+            const char *dir = o.store;
+            if (!dir) {
+                if (default_store_dir(ep.base_url, o.mfs_root, defdir, sizeof defdir) < 0) {
+                    fprintf(stderr, "ipfsfs: no folder for the local store (set "
+                                    "XDG_DATA_HOME or HOME, or give --store=DIR)\n");
+                    goto out_node;
+                }
+                dir = defdir;
+            }
+            struct node_store_config scfg = {
+                .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
+                        .chunker = o.chunker, .pin = !o.no_pin},
+            };
+            struct node_local_config lcfg = {
+                .mfs_root = o.mfs_root,
+                .timeout_ms = o.timeout * 1000u,
+                .unmount_wait_ms = o.unmount_wait * 1000u,
+            };
+            struct node *up = node;
+            node = NULL;
+            if (node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err) < 0) {
+                fprintf(stderr, "ipfsfs: %s\n", err);
+                goto out_curl;
+            }
+            mfs_root = "/"; /* the store's root is the mount's root */
+        }
     }
     fprintf(stderr, "ipfsfs: using %s\n", node->description);
 
@@ -224,7 +298,7 @@ int main(int argc, char *argv[])
         .immutable_timeout = 365.0 * 86400,
         .timeout_ms = o.timeout * 1000u,
         .root_timeout = 1.0,
-        .mfs_root = o.mfs_root,
+        .mfs_root = mfs_root,
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,

@@ -86,6 +86,9 @@ struct node_ops {
     /* Space where new content goes (the node's repo, the store's disk), for statfs(2): total and
      * available bytes. Optional: NULL (or -ENOSYS) means unknown, and statfs reports zeros. */
     int (*space)(struct node *n, uint64_t *total, uint64_t *avail);
+    /* Start the backend's threads: called once, after the process has become a daemon (a
+     * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
+    int (*start)(struct node *n);
     /* Make every change made before the call durable where this node keeps it: for the store,
      * on local disk; for a local-first mount, locally and on the upstream node (bounded by the
      * timeout; the upstream's refusal is -EIO). Optional: NULL means changes are durable as

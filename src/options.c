@@ -46,6 +46,10 @@ static const struct fuse_opt option_table[] = {
     OPT("proxy=%s", proxy),
     OPT("--api-auth-insecure", api_auth_insecure),
     OPT("api-auth-insecure", api_auth_insecure),
+    OPT("--write-through", write_through),
+    OPT("write-through", write_through),
+    OPT("--unmount-wait=%u", unmount_wait),
+    OPT("unmount-wait=%u", unmount_wait),
     OPT("--store=%s", store),
     OPT("store=%s", store),
     OPT("--chunker=%s", chunker),
@@ -95,7 +99,13 @@ void options_print_help(const char *progname)
            "                           else /ip4/127.0.0.1/tcp/5001)\n"
            "    --timeout=SECONDS      longest wait of a read(2), stat or listing on the node\n"
            "                           (default 30)\n"
-           "    --store=DIR            no node: use the embedded, offline block store in DIR\n"
+           "    --store=DIR            where names and new blocks are kept (default: a folder\n"
+           "                           per node in $XDG_DATA_HOME/ipfsfs); without --api,\n"
+           "                           no node at all: the store alone, offline\n"
+           "    --write-through        no local store: every change waits for the node\n"
+           "                           (close(2) returns once the node has the file)\n"
+           "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
+           "                           change (default 60; what is left is sent next time)\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
            "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
            "                           environment variable IPFSFS_API_AUTH also works\n"
@@ -191,6 +201,7 @@ int options_parse(struct fuse_args *args, struct options *o)
 {
     memset(o, 0, sizeof *o);
     o->timeout = 30;
+    o->unmount_wait = 60;
     o->cid_version = -1;
     o->raw_leaves = -1;
     if (fuse_opt_parse(args, o, option_table, keep_nonopt) == -1)
@@ -205,6 +216,15 @@ int options_parse(struct fuse_args *args, struct options *o)
     }
     if (o->timeout == 0 || o->timeout > 86400) {
         fprintf(stderr, "ipfsfs: --timeout must be between 1 and 86400 seconds\n");
+        return -1;
+    }
+    if (o->unmount_wait > 86400) {
+        fprintf(stderr, "ipfsfs: --unmount-wait must be at most 86400 seconds\n");
+        return -1;
+    }
+    if (o->write_through && o->store) {
+        fprintf(stderr, "ipfsfs: --write-through keeps no local store: it cannot go with "
+                        "--store\n");
         return -1;
     }
     if (parse_size_opt("--cache-size", o->cache_size, 256u << 20, 1u << 20, &o->cache_bytes) < 0 ||

@@ -26,6 +26,8 @@ struct options {
     char *store;         /* embedded block store directory (no node) */
     char *proxy;         /* proxy URL for the RPC connection; NULL: none (never the environment's) */
     int api_auth_insecure; /* send the API secret over plain http to a non-loopback address */
+    int write_through;   /* names live on the node: close(2) waits for it (no local store) */
+    unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */

@@ -1,0 +1,28 @@
+/* node_local.h - the local-first node: names and new blocks in the embedded store (written and
+ * read with no network wait), pushed to an upstream node by the sync engine (sync.h).
+ *
+ * Names (the mfs_* calls), imports and symlinks go to the store. Content by CID comes from the
+ * store when it holds the root block, else from the upstream node. A block of the names tree
+ * the store lacks (names adopted from the node) is fetched from the node and kept.
+ * sync makes every change durable locally and on the node (fsync(2)).
+ */
+#ifndef IPFSFS_NODE_LOCAL_H
+#define IPFSFS_NODE_LOCAL_H
+
+#include "node.h"
+#include "node_store.h"
+
+struct node_local_config {
+    const char *mfs_root;     /* the upstream's MFS directory that mirrors the names */
+    unsigned timeout_ms;      /* bound of an fsync's wait for the upstream */
+    unsigned poll_ms;         /* how often outside changes are looked for (0: 2 s) */
+    unsigned unmount_wait_ms; /* how long unmount waits for the upstream to have everything */
+};
+
+/* Open the store in store_dir (node_store_new with scfg) over upstream up (a node_rpc),
+ * which is owned by the new node from now on, also on failure. */
+int node_local_new(const char *store_dir, const struct node_store_config *scfg,
+                   struct node *up, const struct node_local_config *cfg, struct node **out,
+                   char *err, size_t errlen);
+
+#endif

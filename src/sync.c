@@ -1,0 +1,954 @@
+/* sync.c - see sync.h.
+ *
+ * One thread runs the engine; fsync (sync_wait), getxattr (sync_state) and unmount (sync_stop)
+ * talk to it through s->lock. The thread never holds s->lock across a call to the node or the
+ * store: it copies the state out, works, and publishes the result.
+ */
+#include "config.h"
+
+#include "sync.h"
+
+#include "car.h"
+#include "dagpb.h"
+#include "log.h"
+#include "node_rpc.h"
+#include "node_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_MIN_MS 500u
+#define BACKOFF_MAX_MS 30000u
+#define MAX_PATH 4096
+#define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
+
+/* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
+static const char EMPTY_DIR[] = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
+
+struct sync {
+    struct node *store, *up;
+    char *mfs_root;
+    unsigned timeout_ms, poll_ms;
+    pthread_t thread;
+    char state_path[PATH_MAX];
+    struct cid empty_dir;
+
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t cond;  /* the thread waits for kicks here; waiters for progress */
+    bool stop, kicked;
+    bool started; /* the thread runs (set once, before anyone waits on it) */
+    uint64_t stop_deadline_ms;
+    bool have_state;
+    struct cid synced_local;  /* the store's root the node was last confirmed to have */
+    struct cid synced_remote; /* the node's MFS directory's CID at that time */
+    uint64_t pushed_seq;      /* store commit sequence number whose root the node has */
+    uint64_t attempts;        /* finished rounds (each success or failure adds one) */
+    uint64_t failures_at;     /* value of attempts after the last failed round */
+    char error[256];          /* why the last round failed ("" after a success) */
+    uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void deadline_ts(uint64_t ms_from_now, struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms_from_now / 1000u);
+    ts->tv_nsec += (long)(ms_from_now % 1000u) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* ---- the state file: two CIDs, one per line, replaced atomically ---- */
+
+static int load_state(struct sync *s)
+{
+    FILE *f = fopen(s->state_path, "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    char a[CID_STR_MAX], b[CID_STR_MAX];
+    int rc = -EINVAL;
+    if (fgets(a, sizeof a, f) && fgets(b, sizeof b, f)) {
+        a[strcspn(a, "\n")] = 0;
+        b[strcspn(b, "\n")] = 0;
+        if (cid_parse(a, strlen(a), &s->synced_local) == 0 &&
+            cid_parse(b, strlen(b), &s->synced_remote) == 0) {
+            s->have_state = true;
+            rc = 0;
+        }
+    }
+    fclose(f);
+    if (rc < 0)
+        log_warn("%s is damaged: the names will be merged with the node's as on a first mount",
+                 s->state_path);
+    return 0;
+}
+
+static int save_state(struct sync *s, const struct cid *local, const struct cid *remote)
+{
+    char a[CID_STR_MAX], b[CID_STR_MAX], tmp[PATH_MAX + 16];
+    if (cid_format(local, a, sizeof a) < 0 || cid_format(remote, b, sizeof b) < 0)
+        return -EINVAL;
+    snprintf(tmp, sizeof tmp, "%s.tmp", s->state_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    char line[2 * CID_STR_MAX + 4];
+    int n = snprintf(line, sizeof line, "%s\n%s\n", a, b);
+    int rc = write(fd, line, (size_t)n) == n ? 0 : -EIO;
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, s->state_path) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(tmp);
+        log_err("cannot record the sync state in %s: %s", s->state_path, strerror(-rc));
+    }
+    return rc;
+}
+
+/* ---- directory listings, sorted by name ---- */
+
+struct ent {
+    char *name;
+    struct cid cid;
+    enum node_kind kind;
+};
+
+struct ents {
+    struct ent *v;
+    size_t n, cap;
+};
+
+static void ents_free(struct ents *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].name);
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+static int ents_add(void *ud, const struct node_entry *ne)
+{
+    struct ents *e = ud;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 32;
+        struct ent *v = realloc(e->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        e->v = v;
+        e->cap = cap;
+    }
+    char *name = strndup(ne->name, ne->name_len);
+    if (!name)
+        return -ENOMEM;
+    e->v[e->n++] = (struct ent){.name = name, .cid = ne->cid, .kind = ne->kind};
+    return 0;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct ent *)a)->name, ((const struct ent *)b)->name);
+}
+
+static const struct ent *ents_find(const struct ents *e, const char *name)
+{
+    struct ent key = {.name = (char *)name};
+    return e->n ? bsearch(&key, e->v, e->n, sizeof *e->v, ent_cmp) : NULL;
+}
+
+/* List directory c from n (the store or the node). The empty directory needs no block. */
+static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c || cid_equal(c, &s->empty_dir))
+        return 0;
+    int rc = n->ops->list(n, c, ents_add, out);
+    if (rc < 0) {
+        ents_free(out);
+        return rc;
+    }
+    qsort(out->v, out->n, sizeof *out->v, ent_cmp);
+    /* A kind the listing could not tell is asked. */
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->v[i].kind != NODE_UNKNOWN)
+            continue;
+        struct node_stat st = {0};
+        rc = n->ops->stat(n, &out->v[i].cid, &st);
+        node_stat_clear(&st);
+        if (rc < 0) {
+            ents_free(out);
+            return rc;
+        }
+        out->v[i].kind = st.kind;
+    }
+    return 0;
+}
+
+static int join(char *buf, size_t len, const char *dir, const char *name)
+{
+    size_t dl = strlen(dir);
+    int n = snprintf(buf, len, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* ---- blocks: a CAR of what the local tree has and the node's does not ---- */
+
+/* A set of multihashes seen (open addressing, grows at half full). */
+struct seen {
+    struct cid *v;
+    size_t cap, n;
+};
+
+static uint64_t mh_hash(const struct cid *c)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < c->mh_len; i++)
+        h = (h ^ c->mh[i]) * 1099511628211ull;
+    return h;
+}
+
+/* 1 if c was there, 0 if added now, -ENOMEM. */
+static int seen_add(struct seen *s, const struct cid *c)
+{
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        struct cid *v = calloc(cap, sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->v[i].mh_len)
+                continue;
+            size_t j = mh_hash(&s->v[i]) & (cap - 1);
+            while (v[j].mh_len)
+                j = (j + 1) & (cap - 1);
+            v[j] = s->v[i];
+        }
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    size_t j = mh_hash(c) & (s->cap - 1);
+    while (s->v[j].mh_len) {
+        if (s->v[j].mh_len == c->mh_len && memcmp(s->v[j].mh, c->mh, c->mh_len) == 0)
+            return 1;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->v[j] = *c;
+    s->n++;
+    return 0;
+}
+
+struct carw {
+    struct sync *s;
+    int fd;
+    uint64_t size, blocks;
+    struct seen seen;
+};
+
+static int car_out(void *ud, const void *data, size_t len)
+{
+    struct carw *w = ud;
+    int rc = car_sink_fd(&w->fd, data, len);
+    if (rc == 0)
+        w->size += len;
+    return rc;
+}
+
+static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, unsigned depth);
+
+/* The links of a directory (or HAMT shard) block: an entry whose CID the node's directory
+ * has under any name is skipped; a changed subdirectory is compared with the node's one. */
+static int send_dir_links(struct carw *w, const struct dagpb_node *pb, bool hamt,
+                          const struct ents *remote, unsigned depth)
+{
+    struct seen rset = {0};
+    int rc = 0;
+    for (size_t i = 0; i < remote->n && rc >= 0; i++)
+        rc = seen_add(&rset, &remote->v[i].cid);
+    for (size_t i = 0; i < pb->nlinks && rc >= 0; i++) {
+        const struct dagpb_link *lk = &pb->links[i];
+        struct cid c;
+        if (cid_from_bytes(lk->hash, lk->hash_len, &c) < 0) {
+            rc = -EIO;
+            break;
+        }
+        size_t skip = hamt ? 2 : 0; /* a HAMT link name starts with the bucket's 2 hex digits */
+        if (hamt && lk->name_len <= skip) { /* a sub-shard: same directory, deeper */
+            rc = send_tree(w, &c, NULL, depth + 1);
+            continue;
+        }
+        if (rset.n && seen_add(&rset, &c) == 1)
+            continue;
+        const struct ent *re = NULL;
+        if (lk->name_len > skip && lk->name_len - skip < 256) {
+            char name[256];
+            memcpy(name, lk->name + skip, lk->name_len - skip);
+            name[lk->name_len - skip] = 0;
+            re = ents_find(remote, name);
+        }
+        rc = send_tree(w, &c, re && re->kind == NODE_DIR ? &re->cid : NULL, depth + 1);
+    }
+    free(rset.v);
+    return rc;
+}
+
+/* Put l's blocks that the node may lack into the CAR; r is the node's version of the same
+ * directory, if any. A block the store does not hold came from the node (adopted, fetched):
+ * the node has it, and everything under it. */
+static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, unsigned depth)
+{
+    if (depth > MAX_TREE_DEPTH)
+        return -ELOOP;
+    if (r && cid_equal(l, r))
+        return 0;
+    if (!node_store_has(w->s->store, l))
+        return 0;
+    int rc = seen_add(&w->seen, l);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    uint8_t *b;
+    size_t len;
+    rc = node_store_block(w->s->store, l, &b, &len);
+    if (rc < 0)
+        return rc;
+    rc = car_write_block(car_out, w, l, b, len);
+    w->blocks++;
+    if (rc < 0 || l->codec != CID_CODEC_DAG_PB) {
+        free(b);
+        return rc;
+    }
+    struct dagpb_node pb;
+    struct unixfs_data u;
+    if (dagpb_decode(b, len, &pb) < 0) {
+        free(b);
+        return -EIO;
+    }
+    if (!pb.has_data || unixfs_decode(pb.data, pb.data_len, &u) < 0) {
+        rc = -EIO;
+        goto out;
+    }
+    if (u.type == UNIXFS_DIRECTORY || u.type == UNIXFS_HAMT_SHARD) {
+        struct ents remote = {0};
+        if (r) {
+            rc = list_dir(w->s, w->s->up, r, &remote);
+            if (rc < 0) /* the node cannot list its own version: send ours whole */
+                memset(&remote, 0, sizeof remote);
+        }
+        rc = send_dir_links(w, &pb, u.type == UNIXFS_HAMT_SHARD, &remote, depth);
+        ents_free(&remote);
+    } else {
+        for (size_t i = 0; i < pb.nlinks && rc >= 0; i++) {
+            struct cid c;
+            rc = cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &c) < 0
+                     ? -EIO
+                     : send_tree(w, &c, NULL, depth + 1);
+        }
+    }
+out:
+    dagpb_node_free(&pb);
+    free(b);
+    return rc;
+}
+
+/* Send the blocks of local that the node's tree remote lacks, in one dag/import. */
+static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
+                       uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/.push-XXXXXX", node_store_dir(s->store));
+    struct carw w = {.s = s, .fd = mkostemp(path, O_CLOEXEC)};
+    if (w.fd < 0) {
+        snprintf(err, errlen, "cannot create %.300s: %s", path, strerror(errno));
+        return -errno;
+    }
+    unlink(path);
+    int rc = car_write_header(car_out, &w, local, 1);
+    if (rc == 0)
+        rc = send_tree(&w, local, remote, 0);
+    if (rc < 0)
+        snprintf(err, errlen, "reading the local blocks: %s", strerror(-rc));
+    else if (w.blocks)
+        rc = node_rpc_import_car(s->up, w.fd, w.size, err, errlen);
+    *nblocks = w.blocks;
+    *nbytes = w.size;
+    free(w.seen.v);
+    close(w.fd);
+    return rc;
+}
+
+/* ---- names: make the node's directory at path (now remote) equal the local one ---- */
+
+static int name_failed(char *err, size_t errlen, const char *what, const char *path, int rc)
+{
+    snprintf(err, errlen, "%s %.300s: %s", what, path, strerror(-rc));
+    return rc;
+}
+
+static int dir_meta_equal(struct sync *s, const struct cid *l, const struct cid *r)
+{
+    struct node_stat a = {0}, b = {0};
+    int rc = s->store->ops->stat(s->store, l, &a);
+    if (rc == 0)
+        rc = s->up->ops->stat(s->up, r, &b);
+    node_stat_clear(&a);
+    node_stat_clear(&b);
+    if (rc < 0)
+        return rc;
+    return a.mode == b.mode && a.has_mtime == b.has_mtime && (!a.has_mtime || a.mtime == b.mtime);
+}
+
+static int push_names(struct sync *s, const char *path, const struct cid *remote,
+                      const struct cid *local, unsigned depth, char *err, size_t errlen)
+{
+    if (depth > MAX_TREE_DEPTH)
+        return -ELOOP;
+    struct ents re, le;
+    int rc = list_dir(s, s->up, remote, &re);
+    if (rc < 0)
+        return name_failed(err, errlen, "listing the node's", path, rc);
+    rc = list_dir(s, s->store, local, &le);
+    if (rc < 0) {
+        ents_free(&re);
+        return name_failed(err, errlen, "listing the local", path, rc);
+    }
+    char child[MAX_PATH];
+    for (size_t i = 0; i < re.n && rc >= 0; i++) {
+        if (ents_find(&le, re.v[i].name))
+            continue;
+        rc = join(child, sizeof child, path, re.v[i].name);
+        if (rc == 0)
+            rc = s->up->ops->mfs_rm(s->up, child, true);
+        if (rc < 0 && rc != -ENOENT)
+            name_failed(err, errlen, "removing", child, rc);
+        else
+            rc = 0;
+    }
+    for (size_t i = 0; i < le.n && rc >= 0; i++) {
+        const struct ent *l = &le.v[i], *r = ents_find(&re, l->name);
+        if (r && cid_equal(&r->cid, &l->cid))
+            continue;
+        rc = join(child, sizeof child, path, l->name);
+        if (rc < 0)
+            break;
+        if (r && r->kind == NODE_DIR && l->kind == NODE_DIR) {
+            int same = dir_meta_equal(s, &l->cid, &r->cid);
+            if (same < 0) {
+                rc = name_failed(err, errlen, "comparing", child, same);
+                break;
+            }
+            if (same) {
+                rc = push_names(s, child, &r->cid, &l->cid, depth + 1, err, errlen);
+                continue;
+            }
+        }
+        if (r) {
+            rc = s->up->ops->mfs_rm(s->up, child, true);
+            if (rc < 0 && rc != -ENOENT) {
+                name_failed(err, errlen, "replacing", child, rc);
+                break;
+            }
+        }
+        rc = s->up->ops->mfs_link(s->up, &l->cid, child);
+        if (rc < 0)
+            name_failed(err, errlen, "linking", child, rc);
+    }
+    ents_free(&re);
+    ents_free(&le);
+    return rc;
+}
+
+/* ---- changes made on the node ---- */
+
+static int conflict_name(struct sync *s, const char *dir, const char *name, char *out,
+                         size_t len)
+{
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    for (int i = 0; i < 100; i++) {
+        char leaf[300];
+        if (i)
+            snprintf(leaf, sizeof leaf, "%.200s.conflict-%s-%d", name, stamp, i);
+        else
+            snprintf(leaf, sizeof leaf, "%.200s.conflict-%s", name, stamp);
+        int rc = join(out, len, dir, leaf);
+        if (rc < 0)
+            return rc;
+        struct node_stat st = {0};
+        struct cid c;
+        rc = s->store->ops->mfs_stat(s->store, out, &st, &c);
+        node_stat_clear(&st);
+        if (rc == -ENOENT)
+            return 0;
+        if (rc < 0)
+            return rc;
+    }
+    return -EEXIST;
+}
+
+static bool same_ent(const struct ent *a, const struct ent *b)
+{
+    if (!a || !b)
+        return !a && !b;
+    return cid_equal(&a->cid, &b->cid);
+}
+
+/* Three-way merge into the store at path (a local path): base is what both sides had, theirs
+ * the node's version now, and the store's current directory at path is ours. */
+static int merge_dir(struct sync *s, const char *path, const struct cid *base,
+                     const struct cid *theirs, unsigned depth, char *err, size_t errlen)
+{
+    if (depth > MAX_TREE_DEPTH)
+        return -ELOOP;
+    struct ents be = {0}, te = {0}, oe = {0};
+    int rc = list_dir(s, s->store, base, &be);
+    if (rc == 0)
+        rc = list_dir(s, s->up, theirs, &te);
+    if (rc == 0) {
+        rc = s->store->ops->mfs_list(s->store, path, ents_add, &oe);
+        if (rc == 0)
+            qsort(oe.v, oe.n, sizeof *oe.v, ent_cmp);
+    }
+    if (rc < 0) {
+        name_failed(err, errlen, "merging", path, rc);
+        goto out;
+    }
+    char child[MAX_PATH], other[MAX_PATH];
+    for (int pass = 0; pass < 2 && rc >= 0; pass++) {
+        /* pass 0: names the node has; pass 1: names only the base had (deleted there) */
+        const struct ents *src = pass == 0 ? &te : &be;
+        for (size_t i = 0; i < src->n && rc >= 0; i++) {
+            const char *name = src->v[i].name;
+            if (pass == 1 && ents_find(&te, name))
+                continue;
+            const struct ent *b = ents_find(&be, name), *t = ents_find(&te, name),
+                             *o = ents_find(&oe, name);
+            if (same_ent(t, b) || same_ent(o, t))
+                continue;
+            rc = join(child, sizeof child, path, name);
+            if (rc < 0)
+                break;
+            if (same_ent(o, b)) { /* only the node changed it: take theirs */
+                if (o) {
+                    rc = s->store->ops->mfs_rm(s->store, child, true);
+                    if (rc < 0 && rc != -ENOENT)
+                        break;
+                }
+                rc = t ? s->store->ops->mfs_link(s->store, &t->cid, child) : 0;
+                continue;
+            }
+            if (o && t && o->kind == NODE_DIR && t->kind == NODE_DIR) {
+                rc = merge_dir(s, child, b && b->kind == NODE_DIR ? &b->cid : NULL, &t->cid,
+                               depth + 1, err, errlen);
+                continue;
+            }
+            if (!t) /* deleted there, changed here: ours stays */
+                continue;
+            rc = conflict_name(s, path, name, other, sizeof other);
+            if (rc == 0)
+                rc = s->store->ops->mfs_link(s->store, &t->cid, other);
+            if (rc == 0) {
+                log_warn("%s changed both here and on the node: the local version stays, the "
+                         "node's is %s", child, other);
+                pthread_mutex_lock(&s->lock);
+                s->conflicts++;
+                pthread_mutex_unlock(&s->lock);
+            }
+        }
+    }
+    if (rc < 0 && !err[0])
+        name_failed(err, errlen, "merging", path, rc);
+out:
+    ents_free(&be);
+    ents_free(&te);
+    ents_free(&oe);
+    return rc;
+}
+
+/* ---- one round ---- */
+
+static int remote_root(struct sync *s, struct cid *out, char *err, size_t errlen)
+{
+    struct node_stat st = {0};
+    int rc = s->up->ops->mfs_stat(s->up, s->mfs_root, &st, out);
+    node_stat_clear(&st);
+    if (rc == -ENOENT) {
+        /* First use of --mfs-root: make it (and its parents), empty. */
+        char p[MAX_PATH];
+        snprintf(p, sizeof p, "%s", s->mfs_root);
+        for (char *q = p + 1; rc == -ENOENT || rc == -EEXIST || rc == 0; q++) {
+            char *slash = strchr(q, '/');
+            if (slash)
+                *slash = 0;
+            rc = s->up->ops->mfs_mkdir(s->up, p);
+            if (!slash)
+                break;
+            *slash = '/';
+            q = slash;
+        }
+        if (rc == -EEXIST)
+            rc = 0;
+        if (rc == 0)
+            rc = s->up->ops->mfs_stat(s->up, s->mfs_root, &st, out);
+        node_stat_clear(&st);
+    }
+    if (rc == 0 && st.kind != NODE_DIR)
+        rc = -ENOTDIR;
+    if (rc < 0)
+        snprintf(err, errlen, "%s: files/stat %s: %s", s->up->description, s->mfs_root,
+                 strerror(-rc));
+    return rc;
+}
+
+static void fmt(const struct cid *c, char *buf, size_t len)
+{
+    if (cid_format(c, buf, len) < 0)
+        snprintf(buf, len, "?");
+}
+
+static int round_once(struct sync *s, char *err, size_t errlen)
+{
+    struct cid current, committed, remote;
+    uint64_t seq;
+    char a[CID_STR_MAX], b[CID_STR_MAX];
+    node_store_roots(s->store, &current, &committed, &seq);
+    int rc = remote_root(s, &remote, err, errlen);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&s->lock);
+    bool have = s->have_state;
+    struct cid sl = s->synced_local, sr = s->synced_remote;
+    pthread_mutex_unlock(&s->lock);
+
+    if (!have) {
+        /* First contact between this store and this MFS directory: base is empty. */
+        sl = s->empty_dir;
+        sr = s->empty_dir;
+    }
+    if (!cid_equal(&remote, &sr)) {
+        fmt(&remote, a, sizeof a);
+        if (cid_equal(&current, &sl) && cid_equal(&committed, &current)) {
+            /* Nothing pending here: the node's names become ours. */
+            rc = node_store_swap_root(s->store, &current, &remote);
+            if (rc == -EAGAIN)
+                return 0; /* changed here meanwhile: next round merges */
+            if (rc == 0)
+                rc = node_store_commit(s->store);
+            if (rc == 0)
+                rc = save_state(s, &remote, &remote);
+            if (rc < 0) {
+                snprintf(err, errlen, "adopting the node's %s (%s): %s", s->mfs_root, a,
+                         strerror(-rc));
+                return rc;
+            }
+            node_store_roots(s->store, NULL, NULL, &seq);
+            log_info("%s on the node changed to %s: adopted", s->mfs_root, a);
+            pthread_mutex_lock(&s->lock);
+            s->have_state = true;
+            s->synced_local = s->synced_remote = remote;
+            if (seq > s->pushed_seq)
+                s->pushed_seq = seq;
+            s->adopted++;
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        /* Both changed: merge theirs into ours, then push the result against theirs. */
+        rc = merge_dir(s, "/", &sl, &remote, 0, err, errlen);
+        if (rc == 0)
+            rc = node_store_commit(s->store);
+        if (rc < 0)
+            return rc;
+        log_info("%s on the node changed to %s while names changed here: merged", s->mfs_root,
+                 a);
+        pthread_mutex_lock(&s->lock);
+        s->merged++;
+        pthread_mutex_unlock(&s->lock);
+        node_store_roots(s->store, &current, &committed, &seq);
+    } else if (cid_equal(&committed, &sl)) {
+        pthread_mutex_lock(&s->lock);
+        if (seq > s->pushed_seq)
+            s->pushed_seq = seq;
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+
+    /* Push committed: blocks first, then names, then the record. */
+    uint64_t nblocks = 0, nbytes = 0;
+    rc = send_blocks(s, &committed, &remote, &nblocks, &nbytes, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = push_names(s, s->mfs_root, &remote, &committed, 0, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct cid after;
+    rc = remote_root(s, &after, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = save_state(s, &committed, &after);
+    if (rc < 0) {
+        snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
+        return rc;
+    }
+    fmt(&committed, a, sizeof a);
+    fmt(&after, b, sizeof b);
+    if (!cid_equal(&committed, &after))
+        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes); the node's "
+                 "directory is %s (its own encoding of the same names)",
+                 a, s->up->description, nblocks, nbytes, b);
+    else
+        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes)", a,
+                 s->up->description, nblocks, nbytes);
+    pthread_mutex_lock(&s->lock);
+    s->have_state = true;
+    s->synced_local = committed;
+    s->synced_remote = after;
+    if (seq > s->pushed_seq)
+        s->pushed_seq = seq;
+    s->pushes++;
+    s->blocks_sent += nblocks;
+    s->bytes_sent += nbytes;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static bool pending(struct sync *s)
+{
+    struct cid committed;
+    node_store_roots(s->store, NULL, &committed, NULL);
+    pthread_mutex_lock(&s->lock);
+    bool p = !s->have_state || !cid_equal(&committed, &s->synced_local);
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+static void *sync_thread(void *arg)
+{
+    struct sync *s = arg;
+    unsigned backoff = 0;
+    bool failing = false;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        uint64_t wait = backoff ? backoff : s->poll_ms;
+        if (s->stop) {
+            uint64_t now = now_ms();
+            wait = now >= s->stop_deadline_ms ? 0 : s->stop_deadline_ms - now;
+            if (backoff && backoff < wait)
+                wait = backoff;
+        }
+        if (!s->kicked && wait && !(s->stop && !backoff)) {
+            struct timespec ts;
+            deadline_ts(wait, &ts);
+            pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+        }
+        s->kicked = false;
+        bool stopping = s->stop;
+        pthread_mutex_unlock(&s->lock);
+        if (stopping && (!pending(s) || now_ms() >= s->stop_deadline_ms))
+            break;
+        char err[512] = "";
+        int rc = round_once(s, err, sizeof err);
+        pthread_mutex_lock(&s->lock);
+        s->attempts++;
+        if (rc < 0) {
+            if (!err[0])
+                snprintf(err, sizeof err, "%s", strerror(-rc));
+            if (!failing || strcmp(err, s->error) != 0)
+                log_warn("sync to %s: %s (kept locally, retrying)", s->up->description, err);
+            snprintf(s->error, sizeof s->error, "%s", err);
+            s->failures_at = s->attempts;
+            s->failed++;
+            failing = true;
+            backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
+                              : BACKOFF_MIN_MS;
+        } else {
+            if (failing)
+                log_info("sync to %s works again", s->up->description);
+            s->error[0] = 0;
+            failing = false;
+            backoff = 0;
+        }
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
+             struct sync **out)
+{
+    struct sync *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->store = store;
+    s->up = up;
+    s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
+    s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
+    s->mfs_root = strdup(cfg->mfs_root ? cfg->mfs_root : "/");
+    cid_parse(EMPTY_DIR, strlen(EMPTY_DIR), &s->empty_dir);
+    snprintf(s->state_path, sizeof s->state_path, "%s/synced", node_store_dir(store));
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = s->mfs_root ? load_state(s) : -ENOMEM;
+    if (rc < 0) {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s->mfs_root);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int sync_start(struct sync *s)
+{
+    char err[512] = "";
+    int rc = round_once(s, err, sizeof err);
+    pthread_mutex_lock(&s->lock);
+    s->attempts++;
+    if (rc < 0) {
+        log_warn("sync to %s: %s (kept locally, retrying)", s->up->description,
+                 err[0] ? err : strerror(-rc));
+        snprintf(s->error, sizeof s->error, "%s", err[0] ? err : strerror(-rc));
+        s->failures_at = s->attempts;
+        s->failed++;
+        s->kicked = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    rc = -pthread_create(&s->thread, NULL, sync_thread, s);
+    if (rc == 0)
+        s->started = true;
+    return rc;
+}
+
+int sync_wait(struct sync *s)
+{
+    int rc = node_store_commit(s->store);
+    if (rc < 0 || !s->started)
+        return rc < 0 ? rc : -EIO;
+    uint64_t seq;
+    node_store_roots(s->store, NULL, NULL, &seq);
+    struct timespec ts;
+    deadline_ts(s->timeout_ms, &ts);
+    pthread_mutex_lock(&s->lock);
+    uint64_t start = s->attempts;
+    s->kicked = true;
+    pthread_cond_broadcast(&s->cond);
+    /* Done when a round has confirmed our commit (or a later one). A round that fails after
+     * ours started, or the timeout, is EIO: the data stays queued and the log says why. */
+    while (s->pushed_seq < seq || !s->have_state) {
+        if (s->failures_at > start) {
+            rc = -EIO;
+            break;
+        }
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
+            rc = s->pushed_seq >= seq && s->have_state ? 0 : -EIO;
+            if (rc < 0)
+                log_warn("fsync: %s does not have the changes after %u s%s%s (kept locally)",
+                         s->up->description, s->timeout_ms / 1000, s->error[0] ? ": " : "",
+                         s->error);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sync_state(struct sync *s, const char *path, char *buf, size_t len)
+{
+    struct cid current, here, there;
+    pthread_mutex_lock(&s->lock);
+    bool have = s->have_state;
+    struct cid synced = s->synced_local;
+    char error[sizeof s->error];
+    snprintf(error, sizeof error, "%s", s->error);
+    pthread_mutex_unlock(&s->lock);
+    node_store_roots(s->store, &current, NULL, NULL);
+    int rc = node_store_resolve(s->store, &current, path, &here);
+    if (rc < 0)
+        return rc;
+    bool same = have && node_store_resolve(s->store, &synced, path, &there) == 0 &&
+                cid_equal(&here, &there);
+    if (same)
+        return snprintf(buf, len, "synced");
+    if (error[0])
+        return snprintf(buf, len, "error: %s", error);
+    return snprintf(buf, len, "pending");
+}
+
+int sync_stats(struct sync *s, char *buf, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = snprintf(buf, len,
+                     "sync_pushes %" PRIu64 "\nsync_blocks_sent %" PRIu64
+                     "\nsync_bytes_sent %" PRIu64 "\nsync_adopted %" PRIu64
+                     "\nsync_merged %" PRIu64 "\nsync_conflicts %" PRIu64
+                     "\nsync_failed_rounds %" PRIu64 "\nsync_error %s\n",
+                     s->pushes, s->blocks_sent, s->bytes_sent, s->adopted, s->merged,
+                     s->conflicts, s->failed, s->error[0] ? s->error : "none");
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+int sync_stop(struct sync *s, unsigned wait_ms)
+{
+    int rc = node_store_commit(s->store);
+    if (rc < 0)
+        log_err("cannot commit the names locally: %s", strerror(-rc));
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    s->stop_deadline_ms = now_ms() + wait_ms;
+    s->kicked = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (!s->started) {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s->mfs_root);
+        free(s);
+        return 0;
+    }
+    if (pending(s))
+        log_info("unmount: sending the pending changes to %s (up to %u s)", s->up->description,
+                 wait_ms / 1000);
+    pthread_join(s->thread, NULL);
+    bool left = pending(s);
+    if (left) {
+        log_warn("unmount: %s does not have every change yet%s%s: they are kept in %s and the "
+                 "next mount sends them",
+                 s->up->description, s->error[0] ? ": " : "", s->error,
+                 node_store_dir(s->store));
+    }
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s->mfs_root);
+    free(s);
+    return left ? -EAGAIN : 0;
+}

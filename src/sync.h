@@ -1,0 +1,58 @@
+/* sync.h - the sync engine: pushes the local names tree (the embedded store) to a node's MFS
+ * in the background, and pulls the changes made there.
+ *
+ * The durable queue is the pair of roots in the store: what the store has committed, and what
+ * the node was last confirmed to have (DIR/synced: the local root then, and the CID of the
+ * node's MFS directory then). Everything reachable from the first and not from the second is
+ * pending: a push sends those blocks in one CAR (dag/import), then changes the names under
+ * --mfs-root with a few files API calls per changed directory, then records the new pair. A
+ * crash anywhere in between leaves the old pair, and the next push repeats the work (the node
+ * ignores blocks it has; names are compared before they are changed).
+ *
+ * Changes made on the node (the MFS directory's CID is not the recorded one): with nothing
+ * pending here they are adopted (the store's root becomes the node's); with changes on both
+ * sides they are merged three ways against the last synced root, name by name, and where both
+ * changed one name the local version stays and the node's goes beside it as
+ * "NAME.conflict-YYYYMMDD-HHMMSS".
+ */
+#ifndef IPFSFS_SYNC_H
+#define IPFSFS_SYNC_H
+
+#include <stddef.h>
+
+#include "node.h"
+
+struct sync;
+
+struct sync_config {
+    const char *mfs_root; /* the node's MFS directory that mirrors the store's root */
+    unsigned timeout_ms;  /* the node's timeout: bounds each wait of fsync */
+    unsigned poll_ms;     /* how often the node is checked for changes (0: 2000) */
+};
+
+/* Set up the engine over store (a node_store) and up (a node_rpc): both stay owned by the
+ * caller and must outlive the engine. Returns 0 or -errno. */
+int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
+             struct sync **out);
+
+/* Run a first round now (so that names made on the node show at once; a failure is logged and
+ * retried), then start the engine's thread. Returns 0 or -errno (no thread). */
+int sync_start(struct sync *s);
+
+/* Make every change made before the call durable locally and on the node. 0, or -EIO when
+ * the node refused or could not be reached within the timeout (the changes stay queued). */
+int sync_wait(struct sync *s);
+
+/* user.ipfsfs.sync of the name at path (store path, "/a/b"): "synced", "pending" or
+ * "error: REASON" (pending, and the last push failed for REASON). snprintf-like. */
+int sync_state(struct sync *s, const char *path, char *buf, size_t len);
+
+/* Counters for user.ipfsfs.stats. snprintf-like. */
+int sync_stats(struct sync *s, char *buf, size_t len);
+
+/* Stop: push what is pending, waiting at most wait_ms, then end the thread. Logs what is left
+ * on the node's side (kept in the store for the next mount). Returns 0 when the node has
+ * everything, -EAGAIN otherwise. Frees s. */
+int sync_stop(struct sync *s, unsigned wait_ms);
+
+#endif
