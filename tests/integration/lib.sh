@@ -17,9 +17,13 @@
 #   IPFSFS_WRAPPER   a command prefix for the binary, e.g. "valgrind --error-exitcode=99 -q"
 #   IPFSFS_KEEP=1    keep the work directory (its path is printed) for a post-mortem
 #   IPFSFS_TEST_TIMEOUT  seconds before the watchdog kills everything (default 300)
-#   IPFSFS_BACKEND   what the mount under test runs on: rpc (default: the test node's RPC API,
-#                    --api=$NODE_API) or store (the embedded block store, --store=$STORE_DIR).
-#                    Scripts that support both pass "${BACKEND_ARGS[@]}" to mount_ipfsfs.
+#   IPFSFS_BACKEND   what the mount under test runs on: rpc (default: the test node's RPC API
+#                    with --write-through: every change waits for the node), local (the node
+#                    with the default local-first store: names and blocks local, synced in the
+#                    background) or store (the embedded block store alone, --store=$STORE_DIR).
+#                    Scripts that support several pass "${BACKEND_ARGS[@]}" to mount_ipfsfs.
+#                    In rpc mode, mount_ipfsfs adds --write-through to a mount given --api and
+#                    no --store (the suites written for it check the node right after close).
 
 set -u
 set -o pipefail
@@ -51,9 +55,9 @@ if [ -x /usr/bin/python3 ] && [ "$(command -v python3)" != /usr/bin/python3 ]; t
 fi
 IPFSFS_BACKEND=${IPFSFS_BACKEND:-rpc}
 case $IPFSFS_BACKEND in
-    rpc | store) ;;
+    rpc | local | store) ;;
     *)
-        printf 'Bail out! IPFSFS_BACKEND=%s: it must be rpc or store\n' "$IPFSFS_BACKEND"
+        printf 'Bail out! IPFSFS_BACKEND=%s: it must be rpc, local or store\n' "$IPFSFS_BACKEND"
         exit 99
         ;;
 esac
@@ -133,6 +137,8 @@ lib_init() {
     trap 'exit 143' TERM
     start_watchdog "${IPFSFS_TEST_TIMEOUT:-300}"
     STORE_DIR=$WORK/store
+    # Local-first mounts keep their default store under here, not in the user's home.
+    export XDG_DATA_HOME=$WORK/xdg
     if backend_is_store; then
         BACKEND_ARGS=(--store="$STORE_DIR")
     fi
@@ -444,6 +450,16 @@ store_import() {
 # (as the node's files/stat), CMD ls prints {"Entries": [{"Name", "Hash"}...]} (as files/ls).
 store_names() { python3 "$HELPER" store-names "$STORE_DIR" "$1" "$2"; }
 
+# sync_names [MNT]: local backend only (a no-op otherwise): fsync(2) on the mount's root (what
+# `sync MNT` does), which returns once the node has every change made before it. Then the node's
+# files API shows what the mount shows.
+sync_names() {
+    local mnt=${1:-${MNT:-}}
+    [ "$IPFSFS_BACKEND" = local ] && [ -n "$mnt" ] && mountpoint -q "$mnt" || return 0
+    python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$mnt" ||
+        diag "fsync of $mnt failed: the node may not have every change"
+}
+
 # ---- mounting -------------------------------------------------------------------------------
 
 # mount_ipfsfs MNT [ARG...]: mount in the foreground (-f) in the background, logging to
@@ -455,6 +471,10 @@ mount_ipfsfs() {
     shift
     mkdir -p "$mnt"
     log=$WORK/$(basename "$mnt").ipfsfs.log
+    if [ "$IPFSFS_BACKEND" = rpc ] && [[ " $* " == *" --api="* ]] &&
+        [[ " $* " != *" --store="* && " $* " != *" --write-through "* ]]; then
+        set -- "$@" --write-through
+    fi
     # shellcheck disable=SC2086 # IPFSFS_WRAPPER is a command prefix, split on purpose
     ${IPFSFS_WRAPPER:-} "$IPFSFS_BIN" -f "$@" "$mnt" >>"$log" 2>&1 </dev/null &
     pid=$!
@@ -1074,6 +1094,12 @@ def cmd_errno(args):
         elif op == "getxattr":
             print(os.getxattr(path, arg).decode("utf-8", "replace"))
             return
+        elif op == "fsync":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         elif op == "listdir":
             os.listdir(path)
         elif op == "readlink":
