@@ -106,7 +106,7 @@ static enum log_level level_from(const char *s, int debug)
 }
 
 /* The store of a local-first mount, one per node and MFS directory:
- * $XDG_DATA_HOME/ipfsfs/<node>-<mfs root> (else ~/.local/share/..., else /var/lib/ipfsfs/...
+ * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>] (else ~/.local/share/..., else /var/lib/ipfsfs/...
  * for root). */
 static int default_store_dir(const char *url, const char *mfs_root, char *out, size_t len)
 {
@@ -128,10 +128,13 @@ static int default_store_dir(const char *url, const char *mfs_root, char *out, s
         id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
     while (n && id[n - 1] == '_')
         n--;
-    id[n++] = '-';
-    id[n++] = '-';
-    for (const char *p = mfs_root; *p && n < sizeof id - 1; p++)
-        id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
+    /* "/" adds nothing; "/photos/2024" adds "--photos_2024". */
+    if (strcmp(mfs_root, "/") != 0) {
+        id[n++] = '-';
+        id[n++] = '-';
+        for (const char *p = mfs_root + 1; *p && n < sizeof id - 1; p++)
+            id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
+    }
     id[n] = 0;
     /* Create the parents (0700: the names are private); the store makes its own folder. */
     for (char *q = base + 1; (q = strchr(q, '/')); q++) {
