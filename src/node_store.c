@@ -73,7 +73,16 @@
  *   commit_run   serializes commits: writing the blocks out and DIR/root (do_commit).
  *   names_lock   guards the fields below it up to stop, and goes with commit_cond. Held only to
  *                copy or set them: never across I/O or a fetch.
- * The block store has its own locks (blockstore.h), taken inside any of these. */
+ *   stage_lock   guards the staged blocks' table, stage_bytes and epoch (not the entries' bytes:
+ *                immutable, and freed only by do_commit under commit_run). Takes no other lock.
+ * The block store has its own locks (blockstore.h), taken inside any of these.
+ *
+ * Staged blocks: the directory blocks that name changes make stay in memory (most are
+ * replaced by the next change: cp -r of 1,000 files makes ~10,000) until a commit writes the
+ * ones its root reaches to the block store and drops the rest. epoch tells them apart: a commit
+ * takes its snapshot and starts a new epoch under change_lock (so no change is half done), a
+ * block put (or put again) is tagged with the epoch, and the commit drops only the blocks of
+ * earlier epochs. A change that let go of change_lock to fetch starts again if the epoch moved. */
 struct node_store {
     struct node base; /* first: struct node * casts to struct node_store * */
     struct blockstore *bs;
@@ -101,6 +110,11 @@ struct node_store {
     bool stop;                  /* destroy: the commit thread exits */
     bool thread_started;
     pthread_t commit_thread;
+    pthread_mutex_t stage_lock;
+    struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
+    size_t stage_cap, stage_n;
+    uint64_t stage_bytes;
+    uint64_t epoch;
     atomic_uint_fast64_t adds, add_bytes, name_changes, commits, commit_errors, fetches,
         fetch_errors;
 };
@@ -179,9 +193,246 @@ static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **dat
     return 0;
 }
 
-/* A block, verified: from the block store, else from the fetch hook (if any). */
+/* ---- staged blocks (see struct node_store) ---- */
+
+/* Staged bytes past which the commit thread commits at once (not commit_ms later). */
+#define STAGE_MAX_BYTES (64u << 20)
+
+struct staged {
+    struct staged *next; /* hash chain */
+    uint64_t key;
+    uint64_t epoch; /* the epoch of its last put */
+    uint64_t mark;  /* the last commit walk that reached it (commit_run) */
+    uint64_t tmark; /* the last stage_touch that reached it (stage_lock) */
+    struct cid cid;
+    size_t len;
+    uint8_t data[];
+};
+
+/* Keyed by multihash, as the block store is (the v0 and v1 CIDs of one block are one block). */
+static uint64_t stage_key(const struct cid *c)
+{
+    struct cid k = *c;
+    k.version = 1;
+    k.codec = CID_CODEC_DAG_PB;
+    return cid_hash(&k);
+}
+
+/* Call with stage_lock held. */
+static struct staged *stage_find(struct node_store *ns, const struct cid *c)
+{
+    if (!ns->stage_cap)
+        return NULL;
+    uint64_t k = stage_key(c);
+    for (struct staged *e = ns->stage_tab[k & (ns->stage_cap - 1)]; e; e = e->next)
+        if (e->key == k && e->cid.mh_len == c->mh_len && memcmp(e->cid.mh, c->mh, c->mh_len) == 0)
+            return e;
+    return NULL;
+}
+
+static void wake_committer(struct node_store *ns);
+
+/* Keep block b (CID c) in memory until a commit. A block staged already is tagged again. */
+static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *b, size_t len)
+{
+    if (c->mh_code != MH_SHA2_256)
+        return blockstore_put(ns->bs, c, b, len);
+    pthread_mutex_lock(&ns->stage_lock);
+    struct staged *e = stage_find(ns, c);
+    if (e) {
+        e->epoch = ns->epoch;
+        pthread_mutex_unlock(&ns->stage_lock);
+        return 0;
+    }
+    if (ns->stage_n >= ns->stage_cap) {
+        size_t cap = ns->stage_cap ? 2 * ns->stage_cap : 1024;
+        struct staged **t = calloc(cap, sizeof *t);
+        if (!t) {
+            pthread_mutex_unlock(&ns->stage_lock);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < ns->stage_cap; i++)
+            for (struct staged *x = ns->stage_tab[i], *nx; x; x = nx) {
+                nx = x->next;
+                x->next = t[x->key & (cap - 1)];
+                t[x->key & (cap - 1)] = x;
+            }
+        free(ns->stage_tab);
+        ns->stage_tab = t;
+        ns->stage_cap = cap;
+    }
+    e = malloc(sizeof *e + (len ? len : 1));
+    if (!e) {
+        pthread_mutex_unlock(&ns->stage_lock);
+        return -ENOMEM;
+    }
+    *e = (struct staged){.key = stage_key(c), .epoch = ns->epoch, .cid = *c, .len = len};
+    memcpy(e->data, b, len);
+    e->next = ns->stage_tab[e->key & (ns->stage_cap - 1)];
+    ns->stage_tab[e->key & (ns->stage_cap - 1)] = e;
+    ns->stage_n++;
+    ns->stage_bytes += len;
+    bool full = ns->stage_bytes > STAGE_MAX_BYTES;
+    pthread_mutex_unlock(&ns->stage_lock);
+    if (full)
+        wake_committer(ns);
+    return 0;
+}
+
+/* A copy of the staged block c: 0, or -ENOENT if it is not staged. */
+static int stage_get(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+{
+    pthread_mutex_lock(&ns->stage_lock);
+    struct staged *e = stage_find(ns, c);
+    uint8_t *d = e ? malloc(e->len ? e->len : 1) : NULL;
+    if (d)
+        memcpy(d, e->data, e->len);
+    size_t n = e ? e->len : 0;
+    pthread_mutex_unlock(&ns->stage_lock);
+    if (!e)
+        return -ENOENT;
+    if (!d)
+        return -ENOMEM;
+    *data = d;
+    *len = n;
+    return 0;
+}
+
+/* The staged blocks that root reaches through staged blocks (blocks in the block store only
+ * link to blocks there, or to remote ones): each is handed to fn once per walk (mark), with
+ * stage_lock not held. Call with commit_run held (only then do the entries stay). */
+static atomic_uint_fast64_t stage_marks; /* walk numbers (any store: only distinctness counts) */
+
+static int stage_walk(struct node_store *ns, const struct cid *root, uint64_t mark,
+                      int (*fn)(struct node_store *ns, struct staged *e))
+{
+    struct staged **todo = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    pthread_mutex_lock(&ns->stage_lock);
+    struct staged *e = stage_find(ns, root);
+    if (e && e->mark != mark) {
+        e->mark = mark;
+        todo = malloc(64 * sizeof *todo);
+        cap = 64;
+        if (todo)
+            todo[n++] = e;
+        else
+            rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&ns->stage_lock);
+    while (rc == 0 && n > 0) {
+        e = todo[--n];
+        struct dagpb_node pb;
+        if (e->cid.codec == CID_CODEC_DAG_PB && dagpb_decode(e->data, e->len, &pb) == 0) {
+            pthread_mutex_lock(&ns->stage_lock);
+            for (size_t i = 0; rc == 0 && i < pb.nlinks; i++) {
+                struct cid cc;
+                struct staged *x;
+                if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &cc) < 0 ||
+                    !(x = stage_find(ns, &cc)) || x->mark == mark)
+                    continue;
+                x->mark = mark;
+                if (n == cap) {
+                    struct staged **t = realloc(todo, 2 * cap * sizeof *t);
+                    if (!t) {
+                        rc = -ENOMEM;
+                        break;
+                    }
+                    todo = t;
+                    cap *= 2;
+                }
+                todo[n++] = x;
+            }
+            pthread_mutex_unlock(&ns->stage_lock);
+            dagpb_node_free(&pb);
+        }
+        if (rc == 0)
+            rc = fn(ns, e);
+    }
+    free(todo);
+    return rc;
+}
+
+static int stage_write_one(struct node_store *ns, struct staged *e)
+{
+    return blockstore_put(ns->bs, &e->cid, e->data, e->len);
+}
+
+/* Tag the staged blocks root reaches with the current epoch: a change that links an existing
+ * tree (mfs_link, swap_root) keeps it from being dropped by a commit that began before. All
+ * under stage_lock: a commit may be dropping blocks meanwhile. Call with change_lock held. */
+static int stage_touch(struct node_store *ns, const struct cid *root)
+{
+    struct staged **todo = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    uint64_t mark = atomic_fetch_add(&stage_marks, 1) + 1;
+    pthread_mutex_lock(&ns->stage_lock);
+    struct staged *e = stage_find(ns, root);
+    if (e) {
+        e->tmark = mark;
+        cap = 64;
+        if ((todo = malloc(cap * sizeof *todo)))
+            todo[n++] = e;
+        else
+            rc = -ENOMEM;
+    }
+    while (rc == 0 && n > 0) {
+        e = todo[--n];
+        e->epoch = ns->epoch;
+        struct dagpb_node pb;
+        if (e->cid.codec != CID_CODEC_DAG_PB || dagpb_decode(e->data, e->len, &pb) < 0)
+            continue;
+        for (size_t i = 0; rc == 0 && i < pb.nlinks; i++) {
+            struct cid cc;
+            struct staged *x;
+            if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &cc) < 0 ||
+                !(x = stage_find(ns, &cc)) || x->tmark == mark)
+                continue;
+            x->tmark = mark;
+            if (n == cap) {
+                struct staged **t = realloc(todo, 2 * cap * sizeof *t);
+                if (!t) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                todo = t;
+                cap *= 2;
+            }
+            todo[n++] = x;
+        }
+        dagpb_node_free(&pb);
+    }
+    pthread_mutex_unlock(&ns->stage_lock);
+    free(todo);
+    return rc;
+}
+
+/* Drop the staged blocks of epochs before epoch. Call with commit_run held. */
+static void stage_drop(struct node_store *ns, uint64_t epoch)
+{
+    pthread_mutex_lock(&ns->stage_lock);
+    for (size_t i = 0; i < ns->stage_cap; i++)
+        for (struct staged **pp = &ns->stage_tab[i]; *pp;) {
+            struct staged *e = *pp;
+            if (e->epoch >= epoch) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            ns->stage_n--;
+            ns->stage_bytes -= e->len;
+            free(e);
+        }
+    pthread_mutex_unlock(&ns->stage_lock);
+}
+
+/* A block, verified: staged, from the block store, else from the fetch hook (if any). */
 static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
 {
+    if (stage_get(ns, c, data, len) == 0)
+        return 0; /* made here, from verified blocks */
     int rc = blockstore_get(ns->bs, c, data, len);
     if (rc == -ENOENT && ns->fetch)
         rc = fetch_block(ns, c, data, len);
@@ -630,6 +881,14 @@ static int put_block(struct node_store *ns, unsigned version, uint64_t codec,
     return rc < 0 ? rc : blockstore_put(ns->bs, out, b->p, b->len);
 }
 
+/* A block made by a name change: staged until a commit (see struct node_store). */
+static int stage_block(struct node_store *ns, unsigned version, const struct bytebuf *b,
+                       struct cid *out)
+{
+    int rc = block_cid(version, CID_CODEC_DAG_PB, b->p, b->len, out);
+    return rc < 0 ? rc : stage_put(ns, out, b->p, b->len);
+}
+
 static int pipe_put_direct(void *ud, const struct cid *c, const uint8_t *data, size_t len)
 {
     return blockstore_put(ud, c, data, len);
@@ -706,6 +965,10 @@ static int pipe_put(void *ud, const struct cid *c, const uint8_t *data, size_t l
 static int import_piped(struct node_store *ns, int fd, uint64_t size, const struct import_opts *io,
                         struct cid *out)
 {
+    /* A file of a few blocks gains nothing from a second thread (cp -r of small files would
+     * start one per file). */
+    if (size <= 4 * (uint64_t)io->chunk_size)
+        return import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
     struct pipe p = {.bs = ns->bs};
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.cond, NULL);
@@ -990,7 +1253,7 @@ static int shard_put(void *ud, const uint8_t *block, size_t len, struct cid *out
 {
     struct shard_put_ctx *sp = ud;
     int rc = block_cid(sp->version, CID_CODEC_DAG_PB, block, len, out);
-    return rc < 0 ? rc : blockstore_put(sp->ns->bs, out, block, len);
+    return rc < 0 ? rc : stage_put(sp->ns, out, block, len);
 }
 
 /* A plain directory block over es (sorted here), with the UnixFS data given. */
@@ -1014,7 +1277,7 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
     }
     int rc = dagpb_encode(links, es->n, data, data_len, true, &b);
     if (rc == 0)
-        rc = put_block(ns, version, CID_CODEC_DAG_PB, &b, out);
+        rc = stage_block(ns, version, &b, out);
     if (rc == 0)
         *tsize = total + b.len;
     bytebuf_free(&b);
@@ -1175,15 +1438,26 @@ static uint64_t now_ns(void)
 static int do_commit(struct node_store *ns)
 {
     struct cid snap;
+    /* No change is half done while the snapshot is taken and the epoch moves on. */
+    pthread_mutex_lock(&ns->change_lock);
     pthread_mutex_lock(&ns->names_lock);
     snap = ns->root;
     uint64_t snap_changes = ns->changes;
     bool same = cid_equal(&snap, &ns->committed);
     pthread_mutex_unlock(&ns->names_lock);
-    /* The blocks of snap were put before snap became the root: this sync covers them. */
-    int rc = blockstore_sync(ns->bs);
+    pthread_mutex_lock(&ns->stage_lock);
+    uint64_t epoch = ++ns->epoch;
+    pthread_mutex_unlock(&ns->stage_lock);
+    pthread_mutex_unlock(&ns->change_lock);
+    /* The staged blocks snap reaches go to the block store; the other blocks of snap were put
+     * there before snap became the root: the sync covers them all. */
+    int rc = stage_walk(ns, &snap, atomic_fetch_add(&stage_marks, 1) + 1, stage_write_one);
+    if (rc == 0)
+        rc = blockstore_sync(ns->bs);
     if (rc == 0 && !same)
         rc = write_root_file(ns, &snap);
+    if (rc == 0)
+        stage_drop(ns, epoch); /* written, or replaced before snap */
     pthread_mutex_lock(&ns->names_lock);
     if (rc == 0) {
         if (snap_changes > ns->durable)
@@ -1241,6 +1515,22 @@ static void *commit_main(void *arg)
     return NULL;
 }
 
+static void wake_committer(struct node_store *ns)
+{
+    pthread_mutex_lock(&ns->names_lock);
+    ns->pending_since = 0;
+    pthread_cond_signal(&ns->commit_cond);
+    pthread_mutex_unlock(&ns->names_lock);
+}
+
+static uint64_t cur_epoch(struct node_store *ns)
+{
+    pthread_mutex_lock(&ns->stage_lock);
+    uint64_t e = ns->epoch;
+    pthread_mutex_unlock(&ns->stage_lock);
+    return e;
+}
+
 /* Make next the current root if base still is (else -EAGAIN), and tell the commit thread. */
 static int set_root_if(struct node_store *ns, const struct cid *base, const struct cid *next)
 {
@@ -1285,10 +1575,13 @@ static int run_change(struct node_store *ns, change_fn fn, void *arg)
         struct cid base, next;
         pthread_mutex_lock(&ns->change_lock);
         get_root(ns, &base);
+        uint64_t epoch = cur_epoch(ns);
         tls_changing = ns;
         rc = fn(ns, &base, arg, &next);
         tls_changing = outer;
-        if (rc == 0)
+        if (rc == 0 && cur_epoch(ns) != epoch)
+            rc = -EAGAIN; /* a commit began while fn fetched: its blocks may be dropped */
+        else if (rc == 0)
             rc = set_root_if(ns, &base, &next);
         else if (rc == -EAGAIN)
             rc = -EIO; /* fn's own EAGAIN (from a fetch) must not look like a lost race */
@@ -1362,6 +1655,8 @@ static int link_change(struct node_store *ns, const struct cid *root, void *arg,
     if (rc == 0 && exists)
         rc = -EEXIST;
     if (rc == 0)
+        rc = stage_touch(ns, a->child);
+    if (rc == 0)
         rc = update_path(ns, root, a->pp, 0, a->child, a->tsize, out, &rts);
     return rc;
 }
@@ -1379,7 +1674,7 @@ static int empty_dir(struct node_store *ns, struct cid *out, uint64_t *tsize)
     static const uint8_t block[] = {0x0a, 0x02, 0x08, 0x01}; /* PBNode{Data: UnixFS{Dir}} */
     struct bytebuf b = {.p = (uint8_t *)block, .len = sizeof block};
     *tsize = sizeof block;
-    return put_block(ns, ns->defaults.cid_version, CID_CODEC_DAG_PB, &b, out);
+    return stage_block(ns, ns->defaults.cid_version, &b, out);
 }
 
 static int store_mfs_mkdir(struct node *base, const char *path)
@@ -1590,7 +1885,7 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     if (rc == 0)
         rc = dagpb_encode(links, n, d.p, d.len, true, &b);
     if (rc == 0)
-        rc = put_block(ns, c->version, CID_CODEC_DAG_PB, &b, out);
+        rc = stage_block(ns, c->version, &b, out);
     if (rc == 0)
         rc = block_tsize(CID_CODEC_DAG_PB, b.p, b.len, tsize) < 0 ? -EIO : 0;
 out:
@@ -1711,7 +2006,13 @@ void node_store_roots(struct node *n, struct cid *current, struct cid *committed
 
 int node_store_swap_root(struct node *n, const struct cid *expected, const struct cid *next)
 {
-    return set_root_if(to_store(n), expected, next);
+    struct node_store *ns = to_store(n);
+    pthread_mutex_lock(&ns->change_lock);
+    int rc = stage_touch(ns, next);
+    if (rc == 0)
+        rc = set_root_if(ns, expected, next);
+    pthread_mutex_unlock(&ns->change_lock);
+    return rc;
 }
 
 int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
@@ -1721,7 +2022,11 @@ int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t
 
 bool node_store_has(struct node *n, const struct cid *c)
 {
-    return blockstore_has(to_store(n)->bs, c);
+    struct node_store *ns = to_store(n);
+    pthread_mutex_lock(&ns->stage_lock);
+    bool staged = stage_find(ns, c) != NULL;
+    pthread_mutex_unlock(&ns->stage_lock);
+    return staged || blockstore_has(ns->bs, c);
 }
 
 int node_store_resolve(struct node *n, const struct cid *root, const char *path, struct cid *out)
@@ -1739,6 +2044,9 @@ const char *node_store_dir(struct node *n)
 /* Free ns and what it holds (the commit thread, if any, has been joined). */
 static void store_free(struct node_store *ns)
 {
+    stage_drop(ns, UINT64_MAX);
+    free(ns->stage_tab);
+    pthread_mutex_destroy(&ns->stage_lock);
     blockstore_close(ns->bs);
     pthread_cond_destroy(&ns->commit_cond);
     pthread_mutex_destroy(&ns->names_lock);
@@ -1800,6 +2108,8 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
         uint64_t ts;
         struct cid c;
         int rc = empty_dir(ns, &c, &ts);
+        if (rc == 0)
+            rc = stage_walk(ns, &c, atomic_fetch_add(&stage_marks, 1) + 1, stage_write_one);
         if (rc == 0)
             rc = blockstore_sync(ns->bs);
         if (rc == 0)
@@ -1921,6 +2231,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->change_lock, NULL);
     pthread_mutex_init(&ns->commit_run, NULL);
     pthread_mutex_init(&ns->names_lock, NULL);
+    pthread_mutex_init(&ns->stage_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
