@@ -86,6 +86,13 @@ struct node_ops {
     /* Space where new content goes (the node's repo, the store's disk), for statfs(2): total and
      * available bytes. Optional: NULL (or -ENOSYS) means unknown, and statfs reports zeros. */
     int (*space)(struct node *n, uint64_t *total, uint64_t *avail);
+    /* Take the blocks of a CARv1 file (size bytes of fd, from offset 0), pinning nothing: the
+     * sync engine's bulk push. Optional (NULL: the backend cannot be a sync upstream). Bounded
+     * by stalls, not by size. 0 or -errno with the reason in err. */
+    int (*put_car)(struct node *n, int fd, uint64_t size, char *err, size_t errlen);
+    /* One block as the backend has it, not verified (the caller hashes it): *data is
+     * malloc'd. Optional (NULL: blocks cannot be fetched from it). 0 or -errno. */
+    int (*get_block)(struct node *n, const struct cid *c, uint8_t **data, size_t *len);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

@@ -4,7 +4,6 @@
 #include "node_local.h"
 
 #include "log.h"
-#include "node_rpc.h"
 #include "node_store.h"
 #include "sync.h"
 
@@ -214,7 +213,8 @@ static const struct node_ops local_ops = {
 /* The store asks the node for a block it lacks (names adopted from the node). */
 static int fetch_from_node(void *ud, const struct cid *c, uint8_t **data, size_t *len)
 {
-    return node_rpc_block_get(ud, c, data, len);
+    struct node *up = ud;
+    return up->ops->get_block(up, c, data, len);
 }
 
 int node_local_new(const char *store_dir, const struct node_store_config *scfg,
@@ -229,8 +229,10 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
     l->up = up;
     l->unmount_wait_ms = cfg->unmount_wait_ms;
     struct node_store_config sc = *scfg;
-    sc.fetch = fetch_from_node;
-    sc.fetch_ud = up;
+    if (up->ops->get_block) {
+        sc.fetch = fetch_from_node;
+        sc.fetch_ud = up;
+    }
     int rc = node_store_new(store_dir, &sc, &l->store, err, errlen);
     if (rc < 0)
         goto fail;

@@ -1197,7 +1197,7 @@ static void rpc_destroy(struct node *base)
 
 /* ---- for the sync engine (node_rpc.h) ---- */
 
-int node_rpc_block_get(struct node *base, const struct cid *c, uint8_t **data, size_t *len)
+static int rpc_get_block(struct node *base, const struct cid *c, uint8_t **data, size_t *len)
 {
     struct node_rpc *n = to_rpc(base);
     char cs[CID_STR_MAX], err[512];
@@ -1216,7 +1216,7 @@ int node_rpc_block_get(struct node *base, const struct cid *c, uint8_t **data, s
 }
 
 /* dag/import takes the CAR as one multipart file part, like add. */
-int node_rpc_import_car(struct node *base, int fd, uint64_t size, char *err, size_t errlen)
+static int rpc_put_car(struct node *base, int fd, uint64_t size, char *err, size_t errlen)
 {
     struct node_rpc *n = to_rpc(base);
     struct upload u = {.fd = fd, .size = size};
@@ -1251,6 +1251,8 @@ static const struct node_ops rpc_ops = {
     .add = rpc_add,
     .put_symlink = rpc_put_symlink,
     .space = rpc_space,
+    .put_car = rpc_put_car,
+    .get_block = rpc_get_block,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };

@@ -11,7 +11,6 @@
 #include "car.h"
 #include "dagpb.h"
 #include "log.h"
-#include "node_rpc.h"
 #include "node_store.h"
 
 #include <errno.h>
@@ -387,7 +386,7 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     if (rc < 0)
         snprintf(err, errlen, "reading the local blocks: %s", strerror(-rc));
     else if (w.blocks)
-        rc = node_rpc_import_car(s->up, w.fd, w.size, err, errlen);
+        rc = s->up->ops->put_car(s->up, w.fd, w.size, err, errlen);
     *nblocks = w.blocks;
     *nbytes = w.size;
     free(w.seen.v);
@@ -799,6 +798,8 @@ static void *sync_thread(void *arg)
 int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
              struct sync **out)
 {
+    if (!up->ops->put_car)
+        return -ENOTSUP;
     struct sync *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;

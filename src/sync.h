@@ -30,7 +30,7 @@ struct sync_config {
     unsigned poll_ms;     /* how often the node is checked for changes (0: 2000) */
 };
 
-/* Set up the engine over store (a node_store) and up (a node_rpc): both stay owned by the
+/* Set up the engine over store (a node_store) and up (a node with put_car): both stay owned by the
  * caller and must outlive the engine. Returns 0 or -errno. */
 int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
              struct sync **out);
