@@ -106,8 +106,8 @@ static enum log_level level_from(const char *s, int debug)
 }
 
 /* The store of a local-first mount, one per node and MFS directory:
- * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>] (else ~/.local/share/..., else /var/lib/ipfsfs/...
- * for root). */
+ * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>], else ~/.local/share/ipfsfs/..., else (for
+ * root) /var/lib/ipfsfs/... */
 static int default_store_dir(const char *url, const char *mfs_root, char *out, size_t len)
 {
     char base[PATH_MAX], id[256];

@@ -19,8 +19,8 @@ struct node_local_config {
     unsigned unmount_wait_ms; /* how long unmount waits for the upstream to have everything */
 };
 
-/* Open the store in store_dir (node_store_new with scfg) over upstream up (any node with put_car; Kubo: node_rpc),
- * which is owned by the new node from now on, also on failure. up must have put_car. */
+/* Open the store in store_dir (node_store_new with scfg) over upstream up (any node with
+ * put_car; Kubo's is node_rpc), which the new node owns from now on, also on failure. */
 int node_local_new(const char *store_dir, const struct node_store_config *scfg,
                    struct node *up, const struct node_local_config *cfg, struct node **out,
                    char *err, size_t errlen);
