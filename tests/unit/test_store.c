@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1307,6 +1308,313 @@ static void test_store_dir_private(void)
     }
 }
 
+
+/* ---- group commit, swap_root, fetch (issue 12) ---- */
+
+static struct node *open_store_cfg(const char *dir, const struct node_store_config *cfg)
+{
+    struct node *n = NULL;
+    char err[256];
+    int rc = node_store_new(dir, cfg, &n, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "node_store_new: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    return n;
+}
+
+/* DIR/root as text (without the newline), or "" */
+static const char *root_file(const char *dir)
+{
+    static char buf[CID_STR_MAX + 2];
+    char p[512];
+    snprintf(p, sizeof p, "%s/root", dir);
+    buf[0] = '\0';
+    FILE *f = fopen(p, "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
+}
+
+/* Many changes, one commit; DIR/root moves only on commit; a commit with nothing new is no
+ * commit; the commit thread commits on its own within commit_ms. */
+static void test_group_commit(void)
+{
+    char dir[256], path[64], want[CID_STR_MAX];
+    new_dir(dir, sizeof dir);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .commit_ms = 600000};
+    struct node *n = open_store_cfg(dir, &cfg);
+    struct cid cur, com;
+    uint64_t seq0, seq;
+    node_store_roots(n, &cur, &com, &seq0);
+    CHECK(cid_equal(&cur, &com));
+    CHECK_EQ_STR(root_file(dir), fmt(&com));
+    CHECK_EQ_STR(node_store_dir(n), dir);
+    for (int i = 0; i < 200; i++) {
+        snprintf(path, sizeof path, "/dir%03d", i);
+        CHECK_EQ_INT(n->ops->mfs_mkdir(n, path), 0);
+        if (i % 20 == 0) {
+            struct cid f;
+            char body[32];
+            int len = snprintf(body, sizeof body, "file %d\n", i);
+            CHECK_EQ_INT(add_mem(n, body, (size_t)len, -1, &f), 0);
+            snprintf(path, sizeof path, "/dir%03d/f", i);
+            CHECK_EQ_INT(n->ops->mfs_link(n, &f, path), 0);
+        }
+    }
+    CHECK_EQ_INT(n->ops->mfs_rm(n, "/dir007", true), 0);
+    CHECK_EQ_INT(n->ops->mfs_mv(n, "/dir008", "/moved"), 0);
+    CHECK_EQ_INT(n->ops->mfs_chmod(n, "/moved", 0700), 0);
+    node_store_roots(n, &cur, &com, &seq);
+    CHECK_EQ_INT(seq, seq0); /* nothing committed yet */
+    CHECK(!cid_equal(&cur, &com));
+    CHECK_EQ_STR(root_file(dir), fmt(&com));
+    snprintf(want, sizeof want, "%s", fmt(&cur));
+    CHECK_EQ_INT(n->ops->sync(n), 0); /* the node's sync op is node_store_commit */
+    node_store_roots(n, &cur, &com, &seq);
+    CHECK_EQ_INT(seq, seq0 + 1);
+    CHECK(cid_equal(&cur, &com));
+    CHECK_EQ_STR(root_file(dir), want);
+    CHECK_EQ_INT(node_store_commit(n), 0);
+    node_store_roots(n, NULL, NULL, &seq);
+    CHECK_EQ_INT(seq, seq0 + 1);
+    /* Every block of the committed root is in the block store itself (not only in memory):
+     * a second handle on the same directory reads them. */
+    struct blockstore *bs;
+    char err[128];
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    const char *check[] = {"/", "/dir000", "/dir000/f", "/moved", "/dir199"};
+    for (size_t i = 0; i < sizeof check / sizeof *check; i++) {
+        struct node_stat st;
+        struct cid c;
+        uint8_t *b;
+        size_t len;
+        CHECK_EQ_INT(n->ops->mfs_stat(n, check[i], &st, &c), 0);
+        node_stat_clear(&st);
+        CHECK_EQ_INT(blockstore_get(bs, &c, &b, &len), 0);
+        if (len)
+            free(b);
+    }
+    blockstore_close(bs);
+    node_destroy(n);
+    n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), want);
+    CHECK_EQ_STR(mfs_cid(n, "/dir007"), strerror(ENOENT));
+    node_destroy(n);
+
+    /* The commit thread: within commit_ms of a change, unasked. */
+    new_dir(dir, sizeof dir);
+    cfg.commit_ms = 50;
+    n = open_store_cfg(dir, &cfg);
+    node_store_roots(n, NULL, NULL, &seq0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/x"), 0);
+    node_store_roots(n, &cur, NULL, NULL);
+    for (int i = 0; i < 300; i++) {
+        node_store_roots(n, NULL, NULL, &seq);
+        if (seq != seq0)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ_INT(seq, seq0 + 1);
+    CHECK_EQ_STR(root_file(dir), fmt(&cur));
+    node_destroy(n);
+}
+
+/* A process that dies without destroy (kill -9): the store holds exactly the root of its last
+ * finished commit, and every block of it. */
+static void test_crash_without_destroy(void)
+{
+    char dir[256], committed[CID_STR_MAX];
+    int fds[2];
+    new_dir(dir, sizeof dir);
+    CHECK_EQ_INT(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                        .commit_ms = 600000};
+        struct node *n = NULL;
+        char err[256];
+        if (node_store_new(dir, &cfg, &n, err, sizeof err) < 0)
+            _exit(2);
+        build_tree(n, 0);
+        struct cid c;
+        uint8_t big[300000];
+        prng(big, sizeof big, 3);
+        if (add_mem(n, big, sizeof big, -1, &c) < 0 || n->ops->mfs_link(n, &c, "/d/big") < 0 ||
+            node_store_commit(n) < 0)
+            _exit(3);
+        struct cid cur;
+        node_store_roots(n, &cur, NULL, NULL);
+        char cs[CID_STR_MAX];
+        int len = cid_format(&cur, cs, sizeof cs);
+        if (len < 0 || write(fds[1], cs, (size_t)len + 1) != len + 1)
+            _exit(4);
+        /* More changes, never committed. */
+        if (n->ops->mfs_mkdir(n, "/later") < 0 || n->ops->mfs_rm(n, "/d/h.txt", false) < 0 ||
+            add_mem(n, "late", 4, -1, &c) < 0 || n->ops->mfs_link(n, &c, "/d/late") < 0)
+            _exit(5);
+        _exit(0);
+    }
+    close(fds[1]);
+    ssize_t got = read(fds[0], committed, sizeof committed);
+    close(fds[0]);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(got > 0);
+    if (got <= 0)
+        return;
+    committed[sizeof committed - 1] = '\0';
+    struct node *n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), committed);
+    CHECK_EQ_STR(mfs_cid(n, "/later"), strerror(ENOENT));
+    CHECK_EQ_STR(mfs_cid(n, "/d/late"), strerror(ENOENT));
+    char buf[8];
+    struct node_stat st;
+    struct cid c;
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/d/h.txt", &st, &c), 0);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, 6, buf), 6);
+    CHECK(memcmp(buf, "hello\n", 6) == 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/d/big", &st, &c), 0);
+    CHECK_EQ_INT(st.size, 300000);
+    uint8_t *big = malloc(300000), *want = malloc(300000);
+    prng(want, 300000, 3);
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, 300000, (char *)big), 300000);
+    CHECK(memcmp(big, want, 300000) == 0);
+    free(big);
+    free(want);
+    node_destroy(n);
+}
+
+static void test_swap_root(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct cid empty, full, cur, com;
+    node_store_roots(n, &empty, NULL, NULL);
+    build_tree(n, 0);
+    node_store_roots(n, &full, NULL, NULL);
+    /* Stale expectation: refused, nothing changes. */
+    CHECK_EQ_INT(node_store_swap_root(n, &empty, &empty), -EAGAIN);
+    node_store_roots(n, &cur, NULL, NULL);
+    CHECK(cid_equal(&cur, &full));
+    CHECK_EQ_INT(node_store_swap_root(n, &full, &empty), 0);
+    CHECK_EQ_STR(root_cid(n), fmt(&empty));
+    CHECK_EQ_STR(mfs_cid(n, "/d"), strerror(ENOENT));
+    /* Any root resolves, not only the current one. */
+    struct cid h;
+    CHECK_EQ_INT(node_store_resolve(n, &full, "/d/h.txt", &h), 0);
+    CHECK_EQ_INT(node_store_resolve(n, &full, "/d/nope", &h), -ENOENT);
+    CHECK_EQ_INT(node_store_resolve(n, &full, "d", &h), -EINVAL);
+    /* Back to the tree (its blocks only staged so far: kept by the swap), committed. */
+    CHECK_EQ_INT(node_store_swap_root(n, &empty, &full), 0);
+    CHECK_EQ_INT(node_store_commit(n), 0);
+    node_store_roots(n, &cur, &com, NULL);
+    CHECK(cid_equal(&com, &full));
+    CHECK_EQ_STR(root_file(dir), fmt(&full));
+    node_destroy(n);
+    n = open_store(dir, -1);
+    CHECK_EQ_STR(root_cid(n), fmt(&full));
+    CHECK_EQ_INT(node_store_resolve(n, &full, "/d/sub/w.txt", &h), 0);
+    node_destroy(n);
+}
+
+struct fetch_src {
+    struct node *from; /* serve its blocks */
+    bool lie;          /* serve other bytes */
+    unsigned calls;
+};
+
+static int fetch_from(void *ud, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct fetch_src *f = ud;
+    __atomic_add_fetch(&f->calls, 1, __ATOMIC_RELAXED);
+    if (f->lie) {
+        *data = (uint8_t *)strdup("not the block you asked for");
+        *len = strlen((char *)*data);
+        return 0;
+    }
+    return node_store_block(f->from, c, data, len);
+}
+
+/* Blocks missing from one store are fetched from another; a wrong block is EIO. */
+static void test_fetch(void)
+{
+    char da[256], db[256];
+    new_dir(db, sizeof db);
+    new_dir(da, sizeof da);
+    struct node *b = open_store(db, 0);
+    build_tree(b, 0);
+    struct cid broot, aroot, c;
+    node_store_roots(b, &broot, NULL, NULL);
+    struct fetch_src src = {.from = b};
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .fetch = fetch_from,
+                                    .fetch_ud = &src};
+    struct node *a = open_store_cfg(da, &cfg);
+    node_store_roots(a, &aroot, NULL, NULL);
+    CHECK(!node_store_has(a, &broot));
+    CHECK_EQ_INT(node_store_swap_root(a, &aroot, &broot), 0);
+    /* Reading names and bytes under the remote root. */
+    CHECK_EQ_STR(mfs_cid(a, "/d/h.txt"), mfs_cid(b, "/d/h.txt"));
+    CHECK(src.calls > 0);
+    CHECK(node_store_has(a, &broot));
+    struct listing ls = {0};
+    CHECK_EQ_INT(a->ops->mfs_list(a, "/d", collect, &ls), 0);
+    CHECK_EQ_INT(ls.n, 2);
+    struct node_stat st;
+    char buf[8];
+    CHECK_EQ_INT(a->ops->mfs_stat(a, "/d/h.txt", &st, &c), 0);
+    CHECK_EQ_INT(a->ops->read(a, &c, 0, 6, buf), 6);
+    CHECK(memcmp(buf, "hello\n", 6) == 0);
+    /* A change under a directory whose blocks are remote. */
+    CHECK_EQ_INT(a->ops->mfs_mkdir(a, "/d/sub/new"), 0);
+    CHECK_EQ_INT(a->ops->mfs_mv(a, "/d/sub/w.txt", "/w.txt"), 0);
+    CHECK_EQ_STR(mfs_cid(a, "/d/sub/w.txt"), strerror(ENOENT));
+    uint8_t *blk = NULL;
+    size_t blen;
+    CHECK_EQ_INT(node_store_block(a, &broot, &blk, &blen), 0);
+    free(blk);
+    CHECK_EQ_INT(node_store_commit(a), 0);
+    node_destroy(a);
+    node_destroy(b);
+    /* What was fetched was kept: the store opens and reads without the other one. */
+    a = open_store(da, -1);
+    CHECK_EQ_INT(a->ops->mfs_stat(a, "/d/h.txt", &st, &c), 0);
+    CHECK_EQ_INT(a->ops->read(a, &c, 0, 6, buf), 6);
+    CHECK_EQ_STR(mfs_cid(a, "/d/sub/new"), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+    CHECK(strcmp(mfs_cid(a, "/w.txt"), strerror(ENOENT)) != 0);
+    node_destroy(a);
+    /* A lying upstream: refused (EIO), nothing kept. */
+    struct fetch_src liar = {.lie = true};
+    cfg.fetch_ud = &liar;
+    new_dir(da, sizeof da);
+    a = open_store_cfg(da, &cfg);
+    blk = NULL;
+    CHECK_EQ_INT(node_store_block(a, &broot, &blk, &blen), -EIO);
+    CHECK(blk == NULL);
+    CHECK(!node_store_has(a, &broot));
+    node_store_roots(a, &aroot, NULL, NULL);
+    CHECK_EQ_INT(node_store_swap_root(a, &aroot, &broot), 0);
+    CHECK_EQ_STR(mfs_cid(a, "/d"), strerror(EIO));
+    CHECK_EQ_INT(a->ops->mfs_mkdir(a, "/d/x"), -EIO);
+    node_destroy(a);
+    /* With no fetch hook a missing block stays ENOENT. */
+    new_dir(da, sizeof da);
+    a = open_store(da, -1);
+    CHECK_EQ_INT(node_store_block(a, &broot, &blk, &blen), -ENOENT);
+    node_destroy(a);
+}
+
 int main(void)
 {
     if (!mkdtemp(base_dir)) {
@@ -1332,6 +1640,10 @@ int main(void)
     test_hostile_hamt();
     test_hostile_wide_dir();
     test_store_dir_private();
+    test_group_commit();
+    test_crash_without_destroy();
+    test_swap_root();
+    test_fetch();
     rm_rf(base_dir);
     return unit_done("test_store");
 }
