@@ -251,35 +251,8 @@ else
     not_ok "ipfsfs mounts through the trailer proxy"
 fi
 
-# A second node with API.Authorizations. start-node.sh waits for an unauthenticated version
-# call, which this node refuses: start it here.
-start_auth_node() {
-    local repo=$WORK/authnode port
-    IPFS_PATH=$repo "$KUBO_BIN" init --profile=test --empty-repo >/dev/null 2>&1 || return 1
-    IPFS_PATH=$repo "$KUBO_BIN" config --json API.Authorizations \
-        '{"u":{"AuthSecret":"bearer:tok","AllowedPaths":["/api/v0"]}}' || return 1
-    IPFS_PATH=$repo "$KUBO_BIN" config Addresses.API /ip4/127.0.0.1/tcp/0 || return 1
-    IPFS_PATH=$repo "$KUBO_BIN" config Addresses.Gateway /ip4/127.0.0.1/tcp/0 || return 1
-    IPFS_PATH=$repo "$KUBO_BIN" config --json Addresses.Swarm '[]' || return 1
-    IPFS_PATH=$repo "$KUBO_BIN" daemon --offline >"$repo/daemon.log" 2>&1 </dev/null &
-    NODE_PID=$!
-    track_pid "$NODE_PID"
-    for _ in $(seq 1 300); do
-        if [ -s "$repo/api" ]; then
-            port=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' "$repo/api")
-            if curl -sf -X POST -m 2 -H "Authorization: Bearer tok" \
-                "http://127.0.0.1:$port/api/v0/version" >/dev/null 2>&1; then
-                NODE_API=/ip4/127.0.0.1/tcp/$port
-                NODE_URL=http://127.0.0.1:$port/api/v0
-                return 0
-            fi
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 NODE1_API=$NODE_API NODE1_URL=$NODE_URL NODE1_PID=$NODE_PID NODE1_REPO=$NODE_REPO
-if ! start_auth_node; then
+if ! start_auth_node tok; then
     not_ok "a node with API.Authorizations starts" "$(tail -5 "$WORK/authnode/daemon.log")"
 else
     check_eq "Kubo: 403 without the secret" \

@@ -360,6 +360,41 @@ start_node() {
     fi
 }
 
+# start_auth_node TOKEN [PORT]: a node ($WORK/authnode) whose API asks for "Authorization: Bearer
+# TOKEN" (API.Authorizations); sets NODE_API, NODE_URL, NODE_PID, NODE_REPO like start_node.
+# With PORT, the API listens there (to restart the node with another secret). start-node.sh
+# waits for an unauthenticated version call, which this node refuses: it is started here.
+start_auth_node() {
+    local tok=$1 want=${2:-0} repo=$WORK/authnode port
+    if [ ! -d "$repo" ]; then
+        IPFS_PATH=$repo "$KUBO_BIN" init --profile=test --empty-repo >/dev/null 2>&1 || return 1
+        IPFS_PATH=$repo "$KUBO_BIN" config Addresses.Gateway /ip4/127.0.0.1/tcp/0 || return 1
+        IPFS_PATH=$repo "$KUBO_BIN" config --json Addresses.Swarm '[]' || return 1
+    fi
+    IPFS_PATH=$repo "$KUBO_BIN" config --json API.Authorizations \
+        "{\"u\":{\"AuthSecret\":\"bearer:$tok\",\"AllowedPaths\":[\"/api/v0\"]}}" || return 1
+    IPFS_PATH=$repo "$KUBO_BIN" config Addresses.API "/ip4/127.0.0.1/tcp/$want" || return 1
+    rm -f "$repo/api"
+    IPFS_PATH=$repo "$KUBO_BIN" daemon --offline >>"$repo/daemon.log" 2>&1 </dev/null &
+    NODE_PID=$!
+    NODE_REPO=$repo
+    track_pid "$NODE_PID"
+    for _ in $(seq 1 300); do
+        if [ -s "$repo/api" ]; then
+            port=$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' "$repo/api")
+            if curl -sf -X POST -m 2 -H "Authorization: Bearer $tok" \
+                "http://127.0.0.1:$port/api/v0/version" >/dev/null 2>&1; then
+                NODE_API=/ip4/127.0.0.1/tcp/$port
+                NODE_URL=http://127.0.0.1:$port/api/v0
+                NODE_PORT=$port
+                return 0
+            fi
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
 # kubo ARG...: run the Kubo command line against the current node's repo (through its API).
 kubo() { IPFS_PATH=$NODE_REPO "$KUBO_BIN" "$@"; }
 

@@ -5,7 +5,11 @@
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/sync.sh
-IPFSFS_BACKEND=local
+#
+# shellcheck source-path=SCRIPTDIR disable=SC2317
+# (SC2317: functions run through check)
+export IPFSFS_BACKEND=local
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_binary
@@ -151,7 +155,7 @@ check_eq "merge: the local new name stays" "$(cat "$MNT/local-new.txt" 2>&1)" \
 check_eq "merge: the node's new name comes" "$(cat "$MNT/node-new.txt" 2>&1)" "node while apart"
 check_eq "conflict: the local version keeps the name" "$(cat "$MNT/both.txt" 2>&1)" \
     "local version"
-conflict=$(cd "$MNT" && ls -d both.txt.conflict-* 2>/dev/null | head -n 1)
+conflict=$(find "$MNT" -maxdepth 1 -name 'both.txt.conflict-*' -printf '%f\n' | head -n 1)
 check "conflict: the node's version is beside it (${conflict:-none})" test -n "$conflict"
 [ -n "$conflict" ] && check_eq "conflict: the copy holds the node's version" \
     "$(cat "$MNT/$conflict" 2>&1)" "node version"
@@ -199,7 +203,56 @@ else
 fi
 check_unmount "unmount" "$MNT"
 
+# ---- a node that refuses: a revoked API secret ----------------------------------------------
+# Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
+# secret is valid again the changes reach the node.
+stop_node
+if ! start_auth_node tok; then
+    not_ok "a node with API.Authorizations starts" "$(tail -5 "$WORK/authnode/daemon.log")"
+else
+    printf 'bearer:tok\n' >"$WORK/auth"
+    chmod 600 "$WORK/auth"
+    AMNT=$WORK/amnt
+    AARGS=(--api="$NODE_API" --api-auth-file="$WORK/auth" --store="$WORK/astore" --timeout=5
+        --unmount-wait=5)
+    if mount_ipfsfs "$AMNT" "${AARGS[@]}"; then
+        echo "before" >"$AMNT/before.txt"
+        check "with the secret: fsync succeeds" fsync_path "$AMNT/before.txt"
+        kill "$NODE_PID"
+        wait "$NODE_PID" 2>/dev/null
+        start_auth_node other "$NODE_PORT" || not_ok "the node restarts with another secret"
+        echo "refused" >"$AMNT/refused.txt"
+        check_errno "secret revoked: fsync fails with EIO" EIO fsync "$AMNT/refused.txt"
+        st=$(state_of "$AMNT/refused.txt")
+        case $st in
+            error:*) ok "secret revoked: user.ipfsfs.sync says why (${st:0:100})" ;;
+            *) not_ok "secret revoked: user.ipfsfs.sync says why" "got: $st" ;;
+        esac
+        check "secret revoked: the log says why" grep -q "sync to Kubo.*kept locally" \
+            "${MOUNT_LOG[$AMNT]}"
+        check_eq "secret revoked: the file reads back" "$(cat "$AMNT/refused.txt")" refused
+        kill "$NODE_PID"
+        wait "$NODE_PID" 2>/dev/null
+        start_auth_node tok "$NODE_PORT" || not_ok "the node restarts with the secret"
+        if wait_for 30 fsync_path "$AMNT/refused.txt"; then
+            ok "secret valid again: fsync succeeds"
+        else
+            not_ok "secret valid again: fsync succeeds"
+        fi
+        check_eq "secret valid again: the node has the file" \
+            "$(curl -sS -X POST -H 'Authorization: Bearer tok' \
+                "$NODE_URL/files/read?arg=/refused.txt" 2>&1)" refused
+        check_eq "secret valid again: user.ipfsfs.sync is synced" \
+            "$(state_of "$AMNT/refused.txt")" synced
+        check_unmount "unmount (auth)" "$AMNT"
+    else
+        not_ok "mount with --api-auth-file"
+    fi
+    kill "$NODE_PID" 2>/dev/null
+fi
+
 # ---- --write-through: close waits for the node ----------------------------------------------
+REUSE_PORT=0 start_node node2 || { not_ok "a node for --write-through"; finish; }
 mkdir -p "$WORK/mnt3"
 mount_ipfsfs "$WORK/mnt3" --api="$NODE_API" --write-through --timeout=5 ||
     { not_ok "mount --write-through"; finish; }
