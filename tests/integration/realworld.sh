@@ -599,7 +599,7 @@ print(" ".join(e["Name"] for e in json.load(sys.stdin)["Entries"]))'
         }
     else
         NAMES="the node's MFS"
-        sync_names # local backend: the node has every change once this returns
+        sync_names "$MNT" # local backend: the node has every change once this returns
         names_hash() { kubo files stat --hash "$1"; }
         names_ls() { kubo files ls "$1" | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
     fi

@@ -60,7 +60,7 @@ fi
 
 # names_stat MFSPATH: files/stat of an MFS path as JSON, from the node or from the store's files
 names_stat() {
-    sync_names
+    sync_names "$MNT"
     if backend_is_store; then
         store_names stat "$1"
     else
@@ -70,7 +70,7 @@ names_stat() {
 
 # names_ls MFSPATH: files/ls?long=true of an MFS directory as JSON, from the node or the store
 names_ls() {
-    sync_names
+    sync_names "$MNT"
     if backend_is_store; then
         store_names ls "$1"
     else
