@@ -103,8 +103,9 @@ struct node_store {
     struct cid committed;       /* the root in DIR/root */
     uint64_t changes;           /* root changes so far */
     uint64_t durable;           /* changes covered by the last commit that worked */
+    uint64_t taken;             /* changes covered by the last commit begun */
     uint64_t seq;               /* commits that made a new root durable */
-    uint64_t pending_since;     /* CLOCK_MONOTONIC ns: about when the changes past durable began */
+    uint64_t pending_since;     /* CLOCK_MONOTONIC ns of the first change past taken */
     int commit_err;             /* a background commit's failure, for the next node_store_commit */
     bool commit_failing;        /* the last background commit failed (logged once per streak) */
     bool stop;                  /* destroy: the commit thread exits */
@@ -204,6 +205,8 @@ struct staged {
     uint64_t epoch; /* the epoch of its last put */
     uint64_t mark;  /* the last commit walk that reached it (commit_run) */
     uint64_t tmark; /* the last stage_touch that reached it (stage_lock) */
+    bool keep;      /* file content: goes to the block store even if no root reaches it */
+    bool written;   /* put in the block store (commit_run) */
     struct cid cid;
     size_t len;
     uint8_t data[];
@@ -232,8 +235,11 @@ static struct staged *stage_find(struct node_store *ns, const struct cid *c)
 
 static void wake_committer(struct node_store *ns);
 
-/* Keep block b (CID c) in memory until a commit. A block staged already is tagged again. */
-static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *b, size_t len)
+/* Keep block b (CID c) in memory until a commit. A block staged already is tagged again. keep:
+ * file content, which a commit writes to the block store even if its root does not reach it
+ * (a name may link it later). */
+static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *b, size_t len,
+                     bool keep)
 {
     if (c->mh_code != MH_SHA2_256)
         return blockstore_put(ns->bs, c, b, len);
@@ -241,6 +247,7 @@ static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *
     struct staged *e = stage_find(ns, c);
     if (e) {
         e->epoch = ns->epoch;
+        e->keep |= keep;
         pthread_mutex_unlock(&ns->stage_lock);
         return 0;
     }
@@ -266,7 +273,8 @@ static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *
         pthread_mutex_unlock(&ns->stage_lock);
         return -ENOMEM;
     }
-    *e = (struct staged){.key = stage_key(c), .epoch = ns->epoch, .cid = *c, .len = len};
+    *e = (struct staged){
+        .key = stage_key(c), .epoch = ns->epoch, .cid = *c, .len = len, .keep = keep};
     memcpy(e->data, b, len);
     e->next = ns->stage_tab[e->key & (ns->stage_cap - 1)];
     ns->stage_tab[e->key & (ns->stage_cap - 1)] = e;
@@ -356,7 +364,9 @@ static int stage_walk(struct node_store *ns, const struct cid *root, uint64_t ma
 
 static int stage_write_one(struct node_store *ns, struct staged *e)
 {
-    return blockstore_put(ns->bs, &e->cid, e->data, e->len);
+    int rc = blockstore_put(ns->bs, &e->cid, e->data, e->len);
+    e->written = rc == 0;
+    return rc;
 }
 
 /* Tag the staged blocks root reaches with the current epoch: a change that links an existing
@@ -409,14 +419,46 @@ static int stage_touch(struct node_store *ns, const struct cid *root)
     return rc;
 }
 
-/* Drop the staged blocks of epochs before epoch. Call with commit_run held. */
-static void stage_drop(struct node_store *ns, uint64_t epoch)
+/* Write the file content staged before epoch that no commit wrote yet to the block store (a
+ * commit covers every add before it, linked or not). Call with commit_run held. */
+static int stage_write_content(struct node_store *ns, uint64_t epoch)
+{
+    struct staged **v = NULL;
+    size_t n = 0;
+    int rc = 0;
+    pthread_mutex_lock(&ns->stage_lock);
+    if (ns->stage_n && !(v = malloc(ns->stage_n * sizeof *v)))
+        rc = -ENOMEM;
+    for (size_t i = 0; v && i < ns->stage_cap; i++)
+        for (struct staged *e = ns->stage_tab[i]; e; e = e->next)
+            if (e->epoch < epoch && e->keep && !e->written)
+                v[n++] = e;
+    pthread_mutex_unlock(&ns->stage_lock);
+    for (size_t i = 0; rc == 0 && i < n; i++) /* the entries stay: only this thread frees them */
+        rc = stage_write_one(ns, v[i]);
+    free(v);
+    return rc;
+}
+
+/* After a failed commit: every staged block is written again by the next one. */
+static void stage_unwritten(struct node_store *ns)
+{
+    pthread_mutex_lock(&ns->stage_lock);
+    for (size_t i = 0; i < ns->stage_cap; i++)
+        for (struct staged *e = ns->stage_tab[i]; e; e = e->next)
+            e->written = false;
+    pthread_mutex_unlock(&ns->stage_lock);
+}
+
+/* Drop the staged blocks of epochs before epoch (after a commit wrote what must be written).
+ * all: drop everything (the store is closing). Call with commit_run held. */
+static void stage_drop(struct node_store *ns, uint64_t epoch, bool all)
 {
     pthread_mutex_lock(&ns->stage_lock);
     for (size_t i = 0; i < ns->stage_cap; i++)
         for (struct staged **pp = &ns->stage_tab[i]; *pp;) {
             struct staged *e = *pp;
-            if (e->epoch >= epoch) {
+            if (!all && (e->epoch >= epoch || (e->keep && !e->written))) {
                 pp = &e->next;
                 continue;
             }
@@ -886,12 +928,24 @@ static int stage_block(struct node_store *ns, unsigned version, const struct byt
                        struct cid *out)
 {
     int rc = block_cid(version, CID_CODEC_DAG_PB, b->p, b->len, out);
-    return rc < 0 ? rc : stage_put(ns, out, b->p, b->len);
+    return rc < 0 ? rc : stage_put(ns, out, b->p, b->len, false);
 }
 
 static int pipe_put_direct(void *ud, const struct cid *c, const uint8_t *data, size_t len)
 {
     return blockstore_put(ud, c, data, len);
+}
+
+/* A small file's blocks: staged (they are read again at once: linked, moved, stat'ed), written
+ * to the block store by the next commit; straight to the block store while the staged blocks
+ * are over STAGE_MAX_BYTES (a commit is due then). */
+static int stage_put_content(void *ud, const struct cid *c, const uint8_t *data, size_t len)
+{
+    struct node_store *ns = ud;
+    pthread_mutex_lock(&ns->stage_lock);
+    bool full = ns->stage_bytes > STAGE_MAX_BYTES;
+    pthread_mutex_unlock(&ns->stage_lock);
+    return full ? blockstore_put(ns->bs, c, data, len) : stage_put(ns, c, data, len, true);
 }
 
 /* Imports hash the next chunk while one writer thread stores (and fsyncs) the previous ones:
@@ -968,7 +1022,7 @@ static int import_piped(struct node_store *ns, int fd, uint64_t size, const stru
     /* A file of a few blocks gains nothing from a second thread (cp -r of small files would
      * start one per file). */
     if (size <= 4 * (uint64_t)io->chunk_size)
-        return import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
+        return import_fd(fd, size, io, stage_put_content, ns, out, NULL);
     struct pipe p = {.bs = ns->bs};
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.cond, NULL);
@@ -1253,7 +1307,7 @@ static int shard_put(void *ud, const uint8_t *block, size_t len, struct cid *out
 {
     struct shard_put_ctx *sp = ud;
     int rc = block_cid(sp->version, CID_CODEC_DAG_PB, block, len, out);
-    return rc < 0 ? rc : stage_put(sp->ns, out, block, len);
+    return rc < 0 ? rc : stage_put(sp->ns, out, block, len, false);
 }
 
 /* A plain directory block over es (sorted here), with the UnixFS data given. */
@@ -1442,7 +1496,7 @@ static int do_commit(struct node_store *ns)
     pthread_mutex_lock(&ns->change_lock);
     pthread_mutex_lock(&ns->names_lock);
     snap = ns->root;
-    uint64_t snap_changes = ns->changes;
+    uint64_t snap_changes = ns->taken = ns->changes;
     bool same = cid_equal(&snap, &ns->committed);
     pthread_mutex_unlock(&ns->names_lock);
     pthread_mutex_lock(&ns->stage_lock);
@@ -1453,11 +1507,15 @@ static int do_commit(struct node_store *ns)
      * there before snap became the root: the sync covers them all. */
     int rc = stage_walk(ns, &snap, atomic_fetch_add(&stage_marks, 1) + 1, stage_write_one);
     if (rc == 0)
+        rc = stage_write_content(ns, epoch);
+    if (rc == 0)
         rc = blockstore_sync(ns->bs);
     if (rc == 0 && !same)
         rc = write_root_file(ns, &snap);
     if (rc == 0)
-        stage_drop(ns, epoch); /* written, or replaced before snap */
+        stage_drop(ns, epoch, false); /* written, or replaced before snap */
+    else
+        stage_unwritten(ns); /* a block whose fdatasync failed is put again next time */
     pthread_mutex_lock(&ns->names_lock);
     if (rc == 0) {
         if (snap_changes > ns->durable)
@@ -1466,6 +1524,10 @@ static int do_commit(struct node_store *ns)
             ns->committed = snap;
             ns->seq++;
         }
+    } else {
+        ns->taken = ns->durable; /* not covered after all: the next try in commit_ms */
+        ns->pending_since = now_ns();
+        pthread_cond_signal(&ns->commit_cond);
     }
     pthread_mutex_unlock(&ns->names_lock);
     if (rc == 0 && !same)
@@ -1483,7 +1545,7 @@ static void *commit_main(void *arg)
     struct node_store *ns = arg;
     pthread_mutex_lock(&ns->names_lock);
     while (!ns->stop) {
-        if (ns->changes == ns->durable) {
+        if (ns->changes == ns->taken) { /* none, or all covered by a commit under way */
             pthread_cond_wait(&ns->commit_cond, &ns->names_lock);
             continue;
         }
@@ -1502,7 +1564,6 @@ static void *commit_main(void *arg)
         if (rc < 0) {
             if (!ns->commit_err)
                 ns->commit_err = rc;
-            ns->pending_since = now_ns();
             if (!ns->commit_failing)
                 log_err("%s: cannot commit the names: %s (retrying every %u ms)", ns->dir,
                         strerror(-rc), ns->commit_ms);
@@ -1540,7 +1601,8 @@ static int set_root_if(struct node_store *ns, const struct cid *base, const stru
         return -EAGAIN;
     }
     ns->root = *next;
-    if (ns->changes++ == ns->durable) {
+    /* The first change no commit has begun to cover: the commit thread has commit_ms. */
+    if (ns->changes++ == ns->taken) {
         ns->pending_since = now_ns();
         pthread_cond_signal(&ns->commit_cond);
     }
@@ -2044,7 +2106,7 @@ const char *node_store_dir(struct node *n)
 /* Free ns and what it holds (the commit thread, if any, has been joined). */
 static void store_free(struct node_store *ns)
 {
-    stage_drop(ns, UINT64_MAX);
+    stage_drop(ns, UINT64_MAX, true);
     free(ns->stage_tab);
     pthread_mutex_destroy(&ns->stage_lock);
     blockstore_close(ns->bs);
