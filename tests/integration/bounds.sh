@@ -194,52 +194,81 @@ check "another one too" cmp "$M/${FILE[silent]}" "$L/big-silent"
 
 # ---- waits on missing CIDs are bounded --------------------------------------------------------
 
-# 24 lookups of CIDs the node is still looking for (it never answers), with 20 FUSE threads:
-# at most 16 wait, the others fail fast with EAGAIN, and fresh content still reads.
+# 24 lookups of CIDs the node is still looking for (it never answers), with 20 FUSE threads, all
+# in the mount root and started together (threads of one process: 24 interpreters starting on a
+# busy machine would spread them over seconds): at most 16 wait, the others fail fast with
+# EAGAIN, each ends within LIMIT, and fresh content still reads.
+#
+# They overlap only if the kernel lets lookups in one directory run in parallel
+# (FUSE_PARALLEL_DIROPS): without it the kernel holds the directory's mutex across each lookup,
+# so they reach ipfsfs one at a time, the n-th after n waits (measured: 5.5, 7, 8.5, ... 40 s;
+# the first wait marks the node down, so the next ones get 1.5 s each). libfuse before 3.17
+# never passes the flag on, whatever the filesystem asks (libfuse commit c9905341).
 WAITERS=24
 for i in $(seq 1 $WAITERS); do
     head -c 1000 /dev/urandom >"$L/missing-$i"
-    MISSING[i]=$(kubo add -Q --only-hash "$L/missing-$i")
+    MISSING[i]=$M/$(kubo add -Q --only-hash "$L/missing-$i")
 done
 for i in 1 2 3; do
     head -c 200000 /dev/urandom >"$L/fresh-$i"
     FRESH[i]=$(add_file "$L/fresh-$i")
     stat "$M/${FRESH[i]}" >/dev/null 2>&1 # looked up now: only its bytes are asked for below
 done
+# stats.py PATH...: stat each PATH in its own thread, all at once; one line each as op.py.
+cat >"$WORK/stats.py" <<'PY'
+import errno, os, sys, threading, time
+out = [None] * (len(sys.argv) - 1)
+def one(i, path):
+    t0 = time.monotonic()
+    try:
+        os.stat(path)
+        r = "OK"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    out[i] = "%s 0 %.2f" % (r, time.monotonic() - t0)
+ts = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(sys.argv[1:])]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("\n".join(out))
+PY
 echo "delay 1000 block/" >"$MODE"
-for i in $(seq 1 $WAITERS); do
-    op stat "$M/${MISSING[i]}" >"$WORK/missing-$i.out" &
-    WPID[i]=$!
-done
+t0=$(now)
+timeout -k 2 "$HOLD" python3 "$WORK/stats.py" "${MISSING[@]}" >"$WORK/missing.out" 2>&1 &
+wpid=$!
 sleep 2
 for i in 1 2 3; do
     check_quick "fresh content (${FRESH[i]}) reads while $WAITERS lookups wait on the node" cat \
         "$M/${FRESH[i]}"
 done
-eagain=0 slow=0 bad=0
-for i in $(seq 1 $WAITERS); do
-    wait "${WPID[i]}"
-    r=$(cat "$WORK/missing-$i.out")
+wait "$wpid"
+all=$(elapsed "$t0")
+echo pass >"$MODE"
+eagain=0 slow=0 bad=0 n=0
+while read -r r; do
+    n=$((n + 1))
     secs=${r##* }
     case $r in
     EAGAIN*) eagain=$((eagain + 1)) ;;
     ETIMEDOUT* | EIO*) ;;
-    HUNG*) slow=$((slow + 1)) ;;
     *) bad=$((bad + 1)) ;;
     esac
-    [[ $r == HUNG* ]] || lt "$secs" "$LIMIT" || slow=$((slow + 1))
-done
-echo pass >"$MODE"
+    lt "$secs" "$LIMIT" || slow=$((slow + 1))
+done <"$WORK/missing.out"
+[ "$n" -eq "$WAITERS" ] || bad=$((bad + 1)) # stats.py hung (killed) or failed
+desc="$WAITERS lookups of missing CIDs at the root: each within $LIMIT s, at least"
+desc+=" $((WAITERS - 16)) fail fast (EAGAIN)"
 if [ "$bad" -eq 0 ] && [ "$slow" -eq 0 ] && [ "$eagain" -ge $((WAITERS - 16)) ]; then
-    ok "$WAITERS lookups of missing CIDs: all within $LIMIT s, $eagain failed fast (EAGAIN)"
+    ok "$desc: $eagain did, $all s in all"
 else
-    # Known (issue 13, bounds report): lookups of CIDs at the root reach the node one at a
-    # time (the proxy log shows one block/get after the other), so the n-th of them waits
-    # about n times as long; rpc.c's bound on waits never sees more than one. Reported as TODO
-    # until the root lookups run in parallel; the measurements follow.
-    ok "$WAITERS lookups of missing CIDs end within $LIMIT s # TODO root lookups are serialized"
-    diag "EAGAIN: $eagain, other errors: $bad, slower than $LIMIT s: $slow" \
-        "$(cat "$WORK"/missing-*.out | sort -k3 -n | awk '{print $1, $3}' | tr '\n' ' ')"
+    # Until main.c and fs.c ask for parallel lookups, this is the known gap described above.
+    grep -q PARALLEL_DIROPS "$IPFSFS_SRCDIR/src/main.c" &&
+        grep -q PARALLEL_DIROPS "$IPFSFS_SRCDIR/src/fs.c" ||
+        desc+=" # TODO the kernel serializes lookups in the root (no FUSE_PARALLEL_DIROPS)"
+    not_ok "$desc" \
+        "EAGAIN: $eagain, other errors or none: $bad, slower than $LIMIT s: $slow, $all s in all" \
+        "$(sort -k3 -n "$WORK/missing.out" | awk '{print $1, $3}' | tr '\n' ' ')"
 fi
 check_unmount "unmount; ipfsfs exits 0 with a clean log" "$M"
 
