@@ -404,6 +404,10 @@ for ((k = 0; k < ${#OPS[@]}; k += 2)); do
 done
 b=$(best rpcadd)
 printf 'RPC add -r of a tree of the same shape, on the node: %s\n' "${b:--}"
+if [ "$RUNS" -gt 1 ]; then
+    note "every run's seconds:"
+    for key in $(printf '%s\n' "${!VALS[@]}" | sort); do note "  $key:${VALS[$key]}"; done
+fi
 for key in "${!FAILS[@]}"; do note "failed: $key: ${FAILS[$key]}"; done
 
 # figure NAME NUM_KEY DEN_KEY OP LIMIT: one RESULT line; ratio = best(NUM) / best(DEN), target
