@@ -1425,6 +1425,59 @@ static void test_group_commit(void)
     node_destroy(n);
 }
 
+/* A background commit that fails is retried, and reported once by the next node_store_commit
+ * (like fsync(2)); the names stay in memory meanwhile. */
+static void test_commit_failure(void)
+{
+    char dir[256], p[512], stats[1024] = "";
+    new_dir(dir, sizeof dir);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .commit_ms = 20};
+    struct node *n = open_store_cfg(dir, &cfg);
+    struct cid first, cur, com;
+    node_store_roots(n, &first, NULL, NULL);
+    /* DIR/root cannot be replaced while it is a directory (rename: EISDIR). */
+    snprintf(p, sizeof p, "%s/root", dir);
+    CHECK_EQ_INT(unlink(p), 0);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/a"), 0);
+    for (int i = 0; i < 300 && !strstr(stats, "store_commit_errors 1"); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        n->ops->stats(n, stats, sizeof stats);
+    }
+    CHECK(strstr(stats, "store_commit_errors 0") == NULL);
+    node_store_roots(n, &cur, &com, NULL);
+    CHECK(cid_equal(&com, &first));
+    CHECK(strcmp(mfs_cid(n, "/a"), strerror(ENOENT)) != 0); /* still there, in memory */
+    CHECK_EQ_INT(rmdir(p), 0);
+    /* The next background try works; the failure it had is reported once. */
+    for (int i = 0; i < 300; i++) {
+        node_store_roots(n, NULL, &com, NULL);
+        if (cid_equal(&com, &cur))
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(cid_equal(&com, &cur));
+    CHECK_EQ_STR(root_file(dir), fmt(&cur));
+    CHECK_EQ_INT(node_store_commit(n), -EISDIR);
+    CHECK_EQ_INT(node_store_commit(n), 0);
+    /* A commit that fails itself says so. */
+    CHECK_EQ_INT(unlink(p), 0);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/b"), 0);
+    CHECK_EQ_INT(node_store_commit(n), -EISDIR);
+    CHECK_EQ_INT(rmdir(p), 0);
+    int rc = node_store_commit(n); /* -EISDIR again if a background try failed meanwhile */
+    if (rc != 0)
+        rc = node_store_commit(n);
+    CHECK_EQ_INT(rc, 0);
+    node_store_roots(n, &cur, &com, NULL);
+    CHECK(cid_equal(&com, &cur));
+    node_destroy(n);
+}
+
 /* A process that dies without destroy (kill -9): the store holds exactly the root of its last
  * finished commit, and every block of it. */
 static void test_crash_without_destroy(void)
@@ -1641,6 +1694,7 @@ int main(void)
     test_hostile_wide_dir();
     test_store_dir_private();
     test_group_commit();
+    test_commit_failure();
     test_crash_without_destroy();
     test_swap_root();
     test_fetch();
