@@ -52,7 +52,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
 int node_store_commit(struct node *n);
 
 /* The current root (in memory) and the last committed one; any pointer may be NULL. seq counts
- * the commits that made a new root durable (so a waiter can tell a later commit happened). */
+ * the commits that made a new root durable (so a waiter can tell a later commit happened).
+ * The blocks of a root that was current but never committed (replaced before a commit) may be
+ * gone once a later commit is done: they were only kept in memory. A committed root's blocks
+ * stay (the store removes no block today): push and resolve committed roots. */
 void node_store_roots(struct node *n, struct cid *current, struct cid *committed, uint64_t *seq);
 
 /* Replace the current root by next if it still equals expected (else -EAGAIN): how the sync
