@@ -174,6 +174,8 @@ static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **dat
     if (changing)
         pthread_mutex_lock(&ns->change_lock);
     atomic_fetch_add(&ns->fetches, 1);
+    if (rc > 0 || rc <= -4096)
+        rc = -EIO; /* not an errno */
     if (rc == 0 && !block_matches(c, d, n)) {
         cid_format(c, cs, sizeof cs);
         log_err("fetched block %s does not match its hash: refused", cs);
@@ -182,7 +184,7 @@ static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **dat
     if (rc < 0) {
         atomic_fetch_add(&ns->fetch_errors, 1);
         free(d);
-        return rc > -4096 ? rc : -EIO;
+        return rc;
     }
     int prc = blockstore_put(ns->bs, c, d, n);
     if (prc < 0) {
@@ -306,11 +308,11 @@ static int stage_get(struct node_store *ns, const struct cid *c, uint8_t **data,
     return 0;
 }
 
+static atomic_uint_fast64_t stage_marks; /* walk numbers (any store: only distinctness counts) */
+
 /* The staged blocks that root reaches through staged blocks (blocks in the block store only
  * link to blocks there, or to remote ones): each is handed to fn once per walk (mark), with
  * stage_lock not held. Call with commit_run held (only then do the entries stay). */
-static atomic_uint_fast64_t stage_marks; /* walk numbers (any store: only distinctness counts) */
-
 static int stage_walk(struct node_store *ns, const struct cid *root, uint64_t mark,
                       int (*fn)(struct node_store *ns, struct staged *e))
 {
