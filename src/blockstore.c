@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define NSHARDS (32 * 32)
@@ -26,6 +27,13 @@
  * ones durable; that flush leaves the newest BATCH_KEEP in flight, their writeback just started. */
 #define BATCH_MAX 64
 #define BATCH_KEEP 16
+/* From this many files (or directories) to make durable at once, one syncfs(2) of the store's
+ * filesystem replaces their fdatasync (fsync) calls: each of those is a journal commit, so a
+ * group commit of a thousand small files took seconds. If syncfs reports an error, the calls
+ * are made one by one, and each says which file failed. Only on local filesystems known to
+ * make everything durable on syncfs and to report writeback errors from it (a FUSE or network
+ * filesystem may do neither): see syncfs_ok. */
+#define SYNCFS_MIN 8
 
 /* A block whose temp file is written but not yet renamed to its final name. */
 enum pend_state {
@@ -64,6 +72,7 @@ struct blockstore {
     /* flush_lock serializes flushes and syncs (taken before lock, never while holding it), so
      * a sync returns only when every flush before it, by any thread, has finished. */
     pthread_mutex_t flush_lock;
+    bool syncfs_ok; /* the filesystem's syncfs may replace many fdatasync calls */
     atomic_uint_fast64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
     atomic_uint tmp_counter;
 };
@@ -237,6 +246,18 @@ int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t 
         snprintf(err, errlen, "cannot open %s: %s", bs->dir, strerror(errno));
         goto fail;
     }
+    struct statfs sfs;
+    if (fstatfs(bs->dirfd, &sfs) == 0)
+        switch ((unsigned long)sfs.f_type) {
+        case 0xEF53UL:     /* ext2, ext3, ext4 */
+        case 0x58465342UL: /* xfs */
+        case 0x9123683EUL: /* btrfs */
+        case 0xF2F52010UL: /* f2fs */
+            bs->syncfs_ok = true;
+            break;
+        default:
+            break;
+        }
     /* Say how the directory is laid out, as Kubo's flatfs does (best effort). */
     int fd = openat(bs->dirfd, "SHARDING", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -488,10 +509,16 @@ static int flush_locked(struct blockstore *bs, uint64_t upto)
         return -ENOMEM;
     /* The entries taken here stay ours: puts only add entries or remove failed ones, and
      * flush_lock keeps other flushes out. Until the end they are only read (their fd is ours). */
+    size_t unsynced = 0;
+    for (size_t i = 0; i < n; i++)
+        unsynced += !v[i].synced;
+    bool bulk = bs->syncfs_ok && unsynced >= SYNCFS_MIN && syncfs(bs->dirfd) == 0;
     for (size_t i = 0; i < n; i++) {
         struct pend *e = v[i].e;
-        if (v[i].synced)
+        if (v[i].synced || bulk) {
+            v[i].synced = true;
             continue; /* durable already, only the rename is left */
+        }
         v[i].err = fdatasync(e->fd) < 0 ? -errno : 0;
         v[i].synced = v[i].err == 0;
         if (v[i].err < 0) {
@@ -554,6 +581,13 @@ int blockstore_sync(struct blockstore *bs)
     top = bs->top_dirty;
     bs->top_dirty = false;
     pthread_mutex_unlock(&bs->lock);
+    int ndirty = top;
+    for (int i = 0; i < NSHARDS; i++)
+        ndirty += dirty[i];
+    if (bs->syncfs_ok && ndirty >= SYNCFS_MIN && syncfs(bs->dirfd) == 0) {
+        memset(dirty, 0, sizeof dirty); /* every directory entry is durable */
+        top = false;
+    }
     for (int i = 0; i < NSHARDS; i++) {
         if (!dirty[i])
             continue;

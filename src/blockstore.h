@@ -8,7 +8,8 @@
  * file, as in Kubo. A put writes a temporary file ".tmp-*" in the shard directory and starts its
  * writeback; batches of them are then fdatasync'd, and only then renamed to their final names
  * (by a later put, every few dozen blocks, or by blockstore_sync(), which also fsyncs the
- * directories that changed). So a final name only ever holds complete, durable bytes, the disk
+ * directories that changed; on ext4, xfs, btrfs and f2fs one syncfs(2) replaces a batch of
+ * those calls, so it also flushes whatever else is dirty on that filesystem). So a final name only ever holds complete, durable bytes, the disk
  * writes while the importer hashes, and a pending block is already readable (from its temporary
  * file). A leftover temporary file (after a crash) is never read. Identity multihashes are not
  * stored: their bytes are the digest. Thread-safe: any number of concurrent puts and gets.
