@@ -323,6 +323,13 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_SPLICE_MOVE)
         conn->want |= FUSE_CAP_SPLICE_MOVE;
+    /* Lookups and listings in one directory run in parallel. Without this the kernel holds a
+     * per-directory mutex across each lookup, so one lookup waiting on the node (a CID the
+     * node cannot find, at the root) stalls every other lookup in that directory for up to
+     * --timeout. libfuse >= 3.17 passes it on only when asked; older ones never do (main.c
+     * sets it in the INIT reply for them). */
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     /* No name ever has an ACL (setxattr is refused). With this capability the kernel asks
      * once per inode and caches "no ACL", instead of a round trip for every
      * getxattr(system.posix_acl_*) (coreutils ls -l makes one per file). It also implies
