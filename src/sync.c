@@ -685,7 +685,15 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         pthread_mutex_unlock(&s->lock);
         node_store_roots(s->store, &current, &committed, &seq);
     } else if (cid_equal(&committed, &sl)) {
+        /* In step (also on a first contact: both empty). */
+        if (!have && (rc = save_state(s, &sl, &sr)) < 0) {
+            snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
+            return rc;
+        }
         pthread_mutex_lock(&s->lock);
+        s->have_state = true;
+        s->synced_local = sl;
+        s->synced_remote = sr;
         if (seq > s->pushed_seq)
             s->pushed_seq = seq;
         pthread_mutex_unlock(&s->lock);
