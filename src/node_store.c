@@ -109,7 +109,8 @@ struct node_store {
     int commit_err;             /* a background commit's failure, for the next node_store_commit */
     bool commit_failing;        /* the last background commit failed (logged once per streak) */
     bool stop;                  /* destroy: the commit thread exits */
-    bool thread_started;
+    bool thread_started;        /* the commit thread runs (started by the first change) */
+    bool thread_failed;         /* pthread_create failed (logged once) */
     pthread_t commit_thread;
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
@@ -1594,6 +1595,24 @@ static uint64_t cur_epoch(struct node_store *ns)
     return e;
 }
 
+/* Start the commit thread if it does not run yet. Call with names_lock. It starts with the
+ * first change, not in node_store_new: a mount becomes a daemon (fork) after opening the
+ * store, and a thread started before would not exist in the daemon. Without the thread
+ * (pthread_create failed), changes are committed by node_store_commit and destroy only. */
+static void start_committer(struct node_store *ns)
+{
+    if (ns->thread_started || ns->thread_failed)
+        return;
+    int rc = pthread_create(&ns->commit_thread, NULL, commit_main, ns);
+    if (rc != 0) {
+        ns->thread_failed = true;
+        log_err("%s: cannot start the commit thread: %s (the names are committed on fsync and "
+                "unmount only)", ns->dir, strerror(rc));
+        return;
+    }
+    ns->thread_started = true;
+}
+
 /* Make next the current root if base still is (else -EAGAIN), and tell the commit thread. */
 static int set_root_if(struct node_store *ns, const struct cid *base, const struct cid *next)
 {
@@ -1602,6 +1621,7 @@ static int set_root_if(struct node_store *ns, const struct cid *base, const stru
         pthread_mutex_unlock(&ns->names_lock);
         return -EAGAIN;
     }
+    start_committer(ns);
     ns->root = *next;
     /* The first change no commit has begun to cover: the commit thread has commit_ms. */
     if (ns->changes++ == ns->taken) {
@@ -2126,13 +2146,13 @@ static void store_free(struct node_store *ns)
 static void store_destroy(struct node *base)
 {
     struct node_store *ns = to_store(base);
-    if (ns->thread_started) {
-        pthread_mutex_lock(&ns->names_lock);
-        ns->stop = true;
-        pthread_cond_signal(&ns->commit_cond);
-        pthread_mutex_unlock(&ns->names_lock);
+    pthread_mutex_lock(&ns->names_lock);
+    bool started = ns->thread_started;
+    ns->stop = true;
+    pthread_cond_signal(&ns->commit_cond);
+    pthread_mutex_unlock(&ns->names_lock);
+    if (started)
         pthread_join(ns->commit_thread, NULL);
-    }
     pthread_mutex_lock(&ns->commit_run);
     int rc = do_commit(ns);
     pthread_mutex_unlock(&ns->commit_run);
@@ -2355,13 +2375,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     rc = open_root(ns, err, errlen);
     if (rc < 0)
         goto fail;
-    rc = -pthread_create(&ns->commit_thread, NULL, commit_main, ns);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot start the commit thread: %s", strerror(-rc));
-        goto fail;
-    }
-    ns->thread_started = true;
-    *out = &ns->base;
+    *out = &ns->base; /* the commit thread starts with the first change */
     return 0;
 fail:
     if (ns)
