@@ -674,8 +674,10 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         const char *name;
         if (i < 2) {
             name = i == 0 ? "." : "..";
-            /* "." is the directory's own st_ino (fill_attr's); ".." is not known here. */
-            st.st_ino = i == 0 && dir != inode_root(fs->inodes) ? dir->key : FUSE_ROOT_ID;
+            /* "." is the directory's own st_ino (fill_attr's), ".." its parent's. */
+            st.st_ino = i == 1                              ? inode_parent_ino(fs->inodes, dir)
+                        : dir != inode_root(fs->inodes) ? dir->key
+                                                        : FUSE_ROOT_ID;
             st.st_mode = S_IFDIR;
         } else {
             const struct dirent_rec *e = &l->entries[i - 2];

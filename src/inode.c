@@ -405,6 +405,15 @@ uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const 
     return key;
 }
 
+uint64_t inode_parent_ino(struct inode_table *t, const struct inode *ino)
+{
+    pthread_mutex_lock(&t->lock);
+    const struct inode *p = ino->parent;
+    uint64_t key = p ? p->key : t->root.key; /* the root's key is 1 */
+    pthread_mutex_unlock(&t->lock);
+    return key;
+}
+
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
                    char *buf, size_t len)
 {

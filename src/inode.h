@@ -96,6 +96,9 @@ void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_at
 int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target);
 /* A copy of the symlink target (malloc'd), or NULL (none, or ENOMEM). */
 char *inode_target_dup(struct inode_table *t, const struct inode *ino);
+/* The st_ino of ino's parent directory (readdir's ".."): 1 for the mount root, and for what
+ * has no parent (the root itself). */
+uint64_t inode_parent_ino(struct inode_table *t, const struct inode *ino);
 /* The st_ino of the name under parent: the inode's if the table has one (its key stays what it
  * was at creation across renames), else what a lookup would give it. */
 uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const char *name);

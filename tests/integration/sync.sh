@@ -68,6 +68,8 @@ diag "cp -r took $(elapsed "$t0") s"
 check_eq "user.ipfs.cid of the copied tree is ipfs add -r's, at once" "$(cid_of "$MNT/tree")" \
     "$WANT_TREE"
 check "the tree reads back (diff -r)" diff -r "$TREE" "$MNT/tree"
+check_eq "readdir's .. of tree/d0 is tree's inode" \
+    "$(ls -ia "$MNT/tree/d0" | awk '$2 == ".." { print $1 }')" "$(stat -c %i "$MNT/tree")"
 echo -n Test >"$MNT/test.txt"
 check_eq "user.ipfs.cid of a 4-byte file 'Test' is the known CID" "$(cid_of "$MNT/test.txt")" \
     QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
