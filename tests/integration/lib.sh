@@ -485,12 +485,14 @@ store_import() {
 # (as the node's files/stat), CMD ls prints {"Entries": [{"Name", "Hash"}...]} (as files/ls).
 store_names() { python3 "$HELPER" store-names "$STORE_DIR" "$1" "$2"; }
 
-# sync_names [MNT]: local backend only (a no-op otherwise): fsync(2) on the mount's root (what
-# `sync MNT` does), which returns once the node has every change made before it. Then the node's
-# files API shows what the mount shows.
+# sync_names [MNT]: local and store backends (a no-op in rpc mode): fsync(2) on the mount's root
+# (what `sync MNT` does), which returns once every change made before it is durable in the store
+# (its files show it) and, on a local mount, on the node (its files API shows what the mount
+# shows).
 sync_names() {
     local mnt=${1:-${MNT:-}}
-    [ "$IPFSFS_BACKEND" = local ] && [ -n "$mnt" ] && mountpoint -q "$mnt" || return 0
+    { [ "$IPFSFS_BACKEND" = local ] || backend_is_store; } && [ -n "$mnt" ] &&
+        mountpoint -q "$mnt" || return 0
     python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$mnt" ||
         diag "fsync of $mnt failed: the node may not have every change"
 }

@@ -79,6 +79,7 @@ check_eq "the empty root is Kubo's empty directory" "$(cat "$STORE/root")" \
 printf 'Test' >"$SRC/Test"
 check "cp a 4-byte file" cp "$SRC/Test" "$MNT/test.txt"
 check_eq "its CID is Kubo's" "$(cid_of "$MNT/test.txt")" QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
+sync "$MNT" # the group commit: DIR/root is written within 1 s, or by fsync/syncfs
 check_eq "the root is the wrap-with-directory CID" "$(cat "$STORE/root")" \
     QmbW7t5BzZb38M61bJUxsRxz6MbDhgrfzQaxyq6hRBBedS
 sizes=(0 1 262143 262144 262145 $((174 * 262144)) $((174 * 262144 + 1)) $((20 << 20)))
