@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define BACKOFF_MIN_MS 500u
+#define LOCAL_TICK_MS 200u
 #define BACKOFF_MAX_MS 30000u
 #define MAX_PATH 4096
 #define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
@@ -754,9 +755,12 @@ static void *sync_thread(void *arg)
     struct sync *s = arg;
     unsigned backoff = 0;
     bool failing = false;
+    uint64_t next_poll = 0; /* when the node is next asked for outside changes */
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        uint64_t wait = backoff ? backoff : s->poll_ms;
+        /* A local commit is pushed within LOCAL_TICK_MS (an in-memory check); the node is
+         * asked for its changes every poll_ms. */
+        uint64_t wait = backoff ? backoff : LOCAL_TICK_MS;
         if (s->stop) {
             uint64_t now = now_ms();
             wait = now >= s->stop_deadline_ms ? 0 : s->stop_deadline_ms - now;
@@ -768,11 +772,17 @@ static void *sync_thread(void *arg)
             deadline_ts(wait, &ts);
             pthread_cond_timedwait(&s->cond, &s->lock, &ts);
         }
+        bool kicked = s->kicked;
         s->kicked = false;
         bool stopping = s->stop;
         pthread_mutex_unlock(&s->lock);
         if (stopping && (!pending(s) || now_ms() >= s->stop_deadline_ms))
             break;
+        if (!kicked && !stopping && !backoff && now_ms() < next_poll && !pending(s)) {
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        next_poll = now_ms() + s->poll_ms;
         char err[512] = "";
         int rc = round_once(s, err, sizeof err);
         pthread_mutex_lock(&s->lock);
