@@ -326,6 +326,9 @@ int main(int argc, char *argv[])
             struct node_store_config scfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
                         .chunker = o.chunker, .pin = !o.no_pin},
+                /* Pushes take committed roots: commit often, so the node follows closely
+                 * (measured: cp -r of 1,000 files + sync, 1.7 s at 250 ms, 2.5 s at 1 s). */
+                .commit_ms = 250,
             };
             struct node_local_config lcfg = {
                 .mfs_root = o.mfs_root,
