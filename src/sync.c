@@ -27,7 +27,7 @@
 
 #define BACKOFF_MIN_MS 500u
 #define LOCAL_TICK_MS 200u
-#define BACKOFF_MAX_MS 30000u
+#define BACKOFF_MAX_MS 5000u /* a node that comes back is used within 5 s */
 #define MAX_PATH 4096
 #define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
 
