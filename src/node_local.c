@@ -248,8 +248,9 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
     }
     l->base.ops = &local_ops;
     l->base.description = l->description;
-    snprintf(l->description, sizeof l->description, "%s, names in %s synced to %s",
-             l->store->description, store_dir, up->description);
+    snprintf(l->description, sizeof l->description,
+             "%s, local-first: names and new blocks in %s, synced to the node in the background",
+             up->description, store_dir);
     *out = &l->base;
     return 0;
 fail:
