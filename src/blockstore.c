@@ -752,6 +752,54 @@ out:
     return rc;
 }
 
+int blockstore_usage(struct blockstore *bs, uint64_t *bytes, uint64_t *nblocks)
+{
+    *bytes = *nblocks = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        char shard[3] = {b32[i / 32], b32[i % 32], 0};
+        int dfd = openat(bs->dirfd, shard, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+            close(dfd);
+            return -errno;
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t n = strlen(e->d_name);
+            struct stat st;
+            if (n < 6 || strcmp(e->d_name + n - 5, ".data") != 0 ||
+                fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                continue;
+            *bytes += (uint64_t)st.st_blocks * 512u;
+            (*nblocks)++;
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *freed)
+{
+    struct loc l;
+    char final[REL_MAX];
+    struct stat st;
+    *freed = 0;
+    if (c->mh_code == MH_IDENTITY || locate(c, &l) < 0)
+        return -EINVAL;
+    final_name(&l, final);
+    if (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (unlinkat(bs->dirfd, final, 0) < 0)
+        return -errno;
+    *freed = (uint64_t)st.st_blocks * 512u;
+    return 0;
+}
+
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out)
 {
     out->gets = atomic_load(&bs->gets);

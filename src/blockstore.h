@@ -64,6 +64,13 @@ int blockstore_sync(struct blockstore *bs);
 /* The path of c's block file (for tests and tools). Returns 0 or -ENOSPC/-EINVAL. */
 int blockstore_path(const struct blockstore *bs, const struct cid *c, char *buf, size_t len);
 
+/* Disk used by the block files under their final names (allocated bytes), and how many. */
+int blockstore_usage(struct blockstore *bs, uint64_t *bytes, uint64_t *nblocks);
+
+/* Delete c's block file (a block that can be had again elsewhere: the caller's choice); later
+ * gets are -ENOENT until it is put again. *freed: the bytes given back. 0 or -errno. */
+int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *freed);
+
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
 
 #endif

@@ -334,6 +334,7 @@ int main(int argc, char *argv[])
                 .mfs_root = o.mfs_root,
                 .timeout_ms = o.timeout * 1000u,
                 .unmount_wait_ms = o.unmount_wait * 1000u,
+                .store_max_bytes = o.store_bytes,
             };
             struct node *up = node;
             node = NULL;

@@ -240,6 +240,7 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
         .mfs_root = cfg->mfs_root,
         .timeout_ms = cfg->timeout_ms,
         .poll_ms = cfg->poll_ms,
+        .max_bytes = cfg->store_max_bytes,
     };
     rc = sync_new(l->store, l->up, &yc, &l->sync);
     if (rc < 0) {

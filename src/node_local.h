@@ -17,6 +17,7 @@ struct node_local_config {
     unsigned timeout_ms;      /* bound of an fsync's wait for the upstream */
     unsigned poll_ms;         /* how often outside changes are looked for (0: 2 s) */
     unsigned unmount_wait_ms; /* how long unmount waits for the upstream to have everything */
+    uint64_t store_max_bytes; /* --store-size (0: no limit) */
 };
 
 /* Open the store in store_dir (node_store_new with scfg) over upstream up (any node with

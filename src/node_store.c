@@ -2171,6 +2171,17 @@ const char *node_store_dir(struct node *n)
     return to_store(n)->dir;
 }
 
+int node_store_usage(struct node *n, uint64_t *bytes)
+{
+    uint64_t nblocks;
+    return blockstore_usage(to_store(n)->bs, bytes, &nblocks);
+}
+
+int node_store_evict(struct node *n, const struct cid *c, uint64_t *freed)
+{
+    return blockstore_remove(to_store(n)->bs, c, freed);
+}
+
 /* Free ns and what it holds (the commit thread, if any, has been joined). */
 static void store_free(struct node_store *ns)
 {

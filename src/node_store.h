@@ -76,4 +76,10 @@ int node_store_resolve(struct node *n, const struct cid *root, const char *path,
 /* The store's directory (absolute; for the sync engine's own state file). */
 const char *node_store_dir(struct node *n);
 
+/* Disk the store's block files use (bytes allocated). */
+int node_store_usage(struct node *n, uint64_t *bytes);
+/* Delete one block file: only for a block the fetch hook's upstream has (the sync engine
+ * evicts what the node holds); a later read fetches it again. 0 or -errno. */
+int node_store_evict(struct node *n, const struct cid *c, uint64_t *freed);
+
 #endif

@@ -48,6 +48,8 @@ static const struct fuse_opt option_table[] = {
     OPT("api-auth-insecure", api_auth_insecure),
     OPT("--write-through", write_through),
     OPT("write-through", write_through),
+    OPT("--store-size=%s", store_size),
+    OPT("store-size=%s", store_size),
     OPT("--unmount-wait=%u", unmount_wait),
     OPT("unmount-wait=%u", unmount_wait),
     OPT("--store=%s", store),
@@ -104,6 +106,8 @@ void options_print_help(const char *progname)
            "                           no node at all: the store alone, offline\n"
            "    --write-through        no local store: every change waits for the node\n"
            "                           (close(2) returns once the node has the file)\n"
+           "    --store-size=SIZE      past this, the local store drops its copies of file\n"
+           "                           blocks the node has (default: no limit)\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
            "                           change (default 60; what is left is sent next time)\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
@@ -229,7 +233,8 @@ int options_parse(struct fuse_args *args, struct options *o)
     }
     if (parse_size_opt("--cache-size", o->cache_size, 256u << 20, 1u << 20, &o->cache_bytes) < 0 ||
         parse_size_opt("--dir-cache", o->dir_cache, 64u << 20, 64u << 10, &o->dircache_bytes) < 0 ||
-        parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0)
+        parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0 ||
+        parse_size_opt("--store-size", o->store_size, 0, 1u << 20, &o->store_bytes) < 0)
         return -1;
     if (o->cid_version < -1 || o->cid_version > 1) {
         fprintf(stderr, "ipfsfs: --cid-version must be 0 or 1\n");
@@ -269,6 +274,7 @@ void options_free(struct options *o)
     free(o->api_auth_file);
     free(o->cacert);
     free(o->store);
+    free(o->store_size);
     if (o->proxy)
         explicit_bzero(o->proxy, strlen(o->proxy)); /* it may hold a password */
     free(o->proxy);

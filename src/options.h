@@ -28,10 +28,11 @@ struct options {
     int api_auth_insecure; /* send the API secret over plain http to a non-loopback address */
     int write_through;   /* names live on the node: close(2) waits for it (no local store) */
     unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
+    char *store_size;      /* --store-size */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */
-    size_t cache_bytes, dircache_bytes, readahead_bytes;
+    size_t cache_bytes, dircache_bytes, readahead_bytes, store_bytes;
 };
 
 /* Parse our options out of args (the rest stays for libfuse). Returns 0 or -1 after printing a

@@ -38,6 +38,8 @@ struct sync {
     struct node *store, *up;
     char *mfs_root;
     unsigned timeout_ms, poll_ms;
+    uint64_t max_bytes;  /* --store-size: evict what the node has past this (0: never) */
+    uint64_t next_trim;  /* CLOCK_MONOTONIC ms of the next look at the store's size */
     pthread_t thread;
     char state_path[PATH_MAX];
     struct cid empty_dir;
@@ -55,6 +57,7 @@ struct sync {
     uint64_t failures_at;     /* value of attempts after the last failed round */
     char error[256];          /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
+    uint64_t evicted_blocks, evicted_bytes;
 };
 
 static uint64_t now_ms(void)
@@ -750,6 +753,81 @@ static bool pending(struct sync *s)
     return p;
 }
 
+/* --store-size: past it, delete local copies of file blocks the node has (those of the last
+ * synced tree), until 90% of it is used. Directory blocks stay (names are read locally);
+ * what is evicted is fetched from the node when read again. Blocks no name references any
+ * more (old versions) are not collected. Runs in the engine's thread, at most every 5 s. */
+static void trim(struct sync *s)
+{
+    uint64_t used;
+    if (!s->max_bytes || now_ms() < s->next_trim)
+        return;
+    s->next_trim = now_ms() + 5000;
+    if (node_store_usage(s->store, &used) < 0 || used <= s->max_bytes)
+        return;
+    uint64_t target = s->max_bytes / 10 * 9, nblocks = 0, nbytes = 0;
+    pthread_mutex_lock(&s->lock);
+    struct cid root = s->synced_local;
+    bool have = s->have_state;
+    pthread_mutex_unlock(&s->lock);
+    struct seen seen = {0};
+    size_t n = 0, cap = 256;
+    struct cid *stack = have ? malloc(cap * sizeof *stack) : NULL;
+    if (!stack)
+        return;
+    stack[n++] = root;
+    /* Depth first from the synced root, on local blocks only (a missing one: the node's). */
+    while (n && used > target) {
+        struct cid c = stack[--n];
+        if (!node_store_has(s->store, &c) || seen_add(&seen, &c) != 0)
+            continue;
+        uint64_t freed = 0;
+        bool evict = c.codec == CID_CODEC_RAW;
+        if (!evict) {
+            uint8_t *b;
+            size_t len;
+            struct dagpb_node pb;
+            struct unixfs_data u;
+            if (node_store_block(s->store, &c, &b, &len) < 0)
+                continue;
+            if (dagpb_decode(b, len, &pb) < 0) {
+                free(b);
+                continue;
+            }
+            evict = pb.has_data && unixfs_decode(pb.data, pb.data_len, &u) == 0 &&
+                    (u.type == UNIXFS_FILE || u.type == UNIXFS_RAW);
+            for (size_t i = 0; i < pb.nlinks; i++) {
+                if (n == cap) {
+                    struct cid *v = realloc(stack, cap * 2 * sizeof *v);
+                    if (!v)
+                        break;
+                    stack = v;
+                    cap *= 2;
+                }
+                if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &stack[n]) == 0)
+                    n++;
+            }
+            dagpb_node_free(&pb);
+            free(b);
+        }
+        if (evict && node_store_evict(s->store, &c, &freed) == 0) {
+            used -= freed < used ? freed : used;
+            nblocks++;
+            nbytes += freed;
+        }
+    }
+    free(stack);
+    free(seen.v);
+    if (nblocks)
+        log_info("the store is over --store-size: %" PRIu64 " blocks (%" PRIu64
+                 " KiB) that %s has were evicted locally",
+                 nblocks, nbytes >> 10, s->up->description);
+    pthread_mutex_lock(&s->lock);
+    s->evicted_blocks += nblocks;
+    s->evicted_bytes += nbytes;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void *sync_thread(void *arg)
 {
     struct sync *s = arg;
@@ -799,6 +877,11 @@ static void *sync_thread(void *arg)
             backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
                               : BACKOFF_MIN_MS;
         } else {
+            if (!stopping) {
+                pthread_mutex_unlock(&s->lock);
+                trim(s);
+                pthread_mutex_lock(&s->lock);
+            }
             if (failing)
                 log_info("sync to %s works again", s->up->description);
             s->error[0] = 0;
@@ -825,6 +908,7 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     s->up = up;
     s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
+    s->max_bytes = cfg->max_bytes;
     s->mfs_root = strdup(cfg->mfs_root ? cfg->mfs_root : "/");
     cid_parse(EMPTY_DIR, strlen(EMPTY_DIR), &s->empty_dir);
     snprintf(s->state_path, sizeof s->state_path, "%s/synced", node_store_dir(store));
@@ -929,9 +1013,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      "sync_pushes %" PRIu64 "\nsync_blocks_sent %" PRIu64
                      "\nsync_bytes_sent %" PRIu64 "\nsync_adopted %" PRIu64
                      "\nsync_merged %" PRIu64 "\nsync_conflicts %" PRIu64
-                     "\nsync_failed_rounds %" PRIu64 "\nsync_error %s\n",
+                     "\nsync_failed_rounds %" PRIu64 "\nsync_evicted_blocks %" PRIu64
+                     "\nsync_evicted_bytes %" PRIu64 "\nsync_error %s\n",
                      s->pushes, s->blocks_sent, s->bytes_sent, s->adopted, s->merged,
-                     s->conflicts, s->failed, s->error[0] ? s->error : "none");
+                     s->conflicts, s->failed, s->evicted_blocks, s->evicted_bytes,
+                     s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
     return n;
 }

@@ -28,6 +28,8 @@ struct sync_config {
     const char *mfs_root; /* the node's MFS directory that mirrors the store's root */
     unsigned timeout_ms;  /* the node's timeout: bounds each wait of fsync */
     unsigned poll_ms;     /* how often the node is checked for changes (0: 2000) */
+    uint64_t max_bytes;   /* the store's size past which file blocks the node has are
+                           * evicted locally (0: never) */
 };
 
 /* Set up the engine over store (a node_store) and up (a node with put_car): both stay owned by the

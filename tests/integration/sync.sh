@@ -68,6 +68,7 @@ diag "cp -r took $(elapsed "$t0") s"
 check_eq "user.ipfs.cid of the copied tree is ipfs add -r's, at once" "$(cid_of "$MNT/tree")" \
     "$WANT_TREE"
 check "the tree reads back (diff -r)" diff -r "$TREE" "$MNT/tree"
+# shellcheck disable=SC2012 # ls -i is the readdir under test
 check_eq "readdir's .. of tree/d0 is tree's inode" \
     "$(ls -ia "$MNT/tree/d0" | awk '$2 == ".." { print $1 }')" "$(stat -c %i "$MNT/tree")"
 echo -n Test >"$MNT/test.txt"
@@ -194,6 +195,27 @@ check_eq "no name shows half-written content" "$bad" 0
 check "and it still reaches the node" fsync_path "$MNT"
 check_eq "the node's MFS root is the store's committed root" "$(node_hash /)" \
     "$(cat "$STORE/root" 2>&1)"
+
+# ---- --store-size: file blocks the node has are evicted locally, and fetched again ----------
+check_unmount "unmount before --store-size" "$MNT"
+mount_ipfsfs "$MNT" "${ARGS[@]}" --store-size=2M || { not_ok "mount --store-size=2M"; finish; }
+gen_file "$WORK/big.bin" $((6 << 20)) 7
+cp "$WORK/big.bin" "$MNT/big.bin"
+check "--store-size: fsync of a 6 MiB file" fsync_path "$MNT/big.bin"
+# store_kib: KiB the store's block files use (what --store-size counts: not the directories)
+store_kib() {
+    find "$STORE/blocks" -name '*.data' -printf '%b\n' | awk '{ s += $1 } END { print int(s / 2) }'
+}
+store_small() { [ "$(store_kib)" -le 2048 ]; }
+if wait_for 20 store_small; then
+    ok "--store-size: the store shrinks to 2 MiB ($(store_kib) KiB)"
+else
+    not_ok "--store-size: the store shrinks to 2 MiB" "$(store_kib) KiB" \
+        "$(grep -i evict "${MOUNT_LOG[$MNT]}")"
+fi
+check "--store-size: the file reads back (fetched from the node)" cmp "$WORK/big.bin" \
+    "$MNT/big.bin"
+check "--store-size: the names are still there" diff -r "$TREE/d0" "$MNT/tree/d0"
 
 # ---- one store, one mount -------------------------------------------------------------------
 mkdir -p "$WORK/mnt2"
