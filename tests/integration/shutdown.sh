@@ -22,7 +22,8 @@
 #   content. ipfsfs started with SIGINT ignored (a `&` job of a non-interactive shell) keeps
 #   ignoring it, as libfuse does.
 # - SIGKILL leaves a dead mount (ENOTCONN) that ipfsfs refuses to mount over until
-#   `fusermount3 -u` removes it; what close(2) stored before is kept.
+#   `fusermount3 -u` removes it; what was durable before is kept (rpc: closed; store: fsync'ed,
+#   or covered by a finished group commit).
 #
 # shellcheck source-path=SCRIPTDIR disable=SC2317
 # (SC2317: functions run through check)
@@ -411,10 +412,13 @@ run_backend() {
     check_stored "$b: written before SIGINT" int.bin "$L/int.bin"
     check_stored "$b: written before SIGINT (second copy)" int2.bin "$L/int.bin"
 
-    # 3e. SIGKILL (as a crash): no cleanup is possible; what close(2) stored is kept, the dead
-    # mount is refused as a mount point until fusermount3 -u removes it.
+    # 3e. SIGKILL (as a crash): no cleanup is possible; what is durable is kept (in rpc mode
+    # what close(2) stored on the node; in the store, what fsync or a finished group commit
+    # covered: the copy is fsync'ed, as `cp` followed by `sync FILE`), the dead mount is
+    # refused as a mount point until fusermount3 -u removes it.
     gen_file "$L/kill.bin" 50000 5
     check "$b: cp, then SIGKILL" timeout -k 2 60 cp "$L/kill.bin" "$MNT/kill.bin"
+    check "$b: sync FILE" timeout -k 2 60 sync "$MNT/kill.bin"
     pid=${MOUNT_PID[$MNT]}
     disown "$pid" # no "Killed" line from bash
     kill -s KILL "$pid"
