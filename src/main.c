@@ -111,7 +111,7 @@ static enum log_level level_from(const char *s, int debug)
 }
 
 /* The store of a local-first mount, one per node and MFS directory:
- * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>], else ~/.local/share/ipfsfs/..., else (for
+ * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>-<hash>], else ~/.local/share/ipfsfs/..., else (for
  * root) /var/lib/ipfsfs/... */
 static int default_store_dir(const char *url, const char *mfs_root, char *out, size_t len)
 {
@@ -133,12 +133,17 @@ static int default_store_dir(const char *url, const char *mfs_root, char *out, s
         id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
     while (n && id[n - 1] == '_')
         n--;
-    /* "/" adds nothing; "/photos/2024" adds "--photos_2024". */
+    /* "/" adds nothing; "/photos/2024" adds "--photos_2024-" and a hash of the exact path
+     * (so that "/a/b" and "/a_b" never share a store). */
     if (strcmp(mfs_root, "/") != 0) {
+        uint32_t h = 2166136261u;
+        for (const char *p = mfs_root; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
         id[n++] = '-';
         id[n++] = '-';
-        for (const char *p = mfs_root + 1; *p && n < sizeof id - 1; p++)
+        for (const char *p = mfs_root + 1; *p && n < 200; p++)
             id[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
+        n += (size_t)snprintf(id + n, sizeof id - n, "-%08x", h);
     }
     id[n] = 0;
     /* Create the parents (0700: the names are private); the store makes its own folder. */

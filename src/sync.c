@@ -27,6 +27,7 @@
 
 #define BACKOFF_MIN_MS 500u
 #define LOCAL_TICK_MS 200u
+#define FIRST_ROUND_WAIT_MS 2000u /* sync_start waits this long at most for the first round */
 #define BACKOFF_MAX_MS 5000u /* a node that comes back is used within 5 s */
 #define MAX_PATH 4096
 #define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
@@ -53,6 +54,8 @@ struct sync {
     struct cid synced_local;  /* the store's root the node was last confirmed to have */
     struct cid synced_remote; /* the node's MFS directory's CID at that time */
     uint64_t pushed_seq;      /* store commit sequence number whose root the node has */
+    bool pushed_valid;        /* pushed_seq was set by a round of this process (the store's
+                               * sequence numbers start again at 0 in each process) */
     uint64_t attempts;        /* finished rounds (each success or failure adds one) */
     uint64_t failures_at;     /* value of attempts after the last failed round */
     char error[256];          /* why the last round failed ("" after a success) */
@@ -121,6 +124,14 @@ static int save_state(struct sync *s, const struct cid *local, const struct cid 
         rc = -errno;
     if (rc == 0 && rename(tmp, s->state_path) < 0)
         rc = -errno;
+    if (rc == 0) { /* the rename itself durable: the record must not go back after a crash */
+        int dfd = open(node_store_dir(s->store), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd) < 0)
+                rc = -errno;
+            close(dfd);
+        }
+    }
     if (rc < 0) {
         unlink(tmp);
         log_err("cannot record the sync state in %s: %s", s->state_path, strerror(-rc));
@@ -277,6 +288,8 @@ static int car_out(void *ud, const void *data, size_t len)
 }
 
 static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, unsigned depth);
+static int send_shard(struct carw *w, const struct cid *c, const struct ents *remote,
+                      unsigned depth);
 
 /* The links of a directory (or HAMT shard) block: an entry whose CID the node's directory
  * has under any name is skipped; a changed subdirectory is compared with the node's one. */
@@ -296,7 +309,7 @@ static int send_dir_links(struct carw *w, const struct dagpb_node *pb, bool hamt
         }
         size_t skip = hamt ? 2 : 0; /* a HAMT link name starts with the bucket's 2 hex digits */
         if (hamt && lk->name_len <= skip) { /* a sub-shard: same directory, deeper */
-            rc = send_tree(w, &c, NULL, depth + 1);
+            rc = send_shard(w, &c, remote, depth + 1);
             continue;
         }
         if (rset.n && seen_add(&rset, &c) == 1)
@@ -372,6 +385,36 @@ out:
     return rc;
 }
 
+/* A HAMT sub-shard: its block, then its links compared with the whole directory's listing
+ * on the node (entries are found by name, wherever they sit in the node's shards). */
+static int send_shard(struct carw *w, const struct cid *c, const struct ents *remote,
+                      unsigned depth)
+{
+    if (depth > MAX_TREE_DEPTH)
+        return -ELOOP;
+    if (!node_store_has(w->s->store, c))
+        return 0;
+    int rc = seen_add(&w->seen, c);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    uint8_t *b;
+    size_t len;
+    rc = node_store_block(w->s->store, c, &b, &len);
+    if (rc < 0)
+        return rc;
+    rc = car_write_block(car_out, w, c, b, len);
+    w->blocks++;
+    struct dagpb_node pb;
+    if (rc == 0 && c->codec == CID_CODEC_DAG_PB && dagpb_decode(b, len, &pb) == 0) {
+        rc = send_dir_links(w, &pb, true, remote, depth);
+        dagpb_node_free(&pb);
+    } else if (rc == 0) {
+        rc = -EIO;
+    }
+    free(b);
+    return rc;
+}
+
 /* Send the blocks of local that the node's tree remote lacks, in one dag/import. */
 static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
                        uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
@@ -380,8 +423,9 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     snprintf(path, sizeof path, "%s/.push-XXXXXX", node_store_dir(s->store));
     struct carw w = {.s = s, .fd = mkostemp(path, O_CLOEXEC)};
     if (w.fd < 0) {
-        snprintf(err, errlen, "cannot create %.300s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errlen, "cannot create %.300s: %s", path, strerror(e));
+        return -e;
     }
     unlink(path);
     int rc = car_write_header(car_out, &w, local, 1);
@@ -419,11 +463,37 @@ static int dir_meta_equal(struct sync *s, const struct cid *l, const struct cid 
     return a.mode == b.mode && a.has_mtime == b.has_mtime && (!a.has_mtime || a.mtime == b.mtime);
 }
 
+/* The mount root's own mode and mtime (chmod, touch of the mount point) go to --mfs-root.
+ * A failure is logged, not retried: the names matter more than the root's metadata. */
+static void push_root_meta(struct sync *s, const char *path, const struct cid *remote,
+                           const struct cid *local)
+{
+    struct node_stat a = {0}, b = {0};
+    if (s->store->ops->stat(s->store, local, &a) == 0 &&
+        s->up->ops->stat(s->up, remote, &b) == 0) {
+        int rc = 0;
+        if (a.mode && a.mode != b.mode)
+            rc = s->up->ops->mfs_chmod(s->up, path, a.mode);
+        if (rc == 0 && a.has_mtime && (!b.has_mtime || a.mtime != b.mtime))
+            rc = s->up->ops->mfs_touch(s->up, path, a.mtime);
+        if (rc < 0)
+            log_warn("the mode or mtime of the mount root did not reach %s: %s",
+                     s->up->description, strerror(-rc));
+    }
+    node_stat_clear(&a);
+    node_stat_clear(&b);
+}
+
+/* Make the node's directory at path (now remote) equal the local one. With dry, change
+ * nothing: return 1 at the first difference in the names (0: the same names and content). */
 static int push_names(struct sync *s, const char *path, const struct cid *remote,
-                      const struct cid *local, unsigned depth, char *err, size_t errlen)
+                      const struct cid *local, unsigned depth, bool dry, char *err,
+                      size_t errlen)
 {
     if (depth > MAX_TREE_DEPTH)
         return -ELOOP;
+    if (dry && cid_equal(remote, local))
+        return 0;
     struct ents re, le;
     int rc = list_dir(s, s->up, remote, &re);
     if (rc < 0)
@@ -434,9 +504,13 @@ static int push_names(struct sync *s, const char *path, const struct cid *remote
         return name_failed(err, errlen, "listing the local", path, rc);
     }
     char child[MAX_PATH];
-    for (size_t i = 0; i < re.n && rc >= 0; i++) {
+    for (size_t i = 0; i < re.n && rc == 0; i++) {
         if (ents_find(&le, re.v[i].name))
             continue;
+        if (dry) {
+            rc = 1;
+            break;
+        }
         rc = join(child, sizeof child, path, re.v[i].name);
         if (rc == 0)
             rc = s->up->ops->mfs_rm(s->up, child, true);
@@ -445,7 +519,7 @@ static int push_names(struct sync *s, const char *path, const struct cid *remote
         else
             rc = 0;
     }
-    for (size_t i = 0; i < le.n && rc >= 0; i++) {
+    for (size_t i = 0; i < le.n && rc == 0; i++) {
         const struct ent *l = &le.v[i], *r = ents_find(&re, l->name);
         if (r && cid_equal(&r->cid, &l->cid))
             continue;
@@ -459,9 +533,13 @@ static int push_names(struct sync *s, const char *path, const struct cid *remote
                 break;
             }
             if (same) {
-                rc = push_names(s, child, &r->cid, &l->cid, depth + 1, err, errlen);
+                rc = push_names(s, child, &r->cid, &l->cid, depth + 1, dry, err, errlen);
                 continue;
             }
+        }
+        if (dry) {
+            rc = 1;
+            break;
         }
         if (r) {
             rc = s->up->ops->mfs_rm(s->up, child, true);
@@ -476,6 +554,8 @@ static int push_names(struct sync *s, const char *path, const struct cid *remote
     }
     ents_free(&re);
     ents_free(&le);
+    if (rc == 0 && depth == 0 && !dry)
+        push_root_meta(s, path, remote, local);
     return rc;
 }
 
@@ -508,6 +588,28 @@ static int conflict_name(struct sync *s, const char *dir, const char *name, char
             return rc;
     }
     return -EEXIST;
+}
+
+/* Whether ours has a conflict copy of name ("name.conflict-...") holding c already. */
+static bool has_conflict_copy(const struct ents *oe, const char *name, const struct cid *c)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < oe->n; i++)
+        if (strncmp(oe->v[i].name, name, nl) == 0 &&
+            strncmp(oe->v[i].name + nl, ".conflict-", 10) == 0 && cid_equal(&oe->v[i].cid, c))
+            return true;
+    return false;
+}
+
+/* Whether the store's name at path is still o (NULL: still absent). */
+static bool still_same(struct sync *s, const char *path, const struct ent *o, struct ent *now)
+{
+    struct node_stat st = {0};
+    int rc = s->store->ops->mfs_stat(s->store, path, &st, &now->cid);
+    node_stat_clear(&st);
+    if (rc == -ENOENT)
+        return o == NULL;
+    return rc == 0 && o && cid_equal(&now->cid, &o->cid);
 }
 
 static bool same_ent(const struct ent *a, const struct ent *b)
@@ -553,6 +655,11 @@ static int merge_dir(struct sync *s, const char *path, const struct cid *base,
             if (rc < 0)
                 break;
             if (same_ent(o, b)) { /* only the node changed it: take theirs */
+                /* Unless it changed here since the listing (a write racing the merge): then
+                 * the next round sees both changed, and keeps a conflict copy. */
+                struct ent now = {0};
+                if (!still_same(s, child, o, &now))
+                    continue;
                 if (o) {
                     rc = s->store->ops->mfs_rm(s->store, child, true);
                     if (rc < 0 && rc != -ENOENT)
@@ -568,6 +675,8 @@ static int merge_dir(struct sync *s, const char *path, const struct cid *base,
             }
             if (!t) /* deleted there, changed here: ours stays */
                 continue;
+            if (has_conflict_copy(&oe, name, &t->cid))
+                continue; /* kept by an earlier merge whose push then failed */
             rc = conflict_name(s, path, name, other, sizeof other);
             if (rc == 0)
                 rc = s->store->ops->mfs_link(s->store, &t->cid, other);
@@ -630,6 +739,14 @@ static void fmt(const struct cid *c, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
+/* The node has the store's commit seq (or a later one). Call with s->lock. */
+static void note_pushed_locked(struct sync *s, uint64_t seq)
+{
+    if (!s->pushed_valid || seq > s->pushed_seq)
+        s->pushed_seq = seq;
+    s->pushed_valid = true;
+}
+
 static int round_once(struct sync *s, char *err, size_t errlen)
 {
     struct cid current, committed, remote;
@@ -665,13 +782,17 @@ static int round_once(struct sync *s, char *err, size_t errlen)
                          strerror(-rc));
                 return rc;
             }
-            node_store_roots(s->store, NULL, NULL, &seq);
+            struct cid now;
+            node_store_roots(s->store, NULL, &now, &seq);
             log_info("%s on the node changed to %s: adopted", s->mfs_root, a);
             pthread_mutex_lock(&s->lock);
             s->have_state = true;
             s->synced_local = s->synced_remote = remote;
-            if (seq > s->pushed_seq)
-                s->pushed_seq = seq;
+            /* The commit may hold a change made here since the swap: that one is pending. */
+            if (cid_equal(&now, &remote))
+                note_pushed_locked(s, seq);
+            else
+                s->kicked = true;
             s->adopted++;
             pthread_mutex_unlock(&s->lock);
             return 0;
@@ -698,8 +819,7 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         s->have_state = true;
         s->synced_local = sl;
         s->synced_remote = sr;
-        if (seq > s->pushed_seq)
-            s->pushed_seq = seq;
+        note_pushed_locked(s, seq);
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
@@ -709,13 +829,23 @@ static int round_once(struct sync *s, char *err, size_t errlen)
     rc = send_blocks(s, &committed, &remote, &nblocks, &nbytes, err, errlen);
     if (rc < 0)
         return rc;
-    rc = push_names(s, s->mfs_root, &remote, &committed, 0, err, errlen);
+    rc = push_names(s, s->mfs_root, &remote, &committed, 0, false, err, errlen);
     if (rc < 0)
         return rc;
     struct cid after;
     rc = remote_root(s, &after, err, errlen);
     if (rc < 0)
         return rc;
+    /* A change made on the node while we pushed must not pass for ours: if its names are not
+     * exactly ours, keep the old record of the node's root, and the next round sees the
+     * difference as a change made there (adopted, or merged). */
+    int differs = push_names(s, s->mfs_root, &after, &committed, 0, true, err, errlen);
+    if (differs < 0)
+        return differs;
+    if (differs) {
+        log_info("%s changed on the node during the push: merged next", s->mfs_root);
+        after = remote;
+    }
     rc = save_state(s, &committed, &after);
     if (rc < 0) {
         snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
@@ -734,8 +864,7 @@ static int round_once(struct sync *s, char *err, size_t errlen)
     s->have_state = true;
     s->synced_local = committed;
     s->synced_remote = after;
-    if (seq > s->pushed_seq)
-        s->pushed_seq = seq;
+    note_pushed_locked(s, seq);
     s->pushes++;
     s->blocks_sent += nblocks;
     s->bytes_sent += nbytes;
@@ -932,23 +1061,24 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
 
 int sync_start(struct sync *s)
 {
-    char err[512] = "";
-    int rc = round_once(s, err, sizeof err);
+    /* The first round runs in the thread: the mount serves at once. Names made on the node
+     * since the last mount show as soon as it is done; wait a little for that here, so that
+     * a quick node has them there before the first ls. */
     pthread_mutex_lock(&s->lock);
-    s->attempts++;
-    if (rc < 0) {
-        log_warn("sync to %s: %s (kept locally, retrying)", s->up->description,
-                 err[0] ? err : strerror(-rc));
-        snprintf(s->error, sizeof s->error, "%s", err[0] ? err : strerror(-rc));
-        s->failures_at = s->attempts;
-        s->failed++;
-        s->kicked = true;
-    }
+    s->kicked = true;
     pthread_mutex_unlock(&s->lock);
-    rc = -pthread_create(&s->thread, NULL, sync_thread, s);
-    if (rc == 0)
-        s->started = true;
-    return rc;
+    int rc = -pthread_create(&s->thread, NULL, sync_thread, s);
+    if (rc < 0)
+        return rc;
+    s->started = true;
+    struct timespec ts;
+    deadline_ts(FIRST_ROUND_WAIT_MS, &ts);
+    pthread_mutex_lock(&s->lock);
+    while (s->attempts == 0)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 int sync_wait(struct sync *s)
@@ -966,13 +1096,13 @@ int sync_wait(struct sync *s)
     pthread_cond_broadcast(&s->cond);
     /* Done when a round has confirmed our commit (or a later one). A round that fails after
      * ours started, or the timeout, is EIO: the data stays queued and the log says why. */
-    while (s->pushed_seq < seq || !s->have_state) {
+    while (!s->pushed_valid || s->pushed_seq < seq || !s->have_state) {
         if (s->failures_at > start) {
             rc = -EIO;
             break;
         }
         if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
-            rc = s->pushed_seq >= seq && s->have_state ? 0 : -EIO;
+            rc = s->pushed_valid && s->pushed_seq >= seq && s->have_state ? 0 : -EIO;
             if (rc < 0)
                 log_warn("fsync: %s does not have the changes after %u s%s%s (kept locally)",
                          s->up->description, s->timeout_ms / 1000, s->error[0] ? ": " : "",
@@ -1034,6 +1164,9 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     if (!s->started) {
+        if (pending(s))
+            log_warn("unmount: the node does not have every change: they are kept in %s and "
+                     "the next mount sends them", node_store_dir(s->store));
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s->mfs_root);
