@@ -424,7 +424,9 @@ run_backend() {
     kill -s KILL "$pid"
     wait_for 20 gone "$pid"
     unset "MOUNT_PID[$MNT]"
-    check_errno "$b: after SIGKILL the mount is dead (ENOTCONN)" ENOTCONN stat "$MNT"
+    # A name never looked up: the kernel must ask (cached attributes would still answer).
+    check_errno "$b: after SIGKILL the mount is dead (ENOTCONN)" ENOTCONN stat \
+        "$MNT/never-looked-up-$$"
     check_fails_with "$b: mounting over the dead mount is refused" "already a mount point" \
         "$IPFSFS_BIN" "${ARGS[@]}" "$MNT"
     check "$b: fusermount3 -u removes the dead mount" timeout -k 2 20 fusermount3 -u "$MNT"
