@@ -327,30 +327,46 @@ static int send_dir_links(struct carw *w, const struct dagpb_node *pb, bool hamt
     return rc;
 }
 
-/* Put l's blocks that the node may lack into the CAR; r is the node's version of the same
- * directory, if any. A block the store does not hold came from the node (adopted, fetched):
- * the node has it, and everything under it. */
-static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, unsigned depth)
+/* Put c's block into the CAR, unless it is in already or the store does not hold it (then it
+ * came from the node: adopted or fetched; the node has it, and everything under it).
+ * Returns 1 and the block (*b, to free) when written, 0 when skipped, or -errno. */
+static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8_t **b,
+                      size_t *len)
 {
     if (depth > MAX_TREE_DEPTH)
         return -ELOOP;
-    if (r && cid_equal(l, r))
+    if (!node_store_has(w->s->store, c))
         return 0;
-    if (!node_store_has(w->s->store, l))
-        return 0;
-    int rc = seen_add(&w->seen, l);
+    int rc = seen_add(&w->seen, c);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    uint8_t *b;
-    size_t len;
-    rc = node_store_block(w->s->store, l, &b, &len);
+    rc = node_store_block(w->s->store, c, b, len);
     if (rc < 0)
         return rc;
-    rc = car_write_block(car_out, w, l, b, len);
+    rc = car_write_block(car_out, w, c, *b, *len);
     w->blocks++;
-    if (rc < 0 || l->codec != CID_CODEC_DAG_PB) {
-        free(b);
+    if (rc < 0) {
+        free(*b);
         return rc;
+    }
+    return 1;
+}
+
+/* Put l's blocks that the node may lack into the CAR; r is the node's version of the same
+ * directory, if any. */
+static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, unsigned depth)
+{
+    if (r && cid_equal(l, r))
+        return 0;
+    uint8_t *b;
+    size_t len;
+    int rc = emit_block(w, l, depth, &b, &len);
+    if (rc <= 0)
+        return rc;
+    rc = 0;
+    if (l->codec != CID_CODEC_DAG_PB) {
+        free(b);
+        return 0;
     }
     struct dagpb_node pb;
     struct unixfs_data u;
@@ -390,25 +406,16 @@ out:
 static int send_shard(struct carw *w, const struct cid *c, const struct ents *remote,
                       unsigned depth)
 {
-    if (depth > MAX_TREE_DEPTH)
-        return -ELOOP;
-    if (!node_store_has(w->s->store, c))
-        return 0;
-    int rc = seen_add(&w->seen, c);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
     uint8_t *b;
     size_t len;
-    rc = node_store_block(w->s->store, c, &b, &len);
-    if (rc < 0)
+    int rc = emit_block(w, c, depth, &b, &len);
+    if (rc <= 0)
         return rc;
-    rc = car_write_block(car_out, w, c, b, len);
-    w->blocks++;
     struct dagpb_node pb;
-    if (rc == 0 && c->codec == CID_CODEC_DAG_PB && dagpb_decode(b, len, &pb) == 0) {
+    if (c->codec == CID_CODEC_DAG_PB && dagpb_decode(b, len, &pb) == 0) {
         rc = send_dir_links(w, &pb, true, remote, depth);
         dagpb_node_free(&pb);
-    } else if (rc == 0) {
+    } else {
         rc = -EIO;
     }
     free(b);

@@ -28,25 +28,6 @@
 static char base_dir[] = "/tmp/ipfsfs-test-store-XXXXXX";
 static unsigned store_counter;
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* A fresh store directory path (not created). */
 static void new_dir(char *buf, size_t len)
 {
@@ -1698,6 +1679,6 @@ int main(void)
     test_crash_without_destroy();
     test_swap_root();
     test_fetch();
-    rm_rf(base_dir);
+    unit_rm_rf(base_dir);
     return unit_done("test_store");
 }

@@ -21,25 +21,6 @@
 
 static char base_dir[] = "/tmp/ipfsfs-test-sync-XXXXXX";
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* The local store fetches the blocks it lacks from its upstream, as node_local sets it up. */
 static int fetch_up(void *ud, const struct cid *c, uint8_t **data, size_t *len)
 {
@@ -286,6 +267,6 @@ int main(void)
     }
     test_push();
     test_pull_merge();
-    rm_rf(base_dir);
+    unit_rm_rf(base_dir);
     return unit_done("test_sync");
 }

@@ -3,9 +3,11 @@
 #ifndef IPFSFS_UNIT_H
 #define IPFSFS_UNIT_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int unit_failures;
 static int unit_checks;
@@ -40,6 +42,27 @@ static int unit_checks;
                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                   \
         }                                                                                      \
     } while (0)
+
+/* Remove path and everything under it (test scratch directories). */
+static inline void unit_rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[4096];
+            int n = snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            if (n > 0 && (size_t)n < sizeof p)
+                unit_rm_rf(p);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
 
 static inline int unit_done(const char *name)
 {
