@@ -5,6 +5,7 @@
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
+#include "node_later.h"
 #include "node_local.h"
 #include "node_store.h"
 #include "options.h"
@@ -215,13 +216,31 @@ static void want_parallel_dirops(struct fuse_session *se)
 }
 #endif
 
+/* Whether the local-first store in dir has synced with its node before (DIR/synced). */
+static bool synced_before(const char *dir)
+{
+    char p[PATH_MAX];
+    if (!dir)
+        return false;
+    int n = snprintf(p, sizeof p, "%s/synced", dir);
+    return n > 0 && (size_t)n < sizeof p && access(p, F_OK) == 0;
+}
+
+/* node_later's way to reach the node once it answers. */
+static int connect_rpc(void *ud, struct node **out, char *err, size_t errlen)
+{
+    return node_rpc_new(ud, out, err, errlen);
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct fuse_cmdline_opts fo;
     struct options o;
     struct api_endpoint ep = {0};
+    struct rpc_config rcfg = {0}; /* outlives the node: a node_later reconnects with it */
     struct node *node = NULL;
+    int rc;
     struct fs *fs = NULL;
     struct fuse_session *se = NULL;
     char *api = NULL;
@@ -298,7 +317,7 @@ int main(int argc, char *argv[])
         }
         /* The secret must not stay visible to other users through our environment. */
         unsetenv("IPFSFS_API_AUTH");
-        struct rpc_config rcfg = {
+        rcfg = (struct rpc_config){
             .endpoint = &ep,
             .timeout_ms = o.timeout * 1000u,
             .pool_size = 32,
@@ -307,27 +326,38 @@ int main(int argc, char *argv[])
             .proxy = o.proxy,
             .allow_plain_auth = o.api_auth_insecure,
         };
-        if (node_rpc_new(&rcfg, &node, err, sizeof err) < 0) {
+        /* Local-first: names and new blocks in a store, pushed to the node behind. */
+        char defdir[PATH_MAX];
+        const char *dir = o.store;
+        if (!o.write_through && !dir) {
+            if (default_store_dir(ep.base_url, o.mfs_root, defdir, sizeof defdir) < 0) {
+                fprintf(stderr, "ipfsfs: no folder for the local store (set XDG_DATA_HOME or "
+                                "HOME, or give --store=DIR)\n");
+                goto out_curl;
+            }
+            dir = defdir;
+        }
+        rc = node_rpc_new(&rcfg, &node, err, sizeof err);
+        if (rc == -ENOTCONN && !o.write_through && synced_before(dir)) {
+            /* A node this store has synced with, down for now (a restart, the boot order):
+             * mount, work locally, and catch up when it answers. A node never reached
+             * before is an error (a mistyped address must not look like a working mount). */
+            char what[PATH_MAX + 64];
+            snprintf(what, sizeof what, "the node at %s", ep.base_url);
+            fprintf(stderr, "ipfsfs: warning: %s\nipfsfs: mounting anyway: names and writes "
+                            "are kept in %s and sent when the node answers\n", err, dir);
+            rc = node_later_new(connect_rpc, &rcfg, what, &node);
+        }
+        if (rc < 0) {
             fprintf(stderr,
                     "ipfsfs: %s\n"
                     "ipfsfs: the API address came from %s (%s).\n"
                     "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
-                    "--api=MULTIADDR.\n",
+                    "--api=MULTIADDR (or use --store=DIR alone: no node at all).\n",
                     err, source, api);
             goto out_curl;
         }
         if (!o.write_through) {
-            /* Local-first: names and new blocks in a store, pushed to the node behind. */
-            char defdir[PATH_MAX];
-            const char *dir = o.store;
-            if (!dir) {
-                if (default_store_dir(ep.base_url, o.mfs_root, defdir, sizeof defdir) < 0) {
-                    fprintf(stderr, "ipfsfs: no folder for the local store (set "
-                                    "XDG_DATA_HOME or HOME, or give --store=DIR)\n");
-                    goto out_node;
-                }
-                dir = defdir;
-            }
             struct node_store_config scfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
                         .chunker = o.chunker, .pin = !o.no_pin},
@@ -378,7 +408,7 @@ int main(int argc, char *argv[])
                     .chunker = o.chunker, .pin = !o.no_pin},
         },
     };
-    int rc = fs_new(node, &fcfg, &fs);
+    rc = fs_new(node, &fcfg, &fs);
     node = NULL; /* owned by fs now, even on failure */
     if (rc < 0) {
         fprintf(stderr, "ipfsfs: cannot set up the filesystem: %s\n", strerror(-rc));

@@ -1278,7 +1278,8 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
     if (rc < 0) {
         snprintf(err, errlen, "no IPFS node answers at %s: %s", cfg->endpoint->base_url, why);
         rpc_destroy(&n->base);
-        return rc;
+        /* Nothing answered (as opposed to a refusal, or an answer we cannot use). */
+        return rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED ? -ENOTCONN : rc;
     }
     struct node_version v;
     rc = rpcjson_version(buf.data, buf.len, &v);

@@ -146,6 +146,21 @@ check "the mount's log names the node" grep -q "sync to Kubo" "${MOUNT_LOG[$MNT]
 unmount_ipfsfs "$MNT" >/dev/null 2>&1
 check "unmount with the node down says what is left" grep -q "does not have every change yet" \
     "${MOUNT_LOG[$MNT]}"
+# ipfsfs restarts while the node is still down: a store that synced with it before mounts
+# (and says so); a store that never did is refused, as a mistyped address would be.
+if mount_ipfsfs "$MNT" "${ARGS[@]}"; then
+    ok "remount with the node down (a store that synced with it before)"
+    check "... and says so" grep -q "mounting anyway" "${MOUNT_LOG[$MNT]}"
+    echo "written while ipfsfs had restarted" >"$MNT/while-down.txt"
+    check_eq "... and writes work" "$(cat "$MNT/while-down.txt")" \
+        "written while ipfsfs had restarted"
+    unmount_ipfsfs "$MNT" >/dev/null 2>&1
+else
+    not_ok "remount with the node down (a store that synced with it before)"
+fi
+mkdir -p "$WORK/mnt-fresh"
+check_fails_with "a fresh store with the node down is refused" "no IPFS node answers" \
+    "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/fresh-store" --timeout=2 "$WORK/mnt-fresh"
 REUSE_PORT=1 start_node node || { not_ok "the node comes back"; finish; }
 ok "the node comes back on the same port"
 kubo files write --create /node-new.txt <<<"node while apart" >/dev/null
@@ -162,6 +177,8 @@ conflict=$(find "$MNT" -maxdepth 1 -name 'both.txt.conflict-*' -printf '%f\n' | 
 check "conflict: the node's version is beside it (${conflict:-none})" test -n "$conflict"
 [ -n "$conflict" ] && check_eq "conflict: the copy holds the node's version" \
     "$(cat "$MNT/$conflict" 2>&1)" "node version"
+check_eq "the file written while ipfsfs had restarted reached the node" \
+    "$(kubo files read /while-down.txt 2>&1)" "written while ipfsfs had restarted"
 check_eq "the node has the merged names" \
     "$(kubo files read /local-new.txt 2>&1)/$(kubo files read /both.txt 2>&1)" \
     "local while the node is down/local version"
@@ -173,6 +190,7 @@ pid=${MOUNT_PID[$MNT]}
 (cp -r "$TREE" "$MNT/killed" 2>/dev/null) &
 cp_pid=$!
 sleep 0.3
+disown "$pid" 2>/dev/null # no "Killed" line from bash
 kill -9 "$pid"
 wait "$cp_pid" 2>/dev/null
 fusermount3 -uz "$MNT" 2>/dev/null

@@ -1,0 +1,227 @@
+/* node_later.c - see node_later.h.
+ *
+ * Threads: real is published once (an atomic pointer) and never changes after; connect_lock
+ * serializes the attempts and guards next_try and logged.
+ */
+#include "config.h"
+
+#include "node_later.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RETRY_MS 1000u
+
+struct node_later {
+    struct node base; /* first: struct node * casts to struct node_later * */
+    _Atomic(struct node *) real;
+    node_connect_fn connect;
+    void *ud;
+    pthread_mutex_t connect_lock; /* guards next_try and logged */
+    uint64_t next_try;
+    bool logged;
+    char description[512];
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The real node, connecting first if it is time to try; NULL while nothing answers. */
+static struct node *real_of(struct node *n)
+{
+    struct node_later *l = (struct node_later *)n;
+    struct node *r = atomic_load(&l->real);
+    if (r)
+        return r;
+    pthread_mutex_lock(&l->connect_lock);
+    r = atomic_load(&l->real);
+    if (!r && mono_ms() >= l->next_try) {
+        char err[512];
+        int rc = l->connect(l->ud, &r, err, sizeof err);
+        if (rc == 0) {
+            log_info("%s answers now: %s", l->description, r->description);
+            atomic_store(&l->real, r);
+        } else {
+            r = NULL;
+            l->next_try = mono_ms() + RETRY_MS;
+            if (!l->logged || rc != -ENOTCONN)
+                log_warn("%s", err);
+            l->logged = true;
+        }
+    }
+    pthread_mutex_unlock(&l->connect_lock);
+    return r;
+}
+
+#define FORWARD(call, ...)                                                                     \
+    struct node *r = real_of(n);                                                               \
+    if (!r)                                                                                    \
+        return -EIO;                                                                           \
+    return r->ops->call ? r->ops->call(r, __VA_ARGS__) : -ENOSYS
+
+static int later_stat(struct node *n, const struct cid *c, struct node_stat *out)
+{
+    FORWARD(stat, c, out);
+}
+
+static int later_list(struct node *n, const struct cid *c, node_entry_fn fn, void *ud)
+{
+    FORWARD(list, c, fn, ud);
+}
+
+static ssize_t later_read(struct node *n, const struct cid *c, uint64_t off, size_t len,
+                          char *buf)
+{
+    FORWARD(read, c, off, len, buf);
+}
+
+static int later_read_stream(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
+                             int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct node *r = real_of(n);
+    if (!r)
+        return -EIO;
+    if (r->ops->read_stream)
+        return r->ops->read_stream(r, c, off, len, sink, ud);
+    return -ENOSYS;
+}
+
+static int later_mfs_stat(struct node *n, const char *path, struct node_stat *out,
+                          struct cid *cid)
+{
+    FORWARD(mfs_stat, path, out, cid);
+}
+
+static int later_mfs_list(struct node *n, const char *path, node_entry_fn fn, void *ud)
+{
+    FORWARD(mfs_list, path, fn, ud);
+}
+
+static int later_mfs_mkdir(struct node *n, const char *path)
+{
+    FORWARD(mfs_mkdir, path);
+}
+
+static int later_mfs_rm(struct node *n, const char *path, bool recursive)
+{
+    FORWARD(mfs_rm, path, recursive);
+}
+
+static int later_mfs_link(struct node *n, const struct cid *c, const char *path)
+{
+    FORWARD(mfs_link, c, path);
+}
+
+static int later_mfs_mv(struct node *n, const char *src, const char *dst)
+{
+    FORWARD(mfs_mv, src, dst);
+}
+
+static int later_mfs_chmod(struct node *n, const char *path, uint32_t mode)
+{
+    FORWARD(mfs_chmod, path, mode);
+}
+
+static int later_mfs_touch(struct node *n, const char *path, int64_t mtime)
+{
+    FORWARD(mfs_touch, path, mtime);
+}
+
+static int later_add(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
+                     struct cid *out)
+{
+    FORWARD(add, fd, size, o, out);
+}
+
+static int later_put_symlink(struct node *n, const char *target, struct cid *out)
+{
+    FORWARD(put_symlink, target, out);
+}
+
+static int later_space(struct node *n, uint64_t *total, uint64_t *avail)
+{
+    FORWARD(space, total, avail);
+}
+
+static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_t errlen)
+{
+    struct node *r = real_of(n);
+    if (!r) {
+        snprintf(err, errlen, "%s does not answer", ((struct node_later *)n)->description);
+        return -EIO;
+    }
+    return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
+}
+
+static int later_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
+{
+    FORWARD(get_block, c, data, len);
+}
+
+static int later_stats(struct node *n, char *buf, size_t len)
+{
+    struct node *r = atomic_load(&((struct node_later *)n)->real);
+    if (!r || !r->ops->stats)
+        return snprintf(buf, len, "node_connected %d\n", r != NULL);
+    return r->ops->stats(r, buf, len);
+}
+
+static void later_destroy(struct node *n)
+{
+    struct node_later *l = (struct node_later *)n;
+    node_destroy(atomic_load(&l->real));
+    pthread_mutex_destroy(&l->connect_lock);
+    free(l);
+}
+
+static const struct node_ops later_ops = {
+    .stat = later_stat,
+    .list = later_list,
+    .read = later_read,
+    .read_stream = later_read_stream,
+    .mfs_stat = later_mfs_stat,
+    .mfs_list = later_mfs_list,
+    .mfs_mkdir = later_mfs_mkdir,
+    .mfs_rm = later_mfs_rm,
+    .mfs_link = later_mfs_link,
+    .mfs_mv = later_mfs_mv,
+    .mfs_chmod = later_mfs_chmod,
+    .mfs_touch = later_mfs_touch,
+    .add = later_add,
+    .put_symlink = later_put_symlink,
+    .space = later_space,
+    .put_car = later_put_car,
+    .get_block = later_get_block,
+    .stats = later_stats,
+    .destroy = later_destroy,
+};
+
+int node_later_new(node_connect_fn connect, void *ud, const char *description,
+                   struct node **out)
+{
+    struct node_later *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->base.ops = &later_ops;
+    l->base.description = l->description;
+    l->connect = connect;
+    l->ud = ud;
+    l->logged = true; /* the caller said it at mount time */
+    atomic_init(&l->real, NULL);
+    pthread_mutex_init(&l->connect_lock, NULL);
+    snprintf(l->description, sizeof l->description, "%s", description);
+    *out = &l->base;
+    return 0;
+}
