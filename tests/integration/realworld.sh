@@ -586,6 +586,9 @@ if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
         "$MNT/rsync" "$L/rsync"
 
     # What the names hold outside the mount: the node's MFS (rpc) or the store's files (store).
+    # On a store or a local mount, fsync the root first: the store's files and the node show
+    # the names once that returns.
+    sync_names "$MNT"
     if backend_is_store; then
         NAMES="the store's files"
         names_hash() {
@@ -599,7 +602,6 @@ print(" ".join(e["Name"] for e in json.load(sys.stdin)["Entries"]))'
         }
     else
         NAMES="the node's MFS"
-        sync_names "$MNT" # local backend: the node has every change once this returns
         names_hash() { kubo files stat --hash "$1"; }
         names_ls() { kubo files ls "$1" | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
     fi
