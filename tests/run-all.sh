@@ -151,7 +151,7 @@ if [ "$tsan" = 1 ]; then
     # dircache stress test among them) and the integration tests that run many threads.
     unit=$(sed -n 's/^\t\(unit\/test_[a-z_]*\).*/\1/p' "$top/tests/Makefile.am" | tr '\n' ' ')
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:exitcode=86}
-    make -j1 check TESTS="${TSAN_TESTS:-$unit integration/read.sh integration/write.sh integration/load.sh}" ||
+    make -j1 check TESTS="${TSAN_TESTS:-$unit integration/read.sh integration/write.sh integration/load.sh integration/sync.sh}" ||
         check_status=$?
 else
     make -j1 check || check_status=$?
