@@ -1323,7 +1323,8 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
     uint64_t total = 0;
     if (!links)
         return -ENOMEM;
-    qsort(es->e, es->n, sizeof *es->e, cmp_entry);
+    if (es->n > 1) /* no array at all when the directory is empty */
+        qsort(es->e, es->n, sizeof *es->e, cmp_entry);
     for (size_t i = 0; i < es->n; i++) {
         const struct hamt_entry *e = &es->e[i];
         links[i] = (struct pb_link_out){.hash = e->cid,

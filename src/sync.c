@@ -200,7 +200,8 @@ static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct 
         ents_free(out);
         return rc;
     }
-    qsort(out->v, out->n, sizeof *out->v, ent_cmp);
+    if (out->n > 1) /* an empty listing has no array at all */
+        qsort(out->v, out->n, sizeof *out->v, ent_cmp);
     /* A kind the listing could not tell is asked. */
     for (size_t i = 0; i < out->n; i++) {
         if (out->v[i].kind != NODE_UNKNOWN)
@@ -640,7 +641,8 @@ static int merge_dir(struct sync *s, const char *path, const struct cid *base,
     if (rc == 0) {
         rc = s->store->ops->mfs_list(s->store, path, ents_add, &oe);
         if (rc == 0)
-            qsort(oe.v, oe.n, sizeof *oe.v, ent_cmp);
+            if (oe.n > 1)
+                qsort(oe.v, oe.n, sizeof *oe.v, ent_cmp);
     }
     if (rc < 0) {
         name_failed(err, errlen, "merging", path, rc);
