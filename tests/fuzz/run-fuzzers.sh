@@ -169,6 +169,10 @@ for h in "${HARNESSES[@]}"; do
     log=$OUT/logs/$name.fuzz
     seeds=()
     [ -d "$HERE/corpus/$name" ] && seeds=("$HERE/corpus/$name")
+    # Crash files of this run only: FUZZ_OUT outlives runs, and an older crash (kept there for
+    # its owner) must not fail this one.
+    marker=$OUT/crashes/$name.start
+    touch "$marker"
     timeout -k 10 $((SECONDS_EACH + 120)) "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/crashes/$name/" \
         "${dict[@]}" "$work" "${seeds[@]}" >"$log" 2>&1
@@ -176,7 +180,7 @@ for h in "${HARNESSES[@]}"; do
     execs=$(stat_of number_of_executed_units "$log")
     speed=$(stat_of average_exec_per_sec "$log")
     ncorp=$(find "$work" -type f | wc -l)
-    ncrash=$(find "$OUT/crashes/$name" -type f | wc -l)
+    ncrash=$(find "$OUT/crashes/$name" -type f -newer "$marker" | wc -l)
     line="$name: ${execs:-?} execs, ${speed:-?} exec/s, ${ncorp} new corpus inputs, $ncrash crash files"
     summary+=("$line")
     if [ "$rc" -eq 0 ] && [ "$ncrash" -eq 0 ]; then
