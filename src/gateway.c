@@ -1,0 +1,716 @@
+/* gateway.c - verified blocks from HTTP trustless gateways (see gateway.h for the rules).
+ *
+ * One gw_block call runs its requests on a curl multi handle taken from a small pool: a multi
+ * keeps its connections alive, so the next call on it reuses them (no new TCP or TLS handshake
+ * per block). Inside a call the gateways are raced with a hedge delay, every wait bounded by
+ * the call's deadline.
+ */
+#include "config.h"
+
+#include "gateway.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "sha256.h"
+
+#define GW_USER_AGENT "ipfsfs/" PACKAGE_VERSION
+#define GW_URL_MAX 1024u
+/* A pool keeps at most this many idle multi handles (and their connections). */
+#define GW_POOL_KEEP 16u
+/* Hedge delay: HEDGE_FACTOR times a gateway's average answer time, within these bounds; for a
+ * gateway with no answer yet, HEDGE_UNKNOWN_MS. */
+#define HEDGE_FACTOR 4
+#define HEDGE_MIN_MS 150u
+#define HEDGE_MAX_MS 2000u
+#define HEDGE_UNKNOWN_MS 1000u
+/* First backoff after a failure; it doubles while failures follow each other. */
+#define BACKOFF_FIRST_MS 1000u
+/* The header value kept for Retry-After. */
+#define RETRY_AFTER_MAX 64u
+
+enum why_aside { ASIDE_NONE, ASIDE_LIMITED, ASIDE_FAILED, ASIDE_BAD };
+
+struct gw_host {
+    char url[GW_URL_MAX]; /* without trailing slash; constant after gw_new */
+    /* Guarded by gw.lock: */
+    double avg_ms;             /* moving average of verified answer times; 0: none yet */
+    struct timespec aside_until; /* not asked before this (CLOCK_MONOTONIC); 0: available */
+    enum why_aside aside_why;
+    unsigned backoff_ms;       /* the next backoff after a failure */
+    uint64_t ok, not_found, limited, failed, bad, bytes;
+};
+
+struct gw {
+    struct gw_host hosts[GW_MAX]; /* n of them; urls constant, the rest under lock */
+    size_t n;
+    unsigned timeout_ms;
+    char *proxy, *cacert;
+    /* lock guards every host's counters and backoff state, the multi pool (pool, npool), and
+     * the totals below. Held only to copy or set them: never across a transfer. */
+    pthread_mutex_t lock;
+    CURLM *pool[GW_POOL_KEEP];
+    size_t npool;
+    uint64_t calls, call_ok, call_fail, bad_total;
+};
+
+/* ---- pure helpers ---------------------------------------------------------------------- */
+
+int gw_normalize_url(const char *url, char *out, size_t outlen)
+{
+    size_t n = url ? strlen(url) : 0;
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    size_t scheme;
+    if (n > 7 && strncasecmp(url, "http://", 7) == 0)
+        scheme = 7;
+    else if (n > 8 && strncasecmp(url, "https://", 8) == 0)
+        scheme = 8;
+    else
+        return -EINVAL;
+    if (n >= outlen || n >= GW_URL_MAX || url[scheme] == '/')
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)url[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '?' || ch == '#' || ch == '\\')
+            return -EINVAL;
+    }
+    memcpy(out, url, n);
+    out[n] = '\0';
+    return 0;
+}
+
+long gw_retry_after_ms(const char *value, time_t now)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (isdigit((unsigned char)*value)) {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(value, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (*end != '\0')
+            return -1;
+        if (errno == ERANGE || s >= GW_MAX_BACKOFF_MS / 1000u)
+            return GW_MAX_BACKOFF_MS;
+        return (long)s * 1000;
+    }
+    /* An HTTP date: "Wed, 21 Oct 2015 07:28:00 GMT" (curl reads the three forms HTTP allows). */
+    time_t t = curl_getdate(value, NULL);
+    if (t == (time_t)-1)
+        return -1;
+    if (t <= now)
+        return 0;
+    if ((uint64_t)(t - now) >= GW_MAX_BACKOFF_MS / 1000u)
+        return GW_MAX_BACKOFF_MS;
+    return (long)(t - now) * 1000;
+}
+
+/* The digest of c's multihash: after its code and length varints. */
+static int mh_digest(const struct cid *c, const uint8_t **d, size_t *n)
+{
+    uint64_t code, dlen;
+    size_t a = varint_decode(c->mh, c->mh_len, &code);
+    if (!a)
+        return -EINVAL;
+    size_t b = varint_decode(c->mh + a, c->mh_len - a, &dlen);
+    if (!b || dlen != c->mh_len - a - b)
+        return -EINVAL;
+    *d = c->mh + a + b;
+    *n = (size_t)dlen;
+    return 0;
+}
+
+int gw_verify(const struct cid *c, const uint8_t *data, size_t len)
+{
+    const uint8_t *dig;
+    size_t dn;
+    if (mh_digest(c, &dig, &dn) < 0)
+        return -EIO;
+    if (c->mh_code == MH_IDENTITY) /* the digest is the data itself */
+        return dn == len && (len == 0 || memcmp(dig, data, len) == 0) ? 0 : -EIO;
+    if (c->mh_code != MH_SHA2_256)
+        return -ENOTSUP;
+    uint8_t d[SHA256_LEN];
+    if (dn != SHA256_LEN || sha256_digest(data, len, d) < 0)
+        return -EIO;
+    return memcmp(dig, d, SHA256_LEN) == 0 ? 0 : -EIO;
+}
+
+/* ---- time -------------------------------------------------------------------------------- */
+
+static struct timespec now_mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t;
+}
+
+static struct timespec add_ms(struct timespec t, uint64_t ms)
+{
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* a - b in ms (negative when a is earlier). */
+static int64_t diff_ms(struct timespec a, struct timespec b)
+{
+    return (int64_t)(a.tv_sec - b.tv_sec) * 1000 + (a.tv_nsec - b.tv_nsec) / 1000000L;
+}
+
+static bool is_set(struct timespec t)
+{
+    return t.tv_sec != 0 || t.tv_nsec != 0;
+}
+
+/* ---- the pool ------------------------------------------------------------------------------ */
+
+int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!cfg->n_urls) {
+        snprintf(err, errlen, "no gateway given");
+        return -EINVAL;
+    }
+    if (cfg->n_urls > GW_MAX) {
+        snprintf(err, errlen, "too many gateways (%zu; at most %u)", cfg->n_urls, GW_MAX);
+        return -EINVAL;
+    }
+    struct gw *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_urls; i++) {
+        if (gw_normalize_url(cfg->urls[i], g->hosts[i].url, sizeof g->hosts[i].url) < 0) {
+            snprintf(err, errlen, "invalid gateway URL '%s' (want http:// or https:// and a "
+                                  "host, no query)", cfg->urls[i]);
+            free(g);
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(g->hosts[j].url, g->hosts[i].url) == 0) {
+                snprintf(err, errlen, "gateway %s given twice", g->hosts[i].url);
+                free(g);
+                return -EINVAL;
+            }
+        }
+        g->hosts[i].backoff_ms = BACKOFF_FIRST_MS;
+    }
+    g->n = cfg->n_urls;
+    g->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000u;
+    if ((cfg->proxy && !(g->proxy = strdup(cfg->proxy))) ||
+        (cfg->cacert && !(g->cacert = strdup(cfg->cacert)))) {
+        free(g->proxy);
+        free(g);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&g->lock, NULL);
+    *out = g;
+    return 0;
+}
+
+void gw_free(struct gw *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->npool; i++)
+        curl_multi_cleanup(g->pool[i]);
+    pthread_mutex_destroy(&g->lock);
+    free(g->proxy);
+    free(g->cacert);
+    free(g);
+}
+
+static CURLM *multi_get(struct gw *g)
+{
+    pthread_mutex_lock(&g->lock);
+    CURLM *m = g->npool ? g->pool[--g->npool] : NULL;
+    pthread_mutex_unlock(&g->lock);
+    return m ? m : curl_multi_init();
+}
+
+static void multi_put(struct gw *g, CURLM *m)
+{
+    pthread_mutex_lock(&g->lock);
+    if (g->npool < GW_POOL_KEEP) {
+        g->pool[g->npool++] = m;
+        m = NULL;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (m)
+        curl_multi_cleanup(m);
+}
+
+/* ---- one request ----------------------------------------------------------------------- */
+
+struct attempt {
+    struct gw *g;
+    size_t host;
+    CURL *e;
+    struct curl_slist *hdrs;
+    uint8_t *buf;
+    size_t len, cap;
+    bool too_big;
+    char retry_after[RETRY_AFTER_MAX];
+    struct timespec t0;
+    bool running;
+};
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct attempt *a = ud;
+    size_t n = size * nmemb;
+    if (n > GW_MAX_BLOCK - a->len) {
+        a->too_big = true;
+        return 0; /* abort: CURLE_WRITE_ERROR */
+    }
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 64u << 10;
+        while (cap < a->len + n)
+            cap *= 2;
+        if (cap > GW_MAX_BLOCK)
+            cap = GW_MAX_BLOCK;
+        uint8_t *b = realloc(a->buf, cap);
+        if (!b)
+            return 0;
+        a->buf = b;
+        a->cap = cap;
+    }
+    memcpy(a->buf + a->len, p, n);
+    a->len += n;
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct attempt *a = ud;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
+        size_t v = n - (sizeof name - 1);
+        if (v >= sizeof a->retry_after)
+            v = sizeof a->retry_after - 1;
+        memcpy(a->retry_after, p + sizeof name - 1, v);
+        a->retry_after[v] = '\0';
+        char *cr = strpbrk(a->retry_after, "\r\n");
+        if (cr)
+            *cr = '\0';
+    }
+    return n;
+}
+
+static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
+                         const char *cidstr, struct timespec deadline)
+{
+    memset(a, 0, sizeof *a);
+    a->g = g;
+    a->host = host;
+    int64_t left = diff_ms(deadline, now_mono());
+    if (left < 1)
+        return -ETIMEDOUT;
+    char url[GW_URL_MAX + 160];
+    int un = snprintf(url, sizeof url, "%s/ipfs/%s?format=raw", g->hosts[host].url, cidstr);
+    if (un < 0 || (size_t)un >= sizeof url)
+        return -ENAMETOOLONG;
+    a->e = curl_easy_init();
+    a->hdrs = curl_slist_append(NULL, "Accept: application/vnd.ipld.raw");
+    if (!a->e || !a->hdrs) {
+        curl_easy_cleanup(a->e);
+        curl_slist_free_all(a->hdrs);
+        a->e = NULL;
+        a->hdrs = NULL;
+        return -ENOMEM;
+    }
+    CURL *e = a->e;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, GW_USER_AGENT);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a trustless answer is not a redirect */
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)GW_MAX_BLOCK);
+    curl_easy_setopt(e, CURLOPT_PROXY, g->proxy ? g->proxy : "");
+    if (!g->proxy)
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    if (g->cacert)
+        curl_easy_setopt(e, CURLOPT_CAINFO, g->cacert);
+    a->t0 = now_mono();
+    if (curl_multi_add_handle(m, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        curl_slist_free_all(a->hdrs);
+        a->e = NULL;
+        a->hdrs = NULL;
+        return -ENOMEM;
+    }
+    a->running = true;
+    return 0;
+}
+
+static void attempt_end(CURLM *m, struct attempt *a)
+{
+    if (a->e) {
+        if (a->running)
+            curl_multi_remove_handle(m, a->e);
+        curl_easy_cleanup(a->e);
+    }
+    curl_slist_free_all(a->hdrs);
+    free(a->buf);
+    a->e = NULL;
+    a->hdrs = NULL;
+    a->buf = NULL;
+    a->running = false;
+}
+
+/* ---- the gateways' records (gw.lock held) ---------------------------------------------- */
+
+static void set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
+{
+    if (ms < 0) {
+        ms = h->backoff_ms;
+        h->backoff_ms = h->backoff_ms >= GW_MAX_BACKOFF_MS / 2 ? GW_MAX_BACKOFF_MS
+                                                                : h->backoff_ms * 2;
+    }
+    if ((unsigned long)ms > GW_MAX_BACKOFF_MS)
+        ms = GW_MAX_BACKOFF_MS;
+    h->aside_until = add_ms(now_mono(), (uint64_t)ms);
+    h->aside_why = why;
+}
+
+/* The order to ask the gateways in: those not set aside, fastest first (unknown ones first of
+ * all). Returns how many; *wait_ms: when none is available, how long until a rate-limited one
+ * comes back (-1: none will within a reasonable time). */
+static size_t order_locked(struct gw *g, size_t *order, long *wait_ms)
+{
+    struct timespec now = now_mono();
+    size_t k = 0;
+    long wait = -1;
+    for (size_t i = 0; i < g->n; i++) {
+        struct gw_host *h = &g->hosts[i];
+        if (is_set(h->aside_until)) {
+            int64_t left = diff_ms(h->aside_until, now);
+            if (left > 0) {
+                if (h->aside_why == ASIDE_LIMITED && (wait < 0 || left < wait))
+                    wait = (long)left;
+                continue;
+            }
+            h->aside_until = (struct timespec){0};
+            h->aside_why = ASIDE_NONE;
+        }
+        /* Insertion sort by average answer time (0, unknown, first). */
+        size_t j = k++;
+        while (j > 0 && g->hosts[order[j - 1]].avg_ms > h->avg_ms) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    *wait_ms = wait;
+    return k;
+}
+
+static unsigned hedge_ms_locked(const struct gw_host *h)
+{
+    if (h->avg_ms <= 0)
+        return HEDGE_UNKNOWN_MS;
+    double ms = h->avg_ms * HEDGE_FACTOR;
+    if (ms < HEDGE_MIN_MS)
+        return HEDGE_MIN_MS;
+    if (ms > HEDGE_MAX_MS)
+        return HEDGE_MAX_MS;
+    return (unsigned)ms;
+}
+
+enum outcome { OUT_OK, OUT_NOT_FOUND, OUT_LIMITED, OUT_FAILED, OUT_BAD, OUT_UNCHECKABLE };
+
+/* Judge a finished attempt, and record it against its gateway. */
+static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const struct cid *c,
+                          const char *cidstr)
+{
+    long status = 0;
+    curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
+    struct gw_host *h = &g->hosts[a->host];
+    enum outcome out;
+    int vr = 0;
+    if (a->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+        out = OUT_BAD;
+    else if (cc != CURLE_OK)
+        out = OUT_FAILED;
+    else if (status == 200)
+        out = (vr = gw_verify(c, a->buf, a->len)) == 0 ? OUT_OK
+              : vr == -ENOTSUP                          ? OUT_UNCHECKABLE
+                                                        : OUT_BAD;
+    else if (status == 404 || status == 410)
+        out = OUT_NOT_FOUND;
+    else if (status == 429 || status == 503 || status == 504)
+        out = OUT_LIMITED;
+    else
+        out = OUT_FAILED;
+
+    long ra = out == OUT_LIMITED ? gw_retry_after_ms(a->retry_after, time(NULL)) : -1;
+    double ms = (double)diff_ms(now_mono(), a->t0);
+    pthread_mutex_lock(&g->lock);
+    switch (out) {
+    case OUT_OK:
+        h->ok++;
+        h->bytes += a->len;
+        h->avg_ms = h->avg_ms > 0 ? 0.8 * h->avg_ms + 0.2 * ms : ms;
+        h->backoff_ms = BACKOFF_FIRST_MS;
+        break;
+    case OUT_NOT_FOUND:
+        h->not_found++;
+        break;
+    case OUT_LIMITED:
+        h->limited++;
+        set_aside_locked(h, ASIDE_LIMITED, ra);
+        break;
+    case OUT_FAILED:
+        h->failed++;
+        set_aside_locked(h, ASIDE_FAILED, -1);
+        break;
+    case OUT_BAD:
+        h->bad++;
+        g->bad_total++;
+        set_aside_locked(h, ASIDE_BAD, GW_BAD_BLOCK_MS);
+        break;
+    case OUT_UNCHECKABLE:
+        break;
+    }
+    pthread_mutex_unlock(&g->lock);
+
+    switch (out) {
+    case OUT_OK:
+    case OUT_NOT_FOUND:
+    case OUT_UNCHECKABLE:
+        break;
+    case OUT_LIMITED:
+        log_warn("gateway %s: HTTP %ld for %s: set aside for %ld ms", h->url, status, cidstr,
+                 ra >= 0 ? ra : -1);
+        break;
+    case OUT_FAILED:
+        if (cc != CURLE_OK)
+            log_warn("gateway %s: %s for %s: set aside", h->url, curl_easy_strerror(cc), cidstr);
+        else
+            log_warn("gateway %s: HTTP %ld for %s: set aside", h->url, status, cidstr);
+        break;
+    case OUT_BAD:
+        log_err("gateway %s: %s for block %s: refused, gateway set aside for %u s", h->url,
+                a->too_big ? "an answer over 2 MiB" : "bytes that do not match the hash",
+                cidstr, GW_BAD_BLOCK_MS / 1000u);
+        break;
+    }
+    return out;
+}
+
+/* Mark a gateway that did not answer before the deadline (it stalls: set it aside). */
+static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
+{
+    struct gw_host *h = &g->hosts[a->host];
+    pthread_mutex_lock(&g->lock);
+    h->failed++;
+    set_aside_locked(h, ASIDE_FAILED, -1);
+    pthread_mutex_unlock(&g->lock);
+    log_warn("gateway %s: no answer for %s in time: set aside", h->url, cidstr);
+}
+
+/* ---- gw_block -------------------------------------------------------------------------- */
+
+int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (c->mh_code == MH_IDENTITY) {
+        /* No request: the data is in the CID. */
+        const uint8_t *dig;
+        size_t n;
+        if (mh_digest(c, &dig, &n) < 0)
+            return -EIO;
+        uint8_t *d = malloc(n ? n : 1);
+        if (!d)
+            return -ENOMEM;
+        if (n)
+            memcpy(d, dig, n);
+        *data = d;
+        *len = n;
+        return 0;
+    }
+    if (c->mh_code != MH_SHA2_256)
+        return -ENOTSUP;
+    char cidstr[CID_STR_MAX];
+    if (cid_format(c, cidstr, sizeof cidstr) < 0)
+        return -EINVAL;
+
+    struct timespec deadline = add_ms(now_mono(), g->timeout_ms);
+    size_t order[GW_MAX];
+    size_t norder;
+    long wait_ms;
+    pthread_mutex_lock(&g->lock);
+    g->calls++;
+    pthread_mutex_unlock(&g->lock);
+    for (;;) {
+        pthread_mutex_lock(&g->lock);
+        norder = order_locked(g, order, &wait_ms);
+        pthread_mutex_unlock(&g->lock);
+        if (norder > 0)
+            break;
+        /* Every gateway is set aside: wait for a rate-limited one if it is back in time. */
+        if (wait_ms < 0 || wait_ms >= diff_ms(deadline, now_mono())) {
+            log_debug("block %s: every gateway is set aside", cidstr);
+            pthread_mutex_lock(&g->lock);
+            g->call_fail++;
+            pthread_mutex_unlock(&g->lock);
+            return -ETIMEDOUT;
+        }
+        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+
+    CURLM *m = multi_get(g);
+    if (!m)
+        return -ENOMEM;
+    struct attempt at[GW_MAX];
+    size_t started = 0, running = 0;
+    int rc = -ETIMEDOUT;
+    bool any_bad = false, won = false;
+    struct timespec next_hedge = {0};
+
+    while (!won) {
+        struct timespec now = now_mono();
+        /* Start the next gateway: at first, when none is running (the last one failed), or
+         * when the hedge delay passed. */
+        if (started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
+            int src = attempt_start(g, m, &at[started], order[started], cidstr, deadline);
+            if (src == 0) {
+                pthread_mutex_lock(&g->lock);
+                next_hedge = add_ms(now, hedge_ms_locked(&g->hosts[order[started]]));
+                pthread_mutex_unlock(&g->lock);
+                running++;
+            } else if (src != -ETIMEDOUT) {
+                rc = src;
+            }
+            started++;
+            continue;
+        }
+        if (running == 0)
+            break; /* every gateway was asked and answered no */
+        if (diff_ms(deadline, now) <= 0)
+            break;
+
+        int still = 0;
+        curl_multi_perform(m, &still);
+        CURLMsg *msg;
+        int q;
+        while ((msg = curl_multi_info_read(m, &q))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct attempt *a = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+            if (!a || !a->running)
+                continue;
+            CURLcode cc = msg->data.result;
+            curl_multi_remove_handle(m, a->e);
+            a->running = false;
+            running--;
+            enum outcome out = judge(g, a, cc, c, cidstr);
+            if (out == OUT_OK && !won) {
+                *data = a->buf;
+                *len = a->len;
+                a->buf = NULL;
+                won = true;
+                rc = 0;
+            } else if (out == OUT_BAD) {
+                any_bad = true;
+            }
+        }
+        if (won || (running == 0 && started >= norder))
+            break;
+        if (running == 0)
+            continue; /* fail over at once */
+        int64_t poll = diff_ms(deadline, now_mono());
+        if (started < norder) {
+            int64_t h = diff_ms(next_hedge, now_mono());
+            if (h < poll)
+                poll = h;
+        }
+        if (poll > 0)
+            curl_multi_poll(m, NULL, 0, (int)(poll > 1000 ? 1000 : poll), NULL);
+    }
+    for (size_t i = 0; i < started; i++) {
+        if (at[i].running && !won)
+            record_stalled(g, &at[i], cidstr);
+        attempt_end(m, &at[i]);
+    }
+    multi_put(g, m);
+    if (!won && rc == -ETIMEDOUT && any_bad)
+        rc = -EIO;
+    pthread_mutex_lock(&g->lock);
+    if (won)
+        g->call_ok++;
+    else
+        g->call_fail++;
+    pthread_mutex_unlock(&g->lock);
+    if (!won)
+        log_debug("block %s: no gateway gave it: %s", cidstr, strerror(-rc));
+    return rc;
+}
+
+int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len)
+{
+    return gw_block(ud, c, data, len);
+}
+
+int gw_stats(struct gw *g, char *buf, size_t len)
+{
+    size_t off = 0;
+    pthread_mutex_lock(&g->lock);
+    int n = snprintf(buf, len,
+                     "gw_calls %" PRIu64 "\ngw_calls_ok %" PRIu64 "\ngw_calls_failed %" PRIu64
+                     "\ngw_bad_blocks %" PRIu64 "\n",
+                     g->calls, g->call_ok, g->call_fail, g->bad_total);
+    if (n > 0)
+        off = (size_t)n;
+    struct timespec now = now_mono();
+    for (size_t i = 0; i < g->n && off < len; i++) {
+        const struct gw_host *h = &g->hosts[i];
+        int64_t aside = is_set(h->aside_until) ? diff_ms(h->aside_until, now) : 0;
+        n = snprintf(buf + off, len - off,
+                     "gateway %s ok=%" PRIu64 " not_found=%" PRIu64 " limited=%" PRIu64
+                     " failed=%" PRIu64 " bad=%" PRIu64 " bytes=%" PRIu64
+                     " avg_ms=%.1f aside_ms=%" PRId64 "\n",
+                     h->url, h->ok, h->not_found, h->limited, h->failed, h->bad, h->bytes,
+                     h->avg_ms, aside > 0 ? aside : 0);
+        if (n < 0)
+            break;
+        off += (size_t)n;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return (int)off;
+}

@@ -1,0 +1,84 @@
+/* gateway.h - verified blocks from HTTP trustless gateways: a light client's only question.
+ *
+ * A pool of gateways ("https://trustless-gateway.link", "http://127.0.0.1:8080", a path prefix
+ * allowed) answers one question: the bytes of block C. It asks
+ *     GET URL/ipfs/C?format=raw   with   Accept: application/vnd.ipld.raw
+ * as the trustless gateway spec says, and returns an answer only once its hash is C's: a
+ * gateway can be slow or gone, never wrong. A gateway that answers other bytes is penalised and
+ * the next one is asked.
+ *
+ * Choosing: the gateways are tried in order of how fast they answered lately (an average of
+ * their answer times; one not asked yet goes first, to learn it). When the first has not
+ * answered within a hedge delay (a few times its usual answer time), the next is asked as well
+ * (a race), and the first verified answer wins; when one fails, the next is asked at once.
+ * Backing off:
+ *   - 429, 503 or 504: set aside for its Retry-After (seconds or an HTTP date), else 1 s then
+ *     doubling, at most GW_MAX_BACKOFF_MS;
+ *   - no connection, a timeout, a cut transfer or another 5xx: set aside likewise (a dead
+ *     gateway costs one timeout, once, not one per read);
+ *   - wrong bytes or an oversized answer: set aside for GW_BAD_BLOCK_MS;
+ *   - 404 and 410 ("I do not have it") do not set a gateway aside.
+ * A call that finds every gateway set aside waits for the first to come back if that fits in
+ * its timeout and it was set aside for rate limiting, else fails at once with -ETIMEDOUT.
+ */
+#ifndef IPFSFS_GATEWAY_H
+#define IPFSFS_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cid.h"
+
+/* The largest block asked for: what the trustless spec and Kubo's bitswap allow. */
+#define GW_MAX_BLOCK (2u << 20)
+/* At most this many gateways in a pool. */
+#define GW_MAX 16
+/* Longest time a gateway is set aside, whatever it answered. */
+#define GW_MAX_BACKOFF_MS 60000u
+/* How long a gateway that answered wrong bytes is set aside. */
+#define GW_BAD_BLOCK_MS 60000u
+
+struct gw;
+
+struct gw_config {
+    const char *const *urls; /* http(s) URLs, at most GW_MAX */
+    size_t n_urls;
+    unsigned timeout_ms;     /* bound on one gw_block call, every gateway included */
+    const char *proxy;       /* proxy URL, or NULL: none (the environment's are not used) */
+    const char *cacert;      /* CA bundle for https, or NULL for the system default */
+};
+
+/* 0 and *out, or -errno with a message in err (a URL that is not http(s), too many...). */
+int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errlen);
+
+/* The block c, verified (its hash is c's). *data is malloc'd. Thread-safe. Returns 0, or:
+ *   -ETIMEDOUT  no gateway gave it in time (none had it, or none answered, or all are set aside);
+ *   -EIO        every answer was wrong (wrong bytes, too big);
+ *   -ENOTSUP    c's hash function is not one we can check (only sha2-256 and identity);
+ *   -ENOMEM. */
+int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len);
+
+/* gw_block in the shape of node_store's fetch hook (ud: the struct gw). */
+int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len);
+
+/* Counters ("gw_blocks N\n"... then one "gateway URL ok=.. ..." line per gateway) into buf,
+ * as snprintf. */
+int gw_stats(struct gw *g, char *buf, size_t len);
+
+void gw_free(struct gw *g);
+
+/* Pure helpers, exposed for the unit tests. */
+
+/* Milliseconds a Retry-After value asks for (delta-seconds, or an IMF-fixdate relative to now),
+ * capped at GW_MAX_BACKOFF_MS; -1 if it cannot be read. */
+long gw_retry_after_ms(const char *value, time_t now);
+
+/* url without its trailing slashes, checked: http:// or https://, a host, no query or
+ * fragment. 0, or -EINVAL. */
+int gw_normalize_url(const char *url, char *out, size_t outlen);
+
+/* Whether data is the block c names (sha2-256, or identity). */
+int gw_verify(const struct cid *c, const uint8_t *data, size_t len);
+
+#endif
