@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define NSHARDS (32 * 32)
 #define KEY_MAX ((CID_MAX_MH * 8 + 4) / 5 + 1)
@@ -75,7 +77,102 @@ struct blockstore {
     bool syncfs_ok; /* the filesystem's syncfs may replace many fdatasync calls */
     atomic_uint_fast64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
     atomic_uint tmp_counter;
+    /* young_lock guards young[], young_cur and young_since. Taken by every put (to record its
+     * key before it looks for the block) and by the sweep around each removal; takes no other
+     * lock and is held for no I/O but that one unlink. */
+    pthread_mutex_t young_lock;
+    struct blockstore_keyset young[2]; /* [young_cur] filling now, the other: the set before */
+    unsigned young_cur;
+    uint64_t young_since; /* CLOCK_MONOTONIC ns when young[young_cur] began */
 };
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mh_key(const uint8_t *mh, size_t n)
+{
+    uint64_t k = XXH3_64bits(mh, n);
+    return k ? k : 1;
+}
+
+uint64_t blockstore_key(const struct cid *c)
+{
+    return mh_key(c->mh, c->mh_len <= CID_MAX_MH ? c->mh_len : CID_MAX_MH);
+}
+
+int blockstore_keyset_add(struct blockstore_keyset *s, uint64_t key)
+{
+    key = key ? key : 1;
+    if (2 * (s->n + 1) > s->cap) {
+        size_t ncap = s->cap ? 2 * s->cap : 256;
+        uint64_t *nv = calloc(ncap, sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->v[i])
+                continue;
+            size_t j = (size_t)(s->v[i] & (ncap - 1));
+            while (nv[j])
+                j = (j + 1) & (ncap - 1);
+            nv[j] = s->v[i];
+        }
+        free(s->v);
+        s->v = nv;
+        s->cap = ncap;
+    }
+    size_t j = (size_t)(key & (s->cap - 1));
+    while (s->v[j]) {
+        if (s->v[j] == key)
+            return 0;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->v[j] = key;
+    s->n++;
+    return 1;
+}
+
+bool blockstore_keyset_has(const struct blockstore_keyset *s, uint64_t key)
+{
+    key = key ? key : 1;
+    if (!s->cap)
+        return false;
+    for (size_t j = (size_t)(key & (s->cap - 1)); s->v[j]; j = (j + 1) & (s->cap - 1))
+        if (s->v[j] == key)
+            return true;
+    return false;
+}
+
+void blockstore_keyset_free(struct blockstore_keyset *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns)
+{
+    uint64_t now = mono_ns();
+    pthread_mutex_lock(&bs->young_lock);
+    if (now - bs->young_since >= min_age_ns) {
+        bs->young_cur ^= 1;
+        blockstore_keyset_free(&bs->young[bs->young_cur]);
+        bs->young_since = now;
+    }
+    pthread_mutex_unlock(&bs->young_lock);
+}
+
+/* Record c as young (see blockstore.h): before the put looks whether it is here. */
+static int young_add(struct blockstore *bs, const struct cid *c)
+{
+    uint64_t k = blockstore_key(c);
+    pthread_mutex_lock(&bs->young_lock);
+    int rc = blockstore_keyset_add(&bs->young[bs->young_cur], k);
+    pthread_mutex_unlock(&bs->young_lock);
+    return rc < 0 ? rc : 0;
+}
 
 static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -229,6 +326,8 @@ int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t 
     bs->pid = (long)getpid();
     pthread_mutex_init(&bs->lock, NULL);
     pthread_mutex_init(&bs->flush_lock, NULL);
+    pthread_mutex_init(&bs->young_lock, NULL);
+    bs->young_since = mono_ns();
     size_t n = strlen(dir) + sizeof "/blocks";
     bs->dir = malloc(n);
     if (!bs->dir)
@@ -332,6 +431,9 @@ void blockstore_close(struct blockstore *bs)
         close(bs->dirfd);
     pthread_mutex_destroy(&bs->flush_lock);
     pthread_mutex_destroy(&bs->lock);
+    pthread_mutex_destroy(&bs->young_lock);
+    blockstore_keyset_free(&bs->young[0]);
+    blockstore_keyset_free(&bs->young[1]);
     free(bs->dir);
     free(bs);
 }
@@ -416,6 +518,10 @@ int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *da
     if (rc < 0)
         return rc;
     final_name(&l, final);
+    /* Young before the look: a sweep then either keeps the file or removed it already (and
+     * the look below writes it again). */
+    if ((rc = young_add(bs, c)) < 0)
+        return rc;
     if (pend_tmp(bs, final, tmp) || same_content(bs, final, data, len)) {
         atomic_fetch_add(&bs->dedup, 1);
         return 0;
@@ -808,4 +914,127 @@ void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out)
     out->put_bytes = atomic_load(&bs->put_bytes);
     out->dedup = atomic_load(&bs->dedup);
     out->corrupt = atomic_load(&bs->corrupt);
+}
+
+int blockstore_pb_leaf(struct blockstore *bs, const struct cid *c)
+{
+    if (c->mh_code == MH_IDENTITY)
+        return 0;
+    int fd = open_block(bs, c);
+    if (fd < 0)
+        return errno == ENOENT ? -ENOENT : 0;
+    struct stat st;
+    uint8_t h[11];
+    int leaf = 0;
+    ssize_t n = fstat(fd, &st) == 0 ? pread(fd, h, sizeof h, 0) : -1;
+    if (n == 0 && st.st_size == 0) {
+        leaf = 1; /* the empty dag-pb node */
+    } else if (n >= 2 && h[0] == 0x0a) { /* field 1 (Data), length-delimited */
+        uint64_t len = 0;
+        unsigned shift = 0;
+        ssize_t i = 1;
+        for (; i < n && shift < 64; i++, shift += 7) {
+            len |= (uint64_t)(h[i] & 0x7f) << shift;
+            if (!(h[i] & 0x80))
+                break;
+        }
+        /* Nothing but that one field: no room left for a link. */
+        leaf = i < n && !(h[i] & 0x80) && len <= (uint64_t)st.st_size &&
+               (uint64_t)(i + 1) + len == (uint64_t)st.st_size;
+    }
+    close(fd);
+    return leaf;
+}
+
+/* base32 (upper case, no padding) to bytes; returns the length, or -1. */
+static ssize_t base32_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = in[i] ? strchr(b32, in[i]) : NULL;
+        if (!p)
+            return -1;
+        acc = (acc << 5) | (uint32_t)(p - b32);
+        bits += 5;
+        if (bits >= 8) {
+            if (o == cap)
+                return -1;
+            out[o++] = (uint8_t)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return (ssize_t)o;
+}
+
+/* Sweep one shard directory. */
+static int sweep_shard(struct blockstore *bs, int dfd, const struct blockstore_keyset *live,
+                       struct blockstore_sweep_stats *out)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int rc = -errno;
+        close(dfd);
+        return rc;
+    }
+    int rc = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        uint8_t mh[CID_MAX_MH];
+        ssize_t mn;
+        if (n < 6 || strcmp(e->d_name + n - 5, ".data") != 0)
+            continue;
+        if ((mn = base32_decode(e->d_name, n - 5, mh, sizeof mh)) < 3) {
+            out->other++; /* not a name we give: left alone */
+            continue;
+        }
+        uint64_t k = mh_key(mh, (size_t)mn);
+        if (blockstore_keyset_has(live, k)) {
+            out->live++;
+            continue;
+        }
+        struct stat st;
+        pthread_mutex_lock(&bs->young_lock);
+        bool young = blockstore_keyset_has(&bs->young[0], k) ||
+                     blockstore_keyset_has(&bs->young[1], k);
+        bool gone = false;
+        if (!young && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode)) {
+            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+                gone = true;
+            else if (errno != ENOENT)
+                rc = rc ? rc : -errno;
+        }
+        pthread_mutex_unlock(&bs->young_lock);
+        if (young) {
+            out->young++;
+        } else if (gone) {
+            out->removed++;
+            out->removed_bytes += (uint64_t)st.st_blocks * 512u;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int blockstore_sweep(struct blockstore *bs, const struct blockstore_keyset *live,
+                     struct blockstore_sweep_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        char shard[3] = {b32[i / 32], b32[i % 32], 0};
+        int dfd = openat(bs->dirfd, shard, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0) {
+            if (errno != ENOENT)
+                rc = rc ? rc : -errno;
+            continue;
+        }
+        int r = sweep_shard(bs, dfd, live, out);
+        rc = rc ? rc : r;
+    }
+    if (rc < 0)
+        log_warn("%s: the collection did not finish: %s", bs->dir, strerror(-rc));
+    return rc;
 }

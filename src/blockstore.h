@@ -73,4 +73,40 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
 
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
 
+/* ---- for the collector (node_store.c) ----
+ * A block's key: a 64-bit hash of its multihash (what its file is named by), never 0. */
+uint64_t blockstore_key(const struct cid *c);
+
+/* A set of keys (open addressing). Zeroed is empty. */
+struct blockstore_keyset {
+    uint64_t *v;
+    size_t n, cap;
+};
+/* 1: added, 0: there already, -ENOMEM. */
+int blockstore_keyset_add(struct blockstore_keyset *s, uint64_t key);
+bool blockstore_keyset_has(const struct blockstore_keyset *s, uint64_t key);
+void blockstore_keyset_free(struct blockstore_keyset *s);
+
+/* Young blocks: every put (a new block or one already here) records its key before it looks
+ * whether the block is here, in the current young set; blockstore_sweep never removes a young
+ * block. blockstore_young_rotate starts a new set once the current one is min_age_ns old, and
+ * drops the one before it: a put stays young at least min_age_ns. */
+void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns);
+
+/* Whether c's block (stored or pending) is a dag-pb block with no links: exactly one Data field
+ * (read from its first bytes and its size, not verified). 1, 0 (it may have links, or is not
+ * readable that way), or -ENOENT. */
+int blockstore_pb_leaf(struct blockstore *bs, const struct cid *c);
+
+struct blockstore_sweep_stats {
+    uint64_t removed, removed_bytes, live, young, other;
+};
+
+/* Remove every block file whose key is neither in live nor young (checked under the lock
+ * that puts take to record a young key, so a block put again during the sweep stays or is
+ * written again). Only final names: pending blocks are young. Returns 0 or -errno (what was
+ * removed before the error stays removed, which loses nothing: none of it was live). */
+int blockstore_sweep(struct blockstore *bs, const struct blockstore_keyset *live,
+                     struct blockstore_sweep_stats *out);
+
 #endif

@@ -18,6 +18,26 @@
  * config's fetch hook) by any walker, with no lock held: a name change lets go of change_lock
  * while it fetches, and installs its new root only if the root it started from is still the
  * current one (else it starts again).
+ *
+ * Collection: old versions and removed files leave blocks no name uses. The collector (its own
+ * thread, gc_main, at most every gc_interval_ms and only after a commit; or node_store_gc)
+ * marks what the live roots reach and removes the other block files, unless they are young.
+ * The live roots, taken while no commit runs (commit_run): the current root, the committed
+ * one, the held ones (node_store_hold: the sync engine's push and its synced root) and the
+ * local root recorded in DIR/synced (the sync engine's record, read also when no engine runs,
+ * so a mount without the node keeps the base of the next three-way merge). The mark follows
+ * every dag-pb link of local blocks (staged or stored; a block not here is the node's: its
+ * subtree is not followed and is fetched again if needed) and reads only the first bytes of a
+ * block with no links. It is not a snapshot that must stay true while the sweep runs: a root
+ * installed after the mark began is made of blocks reachable from a marked root, blocks put
+ * since (young), and trees linked from the node or from a held root. Young blocks are those put
+ * (written, or found already there) within gc_young_ms (30 s: an add and the link that names
+ * it, even with a fetch between them, or a file being written) or since the last rotation;
+ * blockstore_put records the key before it looks for the file, and the sweep checks it under
+ * the same lock just before each unlink, so a put of a collected block writes it again. A
+ * crash during a collection loses only unreachable blocks; the next one finishes the work.
+ * Not held: the content of a file still open after its name was removed or replaced, past
+ * gc_young_ms (a read of it then fails, unless the node has it).
  */
 #include "config.h"
 
@@ -69,6 +89,8 @@
 #define READ_MAX_BYTES(len) ((uint64_t)(16u << 20) + 16 * (uint64_t)(len))
 
 /* Locks, in the order they are taken (never the other way round):
+ *   gc_run       serializes collections (gc_collect); taken before commit_run, never by a
+ *                thread holding another of these locks.
  *   change_lock  serializes name changes: held while a change computes a new root from the
  *                current one (and let go while a block is fetched for it, see run_change).
  *   commit_run   serializes commits: writing the blocks out and DIR/root (do_commit).
@@ -113,13 +135,24 @@ struct node_store {
     bool thread_started;        /* the commit thread runs (started by the first change) */
     bool thread_failed;         /* pthread_create failed (logged once) */
     pthread_t commit_thread;
+    struct cid *holds;          /* node_store_hold's roots (a root held twice is there twice) */
+    size_t nholds, holds_cap;
+    pthread_cond_t gc_cond;     /* wakes the collector: a commit, or stop */
+    bool gc_started, gc_failed; /* the collector's thread runs / could not start */
+    bool gc_again;              /* the last collection kept young garbage: collect again */
+    uint64_t gc_seq;            /* seq when the last collection began */
+    uint64_t gc_last;           /* CLOCK_MONOTONIC ns when the last collection began */
+    pthread_t gc_thread;
+    pthread_mutex_t gc_run;
+    unsigned gc_interval_ms, gc_young_ms;
+    atomic_bool gc_abort; /* destroy: a collection under way stops (and removes nothing) */
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
     size_t stage_cap, stage_n;
     uint64_t stage_bytes;
     uint64_t epoch;
     atomic_uint_fast64_t adds, add_bytes, name_changes, commits, commit_errors, fetches,
-        fetch_errors;
+        fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live;
 };
 
 static struct node_store *to_store(struct node *n)
@@ -1528,6 +1561,7 @@ static int do_commit(struct node_store *ns)
         if (!same) {
             ns->committed = snap;
             ns->seq++;
+            pthread_cond_signal(&ns->gc_cond);
         }
     } else {
         ns->taken = ns->durable; /* not covered after all: the next try in commit_ms */
@@ -1589,6 +1623,242 @@ static void wake_committer(struct node_store *ns)
     pthread_mutex_unlock(&ns->names_lock);
 }
 
+/* ---- collection (see the top of this file) ---- */
+
+/* A stack of CIDs still to mark. */
+struct cid_stack {
+    struct cid *v;
+    size_t n, cap;
+};
+
+static int cid_push(struct cid_stack *st, const struct cid *c)
+{
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 256;
+        struct cid *v = realloc(st->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        st->v = v;
+        st->cap = cap;
+    }
+    st->v[st->n++] = *c;
+    return 0;
+}
+
+/* Push the links of dag-pb block b. A block that does not decode has no links for any reader. */
+static int push_links(struct cid_stack *st, const uint8_t *b, size_t len)
+{
+    struct dagpb_node pb;
+    if (dagpb_decode(b, len, &pb) < 0)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < pb.nlinks; i++) {
+        struct cid cc;
+        if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &cc) == 0)
+            rc = cid_push(st, &cc);
+    }
+    dagpb_node_free(&pb);
+    return rc;
+}
+
+/* Whether c may name a block of ours that has links to follow (the store keeps sha2-256 blocks
+ * only; raw blocks and other codecs have none we follow). */
+static bool gc_followed(const struct cid *c)
+{
+    return c->mh_code == MH_SHA2_256 && c->codec == CID_CODEC_DAG_PB;
+}
+
+/* Mark the staged blocks the roots reach (in memory); the others they reach go to frontier.
+ * Call with commit_run held: staged blocks are dropped only by a commit. */
+static int gc_mark_staged(struct node_store *ns, struct cid_stack *todo,
+                          struct blockstore_keyset *live, struct cid_stack *frontier)
+{
+    int rc = 0;
+    while (rc == 0 && todo->n) {
+        struct cid c = todo->v[--todo->n];
+        uint8_t *b;
+        size_t len;
+        if (c.mh_code != MH_SHA2_256)
+            continue;
+        if (!gc_followed(&c) || stage_get(ns, &c, &b, &len) < 0) {
+            rc = cid_push(frontier, &c);
+            continue;
+        }
+        int k = blockstore_keyset_add(live, blockstore_key(&c));
+        if (k > 0)
+            rc = push_links(todo, b, len);
+        else if (k < 0)
+            rc = k;
+        free(b);
+    }
+    return rc;
+}
+
+/* Mark what the frontier reaches in the block store (no fetch: a block not here is the node's,
+ * or was a staged block dropped unwritten, replaced before a commit). *n: blocks marked. */
+static int gc_mark_stored(struct node_store *ns, struct cid_stack *todo,
+                          struct blockstore_keyset *live)
+{
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && todo->n; i++) {
+        struct cid c = todo->v[--todo->n];
+        if ((i & 255) == 0 && atomic_load(&ns->gc_abort))
+            return -ECANCELED;
+        if (c.mh_code != MH_SHA2_256)
+            continue;
+        int k = blockstore_keyset_add(live, blockstore_key(&c));
+        if (k <= 0) {
+            rc = k;
+            continue;
+        }
+        if (!gc_followed(&c) || blockstore_pb_leaf(ns->bs, &c) != 0)
+            continue; /* 1: no links; -ENOENT: not here */
+        uint8_t *b;
+        size_t len;
+        int g = stage_get(ns, &c, &b, &len) == 0 ? 0 : blockstore_get(ns->bs, &c, &b, &len);
+        if (g == -ENOENT)
+            continue;
+        if (g < 0) {
+            /* Unreadable (corrupt): what it links cannot be told; remove nothing. */
+            char cs[CID_STR_MAX];
+            cid_format(&c, cs, sizeof cs);
+            log_warn("%s: block %s cannot be read: no collection", ns->dir, cs);
+            return g;
+        }
+        rc = push_links(todo, b, len);
+        free(b);
+    }
+    return rc;
+}
+
+/* The local root in the sync engine's record DIR/synced (its first line), if any. */
+static bool synced_root(struct node_store *ns, struct cid *out)
+{
+    char p[PATH_MAX], line[CID_STR_MAX + 2];
+    snprintf(p, sizeof p, "%s/synced", ns->dir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    line[n] = '\0';
+    size_t l = strcspn(line, "\n");
+    return cid_parse(line, l, out) == 0;
+}
+
+/* One collection: mark from the live roots, sweep the rest. */
+static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
+{
+    struct cid_stack todo = {0}, frontier = {0};
+    struct blockstore_keyset live = {0};
+    struct blockstore_sweep_stats sw = {0};
+    struct cid c;
+    int rc = 0;
+    pthread_mutex_lock(&ns->gc_run);
+    uint64_t t0 = now_ns();
+    blockstore_young_rotate(ns->bs, (uint64_t)ns->gc_young_ms * 1000000u);
+    /* No commit runs while the roots are taken and their staged blocks marked: the root a
+     * commit is writing is the committed one afterwards, and no staged block goes meanwhile. */
+    pthread_mutex_lock(&ns->commit_run);
+    pthread_mutex_lock(&ns->names_lock);
+    ns->gc_seq = ns->seq;
+    ns->gc_last = t0;
+    ns->gc_again = false;
+    rc = cid_push(&todo, &ns->root);
+    if (rc == 0)
+        rc = cid_push(&todo, &ns->committed);
+    for (size_t i = 0; rc == 0 && i < ns->nholds; i++)
+        rc = cid_push(&todo, &ns->holds[i]);
+    pthread_mutex_unlock(&ns->names_lock);
+    if (rc == 0 && synced_root(ns, &c))
+        rc = cid_push(&todo, &c);
+    if (rc == 0)
+        rc = gc_mark_staged(ns, &todo, &live, &frontier);
+    pthread_mutex_unlock(&ns->commit_run);
+    if (rc == 0)
+        rc = gc_mark_stored(ns, &frontier, &live);
+    if (rc == 0)
+        rc = blockstore_sweep(ns->bs, &live, &sw);
+    uint64_t ms = (now_ns() - t0) / 1000000u;
+    pthread_mutex_lock(&ns->names_lock);
+    if (sw.young)
+        ns->gc_again = true; /* collected once they are old enough */
+    pthread_mutex_unlock(&ns->names_lock);
+    pthread_mutex_unlock(&ns->gc_run);
+    atomic_fetch_add(&ns->gc_runs, 1);
+    atomic_fetch_add(&ns->gc_blocks, sw.removed);
+    atomic_fetch_add(&ns->gc_bytes, sw.removed_bytes);
+    atomic_fetch_add(&ns->gc_ms, ms);
+    atomic_store(&ns->gc_live, sw.live);
+    if (rc < 0 && rc != -ECANCELED) {
+        atomic_fetch_add(&ns->gc_errors, 1);
+        log_warn("%s: collection failed after %" PRIu64 " ms: %s (%" PRIu64 " blocks removed)",
+                 ns->dir, ms, strerror(-rc), sw.removed);
+    } else if (sw.removed) {
+        log_info("%s: collected %" PRIu64 " unused blocks (%" PRIu64 " KiB) in %" PRIu64
+                 " ms; %" PRIu64 " in use, %" PRIu64 " unused but recent kept",
+                 ns->dir, sw.removed, sw.removed_bytes >> 10, ms, sw.live, sw.young);
+    } else {
+        log_debug("%s: collection: nothing unused (%" PRIu64 " in use, %" PRIu64
+                  " recent kept) in %" PRIu64 " ms",
+                  ns->dir, sw.live, sw.young, ms);
+    }
+    if (res) {
+        res->removed = sw.removed;
+        res->removed_bytes = sw.removed_bytes;
+        res->live = sw.live;
+        res->young = sw.young;
+        res->ms = ms;
+    }
+    free(todo.v);
+    free(frontier.v);
+    blockstore_keyset_free(&live);
+    return rc;
+}
+
+/* The collector's thread: a collection at most every gc_interval_ms, after a commit made a new
+ * root durable (or again while young garbage waits). */
+static void *gc_main(void *arg)
+{
+    struct node_store *ns = arg;
+    pthread_mutex_lock(&ns->names_lock);
+    while (!ns->stop) {
+        if (ns->seq == ns->gc_seq && !ns->gc_again) {
+            pthread_cond_wait(&ns->gc_cond, &ns->names_lock);
+            continue;
+        }
+        uint64_t due = ns->gc_last + (uint64_t)ns->gc_interval_ms * 1000000u;
+        if (ns->gc_last && now_ns() < due) {
+            struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+                                  .tv_nsec = (long)(due % 1000000000u)};
+            pthread_cond_timedwait(&ns->gc_cond, &ns->names_lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&ns->names_lock);
+        gc_collect(ns, NULL);
+        pthread_mutex_lock(&ns->names_lock);
+    }
+    pthread_mutex_unlock(&ns->names_lock);
+    return NULL;
+}
+
+/* Start the collector with the commit thread (same reason). Call with names_lock. */
+static void start_collector(struct node_store *ns)
+{
+    if (ns->gc_started || ns->gc_failed || ns->gc_interval_ms == UINT_MAX)
+        return;
+    int rc = pthread_create(&ns->gc_thread, NULL, gc_main, ns);
+    if (rc != 0) {
+        ns->gc_failed = true;
+        log_err("%s: cannot start the collector: %s (unused blocks stay)", ns->dir,
+                strerror(rc));
+        return;
+    }
+    ns->gc_started = true;
+}
+
 static uint64_t cur_epoch(struct node_store *ns)
 {
     pthread_mutex_lock(&ns->stage_lock);
@@ -1603,6 +1873,7 @@ static uint64_t cur_epoch(struct node_store *ns)
  * (pthread_create failed), changes are committed by node_store_commit and destroy only. */
 static void start_committer(struct node_store *ns)
 {
+    start_collector(ns);
     if (ns->thread_started || ns->thread_failed)
         return;
     int rc = pthread_create(&ns->commit_thread, NULL, commit_main, ns);
@@ -2095,12 +2366,18 @@ static int store_stats(struct node *base, char *buf, size_t len)
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
                     "\nstore_name_changes %" PRIu64 "\nstore_commits %" PRIu64
                     "\nstore_commit_errors %" PRIu64 "\nstore_fetches %" PRIu64
-                    "\nstore_fetch_errors %" PRIu64 "\n",
+                    "\nstore_fetch_errors %" PRIu64 "\nstore_gc_runs %" PRIu64
+                    "\nstore_gc_blocks %" PRIu64 "\nstore_gc_bytes %" PRIu64
+                    "\nstore_gc_errors %" PRIu64 "\nstore_gc_ms %" PRIu64
+                    "\nstore_gc_live_blocks %" PRIu64 "\n",
                     s.gets, s.get_bytes, s.puts, s.put_bytes, s.dedup, s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
                     (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->commits),
                     (uint64_t)atomic_load(&ns->commit_errors), (uint64_t)atomic_load(&ns->fetches),
-                    (uint64_t)atomic_load(&ns->fetch_errors));
+                    (uint64_t)atomic_load(&ns->fetch_errors), (uint64_t)atomic_load(&ns->gc_runs),
+                    (uint64_t)atomic_load(&ns->gc_blocks), (uint64_t)atomic_load(&ns->gc_bytes),
+                    (uint64_t)atomic_load(&ns->gc_errors), (uint64_t)atomic_load(&ns->gc_ms),
+                    (uint64_t)atomic_load(&ns->gc_live));
 }
 
 int node_store_commit(struct node *n)
@@ -2183,6 +2460,44 @@ int node_store_evict(struct node *n, const struct cid *c, uint64_t *freed)
     return blockstore_remove(to_store(n)->bs, c, freed);
 }
 
+int node_store_gc(struct node *n, struct node_store_gc_result *out)
+{
+    return gc_collect(to_store(n), out);
+}
+
+int node_store_hold(struct node *n, const struct cid *root)
+{
+    struct node_store *ns = to_store(n);
+    int rc = 0;
+    pthread_mutex_lock(&ns->names_lock);
+    if (ns->nholds == ns->holds_cap) {
+        size_t cap = ns->holds_cap ? 2 * ns->holds_cap : 4;
+        struct cid *v = realloc(ns->holds, cap * sizeof *v);
+        if (v) {
+            ns->holds = v;
+            ns->holds_cap = cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0)
+        ns->holds[ns->nholds++] = *root;
+    pthread_mutex_unlock(&ns->names_lock);
+    return rc;
+}
+
+void node_store_release(struct node *n, const struct cid *root)
+{
+    struct node_store *ns = to_store(n);
+    pthread_mutex_lock(&ns->names_lock);
+    for (size_t i = 0; i < ns->nholds; i++)
+        if (cid_equal(&ns->holds[i], root)) {
+            ns->holds[i] = ns->holds[--ns->nholds];
+            break;
+        }
+    pthread_mutex_unlock(&ns->names_lock);
+}
+
 /* Free ns and what it holds (the commit thread, if any, has been joined). */
 static void store_free(struct node_store *ns)
 {
@@ -2191,6 +2506,9 @@ static void store_free(struct node_store *ns)
     pthread_mutex_destroy(&ns->stage_lock);
     blockstore_close(ns->bs);
     pthread_cond_destroy(&ns->commit_cond);
+    pthread_cond_destroy(&ns->gc_cond);
+    pthread_mutex_destroy(&ns->gc_run);
+    free(ns->holds);
     pthread_mutex_destroy(&ns->names_lock);
     pthread_mutex_destroy(&ns->commit_run);
     pthread_mutex_destroy(&ns->change_lock);
@@ -2205,10 +2523,14 @@ static void store_destroy(struct node *base)
 {
     struct node_store *ns = to_store(base);
     pthread_mutex_lock(&ns->names_lock);
-    bool started = ns->thread_started;
+    bool started = ns->thread_started, gc = ns->gc_started;
     ns->stop = true;
+    atomic_store(&ns->gc_abort, true);
     pthread_cond_signal(&ns->commit_cond);
+    pthread_cond_signal(&ns->gc_cond);
     pthread_mutex_unlock(&ns->names_lock);
+    if (gc)
+        pthread_join(ns->gc_thread, NULL);
     if (started)
         pthread_join(ns->commit_thread, NULL);
     pthread_mutex_lock(&ns->commit_run);
@@ -2380,7 +2702,11 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&ns->commit_cond, &ca);
+    pthread_cond_init(&ns->gc_cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&ns->gc_run, NULL);
+    ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
+    ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
     ns->fetch = cfg ? cfg->fetch : NULL;
     ns->fetch_ud = cfg ? cfg->fetch_ud : NULL;

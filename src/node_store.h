@@ -24,10 +24,17 @@
 /* Group commit interval when the config says 0. */
 #define NODE_STORE_COMMIT_MS 1000u
 
+/* Collection (see node_store.c): at most this often (after a commit), and never of a block
+ * put (written, or found there already) within NODE_STORE_GC_YOUNG_MS. */
+#define NODE_STORE_GC_MS 5000u
+#define NODE_STORE_GC_YOUNG_MS 30000u
+
 struct node_store_config {
     struct node_add_opts add;  /* defaults for imports (-1/NULL: Kubo's) */
     uint64_t hamt_shard_bytes; /* 0: NODE_STORE_HAMT_SHARD_BYTES (tests lower it) */
     unsigned commit_ms;        /* group commit interval (0: NODE_STORE_COMMIT_MS) */
+    unsigned gc_interval_ms;   /* 0: NODE_STORE_GC_MS; UINT_MAX: no background collection */
+    unsigned gc_young_ms;      /* 0: NODE_STORE_GC_YOUNG_MS (tests lower them) */
     /* A block missing from the store is asked here (NULL: -ENOENT). Called with no store lock
      * held, from any thread; returns 0 and a malloc'd copy of the block, or -errno. The store
      * verifies it against c (hash) before use (-EIO if it does not match) and keeps it in the
@@ -55,7 +62,8 @@ int node_store_commit(struct node *n);
  * the commits that made a new root durable (so a waiter can tell a later commit happened).
  * The blocks of a root that was current but never committed (replaced before a commit) may be
  * gone once a later commit is done: they were only kept in memory. A committed root's blocks
- * stay (the store removes no block today): push and resolve committed roots. */
+ * stay while it is the committed one, or held (node_store_hold): the collector removes the
+ * blocks no live root reaches. */
 void node_store_roots(struct node *n, struct cid *current, struct cid *committed, uint64_t *seq);
 
 /* Replace the current root by next if it still equals expected (else -EAGAIN): how the sync
@@ -81,5 +89,20 @@ int node_store_usage(struct node *n, uint64_t *bytes);
 /* Delete one block file: only for a block the fetch hook's upstream has (the sync engine
  * evicts what the node holds); a later read fetches it again. 0 or -errno. */
 int node_store_evict(struct node *n, const struct cid *c, uint64_t *freed);
+
+/* Keep root's blocks from collection until node_store_release(root) (holds count: a root held
+ * twice is released twice). For a root that is or was the current or committed one while held
+ * (the sync engine holds what it pushes and its synced root). 0 or -ENOMEM. */
+int node_store_hold(struct node *n, const struct cid *root);
+void node_store_release(struct node *n, const struct cid *root);
+
+/* Collect now (as the collector's thread does, after commits): remove the block files that no
+ * live root reaches and that are not young. 0 or -errno (then nothing more is removed). */
+struct node_store_gc_result {
+    uint64_t removed, removed_bytes; /* block files removed, their disk use */
+    uint64_t live, young;            /* block files kept: in use, unused but young */
+    uint64_t ms;
+};
+int node_store_gc(struct node *n, struct node_store_gc_result *out);
 
 #endif

@@ -756,11 +756,64 @@ static void note_pushed_locked(struct sync *s, uint64_t seq)
     s->pushed_valid = true;
 }
 
+/* Push committed (the store's committed root, commit seq) over remote (the node's names
+ * now): blocks first, then names, then the record. */
+static int push(struct sync *s, const struct cid *committed, const struct cid *remote,
+                uint64_t seq, char *err, size_t errlen)
+{
+    char a[CID_STR_MAX], b[CID_STR_MAX];
+    uint64_t nblocks = 0, nbytes = 0;
+    int rc = send_blocks(s, committed, remote, &nblocks, &nbytes, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = push_names(s, s->mfs_root, remote, committed, 0, false, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct cid after;
+    rc = remote_root(s, &after, err, errlen);
+    if (rc < 0)
+        return rc;
+    /* A change made on the node while we pushed must not pass for ours: if its names are not
+     * exactly ours, keep the old record of the node's root, and the next round sees the
+     * difference as a change made there (adopted, or merged). */
+    int differs = push_names(s, s->mfs_root, &after, committed, 0, true, err, errlen);
+    if (differs < 0)
+        return differs;
+    if (differs) {
+        log_info("%s changed on the node during the push: merged next", s->mfs_root);
+        after = *remote;
+    }
+    rc = save_state(s, committed, &after);
+    if (rc < 0) {
+        snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
+        return rc;
+    }
+    fmt(committed, a, sizeof a);
+    fmt(&after, b, sizeof b);
+    if (!cid_equal(committed, &after))
+        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes); the node's "
+                 "directory is %s (its own encoding of the same names)",
+                 a, s->up->description, nblocks, nbytes, b);
+    else
+        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes)", a,
+                 s->up->description, nblocks, nbytes);
+    pthread_mutex_lock(&s->lock);
+    s->have_state = true;
+    s->synced_local = *committed;
+    s->synced_remote = after;
+    note_pushed_locked(s, seq);
+    s->pushes++;
+    s->blocks_sent += nblocks;
+    s->bytes_sent += nbytes;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
 static int round_once(struct sync *s, char *err, size_t errlen)
 {
     struct cid current, committed, remote;
     uint64_t seq;
-    char a[CID_STR_MAX], b[CID_STR_MAX];
+    char a[CID_STR_MAX];
     node_store_roots(s->store, &current, &committed, &seq);
     int rc = remote_root(s, &remote, err, errlen);
     if (rc < 0)
@@ -833,52 +886,16 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         return 0;
     }
 
-    /* Push committed: blocks first, then names, then the record. */
-    uint64_t nblocks = 0, nbytes = 0;
-    rc = send_blocks(s, &committed, &remote, &nblocks, &nbytes, err, errlen);
-    if (rc < 0)
-        return rc;
-    rc = push_names(s, s->mfs_root, &remote, &committed, 0, false, err, errlen);
-    if (rc < 0)
-        return rc;
-    struct cid after;
-    rc = remote_root(s, &after, err, errlen);
-    if (rc < 0)
-        return rc;
-    /* A change made on the node while we pushed must not pass for ours: if its names are not
-     * exactly ours, keep the old record of the node's root, and the next round sees the
-     * difference as a change made there (adopted, or merged). */
-    int differs = push_names(s, s->mfs_root, &after, &committed, 0, true, err, errlen);
-    if (differs < 0)
-        return differs;
-    if (differs) {
-        log_info("%s changed on the node during the push: merged next", s->mfs_root);
-        after = remote;
-    }
-    rc = save_state(s, &committed, &after);
+    /* The pushed root stays in the store while it is pushed (the collector), whatever is
+     * committed meanwhile: until it is the one DIR/synced records. */
+    rc = node_store_hold(s->store, &committed);
     if (rc < 0) {
-        snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
+        snprintf(err, errlen, "pushing: %s", strerror(-rc));
         return rc;
     }
-    fmt(&committed, a, sizeof a);
-    fmt(&after, b, sizeof b);
-    if (!cid_equal(&committed, &after))
-        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes); the node's "
-                 "directory is %s (its own encoding of the same names)",
-                 a, s->up->description, nblocks, nbytes, b);
-    else
-        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes)", a,
-                 s->up->description, nblocks, nbytes);
-    pthread_mutex_lock(&s->lock);
-    s->have_state = true;
-    s->synced_local = committed;
-    s->synced_remote = after;
-    note_pushed_locked(s, seq);
-    s->pushes++;
-    s->blocks_sent += nblocks;
-    s->bytes_sent += nbytes;
-    pthread_mutex_unlock(&s->lock);
-    return 0;
+    rc = push(s, &committed, &remote, seq, err, errlen);
+    node_store_release(s->store, &committed);
+    return rc;
 }
 
 static bool pending(struct sync *s)
