@@ -152,11 +152,13 @@ void blockstore_keyset_free(struct blockstore_keyset *s)
     memset(s, 0, sizeof *s);
 }
 
-void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns)
+void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns, uint64_t busy_since)
 {
     uint64_t now = mono_ns();
     pthread_mutex_lock(&bs->young_lock);
-    if (now - bs->young_since >= min_age_ns) {
+    /* Work that began before the current set plus a margin (an add, then its link) may name
+     * blocks of the set before: it must end first. */
+    if (now - bs->young_since >= min_age_ns && busy_since > bs->young_since + min_age_ns / 2) {
         bs->young_cur ^= 1;
         blockstore_keyset_free(&bs->young[bs->young_cur]);
         bs->young_since = now;

@@ -89,9 +89,11 @@ void blockstore_keyset_free(struct blockstore_keyset *s);
 
 /* Young blocks: every put (a new block or one already here) records its key before it looks
  * whether the block is here, in the current young set; blockstore_sweep never removes a young
- * block. blockstore_young_rotate starts a new set once the current one is min_age_ns old, and
- * drops the one before it: a put stays young at least min_age_ns. */
-void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns);
+ * block. blockstore_young_rotate starts a new set once the current one is min_age_ns old and
+ * began min_age_ns / 2 before busy_since (CLOCK_MONOTONIC ns: the start of the caller's oldest
+ * work under way, which may name blocks put a moment before it; UINT64_MAX: none), and drops
+ * the one before it: a put stays young at least min_age_ns, and while such work runs. */
+void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns, uint64_t busy_since);
 
 /* Whether c's block (stored or pending) is a dag-pb block with no links: exactly one Data field
  * (read from its first bytes and its size, not verified). 1, 0 (it may have links, or is not

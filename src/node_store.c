@@ -20,24 +20,28 @@
  * current one (else it starts again).
  *
  * Collection: old versions and removed files leave blocks no name uses. The collector (its own
- * thread, gc_main, at most every gc_interval_ms and only after a commit; or node_store_gc)
- * marks what the live roots reach and removes the other block files, unless they are young.
- * The live roots, taken while no commit runs (commit_run): the current root, the committed
- * one, the held ones (node_store_hold: the sync engine's push and its synced root) and the
- * local root recorded in DIR/synced (the sync engine's record, read also when no engine runs,
- * so a mount without the node keeps the base of the next three-way merge). The mark follows
- * every dag-pb link of local blocks (staged or stored; a block not here is the node's: its
- * subtree is not followed and is fetched again if needed) and reads only the first bytes of a
- * block with no links. It is not a snapshot that must stay true while the sweep runs: a root
- * installed after the mark began is made of blocks reachable from a marked root, blocks put
- * since (young), and trees linked from the node or from a held root. Young blocks are those put
- * (written, or found already there) within gc_young_ms (30 s: an add and the link that names
- * it, even with a fetch between them, or a file being written) or since the last rotation;
- * blockstore_put records the key before it looks for the file, and the sweep checks it under
- * the same lock just before each unlink, so a put of a collected block writes it again. A
- * crash during a collection loses only unreachable blocks; the next one finishes the work.
- * Not held: the content of a file still open after its name was removed or replaced, past
- * gc_young_ms (a read of it then fails, unless the node has it).
+ * thread, gc_main: at most every gc_interval_ms, after a commit; or node_store_gc) marks what
+ * the live roots reach and removes every other block file that is not young.
+ * - Live roots, taken while no commit runs (commit_run): the current root, the committed one,
+ *   the held ones (node_store_hold: the sync engine holds the root it pushes), and the local
+ *   root recorded in DIR/synced (the sync engine's record, also read when no engine runs: the
+ *   base of the next three-way merge stays).
+ * - The mark follows every dag-pb link of local blocks: staged ones in memory (under
+ *   commit_run, so none is dropped meanwhile), stored ones from disk, where a block with no
+ *   links costs only its first bytes. A block not here is the node's (fetched, or adopted from
+ *   there): what is under it is not followed, and is fetched again if it is needed.
+ * - Young blocks are never removed: those put (written, or found there already) within
+ *   gc_young_ms (10 s), and those put before an add or a name change still under way began (or
+ *   just before: an add, then the change that links it; struct busy: a large file's add, a
+ *   link that waits on a fetch). blockstore_put records the key before it looks for the file,
+ *   and the sweep looks at it under the same lock just before each unlink: a block put again
+ *   during a sweep is kept, or written again.
+ * - So the mark need not be a snapshot kept true during the sweep: a root installed after it
+ *   began is made of blocks a marked root reaches, young blocks, and trees linked from the node
+ *   or from a held or recorded root.
+ * - A crash during a collection loses only unreachable blocks; the next one finishes the work.
+ * - Not kept: the content of a file still open after its name was removed or replaced, once it
+ *   is no longer young (a read of it then fails, unless the node has it).
  */
 #include "config.h"
 
@@ -135,6 +139,7 @@ struct node_store {
     bool thread_started;        /* the commit thread runs (started by the first change) */
     bool thread_failed;         /* pthread_create failed (logged once) */
     pthread_t commit_thread;
+    struct busy *busy;          /* the adds and name changes under way (see struct busy) */
     struct cid *holds;          /* node_store_hold's roots (a root held twice is there twice) */
     size_t nholds, holds_cap;
     pthread_cond_t gc_cond;     /* wakes the collector: a commit, or stop */
@@ -155,9 +160,43 @@ struct node_store {
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live;
 };
 
+/* An add or a name change under way, since when (on its caller's stack, in ns->busy). The
+ * young sets are not aged out while one that began before them runs: an add's blocks stay young
+ * however long the add takes and the change that links them then waits (on a fetch). */
+struct busy {
+    struct busy *prev, *next;
+    uint64_t since;
+};
+
 static struct node_store *to_store(struct node *n)
 {
     return (struct node_store *)n;
+}
+
+static uint64_t now_ns(void);
+
+static void busy_begin(struct node_store *ns, struct busy *b)
+{
+    pthread_mutex_lock(&ns->names_lock);
+    b->since = now_ns();
+    b->prev = NULL;
+    b->next = ns->busy;
+    if (ns->busy)
+        ns->busy->prev = b;
+    ns->busy = b;
+    pthread_mutex_unlock(&ns->names_lock);
+}
+
+static void busy_end(struct node_store *ns, struct busy *b)
+{
+    pthread_mutex_lock(&ns->names_lock);
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        ns->busy = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    pthread_mutex_unlock(&ns->names_lock);
 }
 
 /* A block and, for dag-pb, its decoded node and UnixFS data. */
@@ -1103,7 +1142,10 @@ static int store_add(struct node *base, int fd, uint64_t size, const struct node
         return rc;
     }
     /* Durable with the next commit (node_store_commit: the node's sync op), like names. */
+    struct busy busy;
+    busy_begin(ns, &busy);
     rc = import_piped(ns, fd, size, &io, out);
+    busy_end(ns, &busy);
     if (rc < 0) {
         log_warn("add (%llu bytes): %s", (unsigned long long)size, strerror(-rc));
         return rc;
@@ -1757,8 +1799,12 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
     struct cid c;
     int rc = 0;
     pthread_mutex_lock(&ns->gc_run);
-    uint64_t t0 = now_ns();
-    blockstore_young_rotate(ns->bs, (uint64_t)ns->gc_young_ms * 1000000u);
+    uint64_t t0 = now_ns(), busy_since = UINT64_MAX;
+    pthread_mutex_lock(&ns->names_lock);
+    for (struct busy *b = ns->busy; b; b = b->next)
+        busy_since = b->since < busy_since ? b->since : busy_since;
+    blockstore_young_rotate(ns->bs, (uint64_t)ns->gc_young_ms * 1000000u, busy_since);
+    pthread_mutex_unlock(&ns->names_lock);
     /* No commit runs while the roots are taken and their staged blocks marked: the root a
      * commit is writing is the committed one afterwards, and no staged block goes meanwhile. */
     pthread_mutex_lock(&ns->commit_run);
@@ -1928,6 +1974,8 @@ static int run_change(struct node_store *ns, change_fn fn, void *arg)
 {
     struct node_store *outer = tls_changing; /* a change made from a fetch hook */
     int rc = -EAGAIN;
+    struct busy busy;
+    busy_begin(ns, &busy);
     for (unsigned tries = 0; rc == -EAGAIN && tries < CHANGE_MAX_TRIES; tries++) {
         struct cid base, next;
         pthread_mutex_lock(&ns->change_lock);
@@ -1944,6 +1992,7 @@ static int run_change(struct node_store *ns, change_fn fn, void *arg)
             rc = -EIO; /* fn's own EAGAIN (from a fetch) must not look like a lost race */
         pthread_mutex_unlock(&ns->change_lock);
     }
+    busy_end(ns, &busy);
     return rc;
 }
 

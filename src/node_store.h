@@ -25,9 +25,10 @@
 #define NODE_STORE_COMMIT_MS 1000u
 
 /* Collection (see node_store.c): at most this often (after a commit), and never of a block
- * put (written, or found there already) within NODE_STORE_GC_YOUNG_MS. */
+ * put (written, or found there already) within NODE_STORE_GC_YOUNG_MS, or during an add or a
+ * name change still under way. */
 #define NODE_STORE_GC_MS 5000u
-#define NODE_STORE_GC_YOUNG_MS 30000u
+#define NODE_STORE_GC_YOUNG_MS 10000u
 
 struct node_store_config {
     struct node_add_opts add;  /* defaults for imports (-1/NULL: Kubo's) */

@@ -911,7 +911,8 @@ static bool pending(struct sync *s)
 /* --store-size: past it, delete local copies of file blocks the node has (those of the last
  * synced tree), until 90% of it is used. Directory blocks stay (names are read locally);
  * what is evicted is fetched from the node when read again. Blocks no name references any
- * more (old versions) are not collected. Runs in the engine's thread, at most every 5 s. */
+ * more (old versions) are the store's collector's (node_store.c). Runs in the engine's
+ * thread, at most every 5 s. */
 static void trim(struct sync *s)
 {
     uint64_t used;

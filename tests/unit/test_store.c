@@ -1991,6 +1991,81 @@ static void test_gc_race(void)
     node_destroy(n);
 }
 
+/* A link that waits on a slow fetch keeps the content it links young (struct busy). */
+struct slow_src {
+    struct node *from;
+    atomic_bool entered, go;
+};
+
+static int fetch_slow(void *ud, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct slow_src *f = ud;
+    atomic_store(&f->entered, true);
+    while (!atomic_load(&f->go))
+        sleep_ms(1);
+    return node_store_block(f->from, c, data, len);
+}
+
+struct slow_link {
+    struct node *n;
+    struct cid c;
+    int rc;
+};
+
+static void *slow_link_main(void *arg)
+{
+    struct slow_link *l = arg;
+    l->rc = l->n->ops->mfs_link(l->n, &l->c, "/d/sub/new");
+    return NULL;
+}
+
+static void test_gc_slow_link(void)
+{
+    char da[256], db[256];
+    new_dir(db, sizeof db);
+    new_dir(da, sizeof da);
+    struct node *b = open_store(db, 0);
+    build_tree(b, 0);
+    struct cid broot, aroot;
+    node_store_roots(b, &broot, NULL, NULL);
+    struct slow_src src = {.from = b};
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .fetch = fetch_slow,
+                                    .fetch_ud = &src,
+                                    .gc_interval_ms = UINT_MAX,
+                                    .gc_young_ms = 5};
+    struct node *a = open_store_cfg(da, &cfg);
+    node_store_roots(a, &aroot, NULL, NULL);
+    atomic_store(&src.go, true);
+    CHECK_EQ_INT(node_store_swap_root(a, &aroot, &broot), 0); /* /d, /d/sub: the node's */
+    atomic_store(&src.go, false);
+    atomic_store(&src.entered, false);
+    struct slow_link l = {.n = a};
+    uint8_t *body = gc_content(31, 3000000);
+    CHECK_EQ_INT(add_mem(a, body, 3000000, -1, &l.c), 0);
+    free(body);
+    pthread_t t;
+    CHECK_EQ_INT(pthread_create(&t, NULL, slow_link_main, &l), 0);
+    while (!atomic_load(&src.entered))
+        sleep_ms(1);
+    struct node_store_gc_result r;
+    CHECK_EQ_INT(node_store_commit(a), 0); /* the content's block files under their names */
+    for (int i = 0; i < 4; i++) { /* many young times while the link waits */
+        sleep_ms(10);
+        CHECK_EQ_INT(node_store_gc(a, &r), 0);
+    }
+    CHECK(node_store_has(a, &l.c));
+    atomic_store(&src.go, true);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(l.rc, 0);
+    CHECK_EQ_INT(gc_check(a, "/d/sub/new", 31, 3000000), 0);
+    CHECK_EQ_INT(node_store_commit(a), 0);
+    gc_settle(a, 5, &r);
+    CHECK_EQ_INT(gc_check(a, "/d/sub/new", 31, 3000000), 0);
+    node_destroy(a);
+    node_destroy(b);
+}
+
 int main(void)
 {
     if (!mkdtemp(base_dir)) {
@@ -2024,6 +2099,7 @@ int main(void)
     test_gc_basic();
     test_gc_keeps();
     test_gc_race();
+    test_gc_slow_link();
     unit_rm_rf(base_dir);
     return unit_done("test_store");
 }
