@@ -392,7 +392,8 @@ static void attempt_end(CURLM *m, struct attempt *a)
 
 /* ---- the gateways' records (gw.lock held) ---------------------------------------------- */
 
-static void set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
+/* Set h aside for ms (< 0: its next backoff, which then doubles). Returns the ms used. */
+static long set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
 {
     if (ms < 0) {
         ms = h->backoff_ms;
@@ -403,6 +404,7 @@ static void set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
         ms = GW_MAX_BACKOFF_MS;
     h->aside_until = add_ms(now_mono(), (uint64_t)ms);
     h->aside_why = why;
+    return ms;
 }
 
 /* The order to ask the gateways in: those not set aside, fastest first (unknown ones first of
@@ -490,7 +492,7 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const st
         break;
     case OUT_LIMITED:
         h->limited++;
-        set_aside_locked(h, ASIDE_LIMITED, ra);
+        ra = set_aside_locked(h, ASIDE_LIMITED, ra);
         break;
     case OUT_FAILED:
         h->failed++;
@@ -512,8 +514,7 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const st
     case OUT_UNCHECKABLE:
         break;
     case OUT_LIMITED:
-        log_warn("gateway %s: HTTP %ld for %s: set aside for %ld ms", h->url, status, cidstr,
-                 ra >= 0 ? ra : -1);
+        log_warn("gateway %s: HTTP %ld for %s: set aside for %ld ms", h->url, status, cidstr, ra);
         break;
     case OUT_FAILED:
         if (cc != CURLE_OK)
@@ -539,6 +540,19 @@ static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
     set_aside_locked(h, ASIDE_FAILED, -1);
     pthread_mutex_unlock(&g->lock);
     log_warn("gateway %s: no answer for %s in time: set aside", h->url, cidstr);
+}
+
+/* A gateway still running when another one won: if it was late by its own hedge delay, count
+ * that time as an answer time, so that a gateway that stalls sorts behind those that answer
+ * (and costs a hedge delay once, not on every block). */
+static void record_late(struct gw *g, struct attempt *a)
+{
+    struct gw_host *h = &g->hosts[a->host];
+    double ms = (double)diff_ms(now_mono(), a->t0);
+    pthread_mutex_lock(&g->lock);
+    if (ms >= hedge_ms_locked(h))
+        h->avg_ms = h->avg_ms > 0 ? 0.8 * h->avg_ms + 0.2 * ms : ms;
+    pthread_mutex_unlock(&g->lock);
 }
 
 /* ---- gw_block -------------------------------------------------------------------------- */
@@ -666,6 +680,8 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
     for (size_t i = 0; i < started; i++) {
         if (at[i].running && !won)
             record_stalled(g, &at[i], cidstr);
+        else if (at[i].running)
+            record_late(g, &at[i]);
         attempt_end(m, &at[i]);
     }
     multi_put(g, m);

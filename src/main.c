@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "fs.h"
+#include "gateway.h"
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
@@ -240,6 +241,7 @@ int main(int argc, char *argv[])
     struct api_endpoint ep = {0};
     struct rpc_config rcfg = {0}; /* outlives the node: a node_later reconnects with it */
     struct node *node = NULL;
+    struct gw *gw = NULL; /* outlives the node: its store's fetch hook */
     int rc;
     struct fs *fs = NULL;
     struct fuse_session *se = NULL;
@@ -287,13 +289,44 @@ int main(int argc, char *argv[])
         fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
         goto out_ep;
     }
-    if (o.store && !o.api) {
-        /* The embedded, offline store: no node, no API address. */
+    if (o.n_gateways && o.api) {
+        fprintf(stderr, "ipfsfs: --gateway goes without --api for now: a mount reads either "
+                        "through a node or through gateways\n");
+        goto out_curl;
+    }
+    if (o.n_gateways) {
+        struct gw_config gcfg = {
+            .urls = (const char *const *)o.gateways,
+            .n_urls = o.n_gateways,
+            .timeout_ms = o.timeout * 1000u,
+            .proxy = o.proxy,
+            .cacert = o.cacert,
+        };
+        if (gw_new(&gcfg, &gw, err, sizeof err) < 0) {
+            fprintf(stderr, "ipfsfs: %s\n", err);
+            goto out_curl;
+        }
+    }
+    if ((o.store || gw) && !o.api) {
+        /* The embedded store: no node, no API address. With gateways, the blocks it lacks
+         * are asked of them (verified) and kept. */
         struct node_store_config scfg = {
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
                     .chunker = o.chunker, .pin = !o.no_pin},
+            .fetch = gw ? gw_fetch : NULL,
+            .fetch_ud = gw,
         };
-        if (node_store_new(o.store, &scfg, &node, err, sizeof err) < 0) {
+        char gwdir[PATH_MAX];
+        const char *dir = o.store;
+        if (!dir) {
+            if (default_store_dir("gateways", o.mfs_root, gwdir, sizeof gwdir) < 0) {
+                fprintf(stderr, "ipfsfs: no folder for the local store (set XDG_DATA_HOME or "
+                                "HOME, or give --store=DIR)\n");
+                goto out_curl;
+            }
+            dir = gwdir;
+        }
+        if (node_store_new(dir, &scfg, &node, err, sizeof err) < 0) {
             fprintf(stderr, "ipfsfs: %s\n", err);
             goto out_curl;
         }
@@ -470,6 +503,7 @@ out_node:
     fs_free(fs);
     node_destroy(node);
 out_curl:
+    gw_free(gw);
     rpc_global_cleanup();
 out_ep:
     api_endpoint_free(&ep);

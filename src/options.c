@@ -13,6 +13,9 @@
 
 #define OPT(t, p) {t, offsetof(struct options, p), 1}
 
+/* Keys of the options keep_nonopt handles itself. */
+enum { KEY_GATEWAY = 1 };
+
 /* Every long option is also accepted as -o NAME=VALUE, so fstab lines can carry it. */
 static const struct fuse_opt option_table[] = {
     OPT("--api=%s", api),
@@ -54,6 +57,8 @@ static const struct fuse_opt option_table[] = {
     OPT("unmount-wait=%u", unmount_wait),
     OPT("--store=%s", store),
     OPT("store=%s", store),
+    FUSE_OPT_KEY("--gateway=", KEY_GATEWAY),
+    FUSE_OPT_KEY("gateway=", KEY_GATEWAY),
     OPT("--chunker=%s", chunker),
     OPT("chunker=%s", chunker),
     {"--pin", offsetof(struct options, no_pin), 0},
@@ -76,10 +81,43 @@ static const struct fuse_opt option_table[] = {
 
 /* mount.fuse3 runs "ipfsfs SOURCE MOUNTPOINT -o ...": with two plain arguments the first is the
  * source (any word, e.g. "ipfs"), which we drop. */
+/* --gateway=URL (repeatable) and -o gateway=URL1,URL2: every URL, in order. */
+static int add_gateways(struct options *o, const char *list)
+{
+    const char *p = list;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n > 0) {
+            if (o->n_gateways >= OPTIONS_MAX_GATEWAYS) {
+                fprintf(stderr, "ipfsfs: too many gateways (at most %d)\n",
+                        OPTIONS_MAX_GATEWAYS);
+                return -1;
+            }
+            char *u = strndup(p, n);
+            if (!u)
+                return -1;
+            o->gateways[o->n_gateways++] = u;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
 static int keep_nonopt(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
     struct options *o = data;
     (void)outargs;
+    if (key == KEY_GATEWAY) {
+        o->after_gateway = 1;
+        return add_gateways(o, strchr(arg, '=') + 1) < 0 ? -1 : 0;
+    }
+    /* -o gateway=URL1,URL2: libfuse splits -o at commas, so URL2 comes as an option of its
+     * own. A URL right after a gateway= option is the next gateway. */
+    if (key == FUSE_OPT_KEY_OPT && o->after_gateway && strstr(arg, "://"))
+        return add_gateways(o, arg) < 0 ? -1 : 0;
+    o->after_gateway = 0;
     if (key != FUSE_OPT_KEY_NONOPT)
         return 1;
     o->nonopts++;
@@ -106,6 +144,9 @@ void options_print_help(const char *progname)
            "                           no node at all: the store alone, offline\n"
            "    --write-through        no local store: every change waits for the node\n"
            "                           (close(2) returns once the node has the file)\n"
+           "    --gateway=URL          read content the node or the store lacks from this\n"
+           "                           trustless gateway, verified (repeatable; -o\n"
+           "                           gateway=URL1,URL2); without --api: no node at all\n"
            "    --store-size=SIZE      past this, the local store drops its copies of file\n"
            "                           blocks the node has (default: no limit)\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
@@ -275,6 +316,8 @@ void options_free(struct options *o)
     free(o->cacert);
     free(o->store);
     free(o->store_size);
+    for (size_t i = 0; i < o->n_gateways; i++)
+        free(o->gateways[i]);
     if (o->proxy)
         explicit_bzero(o->proxy, strlen(o->proxy)); /* it may hold a password */
     free(o->proxy);

@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* At most this many --gateway URLs (gateway.h's GW_MAX). */
+#define OPTIONS_MAX_GATEWAYS 16
+
 struct options {
     char *api;        /* multiaddr, or NULL: discover */
     unsigned timeout; /* seconds */
@@ -29,6 +32,9 @@ struct options {
     int write_through;   /* names live on the node: close(2) waits for it (no local store) */
     unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
     char *store_size;      /* --store-size */
+    char *gateways[OPTIONS_MAX_GATEWAYS]; /* --gateway URLs, in order (n_gateways of them) */
+    size_t n_gateways;
+    int after_gateway;  /* parsing: the last option was gateway= (see keep_nonopt) */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */

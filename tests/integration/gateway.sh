@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# gateway.sh - reading with no node: a mount over trustless gateways (--gateway, no --api).
+#
+# The gateway is Kubo's own (it implements the trustless spec), on loopback, in front of which
+# gwproxy.py puts faults: a flipped byte, a truncated answer, 429 with Retry-After, a stall, a
+# different block than the one asked for, an oversized answer. In each case the mount never
+# gives a wrong byte, keeps answering, and a second, good gateway serves the read. Then: with
+# every gateway gone, a remount serves what was read before.
+#
+# Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
+#   IPFSFS_BIN=build/src/ipfsfs tests/integration/gateway.sh
+#
+# shellcheck source-path=SCRIPTDIR
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_binary
+require_fuse
+require_node
+lib_init
+
+TEST_CID=QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR # the 4 bytes "Test"
+T=5 # --timeout
+
+if ! start_node node; then
+    not_ok "the test node starts"
+    finish
+fi
+ok "the test node starts ($NODE_API, gateway $NODE_GATEWAY)"
+GW_HOSTPORT=${NODE_GATEWAY#http://}
+
+# ---- content ----------------------------------------------------------------------------------
+
+DATA=$WORK/data
+mkdir -p "$DATA"
+: >"$DATA/empty"
+printf x >"$DATA/one"
+printf Test >"$DATA/test"
+gen_file "$DATA/c262143" 262143 1
+gen_file "$DATA/c262144" 262144 2
+gen_file "$DATA/c262145" 262145 3
+gen_file "$DATA/m1p7" $((1024 * 1024 + 7)) 4
+gen_file "$DATA/m10" $((10 * 1024 * 1024)) 5
+FILES=(empty one test c262143 c262144 c262145 m1p7 m10)
+
+TREE=$DATA/tree
+mkdir -p "$TREE/deep/l1/l2" "$TREE/with spaces" "$TREE/empty-dir"
+printf 'top\n' >"$TREE/top.txt"
+printf 'leaf\n' >"$TREE/deep/l1/l2/leaf.txt"
+printf 'spaced\n' >"$TREE/with spaces/a file.txt"
+gen_file "$TREE/deep/multi" 600000 6
+
+MANY=$DATA/many
+mkdir -p "$MANY"
+for i in $(seq -w 1 1500); do
+    printf 'entry %s\n' "$i" >"$MANY/f$i.txt"
+done
+
+# One file per fault case, so that each case reads blocks no earlier case has kept.
+FAULTS=(flip truncate limit stall other big busy)
+for f in "${FAULTS[@]}"; do
+    gen_file "$DATA/fault-$f" $((600 * 1024)) "$RANDOM"
+done
+gen_file "$DATA/alone" $((300 * 1024)) 77
+gen_file "$DATA/never" 5000 78
+gen_file "$DATA/dead" $((2 * 1024 * 1024)) 79
+
+declare -A V0=() V1=()
+add_failed=0
+for f in "${FILES[@]}" "${FAULTS[@]/#/fault-}" alone never dead; do
+    V0[$f]=$(add_file "$DATA/$f") || add_failed=1
+done
+for f in "${FILES[@]}"; do
+    V1[$f]=$(add_file "$DATA/$f" "cid-version=1") || add_failed=1
+done
+TREE_V0=$(add_dir "$TREE" "") || add_failed=1
+TREE_V1=$(add_dir "$TREE" "cid-version=1&raw-leaves=true") || add_failed=1
+HAMT=$(add_dir "$MANY" "max-directory-links=1000") || add_failed=1
+if [ "$add_failed" = 0 ]; then
+    ok "the content is added to the node"
+else
+    not_ok "the content is added to the node"
+    finish
+fi
+check_eq "the known answer: 'Test' is $TEST_CID on this node" "$TEST_CID" "${V0[test]}"
+# The "other" fault serves this valid block instead of the one asked for.
+OTHER_BLOCK=${V0[one]}
+
+# ---- the proxies --------------------------------------------------------------------------
+
+PROXY=$IPFSFS_SRCDIR/tests/integration/gwproxy.py
+# start_proxy NAME: a gwproxy in front of the node's gateway; sets PROXY_URL[NAME].
+declare -A PROXY_URL=() PROXY_PID=()
+start_proxy() {
+    local name=$1 pf=$WORK/$1.port
+    : >"$WORK/$name.mode"
+    python3 "$PROXY" --upstream "$GW_HOSTPORT" --mode-file "$WORK/$name.mode" \
+        --port-file "$pf" --log "$WORK/$name.log" --max-seconds 1200 &
+    PROXY_PID[$name]=$!
+    track_pid "${PROXY_PID[$name]}"
+    for _ in $(seq 1 100); do
+        [ -s "$pf" ] && break
+        sleep 0.1
+    done
+    PROXY_URL[$name]=http://127.0.0.1:$(cat "$pf")
+}
+mode() { echo "${*:2}" >"$WORK/$1.mode"; }
+requests() { wc -l <"$WORK/$1.log" 2>/dev/null || echo 0; }
+
+start_proxy a
+start_proxy b
+if [ -n "${PROXY_URL[a]}" ] && [ -n "${PROXY_URL[b]}" ]; then
+    ok "two proxies in front of the gateway (${PROXY_URL[a]}, ${PROXY_URL[b]})"
+else
+    not_ok "two proxies in front of the gateway"
+    finish
+fi
+
+# ---- reading through gateways -------------------------------------------------------------
+
+MNT=$WORK/mnt
+STORE=$WORK/store
+if ! mount_ipfsfs "$MNT" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+    --store="$STORE" --timeout=$T; then
+    not_ok "ipfsfs mounts with --gateway (twice) and no --api"
+    finish
+fi
+ok "ipfsfs mounts with --gateway (twice) and no --api"
+
+check_eq "the known answer reads through the gateways: cat $TEST_CID" "Test" \
+    "$(cat "$MNT/$TEST_CID" 2>&1)"
+for f in "${FILES[@]}"; do
+    check "$f ($(stat -c %s "$DATA/$f") bytes): cmp through CIDv0" cmp "$DATA/$f" "$MNT/${V0[$f]}"
+    check "$f: cmp through CIDv1" cmp "$DATA/$f" "$MNT/${V1[$f]}"
+done
+check "diff -r of a tree (CIDv0)" diff -r "$TREE" "$MNT/$TREE_V0"
+check "diff -r of a tree (CIDv1, raw leaves)" diff -r "$TREE" "$MNT/$TREE_V1"
+check_eq "a HAMT-sharded directory lists its 1500 entries" 1500 "$(ls "$MNT/$HAMT" | wc -l)"
+check "diff -r of the HAMT-sharded directory" diff -r "$MANY" "$MNT/$HAMT"
+check_eq "user.ipfs.cid of a file read through a gateway" "${V0[m10]}" \
+    "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/${V0[m10]}" 2>&1)"
+check_errno "an invalid CID is ENOENT" ENOENT stat "$MNT/QmNotACid"
+if [ "$(requests a)" -gt 0 ] || [ "$(requests b)" -gt 0 ]; then
+    ok "the reads went through the gateways ($(requests a) + $(requests b) requests)"
+else
+    not_ok "the reads went through the gateways" "no request in either proxy's log"
+fi
+if grep -q "format=raw" "$WORK/a.log" "$WORK/b.log"; then
+    ok "the requests ask for verifiable blocks (?format=raw)"
+else
+    not_ok "the requests ask for verifiable blocks (?format=raw)" "$(head -3 "$WORK/a.log")"
+fi
+
+# Names are the store's: a file copied in stays local and reads back.
+check "cp into the mount's root (names live in the local store)" cp "$DATA/c262145" "$MNT/copied"
+check "... and reads back" cmp "$DATA/c262145" "$MNT/copied"
+check_unmount "unmount; ipfsfs exits 0 with a clean log" "$MNT"
+
+# ---- faults: one gateway misbehaves, the other serves ----------------------------------------
+
+# fault_case FAULT MODE...: a fresh mount (its own store) asks proxy a first (both are new to
+# it, and a comes first); a answers with MODE. The read must give the right bytes (from b).
+fault_case() {
+    local f=$1 m=$WORK/mnt-$1 t0 secs
+    shift
+    mode a "$@"
+    mode b pass
+    : >"$WORK/a.log"
+    if ! mount_ipfsfs "$m" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+        --store="$WORK/store-$f" --timeout=$T; then
+        not_ok "$f: ipfsfs mounts"
+        return
+    fi
+    t0=$(now)
+    check "$f: gateway a answers '$*', the read still gives the right bytes" \
+        cmp "$DATA/fault-$f" "$m/${V0[fault-$f]}"
+    secs=$(elapsed "$t0")
+    if lt "$secs" $((T + 2)); then
+        ok "$f: within the timeout ($secs s)"
+    else
+        not_ok "$f: within the timeout" "took $secs s (--timeout=$T)"
+    fi
+    if [ "$(requests a)" -gt 0 ]; then
+        ok "$f: gateway a was asked ($(requests a) requests)"
+    else
+        not_ok "$f: gateway a was asked" "its log is empty"
+    fi
+    check "$f: the mount keeps answering (ls of its root)" ls "$m"
+    case $f in
+    flip | other | big)
+        if grep -q "refused" "${MOUNT_LOG[$m]}"; then
+            ok "$f: the wrong answer is logged as refused"
+        else
+            not_ok "$f: the wrong answer is logged as refused" "$(tail -5 "${MOUNT_LOG[$m]}")"
+        fi
+        ;;
+    limit)
+        if grep -q "HTTP 429" "${MOUNT_LOG[$m]}"; then
+            ok "$f: the 429 is logged, and the gateway set aside"
+        else
+            not_ok "$f: the 429 is logged" "$(tail -5 "${MOUNT_LOG[$m]}")"
+        fi
+        ;;
+    esac
+    check_unmount "$f: unmount; ipfsfs exits 0 with a clean log" "$m"
+}
+fault_case flip flip
+fault_case truncate truncate
+fault_case limit limit 3
+fault_case stall stall
+fault_case other other "$OTHER_BLOCK"
+fault_case big big
+fault_case busy busy
+
+# A stalling gateway costs one hedge delay, not one per block: 8 blocks read with gateway a
+# stalling take about one second more than the same read without.
+mode a stall
+mode b pass
+: >"$WORK/a.log"
+M=$WORK/mnt-hedge
+if mount_ipfsfs "$M" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+    --store="$WORK/store-hedge" --timeout=$T; then
+    t0=$(now)
+    check "a stalling first gateway: a 2 MiB file (9 blocks) reads right" \
+        cmp "$DATA/dead" "$M/${V0[dead]}"
+    secs=$(elapsed "$t0")
+    if lt "$secs" 4; then
+        ok "... in $secs s: the stalling gateway cost one hedge delay, not one per block"
+    else
+        not_ok "... the stalling gateway cost one hedge delay, not one per block" \
+            "took $secs s; gateway a was asked $(requests a) times"
+    fi
+    check_unmount "unmount (hedge)" "$M"
+else
+    not_ok "ipfsfs mounts (hedge)"
+fi
+
+# One gateway alone, and it lies: EIO, never the wrong bytes, and the mount keeps answering.
+mode a flip
+M=$WORK/mnt-alone
+if mount_ipfsfs "$M" --gateway="${PROXY_URL[a]}" --store="$WORK/store-alone" --timeout=$T; then
+    check_errno "a lone lying gateway: the read fails with EIO" EIO read "$M/${V0[alone]}"
+    check "... and gives no byte of wrong data" \
+        bash -c "! cat '$M/${V0[alone]}' 2>/dev/null | cmp -s - '$DATA/alone'"
+    check_errno_within "... the mount still answers: $TEST_CID, asked of the gateway set aside, fails at once" \
+        2 "ETIMEDOUT|EIO" read "$M/$TEST_CID"
+    mode a pass
+    check_unmount "unmount (alone)" "$M"
+else
+    not_ok "ipfsfs mounts (alone)"
+fi
+mode a pass
+
+# ---- every gateway gone: a remount serves what was read --------------------------------------
+
+kill "${PROXY_PID[a]}" "${PROXY_PID[b]}" 2>/dev/null
+wait "${PROXY_PID[a]}" "${PROXY_PID[b]}" 2>/dev/null
+M=$WORK/mnt-gone
+if mount_ipfsfs "$M" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+    --store="$STORE" --timeout=$T; then
+    ok "with every gateway gone, the store mounts again"
+    for f in m10 c262145 test; do
+        check "every gateway gone: $f, read before, reads from the store" \
+            cmp "$DATA/$f" "$M/${V0[$f]}"
+    done
+    check "every gateway gone: the tree read before still diffs equal" \
+        diff -r "$TREE" "$M/$TREE_V0"
+    check "every gateway gone: the copied name is still there" cmp "$DATA/c262145" "$M/copied"
+    t0=$(now)
+    e=$(errno_of read "$M/${V0[never]}")
+    secs=$(elapsed "$t0")
+    check_eq "every gateway gone: content never read fails (ETIMEDOUT)" "$e" ETIMEDOUT
+    if lt "$secs" $((T + 2)); then
+        ok "... within the timeout ($secs s)"
+    else
+        not_ok "... within the timeout" "took $secs s"
+    fi
+    check_unmount "unmount (gone)" "$M"
+else
+    not_ok "with every gateway gone, the store mounts again"
+fi
+
+# ---- options --------------------------------------------------------------------------------
+
+mkdir -p "$WORK/mnt-bad"
+check_fails_with "--gateway with a URL that is not http(s) is refused" "invalid gateway URL" \
+    "$IPFSFS_BIN" --gateway=ftp://example.org --store="$WORK/s-bad" "$WORK/mnt-bad"
+check_fails_with "-o gateway=URL1,URL2 reads every URL (the second one is checked too)" \
+    "invalid gateway URL 'gopher://nope'" \
+    "$IPFSFS_BIN" -o gateway=http://127.0.0.1:9,gopher://nope -o store="$WORK/s-bad" "$WORK/mnt-bad"
+check_fails_with "--gateway and --api together are refused, saying why" "--gateway goes without --api" \
+    "$IPFSFS_BIN" --gateway=http://127.0.0.1:9 --api="$NODE_API" "$WORK/mnt-bad"
+
+finish
