@@ -10,7 +10,8 @@
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/gateway.sh
 #
-# shellcheck source-path=SCRIPTDIR
+# shellcheck source-path=SCRIPTDIR disable=SC2012
+# (SC2012: ls is one of the programs under test)
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
