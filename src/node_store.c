@@ -147,6 +147,7 @@ struct node_store {
     bool gc_again;              /* the last collection kept young garbage: collect again */
     uint64_t gc_seq;            /* seq when the last collection began */
     uint64_t gc_last;           /* CLOCK_MONOTONIC ns when the last collection began */
+    uint64_t gc_took;           /* how long it took (ns) */
     pthread_t gc_thread;
     pthread_mutex_t gc_run;
     unsigned gc_interval_ms, gc_young_ms;
@@ -1829,6 +1830,7 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
         rc = blockstore_sweep(ns->bs, &live, &sw);
     uint64_t ms = (now_ns() - t0) / 1000000u;
     pthread_mutex_lock(&ns->names_lock);
+    ns->gc_took = now_ns() - t0;
     if (sw.young)
         ns->gc_again = true; /* collected once they are old enough */
     pthread_mutex_unlock(&ns->names_lock);
@@ -1864,8 +1866,10 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
     return rc;
 }
 
-/* The collector's thread: a collection at most every gc_interval_ms, after a commit made a new
- * root durable (or again while young garbage waits). */
+/* The collector's thread: a collection at most every gc_interval_ms (or GC_DUTY times as long
+ * as the last one took), after a commit made a new root durable (or again while young garbage
+ * waits). */
+#define GC_DUTY 10u
 static void *gc_main(void *arg)
 {
     struct node_store *ns = arg;
@@ -1875,7 +1879,11 @@ static void *gc_main(void *arg)
             pthread_cond_wait(&ns->gc_cond, &ns->names_lock);
             continue;
         }
-        uint64_t due = ns->gc_last + (uint64_t)ns->gc_interval_ms * 1000000u;
+        /* At most a tenth of the time in collections, however large the store grows. */
+        uint64_t gap = (uint64_t)ns->gc_interval_ms * 1000000u;
+        if (gap < GC_DUTY * ns->gc_took)
+            gap = GC_DUTY * ns->gc_took;
+        uint64_t due = ns->gc_last + gap;
         if (ns->gc_last && now_ns() < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
                                   .tv_nsec = (long)(due % 1000000000u)};
