@@ -336,8 +336,13 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
      * then stops asking for the rest of the device after one file, instead of one getxattr per
      * file (10,000 round trips cold, 10,000 syscalls warm in a 10k-entry directory). */
     conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
-    /* We do not implement readdirplus yet: plain readdir, attributes come with lookups. */
-    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+    /* READDIRPLUS: a listing of an immutable directory brings every entry's attributes, so
+     * ls -l of 10,000 names is not 10,000 LOOKUPs as well. Always, not the kernel's adaptive
+     * mode: that one asks for attributes only in the first READDIR of a listing (or after
+     * lookups in between), and ls reads every entry before it stats any. */
+    if (conn->capable & FUSE_CAP_READDIRPLUS)
+        conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     log_debug("kernel: max_readahead %u, max_write %u, capable 0x%x", conn->max_readahead,
               conn->max_write, conn->capable);
 }
@@ -654,49 +659,109 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         dhandle_free(fs, dh);
 }
 
-static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+/* A child of an immutable directory with one more lookup, as a LOOKUP of it would give
+ * (resolve_child: the listing tells kind and size); NULL where the listing cannot tell the
+ * attributes (symlink targets, kinds the node did not resolve) or on ENOMEM: the kernel then
+ * looks the name up. */
+static struct inode *child_ref(struct fs *fs, const struct inode *dir, const struct dirent_rec *e)
+{
+    if (e->kind != NODE_FILE && e->kind != NODE_DIR)
+        return NULL;
+    uint64_t key = inode_key_child(&dir->cid, e->name, strlen(e->name));
+    struct inode *ino = inode_find_ref(fs->inodes, key, &e->cid);
+    if (ino)
+        return ino;
+    struct node_stat st = {.kind = e->kind, .size = e->size, .mode = e->mode};
+    return inode_insert_ref(fs->inodes, key, &e->cid, &st);
+}
+
+/* One readdir or readdirplus reply from the handle's listing, entries off... that fit in size.
+ * With plus, an immutable directory's entries carry their attributes and a lookup each (the
+ * kernel then skips a LOOKUP per name); a name's (MFS) carry none, so that attributes of names
+ * come from LOOKUP and GETATTR only, never stale from a listing. */
+static void reply_dir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
+                      struct fuse_file_info *fi, bool plus)
 {
     struct fs *fs = fs_of(req);
     const struct dhandle *dh = (const struct dhandle *)(uintptr_t)fi->fh;
     const struct dirlist *l = dh->l;
     const struct inode *dir = ino_of(id);
     size_t total = 2 + l->n;
+    /* Every direntplus record takes more than 128 bytes: at most size / 128 lookups taken. */
+    size_t maxrefs = plus ? size / 128 + 1 : 0, nrefs = 0;
     char *buf = malloc(size);
-    if (!buf) {
+    struct inode **refs = maxrefs ? calloc(maxrefs, sizeof *refs) : NULL;
+    if (!buf || (maxrefs && !refs)) {
+        free(buf);
+        free(refs);
         fuse_reply_err(req, ENOMEM);
         return;
     }
     size_t used = 0;
-    struct stat st;
-    memset(&st, 0, sizeof st);
+    struct fuse_entry_param e;
     for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
         const char *name;
+        struct inode *ino = NULL;
+        memset(&e, 0, sizeof e);
         if (i < 2) {
             name = i == 0 ? "." : "..";
             /* "." is the directory's own st_ino (fill_attr's), ".." its parent's. */
-            st.st_ino = i == 1                              ? inode_parent_ino(fs->inodes, dir)
-                        : dir != inode_root(fs->inodes) ? dir->key
-                                                        : FUSE_ROOT_ID;
-            st.st_mode = S_IFDIR;
+            e.attr.st_ino = i == 1                              ? inode_parent_ino(fs->inodes, dir)
+                            : dir != inode_root(fs->inodes) ? dir->key
+                                                            : FUSE_ROOT_ID;
+            e.attr.st_mode = S_IFDIR;
         } else {
-            const struct dirent_rec *e = &l->entries[i - 2];
-            name = e->name;
-            /* A renamed name keeps the st_ino it had: the table knows it. */
-            st.st_ino = dir->mfs ? inode_mfs_ino(fs->inodes, dir, e->name)
-                                 : inode_key_child(&dir->cid, e->name, strlen(e->name));
-            st.st_mode = e->kind == NODE_DIR       ? S_IFDIR
-                         : e->kind == NODE_FILE    ? S_IFREG
-                         : e->kind == NODE_SYMLINK ? S_IFLNK
-                                                   : 0; /* DT_UNKNOWN: stat will tell */
+            const struct dirent_rec *r = &l->entries[i - 2];
+            name = r->name;
+            if (plus && !dir->mfs && nrefs < maxrefs)
+                ino = child_ref(fs, dir, r);
+            if (ino) {
+                e.ino = id_of(fs, ino);
+                e.generation = 1;
+                fill_attr(fs, ino, &e.attr);
+                e.attr_timeout = fs->cfg.immutable_timeout;
+                e.entry_timeout = fs->cfg.immutable_timeout;
+            } else {
+                /* A renamed name keeps the st_ino it had: the table knows it. */
+                e.attr.st_ino = dir->mfs ? inode_mfs_ino(fs->inodes, dir, r->name)
+                                         : inode_key_child(&dir->cid, r->name, strlen(r->name));
+                e.attr.st_mode = r->kind == NODE_DIR       ? S_IFDIR
+                                 : r->kind == NODE_FILE    ? S_IFREG
+                                 : r->kind == NODE_SYMLINK ? S_IFLNK
+                                                           : 0; /* DT_UNKNOWN: stat will tell */
+            }
         }
-        size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
-        if (need > size - used)
+        size_t need = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+                                                    (off_t)(i + 1))
+                           : fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+                                               (off_t)(i + 1));
+        if (need > size - used) {
+            if (ino)
+                inode_forget(fs->inodes, ino, 1);
             break;
+        }
         used += need;
+        if (ino)
+            refs[nrefs++] = ino;
     }
-    fuse_reply_buf(req, buf, used);
+    /* Interrupted: the kernel never saw the entries, nor the lookups they carried. */
+    if (fuse_reply_buf(req, buf, used) == -ENOENT)
+        for (size_t i = 0; i < nrefs; i++)
+            inode_forget(fs->inodes, refs[i], 1);
+    free(refs);
     free(buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    reply_dir(req, id, size, off, fi, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    reply_dir(req, id, size, off, fi, true);
 }
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
@@ -1504,6 +1569,7 @@ const struct fuse_lowlevel_ops fs_ops = {
     .readlink = fs_readlink,
     .opendir = fs_opendir,
     .readdir = fs_readdir,
+    .readdirplus = fs_readdirplus,
     .releasedir = fs_releasedir,
     .open = fs_open,
     .read = fs_read,
