@@ -22,7 +22,6 @@
 
 /* Largest block we accept: Kubo's chunker maximum is just under 2 MiB, plus headers. */
 #define MAX_BLOCK (4u << 20)
-#define MAX_LS_LINE (1u << 20)
 /* One listing (ls or files/ls): at most this many entries and reply bytes, streamed into the
  * caller as they come; past either the listing fails with EFBIG. */
 #define MAX_LIST_ENTRIES (1u << 20)
@@ -204,7 +203,7 @@ struct name_set {
 
 struct list_ctx {
     struct node_rpc *n;
-    struct ndjson nd;
+    struct ls_reader lr;
     node_entry_fn fn;
     void *ud;
     int fn_err;     /* the caller's callback stopped the listing */
@@ -282,19 +281,13 @@ static int list_entry(void *ud, const struct node_entry *e)
     return rc;
 }
 
-static int list_line(void *ud, const char *line, size_t len)
-{
-    struct list_ctx *lc = ud;
-    return rpcjson_ls(line, len, list_entry, lc, &lc->skipped);
-}
-
 static int list_sink(void *ud, const char *data, size_t len)
 {
     struct list_ctx *lc = ud;
     lc->bytes += len;
     if (lc->bytes > MAX_LIST_BYTES)
         return -EFBIG;
-    return ndjson_feed(&lc->nd, data, len, list_line, lc);
+    return ls_reader_feed(&lc->lr, data, len);
 }
 
 enum list_mode {
@@ -302,11 +295,15 @@ enum list_mode {
     LIST_BARE, /* the directory's own blocks only (resolve-type=false&size=false) */
 };
 
+/* Not stream=true: Kubo then writes and flushes one chunk per entry, which cost both sides a
+ * wakeup per entry (10,000 entries: 0.3-0.5 s of CPU here, and the listing took 0.3-0.6 s
+ * longer than the same ls sent whole). Whole, the reply still comes within --timeout (the same
+ * bound as streamed), sorted by name, and the reader hands on each entry as its bytes come. */
 static int list_pass(struct list_ctx *lc, const char *path, enum list_mode mode, char *err,
                      size_t errlen)
 {
-    struct rpc_arg args[4] = {{"arg", path}, {"stream", "true"}};
-    size_t na = 2;
+    struct rpc_arg args[3] = {{"arg", path}};
+    size_t na = 1;
     if (mode == LIST_FULL)
         args[na++] = (struct rpc_arg){"offline", "true"}; /* a missing child fails at once */
     if (mode == LIST_BARE) {
@@ -315,16 +312,16 @@ static int list_pass(struct list_ctx *lc, const char *path, enum list_mode mode,
     }
     lc->seen = 0;
     lc->bytes = 0;
-    lc->skipped = 0;
-    ndjson_init(&lc->nd, MAX_LS_LINE);
+    ls_reader_init(&lc->lr, list_entry, lc);
     int rc = rpc_call(lc->n->rpc, "ls", args, na, NULL, list_sink, lc, err, errlen);
     if (rc == 0)
-        rc = ndjson_finish(&lc->nd, list_line, lc);
-    ndjson_free(&lc->nd);
+        rc = ls_reader_finish(&lc->lr);
+    lc->skipped = lc->lr.skipped;
+    ls_reader_free(&lc->lr);
     if (rc == 0 && lc->second && lc->matched < lc->given_n)
         rc = -ESTALE;
-    if (rc == -EMSGSIZE)
-        snprintf(err, errlen, "a listing line is larger than %u bytes", MAX_LS_LINE);
+    if (rc == -EIO && !err[0])
+        snprintf(err, errlen, "a malformed listing (or one entry larger than 64 KiB)");
     else if (rc == -EFBIG)
         snprintf(err, errlen, "more than %u entries or %llu MiB: refused", MAX_LIST_ENTRIES,
                  MAX_LIST_BYTES >> 20);
@@ -362,7 +359,7 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
         log_failure("ls", c, rc, err);
     if (lc.skipped)
         log_warn("ls %s: hid %u entries with invalid names or CIDs", cs, lc.skipped);
-    return rc == -EMSGSIZE || rc == -ESTALE ? -EIO : rc;
+    return rc == -ESTALE ? -EIO : rc;
 }
 
 struct read_ctx {

@@ -248,6 +248,191 @@ out:
     return rc;
 }
 
+static bool is_ws(char ch);
+
+#define LS_MAX_LINK (64u << 10)
+
+enum {
+    LS_OTHER,   /* a container we only skip */
+    LS_TOP,     /* a top-level object */
+    LS_OBJECTS, /* its "Objects" array */
+    LS_OBJECT,  /* an object in that array */
+    LS_LINKS,   /* its "Links" array */
+    LS_LINK,    /* a link: collected whole */
+};
+
+void ls_reader_init(struct ls_reader *r, node_entry_fn fn, void *ud)
+{
+    memset(r, 0, sizeof *r);
+    r->fn = fn;
+    r->ud = ud;
+}
+
+void ls_reader_free(struct ls_reader *r)
+{
+    free(r->obj);
+    r->obj = NULL;
+    r->len = r->cap = 0;
+}
+
+static int link_put(struct ls_reader *r, char ch)
+{
+    if (r->len + 1 > LS_MAX_LINK)
+        return -EIO;
+    if (r->len + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 512;
+        char *p = realloc(r->obj, cap);
+        if (!p)
+            return -ENOMEM;
+        r->obj = p;
+        r->cap = cap;
+    }
+    r->obj[r->len++] = ch;
+    return 0;
+}
+
+/* A whole link object: rpcjson_ls's checks, then fn. */
+static int link_done(struct ls_reader *r)
+{
+    json_t *l = json_loadb(r->obj, r->len, JSON_ALLOW_NUL, NULL);
+    if (!l)
+        return -EIO;
+    struct node_entry e;
+    int rc = 0;
+    if (parse_link(l, &e) < 0) {
+        const json_t *jn = json_object_get(l, "Name");
+        char safe[160];
+        log_warn("hiding a directory entry with an invalid name or CID (name \"%s\")",
+                 json_is_string(jn) ? log_safe(json_string_value(jn), json_string_length(jn),
+                                               safe, sizeof safe)
+                                    : "?");
+        r->skipped++;
+    } else {
+        rc = r->fn(r->ud, &e);
+    }
+    json_decref(l);
+    return rc;
+}
+
+/* The role of a container opened at the current place. */
+static unsigned char ls_role(const struct ls_reader *r)
+{
+    if (r->depth == 0)
+        return LS_TOP;
+    unsigned char parent = r->role[r->depth - 1];
+    if (r->open[r->depth - 1] == '{')
+        return r->next_role;
+    return parent == LS_OBJECTS ? LS_OBJECT : parent == LS_LINKS ? LS_LINK : LS_OTHER;
+}
+
+int ls_reader_feed(struct ls_reader *r, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        bool collecting = r->link_depth && r->depth >= r->link_depth;
+        int rc;
+        if (collecting && (rc = link_put(r, ch)) < 0)
+            return rc;
+        if (r->in_str) {
+            if (r->esc) {
+                r->esc = false;
+                if (r->is_key)
+                    r->keylen = sizeof r->key; /* an escaped key is none of ours */
+            } else if (ch == '\\') {
+                r->esc = true;
+            } else if (ch == '"') {
+                r->in_str = false;
+            } else if (r->is_key && r->keylen < sizeof r->key) {
+                r->key[r->keylen++] = ch;
+            }
+            continue;
+        }
+        if (r->at_value && !is_ws(ch)) {
+            /* "Links" holds an array or null, nothing else. */
+            if (r->next_role == LS_LINKS && ch != '[' && ch != 'n')
+                return -EIO;
+            r->at_value = false;
+        }
+        switch (ch) {
+        case '"':
+            r->in_str = true;
+            r->esc = false;
+            r->is_key = r->want_key;
+            r->want_key = false;
+            r->keylen = 0;
+            break;
+        case ':':
+            if (r->depth > 0 && r->open[r->depth - 1] == '{') {
+                unsigned char role = r->role[r->depth - 1];
+                bool k_objects = r->keylen == 7 && memcmp(r->key, "Objects", 7) == 0;
+                bool k_links = r->keylen == 5 && memcmp(r->key, "Links", 5) == 0;
+                r->next_role = role == LS_TOP && k_objects    ? LS_OBJECTS
+                               : role == LS_OBJECT && k_links ? LS_LINKS
+                                                              : LS_OTHER;
+                r->keylen = 0;
+                r->at_value = true;
+            }
+            break;
+        case ',':
+            r->want_key = r->depth > 0 && r->open[r->depth - 1] == '{';
+            r->next_role = LS_OTHER;
+            break;
+        case '{':
+        case '[': {
+            if (r->depth >= LS_READER_DEPTH)
+                return -EIO;
+            unsigned char role = ls_role(r);
+            if (role == LS_LINK && ch != '{')
+                role = LS_OTHER;
+            if (role == LS_TOP && ch != '{')
+                return -EIO;
+            if ((role == LS_OBJECTS || role == LS_LINKS) && ch != '[')
+                role = LS_OTHER;
+            if (role == LS_LINK) {
+                r->len = 0;
+                r->link_depth = r->depth + 1;
+                if ((rc = link_put(r, ch)) < 0)
+                    return rc;
+            }
+            if (role == LS_TOP)
+                r->tops++;
+            else if (role == LS_OBJECTS)
+                r->objects++;
+            r->open[r->depth] = ch;
+            r->role[r->depth] = role;
+            r->depth++;
+            r->want_key = ch == '{';
+            r->next_role = LS_OTHER;
+            break;
+        }
+        case '}':
+        case ']':
+            if (r->depth == 0 || r->open[r->depth - 1] != (ch == '}' ? '{' : '['))
+                return -EIO;
+            r->depth--;
+            r->want_key = false;
+            r->next_role = LS_OTHER;
+            if (r->role[r->depth] == LS_LINK) {
+                r->link_depth = 0;
+                if ((rc = link_done(r)) < 0)
+                    return rc;
+            }
+            break;
+        default:
+            /* White space and scalars; outside every value only white space. */
+            if (r->depth == 0 && !is_ws(ch))
+                return -EIO;
+            break;
+        }
+    }
+    return 0;
+}
+
+int ls_reader_finish(struct ls_reader *r)
+{
+    return r->depth || r->in_str || r->tops == 0 || r->objects < r->tops ? -EIO : 0;
+}
+
 /* One files/ls entry: {"Name","Type","Size","Hash"}. */
 static int files_ls_entry(struct files_ls_reader *r, const char *text, size_t len)
 {

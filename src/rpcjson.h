@@ -59,6 +59,35 @@ void files_ls_free(struct files_ls_reader *r);
 /* The same over a whole reply. */
 int rpcjson_files_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigned *skipped);
 
+/* ls replies, whole ({"Objects":[{"Hash":..,"Links":[...]}]}, what ls without stream=true
+ * sends once it has every child) or streamed (one such object a line), split as bytes come:
+ * every object of an Objects[].Links[] array goes through rpcjson_ls's checks to fn at once, so
+ * memory is one link, not the reply. A link larger than 64 KiB, a nesting deeper than 16, or
+ * brackets that do not match are -EIO; so is a reply that ends inside a value, or has no
+ * top-level object with an Objects array (ls_reader_finish). */
+#define LS_READER_DEPTH 16
+struct ls_reader {
+    unsigned depth;                      /* containers open */
+    char open[LS_READER_DEPTH];          /* '{' or '[' for each */
+    unsigned char role[LS_READER_DEPTH]; /* what each is (rpcjson.c) */
+    unsigned char next_role;             /* of the value after the key just read */
+    bool in_str, esc, is_key, want_key;  /* string state; a key may start (in an object) */
+    bool at_value;                       /* after a key's ':', before its value */
+    char key[16];
+    size_t keylen;
+    unsigned tops, objects; /* top-level objects; their Objects arrays */
+    unsigned link_depth;    /* depth inside the link being collected; 0: none */
+    char *obj;              /* the link being collected */
+    size_t len, cap;
+    unsigned skipped;
+    node_entry_fn fn;
+    void *ud;
+};
+void ls_reader_init(struct ls_reader *r, node_entry_fn fn, void *ud);
+int ls_reader_feed(struct ls_reader *r, const char *data, size_t len);
+int ls_reader_finish(struct ls_reader *r);
+void ls_reader_free(struct ls_reader *r);
+
 /* files/stat: {"Hash","Size","Type":"file"|"directory","Mode","Mtime"}. A Mode with Go's
  * symlink bit (octal 1000000000) makes it NODE_SYMLINK (target unknown: read the block). */
 int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, struct cid *cid);

@@ -349,6 +349,120 @@ static void test_small_replies(void)
     CHECK_EQ_INT(rpcjson_rm_error("", 0, msg, sizeof msg), -EIO);
 }
 
+/* Feed body to an ls_reader in pieces of step bytes; the reader's result. */
+static int ls_read(const char *body, size_t len, size_t step, struct seen *s, unsigned *skipped)
+{
+    struct ls_reader r;
+    memset(s, 0, sizeof *s);
+    ls_reader_init(&r, record, s);
+    int rc = 0;
+    for (size_t off = 0; off < len && rc == 0; off += step)
+        rc = ls_reader_feed(&r, body + off, off + step <= len ? step : len - off);
+    if (rc == 0)
+        rc = ls_reader_finish(&r);
+    if (skipped)
+        *skipped = r.skipped;
+    ls_reader_free(&r);
+    return rc;
+}
+
+/* The ls reader: whole replies, streamed ones, in pieces of every size. */
+static void test_ls_reader(void)
+{
+    static const char *fixtures[] = {"kubo/ls_dir.json", "kubo/ls_dir_stream.ndjson"};
+    struct seen s;
+    unsigned skipped;
+    for (size_t f = 0; f < 2; f++) {
+        size_t len;
+        char *body = unit_read_fixture(fixtures[f], &len);
+        for (size_t step = 1; step <= len; step = step < 8 ? step + 1 : step * 2) {
+            CHECK_EQ_INT(ls_read(body, len, step, &s, &skipped), 0);
+            CHECK_EQ_INT(s.n, 3);
+            CHECK_EQ_STR(s.names[0], "h.txt");
+            CHECK_EQ_INT(s.kinds[0], NODE_FILE);
+            CHECK_EQ_INT(s.sizes[0], 6);
+            CHECK_EQ_STR(s.cids[0], "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
+            CHECK_EQ_STR(s.names[1], "link");
+            CHECK_EQ_INT(s.kinds[1], NODE_SYMLINK);
+            CHECK_EQ_STR(s.names[2], "sub");
+            CHECK_EQ_INT(s.kinds[2], NODE_DIR);
+            CHECK_EQ_INT(skipped, 0);
+        }
+        free(body);
+    }
+    size_t len;
+    char *body = unit_read_fixture("kubo/ls_dir_bare_stream.ndjson", &len);
+    CHECK_EQ_INT(ls_read(body, len, 7, &s, NULL), 0);
+    CHECK_EQ_INT(s.n, 3);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(s.kinds[i], NODE_UNKNOWN);
+    free(body);
+    body = unit_read_fixture("kubo/ls_empty.json", &len);
+    CHECK_EQ_INT(ls_read(body, len, 5, &s, NULL), 0);
+    CHECK_EQ_INT(s.n, 0);
+    free(body);
+    /* An empty streamed listing is no reply at all: not a listing. */
+    CHECK_EQ_INT(ls_read("", 0, 1, &s, NULL), -EIO);
+    body = unit_read_fixture("kubo/ls_hostile.json", &len);
+    CHECK_EQ_INT(ls_read(body, len, 3, &s, &skipped), 0);
+    CHECK_EQ_INT(s.n, 1);
+    CHECK_EQ_STR(s.names[0], "ok");
+    CHECK_EQ_INT(skipped, 7);
+    free(body);
+
+    /* Brackets and quotes inside strings, nested values inside a link, keys elsewhere. */
+    static const char tricky[] =
+        "{\"Extra\":{\"Links\":[{\"Name\":\"no\"}]},\"Objects\":[{\"Hash\":\"]}[{\\\"\","
+        "\"Links\":[{\"Name\":\"a]}\\\"{[\",\"X\":{\"y\":[1,{\"z\":\"}\"}]},\"Hash\":"
+        "\"QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN\",\"Size\":6,\"Type\":2},"
+        "{\"Name\":\"b\",\"Hash\":\"QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn\","
+        "\"Type\":1}]},{\"Links\":null}]}\n";
+    for (size_t step = 1; step < sizeof tricky; step++) {
+        CHECK_EQ_INT(ls_read(tricky, sizeof tricky - 1, step, &s, &skipped), 0);
+        CHECK_EQ_INT(s.n, 2);
+        CHECK_EQ_STR(s.names[0], "a]}\"{[");
+        CHECK_EQ_INT(s.sizes[0], 6);
+        CHECK_EQ_STR(s.names[1], "b");
+        CHECK_EQ_INT(s.kinds[1], NODE_DIR);
+    }
+
+    /* Malformed or truncated: an error, never a crash. */
+    static const char *bad[] = {"{", "{\"Objects\":", "{\"Objects\":{}}", "[1,2]",
+                                "{\"Objects\":[{\"Links\":3}]}", "null", "\"x\"",
+                                "{\"Objects\":[{\"Links\":{}}]}", "{\"Objects\":[]}]",
+                                "{\"Objects\":[{\"Links\":[{\"Name\":}]}]}", "{}",
+                                "{\"Objects\":[]} x", "{\"Objects\":[{\"Links\":\"[\"}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(ls_read(bad[i], strlen(bad[i]), 1, &s, NULL) < 0);
+    /* Deeper than the reader follows. */
+    char deep[64];
+    memset(deep, '[', sizeof deep);
+    memcpy(deep, "{\"a\":", 5);
+    CHECK_EQ_INT(ls_read(deep, sizeof deep, 64, &s, NULL), -EIO);
+    /* One link larger than 64 KiB. */
+    size_t big = 70u << 10;
+    char *huge = malloc(big + 100);
+    CHECK(huge != NULL);
+    int n = snprintf(huge, 100, "{\"Objects\":[{\"Links\":[{\"Name\":\"");
+    memset(huge + n, 'x', big);
+    memcpy(huge + n + big, "\"}]}]}", 6);
+    CHECK_EQ_INT(ls_read(huge, (size_t)n + big + 6, 4096, &s, NULL), -EIO);
+    free(huge);
+    /* The callback's error stops the reader. */
+    struct ls_reader r;
+    memset(&s, 0, sizeof s);
+    ls_reader_init(&r, stop_at_2, &s);
+    CHECK_EQ_INT(ls_reader_feed(&r, tricky, sizeof tricky - 1), -ECANCELED);
+    ls_reader_free(&r);
+    body = unit_read_fixture("kubo/ls_dir.json", &len);
+    memset(&s, 0, sizeof s);
+    ls_reader_init(&r, stop_at_2, &s);
+    CHECK_EQ_INT(ls_reader_feed(&r, body, len), -ECANCELED);
+    CHECK_EQ_INT(s.n, 2);
+    ls_reader_free(&r);
+    free(body);
+}
+
 static void test_ls_hostile(void)
 {
     struct seen s;
@@ -454,6 +568,7 @@ int main(void)
     test_files_stat();
     test_small_replies();
     test_ls_hostile();
+    test_ls_reader();
     test_numbers();
     test_errors();
     return unit_done("test_rpcjson");
