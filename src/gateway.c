@@ -271,6 +271,7 @@ struct attempt {
     uint8_t *buf;
     size_t len, cap;
     bool too_big;
+    size_t expect; /* Content-Length, if given and within GW_MAX_BLOCK */
     char retry_after[RETRY_AFTER_MAX];
     struct timespec t0;
     bool running;
@@ -285,7 +286,9 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
         return 0; /* abort: CURLE_WRITE_ERROR */
     }
     if (a->len + n > a->cap) {
-        size_t cap = a->cap ? a->cap : 64u << 10;
+        /* The first time: room for the whole answer when its length is known (a block is
+         * one allocation, no regrowing), else for a default chunk. */
+        size_t cap = a->cap ? a->cap : a->expect ? a->expect : 256u << 10;
         while (cap < a->len + n)
             cap *= 2;
         if (cap > GW_MAX_BLOCK)
@@ -305,6 +308,19 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct attempt *a = ud;
     size_t n = size * nmemb;
+    static const char clen[] = "content-length:";
+    if (n > sizeof clen - 1 && strncasecmp(p, clen, sizeof clen - 1) == 0) {
+        char v[32];
+        size_t k = n - (sizeof clen - 1);
+        if (k < sizeof v) {
+            memcpy(v, p + sizeof clen - 1, k);
+            v[k] = '\0';
+            char *end;
+            unsigned long long x = strtoull(v, &end, 10);
+            if (end != v && x > 0 && x <= GW_MAX_BLOCK)
+                a->expect = (size_t)x;
+        }
+    }
     static const char name[] = "retry-after:";
     if (n > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
         size_t v = n - (sizeof name - 1);
@@ -347,8 +363,13 @@ static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, GW_USER_AGENT);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a trustless answer is not a redirect */
+    /* ipfs.io redirects block requests to trustless-gateway.link: follow (a few hops, http(s)
+     * only). Whatever answers, the bytes are checked against the CID. */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
@@ -470,7 +491,7 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const st
         out = (vr = gw_verify(c, a->buf, a->len)) == 0 ? OUT_OK
               : vr == -ENOTSUP                          ? OUT_UNCHECKABLE
                                                         : OUT_BAD;
-    else if (status == 404 || status == 410)
+    else if (status == 404 || status == 410 || status == 451) /* missing, or denylisted */
         out = OUT_NOT_FOUND;
     else if (status == 429 || status == 503 || status == 504)
         out = OUT_LIMITED;

@@ -17,7 +17,9 @@
  *   - no connection, a timeout, a cut transfer or another 5xx: set aside likewise (a dead
  *     gateway costs one timeout, once, not one per read);
  *   - wrong bytes or an oversized answer: set aside for GW_BAD_BLOCK_MS;
- *   - 404 and 410 ("I do not have it") do not set a gateway aside.
+ *   - 404 ("I do not have it"), 410 and 451 (denylisted there) do not set a gateway aside.
+ * Redirects are followed (ipfs.io sends block requests to trustless-gateway.link): whoever
+ * answers, the bytes are checked.
  * A call that finds every gateway set aside waits for the first to come back if that fits in
  * its timeout and it was set aside for rate limiting, else fails at once with -ETIMEDOUT.
  */

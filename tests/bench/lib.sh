@@ -256,6 +256,7 @@ start_node() {
     NODE_API=$(sed -n 's/^IPFS_API=//p' <<<"$out")
     NODE_PID=$(sed -n 's/^IPFS_PID=//p' <<<"$out")
     NODE_BIN=$(sed -n 's/^IPFS_BIN=//p' <<<"$out")
+    NODE_GATEWAY=$(sed -n 's/^IPFS_GATEWAY=//p' <<<"$out")
     NODE_REPO=$WORK/node
     [ -n "$NODE_PID" ] || die "start-node.sh printed no pid"
     track_pid "$NODE_PID"
@@ -264,7 +265,7 @@ start_node() {
     NODE_VERSION=$(curl -s -X POST -m 10 "$NODE_URL/version" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["Version"])' 2>/dev/null)
     note "node: Kubo ${NODE_VERSION:-?} ($NODE_BIN), $NODE_API (pid $NODE_PID), RPC $NODE_URL"
-    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_BIN NODE_REPO NODE_VERSION
+    export NODE_API NODE_URL NODE_PORT NODE_PID NODE_BIN NODE_REPO NODE_VERSION NODE_GATEWAY
 }
 
 # gen_file PATH SIZE: SIZE (bytes or K/M/G) random bytes, quickly (from /dev/urandom).
@@ -292,16 +293,18 @@ add_file_to() {
 # ---- mounting ---------------------------------------------------------------------------------
 
 # mount_fs MNT [ARG...]: mount ipfsfs (in the foreground, -f, as our child so its pid is known:
-# FS_PID) with --api=$NODE_API and ARGs; waits up to 20 s for the mount.
+# FS_PID) with --api=$NODE_API (unless BENCH_NO_API=1: a gateway mount) and ARGs; waits up
+# to 20 s for the mount.
 mount_fs() {
     local mnt=$1 log
     shift
     FS_MNT=$mnt
     FS_ARGS=("$@")
+    [ "${BENCH_NO_API:-0}" = 1 ] || set -- --api="$NODE_API" "$@"
     mkdir -p "$mnt"
     log=$WORK/ipfsfs.log
-    show_only "$IPFSFS_BIN" --api="$NODE_API" "$@" -f "$mnt"
-    "$IPFSFS_BIN" --api="$NODE_API" "$@" -f "$mnt" >>"$log" 2>&1 </dev/null 3>&- &
+    show_only "$IPFSFS_BIN" "$@" -f "$mnt"
+    "$IPFSFS_BIN" "$@" -f "$mnt" >>"$log" 2>&1 </dev/null 3>&- &
     FS_PID=$!
     track_pid "$FS_PID"
     if [ "${#BENCH_MOUNTS[@]}" -eq 0 ] || [ "${BENCH_MOUNTS[-1]}" != "$mnt" ]; then
