@@ -809,6 +809,72 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
     return 0;
 }
 
+/* Load the directory blocks of tree that old (the local tree it replaced) does not have:
+ * names are read locally, and the store's collector follows only the blocks that are here
+ * (under a missing one, the old tree's blocks would look unused). Listing a directory loads its
+ * entries' first blocks too (their kinds and sizes). Best effort: what is not fetched now is
+ * fetched when read. */
+static int localize(struct sync *s, const struct cid *old, const struct cid *tree, unsigned depth)
+{
+    struct ents ne, oe;
+    if ((old && cid_equal(old, tree)) || depth > MAX_TREE_DEPTH)
+        return 0;
+    int rc = list_dir(s, s->store, tree, &ne);
+    if (rc < 0)
+        return rc;
+    if (!old || !node_store_has(s->store, old) || list_dir(s, s->store, old, &oe) < 0)
+        memset(&oe, 0, sizeof oe);
+    for (size_t i = 0; rc == 0 && i < ne.n; i++) {
+        if (ne.v[i].kind != NODE_DIR)
+            continue;
+        const struct ent *o = ents_find(&oe, ne.v[i].name);
+        rc = localize(s, o && o->kind == NODE_DIR ? &o->cid : NULL, &ne.v[i].cid, depth + 1);
+    }
+    ents_free(&ne);
+    ents_free(&oe);
+    return rc;
+}
+
+/* Adopt remote (the node's names) in place of current (nothing pending here). */
+static int adopt(struct sync *s, const struct cid *current, const struct cid *remote,
+                 uint64_t *seq, char *err, size_t errlen)
+{
+    char a[CID_STR_MAX];
+    fmt(remote, a, sizeof a);
+    int rc = node_store_swap_root(s->store, current, remote);
+    if (rc == -EAGAIN)
+        return 0; /* changed here meanwhile: next round merges */
+    if (rc == 0)
+        rc = node_store_commit(s->store);
+    if (rc == 0)
+        rc = save_state(s, remote, remote);
+    if (rc < 0) {
+        snprintf(err, errlen, "adopting the node's %s (%s): %s", s->mfs_root, a,
+                 strerror(-rc));
+        return rc;
+    }
+    struct cid now;
+    node_store_roots(s->store, NULL, &now, seq);
+    log_info("%s on the node changed to %s: adopted", s->mfs_root, a);
+    pthread_mutex_lock(&s->lock);
+    s->have_state = true;
+    s->synced_local = s->synced_remote = *remote;
+    /* The commit may hold a change made here since the swap: that one is pending. */
+    if (cid_equal(&now, remote))
+        note_pushed_locked(s, *seq);
+    else
+        s->kicked = true;
+    s->adopted++;
+    pthread_mutex_unlock(&s->lock);
+    /* An empty old tree had no blocks to keep: a first mount does not load the node's whole
+     * tree. */
+    rc = cid_equal(current, &s->empty_dir) ? 0 : localize(s, current, remote, 0);
+    if (rc < 0)
+        log_info("the directories of the node's %s are not all here (%s): they are fetched "
+                 "when read", s->mfs_root, strerror(-rc));
+    return 0;
+}
+
 static int round_once(struct sync *s, char *err, size_t errlen)
 {
     struct cid current, committed, remote;
@@ -831,33 +897,16 @@ static int round_once(struct sync *s, char *err, size_t errlen)
     if (!cid_equal(&remote, &sr)) {
         fmt(&remote, a, sizeof a);
         if (cid_equal(&current, &sl) && cid_equal(&committed, &current)) {
-            /* Nothing pending here: the node's names become ours. */
-            rc = node_store_swap_root(s->store, &current, &remote);
-            if (rc == -EAGAIN)
-                return 0; /* changed here meanwhile: next round merges */
-            if (rc == 0)
-                rc = node_store_commit(s->store);
-            if (rc == 0)
-                rc = save_state(s, &remote, &remote);
+            /* Nothing pending here: the node's names become ours. The old tree stays (held
+             * from the store's collector) until the new one's directories are here. */
+            rc = node_store_hold(s->store, &current);
             if (rc < 0) {
-                snprintf(err, errlen, "adopting the node's %s (%s): %s", s->mfs_root, a,
-                         strerror(-rc));
+                snprintf(err, errlen, "adopting the node's %s: %s", s->mfs_root, strerror(-rc));
                 return rc;
             }
-            struct cid now;
-            node_store_roots(s->store, NULL, &now, &seq);
-            log_info("%s on the node changed to %s: adopted", s->mfs_root, a);
-            pthread_mutex_lock(&s->lock);
-            s->have_state = true;
-            s->synced_local = s->synced_remote = remote;
-            /* The commit may hold a change made here since the swap: that one is pending. */
-            if (cid_equal(&now, &remote))
-                note_pushed_locked(s, seq);
-            else
-                s->kicked = true;
-            s->adopted++;
-            pthread_mutex_unlock(&s->lock);
-            return 0;
+            rc = adopt(s, &current, &remote, &seq, err, errlen);
+            node_store_release(s->store, &current);
+            return rc;
         }
         /* Both changed: merge theirs into ours, then push the result against theirs. */
         rc = merge_dir(s, "/", &sl, &remote, 0, err, errlen);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,20 +29,28 @@ static int fetch_up(void *ud, const struct cid *c, uint8_t **data, size_t *len)
     return up->ops->get_block(up, c, data, len);
 }
 
-static struct node *open_store(const char *name, struct node *up)
+/* young_ms: 0 for the store's default; else collections only by node_store_gc. */
+static struct node *open_store_gc(const char *name, struct node *up, unsigned young_ms)
 {
     char dir[4096], err[256];
     snprintf(dir, sizeof dir, "%s/%s", base_dir, name);
     struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
                                     .commit_ms = 50,
                                     .fetch = up ? fetch_up : NULL,
-                                    .fetch_ud = up};
+                                    .fetch_ud = up,
+                                    .gc_young_ms = young_ms,
+                                    .gc_interval_ms = young_ms ? UINT_MAX : 0};
     struct node *n = NULL;
     if (node_store_new(dir, &cfg, &n, err, sizeof err) < 0) {
         fprintf(stderr, "cannot open store %s: %s\n", dir, err);
         exit(99);
     }
     return n;
+}
+
+static struct node *open_store(const char *name, struct node *up)
+{
+    return open_store_gc(name, up, 0);
 }
 
 /* Import text as a file of n and link it at path (replacing what is there). */
@@ -259,6 +268,72 @@ static void test_pull_merge(void)
     node_destroy(up);
 }
 
+static struct cid cid_at(struct node *n, const char *path)
+{
+    struct node_stat st = {0};
+    struct cid c = {0};
+    n->ops->mfs_stat(n, path, &st, &c);
+    node_stat_clear(&st);
+    return c;
+}
+
+static void collect_all(struct node *n)
+{
+    struct node_store_gc_result r;
+    for (int i = 0; i < 4; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        CHECK_EQ_INT(node_store_gc(n, &r), 0);
+    }
+}
+
+/* The store's collector and the sync engine: what is pushed and replaced here goes; an
+ * adopted tree keeps the local blocks it shares with the one it replaced (its directories are
+ * loaded from the node, so the collector reaches them), and the replaced version goes. */
+static void test_gc(void)
+{
+    struct node *up = open_store("gc-up", NULL), *local = open_store_gc("gc-local", up, 5);
+    struct sync *s = start(local, up);
+    CHECK_EQ_INT(local->ops->mfs_mkdir(local, "/keep"), 0);
+    CHECK_EQ_INT(local->ops->mfs_mkdir(local, "/keep/sub"), 0);
+    CHECK_EQ_INT(local->ops->mfs_mkdir(local, "/chg"), 0);
+    CHECK_EQ_INT(put_text(local, "/keep/a.txt", "alpha"), 0);
+    CHECK_EQ_INT(put_text(local, "/keep/sub/b.txt", "beta"), 0);
+    CHECK_EQ_INT(put_text(local, "/chg/c.txt", "gamma"), 0);
+    CHECK_EQ_INT(put_text(local, "/old.txt", "first version"), 0);
+    CHECK_EQ_INT(sync_wait(s), 0);
+    struct cid first = cid_at(local, "/old.txt");
+    CHECK_EQ_INT(put_text(local, "/old.txt", "second version"), 0);
+    CHECK_EQ_INT(sync_wait(s), 0);
+    collect_all(local);
+    CHECK(!node_store_has(local, &first)); /* pushed, replaced: collected */
+    CHECK_EQ_STR(text_at(up, "/old.txt"), "second version");
+    struct cid a = cid_at(local, "/keep/a.txt"), b = cid_at(local, "/keep/sub/b.txt");
+    struct cid c = cid_at(local, "/chg/c.txt");
+    CHECK(node_store_has(local, &a));
+
+    /* Changed on the upstream: adopted here (nothing pending). */
+    CHECK_EQ_INT(put_text(up, "/chg/c.txt", "changed outside"), 0);
+    char stats[1024] = "";
+    for (int i = 0; i < 250 && !strstr(stats, "sync_adopted 1\n"); i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        sync_stats(s, stats, sizeof stats);
+    }
+    CHECK(strstr(stats, "sync_adopted 1\n") != NULL);
+    CHECK_EQ_INT(sync_wait(s), 0);
+    collect_all(local);
+    CHECK(node_store_has(local, &a));
+    CHECK(node_store_has(local, &b));
+    CHECK(!node_store_has(local, &c)); /* the version replaced there */
+    CHECK_EQ_STR(text_at(local, "/keep/a.txt"), "alpha");
+    CHECK_EQ_STR(text_at(local, "/keep/sub/b.txt"), "beta");
+    CHECK_EQ_STR(text_at(local, "/chg/c.txt"), "changed outside");
+    CHECK_EQ_INT(sync_stop(s, 5000), 0);
+    node_destroy(local);
+    node_destroy(up);
+}
+
 int main(void)
 {
     if (!mkdtemp(base_dir)) {
@@ -267,6 +342,7 @@ int main(void)
     }
     test_push();
     test_pull_merge();
+    test_gc();
     unit_rm_rf(base_dir);
     return unit_done("test_sync");
 }
