@@ -751,3 +751,8 @@ int gw_stats(struct gw *g, char *buf, size_t len)
     pthread_mutex_unlock(&g->lock);
     return (int)off;
 }
+
+int gw_stats_cb(void *ud, char *buf, size_t len)
+{
+    return gw_stats(ud, buf, len);
+}

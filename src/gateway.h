@@ -67,6 +67,8 @@ int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len);
 /* Counters ("gw_blocks N\n"... then one "gateway URL ok=.. ..." line per gateway) into buf,
  * as snprintf. */
 int gw_stats(struct gw *g, char *buf, size_t len);
+/* The same, for a callback that takes the struct gw as void *. */
+int gw_stats_cb(void *ud, char *buf, size_t len);
 
 void gw_free(struct gw *g);
 

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
+#include "node_fallback.h"
 #include "node_later.h"
 #include "node_local.h"
 #include "node_store.h"
@@ -289,11 +290,6 @@ int main(int argc, char *argv[])
         fprintf(stderr, "ipfsfs: cannot initialise libcurl\n");
         goto out_ep;
     }
-    if (o.n_gateways && o.api) {
-        fprintf(stderr, "ipfsfs: --gateway goes without --api for now: a mount reads either "
-                        "through a node or through gateways\n");
-        goto out_curl;
-    }
     if (o.n_gateways) {
         struct gw_config gcfg = {
             .urls = (const char *const *)o.gateways,
@@ -315,6 +311,9 @@ int main(int argc, char *argv[])
                     .chunker = o.chunker, .pin = !o.no_pin},
             .fetch = gw ? gw_fetch : NULL,
             .fetch_ud = gw,
+            /* What was fetched is cache, unreachable from the names: keep it (no collection
+             * in a gateway mount; see the README). */
+            .gc_interval_ms = gw ? UINT_MAX : 0,
         };
         char gwdir[PATH_MAX];
         const char *dir = o.store;
@@ -389,6 +388,42 @@ int main(int argc, char *argv[])
                     "--api=MULTIADDR (or use --store=DIR alone: no node at all).\n",
                     err, source, api);
             goto out_curl;
+        }
+        if (gw) {
+            /* The node first; content it cannot give in time is asked of the gateways, through
+             * a store of its own next to the names' store (cache only: no names, never
+             * collected). */
+            char gwdir[PATH_MAX + 16], base[PATH_MAX];
+            const char *b = dir;
+            if (!b) {
+                if (default_store_dir(ep.base_url, o.mfs_root, base, sizeof base) < 0) {
+                    fprintf(stderr, "ipfsfs: no folder for the gateways' store (set "
+                                    "XDG_DATA_HOME or HOME)\n");
+                    goto out_curl;
+                }
+                b = base;
+            }
+            snprintf(gwdir, sizeof gwdir, "%s-gateways", b);
+            struct node_store_config gcfg = {
+                .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
+                        .chunker = o.chunker, .pin = !o.no_pin},
+                .fetch = gw_fetch,
+                .fetch_ud = gw,
+                .gc_interval_ms = UINT_MAX,
+            };
+            struct node *gstore = NULL;
+            if (node_store_new(gwdir, &gcfg, &gstore, err, sizeof err) < 0) {
+                fprintf(stderr, "ipfsfs: %s\n", err);
+                node_destroy(node);
+                node = NULL;
+                goto out_curl;
+            }
+            struct node *primary = node;
+            node = NULL;
+            if (node_fallback_new(primary, gstore, gw_stats_cb, gw, &node) < 0) {
+                fprintf(stderr, "ipfsfs: out of memory\n");
+                goto out_curl;
+            }
         }
         if (!o.write_through) {
             struct node_store_config scfg = {

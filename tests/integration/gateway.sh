@@ -253,6 +253,45 @@ else
 fi
 mode a pass
 
+# ---- a node and gateways: the node first, the gateways for what it lacks ---------------------
+
+# A second, empty node is the mount's --api; the first node's gateway has the content.
+GW1=$NODE_GATEWAY
+FIRST_API=$NODE_API FIRST_PID=$NODE_PID FIRST_REPO=$NODE_REPO FIRST_URL=$NODE_URL
+if start_node node2; then
+    ok "a second, empty node starts ($NODE_API)"
+    M=$WORK/mnt-both
+    if mount_ipfsfs "$M" --api="$NODE_API" --gateway="$GW1" --store="$WORK/store-both" \
+        --timeout=$T; then
+        ok "ipfsfs mounts with --api and --gateway"
+        check "--api and --gateway: content only the gateway has reads (1 MiB + 7)" \
+            cmp "$DATA/m1p7" "$M/${V0[m1p7]}"
+        check "--api and --gateway: and a tree (diff -r)" diff -r "$TREE" "$M/$TREE_V1"
+        served=$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$M" 2>/dev/null |
+            awk '$1 == "fallback_served" { print $2 }')
+        if [ "${served:-0}" -gt 0 ]; then
+            ok "--api and --gateway: the stats count what the gateways served ($served)"
+        else
+            not_ok "--api and --gateway: the stats count what the gateways served" \
+                "$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$M" 2>&1 | grep -i 'fallback\|gw_')"
+        fi
+        check "--api and --gateway: names still go to the node (cp, then fsync)" \
+            bash -c "cp '$DATA/c262143' '$M/mine' && sync '$M/mine'"
+        got=$(curl -s -X POST -m 10 "$NODE_URL/files/stat?arg=/mine" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin).get("Size", ""))' 2>/dev/null)
+        check_eq "... and the node has it in MFS" "$got" 262143
+        check_errno_within "--api and --gateway: a CID neither has fails within twice the timeout" \
+            $((2 * T + 2)) "ETIMEDOUT|ENOENT" read "$M/QmWm6zZcvtK9kcXdKLtZryfpfARdgpZoX1VAh3KfSU4Kde"
+        check_unmount "unmount (--api and --gateway)" "$M"
+    else
+        not_ok "ipfsfs mounts with --api and --gateway"
+    fi
+    stop_node
+else
+    not_ok "a second, empty node starts"
+fi
+NODE_API=$FIRST_API NODE_PID=$FIRST_PID NODE_REPO=$FIRST_REPO NODE_URL=$FIRST_URL
+
 # ---- every gateway gone: a remount serves what was read --------------------------------------
 
 kill "${PROXY_PID[a]}" "${PROXY_PID[b]}" 2>/dev/null
@@ -290,7 +329,5 @@ check_fails_with "--gateway with a URL that is not http(s) is refused" "invalid 
 check_fails_with "-o gateway=URL1,URL2 reads every URL (the second one is checked too)" \
     "invalid gateway URL 'gopher://nope'" \
     "$IPFSFS_BIN" -o gateway=http://127.0.0.1:9,gopher://nope -o store="$WORK/s-bad" "$WORK/mnt-bad"
-check_fails_with "--gateway and --api together are refused, saying why" "--gateway goes without --api" \
-    "$IPFSFS_BIN" --gateway=http://127.0.0.1:9 --api="$NODE_API" "$WORK/mnt-bad"
 
 finish

@@ -1,0 +1,331 @@
+/* node_fallback.c - see node_fallback.h. */
+#include "config.h"
+
+#include "node_fallback.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct node_fallback {
+    struct node base;
+    struct node *primary, *fallback; /* constant after node_fallback_new */
+    int (*extra_stats)(void *ud, char *buf, size_t len);
+    void *ud;
+    atomic_uint_fast64_t tries, saved; /* calls asked of the fallback; of those, answered */
+    char description[512];
+};
+
+static struct node_fallback *to_fb(struct node *n)
+{
+    return (struct node_fallback *)n;
+}
+
+/* Whether an error of the primary means "ask the fallback". */
+static bool falls_back(int rc)
+{
+    return rc == -ETIMEDOUT || rc == -EIO || rc == -EAGAIN;
+}
+
+/* rc2 is the fallback's answer to a call the primary failed with rc. */
+static int settle(struct node_fallback *f, const struct cid *c, int rc, int rc2)
+{
+    atomic_fetch_add(&f->tries, 1);
+    if (rc2 >= 0) {
+        atomic_fetch_add(&f->saved, 1);
+        char cs[CID_STR_MAX];
+        cid_format(c, cs, sizeof cs);
+        log_debug("%s: served by the fallback (the node: %s)", cs, strerror(-rc));
+        return rc2;
+    }
+    return rc;
+}
+
+static int fb_stat(struct node *n, const struct cid *c, struct node_stat *out)
+{
+    struct node_fallback *f = to_fb(n);
+    int rc = f->primary->ops->stat(f->primary, c, out);
+    if (!falls_back(rc))
+        return rc;
+    node_stat_clear(out);
+    memset(out, 0, sizeof *out);
+    return settle(f, c, rc, f->fallback->ops->stat(f->fallback, c, out));
+}
+
+/* A listing that falls back must not repeat entries the primary already gave: count them. */
+struct list_count {
+    node_entry_fn fn;
+    void *ud;
+    size_t n;
+};
+
+static int count_entry(void *ud, const struct node_entry *e)
+{
+    struct list_count *lc = ud;
+    lc->n++;
+    return lc->fn(lc->ud, e);
+}
+
+static int fb_list(struct node *n, const struct cid *c, node_entry_fn fn, void *ud)
+{
+    struct node_fallback *f = to_fb(n);
+    struct list_count lc = {.fn = fn, .ud = ud};
+    int rc = f->primary->ops->list(f->primary, c, count_entry, &lc);
+    if (!falls_back(rc) || lc.n > 0)
+        return rc;
+    return settle(f, c, rc, f->fallback->ops->list(f->fallback, c, fn, ud));
+}
+
+static ssize_t fb_read(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf)
+{
+    struct node_fallback *f = to_fb(n);
+    ssize_t r = f->primary->ops->read(f->primary, c, off, len, buf);
+    if (r >= 0 || !falls_back((int)r))
+        return r;
+    ssize_t r2 = f->fallback->ops->read(f->fallback, c, off, len, buf);
+    if (r2 < 0)
+        return settle(f, c, (int)r, (int)r2);
+    settle(f, c, (int)r, 0);
+    return r2;
+}
+
+struct stream_count {
+    int (*sink)(void *ud, const char *data, size_t len);
+    void *ud;
+    uint64_t bytes;
+};
+
+static int count_sink(void *ud, const char *data, size_t len)
+{
+    struct stream_count *sc = ud;
+    sc->bytes += len;
+    return sc->sink(sc->ud, data, len);
+}
+
+/* The fallback's streamed read: its read_stream, else reads of 256 KiB. */
+static int stream_from(struct node *b, const struct cid *c, uint64_t off, uint64_t len,
+                       int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    if (b->ops->read_stream)
+        return b->ops->read_stream(b, c, off, len, sink, ud);
+    size_t piece = 256u << 10;
+    char *buf = malloc(piece);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    while (len > 0 && rc == 0) {
+        size_t k = len < piece ? (size_t)len : piece;
+        ssize_t r = b->ops->read(b, c, off, k, buf);
+        if (r < 0)
+            rc = (int)r;
+        else if ((size_t)r != k)
+            rc = -EIO;
+        else
+            rc = sink(ud, buf, k);
+        off += k;
+        len -= k;
+    }
+    free(buf);
+    return rc;
+}
+
+static int fb_read_stream(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
+                          int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct node_fallback *f = to_fb(n);
+    struct stream_count sc = {.sink = sink, .ud = ud};
+    int rc = stream_from(f->primary, c, off, len, count_sink, &sc);
+    if (!falls_back(rc) || sc.bytes > 0)
+        return rc;
+    return settle(f, c, rc, stream_from(f->fallback, c, off, len, sink, ud));
+}
+
+static int fb_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct node_fallback *f = to_fb(n);
+    if (!f->primary->ops->get_block)
+        return -ENOSYS;
+    int rc = f->primary->ops->get_block(f->primary, c, data, len);
+    if (!falls_back(rc) || !f->fallback->ops->get_block)
+        return rc;
+    return settle(f, c, rc, f->fallback->ops->get_block(f->fallback, c, data, len));
+}
+
+/* Everything else is the primary's. */
+#define PRIMARY(call, ...)                                                                     \
+    struct node *p = to_fb(n)->primary;                                                        \
+    return p->ops->call ? p->ops->call(p, __VA_ARGS__) : -ENOSYS
+
+static int fb_mfs_stat(struct node *n, const char *path, struct node_stat *out, struct cid *cid)
+{
+    PRIMARY(mfs_stat, path, out, cid);
+}
+
+static int fb_mfs_list(struct node *n, const char *path, node_entry_fn fn, void *ud)
+{
+    PRIMARY(mfs_list, path, fn, ud);
+}
+
+static int fb_mfs_mkdir(struct node *n, const char *path)
+{
+    PRIMARY(mfs_mkdir, path);
+}
+
+static int fb_mfs_rm(struct node *n, const char *path, bool recursive)
+{
+    PRIMARY(mfs_rm, path, recursive);
+}
+
+static int fb_mfs_link(struct node *n, const struct cid *c, const char *path)
+{
+    PRIMARY(mfs_link, c, path);
+}
+
+static int fb_mfs_mv(struct node *n, const char *src, const char *dst)
+{
+    PRIMARY(mfs_mv, src, dst);
+}
+
+static int fb_mfs_chmod(struct node *n, const char *path, uint32_t mode)
+{
+    PRIMARY(mfs_chmod, path, mode);
+}
+
+static int fb_mfs_touch(struct node *n, const char *path, int64_t mtime)
+{
+    PRIMARY(mfs_touch, path, mtime);
+}
+
+static int fb_add(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
+                  struct cid *out)
+{
+    PRIMARY(add, fd, size, o, out);
+}
+
+static int fb_put_symlink(struct node *n, const char *target, struct cid *out)
+{
+    PRIMARY(put_symlink, target, out);
+}
+
+static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
+{
+    PRIMARY(space, total, avail);
+}
+
+static int fb_put_car(struct node *n, int fd, uint64_t size, char *err, size_t errlen)
+{
+    PRIMARY(put_car, fd, size, err, errlen);
+}
+
+static int fb_sync(struct node *n)
+{
+    struct node *p = to_fb(n)->primary;
+    return p->ops->sync ? p->ops->sync(p) : 0;
+}
+
+static int fb_sync_state(struct node *n, const char *path, char *buf, size_t len)
+{
+    PRIMARY(sync_state, path, buf, len);
+}
+
+static int fb_start(struct node *n)
+{
+    struct node_fallback *f = to_fb(n);
+    int rc = f->primary->ops->start ? f->primary->ops->start(f->primary) : 0;
+    if (rc == 0 && f->fallback->ops->start)
+        rc = f->fallback->ops->start(f->fallback);
+    return rc;
+}
+
+/* Account for k bytes an snprintf-like call wrote at buf + *off (capped at the room left). */
+static void advance(size_t *off, size_t len, int k)
+{
+    if (k > 0 && *off < len)
+        *off += (size_t)k < len - *off ? (size_t)k : len - *off - 1;
+}
+
+static int fb_stats(struct node *n, char *buf, size_t len)
+{
+    struct node_fallback *f = to_fb(n);
+    size_t off = 0;
+    if (len == 0)
+        return 0;
+    buf[0] = '\0';
+    if (f->primary->ops->stats)
+        advance(&off, len, f->primary->ops->stats(f->primary, buf + off, len - off));
+    char line[128];
+    int k = snprintf(line, sizeof line, "fallback_calls %llu\nfallback_served %llu\n",
+                     (unsigned long long)atomic_load(&f->tries),
+                     (unsigned long long)atomic_load(&f->saved));
+    if (k > 0 && off + 1 < len) {
+        size_t room = len - off - 1, w = (size_t)k < room ? (size_t)k : room;
+        memcpy(buf + off, line, w);
+        off += w;
+        buf[off] = '\0';
+    }
+    if (f->extra_stats && off + 1 < len)
+        advance(&off, len, f->extra_stats(f->ud, buf + off, len - off));
+    return (int)off;
+}
+
+static void fb_destroy(struct node *n)
+{
+    struct node_fallback *f = to_fb(n);
+    node_destroy(f->primary);
+    node_destroy(f->fallback);
+    free(f);
+}
+
+static const struct node_ops fallback_ops = {
+    .stat = fb_stat,
+    .list = fb_list,
+    .read = fb_read,
+    .read_stream = fb_read_stream,
+    .mfs_stat = fb_mfs_stat,
+    .mfs_list = fb_mfs_list,
+    .mfs_mkdir = fb_mfs_mkdir,
+    .mfs_rm = fb_mfs_rm,
+    .mfs_link = fb_mfs_link,
+    .mfs_mv = fb_mfs_mv,
+    .mfs_chmod = fb_mfs_chmod,
+    .mfs_touch = fb_mfs_touch,
+    .add = fb_add,
+    .put_symlink = fb_put_symlink,
+    .space = fb_space,
+    .put_car = fb_put_car,
+    .get_block = fb_get_block,
+    .start = fb_start,
+    .sync = fb_sync,
+    .sync_state = fb_sync_state,
+    .stats = fb_stats,
+    .destroy = fb_destroy,
+};
+
+int node_fallback_new(struct node *primary, struct node *fallback,
+                      int (*extra_stats)(void *ud, char *buf, size_t len), void *ud,
+                      struct node **out)
+{
+    *out = NULL;
+    struct node_fallback *f = calloc(1, sizeof *f);
+    if (!f) {
+        node_destroy(primary);
+        node_destroy(fallback);
+        return -ENOMEM;
+    }
+    f->base.ops = &fallback_ops;
+    f->primary = primary;
+    f->fallback = fallback;
+    f->extra_stats = extra_stats;
+    f->ud = ud;
+    atomic_init(&f->tries, 0);
+    atomic_init(&f->saved, 0);
+    snprintf(f->description, sizeof f->description, "%s, then %s", primary->description,
+             fallback->description);
+    f->base.description = f->description;
+    *out = &f->base;
+    return 0;
+}
