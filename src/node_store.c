@@ -1688,8 +1688,36 @@ static int cid_push(struct cid_stack *st, const struct cid *c)
     return 0;
 }
 
-/* Push the links of dag-pb block b. A block that does not decode has no links for any reader. */
-static int push_links(struct cid_stack *st, const uint8_t *b, size_t len)
+/* The store keeps sha2-256 blocks only; dag-pb ones are followed (raw blocks, and other codecs,
+ * have no links we follow). */
+static bool gc_followed(const struct cid *c)
+{
+    return c->mh_code == MH_SHA2_256 && c->codec == CID_CODEC_DAG_PB;
+}
+
+/* Mark c live and push it to be followed, once per walk. The live set holds the block's key
+ * (for the sweep) and, for a block followed as dag-pb, a second key: the raw CID of the same
+ * bytes (one block file) must not keep its dag-pb CID from being followed. A stray key that
+ * equals another block's keeps that block: never the other way round. */
+#define GC_FOLLOW_SALT 0x9e3779b97f4a7c15ull
+
+static int gc_visit(struct blockstore_keyset *live, struct cid_stack *st, const struct cid *c)
+{
+    if (c->mh_code != MH_SHA2_256)
+        return 0; /* not a block of ours */
+    uint64_t k = blockstore_key(c);
+    int rc = blockstore_keyset_add(live, gc_followed(c) ? k ^ GC_FOLLOW_SALT : k);
+    if (rc <= 0)
+        return rc;
+    if (!gc_followed(c))
+        return 0;
+    rc = blockstore_keyset_add(live, k);
+    return rc < 0 ? rc : cid_push(st, c);
+}
+
+/* Visit the links of dag-pb block b. A block that does not decode has no links for any reader. */
+static int visit_links(struct blockstore_keyset *live, struct cid_stack *st, const uint8_t *b,
+                       size_t len)
 {
     struct dagpb_node pb;
     if (dagpb_decode(b, len, &pb) < 0)
@@ -1698,20 +1726,13 @@ static int push_links(struct cid_stack *st, const uint8_t *b, size_t len)
     for (size_t i = 0; rc == 0 && i < pb.nlinks; i++) {
         struct cid cc;
         if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &cc) == 0)
-            rc = cid_push(st, &cc);
+            rc = gc_visit(live, st, &cc);
     }
     dagpb_node_free(&pb);
     return rc;
 }
 
-/* Whether c may name a block of ours that has links to follow (the store keeps sha2-256 blocks
- * only; raw blocks and other codecs have none we follow). */
-static bool gc_followed(const struct cid *c)
-{
-    return c->mh_code == MH_SHA2_256 && c->codec == CID_CODEC_DAG_PB;
-}
-
-/* Mark the staged blocks the roots reach (in memory); the others they reach go to frontier.
+/* Follow the staged blocks on todo (visited already) in memory; the others go to frontier.
  * Call with commit_run held: staged blocks are dropped only by a commit. */
 static int gc_mark_staged(struct node_store *ns, struct cid_stack *todo,
                           struct blockstore_keyset *live, struct cid_stack *frontier)
@@ -1721,24 +1742,20 @@ static int gc_mark_staged(struct node_store *ns, struct cid_stack *todo,
         struct cid c = todo->v[--todo->n];
         uint8_t *b;
         size_t len;
-        if (c.mh_code != MH_SHA2_256)
+        if (!gc_followed(&c))
             continue;
-        if (!gc_followed(&c) || stage_get(ns, &c, &b, &len) < 0) {
+        if (stage_get(ns, &c, &b, &len) < 0) {
             rc = cid_push(frontier, &c);
             continue;
         }
-        int k = blockstore_keyset_add(live, blockstore_key(&c));
-        if (k > 0)
-            rc = push_links(todo, b, len);
-        else if (k < 0)
-            rc = k;
+        rc = visit_links(live, todo, b, len);
         free(b);
     }
     return rc;
 }
 
-/* Mark what the frontier reaches in the block store (no fetch: a block not here is the node's,
- * or was a staged block dropped unwritten, replaced before a commit). *n: blocks marked. */
+/* Follow the blocks on todo (visited already) in the block store. No fetch: a block not here
+ * is the node's, or a staged block dropped unwritten (replaced before a commit). */
 static int gc_mark_stored(struct node_store *ns, struct cid_stack *todo,
                           struct blockstore_keyset *live)
 {
@@ -1747,13 +1764,6 @@ static int gc_mark_stored(struct node_store *ns, struct cid_stack *todo,
         struct cid c = todo->v[--todo->n];
         if ((i & 255) == 0 && atomic_load(&ns->gc_abort))
             return -ECANCELED;
-        if (c.mh_code != MH_SHA2_256)
-            continue;
-        int k = blockstore_keyset_add(live, blockstore_key(&c));
-        if (k <= 0) {
-            rc = k;
-            continue;
-        }
         if (!gc_followed(&c) || blockstore_pb_leaf(ns->bs, &c) != 0)
             continue; /* 1: no links; -ENOENT: not here */
         uint8_t *b;
@@ -1768,7 +1778,7 @@ static int gc_mark_stored(struct node_store *ns, struct cid_stack *todo,
             log_warn("%s: block %s cannot be read: no collection", ns->dir, cs);
             return g;
         }
-        rc = push_links(todo, b, len);
+        rc = visit_links(live, todo, b, len);
         free(b);
     }
     return rc;
@@ -1813,14 +1823,14 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
     ns->gc_seq = ns->seq;
     ns->gc_last = t0;
     ns->gc_again = false;
-    rc = cid_push(&todo, &ns->root);
+    rc = gc_visit(&live, &todo, &ns->root);
     if (rc == 0)
-        rc = cid_push(&todo, &ns->committed);
+        rc = gc_visit(&live, &todo, &ns->committed);
     for (size_t i = 0; rc == 0 && i < ns->nholds; i++)
-        rc = cid_push(&todo, &ns->holds[i]);
+        rc = gc_visit(&live, &todo, &ns->holds[i]);
     pthread_mutex_unlock(&ns->names_lock);
     if (rc == 0 && synced_root(ns, &c))
-        rc = cid_push(&todo, &c);
+        rc = gc_visit(&live, &todo, &c);
     if (rc == 0)
         rc = gc_mark_staged(ns, &todo, &live, &frontier);
     pthread_mutex_unlock(&ns->commit_run);

@@ -936,13 +936,17 @@ static int round_once(struct sync *s, char *err, size_t errlen)
     }
 
     /* The pushed root stays in the store while it is pushed (the collector), whatever is
-     * committed meanwhile: until it is the one DIR/synced records. */
+     * committed meanwhile, until DIR/synced records it; the root recorded before stays until
+     * that record is durable. */
     rc = node_store_hold(s->store, &committed);
+    if (rc == 0 && (rc = node_store_hold(s->store, &sl)) < 0)
+        node_store_release(s->store, &committed);
     if (rc < 0) {
         snprintf(err, errlen, "pushing: %s", strerror(-rc));
         return rc;
     }
     rc = push(s, &committed, &remote, seq, err, errlen);
+    node_store_release(s->store, &sl);
     node_store_release(s->store, &committed);
     return rc;
 }
