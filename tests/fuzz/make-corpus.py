@@ -164,9 +164,10 @@ def fixtures(*suffixes):
 
 
 def main():
-    # fuzz_car's seeds are recorded CARs (tests/fixtures/car), not made here: keep them.
+    # fuzz_car's seeds are recorded CARs (tests/fixtures/car), fuzz_ipns's recorded IPNS records
+    # (tests/fixtures/ipns, behind a name-choosing byte): not made here, keep them.
     for d in os.listdir(OUT) if os.path.isdir(OUT) else ():
-        if d != "fuzz_car":
+        if d not in ("fuzz_car", "fuzz_ipns"):
             shutil.rmtree(os.path.join(OUT, d), ignore_errors=True)
     T = CIDS[0]
 

@@ -43,6 +43,7 @@ HARNESSES=(
     "fuzz_dagpb|fuzz_dagpb.c||dagpb.c cid.c"
     "fuzz_unixfs|fuzz_dagpb.c|-DFUZZ_UNIXFS_ONLY|dagpb.c cid.c"
     "fuzz_car|fuzz_car.c||car.c cid.c sha256.c"
+    "fuzz_ipns|fuzz_ipns.c||ipns.c cid.c sha256.c"
     "fuzz_store|fuzz_store.c||node_store.c blockstore.c car.c dagpb.c hamt.c importer.c unixfs_enc.c cid.c sha256.c log.c rpcjson.c rpc.c multiaddr.c"
 )
 
