@@ -4,7 +4,7 @@
 # the same node, BENCH_ROUNDS (2) rounds alternating (direct, ipfsfs, direct, ipfsfs):
 #
 #   direct:  curl -s -X POST "$URL/ls?arg=/ipfs/<cid>" -o FILE            (page cache dropped)
-#            curl ... "ls?arg=/ipfs/<cid>&stream=true&offline=true"      (what ipfsfs sends)
+#            curl ... "ls?arg=/ipfs/<cid>&offline=true"                  (what ipfsfs sends)
 #   ipfsfs:  ls -l MNT/<cid> >/dev/null   cold, then warm
 #
 # Targets (issue 11): cold ls -l <= 1.2 x the RPC ls; warm <= 5 % of cold. Kubo shards
@@ -45,8 +45,8 @@ for r in $(seq 1 "$ROUNDS"); do
     note "curl ls: $T s, $(stat -c %s "$WORK/ls.json") bytes"
     c1+=("$T")
     drop_caches
-    timed T curl -s -X POST -m 300 "$NODE_URL/ls?arg=/ipfs/$CID&stream=true&offline=true" -o "$WORK/ls.ndjson"
-    note "curl ls stream=true offline=true: $T s, $(wc -l <"$WORK/ls.ndjson") lines"
+    timed T curl -s -X POST -m 300 "$NODE_URL/ls?arg=/ipfs/$CID&offline=true" -o "$WORK/ls2.json"
+    note "curl ls offline=true: $T s, $(stat -c %s "$WORK/ls2.json") bytes"
     cs+=("$T")
 
     say "-- round $r, ipfsfs: ls -l (stdout to /dev/null), fresh mount, page cache dropped"
@@ -65,7 +65,7 @@ print_stats
 drop_caches
 timed THIRD timeout 300 ls -l "$MNT/$CID" >/dev/null || note "ls -l failed"
 note "ls -l after drop_caches, same mount (kernel caches gone, ipfsfs caches kept): $THIRD s"
-note "rounds: curl ls ${c1[*]}; curl ls stream ${cs[*]}; cold ls -l ${fc[*]}; warm ls -l ${fw[*]}"
+note "rounds: curl ls ${c1[*]}; curl ls offline ${cs[*]}; cold ls -l ${fc[*]}; warm ls -l ${fw[*]}"
 
 CURL1=$(median "${c1[@]}")
 CURLS=$(median "${cs[@]}")
@@ -73,7 +73,7 @@ FIRST=$(median "${fc[@]}")
 SECOND=$(median "${fw[@]}")
 R=$(calc "$FIRST / $CURL1")
 record "ls -l cold (s)" "$FIRST" "$CURL1" "$R" "ratio <= 1.2" "$(verdict "$R <= 1.2")"
-record "ls -l cold vs ls stream (s)" "$FIRST" "$CURLS" "$(calc "$FIRST / $CURLS")" "-" "-"
+record "ls -l cold vs ls offline (s)" "$FIRST" "$CURLS" "$(calc "$FIRST / $CURLS")" "-" "-"
 R=$(calc "$SECOND / $FIRST" %.4f)
 record "ls -l warm (s)" "$SECOND" "-" "-" "-" "-"
 record "ls -l warm/cold" "$R" "-" "$R" "<= 0.05" "$(verdict "$R <= 0.05")"
