@@ -21,6 +21,7 @@
 
 #include <curl/curl.h>
 
+#include "ipns.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -263,6 +264,18 @@ static void multi_put(struct gw *g, CURLM *m)
 
 /* ---- one request ----------------------------------------------------------------------- */
 
+/* What one gw call asks every gateway, and how it checks an answer. */
+struct request {
+    char path[CID_STR_MAX + 64]; /* after the gateway's URL: "/ipfs/CID?format=raw" */
+    const char *accept;          /* the Accept header's value */
+    size_t max;                  /* longest answer taken */
+    /* 0: the answer is the one asked for; -ESTALE: right but older than wanted (no penalty,
+     * the next gateway is asked); -ENOTSUP: cannot be checked; else wrong bytes. */
+    int (*verify)(void *ud, const uint8_t *data, size_t len);
+    void *ud;
+    const char *what; /* for the log: "block CID", "IPNS record of NAME" */
+};
+
 struct attempt {
     struct gw *g;
     size_t host;
@@ -271,7 +284,8 @@ struct attempt {
     uint8_t *buf;
     size_t len, cap;
     bool too_big;
-    size_t expect; /* Content-Length, if given and within GW_MAX_BLOCK */
+    size_t max;    /* the request's */
+    size_t expect; /* Content-Length, if given and within max */
     char retry_after[RETRY_AFTER_MAX];
     struct timespec t0;
     bool running;
@@ -281,7 +295,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct attempt *a = ud;
     size_t n = size * nmemb;
-    if (n > GW_MAX_BLOCK - a->len) {
+    if (n > a->max - a->len) {
         a->too_big = true;
         return 0; /* abort: CURLE_WRITE_ERROR */
     }
@@ -291,8 +305,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
         size_t cap = a->cap ? a->cap : a->expect ? a->expect : 256u << 10;
         while (cap < a->len + n)
             cap *= 2;
-        if (cap > GW_MAX_BLOCK)
-            cap = GW_MAX_BLOCK;
+        if (cap > a->max)
+            cap = a->max;
         uint8_t *b = realloc(a->buf, cap);
         if (!b)
             return 0;
@@ -317,7 +331,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
             v[k] = '\0';
             char *end;
             unsigned long long x = strtoull(v, &end, 10);
-            if (end != v && x > 0 && x <= GW_MAX_BLOCK)
+            if (end != v && x > 0 && x <= a->max)
                 a->expect = (size_t)x;
         }
     }
@@ -336,20 +350,23 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 }
 
 static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
-                         const char *cidstr, struct timespec deadline)
+                         const struct request *req, struct timespec deadline)
 {
     memset(a, 0, sizeof *a);
     a->g = g;
     a->host = host;
+    a->max = req->max;
     int64_t left = diff_ms(deadline, now_mono());
     if (left < 1)
         return -ETIMEDOUT;
-    char url[GW_URL_MAX + 160];
-    int un = snprintf(url, sizeof url, "%s/ipfs/%s?format=raw", g->hosts[host].url, cidstr);
+    char url[GW_URL_MAX + sizeof ((struct request *)0)->path];
+    int un = snprintf(url, sizeof url, "%s%s", g->hosts[host].url, req->path);
     if (un < 0 || (size_t)un >= sizeof url)
         return -ENAMETOOLONG;
     a->e = curl_easy_init();
-    a->hdrs = curl_slist_append(NULL, "Accept: application/vnd.ipld.raw");
+    char accept[128];
+    snprintf(accept, sizeof accept, "Accept: %s", req->accept);
+    a->hdrs = curl_slist_append(NULL, accept);
     if (!a->e || !a->hdrs) {
         curl_easy_cleanup(a->e);
         curl_slist_free_all(a->hdrs);
@@ -378,7 +395,7 @@ static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
     curl_easy_setopt(e, CURLOPT_PRIVATE, a);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)GW_MAX_BLOCK);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max);
     curl_easy_setopt(e, CURLOPT_PROXY, g->proxy ? g->proxy : "");
     if (!g->proxy)
         curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
@@ -475,9 +492,10 @@ static unsigned hedge_ms_locked(const struct gw_host *h)
 enum outcome { OUT_OK, OUT_NOT_FOUND, OUT_LIMITED, OUT_FAILED, OUT_BAD, OUT_UNCHECKABLE };
 
 /* Judge a finished attempt, and record it against its gateway. */
-static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const struct cid *c,
-                          const char *cidstr)
+static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
+                          const struct request *req)
 {
+    const char *cidstr = req->what;
     long status = 0;
     curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
     struct gw_host *h = &g->hosts[a->host];
@@ -488,9 +506,10 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const st
     else if (cc != CURLE_OK)
         out = OUT_FAILED;
     else if (status == 200)
-        out = (vr = gw_verify(c, a->buf, a->len)) == 0 ? OUT_OK
-              : vr == -ENOTSUP                          ? OUT_UNCHECKABLE
-                                                        : OUT_BAD;
+        out = (vr = req->verify(req->ud, a->buf, a->len)) == 0 ? OUT_OK
+              : vr == -ENOTSUP                                     ? OUT_UNCHECKABLE
+              : vr == -ESTALE                                      ? OUT_NOT_FOUND
+                                                                   : OUT_BAD;
     else if (status == 404 || status == 410 || status == 451) /* missing, or denylisted */
         out = OUT_NOT_FOUND;
     else if (status == 429 || status == 503 || status == 504)
@@ -544,9 +563,9 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc, const st
             log_warn("gateway %s: HTTP %ld for %s: set aside", h->url, status, cidstr);
         break;
     case OUT_BAD:
-        log_err("gateway %s: %s for block %s: refused, gateway set aside for %u s", h->url,
-                a->too_big ? "an answer over 2 MiB" : "bytes that do not match the hash",
-                cidstr, GW_BAD_BLOCK_MS / 1000u);
+        log_err("gateway %s: %s for %s: refused, gateway set aside for %u s", h->url,
+                a->too_big ? "an answer too big" : "bytes that do not verify", cidstr,
+                GW_BAD_BLOCK_MS / 1000u);
         break;
     }
     return out;
@@ -578,6 +597,13 @@ static void record_late(struct gw *g, struct attempt *a)
 
 /* ---- gw_block -------------------------------------------------------------------------- */
 
+static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *len);
+
+static int verify_block(void *ud, const uint8_t *data, size_t len)
+{
+    return gw_verify(ud, data, len);
+}
+
 int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
 {
     *data = NULL;
@@ -599,10 +625,20 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
     }
     if (c->mh_code != MH_SHA2_256)
         return -ENOTSUP;
-    char cidstr[CID_STR_MAX];
+    char cidstr[CID_STR_MAX], what[CID_STR_MAX + 8];
     if (cid_format(c, cidstr, sizeof cidstr) < 0)
         return -EINVAL;
+    snprintf(what, sizeof what, "block %s", cidstr);
+    struct request req = {.accept = "application/vnd.ipld.raw", .max = GW_MAX_BLOCK,
+                          .verify = verify_block, .ud = (void *)c, .what = what};
+    snprintf(req.path, sizeof req.path, "/ipfs/%s?format=raw", cidstr);
+    return run(g, &req, data, len);
+}
 
+/* Ask the gateways (raced, failed over, every wait within the timeout) until one answers req
+ * with bytes it verifies. */
+static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *len)
+{
     struct timespec deadline = add_ms(now_mono(), g->timeout_ms);
     size_t order[GW_MAX];
     size_t norder;
@@ -618,7 +654,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
             break;
         /* Every gateway is set aside: wait for a rate-limited one if it is back in time. */
         if (wait_ms < 0 || wait_ms >= diff_ms(deadline, now_mono())) {
-            log_debug("block %s: every gateway is set aside", cidstr);
+            log_debug("%s: every gateway is set aside", req->what);
             pthread_mutex_lock(&g->lock);
             g->call_fail++;
             pthread_mutex_unlock(&g->lock);
@@ -642,7 +678,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
         /* Start the next gateway: at first, when none is running (the last one failed), or
          * when the hedge delay passed. */
         if (started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
-            int src = attempt_start(g, m, &at[started], order[started], cidstr, deadline);
+            int src = attempt_start(g, m, &at[started], order[started], req, deadline);
             if (src == 0) {
                 pthread_mutex_lock(&g->lock);
                 next_hedge = add_ms(now, hedge_ms_locked(&g->hosts[order[started]]));
@@ -674,7 +710,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
             curl_multi_remove_handle(m, a->e);
             a->running = false;
             running--;
-            enum outcome out = judge(g, a, cc, c, cidstr);
+            enum outcome out = judge(g, a, cc, req);
             if (out == OUT_OK && !won) {
                 *data = a->buf;
                 *len = a->len;
@@ -700,7 +736,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
     }
     for (size_t i = 0; i < started; i++) {
         if (at[i].running && !won)
-            record_stalled(g, &at[i], cidstr);
+            record_stalled(g, &at[i], req->what);
         else if (at[i].running)
             record_late(g, &at[i]);
         attempt_end(m, &at[i]);
@@ -715,7 +751,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
         g->call_fail++;
     pthread_mutex_unlock(&g->lock);
     if (!won)
-        log_debug("block %s: no gateway gave it: %s", cidstr, strerror(-rc));
+        log_debug("%s: no gateway gave it: %s", req->what, strerror(-rc));
     return rc;
 }
 
@@ -755,4 +791,46 @@ int gw_stats(struct gw *g, char *buf, size_t len)
 int gw_stats_cb(void *ud, char *buf, size_t len)
 {
     return gw_stats(ud, buf, len);
+}
+
+/* ---- IPNS records ------------------------------------------------------------------------ */
+
+struct ipns_check {
+    const struct cid *name;
+    int64_t now_ns;
+    uint64_t min_seq;
+    struct ipns_record *out;
+};
+
+static int verify_record(void *ud, const uint8_t *data, size_t len)
+{
+    struct ipns_check *k = ud;
+    struct ipns_record r;
+    int rc = ipns_verify(k->name, data, len, k->now_ns, &r);
+    if (rc == -ETIME)
+        return -ESTALE; /* an old record this gateway kept: not a lie */
+    if (rc < 0)
+        return rc == -ENOTSUP ? -ENOTSUP : -EBADMSG;
+    if (r.sequence < k->min_seq)
+        return -ESTALE;
+    *k->out = r;
+    return 0;
+}
+
+int gw_ipns_record(struct gw *g, const struct cid *name, int64_t now_ns, uint64_t min_seq,
+                   struct ipns_record *out)
+{
+    char ns[CID_STR_MAX], what[CID_STR_MAX + 32];
+    if (cid_format(name, ns, sizeof ns) < 0)
+        return -EINVAL;
+    snprintf(what, sizeof what, "the IPNS record of %s", ns);
+    struct ipns_check k = {.name = name, .now_ns = now_ns, .min_seq = min_seq, .out = out};
+    struct request req = {.accept = "application/vnd.ipfs.ipns-record", .max = IPNS_MAX_RECORD,
+                          .verify = verify_record, .ud = &k, .what = what};
+    snprintf(req.path, sizeof req.path, "/ipns/%s?format=ipns-record", ns);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = run(g, &req, &data, &len);
+    free(data);
+    return rc;
 }
