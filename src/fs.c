@@ -138,10 +138,13 @@ static int mfs_child_path(struct fs *fs, const struct inode *dir, const char *na
 }
 
 /* A name at the root may not look like a CID: /ipfs/<cid> must always mean that CID. */
+/* A root name that parses as a CID is content, except a key (codec libp2p-key: an IPNS name,
+ * k51..., which the IPNS namespace resolves as a name). */
 static bool name_is_cid(const struct inode *dir, struct fs *fs, const char *name)
 {
     struct cid c;
-    return dir == inode_root(fs->inodes) && cid_parse(name, strlen(name), &c) == 0;
+    return dir == inode_root(fs->inodes) && cid_parse(name, strlen(name), &c) == 0 &&
+           c.codec != CID_CODEC_LIBP2P_KEY;
 }
 
 int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
@@ -440,8 +443,15 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
     struct inode *ino = inode_mfs_find_ref(fs->inodes, dir, name);
-    if (ino && ino->kind != a.kind) {
-        /* The name now holds another kind of object: a new inode for it. */
+    bool moved = false;
+    if (ino && fs->cfg.names_follow_content) {
+        struct mfs_attr old;
+        inode_mfs_get(fs->inodes, ino, &old);
+        moved = !cid_equal(&old.cid, &a.cid);
+    }
+    if (ino && (ino->kind != a.kind || moved)) {
+        /* The name now holds another kind of object (or, in the IPNS namespace, other
+         * content): a new inode for it. */
         inode_mfs_detach(fs->inodes, dir, name);
         inode_forget(fs->inodes, ino, 1);
         ino = NULL;
@@ -541,8 +551,12 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     a.mode = st.mode;
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
+    struct mfs_attr old;
+    inode_mfs_get(fs->inodes, ino, &old);
     if (a.kind != ino->kind)
         rc = -ENOENT; /* replaced by another kind: the kernel must look the name up again */
+    else if (fs->cfg.names_follow_content && !cid_equal(&old.cid, &a.cid))
+        rc = 0; /* this inode keeps its content; the next lookup makes a new one */
     else
         rc = update_name(fs, ino, &a, st.target);
     node_stat_clear(&st);
@@ -592,11 +606,12 @@ struct mfs_collect {
 static int mfs_collect(void *ud, const struct node_entry *e)
 {
     struct mfs_collect *c = ud;
-    struct cid dummy;
+    struct cid cid;
     if (strncmp(e->name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
         return 0; /* our own link-in-progress names */
-    if (c->root && cid_parse(e->name, e->name_len, &dummy) == 0)
-        return 0; /* shadowed by /ipfs/<cid>: unreachable, so not listed */
+    if (c->root && cid_parse(e->name, e->name_len, &cid) == 0 &&
+        cid.codec != CID_CODEC_LIBP2P_KEY)
+        return 0; /* shadowed by /ipfs/<cid>: unreachable, so not listed (see name_is_cid) */
     return dirent_vec_push(&c->vec, e);
 }
 

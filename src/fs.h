@@ -4,6 +4,7 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -21,6 +22,9 @@ struct fs_config {
     double immutable_timeout; /* entry/attr timeout for content under a CID (s) */
     double root_timeout;      /* for the mutable root */
     const char *mfs_root;     /* MFS directory shown as the mount root */
+    /* The IPNS namespace (--ipns): a name that now points to other content is a new inode,
+     * so files opened before keep reading what they opened (their pages too). */
+    bool names_follow_content;
     struct writer_config writer;
 };
 

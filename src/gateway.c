@@ -817,11 +817,16 @@ static int verify_record(void *ud, const uint8_t *data, size_t len)
     return 0;
 }
 
-int gw_ipns_record(struct gw *g, const struct cid *name, int64_t now_ns, uint64_t min_seq,
-                   struct ipns_record *out)
+int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, int64_t now_ns,
+                   uint64_t min_seq, struct ipns_record *out)
 {
     char ns[CID_STR_MAX], what[CID_STR_MAX + 32];
-    if (cid_format(name, ns, sizeof ns) < 0)
+    if (spelled && strlen(spelled) < sizeof ns && strspn(spelled, "abcdefghijklmnopqrstuvwxyz"
+                                                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                  "0123456789") ==
+                                                      strlen(spelled))
+        memcpy(ns, spelled, strlen(spelled) + 1);
+    else if (cid_format(name, ns, sizeof ns) < 0)
         return -EINVAL;
     snprintf(what, sizeof what, "the IPNS record of %s", ns);
     struct ipns_check k = {.name = name, .now_ns = now_ns, .min_seq = min_seq, .out = out};

@@ -62,12 +62,13 @@ int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errle
 int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len);
 
 struct ipns_record;
-/* The IPNS record of name (a libp2p-key CID), from the gateways (GET URL/ipns/NAME
- * ?format=ipns-record), verified (ipns.h) at now_ns, with a sequence of at least min_seq (a
+/* The IPNS record of name (a libp2p-key CID, spelled as given when that is plain letters and
+ * digits: Kubo's gateway redirects other spellings to base36), from the gateways (GET
+ * URL/ipns/NAME?format=ipns-record), verified (ipns.h) at now_ns, with a sequence of at least min_seq (a
  * gateway with an older or expired record is passed over, not set aside). 0 and *out, or
  * -ETIMEDOUT (none gave one in time), -EIO (every answer was wrong). */
-int gw_ipns_record(struct gw *g, const struct cid *name, int64_t now_ns, uint64_t min_seq,
-                   struct ipns_record *out);
+int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, int64_t now_ns,
+                   uint64_t min_seq, struct ipns_record *out);
 
 /* gw_block in the shape of node_store's fetch hook (ud: the struct gw). */
 int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len);

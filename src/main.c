@@ -7,6 +7,7 @@
 #include "multiaddr.h"
 #include "node_rpc.h"
 #include "node_fallback.h"
+#include "node_ipns.h"
 #include "node_later.h"
 #include "node_local.h"
 #include "node_store.h"
@@ -329,6 +330,17 @@ int main(int argc, char *argv[])
             fprintf(stderr, "ipfsfs: %s\n", err);
             goto out_curl;
         }
+        if (o.ipns) {
+            /* Names resolved through the gateways (verified records); content as above. */
+            struct node *content = node;
+            node = NULL;
+            struct node_ipns_config icfg = {.content = content, .gw = gw,
+                                            .timeout_ms = o.timeout * 1000u};
+            if (node_ipns_new(&icfg, &node) < 0) {
+                fprintf(stderr, "ipfsfs: out of memory\n");
+                goto out_curl;
+            }
+        }
     } else {
         const char *source;
         api = discover_api(o.api, &source);
@@ -358,10 +370,12 @@ int main(int argc, char *argv[])
             .proxy = o.proxy,
             .allow_plain_auth = o.api_auth_insecure,
         };
-        /* Local-first: names and new blocks in a store, pushed to the node behind. */
+        /* Local-first: names and new blocks in a store, pushed to the node behind (not for
+         * --write-through, nor for the read-only IPNS namespace). */
+        bool local_first = !o.write_through && !o.ipns;
         char defdir[PATH_MAX];
         const char *dir = o.store;
-        if (!o.write_through && !dir) {
+        if (local_first && !dir) {
             if (default_store_dir(ep.base_url, o.mfs_root, defdir, sizeof defdir) < 0) {
                 fprintf(stderr, "ipfsfs: no folder for the local store (set XDG_DATA_HOME or "
                                 "HOME, or give --store=DIR)\n");
@@ -370,7 +384,7 @@ int main(int argc, char *argv[])
             dir = defdir;
         }
         rc = node_rpc_new(&rcfg, &node, err, sizeof err);
-        if (rc == -ENOTCONN && !o.write_through && synced_before(dir)) {
+        if (rc == -ENOTCONN && local_first && synced_before(dir)) {
             /* A node this store has synced with, down for now (a restart, the boot order):
              * mount, work locally, and catch up when it answers. A node never reached
              * before is an error (a mistyped address must not look like a working mount). */
@@ -425,7 +439,23 @@ int main(int argc, char *argv[])
                 goto out_curl;
             }
         }
-        if (!o.write_through) {
+        if (o.ipns) {
+            /* Names resolved by the node; content from it (and the gateways behind it). */
+            struct rpc *r = NULL;
+            rc = rpc_new(&rcfg, &r);
+            struct node *content = node;
+            node = NULL;
+            struct node_ipns_config icfg = {.content = content, .rpc = r, .gw = gw,
+                                            .timeout_ms = o.timeout * 1000u};
+            if (rc < 0 || node_ipns_new(&icfg, &node) < 0) {
+                if (rc < 0)
+                    node_destroy(content);
+                fprintf(stderr, "ipfsfs: cannot set up the IPNS namespace: %s\n",
+                        strerror(rc < 0 ? -rc : ENOMEM));
+                goto out_curl;
+            }
+        }
+        if (local_first) {
             struct node_store_config scfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
                         .chunker = o.chunker, .pin = !o.no_pin},
@@ -457,7 +487,8 @@ int main(int argc, char *argv[])
     const char *fsname = o.nonopts == 2 && o.first_nonopt && !strpbrk(o.first_nonopt, ",\\")
                              ? o.first_nonopt
                              : "ipfsfs";
-    snprintf(mopts, sizeof mopts, "-odefault_permissions,fsname=%s,subtype=ipfsfs", fsname);
+    snprintf(mopts, sizeof mopts, "-odefault_permissions,fsname=%s,subtype=ipfsfs%s", fsname,
+             o.ipns ? ",ro" : "");
     if (fuse_opt_add_arg(&args, mopts) != 0)
         goto out_node;
     struct fs_config fcfg = {
@@ -470,6 +501,7 @@ int main(int argc, char *argv[])
         .timeout_ms = o.timeout * 1000u,
         .root_timeout = 1.0,
         .mfs_root = mfs_root,
+        .names_follow_content = o.ipns,
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,

@@ -106,8 +106,7 @@ static int count_sink(void *ud, const char *data, size_t len)
     return sc->sink(sc->ud, data, len);
 }
 
-/* The fallback's streamed read: its read_stream, else reads of 256 KiB. */
-static int stream_from(struct node *b, const struct cid *c, uint64_t off, uint64_t len,
+int node_read_stream_any(struct node *b, const struct cid *c, uint64_t off, uint64_t len,
                        int (*sink)(void *ud, const char *data, size_t len), void *ud)
 {
     if (b->ops->read_stream)
@@ -138,10 +137,10 @@ static int fb_read_stream(struct node *n, const struct cid *c, uint64_t off, uin
 {
     struct node_fallback *f = to_fb(n);
     struct stream_count sc = {.sink = sink, .ud = ud};
-    int rc = stream_from(f->primary, c, off, len, count_sink, &sc);
+    int rc = node_read_stream_any(f->primary, c, off, len, count_sink, &sc);
     if (!falls_back(rc) || sc.bytes > 0)
         return rc;
-    return settle(f, c, rc, stream_from(f->fallback, c, off, len, sink, ud));
+    return settle(f, c, rc, node_read_stream_any(f->fallback, c, off, len, sink, ud));
 }
 
 static int fb_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)

@@ -19,4 +19,8 @@ int node_fallback_new(struct node *primary, struct node *fallback,
                       int (*extra_stats)(void *ud, char *buf, size_t len), void *ud,
                       struct node **out);
 
+/* A streamed read from b: its read_stream, else reads of 256 KiB handed to sink one by one. */
+int node_read_stream_any(struct node *b, const struct cid *c, uint64_t off, uint64_t len,
+                         int (*sink)(void *ud, const char *data, size_t len), void *ud);
+
 #endif

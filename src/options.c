@@ -57,6 +57,8 @@ static const struct fuse_opt option_table[] = {
     OPT("unmount-wait=%u", unmount_wait),
     OPT("--store=%s", store),
     OPT("store=%s", store),
+    OPT("--ipns", ipns),
+    OPT("ipns", ipns),
     FUSE_OPT_KEY("--gateway=", KEY_GATEWAY),
     FUSE_OPT_KEY("gateway=", KEY_GATEWAY),
     OPT("--chunker=%s", chunker),
@@ -147,6 +149,9 @@ void options_print_help(const char *progname)
            "    --gateway=URL          read content the node or the store lacks from this\n"
            "                           trustless gateway, verified (repeatable; -o\n"
            "                           gateway=URL1,URL2); without --api: no node at all\n"
+           "    --ipns                 mount the IPNS namespace instead, read-only:\n"
+           "                           MOUNTPOINT/<name>/path for IPNS keys and DNSLink\n"
+           "                           domains, resolved by the node (or --gateway)\n"
            "    --store-size=SIZE      past this, the local store drops its copies of file\n"
            "                           blocks the node has (default: no limit)\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
@@ -270,6 +275,14 @@ int options_parse(struct fuse_args *args, struct options *o)
     if (o->write_through && o->store) {
         fprintf(stderr, "ipfsfs: --write-through keeps no local store: it cannot go with "
                         "--store\n");
+        return -1;
+    }
+    if (o->ipns && o->write_through) {
+        fprintf(stderr, "ipfsfs: --ipns is read-only: --write-through means nothing there\n");
+        return -1;
+    }
+    if (o->ipns && o->store && !o->api && !o->n_gateways) {
+        fprintf(stderr, "ipfsfs: --ipns needs a node (--api) or --gateway to resolve names\n");
         return -1;
     }
     if (parse_size_opt("--cache-size", o->cache_size, 256u << 20, 1u << 20, &o->cache_bytes) < 0 ||

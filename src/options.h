@@ -30,6 +30,7 @@ struct options {
     char *proxy;         /* proxy URL for the RPC connection; NULL: none (never the environment's) */
     int api_auth_insecure; /* send the API secret over plain http to a non-loopback address */
     int write_through;   /* names live on the node: close(2) waits for it (no local store) */
+    int ipns;            /* --ipns: mount the IPNS namespace, read-only */
     unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
     char *store_size;      /* --store-size */
     char *gateways[OPTIONS_MAX_GATEWAYS]; /* --gateway URLs, in order (n_gateways of them) */

@@ -96,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             body = r.read()
             status = r.status
             ctype = r.getheader("Content-Type", "application/octet-stream")
+            location = r.getheader("Location")
         finally:
             up.close()
         if kind == "flip" and body:
@@ -111,7 +112,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        self.plain(status, body, [("Content-Type", ctype)])
+        extra = [("Location", location)] if location else []
+        self.plain(status, body, [("Content-Type", ctype)] + extra)
 
 
 def main():

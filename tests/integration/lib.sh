@@ -509,7 +509,7 @@ mount_ipfsfs() {
     mkdir -p "$mnt"
     log=$WORK/$(basename "$mnt").ipfsfs.log
     if [ "$IPFSFS_BACKEND" = rpc ] && [[ " $* " == *" --api="* ]] &&
-        [[ " $* " != *" --store="* && " $* " != *" --write-through "* ]]; then
+        [[ " $* " != *" --store="* && " $* " != *" --write-through "* && " $* " != *" --ipns "* ]]; then
         set -- "$@" --write-through
     fi
     # shellcheck disable=SC2086 # IPFSFS_WRAPPER is a command prefix, split on purpose

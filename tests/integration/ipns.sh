@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# ipns.sh - the IPNS namespace (ipfsfs --ipns): names published by a real Kubo (offline,
+# `name publish --allow-offline` with short TTLs), read through the mount with ordinary programs;
+# a republish shows up after the TTL; files already open keep their content; changes are
+# refused; unknown names and a dead node give the documented errors in time. Then the same names
+# through a gateway (no --api): records fetched with ?format=ipns-record and verified, and a
+# gateway that corrupts or bloats the record refused.
+#
+# Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
+#   IPFSFS_BIN=build/src/ipfsfs tests/integration/ipns.sh
+#
+# shellcheck source-path=SCRIPTDIR disable=SC2012
+# (SC2012: ls is one of the programs under test)
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_binary
+require_fuse
+require_node
+lib_init
+
+T=5
+if ! start_node node; then
+    not_ok "the test node starts"
+    finish
+fi
+ok "the test node starts ($NODE_API)"
+
+A=$WORK/a
+B=$WORK/b
+mkdir -p "$A/sub" "$B/sub"
+printf 'version A\n' >"$A/hello.txt"
+printf 'deep A\n' >"$A/sub/deep.txt"
+gen_file "$A/big" $((1024 * 1024 + 7)) 1
+printf 'version B\n' >"$B/hello.txt"
+printf 'deep B\n' >"$B/sub/deep.txt"
+gen_file "$B/big" $((300 * 1024)) 2
+if CA=$(add_dir "$A") && CB=$(add_dir "$B"); then
+    ok "two trees added ($CA, $CB)"
+else
+    not_ok "two trees added"
+    finish
+fi
+K1=$(kubo key gen --type=ed25519 --ipns-base=base36 k1 2>/dev/null)
+K2=$(kubo key gen --type=ed25519 --ipns-base=base36 k2 2>/dev/null)
+UNPUBLISHED=$(kubo key gen --type=ed25519 --ipns-base=base36 never 2>/dev/null)
+publish() { kubo name publish --allow-offline --key="$1" --ttl="$2" "/ipfs/$3" >/dev/null 2>&1; }
+if publish k1 2s "$CA" && publish k2 1h "$CB"; then
+    ok "k1 ($K1) published to A with a TTL of 2 s, k2 to B"
+else
+    not_ok "names published"
+    finish
+fi
+
+MNT=$WORK/ipns
+if ! mount_ipfsfs "$MNT" --ipns --api="$NODE_API" --timeout=$T; then
+    not_ok "ipfsfs --ipns mounts"
+    finish
+fi
+ok "ipfsfs --ipns mounts"
+
+listing=$(ls "$MNT" 2>&1)
+if grep -qx "$K1" <<<"$listing" && grep -qx "$K2" <<<"$listing"; then
+    ok "ls of the mount lists the node's keys"
+else
+    not_ok "ls of the mount lists the node's keys" "got: $listing"
+fi
+check "diff -r of an IPNS name against what it points to" diff -r "$A" "$MNT/$K1"
+check "diff -r of another name" diff -r "$B" "$MNT/$K2"
+check_eq "cat a file under a name" "$(cat "$MNT/$K1/sub/deep.txt" 2>&1)" "deep A"
+check_eq "user.ipfs.cid of MOUNTPOINT/<name> is the CID it resolves to now" \
+    "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/$K1" 2>&1)" "$CA"
+check_errno "a change is refused: EROFS (create)" EROFS create "$MNT/new"
+check_errno "a change is refused: EROFS (mkdir)" EROFS mkdir "$MNT/$K1/newdir"
+check_errno "an unknown name (a key never published) is ENOENT" ENOENT stat "$MNT/$UNPUBLISHED"
+check_errno "a name that is no key and no domain is ENOENT" ENOENT stat "$MNT/no-such-name.invalid"
+
+# A file opened before the name moves keeps reading what it opened.
+exec 7<"$MNT/$K1/hello.txt"
+t0=$(now)
+publish k1 2s "$CB"
+switched=""
+for _ in $(seq 1 80); do
+    if [ "$(cat "$MNT/$K1/hello.txt" 2>/dev/null)" = "version B" ]; then
+        switched=$(elapsed "$t0")
+        break
+    fi
+    sleep 0.1
+done
+if [ -n "$switched" ] && lt "$switched" 6; then
+    ok "after a republish, the new content shows within TTL + a margin ($switched s; TTL 2 s)"
+else
+    not_ok "after a republish, the new content shows within TTL + a margin" \
+        "still $(cat "$MNT/$K1/hello.txt" 2>&1) after $(elapsed "$t0") s"
+fi
+check "... and diff -r matches the new tree" diff -r "$B" "$MNT/$K1"
+check_eq "a file opened before keeps reading the content it opened" "$(cat <&7)" "version A"
+exec 7<&-
+check_eq "user.ipfs.cid follows the name" \
+    "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/$K1" 2>&1)" "$CB"
+
+# A dead node: lookups of names not known yet fail within the timeout.
+K3=$(kubo key gen --type=ed25519 --ipns-base=base36 k3 2>/dev/null)
+publish k3 1h "$CA"
+stop_node
+check_errno_within "the node gone: a name fails within the timeout (EIO or ETIMEDOUT)" \
+    $((T + 3)) "EIO|ETIMEDOUT|ENOENT" stat "$MNT/$K3"
+check_unmount "unmount; ipfsfs exits 0 with a clean log" "$MNT"
+
+# ---- through a gateway: records verified --------------------------------------------------
+
+REUSE_PORT=1 start_node node || not_ok "the node comes back"
+GWHP=${NODE_GATEWAY#http://}
+PROXY=$IPFSFS_SRCDIR/tests/integration/gwproxy.py
+: >"$WORK/gw.mode"
+python3 "$PROXY" --upstream "$GWHP" --mode-file "$WORK/gw.mode" --port-file "$WORK/gw.port" \
+    --log "$WORK/gw.log" --max-seconds 600 &
+track_pid $!
+for _ in $(seq 1 100); do
+    [ -s "$WORK/gw.port" ] && break
+    sleep 0.1
+done
+GWP=http://127.0.0.1:$(cat "$WORK/gw.port")
+M=$WORK/ipns-gw
+if mount_ipfsfs "$M" --ipns --gateway="$GWP" --store="$WORK/gwstore" --timeout=$T; then
+    ok "ipfsfs --ipns --gateway mounts (no node)"
+    check "through the gateway: diff -r of a name (its record verified)" diff -r "$B" "$M/$K2"
+    if grep -q "format=ipns-record" "$WORK/gw.log"; then
+        ok "the record was asked with ?format=ipns-record"
+    else
+        not_ok "the record was asked with ?format=ipns-record" "$(head -3 "$WORK/gw.log")"
+    fi
+    echo flip >"$WORK/gw.mode"
+    check_errno_within "a record with a flipped byte is refused (EIO), within the timeout" \
+        $((T + 3)) "EIO" stat "$M/$K3"
+    echo big >"$WORK/gw.mode"
+    check_errno_within "an oversized record is refused" $((T + 3)) "EIO|ENOENT|ETIMEDOUT" \
+        stat "$M/$K1"
+    if grep -q "refused" "${MOUNT_LOG[$M]}"; then
+        ok "the log says what was refused"
+    else
+        not_ok "the log says what was refused" "$(tail -5 "${MOUNT_LOG[$M]}")"
+    fi
+    echo pass >"$WORK/gw.mode"
+    check_unmount "unmount (gateway)" "$M"
+else
+    not_ok "ipfsfs --ipns --gateway mounts (no node)"
+fi
+
+check_fails_with "--ipns with --write-through is refused" "read-only" \
+    "$IPFSFS_BIN" --ipns --write-through --api="$NODE_API" "$WORK/nowhere"
+
+diag "DNSLink is not tested here: it needs a DNS resolver the node uses (see tests/README.md)."
+finish
