@@ -27,6 +27,9 @@ struct chunk {
     uint64_t hash; /* of (cid_hash, index): the table key */
     size_t len;
     bool advisory;
+    /* A buffer for the data, from a chunk evicted to make room for this one: owned by the
+     * claimer while LOADING (chunkcache_buffer takes it), else NULL; freed with the chunk. */
+    char *spare;
 
     /* Guarded by chunkcache.lock. data is written once, before state becomes READY; whoever saw
      * READY under the lock may then read the bytes without it while holding a reference. */
@@ -36,8 +39,10 @@ struct chunk {
     unsigned refs;
     unsigned waiters;    /* threads in chunkcache_wait on this chunk */
     bool in_table;       /* false once FAILED or evicted; freed when refs drop to 0 */
+    bool consumed;       /* read to its end by a sequential reader (chunkcache_consumed) */
+    bool on_scan;        /* on the scan list rather than the LRU list */
     struct chunk *hnext; /* hash chain; also the free list once out of the table */
-    /* On the LRU list iff in_table, READY and refs == 0. */
+    /* On the LRU list (consumed: the scan list) iff in_table, READY and refs == 0. */
     struct chunk *lru_prev, *lru_next;
 };
 
@@ -52,8 +57,12 @@ struct chunkcache {
     struct chunk **buckets;
     size_t nbuckets; /* power of two */
     size_t count;    /* chunks in the table */
-    /* Unreferenced READY chunks, most recently released at the head. */
+    /* Unreferenced READY chunks, most recently released at the head: those read through by a
+     * sequential reader on the scan list (scan_bytes of them), the others on the LRU list. */
     struct chunk *lru_head, *lru_tail;
+    struct chunk *scan_head, *scan_tail;
+    uint64_t scan_bytes;
+    uint64_t scan_max; /* set once, before use (chunkcache_set_scan_max) */
     uint64_t bytes;         /* data bytes of the chunks in the table (READY + LOADING) */
     uint64_t bytes_loading; /* of which LOADING */
     /* The counters; the gauges are filled in by chunkcache_get_stats. */
@@ -99,6 +108,7 @@ int chunkcache_new(size_t budget, size_t chunk_size, struct chunkcache **out)
         return -ENOMEM;
     cc->budget = budget;
     cc->chunk_size = chunk_size;
+    cc->scan_max = UINT64_MAX;
     /* About one bucket per chunk the budget holds; the table grows if the budget is overshot. */
     cc->nbuckets = next_pow2(budget / chunk_size);
     cc->buckets = calloc(cc->nbuckets, sizeof *cc->buckets);
@@ -153,6 +163,7 @@ void chunkcache_data_free(char *data, size_t len)
 static void chunk_free(struct chunk *ch)
 {
     chunkcache_data_free(ch->data, ch->len);
+    chunkcache_data_free(ch->spare, ch->len);
     free(ch);
 }
 
@@ -251,42 +262,59 @@ static void table_remove_locked(struct chunkcache *cc, struct chunk *ch)
     cc->bytes -= ch->len;
 }
 
+/* Put an unreferenced READY chunk on its list: the scan list if consumed, else the LRU. */
 static void lru_push_locked(struct chunkcache *cc, struct chunk *ch)
 {
+    struct chunk **head = ch->consumed ? &cc->scan_head : &cc->lru_head;
+    struct chunk **tail = ch->consumed ? &cc->scan_tail : &cc->lru_tail;
+
+    ch->on_scan = ch->consumed;
+    if (ch->on_scan)
+        cc->scan_bytes += ch->len;
     ch->lru_prev = NULL;
-    ch->lru_next = cc->lru_head;
-    if (cc->lru_head)
-        cc->lru_head->lru_prev = ch;
+    ch->lru_next = *head;
+    if (*head)
+        (*head)->lru_prev = ch;
     else
-        cc->lru_tail = ch;
-    cc->lru_head = ch;
+        *tail = ch;
+    *head = ch;
 }
 
 static void lru_unlink_locked(struct chunkcache *cc, struct chunk *ch)
 {
+    struct chunk **head = ch->on_scan ? &cc->scan_head : &cc->lru_head;
+    struct chunk **tail = ch->on_scan ? &cc->scan_tail : &cc->lru_tail;
+
+    if (ch->on_scan)
+        cc->scan_bytes -= ch->len;
     if (ch->lru_prev)
         ch->lru_prev->lru_next = ch->lru_next;
     else
-        cc->lru_head = ch->lru_next;
+        *head = ch->lru_next;
     if (ch->lru_next)
         ch->lru_next->lru_prev = ch->lru_prev;
     else
-        cc->lru_tail = ch->lru_prev;
+        *tail = ch->lru_prev;
     ch->lru_prev = ch->lru_next = NULL;
+    ch->on_scan = false;
 }
 
-/* Evict unreferenced READY chunks, least recently used first, until within the budget. The
- * victims are chained on *freed, to be freed after unlocking. */
+static void evict_one_locked(struct chunkcache *cc, struct chunk *ch, struct chunk **freed)
+{
+    lru_unlink_locked(cc, ch);
+    table_remove_locked(cc, ch);
+    cc->st.evictions++;
+    ch->hnext = *freed;
+    *freed = ch;
+}
+
+/* Evict unreferenced READY chunks until within the budget: the chunks sequential readers read
+ * through first, oldest first, then the least recently used. The victims are chained on
+ * *freed, to be freed after unlocking. */
 static void evict_locked(struct chunkcache *cc, struct chunk **freed)
 {
-    while (cc->bytes > cc->budget && cc->lru_tail) {
-        struct chunk *ch = cc->lru_tail;
-        lru_unlink_locked(cc, ch);
-        table_remove_locked(cc, ch);
-        cc->st.evictions++;
-        ch->hnext = *freed;
-        *freed = ch;
-    }
+    while (cc->bytes > cc->budget && (cc->scan_tail || cc->lru_tail))
+        evict_one_locked(cc, cc->scan_tail ? cc->scan_tail : cc->lru_tail, freed);
 }
 
 /* Create a LOADING chunk with one reference, insert it and make room for it. */
@@ -308,6 +336,22 @@ static struct chunk *create_locked(struct chunkcache *cc, const struct chunk_key
     table_insert_locked(cc, ch);
     cc->bytes_loading += len;
     evict_locked(cc, freed);
+    /* Past scan_max, the oldest chunk read through goes too, one per chunk made (so its
+     * buffer is reused at once). */
+    if (cc->scan_bytes > cc->scan_max && cc->scan_tail)
+        evict_one_locked(cc, cc->scan_tail, freed);
+    /* Reuse a victim's buffer: rewriting memory in use costs far less than touching fresh
+     * pages (page faults; on some virtual machines each first touch of a page is a trap). */
+    if (len == cc->chunk_size) {
+        for (struct chunk *v = *freed; v; v = v->hnext) {
+            if (v->len == len && v->data) {
+                ch->spare = v->data;
+                v->data = NULL;
+                cc->st.recycled++;
+                break;
+            }
+        }
+    }
     return ch;
 }
 
@@ -347,6 +391,38 @@ int chunkcache_get(struct chunkcache *cc, const struct chunk_key *k, size_t len,
     free_list(freed);
     *out = ch;
     return rc;
+}
+
+void chunkcache_set_scan_max(struct chunkcache *cc, uint64_t bytes)
+{
+    pthread_mutex_lock(&cc->lock);
+    cc->scan_max = bytes;
+    pthread_mutex_unlock(&cc->lock);
+}
+
+char *chunkcache_buffer(struct chunk *ch)
+{
+    char *b = ch->spare;
+
+    ch->spare = NULL;
+    return b ? b : chunkcache_data_alloc(ch->len);
+}
+
+void chunkcache_consumed(struct chunkcache *cc, struct chunk *ch)
+{
+    pthread_mutex_lock(&cc->lock);
+    ch->consumed = true;
+    pthread_mutex_unlock(&cc->lock);
+}
+
+bool chunkcache_present(struct chunkcache *cc, const struct chunk_key *k)
+{
+    uint64_t h = key_hash(k);
+
+    pthread_mutex_lock(&cc->lock);
+    bool found = find_locked(cc, k, h) != NULL;
+    pthread_mutex_unlock(&cc->lock);
+    return found;
 }
 
 int chunkcache_claim(struct chunkcache *cc, const struct chunk_key *k, size_t len,
@@ -575,6 +651,7 @@ void chunkcache_get_stats(struct chunkcache *cc, struct chunkcache_stats *st)
     st->bytes_cached = cc->bytes;
     st->bytes_loading = cc->bytes_loading;
     st->chunks = cc->count;
+    st->bytes_scan = cc->scan_bytes;
     st->slow_waits = cc->slow_n;
     pthread_mutex_unlock(&cc->lock);
 }

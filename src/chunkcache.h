@@ -12,7 +12,11 @@
  *
  * References: every chunk handed out carries a reference, dropped with chunkcache_release().
  * While a reference is held, a READY chunk's bytes stay valid and can be read without any lock.
- * Only unreferenced READY chunks are evicted, least recently released first.
+ * Only unreferenced READY chunks are evicted, least recently released first; but a chunk that a
+ * sequential reader read through (chunkcache_consumed) goes on a scan list, evicted before the
+ * others (oldest first), and the scan list keeps at most scan_max bytes once new chunks are
+ * made: one long read does not flush what random readers use, and its chunks' buffers are
+ * reused by the chunks it reads next (see chunkcache_buffer).
  *
  * Budget: counts the data bytes of every chunk in the cache, LOADING ones included. Going over
  * it evicts; it is exceeded only while everything is referenced or in flight.
@@ -63,6 +67,8 @@ struct chunkcache_stats {
     uint64_t waits_timedout; /* chunkcache_wait_until gave up at its deadline */
     uint64_t waits_refused;  /* ... or because too many waits were slow (-EAGAIN) */
     uint64_t slow_waits;     /* waits counted slow now */
+    uint64_t bytes_scan;     /* of bytes_cached, on the scan list now */
+    uint64_t recycled;       /* chunks made with the buffer of the chunk evicted for them */
 };
 
 /* budget: bytes of chunk data (0: CHUNKCACHE_DEFAULT_BUDGET). chunk_size: bytes (0: default).
@@ -79,6 +85,23 @@ size_t chunkcache_budget(const struct chunkcache *cc);
  * Returns -ENOMEM if a missing chunk could not be created. */
 int chunkcache_get(struct chunkcache *cc, const struct chunk_key *k, size_t len,
                    struct chunk **out);
+
+/* Is the chunk cached or in flight? Takes no reference and counts nothing: a hint, true or
+ * false the moment after. */
+bool chunkcache_present(struct chunkcache *cc, const struct chunk_key *k);
+
+/* The scan list's bound (default: none). Call before any other use. */
+void chunkcache_set_scan_max(struct chunkcache *cc, uint64_t bytes);
+
+/* Mark a chunk the caller holds a reference to as read through by a sequential reader: once
+ * unreferenced, it goes on the scan list. */
+void chunkcache_consumed(struct chunkcache *cc, struct chunk *ch);
+
+/* The buffer to fill a claimed chunk with (chunkcache_len bytes): the buffer of a chunk
+ * evicted to make room for it if there was one, else a new one (chunkcache_data_alloc);
+ * NULL if out of memory. Only the claimer calls it, once; the buffer goes to
+ * chunkcache_complete, or to chunkcache_data_free if the fetch fails. */
+char *chunkcache_buffer(struct chunk *ch);
 
 /* Claim a chunk for readahead: only if it is absent, and only while the bytes in flight stay
  * within half the budget (readahead must not flush the cache). On 0 *out is a LOADING chunk

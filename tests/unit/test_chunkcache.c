@@ -383,6 +383,87 @@ static void test_slow_waits(void)
     chunkcache_free(cc);
 }
 
+/* Chunks read through (consumed) go on the scan list: evicted before the LRU ones, oldest
+ * first, kept to scan_max once new chunks are made, and a new chunk gets the buffer of the one
+ * evicted for it. */
+static void test_scan(void)
+{
+    struct chunkcache *cc;
+    struct chunk *ch;
+    struct chunkcache_stats st;
+
+    CHECK_EQ_INT(chunkcache_new(16 * CS, CS, &cc), 0);
+    chunkcache_set_scan_max(cc, 4 * CS);
+    /* 4 chunks of b, read at random (LRU), then 10 of a, read through (scan); all claimed
+     * first (nothing is evicted while everything is referenced). */
+    struct chunk *all[14];
+    for (uint64_t i = 0; i < 14; i++) {
+        struct chunk_key k = i < 4 ? key(&cid_b, i) : key(&cid_a, i - 4);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &all[i]), CHUNK_CLAIMED);
+    }
+    for (uint64_t i = 0; i < 14; i++) {
+        char *b = chunkcache_buffer(all[i]);
+        CHECK(b != NULL);
+        memset(b, (int)i, CS);
+        chunkcache_complete(cc, all[i], b, 0);
+        if (i >= 4)
+            chunkcache_consumed(cc, all[i]);
+        chunkcache_release(cc, all[i]);
+    }
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.bytes_cached, 14 * CS);
+    CHECK_EQ_INT(st.bytes_scan, 10 * CS); /* scan_max applies when chunks are made */
+    CHECK_EQ_INT(st.recycled, 0);
+    /* A new chunk: the oldest chunk read through goes, and its buffer is the new one's. */
+    struct chunk_key k0 = key(&cid_a, 0), kn = key(&cid_a, 100);
+    CHECK_EQ_INT(chunkcache_get(cc, &k0, CS, &ch), CHUNK_READY);
+    const char *old = chunkcache_data(ch);
+    chunkcache_release(cc, ch); /* a hit does not move it off the scan list's order: it is
+                                 * pushed back as the newest there */
+    CHECK_EQ_INT(chunkcache_get(cc, &kn, CS, &ch), CHUNK_CLAIMED);
+    struct chunk_key k1 = key(&cid_a, 1);
+    CHECK(!chunkcache_present(cc, &k1)); /* a0 was used: a1 is now the oldest */
+    CHECK(chunkcache_present(cc, &k0));
+    char *b = chunkcache_buffer(ch);
+    CHECK(b != old); /* a0 kept its buffer */
+    chunkcache_get_stats(cc, &st);
+    CHECK_EQ_INT(st.recycled, 1);
+    memset(b, 'n', CS);
+    chunkcache_complete(cc, ch, b, 0);
+    chunkcache_release(cc, ch);
+    /* Over the budget: the scan list goes first, then the LRU (b's chunks stay meanwhile). */
+    for (uint64_t i = 200; i < 210; i++) {
+        struct chunk_key k = key(&cid_a, i);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &ch), CHUNK_CLAIMED);
+        char *d = chunkcache_buffer(ch);
+        memset(d, 'x', CS);
+        chunkcache_complete(cc, ch, d, 0);
+        chunkcache_release(cc, ch);
+    }
+    for (uint64_t i = 0; i < 4; i++) {
+        struct chunk_key k = key(&cid_b, i);
+        CHECK(chunkcache_present(cc, &k));
+    }
+    chunkcache_get_stats(cc, &st);
+    /* 9 on the scan list: 5 made go to scan_max (4), 2 more fit, 3 go over the budget. */
+    CHECK_EQ_INT(st.bytes_cached, 16 * CS);
+    CHECK_EQ_INT(st.recycled, 9);
+    CHECK_EQ_INT(st.bytes_scan, CS);
+    /* The bytes of every chunk still there are its own. */
+    for (uint64_t i = 0; i < 4; i++) {
+        struct chunk_key k = key(&cid_b, i);
+        CHECK_EQ_INT(chunkcache_get(cc, &k, CS, &ch), CHUNK_READY);
+        CHECK(chunkcache_data(ch)[0] == (char)i && chunkcache_data(ch)[CS - 1] == (char)i);
+        chunkcache_release(cc, ch);
+    }
+    /* A claimed chunk that fails keeps no buffer: the spare goes with the chunk. */
+    struct chunk_key kf = key(&cid_a, 300);
+    CHECK_EQ_INT(chunkcache_get(cc, &kf, CS, &ch), CHUNK_CLAIMED);
+    chunkcache_complete(cc, ch, NULL, -EIO);
+    chunkcache_release(cc, ch);
+    chunkcache_free(cc);
+}
+
 int main(void)
 {
     make_cid(&cid_a, 1);
@@ -394,5 +475,6 @@ int main(void)
     test_single_flight();
     test_wait_deadline();
     test_slow_waits();
+    test_scan();
     return unit_done("chunkcache");
 }
