@@ -69,6 +69,17 @@ static int local_read_stream(struct node *n, const struct cid *c, uint64_t off, 
     return rc;
 }
 
+/* A block (the reader's DAG map walks files with it): where for_cid reads the content. The
+ * store's copy is checked by the store; the node's is not (the caller hashes it), and it is
+ * not kept in the store (reads of remote CIDs are not copied into it). */
+static int local_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct node *b = for_cid(to_local(n), c);
+    if (!b->ops->get_block)
+        return -EOPNOTSUPP;
+    return b->ops->get_block(b, c, data, len);
+}
+
 /* The names: all local. */
 static int local_mfs_stat(struct node *n, const char *path, struct node_stat *out,
                           struct cid *cid)
@@ -203,6 +214,7 @@ static const struct node_ops local_ops = {
     .add = local_add,
     .put_symlink = local_put_symlink,
     .space = local_space,
+    .get_block = local_get_block,
     .start = local_start,
     .sync = local_sync,
     .sync_state = local_sync_state,
