@@ -110,6 +110,7 @@ static int resolve_node(struct node_ipns *ni, const char *name, char *value, siz
     if (rc < 0) {
         free(buf.data);
         if (strstr(err, "could not resolve name") || strstr(err, "could not find a TXT") ||
+            strstr(err, "no such host") ||
             strstr(err, "not a valid") || strstr(err, "invalid"))
             return -ENOENT;
         log_warn("IPNS name %s: %s", name, err[0] ? err : strerror(-rc));

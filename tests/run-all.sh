@@ -72,7 +72,7 @@ give_up() {
 
 DEBIAN_PACKAGES=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
     libcurl4-openssl-dev libjansson-dev libxxhash-dev libssl-dev ipfs-cid attr python3 curl shellcheck
-    valgrind mandoc rsync clang libclang-rt-14-dev)
+    valgrind mandoc rsync clang libclang-rt-14-dev dnsmasq-base)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

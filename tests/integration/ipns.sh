@@ -4,7 +4,8 @@
 # a republish shows up after the TTL; files already open keep their content; changes are
 # refused; unknown names and a dead node give the documented errors in time. Then the same names
 # through a gateway (no --api): records fetched with ?format=ipns-record and verified, and a
-# gateway that corrupts or bloats the record refused.
+# gateway that corrupts or bloats the record refused. Last, DNSLink: dnsmasq serves TXT records on a
+# loopback address, to a second Kubo run in a mount namespace whose /etc/resolv.conf names it.
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/ipns.sh
@@ -151,5 +152,57 @@ fi
 check_fails_with "--ipns with --write-through is refused" "read-only" \
     "$IPFSFS_BIN" --ipns --write-through --api="$NODE_API" "$WORK/nowhere"
 
-diag "DNSLink is not tested here: it needs a DNS resolver the node uses (see tests/README.md)."
+# ---- DNSLink through Kubo, with a resolver of our own ---------------------------------------
+
+# dnsmasq on a loopback address answers the TXT records; a second Kubo runs in a mount
+# namespace of its own whose /etc/resolv.conf names that address (the machine's stays as it is).
+if ! command -v dnsmasq >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
+    ok "DNSLink through the node # SKIP dnsmasq or unshare is not installed (apt-get install dnsmasq-base)"
+    finish
+fi
+DNSIP=127.83.83.$((RANDOM % 200 + 20))
+{
+    echo no-resolv
+    echo no-hosts
+    echo "listen-address=$DNSIP"
+    echo port=53
+    echo bind-interfaces
+    echo "local=/ipfsfs.test/"
+    echo "txt-record=_dnslink.site.ipfsfs.test,\"dnslink=/ipfs/$CA\""
+    echo "txt-record=_dnslink.deep.ipfsfs.test,\"dnslink=/ipfs/$CA/sub\""
+} >"$WORK/dnsmasq.conf"
+dnsmasq --conf-file="$WORK/dnsmasq.conf" --pid-file="$WORK/dnsmasq.pid" --keep-in-foreground \
+    --log-facility="$WORK/dnsmasq.log" &
+track_pid $!
+echo "nameserver $DNSIP" >"$WORK/resolv.conf"
+out=$(unshare -m --propagation private sh -c \
+    "mount --bind '$WORK/resolv.conf' /etc/resolv.conf && exec '$IPFSFS_NODE_DIR/start-node.sh' '$WORK/dnsnode'")
+DAPI=$(sed -n 's/^IPFS_API=//p' <<<"$out")
+DPID=$(sed -n 's/^IPFS_PID=//p' <<<"$out")
+if [ -z "$DAPI" ] || [ -z "$DPID" ]; then
+    not_ok "a Kubo that asks our resolver starts" "$out"
+    finish
+fi
+track_pid "$DPID"
+ok "dnsmasq on $DNSIP, and a Kubo that asks it ($DAPI)"
+SAVED_URL=$NODE_URL
+NODE_URL=http://127.0.0.1:$(sed -n 's#^/ip4/127.0.0.1/tcp/\([0-9]*\).*#\1#p' <<<"$DAPI")/api/v0
+DCA=$(add_dir "$A")
+NODE_URL=$SAVED_URL
+check_eq "the tree is on that node too" "$DCA" "$CA"
+M=$WORK/ipns-dns
+if mount_ipfsfs "$M" --ipns --api="$DAPI" --timeout=$T; then
+    check "DNSLink: diff -r of a domain against what its TXT record points to" \
+        diff -r "$A" "$M/site.ipfsfs.test"
+    check_eq "DNSLink: user.ipfs.cid of the domain" \
+        "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M/site.ipfsfs.test" 2>&1)" "$CA"
+    check_eq "DNSLink: a record with a path (dnslink=/ipfs/CID/sub)" \
+        "$(cat "$M/deep.ipfsfs.test/deep.txt" 2>&1)" "deep A"
+    check_errno_within "DNSLink: a domain with no record is ENOENT, within the timeout" \
+        $((T + 3)) ENOENT stat "$M/nothing.ipfsfs.test"
+    check_unmount "unmount (DNSLink)" "$M"
+else
+    not_ok "ipfsfs --ipns mounts on the node that asks our resolver"
+fi
+kill "$DPID" 2>/dev/null
 finish
