@@ -24,6 +24,19 @@
  * move, when the handle closes, when a request fails, or when the reader claims nothing new for
  * 1 s; a later sequential read starts another.
  *
+ * Direct reads: a random read (the handle's first, or one that continues nothing) of at most
+ * direct_max bytes whose chunks are neither cached nor in flight is not worth whole chunks: it
+ * goes straight to the node, into the caller's buffer, and caches nothing (the kernel's page
+ * cache keeps it). It asks the deepest node of the file's DAG known to hold the whole range
+ * (the DAG map: the internal nodes of files, fetched in the background with get_block when the
+ * node has it, checked against their CIDs; see reader.c), which costs the node far less than
+ * a ranged read of the root.
+ *
+ * Sequential reads and the cache: a chunk that a sequential read reads to its end goes on the
+ * cache's scan list (chunkcache.h): kept up to scan_keep bytes, evicted before any other chunk,
+ * its buffer reused for the next chunk made. So one long read neither flushes the cache nor
+ * touches fresh memory for every chunk (the page cache holds what it read).
+ *
  * Prefetch is advisory: when the job queue is full the rest of the window is left for later
  * reads; a prefetch that fails or is cancelled leaves nothing behind, and a read waiting on it
  * fetches the chunk itself. A read never asks for bytes past EOF; a read at or after EOF is 0.
@@ -33,7 +46,7 @@
  * at most a window of chunks claimed or read ahead, like the span jobs. On top, each request in
  * progress has one chunk buffer being filled (a node without read_stream: a transfer buffer of
  * the request's size: at most workers x span_bytes for the prefetch, and 4 MiB per thread in
- * reader_read).
+ * reader_read). The DAG map holds at most cache_bytes / 16 more.
  *
  * Time: a reader_read waits at most timeout_ms for its bytes, whatever the node does (see the
  * rule at the top of reader.c); then it fails with -ETIMEDOUT. A wait on a chunk that another
@@ -63,6 +76,12 @@ struct reader_config {
     size_t span_bytes;    /* largest prefetch request; 0: 4 MiB (at least one chunk) */
     unsigned queue_max;   /* prefetch jobs waiting at most; 0: 4 per worker */
     unsigned timeout_ms;  /* longest a reader_read waits (the mount's --timeout); 0: 30 s */
+    size_t scan_keep;     /* chunks that sequential reads read through are kept up to this
+                           * (then their buffers serve the next chunks), before any other is
+                           * evicted; 0: max(readahead_max, 4 MiB), at most a quarter of the
+                           * cache; SIZE_MAX: like any chunk (LRU) */
+    size_t direct_max;    /* random reads up to this size whose chunks are not cached go
+                           * straight to the node, uncached; 0: chunk_size / 4, SIZE_MAX: never */
     unsigned max_slow_waits;          /* 0: 32 */
     unsigned max_slow_waits_per_file; /* 0: 8 */
 };

@@ -10,6 +10,8 @@
  * bound says why it is generous. */
 #include "config.h"
 
+#include "dagpb.h"
+#include "importer.h"
 #include "reader.h"
 #include "unit.h"
 
@@ -17,6 +19,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -315,7 +318,8 @@ static uint64_t stat_of(struct reader *r, const char *name)
 static void settle(struct reader *r)
 {
     for (int i = 0; i < 30000 && (stat_of(r, "cache_bytes_loading") != 0 ||
-                                  stat_of(r, "prefetch_streams_now") != 0);
+                                  stat_of(r, "prefetch_streams_now") != 0 ||
+                                  stat_of(r, "dag_loading") != 0);
          i++)
         usleep(2000);
 }
@@ -345,6 +349,11 @@ static int check_bytes(const char *buf, uint64_t off, size_t len)
     return 1;
 }
 
+/* The readers of the chunk tests make no direct reads (they count chunk fetches); the tests of
+ * direct reads set this to 0 (the default) for theirs. */
+static size_t direct_max = SIZE_MAX;
+static size_t scan_keep; /* 0: the default */
+
 static struct reader *new_reader_span(struct stub *s, size_t cache, size_t cs, size_t ra,
                                       unsigned w, size_t span)
 {
@@ -356,6 +365,8 @@ static struct reader *new_reader_span(struct stub *s, size_t cache, size_t cs, s
                                 .workers = w,
                                 .span_bytes = span,
                                 .timeout_ms = 600000,
+                                .direct_max = direct_max,
+                                .scan_keep = scan_keep,
                                 .max_slow_waits = 64,
                                 .max_slow_waits_per_file = 64};
     struct reader *r = NULL;
@@ -687,6 +698,7 @@ static void test_free_inflight(void)
                                 .readahead_max = 64 * cs,
                                 .workers = 2,
                                 .span_bytes = cs,
+                                .direct_max = SIZE_MAX,
                                 .queue_max = 8};
     struct reader *r = NULL;
     CHECK_EQ_INT(reader_new(&s.base, &cfg, &r), 0);
@@ -949,6 +961,7 @@ static struct reader *new_reader_timeout(struct stub *s, size_t cs, unsigned tim
                                 .readahead_max = 0,
                                 .workers = 1,
                                 .timeout_ms = timeout_ms,
+                                .direct_max = SIZE_MAX,
                                 .max_slow_waits = 64,
                                 .max_slow_waits_per_file = per_file};
     struct reader *r = NULL;
@@ -1085,6 +1098,398 @@ static void test_stats_text(void)
     stub_fini(&s);
 }
 
+/* ---- direct reads and the DAG map ----------------------------------------------------------- */
+
+/* Small random reads of a file nothing cached: straight to the node, exact bytes, no chunk
+ * cached; a chunk that is cached still serves them; a sequential read is not direct. */
+static void test_direct(void)
+{
+    const size_t cs = 64 << 10;
+    const uint64_t size = 1000 * cs + 777; /* never generated in full */
+    struct stub s;
+    uint64_t x = 88172645463325252ull;
+    char buf[8192];
+    int bad = 0;
+
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    direct_max = 0;
+    struct reader *r = new_reader(&s, 32 * cs, cs, 8 * cs, 2);
+    direct_max = SIZE_MAX;
+    struct reader_handle *h = reader_open(r, &file_cid, size);
+    for (int i = 0; i < 200; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t len = 1 + (size_t)(x >> 40) % sizeof buf;
+        /* In slot (i * 419) % 500 of 2 chunks: no read is near an earlier one (sequential). */
+        uint64_t off = (uint64_t)((i * 419) % 500) * 2 * cs + x % cs;
+        if (reader_read(h, off, len, buf) != (ssize_t)len || !check_bytes(buf, off, len))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(stat_of(r, "direct_reads"), 200);
+    CHECK_EQ_INT(stub_calls(&s), 200);
+    CHECK_EQ_INT(stat_of(r, "cache_misses"), 0);
+    CHECK_EQ_INT(stat_of(r, "cache_chunks"), 0);
+    CHECK(stub_get(&s, &s.max_len) <= sizeof buf);
+    /* The tail, up to EOF, and past it. */
+    CHECK_EQ_INT(reader_read(h, size - 100, 4096, buf), 100);
+    CHECK(check_bytes(buf, size - 100, 100));
+    CHECK_EQ_INT(reader_read(h, size, 4096, buf), 0);
+    reader_close(h);
+
+    /* A handle that reads chunk 0 in full caches it; a random read in it is a hit. */
+    h = reader_open(r, &file_cid, size);
+    char *big = malloc(cs);
+    CHECK_EQ_INT(reader_read(h, 0, cs, big), (ssize_t)cs);
+    CHECK(check_bytes(big, 0, cs));
+    free(big);
+    settle(r);
+    uint64_t calls = stub_calls(&s), direct = stat_of(r, "direct_reads");
+    CHECK_EQ_INT(reader_read(h, 40 * cs + 5, 100, buf), 100); /* random: direct */
+    CHECK(check_bytes(buf, 40 * cs + 5, 100));
+    reader_close(h);
+    h = reader_open(r, &file_cid, size);
+    CHECK_EQ_INT(reader_read(h, 1000, 4096, buf), 4096); /* random, cached: a hit */
+    CHECK(check_bytes(buf, 1000, 4096));
+    CHECK_EQ_INT(stat_of(r, "direct_reads"), direct + 1);
+    settle(r);
+    CHECK_EQ_INT(stub_calls(&s), calls + 1);
+    reader_close(h);
+
+    /* A sequential reader is served by the chunks as before (its first small read is direct). */
+    h = reader_open(r, &file_cid, size);
+    CHECK_EQ_INT(read_all(h, 40 * cs, 4096, 0), 0);
+    settle(r);
+    CHECK(stat_of(r, "direct_reads") <= direct + 2);
+    CHECK(stat_of(r, "cache_bytes_fetched") >= 30 * cs);
+    reader_close(h);
+    reader_free(r);
+    stub_fini(&s);
+}
+
+/* A stub node that serves a real UnixFS DAG (made by the importer from the stub's bytes): its
+ * blocks (get_block), and ranged reads of any node of it, root or below (read_stream). */
+struct dblock {
+    struct cid cid;
+    uint8_t *data;
+    size_t len;
+    uint64_t start, size; /* the file bytes it holds */
+    bool placed;
+};
+
+struct dagstub {
+    struct stub s; /* first; its lock guards the fields below too */
+    struct dblock *b;
+    size_t nb, cap;
+    struct cid root;
+    unsigned root_calls, deep_calls, get_calls;
+    bool corrupt;        /* get_block flips a byte */
+    unsigned fail_deep;  /* fail this many reads below the root with -EIO */
+};
+
+static int dag_put(void *ud, const struct cid *c, const uint8_t *data, size_t len)
+{
+    struct dagstub *d = ud;
+    if (d->nb == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->b = realloc(d->b, d->cap * sizeof *d->b);
+        if (!d->b)
+            abort();
+    }
+    struct dblock *b = &d->b[d->nb++];
+    memset(b, 0, sizeof *b);
+    b->cid = *c;
+    b->data = malloc(len ? len : 1);
+    if (!b->data)
+        abort();
+    memcpy(b->data, data, len);
+    b->len = len;
+    return 0;
+}
+
+static struct dblock *dag_block(struct dagstub *d, const struct cid *c)
+{
+    for (size_t i = 0; i < d->nb; i++)
+        if (cid_equal(&d->b[i].cid, c))
+            return &d->b[i];
+    return NULL;
+}
+
+/* Where each node's bytes are in the file. */
+static void dag_place(struct dagstub *d, const struct cid *c, uint64_t start, uint64_t size)
+{
+    struct dblock *b = dag_block(d, c);
+    struct dagpb_node pb;
+    struct unixfs_bs_iter it;
+    uint64_t bs;
+
+    if (!b)
+        abort();
+    b->start = start;
+    b->size = size;
+    b->placed = true;
+    if (c->codec != CID_CODEC_DAG_PB || dagpb_decode(b->data, b->len, &pb) < 0)
+        return;
+    unixfs_bs_begin(&it, pb.data, pb.data_len);
+    for (size_t i = 0; i < pb.nlinks && unixfs_bs_next(&it, &bs) == 1; i++) {
+        struct cid child;
+        if (cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &child) == 0)
+            dag_place(d, &child, start, bs);
+        start += bs;
+    }
+    dagpb_node_free(&pb);
+}
+
+static int dag_read_stream(struct node *n, const struct cid *c, uint64_t off, uint64_t len,
+                           int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct dagstub *d = (struct dagstub *)n;
+    char piece[3000];
+    int rc = 0;
+
+    pthread_mutex_lock(&d->s.lock);
+    d->s.calls++;
+    struct dblock *b = dag_block(d, c);
+    bool deep = !cid_equal(c, &d->root);
+    if (deep)
+        d->deep_calls++;
+    else
+        d->root_calls++;
+    if (!b || !b->placed || len == 0 || off + len > b->size) {
+        d->s.bad_calls++;
+        pthread_mutex_unlock(&d->s.lock);
+        return -EIO;
+    }
+    if (deep && d->fail_deep) {
+        d->fail_deep--;
+        pthread_mutex_unlock(&d->s.lock);
+        return -EIO;
+    }
+    d->s.bytes += len;
+    uint64_t start = b->start;
+    pthread_mutex_unlock(&d->s.lock);
+    for (uint64_t o = off; o < off + len && rc == 0;) {
+        size_t k = off + len - o < sizeof piece ? (size_t)(off + len - o) : sizeof piece;
+        for (size_t i = 0; i < k; i++)
+            piece[i] = (char)byte_at(start + o + i);
+        rc = sink(ud, "", 0);
+        if (rc == 0)
+            rc = sink(ud, piece, k);
+        o += k;
+    }
+    return rc;
+}
+
+static ssize_t dag_read(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf)
+{
+    (void)n, (void)c, (void)off, (void)len, (void)buf;
+    return -EIO; /* read_stream is used */
+}
+
+static int dag_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
+{
+    struct dagstub *d = (struct dagstub *)n;
+    pthread_mutex_lock(&d->s.lock);
+    d->get_calls++;
+    struct dblock *b = dag_block(d, c);
+    int rc = b ? 0 : -ENOENT;
+    if (b) {
+        *data = malloc(b->len);
+        if (!*data)
+            abort();
+        memcpy(*data, b->data, b->len);
+        *len = b->len;
+        if (d->corrupt)
+            (*data)[b->len / 2] ^= 1;
+    }
+    pthread_mutex_unlock(&d->s.lock);
+    return rc;
+}
+
+static const struct node_ops dag_ops = {
+    .read = dag_read,
+    .read_stream = dag_read_stream,
+    .get_block = dag_get_block,
+    .destroy = stub_destroy,
+};
+
+static void dagstub_init(struct dagstub *d, uint64_t size, size_t cs, bool raw_leaves)
+{
+    memset(d, 0, sizeof *d);
+    stub_init(&d->s, size, cs);
+    d->s.base.ops = &dag_ops;
+    int fd = memfd_create("dag", 0);
+    char *bytes = malloc(size);
+    if (fd < 0 || !bytes)
+        abort();
+    for (uint64_t i = 0; i < size; i++)
+        bytes[i] = (char)byte_at(i);
+    if (write(fd, bytes, size) != (ssize_t)size)
+        abort();
+    free(bytes);
+    struct import_opts o = {.cid_version = raw_leaves ? 1 : 0,
+                            .raw_leaves = raw_leaves,
+                            .chunk_size = 4096};
+    CHECK_EQ_INT(import_fd(fd, size, &o, dag_put, d, &d->root, NULL), 0);
+    close(fd);
+    dag_place(d, &d->root, 0, size);
+}
+
+static void dagstub_fini(struct dagstub *d)
+{
+    for (size_t i = 0; i < d->nb; i++)
+        free(d->b[i].data);
+    free(d->b);
+    stub_fini(&d->s);
+}
+
+static unsigned dag_get(struct dagstub *d, const unsigned *field)
+{
+    pthread_mutex_lock(&d->s.lock);
+    unsigned v = *field;
+    pthread_mutex_unlock(&d->s.lock);
+    return v;
+}
+
+/* n random reads of up to maxlen bytes of file c, each on a handle of its own (each is a
+ * first read: random); returns how many were wrong. */
+static int random_reads(struct reader *r, const struct cid *c, uint64_t size, int n,
+                        size_t maxlen, uint64_t *x)
+{
+    char buf[4096];
+    int bad = 0;
+
+    for (int i = 0; i < n; i++) {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        size_t len = 1 + (size_t)(*x >> 40) % (maxlen < sizeof buf ? maxlen : sizeof buf);
+        uint64_t off = *x % (size - len + 1);
+        struct reader_handle *h = reader_open(r, c, size);
+        if (reader_read(h, off, len, buf) != (ssize_t)len || !check_bytes(buf, off, len))
+            bad++;
+        reader_close(h);
+    }
+    return bad;
+}
+
+/* Direct reads ask the deepest node the DAG map knows; the map fetches the internal nodes in
+ * the background (each distinct block once), never a leaf; a block that does not match its CID
+ * is not used, nor a root whose size is not the file's. */
+static void test_dag(void)
+{
+    const size_t cs = 64 << 10;
+    const uint64_t size = (2u << 20) + 1234; /* 513 leaves of 4 KiB: 3 nodes under the root */
+    uint64_t x = 88172645463325252ull;
+
+    for (int raw = 0; raw < 2; raw++) {
+        struct dagstub d;
+        dagstub_init(&d, size, cs, raw);
+        direct_max = 0;
+        struct reader *r = new_reader(&d.s, 64 * cs, cs, 8 * cs, 2);
+        direct_max = SIZE_MAX;
+        CHECK_EQ_INT(random_reads(r, &d.root, size, 50, 4096, &x), 0);
+        /* The root and the 3 nodes under it, each once, in the background. The stub's bytes
+         * repeat every 256: the leaves are all the same block, and so are the first two nodes
+         * under the root (174 leaves each; the third has 165): 3 distinct blocks. */
+        for (int i = 0; i < 100 && stat_of(r, "dag_fetches") < 3; i++)
+            CHECK_EQ_INT(random_reads(r, &d.root, size, 20, 4096, &x), 0);
+        CHECK_EQ_INT(await_stat(r, "dag_fetches", 3), 3);
+        settle(r);
+        unsigned root_calls = dag_get(&d, &d.root_calls);
+        unsigned deep_calls = dag_get(&d, &d.deep_calls);
+        CHECK_EQ_INT(random_reads(r, &d.root, size, 200, 1000, &x), 0);
+        /* Now below the root: only a read across two of the 3 nodes asks the root. */
+        CHECK(dag_get(&d, &d.root_calls) <= root_calls + 2);
+        CHECK(dag_get(&d, &d.deep_calls) >= deep_calls + 198);
+        CHECK_EQ_INT(stat_of(r, "dag_fetches"), 3);
+        CHECK_EQ_INT(stat_of(r, "dag_failed"), 0);
+        CHECK_EQ_INT(dag_get(&d, &d.get_calls), 3);
+        CHECK(stat_of(r, "dag_bytes") > 0);
+        CHECK_EQ_INT(stat_of(r, "cache_chunks"), 0);
+        CHECK_EQ_INT((int)stub_get(&d.s, &d.s.bad_calls), 0);
+        /* A node below that fails: the read asks the root. */
+        pthread_mutex_lock(&d.s.lock);
+        d.fail_deep = 1;
+        pthread_mutex_unlock(&d.s.lock);
+        root_calls = dag_get(&d, &d.root_calls);
+        CHECK_EQ_INT(random_reads(r, &d.root, size, 5, 1000, &x), 0);
+        CHECK(dag_get(&d, &d.root_calls) >= root_calls + 1);
+        reader_free(r);
+
+        /* Blocks that do not match their CIDs: never used, every read asks the root. */
+        pthread_mutex_lock(&d.s.lock);
+        d.corrupt = true;
+        pthread_mutex_unlock(&d.s.lock);
+        direct_max = 0;
+        r = new_reader(&d.s, 64 * cs, cs, 8 * cs, 2);
+        direct_max = SIZE_MAX;
+        deep_calls = dag_get(&d, &d.deep_calls);
+        CHECK_EQ_INT(random_reads(r, &d.root, size, 100, 4096, &x), 0);
+        await_stat(r, "dag_failed", 1);
+        settle(r);
+        CHECK_EQ_INT(random_reads(r, &d.root, size, 50, 4096, &x), 0);
+        CHECK(stat_of(r, "dag_failed") >= 1);
+        CHECK_EQ_INT(stat_of(r, "dag_fetches"), 1); /* the root, once: kept as unusable */
+        CHECK_EQ_INT(dag_get(&d, &d.deep_calls), deep_calls);
+        reader_free(r);
+
+        /* The same CID opened with another size: the map is not used for it. */
+        pthread_mutex_lock(&d.s.lock);
+        d.corrupt = false;
+        pthread_mutex_unlock(&d.s.lock);
+        direct_max = 0;
+        r = new_reader(&d.s, 64 * cs, cs, 8 * cs, 2);
+        direct_max = SIZE_MAX;
+        deep_calls = dag_get(&d, &d.deep_calls);
+        for (int i = 0; i < 20; i++) {
+            CHECK_EQ_INT(random_reads(r, &d.root, size - 1000, 1, 100, &x), 0);
+            await_stat(r, "dag_fetches", 1);
+        }
+        settle(r);
+        CHECK_EQ_INT(stat_of(r, "dag_failed"), 1);
+        CHECK_EQ_INT(dag_get(&d, &d.deep_calls), deep_calls);
+        reader_free(r);
+        dagstub_fini(&d);
+    }
+}
+
+/* A sequential read of a file larger than scan_keep, in a cache larger than the file: what it
+ * read through is kept to scan_keep (plus the window), the buffers are reused, every chunk is
+ * fetched once; with scan_keep SIZE_MAX it is all kept. */
+static void test_scan_keep(void)
+{
+    const size_t cs = 64 << 10;
+    const uint64_t size = 200 * cs + 99;
+
+    for (int all = 0; all < 2; all++) {
+        struct stub s;
+        stub_init(&s, size, cs);
+        s.base.ops = &stub_stream_ops;
+        scan_keep = all ? SIZE_MAX : 16 * cs;
+        struct reader *r = new_reader(&s, 256 * cs, cs, 8 * cs, 4);
+        scan_keep = 0;
+        struct reader_handle *h = reader_open(r, &file_cid, size);
+        CHECK_EQ_INT(read_all(h, size, 2 * cs, 0), 0);
+        settle(r);
+        check_fetched_once(&s, size);
+        if (all) {
+            CHECK_EQ_INT(stat_of(r, "cache_bytes"), size);
+            CHECK_EQ_INT(stat_of(r, "cache_buffers_reused"), 0);
+        } else {
+            /* scan_keep, the window (8), what the last reads consumed since the last chunk
+             * was made (up to the window again). */
+            CHECK(stat_of(r, "cache_bytes") <= (16 + 8 + 8 + 2) * cs);
+            CHECK(stat_of(r, "cache_buffers_reused") >= 150);
+        }
+        reader_close(h);
+        reader_free(r);
+        stub_fini(&s);
+    }
+}
+
 int main(void)
 {
     memset(&file_cid, 0, sizeof file_cid);
@@ -1111,5 +1516,8 @@ int main(void)
     test_deadline();
     test_slow_waits();
     test_stats_text();
+    test_direct();
+    test_dag();
+    test_scan_keep();
     return unit_done("reader");
 }
