@@ -67,6 +67,8 @@ struct fhandle {
     struct inode *ino;
     struct reader_handle *rh;
     struct whandle *wh;
+    struct cid held; /* the content it opened, kept from collection (node_hold) */
+    bool holding;
 };
 
 /* An open directory: a listing from the cache (CID) or one of our own (names). */
@@ -563,6 +565,17 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     return rc;
 }
 
+/* Whether a file handle is open on ino. */
+static bool is_open(struct fs *fs, const struct inode *ino)
+{
+    bool open = false;
+    pthread_mutex_lock(&fs->hlock);
+    for (struct hlink *h = fs->files; h && !open; h = h->next)
+        open = ((struct fhandle *)h)->ino == ino;
+    pthread_mutex_unlock(&fs->hlock);
+    return open;
+}
+
 static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_of(req);
@@ -571,6 +584,10 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     (void)fi;
     if (ino->mfs) {
         int rc = mfs_refresh(fs, ino);
+        /* fstat(2) of a file open while its name was removed: the open file is still there
+         * (POSIX), with what it had. (The kernel does not say which handle asks.) */
+        if (rc == -ENOENT && is_open(fs, ino))
+            rc = 0;
         if (rc < 0) {
             fuse_reply_err(req, -rc);
             return;
@@ -789,6 +806,8 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *
 static void fhandle_free(struct fs *fs, struct fhandle *fh)
 {
     handle_untrack(fs, &fs->files, &fh->link);
+    if (fh->holding)
+        node_release(fs->node, &fh->held);
     if (fh->wh) {
         pthread_mutex_lock(&fs->wlock);
         fh->ino->nwriters--;
@@ -888,6 +907,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
             rc = -ENOMEM;
         /* Immutable content keeps its pages across opens; a name's may have changed. */
         fi->keep_cache = !ino->mfs;
+    }
+    if (rc == 0 && (fh->rh || (fh->wh && !(fi->flags & O_TRUNC)))) {
+        /* The content opened stays while the file is open, whatever its name becomes. */
+        if (node_hold(fs->node, &c) == 0) {
+            fh->held = c;
+            fh->holding = true;
+        }
     }
     if (rc < 0) {
         free(fh);

@@ -105,6 +105,12 @@ struct node_ops {
      * user.ipfsfs.sync xattr. Optional: NULL (or -ENOSYS) means the attribute does not exist.
      * Returns bytes written like snprintf, or -errno. */
     int (*sync_state)(struct node *n, const char *path, char *buf, size_t len);
+    /* Keep c's blocks (a file's DAG) where this node keeps blocks until release(c), whatever
+     * happens to the names that use it: a file open for reading or writing keeps its content
+     * when its name is removed or replaced (a store collects blocks no name uses). Holds
+     * count. Optional: NULL means nothing is ever collected. 0 or -errno. */
+    int (*hold)(struct node *n, const struct cid *c);
+    void (*release)(struct node *n, const struct cid *c);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);
@@ -121,6 +127,17 @@ static inline void node_stat_clear(struct node_stat *s)
         __builtin_free(s->target);
         s->target = NULL;
     }
+}
+
+static inline int node_hold(struct node *n, const struct cid *c)
+{
+    return n->ops->hold ? n->ops->hold(n, c) : 0;
+}
+
+static inline void node_release(struct node *n, const struct cid *c)
+{
+    if (n->ops->release)
+        n->ops->release(n, c);
 }
 
 static inline int node_stat(struct node *n, const struct cid *c, struct node_stat *out)

@@ -2609,6 +2609,16 @@ static void store_destroy(struct node *base)
     store_free(ns);
 }
 
+static int store_hold(struct node *n, const struct cid *c)
+{
+    return node_store_hold(n, c);
+}
+
+static void store_release(struct node *n, const struct cid *c)
+{
+    node_store_release(n, c);
+}
+
 static const struct node_ops store_ops = {
     .stat = store_stat,
     .list = store_list,
@@ -2627,6 +2637,8 @@ static const struct node_ops store_ops = {
     .put_car = store_put_car,
     .get_block = store_get_block,
     .sync = store_sync,
+    .hold = store_hold,
+    .release = store_release,
     .stats = store_stats,
     .destroy = store_destroy,
 };

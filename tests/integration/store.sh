@@ -215,6 +215,25 @@ collected=$(stat_of store_gc_bytes)
 check "--stats counts the bytes collected ($collected)" test "${collected:-0}" -ge $((40 << 20))
 check "the other names read" cmp "$SRC/d/h.txt" "$MNT/d/h.txt"
 check "a large file reads" cmp "$SRC/f20971520" "$MNT/f20971520"
+# A file open while its name goes keeps its content (POSIX): the collector leaves it alone.
+check "dd 20 MiB more" dd if="$SRC/gc1" of="$MNT/gc-open" bs=1M conv=fsync status=none
+exec 8<"$MNT/gc-open"
+check "rm it while it is open" rm "$MNT/gc-open"
+sync "$MNT"
+before=$(stat_of store_gc_runs)
+for _ in $(seq 1 60); do
+    [ "$(stat_of store_gc_runs)" -gt $((before + 1)) ] && break
+    sleep 1
+done
+if cmp -s "$SRC/gc1" - <&8; then
+    ok "two collections later, the open file still reads whole"
+else
+    not_ok "two collections later, the open file still reads whole" "$(tail -3 "${MOUNT_LOG[$MNT]}")"
+fi
+exec 8<&-
+sync "$MNT"
+check "once closed, its blocks go with a later collection" \
+    wait_kib_at_most $((base + 1024)) 60
 fsck_out=$(fsck_store 2>&1)
 check_eq "fsck after the collection: the one block damaged on purpose" \
     "$(printf '%s\n' "$fsck_out" | grep -c '^corrupt:')" 1
