@@ -1190,14 +1190,17 @@ static int direct_sink_fn(void *ud, const char *data, size_t len)
     return 0;
 }
 
-/* len bytes at rel of c, into buf, within the deadline. 0 or -errno (ERR_ABANDONED). */
+/* len bytes at rel of c, into buf. With stream (and a node that can), the request is given up
+ * at the deadline; without, it is a plain read, bounded by the node's timeout (started just
+ * after the read's deadline was set: it ends within about the same time) and lighter for a few
+ * KiB. 0 or -errno (ERR_ABANDONED). */
 static int direct_fetch(struct reader *r, const struct cid *c, uint64_t rel, size_t len,
-                        char *buf, const struct timespec *deadline)
+                        char *buf, bool stream, const struct timespec *deadline)
 {
     int rc;
 
     atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
-    if (r->node->ops->read_stream) {
+    if (stream && r->node->ops->read_stream) {
         struct direct_sink d = {.buf = buf, .len = len, .deadline = deadline};
         rc = r->node->ops->read_stream(r->node, c, rel, len, direct_sink_fn, &d);
         if (rc == 0 && d.got != len)
@@ -1235,7 +1238,7 @@ static int read_direct(struct reader_handle *h, uint64_t off, size_t size, char 
     atomic_fetch_add_explicit(&r->direct, 1, memory_order_relaxed);
     if (deep)
         atomic_fetch_add_explicit(&r->direct_deep, 1, memory_order_relaxed);
-    int rc = direct_fetch(r, &target, rel, size, buf, deadline);
+    int rc = direct_fetch(r, &target, rel, size, buf, false, deadline);
     /* A node below the root that the node cannot serve as the map says: ask the root. */
     if (rc < 0 && deep && rc != ERR_ABANDONED && rc != -EAGAIN && rc != -ETIMEDOUT &&
         !deadline_passed(deadline)) {
@@ -1243,7 +1246,8 @@ static int read_direct(struct reader_handle *h, uint64_t off, size_t size, char 
         cid_format(&target, cs, sizeof cs);
         log_debug("direct read of %zu bytes at %" PRIu64 " of %s failed (%s): asking the root",
                   size, rel, cs, strerror(-rc));
-        rc = direct_fetch(r, &h->cid, off, size, buf, deadline);
+        /* Given up at the deadline: the read stays within it, whatever the first one took. */
+        rc = direct_fetch(r, &h->cid, off, size, buf, true, deadline);
     }
     return rc == ERR_ABANDONED ? -ETIMEDOUT : rc;
 }

@@ -27,6 +27,9 @@
  * about once a second, so that is the real granularity). */
 #define RPC_BEAT_MS 250u
 #define RPC_DEFAULT_MAX_WAITS 16u
+/* curl's receive buffer: for long transfers, and for the others (see rpc_call). */
+#define RPC_BIG_BUFFER (256L * 1024)
+#define RPC_SMALL_BUFFER (64L * 1024)
 
 struct rpc {
     char *base_url;
@@ -628,8 +631,11 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     curl_easy_setopt(h, CURLOPT_IPRESOLVE, r->ipresolve);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    /* Larger reads from the socket: a 256 MiB cat took ~33,000 poll+recv calls at 16 KiB. */
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
+    /* Larger reads from the socket: a 256 MiB cat took ~33,000 poll+recv calls at 16 KiB.
+     * curl allocates this buffer for every transfer: long ones (streamed reads, uploads) get
+     * 256 KiB; the others stay below glibc's mmap threshold (128 KiB, main.c), or each call
+     * would map and unmap fresh pages (measured: one mmap + munmap per 4 KiB random read). */
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, opts->stall_ms ? RPC_BIG_BUFFER : RPC_SMALL_BUFFER);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout < 10000 ? timeout : 10000));
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -1282,10 +1282,25 @@ static int dag_read_stream(struct node *n, const struct cid *c, uint64_t off, ui
     return rc;
 }
 
+struct collect {
+    char *buf;
+    size_t got;
+};
+
+static int collect_sink(void *ud, const char *data, size_t len)
+{
+    struct collect *k = ud;
+    memcpy(k->buf + k->got, data, len);
+    k->got += len;
+    return 0;
+}
+
+/* A plain read: the same, into buf. */
 static ssize_t dag_read(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf)
 {
-    (void)n, (void)c, (void)off, (void)len, (void)buf;
-    return -EIO; /* read_stream is used */
+    struct collect k = {.buf = buf};
+    int rc = dag_read_stream(n, c, off, len, collect_sink, &k);
+    return rc < 0 ? rc : (ssize_t)k.got;
 }
 
 static int dag_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
