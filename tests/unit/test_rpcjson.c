@@ -443,6 +443,8 @@ static void test_ls_reader(void)
     size_t big = 70u << 10;
     char *huge = malloc(big + 100);
     CHECK(huge != NULL);
+    if (!huge)
+        return;
     int n = snprintf(huge, 100, "{\"Objects\":[{\"Links\":[{\"Name\":\"");
     memset(huge + n, 'x', big);
     memcpy(huge + n + big, "\"}]}]}", 6);
