@@ -198,6 +198,17 @@ static void local_destroy(struct node *n)
     free(l);
 }
 
+/* An open file's content stays in the store while it is open (the store's collector). */
+static int local_hold(struct node *n, const struct cid *c)
+{
+    return node_hold(to_local(n)->store, c);
+}
+
+static void local_release(struct node *n, const struct cid *c)
+{
+    node_release(to_local(n)->store, c);
+}
+
 static const struct node_ops local_ops = {
     .stat = local_stat,
     .list = local_list,
@@ -218,6 +229,8 @@ static const struct node_ops local_ops = {
     .start = local_start,
     .sync = local_sync,
     .sync_state = local_sync_state,
+    .hold = local_hold,
+    .release = local_release,
     .stats = local_stats,
     .destroy = local_destroy,
 };
