@@ -9,7 +9,9 @@
 # BENCH_ROUNDS rounds, alternating (direct, ipfsfs, direct, ipfsfs); round R reads the offsets of
 # seed BENCH_RANDOM_SEED + R - 1 both ways. Prints the per-read latency (mean, median, p90, p99)
 # of both, per round and averaged over the rounds, and the ratio of the means.
-# Target: ipfsfs not slower per read (mean ratio ipfsfs/direct <= 1).
+# Target: ipfsfs not slower per read (mean ratio ipfsfs/direct <= 1). ipfsfs reads such reads
+# directly (no chunk), from the deepest node of the file's DAG it knows (reader.h, "Direct
+# reads"): the statistics line after each round says how many went below the root.
 #
 # Environment: BENCH_RANDOM_SIZE (default 1G), BENCH_RANDOM_READS (default 2000),
 # BENCH_RANDOM_SEED (default 42), BENCH_ROUNDS (default 2), BENCH_FS_ARGS (extra ipfsfs
@@ -61,7 +63,7 @@ for r in $(seq 1 "$ROUNDS"); do
     n1=$(cpu_secs "$NODE_PID")
     f1=$(cpu_secs "$FS_PID")
     sed 's/^/#   /' "$WORK/fs.$r"
-    note "cpu: node $(calc "$n1 - $n0" %.2f) s, ipfsfs $(calc "$f1 - $f0" %.2f) s; requests $(stat_value rpc_requests)"
+    note "cpu: node $(calc "$n1 - $n0" %.2f) s, ipfsfs $(calc "$f1 - $f0" %.2f) s; requests $(stat_value rpc_requests) (direct reads $(stat_value direct_reads), of which below the root $(stat_value direct_reads_deep); blocks fetched for the DAG map $(stat_value dag_fetches))"
     if [ "$(value "$WORK/fs.$r" digest)" != "$(value "$WORK/rpc.$r" digest)" ]; then
         note "WARNING: the bytes read through the mount differ from those of the RPC calls"
     fi

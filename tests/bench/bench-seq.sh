@@ -86,6 +86,8 @@ FS_WARM=$(median "${warm_runs[@]}")
 R=$(calc "$FS_WARM / $CURL_WARM")
 record "warm re-read MB/s" "$FS_WARM" "$CURL_WARM" "$R" ">= 1000 MB/s" "$(verdict "$FS_WARM >= 1000")"
 
+# The chunk cache keeps only the last scan_keep bytes (max(--readahead, 4 MiB)) of a
+# sequential read (reader.h): this re-read goes mostly to the node again, by design.
 say "-- page cache dropped, same mount (ipfsfs chunk cache as the last read left it)"
 drop_caches
 one_read "chunk-cache read" cat "$MNT/$CID"
