@@ -16,6 +16,8 @@ without restarting it:
                       block, but not the one asked for)
     big               do not ask: answer 200 with a body of 3 MiB of zeros
     notfound          do not ask: answer 404
+    file PATH         do not ask: answer 200 with the bytes of PATH (e.g. a saved, older IPNS
+                      record: a valid one, but not the newest)
 
 One line per request goes to --log: the path and the mode applied. The port is written to
 --port-file once it listens. The proxy exits by itself after --max-seconds (default 900).
@@ -68,6 +70,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.plain(503, b"busy\n")
         if kind == "notfound":
             return self.plain(404, b"not here\n")
+        if kind == "file" and len(mode) > 1:
+            with open(mode[1], "rb") as f:
+                data = f.read()
+            return self.plain(200, data, [("Content-Type", "application/vnd.ipfs.ipns-record")])
         if kind == "big":
             return self.plain(200, bytes(3 << 20), [("Content-Type", "application/vnd.ipld.raw")])
         if kind == "stall":

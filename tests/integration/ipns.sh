@@ -4,7 +4,7 @@
 # a republish shows up after the TTL; files already open keep their content; changes are
 # refused; unknown names and a dead node give the documented errors in time. Then the same names
 # through a gateway (no --api): records fetched with ?format=ipns-record and verified, and a
-# gateway that corrupts or bloats the record refused. Last, DNSLink: dnsmasq serves TXT records on a
+# gateway that corrupts or bloats the record, serves an older one, or an expired one, refused. Last, DNSLink: dnsmasq serves TXT records on a
 # loopback address, to a second Kubo run in a mount namespace whose /etc/resolv.conf names it.
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
@@ -79,6 +79,11 @@ check_errno "a name that is no key and no domain is ENOENT" ENOENT stat "$MNT/no
 
 # A file opened before the name moves keeps reading what it opened.
 exec 7<"$MNT/$K1/hello.txt"
+# Kept for the gateway part: k1's record at sequence 0, and a record that expires in 2 s.
+curl -s -m 10 -o "$WORK/k1-seq0.rec" "$NODE_GATEWAY/ipns/$K1?format=ipns-record"
+K4=$(kubo key gen --type=ed25519 --ipns-base=base36 k4 2>/dev/null)
+kubo name publish --allow-offline --key=k4 --ttl=1s --lifetime=2s "/ipfs/$CA" >/dev/null 2>&1
+curl -s -m 10 -o "$WORK/k4-short.rec" "$NODE_GATEWAY/ipns/$K4?format=ipns-record"
 t0=$(now)
 publish k1 2s "$CB"
 switched=""
@@ -132,6 +137,22 @@ if mount_ipfsfs "$M" --ipns --gateway="$GWP" --store="$WORK/gwstore" --timeout=$
     else
         not_ok "the record was asked with ?format=ipns-record" "$(head -3 "$WORK/gw.log")"
     fi
+    # k1 is at sequence 1 now (B). A gateway that answers its older record (sequence 0, A):
+    # passed over once the newer one was seen, never shown.
+    check_eq "through the gateway: k1 at sequence 1 reads B" \
+        "$(cat "$M/$K1/hello.txt" 2>&1)" "version B"
+    echo "file $WORK/k1-seq0.rec" >"$WORK/gw.mode"
+    sleep 3 # past k1's TTL (2 s): the next lookup asks the gateway again
+    got=$(cat "$M/$K1/hello.txt" 2>&1)
+    if [ "$got" != "version A" ]; then
+        ok "a record with a lower sequence than one seen is refused (got: $got)"
+    else
+        not_ok "a record with a lower sequence than one seen is refused" "it showed version A"
+    fi
+    # A record past its validity (published with --lifetime=2s, kept since): refused.
+    echo "file $WORK/k4-short.rec" >"$WORK/gw.mode"
+    check_errno_within "an expired record is refused (ENOENT), within the timeout" \
+        $((T + 3)) "ENOENT" stat "$M/$K4"
     echo flip >"$WORK/gw.mode"
     check_errno_within "a record with a flipped byte is refused (EIO), within the timeout" \
         $((T + 3)) "EIO" stat "$M/$K3"
