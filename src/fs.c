@@ -1494,6 +1494,21 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
                               size);
         return;
     }
+    if (ino->mfs && fs->node->ops->name_getxattr) {
+        /* Attributes the node keeps for names (user.ipfs.pins, user.ipfs.replication). */
+        char path[PATH_MAX], buf[1024];
+        int n = mfs_path(fs, ino, path, sizeof path);
+        if (n >= 0)
+            n = fs->node->ops->name_getxattr(fs->node, path, name, buf, sizeof buf);
+        if (n != -ENOSYS) {
+            if (n < 0)
+                fuse_reply_err(req, -n);
+            else
+                reply_xattr_value(req, buf,
+                                  (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, size);
+            return;
+        }
+    }
     if (id == FUSE_ROOT_ID) {
         if (strcmp(name, XATTR_STATS) == 0) {
             char buf[8192];
@@ -1538,14 +1553,23 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t id, size_t size)
     static const char name_sync[] = XATTR_CID "\0" XATTR_CID_KUBO "\0" XATTR_SYNC;
     static const char root_sync[] = XATTR_STATS "\0" XATTR_SYNC;
     struct fs *fs = fs_of(req);
-    bool sync = fs->node->ops->sync_state && ino_of(id)->mfs;
-    if (id == FUSE_ROOT_ID)
-        reply_xattr_value(req, sync ? root_sync : root, sync ? sizeof root_sync : sizeof root,
-                          size);
-    else if (sync)
-        reply_xattr_value(req, name_sync, sizeof name_sync, size);
-    else
-        reply_xattr_value(req, cids, sizeof cids, size);
+    struct inode *ino = ino_of(id);
+    bool sync = fs->node->ops->sync_state && ino->mfs;
+    const char *ours = id == FUSE_ROOT_ID ? (sync ? root_sync : root) : sync ? name_sync : cids;
+    size_t len = id == FUSE_ROOT_ID ? (sync ? sizeof root_sync : sizeof root)
+                                    : sync ? sizeof name_sync : sizeof cids;
+    char buf[512];
+    memcpy(buf, ours, len);
+    if (ino->mfs && fs->node->ops->name_xattrs) {
+        /* and the node's own, for the names that have them */
+        char path[PATH_MAX];
+        int n = mfs_path(fs, ino, path, sizeof path);
+        if (n >= 0)
+            n = fs->node->ops->name_xattrs(fs->node, path, buf + len, sizeof buf - len);
+        if (n > 0 && (size_t)n <= sizeof buf - len)
+            len += (size_t)n;
+    }
+    reply_xattr_value(req, buf, len, size);
 }
 
 /* Where new content goes (the node's repo, the store's disk), in 4 KiB blocks; zeros when the
@@ -1590,14 +1614,31 @@ static void fs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
 static void fs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t sz,
                         int f)
 {
-    (void)n, (void)v, (void)sz, (void)f;
     struct fs *fs = fs_of(req);
-    fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
+    struct inode *ino = ino_of(i);
+    int rc = ino->mfs ? -ENOTSUP : -EROFS;
+    if (ino->mfs && fs->node->ops->name_setxattr && !foreign_xattr(n)) {
+        char path[PATH_MAX];
+        rc = mfs_path(fs, ino, path, sizeof path);
+        if (rc >= 0)
+            rc = fs->node->ops->name_setxattr(fs->node, path, n, v, sz, f);
+        if (rc == -ENOSYS)
+            rc = -ENOTSUP;
+    }
+    fuse_reply_err(req, -rc);
 }
 static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
 {
-    (void)n;
     struct fs *fs = fs_of(req);
+    struct inode *ino = ino_of(i);
+    if (ino->mfs && fs->node->ops->name_setxattr && !foreign_xattr(n)) {
+        char path[PATH_MAX];
+        int rc = mfs_path(fs, ino, path, sizeof path);
+        if (rc >= 0) /* a NULL value removes */
+            rc = fs->node->ops->name_setxattr(fs->node, path, n, NULL, 0, 0);
+        fuse_reply_err(req, rc == -ENOSYS ? ENODATA : -rc);
+        return;
+    }
     fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
 }
 

@@ -111,6 +111,20 @@ struct node_ops {
      * count. Optional: NULL means nothing is ever collected. 0 or -errno. */
     int (*hold)(struct node *n, const struct cid *c);
     void (*release)(struct node *n, const struct cid *c);
+    /* Extended attributes the node keeps for names, beyond the CID and user.ipfsfs.sync (a
+     * cluster's user.ipfs.pins, user.ipfs.replication). path is the name's path under the
+     * mount ("/a/b", "/" for the root). Optional, each:
+     * - name_getxattr: the value into buf, returns bytes written like snprintf, -ENODATA
+     *   (none for this name) or -errno; -ENOSYS: not one of the node's attributes.
+     * - name_setxattr: set (value NULL: remove) with setxattr(2)'s flags; 0 or -errno,
+     *   -ENOSYS: not one of the node's attributes.
+     * - name_xattrs: the NUL-terminated names path has, one after the other, into buf; returns
+     *   bytes written (each name's NUL counted), 0 for none, or -errno. */
+    int (*name_getxattr)(struct node *n, const char *path, const char *name, char *buf,
+                         size_t len);
+    int (*name_setxattr)(struct node *n, const char *path, const char *name, const char *value,
+                         size_t size, int flags);
+    int (*name_xattrs)(struct node *n, const char *path, char *buf, size_t len);
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);
