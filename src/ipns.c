@@ -252,6 +252,115 @@ static int parse_data(const uint8_t *p, size_t n, struct data *d)
     return 0;
 }
 
+/* ---- names ------------------------------------------------------------------------------- */
+
+static const char B58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+static const char B36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+/* base58btc to bytes (leading '1's are leading zero bytes). 0, or -EINVAL. */
+static int b58_decode(const char *s, size_t len, uint8_t *out, size_t outmax, size_t *outlen)
+{
+    uint8_t num[CID_MAX_MH + 8]; /* little-endian */
+    size_t nlen = 0, zeros = 0;
+    while (zeros < len && s[zeros] == '1')
+        zeros++;
+    for (size_t i = zeros; i < len; i++) {
+        const char *hit = s[i] ? memchr(B58, s[i], sizeof B58 - 1) : NULL;
+        if (!hit)
+            return -EINVAL;
+        unsigned carry = (unsigned)(hit - B58);
+        for (size_t j = 0; j < nlen; j++) {
+            carry += (unsigned)num[j] * 58u;
+            num[j] = (uint8_t)carry;
+            carry >>= 8;
+        }
+        while (carry) {
+            if (nlen >= sizeof num)
+                return -EINVAL;
+            num[nlen++] = (uint8_t)carry;
+            carry >>= 8;
+        }
+    }
+    if (zeros + nlen > outmax)
+        return -EINVAL;
+    memset(out, 0, zeros);
+    for (size_t j = 0; j < nlen; j++)
+        out[zeros + j] = num[nlen - 1 - j];
+    *outlen = zeros + nlen;
+    return 0;
+}
+
+int ipns_name_parse(const char *s, size_t len, struct cid *out)
+{
+    struct cid c;
+    memset(&c, 0, sizeof c);
+    if (len == 0 || len > 2 * CID_MAX_MH)
+        return -EINVAL;
+    if (s[0] == '1') {
+        /* A peer ID whose key is inlined: the identity multihash in base58btc. */
+        uint8_t mh[CID_MAX_MH];
+        size_t n;
+        uint64_t code, dlen;
+        if (b58_decode(s, len, mh, sizeof mh, &n) < 0)
+            return -EINVAL;
+        size_t a = varint_decode(mh, n, &code);
+        size_t b = a ? varint_decode(mh + a, n - a, &dlen) : 0;
+        if (!b || code != MH_IDENTITY || dlen == 0 || dlen != n - a - b)
+            return -EINVAL;
+        c.version = 1;
+        c.codec = CODEC_LIBP2P_KEY;
+        c.mh_code = MH_IDENTITY;
+        c.mh_len = n;
+        memcpy(c.mh, mh, n);
+    } else {
+        /* Qm...: cid_parse reads it as a CIDv0, which is the same sha2-256 multihash. */
+        if (cid_parse(s, len, &c) < 0)
+            return -EINVAL;
+        bool peer = c.version == 0 && len == 46 && s[0] == 'Q' && s[1] == 'm';
+        if (!peer && (c.version != 1 || c.codec != CODEC_LIBP2P_KEY))
+            return -EINVAL;
+        c.version = 1;
+        c.codec = CODEC_LIBP2P_KEY;
+    }
+    *out = c;
+    return 0;
+}
+
+int ipns_name_format(const struct cid *name, char *buf, size_t buflen)
+{
+    uint8_t bin[CID_MAX_MH + 24];
+    int n = cid_to_bytes(name, bin, sizeof bin);
+    if (n < 0)
+        return n;
+    uint8_t digits[2 * sizeof bin]; /* little-endian base-36 digits */
+    size_t dlen = 0, zeros = 0;
+    while (zeros < (size_t)n && bin[zeros] == 0)
+        zeros++;
+    for (size_t i = zeros; i < (size_t)n; i++) {
+        unsigned carry = bin[i];
+        for (size_t j = 0; j < dlen; j++) {
+            carry += (unsigned)digits[j] << 8;
+            digits[j] = (uint8_t)(carry % 36u);
+            carry /= 36u;
+        }
+        while (carry) {
+            if (dlen >= sizeof digits)
+                return -ENOSPC;
+            digits[dlen++] = (uint8_t)(carry % 36u);
+            carry /= 36u;
+        }
+    }
+    size_t total = 1 + zeros + dlen;
+    if (total + 1 > buflen)
+        return -ENOSPC;
+    buf[0] = 'k';
+    memset(buf + 1, '0', zeros);
+    for (size_t j = 0; j < dlen; j++)
+        buf[1 + zeros + j] = B36[digits[dlen - 1 - j]];
+    buf[total] = '\0';
+    return (int)total;
+}
+
 /* ---- time -------------------------------------------------------------------------------- */
 
 static bool digits(const char *s, size_t n, int *out)

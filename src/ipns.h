@@ -48,6 +48,18 @@ int ipns_verify(const struct cid *name, const uint8_t *rec, size_t len, int64_t 
  * gives none), the time left before its EOL, and cap_ns. 0 if expired. */
 uint64_t ipns_lifetime_ns(const struct ipns_record *r, int64_t now_ns, uint64_t cap_ns);
 
+/* An IPNS name as written in a path, to the name's key as a CIDv1 with codec libp2p-key:
+ *   - a CIDv1 with codec libp2p-key in any multibase (k51..., bafz...: Ed25519 keys inlined;
+ *     k2k4..., bafzbei...: RSA keys, by their sha2-256);
+ *   - a peer ID as libp2p writes it, the bare multihash in base58btc: 12D3Koo... (identity, an
+ *     Ed25519 key inlined) or Qm... (sha2-256, an RSA key).
+ * A content CID (another codec) is no name. 0, or -EINVAL. */
+int ipns_name_parse(const char *s, size_t len, struct cid *out);
+
+/* The canonical spelling of a name (base36 CIDv1, "k51..."), the one gateways serve without a
+ * redirect. Returns the length, or -ENOSPC / -EINVAL. */
+int ipns_name_format(const struct cid *name, char *buf, size_t buflen);
+
 /* RFC 3339 ("2026-12-05T23:24:46.469999804Z", or with a +HH:MM offset) to ns since the epoch.
  * 0, or -EINVAL. */
 int ipns_parse_time(const char *s, size_t len, int64_t *ns);

@@ -128,6 +128,12 @@ struct node_ops {
     /* Fill stats text (for user.ipfsfs.stats); returns bytes written like snprintf. */
     int (*stats)(struct node *n, char *buf, size_t len);
     void (*destroy)(struct node *n);
+    /* How long, in seconds, what mfs_stat said of path stays true, for a namespace whose names
+     * change on their own (IPNS: what remains of the name's resolution, which lives no longer
+     * than its TTL, its EOL and a cap; 0 if it is not kept). The kernel's entry and attribute
+     * timeouts of such names are set to it. Negative: no limit of the node's own (the mount's
+     * root timeout applies). Optional: NULL means the same as negative. */
+    double (*valid_for)(struct node *n, const char *path);
 };
 
 struct node {

@@ -33,6 +33,8 @@
 struct entry {
     bool used;
     char name[NAME_MAX_LEN + 1];
+    struct cid key;       /* the name's key, if it is one (has_key): spellings of one key */
+    bool has_key;         /* share the highest sequence seen */
     struct cid cid;       /* what the name resolves to */
     char sub[PATH_MAX];   /* and the path below it ("" or "a/b") */
     int64_t until_ns;     /* CLOCK_MONOTONIC: valid before this */
@@ -129,7 +131,9 @@ static int resolve_node(struct node_ipns *ni, const char *name, char *value, siz
     return rc;
 }
 
-/* Through the gateways: the record, verified, then its value (an /ipns/ value is followed). */
+/* Through the gateways: the record, verified, then its value (an /ipns/ value is followed). Every
+ * spelling of a key (k51..., bafz..., 12D3..., Qm...) is asked in base36, which gateways serve
+ * without a redirect. */
 static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, char *value,
                       size_t vlen, uint64_t *life_ns, uint64_t *seq)
 {
@@ -140,11 +144,13 @@ static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, 
     *life_ns = ni->cap_ns;
     for (int hop = 0; hop < MAX_HOPS; hop++) {
         struct cid key;
-        if (cid_parse(cur, strlen(cur), &key) < 0 || key.codec != CID_CODEC_LIBP2P_KEY)
-            return -ENOENT; /* DNSLink and peer-ID forms need the node */
+        char spelled[CID_STR_MAX];
+        if (ipns_name_parse(cur, strlen(cur), &key) < 0 ||
+            ipns_name_format(&key, spelled, sizeof spelled) < 0)
+            return -ENOENT; /* DNSLink names need the node */
         struct ipns_record r;
         int64_t now = real_ns();
-        int rc = gw_ipns_record(ni->gw, cur, &key, now, hop == 0 ? min_seq : 0, &r);
+        int rc = gw_ipns_record(ni->gw, spelled, &key, now, hop == 0 ? min_seq : 0, &r);
         if (rc < 0)
             return rc == -ETIMEDOUT ? -ENOENT : rc;
         if (hop == 0)
@@ -178,11 +184,18 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
         return -ENOENT;
     int64_t now = mono_ns();
     uint64_t min_seq = 0;
+    struct cid key;
+    bool has_key = ipns_name_parse(name, strlen(name), &key) == 0;
     pthread_mutex_lock(&ni->lock);
     for (size_t i = 0; i < CACHE_N; i++) {
         struct entry *e = &ni->cache[i];
-        if (e->used && strcmp(e->name, name) == 0) {
+        /* The highest sequence seen for the key, whichever way it was spelled. */
+        if (e->used && has_key && e->has_key && cid_equal(&e->key, &key) && e->seq > min_seq)
             min_seq = e->seq;
+    }
+    for (size_t i = 0; i < CACHE_N; i++) {
+        struct entry *e = &ni->cache[i];
+        if (e->used && strcmp(e->name, name) == 0) {
             if (e->until_ns > now) {
                 *cid = e->cid;
                 snprintf(sub, sublen, "%s", e->sub);
@@ -237,6 +250,8 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
         memset(slot, 0, sizeof *slot);
         slot->used = true;
         snprintf(slot->name, sizeof slot->name, "%s", name);
+        slot->key = key;
+        slot->has_key = has_key;
     }
     slot->cid = c;
     snprintf(slot->sub, sizeof slot->sub, "%s", s);
@@ -314,6 +329,32 @@ static int path_cid(struct node_ipns *ni, const char *path, struct cid *out)
 static bool is_root(const char *path)
 {
     return path[strspn(path, "/")] == '\0';
+}
+
+/* How long what was said of path stays true: what remains of its name's resolution (0 when it
+ * is not kept; the root: no limit of ours). */
+static double ipns_valid_for(struct node *n, const char *path)
+{
+    struct node_ipns *ni = to_ipns(n);
+    if (is_root(path))
+        return -1;
+    while (*path == '/')
+        path++;
+    size_t len = strcspn(path, "/");
+    int64_t left = 0;
+    if (len > NAME_MAX_LEN)
+        return 0;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&ni->lock);
+    for (size_t i = 0; i < CACHE_N; i++) {
+        const struct entry *e = &ni->cache[i];
+        if (e->used && strncmp(e->name, path, len) == 0 && e->name[len] == '\0') {
+            left = e->until_ns - now;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ni->lock);
+    return left > 0 ? (double)left / 1e9 : 0;
 }
 
 static int ipns_mfs_stat(struct node *n, const char *path, struct node_stat *out, struct cid *cid)
@@ -556,6 +597,7 @@ static const struct node_ops ipns_ops = {
     .start = ipns_start,
     .stats = ipns_stats,
     .destroy = ipns_destroy,
+    .valid_for = ipns_valid_for,
 };
 
 int node_ipns_new(const struct node_ipns_config *cfg, struct node **out)

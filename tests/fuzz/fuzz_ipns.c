@@ -4,7 +4,9 @@
  * key must come in the record), then the record. Properties: only the documented errors; an
  * accepted record has a NUL-terminated value of at most IPNS_MAX_VALUE bytes without NUL inside,
  * an EOL after "now", and a lifetime within the cap; and the same input verified twice gives
- * the same answer. The RFC 3339 parser gets the input too.
+ * the same answer. The RFC 3339 parser gets the input too, and so does the name parser (a name
+ * in a path is anything): only 0 or -EINVAL, and an accepted name is a libp2p-key CIDv1 whose
+ * base36 spelling parses back to it.
  */
 #include "config.h"
 
@@ -25,6 +27,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t ns;
     int tr = ipns_parse_time((const char *)data, size, &ns);
     FUZZ_CHECK(tr == 0 || tr == -EINVAL, "parse_time returned %d", tr);
+    struct cid key, back;
+    int nr = ipns_name_parse((const char *)data, size, &key);
+    FUZZ_CHECK(nr == 0 || nr == -EINVAL, "name_parse returned %d", nr);
+    if (nr == 0) {
+        char spelled[CID_STR_MAX];
+        FUZZ_CHECK(key.version == 1 && key.codec == CID_CODEC_LIBP2P_KEY, "not a key: %u %lu",
+                   key.version, (unsigned long)key.codec);
+        int fl = ipns_name_format(&key, spelled, sizeof spelled);
+        FUZZ_CHECK(fl > 0, "name_format returned %d", fl);
+        FUZZ_CHECK(fl > 0 && ipns_name_parse(spelled, (size_t)fl, &back) == 0 &&
+                       cid_equal(&key, &back),
+                   "the base36 spelling %s does not parse back", spelled);
+    }
     if (size < 1)
         return 0;
     struct cid name;

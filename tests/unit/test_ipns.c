@@ -13,6 +13,13 @@
 #define NAME_FX1 "k51qzi5uqu5dk593kyj08uzo5s2uy858sv1hwxupcek5olmry0a719wlsktogy"
 #define NAME_FX2 "k51qzi5uqu5di6jf0lfpkxx219xbmx68xhigfyu7uyreh92v0w8ux1a6ol7v7h"
 #define NAME_RSA "k2k4r8krvjj1qlrcglszc20tjq6a9wiyn3wz0iciome3lqbgzi4d3cde"
+/* The same names as peer IDs and in base32 (Kubo's `cid format -f %M -b base58btc` and
+ * `cid format -b base32`; `name inspect --verify=PEERID` says the fixtures are theirs). */
+#define PEER_FX1 "12D3KooWLX2iGrPYqQuWgUTnqGhYeLR9L3oNDuwA3LGY6p2mPupV"
+#define PEER_FX2 "12D3KooWFDPTe6p47hwasiraL8Y6AVkwz3226j1xZYxD1ragSzxC"
+#define PEER_RSA "QmS1E23a3dGXSQ5yTyZd3nZiJZBA9vo8QReoGarS2RyuR3"
+#define B32_FX1 "bafzaajaiaejcbhx7v3nr27cbqzuu6it2mzkovbfi6cw53ilhrqmyidpj2yb5b5jc"
+#define B32_RSA "bafzbeibwotfwclqczufuvlsybigtmz2c75ecfkrycmweui6p4sth4b76mi"
 
 static size_t load(const char *name, uint8_t *buf, size_t cap)
 {
@@ -162,9 +169,74 @@ static void test_records(void)
     CHECK_EQ_INT(accepted, 0);
 }
 
+static struct cid ipns_name(const char *s)
+{
+    struct cid c;
+    memset(&c, 0, sizeof c);
+    CHECK_EQ_INT(ipns_name_parse(s, strlen(s), &c), 0);
+    return c;
+}
+
+/* Every spelling of a name: one key, one canonical base36 spelling, and the record verifies. */
+static void test_names(void)
+{
+    static uint8_t rec[IPNS_MAX_RECORD];
+    struct ipns_record r;
+    char buf[CID_STR_MAX];
+    struct cid fx1 = ipns_name(NAME_FX1), rsa = ipns_name(NAME_RSA);
+    struct cid p1 = ipns_name(PEER_FX1), b1 = ipns_name(B32_FX1);
+    struct cid prsa = ipns_name(PEER_RSA), brsa = ipns_name(B32_RSA);
+    CHECK(cid_equal(&p1, &fx1));
+    CHECK(cid_equal(&b1, &fx1));
+    CHECK(cid_equal(&prsa, &rsa));
+    CHECK(cid_equal(&brsa, &rsa));
+    CHECK_EQ_INT(p1.codec, CID_CODEC_LIBP2P_KEY);
+    CHECK_EQ_INT(p1.mh_code, MH_IDENTITY);
+    CHECK_EQ_INT(prsa.mh_code, MH_SHA2_256);
+    /* The canonical spelling is Kubo's base36. */
+    CHECK_EQ_INT(ipns_name_format(&p1, buf, sizeof buf), (int)strlen(NAME_FX1));
+    CHECK_EQ_STR(buf, NAME_FX1);
+    CHECK_EQ_INT(ipns_name_format(&prsa, buf, sizeof buf), (int)strlen(NAME_RSA));
+    CHECK_EQ_STR(buf, NAME_RSA);
+    CHECK_EQ_INT(ipns_name_format(&p1, buf, 10), -ENOSPC);
+    struct cid p2 = ipns_name(PEER_FX2);
+    CHECK_EQ_INT(ipns_name_format(&p2, buf, sizeof buf), (int)strlen(NAME_FX2));
+    CHECK_EQ_STR(buf, NAME_FX2);
+
+    int64_t before = at("2026-12-05T22:24:46Z");
+    size_t n = load("fx1-seq0.bin", rec, sizeof rec);
+    CHECK_EQ_INT(ipns_verify(&p1, rec, n, before, &r), 0);
+    CHECK_EQ_INT(ipns_verify(&b1, rec, n, before, &r), 0);
+    CHECK_EQ_INT(ipns_verify(&p2, rec, n, before, &r), -EKEYREJECTED);
+    CHECK_EQ_INT(ipns_verify(&prsa, rec, n, before, &r), -EKEYREJECTED);
+    n = load("rsa-seq0.bin", rec, sizeof rec);
+    CHECK_EQ_INT(ipns_verify(&prsa, rec, n, before, &r), 0);
+    CHECK_EQ_INT(ipns_verify(&brsa, rec, n, before, &r), 0);
+    CHECK_EQ_INT(ipns_verify(&p1, rec, n, before, &r), -EKEYREJECTED);
+
+    /* Not names: content CIDs of other codecs, DNS names, broken peer IDs. */
+    struct cid c;
+    const char *bad[] = {"", "1", "11", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+                         "example.com", "1password.com", "12D3KooWLX2iGrPYqQuWgUTnqGhYeLR9L3oNDuwA3LGY6p2mPup",
+                         "12D3KooWLX2iGrPYqQuWgUTnqGhYeLR9L3oNDuwA3LGY6p2mPupVV",
+                         "12D3KooWLX2iGrPYqQuWgUTnqGhYeLR9L3oNDuwA3LGY6p2mPup0",
+                         "QmS1E23a3dGXSQ5yTyZd3nZiJZBA9vo8QReoGarS2RyuR"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(ipns_name_parse(bad[i], strlen(bad[i]), &c), -EINVAL);
+    /* Every prefix of a peer ID: refused or a different key, never a crash. */
+    for (size_t k = 0; k < strlen(PEER_FX1); k++)
+        if (ipns_name_parse(PEER_FX1, k, &c) == 0)
+            CHECK(!cid_equal(&c, &fx1));
+    char long_name[600];
+    memset(long_name, 'z', sizeof long_name);
+    long_name[0] = '1';
+    CHECK_EQ_INT(ipns_name_parse(long_name, sizeof long_name, &c), -EINVAL);
+}
+
 int main(void)
 {
     test_time();
+    test_names();
     test_records();
     printf("test_ipns: %d checks, %d failures\n", unit_checks, unit_failures);
     return unit_failures ? 1 : 0;
