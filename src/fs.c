@@ -426,6 +426,21 @@ static int update_name(struct fs *fs, struct inode *ino, const struct mfs_attr *
     return 0;
 }
 
+/* The kernel's entry and attribute timeout for an MFS name: the root timeout, or less when the
+ * node says what it answered stays true less long (an IPNS name: what remains of its
+ * resolution; 0 when unknown). */
+static double name_timeout(struct fs *fs, const struct inode *ino)
+{
+    double t = fs->cfg.root_timeout;
+    if (!fs->node->ops->valid_for)
+        return t;
+    char path[PATH_MAX];
+    if (mfs_path(fs, ino, path, sizeof path) < 0)
+        return 0;
+    double v = fs->node->ops->valid_for(fs->node, path);
+    return v < 0 ? t : v;
+}
+
 /* Stat a name in MFS and enter it in the inode table. */
 static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
 {
@@ -497,7 +512,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (rc < 0)
             fuse_reply_err(req, -rc);
         else
-            reply_entry(req, fs, ino, fs->cfg.root_timeout);
+            reply_entry(req, fs, ino, name_timeout(fs, ino));
         return;
     }
     rc = resolve_child(&fs->res, dir, name, &ino);
@@ -593,7 +608,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
             return;
         }
         fill_attr(fs, ino, &st);
-        fuse_reply_attr(req, &st, fs->cfg.root_timeout);
+        fuse_reply_attr(req, &st, name_timeout(fs, ino));
         return;
     }
     fill_attr(fs, ino, &st);
