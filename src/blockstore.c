@@ -584,6 +584,51 @@ fail:
     return rc;
 }
 
+int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8_t *data,
+                         size_t len)
+{
+    if (c->mh_code == MH_IDENTITY)
+        return 0;
+    if (c->mh_code != MH_SHA2_256 || len > BLOCKSTORE_MAX_BLOCK)
+        return -EINVAL;
+    struct loc l;
+    char final[REL_MAX], tmp[REL_MAX];
+    int rc = locate(c, &l);
+    if (rc < 0)
+        return rc;
+    final_name(&l, final);
+    if ((rc = young_add(bs, c)) < 0)
+        return rc;
+    struct stat st;
+    if (pend_tmp(bs, final, tmp) ||
+        (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+         (uint64_t)st.st_size == len)) {
+        atomic_fetch_add(&bs->dedup, 1);
+        return 0;
+    }
+    int fd = create_tmp(bs, &l, tmp);
+    if (fd < 0) {
+        rc = fd;
+        goto fail;
+    }
+    rc = write_all(fd, data, len);
+    close(fd);
+    if (rc == 0 && renameat(bs->dirfd, tmp, bs->dirfd, final) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlinkat(bs->dirfd, tmp, 0);
+        goto fail;
+    }
+    atomic_fetch_add(&bs->puts, 1);
+    atomic_fetch_add(&bs->put_bytes, len);
+    return 0;
+fail:;
+    char cs[CID_STR_MAX];
+    cid_format(c, cs, sizeof cs);
+    log_err("cannot store block %s in %s/%s: %s", cs, bs->dir, l.shard, strerror(-rc));
+    return rc;
+}
+
 /* Make the pending blocks put up to seq upto durable under their final names: fdatasync every
  * temp file first, then rename each, so no final name ever holds bytes that are not on disk.
  * Their directories are left for blockstore_sync to fsync. Call with flush_lock held. Returns 0

@@ -47,6 +47,13 @@ int blockstore_clean_tmp(struct blockstore *bs);
  * after blockstore_sync. Returns 0 or -errno (-EINVAL: hash we cannot store). */
 int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *data, size_t len);
 
+/* Store a copy of a block that can be had again (fetched from a gateway): written and renamed
+ * to its final name at once, never fsynced (no writeback started, no flush). After a crash its
+ * file may hold less than the block: blockstore_get then finds it corrupt (-EIO), and the
+ * caller fetches it again. Returns 0 or -errno. */
+int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8_t *data,
+                         size_t len);
+
 /* Read the block for c into a malloc'd buffer, verified against c's hash.
  * Returns 0, -ENOENT (not in the store), -EIO (corrupt: logged with the CID; or unreadable),
  * -ENOMEM. */

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "car.h"
 #include "ipns.h"
 #include "log.h"
 #include "sha256.h"
@@ -29,6 +31,12 @@
 #define GW_URL_MAX 1024u
 /* A pool keeps at most this many idle multi handles (and their connections). */
 #define GW_POOL_KEEP 16u
+/* ... easy handles, and block buffers: the pages of a buffer (or of an easy handle's receive
+ * buffer) made and freed for every block would be mapped afresh each time (buffers this size
+ * are mmap'ed), and the first touch of a fresh page costs ~20 us on some VMs: a third of the
+ * CPU of a read, before these were kept. */
+#define GW_EASY_KEEP 32u
+#define GW_BUF_KEEP 16u
 /* Hedge delay: HEDGE_FACTOR times a gateway's average answer time, within these bounds; for a
  * gateway with no answer yet, HEDGE_UNKNOWN_MS. */
 #define HEDGE_FACTOR 4
@@ -62,6 +70,10 @@ struct gw {
     pthread_mutex_t lock;
     CURLM *pool[GW_POOL_KEEP];
     size_t npool;
+    CURL *easy[GW_EASY_KEEP]; /* idle easy handles: each keeps its receive buffer */
+    size_t neasy;
+    uint8_t *bufs[GW_BUF_KEEP]; /* idle block buffers (GW_MAX_BLOCK bytes, malloc'd) */
+    size_t nbufs;
     uint64_t calls, call_ok, call_fail, bad_total;
 };
 
@@ -226,6 +238,13 @@ int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errle
         return -ENOMEM;
     }
     pthread_mutex_init(&g->lock, NULL);
+    /* Blocks (and curl's receive buffers) are 256 KiB to 2 MiB buffers made and freed by the
+     * thousand: glibc would map and unmap each one, and the first touch of a freshly mapped page
+     * costs ~20 us on some VMs (a third of the CPU of a read). Keep such buffers in the heap,
+     * where the next one reuses the pages of the last. Process-wide, once: only a mount with
+     * gateways makes this many. */
+    mallopt(M_MMAP_THRESHOLD, (int)(GW_MAX_BLOCK * 2));
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     *out = g;
     return 0;
 }
@@ -236,10 +255,59 @@ void gw_free(struct gw *g)
         return;
     for (size_t i = 0; i < g->npool; i++)
         curl_multi_cleanup(g->pool[i]);
+    for (size_t i = 0; i < g->neasy; i++)
+        curl_easy_cleanup(g->easy[i]);
+    for (size_t i = 0; i < g->nbufs; i++)
+        free(g->bufs[i]);
     pthread_mutex_destroy(&g->lock);
     free(g->proxy);
     free(g->cacert);
     free(g);
+}
+
+static CURL *easy_get(struct gw *g)
+{
+    pthread_mutex_lock(&g->lock);
+    CURL *e = g->neasy ? g->easy[--g->neasy] : NULL;
+    pthread_mutex_unlock(&g->lock);
+    return e ? e : curl_easy_init();
+}
+
+/* Keep e (not in any multi) for a later request, or clean it up. */
+static void easy_put(struct gw *g, CURL *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&g->lock);
+    if (g->neasy < GW_EASY_KEEP) {
+        g->easy[g->neasy++] = e;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (e)
+        curl_easy_cleanup(e);
+}
+
+static uint8_t *buf_get(struct gw *g)
+{
+    pthread_mutex_lock(&g->lock);
+    uint8_t *b = g->nbufs ? g->bufs[--g->nbufs] : NULL;
+    pthread_mutex_unlock(&g->lock);
+    return b ? b : malloc(GW_MAX_BLOCK);
+}
+
+void gw_buf_release(void *ud, uint8_t *data)
+{
+    struct gw *g = ud;
+    if (!data)
+        return;
+    pthread_mutex_lock(&g->lock);
+    if (g->nbufs < GW_BUF_KEEP) {
+        g->bufs[g->nbufs++] = data;
+        data = NULL;
+    }
+    pthread_mutex_unlock(&g->lock);
+    free(data);
 }
 
 static CURLM *multi_get(struct gw *g)
@@ -274,7 +342,10 @@ struct request {
     int (*verify)(void *ud, const uint8_t *data, size_t len);
     void *ud;
     const char *what; /* for the log: "block CID", "IPNS record of NAME" */
+    bool car;         /* a CAR, streamed to the call's callback (gw_car), not kept */
 };
+
+static size_t on_car(char *p, size_t size, size_t nmemb, void *ud);
 
 struct attempt {
     struct gw *g;
@@ -289,6 +360,15 @@ struct attempt {
     char retry_after[RETRY_AFTER_MAX];
     struct timespec t0;
     bool running;
+    const char *bad_why; /* OUT_BAD: what was wrong, for the log (NULL: bytes or size) */
+    /* A CAR answer (gw_car), streamed through a verifying reader instead of kept in buf: */
+    struct car_stream *cs;  /* the call's shared state; NULL for a whole-answer request */
+    struct car_reader car;
+    int car_err;            /* the reader's error (bytes that do not verify, malformed) */
+    int cb_err;             /* the caller's callback's */
+    uint64_t car_blocks;    /* blocks this attempt gave the callback */
+    struct timespec last;   /* when its last bytes came */
+    size_t idx;             /* its index in the call's attempts */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -298,6 +378,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     if (n > a->max - a->len) {
         a->too_big = true;
         return 0; /* abort: CURLE_WRITE_ERROR */
+    }
+    if (a->cap == 0 && a->max == GW_MAX_BLOCK) {
+        /* A block: a kept buffer of the largest size, its pages touched before. */
+        if (!(a->buf = buf_get(a->g)))
+            return 0;
+        a->cap = GW_MAX_BLOCK;
     }
     if (a->len + n > a->cap) {
         /* The first time: room for the whole answer when its length is known (a block is
@@ -315,6 +401,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     }
     memcpy(a->buf + a->len, p, n);
     a->len += n;
+    a->last = now_mono();
     return n;
 }
 
@@ -349,26 +436,37 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static int attempt_start_on(struct gw *g, CURLM *m, struct attempt *a, size_t host,
+                            const struct request *req, struct timespec deadline, CURL *reuse);
+
 static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
                          const struct request *req, struct timespec deadline)
+{
+    return attempt_start_on(g, m, a, host, req, deadline, NULL);
+}
+
+/* Start an attempt; on reuse (an easy handle of an earlier attempt, taken over: cleaned up here
+ * on failure) when given, which keeps its receive buffer. */
+static int attempt_start_on(struct gw *g, CURLM *m, struct attempt *a, size_t host,
+                            const struct request *req, struct timespec deadline, CURL *reuse)
 {
     memset(a, 0, sizeof *a);
     a->g = g;
     a->host = host;
     a->max = req->max;
     int64_t left = diff_ms(deadline, now_mono());
-    if (left < 1)
-        return -ETIMEDOUT;
     char url[GW_URL_MAX + sizeof ((struct request *)0)->path];
     int un = snprintf(url, sizeof url, "%s%s", g->hosts[host].url, req->path);
-    if (un < 0 || (size_t)un >= sizeof url)
-        return -ENAMETOOLONG;
-    a->e = curl_easy_init();
+    if (left < 1 || un < 0 || (size_t)un >= sizeof url) {
+        easy_put(g, reuse);
+        return left < 1 ? -ETIMEDOUT : -ENAMETOOLONG;
+    }
+    a->e = reuse ? reuse : easy_get(g);
     char accept[128];
     snprintf(accept, sizeof accept, "Accept: %s", req->accept);
     a->hdrs = curl_slist_append(NULL, accept);
     if (!a->e || !a->hdrs) {
-        curl_easy_cleanup(a->e);
+        easy_put(g, a->e);
         curl_slist_free_all(a->hdrs);
         a->e = NULL;
         a->hdrs = NULL;
@@ -386,11 +484,14 @@ static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    /* Under glibc's mmap threshold (128 KiB here, main.c), so that the buffer curl makes for
+     * each transfer reuses heap pages instead of mapping fresh ones (see GW_EASY_KEEP). */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+    /* A CAR streams for as long as it makes progress (gw_car watches that), within left. */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, req->car ? on_car : on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
@@ -402,8 +503,9 @@ static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
     if (g->cacert)
         curl_easy_setopt(e, CURLOPT_CAINFO, g->cacert);
     a->t0 = now_mono();
+    a->last = a->t0;
     if (curl_multi_add_handle(m, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+        easy_put(g, e);
         curl_slist_free_all(a->hdrs);
         a->e = NULL;
         a->hdrs = NULL;
@@ -415,13 +517,19 @@ static int attempt_start(struct gw *g, CURLM *m, struct attempt *a, size_t host,
 
 static void attempt_end(CURLM *m, struct attempt *a)
 {
+    if (a->cs)
+        car_reader_free(&a->car);
+    a->cs = NULL;
     if (a->e) {
         if (a->running)
             curl_multi_remove_handle(m, a->e);
-        curl_easy_cleanup(a->e);
+        easy_put(a->g, a->e);
     }
     curl_slist_free_all(a->hdrs);
-    free(a->buf);
+    if (a->buf && a->cap == GW_MAX_BLOCK)
+        gw_buf_release(a->g, a->buf);
+    else
+        free(a->buf);
     a->e = NULL;
     a->hdrs = NULL;
     a->buf = NULL;
@@ -491,6 +599,9 @@ static unsigned hedge_ms_locked(const struct gw_host *h)
 
 enum outcome { OUT_OK, OUT_NOT_FOUND, OUT_LIMITED, OUT_FAILED, OUT_BAD, OUT_UNCHECKABLE };
 
+static void record(struct gw *g, struct attempt *a, enum outcome out, long status, CURLcode cc,
+                   const char *cidstr);
+
 /* Judge a finished attempt, and record it against its gateway. */
 static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
                           const struct request *req)
@@ -498,7 +609,6 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
     const char *cidstr = req->what;
     long status = 0;
     curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
-    struct gw_host *h = &g->hosts[a->host];
     enum outcome out;
     int vr = 0;
     if (a->too_big || cc == CURLE_FILESIZE_EXCEEDED)
@@ -516,7 +626,15 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
         out = OUT_LIMITED;
     else
         out = OUT_FAILED;
+    record(g, a, out, status, cc, cidstr);
+    return out;
+}
 
+/* Record a judged attempt against its gateway (counters, backoff), and log it. */
+static void record(struct gw *g, struct attempt *a, enum outcome out, long status, CURLcode cc,
+                   const char *cidstr)
+{
+    struct gw_host *h = &g->hosts[a->host];
     long ra = out == OUT_LIMITED ? gw_retry_after_ms(a->retry_after, time(NULL)) : -1;
     double ms = (double)diff_ms(now_mono(), a->t0);
     pthread_mutex_lock(&g->lock);
@@ -564,11 +682,12 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
         break;
     case OUT_BAD:
         log_err("gateway %s: %s for %s: refused, gateway set aside for %u s", h->url,
-                a->too_big ? "an answer too big" : "bytes that do not verify", cidstr,
-                GW_BAD_BLOCK_MS / 1000u);
+                a->bad_why       ? a->bad_why
+                : a->too_big     ? "an answer too big"
+                                 : "bytes that do not verify",
+                cidstr, GW_BAD_BLOCK_MS / 1000u);
         break;
     }
-    return out;
 }
 
 /* Mark a gateway that did not answer before the deadline (it stalls: set it aside). */
@@ -838,4 +957,415 @@ int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, in
     int rc = run(g, &req, &data, &len);
     free(data);
     return rc;
+}
+
+/* ---- CARs ------------------------------------------------------------------------------- */
+
+/* One gw_car call: its attempts run in the caller's thread (one multi handle), so no lock. The
+ * first attempt whose 200 answer brings bytes owns the stream; every other one is then
+ * dropped (a stream cannot be merged with another). */
+struct car_stream {
+    car_block_cb cb;
+    void *ud;
+    long owner; /* index of the attempt that owns the stream; -1: none yet */
+};
+
+static int car_block(void *ud, const struct cid *c, const uint8_t *block, size_t len)
+{
+    struct attempt *a = ud;
+    int rc = a->cs->cb(a->cs->ud, c, block, len);
+    if (rc < 0)
+        a->cb_err = rc;
+    else
+        a->car_blocks++;
+    return rc;
+}
+
+static size_t on_car(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct attempt *a = ud;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) {
+        /* An error page: judged by its status, its body read no further than max. */
+        if (n > a->max - a->len) {
+            a->too_big = true;
+            return 0;
+        }
+        a->len += n;
+        return n;
+    }
+    if (a->cs->owner >= 0 && a->cs->owner != (long)a->idx)
+        return 0; /* another gateway streams already: drop this one */
+    a->cs->owner = (long)a->idx;
+    if (n > a->max - a->len) {
+        a->too_big = true;
+        return 0;
+    }
+    a->len += n;
+    a->last = now_mono();
+    int rc = car_reader_feed(&a->car, p, n, car_block, a);
+    if (rc < 0) {
+        if (!a->cb_err)
+            a->car_err = rc;
+        return 0; /* abort: CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+/* Judge a finished (or given up) CAR attempt, and record it against its gateway. */
+static enum outcome judge_car(struct gw *g, struct attempt *a, CURLcode cc, const char *what)
+{
+    long status = 0;
+    curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
+    enum outcome out;
+    if (a->cb_err == -EBADMSG) {
+        a->bad_why = "a block that was not asked for";
+        out = OUT_BAD;
+    } else if (a->cb_err) {
+        out = OUT_UNCHECKABLE; /* the caller stopped: not the gateway's doing */
+    } else if (a->car_err == -ENOTSUP) {
+        out = OUT_UNCHECKABLE;
+    } else if (a->car_err) {
+        a->bad_why = a->car_err == -EBADMSG ? "a block that does not verify"
+                     : a->car_err == -EFBIG ? "a block too big"
+                                            : "a malformed CAR";
+        out = OUT_BAD;
+    } else if (a->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
+        out = OUT_BAD;
+    } else if (cc != CURLE_OK) {
+        out = OUT_FAILED; /* cut, or timed out: what came verified is the caller's */
+    } else if (status == 200) {
+        int frc = car_reader_finish(&a->car);
+        if (frc == 0) {
+            out = OUT_OK;
+        } else if (a->len == 0 || car_reader_nblocks(&a->car) == 0) {
+            a->bad_why = "a malformed CAR";
+            out = OUT_BAD;
+        } else {
+            out = OUT_FAILED; /* ended inside a block: cut short */
+        }
+    } else if (status == 404 || status == 410 || status == 451) {
+        out = OUT_NOT_FOUND;
+    } else if (status == 429 || status == 503 || status == 504) {
+        out = OUT_LIMITED;
+    } else {
+        out = OUT_FAILED;
+    }
+    record(g, a, out, status, cc, what);
+    return out;
+}
+
+int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud)
+{
+    struct request req = {.accept = "application/vnd.ipld.car; version=1; order=dfs; dups=y",
+                          .max = max, .what = path, .car = true};
+    if (strlen(path) >= sizeof req.path)
+        return -ENAMETOOLONG;
+    memcpy(req.path, path, strlen(path) + 1);
+    struct timespec start = now_mono();
+    /* Until the first bytes: the timeout. Then as long as bytes keep coming (a stream of many
+     * MiB may take longer than --timeout), within a generous cap. */
+    struct timespec first_deadline = add_ms(start, g->timeout_ms);
+    uint64_t cap_ms = (uint64_t)g->timeout_ms * 16u;
+    struct timespec deadline = add_ms(start, cap_ms > 120000u ? cap_ms : 120000u);
+    size_t order[GW_MAX];
+    size_t norder;
+    long wait_ms;
+    pthread_mutex_lock(&g->lock);
+    g->calls++;
+    norder = order_locked(g, order, &wait_ms);
+    pthread_mutex_unlock(&g->lock);
+    if (norder == 0) {
+        pthread_mutex_lock(&g->lock);
+        g->call_fail++;
+        pthread_mutex_unlock(&g->lock);
+        return -ETIMEDOUT; /* no waiting for a rate-limited one: the caller asks blocks */
+    }
+    CURLM *m = multi_get(g);
+    if (!m)
+        return -ENOMEM;
+    struct car_stream cs = {.cb = cb, .ud = ud, .owner = -1};
+    struct attempt at[GW_MAX];
+    size_t started = 0, running = 0;
+    int rc = -ETIMEDOUT;
+    bool any_bad = false, done = false;
+    struct timespec next_hedge = {0};
+    unsigned stall_ms = HEDGE_MAX_MS;
+
+    while (!done) {
+        struct timespec now = now_mono();
+        if (cs.owner < 0 && started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
+            int src = attempt_start(g, m, &at[started], order[started], &req, deadline);
+            if (src == 0) {
+                at[started].cs = &cs;
+                at[started].idx = started;
+                car_reader_init(&at[started].car, GW_MAX_BLOCK);
+                pthread_mutex_lock(&g->lock);
+                unsigned hm = hedge_ms_locked(&g->hosts[order[started]]);
+                pthread_mutex_unlock(&g->lock);
+                next_hedge = add_ms(now, hm);
+                running++;
+            } else if (src != -ETIMEDOUT) {
+                rc = src;
+            }
+            started++;
+            continue;
+        }
+        if (running == 0)
+            break;
+        if (cs.owner < 0 && diff_ms(first_deadline, now) <= 0)
+            break;
+        if (diff_ms(deadline, now) <= 0)
+            break;
+        if (cs.owner >= 0) {
+            struct attempt *o = &at[cs.owner];
+            pthread_mutex_lock(&g->lock);
+            stall_ms = 2 * hedge_ms_locked(&g->hosts[o->host]);
+            pthread_mutex_unlock(&g->lock);
+            if (stall_ms < 1000u)
+                stall_ms = 1000u;
+            if (o->running && diff_ms(now, o->last) >= (int64_t)stall_ms) {
+                rc = o->car_blocks ? -EAGAIN : -ETIMEDOUT;
+                break; /* it stopped sending: recorded as stalled below */
+            }
+        }
+
+        int still = 0;
+        curl_multi_perform(m, &still);
+        CURLMsg *msg;
+        int q;
+        while ((msg = curl_multi_info_read(m, &q))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct attempt *a = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+            if (!a || !a->running)
+                continue;
+            CURLcode cc = msg->data.result;
+            curl_multi_remove_handle(m, a->e);
+            a->running = false;
+            running--;
+            if (cs.owner >= 0 && (long)a->idx != cs.owner && a->len == 0 && !a->too_big &&
+                cc == CURLE_WRITE_ERROR) {
+                record_late(g, a); /* dropped: another gateway streams */
+                continue;
+            }
+            enum outcome out = judge_car(g, a, cc, req.what);
+            if (a->cb_err && a->cb_err != -EBADMSG) {
+                rc = a->cb_err; /* the caller stopped */
+                done = true;
+            } else if ((long)a->idx == cs.owner) {
+                rc = out == OUT_OK          ? 0
+                     : out == OUT_BAD       ? -EIO
+                     : out == OUT_UNCHECKABLE ? -ENOTSUP
+                     : a->car_blocks        ? -EAGAIN
+                                            : -ETIMEDOUT;
+                done = true;
+            } else if (out == OUT_BAD) {
+                any_bad = true;
+            }
+        }
+        if (done || (running == 0 && started >= norder))
+            break;
+        if (running == 0)
+            continue; /* the next gateway at once */
+        int64_t poll = cs.owner >= 0 ? (int64_t)stall_ms : diff_ms(first_deadline, now_mono());
+        if (cs.owner < 0 && started < norder) {
+            int64_t h = diff_ms(next_hedge, now_mono());
+            if (h < poll)
+                poll = h;
+        }
+        if (poll > 0)
+            curl_multi_poll(m, NULL, 0, (int)(poll > 250 ? 250 : poll), NULL);
+    }
+    for (size_t i = 0; i < started; i++) {
+        if (at[i].running && ((long)i == cs.owner || cs.owner < 0))
+            record_stalled(g, &at[i], req.what);
+        else if (at[i].running)
+            record_late(g, &at[i]);
+        attempt_end(m, &at[i]);
+    }
+    multi_put(g, m);
+    if (rc == -ETIMEDOUT && any_bad)
+        rc = -EIO;
+    pthread_mutex_lock(&g->lock);
+    if (rc == 0)
+        g->call_ok++;
+    else
+        g->call_fail++;
+    pthread_mutex_unlock(&g->lock);
+    if (rc < 0)
+        log_debug("%s: CAR: %s", req.what, strerror(-rc));
+    return rc;
+}
+
+int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to, size_t max,
+                   car_block_cb cb, void *cbud)
+{
+    char cs[CID_STR_MAX], path[CID_STR_MAX + 96];
+    if (root->mh_code != MH_SHA2_256)
+        return -ENOTSUP;
+    if (cid_format(root, cs, sizeof cs) < 0)
+        return -EINVAL;
+    snprintf(path, sizeof path,
+             "/ipfs/%s?format=car&dag-scope=entity&entity-bytes=%" PRIu64 ":%" PRIu64, cs, from,
+             to);
+    return gw_car(ud, path, max, cb, cbud);
+}
+
+/* ---- many blocks at once ------------------------------------------------------------------ */
+
+/* Requests of one gw_blocks call at most. */
+#define GW_BATCH_MAX 16u
+
+struct batch_slot {
+    struct attempt at;
+    struct request req;
+    size_t idx;  /* the block it asks for */
+    bool busy;
+    char what[CID_STR_MAX + 8]; /* "block CID", for the log */
+    CURL *spare; /* the easy handle of its last request, kept for the next (its buffers) */
+};
+
+int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
+              int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *ud)
+{
+    if (n == 0)
+        return 0;
+    if (parallel == 0)
+        parallel = 1;
+    if (parallel > GW_BATCH_MAX)
+        parallel = GW_BATCH_MAX;
+    size_t order[GW_MAX];
+    long wait_ms;
+    pthread_mutex_lock(&g->lock);
+    size_t norder = order_locked(g, order, &wait_ms);
+    pthread_mutex_unlock(&g->lock);
+    if (norder == 0)
+        return -ETIMEDOUT;
+    size_t host = order[0];
+    struct batch_slot *sl = calloc(parallel, sizeof *sl);
+    CURLM *m = sl ? multi_get(g) : NULL;
+    if (!m) {
+        free(sl);
+        return -ENOMEM;
+    }
+    size_t next = 0, inflight = 0;
+    int given = 0, rc = 0;
+    bool stop = false;
+    for (;;) {
+        struct timespec now = now_mono();
+        /* Fill the free slots, in order. */
+        for (unsigned k = 0; k < parallel && !stop && next < n; k++) {
+            struct batch_slot *b = &sl[k];
+            if (b->busy)
+                continue;
+            const struct cid *c = &cids[next];
+            char cidstr[CID_STR_MAX];
+            if (c->mh_code != MH_SHA2_256 || cid_format(c, cidstr, sizeof cidstr) < 0) {
+                next++; /* not for a gateway: left to the caller */
+                continue;
+            }
+            b->req = (struct request){.accept = "application/vnd.ipld.raw", .max = GW_MAX_BLOCK,
+                                      .verify = verify_block, .ud = (void *)c,
+                                      .what = b->what};
+            snprintf(b->what, sizeof b->what, "block %s", cidstr);
+            snprintf(b->req.path, sizeof b->req.path, "/ipfs/%s?format=raw", cidstr);
+            CURL *reuse = b->spare;
+            b->spare = NULL;
+            int src = attempt_start_on(g, m, &b->at, host, &b->req,
+                                       add_ms(now, g->timeout_ms), reuse);
+            if (src < 0) {
+                attempt_end(m, &b->at);
+                stop = true;
+                if (src != -ETIMEDOUT)
+                    rc = src;
+                break;
+            }
+            b->idx = next++;
+            b->busy = true;
+            inflight++;
+        }
+        if (inflight == 0)
+            break;
+        /* A request with no bytes for twice the gateway's hedge delay (at least 1 s): the
+         * gateway stalls. Set it aside; what the batch did not get is the caller's to ask. */
+        pthread_mutex_lock(&g->lock);
+        int64_t stall_ms = 2 * (int64_t)hedge_ms_locked(&g->hosts[host]);
+        pthread_mutex_unlock(&g->lock);
+        if (stall_ms < 1000)
+            stall_ms = 1000;
+        bool stalled = false;
+        for (unsigned k = 0; k < parallel; k++)
+            if (sl[k].busy && diff_ms(now, sl[k].at.last) >= stall_ms)
+                stalled = true;
+        if (stalled) {
+            for (unsigned k = 0; k < parallel; k++)
+                if (sl[k].busy) {
+                    record_stalled(g, &sl[k].at, sl[k].req.what);
+                    break; /* once: it is set aside */
+                }
+            break;
+        }
+        int still = 0;
+        curl_multi_perform(m, &still);
+        CURLMsg *msg;
+        int q;
+        while ((msg = curl_multi_info_read(m, &q))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct attempt *a = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+            if (!a || !a->running)
+                continue;
+            struct batch_slot *b = (struct batch_slot *)a; /* at is its first member */
+            CURLcode cc = msg->data.result;
+            curl_multi_remove_handle(m, a->e);
+            a->running = false;
+            inflight--;
+            b->busy = false;
+            enum outcome out = judge(g, a, cc, &b->req);
+            if (out == OUT_OK && rc == 0) {
+                uint8_t *d = a->buf;
+                size_t len = a->len;
+                a->buf = NULL;
+                int crc = cb(ud, b->idx, d, len);
+                if (crc < 0) {
+                    rc = crc;
+                    stop = true;
+                } else {
+                    given++;
+                }
+            } else if (out != OUT_OK && out != OUT_NOT_FOUND) {
+                stop = true; /* set aside (or unusable): the rest goes elsewhere */
+            }
+            /* Keep the handle (and its buffer) for the slot's next request. */
+            b->spare = a->e;
+            a->e = NULL;
+            attempt_end(m, a);
+        }
+        if (inflight == 0 && (stop || next >= n))
+            break;
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (unsigned k = 0; k < parallel; k++) {
+        if (sl[k].busy)
+            attempt_end(m, &sl[k].at);
+        easy_put(g, sl[k].spare);
+    }
+    multi_put(g, m);
+    free(sl);
+    pthread_mutex_lock(&g->lock);
+    g->calls++;
+    g->call_ok += (uint64_t)given;
+    pthread_mutex_unlock(&g->lock);
+    return rc < 0 ? rc : given;
+}
+
+int gw_fetch_many(void *ud, const struct cid *cids, size_t n, unsigned parallel,
+                  int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud)
+{
+    return gw_blocks(ud, cids, n, parallel, cb, cbud);
 }

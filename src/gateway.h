@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "car.h"
 #include "cid.h"
 
 /* The largest block asked for: what the trustless spec and Kubo's bitswap allow. */
@@ -69,6 +70,46 @@ struct ipns_record;
  * -ETIMEDOUT (none gave one in time), -EIO (every answer was wrong). */
 int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, int64_t now_ns,
                    uint64_t min_seq, struct ipns_record *out);
+
+/* Stream the CAR at URL PATH ("/ipfs/CID?format=car&..."; Accept: application/vnd.ipld.car,
+ * order=dfs, dups=y) from one gateway, fastest first: the next is asked when the first has not
+ * begun to answer within its hedge delay, or failed before it did; the first to send bytes owns
+ * the stream. Each block reaches cb only once it hashes to its CID (car.h); cb returns 0 to go
+ * on, -EBADMSG for a block the caller did not ask for (that gateway is penalised, as for wrong
+ * bytes), or another -errno to stop (returned as is). At most max bytes are read. A stream that
+ * stops sending for twice its gateway's hedge delay (at least 1 s) is given up, the gateway set
+ * aside. Returns 0 (the CAR ended cleanly), or:
+ *   -EAGAIN     cut short after some blocks (the caller goes on from what it got);
+ *   -ETIMEDOUT  no gateway gave a block in time (none had it, or none answered, or all are set
+ *               aside: this call does not wait for a rate-limited one);
+ *   -EIO        the answers were wrong (blocks that do not verify, not asked for, malformed);
+ *   -ENOTSUP, -ENOMEM, or cb's error. */
+int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud);
+
+/* The blocks of root's DAG that hold the bytes [from, to] (inclusive) of the file it is, as
+ * one CAR (dag-scope=entity, entity-bytes=FROM:TO, in DFS order), through gw_car (ud: the
+ * struct gw). node_store's range fetch hook. */
+int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to, size_t max,
+                   car_block_cb cb, void *cbud);
+
+/* Many blocks at once, for a reader that knows what it needs next: cids[0..n) are asked of
+ * the fastest available gateway, in order, at most parallel requests at a time (at most 16),
+ * on kept-alive connections. Each block, once verified (as gw_block), goes to cb with its index
+ * (in completion order; data is malloc'd and the callback's to free). What this call does not
+ * bring is the caller's to ask (gw_block): it stops issuing requests when that gateway fails,
+ * answers wrong bytes, rate-limits or stalls (no byte for twice its hedge delay, at least 1 s),
+ * and sets it aside as gw_block would. A negative return of cb stops it. Returns how many
+ * blocks cb took, or -errno (cb's error; -ETIMEDOUT: every gateway is set aside). */
+int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
+              int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *ud);
+
+/* Give back a block's buffer that gw_blocks (or gw_block) handed over, for a later block to
+ * use (its pages stay mapped); free() is fine too. ud: the struct gw. */
+void gw_buf_release(void *ud, uint8_t *data);
+
+/* gw_blocks in the shape of node_store's batch fetch hook (ud: the struct gw). */
+int gw_fetch_many(void *ud, const struct cid *cids, size_t n, unsigned parallel,
+                  int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud);
 
 /* gw_block in the shape of node_store's fetch hook (ud: the struct gw). */
 int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len);

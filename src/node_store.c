@@ -50,6 +50,7 @@
 #include "blockstore.h"
 #include "car.h"
 #include "dagpb.h"
+#include "gateway.h"
 #include "hamt.h"
 #include "importer.h"
 #include "log.h"
@@ -122,6 +123,13 @@ struct node_store {
     unsigned commit_ms;
     int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
     void *fetch_ud;
+    /* The range fetch (with fetch: a gateway's CAR of a file's byte range), or NULL. */
+    int (*fetch_range)(void *ud, const struct cid *root, uint64_t from, uint64_t to, size_t max,
+                       car_block_cb cb, void *cbud);
+    int (*fetch_many)(void *ud, const struct cid *cids, size_t n, unsigned parallel,
+                      int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud);
+    void (*fetch_release)(void *ud, uint8_t *data);
+    struct node_ops ops; /* store_ops, plus read_stream with a range or batch fetch */
     pthread_mutex_t change_lock;
     pthread_mutex_t commit_run;
     pthread_mutex_t names_lock;
@@ -158,7 +166,8 @@ struct node_store {
     uint64_t stage_bytes;
     uint64_t epoch;
     atomic_uint_fast64_t adds, add_bytes, name_changes, commits, commit_errors, fetches,
-        fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live;
+        fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
+        range_errors, range_blocks, range_bytes;
 };
 
 /* An add or a name change under way, since when (on its caller's stack, in ns->busy). The
@@ -547,15 +556,25 @@ static void stage_drop(struct node_store *ns, uint64_t epoch, bool all)
     pthread_mutex_unlock(&ns->stage_lock);
 }
 
-/* A block, verified: staged, from the block store, else from the fetch hook (if any). */
-static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+/* A block, verified: staged, from the block store, else (if fetch) from the fetch hook (if
+ * any). A block file found corrupt is fetched again when there is a hook: a fetched copy is
+ * never fsynced (blockstore_put_cache), so a crash may leave one cut short. */
+static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len,
+                        bool fetch)
 {
     if (stage_get(ns, c, data, len) == 0)
         return 0; /* made here, from verified blocks */
     int rc = blockstore_get(ns->bs, c, data, len);
-    if (rc == -ENOENT && ns->fetch)
+    if (rc == -EIO && fetch && ns->fetch && blockstore_remove(ns->bs, c, NULL) == 0)
+        rc = -ENOENT;
+    if (rc == -ENOENT && fetch && ns->fetch)
         rc = fetch_block(ns, c, data, len);
     return rc;
+}
+
+static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+{
+    return get_block_ex(ns, c, data, len, true);
 }
 
 /* Blocks are keyed by multihash alone, as in Kubo: the raw CID and the dag-pb CID of the
@@ -563,7 +582,17 @@ static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data,
  * CID means (Kubo answers the same), so it is not refused; it is made harmless instead: a
  * dag-pb decode costs at most 32 bytes per link and one pass per field, and every walker is
  * bounded (see the bounds above), so crafted bytes cost no more than any other block. */
+static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch);
+
 static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
+{
+    return load_ex(ns, c, l, true);
+}
+
+/* A block already in hand (copied into l), decoded as load does. */
+static int decode_loaded(const struct cid *c, struct loaded *l);
+
+static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch)
 {
     char cs[CID_STR_MAX];
     memset(l, 0, sizeof *l);
@@ -573,9 +602,15 @@ static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
                  c->codec);
         return -EIO;
     }
-    int rc = get_block(ns, c, &l->block, &l->len);
+    int rc = get_block_ex(ns, c, &l->block, &l->len, fetch);
     if (rc < 0)
         return rc;
+    return decode_loaded(c, l);
+}
+
+static int decode_loaded(const struct cid *c, struct loaded *l)
+{
+    char cs[CID_STR_MAX];
     if (c->codec == CID_CODEC_RAW) {
         l->raw = true;
         return 0;
@@ -978,11 +1013,582 @@ out:
     return rc;
 }
 
+/* ---- reading through a range fetch (a gateway store) ----
+ * A read walks the file's DAG over its range in file order, giving the bytes to a sink as it
+ * goes, from the blocks the store has. At the first block missing, the rest of the range is
+ * asked of the range fetch: one CAR with the blocks that hold it, in DFS order, each verified
+ * by the hook against its CID, consumed as it streams. Each block must be the next one the walk
+ * needs (or one the store has, which a gateway leaves out as a duplicate): anything else is
+ * refused (-EBADMSG: the hook penalises that gateway). Its bytes go to the sink, the block to
+ * the store (blockstore_put_cache: hashed once, by the hook, and never fsynced). What the CAR
+ * did not bring (cut short, a wrong block, a gateway set aside) is asked again (at most
+ * RANGE_TRIES CARs in all while they bring something), then block by block through the walk
+ * (fetch_block: raced over the gateways). */
+#define RANGE_TRIES 3
+
+struct emit {
+    int (*sink)(void *ud, const char *data, size_t len);
+    void *ud;
+    int sink_err;      /* the sink's own error: it ends the read */
+    uint64_t pos, end; /* the next byte to give; the end of the range */
+};
+
+/* Give the part of the n bytes at file offset base that lies in [pos, end). -EIO: they begin
+ * past pos (the DAG skips bytes); the sink's error. */
+static int emit_bytes(struct emit *em, uint64_t base, const uint8_t *p, size_t n)
+{
+    if (n == 0 || base + n <= em->pos || em->pos >= em->end)
+        return 0;
+    if (base > em->pos)
+        return -EIO;
+    size_t from = (size_t)(em->pos - base);
+    size_t to = base + n > em->end ? (size_t)(em->end - base) : n;
+    int rc = em->sink(em->ud, (const char *)p + from, to - from);
+    if (rc < 0) {
+        em->sink_err = rc;
+        return rc;
+    }
+    em->pos += to - from;
+    return 0;
+}
+
+/* Count one block against the read's bounds (see READ_MAX_LOADS). */
+static int range_charge(struct read_ctx *rx, size_t len)
+{
+    char cs[CID_STR_MAX];
+    rx->bytes += len;
+    if (++rx->loads > rx->max_loads || rx->bytes > rx->max_bytes) {
+        cid_format(rx->root, cs, sizeof cs);
+        log_warn("file %s: a read needs more than %llu blocks or %llu bytes of them: refused",
+                 cs, (unsigned long long)rx->max_loads, (unsigned long long)rx->max_bytes);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Walk c (whose bytes begin at file offset base) over [em->pos, em->end), giving bytes in
+ * order. Without fetch, a block the store lacks is -ENOENT (what came before it was given). */
+static int walk_range(struct read_ctx *rx, struct emit *em, const struct cid *c, uint64_t base,
+                      unsigned depth, bool fetch)
+{
+    struct loaded l;
+    if (depth > MAX_DEPTH)
+        return dag_short(rx->root);
+    int rc = load_ex(rx->ns, c, &l, fetch);
+    if (rc < 0)
+        return rc;
+    if ((rc = range_charge(rx, l.len)) < 0)
+        goto out;
+    if (l.raw) {
+        if ((rc = emit_bytes(em, base, l.block, l.len)) < 0 && !em->sink_err)
+            rc = dag_short(c);
+        goto out;
+    }
+    if (is_dir_type(&l)) {
+        rc = -EISDIR;
+        goto out;
+    }
+    if (l.u.nblocksizes != l.pb.nlinks) {
+        rc = dag_short(c);
+        goto out;
+    }
+    uint64_t pos = base;
+    if (l.u.has_data) {
+        if ((rc = emit_bytes(em, pos, l.u.data, l.u.data_len)) < 0) {
+            if (!em->sink_err)
+                rc = dag_short(c);
+            goto out;
+        }
+        pos += l.u.data_len;
+    }
+    struct unixfs_bs_iter it;
+    unixfs_bs_begin(&it, l.pb.data, l.pb.data_len);
+    for (size_t i = 0; i < l.pb.nlinks && pos < em->end; i++) {
+        uint64_t bs;
+        struct cid cc;
+        if (unixfs_bs_next(&it, &bs) != 1 || bs > UINT64_MAX - pos) {
+            rc = dag_short(c);
+            goto out;
+        }
+        if (bs > 0 && pos + bs > em->pos) {
+            if (cid_from_bytes(l.pb.links[i].hash, l.pb.links[i].hash_len, &cc) < 0) {
+                rc = dag_short(c);
+                goto out;
+            }
+            if ((rc = walk_range(rx, em, &cc, pos, depth + 1, fetch)) < 0)
+                goto out;
+        }
+        pos += bs;
+    }
+out:
+    loaded_free(&l);
+    return rc;
+}
+
+/* A CAR being consumed: the stack of the file nodes whose links are still to come. */
+struct cf_frame {
+    uint8_t *block; /* a copy: the links point into it */
+    struct dagpb_node pb;
+    struct unixfs_bs_iter it;
+    size_t i;      /* the next link */
+    uint64_t next; /* where link i's bytes begin */
+};
+
+struct car_fill {
+    struct node_store *ns;
+    struct read_ctx *rx;
+    struct emit *em;
+    struct cf_frame st[MAX_DEPTH + 1];
+    size_t depth;
+    bool have_want; /* the next block the walk needs: want, its bytes at want_base */
+    struct cid want;
+    uint64_t want_base;
+};
+
+static void cf_free(struct car_fill *cf)
+{
+    while (cf->depth > 0) {
+        struct cf_frame *f = &cf->st[--cf->depth];
+        dagpb_node_free(&f->pb);
+        free(f->block);
+    }
+}
+
+/* Find the next block needed: the next link over [pos, end) of the deepest node that has one. */
+static int cf_next(struct car_fill *cf)
+{
+    cf->have_want = false;
+    while (cf->depth > 0) {
+        struct cf_frame *f = &cf->st[cf->depth - 1];
+        while (f->i < f->pb.nlinks && f->next < cf->em->end) {
+            uint64_t bs;
+            size_t i = f->i++;
+            if (unixfs_bs_next(&f->it, &bs) != 1 || bs > UINT64_MAX - f->next)
+                return dag_short(cf->rx->root);
+            uint64_t base = f->next;
+            f->next += bs;
+            if (bs == 0 || base + bs <= cf->em->pos)
+                continue;
+            if (cid_from_bytes(f->pb.links[i].hash, f->pb.links[i].hash_len, &cf->want) < 0)
+                return dag_short(cf->rx->root);
+            cf->want_base = base;
+            cf->have_want = true;
+            return 0;
+        }
+        cf->depth--;
+        dagpb_node_free(&f->pb);
+        free(f->block);
+    }
+    return 0;
+}
+
+/* Take block (verified: it is c's), whose bytes begin at base: give its bytes, and push it if
+ * it has links. */
+static int cf_take(struct car_fill *cf, const struct cid *c, uint64_t base, const uint8_t *block,
+                   size_t len)
+{
+    char cs[CID_STR_MAX];
+    int rc = range_charge(cf->rx, len);
+    if (rc < 0)
+        return rc;
+    if (c->codec == CID_CODEC_RAW)
+        return emit_bytes(cf->em, base, block, len) < 0 && !cf->em->sink_err ? dag_short(c)
+                                                                              : cf->em->sink_err;
+    struct dagpb_node pb;
+    struct unixfs_data u = {0};
+    if (c->codec != CID_CODEC_DAG_PB || dagpb_decode(block, len, &pb) < 0) {
+        cid_format(c, cs, sizeof cs);
+        log_warn("block %s is not a UnixFS file node", cs);
+        return -EIO;
+    }
+    if (!pb.has_data || unixfs_decode(pb.data, pb.data_len, &u) < 0 ||
+        u.type == UNIXFS_DIRECTORY || u.type == UNIXFS_HAMT_SHARD ||
+        u.nblocksizes != pb.nlinks) {
+        dagpb_node_free(&pb);
+        return u.type == UNIXFS_DIRECTORY || u.type == UNIXFS_HAMT_SHARD ? -EISDIR
+                                                                          : dag_short(c);
+    }
+    uint64_t pos = base;
+    if (u.has_data) {
+        if (emit_bytes(cf->em, pos, u.data, u.data_len) < 0) {
+            dagpb_node_free(&pb);
+            return cf->em->sink_err ? cf->em->sink_err : dag_short(c);
+        }
+        pos += u.data_len;
+    }
+    size_t nlinks = pb.nlinks;
+    dagpb_node_free(&pb);
+    if (nlinks == 0 || pos >= cf->em->end)
+        return 0;
+    if (cf->depth >= MAX_DEPTH)
+        return dag_short(cf->rx->root);
+    struct cf_frame *f = &cf->st[cf->depth];
+    memset(f, 0, sizeof *f);
+    if (!(f->block = malloc(len)))
+        return -ENOMEM;
+    memcpy(f->block, block, len);
+    if (dagpb_decode(f->block, len, &f->pb) < 0) {
+        free(f->block);
+        return -EIO;
+    }
+    unixfs_bs_begin(&f->it, f->pb.data, f->pb.data_len);
+    f->next = pos;
+    cf->depth++;
+    return 0;
+}
+
+static bool same_mh(const struct cid *a, const struct cid *b)
+{
+    return a->mh_len == b->mh_len && memcmp(a->mh, b->mh, a->mh_len) == 0;
+}
+
+/* The range fetch's callback: one verified block of the CAR. */
+static int cf_block(void *ud, const struct cid *c, const uint8_t *block, size_t len)
+{
+    struct car_fill *cf = ud;
+    for (;;) {
+        if (!cf->have_want)
+            return -EBADMSG; /* nothing more was asked */
+        struct cid want = cf->want;
+        int rc;
+        if (same_mh(c, &want)) {
+            int prc = blockstore_put_cache(cf->ns->bs, &want, block, len);
+            if (prc < 0 && prc != -EINVAL)
+                log_debug("a fetched block is not kept: %s", strerror(-prc));
+            atomic_fetch_add(&cf->ns->range_blocks, 1);
+            atomic_fetch_add(&cf->ns->range_bytes, len);
+            if ((rc = cf_take(cf, &want, cf->want_base, block, len)) < 0)
+                return rc == -EBADMSG ? -EIO : rc;
+            return cf_next(cf);
+        }
+        /* Not the next block: a gateway leaves out one it sent before (dups=n), which the
+         * store has now. Anything else was not asked for. */
+        uint8_t *d = NULL;
+        size_t n = 0;
+        rc = get_block_ex(cf->ns, &want, &d, &n, false);
+        if (rc == -ENOENT)
+            return -EBADMSG;
+        if (rc == 0)
+            rc = cf_take(cf, &want, cf->want_base, d, n);
+        free(d);
+        if (rc == 0)
+            rc = cf_next(cf);
+        if (rc < 0)
+            return rc == -EBADMSG ? -EIO : rc;
+    }
+}
+
+/* ---- the leaves of a range, many at once (the batch fetch) ----
+ * The nodes above the range's leaves are loaded (fetched one by one if missing: a few KiB
+ * each, a handful per range); the leaves missing from the store are then asked all at once,
+ * BATCH_PARALLEL requests at a time, and given in file order as they arrive. Which links are
+ * leaves is judged without loading them: a raw CID, or a dag-pb link whose Tsize exceeds its
+ * blocksize by at most LEAF_SLACK (a leaf's wrapper is ~14 bytes; a node with links adds
+ * at least one link's ~40 bytes to its children's). A guess that is wrong costs only speed:
+ * a "leaf" that has links stops the batch's giving there, and the walk goes on. */
+#define BATCH_LEAVES 1024
+#define BATCH_PARALLEL 8
+#define BATCH_HELD_BYTES (16u << 20) /* fetched leaves kept in memory until their turn */
+#define LEAF_SLACK 32
+
+struct leaf {
+    struct cid cid;
+    uint64_t base;  /* where its bytes begin in the file */
+    bool stored;    /* in the store (when planned, or fetched since) */
+    uint8_t *data;  /* fetched, not given yet */
+    size_t len;
+};
+
+struct plan {
+    struct node_store *ns;
+    struct read_ctx *rx;
+    struct emit *em;
+    struct leaf *v;
+    size_t n, cap;
+    size_t given;    /* leaves given so far */
+    size_t *missing; /* the batch's blocks: indices into v */
+    uint64_t held;   /* bytes of fetched leaves waiting for their turn */
+    bool full;       /* the plan stops short of the range's end */
+    bool stop;       /* a leaf could not be given here: the walk goes on from em->pos */
+};
+
+static int plan_node(struct plan *pl, const struct cid *c, uint64_t base, unsigned depth)
+{
+    struct loaded l;
+    struct emit *em = pl->em;
+    if (depth > MAX_DEPTH)
+        return dag_short(pl->rx->root);
+    int rc = load_ex(pl->ns, c, &l, true);
+    if (rc < 0)
+        return rc;
+    if ((rc = range_charge(pl->rx, l.len)) < 0)
+        goto out;
+    if (l.raw || l.pb.nlinks == 0 || (l.u.has_data && l.u.data_len > 0)) {
+        /* A leaf itself (or a node with bytes of its own: rare, the walk gives it). */
+        if (l.raw || l.pb.nlinks == 0) {
+            if (pl->n < pl->cap)
+                pl->v[pl->n++] = (struct leaf){.cid = *c, .base = base, .stored = true};
+            else
+                pl->full = true;
+        } else {
+            pl->full = true;
+        }
+        goto out;
+    }
+    if (is_dir_type(&l)) {
+        rc = -EISDIR;
+        goto out;
+    }
+    if (l.u.nblocksizes != l.pb.nlinks) {
+        rc = dag_short(c);
+        goto out;
+    }
+    uint64_t pos = base;
+    struct unixfs_bs_iter it;
+    unixfs_bs_begin(&it, l.pb.data, l.pb.data_len);
+    for (size_t i = 0; i < l.pb.nlinks && pos < em->end && !pl->full; i++) {
+        uint64_t bs;
+        struct cid cc;
+        if (unixfs_bs_next(&it, &bs) != 1 || bs > UINT64_MAX - pos) {
+            rc = dag_short(c);
+            goto out;
+        }
+        if (bs > 0 && pos + bs > em->pos) {
+            const struct dagpb_link *lk = &l.pb.links[i];
+            if (cid_from_bytes(lk->hash, lk->hash_len, &cc) < 0) {
+                rc = dag_short(c);
+                goto out;
+            }
+            if (cc.codec == CID_CODEC_RAW ||
+                (lk->has_tsize && lk->tsize >= bs && lk->tsize - bs <= LEAF_SLACK)) {
+                if (pl->n == pl->cap) {
+                    pl->full = true;
+                    break;
+                }
+                pl->v[pl->n++] = (struct leaf){.cid = cc, .base = pos,
+                                               .stored = blockstore_has(pl->ns->bs, &cc)};
+            } else if ((rc = plan_node(pl, &cc, pos, depth + 1)) < 0) {
+                goto out;
+            }
+        }
+        pos += bs;
+    }
+out:
+    loaded_free(&l);
+    return rc;
+}
+
+/* A fetched block's buffer, done with. */
+static void fetched_release(struct node_store *ns, uint8_t *data)
+{
+    if (ns->fetch_release)
+        ns->fetch_release(ns->fetch_ud, data);
+    else
+        free(data);
+}
+
+/* Give the leaves that are next in file order and here (fetched, or in the store). */
+static int plan_give(struct plan *pl)
+{
+    while (!pl->stop && pl->given < pl->n) {
+        struct leaf *lf = &pl->v[pl->given];
+        struct loaded l;
+        int rc;
+        bool fetched = lf->data != NULL;
+        memset(&l, 0, sizeof l);
+        if (fetched) {
+            l.block = lf->data;
+            l.len = lf->len;
+            pl->held -= lf->len;
+            lf->data = NULL;
+            rc = decode_loaded(&lf->cid, &l);
+        } else if (lf->stored) {
+            rc = load_ex(pl->ns, &lf->cid, &l, false);
+        } else {
+            return 0; /* not here yet */
+        }
+        if (rc < 0 || (!l.raw && (is_dir_type(&l) || l.pb.nlinks > 0))) {
+            loaded_free(&l);
+            pl->stop = true; /* not a leaf after all, or unreadable: the walk's */
+            return 0;
+        }
+        const uint8_t *p = l.raw ? l.block : l.u.data;
+        size_t n = l.raw ? l.len : l.u.has_data ? l.u.data_len : 0;
+        rc = range_charge(pl->rx, l.len);
+        if (rc == 0)
+            rc = emit_bytes(pl->em, lf->base, p, n);
+        if (fetched) {
+            if (!l.raw)
+                dagpb_node_free(&l.pb);
+            fetched_release(pl->ns, l.block);
+            l.block = NULL;
+        }
+        loaded_free(&l);
+        if (rc < 0) {
+            pl->stop = true;
+            return pl->em->sink_err;
+        }
+        pl->given++;
+    }
+    return 0;
+}
+
+/* The batch fetch's callback: block i of the batch, verified. */
+static int plan_got(void *ud, size_t i, uint8_t *data, size_t len)
+{
+    struct plan *pl = ud;
+    struct leaf *lf = &pl->v[pl->missing[i]];
+    int prc = blockstore_put_cache(pl->ns->bs, &lf->cid, data, len);
+    atomic_fetch_add(&pl->ns->range_blocks, 1);
+    atomic_fetch_add(&pl->ns->range_bytes, len);
+    if (pl->stop || pl->missing[i] < pl->given ||
+        (pl->held + len > BATCH_HELD_BYTES && pl->missing[i] != pl->given && prc == 0)) {
+        /* Not to be given from here (or too much waits already: the store has it). */
+        lf->stored = prc == 0;
+        fetched_release(pl->ns, data);
+        return 0;
+    }
+    lf->data = data;
+    lf->len = len;
+    pl->held += len;
+    return plan_give(pl);
+}
+
+/* Plan [em->pos, em->end) of c and fetch its missing leaves as one batch, giving what comes. */
+static int batch_range(struct node_store *ns, const struct cid *c, struct read_ctx *rx,
+                       struct emit *em)
+{
+    struct plan pl = {.ns = ns, .rx = rx, .em = em};
+    uint64_t span = em->end - em->pos;
+    /* Room for the range's leaves at 256 KiB, and more for smaller ones, within BATCH_LEAVES. */
+    pl.cap = span / (64u << 10) + 16 < BATCH_LEAVES ? (size_t)(span / (64u << 10) + 16)
+                                                    : BATCH_LEAVES;
+    pl.v = calloc(pl.cap, sizeof *pl.v);
+    pl.missing = calloc(pl.cap, sizeof *pl.missing);
+    struct cid *cids = calloc(pl.cap, sizeof *cids);
+    int rc = -ENOMEM;
+    if (!pl.v || !pl.missing || !cids)
+        goto out;
+    rx->loads = rx->bytes = 0;
+    if ((rc = plan_node(&pl, c, 0, 0)) < 0)
+        goto out;
+    size_t nmiss = 0;
+    for (size_t i = 0; i < pl.n; i++)
+        if (!pl.v[i].stored) {
+            pl.missing[nmiss] = i;
+            cids[nmiss++] = pl.v[i].cid;
+        }
+    if ((rc = plan_give(&pl)) < 0)
+        goto out;
+    if (nmiss > 0) {
+        atomic_fetch_add(&ns->range_fetches, 1);
+        rc = ns->fetch_many(ns->fetch_ud, cids, nmiss, BATCH_PARALLEL, plan_got, &pl);
+        if (em->sink_err) {
+            rc = em->sink_err;
+            goto out;
+        }
+        if (rc < 0)
+            atomic_fetch_add(&ns->range_errors, 1);
+    }
+    rc = plan_give(&pl);
+out:
+    if (pl.v)
+        for (size_t i = 0; i < pl.n; i++)
+            if (pl.v[i].data)
+                fetched_release(ns, pl.v[i].data);
+    free(pl.v);
+    free(pl.missing);
+    free(cids);
+    return rc;
+}
+
+/* Give the bytes [off, off + len) of file c to em's sink (see above). 0 or -errno. */
+static int read_range(struct node_store *ns, const struct cid *c, uint64_t off, uint64_t len,
+                      struct emit *em)
+{
+    em->pos = off;
+    em->end = off + len;
+    struct read_ctx rx = {.ns = ns, .root = c, .max_loads = READ_MAX_LOADS(len),
+                          .max_bytes = READ_MAX_BYTES(len)};
+    bool bad = false;
+    int rc = -ENOENT;
+    for (unsigned tries = 0; em->pos < em->end && tries < RANGE_TRIES; tries++) {
+        rx.loads = rx.bytes = 0;
+        rc = walk_range(&rx, em, c, 0, 0, false);
+        if (em->sink_err)
+            return em->sink_err;
+        if (rc != -ENOENT)
+            break;
+        uint64_t before = em->pos, left = em->end - em->pos;
+        if (ns->fetch_many) {
+            int brc = batch_range(ns, c, &rx, em);
+            if (em->sink_err)
+                return em->sink_err;
+            if (brc < 0 && brc != -ETIMEDOUT && brc != -EIO && brc != -ENOENT)
+                return brc; /* the DAG's own error (EISDIR...) */
+            if (em->pos > before)
+                continue;
+            if (!ns->fetch_range)
+                break;
+        }
+        struct car_fill cf = {.ns = ns, .rx = &rx, .em = em, .have_want = true, .want = *c};
+        rx.loads = rx.bytes = 0;
+        atomic_fetch_add(&ns->range_fetches, 1);
+        /* The CAR: the range's leaves, the nodes above them, a few hundred bytes a block. */
+        uint64_t max = left + left / 16 + (16u << 20);
+        int frc = ns->fetch_range(ns->fetch_ud, c, em->pos, em->end - 1,
+                                  max > SIZE_MAX ? SIZE_MAX : (size_t)max, cf_block, &cf);
+        cf_free(&cf);
+        if (em->sink_err)
+            return em->sink_err;
+        if (frc < 0)
+            atomic_fetch_add(&ns->range_errors, 1);
+        if (frc == -EIO)
+            bad = true;
+        if (frc < 0 && em->pos == before)
+            break; /* it brought nothing: block by block */
+    }
+    if (em->pos >= em->end)
+        return 0;
+    if (rc == 0 || rc == -ENOENT) {
+        rx.loads = rx.bytes = 0;
+        rc = walk_range(&rx, em, c, 0, 0, true);
+        if (em->sink_err)
+            return em->sink_err;
+        if (rc == -ETIMEDOUT && bad)
+            rc = -EIO; /* only wrong answers: as gw_block says */
+    }
+    if (rc == 0 && em->pos < em->end)
+        rc = dag_short(c);
+    return rc;
+}
+
+static int copy_sink(void *ud, const char *data, size_t len)
+{
+    char **p = ud;
+    memcpy(*p, data, len);
+    *p += len;
+    return 0;
+}
+
+static int store_read_stream(struct node *base, const struct cid *c, uint64_t off, uint64_t len,
+                             int (*sink)(void *ud, const char *data, size_t len), void *ud)
+{
+    struct emit em = {.sink = sink, .ud = ud};
+    return len == 0 ? 0 : read_range(to_store(base), c, off, len, &em);
+}
+
 static ssize_t store_read(struct node *base, const struct cid *c, uint64_t off, size_t len,
                           char *buf)
 {
     if (len == 0)
         return 0;
+    if (to_store(base)->fetch_range || to_store(base)->fetch_many) {
+        char *p = buf;
+        struct emit em = {.sink = copy_sink, .ud = &p};
+        int rc = read_range(to_store(base), c, off, len, &em);
+        return rc < 0 ? rc : (ssize_t)len;
+    }
     struct read_ctx rx = {.ns = to_store(base),
                           .root = c,
                           .max_loads = READ_MAX_LOADS(len),
@@ -2789,6 +3395,19 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
     ns->fetch = cfg ? cfg->fetch : NULL;
     ns->fetch_ud = cfg ? cfg->fetch_ud : NULL;
+    /* A gateway pool's block fetch brings its range fetch along (gateway.h). */
+    ns->fetch_range = !ns->fetch ? NULL
+                      : cfg->fetch_range ? cfg->fetch_range
+                      : ns->fetch == gw_fetch ? gw_fetch_range
+                                              : NULL;
+    ns->fetch_release = !ns->fetch ? NULL
+                        : cfg->fetch_release ? cfg->fetch_release
+                        : ns->fetch == gw_fetch ? gw_buf_release
+                                                : NULL;
+    ns->fetch_many = !ns->fetch ? NULL
+                     : cfg->fetch_many ? cfg->fetch_many
+                     : ns->fetch == gw_fetch ? gw_fetch_many
+                                             : NULL;
     rc = open_private_dir(dir, &ns->dir, err, errlen);
     if (rc < 0)
         goto fail;
@@ -2818,7 +3437,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
                  ns->dir, lockp);
         goto fail;
     }
-    ns->base.ops = &store_ops;
+    ns->ops = store_ops;
+    if (ns->fetch_range || ns->fetch_many)
+        ns->ops.read_stream = store_read_stream;
+    ns->base.ops = &ns->ops;
     ns->base.description = ns->description;
     snprintf(ns->description, sizeof ns->description, "embedded block store at %s (offline)",
              ns->dir);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "car.h"
 #include "node.h"
 
 /* Kubo (boxo) shards a directory whose estimated size (names + binary CIDs) exceeds this. */
@@ -42,6 +43,23 @@ struct node_store_config {
      * block store (durable with the next commit). */
     int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
     void *fetch_ud;
+    /* With fetch: the blocks of root's DAG that hold the file bytes [from, to] (inclusive), in
+     * DFS order, each verified against its CID before cb sees it (cb returns -EBADMSG for a
+     * block that was not asked for: the hook penalises its source), at most max bytes (see
+     * gw_fetch_range, called with fetch_ud). NULL: gw_fetch_range when fetch is gw_fetch, else
+     * none. With one, reads of missing content stream a range at a time (read_stream). */
+    int (*fetch_range)(void *ud, const struct cid *root, uint64_t from, uint64_t to, size_t max,
+                       car_block_cb cb, void *cbud);
+    /* With fetch: many blocks at once, parallel requests at a time, each verified before cb
+     * (index, malloc'd data: cb's) sees it; what it does not bring is asked of fetch (see
+     * gw_fetch_many, called with fetch_ud). Returns how many cb took, or -errno. NULL:
+     * gw_fetch_many when fetch is gw_fetch, else none. Reads of missing content then fetch the
+     * leaves of a range this way (and a range fetch when this brings nothing). */
+    int (*fetch_many)(void *ud, const struct cid *cids, size_t n, unsigned parallel,
+                      int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud);
+    /* Where fetch_many's buffers go back when done (NULL: gw_buf_release when fetch is
+     * gw_fetch, else free). */
+    void (*fetch_release)(void *ud, uint8_t *data);
 };
 
 /* Open or create the store in dir (created 0700 if missing). dir must not be a symlink
