@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "fs.h"
+#include "cluster.h"
 #include "gateway.h"
 #include "log.h"
 #include "multiaddr.h"
@@ -112,6 +113,39 @@ static enum log_level level_from(const char *s, int debug)
     if (strcmp(s, "info") == 0)
         return LOG_LVL_INFO;
     return LOG_LVL_ERR;
+}
+
+/* The IPFS Cluster REST API this mount pins through, into buf: 1 (one), 0 (none), or -1 after a
+ * message. --cluster=URL names it (off: none); else, when the API answers as a cluster peer's
+ * proxy, it is the REST API on the same host, at the cluster's default port 9094. */
+static int cluster_url(const struct options *o, const struct api_endpoint *ep, char *buf,
+                       size_t len)
+{
+    bool need = o->replication || o->replication_wait;
+    if (o->cluster) {
+        if (strcmp(o->cluster, "off") == 0)
+            return 0;
+        snprintf(buf, len, "%s", o->cluster);
+        return 1;
+    }
+    int p = ep->unix_path ? 0 : cluster_probe_proxy(ep->base_url, 3000);
+    if (p == 1) {
+        /* http://HOST:PORT -> http://HOST:9094 (HOST may be [v6]) */
+        const char *h = strstr(ep->base_url, "://");
+        h = h ? h + 3 : ep->base_url;
+        const char *end = h[0] == '[' ? strchr(h, ']') : NULL;
+        const char *colon = strrchr(end ? end : h, ':');
+        size_t n = colon ? (size_t)(colon - ep->base_url) : strlen(ep->base_url);
+        snprintf(buf, len, "%.*s:9094", (int)n, ep->base_url);
+        return 1;
+    }
+    if (need) {
+        fprintf(stderr, "ipfsfs: --replication and --replication-wait need IPFS Cluster: point "
+                        "--api at a cluster peer's proxy (/ip4/127.0.0.1/tcp/9095), or name its "
+                        "REST API with --cluster=URL\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* The store of a local-first mount, one per node and MFS directory:
@@ -468,7 +502,26 @@ int main(int argc, char *argv[])
                 .timeout_ms = o.timeout * 1000u,
                 .unmount_wait_ms = o.unmount_wait * 1000u,
                 .store_max_bytes = o.store_bytes,
+                .wait_replication = o.replication_wait,
             };
+            char curl_buf[1024], pin_name[512];
+            struct cluster_config ccfg;
+            int crc = cluster_url(&o, &ep, curl_buf, sizeof curl_buf);
+            if (crc < 0)
+                goto out_curl;
+            if (crc > 0) {
+                char host[256] = "?";
+                gethostname(host, sizeof host - 1);
+                snprintf(pin_name, sizeof pin_name, "ipfsfs %s:%s", host, o.mfs_root);
+                ccfg = (struct cluster_config){.url = curl_buf,
+                                               .rmin = o.rep_min,
+                                               .rmax = o.rep_max,
+                                               .timeout_ms = o.timeout * 1000u,
+                                               .pin_name = pin_name};
+                lcfg.cluster = &ccfg;
+                fprintf(stderr, "ipfsfs: pinning the names' roots through the cluster at %s\n",
+                        strchr(curl_buf, '@') ? "the URL given" : curl_buf);
+            }
             struct node *up = node;
             node = NULL;
             if (node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err) < 0) {

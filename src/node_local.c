@@ -8,6 +8,7 @@
 #include "sync.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct node_local {
     struct node base; /* first: struct node * casts to struct node_local * */
     struct node *store, *up;
     struct sync *sync;
+    struct cluster *cluster; /* NULL: none; freed after the sync engine stopped */
     unsigned unmount_wait_ms;
     char description[512];
 };
@@ -170,6 +172,28 @@ static int local_sync_state(struct node *n, const char *path, char *buf, size_t 
     return sync_state(to_local(n)->sync, path, buf, len);
 }
 
+#define XATTR_PINS "user.ipfs.pins"
+
+static int local_name_getxattr(struct node *n, const char *path, const char *name, char *buf,
+                               size_t len)
+{
+    struct node_local *l = to_local(n);
+    if (!l->cluster || strcmp(name, XATTR_PINS) != 0)
+        return -ENOSYS;
+    return sync_pins(l->sync, path, buf, len);
+}
+
+static int local_name_xattrs(struct node *n, const char *path, char *buf, size_t len)
+{
+    (void)path;
+    if (!to_local(n)->cluster)
+        return 0;
+    if (len < sizeof XATTR_PINS)
+        return -ERANGE;
+    memcpy(buf, XATTR_PINS, sizeof XATTR_PINS);
+    return (int)sizeof XATTR_PINS;
+}
+
 static int local_stats(struct node *n, char *buf, size_t len)
 {
     struct node_local *l = to_local(n);
@@ -193,6 +217,7 @@ static void local_destroy(struct node *n)
     struct node_local *l = to_local(n);
     if (l->sync)
         sync_stop(l->sync, l->unmount_wait_ms);
+    cluster_free(l->cluster);
     node_destroy(l->store);
     node_destroy(l->up);
     free(l);
@@ -229,6 +254,8 @@ static const struct node_ops local_ops = {
     .start = local_start,
     .sync = local_sync,
     .sync_state = local_sync_state,
+    .name_getxattr = local_name_getxattr,
+    .name_xattrs = local_name_xattrs,
     .hold = local_hold,
     .release = local_release,
     .stats = local_stats,
@@ -261,11 +288,22 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
     int rc = node_store_new(store_dir, &sc, &l->store, err, errlen);
     if (rc < 0)
         goto fail;
+    if (cfg->cluster) {
+        char state[PATH_MAX];
+        struct cluster_config cc = *cfg->cluster;
+        snprintf(state, sizeof state, "%s/cluster-pins", node_store_dir(l->store));
+        cc.state_path = state;
+        rc = cluster_new(&cc, &l->cluster, err, errlen);
+        if (rc < 0)
+            goto fail;
+    }
     struct sync_config yc = {
         .mfs_root = cfg->mfs_root,
         .timeout_ms = cfg->timeout_ms,
         .poll_ms = cfg->poll_ms,
         .max_bytes = cfg->store_max_bytes,
+        .cluster = l->cluster,
+        .wait_replication = cfg->wait_replication,
     };
     rc = sync_new(l->store, l->up, &yc, &l->sync);
     if (rc < 0) {
@@ -280,6 +318,7 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
     *out = &l->base;
     return 0;
 fail:
+    cluster_free(l->cluster);
     node_destroy(l->store);
     node_destroy(up);
     free(l);

@@ -3,6 +3,8 @@
 
 #include "options.h"
 
+#include "cluster.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -61,6 +63,12 @@ static const struct fuse_opt option_table[] = {
     OPT("ipns", ipns),
     FUSE_OPT_KEY("--gateway=", KEY_GATEWAY),
     FUSE_OPT_KEY("gateway=", KEY_GATEWAY),
+    OPT("--cluster=%s", cluster),
+    OPT("cluster=%s", cluster),
+    OPT("--replication=%s", replication),
+    OPT("replication=%s", replication),
+    OPT("--replication-wait", replication_wait),
+    OPT("replication-wait", replication_wait),
     OPT("--chunker=%s", chunker),
     OPT("chunker=%s", chunker),
     {"--pin", offsetof(struct options, no_pin), 0},
@@ -152,6 +160,13 @@ void options_print_help(const char *progname)
            "    --ipns                 mount the IPNS namespace instead, read-only:\n"
            "                           MOUNTPOINT/<name>/path for IPNS keys and DNSLink\n"
            "                           domains, resolved by the node (or --gateway)\n"
+           "    --cluster=URL          IPFS Cluster REST API that pins the names' roots\n"
+           "                           (default: found when --api is a cluster peer's\n"
+           "                           proxy, at its host's port 9094; off: never)\n"
+           "    --replication=MIN[:MAX]  replication factors of those pins (default: the\n"
+           "                           cluster's; -1: every peer)\n"
+           "    --replication-wait     fsync(2) also waits until the cluster has the names\n"
+           "                           on MIN peers (within --timeout)\n"
            "    --store-size=SIZE      past this, the local store drops its copies of file\n"
            "                           blocks the node has (default: no limit)\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
@@ -285,6 +300,26 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --ipns needs a node (--api) or --gateway to resolve names\n");
         return -1;
     }
+    if (o->replication &&
+        cluster_parse_replication(o->replication, &o->rep_min, &o->rep_max) < 0) {
+        fprintf(stderr, "ipfsfs: invalid --replication '%s' (MIN or MIN:MAX, counts of peers "
+                        "with MIN <= MAX, or -1 for every peer)\n", o->replication);
+        return -1;
+    }
+    bool cluster_off = o->cluster && strcmp(o->cluster, "off") == 0;
+    if ((o->replication || o->replication_wait || (o->cluster && !cluster_off)) &&
+        (o->write_through || o->ipns || (!o->api && (o->store || o->n_gateways)))) {
+        fprintf(stderr, "ipfsfs: --cluster, --replication and --replication-wait pin what the "
+                        "local-first mount pushes to a node: they go with --api, not with %s\n",
+                o->write_through ? "--write-through" : o->ipns ? "--ipns"
+                                                               : "a mount without a node");
+        return -1;
+    }
+    if ((o->replication || o->replication_wait) && cluster_off) {
+        fprintf(stderr, "ipfsfs: --replication and --replication-wait need the cluster "
+                        "(--cluster=off)\n");
+        return -1;
+    }
     if (parse_size_opt("--cache-size", o->cache_size, 256u << 20, 1u << 20, &o->cache_bytes) < 0 ||
         parse_size_opt("--dir-cache", o->dir_cache, 64u << 20, 64u << 10, &o->dircache_bytes) < 0 ||
         parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0 ||
@@ -328,6 +363,8 @@ void options_free(struct options *o)
     free(o->api_auth_file);
     free(o->cacert);
     free(o->store);
+    free(o->cluster);
+    free(o->replication);
     free(o->store_size);
     for (size_t i = 0; i < o->n_gateways; i++)
         free(o->gateways[i]);

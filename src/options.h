@@ -35,11 +35,15 @@ struct options {
     char *store_size;      /* --store-size */
     char *gateways[OPTIONS_MAX_GATEWAYS]; /* --gateway URLs, in order (n_gateways of them) */
     size_t n_gateways;
+    char *cluster;      /* --cluster: the cluster's REST API URL, "off", or NULL (detect) */
+    char *replication;  /* --replication=MIN[:MAX] */
+    int replication_wait; /* fsync waits for the cluster's minimum replication */
     int after_gateway;  /* parsing: the last option was gateway= (see keep_nonopt) */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;
     /* parsed values */
     size_t cache_bytes, dircache_bytes, readahead_bytes, store_bytes;
+    int rep_min, rep_max; /* --replication (0: the cluster's defaults; -1: every peer) */
 };
 
 /* Parse our options out of args (the rest stays for libfuse). Returns 0 or -1 after printing a

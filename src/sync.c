@@ -9,6 +9,7 @@
 #include "sync.h"
 
 #include "car.h"
+#include "cluster.h"
 #include "dagpb.h"
 #include "log.h"
 #include "node_store.h"
@@ -31,6 +32,7 @@
 #define BACKOFF_MAX_MS 5000u /* a node that comes back is used within 5 s */
 #define MAX_PATH 4096
 #define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
+#define PIN_RETRY_MS 5000u  /* a cluster that refused a pin is asked again after this long */
 
 /* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
 static const char EMPTY_DIR[] = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
@@ -41,6 +43,11 @@ struct sync {
     unsigned timeout_ms, poll_ms;
     uint64_t max_bytes;  /* --store-size: evict what the node has past this (0: never) */
     uint64_t next_trim;  /* CLOCK_MONOTONIC ms of the next look at the store's size */
+    struct cluster *cluster; /* pins each root the node has through a cluster (NULL: none) */
+    bool wait_replication;   /* sync_wait also waits for the cluster's minimum replication */
+    uint64_t next_pin_ms;    /* CLOCK_MONOTONIC ms of the next pin try after a refusal */
+    struct cid pinned;       /* the names' root whose pins all took */
+    bool pinned_valid;       /* (these three: the engine's thread only) */
     pthread_t thread;
     char state_path[PATH_MAX];
     struct cid empty_dir;
@@ -1037,6 +1044,56 @@ static void trim(struct sync *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* After a good round: the names' root the node has (the store's encoding: the CIDs users see in
+ * user.ipfs.cid; the node holds those blocks too) and its top names pinned through the cluster,
+ * and old pins retired when their time has come. A refusal is not the round's failure (the node
+ * has the names): it shows in user.ipfs.pins and is tried again PIN_RETRY_MS later. */
+static void pin_root(struct sync *s)
+{
+    if (!s->cluster || now_ms() < s->next_pin_ms)
+        return;
+    pthread_mutex_lock(&s->lock);
+    bool have = s->have_state;
+    struct cid root = s->synced_local;
+    pthread_mutex_unlock(&s->lock);
+    if (!have)
+        return;
+    if (s->pinned_valid && cid_equal(&s->pinned, &root)) {
+        cluster_tick(s->cluster);
+        return;
+    }
+    char err[256] = "";
+    struct ents e;
+    int rc = list_dir(s, s->store, &root, &e);
+    if (rc < 0) {
+        snprintf(err, sizeof err, "listing the names' root: %s", strerror(-rc));
+    } else {
+        struct cluster_name *top = calloc(e.n + 1, sizeof *top);
+        if (!top) {
+            rc = -ENOMEM;
+            snprintf(err, sizeof err, "out of memory");
+        } else {
+            for (size_t i = 0; i < e.n; i++)
+                top[i] = (struct cluster_name){.name = e.v[i].name, .cid = e.v[i].cid};
+            rc = cluster_pin_names(s->cluster, &root, top, e.n, err, sizeof err);
+            free(top);
+        }
+        ents_free(&e);
+    }
+    if (rc < 0) {
+        if (s->next_pin_ms == 0)
+            log_warn("cannot pin the names through the cluster (retrying): %s", err);
+        s->next_pin_ms = now_ms() + PIN_RETRY_MS;
+        return;
+    }
+    if (s->next_pin_ms)
+        log_info("the cluster takes pins again");
+    s->next_pin_ms = 0;
+    s->pinned = root;
+    s->pinned_valid = true;
+    cluster_tick(s->cluster);
+}
+
 static void *sync_thread(void *arg)
 {
     struct sync *s = arg;
@@ -1086,11 +1143,11 @@ static void *sync_thread(void *arg)
             backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
                               : BACKOFF_MIN_MS;
         } else {
-            if (!stopping) {
-                pthread_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(&s->lock);
+            if (!stopping)
                 trim(s);
-                pthread_mutex_lock(&s->lock);
-            }
+            pin_root(s);
+            pthread_mutex_lock(&s->lock);
             if (failing)
                 log_info("sync to %s works again", s->up->description);
             s->error[0] = 0;
@@ -1118,6 +1175,8 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
     s->max_bytes = cfg->max_bytes;
+    s->cluster = cfg->cluster;
+    s->wait_replication = cfg->wait_replication && cfg->cluster;
     s->mfs_root = strdup(cfg->mfs_root ? cfg->mfs_root : "/");
     cid_parse(EMPTY_DIR, strlen(EMPTY_DIR), &s->empty_dir);
     snprintf(s->state_path, sizeof s->state_path, "%s/synced", node_store_dir(store));
@@ -1166,7 +1225,7 @@ int sync_wait(struct sync *s)
     int rc = node_store_commit(s->store);
     if (rc < 0 || !s->started)
         return rc < 0 ? rc : -EIO;
-    uint64_t seq;
+    uint64_t seq, t0 = now_ms();
     node_store_roots(s->store, NULL, NULL, &seq);
     struct timespec ts;
     deadline_ts(s->timeout_ms, &ts);
@@ -1190,8 +1249,48 @@ int sync_wait(struct sync *s)
             break;
         }
     }
+    struct cid root = s->synced_local;
     pthread_mutex_unlock(&s->lock);
+    if (rc == 0 && s->wait_replication) {
+        /* and the names' root (ours, or a later one) pinned on enough peers, within what is
+         * left of the same timeout */
+        char err[512];
+        uint64_t spent = now_ms() - t0;
+        unsigned left = spent < s->timeout_ms ? s->timeout_ms - (unsigned)spent : 0;
+        rc = cluster_wait(s->cluster, &root, left, err, sizeof err);
+        if (rc < 0) {
+            log_warn("fsync: the cluster has not replicated the names: %s", err);
+            rc = -EIO;
+        }
+    }
     return rc;
+}
+
+int sync_pins(struct sync *s, const char *path, char *buf, size_t len)
+{
+    if (!s->cluster)
+        return -ENOSYS;
+    char state[64];
+    int rc = sync_state(s, path, state, sizeof state);
+    if (rc < 0)
+        return rc;
+    if (strcmp(state, "synced") != 0)
+        return snprintf(buf, len, "pending: not on the node yet, so not pinned");
+    struct cid pin, root;
+    if (!cluster_pin_for(s->cluster, path, &pin) || !cluster_root(s->cluster, &root))
+        return snprintf(buf, len, "pending: not pinned through the cluster yet");
+    pthread_mutex_lock(&s->lock);
+    bool newer = !cid_equal(&root, &s->synced_local);
+    pthread_mutex_unlock(&s->lock);
+    struct cluster_status st;
+    char err[256];
+    rc = cluster_status(s->cluster, &pin, &st, err, sizeof err);
+    if (rc < 0)
+        return snprintf(buf, len, "error: %s", err);
+    int n = cluster_status_text(&st, buf, len);
+    if (newer && n >= 0 && (size_t)n < len) /* the latest root's pins are being asked for */
+        n += snprintf(buf + n, len - (size_t)n, "; newer names not pinned yet");
+    return n;
 }
 
 int sync_state(struct sync *s, const char *path, char *buf, size_t len)
@@ -1229,6 +1328,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      s->conflicts, s->failed, s->evicted_blocks, s->evicted_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
+    if (s->cluster && n >= 0 && (size_t)n < len) {
+        int k = cluster_stats(s->cluster, buf + n, len - (size_t)n);
+        if (k > 0)
+            n += k;
+    }
     return n;
 }
 

@@ -30,6 +30,10 @@ struct sync_config {
     unsigned poll_ms;     /* how often the node is checked for changes (0: 2000) */
     uint64_t max_bytes;   /* the store's size past which file blocks the node has are
                            * evicted locally (0: never) */
+    struct cluster *cluster; /* pin every root of the names the node has through this
+                              * cluster (cluster.h; NULL: none). Stays the caller's. */
+    bool wait_replication;   /* sync_wait also waits (within timeout_ms) until the cluster
+                              * has the root on its minimum number of peers */
 };
 
 /* Set up the engine over store (a node_store) and up (a node with put_car): both stay owned by the
@@ -48,6 +52,11 @@ int sync_wait(struct sync *s);
 /* user.ipfsfs.sync of the name at path (store path, "/a/b"): "synced", "pending" or
  * "error: REASON" (pending, and the last push failed for REASON). snprintf-like. */
 int sync_state(struct sync *s, const char *path, char *buf, size_t len);
+
+/* user.ipfs.pins of the name at path: "pending: ..." while the node has not got it, else the
+ * cluster's status of the names' root pinned last (cluster_status_text). -ENOSYS without a
+ * cluster. snprintf-like. */
+int sync_pins(struct sync *s, const char *path, char *buf, size_t len);
 
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int sync_stats(struct sync *s, char *buf, size_t len);

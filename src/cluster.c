@@ -1,0 +1,787 @@
+/* cluster.c - see cluster.h.
+ *
+ * Each request is one short libcurl call with its own easy handle: pins happen once per push and
+ * status questions once per getxattr or fsync, so there is nothing to pool. Calls come from the
+ * sync engine's thread (pin, tick) and from FUSE threads (status, wait) at once.
+ */
+#include "config.h"
+
+#include "cluster.h"
+
+#include "log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REPLY (4u << 20) /* a status names every peer: 4 MiB is thousands of them */
+#define WAIT_STEP_MS 250u
+#define USER_AGENT "ipfsfs/" PACKAGE_VERSION
+
+struct cluster {
+    char *url;     /* without a trailing slash; may hold user:password: never logged */
+    char *display; /* url without the credentials */
+    int rmin, rmax;
+    unsigned timeout_ms;
+    char *pin_base;   /* the pins' name: the root's; a top name's is "BASE/NAME" */
+    char *state_path; /* NULL: none */
+
+    /* lock guards everything below. Only the pinning thread (the sync engine's) changes them,
+     * under the lock; others read under it. */
+    pthread_mutex_t lock;
+    bool have_root;
+    struct cid root;     /* the names' root pinned last */
+    bool have_retired;
+    struct cid retired;  /* the root before it, unpinned once root is pinned widely enough */
+    struct top {
+        char *name;
+        struct cid cid;
+    } *tops;             /* the top names pinned, sorted by name */
+    size_t ntops;
+    bool too_many_told;  /* the "more than CLUSTER_MAX_TOP names" message was logged */
+    uint64_t pins, unpins, failures;
+    char last_error[200];
+};
+
+/* ---- HTTP ---- */
+
+struct reply {
+    char *data;
+    size_t len;
+    bool too_big;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct reply *r = ud;
+    size_t k = size * n;
+    if (r->len + k > MAX_REPLY) {
+        r->too_big = true;
+        return 0;
+    }
+    char *d = realloc(r->data, r->len + k + 1);
+    if (!d)
+        return 0;
+    memcpy(d + r->len, p, k);
+    r->len += k;
+    d[r->len] = 0;
+    r->data = d;
+    return k;
+}
+
+struct probe {
+    bool cluster;
+};
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct probe *pr = ud;
+    size_t k = size * n;
+    static const char h[] = "server: ipfs-cluster";
+    if (k >= sizeof h - 1 && strncasecmp(p, h, sizeof h - 1) == 0)
+        pr->cluster = true;
+    return k;
+}
+
+/* method url: 0 with the body in *out (the caller frees out->data) and the status in *status,
+ * or -errno with a reason in err. */
+static int http(const char *method, const char *url, unsigned timeout_ms, struct probe *pr,
+                struct reply *out, long *status, char *err, size_t errlen)
+{
+    CURL *h = curl_easy_init();
+    if (!h)
+        return -ENOMEM;
+    memset(out, 0, sizeof *out);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+    }
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never the environment's */
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+    if (pr) {
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, pr);
+    }
+    CURLcode cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(h);
+    if (cc == CURLE_OK)
+        return 0;
+    int rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+             : out->too_big                  ? -EFBIG
+             : cc == CURLE_COULDNT_CONNECT   ? -ECONNREFUSED
+                                             : -EIO;
+    snprintf(err, errlen, "the cluster's API: %s",
+             out->too_big ? "reply too large" : curl_easy_strerror(cc));
+    free(out->data);
+    out->data = NULL;
+    return rc;
+}
+
+/* The cluster's error message ({"code":N,"message":"..."}), else the start of the body. */
+static void reply_error(const struct reply *r, long status, const char *what, char *err,
+                        size_t errlen)
+{
+    json_t *j = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
+    const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    snprintf(err, errlen, "the cluster refused %s (HTTP %ld): %.*s", what, status,
+             m ? 150 : (int)(r->len < 150 ? r->len : 150), m ? m : r->data ? r->data : "");
+    json_decref(j);
+}
+
+/* method on /pins/CID?query: 0 (2xx, with the parsed body in *j if j), -ENOENT (404), or
+ * -errno with err. */
+static int call(struct cluster *c, const char *method, const char *path, const struct cid *cid,
+                const char *query, json_t **j, char *err, size_t errlen)
+{
+    char s[CID_STR_MAX], url[2048];
+    if (cid_format(cid, s, sizeof s) < 0)
+        return -EINVAL;
+    snprintf(url, sizeof url, "%s/%s/%s%s%s", c->url, path, s, query && *query ? "?" : "",
+             query ? query : "");
+    struct reply r;
+    long status = 0;
+    int rc = http(method, url, c->timeout_ms, NULL, &r, &status, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (status == 404) {
+        rc = -ENOENT;
+        reply_error(&r, status, path, err, errlen);
+    } else if (status < 200 || status > 299) {
+        rc = status == 401 || status == 403 ? -EACCES : status >= 500 ? -EIO : -EINVAL;
+        char what[CID_STR_MAX + 64];
+        snprintf(what, sizeof what, "%s /%s/%s", method, path, s);
+        reply_error(&r, status, what, err, errlen);
+    } else if (j) {
+        *j = r.data ? json_loadb(r.data, r.len, 0, NULL) : NULL;
+        if (!*j) {
+            snprintf(err, errlen, "the cluster's API answered /%s/%s with no JSON", path, s);
+            rc = -EPROTO;
+        }
+    }
+    free(r.data);
+    return rc;
+}
+
+int cluster_probe_proxy(const char *base_url, unsigned timeout_ms)
+{
+    char url[1024], err[256];
+    snprintf(url, sizeof url, "%s/api/v0/pin/update", base_url);
+    struct probe pr = {0};
+    struct reply r;
+    long status = 0;
+    int rc = http("POST", url, timeout_ms, &pr, &r, &status, err, sizeof err);
+    if (rc < 0)
+        return rc;
+    free(r.data);
+    return pr.cluster ? 1 : 0;
+}
+
+/* ---- state: the root, the retired root, then "CID NAME" per top name (NAME URL-escaped) ---- */
+
+static void save_state_locked(struct cluster *c)
+{
+    if (!c->state_path)
+        return;
+    char a[CID_STR_MAX] = "", b[CID_STR_MAX] = "", tmp[PATH_MAX + 8];
+    if (c->have_root)
+        cid_format(&c->root, a, sizeof a);
+    if (c->have_retired)
+        cid_format(&c->retired, b, sizeof b);
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->state_path);
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        goto fail;
+    fprintf(f, "%s\n%s\n", a, b);
+    for (size_t i = 0; i < c->ntops; i++) {
+        char s[CID_STR_MAX];
+        char *e = curl_easy_escape(NULL, c->tops[i].name, 0);
+        if (e && cid_format(&c->tops[i].cid, s, sizeof s) >= 0)
+            fprintf(f, "%s %s\n", s, e);
+        curl_free(e);
+    }
+    if (fflush(f) != 0 || fdatasync(fileno(f)) < 0) {
+        fclose(f);
+        goto fail;
+    }
+    if (fclose(f) != 0 || rename(tmp, c->state_path) < 0)
+        goto fail;
+    return;
+fail:
+    /* Only a stale pin is at stake: the names themselves are elsewhere. */
+    log_warn("cannot record the cluster's pins in %s: %s", c->state_path, strerror(errno));
+    unlink(tmp);
+}
+
+static void tops_free(struct top *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(t[i].name);
+    free(t);
+}
+
+static void load_state(struct cluster *c)
+{
+    FILE *f = c->state_path ? fopen(c->state_path, "re") : NULL;
+    if (!f)
+        return;
+    char line[4096 + CID_STR_MAX];
+    char a[CID_STR_MAX + 2] = "", b[CID_STR_MAX + 2] = "";
+    if (fgets(a, sizeof a, f) && fgets(b, sizeof b, f)) {
+        a[strcspn(a, "\n")] = 0;
+        b[strcspn(b, "\n")] = 0;
+    }
+    c->have_root = *a && cid_parse(a, strlen(a), &c->root) == 0;
+    c->have_retired = *b && cid_parse(b, strlen(b), &c->retired) == 0;
+    size_t cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *sp = strchr(line, ' ');
+        struct cid cid;
+        if (!sp || cid_parse(line, (size_t)(sp - line), &cid) < 0)
+            continue;
+        int len = 0;
+        char *name = curl_easy_unescape(NULL, sp + 1, 0, &len);
+        if (name && c->ntops == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct top *t = realloc(c->tops, nc * sizeof *t);
+            if (t) {
+                c->tops = t;
+                cap = nc;
+            }
+        }
+        if (name && c->ntops < cap && len > 0 && (c->tops[c->ntops].name = strdup(name)))
+            c->tops[c->ntops++].cid = cid;
+        curl_free(name);
+    }
+    fclose(f);
+}
+
+/* ---- life ---- */
+
+int cluster_parse_replication(const char *s, int *rmin, int *rmax)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10), b = a;
+    if (errno || end == s || (a < 1 && a != -1) || a > 10000)
+        return -EINVAL;
+    if (*end == ':') {
+        const char *q = end + 1;
+        b = strtol(q, &end, 10);
+        if (errno || end == q || (b < 1 && b != -1) || b > 10000)
+            return -EINVAL;
+    } else if (*end == 0) {
+        b = a; /* MIN alone: MAX as MIN (exactly that many copies) */
+    }
+    if (*end || (a == -1) != (b == -1) || (a != -1 && b < a))
+        return -EINVAL;
+    *rmin = (int)a;
+    *rmax = (int)b;
+    return 0;
+}
+
+int cluster_new(const struct cluster_config *cfg, struct cluster **out, char *err,
+                size_t errlen)
+{
+    struct cluster *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    size_t n = strlen(cfg->url);
+    while (n > 0 && cfg->url[n - 1] == '/')
+        n--;
+    c->url = strndup(cfg->url, n);
+    c->display = c->url ? strdup(c->url) : NULL;
+    if (c->display) { /* http://user:pw@host/... -> http://host/... */
+        char *h = strstr(c->display, "://"), *at = h ? strchr(h + 3, '@') : NULL;
+        char *slash = h ? strchr(h + 3, '/') : NULL;
+        if (at && (!slash || at < slash))
+            memmove(h + 3, at + 1, strlen(at + 1) + 1);
+    }
+    c->pin_base = strdup(cfg->pin_name ? cfg->pin_name : "ipfsfs");
+    c->state_path = cfg->state_path ? strdup(cfg->state_path) : NULL;
+    if (!c->url || !c->display || !c->pin_base || (cfg->state_path && !c->state_path) ||
+        pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c->url);
+        free(c->display);
+        free(c->pin_base);
+        free(c->state_path);
+        free(c);
+        return -ENOMEM;
+    }
+    if (strncmp(c->url, "http://", 7) != 0 && strncmp(c->url, "https://", 8) != 0) {
+        snprintf(err, errlen, "the cluster's API must be an http:// or https:// URL: %s",
+                 c->display);
+        cluster_free(c);
+        return -EINVAL;
+    }
+    c->rmin = cfg->rmin;
+    c->rmax = cfg->rmax;
+    c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
+    load_state(c);
+    *out = c;
+    return 0;
+}
+
+void cluster_free(struct cluster *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->lock);
+    free(c->url);
+    free(c->display);
+    free(c->pin_base);
+    free(c->state_path);
+    tops_free(c->tops, c->ntops);
+    free(c);
+}
+
+/* ---- status ---- */
+
+static int get_int(json_t *o, const char *k, int dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+}
+
+int cluster_status_parse(const char *alloc, size_t alloc_len, const char *pins, size_t pins_len,
+                         struct cluster_status *st)
+{
+    memset(st, 0, sizeof *st);
+    if (alloc) {
+        json_t *j = json_loadb(alloc, alloc_len, 0, NULL);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            return -EPROTO;
+        }
+        st->is_pin = true;
+        st->rmin = get_int(j, "replication_factor_min", 0);
+        st->rmax = get_int(j, "replication_factor_max", 0);
+        json_decref(j);
+    }
+    json_t *j = json_loadb(pins, pins_len, 0, NULL);
+    json_t *pm = json_object_get(j, "peer_map");
+    if (!json_is_object(pm)) {
+        json_decref(j);
+        return -EPROTO;
+    }
+    const char *peer;
+    json_t *p;
+    json_object_foreach(pm, peer, p) {
+        const char *s = json_string_value(json_object_get(p, "status"));
+        st->peers++;
+        if (!s)
+            continue;
+        if (strcmp(s, "pinned") == 0) {
+            st->pinned++;
+        } else if (strcmp(s, "pinning") == 0) {
+            st->pinning++;
+        } else if (strcmp(s, "pin_queued") == 0 || strcmp(s, "queued") == 0) {
+            st->queued++;
+        } else if (strcmp(s, "pin_error") == 0 || strcmp(s, "cluster_error") == 0 ||
+                   strcmp(s, "unexpectedly_unpinned") == 0 || strcmp(s, "error") == 0) {
+            st->failed++;
+            const char *e = json_string_value(json_object_get(p, "error"));
+            const char *name = json_string_value(json_object_get(p, "peername"));
+            if (!st->error[0])
+                snprintf(st->error, sizeof st->error, "%s: %s", name && *name ? name : peer,
+                         e && *e ? e : s);
+        }
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* GET path/cid: the body in *out (0), -ENOENT on 404, or -errno with err. */
+static int get_raw(struct cluster *c, const char *path, const struct cid *cid,
+                   struct reply *out, char *err, size_t errlen)
+{
+    char s[CID_STR_MAX], url[2048];
+    if (cid_format(cid, s, sizeof s) < 0)
+        return -EINVAL;
+    snprintf(url, sizeof url, "%s/%s/%s", c->url, path, s);
+    long status = 0;
+    int rc = http("GET", url, c->timeout_ms, NULL, out, &status, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (status >= 200 && status <= 299 && out->data)
+        return 0;
+    rc = status == 404 ? -ENOENT : -EIO;
+    char what[CID_STR_MAX + 64];
+    snprintf(what, sizeof what, "GET /%s/%s", path, s);
+    reply_error(out, status, what, err, errlen);
+    free(out->data);
+    out->data = NULL;
+    return rc;
+}
+
+int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_status *st,
+                   char *err, size_t errlen)
+{
+    struct reply a = {0}, p = {0};
+    int rc = get_raw(c, "allocations", cid, &a, err, errlen);
+    if (rc == -ENOENT) /* not a cluster pin: its peers' states below say "unpinned" */
+        rc = 0;
+    if (rc == 0)
+        rc = get_raw(c, "pins", cid, &p, err, errlen);
+    if (rc == 0) {
+        rc = cluster_status_parse(a.data, a.len, p.data, p.len, st);
+        if (rc < 0)
+            snprintf(err, errlen, "the cluster's API answered a status that is not JSON");
+    }
+    free(a.data);
+    free(p.data);
+    return rc;
+}
+
+bool cluster_satisfied(const struct cluster_status *st)
+{
+    if (!st->is_pin || st->pinned == 0)
+        return false;
+    if (st->rmin > 0)
+        return st->pinned >= (unsigned)st->rmin;
+    /* every peer (or the cluster's default of it): every allocated peer has it */
+    return st->pinning == 0 && st->queued == 0 && st->failed == 0;
+}
+
+int cluster_status_text(const struct cluster_status *st, char *buf, size_t len)
+{
+    unsigned alloc = st->pinned + st->pinning + st->queued + st->failed;
+    const char *state = !st->is_pin           ? "unpinned"
+                        : cluster_satisfied(st) ? "pinned"
+                        : st->failed          ? "error"
+                                              : "pinning";
+    char f[64];
+    if (st->rmin == -1 || st->rmin == 0)
+        snprintf(f, sizeof f, "every peer");
+    else
+        snprintf(f, sizeof f, "min %d, max %d", st->rmin, st->rmax);
+    int n = snprintf(buf, len, "%s: %u of %u peers hold it", state, st->pinned, alloc);
+    if (n >= 0 && (size_t)n < len && st->is_pin)
+        n += snprintf(buf + n, len - (size_t)n, " (%s)", f);
+    if (n >= 0 && (size_t)n < len && (st->pinning || st->queued))
+        n += snprintf(buf + n, len - (size_t)n, "; %u pinning, %u queued", st->pinning,
+                      st->queued);
+    if (n >= 0 && (size_t)n < len && st->failed)
+        n += snprintf(buf + n, len - (size_t)n, "; %u failed, %s", st->failed, st->error);
+    return n;
+}
+
+/* ---- pinning ---- */
+
+/* The pin name of top name `name` (NULL: the root's) into buf. */
+static void pin_name(const struct cluster *c, const char *name, char *buf, size_t len)
+{
+    size_t bl = strlen(c->pin_base);
+    if (!name)
+        snprintf(buf, len, "%s", c->pin_base);
+    else /* names are at most 255 bytes; the cluster keeps what fits */
+        snprintf(buf, len, "%s%s%s", c->pin_base,
+                 bl && c->pin_base[bl - 1] == '/' ? "" : "/", name);
+}
+
+/* Unpin cid, if its pin still carries our pin name `name` (another mount's pin of the same
+ * content stays). 0 when it is not pinned by us (any more). */
+static int unpin(struct cluster *c, const struct cid *cid, const char *name)
+{
+    char err[256], want[600];
+    pin_name(c, name, want, sizeof want);
+    json_t *j = NULL;
+    int rc = call(c, "GET", "allocations", cid, NULL, &j, err, sizeof err);
+    if (rc == 0) {
+        const char *has = json_string_value(json_object_get(j, "name"));
+        bool ours = has && strcmp(has, want) == 0;
+        json_decref(j);
+        if (!ours)
+            return 0; /* someone else's now */
+        rc = call(c, "DELETE", "pins", cid, NULL, NULL, err, sizeof err);
+    }
+    if (rc == -ENOENT)
+        rc = 0; /* unpinned already (by hand, or by an earlier try) */
+    char s[CID_STR_MAX] = "?";
+    cid_format(cid, s, sizeof s);
+    if (rc < 0) {
+        log_info("cannot unpin %s (%s) from the cluster: %s", s, want, err);
+    } else {
+        log_debug("unpinned %s (%s) from the cluster", s, want);
+        pthread_mutex_lock(&c->lock);
+        c->unpins++;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+/* POST /pins/cid with our factors and name (top name `name`, NULL: the root). */
+static int pin(struct cluster *c, const struct cid *cid, const char *name,
+               const struct cid *update, char *err, size_t errlen)
+{
+    char nm[600], q[2048], u[CID_STR_MAX] = "";
+    if (update) {
+        /* The cluster's pin-update takes the old pin's factors and fails when the old pin is
+         * gone: only for an old pin that exists with our factors. */
+        json_t *j = NULL;
+        char e[256];
+        bool same = call(c, "GET", "allocations", update, NULL, &j, e, sizeof e) == 0 &&
+                    (!c->rmin || (get_int(j, "replication_factor_min", 0) == c->rmin &&
+                                  get_int(j, "replication_factor_max", 0) == c->rmax));
+        json_decref(j);
+        if (!same)
+            update = NULL;
+    }
+    pin_name(c, name, nm, sizeof nm);
+    char *esc = curl_easy_escape(NULL, nm, 0);
+    if (!esc)
+        return -ENOMEM;
+    if (update)
+        cid_format(update, u, sizeof u);
+    int k = snprintf(q, sizeof q, "name=%s%s%s", esc, *u ? "&pin-update=" : "", u);
+    curl_free(esc);
+    if (c->rmin && k > 0 && (size_t)k < sizeof q)
+        snprintf(q + k, sizeof q - (size_t)k, "&replication-min=%d&replication-max=%d",
+                 c->rmin, c->rmax);
+    int rc = call(c, "POST", "pins", cid, q, NULL, err, errlen);
+    pthread_mutex_lock(&c->lock);
+    if (rc < 0) {
+        c->failures++;
+        snprintf(c->last_error, sizeof c->last_error, "%s", err);
+    } else {
+        c->pins++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static int pin_root(struct cluster *c, const struct cid *root, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&c->lock);
+    bool same = c->have_root && cid_equal(&c->root, root);
+    bool have_prev = c->have_root;
+    struct cid prev = c->root;
+    bool have_old = c->have_retired;
+    struct cid old = c->retired;
+    pthread_mutex_unlock(&c->lock);
+    if (same)
+        return 0;
+    int rc = pin(c, root, NULL, have_prev ? &prev : NULL, err, errlen);
+    if (rc < 0)
+        return rc;
+    /* Three roots in a row: the oldest goes now (the one in between covers nearly all). */
+    bool drop_old = have_old && have_prev && !cid_equal(&old, root) && !cid_equal(&old, &prev);
+    pthread_mutex_lock(&c->lock);
+    c->root = *root;
+    c->have_root = true;
+    if (have_prev && !cid_equal(&prev, root)) {
+        c->retired = prev;
+        c->have_retired = true;
+    }
+    save_state_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    if (drop_old)
+        unpin(c, &old, NULL);
+    char s[CID_STR_MAX] = "?";
+    cid_format(root, s, sizeof s);
+    log_info("pinned the names' root %s through the cluster", s);
+    return 0;
+}
+
+static bool used_by(const struct cluster_name *top, size_t n, const struct cid *root,
+                    const struct cid *cid)
+{
+    if (cid_equal(cid, root))
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (cid_equal(&top[i].cid, cid))
+            return true;
+    return false;
+}
+
+int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cluster_name *top,
+                      size_t n, char *err, size_t errlen)
+{
+    int rc = pin_root(c, root, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (n > CLUSTER_MAX_TOP) {
+        if (!c->too_many_told)
+            log_info("%zu names at the top: past %d, only the root of the names is pinned "
+                     "(it covers them)", n, CLUSTER_MAX_TOP);
+        c->too_many_told = true;
+        n = 0;
+    }
+    /* Walk the old and the new top names together (both sorted by name). */
+    struct top *nt = calloc(n + c->ntops + 1, sizeof *nt);
+    if (!nt)
+        return -ENOMEM;
+    size_t nn = 0, i = 0, j = 0;
+    int failed = 0;
+    while (i < c->ntops || j < n) {
+        int cmp = i == c->ntops ? 1 : j == n ? -1 : strcmp(c->tops[i].name, top[j].name);
+        const struct top *o = cmp <= 0 ? &c->tops[i] : NULL;
+        const struct cluster_name *w = cmp >= 0 ? &top[j] : NULL;
+        if (o && w && cid_equal(&o->cid, &w->cid)) { /* unchanged */
+            nt[nn].name = o->name;
+            nt[nn++].cid = o->cid;
+            c->tops[i].name = NULL;
+        } else if (w) { /* new, or changed */
+            char e[256];
+            int r = pin(c, &w->cid, w->name, o ? &o->cid : NULL, e, sizeof e);
+            if (r < 0) {
+                if (!failed)
+                    snprintf(err, errlen, "%s", e);
+                failed = r;
+                if (o) { /* keep the old one: tried again next time */
+                    nt[nn].name = o->name;
+                    nt[nn++].cid = o->cid;
+                    c->tops[i].name = NULL;
+                }
+            } else {
+                nt[nn].name = strdup(w->name);
+                nt[nn].cid = w->cid;
+                if (nt[nn].name)
+                    nn++;
+                if (o && !used_by(top, n, root, &o->cid))
+                    unpin(c, &o->cid, o->name);
+            }
+        } else if (!used_by(top, n, root, &o->cid)) { /* removed */
+            unpin(c, &o->cid, o->name);
+        }
+        if (cmp <= 0)
+            i++;
+        if (cmp >= 0)
+            j++;
+    }
+    pthread_mutex_lock(&c->lock);
+    struct top *old = c->tops;
+    size_t nold = c->ntops;
+    c->tops = nt;
+    c->ntops = nn;
+    save_state_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    tops_free(old, nold);
+    return failed;
+}
+
+bool cluster_pin_for(struct cluster *c, const char *path, struct cid *out)
+{
+    while (*path == '/')
+        path++;
+    size_t k = strcspn(path, "/");
+    pthread_mutex_lock(&c->lock);
+    bool found = false;
+    for (size_t i = 0; k && i < c->ntops && !found; i++) {
+        if (strlen(c->tops[i].name) == k && memcmp(c->tops[i].name, path, k) == 0) {
+            *out = c->tops[i].cid;
+            found = true;
+        }
+    }
+    if (!found && c->have_root) {
+        *out = c->root;
+        found = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+void cluster_tick(struct cluster *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool waiting = c->have_retired && c->have_root;
+    struct cid root = c->root, old = c->retired;
+    pthread_mutex_unlock(&c->lock);
+    if (!waiting)
+        return;
+    struct cluster_status st;
+    char err[256];
+    if (cluster_status(c, &root, &st, err, sizeof err) < 0 || !cluster_satisfied(&st))
+        return;
+    if (unpin(c, &old, NULL) < 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (c->have_retired && cid_equal(&c->retired, &old)) {
+        c->have_retired = false;
+        save_state_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool cluster_root(struct cluster *c, struct cid *out)
+{
+    pthread_mutex_lock(&c->lock);
+    bool have = c->have_root;
+    if (have)
+        *out = c->root;
+    pthread_mutex_unlock(&c->lock);
+    return have;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, char *err,
+                 size_t errlen)
+{
+    struct cid r;
+    if (root)
+        r = *root;
+    else if (!cluster_root(c, &r)) {
+        snprintf(err, errlen, "nothing has been pinned through the cluster yet");
+        return -ENOENT;
+    }
+    uint64_t end = now_ms() + wait_ms;
+    for (;;) {
+        struct cluster_status st;
+        int rc = cluster_status(c, &r, &st, err, errlen);
+        if (rc == 0 && cluster_satisfied(&st))
+            return 0;
+        if (now_ms() + WAIT_STEP_MS > end) {
+            if (rc == 0) {
+                char t[256];
+                cluster_status_text(&st, t, sizeof t);
+                snprintf(err, errlen, "not replicated enough within %u s: %s",
+                         (wait_ms + 999) / 1000, t);
+            }
+            return rc < 0 ? rc : -ETIMEDOUT;
+        }
+        struct timespec ts = {0, (long)WAIT_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int cluster_stats(struct cluster *c, char *buf, size_t len)
+{
+    char s[CID_STR_MAX] = "none";
+    pthread_mutex_lock(&c->lock);
+    if (c->have_root)
+        cid_format(&c->root, s, sizeof s);
+    int n = snprintf(buf, len,
+                     "cluster_api %s\ncluster_root %s\ncluster_pins %llu\ncluster_unpins %llu\n"
+                     "cluster_failures %llu\n",
+                     c->display, s, (unsigned long long)c->pins, (unsigned long long)c->unpins,
+                     (unsigned long long)c->failures);
+    if (n >= 0 && (size_t)n < len && c->last_error[0])
+        n += snprintf(buf + n, len - (size_t)n, "cluster_error %s\n", c->last_error);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
