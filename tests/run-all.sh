@@ -11,7 +11,8 @@
 #
 # Installs what is missing (apt-get, with sudo when not root), finds or builds the test node (Kubo,
 # pinned; tests/node/kubo.sh: $IPFSFS_KUBO, else `ipfs` on PATH if Kubo >= the supported floor,
-# else a cached build, else `go build` of the pinned module, which needs Go), runs autoreconf,
+# else a cached build, else `go build` of the pinned module, which needs Go) and IPFS Cluster's
+# ipfs-cluster-service and ipfs-cluster-ctl (pinned; tests/node/cluster.sh), runs autoreconf,
 # configures with --enable-werror, builds with make -j2, runs make check, prints the
 # test-suite.log when something failed, and ends with one line:
 #   N passed, M failed[, K skipped]
@@ -117,6 +118,16 @@ if [ "$integration" = 1 ]; then
     fi
     log "test node: $kubo ($("$kubo" version --number 2>/dev/null || echo '?'))"
     export IPFSFS_KUBO=$kubo
+    if [ "$install_deps" = 1 ]; then
+        log "finding or building IPFS Cluster (tests/node/cluster.sh; the first build takes minutes)"
+        cluster=$("$top/tests/node/cluster.sh") ||
+            give_up "no IPFS Cluster for the cluster tests: see above, or run with --no-integration"
+    else
+        cluster=$("$top/tests/node/cluster.sh" --find-only) ||
+            give_up "no IPFS Cluster found, and --no-deps forbids building it"
+    fi
+    log "IPFS Cluster: $cluster"
+    export IPFSFS_CLUSTER_DIR=$cluster
 else
     log "--no-integration: the integration tests will be reported as skipped"
     export IPFSFS_NO_INTEGRATION=1

@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# cluster.sh - ipfsfs on IPFS Cluster: three Kubo nodes and three cluster peers (CRDT consensus,
+# a shared secret) on loopback, built from their Go modules at pinned versions
+# (tests/node/kubo.sh, tests/node/cluster.sh; started by tests/node/start-cluster.sh).
+#
+# With a mount on peer 1's proxy (--api) and REST API (--cluster):
+#   - cp -r a tree and a 20 MiB file in; fsync with --replication-wait returns once the cluster
+#     has the names on MIN peers; the CIDs are `ipfs add`'s;
+#   - ipfs-cluster-ctl status shows the tree and the file pinned on at least MIN peers, with
+#     the factors of --replication, and user.ipfs.pins says the same;
+#   - peer 1's Kubo killed: a mount on peer 2 reads the same CIDs equal; the mount on peer 1
+#     keeps its names and takes writes (kept locally);
+#   - peer 1's Kubo back: nothing is lost, the write made meanwhile reaches the node and the
+#     cluster;
+#   - old pins are retired (a removed name is unpinned), a cluster that is down or cannot meet
+#     MIN gives clear errors within the timeout, and --replication without a cluster is refused.
+#
+# Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
+#   IPFSFS_BIN=build/src/ipfsfs tests/integration/cluster.sh
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_binary
+require_fuse
+require_node
+if [ -z "${IPFSFS_NO_INTEGRATION:-}" ] &&
+    ! CLUSTER_OUT=$("$IPFSFS_NODE_DIR/cluster.sh" --find-only 2>&1); then
+    say "Bail out! no IPFS Cluster binaries:"
+    diag "$CLUSTER_OUT" "build them with tests/node/cluster.sh (needs Go)"
+    exit 99
+fi
+IPFSFS_TEST_TIMEOUT=${IPFSFS_TEST_TIMEOUT:-420}
+lib_init
+
+T=20        # --timeout
+MIN=2 MAX=2 # --replication: two of the three peers
+
+if ! out=$("$IPFSFS_NODE_DIR/start-cluster.sh" "$WORK/cluster" 3 2>"$WORK/start-cluster.log"); then
+    not_ok "three Kubo nodes and three cluster peers start" "$(tail -n 30 "$WORK/start-cluster.log")"
+    finish
+fi
+eval "$(grep -E '^[A-Z_0-9]+=' <<<"$out")"
+for i in 1 2 3; do
+    k=KUBO_PID_$i c=CLUSTER_PID_$i
+    track_pid "${!k}"
+    track_pid "${!c}"
+done
+ok "three Kubo nodes and three cluster peers start (CRDT, shared secret)"
+ctl() { # ctl I ARGS...: ipfs-cluster-ctl against peer I's REST API
+    local r=REST_API_$1
+    shift
+    "$CLUSTER_CTL" --host "/ip4/127.0.0.1/tcp/${!r##*:}" "$@"
+}
+kubo_at() { # kubo_at I ARGS...: the ipfs command line on node I
+    local i=$1
+    shift
+    IPFS_PATH=$WORK/cluster/kubo$i "$KUBO_BIN" "$@"
+}
+# pinned_peers I CID: how many peers say PINNED for CID (ipfs-cluster-ctl status)
+pinned_peers() { ctl "$1" status "$2" 2>/dev/null | grep -c ': PINNED' || true; }
+# wait_pinned I CID N SECS: until N peers have CID pinned; prints the count
+wait_pinned() {
+    local n=0
+    for _ in $(seq 1 $(($4 * 4))); do
+        n=$(pinned_peers "$1" "$2")
+        [ "$n" -ge "$3" ] && break
+        sleep 0.25
+    done
+    echo "$n"
+}
+fsync_errno() { # fsync_errno PATH: OK or the errno name of fsync(2) on PATH
+    timeout -k 2 60 python3 -c '
+import errno, os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    os.fsync(fd)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))' "$1" 2>&1 || echo "TIMEOUT"
+}
+pins_of() { getfattr --absolute-names --only-values -n user.ipfs.pins "$1" 2>&1; }
+
+# ---- the content ------------------------------------------------------------------------------
+
+SRC=$WORK/src
+mkdir -p "$SRC/tree/deep/er" "$SRC/tree/with spaces"
+for i in $(seq 1 60); do printf 'file %s\n' "$i" >"$SRC/tree/f$i.txt"; done
+printf 'deep\n' >"$SRC/tree/deep/er/leaf"
+printf 'spaced\n' >"$SRC/tree/with spaces/a b.txt"
+gen_file "$SRC/tree/deep/mid" 700000 11
+gen_file "$SRC/big" $((20 * 1024 * 1024)) 12
+want_tree=$(kubo_at 2 add -Qrn "$SRC/tree")
+want_big=$(kubo_at 2 add -Qn "$SRC/big")
+
+# ---- mount on peer 1 --------------------------------------------------------------------------
+
+M1=$WORK/m1
+if ! mount_ipfsfs "$M1" --api="$PROXY_API_1" --cluster="$REST_API_1" --replication=$MIN:$MAX \
+    --replication-wait --store="$WORK/store1" --timeout=$T; then
+    not_ok "mount on peer 1's proxy"
+    finish
+fi
+ok "mount on peer 1's proxy, --replication=$MIN:$MAX --replication-wait"
+
+check "cp -r a tree in" cp -r "$SRC/tree" "$M1/tree"
+check "cp a 20 MiB file in" cp "$SRC/big" "$M1/big"
+t0=$(now)
+got=$(fsync_errno "$M1/big")
+check_eq "fsync waits until the cluster has the names on $MIN peers ($(elapsed "$t0") s)" "$got" OK
+check_eq "the tree's CID is ipfs add's" "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/tree" 2>&1)" \
+    "$want_tree"
+check_eq "the file's CID is ipfs add's" "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/big" 2>&1)" \
+    "$want_big"
+
+n=$(wait_pinned 1 "$want_tree" $MIN 30)
+if [ "$n" -ge $MIN ]; then ok "ipfs-cluster-ctl status: the tree is PINNED on $n peers"; else
+    not_ok "ipfs-cluster-ctl status: the tree is PINNED on $MIN peers" "$(ctl 1 status "$want_tree")"
+fi
+n=$(wait_pinned 1 "$want_big" $MIN 30)
+if [ "$n" -ge $MIN ]; then ok "ipfs-cluster-ctl status: the 20 MiB file is PINNED on $n peers"; else
+    not_ok "ipfs-cluster-ctl status: the file is PINNED on $MIN peers" "$(ctl 1 status "$want_big")"
+fi
+alloc=$(curl -sf -m 10 "$REST_API_1/allocations/$want_big" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)
+print(p["replication_factor_min"], p["replication_factor_max"], len(p["allocations"]))')
+check_eq "--replication=$MIN:$MAX is the pin's factors, with $MAX peers allocated" "$alloc" \
+    "$MIN $MAX $MAX"
+check_eq "ipfs-cluster-ctl pin ls names the pin after the mount" \
+    "$(ctl 1 pin ls "$want_big" | grep -c ':/big |')" 1
+pins=$(pins_of "$M1/big")
+if [[ $pins == "pinned: $MAX of $MAX peers hold it (min $MIN, max $MAX)"* ]]; then
+    ok "user.ipfs.pins of the file: $pins"
+else
+    not_ok "user.ipfs.pins of the file says pinned on $MAX of $MAX" "got: $pins"
+fi
+pins=$(pins_of "$M1/tree/deep/er/leaf")
+check "user.ipfs.pins of a name deep in the tree: $pins" grep -q '^pinned: ' <<<"$pins"
+check "user.ipfs.pins is listed" bash -c "getfattr --absolute-names -d -m - '$M1/big' | grep -q user.ipfs.pins"
+check "the mount's stats count the cluster's pins" \
+    bash -c "getfattr --absolute-names --only-values -n user.ipfsfs.stats '$M1' | grep -q '^cluster_pins [1-9]'"
+
+# A name removed is unpinned; a name changed is pinned anew (the old CID unpinned).
+printf 'one\n' >"$M1/small"
+check_eq "fsync of a new small file" "$(fsync_errno "$M1/small")" OK
+small1=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/small")
+printf 'two\n' >"$M1/small"
+check_eq "fsync of the same name, new content" "$(fsync_errno "$M1/small")" OK
+small2=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/small")
+n=$(wait_pinned 1 "$small2" $MIN 20)
+check "the new content is pinned ($n peers)" test "$n" -ge $MIN
+gone=0
+for _ in $(seq 1 40); do
+    ctl 1 pin ls | grep -q "^$small1 " || {
+        gone=1
+        break
+    }
+    sleep 0.25
+done
+check_eq "the old content of the changed name is unpinned" "$gone" 1
+rm "$M1/small"
+fsync_errno "$M1" >/dev/null
+gone=0
+for _ in $(seq 1 40); do
+    ctl 1 pin ls | grep -q "^$small2 " || {
+        gone=1
+        break
+    }
+    sleep 0.25
+done
+check_eq "a removed name is unpinned" "$gone" 1
+
+# ---- peer 1's Kubo dies -----------------------------------------------------------------------
+
+kill "$KUBO_PID_1"
+for _ in $(seq 1 50); do kill -0 "$KUBO_PID_1" 2>/dev/null || break; sleep 0.2; done
+ok "peer 1's Kubo is killed"
+M2=$WORK/m2
+if mount_ipfsfs "$M2" --api="$PROXY_API_2" --cluster="$REST_API_2" --store="$WORK/store2" \
+    --timeout=$T; then
+    check "a mount on peer 2 reads the 20 MiB file equal, by CID" cmp "$SRC/big" "$M2/$want_big"
+    check "a mount on peer 2 reads the tree equal (diff -r)" diff -r "$SRC/tree" "$M2/$want_tree"
+else
+    not_ok "mount on peer 2's proxy"
+fi
+check "peer 1's mount still lists its names" test -f "$M1/tree/deep/er/leaf"
+check "peer 1's mount still reads the file" cmp "$SRC/big" "$M1/big"
+printf 'written while the node was down\n' >"$WORK/later.txt"
+check "peer 1's mount takes a write (kept locally)" cp "$WORK/later.txt" "$M1/later.txt"
+t0=$(now)
+got=$(fsync_errno "$M1/later.txt")
+check_eq "fsync with the node down: EIO within the timeout ($(elapsed "$t0") s)" "$got" EIO
+
+# ---- and comes back ---------------------------------------------------------------------------
+
+if out=$("$IPFSFS_NODE_DIR/start-cluster.sh" --restart "$WORK/cluster" 1 kubo 2>&1); then
+    eval "$(grep -E '^KUBO_PID_1=' <<<"$out")"
+    track_pid "$KUBO_PID_1"
+    ok "peer 1's Kubo is back on its ports"
+else
+    not_ok "peer 1's Kubo restarts" "$out"
+fi
+t0=$(now)
+got=$(fsync_errno "$M1/later.txt")
+for _ in 1 2 3; do
+    [ "$got" = OK ] && break
+    got=$(fsync_errno "$M1/later.txt")
+done
+check_eq "the write made meanwhile reaches the node and the cluster ($(elapsed "$t0") s)" "$got" OK
+later=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/later.txt")
+check_eq "peer 1's node has it in MFS" "$(kubo_at 1 files stat --hash /later.txt 2>&1)" "$later"
+n=$(wait_pinned 1 "$later" $MIN 30)
+check "and the cluster has it on $MIN peers ($n)" test "$n" -ge $MIN
+check_eq "nothing is lost: the tree on peer 1's node is the same CID" \
+    "$(kubo_at 1 files stat --hash /tree 2>&1)" "$want_tree"
+check "nothing is lost: peer 1's mount reads the tree equal" diff -r "$SRC/tree" "$M1/tree"
+check_unmount "peer 1's mount unmounts cleanly" "$M1"
+mountpoint -q "$M2" && check_unmount "peer 2's mount unmounts cleanly" "$M2"
+
+# ---- errors -----------------------------------------------------------------------------------
+
+# More copies than peers: the cluster refuses the pin; the names still reach the node, fsync
+# with --replication-wait says EIO within the timeout, and user.ipfs.pins says why.
+M3=$WORK/m3
+if mount_ipfsfs "$M3" --api="$PROXY_API_2" --cluster="$REST_API_2" --replication=5:5 \
+    --replication-wait --store="$WORK/store3" --mfs-root=/five --timeout=5; then
+    printf 'five\n' >"$M3/f"
+    t0=$(now)
+    got=$(fsync_errno "$M3/f")
+    dt=$(elapsed "$t0")
+    check_eq "--replication=5:5 on 3 peers: fsync says EIO ($dt s)" "$got" EIO
+    check "... within the timeout" lt "$dt" 12
+    check "... and the names reached the node all the same" \
+        bash -c "IPFS_PATH='$WORK/cluster/kubo2' '$KUBO_BIN' files stat /five/f"
+    check "the mount's log says why" grep -q "cluster" "${MOUNT_LOG[$M3]}"
+    check_unmount "that mount unmounts cleanly" "$M3"
+else
+    not_ok "mount with --replication=5:5"
+fi
+
+# A cluster REST API that is down: the mount works, the names reach the node, the pins wait.
+M4=$WORK/m4
+dead=$(free_port)
+if mount_ipfsfs "$M4" --api="$PROXY_API_3" --cluster="http://127.0.0.1:$dead" \
+    --store="$WORK/store4" --mfs-root=/dead --timeout=5; then
+    printf 'dead cluster\n' >"$M4/f"
+    check_eq "with the cluster's API down, fsync (no --replication-wait) works" \
+        "$(fsync_errno "$M4/f")" OK
+    pins=$(pins_of "$M4/f")
+    check "... and user.ipfs.pins says it is not pinned yet: $pins" grep -q '^pending' <<<"$pins"
+    check "... and the stats say why" \
+        bash -c "getfattr --absolute-names --only-values -n user.ipfsfs.stats '$M4' | grep -q '^cluster_error '"
+    check_unmount "that mount unmounts cleanly" "$M4"
+else
+    not_ok "mount with a dead cluster API"
+fi
+
+mkdir -p "$WORK/m5"
+check_fails_with "--replication on a plain Kubo (no cluster) is refused" "need IPFS Cluster" \
+    "$IPFSFS_BIN" -f --api="$KUBO_API_2" --replication=2 --store="$WORK/store5" "$WORK/m5"
+check_fails_with "--replication=3:1 is refused" "invalid --replication" \
+    "$IPFSFS_BIN" -f --api="$PROXY_API_2" --replication=3:1 "$WORK/m5"
+check_fails_with "--cluster with --write-through is refused" "--write-through" \
+    "$IPFSFS_BIN" -f --api="$PROXY_API_2" --cluster="$REST_API_2" --write-through "$WORK/m5"
+
+finish
