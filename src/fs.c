@@ -145,8 +145,9 @@ static int mfs_child_path(struct fs *fs, const struct inode *dir, const char *na
 static bool name_is_cid(const struct inode *dir, struct fs *fs, const char *name)
 {
     struct cid c;
-    return dir == inode_root(fs->inodes) && cid_parse(name, strlen(name), &c) == 0 &&
-           c.codec != CID_CODEC_LIBP2P_KEY;
+    /* At the IPNS root every name is a name: Qm... there is a peer ID (an RSA key). */
+    return dir == inode_root(fs->inodes) && !fs->cfg.names_follow_content &&
+           cid_parse(name, strlen(name), &c) == 0 && c.codec != CID_CODEC_LIBP2P_KEY;
 }
 
 int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
@@ -653,7 +654,8 @@ static int mfs_listing(struct fs *fs, struct inode *dir, struct dirlist **out)
     int rc = mfs_path(fs, dir, path, sizeof path);
     if (rc < 0)
         return rc;
-    struct mfs_collect c = {.root = dir == inode_root(fs->inodes)};
+    struct mfs_collect c = {.root = dir == inode_root(fs->inodes) &&
+                                    !fs->cfg.names_follow_content};
     rc = fs->node->ops->mfs_list(fs->node, path, mfs_collect, &c);
     if (rc == 0)
         return dirlist_build(c.vec.v, c.vec.n, out);

@@ -122,14 +122,11 @@ K2_B32=$(spelling base32 k2)
 K2_PEER=$(spelling b58mh k2)
 KR_B32=$(spelling base32 kr)
 KR_PEER=$(spelling b58mh kr)
-QM_TODO=" # TODO fs.c name_is_cid takes a Qm peer ID at the IPNS root for a CID"
 for pair in "$K2_B32:version B:Ed25519 in base32" "$K2_PEER:version B:Ed25519 as a 12D3 peer ID" \
     "$KR:version A:RSA in base36" "$KR_B32:version A:RSA in base32" \
     "$KR_PEER:version A:RSA as a Qm peer ID"; do
     IFS=: read -r n want what <<<"$pair"
-    todo=""
-    [[ $n == Qm* ]] && todo=$QM_TODO
-    check_eq "through the node: a key $what ($n)$todo" "$(cat "$MNT/$n/hello.txt" 2>&1)" "$want"
+    check_eq "through the node: a key $what ($n)" "$(cat "$MNT/$n/hello.txt" 2>&1)" "$want"
 done
 
 # A dead node: lookups of names not known yet fail within the timeout.
@@ -170,9 +167,7 @@ if mount_ipfsfs "$M" --ipns --gateway="$GWP" --store="$WORK/gwstore" --timeout=$
         "$K2_PEER:version B:Ed25519 as a 12D3 peer ID" "$KR:version A:RSA in base36" \
         "$KR_B32:version A:RSA in base32" "$KR_PEER:version A:RSA as a Qm peer ID"; do
         IFS=: read -r n want what <<<"$pair"
-        todo=""
-        [[ $n == Qm* ]] && todo=$QM_TODO
-        check_eq "through the gateway: a key $what ($n)$todo" \
+        check_eq "through the gateway: a key $what ($n)" \
             "$(cat "$M/$n/hello.txt" 2>&1)" "$want"
     done
     if grep -qE "^/ipns/(bafz|12D3|Qm)" "$WORK/gw.log"; then
