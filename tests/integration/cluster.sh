@@ -17,6 +17,8 @@
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/cluster.sh
+#
+# shellcheck source-path=SCRIPTDIR
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
