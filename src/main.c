@@ -504,11 +504,35 @@ int main(int argc, char *argv[])
                 .store_max_bytes = o.store_bytes,
                 .wait_replication = o.replication_wait,
             };
+            if (o.publish) {
+                /* The key must be the node's: a typo would publish nothing, silently. */
+                rc = rpc_new(&rcfg, &lcfg.publish_rpc);
+                if (rc < 0) {
+                    fprintf(stderr, "ipfsfs: %s\n", strerror(-rc));
+                    node_destroy(node);
+                    goto out_curl;
+                }
+                lcfg.publish_key = o.publish;
+                int has = node_rpc_has_key(lcfg.publish_rpc, o.publish, err, sizeof err);
+                if (has == 0) {
+                    fprintf(stderr, "ipfsfs: the node has no key named '%s' (see ipfs key list; "
+                                    "make one with: ipfs key gen %s)\n", o.publish, o.publish);
+                    rpc_free(lcfg.publish_rpc);
+                    node_destroy(node);
+                    goto out_curl;
+                }
+                if (has < 0)
+                    fprintf(stderr, "ipfsfs: warning: cannot check the key '%s' now (%s): "
+                                    "publishing is tried after each sync\n", o.publish, err);
+            }
             char curl_buf[1024], pin_name[512];
             struct cluster_config ccfg;
             int crc = cluster_url(&o, &ep, curl_buf, sizeof curl_buf);
-            if (crc < 0)
+            if (crc < 0) {
+                rpc_free(lcfg.publish_rpc);
+                node_destroy(node);
                 goto out_curl;
+            }
             if (crc > 0) {
                 char host[256] = "?";
                 gethostname(host, sizeof host - 1);

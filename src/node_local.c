@@ -18,6 +18,7 @@ struct node_local {
     struct node *store, *up;
     struct sync *sync;
     struct cluster *cluster; /* NULL: none; freed after the sync engine stopped */
+    struct rpc *publish_rpc; /* --publish (NULL: none); freed after the sync engine stopped */
     unsigned unmount_wait_ms;
     char description[512];
 };
@@ -218,6 +219,7 @@ static void local_destroy(struct node *n)
     if (l->sync)
         sync_stop(l->sync, l->unmount_wait_ms);
     cluster_free(l->cluster);
+    rpc_free(l->publish_rpc);
     node_destroy(l->store);
     node_destroy(l->up);
     free(l);
@@ -275,10 +277,12 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
 {
     struct node_local *l = calloc(1, sizeof *l);
     if (!l) {
+        rpc_free(cfg->publish_rpc);
         node_destroy(up);
         return -ENOMEM;
     }
     l->up = up;
+    l->publish_rpc = cfg->publish_rpc;
     l->unmount_wait_ms = cfg->unmount_wait_ms;
     struct node_store_config sc = *scfg;
     if (up->ops->get_block) {
@@ -304,6 +308,8 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
         .max_bytes = cfg->store_max_bytes,
         .cluster = l->cluster,
         .wait_replication = cfg->wait_replication,
+        .publish_rpc = l->publish_rpc,
+        .publish_key = cfg->publish_key,
     };
     rc = sync_new(l->store, l->up, &yc, &l->sync);
     if (rc < 0) {
@@ -319,6 +325,7 @@ int node_local_new(const char *store_dir, const struct node_store_config *scfg,
     return 0;
 fail:
     cluster_free(l->cluster);
+    rpc_free(l->publish_rpc);
     node_destroy(l->store);
     node_destroy(up);
     free(l);

@@ -15,6 +15,7 @@
 #include "cluster.h"
 #include "node.h"
 #include "node_store.h"
+#include "rpc.h"
 
 struct node_local_config {
     const char *mfs_root;     /* the upstream's MFS directory that mirrors the names */
@@ -27,6 +28,10 @@ struct node_local_config {
      * names get the user.ipfs.pins attribute. */
     const struct cluster_config *cluster;
     bool wait_replication; /* fsync(2) also waits for the cluster's minimum replication */
+    /* --publish: each root of the names the node has is published under this key of the
+     * node's, through publish_rpc (the new node owns it from now on, also on failure). */
+    const char *publish_key;
+    struct rpc *publish_rpc;
 };
 
 /* Open the store in store_dir (node_store_new with scfg) over upstream up (any node with

@@ -1305,3 +1305,63 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
     *out = &n->base;
     return 0;
 }
+
+/* ---- IPNS publishing (--publish) ---- */
+
+int node_rpc_publish(struct rpc *r, const char *key, const struct cid *c, char *name,
+                     size_t len, char *err, size_t errlen)
+{
+    char path[CID_STR_MAX + 8], s[CID_STR_MAX];
+    if (cid_format(c, s, sizeof s) < 0)
+        return -EINVAL;
+    snprintf(path, sizeof path, "/ipfs/%s", s);
+    /* resolve=false: the blocks are the node's own (just pushed); allow-offline: a node with no
+     * peers publishes to its own cache, and answers. */
+    struct rpc_arg args[] = {{"arg", path},
+                             {"key", key},
+                             {"allow-offline", "true"},
+                             {"resolve", "false"},
+                             {"ipns-base", "base36"}};
+    struct rpc_buf buf = {.max = 64u << 10};
+    int rc = rpc_call_buf(r, "name/publish", args, sizeof args / sizeof *args, NULL, &buf, err,
+                          errlen);
+    if (rc == 0) {
+        json_t *j = json_loadb(buf.data, buf.len, 0, NULL);
+        const char *n = json_string_value(json_object_get(j, "Name"));
+        if (n)
+            snprintf(name, len, "%s", n);
+        else {
+            snprintf(err, errlen, "name/publish: no Name in the answer");
+            rc = -EPROTO;
+        }
+        json_decref(j);
+    }
+    free(buf.data);
+    return rc;
+}
+
+int node_rpc_has_key(struct rpc *r, const char *key, char *err, size_t errlen)
+{
+    struct rpc_buf buf = {.max = 4u << 20};
+    int rc = rpc_call_buf(r, "key/list", NULL, 0, NULL, &buf, err, errlen);
+    if (rc < 0) {
+        free(buf.data);
+        return rc;
+    }
+    json_t *j = json_loadb(buf.data, buf.len, 0, NULL);
+    free(buf.data);
+    json_t *keys = json_object_get(j, "Keys"), *k;
+    size_t i;
+    int found = 0;
+    json_array_foreach(keys, i, k) {
+        const char *n = json_string_value(json_object_get(k, "Name"));
+        if (n && strcmp(n, key) == 0)
+            found = 1;
+    }
+    if (!json_is_array(keys)) {
+        snprintf(err, errlen, "key/list: no Keys in the answer");
+        found = -EPROTO;
+    }
+    json_decref(j);
+    return found;
+}

@@ -10,4 +10,12 @@
  * nothing answered at all (a node that may come later). */
 int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, size_t errlen);
 
+/* Publish /ipfs/<c> under the node's key `key` (name/publish, allowed offline). On success the
+ * name (k51...) goes into name (len bytes). 0, or -errno with a reason in err. */
+int node_rpc_publish(struct rpc *r, const char *key, const struct cid *c, char *name,
+                     size_t len, char *err, size_t errlen);
+
+/* Does the node have a key named key (key/list)? 1, 0, or -errno with a reason in err. */
+int node_rpc_has_key(struct rpc *r, const char *key, char *err, size_t errlen);
+
 #endif

@@ -68,6 +68,8 @@ static const struct fuse_opt option_table[] = {
     OPT("--replication=%s", replication),
     OPT("replication=%s", replication),
     OPT("--replication-wait", replication_wait),
+    OPT("--publish=%s", publish),
+    OPT("publish=%s", publish),
     OPT("replication-wait", replication_wait),
     OPT("--chunker=%s", chunker),
     OPT("chunker=%s", chunker),
@@ -167,6 +169,8 @@ void options_print_help(const char *progname)
            "                           cluster's; -1: every peer)\n"
            "    --replication-wait     fsync(2) also waits until the cluster has the names\n"
            "                           on MIN peers (within --timeout)\n"
+           "    --publish=KEY          publish the root of the names under the node's key\n"
+           "                           KEY (IPNS) after each sync: /ipns/<key's name>\n"
            "    --store-size=SIZE      past this, the local store drops its copies of file\n"
            "                           blocks the node has (default: no limit)\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
@@ -315,6 +319,18 @@ int options_parse(struct fuse_args *args, struct options *o)
                                                                : "a mount without a node");
         return -1;
     }
+    if (o->publish && (o->write_through || o->ipns || (!o->api && (o->store || o->n_gateways)))) {
+        fprintf(stderr, "ipfsfs: --publish publishes what the local-first mount pushes to a node "
+                        "under one of its keys: it goes with --api, not with %s\n",
+                o->write_through ? "--write-through" : o->ipns ? "--ipns"
+                                                               : "a mount without a node");
+        return -1;
+    }
+    if (o->publish && (!*o->publish || strlen(o->publish) > 255)) {
+        fprintf(stderr, "ipfsfs: --publish needs the name of one of the node's keys "
+                        "(ipfs key list)\n");
+        return -1;
+    }
     if ((o->replication || o->replication_wait) && cluster_off) {
         fprintf(stderr, "ipfsfs: --replication and --replication-wait need the cluster "
                         "(--cluster=off)\n");
@@ -365,6 +381,7 @@ void options_free(struct options *o)
     free(o->store);
     free(o->cluster);
     free(o->replication);
+    free(o->publish);
     free(o->store_size);
     for (size_t i = 0; i < o->n_gateways; i++)
         free(o->gateways[i]);

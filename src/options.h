@@ -38,6 +38,7 @@ struct options {
     char *cluster;      /* --cluster: the cluster's REST API URL, "off", or NULL (detect) */
     char *replication;  /* --replication=MIN[:MAX] */
     int replication_wait; /* fsync waits for the cluster's minimum replication */
+    char *publish;      /* --publish=KEY: publish the names' root under the node's key KEY */
     int after_gateway;  /* parsing: the last option was gateway= (see keep_nonopt) */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
     char *first_nonopt;

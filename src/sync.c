@@ -12,6 +12,7 @@
 #include "cluster.h"
 #include "dagpb.h"
 #include "log.h"
+#include "node_rpc.h"
 #include "node_store.h"
 
 #include <errno.h>
@@ -33,6 +34,7 @@
 #define MAX_PATH 4096
 #define MAX_TREE_DEPTH 256 /* directory depth we follow (paths are bounded by PATH_MAX anyway) */
 #define PIN_RETRY_MS 5000u  /* a cluster that refused a pin is asked again after this long */
+#define PUBLISH_EVERY_MS 2000u /* --publish: at most one name/publish per this long */
 
 /* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
 static const char EMPTY_DIR[] = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
@@ -48,6 +50,9 @@ struct sync {
     uint64_t next_pin_ms;    /* CLOCK_MONOTONIC ms of the next pin try after a refusal */
     struct cid pinned;       /* the names' root whose pins all took */
     bool pinned_valid;       /* (these three: the engine's thread only) */
+    struct rpc *publish_rpc; /* --publish: the node's API, and the key (NULL: none) */
+    char *publish_key;
+    uint64_t next_publish_ms; /* the engine's thread only */
     pthread_t thread;
     char state_path[PATH_MAX];
     struct cid empty_dir;
@@ -68,6 +73,11 @@ struct sync {
     char error[256];          /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
     uint64_t evicted_blocks, evicted_bytes;
+    bool published_valid;
+    struct cid published;       /* the root last published under publish_key */
+    char publish_name[128];     /* its IPNS name (k51...), once published */
+    char publish_error[256];    /* why the last publish failed ("" after a success) */
+    uint64_t publishes;
 };
 
 static uint64_t now_ms(void)
@@ -1094,6 +1104,44 @@ static void pin_root(struct sync *s)
     cluster_tick(s->cluster);
 }
 
+/* --publish: the names' root the node has, published under the key (at most every
+ * PUBLISH_EVERY_MS; a failure is tried again PIN_RETRY_MS later). `force` skips the wait (the
+ * last publish at unmount). */
+static void publish_root(struct sync *s, bool force)
+{
+    if (!s->publish_key || (!force && now_ms() < s->next_publish_ms))
+        return;
+    pthread_mutex_lock(&s->lock);
+    bool have = s->have_state;
+    struct cid root = s->synced_local;
+    bool done = s->published_valid && cid_equal(&s->published, &root);
+    pthread_mutex_unlock(&s->lock);
+    if (!have || done)
+        return;
+    char name[128] = "", err[256] = "", c[CID_STR_MAX];
+    int rc = node_rpc_publish(s->publish_rpc, s->publish_key, &root, name, sizeof name, err,
+                              sizeof err);
+    s->next_publish_ms = now_ms() + (rc < 0 ? PIN_RETRY_MS : PUBLISH_EVERY_MS);
+    fmt(&root, c, sizeof c);
+    pthread_mutex_lock(&s->lock);
+    bool first_error = rc < 0 && !s->publish_error[0];
+    if (rc < 0) {
+        snprintf(s->publish_error, sizeof s->publish_error, "%s", err[0] ? err : strerror(-rc));
+    } else {
+        s->publish_error[0] = 0;
+        s->published = root;
+        s->published_valid = true;
+        snprintf(s->publish_name, sizeof s->publish_name, "%s", name);
+        s->publishes++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc < 0 && first_error)
+        log_warn("cannot publish the names under the key %s (retrying): %s", s->publish_key,
+                 err[0] ? err : strerror(-rc));
+    else if (rc == 0)
+        log_info("published the names (%s) as /ipns/%s", c, name);
+}
+
 static void *sync_thread(void *arg)
 {
     struct sync *s = arg;
@@ -1147,6 +1195,7 @@ static void *sync_thread(void *arg)
             if (!stopping)
                 trim(s);
             pin_root(s);
+            publish_root(s, false);
             pthread_mutex_lock(&s->lock);
             if (failing)
                 log_info("sync to %s works again", s->up->description);
@@ -1156,6 +1205,8 @@ static void *sync_thread(void *arg)
         }
         pthread_cond_broadcast(&s->cond);
     }
+    if (!pending(s))
+        publish_root(s, true); /* the last names, published before the mount goes */
     pthread_mutex_lock(&s->lock);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
@@ -1176,6 +1227,11 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
     s->max_bytes = cfg->max_bytes;
     s->cluster = cfg->cluster;
+    s->publish_rpc = cfg->publish_key ? cfg->publish_rpc : NULL;
+    if (s->publish_rpc && !(s->publish_key = strdup(cfg->publish_key))) {
+        free(s);
+        return -ENOMEM;
+    }
     s->wait_replication = cfg->wait_replication && cfg->cluster;
     s->mfs_root = strdup(cfg->mfs_root ? cfg->mfs_root : "/");
     cid_parse(EMPTY_DIR, strlen(EMPTY_DIR), &s->empty_dir);
@@ -1191,6 +1247,7 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s->mfs_root);
+        free(s->publish_key);
         free(s);
         return rc;
     }
@@ -1328,6 +1385,18 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      s->conflicts, s->failed, s->evicted_blocks, s->evicted_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
+    if (s->publish_key && n >= 0 && (size_t)n < len) {
+        pthread_mutex_lock(&s->lock);
+        char c[CID_STR_MAX] = "none";
+        if (s->published_valid)
+            fmt(&s->published, c, sizeof c);
+        n += snprintf(buf + n, len - (size_t)n,
+                      "publish_key %s\npublish_name %s\npublish_root %s\npublishes %" PRIu64
+                      "\npublish_error %s\n",
+                      s->publish_key, s->publish_name[0] ? s->publish_name : "none", c,
+                      s->publishes, s->publish_error[0] ? s->publish_error : "none");
+        pthread_mutex_unlock(&s->lock);
+    }
     if (s->cluster && n >= 0 && (size_t)n < len) {
         int k = cluster_stats(s->cluster, buf + n, len - (size_t)n);
         if (k > 0)
@@ -1354,6 +1423,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s->mfs_root);
+        free(s->publish_key);
         free(s);
         return 0;
     }
@@ -1371,6 +1441,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s->mfs_root);
+    free(s->publish_key);
     free(s);
     return left ? -EAGAIN : 0;
 }

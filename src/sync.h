@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "node.h"
+#include "rpc.h"
 
 struct sync;
 
@@ -34,6 +35,9 @@ struct sync_config {
                               * cluster (cluster.h; NULL: none). Stays the caller's. */
     bool wait_replication;   /* sync_wait also waits (within timeout_ms) until the cluster
                               * has the root on its minimum number of peers */
+    struct rpc *publish_rpc; /* --publish: publish each root of the names the node has under */
+    const char *publish_key; /* this key of the node's, through this API (NULL: never). The
+                              * rpc stays the caller's. */
 };
 
 /* Set up the engine over store (a node_store) and up (a node with put_car): both stay owned by the

@@ -137,9 +137,53 @@ check_errno_within "the node gone: a name fails within the timeout (EIO or ETIME
     $((T + 3)) "EIO|ETIMEDOUT|ENOENT" stat "$MNT/$K3"
 check_unmount "unmount; ipfsfs exits 0 with a clean log" "$MNT"
 
-# ---- through a gateway: records verified --------------------------------------------------
+# ---- the node back; --publish ------------------------------------------------------------------
 
 REUSE_PORT=1 start_node node || not_ok "the node comes back"
+
+# ---- --publish: the names of an /ipfs mount published under a key, read through /ipns ---------
+
+KP=$(kubo key gen --type=ed25519 --ipns-base=base36 pub 2>/dev/null)
+MP=$WORK/ipfs-pub
+MI=$WORK/ipns-pub
+# wait_file FILE WANT SECS: until FILE reads WANT; prints the seconds it took, or "never"
+wait_file() {
+    local t0
+    t0=$(now)
+    for _ in $(seq 1 $(($3 * 5))); do
+        [ "$(cat "$1" 2>/dev/null)" = "$2" ] && {
+            elapsed "$t0"
+            return 0
+        }
+        sleep 0.2
+    done
+    echo never
+}
+if mount_ipfsfs "$MP" --api="$NODE_API" --store="$WORK/pubstore" --publish=pub --timeout=$T &&
+    mount_ipfsfs "$MI" --ipns --api="$NODE_API" --timeout=$T; then
+    check "cp -r a folder into a mount with --publish=pub" cp -r "$A" "$MP/site"
+    dt=$(wait_file "$MI/$KP/site/hello.txt" "version A" 15)
+    check "the folder is published: /ipns/<pub>/site reads it ($dt s)" test "$dt" != never
+    check "diff -r through /ipns/<pub>" diff -r "$A" "$MI/$KP/site"
+    check_eq "the stats name the published name" \
+        "$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$MP" |
+            sed -n 's/^publish_name //p')" "$KP"
+    printf 'changed\n' >"$MP/site/hello.txt"
+    dt=$(wait_file "$MI/$KP/site/hello.txt" changed 15)
+    check "a change is published: the name follows ($dt s)" test "$dt" != never
+    printf 'last\n' >"$MP/last.txt"
+    check_unmount "unmount right after a change" "$MP"
+    dt=$(wait_file "$MI/$KP/last.txt" last 10)
+    check "the last change was published before the mount went ($dt s)" test "$dt" != never
+    check_unmount "unmount the IPNS mount" "$MI"
+else
+    not_ok "mounts with --publish=pub and --ipns"
+fi
+mkdir -p "$WORK/m-nokey"
+check_fails_with "--publish with a key the node does not have is refused" "no key named" \
+    "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/nokeystore" --publish=nokey "$WORK/m-nokey"
+check_fails_with "--publish with --write-through is refused" "--write-through" \
+    "$IPFSFS_BIN" -f --api="$NODE_API" --write-through --publish=pub "$WORK/m-nokey"
 GWHP=${NODE_GATEWAY#http://}
 PROXY=$IPFSFS_SRCDIR/tests/integration/gwproxy.py
 : >"$WORK/gw.mode"
