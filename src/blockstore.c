@@ -483,7 +483,7 @@ static int ensure_shard(struct blockstore *bs, const struct loc *l, bool recheck
 
 /* Create a new temp file in l's shard: read-only, owner only, from the start (the fd is still
  * writable). */
-static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp)
+static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp, mode_t mode)
 {
     bool recheck = false;
     for (int tries = 0; tries < 100; tries++) {
@@ -493,7 +493,7 @@ static int create_tmp(struct blockstore *bs, const struct loc *l, char *tmp)
         snprintf(tmp, REL_MAX, "%s/.tmp-%ld-%u", l->shard, bs->pid,
                  atomic_fetch_add(&bs->tmp_counter, 1));
         int fd =
-            openat(bs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+            openat(bs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd >= 0)
             return fd;
         if (errno == ENOENT && !recheck)
@@ -531,7 +531,7 @@ int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *da
     struct pend *e = malloc(sizeof *e);
     if (!e)
         return -ENOMEM;
-    int fd = create_tmp(bs, &l, tmp);
+    int fd = create_tmp(bs, &l, tmp, 0400);
     if (fd < 0) {
         rc = fd;
         goto fail;
@@ -597,8 +597,8 @@ int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8
     if (rc < 0)
         return rc;
     final_name(&l, final);
-    if ((rc = young_add(bs, c)) < 0)
-        return rc;
+    /* Not young: a copy of a block that can be had again may be evicted at once (if the
+     * collector takes it while a name change links it, a later read fetches it again). */
     struct stat st;
     if (pend_tmp(bs, final, tmp) ||
         (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
@@ -606,7 +606,7 @@ int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8
         atomic_fetch_add(&bs->dedup, 1);
         return 0;
     }
-    int fd = create_tmp(bs, &l, tmp);
+    int fd = create_tmp(bs, &l, tmp, BLOCKSTORE_CACHE_MODE);
     if (fd < 0) {
         rc = fd;
         goto fail;
@@ -621,7 +621,7 @@ int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8
     }
     atomic_fetch_add(&bs->puts, 1);
     atomic_fetch_add(&bs->put_bytes, len);
-    return 0;
+    return 1;
 fail:;
     char cs[CID_STR_MAX];
     cid_format(c, cs, sizeof cs);
@@ -1083,5 +1083,98 @@ int blockstore_sweep(struct blockstore *bs, const struct blockstore_keyset *live
     }
     if (rc < 0)
         log_warn("%s: the collection did not finish: %s", bs->dir, strerror(-rc));
+    return rc;
+}
+
+/* ---- eviction (a bounded cache of fetched blocks) ---- */
+
+struct ev_entry {
+    uint64_t key, rank, bytes;
+    char name[REL_MAX]; /* "XY/KEY.data" */
+};
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const struct ev_entry *x = a, *y = b;
+    return x->rank < y->rank ? -1 : x->rank > y->rank ? 1 : 0;
+}
+
+int blockstore_evict(struct blockstore *bs, const struct blockstore_keyset *keep,
+                     uint64_t target, uint64_t (*rank)(void *ud, uint64_t key), void *ud,
+                     struct blockstore_evict_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    struct ev_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    int rc = 0;
+    for (int i = 0; i < NSHARDS && rc == 0; i++) {
+        char shard[3] = {b32[i / 32], b32[i % 32], 0};
+        int dfd = openat(bs->dirfd, shard, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0) {
+            if (errno != ENOENT)
+                rc = -errno;
+            continue;
+        }
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+            rc = -errno;
+            close(dfd);
+            break;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+            size_t len = strlen(e->d_name);
+            uint8_t mh[CID_MAX_MH];
+            ssize_t mn;
+            struct stat st;
+            if (len < 6 || len + 4 > REL_MAX || strcmp(e->d_name + len - 5, ".data") != 0 ||
+                (mn = base32_decode(e->d_name, len - 5, mh, sizeof mh)) < 3 ||
+                fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                continue;
+            uint64_t bytes = (uint64_t)st.st_blocks * 512u, k = mh_key(mh, (size_t)mn);
+            total += bytes;
+            if ((st.st_mode & 07777) != BLOCKSTORE_CACHE_MODE ||
+                blockstore_keyset_has(keep, k)) {
+                out->kept++;
+                continue;
+            }
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 1024;
+                struct ev_entry *nv = realloc(v, nc * sizeof *v);
+                if (!nv) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap = nc;
+            }
+            /* Known recency above every file this process has not used (ranked by mtime). */
+            uint64_t r = rank ? rank(ud, k) : 0;
+            v[n] = (struct ev_entry){.key = k, .bytes = bytes,
+                                     .rank = r ? (1ull << 62) + r : (uint64_t)st.st_mtime};
+            snprintf(v[n].name, sizeof v[n].name, "%s/%s", shard, e->d_name);
+            n++;
+        }
+        closedir(d);
+    }
+    if (rc == 0 && total > target && n > 0) {
+        qsort(v, n, sizeof *v, ev_cmp);
+        for (size_t i = 0; i < n && total > target; i++) {
+            pthread_mutex_lock(&bs->young_lock);
+            bool young = blockstore_keyset_has(&bs->young[0], v[i].key) ||
+                         blockstore_keyset_has(&bs->young[1], v[i].key);
+            bool gone = !young && unlinkat(bs->dirfd, v[i].name, 0) == 0;
+            pthread_mutex_unlock(&bs->young_lock);
+            if (gone) {
+                out->removed++;
+                out->removed_bytes += v[i].bytes;
+                total -= v[i].bytes;
+            } else if (young) {
+                out->young++;
+            }
+        }
+    }
+    out->left_bytes = total;
+    free(v);
     return rc;
 }

@@ -47,10 +47,15 @@ int blockstore_clean_tmp(struct blockstore *bs);
  * after blockstore_sync. Returns 0 or -errno (-EINVAL: hash we cannot store). */
 int blockstore_put(struct blockstore *bs, const struct cid *c, const uint8_t *data, size_t len);
 
+/* The mode of a block file put by blockstore_put_cache (others are 0400): the only files
+ * blockstore_evict removes. */
+#define BLOCKSTORE_CACHE_MODE 0500
+
 /* Store a copy of a block that can be had again (fetched from a gateway): written and renamed
- * to its final name at once, never fsynced (no writeback started, no flush). After a crash its
- * file may hold less than the block: blockstore_get then finds it corrupt (-EIO), and the
- * caller fetches it again. Returns 0 or -errno. */
+ * to its final name at once, never fsynced (no writeback started, no flush), and not young
+ * (blockstore_sweep and blockstore_evict may take it at once). After a crash its file may
+ * hold less than the block: blockstore_get then finds it corrupt (-EIO), and the caller
+ * fetches it again. Returns 1 (written), 0 (there already) or -errno. */
 int blockstore_put_cache(struct blockstore *bs, const struct cid *c, const uint8_t *data,
                          size_t len);
 
@@ -117,5 +122,19 @@ struct blockstore_sweep_stats {
  * removed before the error stays removed, which loses nothing: none of it was live). */
 int blockstore_sweep(struct blockstore *bs, const struct blockstore_keyset *live,
                      struct blockstore_sweep_stats *out);
+
+/* Bound a cache of blocks that can be had again: remove block files put by
+ * blockstore_put_cache (mode BLOCKSTORE_CACHE_MODE) that are neither in keep nor young, least
+ * recent first, until those left take at most target bytes (allocated).
+ * Recency: rank(ud, key) when not 0 (larger: used more recently), above every block it does
+ * not know, which go by their file's mtime. Returns 0 or -errno (what was removed stays
+ * removed). */
+struct blockstore_evict_stats {
+    uint64_t removed, removed_bytes, kept, young;
+    uint64_t left_bytes; /* what the block files take afterwards */
+};
+int blockstore_evict(struct blockstore *bs, const struct blockstore_keyset *keep,
+                     uint64_t target, uint64_t (*rank)(void *ud, uint64_t key), void *ud,
+                     struct blockstore_evict_stats *out);
 
 #endif

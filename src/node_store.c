@@ -129,6 +129,20 @@ struct node_store {
     int (*fetch_many)(void *ud, const struct cid *cids, size_t n, unsigned parallel,
                       int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud);
     void (*fetch_release)(void *ud, uint8_t *data);
+    /* The bound on the block files (cache_max_bytes; 0: none), see cache_evict. cache_est
+     * estimates what they take (exact after each eviction, plus what was fetched since);
+     * past cache_trigger an eviction runs (evict_run: one at a time, taken before gc_run).
+     * lru_lock guards lru (block key -> the lru_clock of its last use; takes no other lock). */
+    uint64_t cache_max;
+    atomic_uint_fast64_t cache_est, cache_trigger;
+    pthread_mutex_t evict_run;
+    pthread_mutex_t lru_lock;
+    struct lru_map {
+        uint64_t *k, *v;
+        size_t n, cap;
+    } lru;
+    uint64_t lru_clock;
+    atomic_uint_fast64_t evict_runs, evicted_blocks, evicted_bytes;
     struct node_ops ops; /* store_ops, plus read_stream with a range or batch fetch */
     pthread_mutex_t change_lock;
     pthread_mutex_t commit_run;
@@ -242,6 +256,9 @@ static bool block_matches(const struct cid *c, const uint8_t *data, size_t len)
     return got.mh_len == c->mh_len && memcmp(got.mh, c->mh, c->mh_len) == 0;
 }
 
+static void cache_touch(struct node_store *ns, const struct cid *c);
+static void cache_account(struct node_store *ns, size_t len, bool may_evict);
+
 /* Ask the fetch hook for c, verify it, keep it (best effort: a block that cannot be stored is
  * still used). Called with no lock held, except change_lock by a change (let go meanwhile). */
 static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
@@ -270,14 +287,100 @@ static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **dat
         free(d);
         return rc;
     }
-    int prc = blockstore_put(ns->bs, c, d, n);
+    /* A gateway's blocks are a cache (the sync engine's node's are put as any block). */
+    int prc = ns->fetch_many ? blockstore_put_cache(ns->bs, c, d, n)
+                             : blockstore_put(ns->bs, c, d, n);
     if (prc < 0) {
         cid_format(c, cs, sizeof cs);
         log_warn("block %s: fetched but not kept: %s", cs, strerror(-prc));
+    } else {
+        cache_touch(ns, c);
+        if (prc > 0 || !ns->fetch_many)
+            cache_account(ns, n, !changing);
     }
     *data = d;
     *len = n;
     return 0;
+}
+
+/* ---- the bound on a gateway store (--store-size) ----
+ * Fetched blocks are a cache: past cache_max bytes of block files, cache_evict removes the
+ * least recently used ones (read or fetched longest ago in this process; before those, the
+ * ones not used since it started, oldest file first) down to 90 % of the bound. Only fetched
+ * copies (blockstore_put_cache's), never a block the names reach (the current, committed and
+ * synced roots, marked as the collector does). A block evicted while a read or a name change
+ * still wants it is fetched again. */
+
+static uint64_t lru_slot(const struct lru_map *m, uint64_t k)
+{
+    return (k * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+}
+
+/* lru_lock held. Set k's last use to v. */
+static void lru_set_locked(struct lru_map *m, uint64_t k, uint64_t v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 4096;
+        uint64_t *nk = calloc(nc, sizeof *nk), *nv = calloc(nc, sizeof *nv);
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return; /* recency is advice: this use is forgotten */
+        }
+        struct lru_map o = *m;
+        *m = (struct lru_map){.k = nk, .v = nv, .cap = nc};
+        for (size_t i = 0; i < o.cap; i++)
+            if (o.k[i])
+                lru_set_locked(m, o.k[i], o.v[i]);
+        free(o.k);
+        free(o.v);
+    }
+    for (uint64_t i = lru_slot(m, k);; i = (i + 1) & (m->cap - 1)) {
+        if (m->k[i] == k || m->k[i] == 0) {
+            if (m->k[i] == 0)
+                m->n++;
+            m->k[i] = k;
+            m->v[i] = v;
+            return;
+        }
+    }
+}
+
+static void cache_touch(struct node_store *ns, const struct cid *c)
+{
+    if (!ns->cache_max)
+        return;
+    uint64_t k = blockstore_key(c);
+    pthread_mutex_lock(&ns->lru_lock);
+    lru_set_locked(&ns->lru, k, ++ns->lru_clock);
+    pthread_mutex_unlock(&ns->lru_lock);
+}
+
+/* blockstore_evict's recency (lru_lock is held by cache_evict meanwhile). */
+static uint64_t lru_rank(void *ud, uint64_t k)
+{
+    struct lru_map *m = ud;
+    if (!m->cap)
+        return 0;
+    for (uint64_t i = lru_slot(m, k);; i = (i + 1) & (m->cap - 1)) {
+        if (m->k[i] == k)
+            return m->v[i];
+        if (m->k[i] == 0)
+            return 0;
+    }
+}
+
+static void cache_evict(struct node_store *ns);
+
+/* A fetched block of len bytes was written: count it, and evict when past the bound (not from
+ * a thread that holds a store lock: may_evict false). */
+static void cache_account(struct node_store *ns, size_t len, bool may_evict)
+{
+    if (!ns->cache_max)
+        return;
+    uint64_t est = atomic_fetch_add(&ns->cache_est, (len + 4095) & ~(uint64_t)4095) + len;
+    if (may_evict && est > atomic_load(&ns->cache_trigger))
+        cache_evict(ns);
 }
 
 /* ---- staged blocks (see struct node_store) ---- */
@@ -565,6 +668,8 @@ static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **da
     if (stage_get(ns, c, data, len) == 0)
         return 0; /* made here, from verified blocks */
     int rc = blockstore_get(ns->bs, c, data, len);
+    if (rc == 0)
+        cache_touch(ns, c);
     if (rc == -EIO && fetch && ns->fetch && blockstore_remove(ns->bs, c, NULL) == 0)
         rc = -ENOENT;
     if (rc == -ENOENT && fetch && ns->fetch)
@@ -1255,6 +1360,9 @@ static int cf_block(void *ud, const struct cid *c, const uint8_t *block, size_t 
             int prc = blockstore_put_cache(cf->ns->bs, &want, block, len);
             if (prc < 0 && prc != -EINVAL)
                 log_debug("a fetched block is not kept: %s", strerror(-prc));
+            cache_touch(cf->ns, &want);
+            if (prc > 0)
+                cache_account(cf->ns, len, true);
             atomic_fetch_add(&cf->ns->range_blocks, 1);
             atomic_fetch_add(&cf->ns->range_bytes, len);
             if ((rc = cf_take(cf, &want, cf->want_base, block, len)) < 0)
@@ -1439,6 +1547,11 @@ static int plan_got(void *ud, size_t i, uint8_t *data, size_t len)
     struct plan *pl = ud;
     struct leaf *lf = &pl->v[pl->missing[i]];
     int prc = blockstore_put_cache(pl->ns->bs, &lf->cid, data, len);
+    cache_touch(pl->ns, &lf->cid);
+    if (prc > 0)
+        cache_account(pl->ns, len, true);
+    if (prc > 0)
+        prc = 0;
     atomic_fetch_add(&pl->ns->range_blocks, 1);
     atomic_fetch_add(&pl->ns->range_bytes, len);
     if (pl->stop || pl->missing[i] < pl->given ||
@@ -2408,6 +2521,69 @@ static bool synced_root(struct node_store *ns, struct cid *out)
 }
 
 /* One collection: mark from the live roots, sweep the rest. */
+/* Evict down to 90 % of cache_max (see above), if no other thread does already. Called with no
+ * store lock held. */
+static void cache_evict(struct node_store *ns)
+{
+    if (pthread_mutex_trylock(&ns->evict_run) != 0)
+        return;
+    struct cid_stack todo = {0}, frontier = {0};
+    struct blockstore_keyset live = {0};
+    struct blockstore_evict_stats st = {0};
+    struct cid c;
+    uint64_t t0 = now_ns();
+    pthread_mutex_lock(&ns->gc_run);
+    pthread_mutex_lock(&ns->commit_run);
+    pthread_mutex_lock(&ns->names_lock);
+    /* Not the held roots: a held file's fetched blocks can be had again; its own blocks (a
+     * file whose name was removed while open) are not fetched copies, never evicted. */
+    int rc = gc_visit(&live, &todo, &ns->root);
+    if (rc == 0)
+        rc = gc_visit(&live, &todo, &ns->committed);
+    pthread_mutex_unlock(&ns->names_lock);
+    if (rc == 0 && synced_root(ns, &c))
+        rc = gc_visit(&live, &todo, &c);
+    if (rc == 0)
+        rc = gc_mark_staged(ns, &todo, &live, &frontier);
+    pthread_mutex_unlock(&ns->commit_run);
+    if (rc == 0)
+        rc = gc_mark_stored(ns, &frontier, &live);
+    if (rc == 0) {
+        pthread_mutex_lock(&ns->lru_lock);
+        rc = blockstore_evict(ns->bs, &live, ns->cache_max - ns->cache_max / 10, lru_rank,
+                              &ns->lru, &st);
+        /* Forget what is gone (and start afresh when the map grew past what is here). */
+        if (ns->lru.n > 2 * (st.kept + 16384)) {
+            free(ns->lru.k);
+            free(ns->lru.v);
+            ns->lru = (struct lru_map){0};
+        }
+        pthread_mutex_unlock(&ns->lru_lock);
+    }
+    pthread_mutex_unlock(&ns->gc_run);
+    if (rc == 0) {
+        atomic_store(&ns->cache_est, st.left_bytes);
+        /* When what cannot go is over the bound, wait for another tenth before trying again. */
+        atomic_store(&ns->cache_trigger, st.left_bytes > ns->cache_max
+                                             ? st.left_bytes + ns->cache_max / 10
+                                             : ns->cache_max);
+    }
+    atomic_fetch_add(&ns->evict_runs, 1);
+    atomic_fetch_add(&ns->evicted_blocks, st.removed);
+    atomic_fetch_add(&ns->evicted_bytes, st.removed_bytes);
+    uint64_t ms = (now_ns() - t0) / 1000000u;
+    if (rc < 0)
+        log_warn("%s: evicting fetched blocks failed: %s", ns->dir, strerror(-rc));
+    else
+        log_debug("%s: over the store size: %" PRIu64 " fetched blocks evicted (%" PRIu64
+                  " KiB) in %" PRIu64 " ms; %" PRIu64 " KiB left, %" PRIu64 " blocks the names use",
+                  ns->dir, st.removed, st.removed_bytes >> 10, ms, st.left_bytes >> 10, st.kept);
+    free(todo.v);
+    free(frontier.v);
+    blockstore_keyset_free(&live);
+    pthread_mutex_unlock(&ns->evict_run);
+}
+
 static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
 {
     struct cid_stack todo = {0}, frontier = {0};
@@ -3027,7 +3203,33 @@ static int store_space(struct node *base, uint64_t *total, uint64_t *avail)
     return 0;
 }
 
+static int store_stats_base(struct node *base, char *buf, size_t len);
+
 static int store_stats(struct node *base, char *buf, size_t len)
+{
+    struct node_store *ns = to_store(base);
+    int n = store_stats_base(base, buf, len);
+    if (n < 0 || !ns->fetch)
+        return n;
+    size_t o = (size_t)n;
+    int m = snprintf(buf + (o < len ? o : len), o < len ? len - o : 0,
+                     "store_range_fetches %" PRIu64 "\nstore_range_errors %" PRIu64
+                     "\nstore_range_blocks %" PRIu64 "\nstore_range_bytes %" PRIu64
+                     "\nstore_size_limit %" PRIu64 "\nstore_size_estimate %" PRIu64
+                     "\nstore_evictions %" PRIu64 "\nstore_evicted_blocks %" PRIu64
+                     "\nstore_evicted_bytes %" PRIu64 "\n",
+                     (uint64_t)atomic_load(&ns->range_fetches),
+                     (uint64_t)atomic_load(&ns->range_errors),
+                     (uint64_t)atomic_load(&ns->range_blocks),
+                     (uint64_t)atomic_load(&ns->range_bytes), ns->cache_max,
+                     (uint64_t)atomic_load(&ns->cache_est),
+                     (uint64_t)atomic_load(&ns->evict_runs),
+                     (uint64_t)atomic_load(&ns->evicted_blocks),
+                     (uint64_t)atomic_load(&ns->evicted_bytes));
+    return m < 0 ? n : n + m;
+}
+
+static int store_stats_base(struct node *base, char *buf, size_t len)
 {
     struct node_store *ns = to_store(base);
     struct blockstore_stats s;
@@ -3181,6 +3383,10 @@ static void store_free(struct node_store *ns)
     pthread_cond_destroy(&ns->commit_cond);
     pthread_cond_destroy(&ns->gc_cond);
     pthread_mutex_destroy(&ns->gc_run);
+    pthread_mutex_destroy(&ns->evict_run);
+    pthread_mutex_destroy(&ns->lru_lock);
+    free(ns->lru.k);
+    free(ns->lru.v);
     free(ns->holds);
     pthread_mutex_destroy(&ns->names_lock);
     pthread_mutex_destroy(&ns->commit_run);
@@ -3390,6 +3596,8 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_cond_init(&ns->gc_cond, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&ns->gc_run, NULL);
+    pthread_mutex_init(&ns->evict_run, NULL);
+    pthread_mutex_init(&ns->lru_lock, NULL);
     ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
     ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
@@ -3462,6 +3670,15 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     rc = open_root(ns, err, errlen);
     if (rc < 0)
         goto fail;
+    if (ns->fetch && cfg->cache_max_bytes) {
+        /* What the block files take now; the first fetch past the bound evicts. */
+        uint64_t used = 0, nblocks = 0;
+        ns->cache_max = cfg->cache_max_bytes;
+        if (blockstore_usage(ns->bs, &used, &nblocks) < 0)
+            log_warn("%s: cannot tell what the store takes: it is bounded from now on", ns->dir);
+        atomic_store(&ns->cache_est, used);
+        atomic_store(&ns->cache_trigger, ns->cache_max);
+    }
     *out = &ns->base; /* the commit thread starts with the first change */
     return 0;
 fail:

@@ -60,6 +60,10 @@ struct node_store_config {
     /* Where fetch_many's buffers go back when done (NULL: gw_buf_release when fetch is
      * gw_fetch, else free). */
     void (*fetch_release)(void *ud, uint8_t *data);
+    /* With fetch: past this many bytes of block files (--store-size), fetched blocks are
+     * evicted, least recently used first, down to 90 % of it; never a block the names reach
+     * (nor one an add or a name change has just put). 0: never. */
+    uint64_t cache_max_bytes;
 };
 
 /* Open or create the store in dir (created 0700 if missing). dir must not be a symlink
