@@ -43,11 +43,11 @@ struct cluster {
     bool have_retired;
     struct cid retired;  /* the root before it, unpinned once root is pinned widely enough */
     struct top {
-        char *name;
+        char *name;     /* "tree", or "a/b" for a folder with factors of its own */
         struct cid cid;
-    } *tops;             /* the top names pinned, sorted by name */
+        int rmin, rmax; /* its factors (0: the mount's) */
+    } *tops;             /* the names pinned on their own, sorted by name */
     size_t ntops;
-    bool too_many_told;  /* the "more than CLUSTER_MAX_TOP names" message was logged */
     uint64_t pins, unpins, failures;
     char last_error[200];
 };
@@ -215,7 +215,7 @@ static void save_state_locked(struct cluster *c)
         char s[CID_STR_MAX];
         char *e = curl_easy_escape(NULL, c->tops[i].name, 0);
         if (e && cid_format(&c->tops[i].cid, s, sizeof s) >= 0)
-            fprintf(f, "%s %s\n", s, e);
+            fprintf(f, "%s %d %d %s\n", s, c->tops[i].rmin, c->tops[i].rmax, e);
         curl_free(e);
     }
     if (fflush(f) != 0 || fdatasync(fileno(f)) < 0) {
@@ -256,10 +256,12 @@ static void load_state(struct cluster *c)
         line[strcspn(line, "\n")] = 0;
         char *sp = strchr(line, ' ');
         struct cid cid;
-        if (!sp || cid_parse(line, (size_t)(sp - line), &cid) < 0)
+        int lo = 0, hi = 0, off = 0;
+        if (!sp || cid_parse(line, (size_t)(sp - line), &cid) < 0 ||
+            sscanf(sp + 1, "%d %d %n", &lo, &hi, &off) != 2 || off <= 0)
             continue;
         int len = 0;
-        char *name = curl_easy_unescape(NULL, sp + 1, 0, &len);
+        char *name = curl_easy_unescape(NULL, sp + 1 + off, 0, &len);
         if (name && c->ntops == cap) {
             size_t nc = cap ? cap * 2 : 16;
             struct top *t = realloc(c->tops, nc * sizeof *t);
@@ -268,8 +270,11 @@ static void load_state(struct cluster *c)
                 cap = nc;
             }
         }
-        if (name && c->ntops < cap && len > 0 && (c->tops[c->ntops].name = strdup(name)))
+        if (name && c->ntops < cap && len > 0 && (c->tops[c->ntops].name = strdup(name))) {
+            c->tops[c->ntops].rmin = lo;
+            c->tops[c->ntops].rmax = hi;
             c->tops[c->ntops++].cid = cid;
+        }
         curl_free(name);
     }
     fclose(f);
@@ -530,9 +535,13 @@ static int unpin(struct cluster *c, const struct cid *cid, const char *name)
 }
 
 /* POST /pins/cid with our factors and name (top name `name`, NULL: the root). */
-static int pin(struct cluster *c, const struct cid *cid, const char *name,
+static int pin(struct cluster *c, const struct cid *cid, const char *name, int rmin, int rmax,
                const struct cid *update, char *err, size_t errlen)
 {
+    if (!rmin) {
+        rmin = c->rmin;
+        rmax = c->rmax;
+    }
     char nm[600], q[2048], u[CID_STR_MAX] = "";
     if (update) {
         /* The cluster's pin-update takes the old pin's factors and fails when the old pin is
@@ -540,8 +549,8 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name,
         json_t *j = NULL;
         char e[256];
         bool same = call(c, "GET", "allocations", update, NULL, &j, e, sizeof e) == 0 &&
-                    (!c->rmin || (get_int(j, "replication_factor_min", 0) == c->rmin &&
-                                  get_int(j, "replication_factor_max", 0) == c->rmax));
+                    (!rmin || (get_int(j, "replication_factor_min", 0) == rmin &&
+                               get_int(j, "replication_factor_max", 0) == rmax));
         json_decref(j);
         if (!same)
             update = NULL;
@@ -554,9 +563,9 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name,
         cid_format(update, u, sizeof u);
     int k = snprintf(q, sizeof q, "name=%s%s%s", esc, *u ? "&pin-update=" : "", u);
     curl_free(esc);
-    if (c->rmin && k > 0 && (size_t)k < sizeof q)
-        snprintf(q + k, sizeof q - (size_t)k, "&replication-min=%d&replication-max=%d",
-                 c->rmin, c->rmax);
+    if (rmin && k > 0 && (size_t)k < sizeof q)
+        snprintf(q + k, sizeof q - (size_t)k, "&replication-min=%d&replication-max=%d", rmin,
+                 rmax);
     int rc = call(c, "POST", "pins", cid, q, NULL, err, errlen);
     pthread_mutex_lock(&c->lock);
     if (rc < 0) {
@@ -580,7 +589,7 @@ static int pin_root(struct cluster *c, const struct cid *root, char *err, size_t
     pthread_mutex_unlock(&c->lock);
     if (same)
         return 0;
-    int rc = pin(c, root, NULL, have_prev ? &prev : NULL, err, errlen);
+    int rc = pin(c, root, NULL, 0, 0, have_prev ? &prev : NULL, err, errlen);
     if (rc < 0)
         return rc;
     /* Three roots in a row: the oldest goes now (the one in between covers nearly all). */
@@ -619,13 +628,6 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
     int rc = pin_root(c, root, err, errlen);
     if (rc < 0)
         return rc;
-    if (n > CLUSTER_MAX_TOP) {
-        if (!c->too_many_told)
-            log_info("%zu names at the top: past %d, only the root of the names is pinned "
-                     "(it covers them)", n, CLUSTER_MAX_TOP);
-        c->too_many_told = true;
-        n = 0;
-    }
     /* Walk the old and the new top names together (both sorted by name). */
     struct top *nt = calloc(n + c->ntops + 1, sizeof *nt);
     if (!nt)
@@ -636,28 +638,34 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
         int cmp = i == c->ntops ? 1 : j == n ? -1 : strcmp(c->tops[i].name, top[j].name);
         const struct top *o = cmp <= 0 ? &c->tops[i] : NULL;
         const struct cluster_name *w = cmp >= 0 ? &top[j] : NULL;
-        if (o && w && cid_equal(&o->cid, &w->cid)) { /* unchanged */
-            nt[nn].name = o->name;
-            nt[nn++].cid = o->cid;
+        if (o && w && cid_equal(&o->cid, &w->cid) && o->rmin == w->rmin &&
+            o->rmax == w->rmax) { /* unchanged */
+            nt[nn] = *o;
+            nn++;
             c->tops[i].name = NULL;
         } else if (w) { /* new, or changed */
             char e[256];
-            int r = pin(c, &w->cid, w->name, o ? &o->cid : NULL, e, sizeof e);
+            /* new content: an update of the old pin; new factors only: the same CID again */
+            bool same = o && cid_equal(&o->cid, &w->cid);
+            int r = pin(c, &w->cid, w->name, w->rmin, w->rmax, o && !same ? &o->cid : NULL, e,
+                        sizeof e);
             if (r < 0) {
                 if (!failed)
                     snprintf(err, errlen, "%s", e);
                 failed = r;
                 if (o) { /* keep the old one: tried again next time */
-                    nt[nn].name = o->name;
-                    nt[nn++].cid = o->cid;
+                    nt[nn] = *o;
+                    nn++;
                     c->tops[i].name = NULL;
                 }
             } else {
                 nt[nn].name = strdup(w->name);
                 nt[nn].cid = w->cid;
+                nt[nn].rmin = w->rmin;
+                nt[nn].rmax = w->rmax;
                 if (nt[nn].name)
                     nn++;
-                if (o && !used_by(top, n, root, &o->cid))
+                if (o && !same && !used_by(top, n, root, &o->cid))
                     unpin(c, &o->cid, o->name);
             }
         } else if (!used_by(top, n, root, &o->cid)) { /* removed */
@@ -683,12 +691,15 @@ bool cluster_pin_for(struct cluster *c, const char *path, struct cid *out)
 {
     while (*path == '/')
         path++;
-    size_t k = strcspn(path, "/");
     pthread_mutex_lock(&c->lock);
+    size_t best = 0;
     bool found = false;
-    for (size_t i = 0; k && i < c->ntops && !found; i++) {
-        if (strlen(c->tops[i].name) == k && memcmp(c->tops[i].name, path, k) == 0) {
+    for (size_t i = 0; i < c->ntops; i++) { /* the deepest pinned name that holds path */
+        size_t k = strlen(c->tops[i].name);
+        if (k > best && strncmp(c->tops[i].name, path, k) == 0 &&
+            (path[k] == 0 || path[k] == '/')) {
             *out = c->tops[i].cid;
+            best = k;
             found = true;
         }
     }

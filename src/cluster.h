@@ -58,20 +58,23 @@ int cluster_probe_proxy(const char *base_url, unsigned timeout_ms);
 
 #define CLUSTER_MAX_TOP 1024
 
-/* A name at the top of the names, and its content. */
+/* A name pinned on its own: a name at the top of the names ("tree"), or a folder deeper down
+ * with replication factors of its own ("a/b"), and its content. */
 struct cluster_name {
     const char *name;
     struct cid cid;
+    int rmin, rmax; /* 0: the mount's factors */
 };
 
-/* Pin root as the names' root, and top[0..n) (sorted by name) as the top names (nothing for
- * what is pinned already). 0, or -errno with a reason in err (the cluster refused: fewer peers
- * than the minimum; not reachable); what failed is tried again at the next call. */
+/* Pin root as the names' root, and top[0..n) (sorted by name with strcmp) as names of their
+ * own (nothing for what is pinned already). 0, or -errno with a reason in err (the cluster
+ * refused: fewer peers than the minimum; not reachable); what failed is tried again at the
+ * next call. */
 int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cluster_name *top,
                       size_t n, char *err, size_t errlen);
 
-/* The pin that covers the name at path ("/a/b"): its top name's own pin, else the root's.
- * false when nothing is pinned yet. */
+/* The pin that covers the name at path ("/a/b"): the deepest name pinned on its own that holds
+ * it, else the root's. false when nothing is pinned yet. */
 bool cluster_pin_for(struct cluster *c, const char *path, struct cid *out);
 
 /* Housekeeping between pushes: unpin the root pinned before once the current one is pinned

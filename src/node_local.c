@@ -175,24 +175,44 @@ static int local_sync_state(struct node *n, const char *path, char *buf, size_t 
 
 #define XATTR_PINS "user.ipfs.pins"
 
+#define XATTR_REPLICATION "user.ipfs.replication"
+
 static int local_name_getxattr(struct node *n, const char *path, const char *name, char *buf,
                                size_t len)
 {
     struct node_local *l = to_local(n);
-    if (!l->cluster || strcmp(name, XATTR_PINS) != 0)
+    if (!l->cluster)
         return -ENOSYS;
-    return sync_pins(l->sync, path, buf, len);
+    if (strcmp(name, XATTR_PINS) == 0)
+        return sync_pins(l->sync, path, buf, len);
+    if (strcmp(name, XATTR_REPLICATION) == 0)
+        return sync_replication(l->sync, path, buf, len);
+    return -ENOSYS;
+}
+
+static int local_name_setxattr(struct node *n, const char *path, const char *name,
+                               const char *value, size_t size, int flags)
+{
+    struct node_local *l = to_local(n);
+    if (!l->cluster || strcmp(name, XATTR_REPLICATION) != 0)
+        return -ENOSYS;
+    return sync_set_replication(l->sync, path, value, size, flags);
 }
 
 static int local_name_xattrs(struct node *n, const char *path, char *buf, size_t len)
 {
-    (void)path;
-    if (!to_local(n)->cluster)
+    struct node_local *l = to_local(n);
+    if (!l->cluster)
         return 0;
-    if (len < sizeof XATTR_PINS)
+    char v[32];
+    bool repl = sync_replication(l->sync, path, v, sizeof v) > 0;
+    size_t need = sizeof XATTR_PINS + (repl ? sizeof XATTR_REPLICATION : 0);
+    if (len < need)
         return -ERANGE;
     memcpy(buf, XATTR_PINS, sizeof XATTR_PINS);
-    return (int)sizeof XATTR_PINS;
+    if (repl)
+        memcpy(buf + sizeof XATTR_PINS, XATTR_REPLICATION, sizeof XATTR_REPLICATION);
+    return (int)need;
 }
 
 static int local_stats(struct node *n, char *buf, size_t len)
@@ -257,6 +277,7 @@ static const struct node_ops local_ops = {
     .sync = local_sync,
     .sync_state = local_sync_state,
     .name_getxattr = local_name_getxattr,
+    .name_setxattr = local_name_setxattr,
     .name_xattrs = local_name_xattrs,
     .hold = local_hold,
     .release = local_release,

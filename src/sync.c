@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define BACKOFF_MIN_MS 500u
@@ -78,6 +79,12 @@ struct sync {
     char publish_name[128];     /* its IPNS name (k51...), once published */
     char publish_error[256];    /* why the last publish failed ("" after a success) */
     uint64_t publishes;
+    struct repl {
+        char *path;     /* "a/b": a name under the root, without the leading slash */
+        int rmin, rmax; /* its replication factors (user.ipfs.replication) */
+    } *repl;            /* sorted by path; kept in DIR/replication */
+    size_t nrepl;
+    bool repin;         /* the factors changed: pin again even if the root did not */
 };
 
 static uint64_t now_ms(void)
@@ -1058,18 +1065,43 @@ static void trim(struct sync *s)
  * user.ipfs.cid; the node holds those blocks too) and its top names pinned through the cluster,
  * and old pins retired when their time has come. A refusal is not the round's failure (the node
  * has the names): it shows in user.ipfs.pins and is tried again PIN_RETRY_MS later. */
+struct repl;
+static void repl_free(struct repl *r, size_t n);
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct cluster_name *)a)->name, ((const struct cluster_name *)b)->name);
+}
+
 static void pin_root(struct sync *s)
 {
     if (!s->cluster || now_ms() < s->next_pin_ms)
         return;
     pthread_mutex_lock(&s->lock);
-    bool have = s->have_state;
+    bool have = s->have_state, force = s->repin;
+    s->repin = false;
     struct cid root = s->synced_local;
-    pthread_mutex_unlock(&s->lock);
-    if (!have)
+    /* the folders with factors of their own, copied out */
+    size_t nr = s->nrepl;
+    struct repl *rv = nr ? calloc(nr, sizeof *rv) : NULL;
+    for (size_t i = 0; rv && i < nr; i++) {
+        rv[i] = s->repl[i];
+        rv[i].path = strdup(s->repl[i].path);
+        if (!rv[i].path) {
+            repl_free(rv, i);
+            rv = NULL;
+        }
+    }
+    if (nr && !rv) {
+        s->repin = force; /* try again */
+        pthread_mutex_unlock(&s->lock);
         return;
-    if (s->pinned_valid && cid_equal(&s->pinned, &root)) {
-        cluster_tick(s->cluster);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!have || (!force && s->pinned_valid && cid_equal(&s->pinned, &root))) {
+        repl_free(rv, nr);
+        if (have)
+            cluster_tick(s->cluster);
         return;
     }
     char err[256] = "";
@@ -1078,22 +1110,54 @@ static void pin_root(struct sync *s)
     if (rc < 0) {
         snprintf(err, sizeof err, "listing the names' root: %s", strerror(-rc));
     } else {
-        struct cluster_name *top = calloc(e.n + 1, sizeof *top);
+        /* The top names (up to CLUSTER_MAX_TOP: past that the root covers them), each with
+         * its own factors if it has some, and the deeper folders that have. */
+        size_t ntop = e.n <= CLUSTER_MAX_TOP ? e.n : 0;
+        if (e.n > CLUSTER_MAX_TOP && !s->pinned_valid)
+            log_info("%zu names at the top: past %d, only the root of the names is pinned "
+                     "(it covers them)", e.n, CLUSTER_MAX_TOP);
+        struct cluster_name *top = calloc(ntop + nr + 1, sizeof *top);
+        size_t n = 0;
         if (!top) {
             rc = -ENOMEM;
             snprintf(err, sizeof err, "out of memory");
         } else {
-            for (size_t i = 0; i < e.n; i++)
-                top[i] = (struct cluster_name){.name = e.v[i].name, .cid = e.v[i].cid};
-            rc = cluster_pin_names(s->cluster, &root, top, e.n, err, sizeof err);
+            for (size_t i = 0; i < ntop; i++)
+                top[n++] = (struct cluster_name){.name = e.v[i].name, .cid = e.v[i].cid};
+            for (size_t i = 0; i < nr; i++) {
+                struct cluster_name *t = NULL;
+                for (size_t k = 0; k < ntop && !t; k++)
+                    if (strcmp(top[k].name, rv[i].path) == 0)
+                        t = &top[k];
+                if (!t && strchr(rv[i].path, '/')) {
+                    char full[PATH_MAX];
+                    struct cid c;
+                    snprintf(full, sizeof full, "/%s", rv[i].path);
+                    if (node_store_resolve(s->store, &root, full, &c) == 0) {
+                        t = &top[n++];
+                        *t = (struct cluster_name){.name = rv[i].path, .cid = c};
+                    }
+                }
+                if (t) {
+                    t->rmin = rv[i].rmin;
+                    t->rmax = rv[i].rmax;
+                }
+            }
+            if (n > 1)
+                qsort(top, n, sizeof *top, name_cmp);
+            rc = cluster_pin_names(s->cluster, &root, top, n, err, sizeof err);
             free(top);
         }
         ents_free(&e);
     }
+    repl_free(rv, nr);
     if (rc < 0) {
         if (s->next_pin_ms == 0)
             log_warn("cannot pin the names through the cluster (retrying): %s", err);
         s->next_pin_ms = now_ms() + PIN_RETRY_MS;
+        pthread_mutex_lock(&s->lock);
+        s->repin = s->repin || force;
+        pthread_mutex_unlock(&s->lock);
         return;
     }
     if (s->next_pin_ms)
@@ -1102,6 +1166,193 @@ static void pin_root(struct sync *s)
     s->pinned = root;
     s->pinned_valid = true;
     cluster_tick(s->cluster);
+}
+
+/* ---- user.ipfs.replication: factors of a folder's own, kept by path in DIR/replication ----
+ * One line per folder: "MIN MAX PATH", PATH with '%' and newlines escaped as %25 and %0A. */
+
+static void repl_free(struct repl *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(r[i].path);
+    free(r);
+}
+
+static int repl_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct repl *)a)->path, ((const struct repl *)b)->path);
+}
+
+static void repl_file(struct sync *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/replication", node_store_dir(s->store));
+}
+
+/* Call with s->lock. */
+static int repl_save_locked(struct sync *s)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    repl_file(s, path, sizeof path);
+    if (s->nrepl == 0)
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return -errno;
+    for (size_t i = 0; i < s->nrepl; i++) {
+        fprintf(f, "%d %d ", s->repl[i].rmin, s->repl[i].rmax);
+        for (const char *p = s->repl[i].path; *p; p++)
+            if (*p == '%')
+                fputs("%25", f);
+            else if (*p == '\n')
+                fputs("%0A", f);
+            else
+                fputc(*p, f);
+        fputc('\n', f);
+    }
+    int rc = fflush(f) == 0 && fdatasync(fileno(f)) == 0 ? 0 : -errno;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+static void repl_load(struct sync *s)
+{
+    char path[PATH_MAX], line[PATH_MAX + 64];
+    repl_file(s, path, sizeof path);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    size_t cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        int lo, hi, off = 0;
+        if (sscanf(line, "%d %d %n", &lo, &hi, &off) != 2 || off <= 0 || !line[off])
+            continue;
+        char *p = malloc(strlen(line + off) + 1), *q = p;
+        if (!p)
+            break;
+        for (const char *r = line + off; *r; r++) {
+            if (r[0] == '%' && r[1] == '2' && r[2] == '5') {
+                *q++ = '%';
+                r += 2;
+            } else if (r[0] == '%' && r[1] == '0' && r[2] == 'A') {
+                *q++ = '\n';
+                r += 2;
+            } else {
+                *q++ = *r;
+            }
+        }
+        *q = 0;
+        if (s->nrepl == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct repl *v = realloc(s->repl, nc * sizeof *v);
+            if (!v) {
+                free(p);
+                break;
+            }
+            s->repl = v;
+            cap = nc;
+        }
+        s->repl[s->nrepl++] = (struct repl){.path = p, .rmin = lo, .rmax = hi};
+    }
+    fclose(f);
+    if (s->nrepl > 1)
+        qsort(s->repl, s->nrepl, sizeof *s->repl, repl_cmp);
+}
+
+int sync_replication(struct sync *s, const char *path, char *buf, size_t len)
+{
+    if (!s->cluster)
+        return -ENOSYS;
+    while (*path == '/')
+        path++;
+    int n = -ENODATA;
+    pthread_mutex_lock(&s->lock);
+    struct repl key = {.path = (char *)path};
+    const struct repl *r =
+        s->nrepl ? bsearch(&key, s->repl, s->nrepl, sizeof *s->repl, repl_cmp) : NULL;
+    if (r)
+        n = snprintf(buf, len, "%d:%d", r->rmin, r->rmax);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+int sync_set_replication(struct sync *s, const char *path, const char *value, size_t size,
+                         int flags)
+{
+    if (!s->cluster)
+        return -ENOSYS;
+    while (*path == '/')
+        path++;
+    if (!*path)
+        return -EINVAL; /* the root's factors are --replication */
+    int lo = 0, hi = 0;
+    if (value) {
+        char v[32];
+        if (size == 0 || size >= sizeof v)
+            return -EINVAL;
+        memcpy(v, value, size);
+        v[size] = 0;
+        if (v[size - 1] == '\n') /* echo 2:3 | setfattr ... */
+            v[size - 1] = 0;
+        if (cluster_parse_replication(v, &lo, &hi) < 0)
+            return -EINVAL;
+        /* only on names that exist */
+        struct cid current, c;
+        char full[PATH_MAX];
+        snprintf(full, sizeof full, "/%s", path);
+        node_store_roots(s->store, &current, NULL, NULL);
+        int rc = node_store_resolve(s->store, &current, full, &c);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    struct repl key = {.path = (char *)path};
+    struct repl *r =
+        s->nrepl ? bsearch(&key, s->repl, s->nrepl, sizeof *s->repl, repl_cmp) : NULL;
+    if (!value) {
+        if (!r) {
+            rc = -ENODATA;
+        } else {
+            free(r->path);
+            size_t i = (size_t)(r - s->repl);
+            memmove(r, r + 1, (s->nrepl - i - 1) * sizeof *r);
+            s->nrepl--;
+        }
+    } else if (r ? (flags & XATTR_CREATE) : (flags & XATTR_REPLACE)) {
+        rc = r ? -EEXIST : -ENODATA;
+    } else if (r) {
+        r->rmin = lo;
+        r->rmax = hi;
+    } else {
+        struct repl *v = realloc(s->repl, (s->nrepl + 1) * sizeof *v);
+        char *p = strdup(path);
+        if (!v || !p) {
+            free(p);
+            if (v)
+                s->repl = v;
+            rc = -ENOMEM;
+        } else {
+            s->repl = v;
+            s->repl[s->nrepl++] = (struct repl){.path = p, .rmin = lo, .rmax = hi};
+            qsort(s->repl, s->nrepl, sizeof *s->repl, repl_cmp);
+        }
+    }
+    if (rc == 0)
+        rc = repl_save_locked(s);
+    if (rc == 0) {
+        s->repin = true;
+        s->kicked = true;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 /* --publish: the names' root the node has, published under the key (at most every
@@ -1243,6 +1494,8 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
     int rc = s->mfs_root ? load_state(s) : -ENOMEM;
+    if (rc == 0 && s->cluster)
+        repl_load(s);
     if (rc < 0) {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
@@ -1442,6 +1695,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     pthread_mutex_destroy(&s->lock);
     free(s->mfs_root);
     free(s->publish_key);
+    repl_free(s->repl, s->nrepl);
     free(s);
     return left ? -EAGAIN : 0;
 }

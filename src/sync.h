@@ -62,6 +62,17 @@ int sync_state(struct sync *s, const char *path, char *buf, size_t len);
  * cluster. snprintf-like. */
 int sync_pins(struct sync *s, const char *path, char *buf, size_t len);
 
+/* user.ipfs.replication of the name at path: "MIN:MAX" when it has factors of its own (then it
+ * is pinned on its own with them), -ENODATA when not, -ENOSYS without a cluster.
+ * snprintf-like. */
+int sync_replication(struct sync *s, const char *path, char *buf, size_t len);
+
+/* Set (value "MIN[:MAX]", setxattr(2)'s flags) or remove (value NULL) those factors; the
+ * pins follow at the next round. 0, -EINVAL (a bad value, or the root: that is
+ * --replication), -ENOENT (no such name), -EEXIST/-ENODATA (flags), -ENOSYS (no cluster). */
+int sync_set_replication(struct sync *s, const char *path, const char *value, size_t size,
+                         int flags);
+
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int sync_stats(struct sync *s, char *buf, size_t len);
 

@@ -81,6 +81,15 @@ try:
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))' "$1" 2>&1 || echo "TIMEOUT"
 }
+setxattr_errno() { # setxattr_errno PATH NAME VALUE: OK or the errno name of setxattr(2)
+    timeout -k 2 30 python3 -c '
+import errno, os, sys
+try:
+    os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))' "$@" 2>&1 || echo "TIMEOUT"
+}
 pins_of() { getfattr --absolute-names --only-values -n user.ipfs.pins "$1" 2>&1; }
 
 # ---- the content ------------------------------------------------------------------------------
@@ -172,6 +181,35 @@ for _ in $(seq 1 40); do
     sleep 0.25
 done
 check_eq "a removed name is unpinned" "$gone" 1
+
+# A folder with factors of its own (user.ipfs.replication): pinned on its own with them.
+deep=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/tree/deep")
+check "setfattr user.ipfs.replication=3 on a folder" \
+    setfattr -n user.ipfs.replication -v 3 "$M1/tree/deep"
+check_eq "getfattr gives it back as MIN:MAX" \
+    "$(getfattr --absolute-names --only-values -n user.ipfs.replication "$M1/tree/deep" 2>&1)" "3:3"
+check "it is listed on that folder" \
+    bash -c "getfattr --absolute-names -d -m - '$M1/tree/deep' | grep -q user.ipfs.replication"
+n=$(wait_pinned 1 "$deep" 3 30)
+check "the folder is pinned on its own, on 3 peers ($n)" test "$n" -ge 3
+check_eq "... with the factors 3:3 and its path as the pin's name" \
+    "$(ctl 1 pin ls "$deep" | grep -c ':/tree/deep | PIN | Repl. Factor: 3--3')" 1
+pins=$(pins_of "$M1/tree/deep/er/leaf")
+check "user.ipfs.pins inside it follows its pin: $pins" grep -q '^pinned: 3 of 3 peers' <<<"$pins"
+check_eq "a bad value is EINVAL" "$(setxattr_errno "$M1/tree/deep" user.ipfs.replication 3:1)" \
+    EINVAL
+check_eq "the mount root's factors are --replication's: EINVAL" \
+    "$(setxattr_errno "$M1" user.ipfs.replication 3)" EINVAL
+check "setfattr -x removes it" setfattr -x user.ipfs.replication "$M1/tree/deep"
+gone=0
+for _ in $(seq 1 40); do
+    ctl 1 pin ls | grep -q "^$deep " || {
+        gone=1
+        break
+    }
+    sleep 0.25
+done
+check_eq "... and the folder's own pin goes (the tree's covers it)" "$gone" 1
 
 # ---- peer 1's Kubo dies -----------------------------------------------------------------------
 
