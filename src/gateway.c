@@ -1021,7 +1021,7 @@ static enum outcome judge_car(struct gw *g, struct attempt *a, CURLcode cc, cons
     curl_easy_getinfo(a->e, CURLINFO_RESPONSE_CODE, &status);
     enum outcome out;
     if (a->cb_err == -EBADMSG) {
-        a->bad_why = "a block that was not asked for";
+        a->bad_why = "a block not asked for";
         out = OUT_BAD;
     } else if (a->cb_err) {
         out = OUT_UNCHECKABLE; /* the caller stopped: not the gateway's doing */

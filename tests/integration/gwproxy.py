@@ -18,6 +18,10 @@ without restarting it:
     notfound          do not ask: answer 404
     file PATH         do not ask: answer 200 with the bytes of PATH (e.g. a saved, older IPNS
                       record: a valid one, but not the newest)
+    cars MISS FAULT...  block requests (?format=raw) for the CIDs listed in the file MISS (one
+                      a line) answer 404, CAR requests (?format=car) get FAULT (one of the
+                      modes above: pass, flip, truncate, stall, other CID...), the rest pass:
+                      a reader that finds no leaf as a block must take the CAR
 
 One line per request goes to --log: the path and the mode applied. The port is written to
 --port-file once it listens. The proxy exits by itself after --max-seconds (default 900).
@@ -63,6 +67,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         mode = read_mode(self.server.opts.mode_file)
         self.note(mode)
+        if mode[0] == "cars" and len(mode) > 2:
+            try:
+                with open(mode[1]) as f:
+                    miss = set(f.read().split())
+            except OSError:
+                miss = set()
+            m = re.match(r"^/ipfs/([^/?]+)\?(.*)$", self.path)
+            if m and "format=raw" in m.group(2) and m.group(1) in miss:
+                return self.plain(404, b"not here\n")
+            mode = mode[2:] if m and "format=car" in m.group(2) else ["pass"]
         kind = mode[0]
         if kind == "limit":
             return self.plain(429, b"slow down\n", [("Retry-After", mode[1])])
