@@ -535,33 +535,24 @@ static int unpin(struct cluster *c, const struct cid *cid, const char *name)
 }
 
 /* POST /pins/cid with our factors and name (top name `name`, NULL: the root). */
+/* POST /pins/cid with the factors (0: the mount's) and our name (top name `name`, NULL: the
+ * root). Never the cluster's pin-update: on a peer where the old pin is not done yet (queued,
+ * pinning, or a file's first, empty version), Kubo's pin/update fails ("datastore: key not
+ * found") and the cluster leaves the new pin in error until its recover interval (12 min). A
+ * plain pin walks the new DAG and fetches only the blocks a peer lacks. */
 static int pin(struct cluster *c, const struct cid *cid, const char *name, int rmin, int rmax,
-               const struct cid *update, char *err, size_t errlen)
+               char *err, size_t errlen)
 {
     if (!rmin) {
         rmin = c->rmin;
         rmax = c->rmax;
     }
-    char nm[600], q[2048], u[CID_STR_MAX] = "";
-    if (update) {
-        /* The cluster's pin-update takes the old pin's factors and fails when the old pin is
-         * gone: only for an old pin that exists with our factors. */
-        json_t *j = NULL;
-        char e[256];
-        bool same = call(c, "GET", "allocations", update, NULL, &j, e, sizeof e) == 0 &&
-                    (!rmin || (get_int(j, "replication_factor_min", 0) == rmin &&
-                               get_int(j, "replication_factor_max", 0) == rmax));
-        json_decref(j);
-        if (!same)
-            update = NULL;
-    }
+    char nm[600], q[2048];
     pin_name(c, name, nm, sizeof nm);
     char *esc = curl_easy_escape(NULL, nm, 0);
     if (!esc)
         return -ENOMEM;
-    if (update)
-        cid_format(update, u, sizeof u);
-    int k = snprintf(q, sizeof q, "name=%s%s%s", esc, *u ? "&pin-update=" : "", u);
+    int k = snprintf(q, sizeof q, "name=%s", esc);
     curl_free(esc);
     if (rmin && k > 0 && (size_t)k < sizeof q)
         snprintf(q + k, sizeof q - (size_t)k, "&replication-min=%d&replication-max=%d", rmin,
@@ -589,7 +580,7 @@ static int pin_root(struct cluster *c, const struct cid *root, char *err, size_t
     pthread_mutex_unlock(&c->lock);
     if (same)
         return 0;
-    int rc = pin(c, root, NULL, 0, 0, have_prev ? &prev : NULL, err, errlen);
+    int rc = pin(c, root, NULL, 0, 0, err, errlen);
     if (rc < 0)
         return rc;
     /* Three roots in a row: the oldest goes now (the one in between covers nearly all). */
@@ -645,10 +636,9 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
             c->tops[i].name = NULL;
         } else if (w) { /* new, or changed */
             char e[256];
-            /* new content: an update of the old pin; new factors only: the same CID again */
+            /* new content, or new factors only (the same CID again) */
             bool same = o && cid_equal(&o->cid, &w->cid);
-            int r = pin(c, &w->cid, w->name, w->rmin, w->rmax, o && !same ? &o->cid : NULL, e,
-                        sizeof e);
+            int r = pin(c, &w->cid, w->name, w->rmin, w->rmax, e, sizeof e);
             if (r < 0) {
                 if (!failed)
                     snprintf(err, errlen, "%s", e);

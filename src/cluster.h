@@ -5,13 +5,12 @@
  * peer's own Kubo; MFS is never replicated). What the cluster replicates is content, by CID.
  * After each push of the names, the sync engine pins here (POST /pins/CID with the replication
  * factors):
- * - the new root of the names, with pin-update from the root pinned before (the same peers
- *   update their pin and fetch only what changed). The root before is unpinned once the new one
- *   is pinned on at least the minimum number of peers (or, for a third root in a row, at once:
- *   the one in between still covers nearly everything);
+ * - the new root of the names (peers fetch only the blocks they lack). The root before is
+ *   unpinned once the new one is pinned on at least the minimum number of peers (or, for a
+ *   third root in a row, at once: the one in between still covers nearly everything);
  * - each name at the top of the names (a folder or file copied in), as a pin of its own, so
  *   `ipfs-cluster-ctl status CID` answers for what the user copied in; a top name whose content
- *   changed is pinned anew (pin-update from its old CID), and its old CID, like a removed name's,
+ *   changed is pinned anew, and its old CID, like a removed name's,
  *   is unpinned. At most CLUSTER_MAX_TOP names get their own pins (past that, the root covers
  *   them).
  * A pin is unpinned only while it still carries this mount's pin name: content another mount

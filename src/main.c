@@ -118,8 +118,8 @@ static enum log_level level_from(const char *s, int debug)
 /* The IPFS Cluster REST API this mount pins through, into buf: 1 (one), 0 (none), or -1 after a
  * message. --cluster=URL names it (off: none); else, when the API answers as a cluster peer's
  * proxy, it is the REST API on the same host, at the cluster's default port 9094. */
-static int cluster_url(const struct options *o, const struct api_endpoint *ep, char *buf,
-                       size_t len)
+static int cluster_url(const struct options *o, const struct api_endpoint *ep,
+                       const char *store_dir, char *buf, size_t len)
 {
     bool need = o->replication || o->replication_wait;
     if (o->cluster) {
@@ -129,6 +129,17 @@ static int cluster_url(const struct options *o, const struct api_endpoint *ep, c
         return 1;
     }
     int p = ep->unix_path ? 0 : cluster_probe_proxy(ep->base_url, 3000);
+    if (p < 0) {
+        /* The proxy does not answer now (a boot where ipfsfs comes first): a mount that asks
+         * for replication, or whose store pinned through a cluster before, keeps doing so. */
+        char state[PATH_MAX + 16];
+        snprintf(state, sizeof state, "%s/cluster-pins", store_dir);
+        if (need || access(state, F_OK) == 0) {
+            p = 1;
+            fprintf(stderr, "ipfsfs: warning: %s does not answer now; taking it for a cluster "
+                            "peer's proxy (pins wait until it answers)\n", ep->base_url);
+        }
+    }
     if (p == 1) {
         /* http://HOST:PORT -> http://HOST:9094 (HOST may be [v6]) */
         const char *h = strstr(ep->base_url, "://");
@@ -527,7 +538,7 @@ int main(int argc, char *argv[])
             }
             char curl_buf[1024], pin_name[512];
             struct cluster_config ccfg;
-            int crc = cluster_url(&o, &ep, curl_buf, sizeof curl_buf);
+            int crc = cluster_url(&o, &ep, dir, curl_buf, sizeof curl_buf);
             if (crc < 0) {
                 rpc_free(lcfg.publish_rpc);
                 node_destroy(node);

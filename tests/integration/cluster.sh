@@ -258,6 +258,38 @@ check "nothing is lost: peer 1's mount reads the tree equal" diff -r "$SRC/tree"
 check_unmount "peer 1's mount unmounts cleanly" "$M1"
 mountpoint -q "$M2" && check_unmount "peer 2's mount unmounts cleanly" "$M2"
 
+# ---- a boot where ipfsfs comes before the cluster peer ----------------------------------------
+
+kill "$CLUSTER_PID_1"
+for _ in $(seq 1 50); do kill -0 "$CLUSTER_PID_1" 2>/dev/null || break; sleep 0.2; done
+if mount_ipfsfs "$M1" --api="$PROXY_API_1" --cluster="$REST_API_1" --store="$WORK/store1" \
+    --timeout=$T; then
+    ok "with peer 1's cluster peer (its proxy) down, the mount on its store comes up"
+    check "its names are there" diff -r "$SRC/tree" "$M1/tree"
+    printf 'boot\n' >"$M1/boot.txt"
+    if out=$("$IPFSFS_NODE_DIR/start-cluster.sh" --restart "$WORK/cluster" 1 cluster 2>&1); then
+        eval "$(grep -E '^CLUSTER_PID_1=' <<<"$out")"
+        track_pid "$CLUSTER_PID_1"
+        ok "peer 1's cluster peer is back"
+    else
+        not_ok "peer 1's cluster peer restarts" "$out"
+    fi
+    got=""
+    for _ in $(seq 1 10); do
+        got=$(fsync_errno "$M1/boot.txt")
+        [ "$got" = OK ] && break
+        sleep 1
+    done
+    check_eq "the write made before it came reaches the node" "$got" OK
+    boot=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/boot.txt")
+    n=$(wait_pinned 1 "$boot" $MIN 30)
+    check "... and is pinned through the cluster once it answers ($n peers)" \
+        test "$n" -ge $MIN
+    check_unmount "that mount unmounts cleanly" "$M1"
+else
+    not_ok "with the proxy down, the mount on a store that pinned before comes up"
+fi
+
 # ---- errors -----------------------------------------------------------------------------------
 
 # More copies than peers: the cluster refuses the pin; the names still reach the node, fsync
