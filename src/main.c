@@ -484,6 +484,10 @@ int main(int argc, char *argv[])
                 goto out_curl;
             }
         }
+        if (o.write_through && !ep.unix_path && cluster_probe_proxy(ep.base_url, 3000) == 1)
+            fprintf(stderr, "ipfsfs: warning: %s is an IPFS Cluster proxy: with --write-through "
+                            "nothing is pinned through the cluster (names stay in the node's "
+                            "MFS only); the local-first default pins them\n", ep.base_url);
         if (o.ipns) {
             /* Names resolved by the node; content from it (and the gateways behind it). */
             struct rpc *r = NULL;
