@@ -360,6 +360,8 @@ int main(int argc, char *argv[])
             /* What was fetched is cache, unreachable from the names: keep it (no collection
              * in a gateway mount; see the README). */
             .gc_interval_ms = gw ? UINT_MAX : 0,
+            /* --store-size bounds what was fetched (least recently used goes first) */
+            .cache_max_bytes = gw ? o.store_bytes : 0,
         };
         char gwdir[PATH_MAX];
         const char *dir = o.store;
@@ -469,6 +471,7 @@ int main(int argc, char *argv[])
                 .fetch = gw_fetch,
                 .fetch_ud = gw,
                 .gc_interval_ms = UINT_MAX,
+                .cache_max_bytes = o.store_bytes,
             };
             struct node *gstore = NULL;
             if (node_store_new(gwdir, &gcfg, &gstore, err, sizeof err) < 0) {
