@@ -1254,7 +1254,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     }
     size_t next = 0, inflight = 0;
     int given = 0, rc = 0;
-    bool stop = false;
+    bool stop = false, cancel = false;
     for (;;) {
         struct timespec now = now_mono();
         /* Fill the free slots, in order. */
@@ -1326,6 +1326,10 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
             a->running = false;
             inflight--;
             b->busy = false;
+            if (cancel) {
+                attempt_end(m, a); /* done as well, but not judged: see below */
+                continue;
+            }
             enum outcome out = judge(g, a, cc, &b->req);
             if (out == OUT_OK && rc == 0) {
                 uint8_t *d = a->buf;
@@ -1339,12 +1343,23 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
                     given++;
                 }
             } else if (out != OUT_OK && out != OUT_NOT_FOUND) {
-                stop = true; /* set aside (or unusable): the rest goes elsewhere */
+                stop = cancel = true; /* set aside (or unusable): the rest goes elsewhere */
             }
             /* Keep the handle (and its buffer) for the slot's next request. */
             b->spare = a->e;
             a->e = NULL;
             attempt_end(m, a);
+        }
+        if (cancel) {
+            /* The gateway is set aside once: its other requests are dropped unjudged (each
+             * would count a failure and double its backoff). */
+            for (unsigned k = 0; k < parallel; k++)
+                if (sl[k].busy) {
+                    attempt_end(m, &sl[k].at);
+                    sl[k].busy = false;
+                    inflight--;
+                }
+            break;
         }
         if (inflight == 0 && (stop || next >= n))
             break;

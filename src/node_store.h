@@ -40,7 +40,8 @@ struct node_store_config {
     /* A block missing from the store is asked here (NULL: -ENOENT). Called with no store lock
      * held, from any thread; returns 0 and a malloc'd copy of the block, or -errno. The store
      * verifies it against c (hash) before use (-EIO if it does not match) and keeps it in the
-     * block store (durable with the next commit). */
+     * block store: durable with the next commit, or, in a gateway store (one with fetch_many),
+     * as a cache copy (blockstore_put_cache: never fsynced, evictable past cache_max_bytes). */
     int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
     void *fetch_ud;
     /* With fetch: the blocks of root's DAG that hold the file bytes [from, to] (inclusive), in

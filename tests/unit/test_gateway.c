@@ -1,7 +1,8 @@
 /* test_gateway.c - the gateway pool's pure parts: URLs, Retry-After, block verification, and
  * the calls that need no request (identity CIDs, hashes we cannot check, a pool with no
- * gateway answering). Requests to real gateways are tested by integration/gateway.sh, against
- * Kubo's own gateway and faulty proxies in front of it.
+ * gateway answering: blocks, batches, CARs), and the bounded cache of fetched blocks in the
+ * block store (blockstore_put_cache, blockstore_evict). Requests to real gateways are tested by
+ * integration/gateway.sh, against Kubo's own gateway and faulty proxies in front of it.
  *
  * The known answer: the 4-byte content "Test" added with Kubo's defaults is the dag-pb block
  * 0a 0a 08 02 12 04 "Test" 18 04, whose CID is QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
@@ -9,14 +10,20 @@
  */
 #include "config.h"
 
+#include "blockstore.h"
 #include "cid.h"
 #include "gateway.h"
 #include "unit.h"
+#include "unixfs_enc.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const uint8_t test_block[] = {0x0a, 0x0a, 0x08, 0x02, 0x12, 0x04, 'T',
                                      'e',  's',  't',  0x18, 0x04};
@@ -161,6 +168,130 @@ static void test_dead_gateway(void)
     }
 }
 
+static int batch_take(void *ud, size_t i, uint8_t *data, size_t len)
+{
+    (void)i;
+    (void)len;
+    (*(int *)ud)++;
+    free(data);
+    return 0;
+}
+
+static int car_take(void *ud, const struct cid *c, const uint8_t *block, size_t len)
+{
+    (void)c;
+    (void)block;
+    (void)len;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* A batch and a CAR from a pool whose only gateway is dead: nothing given, the gateway set
+ * aside once, and the next calls fail at once. */
+static void test_dead_batch_and_car(void)
+{
+    const char *urls[] = {"http://127.0.0.1:9"};
+    struct gw_config cfg = {.urls = urls, .n_urls = 1, .timeout_ms = 3000};
+    struct gw *g = NULL;
+    char err[256];
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    struct cid c[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(cid_parse(test_cid, sizeof test_cid - 1, &c[i]), 0);
+    int got = 0;
+    CHECK_EQ_INT(gw_blocks(g, c, 3, 8, batch_take, &got), 0);
+    CHECK_EQ_INT(got, 0);
+    CHECK_EQ_INT(gw_blocks(g, c, 3, 8, batch_take, &got), -ETIMEDOUT); /* set aside */
+    CHECK_EQ_INT(gw_fetch_range(g, &c[0], 0, 3, 1u << 20, car_take, &got), -ETIMEDOUT);
+    CHECK_EQ_INT(got, 0);
+    char st[1024];
+    CHECK(gw_stats(g, st, sizeof st) > 0);
+    CHECK(strstr(st, "failed=1 ") != NULL);
+    gw_free(g);
+
+    /* A CAR from a fresh pool: the connection fails, nothing reaches the callback. */
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    CHECK_EQ_INT(gw_car(g, "/ipfs/QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR?format=car",
+                        1u << 20, car_take, &got),
+                 -ETIMEDOUT);
+    CHECK_EQ_INT(got, 0);
+    /* The pool's buffers go back and come out again. */
+    gw_buf_release(g, malloc(GW_MAX_BLOCK));
+    gw_buf_release(g, NULL);
+    gw_free(g);
+}
+
+/* Recency for test_evict: block i was used at i + 1 (the higher, the more recent). */
+static struct cid ev_cids[8];
+static uint64_t ev_rank(void *ud, uint64_t key)
+{
+    (void)ud;
+    for (int i = 0; i < 8; i++)
+        if (blockstore_key(&ev_cids[i]) == key)
+            return (uint64_t)i + 1;
+    return 0;
+}
+
+/* Fetched copies are evicted least recent first, down to the target; never a block in keep,
+ * nor a block put as the store's own (blockstore_put). */
+static void test_evict(void)
+{
+    char dir[] = "/tmp/test_gateway.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    struct blockstore *bs = NULL;
+    char err[256];
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    if (!bs)
+        return;
+    static uint8_t blk[8][64 << 10];
+    for (int i = 0; i < 8; i++) {
+        memset(blk[i], 'a' + i, sizeof blk[i]);
+        CHECK_EQ_INT(block_cid(1, CID_CODEC_RAW, blk[i], sizeof blk[i], &ev_cids[i]), 0);
+    }
+    /* 0..5 fetched (6 x 64 KiB), 6 the store's own, 7 fetched and kept (a name uses it). */
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(blockstore_put_cache(bs, &ev_cids[i], blk[i], sizeof blk[i]), 1);
+    CHECK_EQ_INT(blockstore_put_cache(bs, &ev_cids[0], blk[0], sizeof blk[0]), 0); /* there */
+    CHECK_EQ_INT(blockstore_put(bs, &ev_cids[6], blk[6], sizeof blk[6]), 0);
+    CHECK_EQ_INT(blockstore_put_cache(bs, &ev_cids[7], blk[7], sizeof blk[7]), 1);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    char path[512];
+    struct stat st;
+    CHECK_EQ_INT(blockstore_path(bs, &ev_cids[0], path, sizeof path), 0);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == BLOCKSTORE_CACHE_MODE);
+    uint64_t used = 0, n = 0;
+    CHECK_EQ_INT(blockstore_usage(bs, &used, &n), 0);
+    CHECK_EQ_INT((int)n, 8);
+    struct blockstore_keyset keep = {0};
+    CHECK_EQ_INT(blockstore_keyset_add(&keep, blockstore_key(&ev_cids[7])), 1);
+    /* Room for 5 of the 8: 6 and 7 stay, so 3 of the fetched ones (the most recent: 3, 4, 5). */
+    uint64_t per = used / 8, target = 5 * per;
+    struct blockstore_evict_stats es;
+    CHECK_EQ_INT(blockstore_evict(bs, &keep, target, ev_rank, NULL, &es), 0);
+    CHECK_EQ_INT((int)es.removed, 3);
+    CHECK(es.left_bytes <= target);
+    for (int i = 0; i < 8; i++) {
+        uint8_t *d = NULL;
+        size_t len = 0;
+        int want = i < 3 ? -ENOENT : 0;
+        CHECK_EQ_INT(blockstore_get(bs, &ev_cids[i], &d, &len), want);
+        free(d);
+    }
+    /* Under the target: nothing more goes. */
+    CHECK_EQ_INT(blockstore_evict(bs, &keep, target, ev_rank, NULL, &es), 0);
+    CHECK_EQ_INT((int)es.removed, 0);
+    /* A target of 0: every fetched copy not kept goes, the store's own block stays. */
+    CHECK_EQ_INT(blockstore_evict(bs, &keep, 0, NULL, NULL, &es), 0);
+    CHECK_EQ_INT((int)es.removed, 3);
+    CHECK(blockstore_has(bs, &ev_cids[6]));
+    CHECK(blockstore_has(bs, &ev_cids[7]));
+    blockstore_keyset_free(&keep);
+    blockstore_close(bs);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -170,6 +301,8 @@ int main(void)
     test_identity();
     test_config();
     test_dead_gateway();
+    test_dead_batch_and_car();
+    test_evict();
     curl_global_cleanup();
     printf("test_gateway: %d checks, %d failures\n", unit_checks, unit_failures);
     return unit_failures ? 1 : 0;
