@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench-gateway.sh - a cold sequential read through a gateway-only mount (--gateway, no --api:
-# every block fetched with ?format=raw and verified), side by side in one run with:
+# the leaves of each range the reader streams fetched 8 at a time with ?format=raw, each one
+# verified and kept in the store), side by side in one run with:
 #   - curl of the same file from the same gateway (plain /ipfs/<cid>: the gateway assembles the
 #     file itself, nothing is verified), the direct call;
 #   - rclone mounted over the same gateway (its http backend on the directory that wraps the
