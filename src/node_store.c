@@ -660,17 +660,18 @@ static void stage_drop(struct node_store *ns, uint64_t epoch, bool all)
 }
 
 /* A block, verified: staged, from the block store, else (if fetch) from the fetch hook (if
- * any). A block file found corrupt is fetched again when there is a hook: a fetched copy is
- * never fsynced (blockstore_put_cache), so a crash may leave one cut short. */
+ * any). In a gateway store a block file found corrupt is removed and fetched again: a fetched
+ * copy is never fsynced (blockstore_put_cache), so a crash may leave one cut short. */
 static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len,
                         bool fetch)
 {
     if (stage_get(ns, c, data, len) == 0)
         return 0; /* made here, from verified blocks */
+    uint64_t freed = 0;
     int rc = blockstore_get(ns->bs, c, data, len);
     if (rc == 0)
         cache_touch(ns, c);
-    if (rc == -EIO && fetch && ns->fetch && blockstore_remove(ns->bs, c, NULL) == 0)
+    if (rc == -EIO && ns->fetch_many && blockstore_remove(ns->bs, c, &freed) == 0)
         rc = -ENOENT;
     if (rc == -ENOENT && fetch && ns->fetch)
         rc = fetch_block(ns, c, data, len);

@@ -399,6 +399,27 @@ else
     not_ok "ipfsfs mounts with --store-size and --gateway"
 fi
 
+# ---- a fetched block file cut short (a crash: fetched copies are never fsynced) -------------
+
+M=$WORK/mnt-cut
+SC=$WORK/store-cut
+if mount_ipfsfs "$M" --gateway="$GW1" --store="$SC" --timeout=$T; then
+    check "cut block: 1 MiB + 7 read through a gateway" cmp "$DATA/m1p7" "$M/${V0[m1p7]}"
+    check_unmount "unmount (cut)" "$M"
+    big=$(find "$SC/blocks" -name '*.data' -size +200k | head -1)
+    if [ -n "$big" ] && chmod u+w "$big" && truncate -s 1000 "$big" && chmod u-w "$big" &&
+        mount_ipfsfs "$M" --gateway="$GW1" --store="$SC" --timeout=$T; then
+        check "cut block: after a block file was cut short, the file still reads right" \
+            cmp "$DATA/m1p7" "$M/${V0[m1p7]}"
+        check "cut block: the damage is logged" grep -q "corrupt" "${MOUNT_LOG[$M]}"
+        check_unmount "unmount (cut, again)" "$M"
+    else
+        not_ok "cut block: a block file cut short, the store mounts again" "${big:-no block file}"
+    fi
+else
+    not_ok "ipfsfs mounts (cut)"
+fi
+
 # ---- every gateway gone: a remount serves what was read --------------------------------------
 
 kill "${PROXY_PID[a]}" "${PROXY_PID[b]}" 2>/dev/null
