@@ -12,7 +12,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -238,13 +237,6 @@ int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errle
         return -ENOMEM;
     }
     pthread_mutex_init(&g->lock, NULL);
-    /* Blocks (and curl's receive buffers) are 256 KiB to 2 MiB buffers made and freed by the
-     * thousand: glibc would map and unmap each one, and the first touch of a freshly mapped page
-     * costs ~20 us on some VMs (a third of the CPU of a read). Keep such buffers in the heap,
-     * where the next one reuses the pages of the last. Process-wide, once: only a mount with
-     * gateways makes this many. */
-    mallopt(M_MMAP_THRESHOLD, (int)(GW_MAX_BLOCK * 2));
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     *out = g;
     return 0;
 }
