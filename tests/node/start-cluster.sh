@@ -183,6 +183,10 @@ d["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = "/ip4/127.0.0.1/tcp/" + k
 d["ipfs_connector"]["ipfshttp"]["connect_swarms_delay"] = "1s"
 d["consensus"]["crdt"]["trusted_peers"] = ["*"]
 d["consensus"]["crdt"]["batching"] = {"max_batch_size": 0, "max_batch_age": "0s"}
+# A pin broadcast a busy peer missed is had again within seconds, not at the default minute;
+# the pubsub mesh forms within seconds too.
+d["consensus"]["crdt"]["rebroadcast_interval"] = "2s"
+c["pubsub"]["heartbeat_interval"] = "1s"
 json.dump(d, open(path, "w"), indent=2)
 PYEOF
     echo "${ports[b + 2]}" >"$cfg/swarm-port"
