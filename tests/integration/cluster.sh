@@ -90,6 +90,15 @@ try:
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))' "$@" 2>&1 || echo "TIMEOUT"
 }
+# shellcheck disable=SC2317 # called through check
+wait_unpinned() { # wait_unpinned CID SECS: until CID is no cluster pin any more
+    for _ in $(seq 1 $(($2 * 4))); do
+        ctl 1 pin ls | grep -q "^$1 " || return 0
+        sleep 0.25
+    done
+    echo "still pinned after $2 s: $(ctl 1 pin ls | grep "^$1 ")"
+    return 1
+}
 pins_of() { getfattr --absolute-names --only-values -n user.ipfs.pins "$1" 2>&1; }
 
 # ---- the content ------------------------------------------------------------------------------
@@ -161,26 +170,10 @@ check_eq "fsync of the same name, new content" "$(fsync_errno "$M1/small")" OK
 small2=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/small")
 n=$(wait_pinned 1 "$small2" $MIN 20)
 check "the new content is pinned ($n peers)" test "$n" -ge $MIN
-gone=0
-for _ in $(seq 1 40); do
-    ctl 1 pin ls | grep -q "^$small1 " || {
-        gone=1
-        break
-    }
-    sleep 0.25
-done
-check_eq "the old content of the changed name is unpinned" "$gone" 1
+check "the old content of the changed name is unpinned" wait_unpinned "$small1" 10
 rm "$M1/small"
 fsync_errno "$M1" >/dev/null
-gone=0
-for _ in $(seq 1 40); do
-    ctl 1 pin ls | grep -q "^$small2 " || {
-        gone=1
-        break
-    }
-    sleep 0.25
-done
-check_eq "a removed name is unpinned" "$gone" 1
+check "a removed name is unpinned" wait_unpinned "$small2" 10
 
 # A folder with factors of its own (user.ipfs.replication): pinned on its own with them.
 deep=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M1/tree/deep")
@@ -201,15 +194,7 @@ check_eq "a bad value is EINVAL" "$(setxattr_errno "$M1/tree/deep" user.ipfs.rep
 check_eq "the mount root's factors are --replication's: EINVAL" \
     "$(setxattr_errno "$M1" user.ipfs.replication 3)" EINVAL
 check "setfattr -x removes it" setfattr -x user.ipfs.replication "$M1/tree/deep"
-gone=0
-for _ in $(seq 1 40); do
-    ctl 1 pin ls | grep -q "^$deep " || {
-        gone=1
-        break
-    }
-    sleep 0.25
-done
-check_eq "... and the folder's own pin goes (the tree's covers it)" "$gone" 1
+check "... and the folder's own pin goes (the tree's covers it)" wait_unpinned "$deep" 10
 
 # ---- peer 1's Kubo dies -----------------------------------------------------------------------
 

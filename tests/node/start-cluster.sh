@@ -61,44 +61,40 @@ wait_kubo() {
     return 1
 }
 
-# wait_peers I N: until cluster peer I answers and lists N peers (60 s).
-wait_peers() {
-    local rest n
-    rest=$(cat "$dir/cluster$1/rest-url")
-    for _ in $(seq 1 600); do
-        n=$(curl -sf -m 2 "$rest/peers" 2>/dev/null | python3 -c '
+# count_ok URL: how many entries of the JSON at URL (an array, or one object per line) have no
+# error and are valid (0 when it does not answer)
+count_ok() {
+    curl -sf -m 2 "$1" 2>/dev/null | python3 -c '
 import json, sys
-# /peers streams one JSON object per peer (NDJSON), or an array on older versions
 t = sys.stdin.read().strip()
 try:
     v = json.loads(t); v = v if isinstance(v, list) else [v]
 except ValueError:
     v = [json.loads(l) for l in t.splitlines() if l.strip()]
-print(sum(1 for p in v if not p.get("error")))' 2>/dev/null) || n=0
-        [ "${n:-0}" -ge "$2" ] && return 0
+print(sum(1 for p in v if not p.get("error") and p.get("valid", True)))' 2>/dev/null || echo 0
+}
+
+# wait_count I PATH N WHAT: until peer I's REST API lists N good entries at PATH (60 s)
+wait_count() {
+    local rest n
+    rest=$(cat "$dir/cluster$1/rest-url")
+    for _ in $(seq 1 600); do
+        n=$(count_ok "$rest/$2")
+        [ "${n:-0}" -ge "$3" ] && return 0
         kill -0 "$(cat "$dir/cluster$1/pid")" 2>/dev/null || break
         sleep 0.1
     done
-    echo "start-cluster.sh: cluster peer $1 does not see $2 peers; its log:" >&2
+    echo "start-cluster.sh: cluster peer $1 $4; its log:" >&2
     tail -n 30 "$dir/cluster$1/service.log" >&2
     return 1
 }
 
-# wait_metrics I N: until peer I has N peers' freespace metrics (60 s): before that, the cluster
+# wait_peers I N: until cluster peer I answers and lists N peers.
+wait_peers() { wait_count "$1" peers "$2" "does not see $2 peers"; }
+
+# wait_metrics I N: until peer I has N peers' freespace metrics: before that, the cluster
 # cannot allocate a pin to them ("not enough peers to allocate CID").
-wait_metrics() {
-    local rest n
-    rest=$(cat "$dir/cluster$1/rest-url")
-    for _ in $(seq 1 600); do
-        n=$(curl -sf -m 2 "$rest/monitor/metrics/freespace" 2>/dev/null | python3 -c '
-import json, sys
-print(sum(1 for m in json.load(sys.stdin) if m.get("valid")))' 2>/dev/null) || n=0
-        [ "${n:-0}" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    echo "start-cluster.sh: cluster peer $1 has no metrics from $2 peers" >&2
-    return 1
-}
+wait_metrics() { wait_count "$1" monitor/metrics/freespace "$2" "has no metrics from $2 peers"; }
 
 print_one() {
     local i=$1
