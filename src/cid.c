@@ -112,6 +112,11 @@ static int basex_decode(const char *s, size_t len, const char *alpha, unsigned b
     return 0;
 }
 
+int cid_base58_decode(const char *s, size_t len, uint8_t *out, size_t outmax, size_t *outlen)
+{
+    return basex_decode(s, len, B58_BTC, 58, out, outmax, outlen);
+}
+
 /* Inverse of basex_decode. Writes a NUL-terminated string; returns its length or -ENOSPC. */
 static int basex_encode(const uint8_t *b, size_t n, const char *alpha, unsigned base, char *out,
                         size_t outmax)

@@ -51,6 +51,10 @@ int cid_to_bytes(const struct cid *c, uint8_t *buf, size_t buflen);
  * not a valid struct cid). */
 int cid_format(const struct cid *c, char *buf, size_t buflen);
 
+/* base58btc text (len chars, leading '1's are leading zero bytes) to at most outmax bytes in
+ * out; *outlen gets how many. 0, or -EINVAL. Pure. */
+int cid_base58_decode(const char *s, size_t len, uint8_t *out, size_t outmax, size_t *outlen);
+
 bool cid_equal(const struct cid *a, const struct cid *b);
 
 /* 64-bit hash (xxHash3) of the binary form: equal CIDs hash equal. */

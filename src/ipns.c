@@ -254,41 +254,7 @@ static int parse_data(const uint8_t *p, size_t n, struct data *d)
 
 /* ---- names ------------------------------------------------------------------------------- */
 
-static const char B58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 static const char B36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-
-/* base58btc to bytes (leading '1's are leading zero bytes). 0, or -EINVAL. */
-static int b58_decode(const char *s, size_t len, uint8_t *out, size_t outmax, size_t *outlen)
-{
-    uint8_t num[CID_MAX_MH + 8]; /* little-endian */
-    size_t nlen = 0, zeros = 0;
-    while (zeros < len && s[zeros] == '1')
-        zeros++;
-    for (size_t i = zeros; i < len; i++) {
-        const char *hit = s[i] ? memchr(B58, s[i], sizeof B58 - 1) : NULL;
-        if (!hit)
-            return -EINVAL;
-        unsigned carry = (unsigned)(hit - B58);
-        for (size_t j = 0; j < nlen; j++) {
-            carry += (unsigned)num[j] * 58u;
-            num[j] = (uint8_t)carry;
-            carry >>= 8;
-        }
-        while (carry) {
-            if (nlen >= sizeof num)
-                return -EINVAL;
-            num[nlen++] = (uint8_t)carry;
-            carry >>= 8;
-        }
-    }
-    if (zeros + nlen > outmax)
-        return -EINVAL;
-    memset(out, 0, zeros);
-    for (size_t j = 0; j < nlen; j++)
-        out[zeros + j] = num[nlen - 1 - j];
-    *outlen = zeros + nlen;
-    return 0;
-}
 
 int ipns_name_parse(const char *s, size_t len, struct cid *out)
 {
@@ -301,7 +267,7 @@ int ipns_name_parse(const char *s, size_t len, struct cid *out)
         uint8_t mh[CID_MAX_MH];
         size_t n;
         uint64_t code, dlen;
-        if (b58_decode(s, len, mh, sizeof mh, &n) < 0)
+        if (cid_base58_decode(s, len, mh, sizeof mh, &n) < 0)
             return -EINVAL;
         size_t a = varint_decode(mh, n, &code);
         size_t b = a ? varint_decode(mh + a, n - a, &dlen) : 0;
