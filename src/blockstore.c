@@ -953,6 +953,38 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
     return 0;
 }
 
+int blockstore_drop_corrupt_cache(struct blockstore *bs, const struct cid *c, uint64_t *freed)
+{
+    const uint8_t *dg;
+    size_t dn;
+    *freed = 0;
+    if (c->mh_code != MH_SHA2_256 || mh_digest(c, &dg, &dn) < 0 || dn != SHA256_LEN)
+        return -EINVAL;
+    int fd = open_block(bs, c);
+    if (fd < 0)
+        return -errno; /* EMFILE, EACCES...: nothing is known to be wrong with the file */
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : 0;
+    if (rc == 0 && (st.st_mode & 07777) != BLOCKSTORE_CACHE_MODE)
+        rc = -EPERM; /* not a fetched copy: never removed here */
+    bool bad = rc == 0 && st.st_size > (off_t)BLOCKSTORE_MAX_BLOCK;
+    if (rc == 0 && !bad) {
+        size_t n = (size_t)st.st_size;
+        uint8_t *buf = malloc(n ? n : 1), md[SHA256_LEN];
+        if (!buf)
+            rc = -ENOMEM;
+        else if ((rc = read_all(fd, buf, n)) == 0 && (rc = sha256_digest(buf, n, md)) == 0)
+            bad = memcmp(md, dg, SHA256_LEN) != 0;
+        free(buf);
+    }
+    close(fd);
+    if (rc < 0)
+        return rc;
+    if (!bad)
+        return -EEXIST; /* it reads right now: the earlier error passed */
+    return blockstore_remove(bs, c, freed);
+}
+
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out)
 {
     out->gets = atomic_load(&bs->gets);

@@ -83,6 +83,12 @@ int blockstore_usage(struct blockstore *bs, uint64_t *bytes, uint64_t *nblocks);
  * gets are -ENOENT until it is put again. *freed: the bytes given back. 0 or -errno. */
 int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *freed);
 
+/* Delete c's block file only if it is a fetched copy (mode BLOCKSTORE_CACHE_MODE) whose bytes,
+ * read again now, do not match c (cut short by a crash: such copies are never fsynced). 0 when
+ * removed; -EEXIST when it reads right; -EPERM when it is no fetched copy; else -errno (it
+ * could not be read: nothing is removed). */
+int blockstore_drop_corrupt_cache(struct blockstore *bs, const struct cid *c, uint64_t *freed);
+
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
 
 /* ---- for the collector (node_store.c) ----

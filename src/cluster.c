@@ -231,6 +231,11 @@ fail:
     unlink(tmp);
 }
 
+static int top_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct top *)a)->name, ((const struct top *)b)->name);
+}
+
 static void tops_free(struct top *t, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -258,7 +263,8 @@ static void load_state(struct cluster *c)
         struct cid cid;
         int lo = 0, hi = 0, off = 0;
         if (!sp || cid_parse(line, (size_t)(sp - line), &cid) < 0 ||
-            sscanf(sp + 1, "%d %d %n", &lo, &hi, &off) != 2 || off <= 0)
+            sscanf(sp + 1, "%d %d %n", &lo, &hi, &off) != 2 || off <= 0 || lo < -1 ||
+            hi < -1 || lo > 10000 || hi > 10000)
             continue;
         int len = 0;
         char *name = curl_easy_unescape(NULL, sp + 1 + off, 0, &len);
@@ -278,6 +284,8 @@ static void load_state(struct cluster *c)
         curl_free(name);
     }
     fclose(f);
+    if (c->ntops > 1) /* the merge in cluster_pin_names walks them in name order */
+        qsort(c->tops, c->ntops, sizeof *c->tops, top_cmp);
 }
 
 /* ---- life ---- */
@@ -416,7 +424,7 @@ int cluster_status_parse(const char *alloc, size_t alloc_len, const char *pins, 
 }
 
 /* GET path/cid: the body in *out (0), -ENOENT on 404, or -errno with err. */
-static int get_raw(struct cluster *c, const char *path, const struct cid *cid,
+static int get_raw(struct cluster *c, const char *path, const struct cid *cid, unsigned tmo,
                    struct reply *out, char *err, size_t errlen)
 {
     char s[CID_STR_MAX], url[2048];
@@ -424,7 +432,7 @@ static int get_raw(struct cluster *c, const char *path, const struct cid *cid,
         return -EINVAL;
     snprintf(url, sizeof url, "%s/%s/%s", c->url, path, s);
     long status = 0;
-    int rc = http("GET", url, c->timeout_ms, NULL, out, &status, err, errlen);
+    int rc = http("GET", url, tmo, NULL, out, &status, err, errlen);
     if (rc < 0)
         return rc;
     if (status >= 200 && status <= 299 && out->data)
@@ -438,15 +446,30 @@ static int get_raw(struct cluster *c, const char *path, const struct cid *cid,
     return rc;
 }
 
-int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_status *st,
-                   char *err, size_t errlen)
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* cluster_status, both requests within tmo ms together. */
+static int status_within(struct cluster *c, const struct cid *cid, struct cluster_status *st,
+                         unsigned tmo, char *err, size_t errlen)
 {
     struct reply a = {0}, p = {0};
-    int rc = get_raw(c, "allocations", cid, &a, err, errlen);
+    uint64_t end = now_ms() + tmo;
+    memset(st, 0, sizeof *st);
+    int rc = get_raw(c, "allocations", cid, tmo, &a, err, errlen);
     if (rc == -ENOENT) /* not a cluster pin: its peers' states below say "unpinned" */
         rc = 0;
+    uint64_t now = now_ms();
+    if (rc == 0 && now >= end) {
+        snprintf(err, errlen, "the cluster's API did not answer in time");
+        rc = -ETIMEDOUT;
+    }
     if (rc == 0)
-        rc = get_raw(c, "pins", cid, &p, err, errlen);
+        rc = get_raw(c, "pins", cid, (unsigned)(end - now), &p, err, errlen);
     if (rc == 0) {
         rc = cluster_status_parse(a.data, a.len, p.data, p.len, st);
         if (rc < 0)
@@ -455,6 +478,12 @@ int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_stat
     free(a.data);
     free(p.data);
     return rc;
+}
+
+int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_status *st,
+                   char *err, size_t errlen)
+{
+    return status_within(c, cid, st, c->timeout_ms, err, errlen);
 }
 
 bool cluster_satisfied(const struct cluster_status *st)
@@ -630,10 +659,10 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
         const struct top *o = cmp <= 0 ? &c->tops[i] : NULL;
         const struct cluster_name *w = cmp >= 0 ? &top[j] : NULL;
         if (o && w && cid_equal(&o->cid, &w->cid) && o->rmin == w->rmin &&
-            o->rmax == w->rmax) { /* unchanged */
+            o->rmax == w->rmax) { /* unchanged (a copy: c->tops stays whole for readers) */
             nt[nn] = *o;
-            nn++;
-            c->tops[i].name = NULL;
+            if ((nt[nn].name = strdup(o->name)))
+                nn++;
         } else if (w) { /* new, or changed */
             char e[256];
             /* new content, or new factors only (the same CID again) */
@@ -645,8 +674,8 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
                 failed = r;
                 if (o) { /* keep the old one: tried again next time */
                     nt[nn] = *o;
-                    nn++;
-                    c->tops[i].name = NULL;
+                    if ((nt[nn].name = strdup(o->name)))
+                        nn++;
                 }
             } else {
                 nt[nn].name = strdup(w->name);
@@ -733,13 +762,6 @@ bool cluster_root(struct cluster *c, struct cid *out)
     return have;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, char *err,
                  size_t errlen)
 {
@@ -753,7 +775,15 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
     uint64_t end = now_ms() + wait_ms;
     for (;;) {
         struct cluster_status st;
-        int rc = cluster_status(c, &r, &st, err, errlen);
+        uint64_t now = now_ms();
+        if (now >= end) {
+            snprintf(err, errlen, "not replicated enough within %u s", (wait_ms + 999) / 1000);
+            return -ETIMEDOUT;
+        }
+        /* each question within what is left of the wait */
+        unsigned left = (unsigned)(end - now);
+        int rc = status_within(c, &r, &st, left < c->timeout_ms ? left : c->timeout_ms, err,
+                               errlen);
         if (rc == 0 && cluster_satisfied(&st))
             return 0;
         if (now_ms() + WAIT_STEP_MS > end) {

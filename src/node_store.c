@@ -671,8 +671,8 @@ static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **da
     int rc = blockstore_get(ns->bs, c, data, len);
     if (rc == 0)
         cache_touch(ns, c);
-    if (rc == -EIO && ns->fetch_many && blockstore_remove(ns->bs, c, &freed) == 0)
-        rc = -ENOENT;
+    if (rc == -EIO && ns->fetch_many && blockstore_drop_corrupt_cache(ns->bs, c, &freed) == 0)
+        rc = -ENOENT; /* never a block of the names', nor one an error only failed to read */
     if (rc == -ENOENT && fetch && ns->fetch)
         rc = fetch_block(ns, c, data, len);
     return rc;

@@ -50,10 +50,10 @@ struct sync {
     bool wait_replication;   /* sync_wait also waits for the cluster's minimum replication */
     uint64_t next_pin_ms;    /* CLOCK_MONOTONIC ms of the next pin try after a refusal */
     struct cid pinned;       /* the names' root whose pins all took */
-    bool pinned_valid;       /* (these three: the engine's thread only) */
+    bool pinned_valid;       /* (these three: the aux thread only) */
     struct rpc *publish_rpc; /* --publish: the node's API, and the key (NULL: none) */
     char *publish_key;
-    uint64_t next_publish_ms; /* the engine's thread only */
+    uint64_t next_publish_ms; /* the aux thread only */
     pthread_t thread;
     char state_path[PATH_MAX];
     struct cid empty_dir;
@@ -62,6 +62,12 @@ struct sync {
     pthread_cond_t cond;  /* the thread waits for kicks here; waiters for progress */
     bool stop, kicked;
     bool started; /* the thread runs (set once, before anyone waits on it) */
+    /* The pins (cluster) and the publishing (--publish) run in a thread of their own, so a
+     * slow cluster or IPNS never holds up a push: aux_kick wakes it after a good round,
+     * aux_stop ends it (after a last round). Both under lock; aux_cond is its own. */
+    pthread_t aux_thread;
+    bool aux_started, aux_kick, aux_stop;
+    pthread_cond_t aux_cond;
     uint64_t stop_deadline_ms;
     bool have_state;
     struct cid synced_local;  /* the store's root the node was last confirmed to have */
@@ -1442,12 +1448,14 @@ static void *sync_thread(void *arg)
             backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
                               : BACKOFF_MIN_MS;
         } else {
+            /* fsync's waiters first: the node has the names; what follows is housekeeping */
+            pthread_cond_broadcast(&s->cond);
             pthread_mutex_unlock(&s->lock);
             if (!stopping)
                 trim(s);
-            pin_root(s);
-            publish_root(s, false);
             pthread_mutex_lock(&s->lock);
+            s->aux_kick = true;
+            pthread_cond_signal(&s->aux_cond);
             if (failing)
                 log_info("sync to %s works again", s->up->description);
             s->error[0] = 0;
@@ -1456,10 +1464,33 @@ static void *sync_thread(void *arg)
         }
         pthread_cond_broadcast(&s->cond);
     }
-    if (!pending(s))
-        publish_root(s, true); /* the last names, published before the mount goes */
     pthread_mutex_lock(&s->lock);
     pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* The aux thread: pins and publishing after good rounds (kicked), the pins' housekeeping every
+ * second, and at the end one last of each for the names the node has. */
+static void *aux_thread(void *arg)
+{
+    struct sync *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        if (!s->aux_kick && !s->aux_stop) {
+            struct timespec ts;
+            deadline_ts(1000, &ts);
+            pthread_cond_timedwait(&s->aux_cond, &s->lock, &ts);
+        }
+        bool stop = s->aux_stop;
+        s->aux_kick = false;
+        pthread_mutex_unlock(&s->lock);
+        pin_root(s);
+        publish_root(s, stop && !pending(s)); /* the last names, before the mount goes */
+        pthread_mutex_lock(&s->lock);
+        if (stop)
+            break;
+    }
     pthread_mutex_unlock(&s->lock);
     return NULL;
 }
@@ -1492,15 +1523,18 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
+    pthread_cond_init(&s->aux_cond, &ca);
     pthread_condattr_destroy(&ca);
     int rc = s->mfs_root ? load_state(s) : -ENOMEM;
     if (rc == 0 && s->cluster)
         repl_load(s);
     if (rc < 0) {
         pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->aux_cond);
         pthread_mutex_destroy(&s->lock);
         free(s->mfs_root);
         free(s->publish_key);
+        repl_free(s->repl, s->nrepl);
         free(s);
         return rc;
     }
@@ -1520,6 +1554,13 @@ int sync_start(struct sync *s)
     if (rc < 0)
         return rc;
     s->started = true;
+    if (s->cluster || s->publish_key) {
+        rc = -pthread_create(&s->aux_thread, NULL, aux_thread, s);
+        if (rc < 0)
+            log_warn("cannot start the pinning and publishing thread: %s", strerror(-rc));
+        else
+            s->aux_started = true;
+    }
     struct timespec ts;
     deadline_ts(FIRST_ROUND_WAIT_MS, &ts);
     pthread_mutex_lock(&s->lock);
@@ -1674,9 +1715,11 @@ int sync_stop(struct sync *s, unsigned wait_ms)
             log_warn("unmount: the node does not have every change: they are kept in %s and "
                      "the next mount sends them", node_store_dir(s->store));
         pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->aux_cond);
         pthread_mutex_destroy(&s->lock);
         free(s->mfs_root);
         free(s->publish_key);
+        repl_free(s->repl, s->nrepl);
         free(s);
         return 0;
     }
@@ -1684,6 +1727,13 @@ int sync_stop(struct sync *s, unsigned wait_ms)
         log_info("unmount: sending the pending changes to %s (up to %u s)", s->up->description,
                  wait_ms / 1000);
     pthread_join(s->thread, NULL);
+    if (s->aux_started) {
+        pthread_mutex_lock(&s->lock);
+        s->aux_stop = true;
+        pthread_cond_signal(&s->aux_cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->aux_thread, NULL);
+    }
     bool left = pending(s);
     if (left) {
         log_warn("unmount: %s does not have every change yet%s%s: they are kept in %s and the "
@@ -1692,6 +1742,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
                  node_store_dir(s->store));
     }
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->aux_cond);
     pthread_mutex_destroy(&s->lock);
     free(s->mfs_root);
     free(s->publish_key);
