@@ -455,7 +455,12 @@ static bool same_content(struct blockstore *bs, const char *final, const uint8_t
     if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == len && (buf = malloc(len ? len : 1)) &&
         read_all(fd, buf, len) == 0)
         same = memcmp(buf, data, len) == 0;
-    if (!same)
+    /* A fetched copy (never fsynced, evictable) that a put now needs for good: made durable
+     * and no longer a cache copy. If that fails, the block is written anew. */
+    if (same && (st.st_mode & 07777) == BLOCKSTORE_CACHE_MODE &&
+        (fdatasync(fd) < 0 || fchmod(fd, 0400) < 0))
+        same = false;
+    else if (!same)
         log_warn("block file %s/%s was damaged: rewriting it", bs->dir, final);
     free(buf);
     close(fd);

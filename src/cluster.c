@@ -25,6 +25,7 @@
 
 #define MAX_REPLY (4u << 20) /* a status names every peer: 4 MiB is thousands of them */
 #define WAIT_STEP_MS 250u
+#define STATUS_MAX_MS 5000u /* a status question (getxattr) waits at most this long */
 #define USER_AGENT "ipfsfs/" PACKAGE_VERSION
 
 struct cluster {
@@ -340,6 +341,11 @@ int cluster_new(const struct cluster_config *cfg, struct cluster **out, char *er
         free(c);
         return -ENOMEM;
     }
+    if (strlen(c->url) > 1024) {
+        snprintf(err, errlen, "the cluster's API URL is longer than 1024 characters");
+        cluster_free(c);
+        return -EINVAL;
+    }
     if (strncmp(c->url, "http://", 7) != 0 && strncmp(c->url, "https://", 8) != 0) {
         snprintf(err, errlen, "the cluster's API must be an http:// or https:// URL: %s",
                  c->display);
@@ -483,7 +489,11 @@ static int status_within(struct cluster *c, const struct cid *cid, struct cluste
 int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_status *st,
                    char *err, size_t errlen)
 {
-    return status_within(c, cid, st, c->timeout_ms, err, errlen);
+    /* Asked by getxattr (and the housekeeping): a cluster that does not answer costs a FUSE
+     * thread at most STATUS_MAX_MS, not the whole --timeout (getfattr -d over a tree). */
+    return status_within(c, cid, st, c->timeout_ms < STATUS_MAX_MS ? c->timeout_ms
+                                                                   : STATUS_MAX_MS,
+                         err, errlen);
 }
 
 bool cluster_satisfied(const struct cluster_status *st)
