@@ -44,7 +44,7 @@ HARNESSES=(
     "fuzz_unixfs|fuzz_dagpb.c|-DFUZZ_UNIXFS_ONLY|dagpb.c cid.c"
     "fuzz_car|fuzz_car.c||car.c cid.c sha256.c"
     "fuzz_ipns|fuzz_ipns.c||ipns.c cid.c sha256.c"
-    "fuzz_store|fuzz_store.c||node_store.c blockstore.c car.c dagpb.c hamt.c importer.c unixfs_enc.c cid.c sha256.c log.c rpcjson.c rpc.c multiaddr.c"
+    "fuzz_store|fuzz_store.c||node_store.c gateway.c ipns.c blockstore.c car.c dagpb.c hamt.c importer.c unixfs_enc.c cid.c sha256.c log.c rpcjson.c rpc.c multiaddr.c"
 )
 
 while [ $# -gt 0 ]; do
