@@ -193,6 +193,39 @@ static bool is_set(struct timespec t)
     return t.tv_sec != 0 || t.tv_nsec != 0;
 }
 
+/* ---- progress: counted in verified blocks, not bytes (gateway.h) -------------------------- */
+
+/* A transfer that sends a byte now and then is not making progress: only verified blocks
+ * count. It is given up when none came within the timeout since the last one (or since it
+ * began), or when its verified bytes fall behind GW_MAX_BLOCK per timeout. */
+struct progress {
+    struct timespec t0;   /* when it began */
+    struct timespec last; /* when its last verified block came (t0: none yet) */
+    uint64_t bytes;       /* verified bytes so far */
+};
+
+static void progress_init(struct progress *p, struct timespec t0)
+{
+    p->t0 = p->last = t0;
+    p->bytes = 0;
+}
+
+static void progress_block(struct progress *p, size_t len)
+{
+    p->last = now_mono();
+    p->bytes += len;
+}
+
+/* Milliseconds before p is too slow under timeout_ms (<= 0: give it up). */
+static int64_t progress_left_ms(const struct progress *p, struct timespec now,
+                                unsigned timeout_ms)
+{
+    int64_t gap = (int64_t)timeout_ms - diff_ms(now, p->last);
+    double budget = (double)timeout_ms * (1.0 + (double)p->bytes / (double)GW_MAX_BLOCK);
+    int64_t pace = (budget > 9e15 ? (int64_t)9e15 : (int64_t)budget) - diff_ms(now, p->t0);
+    return gap < pace ? gap : pace;
+}
+
 /* ---- the pool ------------------------------------------------------------------------------ */
 
 int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errlen)
@@ -361,6 +394,7 @@ struct attempt {
     uint64_t car_blocks;    /* blocks this attempt gave the callback */
     struct timespec last;   /* when its last bytes came */
     size_t idx;             /* its index in the call's attempts */
+    bool dropped;           /* cut because another attempt owns the stream */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -959,17 +993,27 @@ int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, in
 struct car_stream {
     car_block_cb cb;
     void *ud;
-    long owner; /* index of the attempt that owns the stream; -1: none yet */
+    long owner;           /* index of the attempt that owns the stream; -1: none yet */
+    struct progress prog; /* the call's, in the owner's verified blocks */
 };
 
 static int car_block(void *ud, const struct cid *c, const uint8_t *block, size_t len)
 {
     struct attempt *a = ud;
+    /* The first attempt to bring a verified block owns the stream (not the first to send a
+     * byte: a gateway that trickles must not keep a faster one out). */
+    if (a->cs->owner >= 0 && a->cs->owner != (long)a->idx) {
+        a->dropped = true;
+        return -ECANCELED;
+    }
+    a->cs->owner = (long)a->idx;
     int rc = a->cs->cb(a->cs->ud, c, block, len);
-    if (rc < 0)
+    if (rc < 0) {
         a->cb_err = rc;
-    else
+    } else {
         a->car_blocks++;
+        progress_block(&a->cs->prog, len);
+    }
     return rc;
 }
 
@@ -988,9 +1032,10 @@ static size_t on_car(char *p, size_t size, size_t nmemb, void *ud)
         a->len += n;
         return n;
     }
-    if (a->cs->owner >= 0 && a->cs->owner != (long)a->idx)
+    if (a->cs->owner >= 0 && a->cs->owner != (long)a->idx) {
+        a->dropped = true;
         return 0; /* another gateway streams already: drop this one */
-    a->cs->owner = (long)a->idx;
+    }
     if (n > a->max - a->len) {
         a->too_big = true;
         return 0;
@@ -999,7 +1044,7 @@ static size_t on_car(char *p, size_t size, size_t nmemb, void *ud)
     a->last = now_mono();
     int rc = car_reader_feed(&a->car, p, n, car_block, a);
     if (rc < 0) {
-        if (!a->cb_err)
+        if (!a->cb_err && !a->dropped)
             a->car_err = rc;
         return 0; /* abort: CURLE_WRITE_ERROR */
     }
@@ -1057,9 +1102,8 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         return -ENAMETOOLONG;
     memcpy(req.path, path, strlen(path) + 1);
     struct timespec start = now_mono();
-    /* Until the first bytes: the timeout. Then as long as bytes keep coming (a stream of many
-     * MiB may take longer than --timeout), within a generous cap. */
-    struct timespec first_deadline = add_ms(start, g->timeout_ms);
+    /* As long as verified blocks keep coming (the progress rule: a stream of many MiB may take
+     * longer than --timeout), within a generous cap. */
     uint64_t cap_ms = (uint64_t)g->timeout_ms * 16u;
     struct timespec deadline = add_ms(start, cap_ms > 120000u ? cap_ms : 120000u);
     size_t order[GW_MAX];
@@ -1079,6 +1123,7 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
     if (!m)
         return -ENOMEM;
     struct car_stream cs = {.cb = cb, .ud = ud, .owner = -1};
+    progress_init(&cs.prog, start);
     struct attempt at[GW_MAX];
     size_t started = 0, running = 0;
     int rc = -ETIMEDOUT;
@@ -1107,10 +1152,13 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         }
         if (running == 0)
             break;
-        if (cs.owner < 0 && diff_ms(first_deadline, now) <= 0)
+        int64_t left = progress_left_ms(&cs.prog, now, g->timeout_ms);
+        if (left <= 0 || diff_ms(deadline, now) <= 0) {
+            /* No verified block for the timeout, or too few for the time: too slow (recorded
+             * as stalled below). */
+            rc = cs.owner >= 0 && at[cs.owner].car_blocks ? -EAGAIN : -ETIMEDOUT;
             break;
-        if (diff_ms(deadline, now) <= 0)
-            break;
+        }
         if (cs.owner >= 0) {
             struct attempt *o = &at[cs.owner];
             pthread_mutex_lock(&g->lock);
@@ -1139,16 +1187,17 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
             curl_multi_remove_handle(m, a->e);
             a->running = false;
             running--;
-            if (cs.owner >= 0 && (long)a->idx != cs.owner && a->len == 0 && !a->too_big &&
-                cc == CURLE_WRITE_ERROR) {
-                record_late(g, a); /* dropped: another gateway streams */
+            if (a->dropped) {
+                record_late(g, a); /* another gateway streams */
                 continue;
             }
             enum outcome out = judge_car(g, a, cc, req.what);
             if (a->cb_err && a->cb_err != -EBADMSG) {
                 rc = a->cb_err; /* the caller stopped */
                 done = true;
-            } else if ((long)a->idx == cs.owner) {
+            } else if ((long)a->idx == cs.owner || (cs.owner < 0 && out == OUT_OK)) {
+                /* The owner's end (or a CAR that ended cleanly with no block: nothing more
+                 * to have from another). */
                 rc = out == OUT_OK          ? 0
                      : out == OUT_BAD       ? -EIO
                      : out == OUT_UNCHECKABLE ? -ENOTSUP
@@ -1163,7 +1212,9 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
             break;
         if (running == 0)
             continue; /* the next gateway at once */
-        int64_t poll = cs.owner >= 0 ? (int64_t)stall_ms : diff_ms(first_deadline, now_mono());
+        int64_t poll = progress_left_ms(&cs.prog, now_mono(), g->timeout_ms);
+        if (cs.owner >= 0 && (int64_t)stall_ms < poll)
+            poll = stall_ms;
         if (cs.owner < 0 && started < norder) {
             int64_t h = diff_ms(next_hedge, now_mono());
             if (h < poll)
@@ -1267,6 +1318,8 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
             snprintf(b->req.path, sizeof b->req.path, "/ipfs/%s?format=raw", cidstr);
             CURL *reuse = b->spare;
             b->spare = NULL;
+            /* Each request within the timeout (the progress rule, gateway.h): a gateway that
+             * trickles is cut there, judged failed and set aside. */
             int src = attempt_start_on(g, m, &b->at, host, &b->req,
                                        add_ms(now, g->timeout_ms), reuse);
             if (src < 0) {

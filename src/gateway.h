@@ -22,6 +22,20 @@
  * answers, the bytes are checked.
  * A call that finds every gateway set aside waits for the first to come back if that fits in
  * its timeout and it was set aside for rate limiting, else fails at once with -ETIMEDOUT.
+ *
+ * Progress is counted in verified blocks, never in bytes: a gateway that sends a byte now and
+ * then (it trickles) makes no progress, and costs at most about one timeout (the pool's
+ * timeout_ms, --timeout) per call before it is set aside as for a stall and the caller goes to
+ * the next gateway or way:
+ *   - gw_block and gw_ipns_record: the whole call, every gateway included, within the timeout;
+ *   - gw_blocks: each request (one block, at most GW_MAX_BLOCK) within the timeout: so a
+ *     verified block at least every timeout, and at least GW_MAX_BLOCK per timeout;
+ *   - gw_car: a stream goes on while a verified block comes within the timeout since the last
+ *     one (or since the call began), and the verified bytes keep up with GW_MAX_BLOCK per
+ *     timeout (after t ms, at least (t / timeout - 1) * GW_MAX_BLOCK): a healthy stream of
+ *     hundreds of MiB may take longer than the timeout, a trickle may not.
+ * Besides, a transfer that sends no byte at all for twice its gateway's hedge delay (at least
+ * 1 s) is given up sooner (gw_car, gw_blocks).
  */
 #ifndef IPFSFS_GATEWAY_H
 #define IPFSFS_GATEWAY_H
@@ -47,7 +61,8 @@ struct gw;
 struct gw_config {
     const char *const *urls; /* http(s) URLs, at most GW_MAX */
     size_t n_urls;
-    unsigned timeout_ms;     /* bound on one gw_block call, every gateway included */
+    unsigned timeout_ms;     /* bound on one gw_block call, every gateway included; the
+                              * progress rule's (above) */
     const char *proxy;       /* proxy URL, or NULL: none (the environment's are not used) */
     const char *cacert;      /* CA bundle for https, or NULL for the system default */
 };
@@ -73,12 +88,14 @@ int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, in
 
 /* Stream the CAR at URL PATH ("/ipfs/CID?format=car&..."; Accept: application/vnd.ipld.car,
  * order=dfs, dups=y) from one gateway, fastest first: the next is asked when the first has not
- * begun to answer within its hedge delay, or failed before it did; the first to send bytes owns
- * the stream. Each block reaches cb only once it hashes to its CID (car.h); cb returns 0 to go
- * on, -EBADMSG for a block the caller did not ask for (that gateway is penalised, as for wrong
- * bytes), or another -errno to stop (returned as is). At most max bytes are read. A stream that
- * stops sending for twice its gateway's hedge delay (at least 1 s) is given up, the gateway set
- * aside. Returns 0 (the CAR ended cleanly), or:
+ * brought a verified block within its hedge delay, or failed before it did; the first to bring
+ * a verified block owns the stream (the others are dropped). Each block reaches cb only once it
+ * hashes to its CID (car.h); cb returns 0 to go on, -EBADMSG for a block the caller did not ask
+ * for (that gateway is penalised, as for wrong bytes), or another -errno to stop (returned as
+ * is). At most max bytes are read. A stream is given up, its gateway set aside, by the progress
+ * rule above (no verified block for the timeout, or fewer than GW_MAX_BLOCK a timeout), when it
+ * stops sending for twice its gateway's hedge delay (at least 1 s), and past max(16 x timeout,
+ * 120 s) in all. Returns 0 (the CAR ended cleanly), or:
  *   -EAGAIN     cut short after some blocks (the caller goes on from what it got);
  *   -ETIMEDOUT  no gateway gave a block in time (none had it, or none answered, or all are set
  *               aside: this call does not wait for a rate-limited one);
@@ -97,8 +114,9 @@ int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to,
  * on kept-alive connections. Each block, once verified (as gw_block), goes to cb with its index
  * (in completion order; data is malloc'd and the callback's to free). What this call does not
  * bring is the caller's to ask (gw_block): it stops issuing requests when that gateway fails,
- * answers wrong bytes, rate-limits or stalls (no byte for twice its hedge delay, at least 1 s),
- * and sets it aside as gw_block would. A negative return of cb stops it. Returns how many
+ * answers wrong bytes, rate-limits or stalls (no byte for twice its hedge delay, at least 1 s;
+ * a request not done within the timeout, as the progress rule above says), and sets it aside
+ * as gw_block would. A negative return of cb stops it. Returns how many
  * blocks cb took, or -errno (cb's error; -ETIMEDOUT: every gateway is set aside). */
 int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
               int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *ud);

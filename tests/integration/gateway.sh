@@ -3,7 +3,8 @@
 #
 # The gateway is Kubo's own (it implements the trustless spec), on loopback, in front of which
 # gwproxy.py puts faults: a flipped byte, a truncated answer, 429 with Retry-After, a stall, a
-# different block than the one asked for, an oversized answer. In each case the mount never
+# trickle (the real answer, a few bytes at a time), a different block than the one asked for,
+# an oversized answer. In each case the mount never
 # gives a wrong byte, keeps answering, and a second, good gateway serves the read. Then: with
 # every gateway gone, a remount serves what was read before.
 #
@@ -23,6 +24,7 @@ lib_init
 
 TEST_CID=QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR # the 4 bytes "Test"
 T=5 # --timeout
+CT=$T # the fault and CAR cases' --timeout (smaller for the trickle: its bound is in timeouts)
 
 if ! start_node node; then
     not_ok "the test node starts"
@@ -58,19 +60,21 @@ for i in $(seq -w 1 1500); do
     printf 'entry %s\n' "$i" >"$MANY/f$i.txt"
 done
 
-# One file per fault case, so that each case reads blocks no earlier case has kept.
-FAULTS=(flip truncate limit stall other big busy)
+# One file per fault case, so that each case reads blocks no earlier case has kept (600 KiB;
+# the trickle's are multi-block files of 2.5 MiB).
+FAULTS=(flip truncate limit stall trickle other big busy)
+declare -A SIZE=([fault-trickle]=$((2560 * 1024)) [car-trickle]=$((2560 * 1024)))
 for f in "${FAULTS[@]}"; do
-    gen_file "$DATA/fault-$f" $((600 * 1024)) "$RANDOM"
+    gen_file "$DATA/fault-$f" "${SIZE[fault-$f]:-$((600 * 1024))}" "$RANDOM"
 done
 gen_file "$DATA/alone" $((300 * 1024)) 77
 gen_file "$DATA/never" 5000 78
 gen_file "$DATA/dead" $((2 * 1024 * 1024)) 79
 gen_file "$DATA/bounded" $((12 * 1024 * 1024)) 80
 # One file per CAR case (the leaves are not to be had as blocks: the reader takes a CAR).
-CARS=(pass flip truncate other)
+CARS=(pass flip truncate other trickle)
 for f in "${CARS[@]}"; do
-    gen_file "$DATA/car-$f" $((900 * 1024)) "$RANDOM"
+    gen_file "$DATA/car-$f" "${SIZE[car-$f]:-$((900 * 1024))}" "$RANDOM"
 done
 
 declare -A V0=() V1=()
@@ -175,7 +179,7 @@ fault_case() {
     mode b pass
     : >"$WORK/a.log"
     if ! mount_ipfsfs "$m" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
-        --store="$WORK/store-$f" --timeout=$T; then
+        --store="$WORK/store-$f" --timeout="$CT"; then
         not_ok "$f: ipfsfs mounts"
         return
     fi
@@ -183,10 +187,10 @@ fault_case() {
     check "$f: gateway a answers '$*', the read still gives the right bytes" \
         cmp "$DATA/fault-$f" "$m/${V0[fault-$f]}"
     secs=$(elapsed "$t0")
-    if lt "$secs" $((T + 2)); then
+    if lt "$secs" $((CT + 2)); then
         ok "$f: within the timeout ($secs s)"
     else
-        not_ok "$f: within the timeout" "took $secs s (--timeout=$T)"
+        not_ok "$f: within the timeout" "took $secs s (--timeout=$CT)"
     fi
     if [ "$(requests a)" -gt 0 ]; then
         ok "$f: gateway a was asked ($(requests a) requests)"
@@ -216,6 +220,7 @@ fault_case flip flip
 fault_case truncate truncate
 fault_case limit limit 3
 fault_case stall stall
+CT=3 fault_case trickle trickle
 fault_case other other "$OTHER_BLOCK"
 fault_case big big
 fault_case busy busy
@@ -223,13 +228,20 @@ fault_case busy busy
 # CARs: when the leaves cannot be had as blocks (both gateways answer 404 for them), the
 # reader asks the range as one CAR (?format=car&dag-scope=entity&entity-bytes=FROM:TO),
 # verified block by block as it streams. Gateway a spoils its CARs; b serves them whole.
-car_case() {
-    local f=$1 m=$WORK/mnt-car-$1 miss=$WORK/miss-$1
-    shift
-    rpc refs "arg=${V0[car-$f]}&recursive=true" | python3 -c '
+# miss_list NAME: the file listing car-NAME's blocks below its root (for the cars mode).
+miss_list() {
+    rpc refs "arg=${V0[car-$1]}&recursive=true" | python3 -c '
 import json, sys
 for line in sys.stdin:
-    print(json.loads(line)["Ref"])' >"$miss"
+    print(json.loads(line)["Ref"])' >"$WORK/miss-$1"
+    echo "$WORK/miss-$1"
+}
+# A CAR case reads within a few timeouts (a CAR may be tried, given up, and the next way taken).
+car_bound() { echo $((4 * CT + 3)); }
+car_case() {
+    local f=$1 m=$WORK/mnt-car-$1 miss t0 secs
+    shift
+    miss=$(miss_list "$f")
     mode a cars "$miss" "$@"
     mode b cars "$miss" pass
     : >"$WORK/a.log"
@@ -237,12 +249,19 @@ for line in sys.stdin:
     # b first: it serves the root block (for the stat), so a, new to the mount, is asked
     # first for the leaves and the CAR.
     if ! mount_ipfsfs "$m" --gateway="${PROXY_URL[b]}" --gateway="${PROXY_URL[a]}" \
-        --store="$WORK/store-car-$f" --timeout=$T; then
+        --store="$WORK/store-car-$f" --timeout="$CT"; then
         not_ok "CAR $f: ipfsfs mounts"
         return
     fi
+    t0=$(now)
     check "CAR $f: leaves only as CARs, gateway a's CAR '$*': the read gives the right bytes" \
         cmp "$DATA/car-$f" "$m/${V0[car-$f]}"
+    secs=$(elapsed "$t0")
+    if lt "$secs" "$(car_bound)"; then
+        ok "CAR $f: in $secs s (--timeout=$CT, bound $(car_bound) s)"
+    else
+        not_ok "CAR $f: within $(car_bound) s" "took $secs s (--timeout=$CT)"
+    fi
     if grep -q "format=car&dag-scope=entity&entity-bytes=" "$WORK/a.log" "$WORK/b.log"; then
         ok "CAR $f: the reader asked a CAR of the range"
     else
@@ -264,6 +283,25 @@ car_case pass pass
 car_case flip flip
 car_case truncate truncate
 car_case other other "$OTHER_BLOCK"
+# A trickle: a's CAR sends its real bytes, 64 at a time every 0.3 s (a block would take
+# minutes). Progress counts in verified blocks: b's CAR takes the read over.
+CT=3 car_case trickle trickle
+
+# A lone gateway that trickles its CARs (its leaves 404 as blocks): the read fails within a
+# few timeouts (not after minutes), and the mount keeps answering.
+CT=3
+mode a cars "$(miss_list trickle)" trickle
+M=$WORK/mnt-trickle-alone
+if mount_ipfsfs "$M" --gateway="${PROXY_URL[a]}" --store="$WORK/store-trickle-alone" \
+    --timeout="$CT"; then
+    check_errno_within "a lone trickling gateway (--timeout=$CT): the read fails in time" \
+        "$(car_bound)" "ETIMEDOUT|EIO" read "$M/${V0[car-trickle]}"
+    check "... the mount keeps answering (ls of its root)" ls "$M"
+    check_unmount "unmount (lone trickle)" "$M"
+else
+    not_ok "ipfsfs mounts (lone trickle)"
+fi
+CT=$T
 mode a pass
 mode b pass
 

@@ -12,6 +12,9 @@ without restarting it:
     limit SECS        do not ask: answer 429 Too Many Requests with Retry-After: SECS
     busy              do not ask: answer 503 with no Retry-After
     stall             do not ask: accept the request and never answer (until the client goes)
+    trickle [N [SECS]]  ask, then send the real answer's status and headers at once and its body
+                      N bytes (default 64) every SECS seconds (default 0.3): a gateway that
+                      never stops sending, yet takes minutes for one block
     other CID         ask the gateway for block CID instead of the one requested (a valid
                       block, but not the one asked for)
     big               do not ask: answer 200 with a body of 3 MiB of zeros
@@ -63,6 +66,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def trickle(self, status, ctype, body, args):
+        try:
+            piece = max(1, int(args[0])) if args else 64
+            pause = float(args[1]) if len(args) > 1 else 0.3
+        except ValueError:
+            piece, pause = 64, 0.3
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), piece):
+                self.wfile.write(body[i : i + piece])
+                self.wfile.flush()
+                if time.time() > self.server.deadline:
+                    break
+                time.sleep(pause)
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
 
     def do_GET(self):
         mode = read_mode(self.server.opts.mode_file)
@@ -123,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             b = bytearray(body)
             b[len(b) // 2] ^= 0x01
             body = bytes(b)
+        if kind == "trickle":
+            return self.trickle(status, ctype, body, mode[1:])
         if kind == "truncate" and len(body) > 1:
             self.send_response(status)
             self.send_header("Content-Type", ctype)

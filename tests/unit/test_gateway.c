@@ -1,6 +1,7 @@
 /* test_gateway.c - the gateway pool's pure parts: URLs, Retry-After, block verification, and
  * the calls that need no request (identity CIDs, hashes we cannot check, a pool with no
- * gateway answering: blocks, batches, CARs), and the bounded cache of fetched blocks in the
+ * gateway answering: blocks, batches, CARs), a gateway that trickles (a loopback server that
+ * sends a byte every 50 ms: every call gives up within about its timeout), and the bounded cache of fetched blocks in the
  * block store (blockstore_put_cache, blockstore_evict). Requests to real gateways are tested by
  * integration/gateway.sh, against Kubo's own gateway and faulty proxies in front of it.
  *
@@ -16,11 +17,18 @@
 #include "unit.h"
 #include "unixfs_enc.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,6 +229,144 @@ static void test_dead_batch_and_car(void)
     gw_free(g);
 }
 
+/* ---- a gateway that trickles ---- */
+
+struct trickler {
+    int fd; /* listening, on loopback */
+    unsigned short port;
+    atomic_bool stop;
+    pthread_t th;
+};
+
+/* Answer each connection (one at a time) with a 200 whose body never comes whole: the first
+ * byte of a CAR header (its length, 56), then a zero every 50 ms, until the client goes. */
+static void *trickle_serve(void *ud)
+{
+    struct trickler *t = ud;
+    while (!atomic_load(&t->stop)) {
+        struct pollfd pf = {.fd = t->fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        int c = accept(t->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char req[4096];
+        size_t got = 0;
+        while (got < sizeof req - 1) {
+            ssize_t r = recv(c, req + got, sizeof req - 1 - got, 0);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            req[got] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n"
+                                   "Content-Type: application/octet-stream\r\n\r\n\x38";
+        bool up = send(c, head, sizeof head - 1, MSG_NOSIGNAL) > 0;
+        while (up && !atomic_load(&t->stop)) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            up = send(c, "", 1, MSG_NOSIGNAL) == 1;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static int trickler_start(struct trickler *t)
+{
+    memset(t, 0, sizeof *t);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    t->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (t->fd < 0 || bind(t->fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(t->fd, 8) < 0 ||
+        getsockname(t->fd, (struct sockaddr *)&sa, &sl) < 0) {
+        if (t->fd >= 0)
+            close(t->fd);
+        return -1;
+    }
+    t->port = ntohs(sa.sin_port);
+    atomic_init(&t->stop, false);
+    if (pthread_create(&t->th, NULL, trickle_serve, t) != 0) {
+        close(t->fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void trickler_stop(struct trickler *t)
+{
+    atomic_store(&t->stop, true);
+    pthread_join(t->th, NULL);
+    close(t->fd);
+}
+
+static double secs_since(struct timespec t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+/* Progress counts in verified blocks, not bytes: a gateway that never stops sending, yet never
+ * sends a block, costs each call about its timeout (1 s here), and is set aside. */
+static void test_trickle(void)
+{
+    struct trickler t;
+    if (trickler_start(&t) < 0) {
+        fprintf(stderr, "test_trickle: no loopback server, skipped\n");
+        return;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", t.port);
+    const char *urls[] = {url};
+    struct gw_config cfg = {.urls = urls, .n_urls = 1, .timeout_ms = 1000};
+    char err[256], st[1024];
+    struct cid c;
+    CHECK_EQ_INT(cid_parse(test_cid, sizeof test_cid - 1, &c), 0);
+    struct timespec t0;
+    int got = 0;
+
+    /* A CAR: it sent a byte every 50 ms, never a block: given up at the timeout (before, it
+     * streamed for as long as bytes came: until its header was whole, then -EIO). */
+    struct gw *g = NULL;
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(gw_fetch_range(g, &c, 0, 3, 1u << 20, car_take, &got), -ETIMEDOUT);
+    double s = secs_since(t0);
+    CHECK(s >= 0.9 && s < 2.0);
+    CHECK_EQ_INT(got, 0);
+    CHECK(gw_stats(g, st, sizeof st) > 0);
+    CHECK(strstr(st, "failed=1 ") != NULL); /* set aside, as for a stall */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(gw_fetch_range(g, &c, 0, 3, 1u << 20, car_take, &got), -ETIMEDOUT);
+    CHECK(secs_since(t0) < 0.5); /* at once: the gateway is set aside */
+    gw_free(g);
+
+    /* A batch of blocks: each request within the timeout. */
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    struct cid cs[3] = {c, c, c};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(gw_blocks(g, cs, 3, 8, batch_take, &got), 0);
+    s = secs_since(t0);
+    CHECK(s >= 0.9 && s < 2.0);
+    CHECK_EQ_INT(got, 0);
+    gw_free(g);
+
+    /* One block: the whole call within the timeout. */
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    uint8_t *d = NULL;
+    size_t n = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(gw_block(g, &c, &d, &n), -ETIMEDOUT);
+    s = secs_since(t0);
+    CHECK(s >= 0.9 && s < 2.0);
+    CHECK(d == NULL);
+    gw_free(g);
+    trickler_stop(&t);
+}
+
 /* Recency for test_evict: block i was used at i + 1 (the higher, the more recent). */
 static struct cid ev_cids[8];
 static uint64_t ev_rank(void *ud, uint64_t key)
@@ -302,6 +448,7 @@ int main(void)
     test_config();
     test_dead_gateway();
     test_dead_batch_and_car();
+    test_trickle();
     test_evict();
     curl_global_cleanup();
     printf("test_gateway: %d checks, %d failures\n", unit_checks, unit_failures);
