@@ -562,6 +562,27 @@ static void attempt_end(CURLM *m, struct attempt *a)
     a->running = false;
 }
 
+/* The next attempt of m that ended (taken out of m, no longer running), and its result in *cc;
+ * NULL when no other has ended. After curl_multi_perform. */
+static struct attempt *attempt_done(CURLM *m, CURLcode *cc)
+{
+    CURLMsg *msg;
+    int q;
+    while ((msg = curl_multi_info_read(m, &q))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct attempt *a = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+        if (!a || !a->running)
+            continue;
+        *cc = msg->data.result;
+        curl_multi_remove_handle(m, a->e);
+        a->running = false;
+        return a;
+    }
+    return NULL;
+}
+
 /* ---- the gateways' records (gw.lock held) ---------------------------------------------- */
 
 /* Set h aside for ms (< 0: its next backoff, which then doubles). Returns the ms used. */
@@ -842,18 +863,9 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
 
         int still = 0;
         curl_multi_perform(m, &still);
-        CURLMsg *msg;
-        int q;
-        while ((msg = curl_multi_info_read(m, &q))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct attempt *a = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-            if (!a || !a->running)
-                continue;
-            CURLcode cc = msg->data.result;
-            curl_multi_remove_handle(m, a->e);
-            a->running = false;
+        struct attempt *a;
+        CURLcode cc;
+        while ((a = attempt_done(m, &cc))) {
             running--;
             enum outcome out = judge(g, a, cc, req);
             if (out == OUT_OK && !won) {
@@ -1174,18 +1186,9 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
 
         int still = 0;
         curl_multi_perform(m, &still);
-        CURLMsg *msg;
-        int q;
-        while ((msg = curl_multi_info_read(m, &q))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct attempt *a = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-            if (!a || !a->running)
-                continue;
-            CURLcode cc = msg->data.result;
-            curl_multi_remove_handle(m, a->e);
-            a->running = false;
+        struct attempt *a;
+        CURLcode cc;
+        while ((a = attempt_done(m, &cc))) {
             running--;
             if (a->dropped) {
                 record_late(g, a); /* another gateway streams */
@@ -1356,19 +1359,10 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         }
         int still = 0;
         curl_multi_perform(m, &still);
-        CURLMsg *msg;
-        int q;
-        while ((msg = curl_multi_info_read(m, &q))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct attempt *a = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-            if (!a || !a->running)
-                continue;
+        struct attempt *a;
+        CURLcode cc;
+        while ((a = attempt_done(m, &cc))) {
             struct batch_slot *b = (struct batch_slot *)a; /* at is its first member */
-            CURLcode cc = msg->data.result;
-            curl_multi_remove_handle(m, a->e);
-            a->running = false;
             inflight--;
             b->busy = false;
             if (cancel) {
