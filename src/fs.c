@@ -390,9 +390,14 @@ static int find_entry(void *ud, const struct node_entry *e)
     return 0;
 }
 
+/* here: from what the node has here only (mfs_stat_here), else -EAGAIN. */
 static int stat_name(struct fs *fs, const struct inode *dir, const char *name, const char *path,
-                     struct node_stat *st, struct cid *cid)
+                     bool here, struct node_stat *st, struct cid *cid)
 {
+    if (here && (!fs->node->ops->mfs_stat_here || namespace_name(fs, dir, name)))
+        return -EAGAIN;
+    if (here)
+        return fs->node->ops->mfs_stat_here(fs->node, path, st, cid);
     if (!namespace_name(fs, dir, name))
         return fs->node->ops->mfs_stat(fs->node, path, st, cid);
     struct find_ctx f = {.name = name};
@@ -442,8 +447,10 @@ static double name_timeout(struct fs *fs, const struct inode *ino)
     return v < 0 ? t : v;
 }
 
-/* Stat a name in MFS and enter it in the inode table. */
-static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
+/* Stat a name in MFS (here: only from what the node has here, see stat_name) and enter it in
+ * the inode table. */
+static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, bool here,
+                         struct inode **out)
 {
     char path[PATH_MAX];
     int rc = mfs_child_path(fs, dir, name, path, sizeof path);
@@ -451,7 +458,7 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
         return rc;
     struct node_stat st;
     struct mfs_attr a = {0};
-    rc = stat_name(fs, dir, name, path, &st, &a.cid);
+    rc = stat_name(fs, dir, name, path, here, &st, &a.cid);
     if (rc < 0)
         return rc;
     a.kind = st.kind;
@@ -486,6 +493,11 @@ static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct
     if (rc == 0)
         *out = ino;
     return rc;
+}
+
+static int mfs_lookup(struct fs *fs, struct inode *dir, const char *name, struct inode **out)
+{
+    return mfs_lookup_ex(fs, dir, name, false, out);
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -724,17 +736,32 @@ static struct inode *child_ref(struct fs *fs, const struct inode *dir, const str
     return inode_insert_ref(fs->inodes, key, &e->cid, &st);
 }
 
+/* A name of an MFS directory with one more lookup, as a LOOKUP of it would give, when the
+ * node can tell from what it has here (mfs_stat_here); else NULL (the kernel then looks the
+ * name up, which may wait on the network: a plain ls never does). The attributes come from a
+ * stat of the name now, not from the listing made at opendir: a name changed or removed since
+ * is never shown stale. */
+static struct inode *name_ref(struct fs *fs, struct inode *dir, const struct dirent_rec *e)
+{
+    struct inode *ino;
+    if (!fs->node->ops->mfs_stat_here || !node_name_ok(e->name, strlen(e->name)) ||
+        mfs_lookup_ex(fs, dir, e->name, true, &ino) < 0)
+        return NULL;
+    return ino;
+}
+
 /* One readdir or readdirplus reply from the handle's listing, entries off... that fit in size.
- * With plus, an immutable directory's entries carry their attributes and a lookup each (the
- * kernel then skips a LOOKUP per name); a name's (MFS) carry none, so that attributes of names
- * come from LOOKUP and GETATTR only, never stale from a listing. */
+ * With plus, entries carry their attributes and a lookup each (the kernel then skips a LOOKUP
+ * per name, and rm -rf or diff -r a GETATTR per name): an immutable directory's from the
+ * listing, a name's (MFS) from a stat of it when the node has it here (name_ref), else none,
+ * so that attributes of names on a remote node come from LOOKUP and GETATTR only. */
 static void reply_dir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
                       struct fuse_file_info *fi, bool plus)
 {
     struct fs *fs = fs_of(req);
     const struct dhandle *dh = (const struct dhandle *)(uintptr_t)fi->fh;
     const struct dirlist *l = dh->l;
-    const struct inode *dir = ino_of(id);
+    struct inode *dir = ino_of(id);
     size_t total = 2 + l->n;
     /* Every direntplus record takes more than 128 bytes: at most size / 128 lookups taken. */
     size_t maxrefs = plus ? size / 128 + 1 : 0, nrefs = 0;
@@ -762,14 +789,14 @@ static void reply_dir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
         } else {
             const struct dirent_rec *r = &l->entries[i - 2];
             name = r->name;
-            if (plus && !dir->mfs && nrefs < maxrefs)
-                ino = child_ref(fs, dir, r);
+            if (plus && nrefs < maxrefs)
+                ino = dir->mfs ? name_ref(fs, dir, r) : child_ref(fs, dir, r);
             if (ino) {
                 e.ino = id_of(fs, ino);
                 e.generation = 1;
                 fill_attr(fs, ino, &e.attr);
-                e.attr_timeout = fs->cfg.immutable_timeout;
-                e.entry_timeout = fs->cfg.immutable_timeout;
+                e.attr_timeout = dir->mfs ? name_timeout(fs, ino) : fs->cfg.immutable_timeout;
+                e.entry_timeout = e.attr_timeout;
             } else {
                 /* A renamed name keeps the st_ino it had: the table knows it. */
                 e.attr.st_ino = dir->mfs ? inode_mfs_ino(fs->inodes, dir, r->name)

@@ -64,6 +64,12 @@ struct node_ops {
     ssize_t (*read)(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf);
     /* The mutable namespace (Kubo's MFS, files API). Paths are absolute MFS paths. */
     int (*mfs_stat)(struct node *n, const char *path, struct node_stat *out, struct cid *cid);
+    /* mfs_stat from what is here (memory, local disk), never waiting on the network: an error
+     * (any) when a block it needs is not here. Optional: NULL where names are remote. A
+     * listing then brings every name's attributes with it (READDIRPLUS), instead of the kernel
+     * asking name by name. */
+    int (*mfs_stat_here)(struct node *n, const char *path, struct node_stat *out,
+                         struct cid *cid);
     int (*mfs_list)(struct node *n, const char *path, node_entry_fn fn, void *ud);
     int (*mfs_mkdir)(struct node *n, const char *path);
     int (*mfs_rm)(struct node *n, const char *path, bool recursive);
@@ -73,6 +79,12 @@ struct node_ops {
     int (*mfs_mv)(struct node *n, const char *src, const char *dst);
     int (*mfs_chmod)(struct node *n, const char *path, uint32_t mode);
     int (*mfs_touch)(struct node *n, const char *path, int64_t mtime);
+    /* Link existing content c at path, replacing a name there that is not a directory
+     * (-EISDIR if it is), with mode (NULL: none stored) and mtime (NULL: none) applied to it
+     * first, as one change: path never goes missing, nor shows c without its mode. Optional:
+     * NULL means link beside, set, and move over (writer_link). */
+    int (*mfs_put)(struct node *n, const struct cid *c, const char *path, const uint32_t *mode,
+                   const int64_t *mtime);
     /* Import size bytes read from fd (from offset 0) as one file; returns its CID. */
     int (*add)(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
                struct cid *out);

@@ -91,6 +91,13 @@ static int local_mfs_stat(struct node *n, const char *path, struct node_stat *ou
     return s->ops->mfs_stat(s, path, out, cid);
 }
 
+static int local_mfs_stat_here(struct node *n, const char *path, struct node_stat *out,
+                              struct cid *cid)
+{
+    struct node *s = to_local(n)->store;
+    return s->ops->mfs_stat_here(s, path, out, cid);
+}
+
 static int local_mfs_list(struct node *n, const char *path, node_entry_fn fn, void *ud)
 {
     struct node *s = to_local(n)->store;
@@ -131,6 +138,13 @@ static int local_mfs_touch(struct node *n, const char *path, int64_t mtime)
 {
     struct node *s = to_local(n)->store;
     return s->ops->mfs_touch(s, path, mtime);
+}
+
+static int local_mfs_put(struct node *n, const struct cid *c, const char *path,
+                         const uint32_t *mode, const int64_t *mtime)
+{
+    struct node *s = to_local(n)->store;
+    return s->ops->mfs_put(s, c, path, mode, mtime);
 }
 
 static int local_add(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
@@ -269,6 +283,8 @@ static const struct node_ops local_ops = {
     .mfs_mv = local_mfs_mv,
     .mfs_chmod = local_mfs_chmod,
     .mfs_touch = local_mfs_touch,
+    .mfs_stat_here = local_mfs_stat_here,
+    .mfs_put = local_mfs_put,
     .add = local_add,
     .put_symlink = local_put_symlink,
     .space = local_space,

@@ -111,6 +111,29 @@
  * takes its snapshot and starts a new epoch under change_lock (so no change is half done), a
  * block put (or put again) is tagged with the epoch, and the commit drops only the blocks of
  * earlier epochs. A change that let go of change_lock to fetch starts again if the epoch moved. */
+/* The directory block cache: at most BC_BUDGET bytes of blocks of at most BC_MAX_ENTRY bytes
+ * each, least recently used first out. Blocks are immutable and were verified when read: an
+ * entry is never stale (a block the collector removed since is still the block its CID
+ * names). */
+#define BC_MAX_ENTRY (64u << 10)
+#define BC_BUDGET (8u << 20)
+#define BC_BUCKETS 1024u
+
+struct bc_entry {
+    struct bc_entry *hnext;      /* in its bucket */
+    struct bc_entry *prev, *next; /* in the use list: head most recent */
+    uint64_t key;
+    struct cid cid;
+    size_t len;
+    uint8_t data[];
+};
+
+struct bcache {
+    struct bc_entry *tab[BC_BUCKETS];
+    struct bc_entry *head, *tail;
+    uint64_t bytes; /* entries' len plus their headers */
+};
+
 struct node_store {
     struct node base; /* first: struct node * casts to struct node_store * */
     struct blockstore *bs;
@@ -174,6 +197,13 @@ struct node_store {
     pthread_mutex_t gc_run;
     unsigned gc_interval_ms, gc_young_ms;
     atomic_bool gc_abort; /* destroy: a collection under way stops (and removes nothing) */
+    /* Small directory blocks read from the block store lately (directories, HAMT shards: what
+     * every path walk of a name reads again), verified when they were read,
+     * so that walking a hot path opens no file and hashes nothing (struct bcache). bc_lock
+     * guards bc; it takes no other lock. */
+    pthread_mutex_t bc_lock;
+    struct bcache bc;
+    atomic_uint_fast64_t bc_hits, bc_misses;
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
     size_t stage_cap, stage_n;
@@ -243,6 +273,8 @@ static void loaded_free(struct loaded *l)
 /* The store this thread is making a name change in, while it holds change_lock (run_change):
  * a fetch lets go of the lock for as long as it waits on the hook. */
 static __thread struct node_store *tls_changing;
+/* Set by store_mfs_stat_here: this thread's walk answers from what is here, fetching nothing. */
+static __thread bool tls_here_only;
 
 /* Whether data is the block c names: its sha2-256 digest is c's (the store keeps no other
  * hash; identity blocks are never missing). */
@@ -659,23 +691,142 @@ static void stage_drop(struct node_store *ns, uint64_t epoch, bool all)
     pthread_mutex_unlock(&ns->stage_lock);
 }
 
-/* A block, verified: staged, from the block store, else (if fetch) from the fetch hook (if
- * any). In a gateway store a block file found corrupt is removed and fetched again: a fetched
+static bool same_mh(const struct cid *a, const struct cid *b);
+
+static void bc_unlink_locked(struct bcache *bc, struct bc_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        bc->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        bc->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void bc_push_locked(struct bcache *bc, struct bc_entry *e)
+{
+    e->prev = NULL;
+    e->next = bc->head;
+    if (bc->head)
+        bc->head->prev = e;
+    bc->head = e;
+    if (!bc->tail)
+        bc->tail = e;
+}
+
+static struct bc_entry *bc_find_locked(struct bcache *bc, uint64_t key, const struct cid *c)
+{
+    for (struct bc_entry *e = bc->tab[key % BC_BUCKETS]; e; e = e->hnext)
+        if (e->key == key && same_mh(&e->cid, c))
+            return e;
+    return NULL;
+}
+
+/* A copy of c's block if the cache holds it: 0, -ENOENT, or -ENOMEM. */
+static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
+{
+    uint64_t key = stage_key(c);
+    pthread_mutex_lock(&ns->bc_lock);
+    struct bc_entry *e = bc_find_locked(&ns->bc, key, c);
+    uint8_t *d = e ? malloc(e->len ? e->len : 1) : NULL;
+    size_t n = e ? e->len : 0;
+    if (d) {
+        memcpy(d, e->data, n);
+        bc_unlink_locked(&ns->bc, e);
+        bc_push_locked(&ns->bc, e);
+    }
+    pthread_mutex_unlock(&ns->bc_lock);
+    if (!e) {
+        atomic_fetch_add(&ns->bc_misses, 1);
+        return -ENOENT;
+    }
+    if (!d)
+        return -ENOMEM;
+    atomic_fetch_add(&ns->bc_hits, 1);
+    *data = d;
+    *len = n;
+    return 0;
+}
+
+/* Keep a copy of a verified directory block read from the block store, if it is small. Best
+ * effort: out of memory, it is simply not kept. */
+static void bc_put(struct node_store *ns, const struct cid *c, const uint8_t *data, size_t len)
+{
+    if (c->codec != CID_CODEC_DAG_PB || len > BC_MAX_ENTRY)
+        return;
+    uint64_t key = stage_key(c);
+    struct bc_entry *e = malloc(sizeof *e + (len ? len : 1));
+    if (!e)
+        return;
+    e->key = key;
+    e->cid = *c;
+    e->len = len;
+    memcpy(e->data, data, len);
+    struct bcache *bc = &ns->bc;
+    pthread_mutex_lock(&ns->bc_lock);
+    if (bc_find_locked(bc, key, c)) {
+        pthread_mutex_unlock(&ns->bc_lock);
+        free(e);
+        return;
+    }
+    e->hnext = bc->tab[key % BC_BUCKETS];
+    bc->tab[key % BC_BUCKETS] = e;
+    bc_push_locked(bc, e);
+    bc->bytes += sizeof *e + len;
+    while (bc->bytes > BC_BUDGET && bc->tail) {
+        struct bc_entry *old = bc->tail;
+        bc_unlink_locked(bc, old);
+        struct bc_entry **pp = &bc->tab[old->key % BC_BUCKETS];
+        while (*pp != old)
+            pp = &(*pp)->hnext;
+        *pp = old->hnext;
+        bc->bytes -= sizeof *old + old->len;
+        free(old);
+    }
+    pthread_mutex_unlock(&ns->bc_lock);
+}
+
+static void bc_free(struct bcache *bc)
+{
+    for (struct bc_entry *e = bc->head, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    memset(bc, 0, sizeof *bc);
+}
+
+/* A block, verified: staged, from the directory block cache, from the block store (*from_disk
+ * set), else (if fetch) from the fetch hook (if any). In a gateway store a block file found corrupt is removed and fetched again: a fetched
  * copy is never fsynced (blockstore_put_cache), so a crash may leave one cut short. */
+static int get_block_from(struct node_store *ns, const struct cid *c, uint8_t **data,
+                          size_t *len, bool fetch, bool *from_disk)
+{
+    *from_disk = false;
+    if (stage_get(ns, c, data, len) == 0)
+        return 0; /* made here, from verified blocks */
+    if (bc_get(ns, c, data, len) == 0)
+        return 0;
+    uint64_t freed = 0;
+    int rc = blockstore_get(ns->bs, c, data, len);
+    if (rc == 0) {
+        cache_touch(ns, c);
+        *from_disk = true;
+    }
+    if (rc == -EIO && ns->fetch_many && blockstore_drop_corrupt_cache(ns->bs, c, &freed) == 0)
+        rc = -ENOENT; /* never a block of the names', nor one an error only failed to read */
+    if (rc == -ENOENT && fetch && ns->fetch && !tls_here_only)
+        rc = fetch_block(ns, c, data, len);
+    return rc;
+}
+
 static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len,
                         bool fetch)
 {
-    if (stage_get(ns, c, data, len) == 0)
-        return 0; /* made here, from verified blocks */
-    uint64_t freed = 0;
-    int rc = blockstore_get(ns->bs, c, data, len);
-    if (rc == 0)
-        cache_touch(ns, c);
-    if (rc == -EIO && ns->fetch_many && blockstore_drop_corrupt_cache(ns->bs, c, &freed) == 0)
-        rc = -ENOENT; /* never a block of the names', nor one an error only failed to read */
-    if (rc == -ENOENT && fetch && ns->fetch)
-        rc = fetch_block(ns, c, data, len);
-    return rc;
+    bool from_disk;
+    return get_block_from(ns, c, data, len, fetch, &from_disk);
 }
 
 static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
@@ -698,6 +849,8 @@ static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
 /* A block already in hand (copied into l), decoded as load does. */
 static int decode_loaded(const struct cid *c, struct loaded *l);
 
+static bool is_dir_type(const struct loaded *l);
+
 static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch)
 {
     char cs[CID_STR_MAX];
@@ -708,10 +861,16 @@ static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l,
                  c->codec);
         return -EIO;
     }
-    int rc = get_block_ex(ns, c, &l->block, &l->len, fetch);
+    bool from_disk;
+    int rc = get_block_from(ns, c, &l->block, &l->len, fetch, &from_disk);
     if (rc < 0)
         return rc;
-    return decode_loaded(c, l);
+    rc = decode_loaded(c, l);
+    /* Directories only: path walks read them again and again. A file's blocks are read from
+     * disk (and checked) each time, so that a file damaged on disk reads as EIO at once. */
+    if (rc == 0 && from_disk && is_dir_type(l))
+        bc_put(ns, c, l->block, l->len);
+    return rc;
 }
 
 static int decode_loaded(const struct cid *c, struct loaded *l)
@@ -2816,6 +2975,16 @@ static int store_mfs_stat(struct node *base, const char *path, struct node_stat 
     return rc < 0 ? rc : store_stat(base, cid, out);
 }
 
+static int store_mfs_stat_here(struct node *base, const char *path, struct node_stat *out,
+                               struct cid *cid)
+{
+    bool outer = tls_here_only;
+    tls_here_only = true;
+    int rc = store_mfs_stat(base, path, out, cid);
+    tls_here_only = outer;
+    return rc;
+}
+
 static int store_mfs_list(struct node *base, const char *path, node_entry_fn fn, void *ud)
 {
     struct cid c;
@@ -3146,6 +3315,51 @@ static int store_mfs_touch(struct node *base, const char *path, int64_t mtime)
     return set_meta(to_store(base), path, NULL, &mtime);
 }
 
+struct put_args {
+    const struct path_parts *pp;
+    const struct cid *child;
+    const uint32_t *mode;
+    const int64_t *mtime;
+};
+
+static int put_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
+{
+    struct put_args *a = arg;
+    struct cid existing, c = *a->child;
+    uint64_t ts, rts;
+    bool exists, is_dir, nonempty;
+    int rc = check_parent(ns, root, a->pp, &exists, &existing);
+    if (rc == 0 && exists && (rc = kind_of(ns, &existing, &is_dir, &nonempty, &ts)) == 0 &&
+        is_dir)
+        rc = -EISDIR;
+    if (rc == 0)
+        rc = stage_touch(ns, a->child);
+    if (rc == 0 && (a->mode || a->mtime))
+        rc = with_meta(ns, a->child, a->mode, a->mtime, &c, &ts);
+    else if (rc == 0)
+        rc = kind_of(ns, &c, &is_dir, &nonempty, &ts);
+    if (rc == 0)
+        rc = update_path(ns, root, a->pp, 0, &c, ts, out, &rts);
+    return rc;
+}
+
+/* One change where Kubo's MFS needs four (link beside, chmod, touch, move over): a rewritten
+ * file replaces its name as cp -p or tar leave it, in one copy-on-write of the path. */
+static int store_mfs_put(struct node *base, const struct cid *c, const char *path,
+                         const uint32_t *mode, const int64_t *mtime)
+{
+    struct path_parts pp;
+    int rc = split_path(path, &pp);
+    if (rc < 0)
+        return rc;
+    if (pp.n == 0)
+        return -EISDIR;
+    if (!last_name_ok(&pp))
+        return -EINVAL;
+    struct put_args a = {.pp = &pp, .child = c, .mode = mode, .mtime = mtime};
+    return run_change(to_store(base), put_change, &a);
+}
+
 /* ---- the rest ---- */
 
 /* A store can be another store's upstream (the sync engine's tests do that): it takes a
@@ -3237,6 +3451,7 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
     blockstore_get_stats(ns->bs, &s);
     return snprintf(buf, len,
                     "store_block_reads %" PRIu64 "\nstore_block_read_bytes %" PRIu64
+                    "\nstore_block_cache_hits %" PRIu64 "\nstore_block_cache_misses %" PRIu64
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
@@ -3246,7 +3461,9 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     "\nstore_gc_blocks %" PRIu64 "\nstore_gc_bytes %" PRIu64
                     "\nstore_gc_errors %" PRIu64 "\nstore_gc_ms %" PRIu64
                     "\nstore_gc_live_blocks %" PRIu64 "\n",
-                    s.gets, s.get_bytes, s.puts, s.put_bytes, s.dedup, s.corrupt,
+                    s.gets, s.get_bytes, (uint64_t)atomic_load(&ns->bc_hits),
+                    (uint64_t)atomic_load(&ns->bc_misses), s.puts, s.put_bytes, s.dedup,
+                    s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
                     (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->commits),
                     (uint64_t)atomic_load(&ns->commit_errors), (uint64_t)atomic_load(&ns->fetches),
@@ -3380,6 +3597,8 @@ static void store_free(struct node_store *ns)
     stage_drop(ns, UINT64_MAX, true);
     free(ns->stage_tab);
     pthread_mutex_destroy(&ns->stage_lock);
+    bc_free(&ns->bc);
+    pthread_mutex_destroy(&ns->bc_lock);
     blockstore_close(ns->bs);
     pthread_cond_destroy(&ns->commit_cond);
     pthread_cond_destroy(&ns->gc_cond);
@@ -3444,6 +3663,8 @@ static const struct node_ops store_ops = {
     .mfs_mv = store_mfs_mv,
     .mfs_chmod = store_mfs_chmod,
     .mfs_touch = store_mfs_touch,
+    .mfs_stat_here = store_mfs_stat_here,
+    .mfs_put = store_mfs_put,
     .add = store_add,
     .put_symlink = store_put_symlink,
     .space = store_space,
@@ -3590,6 +3811,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->commit_run, NULL);
     pthread_mutex_init(&ns->names_lock, NULL);
     pthread_mutex_init(&ns->stage_lock, NULL);
+    pthread_mutex_init(&ns->bc_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
