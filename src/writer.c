@@ -30,22 +30,41 @@ static int spool_create(const char *dir)
     return fd;
 }
 
+/* The spool, made now if there is none yet (lock held). 0 or -errno. */
+static int spool_locked(struct whandle *h)
+{
+    if (h->fd >= 0)
+        return 0;
+    int fd = spool_create(h->spool_dir);
+    if (fd < 0) {
+        char safe[256];
+        log_err("cannot create a spool file in %s: %s",
+                log_safe(h->spool_dir, strlen(h->spool_dir), safe, sizeof safe),
+                strerror(-fd));
+        return fd;
+    }
+    h->fd = fd;
+    return 0;
+}
+
+/* An empty file's bytes, for an add of a handle that never needed a spool: /dev/null, opened
+ * once (read-only, shared by every thread; reads give EOF at once). */
+static pthread_once_t null_once = PTHREAD_ONCE_INIT;
+static int null_fd = -1;
+
+static void null_open(void)
+{
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 int writer_open(struct node *n, const struct writer_config *cfg, const struct cid *base,
                 uint64_t size, struct whandle **out)
 {
     struct whandle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
-    h->fd = spool_create(cfg->spool_dir);
-    if (h->fd < 0) {
-        int rc = h->fd;
-        char safe[256];
-        log_err("cannot create a spool file in %s: %s",
-                log_safe(cfg->spool_dir, strlen(cfg->spool_dir), safe, sizeof safe),
-                strerror(-rc));
-        free(h);
-        return rc;
-    }
+    h->fd = -1;
+    h->spool_dir = cfg->spool_dir;
     pthread_mutex_init(&h->lock, NULL);
     atomic_init(&h->refs, 1);
     h->node = n;
@@ -68,7 +87,8 @@ void writer_close(struct whandle *h)
 {
     if (!h || atomic_fetch_sub(&h->refs, 1) > 1)
         return;
-    close(h->fd);
+    if (h->fd >= 0)
+        close(h->fd);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -78,10 +98,12 @@ static int fill_locked(struct whandle *h)
 {
     if (h->filled)
         return 0;
+    int rc = spool_locked(h);
+    if (rc < 0)
+        return rc;
     char *buf = malloc(FILL_CHUNK);
     if (!buf)
         return -ENOMEM;
-    int rc = 0;
     for (uint64_t off = 0; off < h->base_size;) {
         size_t len =
             h->base_size - off < FILL_CHUNK ? (size_t)(h->base_size - off) : FILL_CHUNK;
@@ -118,6 +140,8 @@ ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t of
     ssize_t n = h->err;
     if (n == 0)
         n = poison(h, fill_locked(h));
+    if (n == 0)
+        n = poison(h, spool_locked(h));
     if (n == 0) {
         n = pwrite(h->fd, buf, len, (off_t)off);
         if (n < 0) {
@@ -141,7 +165,7 @@ ssize_t writer_read(struct whandle *h, char *buf, size_t len, uint64_t off)
 {
     pthread_mutex_lock(&h->lock);
     int rc = fill_locked(h);
-    ssize_t n = rc < 0 ? rc : pread(h->fd, buf, len, (off_t)off);
+    ssize_t n = rc < 0 ? rc : h->fd < 0 ? 0 : pread(h->fd, buf, len, (off_t)off);
     if (n < 0 && rc == 0)
         n = -errno;
     pthread_mutex_unlock(&h->lock);
@@ -156,7 +180,9 @@ int writer_truncate(struct whandle *h, uint64_t size)
         rc = poison(h, fill_locked(h));
     else if (rc == 0)
         h->filled = true; /* nothing of the base survives */
-    if (rc == 0)
+    if (rc == 0 && (size > 0 || h->fd >= 0))
+        rc = poison(h, spool_locked(h));
+    if (rc == 0 && h->fd >= 0)
         rc = ftruncate(h->fd, (off_t)size) < 0 ? poison(h, -errno) : 0;
     if (rc == 0) {
         h->size = size;
@@ -198,6 +224,13 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
                 const struct writer_meta *meta)
 {
     bool need_meta = meta_needed(meta);
+    if (n->ops->mfs_put) {
+        bool set_mode = need_meta && meta->mode && (meta->mode & 07777) != 0644;
+        bool set_time = need_meta && meta->has_mtime;
+        uint32_t mode = meta && set_mode ? meta->mode & 07777 : 0;
+        int64_t mtime = meta && set_time ? meta->mtime : 0;
+        return n->ops->mfs_put(n, c, path, set_mode ? &mode : NULL, set_time ? &mtime : NULL);
+    }
     if (!exists && !need_meta) {
         int rc = n->ops->mfs_link(n, c, path);
         if (rc != -EEXIST)
@@ -237,8 +270,19 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     rc = poison(h, fill_locked(h));
     if (rc < 0)
         goto out;
+    int fd = h->fd;
+    if (fd < 0) {
+        /* No spool: nothing was ever written (a write, a fill or a truncate to a size makes
+         * one), so the content is empty. */
+        pthread_once(&null_once, null_open);
+        fd = null_fd;
+        if (fd < 0 || h->size != 0) {
+            rc = poison(h, -EIO);
+            goto out;
+        }
+    }
     /* Held across the upload on purpose: the bytes must not change while they are added. */
-    rc = h->node->ops->add(h->node, h->fd, h->size, &cfg->add, cid);
+    rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
     if (rc == 0) {

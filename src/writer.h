@@ -1,7 +1,8 @@
 /* writer.h - writes to names: spool locally, add on flush, link the result in MFS.
  *
  * Bytes written go to a spool file (an unlinked temporary file in the spool directory), never
- * to memory. A handle opened on existing content fills its spool from the node only when it is
+ * to memory. The spool is made when the first byte needs it (a new file that stays empty, as
+ * at creat(2), costs none; an error making it fails that write). A handle opened on existing content fills its spool from the node only when it is
  * first read, written or truncated (so touch or chmod through an open handle cost nothing). On
  * flush (close(2)) a changed spool is streamed to the node's add, and the new CID is linked under
  * the name; only then is the handle clean. If a write, the add or the link fails, the handle is
@@ -29,7 +30,8 @@ struct whandle {
     struct whandle *wnext; /* in its name's list of open writers (fs.c, under its wlock) */
     /* lock protects everything below; held across the fill and the add of this handle. */
     pthread_mutex_t lock;
-    int fd;
+    int fd;                /* the spool, or -1 until the first byte needs one */
+    const char *spool_dir; /* where it goes (the mount's configuration: outlives h) */
     uint64_t size;
     bool dirty;
     int err;        /* sticky -errno of a failed write/fill/flush, or 0 */
