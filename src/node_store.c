@@ -112,12 +112,14 @@
  * block put (or put again) is tagged with the epoch, and the commit drops only the blocks of
  * earlier epochs. A change that let go of change_lock to fetch starts again if the epoch moved. */
 /* The directory block cache: at most BC_BUDGET bytes of blocks of at most BC_MAX_ENTRY bytes
- * each, least recently used first out. Blocks are immutable and were verified when read: an
- * entry is never stale (a block the collector removed since is still the block its CID
- * names). */
+ * each, least recently used first out. Blocks are immutable and were verified when read, so
+ * an entry's bytes are always right; but the cache is no proof that the block is still in the
+ * store (the collector or an eviction may have removed the file since), and a change that
+ * links a block relies on it being there: a hit counts only while the block file exists
+ * (blockstore_has, one faccessat instead of open, read, hash and close). */
 #define BC_MAX_ENTRY (64u << 10)
 #define BC_BUDGET (8u << 20)
-#define BC_BUCKETS 1024u
+#define BC_BUCKETS 16384u
 
 struct bc_entry {
     struct bc_entry *hnext;      /* in its bucket */
@@ -725,7 +727,27 @@ static struct bc_entry *bc_find_locked(struct bcache *bc, uint64_t key, const st
     return NULL;
 }
 
-/* A copy of c's block if the cache holds it: 0, -ENOENT, or -ENOMEM. */
+/* Forget c's entry, if any (its block file is gone). */
+static void bc_drop(struct node_store *ns, const struct cid *c)
+{
+    uint64_t key = stage_key(c);
+    struct bcache *bc = &ns->bc;
+    pthread_mutex_lock(&ns->bc_lock);
+    struct bc_entry *e = bc_find_locked(bc, key, c);
+    if (e) {
+        bc_unlink_locked(bc, e);
+        struct bc_entry **pp = &bc->tab[key % BC_BUCKETS];
+        while (*pp != e)
+            pp = &(*pp)->hnext;
+        *pp = e->hnext;
+        bc->bytes -= sizeof *e + e->len;
+        free(e);
+    }
+    pthread_mutex_unlock(&ns->bc_lock);
+}
+
+/* A copy of c's block if the cache holds it and its block file is still there: 0, -ENOENT,
+ * or -ENOMEM. */
 static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
 {
     uint64_t key = stage_key(c);
@@ -739,12 +761,15 @@ static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, si
         bc_push_locked(&ns->bc, e);
     }
     pthread_mutex_unlock(&ns->bc_lock);
-    if (!e) {
-        atomic_fetch_add(&ns->bc_misses, 1);
+    if (!e)
         return -ENOENT;
-    }
     if (!d)
         return -ENOMEM;
+    if (!blockstore_has(ns->bs, c)) {
+        free(d);
+        bc_drop(ns, c);
+        return -ENOENT;
+    }
     atomic_fetch_add(&ns->bc_hits, 1);
     *data = d;
     *len = n;
@@ -807,8 +832,10 @@ static int get_block_from(struct node_store *ns, const struct cid *c, uint8_t **
     *from_disk = false;
     if (stage_get(ns, c, data, len) == 0)
         return 0; /* made here, from verified blocks */
-    if (bc_get(ns, c, data, len) == 0)
+    if (bc_get(ns, c, data, len) == 0) {
+        cache_touch(ns, c); /* a gateway store's eviction order sees the use */
         return 0;
+    }
     uint64_t freed = 0;
     int rc = blockstore_get(ns->bs, c, data, len);
     if (rc == 0) {
@@ -868,8 +895,10 @@ static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l,
     rc = decode_loaded(c, l);
     /* Directories only: path walks read them again and again. A file's blocks are read from
      * disk (and checked) each time, so that a file damaged on disk reads as EIO at once. */
-    if (rc == 0 && from_disk && is_dir_type(l))
+    if (rc == 0 && from_disk && is_dir_type(l)) {
+        atomic_fetch_add(&ns->bc_misses, 1);
         bc_put(ns, c, l->block, l->len);
+    }
     return rc;
 }
 
@@ -3451,7 +3480,7 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
     blockstore_get_stats(ns->bs, &s);
     return snprintf(buf, len,
                     "store_block_reads %" PRIu64 "\nstore_block_read_bytes %" PRIu64
-                    "\nstore_block_cache_hits %" PRIu64 "\nstore_block_cache_misses %" PRIu64
+                    "\nstore_dir_cache_hits %" PRIu64 "\nstore_dir_cache_misses %" PRIu64
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64

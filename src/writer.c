@@ -41,20 +41,14 @@ static int spool_locked(struct whandle *h)
         log_err("cannot create a spool file in %s: %s",
                 log_safe(h->spool_dir, strlen(h->spool_dir), safe, sizeof safe),
                 strerror(-fd));
-        return fd;
+        /* The write that needed it fails: with the reason when it is about space or limits,
+         * else EIO (ENOENT or EACCES from the spool directory would mislead). */
+        return fd == -ENOSPC || fd == -EDQUOT || fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM
+                   ? fd
+                   : -EIO;
     }
     h->fd = fd;
     return 0;
-}
-
-/* An empty file's bytes, for an add of a handle that never needed a spool: /dev/null, opened
- * once (read-only, shared by every thread; reads give EOF at once). */
-static pthread_once_t null_once = PTHREAD_ONCE_INIT;
-static int null_fd = -1;
-
-static void null_open(void)
-{
-    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 int writer_open(struct node *n, const struct writer_config *cfg, const struct cid *base,
@@ -273,16 +267,17 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     int fd = h->fd;
     if (fd < 0) {
         /* No spool: nothing was ever written (a write, a fill or a truncate to a size makes
-         * one), so the content is empty. */
-        pthread_once(&null_once, null_open);
-        fd = null_fd;
-        if (fd < 0 || h->size != 0) {
-            rc = poison(h, -EIO);
+         * one), so the content is empty: added from /dev/null. */
+        fd = h->size == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+        if (fd < 0) {
+            rc = poison(h, h->size == 0 ? -errno : -EIO);
             goto out;
         }
     }
     /* Held across the upload on purpose: the bytes must not change while they are added. */
     rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
+    if (fd != h->fd)
+        close(fd);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
     if (rc == 0) {

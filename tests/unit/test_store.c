@@ -1600,6 +1600,12 @@ static void test_fetch(void)
     node_store_roots(a, &aroot, NULL, NULL);
     CHECK(!node_store_has(a, &broot));
     CHECK_EQ_INT(node_store_swap_root(a, &aroot, &broot), 0);
+    /* A stat from what is here (READDIRPLUS's) fetches nothing: it fails while the blocks are
+     * remote, and works once they came. */
+    struct node_stat st;
+    int calls = src.calls;
+    CHECK(a->ops->mfs_stat_here(a, "/d/h.txt", &st, &c) < 0);
+    CHECK_EQ_INT(src.calls, calls);
     /* Reading names and bytes under the remote root. */
     CHECK_EQ_STR(mfs_cid(a, "/d/h.txt"), mfs_cid(b, "/d/h.txt"));
     CHECK(src.calls > 0);
@@ -1607,8 +1613,9 @@ static void test_fetch(void)
     struct listing ls = {0};
     CHECK_EQ_INT(a->ops->mfs_list(a, "/d", collect, &ls), 0);
     CHECK_EQ_INT(ls.n, 2);
-    struct node_stat st;
     char buf[8];
+    CHECK_EQ_INT(a->ops->mfs_stat_here(a, "/d/h.txt", &st, &c), 0);
+    node_stat_clear(&st);
     CHECK_EQ_INT(a->ops->mfs_stat(a, "/d/h.txt", &st, &c), 0);
     CHECK_EQ_INT(a->ops->read(a, &c, 0, 6, buf), 6);
     CHECK(memcmp(buf, "hello\n", 6) == 0);
@@ -1815,6 +1822,75 @@ static void test_gc_basic(void)
     }
     gc_settle(n, 5, &r);
     CHECK_EQ_INT(r.removed, 0);
+    node_destroy(n);
+}
+
+/* mfs_put replaces a name in one change, as writer_link did in four; and a directory block
+ * kept in memory (the directory cache) is no proof that it is still in the store: once
+ * collected, it can no longer be linked. */
+static void test_put_and_dir_cache(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_gc_store(dir, 5, UINT_MAX);
+    struct cid f, g, h, d, x, sl;
+    struct node_stat st;
+    CHECK_EQ_INT(add_mem(n, "hello", 5, -1, &f), 0);
+    CHECK_EQ_INT(add_mem(n, "abc", 3, -1, &g), 0);
+    CHECK_EQ_INT(add_mem(n, "defg", 4, -1, &h), 0);
+    /* A new name, then over it with a mode and a time, as tar or cp -p leave a file. */
+    CHECK_EQ_INT(n->ops->mfs_put(n, &g, "/p", NULL, NULL), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/p"), "QmQpeUrxtQE5N2SVog1ZCxd7c7RN4fBNQu5aLwkk5RY9ER"); /* ipfs_cid */
+    uint32_t mode = 0755;
+    int64_t mtime = 12345;
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/p", &mode, &mtime), 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/p", &st, &x), 0);
+    CHECK_EQ_INT(st.size, 4);
+    CHECK_EQ_INT(st.mode, 0755);
+    CHECK(st.has_mtime && st.mtime == 12345);
+    node_stat_clear(&st);
+    /* The default mode is no mode: the CID of the bytes alone. */
+    mode = 0644;
+    CHECK_EQ_INT(n->ops->mfs_put(n, &g, "/p", &mode, NULL), 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/p", &st, &x), 0);
+    CHECK_EQ_INT(st.mode, 0);
+    CHECK(cid_equal(&x, &g));
+    node_stat_clear(&st);
+    /* Never over a directory; the parent must be a directory that exists. */
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/q"), 0);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/q", NULL, NULL), -EISDIR);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/nope/a", NULL, NULL), -ENOENT);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/p/a", NULL, NULL), -ENOTDIR);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/", NULL, NULL), -EISDIR);
+    /* Over a symlink: the name becomes the file. */
+    CHECK_EQ_INT(n->ops->put_symlink(n, "/tmp", &sl), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &sl, "/s"), 0);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &g, "/s", NULL, NULL), 0);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &x), 0);
+    CHECK_EQ_INT(st.kind, NODE_FILE);
+    node_stat_clear(&st);
+    /* The directory cache: /d's block read (and kept in memory), then collected. */
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/d"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &f, "/d/x"), 0);
+    CHECK_EQ_INT(node_store_commit(n), 0);
+    struct node_store_gc_result r;
+    gc_settle(n, 5, &r); /* the staged copies are gone: reads come from disk */
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/d", &st, &d), 0);
+    node_stat_clear(&st);
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/d/x", &st, &x), 0);
+    node_stat_clear(&st);
+    char stats[4096];
+    CHECK(n->ops->stats(n, stats, sizeof stats) > 0);
+    CHECK(strstr(stats, "store_dir_cache_hits ") != NULL);
+    CHECK_EQ_INT(n->ops->mfs_rm(n, "/d", true), 0);
+    CHECK_EQ_INT(node_store_commit(n), 0);
+    gc_settle(n, 5, &r);
+    CHECK(!node_store_has(n, &d));
+    uint8_t *b = NULL;
+    size_t len;
+    CHECK_EQ_INT(node_store_block(n, &d, &b, &len), -ENOENT);
+    CHECK(b == NULL);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &d, "/e"), -ENOENT);
     node_destroy(n);
 }
 
@@ -2107,6 +2183,7 @@ int main(void)
     test_gc_keeps();
     test_gc_race();
     test_gc_slow_link();
+    test_put_and_dir_cache();
     unit_rm_rf(base_dir);
     return unit_done("test_store");
 }
