@@ -477,7 +477,7 @@ static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, boo
     if (ino && (ino->kind != a.kind || moved)) {
         /* The name now holds another kind of object (or, in the IPNS namespace, other
          * content): a new inode for it. */
-        inode_mfs_detach(fs->inodes, dir, name);
+        inode_mfs_detach_if(fs->inodes, dir, name, ino);
         inode_forget(fs->inodes, ino, 1);
         ino = NULL;
     }

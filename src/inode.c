@@ -469,10 +469,16 @@ int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *paren
 
 void inode_mfs_detach(struct inode_table *t, struct inode *parent, const char *name)
 {
+    inode_mfs_detach_if(t, parent, name, NULL);
+}
+
+void inode_mfs_detach_if(struct inode_table *t, struct inode *parent, const char *name,
+                         const struct inode *only)
+{
     uint64_t lkey = inode_key_mfs(parent, name);
     pthread_mutex_lock(&t->lock);
     struct inode *i = mfs_find_locked(t, parent, name, lkey);
-    if (i) {
+    if (i && (!only || i == only)) {
         /* Keep it alive for the kernel's references, but out of reach of lookups. */
         unhash_locked(t, i);
         i->lkey = 0;

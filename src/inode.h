@@ -110,5 +110,9 @@ int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *paren
                    const char *name);
 /* Forget the name under parent (after unlink/rmdir or a rename over it): later lookups miss. */
 void inode_mfs_detach(struct inode_table *t, struct inode *parent, const char *name);
+/* The same, only if the name still leads to only (a lookup that found a stale inode must not
+ * detach the fresh one a concurrent lookup of the same name put there meanwhile). */
+void inode_mfs_detach_if(struct inode_table *t, struct inode *parent, const char *name,
+                         const struct inode *only);
 
 #endif
