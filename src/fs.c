@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XATTR_CID "user.ipfs.cid"
@@ -353,8 +354,24 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
               conn->max_write, conn->capable);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A name's entry is handed to the kernel with timeout (seconds): note until when it holds. */
+static void entry_handed(struct inode *ino, double timeout)
+{
+    if (ino->mfs && timeout > 0 && timeout < 86400)
+        __atomic_store_n(&ino->entry_until_ns, mono_ns() + (uint64_t)(timeout * 1e9),
+                         __ATOMIC_RELAXED);
+}
+
 static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *ino, double timeout)
 {
+    entry_handed(ino, timeout);
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     e.ino = id_of(fs, ino);
@@ -744,8 +761,18 @@ static struct inode *child_ref(struct fs *fs, const struct inode *dir, const str
 static struct inode *name_ref(struct fs *fs, struct inode *dir, const struct dirent_rec *e)
 {
     struct inode *ino;
-    if (!fs->node->ops->mfs_stat_here || !node_name_ok(e->name, strlen(e->name)) ||
-        mfs_lookup_ex(fs, dir, e->name, true, &ino) < 0)
+    if (!fs->node->ops->mfs_stat_here || !node_name_ok(e->name, strlen(e->name)))
+        return NULL;
+    /* The kernel still holds a valid entry for the name (looked up or listed within its
+     * timeout): a stat would only repeat it (rm -rf right after diff -r would read every
+     * file's block again for nothing). */
+    if ((ino = inode_mfs_find_ref(fs->inodes, dir, e->name))) {
+        bool fresh = __atomic_load_n(&ino->entry_until_ns, __ATOMIC_RELAXED) > mono_ns();
+        inode_forget(fs->inodes, ino, 1);
+        if (fresh)
+            return NULL;
+    }
+    if (mfs_lookup_ex(fs, dir, e->name, true, &ino) < 0)
         return NULL;
     return ino;
 }
@@ -817,8 +844,10 @@ static void reply_dir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
             break;
         }
         used += need;
-        if (ino)
+        if (ino) {
             refs[nrefs++] = ino;
+            entry_handed(ino, e.entry_timeout);
+        }
     }
     /* Interrupted: the kernel never saw the entries, nor the lookups they carried. */
     if (fuse_reply_buf(req, buf, used) == -ENOENT)
@@ -1218,6 +1247,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     fill_attr(fs, ino, &e.attr);
     e.attr_timeout = fs->cfg.root_timeout;
     e.entry_timeout = fs->cfg.root_timeout;
+    entry_handed(ino, e.entry_timeout);
     if (fuse_reply_create(req, &e, fi) == -ENOENT) {
         fhandle_free(fs, fh);
         inode_forget(fs->inodes, ino, 1);

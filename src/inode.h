@@ -32,6 +32,9 @@ struct inode {
     struct inode *parent;  /* holds one lookup on the parent; NULL for the root */
     char *name;
     int nwriters;          /* open write handles (fs.c, under its wlock) */
+    /* CLOCK_MONOTONIC ns until which the kernel holds a valid entry for this name (the last
+     * entry fs.c replied for it, plus its timeout); read and written with __atomic builtins. */
+    uint64_t entry_until_ns;
     struct whandle *writers; /* their spools, newest first (fs.c, under its wlock) */
     /* Owned by the table (under its lock): */
     uint64_t nlookup;
