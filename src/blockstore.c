@@ -76,6 +76,8 @@ struct blockstore {
     pthread_mutex_t flush_lock;
     bool syncfs_ok; /* the filesystem's syncfs may replace many fdatasync calls */
     atomic_uint_fast64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
+    /* Block files removed so far (counted just before each unlink): see blockstore_removals. */
+    atomic_uint_fast64_t removals;
     atomic_uint tmp_counter;
     /* young_lock guards young[], young_cur and young_since. Taken by every put (to record its
      * key before it looks for the block) and by the sweep around each removal; takes no other
@@ -952,6 +954,7 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
     final_name(&l, final);
     if (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
+    atomic_fetch_add(&bs->removals, 1);
     if (unlinkat(bs->dirfd, final, 0) < 0)
         return -errno;
     *freed = (uint64_t)st.st_blocks * 512u;
@@ -988,6 +991,11 @@ int blockstore_drop_corrupt_cache(struct blockstore *bs, const struct cid *c, ui
     if (!bad)
         return -EEXIST; /* it reads right now: the earlier error passed */
     return blockstore_remove(bs, c, freed);
+}
+
+uint64_t blockstore_removals(struct blockstore *bs)
+{
+    return atomic_load(&bs->removals);
 }
 
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out)
@@ -1085,6 +1093,7 @@ static int sweep_shard(struct blockstore *bs, int dfd, const struct blockstore_k
         bool gone = false;
         if (!young && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(st.st_mode)) {
+            atomic_fetch_add(&bs->removals, 1);
             if (unlinkat(dirfd(d), e->d_name, 0) == 0)
                 gone = true;
             else if (errno != ENOENT)
@@ -1200,6 +1209,8 @@ int blockstore_evict(struct blockstore *bs, const struct blockstore_keyset *keep
             pthread_mutex_lock(&bs->young_lock);
             bool young = blockstore_keyset_has(&bs->young[0], v[i].key) ||
                          blockstore_keyset_has(&bs->young[1], v[i].key);
+            if (!young)
+                atomic_fetch_add(&bs->removals, 1);
             bool gone = !young && unlinkat(bs->dirfd, v[i].name, 0) == 0;
             pthread_mutex_unlock(&bs->young_lock);
             if (gone) {

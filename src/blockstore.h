@@ -90,6 +90,10 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
 int blockstore_drop_corrupt_cache(struct blockstore *bs, const struct cid *c, uint64_t *freed);
 
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
+/* How many block files were removed so far (collection, eviction, blockstore_remove), counted
+ * just before each removal: while it has not moved, every block file seen before is still
+ * there. */
+uint64_t blockstore_removals(struct blockstore *bs);
 
 /* ---- for the collector (node_store.c) ----
  * A block's key: a 64-bit hash of its multihash (what its file is named by), never 0. */

@@ -115,8 +115,9 @@
  * each, least recently used first out. Blocks are immutable and were verified when read, so
  * an entry's bytes are always right; but the cache is no proof that the block is still in the
  * store (the collector or an eviction may have removed the file since), and a change that
- * links a block relies on it being there: a hit counts only while the block file exists
- * (blockstore_has, one faccessat instead of open, read, hash and close). */
+ * links a block relies on it being there: a hit counts only while the block file exists.
+ * That is known without a system call while no block file was removed since it was last seen
+ * (blockstore_removals), else asked (blockstore_has: one faccessat, not open, read, hash). */
 #define BC_MAX_ENTRY (64u << 10)
 #define BC_BUDGET (8u << 20)
 #define BC_BUCKETS 16384u
@@ -125,6 +126,7 @@ struct bc_entry {
     struct bc_entry *hnext;      /* in its bucket */
     struct bc_entry *prev, *next; /* in the use list: head most recent */
     uint64_t key;
+    uint64_t gen; /* blockstore_removals when the block file was last seen there */
     struct cid cid;
     size_t len;
     uint8_t data[];
@@ -750,11 +752,12 @@ static void bc_drop(struct node_store *ns, const struct cid *c)
  * or -ENOMEM. */
 static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
 {
-    uint64_t key = stage_key(c);
+    uint64_t key = stage_key(c), gen = blockstore_removals(ns->bs);
     pthread_mutex_lock(&ns->bc_lock);
     struct bc_entry *e = bc_find_locked(&ns->bc, key, c);
     uint8_t *d = e ? malloc(e->len ? e->len : 1) : NULL;
     size_t n = e ? e->len : 0;
+    bool seen = e && e->gen == gen;
     if (d) {
         memcpy(d, e->data, n);
         bc_unlink_locked(&ns->bc, e);
@@ -765,10 +768,16 @@ static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, si
         return -ENOENT;
     if (!d)
         return -ENOMEM;
-    if (!blockstore_has(ns->bs, c)) {
-        free(d);
-        bc_drop(ns, c);
-        return -ENOENT;
+    if (!seen) {
+        if (!blockstore_has(ns->bs, c)) {
+            free(d);
+            bc_drop(ns, c);
+            return -ENOENT;
+        }
+        pthread_mutex_lock(&ns->bc_lock);
+        if ((e = bc_find_locked(&ns->bc, key, c)))
+            e->gen = gen;
+        pthread_mutex_unlock(&ns->bc_lock);
     }
     atomic_fetch_add(&ns->bc_hits, 1);
     *data = d;
@@ -778,7 +787,8 @@ static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, si
 
 /* Keep a copy of a verified directory block read from the block store, if it is small. Best
  * effort: out of memory, it is simply not kept. */
-static void bc_put(struct node_store *ns, const struct cid *c, const uint8_t *data, size_t len)
+static void bc_put(struct node_store *ns, const struct cid *c, const uint8_t *data, size_t len,
+                   uint64_t gen)
 {
     if (c->codec != CID_CODEC_DAG_PB || len > BC_MAX_ENTRY)
         return;
@@ -787,6 +797,7 @@ static void bc_put(struct node_store *ns, const struct cid *c, const uint8_t *da
     if (!e)
         return;
     e->key = key;
+    e->gen = gen;
     e->cid = *c;
     e->len = len;
     memcpy(e->data, data, len);
@@ -827,9 +838,10 @@ static void bc_free(struct bcache *bc)
  * set), else (if fetch) from the fetch hook (if any). In a gateway store a block file found corrupt is removed and fetched again: a fetched
  * copy is never fsynced (blockstore_put_cache), so a crash may leave one cut short. */
 static int get_block_from(struct node_store *ns, const struct cid *c, uint8_t **data,
-                          size_t *len, bool fetch, bool *from_disk)
+                          size_t *len, bool fetch, bool *from_disk, uint64_t *gen)
 {
     *from_disk = false;
+    *gen = blockstore_removals(ns->bs); /* before the read: a removal after it is seen */
     if (stage_get(ns, c, data, len) == 0)
         return 0; /* made here, from verified blocks */
     if (bc_get(ns, c, data, len) == 0) {
@@ -853,7 +865,8 @@ static int get_block_ex(struct node_store *ns, const struct cid *c, uint8_t **da
                         bool fetch)
 {
     bool from_disk;
-    return get_block_from(ns, c, data, len, fetch, &from_disk);
+    uint64_t gen;
+    return get_block_from(ns, c, data, len, fetch, &from_disk, &gen);
 }
 
 static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
@@ -889,7 +902,8 @@ static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l,
         return -EIO;
     }
     bool from_disk;
-    int rc = get_block_from(ns, c, &l->block, &l->len, fetch, &from_disk);
+    uint64_t gen;
+    int rc = get_block_from(ns, c, &l->block, &l->len, fetch, &from_disk, &gen);
     if (rc < 0)
         return rc;
     rc = decode_loaded(c, l);
@@ -897,7 +911,7 @@ static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l,
      * disk (and checked) each time, so that a file damaged on disk reads as EIO at once. */
     if (rc == 0 && from_disk && is_dir_type(l)) {
         atomic_fetch_add(&ns->bc_misses, 1);
-        bc_put(ns, c, l->block, l->len);
+        bc_put(ns, c, l->block, l->len, gen);
     }
     return rc;
 }
