@@ -1465,8 +1465,10 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
         ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid))
         return -EPERM;
+    bool changed = false; /* anything sent to the node */
     if (to_set & FUSE_SET_ATTR_SIZE) {
         struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
+        changed = true;
         if (ino->kind != NODE_FILE)
             return -EISDIR;
         if (fh && fh->wh) {
@@ -1488,6 +1490,7 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
         if (rc < 0)
             return rc;
+        changed = true;
         /* Back to the default mode is no mode (as the store and `ipfs add` have it): content
          * an open writer links later carries none, so its CID is the CID of its bytes (rsync
          * writes 0600, then chmods 0644; tar and cp -a make directories 0700, then 0755). */
@@ -1502,7 +1505,10 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
             return rc;
         a.mtime = t;
         a.has_mtime = true;
+        changed = true;
     }
+    if (!changed)
+        return 0; /* a chown or chmod to what is shown (tar, cp -a, rsync): nothing to read */
     /* Open writers will link new content and re-apply these (flush_handle); meanwhile the
      * inode shows what was set. Otherwise read back the node's view (and new CID). */
     inode_mfs_set(fs->inodes, ino, &a);
