@@ -3058,6 +3058,18 @@ static bool last_name_ok(const struct path_parts *pp)
     return node_name_ok(pp->comp[pp->n - 1], pp->len[pp->n - 1]);
 }
 
+/* path split for a call that names a new entry: at_root (-errno) when path is the root,
+ * -EINVAL when its last name is not one a directory may hold. */
+static int split_entry_path(const char *path, struct path_parts *pp, int at_root)
+{
+    int rc = split_path(path, pp);
+    if (rc < 0)
+        return rc;
+    if (pp->n == 0)
+        return at_root;
+    return last_name_ok(pp) ? 0 : -EINVAL;
+}
+
 struct link_args {
     const struct path_parts *pp;
     const struct cid *child;
@@ -3102,13 +3114,9 @@ static int store_mfs_mkdir(struct node *base, const char *path)
     struct path_parts pp;
     struct cid d;
     uint64_t ts;
-    int rc = split_path(path, &pp);
+    int rc = split_entry_path(path, &pp, -EEXIST);
     if (rc < 0)
         return rc;
-    if (pp.n == 0)
-        return -EEXIST;
-    if (!last_name_ok(&pp))
-        return -EINVAL;
     rc = empty_dir(ns, &d, &ts);
     return rc < 0 ? rc : link_new(ns, &pp, &d, ts);
 }
@@ -3119,13 +3127,9 @@ static int store_mfs_link(struct node *base, const struct cid *c, const char *pa
     struct path_parts pp;
     struct loaded l;
     uint64_t ts;
-    int rc = split_path(path, &pp);
+    int rc = split_entry_path(path, &pp, -EEXIST);
     if (rc < 0)
         return rc;
-    if (pp.n == 0)
-        return -EEXIST;
-    if (!last_name_ok(&pp))
-        return -EINVAL;
     rc = load(ns, c, &l); /* offline: the content must be here */
     if (rc < 0)
         return rc;
@@ -3392,13 +3396,9 @@ static int store_mfs_put(struct node *base, const struct cid *c, const char *pat
                          const uint32_t *mode, const int64_t *mtime)
 {
     struct path_parts pp;
-    int rc = split_path(path, &pp);
+    int rc = split_entry_path(path, &pp, -EISDIR);
     if (rc < 0)
         return rc;
-    if (pp.n == 0)
-        return -EISDIR;
-    if (!last_name_ok(&pp))
-        return -EINVAL;
     struct put_args a = {.pp = &pp, .child = c, .mode = mode, .mtime = mtime};
     return run_change(to_store(base), put_change, &a);
 }
