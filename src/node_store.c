@@ -729,23 +729,16 @@ static struct bc_entry *bc_find_locked(struct bcache *bc, uint64_t key, const st
     return NULL;
 }
 
-/* Forget c's entry, if any (its block file is gone). */
-static void bc_drop(struct node_store *ns, const struct cid *c)
+/* Take e out of the cache and free it. */
+static void bc_remove_locked(struct bcache *bc, struct bc_entry *e)
 {
-    uint64_t key = stage_key(c);
-    struct bcache *bc = &ns->bc;
-    pthread_mutex_lock(&ns->bc_lock);
-    struct bc_entry *e = bc_find_locked(bc, key, c);
-    if (e) {
-        bc_unlink_locked(bc, e);
-        struct bc_entry **pp = &bc->tab[key % BC_BUCKETS];
-        while (*pp != e)
-            pp = &(*pp)->hnext;
-        *pp = e->hnext;
-        bc->bytes -= sizeof *e + e->len;
-        free(e);
-    }
-    pthread_mutex_unlock(&ns->bc_lock);
+    bc_unlink_locked(bc, e);
+    struct bc_entry **pp = &bc->tab[e->key % BC_BUCKETS];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    bc->bytes -= sizeof *e + e->len;
+    free(e);
 }
 
 /* A copy of c's block if the cache holds it and its block file is still there: 0, -ENOENT,
@@ -769,15 +762,17 @@ static int bc_get(struct node_store *ns, const struct cid *c, uint8_t **data, si
     if (!d)
         return -ENOMEM;
     if (!seen) {
-        if (!blockstore_has(ns->bs, c)) {
+        bool there = blockstore_has(ns->bs, c);
+        pthread_mutex_lock(&ns->bc_lock);
+        if ((e = bc_find_locked(&ns->bc, key, c)) && there)
+            e->gen = gen;
+        else if (e)
+            bc_remove_locked(&ns->bc, e); /* its block file is gone */
+        pthread_mutex_unlock(&ns->bc_lock);
+        if (!there) {
             free(d);
-            bc_drop(ns, c);
             return -ENOENT;
         }
-        pthread_mutex_lock(&ns->bc_lock);
-        if ((e = bc_find_locked(&ns->bc, key, c)))
-            e->gen = gen;
-        pthread_mutex_unlock(&ns->bc_lock);
     }
     atomic_fetch_add(&ns->bc_hits, 1);
     *data = d;
@@ -812,16 +807,8 @@ static void bc_put(struct node_store *ns, const struct cid *c, const uint8_t *da
     bc->tab[key % BC_BUCKETS] = e;
     bc_push_locked(bc, e);
     bc->bytes += sizeof *e + len;
-    while (bc->bytes > BC_BUDGET && bc->tail) {
-        struct bc_entry *old = bc->tail;
-        bc_unlink_locked(bc, old);
-        struct bc_entry **pp = &bc->tab[old->key % BC_BUCKETS];
-        while (*pp != old)
-            pp = &(*pp)->hnext;
-        *pp = old->hnext;
-        bc->bytes -= sizeof *old + old->len;
-        free(old);
-    }
+    while (bc->bytes > BC_BUDGET && bc->tail)
+        bc_remove_locked(bc, bc->tail);
     pthread_mutex_unlock(&ns->bc_lock);
 }
 
