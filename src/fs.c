@@ -411,10 +411,9 @@ static int find_entry(void *ud, const struct node_entry *e)
 static int stat_name(struct fs *fs, const struct inode *dir, const char *name, const char *path,
                      bool here, struct node_stat *st, struct cid *cid)
 {
-    if (here && (!fs->node->ops->mfs_stat_here || namespace_name(fs, dir, name)))
-        return -EAGAIN;
-    if (here)
-        return fs->node->ops->mfs_stat_here(fs->node, path, st, cid);
+    if (here) /* name_ref checked that the node has mfs_stat_here */
+        return namespace_name(fs, dir, name) ? -EAGAIN
+                                             : fs->node->ops->mfs_stat_here(fs->node, path, st, cid);
     if (!namespace_name(fs, dir, name))
         return fs->node->ops->mfs_stat(fs->node, path, st, cid);
     struct find_ctx f = {.name = name};
