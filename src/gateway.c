@@ -1139,7 +1139,7 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
     struct attempt at[GW_MAX];
     size_t started = 0, running = 0;
     int rc = -ETIMEDOUT;
-    bool any_bad = false, done = false;
+    bool any_bad = false, done = false, paused = false;
     struct timespec next_hedge = {0};
     unsigned stall_ms = HEDGE_MAX_MS;
 
@@ -1180,7 +1180,8 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
                 stall_ms = 1000u;
             if (o->running && diff_ms(now, o->last) >= (int64_t)stall_ms) {
                 rc = o->car_blocks ? -EAGAIN : -ETIMEDOUT;
-                break; /* it stopped sending: recorded as stalled below */
+                paused = true;
+                break; /* it paused: recorded as late below, the caller asks block by block */
             }
         }
 
@@ -1227,8 +1228,8 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
             curl_multi_poll(m, NULL, 0, (int)(poll > 250 ? 250 : poll), NULL);
     }
     for (size_t i = 0; i < started; i++) {
-        if (at[i].running && ((long)i == cs.owner || cs.owner < 0))
-            record_stalled(g, &at[i], req.what);
+        if (at[i].running && !paused && ((long)i == cs.owner || cs.owner < 0))
+            record_stalled(g, &at[i], req.what); /* a whole --timeout with no progress */
         else if (at[i].running)
             record_late(g, &at[i]);
         attempt_end(m, &at[i]);
@@ -1339,7 +1340,9 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         if (inflight == 0)
             break;
         /* A request with no bytes for twice the gateway's hedge delay (at least 1 s): the
-         * gateway stalls. Set it aside; what the batch did not get is the caller's to ask. */
+         * gateway pauses. Stop the batch and sort the gateway behind the others; what the batch
+         * did not get is the caller's to ask, block by block, where only a full --timeout sets
+         * a gateway aside (a pause under load is not a dead gateway). */
         pthread_mutex_lock(&g->lock);
         int64_t stall_ms = 2 * (int64_t)hedge_ms_locked(&g->hosts[host]);
         pthread_mutex_unlock(&g->lock);
@@ -1352,8 +1355,10 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         if (stalled) {
             for (unsigned k = 0; k < parallel; k++)
                 if (sl[k].busy) {
-                    record_stalled(g, &sl[k].at, sl[k].req.what);
-                    break; /* once: it is set aside */
+                    record_late(g, &sl[k].at);
+                    log_info("gateway %s: no bytes for %s in %lld ms: the rest block by block",
+                             g->hosts[host].url, sl[k].req.what, (long long)stall_ms);
+                    break; /* once */
                 }
             break;
         }

@@ -35,7 +35,9 @@
  *     timeout (after t ms, at least (t / timeout - 1) * GW_MAX_BLOCK): a healthy stream of
  *     hundreds of MiB may take longer than the timeout, a trickle may not.
  * Besides, a transfer that sends no byte at all for twice its gateway's hedge delay (at least
- * 1 s) is given up sooner (gw_car, gw_blocks).
+ * 1 s) is given up sooner (gw_car, gw_blocks), but only sorted behind the others, not set
+ * aside: a pause on a loaded machine is not a dead gateway, and the caller goes on block by
+ * block (gw_block), where a whole timeout with no answer does set a gateway aside.
  */
 #ifndef IPFSFS_GATEWAY_H
 #define IPFSFS_GATEWAY_H
@@ -93,9 +95,10 @@ int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, in
  * hashes to its CID (car.h); cb returns 0 to go on, -EBADMSG for a block the caller did not ask
  * for (that gateway is penalised, as for wrong bytes), or another -errno to stop (returned as
  * is). At most max bytes are read. A stream is given up, its gateway set aside, by the progress
- * rule above (no verified block for the timeout, or fewer than GW_MAX_BLOCK a timeout), when it
- * stops sending for twice its gateway's hedge delay (at least 1 s), and past max(16 x timeout,
- * 120 s) in all. Returns 0 (the CAR ended cleanly), or:
+ * rule above (no verified block for the timeout, or fewer than GW_MAX_BLOCK a timeout), and
+ * past max(16 x timeout, 120 s) in all; it is given up, its gateway only sorted behind, when it
+ * stops sending for twice its gateway's hedge delay (at least 1 s). Returns 0 (the CAR ended
+ * cleanly), or:
  *   -EAGAIN     cut short after some blocks (the caller goes on from what it got);
  *   -ETIMEDOUT  no gateway gave a block in time (none had it, or none answered, or all are set
  *               aside: this call does not wait for a rate-limited one);
@@ -114,9 +117,10 @@ int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to,
  * on kept-alive connections. Each block, once verified (as gw_block), goes to cb with its index
  * (in completion order; data is malloc'd and the callback's to free). What this call does not
  * bring is the caller's to ask (gw_block): it stops issuing requests when that gateway fails,
- * answers wrong bytes, rate-limits or stalls (no byte for twice its hedge delay, at least 1 s;
- * a request not done within the timeout, as the progress rule above says), and sets it aside
- * as gw_block would. A negative return of cb stops it. Returns how many
+ * answers wrong bytes, rate-limits or stalls (a request not done within the timeout, as the
+ * progress rule above says), and sets it aside as gw_block would; it stops as well, the gateway
+ * only sorted behind, when a request gets no byte for twice its hedge delay (at least 1 s).
+ * A negative return of cb stops it. Returns how many
  * blocks cb took, or -errno (cb's error; -ETIMEDOUT: every gateway is set aside). */
 int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
               int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *ud);
