@@ -41,6 +41,9 @@ struct importer {
      * each munmap's TLB shootdown took ~15% of the daemon's CPU in cp -r of small files. */
     struct level *lv[MAX_LEVELS];
     int top;          /* highest level in use */
+    size_t csize;     /* the chunk size */
+    uint64_t off;     /* file bytes imported so far */
+    bool short_seen;  /* a chunk shorter than csize came: it was the last */
     struct bytebuf enc, data;
     uint8_t *leaf;   /* a leaf block being made: header, chunk bytes read in place, trailer */
     size_t leaf_cap; /* bytes at leaf */
@@ -280,51 +283,102 @@ static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
     return 0;
 }
 
-int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn put, void *ud,
-              struct cid *out, uint64_t *tsize)
+int import_begin(const struct import_opts *o, uint64_t size_hint, import_put_fn put, void *ud,
+                 struct importer **out)
 {
+    *out = NULL;
     struct importer *im = calloc(1, sizeof *im);
-    int rc = -ENOMEM;
     if (!im)
-        return rc;
+        return -ENOMEM;
     im->o = o;
     im->put = put;
     im->ud = ud;
-    size_t csize = o->chunk_size ? o->chunk_size : IMPORT_DEFAULT_CHUNK;
-    uint64_t first = size < csize ? size : csize; /* no bigger buffer than the file needs */
+    im->csize = o->chunk_size ? o->chunk_size : IMPORT_DEFAULT_CHUNK;
+    uint64_t first = size_hint < im->csize ? size_hint : im->csize; /* no bigger than needed */
     im->leaf_cap = LEAF_HEAD_MAX + (size_t)first + LEAF_TAIL_MAX;
     im->leaf = malloc(im->leaf_cap);
-    if (!im->leaf)
-        goto out;
+    if (!im->leaf) {
+        free(im);
+        return -ENOMEM;
+    }
+    *out = im;
+    return 0;
+}
+
+size_t import_chunk_size(const struct importer *im)
+{
+    return im->csize;
+}
+
+uint64_t import_offset(const struct importer *im)
+{
+    return im->off;
+}
+
+int import_next(struct importer *im, int fd, size_t len)
+{
+    if (len == 0 || len > im->csize || im->short_seen)
+        return -EINVAL; /* only the last chunk may be short */
+    size_t need = LEAF_HEAD_MAX + len + LEAF_TAIL_MAX;
+    if (need > im->leaf_cap) {
+        uint8_t *b = realloc(im->leaf, need);
+        if (!b)
+            return -ENOMEM;
+        im->leaf = b;
+        im->leaf_cap = need;
+    }
     struct pending p;
-    if (size == 0) {
+    int rc = read_leaf(im, fd, im->off, len, &p);
+    if (rc == 0)
+        rc = push(im, 0, &p);
+    if (rc == 0) {
+        im->off += len;
+        im->short_seen = len < im->csize;
+    }
+    return rc;
+}
+
+int import_end(struct importer *im, struct cid *out, uint64_t *tsize)
+{
+    struct pending p;
+    int rc = 0;
+    if (im->off == 0) {
         static const uint8_t none[1];
         rc = make_leaf(im, none, 0, &p);
         if (rc == 0)
             rc = push(im, 0, &p);
     }
-    for (uint64_t off = 0; off < size; off += csize) {
-        size_t n = size - off < csize ? (size_t)(size - off) : csize;
-        rc = read_leaf(im, fd, off, n, &p);
-        if (rc == 0)
-            rc = push(im, 0, &p);
-        if (rc < 0)
-            goto out;
-    }
-    rc = finish(im, &p);
+    if (rc == 0)
+        rc = finish(im, &p);
     if (rc == 0) {
         *out = p.cid;
         if (tsize)
             *tsize = p.tsize;
     }
-out:
-    if (im) {
-        bytebuf_free(&im->enc);
-        bytebuf_free(&im->data);
-        for (int k = 0; k < MAX_LEVELS; k++)
-            free(im->lv[k]);
-        free(im->leaf);
-    }
+    return rc;
+}
+
+void import_free(struct importer *im)
+{
+    if (!im)
+        return;
+    bytebuf_free(&im->enc);
+    bytebuf_free(&im->data);
+    for (int k = 0; k < MAX_LEVELS; k++)
+        free(im->lv[k]);
+    free(im->leaf);
     free(im);
+}
+
+int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn put, void *ud,
+              struct cid *out, uint64_t *tsize)
+{
+    struct importer *im;
+    int rc = import_begin(o, size, put, ud, &im);
+    for (uint64_t off = 0; rc == 0 && off < size; off += im->csize)
+        rc = import_next(im, fd, size - off < im->csize ? (size_t)(size - off) : im->csize);
+    if (rc == 0)
+        rc = import_end(im, out, tsize);
+    import_free(im);
     return rc;
 }

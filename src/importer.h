@@ -40,4 +40,18 @@ typedef int (*import_put_fn)(void *ud, const struct cid *c, const uint8_t *data,
 int import_fd(int fd, uint64_t size, const struct import_opts *o, import_put_fn put, void *ud,
               struct cid *out, uint64_t *tsize);
 
+/* The same, a chunk at a time, for bytes that arrive over time (a file being written): begin
+ * (size_hint: the file's size if known, else anything >= the chunk size; o must outlive the
+ * importer), then import_next for each chunk in order, read from fd at import_offset (each
+ * chunk import_chunk_size bytes but the last, which may be shorter), then import_end for the
+ * root. The DAG equals import_fd's of the same bytes. import_free in every case. */
+struct importer;
+int import_begin(const struct import_opts *o, uint64_t size_hint, import_put_fn put, void *ud,
+                 struct importer **out);
+size_t import_chunk_size(const struct importer *im);
+uint64_t import_offset(const struct importer *im);
+int import_next(struct importer *im, int fd, size_t len);
+int import_end(struct importer *im, struct cid *out, uint64_t *tsize);
+void import_free(struct importer *im);
+
 #endif

@@ -92,6 +92,28 @@ static int count_put(void *ud, const struct cid *c, const uint8_t *data, size_t 
     return 0;
 }
 
+/* The same import a chunk at a time (import_begin/next/end, as a file being written is
+ * imported), with no size known up front. */
+static int stream_import(int fd, uint64_t size, const struct import_opts *o, struct cid *c,
+                         uint64_t *tsize)
+{
+    struct importer *im;
+    int rc = import_begin(o, UINT64_MAX, NULL, NULL, &im);
+    if (rc < 0)
+        return rc;
+    size_t chunk = import_chunk_size(im);
+    while (rc == 0 && import_offset(im) < size) {
+        uint64_t left = size - import_offset(im);
+        rc = import_next(im, fd, left < chunk ? (size_t)left : chunk);
+    }
+    if (rc == 0 && size % chunk) /* only the last chunk may be short */
+        CHECK_EQ_INT(import_next(im, fd, 1), -EINVAL);
+    if (rc == 0)
+        rc = import_end(im, c, tsize);
+    import_free(im);
+    return rc;
+}
+
 static void check_import(int fd, uint64_t size, int version, int raw, const char *chunker,
                          const char *want, int64_t want_tsize, int line)
 {
@@ -115,6 +137,13 @@ static void check_import(int fd, uint64_t size, int version, int raw, const char
         CHECK_EQ_INT(k.bytes, want_tsize); /* every block once, tsize counts them all */
     }
     CHECK(k.max_block <= 262144 + 1024 || chunker);
+    struct cid sc;
+    uint64_t stsize = 0;
+    char ss[CID_STR_MAX] = "";
+    CHECK_EQ_INT(stream_import(fd, size, &o, &sc, &stsize), 0);
+    cid_format(&sc, ss, sizeof ss);
+    CHECK_EQ_STR(ss, want);
+    CHECK_EQ_INT(stsize, tsize);
 }
 
 static void test_known_small(void)
