@@ -48,6 +48,26 @@ typedef int (*node_entry_fn)(void *ud, const struct node_entry *e);
 
 struct node;
 
+/* A file's bytes imported as they are written (node_ops.add_stream): the stream takes whole
+ * chunks of chunk bytes, in order from offset 0, read from the file descriptor it is given;
+ * end imports the rest and gives the CID that add would give the same bytes. The caller keeps
+ * the bytes below the stream's offset unchanged while it lives. One caller at a time. */
+struct add_stream;
+struct add_stream_ops {
+    /* Import every whole chunk of fd below upto not imported yet; *done: the bytes imported
+     * so far (a multiple of chunk). 0 or -errno (then only abort is allowed). */
+    int (*more)(struct add_stream *s, int fd, uint64_t upto, uint64_t *done);
+    /* Import fd's bytes from *done up to size (size >= *done), give the file's CID, and free
+     * the stream. 0 or -errno (the stream is freed in every case). */
+    int (*end)(struct add_stream *s, int fd, uint64_t size, struct cid *out);
+    /* Free the stream; what it stored is left for the store's garbage collection. */
+    void (*abort)(struct add_stream *s);
+};
+struct add_stream {
+    const struct add_stream_ops *ops;
+    size_t chunk;
+};
+
 /* How add imports bytes (mount options --cid-version, --raw-leaves, --chunker, --pin). */
 struct node_add_opts {
     int cid_version;   /* -1: the node's default */
@@ -88,6 +108,9 @@ struct node_ops {
     /* Import size bytes read from fd (from offset 0) as one file; returns its CID. */
     int (*add)(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
                struct cid *out);
+    /* Start an add that takes the bytes as they are written (struct add_stream), with the
+     * same import settings and result as add. Optional: NULL or -ENOSYS means use add. */
+    int (*add_stream)(struct node *n, const struct node_add_opts *o, struct add_stream **out);
     /* Store a UnixFS symlink node; returns its CID. */
     int (*put_symlink)(struct node *n, const char *target, struct cid *out);
     /* Like read, but the bytes go to sink as they arrive (so a reader can use the first

@@ -205,6 +205,11 @@ static int fb_add(struct node *n, int fd, uint64_t size, const struct node_add_o
     PRIMARY(add, fd, size, o, out);
 }
 
+static int fb_add_stream(struct node *n, const struct node_add_opts *o, struct add_stream **out)
+{
+    PRIMARY(add_stream, o, out);
+}
+
 static int fb_put_symlink(struct node *n, const char *target, struct cid *out)
 {
     PRIMARY(put_symlink, target, out);
@@ -293,6 +298,7 @@ static const struct node_ops fallback_ops = {
     .mfs_chmod = fb_mfs_chmod,
     .mfs_touch = fb_mfs_touch,
     .add = fb_add,
+    .add_stream = fb_add_stream,
     .put_symlink = fb_put_symlink,
     .space = fb_space,
     .put_car = fb_put_car,

@@ -145,6 +145,11 @@ static int later_add(struct node *n, int fd, uint64_t size, const struct node_ad
     FORWARD(add, fd, size, o, out);
 }
 
+static int later_add_stream(struct node *n, const struct node_add_opts *o, struct add_stream **out)
+{
+    FORWARD(add_stream, o, out);
+}
+
 static int later_put_symlink(struct node *n, const char *target, struct cid *out)
 {
     FORWARD(put_symlink, target, out);
@@ -200,6 +205,7 @@ static const struct node_ops later_ops = {
     .mfs_chmod = later_mfs_chmod,
     .mfs_touch = later_mfs_touch,
     .add = later_add,
+    .add_stream = later_add_stream,
     .put_symlink = later_put_symlink,
     .space = later_space,
     .put_car = later_put_car,

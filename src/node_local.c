@@ -154,6 +154,13 @@ static int local_add(struct node *n, int fd, uint64_t size, const struct node_ad
     return s->ops->add(s, fd, size, o, out);
 }
 
+static int local_add_stream(struct node *n, const struct node_add_opts *o,
+                            struct add_stream **out)
+{
+    struct node *s = to_local(n)->store;
+    return s->ops->add_stream ? s->ops->add_stream(s, o, out) : -ENOSYS;
+}
+
 static int local_put_symlink(struct node *n, const char *target, struct cid *out)
 {
     struct node *s = to_local(n)->store;
@@ -286,6 +293,7 @@ static const struct node_ops local_ops = {
     .mfs_stat_here = local_mfs_stat_here,
     .mfs_put = local_mfs_put,
     .add = local_add,
+    .add_stream = local_add_stream,
     .put_symlink = local_put_symlink,
     .space = local_space,
     .get_block = local_get_block,

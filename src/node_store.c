@@ -213,7 +213,7 @@ struct node_store {
     size_t stage_cap, stage_n;
     uint64_t stage_bytes;
     uint64_t epoch;
-    atomic_uint_fast64_t adds, add_bytes, name_changes, commits, commit_errors, fetches,
+    atomic_uint_fast64_t adds, add_bytes, add_streams, name_changes, commits, commit_errors, fetches,
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
         range_errors, range_blocks, range_bytes;
 };
@@ -1935,13 +1935,17 @@ static int stage_put_content(void *ud, const struct cid *c, const uint8_t *data,
 }
 
 /* Imports hash the next chunk while one writer thread stores (and fsyncs) the previous ones:
- * a bounded queue between the importer and the writer. lock guards every field below it. */
+ * a bounded queue between the importer and the writer. lock guards every field below it.
+ * The block copies' buffers are reused (spare): a buffer of a chunk's size is past malloc's
+ * mmap threshold, and fresh pages for every block (page faults, zeroing) cost a third of a
+ * large import's CPU. */
 #define PIPE_DEPTH 8 /* blocks in flight: at most ~2 MiB with the default chunker */
 
 struct pipe_item {
     struct cid cid;
     uint8_t *data;
     size_t len;
+    size_t cap; /* bytes at data */
 };
 
 struct pipe {
@@ -1953,6 +1957,8 @@ struct pipe {
     size_t head, count;
     bool done;
     int err; /* first error of the writer */
+    struct pipe_item spare[PIPE_DEPTH + 1]; /* buffers given back (data, len: their size) */
+    size_t nspare;
 };
 
 static void *pipe_writer(void *arg)
@@ -1967,8 +1973,11 @@ static void *pipe_writer(void *arg)
         struct pipe_item it = p->q[p->head];
         pthread_mutex_unlock(&p->lock);
         int rc = p->err ? 0 : blockstore_put(p->bs, &it.cid, it.data, it.len);
-        free(it.data);
         pthread_mutex_lock(&p->lock);
+        if (p->nspare < PIPE_DEPTH + 1)
+            p->spare[p->nspare++] = (struct pipe_item){.data = it.data, .len = it.cap};
+        else
+            free(it.data);
         if (rc < 0 && !p->err)
             p->err = rc;
         p->head = (p->head + 1) % PIPE_DEPTH;
@@ -1982,13 +1991,27 @@ static void *pipe_writer(void *arg)
 static int pipe_put(void *ud, const struct cid *c, const uint8_t *data, size_t len)
 {
     struct pipe *p = ud;
-    struct pipe_item it = {.cid = *c, .data = malloc(len ? len : 1), .len = len};
-    if (!it.data)
-        return -ENOMEM;
-    memcpy(it.data, data, len);
+    struct pipe_item it = {.cid = *c, .len = len};
     pthread_mutex_lock(&p->lock);
     while (p->count == PIPE_DEPTH && !p->err)
         pthread_cond_wait(&p->cond, &p->lock);
+    /* A spare buffer big enough, if any (a file's chunks are all one size but its last, and
+     * the nodes above the leaves are smaller). */
+    for (size_t i = p->nspare; i-- > 0;)
+        if (p->spare[i].len >= len) {
+            it.data = p->spare[i].data;
+            it.cap = p->spare[i].len;
+            p->spare[i] = p->spare[--p->nspare];
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+    if (!it.data) {
+        it.cap = len ? len : 1;
+        if (!(it.data = malloc(it.cap)))
+            return -ENOMEM;
+    }
+    memcpy(it.data, data, len);
+    pthread_mutex_lock(&p->lock);
     int rc = p->err;
     if (rc == 0) {
         p->q[(p->head + p->count) % PIPE_DEPTH] = it;
@@ -2001,6 +2024,36 @@ static int pipe_put(void *ud, const struct cid *c, const uint8_t *data, size_t l
     return rc;
 }
 
+/* Start the pipe's writer thread. 0, or -errno (nothing to undo). */
+static int pipe_open(struct pipe *p, struct blockstore *bs)
+{
+    *p = (struct pipe){.bs = bs};
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    int rc = pthread_create(&p->thread, NULL, pipe_writer, p);
+    if (rc != 0) {
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->lock);
+        return -rc;
+    }
+    return 0;
+}
+
+/* Let the writer store what is queued, stop it, and free the pipe: the writer's first error. */
+static int pipe_close(struct pipe *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->done = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    for (size_t i = 0; i < p->nspare; i++)
+        free(p->spare[i].data);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    return p->err;
+}
+
 /* Import through the pipe: returns the importer's error, else the writer's. */
 static int import_piped(struct node_store *ns, int fd, uint64_t size, const struct import_opts *io,
                         struct cid *out)
@@ -2009,32 +2062,18 @@ static int import_piped(struct node_store *ns, int fd, uint64_t size, const stru
      * start one per file). */
     if (size <= 4 * (uint64_t)io->chunk_size)
         return import_fd(fd, size, io, stage_put_content, ns, out, NULL);
-    struct pipe p = {.bs = ns->bs};
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.cond, NULL);
-    int rc = pthread_create(&p.thread, NULL, pipe_writer, &p);
-    if (rc != 0) {
-        rc = import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
-        goto out;
-    }
-    rc = import_fd(fd, size, io, pipe_put, &p, out, NULL);
-    pthread_mutex_lock(&p.lock);
-    p.done = true;
-    pthread_cond_broadcast(&p.cond);
-    pthread_mutex_unlock(&p.lock);
-    pthread_join(p.thread, NULL);
-    if (rc == 0)
-        rc = p.err;
-out:
-    pthread_cond_destroy(&p.cond);
-    pthread_mutex_destroy(&p.lock);
-    return rc;
+    struct pipe p;
+    if (pipe_open(&p, ns->bs) < 0)
+        return import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
+    int rc = import_fd(fd, size, io, pipe_put, &p, out, NULL);
+    int prc = pipe_close(&p);
+    return rc < 0 ? rc : prc;
 }
 
-static int store_add(struct node *base, int fd, uint64_t size, const struct node_add_opts *o,
-                     struct cid *out)
+/* The import settings of an add with options o (NULL: the mount's). 0 or -errno. */
+static int add_settings(struct node_store *ns, const struct node_add_opts *o,
+                        struct import_opts *io)
 {
-    struct node_store *ns = to_store(base);
     struct node_add_opts merged = ns->add_defaults;
     if (o) {
         if (o->cid_version >= 0)
@@ -2044,13 +2083,21 @@ static int store_add(struct node *base, int fd, uint64_t size, const struct node
         if (o->chunker)
             merged.chunker = o->chunker;
     }
-    struct import_opts io;
-    int rc = import_opts_from(&merged, &io);
-    if (rc < 0) {
+    int rc = import_opts_from(&merged, io);
+    if (rc < 0)
         log_warn("add: unsupported import settings (cid-version %d, chunker %s)",
                  merged.cid_version, merged.chunker ? merged.chunker : "default");
+    return rc;
+}
+
+static int store_add(struct node *base, int fd, uint64_t size, const struct node_add_opts *o,
+                     struct cid *out)
+{
+    struct node_store *ns = to_store(base);
+    struct import_opts io;
+    int rc = add_settings(ns, o, &io);
+    if (rc < 0)
         return rc;
-    }
     /* Durable with the next commit (node_store_commit: the node's sync op), like names. */
     struct busy busy;
     busy_begin(ns, &busy);
@@ -2062,6 +2109,99 @@ static int store_add(struct node *base, int fd, uint64_t size, const struct node
     }
     atomic_fetch_add(&ns->adds, 1);
     atomic_fetch_add(&ns->add_bytes, size);
+    return 0;
+}
+
+/* An add that takes a file's chunks as they are written (node.h, struct add_stream): the same
+ * importer and pipe as store_add, kept between calls. busy from start to end: the blocks it
+ * stored stay young (no sweep takes them) until the name that holds them is committed. One
+ * caller at a time: no lock. */
+struct store_stream {
+    struct add_stream base; /* first: the caller's pointer */
+    struct node_store *ns;
+    struct import_opts io;
+    struct importer *im;
+    struct pipe p;
+    struct busy busy;
+};
+
+static void stream_free(struct store_stream *st, int *rc)
+{
+    int prc = pipe_close(&st->p);
+    if (rc && *rc == 0)
+        *rc = prc;
+    import_free(st->im);
+    busy_end(st->ns, &st->busy);
+    free(st);
+}
+
+static int stream_more(struct add_stream *s, int fd, uint64_t upto, uint64_t *done)
+{
+    struct store_stream *st = (struct store_stream *)s;
+    int rc = 0;
+    size_t chunk = st->base.chunk;
+    while (rc == 0 && import_offset(st->im) + chunk <= upto)
+        rc = import_next(st->im, fd, chunk);
+    *done = import_offset(st->im);
+    return rc;
+}
+
+static int stream_end(struct add_stream *s, int fd, uint64_t size, struct cid *out)
+{
+    struct store_stream *st = (struct store_stream *)s;
+    size_t chunk = st->base.chunk;
+    int rc = size < import_offset(st->im) ? -EINVAL : 0;
+    while (rc == 0 && import_offset(st->im) < size) {
+        uint64_t left = size - import_offset(st->im);
+        rc = import_next(st->im, fd, left < chunk ? (size_t)left : chunk);
+    }
+    if (rc == 0)
+        rc = import_end(st->im, out, NULL);
+    struct node_store *ns = st->ns;
+    stream_free(st, &rc);
+    if (rc < 0) {
+        log_warn("add (%llu bytes, as written): %s", (unsigned long long)size, strerror(-rc));
+        return rc;
+    }
+    atomic_fetch_add(&ns->adds, 1);
+    atomic_fetch_add(&ns->add_bytes, size);
+    atomic_fetch_add(&ns->add_streams, 1);
+    return 0;
+}
+
+static void stream_abort(struct add_stream *s)
+{
+    stream_free((struct store_stream *)s, NULL);
+}
+
+static const struct add_stream_ops store_stream_ops = {
+    .more = stream_more,
+    .end = stream_end,
+    .abort = stream_abort,
+};
+
+static int store_add_stream(struct node *base, const struct node_add_opts *o,
+                            struct add_stream **out)
+{
+    struct node_store *ns = to_store(base);
+    *out = NULL;
+    struct store_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    int rc = add_settings(ns, o, &st->io);
+    if (rc == 0)
+        rc = import_begin(&st->io, UINT64_MAX, pipe_put, &st->p, &st->im);
+    if (rc == 0)
+        rc = pipe_open(&st->p, ns->bs);
+    if (rc < 0) {
+        import_free(st->im); /* NULL-safe */
+        free(st);
+        return rc;
+    }
+    st->ns = ns;
+    st->base = (struct add_stream){.ops = &store_stream_ops, .chunk = st->io.chunk_size};
+    busy_begin(ns, &st->busy);
+    *out = &st->base;
     return 0;
 }
 
@@ -3485,7 +3625,7 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
-                    "\nstore_name_changes %" PRIu64 "\nstore_commits %" PRIu64
+                    "\nstore_add_streams %" PRIu64 "\nstore_name_changes %" PRIu64 "\nstore_commits %" PRIu64
                     "\nstore_commit_errors %" PRIu64 "\nstore_fetches %" PRIu64
                     "\nstore_fetch_errors %" PRIu64 "\nstore_gc_runs %" PRIu64
                     "\nstore_gc_blocks %" PRIu64 "\nstore_gc_bytes %" PRIu64
@@ -3495,6 +3635,7 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     (uint64_t)atomic_load(&ns->bc_misses), s.puts, s.put_bytes, s.dedup,
                     s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
+                    (uint64_t)atomic_load(&ns->add_streams),
                     (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->commits),
                     (uint64_t)atomic_load(&ns->commit_errors), (uint64_t)atomic_load(&ns->fetches),
                     (uint64_t)atomic_load(&ns->fetch_errors), (uint64_t)atomic_load(&ns->gc_runs),
@@ -3696,6 +3837,7 @@ static const struct node_ops store_ops = {
     .mfs_stat_here = store_mfs_stat_here,
     .mfs_put = store_mfs_put,
     .add = store_add,
+    .add_stream = store_add_stream,
     .put_symlink = store_put_symlink,
     .space = store_space,
     .put_car = store_put_car,

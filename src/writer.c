@@ -15,6 +15,13 @@
 
 #define FILL_CHUNK (1u << 20)
 
+/* A file is imported as it is written once it reaches STREAM_START bytes, written in order
+ * (each write ends the file), at most STREAMS_MAX files at a time (each holds two threads and
+ * about 2.5 MiB). Smaller files are imported at close, as one block or a few. */
+#define STREAM_START (1u << 20)
+#define STREAMS_MAX 16
+static atomic_int streams_open;
+
 static int spool_create(const char *dir)
 {
     /* O_TMPFILE: never visible, gone when closed, even after a crash. */
@@ -60,8 +67,10 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     h->fd = -1;
     h->spool_dir = cfg->spool_dir;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->scond, NULL);
     atomic_init(&h->refs, 1);
     h->node = n;
+    h->add_opts = &cfg->add;
     h->filled = !base || size == 0;
     if (!h->filled) {
         h->base = *base;
@@ -77,14 +86,103 @@ void writer_hold(struct whandle *h)
     atomic_fetch_add(&h->refs, 1);
 }
 
+/* Give up the stream, if any (lock held, its thread idle): end unused or after a flush. */
+static void stream_drop_locked(struct whandle *h)
+{
+    if (h->stream) {
+        h->stream->ops->abort(h->stream);
+        h->stream = NULL;
+        atomic_fetch_sub(&streams_open, 1);
+    }
+    h->sbroken = false;
+    h->sclaim = h->sdone = 0;
+}
+
 void writer_close(struct whandle *h)
 {
     if (!h || atomic_fetch_sub(&h->refs, 1) > 1)
         return;
+    if (h->sthread_on) {
+        pthread_mutex_lock(&h->lock);
+        h->sstop = true;
+        pthread_cond_broadcast(&h->scond);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->sthread, NULL);
+    }
+    stream_drop_locked(h); /* no other reference: no lock needed */
     if (h->fd >= 0)
         close(h->fd);
+    pthread_cond_destroy(&h->scond);
     pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+/* The stream's thread: while the file has a whole chunk the stream was not handed yet, hand
+ * it everything written so far (the writes go on meanwhile: the lock is not held while it
+ * reads the spool). */
+static void *stream_thread(void *arg)
+{
+    struct whandle *h = arg;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->sstop && !(h->stream && !h->sbroken && h->err == 0 &&
+                              h->size >= h->sclaim + h->stream->chunk))
+            pthread_cond_wait(&h->scond, &h->lock);
+        if (h->sstop)
+            break;
+        struct add_stream *s = h->stream;
+        int fd = h->fd;
+        uint64_t upto = h->size, done = 0;
+        h->sclaim = upto;
+        h->sbusy = true;
+        pthread_mutex_unlock(&h->lock);
+        int rc = s->ops->more(s, fd, upto, &done);
+        pthread_mutex_lock(&h->lock);
+        h->sbusy = false;
+        if (rc < 0)
+            h->sbroken = true; /* the add at close does it all, and reports what fails */
+        else
+            h->sdone = done;
+        pthread_cond_broadcast(&h->scond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+/* After a write of [off, end) or a truncate to end (lock held): a change below what the
+ * stream was handed breaks it; a file written in order past STREAM_START gets one; a whole new
+ * chunk wakes its thread. */
+static void stream_note_locked(struct whandle *h, uint64_t off, uint64_t end)
+{
+    if (off < h->sclaim || end < h->sclaim) {
+        h->sbroken = true;
+        return;
+    }
+    if (!h->stream) {
+        if (h->sbroken || end != h->size || h->size < STREAM_START || h->fd < 0 ||
+            !h->node->ops->add_stream)
+            return;
+        if (atomic_fetch_add(&streams_open, 1) >= STREAMS_MAX) {
+            atomic_fetch_sub(&streams_open, 1);
+            return;
+        }
+        if (h->node->ops->add_stream(h->node, h->add_opts, &h->stream) < 0) {
+            h->stream = NULL;
+            atomic_fetch_sub(&streams_open, 1);
+            h->sbroken = true; /* not again until the next flush */
+            return;
+        }
+        if (!h->sthread_on) {
+            if (pthread_create(&h->sthread, NULL, stream_thread, h) != 0) {
+                stream_drop_locked(h);
+                h->sbroken = true;
+                return;
+            }
+            h->sthread_on = true;
+        }
+    }
+    if (!h->sbusy && !h->sbroken && h->size >= h->sclaim + h->stream->chunk)
+        pthread_cond_signal(&h->scond);
 }
 
 /* Copy the base content into the spool (lock held). */
@@ -149,6 +247,7 @@ ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t of
             h->dirty = true;
             if (off + (uint64_t)n > h->size)
                 h->size = off + (uint64_t)n;
+            stream_note_locked(h, off, off + (uint64_t)n);
         }
     }
     pthread_mutex_unlock(&h->lock);
@@ -181,6 +280,8 @@ int writer_truncate(struct whandle *h, uint64_t size)
     if (rc == 0) {
         h->size = size;
         h->dirty = true;
+        if (size < h->sclaim)
+            h->sbroken = true;
     }
     pthread_mutex_unlock(&h->lock);
     return rc;
@@ -275,7 +376,21 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         }
     }
     /* Held across the upload on purpose: the bytes must not change while they are added. */
-    rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
+    rc = -ENOSYS;
+    if (h->stream) {
+        /* The stream has the file up to sdone: it imports the rest (the same CID as add). */
+        while (h->sbusy)
+            pthread_cond_wait(&h->scond, &h->lock);
+        if (!h->sbroken && h->sdone <= h->size) {
+            rc = h->stream->ops->end(h->stream, fd, h->size, cid);
+            h->stream = NULL; /* ended: freed by end */
+            atomic_fetch_sub(&streams_open, 1);
+        }
+        stream_drop_locked(h);
+    }
+    if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
+        rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
+    stream_drop_locked(h);
     if (fd != h->fd)
         close(fd);
     if (rc == 0)

@@ -5,7 +5,10 @@
  * at creat(2), costs none; an error making it fails that write). A handle opened on existing content fills its spool from the node only when it is
  * first read, written or truncated (so touch or chmod through an open handle cost nothing). On
  * flush (close(2)) a changed spool is streamed to the node's add, and the new CID is linked under
- * the name; only then is the handle clean. If a write, the add or the link fails, the handle is
+ * the name; only then is the handle clean. A file written in order past 1 MiB is handed to the
+ * node's add_stream as it grows, by a thread of the handle's, when the node has one (the store,
+ * local-first): the flush then imports only what the stream was not given yet. A write or
+ * truncate below what the stream was given drops the stream, and the flush adds it all. If a write, the add or the link fails, the handle is
  * poisoned: every later flush returns that error (so close(2) fails and cp says so), nothing is
  * added, and the name keeps its old content.
  */
@@ -39,6 +42,16 @@ struct whandle {
     struct node *node;
     struct cid base; /* content the spool starts from, if !filled */
     uint64_t base_size;
+    /* A file written in order is imported as it grows (node_ops.add_stream), by a thread of
+     * its own, so that close(2) has only its last chunks to import (writer.c). */
+    const struct node_add_opts *add_opts; /* the mount's (outlive h) */
+    struct add_stream *stream;            /* NULL: none */
+    pthread_cond_t scond;                 /* with lock: work for the thread, or it is idle */
+    pthread_t sthread;
+    bool sthread_on, sstop, sbusy;
+    bool sbroken;    /* bytes the stream may have read changed: end it unused */
+    uint64_t sclaim; /* the stream was handed the bytes below this */
+    uint64_t sdone;  /* and imported those below this */
 };
 
 /* Open a spool that starts from base (size bytes; NULL or 0: empty). Returns 0 or -errno. */

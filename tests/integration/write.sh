@@ -196,6 +196,55 @@ check "rmdir of an empty directory" rmdir "$MNT/rmdir-me"
 check_eq "the root lists what is left" \
     "$(cd "$MNT" && LC_ALL=C ls -A 2>&1 | tr '\n' ' ')" "big big-copy f tree "
 
+# ---- a large file imported as it is written ---------------------------------------------------
+# Past 1 MiB written in order, a file's chunks are imported while it is written (local-first and
+# store mounts); any change below what was imported drops that import and the close imports it
+# all. Each way, the CID is the one of the final bytes.
+
+STREAMS0=$(getfattr --only-values -n user.ipfsfs.stats "$MNT" 2>/dev/null | awk '$1 == "store_add_streams" { print $2 }')
+python3 - "$MNT/s1" "$L/s1" <<'PY'
+import os, sys
+data = bytearray(os.urandom(6 * 1024 * 1024 + 4321))
+fds = [os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644) for p in sys.argv[1:3]]
+for fd in fds:
+    for off in range(0, 4 << 20, 65536):          # 4 MiB in order
+        os.pwrite(fd, data[off:off + 65536], off)
+data[100:200] = b"R" * 100                          # then a write near the start
+for fd in fds:
+    os.pwrite(fd, data[100:200], 100)
+    os.pwrite(fd, data[4 << 20:], 4 << 20)          # and the rest
+    os.close(fd)
+PY
+check_same "6 MiB written in order, then rewritten near its start" "$MNT/s1" "$L/s1"
+check "appending 3 MiB to a 20 MiB file (>>)" sh -c "head -c 3145728 /dev/urandom >'$L/app' && cat '$L/app' >>'$MNT/big' && cat '$L/app' >>'$L/big'"
+check_same "20 MiB + 3 MiB appended" "$MNT/big" "$L/big"
+head -c 5000000 /dev/urandom >"$L/s2"
+check "dd of 5 MB in 64 KiB writes" dd if="$L/s2" of="$MNT/s2" bs=64k status=none
+check "dd conv=notrunc at 4 KiB into it while the file is large" \
+    sh -c "printf HELLO | dd of='$MNT/s2' conv=notrunc seek=4096 bs=1 status=none"
+printf HELLO | dd of="$L/s2" conv=notrunc seek=4096 bs=1 status=none
+check_same "5 MB, then 5 bytes at 4096" "$MNT/s2" "$L/s2"
+python3 - "$MNT/s3" "$L/s3" <<'PY'
+import os, sys
+data = os.urandom(3 * 1024 * 1024)
+for p in sys.argv[1:3]:
+    fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data[:2 << 20])
+    os.fsync(fd)                                    # the import ends here, at 2 MiB
+    os.write(fd, data[2 << 20:])                    # and starts over for the rest
+    os.ftruncate(fd, (5 << 19) + 3)                 # cut below what it had
+    os.close(fd)
+PY
+check_same "3 MiB with an fsync at 2 MiB, cut to 2.5 MiB" "$MNT/s3" "$L/s3"
+if [ -n "$STREAMS0" ]; then
+    STREAMS1=$(getfattr --only-values -n user.ipfsfs.stats "$MNT" 2>/dev/null | awk '$1 == "store_add_streams" { print $2 }')
+    check "files written in order were imported as written (store_add_streams $STREAMS0 -> $STREAMS1)" \
+        test "${STREAMS1:-0}" -gt "$STREAMS0"
+else
+    skip "files written in order were imported as written" "no local store (--write-through)"
+fi
+rm -f "$MNT/s1" "$MNT/s2" "$MNT/s3"
+
 # ---- shell redirections, truncate, dd --------------------------------------------------------
 
 check "echo x > MNT/a" sh -c "echo x >'$MNT/a'"
