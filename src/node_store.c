@@ -4045,8 +4045,9 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
         ns->ops.read_stream = store_read_stream;
     ns->base.ops = &ns->ops;
     ns->base.description = ns->description;
-    snprintf(ns->description, sizeof ns->description, "embedded block store at %s (offline)",
-             ns->dir);
+    snprintf(ns->description, sizeof ns->description, "embedded block store at %s (%s)", ns->dir,
+             ns->fetch_range || ns->fetch_many ? "fetching what it lacks"
+                                               : "offline");
     ns->add_defaults = cfg ? cfg->add : (struct node_add_opts){.cid_version = -1, .raw_leaves = -1};
     ns->shard_bytes =
         cfg && cfg->hamt_shard_bytes ? cfg->hamt_shard_bytes : NODE_STORE_HAMT_SHARD_BYTES;
