@@ -57,11 +57,12 @@ struct add_stream_ops {
     /* Import every whole chunk of fd below upto not imported yet; *done: the bytes imported
      * so far (a multiple of chunk). 0 or -errno (then only abort is allowed). */
     int (*more)(struct add_stream *s, int fd, uint64_t upto, uint64_t *done);
-    /* Import fd's bytes from *done up to size (size >= *done), give the file's CID, and free
-     * the stream. 0 or -errno (the stream is freed in every case). */
+    /* Import fd's bytes from *done up to size (size >= *done) and give the file's CID, its
+     * blocks stored. 0 or -errno; then only release is allowed. */
     int (*end)(struct add_stream *s, int fd, uint64_t size, struct cid *out);
-    /* Free the stream; what it stored is left for the store's garbage collection. */
-    void (*abort)(struct add_stream *s);
+    /* Free the stream, ended or not. Until then the blocks it stored are kept from the store's
+     * garbage collection: after end, release once the CID is linked under its name. */
+    void (*release)(struct add_stream *s);
 };
 struct add_stream {
     const struct add_stream_ops *ops;

@@ -2113,27 +2113,19 @@ static int store_add(struct node *base, int fd, uint64_t size, const struct node
 }
 
 /* An add that takes a file's chunks as they are written (node.h, struct add_stream): the same
- * importer and pipe as store_add, kept between calls. busy from start to end: the blocks it
- * stored stay young (no sweep takes them) until the name that holds them is committed. One
- * caller at a time: no lock. */
+ * importer and pipe as store_add, kept between calls. busy from start to release (which the
+ * writer calls after linking the CID): the blocks it stored stay young, no sweep takes them,
+ * until the name that holds them is in the names (writer.c ends an idle stream, so that it
+ * does not hold back the young sets for long). One caller at a time: no lock. */
 struct store_stream {
     struct add_stream base; /* first: the caller's pointer */
     struct node_store *ns;
     struct import_opts io;
     struct importer *im;
     struct pipe p;
+    bool piped; /* p runs (until end) */
     struct busy busy;
 };
-
-static void stream_free(struct store_stream *st, int *rc)
-{
-    int prc = pipe_close(&st->p);
-    if (rc && *rc == 0)
-        *rc = prc;
-    import_free(st->im);
-    busy_end(st->ns, &st->busy);
-    free(st);
-}
 
 static int stream_more(struct add_stream *s, int fd, uint64_t upto, uint64_t *done)
 {
@@ -2158,7 +2150,10 @@ static int stream_end(struct add_stream *s, int fd, uint64_t size, struct cid *o
     if (rc == 0)
         rc = import_end(st->im, out, NULL);
     struct node_store *ns = st->ns;
-    stream_free(st, &rc);
+    int prc = pipe_close(&st->p); /* every block stored */
+    st->piped = false;
+    if (rc == 0)
+        rc = prc;
     if (rc < 0) {
         log_warn("add (%llu bytes, as written): %s", (unsigned long long)size, strerror(-rc));
         return rc;
@@ -2169,15 +2164,20 @@ static int stream_end(struct add_stream *s, int fd, uint64_t size, struct cid *o
     return 0;
 }
 
-static void stream_abort(struct add_stream *s)
+static void stream_release(struct add_stream *s)
 {
-    stream_free((struct store_stream *)s, NULL);
+    struct store_stream *st = (struct store_stream *)s;
+    if (st->piped)
+        pipe_close(&st->p);
+    import_free(st->im);
+    busy_end(st->ns, &st->busy); /* after the link: its blocks are live, or garbage */
+    free(st);
 }
 
 static const struct add_stream_ops store_stream_ops = {
     .more = stream_more,
     .end = stream_end,
-    .abort = stream_abort,
+    .release = stream_release,
 };
 
 static int store_add_stream(struct node *base, const struct node_add_opts *o,
@@ -2199,6 +2199,7 @@ static int store_add_stream(struct node *base, const struct node_add_opts *o,
         return rc;
     }
     st->ns = ns;
+    st->piped = true;
     st->base = (struct add_stream){.ops = &store_stream_ops, .chunk = st->io.chunk_size};
     busy_begin(ns, &st->busy);
     *out = &st->base;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FILL_CHUNK (1u << 20)
@@ -20,7 +21,20 @@
  * about 2.5 MiB). Smaller files are imported at close, as one block or a few. */
 #define STREAM_START (1u << 20)
 #define STREAMS_MAX 16
+/* A stream keeps what it stored from the store's garbage collection: one that gets no whole
+ * chunk for STREAM_IDLE_MS is dropped (close then imports the file), one that cannot be used
+ * (a write below it, a failed write) at once. A pass imports at most STREAM_PASS chunks, so
+ * that a close or a flush never waits long for it. */
+#define STREAM_IDLE_MS 5000u
+#define STREAM_PASS 16u
 static atomic_int streams_open;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static int spool_create(const char *dir)
 {
@@ -67,7 +81,11 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     h->fd = -1;
     h->spool_dir = cfg->spool_dir;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->scond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->scond, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&h->refs, 1);
     h->node = n;
     h->add_opts = &cfg->add;
@@ -86,14 +104,21 @@ void writer_hold(struct whandle *h)
     atomic_fetch_add(&h->refs, 1);
 }
 
-/* Give up the stream, if any (lock held, its thread idle): end unused or after a flush. */
-static void stream_drop_locked(struct whandle *h)
+/* Take the stream off the handle (lock held, its thread not in a pass): the caller releases
+ * it, outside the lock where it can. */
+static struct add_stream *stream_take_locked(struct whandle *h)
 {
-    if (h->stream) {
-        h->stream->ops->abort(h->stream);
+    struct add_stream *s = h->stream;
+    if (s) {
         h->stream = NULL;
         atomic_fetch_sub(&streams_open, 1);
     }
+    return s;
+}
+
+/* After a flush: the next write may start a stream again, from offset 0. */
+static void stream_reset_locked(struct whandle *h)
+{
     h->sbroken = false;
     h->sclaim = h->sdone = 0;
 }
@@ -109,7 +134,9 @@ void writer_close(struct whandle *h)
         pthread_mutex_unlock(&h->lock);
         pthread_join(h->sthread, NULL);
     }
-    stream_drop_locked(h); /* no other reference: no lock needed */
+    struct add_stream *s = stream_take_locked(h); /* no other reference: no lock needed */
+    if (s)
+        s->ops->release(s);
     if (h->fd >= 0)
         close(h->fd);
     pthread_cond_destroy(&h->scond);
@@ -118,44 +145,64 @@ void writer_close(struct whandle *h)
 }
 
 /* The stream's thread: while the file has a whole chunk the stream was not handed yet, hand
- * it everything written so far (the writes go on meanwhile: the lock is not held while it
- * reads the spool). */
+ * it what was written (at most STREAM_PASS chunks a pass; the writes go on meanwhile: the lock
+ * is not held while it reads the spool). It drops a stream that cannot be used or idles. */
 static void *stream_thread(void *arg)
 {
     struct whandle *h = arg;
     pthread_mutex_lock(&h->lock);
-    for (;;) {
-        while (!h->sstop && !(h->stream && !h->sbroken && h->err == 0 &&
-                              h->size >= h->sclaim + h->stream->chunk))
-            pthread_cond_wait(&h->scond, &h->lock);
-        if (h->sstop)
-            break;
+    while (!h->sstop) {
         struct add_stream *s = h->stream;
-        int fd = h->fd;
-        uint64_t upto = h->size, done = 0;
-        h->sclaim = upto;
-        h->sbusy = true;
-        pthread_mutex_unlock(&h->lock);
-        int rc = s->ops->more(s, fd, upto, &done);
-        pthread_mutex_lock(&h->lock);
-        h->sbusy = false;
-        if (rc < 0)
-            h->sbroken = true; /* the add at close does it all, and reports what fails */
-        else
-            h->sdone = done;
-        pthread_cond_broadcast(&h->scond);
+        if (!s) {
+            pthread_cond_wait(&h->scond, &h->lock);
+            continue;
+        }
+        uint64_t now = mono_ms();
+        if (h->sbroken || h->err || now - h->slast_ms >= STREAM_IDLE_MS) {
+            stream_take_locked(h);
+            h->sbroken = true; /* no new stream before the next flush */
+            pthread_mutex_unlock(&h->lock);
+            s->ops->release(s);
+            pthread_mutex_lock(&h->lock);
+            continue;
+        }
+        if (h->sflushers == 0 && h->size >= h->sclaim + s->chunk) {
+            uint64_t upto = h->size, done = 0, most = h->sdone + STREAM_PASS * (uint64_t)s->chunk;
+            if (upto > most)
+                upto = most;
+            int fd = h->fd;
+            h->sclaim = upto;
+            h->sbusy = true;
+            pthread_mutex_unlock(&h->lock);
+            int rc = s->ops->more(s, fd, upto, &done);
+            pthread_mutex_lock(&h->lock);
+            h->sbusy = false;
+            if (rc < 0)
+                h->sbroken = true; /* the add at close does it all, and reports what fails */
+            else
+                h->sdone = done;
+            h->slast_ms = mono_ms();
+            pthread_cond_broadcast(&h->scond);
+            continue;
+        }
+        uint64_t until = h->slast_ms + STREAM_IDLE_MS;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000u),
+                              .tv_nsec = (long)(until % 1000u) * 1000000L};
+        pthread_cond_timedwait(&h->scond, &h->lock, &ts);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
-/* After a write of [off, end) or a truncate to end (lock held): a change below what the
- * stream was handed breaks it; a file written in order past STREAM_START gets one; a whole new
- * chunk wakes its thread. */
+/* After a write of [off, end) (lock held): a change below what the stream was handed breaks it
+ * (its thread drops it); a file written in order past STREAM_START gets one; a whole new chunk
+ * wakes its thread. */
 static void stream_note_locked(struct whandle *h, uint64_t off, uint64_t end)
 {
-    if (off < h->sclaim || end < h->sclaim) {
+    if (off < h->sclaim) {
         h->sbroken = true;
+        if (h->stream)
+            pthread_cond_signal(&h->scond);
         return;
     }
     if (!h->stream) {
@@ -172,16 +219,18 @@ static void stream_note_locked(struct whandle *h, uint64_t off, uint64_t end)
             h->sbroken = true; /* not again until the next flush */
             return;
         }
+        h->slast_ms = mono_ms();
         if (!h->sthread_on) {
             if (pthread_create(&h->sthread, NULL, stream_thread, h) != 0) {
-                stream_drop_locked(h);
+                struct add_stream *s = stream_take_locked(h);
+                s->ops->release(s);
                 h->sbroken = true;
                 return;
             }
             h->sthread_on = true;
         }
     }
-    if (!h->sbusy && !h->sbroken && h->size >= h->sclaim + h->stream->chunk)
+    if (!h->sbusy && h->size >= h->sclaim + h->stream->chunk)
         pthread_cond_signal(&h->scond);
 }
 
@@ -280,8 +329,11 @@ int writer_truncate(struct whandle *h, uint64_t size)
     if (rc == 0) {
         h->size = size;
         h->dirty = true;
-        if (size < h->sclaim)
+        if (size < h->sclaim) {
             h->sbroken = true;
+            if (h->stream)
+                pthread_cond_signal(&h->scond); /* its thread drops it */
+        }
     }
     pthread_mutex_unlock(&h->lock);
     return rc;
@@ -359,6 +411,13 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     (void)cfg;
     *changed = false;
     pthread_mutex_lock(&h->lock);
+    /* The stream's pass ends first (it starts no other while a flush waits); from here on the
+     * lock is held to the end, so what is checked below holds (another flush of the handle,
+     * from another thread, waits for it and then finds it clean). */
+    h->sflushers++;
+    while (h->sbusy)
+        pthread_cond_wait(&h->scond, &h->lock);
+    h->sflushers--;
     int rc = h->err;
     if (rc < 0 || !h->dirty)
         goto out;
@@ -377,24 +436,18 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     }
     /* Held across the upload on purpose: the bytes must not change while they are added. */
     rc = -ENOSYS;
-    if (h->stream) {
-        /* The stream has the file up to sdone: it imports the rest (the same CID as add). */
-        while (h->sbusy)
-            pthread_cond_wait(&h->scond, &h->lock);
-        if (!h->sbroken && h->sdone <= h->size) {
-            rc = h->stream->ops->end(h->stream, fd, h->size, cid);
-            h->stream = NULL; /* ended: freed by end */
-            atomic_fetch_sub(&streams_open, 1);
-        }
-        stream_drop_locked(h);
-    }
+    struct add_stream *s = stream_take_locked(h);
+    if (s && !h->sbroken && h->sdone <= h->size) /* it imports the rest: add's CID */
+        rc = s->ops->end(s, fd, h->size, cid);
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
         rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
-    stream_drop_locked(h);
+    stream_reset_locked(h);
     if (fd != h->fd)
         close(fd);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
+    if (s)
+        s->ops->release(s); /* after the link: its blocks are the name's now */
     if (rc == 0) {
         h->dirty = false;
         *size = h->size;

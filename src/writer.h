@@ -49,9 +49,11 @@ struct whandle {
     pthread_cond_t scond;                 /* with lock: work for the thread, or it is idle */
     pthread_t sthread;
     bool sthread_on, sstop, sbusy;
-    bool sbroken;    /* bytes the stream may have read changed: end it unused */
-    uint64_t sclaim; /* the stream was handed the bytes below this */
-    uint64_t sdone;  /* and imported those below this */
+    bool sbroken;       /* bytes the stream may have read changed: no stream until a flush */
+    unsigned sflushers; /* flushes waiting for the thread's pass: it starts no other */
+    uint64_t sclaim;    /* the stream was handed the bytes below this */
+    uint64_t sdone;     /* and imported those below this */
+    uint64_t slast_ms;  /* when it last had bytes (monotonic): idle streams are dropped */
 };
 
 /* Open a spool that starts from base (size bytes; NULL or 0: empty). Returns 0 or -errno. */

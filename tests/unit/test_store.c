@@ -2198,6 +2198,22 @@ static void check_flush(struct node *n, struct whandle *h, const struct writer_c
     CHECK_EQ_STR(fmt(&got), fmt(&want));
 }
 
+struct par_flush {
+    struct whandle *h;
+    const struct writer_config *cfg;
+    struct cid cid[1];
+    int rc;
+    bool changed;
+};
+
+static void *par_flush_run(void *arg)
+{
+    struct par_flush *p = arg;
+    uint64_t size;
+    p->rc = writer_flush(p->h, p->cfg, "/parallel", false, NULL, p->cid, &size, &p->changed);
+    return NULL;
+}
+
 static void test_writer_stream(void)
 {
     char dir[256];
@@ -2244,6 +2260,24 @@ static void test_writer_stream(void)
     check_flush(n, h, &cfg, "/twice", b, len);
     writer_close(h);
     CHECK_EQ_INT(stat_value(n, "store_add_streams "), streams + 3);
+
+    /* Two flushes of one handle at once (fsync and close from two threads) while the stream
+     * is in a pass: one stores it, the other finds it clean. */
+    CHECK_EQ_INT(writer_open(n, &cfg, NULL, 0, &h), 0);
+    write_range(h, a, 0, len);
+    struct par_flush pf[2] = {{.h = h, .cfg = &cfg}, {.h = h, .cfg = &cfg}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, par_flush_run, &pf[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ_INT(pf[0].rc, 0);
+    CHECK_EQ_INT(pf[1].rc, 0);
+    CHECK_EQ_INT(pf[0].changed + pf[1].changed, 1);
+    struct cid want;
+    CHECK_EQ_INT(add_mem(n, a, len, 0, &want), 0);
+    CHECK_EQ_STR(fmt(pf[pf[0].changed ? 0 : 1].cid), fmt(&want));
+    writer_close(h);
 
     /* Closed without a flush while the stream runs: nothing leaks (valgrind, ASan). */
     CHECK_EQ_INT(writer_open(n, &cfg, NULL, 0, &h), 0);
