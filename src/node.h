@@ -77,6 +77,8 @@ struct node_add_opts {
     bool pin;
 };
 
+#define NODE_CAR_STREAM UINT64_MAX /* put_car: read fd to its end */
+
 struct node_ops {
     int (*stat)(struct node *n, const struct cid *c, struct node_stat *out);
     int (*list)(struct node *n, const struct cid *c, node_entry_fn fn, void *ud);
@@ -122,9 +124,10 @@ struct node_ops {
     /* Space where new content goes (the node's repo, the store's disk), for statfs(2): total and
      * available bytes. Optional: NULL (or -ENOSYS) means unknown, and statfs reports zeros. */
     int (*space)(struct node *n, uint64_t *total, uint64_t *avail);
-    /* Take the blocks of a CARv1 file (size bytes of fd, from offset 0), pinning nothing: the
-     * sync engine's bulk push. Optional (NULL: the backend cannot be a sync upstream). Bounded
-     * by stalls, not by size. 0 or -errno with the reason in err. */
+    /* Take the blocks of a CARv1 file (size bytes of fd, from offset 0; with size
+     * NODE_CAR_STREAM, all that fd gives until its end, read in order: a pipe), pinning nothing:
+     * the sync engine's bulk push. Optional (NULL: the backend cannot be a sync upstream).
+     * Bounded by stalls, not by size. 0 or -errno with the reason in err. */
     int (*put_car)(struct node *n, int fd, uint64_t size, char *err, size_t errlen);
     /* One block as the backend has it, not verified (the caller hashes it): *data is
      * malloc'd. Optional (NULL: blocks cannot be fetched from it). 0 or -errno. */

@@ -954,7 +954,8 @@ static const char part_tail[] = "\r\n--" BOUNDARY "--\r\n";
 
 struct upload {
     int fd;
-    uint64_t size, off;  /* file bytes sent */
+    uint64_t size, off;  /* file bytes sent; size NODE_CAR_STREAM: fd read to its end */
+    bool eof;            /* (that end was reached) */
     size_t head_off, tail_off;
 };
 
@@ -968,7 +969,18 @@ static ssize_t upload_source(void *ud, char *buf, size_t len)
         u->head_off += n;
         return (ssize_t)n;
     }
-    if (u->off < u->size) {
+    if (u->size == NODE_CAR_STREAM && !u->eof) {
+        ssize_t n;
+        while ((n = read(u->fd, buf, len)) < 0 && errno == EINTR)
+            ;
+        if (n < 0)
+            return -errno;
+        if (n > 0) {
+            u->off += (uint64_t)n;
+            return n;
+        }
+        u->eof = true; /* its end: the part's tail follows */
+    } else if (u->off < u->size && u->size != NODE_CAR_STREAM) {
         size_t want = u->size - u->off < len ? (size_t)(u->size - u->off) : len;
         ssize_t n = pread(u->fd, buf, want, (off_t)u->off);
         if (n < 0)
@@ -1226,7 +1238,9 @@ static int rpc_put_car(struct node *base, int fd, uint64_t size, char *err, size
         .source = upload_source,
         .ud = &u,
         .content_type = "multipart/form-data; boundary=" BOUNDARY,
-        .length = (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
+        .length = size == NODE_CAR_STREAM
+                      ? -1 /* chunked */
+                      : (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
     };
     /* The blocks are kept by the names that link them (files/cp next), not by pins. */
     struct rpc_arg args[] = {{"pin-roots", "false"}, {"stats", "false"}};

@@ -3548,9 +3548,14 @@ static int store_put_car(struct node *base, int fd, uint64_t size, char *err, si
     car_reader_init(&r, 4u << 20);
     char *buf = malloc(256u << 10);
     int rc = buf ? 0 : -ENOMEM;
+    bool stream = size == NODE_CAR_STREAM;
     for (uint64_t off = 0; rc == 0 && off < size;) {
         size_t want = size - off < (256u << 10) ? (size_t)(size - off) : (256u << 10);
-        ssize_t n = pread(fd, buf, want, (off_t)off);
+        ssize_t n = stream ? read(fd, buf, want) : pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 && stream)
+            break; /* its end */
         if (n <= 0) {
             rc = n < 0 ? -errno : -EIO;
             break;

@@ -19,12 +19,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -302,11 +305,17 @@ static int seen_add(struct seen *s, const struct cid *c)
     return 0;
 }
 
+/* A push's CAR, written by a thread of its own into a pipe that the upload reads (no file of
+ * the push's size on disk, and the node takes the first blocks while the rest are read). The
+ * header goes out with the first block: a push with no new block sends nothing. */
 struct carw {
     struct sync *s;
-    int fd;
+    int fd; /* the pipe's write end */
     uint64_t size, blocks;
     struct seen seen;
+    const struct cid *local, *remote;
+    bool header_out;
+    int rc; /* the thread's result */
 };
 
 static int car_out(void *ud, const void *data, size_t len)
@@ -374,6 +383,14 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
     rc = node_store_block(w->s->store, c, b, len);
     if (rc < 0)
         return rc;
+    if (!w->header_out) {
+        rc = car_write_header(car_out, w, w->local, 1);
+        if (rc < 0) {
+            free(*b);
+            return rc;
+        }
+        w->header_out = true;
+    }
     rc = car_write_block(car_out, w, c, *b, *len);
     w->blocks++;
     if (rc < 0) {
@@ -453,30 +470,59 @@ static int send_shard(struct carw *w, const struct cid *c, const struct ents *re
     return rc;
 }
 
+static void *car_thread(void *arg)
+{
+    struct carw *w = arg;
+    /* A write after the upload gave up is EPIPE here, not a SIGPIPE for the process (a
+     * signal raised by a thread's own write goes to that thread; pending, it goes with it). */
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &ss, NULL);
+    w->rc = send_tree(w, w->local, w->remote, 0);
+    close(w->fd);
+    return NULL;
+}
+
 /* Send the blocks of local that the node's tree remote lacks, in one dag/import. */
 static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
                        uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/.push-XXXXXX", node_store_dir(s->store));
-    struct carw w = {.s = s, .fd = mkostemp(path, O_CLOEXEC)};
-    if (w.fd < 0) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
         int e = errno;
-        snprintf(err, errlen, "cannot create %.300s: %s", path, strerror(e));
+        snprintf(err, errlen, "cannot make a pipe for the CAR: %s", strerror(e));
         return -e;
     }
-    unlink(path);
-    int rc = car_write_header(car_out, &w, local, 1);
-    if (rc == 0)
-        rc = send_tree(&w, local, remote, 0);
-    if (rc < 0)
-        snprintf(err, errlen, "reading the local blocks: %s", strerror(-rc));
-    else if (w.blocks)
-        rc = s->up->ops->put_car(s->up, w.fd, w.size, err, errlen);
+    struct carw w = {.s = s, .fd = p[1], .local = local, .remote = remote};
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, car_thread, &w);
+    if (rc != 0) {
+        close(p[0]);
+        close(p[1]);
+        snprintf(err, errlen, "cannot start the CAR's thread: %s", strerror(rc));
+        return -rc;
+    }
+    /* The first byte, or the end with none (nothing new: no call). */
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    int avail = 0;
+    while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+        ;
+    if (ioctl(p[0], FIONREAD, &avail) < 0)
+        avail = 1; /* cannot tell: the upload finds out */
+    rc = 0;
+    if (avail > 0)
+        rc = s->up->ops->put_car(s->up, p[0], NODE_CAR_STREAM, err, errlen);
+    close(p[0]); /* an upload that gave up: the thread's next write fails, and it ends */
+    pthread_join(t, NULL);
+    if (w.rc < 0 && (rc == 0 || w.rc != -EPIPE)) {
+        /* The CAR was cut short by the reading: that is the error, whatever the node did. */
+        snprintf(err, errlen, "reading the local blocks: %s", strerror(-w.rc));
+        rc = w.rc;
+    }
     *nblocks = w.blocks;
     *nbytes = w.size;
     free(w.seen.v);
-    close(w.fd);
     return rc;
 }
 

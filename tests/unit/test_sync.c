@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,6 +189,27 @@ static void test_push(void)
     CHECK_EQ_INT(st.mode, 0700);
     node_stat_clear(&st);
     CHECK_EQ_STR(text_at(up, "/dir/sub/c2.txt"), "gamma");
+
+    /* A file of many blocks: the CAR streams through a pipe far smaller than it. */
+    size_t big = (3u << 20) + 77;
+    uint8_t *data = malloc(big), *back = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (uint8_t)(i * 2654435761u >> 13);
+    int fd = memfd_create("big", MFD_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, data, big) == (ssize_t)big);
+    struct node_add_opts ao = {.cid_version = -1, .raw_leaves = -1};
+    struct cid bc;
+    CHECK_EQ_INT(local->ops->add(local, fd, big, &ao, &bc), 0);
+    close(fd);
+    CHECK_EQ_INT(local->ops->mfs_link(local, &bc, "/dir/big"), 0);
+    CHECK_EQ_INT(sync_wait(s), 0);
+    CHECK_EQ_INT(up->ops->mfs_stat(up, "/dir/big", &st, &c), 0);
+    node_stat_clear(&st);
+    CHECK(cid_equal(&c, &bc));
+    CHECK_EQ_INT(up->ops->read(up, &bc, 0, big, (char *)back), (ssize_t)big);
+    CHECK(memcmp(back, data, big) == 0);
+    free(data);
+    free(back);
 
     CHECK_EQ_INT(sync_stop(s, 5000), 0);
     node_destroy(local);
