@@ -2154,19 +2154,6 @@ static void test_gc_slow_link(void)
  * and gets the CID that one add of its final bytes gives: written in order; with a write
  * below what the stream had (it is dropped, the close adds it all); truncated below it; and
  * flushed in the middle (fsync) and written on. */
-static uint8_t *pattern(size_t len, unsigned seed)
-{
-    uint8_t *b = malloc(len);
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        b[i] = (uint8_t)x;
-    }
-    return b;
-}
-
 static void write_range(struct whandle *h, const uint8_t *data, uint64_t from, uint64_t to)
 {
     for (uint64_t off = from; off < to;) {
@@ -2221,7 +2208,7 @@ static void test_writer_stream(void)
     struct node *n = open_store(dir, 0);
     struct writer_config cfg = {.spool_dir = base_dir, .add = {.cid_version = -1, .raw_leaves = -1}};
     size_t len = (5u << 20) + 123;
-    uint8_t *a = pattern(len, 1), *b = pattern(len, 2);
+    uint8_t *a = gc_content(1, len), *b = gc_content(2, len);
     struct whandle *h;
 
     /* In order: the stream makes the CID. */
