@@ -196,8 +196,6 @@ struct node_store {
     bool gc_again;              /* the last collection kept young garbage: collect again */
     uint64_t gc_seq;            /* seq when the last collection began */
     uint64_t gc_last;           /* CLOCK_MONOTONIC ns when the last collection began */
-    uint64_t gc_since;          /* ... or when the collector started, before the first */
-    uint64_t seq_ns;            /* when seq last moved (a commit that changed the root) */
     uint64_t gc_took;           /* how long it took (ns) */
     pthread_t gc_thread;
     pthread_mutex_t gc_run;
@@ -2656,7 +2654,6 @@ static int do_commit(struct node_store *ns)
         if (!same) {
             ns->committed = snap;
             ns->seq++;
-            ns->seq_ns = now_ns();
             pthread_cond_signal(&ns->gc_cond);
         }
     } else {
@@ -2994,10 +2991,8 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
 
 /* The collector's thread: a collection at most every gc_interval_ms (or GC_DUTY times as long
  * as the last one took), after a commit made a new root durable (or again while young garbage
- * waits), once the commits pause for GC_QUIET_NS (or GC_LATE intervals late). */
+ * waits). */
 #define GC_DUTY 10u
-#define GC_QUIET_NS 1000000000u /* a pause of the changes: 1 s */
-#define GC_LATE 4u              /* intervals past due: a collection even with no pause */
 static void *gc_main(void *arg)
 {
     struct node_store *ns = arg;
@@ -3007,18 +3002,14 @@ static void *gc_main(void *arg)
             pthread_cond_wait(&ns->gc_cond, &ns->names_lock);
             continue;
         }
-        /* At most a tenth of the time in collections, however large the store grows; and in
-         * a pause of the changes (GC_QUIET_NS with no commit), not in the middle of a burst of
-         * them (cp -r, tar x) that it would slow down, unless the changes never pause. */
+        /* At most a tenth of the time in collections, however large the store grows. */
         uint64_t gap = (uint64_t)ns->gc_interval_ms * 1000000u;
         if (gap < GC_DUTY * ns->gc_took)
             gap = GC_DUTY * ns->gc_took;
-        uint64_t now = now_ns(), due = ns->gc_last ? ns->gc_last + gap : ns->gc_since;
-        uint64_t quiet = ns->seq_ns + GC_QUIET_NS, late = due + GC_LATE * gap;
-        uint64_t wake = now < due ? due : quiet < late ? quiet : late;
-        if (now < wake) {
-            struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
-                                  .tv_nsec = (long)(wake % 1000000000u)};
+        uint64_t due = ns->gc_last + gap;
+        if (ns->gc_last && now_ns() < due) {
+            struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+                                  .tv_nsec = (long)(due % 1000000000u)};
             pthread_cond_timedwait(&ns->gc_cond, &ns->names_lock, &ts);
             continue;
         }
@@ -3035,7 +3026,6 @@ static void start_collector(struct node_store *ns)
 {
     if (ns->gc_started || ns->gc_failed || ns->gc_interval_ms == UINT_MAX)
         return;
-    ns->gc_since = now_ns();
     int rc = pthread_create(&ns->gc_thread, NULL, gc_main, ns);
     if (rc != 0) {
         ns->gc_failed = true;
