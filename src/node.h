@@ -55,7 +55,7 @@ struct node;
 struct add_stream;
 struct add_stream_ops {
     /* Import every whole chunk of fd below upto not imported yet; *done: the bytes imported
-     * so far (a multiple of chunk). 0 or -errno (then only abort is allowed). */
+     * so far (a multiple of chunk). 0 or -errno (then only release is allowed). */
     int (*more)(struct add_stream *s, int fd, uint64_t upto, uint64_t *done);
     /* Import fd's bytes from *done up to size (size >= *done) and give the file's CID, its
      * blocks stored. 0 or -errno; then only release is allowed. */

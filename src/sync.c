@@ -314,7 +314,6 @@ struct carw {
     uint64_t size, blocks;
     struct seen seen;
     const struct cid *local, *remote;
-    bool header_out;
     int rc; /* the thread's result */
 };
 
@@ -383,13 +382,9 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
     rc = node_store_block(w->s->store, c, b, len);
     if (rc < 0)
         return rc;
-    if (!w->header_out) {
-        rc = car_write_header(car_out, w, w->local, 1);
-        if (rc < 0) {
-            free(*b);
-            return rc;
-        }
-        w->header_out = true;
+    if (w->blocks == 0 && (rc = car_write_header(car_out, w, w->local, 1)) < 0) {
+        free(*b);
+        return rc;
     }
     rc = car_write_block(car_out, w, c, *b, *len);
     w->blocks++;

@@ -437,7 +437,7 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     /* Held across the upload on purpose: the bytes must not change while they are added. */
     rc = -ENOSYS;
     struct add_stream *s = stream_take_locked(h);
-    if (s && !h->sbroken && h->sdone <= h->size) /* it imports the rest: add's CID */
+    if (s && !h->sbroken) /* it imports the rest: add's CID */
         rc = s->ops->end(s, fd, h->size, cid);
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
         rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);

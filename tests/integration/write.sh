@@ -241,7 +241,8 @@ if [ -n "$STREAMS0" ]; then
     check "files written in order were imported as written (store_add_streams $STREAMS0 -> $STREAMS1)" \
         test "${STREAMS1:-0}" -gt "$STREAMS0"
 else
-    skip "files written in order were imported as written" "no local store (--write-through)"
+    check "with --write-through nothing is imported as written (no store_add_streams)" \
+        test -z "$(getfattr --only-values -n user.ipfsfs.stats "$MNT" 2>/dev/null | awk '$1 == "store_add_streams"')"
 fi
 rm -f "$MNT/s1" "$MNT/s2" "$MNT/s3"
 
