@@ -31,6 +31,13 @@
 # passthrough_ll is compiled once (pkg-config fuse3; the source is Debian's libfuse3-dev,
 # /usr/share/doc/libfuse3-dev/examples/) into $IPFSFS_CACHE/passthrough_ll and runs with its
 # defaults (-o source=DIR, cache=auto: 1 s attribute and entry timeouts, no writeback cache).
+# The issue's floor has no extended attributes (it answers ENOSYS to the first getxattr, and the
+# kernel never asks again) and lets the kernel skip permission checks. ipfsfs has both, and each
+# costs FUSE requests the floor never gets: the kernel asks for security.capability before a
+# write and after a chown, and with default_permissions re-reads a directory's attributes after
+# every name made or removed in it (ipfsfs -d counts per file: cp -r 7 requests against 5,
+# rm -rf 2 against 1). So a second floor runs beside it, for reference (no target):
+# passthrough_ll -o xattr,default_permissions, which gets the same requests as ipfsfs.
 #
 # Environment:
 #   BENCH_RUNS          runs; the best of them is kept (default 3)
@@ -140,10 +147,14 @@ note "repositories: $((RUNS * NV)) of $(cat "$WORK/mkrepo.out"), $(git -C "$(rep
 # Each target has a KIND (local, pt, store, node), a directory DIR where the tree goes (the mount
 # point for the mounts), a LABEL, the ipfsfs variant it uses (VI), and for mounts a PID and a LOG.
 declare -A KIND DIR LABEL VI PID LOG
-TARGETS=(local pt)
+# PTOPTS: a passthrough_ll target's -o options.
+declare -A PTOPTS
+TARGETS=(local pt ptx)
 KIND[local]=local DIR[local]=$WORK/local LABEL[local]="local disk" VI[local]=0
-KIND[pt]=pt DIR[pt]=$WORK/pt LABEL[pt]=passthrough_ll VI[pt]=0
-mkdir -p "$WORK/local" "$WORK/pt-src"
+KIND[pt]=pt DIR[pt]=$WORK/pt LABEL[pt]=passthrough_ll VI[pt]=0 PTOPTS[pt]=source=$WORK/pt-src
+KIND[ptx]=pt DIR[ptx]=$WORK/ptx LABEL[ptx]="passthrough_ll+xattr,perms" VI[ptx]=0
+PTOPTS[ptx]=source=$WORK/ptx-src,xattr,default_permissions
+mkdir -p "$WORK/local" "$WORK/pt-src" "$WORK/ptx-src"
 
 vlabel() { if [ -n "${VARIANTS[$1]// /}" ]; then printf '%s' "${VARIANTS[$1]}"; else printf 'default'; fi; }
 KNOWS_WT=0
@@ -185,7 +196,7 @@ start_target() {
     read -r -a opts <<<"${VARIANTS[${VI[$t]}]}"
     case ${KIND[$t]} in
     local) return 0 ;;
-    pt) cmd=("$PT_BIN" -o "source=$WORK/pt-src" -f "$mnt") ;;
+    pt) cmd=("$PT_BIN" -o "${PTOPTS[$t]}" -f "$mnt") ;;
     store) cmd=("$IPFSFS_BIN" --store="$WORK/store${VI[$t]}" "${opts[@]}" -f "$mnt") ;;
     node) cmd=("$IPFSFS_BIN" --api="$NODE_API" --mfs-root="/bench-${VI[$t]}" --spool-dir="$WORK/spool" "${opts[@]}" -f "$mnt") ;;
     esac
@@ -450,9 +461,19 @@ for i in $(seq 0 $((NV - 1))); do
     figure "git clone node / passthrough [$v]" "git:$n" git:pt "<=" 2
     figure "$BIG_LABEL curl add / node cp+sync [$v]" "curl:$n" "cpbigsync:$n" ">=" 0.9
 done
+say "-- for reference (no target): the store against a floor with its features (see the top)"
+for i in $(seq 0 $((NV - 1))); do
+    [[ " ${TARGETS[*]} " == *" s$i "* ]] || continue
+    for op in cp tar diff rm; do
+        figure "$op store / passthrough+xattr,perms [$(vlabel "$i")]" "$op:s$i" "$op:ptx" - -
+    done
+done
 say "-- for reference (no target)"
 for op in cp tar diff rm git; do
     figure "$op passthrough / local disk" "$op:pt" "$op:local" - -
+done
+for op in cp tar diff rm git; do
+    figure "$op passthrough+xattr,perms / passthrough" "$op:ptx" "$op:pt" - -
 done
 for t in "${NODES[@]}"; do
     note "${LABEL[$t]} statistics (user.ipfsfs.stats):"
