@@ -3,6 +3,7 @@
 
 #include "blockstore.h"
 
+#include "clock.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -88,13 +89,6 @@ struct blockstore {
     uint64_t young_since; /* CLOCK_MONOTONIC ns when young[young_cur] began */
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t mh_key(const uint8_t *mh, size_t n)
 {
     uint64_t k = XXH3_64bits(mh, n);
@@ -156,7 +150,7 @@ void blockstore_keyset_free(struct blockstore_keyset *s)
 
 void blockstore_young_rotate(struct blockstore *bs, uint64_t min_age_ns, uint64_t busy_since)
 {
-    uint64_t now = mono_ns();
+    uint64_t now = clock_mono_ns();
     pthread_mutex_lock(&bs->young_lock);
     /* Work that began before the current set plus a margin (an add, then its link) may name
      * blocks of the set before: it must end first. */
@@ -331,7 +325,7 @@ int blockstore_open(const char *dir, struct blockstore **out, char *err, size_t 
     pthread_mutex_init(&bs->lock, NULL);
     pthread_mutex_init(&bs->flush_lock, NULL);
     pthread_mutex_init(&bs->young_lock, NULL);
-    bs->young_since = mono_ns();
+    bs->young_since = clock_mono_ns();
     size_t n = strlen(dir) + sizeof "/blocks";
     bs->dir = malloc(n);
     if (!bs->dir)

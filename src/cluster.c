@@ -8,6 +8,7 @@
 
 #include "cluster.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -452,24 +453,17 @@ static int get_raw(struct cluster *c, const char *path, const struct cid *cid, u
     return rc;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* cluster_status, both requests within tmo ms together. */
 static int status_within(struct cluster *c, const struct cid *cid, struct cluster_status *st,
                          unsigned tmo, char *err, size_t errlen)
 {
     struct reply a = {0}, p = {0};
-    uint64_t end = now_ms() + tmo;
+    uint64_t end = clock_mono_ms() + tmo;
     memset(st, 0, sizeof *st);
     int rc = get_raw(c, "allocations", cid, tmo, &a, err, errlen);
     if (rc == -ENOENT) /* not a cluster pin: its peers' states below say "unpinned" */
         rc = 0;
-    uint64_t now = now_ms();
+    uint64_t now = clock_mono_ms();
     if (rc == 0 && now >= end) {
         snprintf(err, errlen, "the cluster's API did not answer in time");
         rc = -ETIMEDOUT;
@@ -782,10 +776,10 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
         snprintf(err, errlen, "nothing has been pinned through the cluster yet");
         return -ENOENT;
     }
-    uint64_t end = now_ms() + wait_ms;
+    uint64_t end = clock_mono_ms() + wait_ms;
     for (;;) {
         struct cluster_status st;
-        uint64_t now = now_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= end) {
             snprintf(err, errlen, "not replicated enough within %u s", (wait_ms + 999) / 1000);
             return -ETIMEDOUT;
@@ -796,7 +790,7 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
                                errlen);
         if (rc == 0 && cluster_satisfied(&st))
             return 0;
-        if (now_ms() + WAIT_STEP_MS > end) {
+        if (clock_mono_ms() + WAIT_STEP_MS > end) {
             if (rc == 0) {
                 char t[256];
                 cluster_status_text(&st, t, sizeof t);

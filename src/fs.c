@@ -4,6 +4,7 @@
 
 #include "fs.h"
 
+#include "clock.h"
 #include "dircache.h"
 #include "inode.h"
 #include "log.h"
@@ -354,18 +355,11 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
               conn->max_write, conn->capable);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* A name's entry is handed to the kernel with timeout (seconds): note until when it holds. */
 static void entry_handed(struct inode *ino, double timeout)
 {
     if (ino->mfs && timeout > 0 && timeout < 86400)
-        __atomic_store_n(&ino->entry_until_ns, mono_ns() + (uint64_t)(timeout * 1e9),
+        __atomic_store_n(&ino->entry_until_ns, clock_mono_ns() + (uint64_t)(timeout * 1e9),
                          __ATOMIC_RELAXED);
 }
 
@@ -766,7 +760,7 @@ static struct inode *name_ref(struct fs *fs, struct inode *dir, const struct dir
      * timeout): a stat would only repeat it (rm -rf right after diff -r would read every
      * file's block again for nothing). */
     if ((ino = inode_mfs_find_ref(fs->inodes, dir, e->name))) {
-        bool fresh = __atomic_load_n(&ino->entry_until_ns, __ATOMIC_RELAXED) > mono_ns();
+        bool fresh = __atomic_load_n(&ino->entry_until_ns, __ATOMIC_RELAXED) > clock_mono_ns();
         inode_forget(fs->inodes, ino, 1);
         if (fresh)
             return NULL;

@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "car.h"
+#include "clock.h"
 #include "ipns.h"
 #include "log.h"
 #include "sha256.h"
@@ -164,13 +165,6 @@ int gw_verify(const struct cid *c, const uint8_t *data, size_t len)
 
 /* ---- time -------------------------------------------------------------------------------- */
 
-static struct timespec now_mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t;
-}
-
 static struct timespec add_ms(struct timespec t, uint64_t ms)
 {
     t.tv_sec += (time_t)(ms / 1000);
@@ -212,7 +206,7 @@ static void progress_init(struct progress *p, struct timespec t0)
 
 static void progress_block(struct progress *p, size_t len)
 {
-    p->last = now_mono();
+    p->last = clock_mono();
     p->bytes += len;
 }
 
@@ -427,7 +421,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     }
     memcpy(a->buf + a->len, p, n);
     a->len += n;
-    a->last = now_mono();
+    a->last = clock_mono();
     return n;
 }
 
@@ -480,7 +474,7 @@ static int attempt_start_on(struct gw *g, CURLM *m, struct attempt *a, size_t ho
     a->g = g;
     a->host = host;
     a->max = req->max;
-    int64_t left = diff_ms(deadline, now_mono());
+    int64_t left = diff_ms(deadline, clock_mono());
     char url[GW_URL_MAX + sizeof ((struct request *)0)->path];
     int un = snprintf(url, sizeof url, "%s%s", g->hosts[host].url, req->path);
     if (left < 1 || un < 0 || (size_t)un >= sizeof url) {
@@ -528,7 +522,7 @@ static int attempt_start_on(struct gw *g, CURLM *m, struct attempt *a, size_t ho
         curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     if (g->cacert)
         curl_easy_setopt(e, CURLOPT_CAINFO, g->cacert);
-    a->t0 = now_mono();
+    a->t0 = clock_mono();
     a->last = a->t0;
     if (curl_multi_add_handle(m, e) != CURLM_OK) {
         easy_put(g, e);
@@ -595,7 +589,7 @@ static long set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
     }
     if ((unsigned long)ms > GW_MAX_BACKOFF_MS)
         ms = GW_MAX_BACKOFF_MS;
-    h->aside_until = add_ms(now_mono(), (uint64_t)ms);
+    h->aside_until = add_ms(clock_mono(), (uint64_t)ms);
     h->aside_why = why;
     return ms;
 }
@@ -605,7 +599,7 @@ static long set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
  * comes back (-1: none will within a reasonable time). */
 static size_t order_locked(struct gw *g, size_t *order, long *wait_ms)
 {
-    struct timespec now = now_mono();
+    struct timespec now = clock_mono();
     size_t k = 0;
     long wait = -1;
     for (size_t i = 0; i < g->n; i++) {
@@ -683,7 +677,7 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
 {
     struct gw_host *h = &g->hosts[a->host];
     long ra = out == OUT_LIMITED ? gw_retry_after_ms(a->retry_after, time(NULL)) : -1;
-    double ms = (double)diff_ms(now_mono(), a->t0);
+    double ms = (double)diff_ms(clock_mono(), a->t0);
     pthread_mutex_lock(&g->lock);
     switch (out) {
     case OUT_OK:
@@ -754,7 +748,7 @@ static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
 static void record_late(struct gw *g, struct attempt *a)
 {
     struct gw_host *h = &g->hosts[a->host];
-    double ms = (double)diff_ms(now_mono(), a->t0);
+    double ms = (double)diff_ms(clock_mono(), a->t0);
     pthread_mutex_lock(&g->lock);
     if (ms >= hedge_ms_locked(h))
         h->avg_ms = h->avg_ms > 0 ? 0.8 * h->avg_ms + 0.2 * ms : ms;
@@ -805,7 +799,7 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
  * with bytes it verifies. */
 static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *len)
 {
-    struct timespec deadline = add_ms(now_mono(), g->timeout_ms);
+    struct timespec deadline = add_ms(clock_mono(), g->timeout_ms);
     size_t order[GW_MAX];
     size_t norder;
     long wait_ms;
@@ -819,7 +813,7 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
         if (norder > 0)
             break;
         /* Every gateway is set aside: wait for a rate-limited one if it is back in time. */
-        if (wait_ms < 0 || wait_ms >= diff_ms(deadline, now_mono())) {
+        if (wait_ms < 0 || wait_ms >= diff_ms(deadline, clock_mono())) {
             log_debug("%s: every gateway is set aside", req->what);
             pthread_mutex_lock(&g->lock);
             g->call_fail++;
@@ -840,7 +834,7 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
     struct timespec next_hedge = {0};
 
     while (!won) {
-        struct timespec now = now_mono();
+        struct timespec now = clock_mono();
         /* Start the next gateway: at first, when none is running (the last one failed), or
          * when the hedge delay passed. */
         if (started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
@@ -882,9 +876,9 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
             break;
         if (running == 0)
             continue; /* fail over at once */
-        int64_t poll = diff_ms(deadline, now_mono());
+        int64_t poll = diff_ms(deadline, clock_mono());
         if (started < norder) {
-            int64_t h = diff_ms(next_hedge, now_mono());
+            int64_t h = diff_ms(next_hedge, clock_mono());
             if (h < poll)
                 poll = h;
         }
@@ -927,7 +921,7 @@ int gw_stats(struct gw *g, char *buf, size_t len)
                      g->calls, g->call_ok, g->call_fail, g->bad_total);
     if (n > 0)
         off = (size_t)n;
-    struct timespec now = now_mono();
+    struct timespec now = clock_mono();
     for (size_t i = 0; i < g->n && off < len; i++) {
         const struct gw_host *h = &g->hosts[i];
         int64_t aside = is_set(h->aside_until) ? diff_ms(h->aside_until, now) : 0;
@@ -1053,7 +1047,7 @@ static size_t on_car(char *p, size_t size, size_t nmemb, void *ud)
         return 0;
     }
     a->len += n;
-    a->last = now_mono();
+    a->last = clock_mono();
     int rc = car_reader_feed(&a->car, p, n, car_block, a);
     if (rc < 0) {
         if (!a->cb_err && !a->dropped)
@@ -1113,7 +1107,7 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
     if (strlen(path) >= sizeof req.path)
         return -ENAMETOOLONG;
     memcpy(req.path, path, strlen(path) + 1);
-    struct timespec start = now_mono();
+    struct timespec start = clock_mono();
     /* As long as verified blocks keep coming (the progress rule: a stream of many MiB may take
      * longer than --timeout), within a generous cap. */
     uint64_t cap_ms = (uint64_t)g->timeout_ms * 16u;
@@ -1144,7 +1138,7 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
     unsigned stall_ms = HEDGE_MAX_MS;
 
     while (!done) {
-        struct timespec now = now_mono();
+        struct timespec now = clock_mono();
         if (cs.owner < 0 && started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
             int src = attempt_start(g, m, &at[started], order[started], &req, deadline);
             if (src == 0) {
@@ -1216,11 +1210,11 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
             break;
         if (running == 0)
             continue; /* the next gateway at once */
-        int64_t poll = progress_left_ms(&cs.prog, now_mono(), g->timeout_ms);
+        int64_t poll = progress_left_ms(&cs.prog, clock_mono(), g->timeout_ms);
         if (cs.owner >= 0 && (int64_t)stall_ms < poll)
             poll = stall_ms;
         if (cs.owner < 0 && started < norder) {
-            int64_t h = diff_ms(next_hedge, now_mono());
+            int64_t h = diff_ms(next_hedge, clock_mono());
             if (h < poll)
                 poll = h;
         }
@@ -1303,7 +1297,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     int given = 0, rc = 0;
     bool stop = false, cancel = false;
     for (;;) {
-        struct timespec now = now_mono();
+        struct timespec now = clock_mono();
         /* Fill the free slots, in order. */
         for (unsigned k = 0; k < parallel && !stop && next < n; k++) {
             struct batch_slot *b = &sl[k];

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "gateway.h"
 #include "ipns.h"
 #include "log.h"
@@ -62,13 +63,6 @@ struct node_ipns {
 static struct node_ipns *to_ipns(struct node *n)
 {
     return (struct node_ipns *)n;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 static int64_t real_ns(void)
@@ -182,7 +176,7 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
     if (strlen(name) > NAME_MAX_LEN || name[0] == '\0' || name[0] == '.' ||
         (!ni->rpc && !ni->gw))
         return -ENOENT;
-    int64_t now = mono_ns();
+    int64_t now = (int64_t)clock_mono_ns();
     uint64_t min_seq = 0;
     struct cid key;
     bool has_key = ipns_name_parse(name, strlen(name), &key) == 0;
@@ -255,7 +249,7 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
     }
     slot->cid = c;
     snprintf(slot->sub, sizeof slot->sub, "%s", s);
-    slot->until_ns = mono_ns() + (int64_t)life;
+    slot->until_ns = (int64_t)clock_mono_ns() + (int64_t)life;
     if (seq > slot->seq)
         slot->seq = seq;
     slot->stamp = ++ni->clock;
@@ -344,7 +338,7 @@ static double ipns_valid_for(struct node *n, const char *path)
     int64_t left = 0;
     if (len > NAME_MAX_LEN)
         return 0;
-    int64_t now = mono_ns();
+    int64_t now = (int64_t)clock_mono_ns();
     pthread_mutex_lock(&ni->lock);
     for (size_t i = 0; i < CACHE_N; i++) {
         const struct entry *e = &ni->cache[i];

@@ -7,6 +7,7 @@
 
 #include "node_later.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -31,13 +32,6 @@ struct node_later {
     char description[512];
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The real node, connecting first if it is time to try; NULL while nothing answers. */
 static struct node *real_of(struct node *n)
 {
@@ -47,7 +41,7 @@ static struct node *real_of(struct node *n)
         return r;
     pthread_mutex_lock(&l->connect_lock);
     r = atomic_load(&l->real);
-    if (!r && mono_ms() >= l->next_try) {
+    if (!r && clock_mono_ms() >= l->next_try) {
         char err[512];
         int rc = l->connect(l->ud, &r, err, sizeof err);
         if (rc == 0) {
@@ -55,7 +49,7 @@ static struct node *real_of(struct node *n)
             atomic_store(&l->real, r);
         } else {
             r = NULL;
-            l->next_try = mono_ms() + RETRY_MS;
+            l->next_try = clock_mono_ms() + RETRY_MS;
             if (!l->logged || rc != -ENOTCONN)
                 log_warn("%s", err);
             l->logged = true;

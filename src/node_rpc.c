@@ -4,6 +4,7 @@
 
 #include "node_rpc.h"
 
+#include "clock.h"
 #include "dagpb.h"
 #include "log.h"
 #include "rpcjson.h"
@@ -48,13 +49,6 @@ struct node_rpc {
 static struct node_rpc *to_rpc(struct node *n)
 {
     return (struct node_rpc *)n;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
 /* An MFS path for a log line (it holds user names: escape them). */
@@ -344,12 +338,12 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
     snprintf(path, sizeof path, "/ipfs/%s", cs);
     struct list_ctx lc = {.n = n, .fn = fn, .ud = ud};
     char err[512];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_mono_ms();
     int rc = list_pass(&lc, path, LIST_FULL, err, sizeof err);
     /* The first pass asks for local blocks only, so a missing child fails it at once. If it
      * took half of --timeout or more, the node itself is slow (or gone): a second pass would
      * double the wait that --timeout bounds. */
-    bool slow = now_ms() - t0 >= n->timeout_ms / 2;
+    bool slow = clock_mono_ms() - t0 >= n->timeout_ms / 2;
     /* A child is missing: "block was not found locally (offline)" at once on an offline node,
      * a timeout on an online one; or a child is not UnixFS (a 500 the node words as it likes:
      * EIO). List the rest from the directory's own blocks, leaving dag-pb kinds for stat, so
@@ -612,11 +606,11 @@ static bool mfs_happened_late(struct node_rpc *n, const char *path, enum mfs_che
                               const struct cid *c, int64_t value)
 {
     uint64_t window = n->timeout_ms * 2u > 30000u ? n->timeout_ms * 2u : 30000u;
-    uint64_t end = now_ms() + window;
+    uint64_t end = clock_mono_ms() + window;
     for (;;) {
         if (mfs_happened(n, path, what, c, value))
             return true;
-        if (now_ms() >= end)
+        if (clock_mono_ms() >= end)
             return false;
         struct timespec ts = {0, 250 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -1155,7 +1149,7 @@ static int rpc_read_stream(struct node *base, const struct cid *c, uint64_t off,
 static int rpc_space(struct node *base, uint64_t *total, uint64_t *avail)
 {
     struct node_rpc *n = to_rpc(base);
-    uint64_t now = now_ms();
+    uint64_t now = clock_mono_ms();
     pthread_mutex_lock(&n->space_lock);
     bool fresh = n->space_at && now - n->space_at < SPACE_TTL_MS;
     *total = n->space_total;

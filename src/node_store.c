@@ -49,6 +49,7 @@
 
 #include "blockstore.h"
 #include "car.h"
+#include "clock.h"
 #include "dagpb.h"
 #include "gateway.h"
 #include "hamt.h"
@@ -231,12 +232,10 @@ static struct node_store *to_store(struct node *n)
     return (struct node_store *)n;
 }
 
-static uint64_t now_ns(void);
-
 static void busy_begin(struct node_store *ns, struct busy *b)
 {
     pthread_mutex_lock(&ns->names_lock);
-    b->since = now_ns();
+    b->since = clock_mono_ns();
     b->prev = NULL;
     b->next = ns->busy;
     if (ns->busy)
@@ -2611,13 +2610,6 @@ static int write_root_file(struct node_store *ns, const struct cid *c)
     return rc;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Make the current root durable: every block put so far, then DIR/root. Call with commit_run
  * held. */
 static int do_commit(struct node_store *ns)
@@ -2658,7 +2650,7 @@ static int do_commit(struct node_store *ns)
         }
     } else {
         ns->taken = ns->durable; /* not covered after all: the next try in commit_ms */
-        ns->pending_since = now_ns();
+        ns->pending_since = clock_mono_ns();
         pthread_cond_signal(&ns->commit_cond);
     }
     pthread_mutex_unlock(&ns->names_lock);
@@ -2682,7 +2674,7 @@ static void *commit_main(void *arg)
             continue;
         }
         uint64_t due = ns->pending_since + (uint64_t)ns->commit_ms * 1000000u;
-        if (now_ns() < due) {
+        if (clock_mono_ns() < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
                                   .tv_nsec = (long)(due % 1000000000u)};
             pthread_cond_timedwait(&ns->commit_cond, &ns->names_lock, &ts);
@@ -2862,7 +2854,7 @@ static void cache_evict(struct node_store *ns)
     struct blockstore_keyset live = {0};
     struct blockstore_evict_stats st = {0};
     struct cid c;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = clock_mono_ns();
     pthread_mutex_lock(&ns->gc_run);
     pthread_mutex_lock(&ns->commit_run);
     pthread_mutex_lock(&ns->names_lock);
@@ -2902,7 +2894,7 @@ static void cache_evict(struct node_store *ns)
     atomic_fetch_add(&ns->evict_runs, 1);
     atomic_fetch_add(&ns->evicted_blocks, st.removed);
     atomic_fetch_add(&ns->evicted_bytes, st.removed_bytes);
-    uint64_t ms = (now_ns() - t0) / 1000000u;
+    uint64_t ms = (clock_mono_ns() - t0) / 1000000u;
     if (rc < 0)
         log_warn("%s: evicting fetched blocks failed: %s", ns->dir, strerror(-rc));
     else
@@ -2923,7 +2915,7 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
     struct cid c;
     int rc = 0;
     pthread_mutex_lock(&ns->gc_run);
-    uint64_t t0 = now_ns(), busy_since = UINT64_MAX;
+    uint64_t t0 = clock_mono_ns(), busy_since = UINT64_MAX;
     pthread_mutex_lock(&ns->names_lock);
     for (struct busy *b = ns->busy; b; b = b->next)
         busy_since = b->since < busy_since ? b->since : busy_since;
@@ -2951,9 +2943,9 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
         rc = gc_mark_stored(ns, &frontier, &live);
     if (rc == 0)
         rc = blockstore_sweep(ns->bs, &live, &sw);
-    uint64_t ms = (now_ns() - t0) / 1000000u;
+    uint64_t ms = (clock_mono_ns() - t0) / 1000000u;
     pthread_mutex_lock(&ns->names_lock);
-    ns->gc_took = now_ns() - t0;
+    ns->gc_took = clock_mono_ns() - t0;
     if (sw.young)
         ns->gc_again = true; /* collected once they are old enough */
     pthread_mutex_unlock(&ns->names_lock);
@@ -3007,7 +2999,7 @@ static void *gc_main(void *arg)
         if (gap < GC_DUTY * ns->gc_took)
             gap = GC_DUTY * ns->gc_took;
         uint64_t due = ns->gc_last + gap;
-        if (ns->gc_last && now_ns() < due) {
+        if (ns->gc_last && clock_mono_ns() < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
                                   .tv_nsec = (long)(due % 1000000000u)};
             pthread_cond_timedwait(&ns->gc_cond, &ns->names_lock, &ts);
@@ -3075,7 +3067,7 @@ static int set_root_if(struct node_store *ns, const struct cid *base, const stru
     ns->root = *next;
     /* The first change no commit has begun to cover: the commit thread has commit_ms. */
     if (ns->changes++ == ns->taken) {
-        ns->pending_since = now_ns();
+        ns->pending_since = clock_mono_ns();
         pthread_cond_signal(&ns->commit_cond);
     }
     pthread_mutex_unlock(&ns->names_lock);

@@ -3,6 +3,7 @@
 
 #include "rpc.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -99,13 +100,6 @@ struct xfer {
 #define RPC_DOWN_MS 2000u
 #define RPC_PROBE_MS 1000u
 
-static uint64_t now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
-
 /* FNV-1a of the call's first argument (for "cat", "ls", "block/stat"...: the CID or path), else
  * of the command. */
 static uint64_t call_key(const char *cmd, const struct rpc_arg *args, size_t nargs)
@@ -166,11 +160,11 @@ static void wait_leave(struct rpc *r, uint64_t key)
 /* Hand bytes (or a heartbeat: len 0) to the sink; the time it takes is not the node's. */
 static int call_sink(struct xfer *x, const char *data, size_t len)
 {
-    uint64_t t0 = x->stall_ms ? now_ms() : 0;
+    uint64_t t0 = x->stall_ms ? clock_mono_ms() : 0;
     int rc = x->sink(x->ud, data, len);
 
     if (x->stall_ms)
-        x->last_move += now_ms() - t0;
+        x->last_move += clock_mono_ms() - t0;
     return rc;
 }
 
@@ -182,7 +176,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
                        curl_off_t ulnow)
 {
     struct xfer *x = ud;
-    uint64_t now = now_ms();
+    uint64_t now = clock_mono_ms();
     (void)dltotal;
     (void)ultotal;
 
@@ -600,7 +594,7 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     if (err && errlen)
         err[0] = '\0';
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
-    bool probing = now_ms() < atomic_load(&r->down_until);
+    bool probing = clock_mono_ms() < atomic_load(&r->down_until);
     if (probing && timeout > RPC_PROBE_MS)
         timeout = RPC_PROBE_MS;
     CURL *h = handle_get(r);
@@ -613,7 +607,7 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
                      .r = r,
                      .upload = opts->upload,
                      .h = h,
-                     .start_ms = now_ms(),
+                     .start_ms = clock_mono_ms(),
                      .wait_key = call_key(cmd, args, nargs)};
     /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
      * would cut them, so it is not sent then. */
@@ -713,7 +707,7 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
         rc = -ETIMEDOUT;
         /* No answer at all: the node may be down (a trickle answers, slowly). */
         if (x.status == 0)
-            atomic_store(&r->down_until, now_ms() + RPC_DOWN_MS);
+            atomic_store(&r->down_until, clock_mono_ms() + RPC_DOWN_MS);
         if (x.stalled)
             set_err(err, errlen, "the node sent less than %u KiB in %u ms", RPC_PROGRESS_BYTES >> 10,
                     x.stall_ms);

@@ -9,6 +9,7 @@
 #include "sync.h"
 
 #include "car.h"
+#include "clock.h"
 #include "cluster.h"
 #include "dagpb.h"
 #include "log.h"
@@ -95,13 +96,6 @@ struct sync {
     size_t nrepl;
     bool repin;         /* the factors changed: pin again even if the root did not */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void deadline_ts(uint64_t ms_from_now, struct timespec *ts)
 {
@@ -1040,9 +1034,9 @@ static bool pending(struct sync *s)
 static void trim(struct sync *s)
 {
     uint64_t used;
-    if (!s->max_bytes || now_ms() < s->next_trim)
+    if (!s->max_bytes || clock_mono_ms() < s->next_trim)
         return;
-    s->next_trim = now_ms() + 5000;
+    s->next_trim = clock_mono_ms() + 5000;
     if (node_store_usage(s->store, &used) < 0 || used <= s->max_bytes)
         return;
     uint64_t target = s->max_bytes / 10 * 9, nblocks = 0, nbytes = 0;
@@ -1122,7 +1116,7 @@ static int name_cmp(const void *a, const void *b)
 
 static void pin_root(struct sync *s)
 {
-    if (!s->cluster || now_ms() < s->next_pin_ms)
+    if (!s->cluster || clock_mono_ms() < s->next_pin_ms)
         return;
     pthread_mutex_lock(&s->lock);
     bool have = s->have_state, force = s->repin;
@@ -1201,7 +1195,7 @@ static void pin_root(struct sync *s)
     if (rc < 0) {
         if (s->next_pin_ms == 0)
             log_warn("cannot pin the names through the cluster (retrying): %s", err);
-        s->next_pin_ms = now_ms() + PIN_RETRY_MS;
+        s->next_pin_ms = clock_mono_ms() + PIN_RETRY_MS;
         pthread_mutex_lock(&s->lock);
         s->repin = s->repin || force;
         pthread_mutex_unlock(&s->lock);
@@ -1407,7 +1401,7 @@ int sync_set_replication(struct sync *s, const char *path, const char *value, si
  * last publish at unmount). */
 static void publish_root(struct sync *s, bool force)
 {
-    if (!s->publish_key || (!force && now_ms() < s->next_publish_ms))
+    if (!s->publish_key || (!force && clock_mono_ms() < s->next_publish_ms))
         return;
     pthread_mutex_lock(&s->lock);
     bool have = s->have_state;
@@ -1419,7 +1413,7 @@ static void publish_root(struct sync *s, bool force)
     char name[128] = "", err[256] = "", c[CID_STR_MAX];
     int rc = node_rpc_publish(s->publish_rpc, s->publish_key, &root, name, sizeof name, err,
                               sizeof err);
-    s->next_publish_ms = now_ms() + (rc < 0 ? PIN_RETRY_MS : PUBLISH_EVERY_MS);
+    s->next_publish_ms = clock_mono_ms() + (rc < 0 ? PIN_RETRY_MS : PUBLISH_EVERY_MS);
     fmt(&root, c, sizeof c);
     pthread_mutex_lock(&s->lock);
     bool first_error = rc < 0 && !s->publish_error[0];
@@ -1452,7 +1446,7 @@ static void *sync_thread(void *arg)
          * asked for its changes every poll_ms. */
         uint64_t wait = backoff ? backoff : LOCAL_TICK_MS;
         if (s->stop) {
-            uint64_t now = now_ms();
+            uint64_t now = clock_mono_ms();
             wait = now >= s->stop_deadline_ms ? 0 : s->stop_deadline_ms - now;
             if (backoff && backoff < wait)
                 wait = backoff;
@@ -1466,13 +1460,13 @@ static void *sync_thread(void *arg)
         s->kicked = false;
         bool stopping = s->stop;
         pthread_mutex_unlock(&s->lock);
-        if (stopping && (!pending(s) || now_ms() >= s->stop_deadline_ms))
+        if (stopping && (!pending(s) || clock_mono_ms() >= s->stop_deadline_ms))
             break;
-        if (!kicked && !stopping && !backoff && now_ms() < next_poll && !pending(s)) {
+        if (!kicked && !stopping && !backoff && clock_mono_ms() < next_poll && !pending(s)) {
             pthread_mutex_lock(&s->lock);
             continue;
         }
-        next_poll = now_ms() + s->poll_ms;
+        next_poll = clock_mono_ms() + s->poll_ms;
         char err[512] = "";
         int rc = round_once(s, err, sizeof err);
         pthread_mutex_lock(&s->lock);
@@ -1617,7 +1611,7 @@ int sync_wait(struct sync *s)
     int rc = node_store_commit(s->store);
     if (rc < 0 || !s->started)
         return rc < 0 ? rc : -EIO;
-    uint64_t seq, t0 = now_ms();
+    uint64_t seq, t0 = clock_mono_ms();
     node_store_roots(s->store, NULL, NULL, &seq);
     struct timespec ts;
     deadline_ts(s->timeout_ms, &ts);
@@ -1647,7 +1641,7 @@ int sync_wait(struct sync *s)
         /* and the names' root (ours, or a later one) pinned on enough peers, within what is
          * left of the same timeout */
         char err[512];
-        uint64_t spent = now_ms() - t0;
+        uint64_t spent = clock_mono_ms() - t0;
         unsigned left = spent < s->timeout_ms ? s->timeout_ms - (unsigned)spent : 0;
         rc = cluster_wait(s->cluster, &root, left, err, sizeof err);
         if (rc < 0) {
@@ -1747,7 +1741,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
         log_err("cannot commit the names locally: %s", strerror(-rc));
     pthread_mutex_lock(&s->lock);
     s->stop = true;
-    s->stop_deadline_ms = now_ms() + wait_ms;
+    s->stop_deadline_ms = clock_mono_ms() + wait_ms;
     s->kicked = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);

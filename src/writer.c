@@ -3,6 +3,7 @@
 
 #include "writer.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -28,13 +29,6 @@
 #define STREAM_IDLE_MS 5000u
 #define STREAM_PASS 16u
 static atomic_int streams_open;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int spool_create(const char *dir)
 {
@@ -157,7 +151,7 @@ static void *stream_thread(void *arg)
             pthread_cond_wait(&h->scond, &h->lock);
             continue;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = clock_mono_ms();
         if (h->sbroken || h->err || now - h->slast_ms >= STREAM_IDLE_MS) {
             stream_take_locked(h);
             h->sbroken = true; /* no new stream before the next flush */
@@ -181,7 +175,7 @@ static void *stream_thread(void *arg)
                 h->sbroken = true; /* the add at close does it all, and reports what fails */
             else
                 h->sdone = done;
-            h->slast_ms = mono_ms();
+            h->slast_ms = clock_mono_ms();
             pthread_cond_broadcast(&h->scond);
             continue;
         }
@@ -219,7 +213,7 @@ static void stream_note_locked(struct whandle *h, uint64_t off, uint64_t end)
             h->sbroken = true; /* not again until the next flush */
             return;
         }
-        h->slast_ms = mono_ms();
+        h->slast_ms = clock_mono_ms();
         if (!h->sthread_on) {
             if (pthread_create(&h->sthread, NULL, stream_thread, h) != 0) {
                 struct add_stream *s = stream_take_locked(h);

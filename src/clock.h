@@ -1,0 +1,29 @@
+/* clock.h - the monotonic clock (CLOCK_MONOTONIC) as a timespec, in ns and in ms.
+ * Header only, no state; thread-safe. */
+#ifndef IPFSFS_CLOCK_H
+#define IPFSFS_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline struct timespec clock_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts;
+}
+
+static inline uint64_t clock_mono_ns(void)
+{
+    struct timespec ts = clock_mono();
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Truncated to the millisecond. */
+static inline uint64_t clock_mono_ms(void)
+{
+    struct timespec ts = clock_mono();
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#endif
