@@ -209,6 +209,12 @@ struct node_store {
     pthread_mutex_t bc_lock;
     struct bcache bc;
     atomic_uint_fast64_t bc_hits, bc_misses;
+    /* What stat found for file and directory blocks, by CID (struct attr_slot): a listing or a
+     * stat after the blocks left the page cache (drop_caches, memory pressure) reads none of
+     * them from disk. attr_lock guards attrs; it takes no other lock. */
+    pthread_mutex_t attr_lock;
+    struct attr_slot *attrs; /* ATTR_SLOTS of them, or NULL (no memory: no cache) */
+    atomic_uint_fast64_t attr_hits, attr_misses;
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
     size_t stage_cap, stage_n;
@@ -956,6 +962,87 @@ static int file_size(const struct cid *c, const struct loaded *l, uint64_t *out)
     return 0;
 }
 
+/* ---- attributes by CID ---- */
+
+/* A CID's block never changes, so neither do the attributes stat_loaded reads from it: what
+ * it found for a file or a directory is kept here, by CID. Direct-mapped by blockstore_key (a
+ * newer CID takes an older one's slot), compared on the whole multihash, codec and version
+ * (a block made to share a key cannot borrow another's attributes). Symlinks (their target)
+ * and multihashes longer than a sha2-256 one are not kept. 16,384 slots, about 1.3 MiB. A
+ * block damaged on disk after its attributes were kept still stats; reading it is EIO. */
+#define ATTR_SLOTS 16384u
+#define ATTR_MH_MAX 34u
+
+struct attr_slot {
+    uint8_t mh[ATTR_MH_MAX];
+    uint8_t mh_len; /* 0: a free slot */
+    uint8_t version;
+    uint8_t kind;   /* enum node_kind: NODE_FILE or NODE_DIR */
+    bool has_mtime;
+    bool nonempty;  /* a directory with links */
+    uint32_t mode;
+    uint64_t codec, size, tsize;
+    int64_t mtime;
+};
+
+static bool attr_same(const struct attr_slot *a, const struct cid *c)
+{
+    return a->mh_len == c->mh_len && a->version == c->version && a->codec == c->codec &&
+           memcmp(a->mh, c->mh, c->mh_len) == 0;
+}
+
+/* Copy c's attributes to *out if they are kept. */
+static bool attr_get(struct node_store *ns, const struct cid *c, struct attr_slot *out)
+{
+    if (!ns->attrs || c->mh_len == 0 || c->mh_len > ATTR_MH_MAX)
+        return false;
+    struct attr_slot *a = &ns->attrs[blockstore_key(c) & (ATTR_SLOTS - 1)];
+    pthread_mutex_lock(&ns->attr_lock);
+    bool hit = attr_same(a, c);
+    if (hit)
+        *out = *a;
+    pthread_mutex_unlock(&ns->attr_lock);
+    atomic_fetch_add(hit ? &ns->attr_hits : &ns->attr_misses, 1);
+    return hit;
+}
+
+static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out);
+
+/* Keep what block l (c's, just loaded and decoded) says, st if already stat'ed (else it is
+ * stat'ed here). Anything that does not stat cleanly is not kept. */
+static void attr_note(struct node_store *ns, const struct cid *c, const struct loaded *l,
+                      const struct node_stat *st)
+{
+    struct node_stat own;
+    uint64_t tsize;
+    if (!ns->attrs || c->mh_len == 0 || c->mh_len > ATTR_MH_MAX)
+        return;
+    if (!st) {
+        if (stat_loaded(c, l, &own) < 0)
+            return;
+        st = &own;
+    }
+    if ((st->kind == NODE_FILE || st->kind == NODE_DIR) &&
+        block_tsize(c->codec, l->block, l->len, &tsize) == 0) {
+        struct attr_slot v = {.mh_len = (uint8_t)c->mh_len,
+                              .version = (uint8_t)c->version,
+                              .kind = (uint8_t)st->kind,
+                              .has_mtime = st->has_mtime,
+                              .nonempty = st->kind == NODE_DIR && !l->raw && l->pb.nlinks > 0,
+                              .mode = st->mode,
+                              .codec = c->codec,
+                              .size = st->size,
+                              .tsize = tsize,
+                              .mtime = st->mtime};
+        memcpy(v.mh, c->mh, c->mh_len);
+        pthread_mutex_lock(&ns->attr_lock);
+        ns->attrs[blockstore_key(c) & (ATTR_SLOTS - 1)] = v;
+        pthread_mutex_unlock(&ns->attr_lock);
+    }
+    if (st == &own)
+        node_stat_clear(&own);
+}
+
 static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out)
 {
     char cs[CID_STR_MAX];
@@ -997,12 +1084,24 @@ static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_
 
 static int store_stat(struct node *base, const struct cid *c, struct node_stat *out)
 {
+    struct node_store *ns = to_store(base);
     struct loaded l;
+    struct attr_slot a;
     memset(out, 0, sizeof *out);
-    int rc = load(to_store(base), c, &l);
+    if (attr_get(ns, c, &a)) {
+        out->kind = (enum node_kind)a.kind;
+        out->size = a.size;
+        out->mode = a.mode;
+        out->has_mtime = a.has_mtime;
+        out->mtime = a.mtime;
+        return 0;
+    }
+    int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
     rc = stat_loaded(c, &l, out);
+    if (rc == 0)
+        attr_note(ns, c, &l, out);
     loaded_free(&l);
     return rc;
 }
@@ -1136,12 +1235,18 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
     }
     struct loaded l;
     struct node_stat st;
-    if (lc->detail_bytes < LIST_DETAIL_BYTES && load(lc->ns, &e.cid, &l) == 0) {
+    struct attr_slot a;
+    if (attr_get(lc->ns, &e.cid, &a)) {
+        e.kind = (enum node_kind)a.kind;
+        e.size = a.kind == NODE_DIR ? 0 : a.size;
+        e.mode = a.mode;
+    } else if (lc->detail_bytes < LIST_DETAIL_BYTES && load(lc->ns, &e.cid, &l) == 0) {
         lc->detail_bytes += l.len;
         if (stat_loaded(&e.cid, &l, &st) == 0) {
             e.kind = st.kind;
             e.size = st.kind == NODE_DIR ? 0 : st.size;
             e.mode = st.mode;
+            attr_note(lc->ns, &e.cid, &l, &st);
             node_stat_clear(&st);
         }
         loaded_free(&l);
@@ -3263,12 +3368,21 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
                    uint64_t *tsize)
 {
     struct loaded l;
+    struct attr_slot a;
+    if (attr_get(ns, c, &a)) {
+        *is_dir = a.kind == NODE_DIR;
+        *nonempty = a.nonempty;
+        *tsize = a.tsize;
+        return 0;
+    }
     int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
     *is_dir = is_dir_type(&l);
     *nonempty = *is_dir && l.pb.nlinks > 0;
     rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
+    if (rc == 0)
+        attr_note(ns, c, &l, NULL);
     loaded_free(&l);
     return rc;
 }
@@ -3620,6 +3734,7 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
     return snprintf(buf, len,
                     "store_block_reads %" PRIu64 "\nstore_block_read_bytes %" PRIu64
                     "\nstore_dir_cache_hits %" PRIu64 "\nstore_dir_cache_misses %" PRIu64
+                    "\nstore_attr_cache_hits %" PRIu64 "\nstore_attr_cache_misses %" PRIu64
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
@@ -3630,7 +3745,8 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     "\nstore_gc_errors %" PRIu64 "\nstore_gc_ms %" PRIu64
                     "\nstore_gc_live_blocks %" PRIu64 "\n",
                     s.gets, s.get_bytes, (uint64_t)atomic_load(&ns->bc_hits),
-                    (uint64_t)atomic_load(&ns->bc_misses), s.puts, s.put_bytes, s.dedup,
+                    (uint64_t)atomic_load(&ns->bc_misses), (uint64_t)atomic_load(&ns->attr_hits),
+                    (uint64_t)atomic_load(&ns->attr_misses), s.puts, s.put_bytes, s.dedup,
                     s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
                     (uint64_t)atomic_load(&ns->add_streams),
@@ -3774,6 +3890,8 @@ static void store_free(struct node_store *ns)
     pthread_mutex_destroy(&ns->gc_run);
     pthread_mutex_destroy(&ns->evict_run);
     pthread_mutex_destroy(&ns->lru_lock);
+    pthread_mutex_destroy(&ns->attr_lock);
+    free(ns->attrs);
     free(ns->lru.k);
     free(ns->lru.v);
     free(ns->holds);
@@ -3991,6 +4109,8 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->gc_run, NULL);
     pthread_mutex_init(&ns->evict_run, NULL);
     pthread_mutex_init(&ns->lru_lock, NULL);
+    pthread_mutex_init(&ns->attr_lock, NULL);
+    ns->attrs = calloc(ATTR_SLOTS, sizeof *ns->attrs); /* NULL: no attribute cache */
     ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
     ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
