@@ -909,6 +909,19 @@ static struct whandle *newest_writer(struct fs *fs, struct inode *ino)
     return wh;
 }
 
+/* Whether an open write handle of ino holds changes its close will link: they go with the
+ * inode's mode and time (flush_handle), so a chmod or a utime meanwhile needs no name change
+ * of its own (tar: create 0600, write, utime, chmod, close). */
+static bool has_dirty_writer(struct fs *fs, struct inode *ino)
+{
+    bool dirty = false;
+    pthread_mutex_lock(&fs->wlock);
+    for (struct whandle *wh = ino->writers; wh && !dirty; wh = wh->wnext)
+        dirty = writer_dirty(wh);
+    pthread_mutex_unlock(&fs->wlock);
+    return dirty;
+}
+
 static void set_size(struct fs *fs, struct inode *ino, uint64_t size)
 {
     struct mfs_attr a;
@@ -1128,6 +1141,18 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     struct writer_meta m = meta_of(&a);
     rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &m, &a.cid, &size, &changed);
     if (rc == 0 && changed) {
+        /* A chmod or utime that came while this one linked (do_setattr left it to us, or
+         * set it on the old content): set it on the new. */
+        struct mfs_attr now;
+        inode_mfs_get(fs->inodes, fh->ino, &now);
+        if (now.mode != a.mode && fs->node->ops->mfs_chmod(fs->node, path,
+                                                           now.mode ? now.mode : 0644) == 0)
+            a.mode = now.mode;
+        if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime) && now.has_mtime &&
+            fs->node->ops->mfs_touch(fs->node, path, now.mtime) == 0) {
+            a.has_mtime = true;
+            a.mtime = now.mtime;
+        }
         a.size = size;
         relinked(fs, fh->ino, path, &a);
     }
@@ -1476,14 +1501,21 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     }
     struct mfs_attr a;
     inode_mfs_get(fs->inodes, ino, &a);
+    /* A file being written links its new content with the inode's mode and time at close:
+     * a chmod or utime meanwhile is only noted there (flush_handle). */
+    bool later = ino->kind == NODE_FILE &&
+                 (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) &&
+                 has_dirty_writer(fs, ino);
+    bool noted = false; /* anything left for the writer's close */
     /* A chmod to the mode already shown changes nothing, and must not store an explicit
      * mode that changes the CID (rsync and cp -p chmod every file they write). */
     uint32_t shown = a.mode ? a.mode & 07777 : (ino->kind == NODE_DIR ? 0755 : 0644);
     if ((to_set & FUSE_SET_ATTR_MODE) && !root && (attr->st_mode & 07777) != shown) {
-        rc = fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
+        rc = later ? 0 : fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
         if (rc < 0)
             return rc;
-        changed = true;
+        changed = changed || !later;
+        noted = later;
         /* Back to the default mode is no mode (as the store and `ipfs add` have it): content
          * an open writer links later carries none, so its CID is the CID of its bytes (rsync
          * writes 0600, then chmods 0644; tar and cp -a make directories 0700, then 0755). */
@@ -1493,12 +1525,17 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root) {
         int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
                                                        : (int64_t)attr->st_mtim.tv_sec;
-        rc = fs->node->ops->mfs_touch(fs->node, path, t);
+        rc = later ? 0 : fs->node->ops->mfs_touch(fs->node, path, t);
         if (rc < 0)
             return rc;
         a.mtime = t;
         a.has_mtime = true;
-        changed = true;
+        changed = changed || !later;
+        noted = noted || later;
+    }
+    if (!changed && noted) {
+        inode_mfs_set(fs->inodes, ino, &a);
+        return 0;
     }
     if (!changed)
         return 0; /* a chown or chmod to what is shown (tar, cp -a, rsync): nothing to read */

@@ -333,6 +333,36 @@ check_eq "after the append, the Mode in $NAMES is still 0600" "$(rpc_field /mode
 check_eq "chmod, touch and append keep the content" "$(cat "$MNT/modes" 2>&1)" "$(printf 'Test%s' more)"
 check "touch of a new name creates it" touch "$MNT/touched"
 check_eq "the touched name is empty" "$(stat -c %s "$MNT/touched" 2>&1)" 0
+# A chmod and a utime on a file still being written (tar does both before close) land with its
+# content at close; a chmod back to 644 there means no mode at all (the CID of the bytes).
+check "write, fchmod 751, futimens, close (python3)" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"open-chmod\n")
+os.fchmod(fd, 0o751)
+os.utime(fd, (2000000, 2000000))
+os.close(fd)' "$MNT/openmode"
+check_eq "stat shows 751 and mtime 2000000" "$(stat -c '%a %Y' "$MNT/openmode" 2>&1)" "751 2000000"
+check_eq "$NAMES has Mode 0751 and Mtime 2000000" \
+    "$(rpc_field /openmode Mode) $(rpc_field /openmode Mtime)" "0751 2000000"
+check_eq "its content" "$(cat "$MNT/openmode" 2>&1)" "open-chmod"
+check "write 0600, chmod 644 by path, write more, close (python3)" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"Test")
+os.chmod(sys.argv[1], 0o644)
+os.write(fd, b"more")
+os.close(fd)' "$MNT/openmode2"
+check_eq "stat shows 644" "$(stat -c %a "$MNT/openmode2" 2>&1)" 644
+check_eq "its content" "$(cat "$MNT/openmode2" 2>&1)" "Testmore"
+if have ipfs_cid; then
+    printf 'Testmore' >"$L/openmode2"
+    check_eq "no mode stored: its CID is ipfs_cid's for the bytes" \
+        "$(getfattr --only-values -n user.ipfs.cid "$MNT/openmode2" 2>/dev/null)" "$(local_cid "$L/openmode2")"
+else
+    ok "no mode stored: its CID is ipfs_cid's for the bytes # SKIP ipfs_cid is not installed"
+fi
+rm -f "$MNT/openmode" "$MNT/openmode2"
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
