@@ -911,13 +911,14 @@ static struct whandle *newest_writer(struct fs *fs, struct inode *ino)
 
 /* Whether an open write handle of ino holds changes its close will link: they go with the
  * inode's mode and time (flush_handle), so a chmod or a utime meanwhile needs no name change
- * of its own (tar: create 0600, write, utime, chmod, close). */
+ * of its own (tar: create 0600, write, utime, chmod, close). Never waits: a handle busy in a
+ * write or a flush (which may take an upload's time) counts as not known to be dirty. */
 static bool has_dirty_writer(struct fs *fs, struct inode *ino)
 {
     bool dirty = false;
     pthread_mutex_lock(&fs->wlock);
     for (struct whandle *wh = ino->writers; wh && !dirty; wh = wh->wnext)
-        dirty = writer_dirty(wh);
+        dirty = writer_dirty_now(wh);
     pthread_mutex_unlock(&fs->wlock);
     return dirty;
 }
@@ -1144,14 +1145,24 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         /* A chmod or utime that came while this one linked (do_setattr left it to us, or
          * set it on the old content): set it on the new. */
         struct mfs_attr now;
+        bool fixed = false;
         inode_mfs_get(fs->inodes, fh->ino, &now);
         if (now.mode != a.mode && fs->node->ops->mfs_chmod(fs->node, path,
-                                                           now.mode ? now.mode : 0644) == 0)
+                                                           now.mode ? now.mode : 0644) == 0) {
             a.mode = now.mode;
+            fixed = true;
+        }
         if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime) && now.has_mtime &&
             fs->node->ops->mfs_touch(fs->node, path, now.mtime) == 0) {
             a.has_mtime = true;
             a.mtime = now.mtime;
+            fixed = true;
+        }
+        struct node_stat st;
+        struct cid c;
+        if (fixed && fs->node->ops->mfs_stat(fs->node, path, &st, &c) == 0) {
+            a.cid = c; /* what the name holds now */
+            node_stat_clear(&st);
         }
         a.size = size;
         relinked(fs, fh->ino, path, &a);
@@ -1499,14 +1510,14 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         if (rc < 0)
             return rc;
     }
-    struct mfs_attr a;
-    inode_mfs_get(fs->inodes, ino, &a);
     /* A file being written links its new content with the inode's mode and time at close:
      * a chmod or utime meanwhile is only noted there (flush_handle). */
     bool later = ino->kind == NODE_FILE &&
                  (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) &&
                  has_dirty_writer(fs, ino);
     bool noted = false; /* anything left for the writer's close */
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, ino, &a);
     /* A chmod to the mode already shown changes nothing, and must not store an explicit
      * mode that changes the CID (rsync and cp -p chmod every file they write). */
     uint32_t shown = a.mode ? a.mode & 07777 : (ino->kind == NODE_DIR ? 0755 : 0644);
@@ -1535,7 +1546,15 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     }
     if (!changed && noted) {
         inode_mfs_set(fs->inodes, ino, &a);
-        return 0;
+        if (has_dirty_writer(fs, ino))
+            return 0;
+        /* The close linked before the note was there (or is linking now: it sets the note
+         * on its content after, as does this): set it on the name now. */
+        if (to_set & FUSE_SET_ATTR_MODE)
+            rc = fs->node->ops->mfs_chmod(fs->node, path, a.mode ? a.mode : 0644);
+        if (rc == 0 && a.has_mtime && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+            rc = fs->node->ops->mfs_touch(fs->node, path, a.mtime);
+        return rc < 0 ? rc : mfs_refresh(fs, ino);
     }
     if (!changed)
         return 0; /* a chown or chmod to what is shown (tar, cp -a, rsync): nothing to read */

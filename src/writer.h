@@ -70,7 +70,11 @@ int writer_truncate(struct whandle *h, uint64_t size);
 /* Mark the handle changed (so the next flush stores it, e.g. a new empty file). */
 void writer_touch(struct whandle *h);
 uint64_t writer_size(struct whandle *h);
+/* Whether h holds changes its next flush stores (and no failed flush poisoned it). */
 bool writer_dirty(struct whandle *h);
+/* The same, without waiting: false also while another call holds h (a write, a flush that
+ * stores and links it: the caller then cannot count on what h will link). */
+bool writer_dirty_now(struct whandle *h);
 
 /* Metadata a name's new content gets before it is linked under the name. */
 struct writer_meta {
