@@ -968,8 +968,11 @@ static int file_size(const struct cid *c, const struct loaded *l, uint64_t *out)
  * it found for a file or a directory is kept here, by CID. Direct-mapped by blockstore_key (a
  * newer CID takes an older one's slot), compared on the whole multihash, codec and version
  * (a block made to share a key cannot borrow another's attributes). Symlinks (their target)
- * and multihashes longer than a sha2-256 one are not kept. 16,384 slots, about 1.3 MiB. A
- * block damaged on disk after its attributes were kept still stats; reading it is EIO. */
+ * and multihashes longer than a sha2-256 one are not kept. 16,384 slots, about 1.3 MiB. As
+ * in the directory block cache, a kept entry counts only while its block is still here: known
+ * without a system call while no block file was removed since it was seen (gen), else asked
+ * (blockstore_has). A block damaged on disk after its attributes were kept still stats;
+ * reading it is EIO. */
 #define ATTR_SLOTS 16384u
 #define ATTR_MH_MAX 34u
 
@@ -983,6 +986,7 @@ struct attr_slot {
     uint32_t mode;
     uint64_t codec, size, tsize;
     int64_t mtime;
+    uint64_t gen; /* blockstore_removals when the block was last known to be here */
 };
 
 static bool attr_same(const struct attr_slot *a, const struct cid *c)
@@ -991,27 +995,42 @@ static bool attr_same(const struct attr_slot *a, const struct cid *c)
            memcmp(a->mh, c->mh, c->mh_len) == 0;
 }
 
-/* Copy c's attributes to *out if they are kept. */
+/* Copy c's attributes to *out if they are kept and its block is still here. */
 static bool attr_get(struct node_store *ns, const struct cid *c, struct attr_slot *out)
 {
     if (!ns->attrs || c->mh_len == 0 || c->mh_len > ATTR_MH_MAX)
         return false;
+    uint64_t gen = blockstore_removals(ns->bs);
     struct attr_slot *a = &ns->attrs[blockstore_key(c) & (ATTR_SLOTS - 1)];
     pthread_mutex_lock(&ns->attr_lock);
     bool hit = attr_same(a, c);
     if (hit)
         *out = *a;
     pthread_mutex_unlock(&ns->attr_lock);
+    if (hit && out->gen != gen) {
+        bool there = blockstore_has(ns->bs, c);
+        pthread_mutex_lock(&ns->attr_lock);
+        if (attr_same(a, c)) {
+            if (there)
+                a->gen = gen;
+            else
+                a->mh_len = 0; /* its block is gone: the slot is free */
+        }
+        pthread_mutex_unlock(&ns->attr_lock);
+        hit = there;
+    }
     atomic_fetch_add(hit ? &ns->attr_hits : &ns->attr_misses, 1);
     return hit;
 }
 
 static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out);
 
-/* Keep what block l (c's, just loaded and decoded) says, st if already stat'ed (else it is
- * stat'ed here). Anything that does not stat cleanly is not kept. */
+/* Keep what block l (c's, loaded and decoded when blockstore_removals was gen) says, st if
+ * already stat'ed (else it is stat'ed here). Anything that does not stat cleanly is not kept.
+ * A block loaded from the stage (not written yet) counts as here: it is written at the next
+ * commit unless no name holds it by then. */
 static void attr_note(struct node_store *ns, const struct cid *c, const struct loaded *l,
-                      const struct node_stat *st)
+                      const struct node_stat *st, uint64_t gen)
 {
     struct node_stat own;
     uint64_t tsize;
@@ -1033,7 +1052,8 @@ static void attr_note(struct node_store *ns, const struct cid *c, const struct l
                               .codec = c->codec,
                               .size = st->size,
                               .tsize = tsize,
-                              .mtime = st->mtime};
+                              .mtime = st->mtime,
+                              .gen = gen};
         memcpy(v.mh, c->mh, c->mh_len);
         pthread_mutex_lock(&ns->attr_lock);
         ns->attrs[blockstore_key(c) & (ATTR_SLOTS - 1)] = v;
@@ -1096,12 +1116,13 @@ static int store_stat(struct node *base, const struct cid *c, struct node_stat *
         out->mtime = a.mtime;
         return 0;
     }
+    uint64_t gen = blockstore_removals(ns->bs); /* before the load: a removal after it is seen */
     int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
     rc = stat_loaded(c, &l, out);
     if (rc == 0)
-        attr_note(ns, c, &l, out);
+        attr_note(ns, c, &l, out, gen);
     loaded_free(&l);
     return rc;
 }
@@ -1236,6 +1257,7 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
     struct loaded l;
     struct node_stat st;
     struct attr_slot a;
+    uint64_t gen = blockstore_removals(lc->ns->bs);
     if (attr_get(lc->ns, &e.cid, &a)) {
         e.kind = (enum node_kind)a.kind;
         e.size = a.kind == NODE_DIR ? 0 : a.size;
@@ -1246,7 +1268,7 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
             e.kind = st.kind;
             e.size = st.kind == NODE_DIR ? 0 : st.size;
             e.mode = st.mode;
-            attr_note(lc->ns, &e.cid, &l, &st);
+            attr_note(lc->ns, &e.cid, &l, &st, gen);
             node_stat_clear(&st);
         }
         loaded_free(&l);
@@ -3375,6 +3397,7 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
         *tsize = a.tsize;
         return 0;
     }
+    uint64_t gen = blockstore_removals(ns->bs);
     int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
@@ -3382,7 +3405,7 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
     *nonempty = *is_dir && l.pb.nlinks > 0;
     rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
     if (rc == 0)
-        attr_note(ns, c, &l, NULL);
+        attr_note(ns, c, &l, NULL, gen);
     loaded_free(&l);
     return rc;
 }

@@ -1780,6 +1780,9 @@ static void test_gc_basic(void)
         snprintf(path, sizeof path, "/d/f%02d", i);
         CHECK_EQ_INT(gc_check(n, path, 100 + (unsigned)i, 100 + (size_t)i), 0);
     }
+    struct node_stat gst;
+    CHECK_EQ_INT(n->ops->stat(n, &gone, &gst), 0); /* its attributes are kept now */
+    node_stat_clear(&gst);
     uint64_t before = gc_usage(n);
     /* Overwrite big and small, remove gone and ten small files. */
     CHECK_EQ_INT(gc_write(n, "/d/big", 11, 3u << 20, &big2), 0);
@@ -1798,6 +1801,8 @@ static void test_gc_basic(void)
             (unsigned long long)r.live);
     CHECK(r.removed >= 12 + 3 + 10);
     CHECK(!node_store_has(n, &big1));
+    /* Its block collected, a kept stat of gone does not answer for it. */
+    CHECK_EQ_INT(n->ops->stat(n, &gone, &gst), -ENOENT);
     CHECK(!node_store_has(n, &small1));
     CHECK(!node_store_has(n, &gone));
     CHECK(node_store_has(n, &big2));
