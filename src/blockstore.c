@@ -77,7 +77,7 @@ struct blockstore {
     pthread_mutex_t flush_lock;
     bool syncfs_ok; /* the filesystem's syncfs may replace many fdatasync calls */
     atomic_uint_fast64_t gets, get_bytes, puts, put_bytes, dedup, corrupt;
-    /* Block files removed so far (counted just before each unlink): see blockstore_removals. */
+    /* Moves before and after each unlink of a block file: see blockstore_removals. */
     atomic_uint_fast64_t removals;
     atomic_uint tmp_counter;
     /* young_lock guards young[], young_cur and young_since. Taken by every put (to record its
@@ -949,8 +949,10 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
     if (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     atomic_fetch_add(&bs->removals, 1);
-    if (unlinkat(bs->dirfd, final, 0) < 0)
-        return -errno;
+    int urc = unlinkat(bs->dirfd, final, 0) < 0 ? -errno : 0;
+    atomic_fetch_add(&bs->removals, 1); /* and after: see blockstore_removals */
+    if (urc < 0)
+        return urc;
     *freed = (uint64_t)st.st_blocks * 512u;
     return 0;
 }
@@ -1092,6 +1094,7 @@ static int sweep_shard(struct blockstore *bs, int dfd, const struct blockstore_k
                 gone = true;
             else if (errno != ENOENT)
                 rc = rc ? rc : -errno;
+            atomic_fetch_add(&bs->removals, 1);
         }
         pthread_mutex_unlock(&bs->young_lock);
         if (young) {
@@ -1206,6 +1209,8 @@ int blockstore_evict(struct blockstore *bs, const struct blockstore_keyset *keep
             if (!young)
                 atomic_fetch_add(&bs->removals, 1);
             bool gone = !young && unlinkat(bs->dirfd, v[i].name, 0) == 0;
+            if (!young)
+                atomic_fetch_add(&bs->removals, 1);
             pthread_mutex_unlock(&bs->young_lock);
             if (gone) {
                 out->removed++;

@@ -90,9 +90,9 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
 int blockstore_drop_corrupt_cache(struct blockstore *bs, const struct cid *c, uint64_t *freed);
 
 void blockstore_get_stats(struct blockstore *bs, struct blockstore_stats *out);
-/* How many block files were removed so far (collection, eviction, blockstore_remove), counted
- * just before each removal: while it has not moved, every block file seen before is still
- * there. */
+/* A count that moves with each removal of a block file (collection, eviction,
+ * blockstore_remove), just before the unlink and again after it: while it has not moved since
+ * a block file was seen (the count taken before looking), that file is still there. */
 uint64_t blockstore_removals(struct blockstore *bs);
 
 /* ---- for the collector (node_store.c) ----

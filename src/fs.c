@@ -1147,16 +1147,23 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         struct mfs_attr now;
         bool fixed = false;
         inode_mfs_get(fs->inodes, fh->ino, &now);
-        if (now.mode != a.mode && fs->node->ops->mfs_chmod(fs->node, path,
-                                                           now.mode ? now.mode : 0644) == 0) {
+        int mrc = 0, trc = 0;
+        if (now.mode != a.mode &&
+            (mrc = fs->node->ops->mfs_chmod(fs->node, path, now.mode ? now.mode : 0644)) == 0) {
             a.mode = now.mode;
             fixed = true;
         }
         if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime) && now.has_mtime &&
-            fs->node->ops->mfs_touch(fs->node, path, now.mtime) == 0) {
+            (trc = fs->node->ops->mfs_touch(fs->node, path, now.mtime)) == 0) {
             a.has_mtime = true;
             a.mtime = now.mtime;
             fixed = true;
+        }
+        if (mrc < 0 || trc < 0) {
+            char safe[256];
+            log_warn("%s: its new content is stored, but not the mode or time set meanwhile: %s",
+                     log_safe(path, strlen(path), safe, sizeof safe),
+                     strerror(mrc < 0 ? -mrc : -trc));
         }
         struct node_stat st;
         struct cid c;
@@ -1515,52 +1522,47 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     bool later = ino->kind == NODE_FILE &&
                  (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) &&
                  has_dirty_writer(fs, ino);
-    bool noted = false; /* anything left for the writer's close */
     struct mfs_attr a;
     inode_mfs_get(fs->inodes, ino, &a);
+    struct mfs_attr before = a;
     /* A chmod to the mode already shown changes nothing, and must not store an explicit
      * mode that changes the CID (rsync and cp -p chmod every file they write). */
     uint32_t shown = a.mode ? a.mode & 07777 : (ino->kind == NODE_DIR ? 0755 : 0644);
-    if ((to_set & FUSE_SET_ATTR_MODE) && !root && (attr->st_mode & 07777) != shown) {
-        rc = later ? 0 : fs->node->ops->mfs_chmod(fs->node, path, attr->st_mode & 07777);
-        if (rc < 0)
-            return rc;
-        changed = changed || !later;
-        noted = later;
+    uint32_t mode = attr->st_mode & 07777;
+    bool set_mode = (to_set & FUSE_SET_ATTR_MODE) && !root && mode != shown;
+    bool set_time = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root;
+    if (set_mode) {
         /* Back to the default mode is no mode (as the store and `ipfs add` have it): content
          * an open writer links later carries none, so its CID is the CID of its bytes (rsync
          * writes 0600, then chmods 0644; tar and cp -a make directories 0700, then 0755). */
         uint32_t dflt = ino->kind == NODE_DIR ? 0755 : 0644;
-        a.mode = (attr->st_mode & 07777) == dflt ? 0 : attr->st_mode & 07777;
+        a.mode = mode == dflt ? 0 : mode;
     }
-    if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !root) {
-        int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
-                                                       : (int64_t)attr->st_mtim.tv_sec;
-        rc = later ? 0 : fs->node->ops->mfs_touch(fs->node, path, t);
-        if (rc < 0)
-            return rc;
-        a.mtime = t;
+    if (set_time) {
+        a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
+                                                     : (int64_t)attr->st_mtim.tv_sec;
         a.has_mtime = true;
-        changed = changed || !later;
-        noted = noted || later;
     }
-    if (!changed && noted) {
-        inode_mfs_set(fs->inodes, ino, &a);
-        if (has_dirty_writer(fs, ino))
-            return 0;
-        /* The close linked before the note was there (or is linking now: it sets the note
-         * on its content after, as does this): set it on the name now. */
-        if (to_set & FUSE_SET_ATTR_MODE)
-            rc = fs->node->ops->mfs_chmod(fs->node, path, a.mode ? a.mode : 0644);
-        if (rc == 0 && a.has_mtime && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
-            rc = fs->node->ops->mfs_touch(fs->node, path, a.mtime);
-        return rc < 0 ? rc : mfs_refresh(fs, ino);
+    if (!set_mode && !set_time) {
+        if (!changed)
+            return 0; /* a chown or chmod to what is shown (tar, cp -a, rsync): nothing to read */
+        return mfs_refresh(fs, ino);
     }
-    if (!changed)
-        return 0; /* a chown or chmod to what is shown (tar, cp -a, rsync): nothing to read */
-    /* Open writers will link new content and re-apply these (flush_handle); meanwhile the
-     * inode shows what was set. Otherwise read back the node's view (and new CID). */
-    inode_mfs_set(fs->inodes, ino, &a);
+    /* On the inode first: a close linking meanwhile sets what it finds there on its new
+     * content (flush_handle), and one that looked before has linked before the node hears of
+     * this. Open writers will link new content with it; otherwise the node's view (and the
+     * new CID) is read back. */
+    inode_mfs_set_meta(fs->inodes, ino, &a);
+    if (later && has_dirty_writer(fs, ino))
+        return 0; /* still so after the note: the writer's close links it */
+    if (set_mode)
+        rc = fs->node->ops->mfs_chmod(fs->node, path, mode);
+    if (rc == 0 && set_time)
+        rc = fs->node->ops->mfs_touch(fs->node, path, a.mtime);
+    if (rc < 0) {
+        inode_mfs_set_meta(fs->inodes, ino, &before);
+        return rc;
+    }
     return mfs_refresh(fs, ino);
 }
 

@@ -374,6 +374,15 @@ void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_at
     pthread_mutex_unlock(&t->lock);
 }
 
+void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct mfs_attr *a)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->mode = a->mode;
+    ino->mtime = a->mtime;
+    ino->has_mtime = a->has_mtime;
+    pthread_mutex_unlock(&t->lock);
+}
+
 int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target)
 {
     char *nt = strdup(target);

@@ -95,6 +95,8 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
                                    const struct mfs_attr *a, const char *target);
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a);
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
+/* Only the mode and the time of a's (the rest as it is). */
+void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
 /* Replace a name's symlink target (another client re-pointed it). 0 or -ENOMEM. */
 int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target);
 /* A copy of the symlink target (malloc'd), or NULL (none, or ENOMEM). */

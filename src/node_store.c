@@ -872,10 +872,20 @@ static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data,
  * dag-pb decode costs at most 32 bytes per link and one pass per field, and every walker is
  * bounded (see the bounds above), so crafted bytes cost no more than any other block. */
 static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch);
+static int load_at(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch,
+                   bool *from_disk, uint64_t *gen);
 
 static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
 {
     return load_ex(ns, c, l, true);
+}
+
+/* load, telling whether the block was read from its block file (*from_disk) and
+ * blockstore_removals before the read (*gen): what attr_note needs. */
+static int load_seen(struct node_store *ns, const struct cid *c, struct loaded *l,
+                     bool *from_disk, uint64_t *gen)
+{
+    return load_at(ns, c, l, true, from_disk, gen);
 }
 
 /* A block already in hand (copied into l), decoded as load does. */
@@ -885,7 +895,17 @@ static bool is_dir_type(const struct loaded *l);
 
 static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch)
 {
+    bool from_disk;
+    uint64_t gen;
+    return load_at(ns, c, l, fetch, &from_disk, &gen);
+}
+
+static int load_at(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch,
+                   bool *from_disk_out, uint64_t *gen_out)
+{
     char cs[CID_STR_MAX];
+    *from_disk_out = false;
+    *gen_out = 0;
     memset(l, 0, sizeof *l);
     if (c->codec != CID_CODEC_RAW && c->codec != CID_CODEC_DAG_PB) {
         cid_format(c, cs, sizeof cs);
@@ -898,6 +918,8 @@ static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l,
     int rc = get_block_from(ns, c, &l->block, &l->len, fetch, &from_disk, &gen);
     if (rc < 0)
         return rc;
+    *from_disk_out = from_disk;
+    *gen_out = gen;
     rc = decode_loaded(c, l);
     /* Directories only: path walks read them again and again. A file's blocks are read from
      * disk (and checked) each time, so that a file damaged on disk reads as EIO at once. */
@@ -969,9 +991,10 @@ static int file_size(const struct cid *c, const struct loaded *l, uint64_t *out)
  * newer CID takes an older one's slot), compared on the whole multihash, codec and version
  * (a block made to share a key cannot borrow another's attributes). Symlinks (their target)
  * and multihashes longer than a sha2-256 one are not kept. 16,384 slots, about 1.3 MiB. As
- * in the directory block cache, a kept entry counts only while its block is still here: known
- * without a system call while no block file was removed since it was seen (gen), else asked
- * (blockstore_has). A block damaged on disk after its attributes were kept still stats;
+ * in the directory block cache, only blocks read from their block files are kept, and an entry
+ * counts only while that file is still there: known without a system call while no block file
+ * was removed since it was seen (gen), else asked (blockstore_has). (A staged block may be
+ * dropped unwritten, and a fetched one is kept only once it is read back from its file.) A block damaged on disk after its attributes were kept still stats;
  * reading it is EIO. */
 #define ATTR_SLOTS 16384u
 #define ATTR_MH_MAX 34u
@@ -1025,10 +1048,9 @@ static bool attr_get(struct node_store *ns, const struct cid *c, struct attr_slo
 
 static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out);
 
-/* Keep what block l (c's, loaded and decoded when blockstore_removals was gen) says, st if
- * already stat'ed (else it is stat'ed here). Anything that does not stat cleanly is not kept.
- * A block loaded from the stage (not written yet) counts as here: it is written at the next
- * commit unless no name holds it by then. */
+/* Keep what block l (c's, read from its block file when blockstore_removals was gen: see
+ * load_seen) says, st if already stat'ed (else it is stat'ed here). Anything that does not
+ * stat cleanly is not kept. */
 static void attr_note(struct node_store *ns, const struct cid *c, const struct loaded *l,
                       const struct node_stat *st, uint64_t gen)
 {
@@ -1116,12 +1138,13 @@ static int store_stat(struct node *base, const struct cid *c, struct node_stat *
         out->mtime = a.mtime;
         return 0;
     }
-    uint64_t gen = blockstore_removals(ns->bs); /* before the load: a removal after it is seen */
-    int rc = load(ns, c, &l);
+    bool from_disk;
+    uint64_t gen;
+    int rc = load_seen(ns, c, &l, &from_disk, &gen);
     if (rc < 0)
         return rc;
     rc = stat_loaded(c, &l, out);
-    if (rc == 0)
+    if (rc == 0 && from_disk)
         attr_note(ns, c, &l, out, gen);
     loaded_free(&l);
     return rc;
@@ -1257,18 +1280,21 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
     struct loaded l;
     struct node_stat st;
     struct attr_slot a;
-    uint64_t gen = blockstore_removals(lc->ns->bs);
+    bool from_disk;
+    uint64_t gen;
     if (attr_get(lc->ns, &e.cid, &a)) {
         e.kind = (enum node_kind)a.kind;
         e.size = a.kind == NODE_DIR ? 0 : a.size;
         e.mode = a.mode;
-    } else if (lc->detail_bytes < LIST_DETAIL_BYTES && load(lc->ns, &e.cid, &l) == 0) {
+    } else if (lc->detail_bytes < LIST_DETAIL_BYTES &&
+               load_seen(lc->ns, &e.cid, &l, &from_disk, &gen) == 0) {
         lc->detail_bytes += l.len;
         if (stat_loaded(&e.cid, &l, &st) == 0) {
             e.kind = st.kind;
             e.size = st.kind == NODE_DIR ? 0 : st.size;
             e.mode = st.mode;
-            attr_note(lc->ns, &e.cid, &l, &st, gen);
+            if (from_disk)
+                attr_note(lc->ns, &e.cid, &l, &st, gen);
             node_stat_clear(&st);
         }
         loaded_free(&l);
@@ -3397,14 +3423,15 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
         *tsize = a.tsize;
         return 0;
     }
-    uint64_t gen = blockstore_removals(ns->bs);
-    int rc = load(ns, c, &l);
+    bool from_disk;
+    uint64_t gen;
+    int rc = load_seen(ns, c, &l, &from_disk, &gen);
     if (rc < 0)
         return rc;
     *is_dir = is_dir_type(&l);
     *nonempty = *is_dir && l.pb.nlinks > 0;
     rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
-    if (rc == 0)
+    if (rc == 0 && from_disk)
         attr_note(ns, c, &l, NULL, gen);
     loaded_free(&l);
     return rc;
