@@ -2289,7 +2289,11 @@ static void test_attr_cache(void)
 {
     char dir[256];
     new_dir(dir, sizeof dir);
-    struct node *n = open_store(dir, 0);
+    /* No commit or collection but the test's own: where each block is read from is known. */
+    struct node_store_config cfg = {.add = {.cid_version = 0, .raw_leaves = -1},
+                                    .commit_ms = 3600000u,
+                                    .gc_interval_ms = UINT_MAX};
+    struct node *n = open_store_cfg(dir, &cfg);
     uint8_t data[3000];
     prng(data, sizeof data, 11);
     struct cid c, raw, d;
@@ -2340,7 +2344,9 @@ static void test_attr_cache(void)
     CHECK_EQ_INT(li.kinds[0], NODE_FILE);
     CHECK_EQ_INT(li.sizes[0], sizeof data);
     CHECK_EQ_INT(stat_value(n, "store_attr_cache_hits "), hits + 1);
-    CHECK_EQ_INT(stat_value(n, "store_block_reads "), reads);
+    /* The file's block is not read (at most the directory's own, should the directory block
+     * cache not hold it). */
+    CHECK(stat_value(n, "store_block_reads ") <= reads + 1);
     node_destroy(n);
 }
 
