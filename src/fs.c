@@ -338,6 +338,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
      * sets it in the INIT reply for them). */
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    /* The filesystem, not the kernel, clears setuid and setgid on a chown, write or truncation.
+     * None is ever shown (fill_attr), so there is never one to clear. Without this the kernel
+     * reads the file's attributes back before every chown, to clear them itself: one GETATTR
+     * more for each file that tar or cp -a make as root (main.c passes it to libfuse < 3.17). */
+    if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+        conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
     /* No FUSE_CAP_POSIX_ACL: no name ever has an ACL (setxattr is refused), and without the
      * capability the kernel neither checks ACLs in permission checks nor caches them, so
      * getxattr(system.posix_acl_*) can answer "not supported" (foreign_xattr): coreutils ls -l

@@ -213,10 +213,12 @@ static int default_store_dir(const char *url, const char *mfs_root, char *out, s
 /* libfuse before 3.17 never passes FUSE_PARALLEL_DIROPS to the kernel, whatever fs_init wants
  * (fixed by libfuse commit c9905341, "Pass FUSE_PARALLEL_DIROPS to kernel"). The kernel then
  * serializes all lookups in one directory: 24 stats of missing CIDs at the root took 5.5 s,
- * 7 s, 8.5 s, ... 40 s, one after the other. These wrappers of the device I/O set the flag in
- * our INIT reply when the kernel offered it, as libfuse 3.17 does. */
-static _Atomic uint64_t init_unique; /* the INIT request being answered; 0: none */
-static atomic_bool init_parallel;    /* the kernel offered FUSE_PARALLEL_DIROPS */
+ * 7 s, 8.5 s, ... 40 s, one after the other. Nor does 3.14 pass FUSE_HANDLE_KILLPRIV (fs_init
+ * says why we want it). These wrappers of the device I/O set both flags in our INIT reply when
+ * the kernel offered them, as libfuse 3.17 does. */
+#define INIT_ADDED (FUSE_PARALLEL_DIROPS | FUSE_HANDLE_KILLPRIV)
+static _Atomic uint64_t init_unique;  /* the INIT request being answered; 0: none */
+static _Atomic uint32_t init_offered; /* of INIT_ADDED, what the kernel offered */
 
 static ssize_t dev_read(int fd, void *buf, size_t len, void *ud)
 {
@@ -226,7 +228,7 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *ud)
         const struct fuse_in_header *in = buf;
         if (in->opcode == FUSE_INIT) {
             const struct fuse_init_in *arg = (const void *)(in + 1);
-            atomic_store(&init_parallel, (arg->flags & FUSE_PARALLEL_DIROPS) != 0);
+            atomic_store(&init_offered, arg->flags & INIT_ADDED);
             atomic_store(&init_unique, in->unique);
         }
     }
@@ -242,8 +244,8 @@ static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *ud)
         const struct fuse_out_header *out = iov[0].iov_base;
         if (out->unique == u) {
             struct fuse_init_out *arg = iov[1].iov_base;
-            if (out->error == 0 && atomic_load(&init_parallel))
-                arg->flags |= FUSE_PARALLEL_DIROPS;
+            if (out->error == 0)
+                arg->flags |= atomic_load(&init_offered);
             atomic_store(&init_unique, 0);
         }
     }
