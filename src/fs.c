@@ -1779,6 +1779,18 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
     fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
 }
 
+/* access(2) and chdir: asked only when the kernel checks no permissions itself, on a mount
+ * that only root can enter (main.c). Root may do anything there but execute a file with no x
+ * bit, as the kernel's own check (generic_permission) has it. */
+static void fs_access(fuse_req_t req, fuse_ino_t id, int mask)
+{
+    struct fs *fs = fs_of(req);
+    struct stat st;
+    fill_attr(fs, ino_of(id), &st);
+    bool denied = (mask & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111);
+    fuse_reply_err(req, denied ? EACCES : 0);
+}
+
 const struct fuse_lowlevel_ops fs_ops = {
     .init = fs_init,
     .lookup = fs_lookup,
@@ -1811,4 +1823,5 @@ const struct fuse_lowlevel_ops fs_ops = {
     .setattr = fs_setattr,
     .setxattr = fs_setxattr,
     .removexattr = fs_removexattr,
+    .access = fs_access,
 };

@@ -578,14 +578,21 @@ int main(int argc, char *argv[])
     fprintf(stderr, "ipfsfs: using %s\n", node->description);
 
     /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other
-     * unless asked) and the kernel checks permissions. */
+     * unless asked) and the kernel checks permissions (default_permissions) wherever its checks
+     * can deny anything: a mount that others may enter, or that a user other than root made.
+     * A mount that only root can enter needs none: root passes every check but the execution
+     * of a file with no x bit, which the kernel checks without it too (and fs_access answers
+     * access(2) the same way). Without it the kernel does not read a directory's attributes
+     * back after each name made or removed in it: a request fewer for each file that cp -r,
+     * tar or rm -rf handle. */
     char mopts[512];
+    bool perms = o.shared || geteuid() != 0;
     /* The source word of mount(8)/fstab ("ipfs") names the mount in findmnt and df. */
     const char *fsname = o.nonopts == 2 && o.first_nonopt && !strpbrk(o.first_nonopt, ",\\")
                              ? o.first_nonopt
                              : "ipfsfs";
-    snprintf(mopts, sizeof mopts, "-odefault_permissions,fsname=%s,subtype=ipfsfs%s", fsname,
-             o.ipns ? ",ro" : "");
+    snprintf(mopts, sizeof mopts, "-o%sfsname=%s,subtype=ipfsfs%s",
+             perms ? "default_permissions," : "", fsname, o.ipns ? ",ro" : "");
     if (fuse_opt_add_arg(&args, mopts) != 0)
         goto out_node;
     struct fs_config fcfg = {

@@ -130,6 +130,9 @@ static int keep_nonopt(void *data, const char *arg, int key, struct fuse_args *o
     if (key == FUSE_OPT_KEY_OPT && o->after_gateway && strstr(arg, "://"))
         return add_gateways(o, arg) < 0 ? -1 : 0;
     o->after_gateway = 0;
+    if (key == FUSE_OPT_KEY_OPT &&
+        (strcmp(arg, "allow_other") == 0 || strcmp(arg, "allow_root") == 0))
+        o->shared = 1; /* and kept for libfuse */
     if (key != FUSE_OPT_KEY_NONOPT)
         return 1;
     o->nonopts++;

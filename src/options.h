@@ -41,6 +41,7 @@ struct options {
     char *publish;      /* --publish=KEY: publish the names' root under the node's key KEY */
     int after_gateway;  /* parsing: the last option was gateway= (see keep_nonopt) */
     int nonopts;        /* plain arguments seen: [SOURCE] MOUNTPOINT */
+    int shared;         /* -o allow_other or allow_root: others may enter the mount */
     char *first_nonopt;
     /* parsed values */
     size_t cache_bytes, dircache_bytes, readahead_bytes, store_bytes;

@@ -31,13 +31,12 @@
 # passthrough_ll is compiled once (pkg-config fuse3; the source is Debian's libfuse3-dev,
 # /usr/share/doc/libfuse3-dev/examples/) into $IPFSFS_CACHE/passthrough_ll and runs with its
 # defaults (-o source=DIR, cache=auto: 1 s attribute and entry timeouts, no writeback cache).
-# The issue's floor has no extended attributes (it answers ENOSYS to the first getxattr, and the
-# kernel never asks again) and lets the kernel skip permission checks. ipfsfs has both, and each
-# costs FUSE requests the floor never gets: the kernel asks for security.capability before a
-# write and after a chown, and with default_permissions re-reads a directory's attributes after
-# every name made or removed in it (ipfsfs -d counts per file: cp -r 7 requests against 5,
-# rm -rf 2 against 1). So a second floor runs beside it, for reference (no target):
-# passthrough_ll -o xattr,default_permissions, which gets the same requests as ipfsfs.
+# The issue's floor has no extended attributes: it answers ENOSYS to the first getxattr, and the
+# kernel never asks again. ipfsfs has them (user.ipfs.cid), and they cost FUSE requests the
+# floor never gets: the kernel asks for security.capability before a write and after a chown
+# (ipfsfs -d counts per file: cp -r 6 requests against 5). So a second floor runs beside it, for
+# reference (no target): passthrough_ll -o xattr, which gets the same requests as ipfsfs run by
+# root (ipfsfs has no default_permissions then: man ipfsfs, "Who can read what").
 #
 # Environment:
 #   BENCH_RUNS          runs; the best of them is kept (default 3)
@@ -152,8 +151,8 @@ declare -A PTOPTS
 TARGETS=(local pt ptx)
 KIND[local]=local DIR[local]=$WORK/local LABEL[local]="local disk" VI[local]=0
 KIND[pt]=pt DIR[pt]=$WORK/pt LABEL[pt]=passthrough_ll VI[pt]=0 PTOPTS[pt]=source=$WORK/pt-src
-KIND[ptx]=pt DIR[ptx]=$WORK/ptx LABEL[ptx]="passthrough_ll+xattr,perms" VI[ptx]=0
-PTOPTS[ptx]=source=$WORK/ptx-src,xattr,default_permissions
+KIND[ptx]=pt DIR[ptx]=$WORK/ptx LABEL[ptx]="passthrough_ll+xattr" VI[ptx]=0
+PTOPTS[ptx]=source=$WORK/ptx-src,xattr
 mkdir -p "$WORK/local" "$WORK/pt-src" "$WORK/ptx-src"
 
 vlabel() { if [ -n "${VARIANTS[$1]// /}" ]; then printf '%s' "${VARIANTS[$1]}"; else printf 'default'; fi; }
@@ -465,7 +464,7 @@ say "-- for reference (no target): the store against a floor with its features (
 for i in $(seq 0 $((NV - 1))); do
     [[ " ${TARGETS[*]} " == *" s$i "* ]] || continue
     for op in cp tar diff rm; do
-        figure "$op store / passthrough+xattr,perms [$(vlabel "$i")]" "$op:s$i" "$op:ptx" - -
+        figure "$op store / passthrough+xattr [$(vlabel "$i")]" "$op:s$i" "$op:ptx" - -
     done
 done
 say "-- for reference (no target)"
@@ -473,7 +472,7 @@ for op in cp tar diff rm git; do
     figure "$op passthrough / local disk" "$op:pt" "$op:local" - -
 done
 for op in cp tar diff rm git; do
-    figure "$op passthrough+xattr,perms / passthrough" "$op:ptx" "$op:pt" - -
+    figure "$op passthrough+xattr / passthrough" "$op:ptx" "$op:pt" - -
 done
 for t in "${NODES[@]}"; do
     note "${LABEL[$t]} statistics (user.ipfsfs.stats):"

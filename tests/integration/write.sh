@@ -466,4 +466,49 @@ else
     not_ok "mount with --cid-version=1 --raw-leaves"
 fi
 
+# ---- permissions ------------------------------------------------------------------------------
+
+# A mount only root can enter leaves the permission checks out: the kernel's could deny root
+# nothing but running a file with no x bit, which it checks without them too, and access(2)
+# answers the same. With allow_other, others may enter, and the kernel checks every mode.
+if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
+    ok "mount (root only)"
+    check_eq "root's own mount: no default_permissions among its options" \
+        "$(findmnt -no OPTIONS "$MNT" | grep -c default_permissions)" 0
+    printf '#!/bin/sh\necho ran\n' >"$MNT/prog"
+    check "a 0644 script: test -x is false" sh -c "! test -x '$MNT/prog'"
+    check "a 0644 script: running it is refused" sh -c "! '$MNT/prog' 2>/dev/null"
+    chmod 755 "$MNT/prog"
+    check "chmod 755: test -x is true" test -x "$MNT/prog"
+    check_eq "chmod 755: it runs" "$("$MNT/prog" 2>&1)" ran
+    chmod 400 "$MNT/prog"
+    check "chmod 400: root may still write it (test -w), as on any filesystem" test -w "$MNT/prog"
+    check "and does" sh -c "echo 'echo again' >>'$MNT/prog'"
+    mkdir "$MNT/closed" && chmod 700 "$MNT/closed"
+    check "a 0700 directory: root may enter it (test -x)" test -x "$MNT/closed"
+    rm -rf "$MNT/prog" "$MNT/closed"
+    check_unmount "unmount" "$MNT"
+else
+    not_ok "mount (root only)"
+fi
+if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}" -o allow_other; then
+    ok "mount with -o allow_other"
+    check_eq "with allow_other: default_permissions among its options" \
+        "$(findmnt -no OPTIONS "$MNT" | grep -c default_permissions)" 1
+    chmod 755 "$WORK" # so that nobody's failures are the mount's doing
+    printf 'open\n' >"$MNT/public"
+    printf 'secret\n' >"$MNT/private" && chmod 600 "$MNT/private"
+    check_eq "nobody reads a 0644 file" "$(su nobody -s /bin/sh -c "cat '$MNT/public'" 2>&1)" open
+    check "nobody cannot read a 0600 file" sh -c "! su nobody -s /bin/sh -c \"cat '$MNT/private'\" 2>/dev/null"
+    check "nobody cannot write a 0644 file" \
+        sh -c "! su nobody -s /bin/sh -c \"echo x >>'$MNT/public'\" 2>/dev/null"
+    check "nobody cannot make a name in a 0755 directory" \
+        sh -c "! su nobody -s /bin/sh -c \"touch '$MNT/nobodys'\" 2>/dev/null"
+    check_eq "the 0644 file is unchanged" "$(cat "$MNT/public" 2>&1)" open
+    rm -f "$MNT/public" "$MNT/private"
+    check_unmount "unmount" "$MNT"
+else
+    not_ok "mount with -o allow_other"
+fi
+
 finish
