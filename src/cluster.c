@@ -10,6 +10,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "multiaddr.h"
+#include "rpc.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -32,6 +34,8 @@
 struct cluster {
     char *url;     /* without a trailing slash; may hold user:password: never logged */
     char *display; /* url without the credentials */
+    char *auth_header; /* "Authorization: ..." (cluster_config.auth) or NULL: never logged */
+    bool has_creds;    /* auth_header, or user:password@ in url */
     int rmin, rmax;
     unsigned timeout_ms;
     char *pin_base;   /* the pins' name: the root's; a top name's is "BASE/NAME" */
@@ -94,15 +98,21 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return k;
 }
 
-/* method url: 0 with the body in *out (the caller frees out->data) and the status in *status,
- * or -errno with a reason in err. */
-static int http(const char *method, const char *url, unsigned timeout_ms, struct probe *pr,
-                struct reply *out, long *status, char *err, size_t errlen)
+/* method url, with the header line auth (NULL: none): 0 with the body in *out (the caller
+ * frees out->data) and the status in *status, or -errno with a reason in err. */
+static int http(const char *method, const char *url, const char *auth, unsigned timeout_ms,
+                struct probe *pr, struct reply *out, long *status, char *err, size_t errlen)
 {
-    CURL *h = curl_easy_init();
-    if (!h)
-        return -ENOMEM;
     memset(out, 0, sizeof *out);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdrs = auth ? curl_slist_append(NULL, auth) : NULL;
+    if (!h || (auth && !hdrs)) {
+        curl_easy_cleanup(h);
+        curl_slist_free_all(hdrs);
+        return -ENOMEM;
+    }
+    if (hdrs)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "POST") == 0) {
@@ -125,6 +135,7 @@ static int http(const char *method, const char *url, unsigned timeout_ms, struct
     CURLcode cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
     if (cc == CURLE_OK)
         return 0;
     int rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
@@ -149,6 +160,21 @@ static void reply_error(const struct reply *r, long status, const char *what, ch
     json_decref(j);
 }
 
+/* A 401 or 403: the credentials, or their absence, are the problem, not the request. */
+static void auth_error(const struct cluster *c, const struct reply *r, long status, char *err,
+                       size_t errlen)
+{
+    json_t *j = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
+    const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    if (c->has_creds)
+        snprintf(err, errlen, "the cluster at %s refused the credentials given (HTTP %ld%s%.100s)",
+                 c->display, status, m ? ": " : "", m ? m : "");
+    else
+        snprintf(err, errlen, "the cluster at %s wants credentials (HTTP %ld) and none were "
+                 "given: --cluster-auth-file=FILE or IPFSFS_CLUSTER_AUTH", c->display, status);
+    json_decref(j);
+}
+
 /* method on /pins/CID?query: 0 (2xx, with the parsed body in *j if j), -ENOENT (404), or
  * -errno with err. */
 static int call(struct cluster *c, const char *method, const char *path, const struct cid *cid,
@@ -161,14 +187,17 @@ static int call(struct cluster *c, const char *method, const char *path, const s
              query ? query : "");
     struct reply r;
     long status = 0;
-    int rc = http(method, url, c->timeout_ms, NULL, &r, &status, err, errlen);
+    int rc = http(method, url, c->auth_header, c->timeout_ms, NULL, &r, &status, err, errlen);
     if (rc < 0)
         return rc;
     if (status == 404) {
         rc = -ENOENT;
         reply_error(&r, status, path, err, errlen);
+    } else if (status == 401 || status == 403) {
+        rc = -EACCES;
+        auth_error(c, &r, status, err, errlen);
     } else if (status < 200 || status > 299) {
-        rc = status == 401 || status == 403 ? -EACCES : status >= 500 ? -EIO : -EINVAL;
+        rc = status >= 500 ? -EIO : -EINVAL;
         char what[CID_STR_MAX + 64];
         snprintf(what, sizeof what, "%s /%s/%s", method, path, s);
         reply_error(&r, status, what, err, errlen);
@@ -190,7 +219,8 @@ int cluster_probe_proxy(const char *base_url, unsigned timeout_ms)
     struct probe pr = {0};
     struct reply r;
     long status = 0;
-    int rc = http("POST", url, timeout_ms, &pr, &r, &status, err, sizeof err);
+    /* no credentials: the proxy is Kubo's API, whose secret is not the cluster's */
+    int rc = http("POST", url, NULL, timeout_ms, &pr, &r, &status, err, sizeof err);
     if (rc < 0)
         return rc;
     free(r.data);
@@ -333,15 +363,20 @@ int cluster_new(const struct cluster_config *cfg, struct cluster **out, char *er
     }
     c->pin_base = strdup(cfg->pin_name ? cfg->pin_name : "ipfsfs");
     c->state_path = cfg->state_path ? strdup(cfg->state_path) : NULL;
+    c->auth_header = cfg->auth ? rpc_auth_header(cfg->auth) : NULL;
     if (!c->url || !c->display || !c->pin_base || (cfg->state_path && !c->state_path) ||
-        pthread_mutex_init(&c->lock, NULL) != 0) {
+        (cfg->auth && !c->auth_header) || pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c->url);
         free(c->display);
         free(c->pin_base);
         free(c->state_path);
+        if (c->auth_header)
+            explicit_bzero(c->auth_header, strlen(c->auth_header));
+        free(c->auth_header);
         free(c);
         return -ENOMEM;
     }
+    c->has_creds = c->auth_header || strcmp(c->url, c->display) != 0;
     if (strlen(c->url) > 1024) {
         snprintf(err, errlen, "the cluster's API URL is longer than 1024 characters");
         cluster_free(c);
@@ -352,6 +387,19 @@ int cluster_new(const struct cluster_config *cfg, struct cluster **out, char *er
                  c->display);
         cluster_free(c);
         return -EINVAL;
+    }
+    /* The node API's rule (rpc_new): anyone on the path could read the secret, and use it. */
+    struct api_endpoint ep = {.base_url = c->display};
+    if (c->auth_header && !api_endpoint_private(&ep)) {
+        if (!cfg->allow_plain_auth) {
+            snprintf(err, errlen, "refusing to send the cluster's credentials over plain http "
+                     "to %s, which is not a loopback address: use https, or allow it with "
+                     "--api-auth-insecure", c->display);
+            cluster_free(c);
+            return -EPERM;
+        }
+        log_warn("the cluster's credentials go over plain http to %s: anyone on the way can "
+                 "read them", c->display);
     }
     c->rmin = cfg->rmin;
     c->rmax = cfg->rmax;
@@ -370,6 +418,9 @@ void cluster_free(struct cluster *c)
     free(c->display);
     free(c->pin_base);
     free(c->state_path);
+    if (c->auth_header) /* the secret should not linger in freed memory */
+        explicit_bzero(c->auth_header, strlen(c->auth_header));
+    free(c->auth_header);
     tops_free(c->tops, c->ntops);
     free(c);
 }
@@ -439,15 +490,18 @@ static int get_raw(struct cluster *c, const char *path, const struct cid *cid, u
         return -EINVAL;
     snprintf(url, sizeof url, "%s/%s/%s", c->url, path, s);
     long status = 0;
-    int rc = http("GET", url, tmo, NULL, out, &status, err, errlen);
+    int rc = http("GET", url, c->auth_header, tmo, NULL, out, &status, err, errlen);
     if (rc < 0)
         return rc;
     if (status >= 200 && status <= 299 && out->data)
         return 0;
-    rc = status == 404 ? -ENOENT : -EIO;
+    rc = status == 404 ? -ENOENT : status == 401 || status == 403 ? -EACCES : -EIO;
     char what[CID_STR_MAX + 64];
     snprintf(what, sizeof what, "GET /%s/%s", path, s);
-    reply_error(out, status, what, err, errlen);
+    if (rc == -EACCES)
+        auth_error(c, out, status, err, errlen);
+    else
+        reply_error(out, status, what, err, errlen);
     free(out->data);
     out->data = NULL;
     return rc;

@@ -35,6 +35,12 @@ struct cluster_config {
     unsigned timeout_ms;    /* bound of each request */
     const char *pin_name;   /* the name the pins get ("ipfsfs host:/mfs-root") */
     const char *state_path; /* file remembering the roots pinned (NULL: none) */
+    /* The REST API's credentials, in the node API secret's forms ("basic:USER:PASS",
+     * "bearer:TOKEN"; see rpc_auth_header), sent on every call; NULL: none. cluster_new
+     * refuses them (-EPERM) over plain http to a host that is not loopback, unless
+     * allow_plain_auth. */
+    const char *auth;
+    bool allow_plain_auth;
 };
 
 /* What the cluster says of one CID, over its peers. */

@@ -276,6 +276,16 @@ static bool synced_before(const char *dir)
     return n > 0 && (size_t)n < sizeof p && access(p, F_OK) == 0;
 }
 
+/* Wipe and free a secret read by read_secret. */
+static void free_secret(char **s)
+{
+    if (*s) {
+        explicit_bzero(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
 /* node_later's way to reach the node once it answers. */
 static int connect_rpc(void *ud, struct node **out, char *err, size_t errlen)
 {
@@ -296,6 +306,7 @@ int main(int argc, char *argv[])
     struct fuse_session *se = NULL;
     char *api = NULL;
     char *secret = NULL;
+    char *cluster_secret = NULL; /* the cluster REST API's credentials */
     int ret = 1;
     memset(&fo, 0, sizeof fo);
 
@@ -402,14 +413,24 @@ int main(int argc, char *argv[])
                     err);
             goto out_curl;
         }
-        secret = read_secret(o.api_auth_file);
+        /* The secrets must not stay visible to other users through our environment:
+         * read_secret wipes the variables' values, and they go. */
+        secret = read_secret(o.api_auth_file, "IPFSFS_API_AUTH");
+        int api_errno = errno;
+        cluster_secret = read_secret(o.cluster_auth_file, "IPFSFS_CLUSTER_AUTH");
+        int cluster_errno = errno;
+        unsetenv("IPFSFS_API_AUTH");
+        unsetenv("IPFSFS_CLUSTER_AUTH");
         if (o.api_auth_file && !secret) {
             fprintf(stderr, "ipfsfs: cannot read the API secret from %s: %s\n",
-                    o.api_auth_file, errno ? strerror(errno) : "empty file");
+                    o.api_auth_file, api_errno ? strerror(api_errno) : "empty file");
             goto out_curl;
         }
-        /* The secret must not stay visible to other users through our environment. */
-        unsetenv("IPFSFS_API_AUTH");
+        if (o.cluster_auth_file && !cluster_secret) {
+            fprintf(stderr, "ipfsfs: cannot read the cluster's credentials from %s: %s\n",
+                    o.cluster_auth_file, cluster_errno ? strerror(cluster_errno) : "empty file");
+            goto out_curl;
+        }
         rcfg = (struct rpc_config){
             .endpoint = &ep,
             .timeout_ms = o.timeout * 1000u,
@@ -561,17 +582,27 @@ int main(int argc, char *argv[])
                                                .rmin = o.rep_min,
                                                .rmax = o.rep_max,
                                                .timeout_ms = o.timeout * 1000u,
-                                               .pin_name = pin_name};
+                                               .pin_name = pin_name,
+                                               .auth = cluster_secret,
+                                               .allow_plain_auth = o.api_auth_insecure};
                 lcfg.cluster = &ccfg;
-                fprintf(stderr, "ipfsfs: pinning the names' roots through the cluster at %s\n",
-                        strchr(curl_buf, '@') ? "the URL given" : curl_buf);
+            } else if (o.cluster_auth_file) {
+                fprintf(stderr, "ipfsfs: warning: no cluster to pin through: "
+                                "--cluster-auth-file is not used\n");
             }
             struct node *up = node;
             node = NULL;
-            if (node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err) < 0) {
+            rc = node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err);
+            bool creds = crc > 0 && cluster_secret;
+            free_secret(&cluster_secret); /* the cluster keeps its own header */
+            if (rc < 0) {
                 fprintf(stderr, "ipfsfs: %s\n", err);
                 goto out_curl;
             }
+            if (crc > 0)
+                fprintf(stderr, "ipfsfs: pinning the names' roots through the cluster at %s%s\n",
+                        strchr(curl_buf, '@') ? "the URL given" : curl_buf,
+                        creds ? " (with credentials)" : "");
             mfs_root = "/"; /* the store's root is the mount's root */
         }
     }
@@ -679,10 +710,8 @@ out_curl:
 out_ep:
     api_endpoint_free(&ep);
 out_args:
-    if (secret) {
-        explicit_bzero(secret, strlen(secret));
-        free(secret);
-    }
+    free_secret(&secret);
+    free_secret(&cluster_secret);
     free(api);
     free(fo.mountpoint);
     options_free(&o);

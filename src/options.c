@@ -65,6 +65,8 @@ static const struct fuse_opt option_table[] = {
     FUSE_OPT_KEY("gateway=", KEY_GATEWAY),
     OPT("--cluster=%s", cluster),
     OPT("cluster=%s", cluster),
+    OPT("--cluster-auth-file=%s", cluster_auth_file),
+    OPT("cluster-auth-file=%s", cluster_auth_file),
     OPT("--replication=%s", replication),
     OPT("replication=%s", replication),
     OPT("--replication-wait", replication_wait),
@@ -168,6 +170,9 @@ void options_print_help(const char *progname)
            "    --cluster=URL          IPFS Cluster REST API that pins the names' roots\n"
            "                           (default: found when --api is a cluster peer's\n"
            "                           proxy, at its host's port 9094; off: never)\n"
+           "    --cluster-auth-file=FILE  read the credentials of that REST API\n"
+           "                           (basic:USER:PASS, or bearer:TOKEN) from FILE; the\n"
+           "                           environment variable IPFSFS_CLUSTER_AUTH also works\n"
            "    --replication=MIN[:MAX]  replication factors of those pins (default: the\n"
            "                           cluster's; -1: every peer)\n"
            "    --replication-wait     fsync(2) also waits until the cluster has the names\n"
@@ -182,8 +187,9 @@ void options_print_help(const char *progname)
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
            "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
            "                           environment variable IPFSFS_API_AUTH also works\n"
-           "    --api-auth-insecure    allow the API secret over plain http to an address that\n"
-           "                           is not loopback (refused by default: use https)\n"
+           "    --api-auth-insecure    allow the API secret and the cluster's credentials over\n"
+           "                           plain http to an address that is not loopback\n"
+           "                           (refused by default: use https)\n"
            "    --cacert=FILE          CA certificates for an https API (default: system)\n"
            "    --proxy=URL            reach the node through this proxy (default: none; the\n"
            "                           http_proxy and ALL_PROXY variables are never used)\n"
@@ -315,10 +321,12 @@ int options_parse(struct fuse_args *args, struct options *o)
         return -1;
     }
     bool cluster_off = o->cluster && strcmp(o->cluster, "off") == 0;
-    if ((o->replication || o->replication_wait || (o->cluster && !cluster_off)) &&
+    if ((o->replication || o->replication_wait || o->cluster_auth_file ||
+         (o->cluster && !cluster_off)) &&
         (o->write_through || o->ipns || (!o->api && (o->store || o->n_gateways)))) {
-        fprintf(stderr, "ipfsfs: --cluster, --replication and --replication-wait pin what the "
-                        "local-first mount pushes to a node: they go with --api, not with %s\n",
+        fprintf(stderr, "ipfsfs: --cluster, --cluster-auth-file, --replication and "
+                        "--replication-wait pin what the local-first mount pushes to a node: "
+                        "they go with --api, not with %s\n",
                 o->write_through ? "--write-through" : o->ipns ? "--ipns"
                                                                : "a mount without a node");
         return -1;
@@ -384,6 +392,7 @@ void options_free(struct options *o)
     free(o->cacert);
     free(o->store);
     free(o->cluster);
+    free(o->cluster_auth_file);
     free(o->replication);
     free(o->publish);
     free(o->store_size);
@@ -408,28 +417,35 @@ static char *read_api_file(const char *path)
     return n ? strdup(buf) : NULL;
 }
 
-char *read_secret(const char *file)
+char *read_secret(const char *file, const char *env)
 {
+    char *e = getenv(env);
+    char *s = NULL;
+    int saved = 0;
     if (file) {
         FILE *f = fopen(file, "r");
-        if (!f)
-            return NULL;
-        char buf[4096];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        while (n > 0 && isspace((unsigned char)buf[n - 1]))
-            buf[--n] = '\0';
-        char *s = n ? strdup(buf) : NULL;
-        explicit_bzero(buf, sizeof buf);
-        return s;
+        saved = errno;
+        if (f) {
+            char buf[4096];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            saved = ferror(f) ? EIO : 0;
+            fclose(f);
+            buf[n] = '\0';
+            while (n > 0 && isspace((unsigned char)buf[n - 1]))
+                buf[--n] = '\0';
+            s = n ? strdup(buf) : NULL;
+            if (n && !s)
+                saved = ENOMEM;
+            explicit_bzero(buf, sizeof buf);
+        }
+    } else if (e && *e) {
+        s = strdup(e);
     }
-    char *env = getenv("IPFSFS_API_AUTH");
-    if (!env || !*env)
-        return NULL;
-    char *s = strdup(env);
-    /* Wipe the original too, so /proc/PID/environ no longer shows it. */
-    explicit_bzero(env, strlen(env));
+    /* Wipe the original (unsetenv alone leaves it), so /proc/PID/environ no longer shows it;
+     * also when the file won: an unused secret is still a secret. */
+    if (e)
+        explicit_bzero(e, strlen(e));
+    errno = saved; /* for a file: 0 when it was empty */
     return s;
 }
 

@@ -36,6 +36,7 @@ struct options {
     char *gateways[OPTIONS_MAX_GATEWAYS]; /* --gateway URLs, in order (n_gateways of them) */
     size_t n_gateways;
     char *cluster;      /* --cluster: the cluster's REST API URL, "off", or NULL (detect) */
+    char *cluster_auth_file; /* file holding the cluster REST API's credentials */
     char *replication;  /* --replication=MIN[:MAX] */
     int replication_wait; /* fsync waits for the cluster's minimum replication */
     char *publish;      /* --publish=KEY: publish the names' root under the node's key KEY */
@@ -61,7 +62,9 @@ int parse_size(const char *s, size_t *out);
  * default. Returns a malloc'd multiaddr and writes where it came from into *source. */
 char *discover_api(const char *explicit_api, const char **source);
 
-/* The API secret: from file if given, else $IPFSFS_API_AUTH; NULL if none (or unreadable). */
-char *read_secret(const char *file);
+/* A secret: from file if given, else from the environment variable env (IPFSFS_API_AUTH,
+ * IPFSFS_CLUSTER_AUTH); NULL if none (or unreadable). The variable's value is wiped in place
+ * either way, so that /proc/PID/environ no longer shows it. */
+char *read_secret(const char *file, const char *env);
 
 #endif

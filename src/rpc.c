@@ -241,9 +241,7 @@ static char *base64_encode(const char *in, size_t n)
     return out;
 }
 
-/* Kubo's API.Authorizations secret forms: "bearer:TOK", bare "TOK", "basic:user:pass",
- * "basic:<base64>". */
-static char *make_auth_header(const char *secret)
+char *rpc_auth_header(const char *secret)
 {
     char *hdr = NULL;
     if (strncasecmp(secret, "basic:", 6) == 0) {
@@ -254,6 +252,7 @@ static char *make_auth_header(const char *secret)
                 return NULL;
             if (asprintf(&hdr, "Authorization: Basic %s", b64) < 0)
                 hdr = NULL;
+            explicit_bzero(b64, strlen(b64)); /* the password, barely disguised */
             free(b64);
         } else if (asprintf(&hdr, "Authorization: Basic %s", v) < 0) {
             hdr = NULL;
@@ -277,7 +276,7 @@ int rpc_new(const struct rpc_config *cfg, struct rpc **out)
                    : cfg->endpoint->ip_family == 6 ? CURL_IPRESOLVE_V6
                                                    : CURL_IPRESOLVE_WHATEVER;
     r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
-    r->auth_header = cfg->auth ? make_auth_header(cfg->auth) : NULL;
+    r->auth_header = cfg->auth ? rpc_auth_header(cfg->auth) : NULL;
     r->cacert = cfg->cacert ? strdup(cfg->cacert) : NULL;
     r->proxy = cfg->proxy ? strdup(cfg->proxy) : NULL;
     r->pool_cap = cfg->pool_size ? cfg->pool_size : 16;

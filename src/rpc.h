@@ -102,6 +102,12 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
 int rpc_call_buf(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
                  const struct rpc_call_opts *opts, struct rpc_buf *buf, char *err, size_t errlen);
 
+/* The header line "Authorization: ..." for a secret in Kubo's API.Authorizations forms:
+ * "bearer:TOKEN" or a bare "TOKEN" (Bearer), "basic:USER:PASS" (encoded here) or
+ * "basic:<base64>" (Basic). The IPFS Cluster REST API takes the same. malloc'd: the caller
+ * wipes (explicit_bzero) and frees it. NULL when out of memory. Pure. */
+char *rpc_auth_header(const char *secret);
+
 /* Map a node error message (Kubo or js-ipfs wording) to an errno. Pure. */
 int rpc_classify_error(const char *msg);
 

@@ -13,7 +13,10 @@
 #   - peer 1's Kubo back: nothing is lost, the write made meanwhile reaches the node and the
 #     cluster;
 #   - old pins are retired (a removed name is unpinned), a cluster that is down or cannot meet
-#     MIN gives clear errors within the timeout, and --replication without a cluster is refused.
+#     MIN gives clear errors within the timeout, and --replication without a cluster is refused;
+#   - peer 3's REST API wants HTTP basic auth: without credentials (or with wrong ones) the log
+#     says so, naming the cluster; with --cluster-auth-file or IPFSFS_CLUSTER_AUTH the names'
+#     root is pinned, and the secret shows in neither ps, the log nor /proc/PID/environ.
 #
 # Runs from automake (exit 0 pass, 1 fail, 77 skip, 99 hard error) or by hand:
 #   IPFSFS_BIN=build/src/ipfsfs tests/integration/cluster.sh
@@ -37,8 +40,11 @@ lib_init
 
 T=20        # --timeout
 MIN=2 MAX=2 # --replication: two of the three peers
+CPASS=cluster-pw-$RANDOM$RANDOM
+CAUTH=ipfsfs:$CPASS # peer 3's REST API takes only this (basic auth)
 
-if ! out=$("$IPFSFS_NODE_DIR/start-cluster.sh" "$WORK/cluster" 3 2>"$WORK/start-cluster.log"); then
+if ! out=$("$IPFSFS_NODE_DIR/start-cluster.sh" --basic-auth="3:$CAUTH" "$WORK/cluster" 3 \
+    2>"$WORK/start-cluster.log"); then
     not_ok "three Kubo nodes and three cluster peers start" "$(tail -n 30 "$WORK/start-cluster.log")"
     finish
 fi
@@ -48,7 +54,7 @@ for i in 1 2 3; do
     track_pid "${!k}"
     track_pid "${!c}"
 done
-ok "three Kubo nodes and three cluster peers start (CRDT, shared secret)"
+ok "three Kubo nodes and three cluster peers start (CRDT, shared secret; basic auth on peer 3)"
 ctl() { # ctl I ARGS...: ipfs-cluster-ctl against peer I's REST API
     local r=REST_API_$1
     shift
@@ -313,7 +319,105 @@ else
     not_ok "mount with a dead cluster API"
 fi
 
+# ---- a REST API that wants credentials (peer 3's: basic auth) ---------------------------------
+
+ctl3() { # ctl3 ARGS...: ipfs-cluster-ctl against peer 3's REST API, with its credentials
+    "$CLUSTER_CTL" --host "/ip4/127.0.0.1/tcp/${REST_API_3##*:}" --basic-auth "$CAUTH" \
+        --force-http "$@"
+}
+# wait_root_pinned MNT SECS: until the mount has pinned a root of its names (its stats) and
+# peer 3 lists that pin; prints the root
+wait_root_pinned() {
+    local r=
+    for _ in $(seq 1 $(($2 * 4))); do
+        r=$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$1" 2>/dev/null |
+            sed -n 's/^cluster_root //p')
+        if [ -n "$r" ] && [ "$r" != none ] && ctl3 pin ls "$r" 2>/dev/null | grep -q "^$r "; then
+            echo "$r"
+            return 0
+        fi
+        sleep 0.25
+    done
+    echo "no root pinned within $2 s (cluster_root: ${r:-?})"
+    return 1
+}
+# shellcheck disable=SC2317 # called through check
+wait_log() { # wait_log MNT TEXT: until the mount's log says TEXT (10 s)
+    for _ in $(seq 1 40); do
+        grep -qF -- "$2" "${MOUNT_LOG[$1]}" && return 0
+        sleep 0.25
+    done
+    tail -n 5 "${MOUNT_LOG[$1]}"
+    return 1
+}
+M6=$WORK/m6
+AUTH_ARGS=(--api="$PROXY_API_3" --cluster="$REST_API_3" --store="$WORK/store6" --mfs-root=/auth
+    --timeout=5)
+check_eq "peer 3's REST API answers 401 without credentials" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$REST_API_3/id")" 401
+if mount_ipfsfs "$M6" "${AUTH_ARGS[@]}"; then
+    printf 'no credentials\n' >"$M6/a"
+    check_eq "no credentials: the names reach the node all the same (fsync)" \
+        "$(fsync_errno "$M6/a")" OK
+    check "... and the log says the cluster at $REST_API_3 wants credentials (HTTP 401)" \
+        wait_log "$M6" "the cluster at $REST_API_3 wants credentials (HTTP 401)"
+    t0=$(now)
+    check_unmount "... and it unmounts cleanly" "$M6"
+    check "... at once ($(elapsed "$t0") s)" lt "$(elapsed "$t0")" 10
+else
+    not_ok "mount with a cluster that wants credentials, none given"
+fi
+(umask 077 && printf 'basic:ipfsfs:wrong\n' >"$WORK/cluster-auth-bad" &&
+    printf 'basic:%s\n' "$CAUTH" >"$WORK/cluster-auth")
+if mount_ipfsfs "$M6" "${AUTH_ARGS[@]}" --cluster-auth-file="$WORK/cluster-auth-bad"; then
+    printf 'wrong credentials\n' >"$M6/b"
+    fsync_errno "$M6/b" >/dev/null
+    check "wrong credentials: the log says the cluster at $REST_API_3 refused them" \
+        wait_log "$M6" "the cluster at $REST_API_3 refused the credentials given (HTTP 401"
+    check_unmount "... and it unmounts cleanly" "$M6"
+else
+    not_ok "mount with wrong credentials for the cluster"
+fi
+if mount_ipfsfs "$M6" "${AUTH_ARGS[@]}" --cluster-auth-file="$WORK/cluster-auth"; then
+    printf 'credentials from a file\n' >"$M6/c"
+    check_eq "--cluster-auth-file (basic:USER:PASS, mode 0600): fsync" "$(fsync_errno "$M6/c")" OK
+    if r=$(wait_root_pinned "$M6" 15); then
+        ok "... the names' root is pinned: ipfs-cluster-ctl --basic-auth pin ls $r"
+    else
+        not_ok "... the names' root is pinned (ipfs-cluster-ctl --basic-auth pin ls)" "$r" \
+            "$(tail -n 5 "${MOUNT_LOG[$M6]}")"
+    fi
+    check_unmount "... and it unmounts cleanly" "$M6"
+else
+    not_ok "mount with --cluster-auth-file"
+fi
+if IPFSFS_CLUSTER_AUTH=basic:$CAUTH mount_ipfsfs "$M6" "${AUTH_ARGS[@]}" --log-level=debug; then
+    printf 'credentials from the environment\n' >"$M6/d"
+    check_eq "IPFSFS_CLUSTER_AUTH=basic:USER:PASS: fsync" "$(fsync_errno "$M6/d")" OK
+    if r=$(wait_root_pinned "$M6" 15); then
+        ok "... the names' root is pinned: $r"
+        check "... the REST API says so too (curl -u)" \
+            curl -sf -o /dev/null -m 5 -u "$CAUTH" "$REST_API_3/allocations/$r"
+    else
+        not_ok "... the names' root is pinned" "$r" "$(tail -n 5 "${MOUNT_LOG[$M6]}")"
+    fi
+    pid=${MOUNT_PID[$M6]}
+    # ps's output goes to a file first: a grep in a pipeline would show the secret itself.
+    ps -eo pid,args >"$WORK/ps.txt"
+    check "... ps shows no secret" bash -c "! grep -qF -- '$CPASS' '$WORK/ps.txt'"
+    check "... the debug log holds no secret" bash -c "! grep -qF -- '$CPASS' '${MOUNT_LOG[$M6]}'"
+    check "... /proc/PID/environ no longer holds it (wiped)" \
+        bash -c "! tr '\\0' '\\n' <'/proc/$pid/environ' | grep -qF -- '$CPASS'"
+    check_unmount "... and it unmounts cleanly" "$M6"
+else
+    not_ok "mount with IPFSFS_CLUSTER_AUTH set"
+fi
+
 mkdir -p "$WORK/m5"
+check_fails_with "credentials over plain http to a host that is not loopback are refused" \
+    "refusing to send the cluster's credentials over plain http to http://192.0.2.1:9094" \
+    "$IPFSFS_BIN" -f --api="$PROXY_API_3" --cluster=http://192.0.2.1:9094 \
+    --cluster-auth-file="$WORK/cluster-auth" --store="$WORK/store7" "$WORK/m5"
 check_fails_with "--replication on a plain Kubo (no cluster) is refused" "need IPFS Cluster" \
     "$IPFSFS_BIN" -f --api="$KUBO_API_2" --replication=2 --store="$WORK/store5" "$WORK/m5"
 check_fails_with "--replication=3:1 is refused" "invalid --replication" \

@@ -119,6 +119,21 @@ for section in NAME SYNOPSIS DESCRIPTION OPTIONS "API DISCOVERY" ENVIRONMENT FIL
         not_ok "the man page has a $section section"
     fi
 done
+# The secrets' environment variables: named by --help, and under ENVIRONMENT.
+for var in IPFSFS_API_AUTH IPFSFS_CLUSTER_AUTH; do
+    check "--help names $var" grep -qF -- "$var" <<<"$help"
+    check "the ENVIRONMENT section has an entry for $var" \
+        bash -c "sed -n '/^\.SH ENVIRONMENT/,/^\.SH /p' '$MAN' | grep -qx '\.B $var'"
+done
+# --cluster-auth-file: parsed, refused where no cluster can be, and its file read before any
+# connection (port 9 of loopback: nothing is asked of it).
+mkdir -p "$WORK/m"
+check_fails_with "--cluster-auth-file with --write-through is refused" \
+    "--cluster-auth-file" "$IPFSFS_BIN" -f --api=/ip4/127.0.0.1/tcp/9 --write-through \
+    --cluster-auth-file="$WORK/none" "$WORK/m"
+check_fails_with "-o cluster-auth-file=FILE: a file that is not there is refused" \
+    "cannot read the cluster's credentials from $WORK/none" "$IPFSFS_BIN" -f \
+    --api=/ip4/127.0.0.1/tcp/9 -o cluster-auth-file="$WORK/none" "$WORK/m"
 for errno_name in ENOENT ENOTDIR ETIMEDOUT EIO EROFS ENOSPC; do
     check "the ERRORS section names $errno_name" \
         grep -q "^\\.B $errno_name\$" "$MAN"

@@ -2,7 +2,7 @@
 # start-cluster.sh - start an IPFS Cluster on loopback: N Kubo nodes and N cluster peers (CRDT
 # consensus, one shared secret), for the cluster tests and benchmarks.
 #
-# Usage: tests/node/start-cluster.sh DIR [N]     (N: 3 by default, 1 to 9)
+# Usage: tests/node/start-cluster.sh [--basic-auth=I:USER:PASS] DIR [N]  (N: 3 by default, 1 to 9)
 #   DIR/kuboI is the repo of Kubo I and DIR/clusterI the config of cluster peer I (I = 1..N).
 #   Every port is a free loopback port picked now and written into the configs, so a node
 #   stopped later comes back on the same ports with tests/node/start-cluster.sh --restart DIR I.
@@ -15,15 +15,21 @@
 #     CLUSTER_PID_I=<pid>       CLUSTER_CTL=<path of ipfs-cluster-ctl>
 #   and waits until every peer sees all N. Logs: DIR/kuboI/daemon.log, DIR/clusterI/service.log.
 #   Stop them by their PIDs (kill PID).
+#   --basic-auth=I:USER:PASS: peer I's REST API takes only requests with HTTP basic auth
+#   USER:PASS (api.restapi.basic_auth_credentials); the others, and every proxy, take any.
 # Environment: IPFSFS_KUBO, IPFSFS_CLUSTER_DIR, IPFSFS_CACHE (see kubo.sh and cluster.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-restart=0
-if [ "${1:-}" = --restart ]; then
-    restart=1
+restart=0 auth=
+while :; do
+    case ${1:-} in
+    --restart) restart=1 ;;
+    --basic-auth=*) auth=${1#*=} ;;
+    *) break ;;
+    esac
     shift
-fi
+done
 dir=${1:?usage: start-cluster.sh [--restart] DIR [N | I]}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -61,10 +67,10 @@ wait_kubo() {
     return 1
 }
 
-# count_ok URL: how many entries of the JSON at URL (an array, or one object per line) have no
-# error and are valid (0 when it does not answer)
+# count_ok URL [USER:PASS]: how many entries of the JSON at URL (an array, or one object per
+# line) have no error and are valid (0 when it does not answer)
 count_ok() {
-    curl -sf -m 2 "$1" 2>/dev/null | python3 -c '
+    { curl -sf -m 2 ${2:+-u "$2"} "$1" 2>/dev/null || true; } | python3 -c '
 import json, sys
 t = sys.stdin.read().strip()
 try:
@@ -76,10 +82,11 @@ print(sum(1 for p in v if not p.get("error") and p.get("valid", True)))' 2>/dev/
 
 # wait_count I PATH N WHAT: until peer I's REST API lists N good entries at PATH (60 s)
 wait_count() {
-    local rest n
+    local rest n cred=
     rest=$(cat "$dir/cluster$1/rest-url")
+    [ -f "$dir/cluster$1/basic-auth" ] && cred=$(cat "$dir/cluster$1/basic-auth")
     for _ in $(seq 1 600); do
-        n=$(count_ok "$rest/$2")
+        n=$(count_ok "$rest/$2" "$cred")
         [ "${n:-0}" -ge "$3" ] && return 0
         kill -0 "$(cat "$dir/cluster$1/pid")" 2>/dev/null || break
         sleep 0.1
@@ -159,10 +166,15 @@ for i in $(seq 1 "$n"); do
     unset IPFS_PATH
 
     "$cl/ipfs-cluster-service" --config "$cfg" init --consensus crdt >"$dir/cinit$i.log" 2>&1
-    python3 - "$cfg/service.json" "$i" "$secret" "${ports[@]:b:6}" <<'PYEOF'
+    cred=
+    if [ "${auth%%:*}" = "$i" ]; then
+        cred=${auth#*:}
+        (umask 077 && echo "$cred" >"$cfg/basic-auth")
+    fi
+    python3 - "$cfg/service.json" "$i" "$secret" "${ports[@]:b:6}" "$cred" <<'PYEOF'
 import json, sys
 path, i, secret = sys.argv[1], sys.argv[2], sys.argv[3]
-kapi, kswarm, cswarm, rest, proxy, pinsvc = sys.argv[4:10]
+kapi, kswarm, cswarm, rest, proxy, pinsvc, cred = sys.argv[4:11]
 d = json.load(open(path))
 c = d["cluster"]
 c["peername"] = "peer" + i
@@ -183,6 +195,9 @@ d["consensus"]["crdt"]["batching"] = {"max_batch_size": 0, "max_batch_age": "0s"
 # the pubsub mesh forms within seconds too.
 d["consensus"]["crdt"]["rebroadcast_interval"] = "2s"
 c["pubsub"]["heartbeat_interval"] = "1s"
+if cred:
+    user, _, password = cred.partition(":")
+    d["api"]["restapi"]["basic_auth_credentials"] = {user: password}
 json.dump(d, open(path, "w"), indent=2)
 PYEOF
     echo "${ports[b + 2]}" >"$cfg/swarm-port"

@@ -562,6 +562,30 @@ static void test_errors(void)
     CHECK_EQ_INT(rpc_classify_error("something else"), -EIO);
 }
 
+/* rpc_auth_header: the header line sent to the node's API and to the cluster's REST API. */
+static void check_auth(const char *secret, const char *want)
+{
+    char *h = rpc_auth_header(secret);
+    CHECK_EQ_STR(h, want);
+    free(h);
+}
+
+static void test_auth_header(void)
+{
+    check_auth("basic:alice:s3cret", "Authorization: Basic YWxpY2U6czNjcmV0");
+    check_auth("BASIC:alice:s3cret", "Authorization: Basic YWxpY2U6czNjcmV0");
+    /* each padding length; a password may hold colons (only the first one splits) */
+    check_auth("basic:a:", "Authorization: Basic YTo=");
+    check_auth("basic:a:b", "Authorization: Basic YTpi");
+    check_auth("basic:ab:c", "Authorization: Basic YWI6Yw==");
+    check_auth("basic:u:p:q", "Authorization: Basic dTpwOnE=");
+    /* already encoded (no colon): as it is */
+    check_auth("basic:YWxpY2U6czNjcmV0", "Authorization: Basic YWxpY2U6czNjcmV0");
+    check_auth("bearer:eyJ.tok.en", "Authorization: Bearer eyJ.tok.en");
+    check_auth("Bearer:tok", "Authorization: Bearer tok");
+    check_auth("tok", "Authorization: Bearer tok");
+}
+
 int main(void)
 {
     test_version();
@@ -573,5 +597,6 @@ int main(void)
     test_ls_reader();
     test_numbers();
     test_errors();
+    test_auth_header();
     return unit_done("test_rpcjson");
 }
