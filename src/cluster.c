@@ -56,6 +56,7 @@ struct cluster {
     size_t ntops;
     uint64_t pins, unpins, failures;
     char last_error[200];
+    bool failing; /* the last pin asked for failed (with last_error) */
 };
 
 /* ---- HTTP ---- */
@@ -646,6 +647,7 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name, int r
                  rmax);
     int rc = call(c, "POST", "pins", cid, q, NULL, err, errlen);
     pthread_mutex_lock(&c->lock);
+    c->failing = rc < 0;
     if (rc < 0) {
         c->failures++;
         snprintf(c->last_error, sizeof c->last_error, "%s", err);
@@ -808,6 +810,16 @@ void cluster_tick(struct cluster *c)
         save_state_locked(c);
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+bool cluster_failing(struct cluster *c, char *why, size_t len)
+{
+    pthread_mutex_lock(&c->lock);
+    bool f = c->failing;
+    if (f)
+        snprintf(why, len, "%s", c->last_error);
+    pthread_mutex_unlock(&c->lock);
+    return f;
 }
 
 bool cluster_root(struct cluster *c, struct cid *out)

@@ -97,6 +97,8 @@ int cluster_status_parse(const char *alloc, size_t alloc_len, const char *pins, 
 
 /* The root pinned last, if any. */
 bool cluster_root(struct cluster *c, struct cid *out);
+/* Whether the last pin asked for failed; if so, why (its error) in why. */
+bool cluster_failing(struct cluster *c, char *why, size_t len);
 
 /* Is st enough: pinned on at least the minimum number of peers (for "every peer", on every
  * allocated one)? */

@@ -361,6 +361,12 @@ if mount_ipfsfs "$M6" "${AUTH_ARGS[@]}"; then
         "$(fsync_errno "$M6/a")" OK
     check "... and the log says the cluster at $REST_API_3 wants credentials (HTTP 401)" \
         wait_log "$M6" "the cluster at $REST_API_3 wants credentials (HTTP 401)"
+    pins=$(pins_of "$M6/a")
+    case $pins in
+    "pending: not pinned through the cluster yet (the cluster at $REST_API_3 wants credentials"*)
+        ok "... and so does user.ipfs.pins: $pins" ;;
+    *) not_ok "... and so does user.ipfs.pins" "$pins" ;;
+    esac
     t0=$(now)
     check_unmount "... and it unmounts cleanly" "$M6"
     check "... at once ($(elapsed "$t0") s)" lt "$(elapsed "$t0")" 10
