@@ -937,6 +937,16 @@ int blockstore_usage(struct blockstore *bs, uint64_t *bytes, uint64_t *nblocks)
     return 0;
 }
 
+/* Unlink the block file name (under dfd), counted in removals before and after: see
+ * blockstore_removals. 0 or -errno. */
+static int unlink_block(struct blockstore *bs, int dfd, const char *name)
+{
+    atomic_fetch_add(&bs->removals, 1);
+    int rc = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+    atomic_fetch_add(&bs->removals, 1);
+    return rc;
+}
+
 int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *freed)
 {
     struct loc l;
@@ -948,9 +958,7 @@ int blockstore_remove(struct blockstore *bs, const struct cid *c, uint64_t *free
     final_name(&l, final);
     if (fstatat(bs->dirfd, final, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    atomic_fetch_add(&bs->removals, 1);
-    int urc = unlinkat(bs->dirfd, final, 0) < 0 ? -errno : 0;
-    atomic_fetch_add(&bs->removals, 1); /* and after: see blockstore_removals */
+    int urc = unlink_block(bs, bs->dirfd, final);
     if (urc < 0)
         return urc;
     *freed = (uint64_t)st.st_blocks * 512u;
@@ -1089,12 +1097,11 @@ static int sweep_shard(struct blockstore *bs, int dfd, const struct blockstore_k
         bool gone = false;
         if (!young && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(st.st_mode)) {
-            atomic_fetch_add(&bs->removals, 1);
-            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            int u = unlink_block(bs, dirfd(d), e->d_name);
+            if (u == 0)
                 gone = true;
-            else if (errno != ENOENT)
-                rc = rc ? rc : -errno;
-            atomic_fetch_add(&bs->removals, 1);
+            else if (u != -ENOENT)
+                rc = rc ? rc : u;
         }
         pthread_mutex_unlock(&bs->young_lock);
         if (young) {
@@ -1206,11 +1213,7 @@ int blockstore_evict(struct blockstore *bs, const struct blockstore_keyset *keep
             pthread_mutex_lock(&bs->young_lock);
             bool young = blockstore_keyset_has(&bs->young[0], v[i].key) ||
                          blockstore_keyset_has(&bs->young[1], v[i].key);
-            if (!young)
-                atomic_fetch_add(&bs->removals, 1);
-            bool gone = !young && unlinkat(bs->dirfd, v[i].name, 0) == 0;
-            if (!young)
-                atomic_fetch_add(&bs->removals, 1);
+            bool gone = !young && unlink_block(bs, bs->dirfd, v[i].name) == 0;
             pthread_mutex_unlock(&bs->young_lock);
             if (gone) {
                 out->removed++;

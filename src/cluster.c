@@ -150,12 +150,20 @@ static int http(const char *method, const char *url, const char *auth, unsigned 
     return rc;
 }
 
-/* The cluster's error message ({"code":N,"message":"..."}), else the start of the body. */
+/* The message of the cluster's error body ({"code":N,"message":"..."}), or NULL; it lives in
+ * *j (json_decref it). */
+static const char *reply_message(const struct reply *r, json_t **j)
+{
+    *j = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
+    return *j ? json_string_value(json_object_get(*j, "message")) : NULL;
+}
+
+/* The cluster's error message, else the start of the body. */
 static void reply_error(const struct reply *r, long status, const char *what, char *err,
                         size_t errlen)
 {
-    json_t *j = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
-    const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    json_t *j;
+    const char *m = reply_message(r, &j);
     snprintf(err, errlen, "the cluster refused %s (HTTP %ld): %.*s", what, status,
              m ? 150 : (int)(r->len < 150 ? r->len : 150), m ? m : r->data ? r->data : "");
     json_decref(j);
@@ -165,8 +173,8 @@ static void reply_error(const struct reply *r, long status, const char *what, ch
 static void auth_error(const struct cluster *c, const struct reply *r, long status, char *err,
                        size_t errlen)
 {
-    json_t *j = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
-    const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    json_t *j;
+    const char *m = reply_message(r, &j);
     if (c->has_creds)
         snprintf(err, errlen, "the cluster at %s refused the credentials given (HTTP %ld%s%.100s)",
                  c->display, status, m ? ": " : "", m ? m : "");

@@ -1110,11 +1110,11 @@ static struct writer_meta meta_of(const struct mfs_attr *a)
 }
 
 /* After new content (a->size bytes, added as a->cid) is linked with its metadata, read back
- * the CID that holds both. */
-static void relinked_cid(struct fs *fs, const char *path, struct mfs_attr *a)
+ * the CID that holds both (always when reread: the mode or time changed after the link). */
+static void relinked_cid(struct fs *fs, const char *path, struct mfs_attr *a, bool reread)
 {
     struct writer_meta m = meta_of(a);
-    if ((m.mode && (m.mode & 07777) != 0644) || m.has_mtime) {
+    if (reread || (m.mode && (m.mode & 07777) != 0644) || m.has_mtime) {
         struct node_stat st;
         struct cid c;
         if (fs->node->ops->mfs_stat(fs->node, path, &st, &c) == 0) {
@@ -1126,9 +1126,10 @@ static void relinked_cid(struct fs *fs, const char *path, struct mfs_attr *a)
 }
 
 /* The same, and update the inode. */
-static void relinked(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a)
+static void relinked(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a,
+                     bool reread)
 {
-    relinked_cid(fs, path, a);
+    relinked_cid(fs, path, a, reread);
     inode_mfs_set(fs->inodes, ino, a);
 }
 
@@ -1171,14 +1172,8 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
                      log_safe(path, strlen(path), safe, sizeof safe),
                      strerror(mrc < 0 ? -mrc : -trc));
         }
-        struct node_stat st;
-        struct cid c;
-        if (fixed && fs->node->ops->mfs_stat(fs->node, path, &st, &c) == 0) {
-            a.cid = c; /* what the name holds now */
-            node_stat_clear(&st);
-        }
         a.size = size;
-        relinked(fs, fh->ino, path, &a);
+        relinked(fs, fh->ino, path, &a, fixed); /* fixed: read what the name holds now */
     }
     return rc;
 }
@@ -1272,7 +1267,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed);
     if (rc < 0)
         goto fail;
-    relinked_cid(fs, path, &a);
+    relinked_cid(fs, path, &a, false);
     ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, NULL);
     if (!ino) {
         rc = -ENOMEM;
@@ -1487,7 +1482,7 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
         rc = writer_flush(wh, &fs->cfg.writer, path, true, &m, &a.cid, &newsize, &changed);
     if (rc == 0) {
         a.size = newsize;
-        relinked(fs, ino, path, &a);
+        relinked(fs, ino, path, &a, false);
     }
     writer_close(wh);
     return rc;

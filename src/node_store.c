@@ -872,20 +872,14 @@ static int get_block(struct node_store *ns, const struct cid *c, uint8_t **data,
  * dag-pb decode costs at most 32 bytes per link and one pass per field, and every walker is
  * bounded (see the bounds above), so crafted bytes cost no more than any other block. */
 static int load_ex(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch);
+/* load_ex, telling whether the block was read from its block file (*from_disk) and
+ * blockstore_removals before the read (*gen): what attr_note needs. */
 static int load_at(struct node_store *ns, const struct cid *c, struct loaded *l, bool fetch,
                    bool *from_disk, uint64_t *gen);
 
 static int load(struct node_store *ns, const struct cid *c, struct loaded *l)
 {
     return load_ex(ns, c, l, true);
-}
-
-/* load, telling whether the block was read from its block file (*from_disk) and
- * blockstore_removals before the read (*gen): what attr_note needs. */
-static int load_seen(struct node_store *ns, const struct cid *c, struct loaded *l,
-                     bool *from_disk, uint64_t *gen)
-{
-    return load_at(ns, c, l, true, from_disk, gen);
 }
 
 /* A block already in hand (copied into l), decoded as load does. */
@@ -1049,7 +1043,7 @@ static bool attr_get(struct node_store *ns, const struct cid *c, struct attr_slo
 static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_stat *out);
 
 /* Keep what block l (c's, read from its block file when blockstore_removals was gen: see
- * load_seen) says, st if already stat'ed (else it is stat'ed here). Anything that does not
+ * load_at) says, st if already stat'ed (else it is stat'ed here). Anything that does not
  * stat cleanly is not kept. */
 static void attr_note(struct node_store *ns, const struct cid *c, const struct loaded *l,
                       const struct node_stat *st, uint64_t gen)
@@ -1140,7 +1134,7 @@ static int store_stat(struct node *base, const struct cid *c, struct node_stat *
     }
     bool from_disk;
     uint64_t gen;
-    int rc = load_seen(ns, c, &l, &from_disk, &gen);
+    int rc = load_at(ns, c, &l, true, &from_disk, &gen);
     if (rc < 0)
         return rc;
     rc = stat_loaded(c, &l, out);
@@ -1287,7 +1281,7 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
         e.size = a.kind == NODE_DIR ? 0 : a.size;
         e.mode = a.mode;
     } else if (lc->detail_bytes < LIST_DETAIL_BYTES &&
-               load_seen(lc->ns, &e.cid, &l, &from_disk, &gen) == 0) {
+               load_at(lc->ns, &e.cid, &l, true, &from_disk, &gen) == 0) {
         lc->detail_bytes += l.len;
         if (stat_loaded(&e.cid, &l, &st) == 0) {
             e.kind = st.kind;
@@ -3425,7 +3419,7 @@ static int kind_of(struct node_store *ns, const struct cid *c, bool *is_dir, boo
     }
     bool from_disk;
     uint64_t gen;
-    int rc = load_seen(ns, c, &l, &from_disk, &gen);
+    int rc = load_at(ns, c, &l, true, &from_disk, &gen);
     if (rc < 0)
         return rc;
     *is_dir = is_dir_type(&l);

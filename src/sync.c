@@ -1663,11 +1663,12 @@ int sync_pins(struct sync *s, const char *path, char *buf, size_t len)
     if (strcmp(state, "synced") != 0)
         return snprintf(buf, len, "pending: not on the node yet, so not pinned");
     struct cid pin, root;
-    char why[200]; /* a refusal shows here too, not only in the log (retried every 5 s) */
-    bool failing = cluster_failing(s->cluster, why, sizeof why);
+    /* A refusal shows here too, not only in the log (retried every 5 s). */
+    char why[200], note[sizeof why + 3] = "";
+    if (cluster_failing(s->cluster, why, sizeof why))
+        snprintf(note, sizeof note, " (%s)", why);
     if (!cluster_pin_for(s->cluster, path, &pin) || !cluster_root(s->cluster, &root))
-        return snprintf(buf, len, "pending: not pinned through the cluster yet%s%s%s",
-                        failing ? " (" : "", failing ? why : "", failing ? ")" : "");
+        return snprintf(buf, len, "pending: not pinned through the cluster yet%s", note);
     pthread_mutex_lock(&s->lock);
     bool newer = !cid_equal(&root, &s->synced_local);
     pthread_mutex_unlock(&s->lock);
@@ -1678,8 +1679,7 @@ int sync_pins(struct sync *s, const char *path, char *buf, size_t len)
         return snprintf(buf, len, "error: %s", err);
     int n = cluster_status_text(&st, buf, len);
     if (newer && n >= 0 && (size_t)n < len) /* the latest root's pins are being asked for */
-        n += snprintf(buf + n, len - (size_t)n, "; newer names not pinned yet%s%s%s",
-                      failing ? " (" : "", failing ? why : "", failing ? ")" : "");
+        n += snprintf(buf + n, len - (size_t)n, "; newer names not pinned yet%s", note);
     return n;
 }
 
