@@ -213,10 +213,15 @@ static int default_store_dir(const char *url, const char *mfs_root, char *out, s
 /* libfuse before 3.17 never passes FUSE_PARALLEL_DIROPS to the kernel, whatever fs_init wants
  * (fixed by libfuse commit c9905341, "Pass FUSE_PARALLEL_DIROPS to kernel"). The kernel then
  * serializes all lookups in one directory: 24 stats of missing CIDs at the root took 5.5 s,
- * 7 s, 8.5 s, ... 40 s, one after the other. Nor does 3.14 pass FUSE_HANDLE_KILLPRIV (fs_init
- * says why we want it). These wrappers of the device I/O set both flags in our INIT reply when
- * the kernel offered them, as libfuse 3.17 does. */
-#define INIT_ADDED (FUSE_PARALLEL_DIROPS | FUSE_HANDLE_KILLPRIV)
+ * 7 s, 8.5 s, ... 40 s, one after the other. Nor does 3.14 pass FUSE_HANDLE_KILLPRIV, nor know
+ * FUSE_HANDLE_KILLPRIV_V2 (fs_init says why we want them). These wrappers of the device I/O set
+ * the flags in our INIT reply when the kernel offered them, as libfuse 3.17 does. libfuse 3.14
+ * drops the kill flags that v2 adds to SETATTR (FATTR_KILL_SUIDGID) and ignores those on OPEN and
+ * WRITE: nothing is lost, there is never a bit to kill. */
+#ifndef FUSE_HANDLE_KILLPRIV_V2
+#define FUSE_HANDLE_KILLPRIV_V2 (1 << 28) /* linux/fuse.h 7.33 */
+#endif
+#define INIT_ADDED (FUSE_PARALLEL_DIROPS | FUSE_HANDLE_KILLPRIV | FUSE_HANDLE_KILLPRIV_V2)
 static _Atomic uint64_t init_unique;  /* the INIT request being answered; 0: none */
 static _Atomic uint32_t init_offered; /* of INIT_ADDED, what the kernel offered */
 

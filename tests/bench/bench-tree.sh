@@ -21,6 +21,8 @@
 #   rm -rf T/TREE
 #   git clone -q --no-hardlinks file://REPO T/clone   (REPO: 40 files, 3 commits, made by
 #                                                      mktree.py)
+#   dd if=/dev/zero of=T/dd bs=4k count=N             (N: BENCH_TREE_DD, 40M in 4 KiB
+#                                                      writes; a figure for reference)
 #   and on the node only: cp BIG T/big; sync T/big  vs  curl -F file=@BIG' $API/api/v0/add
 #                         (BIG: BENCH_TREE_BIG, 128M, random; the order alternates by run)
 # Targets (issue 12): cp -r on the node, until synced / RPC add <= 2; tar xf on the node / RPC
@@ -33,7 +35,8 @@
 # defaults (-o source=DIR, cache=auto: 1 s attribute and entry timeouts, no writeback cache).
 # The issue's floor has no extended attributes: it answers ENOSYS to the first getxattr, and the
 # kernel never asks again. ipfsfs has them (user.ipfs.cid), and they cost FUSE requests the
-# floor never gets: the kernel asks for security.capability before a write and after a chown
+# floor never gets: the kernel asks for security.capability before the first write to a file
+# it opened (ipfsfs asks for FUSE_HANDLE_KILLPRIV_V2: else before every write) and after a chown
 # (ipfsfs -d counts per file: cp -r 6 requests against 5). So a second floor runs beside it, for
 # reference (no target): passthrough_ll -o xattr, which gets the same requests as ipfsfs run by
 # root (ipfsfs has no default_permissions then: man ipfsfs, "Who can read what").
@@ -48,6 +51,7 @@
 #                       a variant with --write-through, or any variant when the binary has no
 #                       --write-through option), where cp -r of the tree takes ~100 s
 #   BENCH_TREE_FILES, BENCH_TREE_DIRS   the tree's shape (1000, 40)
+#   BENCH_TREE_DD       the bytes dd writes 4 KiB at a time (40M)
 #   BENCH_TREE_BIG      the large file (128M); BENCH_TREE_STEP: the longest one step may take (900 s)
 #   IPFSFS_CACHE        where passthrough_ll is built (default ~/.cache/ipfsfs-test)
 #   and those of lib.sh (IPFSFS_BIN, BENCH_RESULTS, BENCH_TIMEOUT (here 7200 by default),
@@ -64,6 +68,8 @@ NDIRS=${BENCH_TREE_DIRS:-40}
 BIG_LABEL=${BENCH_TREE_BIG:-128M}
 BIG=$(to_bytes "$BIG_LABEL")
 STEP=${BENCH_TREE_STEP:-900}
+DD_LABEL=${BENCH_TREE_DD:-40M}
+DD_COUNT=$(($(to_bytes "$DD_LABEL") / 4096))
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-7200}
 CACHE=${IPFSFS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ipfsfs-test}
 EXAMPLES=/usr/share/doc/libfuse3-dev/examples
@@ -373,6 +379,13 @@ for r in $(seq 1 "$RUNS"); do
         measure "git:$t" git clone -q --no-hardlinks "file://$(repo_of "$r" "${VI[$t]}")" "${DIR[$t]}/clone-$r"
     done
 
+    say "-- small writes: dd bs=4k of $DD_LABEL"
+    for t in "${TARGETS[@]}"; do
+        sync
+        note "${LABEL[$t]}: dd bs=4k"
+        measure "dd:$t" dd if=/dev/zero of="${DIR[$t]}/dd-$r" bs=4k count="$DD_COUNT" status=none
+    done
+
     [ ${#NODES[@]} -gt 0 ] && say "-- cp of $BIG_LABEL + sync of the file, vs curl add (order: $([ $((r % 2)) = 1 ] && echo 'curl first' || echo 'cp first'))"
     for t in "${NODES[@]}"; do
         gen_file "$WORK/big-cp" "$BIG"
@@ -399,7 +412,7 @@ done
 
 say "-- seconds, best of $RUNS (\"-\": not measured or failed)"
 OPS=(cp "cp -r" cpsync "cp -r + sync" tar "tar xf" tarsync "tar xf + sync" diff "cold diff -r"
-    rm "rm -rf" sync-rm "sync after rm" git "git clone" cpbig "cp $BIG_LABEL" cpbigsync "cp $BIG_LABEL + sync"
+    rm "rm -rf" sync-rm "sync after rm" git "git clone" dd "dd bs=4k $DD_LABEL" cpbig "cp $BIG_LABEL" cpbigsync "cp $BIG_LABEL + sync"
     curl "curl add $BIG_LABEL")
 printf '%-22s' "operation"
 for t in "${TARGETS[@]}"; do printf ' %18s' "${LABEL[$t]:0:18}"; done
@@ -468,7 +481,13 @@ for i in $(seq 0 $((NV - 1))); do
     done
 done
 say "-- for reference (no target)"
-for op in cp tar diff rm git; do
+for i in $(seq 0 $((NV - 1))); do
+    for k in s n; do
+        [[ " ${TARGETS[*]} " == *" $k$i "* ]] || continue
+        figure "dd bs=4k ${LABEL[$k$i]} / passthrough" "dd:$k$i" dd:pt - -
+    done
+done
+for op in cp tar diff rm git dd; do
     figure "$op passthrough / local disk" "$op:pt" "$op:local" - -
 done
 for op in cp tar diff rm git; do
