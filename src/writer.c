@@ -30,10 +30,60 @@
 #define STREAM_PASS 16u
 static atomic_int streams_open;
 
+/* Spools of closed handles, emptied (ftruncate to 0), for the next ones: making an O_TMPFILE
+ * and freeing it at close cost ext4 an inode each. On ext4, a 4 KB file spooled that way took
+ * 19-20 us against 8-11 us for writing and emptying a kept one. An emptied spool is a new one in all that shows (no bytes, size 0, no one else has it);
+ * only the directory must be the same. pool_lock protects the pool. */
+#define SPOOL_POOL 8
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int fd;
+    const char *dir; /* compared by pointer: the mount's spool_dir, which outlives every handle */
+} pool[SPOOL_POOL];
+static unsigned pool_n;
+
+static int pool_take(const char *dir)
+{
+    int fd = -1;
+    pthread_mutex_lock(&pool_lock);
+    for (unsigned i = pool_n; i-- > 0;) {
+        if (pool[i].dir == dir) {
+            fd = pool[i].fd;
+            pool[i] = pool[--pool_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return fd;
+}
+
+/* Keep fd (already emptied) for the next spool in dir; false: the pool is full. */
+static bool pool_give(int fd, const char *dir)
+{
+    bool kept = false;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_n < SPOOL_POOL) {
+        pool[pool_n].fd = fd;
+        pool[pool_n++].dir = dir;
+        kept = true;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return kept;
+}
+
+static void spool_free(int fd, const char *dir)
+{
+    if (ftruncate(fd, 0) != 0 || !pool_give(fd, dir))
+        close(fd);
+}
+
 static int spool_create(const char *dir)
 {
+    int fd = pool_take(dir);
+    if (fd >= 0)
+        return fd;
     /* O_TMPFILE: never visible, gone when closed, even after a crash. */
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0)
         return fd;
     char path[4096];
@@ -132,7 +182,7 @@ void writer_close(struct whandle *h)
     if (s)
         s->ops->release(s);
     if (h->fd >= 0)
-        close(h->fd);
+        spool_free(h->fd, h->spool_dir);
     pthread_cond_destroy(&h->scond);
     pthread_mutex_destroy(&h->lock);
     free(h);
