@@ -215,6 +215,13 @@ struct node_store {
     pthread_mutex_t attr_lock;
     struct attr_slot *attrs; /* ATTR_SLOTS of them, or NULL (no memory: no cache) */
     atomic_uint_fast64_t attr_hits, attr_misses;
+    /* The plain directories dir_set made lately, their entries sorted, by CID (struct dc_slot):
+     * the next change of one starts from them. dc_lock guards dc and dc_tick; it takes no
+     * other lock. */
+    pthread_mutex_t dc_lock;
+    struct dc_slot *dc; /* DC_SLOTS of them, or NULL (no memory: no cache) */
+    uint64_t dc_tick;
+    atomic_uint_fast64_t dc_hits, dc_misses;
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
     size_t stage_cap, stage_n;
@@ -2464,19 +2471,32 @@ static int dir_find(struct node_store *ns, const struct loaded *dir, const char 
     return -ENOENT;
 }
 
+static int dc_find(struct node_store *ns, const struct cid *c, const char *name, size_t len,
+                   struct cid *out);
+
+/* Find name in directory c: from the directories changed lately, else from c's block. */
+static int child_of(struct node_store *ns, const struct cid *c, const char *name, size_t len,
+                    struct cid *out)
+{
+    int rc = dc_find(ns, c, name, len, out);
+    if (rc <= 0)
+        return rc;
+    struct loaded l;
+    if ((rc = load(ns, c, &l)) < 0)
+        return rc;
+    rc = dir_find(ns, &l, name, len, out);
+    loaded_free(&l);
+    return rc;
+}
+
 /* Walk the first n components of pp from the directory root. */
 static int resolve(struct node_store *ns, const struct cid *root, const struct path_parts *pp,
                    size_t n, struct cid *out)
 {
     struct cid cur = *root;
     for (size_t i = 0; i < n; i++) {
-        struct loaded l;
-        int rc = load(ns, &cur, &l);
-        if (rc < 0)
-            return rc;
         struct cid next;
-        rc = dir_find(ns, &l, pp->comp[i], pp->len[i], &next);
-        loaded_free(&l);
+        int rc = child_of(ns, &cur, pp->comp[i], pp->len[i], &next);
         if (rc < 0)
             return rc;
         cur = next;
@@ -2586,7 +2606,7 @@ static int shard_put(void *ud, const uint8_t *block, size_t len, struct cid *out
     return rc < 0 ? rc : stage_put(sp->ns, out, block, len, false);
 }
 
-/* A plain directory block over es (sorted here), with the UnixFS data given. */
+/* A plain directory block over es (sorted by cmp_entry), with the UnixFS data given. */
 static int encode_basic(struct node_store *ns, unsigned version, struct entries *es,
                         const uint8_t *data, size_t data_len, struct cid *out, uint64_t *tsize)
 {
@@ -2595,8 +2615,6 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
     uint64_t total = 0;
     if (!links)
         return -ENOMEM;
-    if (es->n > 1) /* no array at all when the directory is empty */
-        qsort(es->e, es->n, sizeof *es->e, cmp_entry);
     for (size_t i = 0; i < es->n; i++) {
         const struct hamt_entry *e = &es->e[i];
         links[i] = (struct pb_link_out){.hash = e->cid,
@@ -2616,6 +2634,133 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
     return rc;
 }
 
+/* ---- directories changed lately ----
+ * Each name made, replaced or removed rewrites its directory: dir_set read the directory's
+ * block, decoded it, copied and sorted its entries, to encode them again with one changed. In
+ * cp -r of small files that was a quarter of the daemon's CPU, most of it in malloc. So the
+ * entries of the plain directories dir_set makes are kept here, sorted, under the new CID: the
+ * next change of that directory (the next file copied into it, its parent's rewrite) starts
+ * from them. A CID names its bytes: a slot never goes stale, and one that is not found only
+ * costs the read. A slot taken out (dc_take) is its taker's; DC_SLOTS bounds the memory (a
+ * plain directory is at most shard_bytes of names and CIDs). */
+#define DC_SLOTS 8
+
+struct dir_meta {
+    const uint8_t *data; /* the block's PBNode.Data (the UnixFS fields) */
+    size_t data_len;
+    bool has_mode, has_mtime;
+    uint32_t mode;
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+};
+
+struct dc_slot {
+    bool used;
+    uint64_t tick; /* dc_tick when put: the smallest goes first */
+    struct cid cid;
+    struct entries es; /* sorted by cmp_entry */
+    struct dir_meta m; /* m.data: malloc'd copy */
+};
+
+static void dc_slot_free(struct dc_slot *d)
+{
+    entries_free(&d->es);
+    free((void *)d->m.data);
+    memset(d, 0, sizeof *d);
+}
+
+/* Take c's slot out of the cache into *out: true if it was there. */
+static bool dc_take(struct node_store *ns, const struct cid *c, struct dc_slot *out)
+{
+    bool found = false;
+    if (!ns->dc)
+        return false;
+    pthread_mutex_lock(&ns->dc_lock);
+    for (unsigned i = 0; i < DC_SLOTS && !found; i++) {
+        struct dc_slot *d = &ns->dc[i];
+        if (d->used && cid_equal(&d->cid, c)) {
+            *out = *d;
+            memset(d, 0, sizeof *d);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&ns->dc_lock);
+    atomic_fetch_add(found ? &ns->dc_hits : &ns->dc_misses, 1);
+    return found;
+}
+
+/* Keep directory c (its sorted entries es and meta m) for its next change. Takes es in every
+ * case (*es is emptied); copies m->data. */
+static void dc_put(struct node_store *ns, const struct cid *c, struct entries *es,
+                   const struct dir_meta *m)
+{
+    struct dc_slot in = {.used = true, .cid = *c, .es = *es, .m = *m}, old = {0};
+    memset(es, 0, sizeof *es);
+    in.m.data = NULL;
+    if (m->data_len && (in.m.data = malloc(m->data_len)) != NULL)
+        memcpy((void *)in.m.data, m->data, m->data_len);
+    if (!ns->dc || (m->data_len && !in.m.data)) {
+        dc_slot_free(&in);
+        return;
+    }
+    pthread_mutex_lock(&ns->dc_lock);
+    struct dc_slot *v = &ns->dc[0];
+    for (unsigned i = 0; i < DC_SLOTS; i++) {
+        struct dc_slot *d = &ns->dc[i];
+        if (!d->used || cid_equal(&d->cid, c)) {
+            v = d;
+            break;
+        }
+        if (d->tick < v->tick)
+            v = d;
+    }
+    old = *v;
+    in.tick = ++ns->dc_tick;
+    *v = in;
+    pthread_mutex_unlock(&ns->dc_lock);
+    dc_slot_free(&old);
+}
+
+/* Where name goes in sorted es: its index, and whether an entry of that name is there. */
+static size_t entries_find(const struct entries *es, const char *name, size_t nlen, bool *found)
+{
+    struct hamt_entry key = {.name = name, .name_len = nlen};
+    size_t lo = 0, hi = es->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_entry(&es->e[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < es->n && cmp_entry(&es->e[lo], &key) == 0;
+    return lo;
+}
+
+/* Find name in directory c if c is in the cache: 0 (*out set), -ENOENT or -EIO as dir_find
+ * would say; 1: c is not in the cache. */
+static int dc_find(struct node_store *ns, const struct cid *c, const char *name, size_t len,
+                   struct cid *out)
+{
+    int rc = 1;
+    if (!ns->dc)
+        return 1;
+    pthread_mutex_lock(&ns->dc_lock);
+    for (unsigned i = 0; i < DC_SLOTS; i++) {
+        const struct dc_slot *d = &ns->dc[i];
+        if (d->used && cid_equal(&d->cid, c)) {
+            bool found;
+            size_t at = entries_find(&d->es, name, len, &found);
+            rc = !found ? -ENOENT
+                 : cid_from_bytes(d->es.e[at].cid, d->es.e[at].cid_len, out) < 0 ? -EIO
+                                                                                  : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ns->dc_lock);
+    return rc;
+}
+
 /* A copy of directory dcid with entry name set to child (NULL: removed). The directory keeps
  * its UnixFS metadata (mode, mtime) and CID version. Like boxo's DynamicDirectory, a plain
  * directory becomes a HAMT when its estimated size (sum of name + binary CID lengths) goes
@@ -2625,38 +2770,56 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
                    const struct cid *child, uint64_t child_tsize, struct cid *out,
                    uint64_t *out_tsize)
 {
-    struct loaded l;
+    struct loaded l = {0};
+    struct dc_slot cached = {0};
     struct entries es = {0};
     struct bytebuf data = {0};
+    struct dir_meta m;
     uint8_t hash[CID_BIN_MAX];
-    int hl = 0, rc = load(ns, dcid, &l);
-    if (rc < 0)
-        return rc;
-    if (!is_dir_type(&l)) {
-        rc = -ENOTDIR;
-        goto out;
+    int hl = 0, rc = 0;
+    bool was_hamt = false;
+    if (dc_take(ns, dcid, &cached)) {
+        es = cached.es;
+        memset(&cached.es, 0, sizeof cached.es);
+        m = cached.m;
+    } else {
+        if ((rc = load(ns, dcid, &l)) < 0)
+            return rc;
+        if (!is_dir_type(&l)) {
+            rc = -ENOTDIR;
+            goto out;
+        }
+        was_hamt = l.u.type == UNIXFS_HAMT_SHARD;
+        struct hamt_walk w = {0};
+        rc = was_hamt ? walk_visit(&w, dcid) : 0;
+        if (rc >= 0)
+            rc = collect_entries(ns, &l, 0, &w, &es);
+        walk_free(&w);
+        if (rc < 0)
+            goto out;
+        if (es.n > 1)
+            qsort(es.e, es.n, sizeof *es.e, cmp_entry);
+        m = (struct dir_meta){.data = l.pb.data,
+                              .data_len = l.pb.data_len,
+                              .has_mode = l.u.has_mode,
+                              .mode = l.u.mode,
+                              .has_mtime = l.u.has_mtime,
+                              .mtime_sec = l.u.mtime_sec,
+                              .mtime_nsec = l.u.mtime_nsec};
     }
-    struct hamt_walk w = {0};
-    rc = l.u.type == UNIXFS_HAMT_SHARD ? walk_visit(&w, dcid) : 0;
-    if (rc >= 0)
-        rc = collect_entries(ns, &l, 0, &w, &es);
-    walk_free(&w);
-    if (rc < 0)
-        goto out;
-    bool found = false;
+    bool found;
+    size_t at = entries_find(&es, name, nlen, &found);
     int64_t change = 0;
     uint64_t estimate = 0;
-    for (size_t i = 0; i < es.n; i++) {
-        struct hamt_entry *e = &es.e[i];
-        if (!found && same_name(e->name, e->name_len, name, nlen)) {
-            found = true;
-            change -= (int64_t)(e->name_len + e->cid_len);
-            free((void *)e->name);
-            *e = es.e[--es.n];
-            i--;
-            continue;
-        }
-        estimate += e->name_len + e->cid_len;
+    for (size_t i = 0; i < es.n; i++)
+        estimate += es.e[i].name_len + es.e[i].cid_len;
+    if (found) {
+        struct hamt_entry *e = &es.e[at];
+        change -= (int64_t)(e->name_len + e->cid_len);
+        estimate -= e->name_len + e->cid_len;
+        free((void *)e->name);
+        memmove(e, e + 1, (es.n - at - 1) * sizeof *e);
+        es.n--;
     }
     if (!child && !found) {
         rc = -ENOENT;
@@ -2669,31 +2832,38 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         }
         if ((rc = entries_add(&es, name, nlen, hash, (size_t)hl, child_tsize)) < 0)
             goto out;
+        struct hamt_entry e = es.e[es.n - 1]; /* added last: move it to its place */
+        memmove(&es.e[at + 1], &es.e[at], (es.n - 1 - at) * sizeof e);
+        es.e[at] = e;
         change += (int64_t)(nlen + (size_t)hl);
         estimate += nlen + (size_t)hl;
     }
-    bool was_hamt = l.u.type == UNIXFS_HAMT_SHARD;
     bool shard = was_hamt ? change >= 0 || estimate > ns->shard_bytes : estimate > ns->shard_bytes;
     if (shard) {
         struct shard_put_ctx sp = {.ns = ns, .version = dcid->version};
-        rc = hamt_build(es.e, es.n, l.u.has_mode, l.u.mode, l.u.has_mtime, l.u.mtime_sec,
-                        l.u.mtime_nsec, shard_put, &sp, out, out_tsize);
-    } else if (!was_hamt) {
-        rc = encode_basic(ns, dcid->version, &es, l.pb.data, l.pb.data_len, out, out_tsize);
-    } else {
-        struct unixfs_fields f = {.type = UNIXFS_DIRECTORY,
-                                  .mode = l.u.mode,
-                                  .has_mode = l.u.has_mode,
-                                  .mtime_sec = l.u.mtime_sec,
-                                  .mtime_nsec = l.u.mtime_nsec,
-                                  .has_mtime = l.u.has_mtime};
-        rc = unixfs_encode(&f, &data);
-        if (rc == 0)
-            rc = encode_basic(ns, dcid->version, &es, data.p, data.len, out, out_tsize);
+        rc = hamt_build(es.e, es.n, m.has_mode, m.mode, m.has_mtime, m.mtime_sec, m.mtime_nsec,
+                        shard_put, &sp, out, out_tsize);
+        goto out;
     }
+    if (was_hamt) {
+        struct unixfs_fields f = {.type = UNIXFS_DIRECTORY,
+                                  .mode = m.mode,
+                                  .has_mode = m.has_mode,
+                                  .mtime_sec = m.mtime_sec,
+                                  .mtime_nsec = m.mtime_nsec,
+                                  .has_mtime = m.has_mtime};
+        if ((rc = unixfs_encode(&f, &data)) < 0)
+            goto out;
+        m.data = data.p;
+        m.data_len = data.len;
+    }
+    rc = encode_basic(ns, dcid->version, &es, m.data, m.data_len, out, out_tsize);
+    if (rc == 0)
+        dc_put(ns, out, &es, &m);
 out:
     bytebuf_free(&data);
     entries_free(&es);
+    dc_slot_free(&cached);
     loaded_free(&l);
     return rc;
 }
@@ -2706,14 +2876,9 @@ static int update_path(struct node_store *ns, const struct cid *dcid, const stru
 {
     if (i + 1 == pp->n)
         return dir_set(ns, dcid, pp->comp[i], pp->len[i], child, child_tsize, out, out_tsize);
-    struct loaded l;
     struct cid sub, nsub;
     uint64_t nsub_tsize;
-    int rc = load(ns, dcid, &l);
-    if (rc < 0)
-        return rc;
-    rc = dir_find(ns, &l, pp->comp[i], pp->len[i], &sub);
-    loaded_free(&l);
+    int rc = child_of(ns, dcid, pp->comp[i], pp->len[i], &sub);
     if (rc == 0)
         rc = update_path(ns, &sub, pp, i + 1, child, child_tsize, &nsub, &nsub_tsize);
     if (rc == 0)
@@ -3782,7 +3947,9 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     "\nstore_block_writes %" PRIu64 "\nstore_block_write_bytes %" PRIu64
                     "\nstore_block_dedup %" PRIu64 "\nstore_corrupt_blocks %" PRIu64
                     "\nstore_adds %" PRIu64 "\nstore_add_bytes %" PRIu64
-                    "\nstore_add_streams %" PRIu64 "\nstore_name_changes %" PRIu64 "\nstore_commits %" PRIu64
+                    "\nstore_add_streams %" PRIu64 "\nstore_name_changes %" PRIu64
+                    "\nstore_changed_dir_hits %" PRIu64 "\nstore_changed_dir_misses %" PRIu64
+                    "\nstore_commits %" PRIu64
                     "\nstore_commit_errors %" PRIu64 "\nstore_fetches %" PRIu64
                     "\nstore_fetch_errors %" PRIu64 "\nstore_gc_runs %" PRIu64
                     "\nstore_gc_blocks %" PRIu64 "\nstore_gc_bytes %" PRIu64
@@ -3794,7 +3961,8 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
                     s.corrupt,
                     (uint64_t)atomic_load(&ns->adds), (uint64_t)atomic_load(&ns->add_bytes),
                     (uint64_t)atomic_load(&ns->add_streams),
-                    (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->commits),
+                    (uint64_t)atomic_load(&ns->name_changes), (uint64_t)atomic_load(&ns->dc_hits),
+                    (uint64_t)atomic_load(&ns->dc_misses), (uint64_t)atomic_load(&ns->commits),
                     (uint64_t)atomic_load(&ns->commit_errors), (uint64_t)atomic_load(&ns->fetches),
                     (uint64_t)atomic_load(&ns->fetch_errors), (uint64_t)atomic_load(&ns->gc_runs),
                     (uint64_t)atomic_load(&ns->gc_blocks), (uint64_t)atomic_load(&ns->gc_bytes),
@@ -3928,6 +4096,10 @@ static void store_free(struct node_store *ns)
     pthread_mutex_destroy(&ns->stage_lock);
     bc_free(&ns->bc);
     pthread_mutex_destroy(&ns->bc_lock);
+    for (unsigned i = 0; ns->dc && i < DC_SLOTS; i++)
+        dc_slot_free(&ns->dc[i]);
+    free(ns->dc);
+    pthread_mutex_destroy(&ns->dc_lock);
     blockstore_close(ns->bs);
     pthread_cond_destroy(&ns->commit_cond);
     pthread_cond_destroy(&ns->gc_cond);
@@ -4144,6 +4316,8 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->names_lock, NULL);
     pthread_mutex_init(&ns->stage_lock, NULL);
     pthread_mutex_init(&ns->bc_lock, NULL);
+    pthread_mutex_init(&ns->dc_lock, NULL);
+    ns->dc = calloc(DC_SLOTS, sizeof *ns->dc); /* NULL: no cache, nothing else lost */
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -785,6 +785,82 @@ static void test_hamt_threshold(void)
     node_destroy(n);
 }
 
+static uint64_t stat_value(struct node *n, const char *key);
+
+/* Many changes to the same directories, in two orders (each change of a directory starts from
+ * its entries as the last change left them, kept in memory): the same names give the same
+ * CIDs, every name resolves to its content, and a reopened store (nothing in memory) agrees. */
+static void test_dir_changes_order(void)
+{
+    char da[256], db[256], p[64], q[64];
+    new_dir(da, sizeof da);
+    new_dir(db, sizeof db);
+    struct node *a = open_store(da, -1), *b = open_store(db, -1);
+    enum { N = 60 };
+    struct cid c[N];
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        int len = snprintf(body, sizeof body, "content %d", i);
+        CHECK_EQ_INT(add_mem(a, body, (size_t)len, -1, &c[i]), 0);
+        struct cid cb;
+        CHECK_EQ_INT(add_mem(b, body, (size_t)len, -1, &cb), 0);
+        CHECK(cid_equal(&c[i], &cb));
+    }
+    /* a: names in order, interleaved between /d/e and /f; then some removed, moved, replaced */
+    CHECK_EQ_INT(a->ops->mfs_mkdir(a, "/d"), 0);
+    CHECK_EQ_INT(a->ops->mfs_mkdir(a, "/d/e"), 0);
+    CHECK_EQ_INT(a->ops->mfs_mkdir(a, "/f"), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(p, sizeof p, i % 2 ? "/f/n%02d" : "/d/e/n%02d", i);
+        CHECK_EQ_INT(a->ops->mfs_link(a, &c[i], p), 0);
+    }
+    for (int i = 0; i < N; i += 5) { /* every fifth name: gone */
+        snprintf(p, sizeof p, i % 2 ? "/f/n%02d" : "/d/e/n%02d", i);
+        CHECK_EQ_INT(a->ops->mfs_rm(a, p, false), 0);
+    }
+    for (int i = 1; i < N; i += 6) { /* some odd names move from /f to /d/e */
+        if (i % 5 == 0)
+            continue;
+        snprintf(p, sizeof p, "/f/n%02d", i);
+        snprintf(q, sizeof q, "/d/e/n%02d", i);
+        CHECK_EQ_INT(a->ops->mfs_mv(a, p, q), 0);
+    }
+    CHECK_EQ_INT(a->ops->mfs_put(a, &c[0], "/d/e/n02", NULL, NULL), 0); /* replaced */
+    /* b: the same final names, made in reverse order, each once */
+    CHECK_EQ_INT(b->ops->mfs_mkdir(b, "/f"), 0);
+    CHECK_EQ_INT(b->ops->mfs_mkdir(b, "/d"), 0);
+    CHECK_EQ_INT(b->ops->mfs_mkdir(b, "/d/e"), 0);
+    for (int i = N - 1; i >= 0; i--) {
+        if (i % 5 == 0)
+            continue;
+        bool moved = i % 2 && (i - 1) % 6 == 0;
+        snprintf(p, sizeof p, i % 2 && !moved ? "/f/n%02d" : "/d/e/n%02d", i);
+        CHECK_EQ_INT(b->ops->mfs_link(b, i == 2 ? &c[0] : &c[i], p), 0);
+    }
+    char ra[CID_STR_MAX];
+    snprintf(ra, sizeof ra, "%s", root_cid(a));
+    CHECK_EQ_STR(ra, root_cid(b));
+    CHECK_EQ_STR(mfs_cid(a, "/d/e"), mfs_cid(b, "/d/e"));
+    CHECK_EQ_STR(mfs_cid(a, "/f"), mfs_cid(b, "/f"));
+    for (int i = 0; i < N; i++) {
+        bool moved = i % 2 && (i - 1) % 6 == 0;
+        snprintf(p, sizeof p, i % 2 && !moved ? "/f/n%02d" : "/d/e/n%02d", i);
+        if (i % 5 == 0)
+            CHECK_EQ_STR(mfs_cid(a, p), strerror(ENOENT));
+        else
+            CHECK_EQ_STR(mfs_cid(a, p), fmt(i == 2 ? &c[0] : &c[i]));
+    }
+    CHECK(stat_value(a, "store_changed_dir_hits ") > 100); /* the path taken */
+    CHECK_EQ_STR(mfs_cid(a, "/f/n07"), strerror(ENOENT)); /* moved away */
+    CHECK_EQ_STR(mfs_cid(a, "/d/e/n07"), fmt(&c[7]));
+    node_destroy(a);
+    node_destroy(b);
+    a = open_store(da, -1);
+    CHECK_EQ_STR(root_cid(a), ra);
+    CHECK_EQ_STR(mfs_cid(a, "/d/e/n07"), fmt(&c[7]));
+    node_destroy(a);
+}
+
 struct worker {
     struct node *n;
     struct cid cid;
@@ -2368,6 +2444,7 @@ int main(void)
     test_crash_leftovers();
     test_hamt_js();
     test_hamt_threshold();
+    test_dir_changes_order();
     test_concurrency();
     test_hostile_blocksizes();
     test_hostile_wide_file();
