@@ -2611,7 +2611,8 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
                         const uint8_t *data, size_t data_len, struct cid *out, uint64_t *tsize)
 {
     struct bytebuf b = {0};
-    struct pb_link_out *links = calloc(es->n ? es->n : 1, sizeof *links);
+    struct pb_link_out few[64]; /* most directories: no allocation */
+    struct pb_link_out *links = es->n <= 64 ? few : malloc(es->n * sizeof *links);
     uint64_t total = 0;
     if (!links)
         return -ENOMEM;
@@ -2630,7 +2631,8 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
     if (rc == 0)
         *tsize = total + b.len;
     bytebuf_free(&b);
-    free(links);
+    if (links != few)
+        free(links);
     return rc;
 }
 
@@ -3473,14 +3475,10 @@ static int check_parent(struct node_store *ns, const struct cid *root, const str
                         bool *exists, struct cid *existing)
 {
     struct cid parent;
-    struct loaded l;
     int rc = resolve(ns, root, pp, pp->n - 1, &parent);
-    if (rc == 0)
-        rc = load(ns, &parent, &l);
     if (rc < 0)
         return rc;
-    rc = dir_find(ns, &l, pp->comp[pp->n - 1], pp->len[pp->n - 1], existing);
-    loaded_free(&l);
+    rc = child_of(ns, &parent, pp->comp[pp->n - 1], pp->len[pp->n - 1], existing);
     *exists = rc == 0;
     return rc == -ENOENT ? 0 : rc;
 }

@@ -77,6 +77,24 @@ static void spool_free(int fd, const char *dir)
         close(fd);
 }
 
+/* /dev/null, opened once: the content of a file never written, as at creat(2). Adds read it
+ * with pread only, so one descriptor serves every thread. 0+ or -errno. */
+static int dev_null(void)
+{
+    static atomic_int shared = -1;
+    int fd = atomic_load(&shared);
+    if (fd >= 0)
+        return fd;
+    if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&shared, &none, fd)) {
+        close(fd); /* another thread's came first */
+        fd = none;
+    }
+    return fd;
+}
+
 static int spool_create(const char *dir)
 {
     int fd = pool_take(dir);
@@ -481,9 +499,9 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     if (fd < 0) {
         /* No spool: nothing was ever written (a write, a fill or a truncate to a size makes
          * one), so the content is empty: added from /dev/null. */
-        fd = h->size == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+        fd = h->size == 0 ? dev_null() : -EIO;
         if (fd < 0) {
-            rc = poison(h, h->size == 0 ? -errno : -EIO);
+            rc = poison(h, fd);
             goto out;
         }
     }
@@ -495,8 +513,6 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
         rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
     stream_reset_locked(h);
-    if (fd != h->fd)
-        close(fd);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
     if (s)
