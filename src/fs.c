@@ -346,8 +346,9 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
     /* v2 also says so for writes (and no security.capability is ever stored: foreign_xattr).
      * The kernel then marks the superblock SB_NOSEC: after one GETXATTR(security.capability)
-     * per opened file, writes stop asking. Without it every write(2) costs that GETXATTR too:
-     * dd bs=4k of 40 MiB was 10,240 round trips more. (main.c sets it for libfuse < 3.17.) */
+     * per file (again after each refresh of its attributes), writes stop asking. Without it
+     * every write(2) costs that GETXATTR too: dd bs=4k of 40 MiB was 10,240 round trips more.
+     * (main.c sets it for libfuse < 3.17.) */
 #ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
     if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2)
         conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
@@ -1580,6 +1581,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_
 {
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
+    /* With FUSE_HANDLE_KILLPRIV_V2 a chown or truncate comes with "kill setuid/setgid" (the
+     * kernel's FATTR_KILL_SUIDGID is libfuse's KILL_SUID bit): nothing to do, no mode ipfsfs
+     * shows has either bit (fill_attr). */
+    to_set &= ~(FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID);
     int rc = do_setattr(fs, ino, attr, to_set, fi);
     if (rc < 0) {
         fuse_reply_err(req, -rc);

@@ -215,9 +215,9 @@ static int default_store_dir(const char *url, const char *mfs_root, char *out, s
  * serializes all lookups in one directory: 24 stats of missing CIDs at the root took 5.5 s,
  * 7 s, 8.5 s, ... 40 s, one after the other. Nor does 3.14 pass FUSE_HANDLE_KILLPRIV, nor know
  * FUSE_HANDLE_KILLPRIV_V2 (fs_init says why we want them). These wrappers of the device I/O set
- * the flags in our INIT reply when the kernel offered them, as libfuse 3.17 does. libfuse 3.14
- * drops the kill flags that v2 adds to SETATTR (FATTR_KILL_SUIDGID) and ignores those on OPEN and
- * WRITE: nothing is lost, there is never a bit to kill. */
+ * the flags in our INIT reply when the kernel offered them, as libfuse 3.17 does. The kill flag
+ * v2 adds to SETATTR (FATTR_KILL_SUIDGID) reaches fs_setattr as FUSE_SET_ATTR_KILL_SUID, which
+ * drops it; libfuse 3.14 ignores the ones on OPEN and WRITE. There is never a bit to kill. */
 #ifndef FUSE_HANDLE_KILLPRIV_V2
 #define FUSE_HANDLE_KILLPRIV_V2 (1 << 28) /* linux/fuse.h 7.33 */
 #endif

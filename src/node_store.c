@@ -2643,9 +2643,10 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
  * entries of the plain directories dir_set makes are kept here, sorted, under the new CID: the
  * next change of that directory (the next file copied into it, its parent's rewrite) starts
  * from them. A CID names its bytes: a slot never goes stale, and one that is not found only
- * costs the read. A slot taken out (dc_take) is its taker's; DC_SLOTS bounds the memory (a
- * plain directory is at most shard_bytes of names and CIDs). */
+ * costs the read. A slot taken out (dc_take) is its taker's; DC_SLOTS x DC_SLOT_BYTES bounds
+ * the memory (a larger directory is not kept). */
 #define DC_SLOTS 8
+#define DC_SLOT_BYTES (1u << 20) /* a slot's entries, their names and CIDs, malloc's overhead */
 
 struct dir_meta {
     const uint8_t *data; /* the block's PBNode.Data (the UnixFS fields) */
@@ -2815,13 +2816,17 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
     uint64_t estimate = 0;
     for (size_t i = 0; i < es.n; i++)
         estimate += es.e[i].name_len + es.e[i].cid_len;
-    if (found) {
-        struct hamt_entry *e = &es.e[at];
-        change -= (int64_t)(e->name_len + e->cid_len);
-        estimate -= e->name_len + e->cid_len;
-        free((void *)e->name);
-        memmove(e, e + 1, (es.n - at - 1) * sizeof *e);
-        es.n--;
+    /* Every entry of that name goes (a hostile directory may hold several), as Kubo's
+     * RemoveNodeLink does: one name, one entry afterwards. */
+    size_t end = at;
+    while (end < es.n && same_name(es.e[end].name, es.e[end].name_len, name, nlen)) {
+        change -= (int64_t)(es.e[end].name_len + es.e[end].cid_len);
+        estimate -= es.e[end].name_len + es.e[end].cid_len;
+        free((void *)es.e[end++].name);
+    }
+    if (end > at) {
+        memmove(&es.e[at], &es.e[end], (es.n - end) * sizeof *es.e);
+        es.n -= end - at;
     }
     if (!child && !found) {
         rc = -ENOENT;
@@ -2860,7 +2865,9 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         m.data_len = data.len;
     }
     rc = encode_basic(ns, dcid->version, &es, m.data, m.data_len, out, out_tsize);
-    if (rc == 0)
+    /* Kept if it takes at most DC_SLOT_BYTES (names of a few bytes and short CIDs would
+     * otherwise let a plain directory take several MiB) */
+    if (rc == 0 && es.cap * sizeof *es.e + estimate + es.n * 32 <= DC_SLOT_BYTES)
         dc_put(ns, out, &es, &m);
 out:
     bytebuf_free(&data);

@@ -32,8 +32,9 @@ static atomic_int streams_open;
 
 /* Spools of closed handles, emptied (ftruncate to 0), for the next ones: making an O_TMPFILE
  * and freeing it at close cost ext4 an inode each. On ext4, a 4 KB file spooled that way took
- * 19-20 us against 8-11 us for writing and emptying a kept one. An emptied spool is a new one in all that shows (no bytes, size 0, no one else has it);
- * only the directory must be the same. pool_lock protects the pool. */
+ * 19-20 us against 8-11 us for writing and emptying a kept one. An emptied spool is a new one
+ * in all that shows (no bytes, size 0, no one else has it); only the directory must be the
+ * same. pool_lock protects the pool. */
 #define SPOOL_POOL 8
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {

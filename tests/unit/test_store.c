@@ -781,6 +781,13 @@ static void test_hamt_threshold(void)
     CHECK_EQ_INT(st.mode, 0700); /* the mode went through the HAMT and back */
     CHECK_EQ_INT(n->ops->mfs_chmod(n, "/t", 0700), 0);
     CHECK_EQ_STR(mfs_cid(n, "/s"), mfs_cid(n, "/t"));
+    /* One more name in each: /s (plain again, kept in memory with the mode it had as a HAMT)
+     * and /t (read from its block) still agree. */
+    CHECK_EQ_INT(n->ops->mfs_link(n, &es[25].cid, "/s/late"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &es[25].cid, "/t/late"), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/s"), mfs_cid(n, "/t"));
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/s", &st, &c), 0);
+    CHECK_EQ_INT(st.mode, 0700);
     blockstore_close(bs);
     node_destroy(n);
 }
@@ -851,6 +858,41 @@ static void test_dir_changes_order(void)
             CHECK_EQ_STR(mfs_cid(a, p), fmt(i == 2 ? &c[0] : &c[i]));
     }
     CHECK(stat_value(a, "store_changed_dir_hits ") > 100); /* the path taken */
+    /* A directory with a mode and an mtime: changed from memory (w) and, name by name, from
+     * a reopened store (m: every change reads the block) give the same CIDs. */
+    char dw[256], dm[256];
+    new_dir(dw, sizeof dw);
+    new_dir(dm, sizeof dm);
+    struct node *w = open_store(dw, -1), *m = open_store(dm, -1);
+    for (struct node *x = w;; x = m) {
+        CHECK_EQ_INT(x->ops->mfs_mkdir(x, "/meta"), 0);
+        CHECK_EQ_INT(x->ops->mfs_chmod(x, "/meta", 0700), 0);
+        CHECK_EQ_INT(x->ops->mfs_touch(x, "/meta", 1700000000), 0);
+        if (x == m)
+            break;
+    }
+    for (int i = 0; i < 10; i++) {
+        char body[32];
+        int len = snprintf(body, sizeof body, "content %d", i);
+        struct cid cw, cm;
+        snprintf(p, sizeof p, "/meta/m%d", i);
+        CHECK_EQ_INT(add_mem(w, body, (size_t)len, -1, &cw), 0);
+        CHECK_EQ_INT(w->ops->mfs_link(w, &cw, p), 0);
+        node_destroy(m);
+        m = open_store(dm, -1);
+        CHECK_EQ_INT(add_mem(m, body, (size_t)len, -1, &cm), 0);
+        CHECK_EQ_INT(m->ops->mfs_link(m, &cm, p), 0);
+    }
+    CHECK(stat_value(w, "store_changed_dir_hits ") >= 9);
+    CHECK_EQ_STR(mfs_cid(w, "/meta"), mfs_cid(m, "/meta"));
+    struct node_stat mst;
+    struct cid mc;
+    CHECK_EQ_INT(w->ops->mfs_stat(w, "/meta", &mst, &mc), 0);
+    CHECK_EQ_INT(mst.mode, 0700);
+    CHECK(mst.has_mtime && mst.mtime == 1700000000);
+    node_stat_clear(&mst);
+    node_destroy(w);
+    node_destroy(m);
     CHECK_EQ_STR(mfs_cid(a, "/f/n07"), strerror(ENOENT)); /* moved away */
     CHECK_EQ_STR(mfs_cid(a, "/d/e/n07"), fmt(&c[7]));
     node_destroy(a);
@@ -1242,6 +1284,54 @@ static void test_hostile_hamt(void)
 
 /* A plain directory of 4,000 names, all one 1 MiB file block: telling each entry's kind and
  * size read 4 GB. Past the listing's budget (64 MiB) entries say "unknown" (stat tells). */
+/* A directory from outside with one name twice: setting that name leaves one entry of it (as
+ * Kubo's RemoveNodeLink, which removes them all), and removing it removes every one. */
+static void test_duplicate_names(void)
+{
+    char dir[256], err[128];
+    new_dir(dir, sizeof dir);
+    struct node *n = open_store(dir, -1);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    struct cid f1, f2, f3, d;
+    CHECK_EQ_INT(add_mem(n, "one", 3, -1, &f1), 0);
+    CHECK_EQ_INT(add_mem(n, "two", 3, -1, &f2), 0);
+    CHECK_EQ_INT(add_mem(n, "three", 5, -1, &f3), 0);
+    uint8_t h1[CID_MAX_MH + 20], h2[CID_MAX_MH + 20];
+    int l1 = cid_to_bytes(&f1, h1, sizeof h1), l2 = cid_to_bytes(&f2, h2, sizeof h2);
+    struct pb_link_out links[3] = {
+        {.hash = h1, .hash_len = (size_t)l1, .name = "a", .name_len = 1, .tsize = 11},
+        {.hash = h2, .hash_len = (size_t)l2, .name = "a", .name_len = 1, .tsize = 11},
+        {.hash = h2, .hash_len = (size_t)l2, .name = "b", .name_len = 1, .tsize = 11}};
+    static const uint8_t dirdata[] = {0x08, 0x01};
+    struct bytebuf b = {0};
+    CHECK_EQ_INT(dagpb_encode(links, 3, dirdata, sizeof dirdata, true, &b), 0);
+    CHECK_EQ_INT(put_block(bs, 0, CID_CODEC_DAG_PB, &b, &d), 0);
+    CHECK_EQ_INT(blockstore_sync(bs), 0);
+    bytebuf_free(&b);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &d, "/dup"), 0);
+    CHECK_EQ_INT(n->ops->mfs_put(n, &f3, "/dup/a", NULL, NULL), 0);
+    struct listing li = {0};
+    struct node_stat st;
+    struct cid dc;
+    CHECK_EQ_INT(n->ops->mfs_stat(n, "/dup", &st, &dc), 0);
+    CHECK_EQ_INT(n->ops->list(n, &dc, collect, &li), 0);
+    CHECK_EQ_INT(li.n, 2);
+    CHECK_EQ_STR(mfs_cid(n, "/dup/a"), fmt(&f3));
+    CHECK_EQ_STR(mfs_cid(n, "/dup/b"), fmt(&f2));
+    /* the same from a directory with no duplicate: the same CID */
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/clean"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &f2, "/clean/b"), 0);
+    CHECK_EQ_INT(n->ops->mfs_link(n, &f3, "/clean/a"), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/dup"), mfs_cid(n, "/clean"));
+    CHECK_EQ_INT(n->ops->mfs_link(n, &d, "/dup2"), 0);
+    CHECK_EQ_INT(n->ops->mfs_rm(n, "/dup2/a", false), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/dup2/a"), strerror(ENOENT));
+    CHECK_EQ_STR(mfs_cid(n, "/dup2/b"), fmt(&f2));
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
 static void test_hostile_wide_dir(void)
 {
     char dir[256], err[128];
@@ -2445,6 +2535,7 @@ int main(void)
     test_hamt_js();
     test_hamt_threshold();
     test_dir_changes_order();
+    test_duplicate_names();
     test_concurrency();
     test_hostile_blocksizes();
     test_hostile_wide_file();
