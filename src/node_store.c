@@ -2672,22 +2672,28 @@ static void dc_slot_free(struct dc_slot *d)
     memset(d, 0, sizeof *d);
 }
 
+/* c's slot, or NULL (dc_lock held, ns->dc not NULL). */
+static struct dc_slot *dc_slot_of(struct node_store *ns, const struct cid *c)
+{
+    for (unsigned i = 0; i < DC_SLOTS; i++)
+        if (ns->dc[i].used && cid_equal(&ns->dc[i].cid, c))
+            return &ns->dc[i];
+    return NULL;
+}
+
 /* Take c's slot out of the cache into *out: true if it was there. */
 static bool dc_take(struct node_store *ns, const struct cid *c, struct dc_slot *out)
 {
-    bool found = false;
     if (!ns->dc)
         return false;
     pthread_mutex_lock(&ns->dc_lock);
-    for (unsigned i = 0; i < DC_SLOTS && !found; i++) {
-        struct dc_slot *d = &ns->dc[i];
-        if (d->used && cid_equal(&d->cid, c)) {
-            *out = *d;
-            memset(d, 0, sizeof *d);
-            found = true;
-        }
+    struct dc_slot *d = dc_slot_of(ns, c);
+    if (d) {
+        *out = *d;
+        memset(d, 0, sizeof *d);
     }
     pthread_mutex_unlock(&ns->dc_lock);
+    bool found = d != NULL;
     atomic_fetch_add(found ? &ns->dc_hits : &ns->dc_misses, 1);
     return found;
 }
@@ -2700,7 +2706,7 @@ static void dc_put(struct node_store *ns, const struct cid *c, struct entries *e
     struct dc_slot in = {.used = true, .cid = *c, .es = *es, .m = *m}, old = {0};
     memset(es, 0, sizeof *es);
     in.m.data = NULL;
-    if (m->data_len && (in.m.data = malloc(m->data_len)) != NULL)
+    if (ns->dc && m->data_len && (in.m.data = malloc(m->data_len)) != NULL)
         memcpy((void *)in.m.data, m->data, m->data_len);
     if (!ns->dc || (m->data_len && !in.m.data)) {
         dc_slot_free(&in);
@@ -2749,16 +2755,13 @@ static int dc_find(struct node_store *ns, const struct cid *c, const char *name,
     if (!ns->dc)
         return 1;
     pthread_mutex_lock(&ns->dc_lock);
-    for (unsigned i = 0; i < DC_SLOTS; i++) {
-        const struct dc_slot *d = &ns->dc[i];
-        if (d->used && cid_equal(&d->cid, c)) {
-            bool found;
-            size_t at = entries_find(&d->es, name, len, &found);
-            rc = !found ? -ENOENT
-                 : cid_from_bytes(d->es.e[at].cid, d->es.e[at].cid_len, out) < 0 ? -EIO
-                                                                                  : 0;
-            break;
-        }
+    const struct dc_slot *d = dc_slot_of(ns, c);
+    if (d) {
+        bool found;
+        size_t at = entries_find(&d->es, name, len, &found);
+        rc = !found ? -ENOENT
+             : cid_from_bytes(d->es.e[at].cid, d->es.e[at].cid_len, out) < 0 ? -EIO
+                                                                              : 0;
     }
     pthread_mutex_unlock(&ns->dc_lock);
     return rc;
