@@ -587,10 +587,21 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 }
 
 /* Refresh a name's attributes from MFS (another tool may have changed it). */
+static bool has_dirty_writer(struct fs *fs, struct inode *ino);
+
 static int mfs_refresh(struct fs *fs, struct inode *ino)
 {
-    if (ino == inode_root(fs->inodes) || writers_of(fs, ino) > 0)
-        return 0; /* our own open writers know the size better than the node */
+    if (ino == inode_root(fs->inodes))
+        return 0;
+    /* Our own open writers know the size better than the node, and a dirty one links new
+     * content at its close. Open only by clean writers (a program that opened for writing
+     * and has not written), a chmod or a touch still gives the name a new CID: take that
+     * one, keeping the sizes, unless something linked new content meanwhile. */
+    bool writing = writers_of(fs, ino) > 0;
+    if (writing && has_dirty_writer(fs, ino))
+        return 0;
+    struct mfs_attr old;
+    inode_mfs_get(fs->inodes, ino, &old);
     char path[PATH_MAX];
     int rc = mfs_path(fs, ino, path, sizeof path);
     if (rc < 0)
@@ -600,13 +611,22 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     rc = fs->node->ops->mfs_stat(fs->node, path, &st, &a.cid);
     if (rc < 0)
         return rc;
+    if (writing) {
+        if (st.kind == ino->kind && st.size == old.cid_size && !has_dirty_writer(fs, ino)) {
+            a.mode = st.mode;
+            a.mtime = st.mtime;
+            a.has_mtime = st.has_mtime;
+            inode_mfs_set_cid_if(fs->inodes, ino, &old.cid, &a);
+        }
+        node_stat_clear(&st);
+        return 0;
+    }
     a.kind = st.kind;
     a.size = st.size;
     a.cid_size = st.size;
     a.mode = st.mode;
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
-    struct mfs_attr old;
     inode_mfs_get(fs->inodes, ino, &old);
     if (a.kind != ino->kind)
         rc = -ENOENT; /* replaced by another kind: the kernel must look the name up again */

@@ -383,6 +383,21 @@ void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct m
     pthread_mutex_unlock(&t->lock);
 }
 
+bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino, const struct cid *expect,
+                          const struct mfs_attr *a)
+{
+    pthread_mutex_lock(&t->lock);
+    bool set = cid_equal(&ino->cid, expect);
+    if (set) {
+        ino->cid = a->cid;
+        ino->mode = a->mode;
+        ino->mtime = a->mtime;
+        ino->has_mtime = a->has_mtime;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return set;
+}
+
 int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target)
 {
     char *nt = strdup(target);

@@ -363,6 +363,20 @@ else
     ok "no mode stored: its CID is ipfs_cid's for the bytes # SKIP ipfs_cid is not installed"
 fi
 rm -f "$MNT/openmode" "$MNT/openmode2"
+# A chmod while the file is open only for writing, with nothing written (a program holding it
+# open): the name's CID changes at once, and the close changes nothing more.
+printf 'held' >"$MNT/held"
+cid_held0=$(getfattr --only-values -n user.ipfs.cid "$MNT/held" 2>/dev/null)
+exec 7>>"$MNT/held"
+check "chmod 600 while open for writing, unwritten" chmod 600 "$MNT/held"
+cid_held1=$(getfattr --only-values -n user.ipfs.cid "$MNT/held" 2>/dev/null)
+exec 7>&-
+cid_held2=$(getfattr --only-values -n user.ipfs.cid "$MNT/held" 2>/dev/null)
+check_eq "user.ipfs.cid changed with the chmod, before the close" \
+    "$([ -n "$cid_held1" ] && [ "$cid_held1" != "$cid_held0" ] && echo changed)" changed
+check_eq "the close changed nothing more" "$cid_held2" "$cid_held1"
+check_eq "stat shows 600, content unchanged" "$(stat -c %a "$MNT/held" 2>&1) $(cat "$MNT/held" 2>&1)" "600 held"
+rm -f "$MNT/held"
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
