@@ -26,6 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define OWED_MAX 256u              /* unpins kept to try again; past that the oldest is left */
+#define OWED_RETRY_MIN_MS 5000u    /* the first retry of a failed unpin, doubling ... */
+#define OWED_RETRY_MAX_MS 300000u  /* ... up to this */
+#define OWED_BATCH 8u              /* unpins tried per tick */
 #define MAX_REPLY (4u << 20) /* a status names every peer: 4 MiB is thousands of them */
 #define WAIT_STEP_MS 250u
 #define STATUS_MAX_MS 5000u /* a status question (getxattr) waits at most this long */
@@ -54,6 +58,13 @@ struct cluster {
         int rmin, rmax; /* its factors (0: the mount's) */
     } *tops;             /* the names pinned on their own, sorted by name */
     size_t ntops;
+    struct owed {
+        struct cid cid;
+        char *name; /* its pin's top name, NULL: a root */
+    } *owed;        /* unpins that failed, tried again from cluster_tick, oldest first */
+    size_t nowed;
+    uint64_t owed_next_ms;    /* no retry before this (monotonic ms) */
+    unsigned owed_backoff_ms; /* the wait after the last failed retry (0: none failed) */
     uint64_t pins, unpins, failures;
     char last_error[200];
     bool failing; /* the last pin asked for failed (with last_error) */
@@ -259,6 +270,18 @@ static void save_state_locked(struct cluster *c)
             fprintf(f, "%s %d %d %s\n", s, c->tops[i].rmin, c->tops[i].rmax, e);
         curl_free(e);
     }
+    /* Older versions skip these lines ("unpin" is no CID). */
+    for (size_t i = 0; i < c->nowed; i++) {
+        char s[CID_STR_MAX];
+        if (cid_format(&c->owed[i].cid, s, sizeof s) < 0)
+            continue;
+        char *e = c->owed[i].name ? curl_easy_escape(NULL, c->owed[i].name, 0) : NULL;
+        if (!c->owed[i].name)
+            fprintf(f, "unpin %s\n", s);
+        else if (e)
+            fprintf(f, "unpin %s %s\n", s, e);
+        curl_free(e);
+    }
     if (fflush(f) != 0 || fdatasync(fileno(f)) < 0) {
         fclose(f);
         goto fail;
@@ -284,6 +307,58 @@ static void tops_free(struct top *t, size_t n)
     free(t);
 }
 
+static void owed_free(struct owed *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(o[i].name);
+    free(o);
+}
+
+/* Note cid (with its pin's top name, NULL: a root) as an unpin to try again. Replaces an entry
+ * of the same CID; past OWED_MAX the oldest is given up (left pinned, logged). */
+static void owed_add_locked(struct cluster *c, const struct cid *cid, const char *name)
+{
+    char *nm = name ? strdup(name) : NULL;
+    if (name && !nm)
+        return;
+    for (size_t i = 0; i < c->nowed; i++)
+        if (cid_equal(&c->owed[i].cid, cid)) {
+            free(c->owed[i].name);
+            c->owed[i].name = nm;
+            return;
+        }
+    if (c->nowed == OWED_MAX) {
+        char s[CID_STR_MAX] = "?";
+        cid_format(&c->owed[0].cid, s, sizeof s);
+        log_warn("too many unpins waiting for the cluster at %s: %s stays pinned", c->display, s);
+        free(c->owed[0].name);
+        memmove(c->owed, c->owed + 1, --c->nowed * sizeof *c->owed);
+    }
+    struct owed *o = realloc(c->owed, (c->nowed + 1) * sizeof *o);
+    if (!o) {
+        free(nm);
+        return;
+    }
+    c->owed = o;
+    o[c->nowed].cid = *cid;
+    o[c->nowed++].name = nm;
+}
+
+/* Forget the unpins owed for cid (pinned again, or done). Whether there was one. */
+static bool owed_drop_locked(struct cluster *c, const struct cid *cid)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->nowed; i++) {
+        if (cid_equal(&c->owed[i].cid, cid))
+            free(c->owed[i].name);
+        else
+            c->owed[k++] = c->owed[i];
+    }
+    bool had = k != c->nowed;
+    c->nowed = k;
+    return had;
+}
+
 static void load_state(struct cluster *c)
 {
     FILE *f = c->state_path ? fopen(c->state_path, "re") : NULL;
@@ -300,8 +375,20 @@ static void load_state(struct cluster *c)
     size_t cap = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
-        char *sp = strchr(line, ' ');
         struct cid cid;
+        if (strncmp(line, "unpin ", 6) == 0) { /* "unpin CID [NAME]" */
+            char *p = line + 6, *sp = strchr(p, ' ');
+            size_t k = sp ? (size_t)(sp - p) : strlen(p);
+            if (cid_parse(p, k, &cid) < 0)
+                continue;
+            int len = 0;
+            char *name = sp ? curl_easy_unescape(NULL, sp + 1, 0, &len) : NULL;
+            if (!sp || (name && len > 0 && !memchr(name, 0, (size_t)len)))
+                owed_add_locked(c, &cid, name);
+            curl_free(name);
+            continue;
+        }
+        char *sp = strchr(line, ' ');
         int lo = 0, hi = 0, off = 0;
         if (!sp || cid_parse(line, (size_t)(sp - line), &cid) < 0 ||
             sscanf(sp + 1, "%d %d %n", &lo, &hi, &off) != 2 || off <= 0 || lo < -1 ||
@@ -397,9 +484,10 @@ int cluster_new(const struct cluster_config *cfg, struct cluster **out, char *er
         cluster_free(c);
         return -EINVAL;
     }
-    /* The node API's rule (rpc_new): anyone on the path could read the secret, and use it. */
+    /* The node API's rule (rpc_new): anyone on the path could read the secret, and use it.
+     * A password inside the URL (user:password@) is as much a secret as one from a file. */
     struct api_endpoint ep = {.base_url = c->display};
-    if (c->auth_header && !api_endpoint_private(&ep)) {
+    if (c->has_creds && !api_endpoint_private(&ep)) {
         if (!cfg->allow_plain_auth) {
             snprintf(err, errlen, "refusing to send the cluster's credentials over plain http "
                      "to %s, which is not a loopback address: use https, or allow it with "
@@ -431,6 +519,7 @@ void cluster_free(struct cluster *c)
         explicit_bzero(c->auth_header, strlen(c->auth_header));
     free(c->auth_header);
     tops_free(c->tops, c->ntops);
+    owed_free(c->owed, c->nowed);
     free(c);
 }
 
@@ -600,8 +689,9 @@ static void pin_name(const struct cluster *c, const char *name, char *buf, size_
 }
 
 /* Unpin cid, if its pin still carries our pin name `name` (another mount's pin of the same
- * content stays). 0 when it is not pinned by us (any more). */
-static int unpin(struct cluster *c, const struct cid *cid, const char *name)
+ * content stays). 0 when it is not pinned by us (any more). With owe, a failure is noted to be
+ * tried again (cluster_tick), also across restarts (the state file). */
+static int unpin(struct cluster *c, const struct cid *cid, const char *name, bool owe)
 {
     char err[256], want[600];
     pin_name(c, name, want, sizeof want);
@@ -620,7 +710,14 @@ static int unpin(struct cluster *c, const struct cid *cid, const char *name)
     char s[CID_STR_MAX] = "?";
     cid_format(cid, s, sizeof s);
     if (rc < 0) {
-        log_info("cannot unpin %s (%s) from the cluster: %s", s, want, err);
+        log_info("cannot unpin %s (%s) from the cluster: %s%s", s, want, err,
+                 owe ? "; tried again later" : "");
+        if (owe) {
+            pthread_mutex_lock(&c->lock);
+            owed_add_locked(c, cid, name);
+            save_state_locked(c);
+            pthread_mutex_unlock(&c->lock);
+        }
     } else {
         log_debug("unpinned %s (%s) from the cluster", s, want);
         pthread_mutex_lock(&c->lock);
@@ -661,6 +758,7 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name, int r
         snprintf(c->last_error, sizeof c->last_error, "%s", err);
     } else {
         c->pins++;
+        owed_drop_locked(c, cid); /* pinned again: an unpin owed for it would undo this */
     }
     pthread_mutex_unlock(&c->lock);
     return rc;
@@ -692,7 +790,7 @@ static int pin_root(struct cluster *c, const struct cid *root, char *err, size_t
     save_state_locked(c);
     pthread_mutex_unlock(&c->lock);
     if (drop_old)
-        unpin(c, &old, NULL);
+        unpin(c, &old, NULL, true);
     char s[CID_STR_MAX] = "?";
     cid_format(root, s, sizeof s);
     log_info("pinned the names' root %s through the cluster", s);
@@ -753,10 +851,10 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
                 if (nt[nn].name)
                     nn++;
                 if (o && !same && !used_by(top, n, root, &o->cid))
-                    unpin(c, &o->cid, o->name);
+                    unpin(c, &o->cid, o->name, true);
             }
         } else if (!used_by(top, n, root, &o->cid)) { /* removed */
-            unpin(c, &o->cid, o->name);
+            unpin(c, &o->cid, o->name, true);
         }
         if (cmp <= 0)
             i++;
@@ -798,8 +896,69 @@ bool cluster_pin_for(struct cluster *c, const char *path, struct cid *out)
     return found;
 }
 
+/* Whether cid is pinned for the names now (the root, the one before it, a top name). */
+static bool in_use_locked(const struct cluster *c, const struct cid *cid)
+{
+    if ((c->have_root && cid_equal(&c->root, cid)) ||
+        (c->have_retired && cid_equal(&c->retired, cid)))
+        return true;
+    for (size_t i = 0; i < c->ntops; i++)
+        if (cid_equal(&c->tops[i].cid, cid))
+            return true;
+    return false;
+}
+
+/* Try the owed unpins again, OWED_BATCH at a time, backing off while they fail. Only the
+ * pinning thread calls it (as it does pin_root and cluster_pin_names). */
+static void owed_retry(struct cluster *c)
+{
+    uint64_t now = clock_mono_ms();
+    struct owed batch[OWED_BATCH];
+    size_t nb = 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->nowed && now >= c->owed_next_ms) {
+        for (size_t i = 0; i < c->nowed && nb < OWED_BATCH; i++) {
+            batch[nb].cid = c->owed[i].cid;
+            batch[nb].name = c->owed[i].name ? strdup(c->owed[i].name) : NULL;
+            if (!c->owed[i].name || batch[nb].name)
+                nb++;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!nb)
+        return;
+    bool failed = false;
+    for (size_t i = 0; i < nb; i++) {
+        pthread_mutex_lock(&c->lock);
+        bool used = in_use_locked(c, &batch[i].cid);
+        pthread_mutex_unlock(&c->lock);
+        int rc = used ? 0 : unpin(c, &batch[i].cid, batch[i].name, false);
+        if (rc < 0) {
+            failed = true; /* the cluster is not answering: the rest waits too */
+            break;
+        }
+        pthread_mutex_lock(&c->lock);
+        owed_drop_locked(c, &batch[i].cid);
+        save_state_locked(c);
+        pthread_mutex_unlock(&c->lock);
+    }
+    for (size_t i = 0; i < nb; i++)
+        free(batch[i].name);
+    pthread_mutex_lock(&c->lock);
+    if (failed) {
+        unsigned b = c->owed_backoff_ms ? c->owed_backoff_ms * 2 : OWED_RETRY_MIN_MS;
+        c->owed_backoff_ms = b > OWED_RETRY_MAX_MS ? OWED_RETRY_MAX_MS : b;
+        c->owed_next_ms = clock_mono_ms() + c->owed_backoff_ms;
+    } else {
+        c->owed_backoff_ms = 0;
+        c->owed_next_ms = 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 void cluster_tick(struct cluster *c)
 {
+    owed_retry(c);
     pthread_mutex_lock(&c->lock);
     bool waiting = c->have_retired && c->have_root;
     struct cid root = c->root, old = c->retired;
@@ -810,7 +969,7 @@ void cluster_tick(struct cluster *c)
     char err[256];
     if (cluster_status(c, &root, &st, err, sizeof err) < 0 || !cluster_satisfied(&st))
         return;
-    if (unpin(c, &old, NULL) < 0)
+    if (unpin(c, &old, NULL, false) < 0)
         return;
     pthread_mutex_lock(&c->lock);
     if (c->have_retired && cid_equal(&c->retired, &old)) {
@@ -886,9 +1045,9 @@ int cluster_stats(struct cluster *c, char *buf, size_t len)
         cid_format(&c->root, s, sizeof s);
     int n = snprintf(buf, len,
                      "cluster_api %s\ncluster_root %s\ncluster_pins %llu\ncluster_unpins %llu\n"
-                     "cluster_failures %llu\n",
+                     "cluster_unpins_owed %zu\ncluster_failures %llu\n",
                      c->display, s, (unsigned long long)c->pins, (unsigned long long)c->unpins,
-                     (unsigned long long)c->failures);
+                     c->nowed, (unsigned long long)c->failures);
     if (n >= 0 && (size_t)n < len && c->last_error[0])
         n += snprintf(buf + n, len - (size_t)n, "cluster_error %s\n", c->last_error);
     pthread_mutex_unlock(&c->lock);

@@ -319,6 +319,64 @@ else
     not_ok "mount with a dead cluster API"
 fi
 
+# An unpin the cluster does not take is tried again, also after a remount: slowproxy.py in front
+# of peer 2's REST API resets every DELETE /pins (the pins go through).
+PMODE=$WORK/restproxy.mode
+echo "reset DELETE /pins" >"$PMODE"
+python3 "$LIB_DIR/slowproxy.py" --upstream "127.0.0.1:${REST_API_2##*:}" --mode-file "$PMODE" \
+    --port-file "$WORK/restproxy.port" --log "$WORK/restproxy.log" --max-seconds 600 \
+    2>>"$WORK/restproxy.err" &
+track_pid $!
+for _ in $(seq 1 50); do
+    [ -s "$WORK/restproxy.port" ] && break
+    sleep 0.1
+done
+REST_PROXY=http://127.0.0.1:$(cat "$WORK/restproxy.port" 2>/dev/null)
+owed_of() { # owed_of MNT: cluster_unpins_owed of the mount's stats
+    getfattr --absolute-names --only-values -n user.ipfsfs.stats "$1" 2>/dev/null |
+        sed -n 's/^cluster_unpins_owed //p'
+}
+M7=$WORK/m7
+if mount_ipfsfs "$M7" --api="$PROXY_API_2" --cluster="$REST_PROXY" --store="$WORK/store8" \
+    --mfs-root=/owed --timeout=$T; then
+    printf 'owed one\n' >"$M7/owe"
+    fsync_errno "$M7/owe" >/dev/null
+    owe1=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M7/owe")
+    n=$(wait_pinned 2 "$owe1" 1 30)
+    printf 'owed two\n' >"$M7/owe"
+    fsync_errno "$M7/owe" >/dev/null
+    owe2=$(getfattr --absolute-names --only-values -n user.ipfs.cid "$M7/owe")
+    n=$(wait_pinned 2 "$owe2" 1 30)
+    check "with DELETE /pins reset, the name's new content is pinned ($n peers)" test "$n" -ge 1
+    owed=0
+    for _ in $(seq 1 40); do
+        owed=$(owed_of "$M7")
+        [ "${owed:-0}" -ge 1 ] && break
+        sleep 0.25
+    done
+    check "... the old content's unpin failed and is owed (cluster_unpins_owed $owed)" \
+        test "${owed:-0}" -ge 1
+    check "... and the old content is still pinned" bash -c "'$CLUSTER_CTL' --host /ip4/127.0.0.1/tcp/${REST_API_2##*:} pin ls | grep -q '^$owe1 '"
+    check_unmount "that mount unmounts with the unpin still owed" "$M7"
+    echo pass >"$PMODE"
+    if mount_ipfsfs "$M7" --api="$PROXY_API_2" --cluster="$REST_PROXY" --store="$WORK/store8" \
+        --mfs-root=/owed --timeout=$T; then
+        check "remounted, with the cluster taking DELETEs again, the owed unpin is done" \
+            wait_unpinned "$owe1" 30
+        check "... the new content stays pinned" bash -c "'$CLUSTER_CTL' --host /ip4/127.0.0.1/tcp/${REST_API_2##*:} pin ls | grep -q '^$owe2 '"
+        for _ in $(seq 1 40); do
+            [ "$(owed_of "$M7")" = 0 ] && break
+            sleep 0.25
+        done
+        check_eq "... and cluster_unpins_owed is 0" "$(owed_of "$M7")" 0
+        check_unmount "that mount unmounts cleanly" "$M7"
+    else
+        not_ok "remount with the unpin owed"
+    fi
+else
+    not_ok "mount through a proxy in front of peer 2's REST API"
+fi
+
 # ---- a REST API that wants credentials (peer 3's: basic auth) ---------------------------------
 
 ctl3() { # ctl3 ARGS...: ipfs-cluster-ctl against peer 3's REST API, with its credentials
@@ -424,6 +482,10 @@ check_fails_with "credentials over plain http to a host that is not loopback are
     "refusing to send the cluster's credentials over plain http to http://192.0.2.1:9094" \
     "$IPFSFS_BIN" -f --api="$PROXY_API_3" --cluster=http://192.0.2.1:9094 \
     --cluster-auth-file="$WORK/cluster-auth" --store="$WORK/store7" "$WORK/m5"
+check_fails_with "a password inside the --cluster URL, over plain http, is refused the same way" \
+    "refusing to send the cluster's credentials over plain http to http://192.0.2.1:9094" \
+    "$IPFSFS_BIN" -f --api="$PROXY_API_3" --cluster=http://someone:urlsecret@192.0.2.1:9094 \
+    --store="$WORK/store7" "$WORK/m5"
 check_fails_with "--replication on a plain Kubo (no cluster) is refused" "need IPFS Cluster" \
     "$IPFSFS_BIN" -f --api="$KUBO_API_2" --replication=2 --store="$WORK/store5" "$WORK/m5"
 check_fails_with "--replication=3:1 is refused" "invalid --replication" \

@@ -6,8 +6,10 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int parse(const char *alloc_fixture, const char *pins_fixture, struct cluster_status *st)
 {
@@ -20,8 +22,71 @@ static int parse(const char *alloc_fixture, const char *pins_fixture, struct clu
     return rc;
 }
 
+/* Credentials, from a file or inside the URL, go over plain http only to loopback. */
+static void test_plain_credentials(void)
+{
+    struct cluster *c = NULL;
+    char err[256] = "";
+    struct cluster_config cfg = {.url = "http://someone:secret@192.0.2.1:9094", .timeout_ms = 1000};
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), -EPERM);
+    CHECK(strstr(err, "http://192.0.2.1:9094") != NULL);
+    CHECK(strstr(err, "secret") == NULL); /* never the password itself */
+    cfg.url = "http://192.0.2.1:9094";
+    cfg.auth = "basic:someone:secret";
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), -EPERM);
+    cfg.allow_plain_auth = true;
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    cluster_free(c);
+    cfg = (struct cluster_config){.url = "http://someone:secret@127.0.0.1:9094", .timeout_ms = 1000};
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    cluster_free(c);
+    cfg.url = "https://someone:secret@192.0.2.1:9094";
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    cluster_free(c);
+    cfg.url = "http://192.0.2.1:9094"; /* no credentials at all */
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    cluster_free(c);
+}
+
+/* Unpins owed to the cluster come back from the state file (lines "unpin CID [NAME]"); lines
+ * that do not parse are skipped; one CID is owed once. */
+static void test_owed_state(void)
+{
+    char dir[] = "/tmp/test_cluster.XXXXXX", path[64], buf[1024];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/cluster-pins", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR\n\n"
+          "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH 0 0 tree\n"
+          "unpin QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH old%20name\n"
+          "unpin QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn\n"
+          "unpin QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn again\n"
+          "unpin notacid name\n"
+          "unpin\n",
+          f);
+    fclose(f);
+    struct cluster *c = NULL;
+    char err[256];
+    struct cluster_config cfg = {.url = "http://127.0.0.1:9", .timeout_ms = 1000,
+                                 .state_path = path};
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    if (c) {
+        CHECK(cluster_stats(c, buf, sizeof buf) > 0);
+        CHECK(strstr(buf, "cluster_unpins_owed 2\n") != NULL);
+        CHECK(strstr(buf, "cluster_root QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR\n") != NULL);
+        cluster_free(c);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    test_plain_credentials();
+    test_owed_state();
     int lo, hi;
     CHECK_EQ_INT(cluster_parse_replication("2", &lo, &hi), 0);
     CHECK_EQ_INT(lo, 2);
