@@ -42,6 +42,8 @@
 #define PUBLISH_EVERY_MS 2000u /* --publish: at most one name/publish per this long */
 
 /* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
+#define CAR_PIPE_BYTES (1 << 20) /* the push's pipe (send_blocks) */
+
 static const char EMPTY_DIR[] = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
 
 struct sync {
@@ -483,6 +485,10 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
         snprintf(err, errlen, "cannot make a pipe for the CAR: %s", strerror(e));
         return -e;
     }
+    /* Room for a few blocks, so that the CAR's thread reads and checks the next ones while the
+     * upload sends (a 64 KiB pipe had it wait for the upload four times a 256 KiB block). Best
+     * effort: /proc/sys/fs/pipe-max-size bounds it for an unprivileged process. */
+    (void)fcntl(p[1], F_SETPIPE_SZ, CAR_PIPE_BYTES);
     struct carw w = {.s = s, .fd = p[1], .local = local, .remote = remote};
     pthread_t t;
     int rc = pthread_create(&t, NULL, car_thread, &w);
