@@ -587,18 +587,30 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 }
 
 /* Refresh a name's attributes from MFS (another tool may have changed it). */
-static bool has_dirty_writer(struct fs *fs, struct inode *ino);
+/* Whether every open write handle of ino is known to hold nothing to link (none written to,
+ * none busy in a write or a flush). Never waits. */
+static bool writers_clean(struct fs *fs, struct inode *ino)
+{
+    bool clean = true;
+    pthread_mutex_lock(&fs->wlock);
+    for (struct whandle *wh = ino->writers; wh && clean; wh = wh->wnext)
+        clean = writer_clean_now(wh);
+    pthread_mutex_unlock(&fs->wlock);
+    return clean;
+}
 
 static int mfs_refresh(struct fs *fs, struct inode *ino)
 {
     if (ino == inode_root(fs->inodes))
         return 0;
     /* Our own open writers know the size better than the node, and a dirty one links new
-     * content at its close. Open only by clean writers (a program that opened for writing
-     * and has not written), a chmod or a touch still gives the name a new CID: take that
-     * one, keeping the sizes, unless something linked new content meanwhile. */
+     * content at its close, with the mode and time noted on the inode meanwhile (which the
+     * node's older ones must not replace). Open only by clean writers (a program that opened
+     * for writing and has not written), a chmod or a touch still gives the name a new CID:
+     * take that one, keeping the sizes, unless something linked new content meanwhile. A
+     * writer busy in a write or a flush counts as dirty. */
     bool writing = writers_of(fs, ino) > 0;
-    if (writing && has_dirty_writer(fs, ino))
+    if (writing && !writers_clean(fs, ino))
         return 0;
     struct mfs_attr old;
     inode_mfs_get(fs->inodes, ino, &old);
@@ -612,11 +624,12 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     if (rc < 0)
         return rc;
     if (writing) {
-        if (st.kind == ino->kind && st.size == old.cid_size && !has_dirty_writer(fs, ino)) {
+        if (st.kind == ino->kind && st.size == old.cid_size && !cid_equal(&a.cid, &old.cid) &&
+            writers_clean(fs, ino)) {
             a.mode = st.mode;
             a.mtime = st.mtime;
             a.has_mtime = st.has_mtime;
-            inode_mfs_set_cid_if(fs->inodes, ino, &old.cid, &a);
+            inode_mfs_set_cid_if(fs->inodes, ino, &old, &a);
         }
         node_stat_clear(&st);
         return 0;

@@ -383,11 +383,13 @@ void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct m
     pthread_mutex_unlock(&t->lock);
 }
 
-bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino, const struct cid *expect,
-                          const struct mfs_attr *a)
+bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino,
+                          const struct mfs_attr *expect, const struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
-    bool set = cid_equal(&ino->cid, expect);
+    bool set = cid_equal(&ino->cid, &expect->cid) && ino->mode == expect->mode &&
+               ino->has_mtime == expect->has_mtime &&
+               (!ino->has_mtime || ino->mtime == expect->mtime);
     if (set) {
         ino->cid = a->cid;
         ino->mode = a->mode;

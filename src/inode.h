@@ -97,10 +97,11 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
 /* Only the mode and the time of a's (the rest as it is). */
 void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
-/* The CID, mode and time of a's, only while the inode's CID is still *expect (nothing linked
- * new content meanwhile); the sizes stay. Whether it was set. */
-bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino, const struct cid *expect,
-                          const struct mfs_attr *a);
+/* The CID, mode and time of a's, only while the inode's CID, mode and time are still
+ * expect's (nothing linked new content, and no mode or time was noted, meanwhile); the sizes
+ * stay. Whether it was set. */
+bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino,
+                          const struct mfs_attr *expect, const struct mfs_attr *a);
 /* Replace a name's symlink target (another client re-pointed it). 0 or -ENOMEM. */
 int inode_mfs_set_target(struct inode_table *t, struct inode *ino, const char *target);
 /* A copy of the symlink target (malloc'd), or NULL (none, or ENOMEM). */

@@ -434,6 +434,15 @@ bool writer_dirty_now(struct whandle *h)
     return d;
 }
 
+bool writer_clean_now(struct whandle *h)
+{
+    if (pthread_mutex_trylock(&h->lock) != 0)
+        return false;
+    bool clean = !(h->dirty && h->err == 0);
+    pthread_mutex_unlock(&h->lock);
+    return clean;
+}
+
 static bool meta_needed(const struct writer_meta *m)
 {
     return m && ((m->mode && (m->mode & 07777) != 0644) || m->has_mtime);

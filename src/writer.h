@@ -75,6 +75,9 @@ bool writer_dirty(struct whandle *h);
 /* The same, without waiting: false also while another call holds h (a write, a flush that
  * stores and links it: the caller then cannot count on what h will link). */
 bool writer_dirty_now(struct whandle *h);
+/* Whether h is known, without waiting, to hold nothing its next flush stores: false while
+ * another call holds h (a write, or a flush storing and linking it). */
+bool writer_clean_now(struct whandle *h);
 
 /* Metadata a name's new content gets before it is linked under the name. */
 struct writer_meta {

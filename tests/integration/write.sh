@@ -377,6 +377,34 @@ check_eq "user.ipfs.cid changed with the chmod, before the close" \
 check_eq "the close changed nothing more" "$cid_held2" "$cid_held1"
 check_eq "stat shows 600, content unchanged" "$(stat -c %a "$MNT/held" 2>&1) $(cat "$MNT/held" 2>&1)" "600 held"
 rm -f "$MNT/held"
+# A mode and a time set on a file still being written are not undone by a reader asking for its
+# CID while the close stores it (the node still has the old content then).
+check "write 48 MiB out of order, fchmod 600, futimens, close while user.ipfs.cid is asked (python3)" \
+    python3 -c '
+import os, sys, threading
+p = sys.argv[1]
+fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+buf = os.urandom(1 << 20)
+for i in range(48):
+    os.write(fd, buf)
+os.pwrite(fd, b"x", 0)  # not in order any more: the close stores all of it
+os.fchmod(fd, 0o600)
+os.utime(fd, (3000000, 3000000))
+stop = []
+def ask():
+    while not stop:
+        try:
+            os.getxattr(p, "user.ipfs.cid")
+        except OSError:
+            pass
+t = threading.Thread(target=ask)
+t.start()
+os.close(fd)
+stop.append(1)
+t.join()' "$MNT/busyclose"
+check_eq "... its mode and time are the ones set (600 3000000)" \
+    "$(stat -c '%a %Y' "$MNT/busyclose" 2>&1)" "600 3000000"
+rm -f "$MNT/busyclose"
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
