@@ -342,6 +342,23 @@ static void owed_add_locked(struct cluster *c, const struct cid *cid, const char
     c->owed = o;
     o[c->nowed].cid = *cid;
     o[c->nowed++].name = nm;
+    /* It just failed: not again in this round's tick. */
+    uint64_t next = clock_mono_ms() + OWED_RETRY_MIN_MS;
+    if (c->owed_next_ms < next)
+        c->owed_next_ms = next;
+}
+
+/* Move the unpin owed for cid to the end of the list (it failed: the others go first next
+ * time, so one that always fails cannot hold them up). */
+static void owed_rotate_locked(struct cluster *c, const struct cid *cid)
+{
+    for (size_t i = 0; i + 1 < c->nowed; i++)
+        if (cid_equal(&c->owed[i].cid, cid)) {
+            struct owed o = c->owed[i];
+            memmove(c->owed + i, c->owed + i + 1, (c->nowed - i - 1) * sizeof *c->owed);
+            c->owed[c->nowed - 1] = o;
+            return;
+        }
 }
 
 /* Forget the unpins owed for cid (pinned again, or done). Whether there was one. */
@@ -412,6 +429,7 @@ static void load_state(struct cluster *c)
         curl_free(name);
     }
     fclose(f);
+    c->owed_next_ms = 0; /* unpins owed from before: tried at the first tick */
     if (c->ntops > 1) /* the merge in cluster_pin_names walks them in name order */
         qsort(c->tops, c->ntops, sizeof *c->tops, top_cmp);
 }
@@ -928,20 +946,25 @@ static void owed_retry(struct cluster *c)
     if (!nb)
         return;
     bool failed = false;
-    for (size_t i = 0; i < nb; i++) {
+    size_t done = 0; /* batch[0..done) are no longer owed */
+    for (; done < nb; done++) {
         pthread_mutex_lock(&c->lock);
-        bool used = in_use_locked(c, &batch[i].cid);
+        bool used = in_use_locked(c, &batch[done].cid);
         pthread_mutex_unlock(&c->lock);
-        int rc = used ? 0 : unpin(c, &batch[i].cid, batch[i].name, false);
-        if (rc < 0) {
+        if (!used && unpin(c, &batch[done].cid, batch[done].name, false) < 0) {
             failed = true; /* the cluster is not answering: the rest waits too */
             break;
         }
-        pthread_mutex_lock(&c->lock);
-        owed_drop_locked(c, &batch[i].cid);
-        save_state_locked(c);
-        pthread_mutex_unlock(&c->lock);
     }
+    pthread_mutex_lock(&c->lock);
+    bool changed = false;
+    for (size_t i = 0; i < done; i++)
+        changed |= owed_drop_locked(c, &batch[i].cid);
+    if (failed)
+        owed_rotate_locked(c, &batch[done].cid);
+    if (changed || failed)
+        save_state_locked(c);
+    pthread_mutex_unlock(&c->lock);
     for (size_t i = 0; i < nb; i++)
         free(batch[i].name);
     pthread_mutex_lock(&c->lock);

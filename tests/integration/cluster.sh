@@ -356,6 +356,8 @@ if mount_ipfsfs "$M7" --api="$PROXY_API_2" --cluster="$REST_PROXY" --store="$WOR
     done
     check "... the old content's unpin failed and is owed (cluster_unpins_owed $owed)" \
         test "${owed:-0}" -ge 1
+    check "... the store's cluster-pins file names it" \
+        grep -q "^unpin $owe1 " "$WORK/store8/cluster-pins"
     check "... and the old content is still pinned" bash -c "'$CLUSTER_CTL' --host /ip4/127.0.0.1/tcp/${REST_API_2##*:} pin ls | grep -q '^$owe1 '"
     check_unmount "that mount unmounts with the unpin still owed" "$M7"
     echo pass >"$PMODE"

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "cluster.h"
+#include "unixfs_enc.h"
 #include "unit.h"
 
 #include <errno.h>
@@ -77,6 +78,29 @@ static void test_owed_state(void)
         CHECK(cluster_stats(c, buf, sizeof buf) > 0);
         CHECK(strstr(buf, "cluster_unpins_owed 2\n") != NULL);
         CHECK(strstr(buf, "cluster_root QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR\n") != NULL);
+        cluster_free(c);
+    }
+    /* At most 256 are kept: past that the oldest go. */
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("\n\n", f);
+    for (int i = 0; i < 300; i++) {
+        uint8_t d[32] = {(uint8_t)i, (uint8_t)(i >> 8)};
+        struct cid k;
+        char s[CID_STR_MAX];
+        CHECK_EQ_INT(block_cid(1, CID_CODEC_RAW, d, sizeof d, &k), 0);
+        CHECK(cid_format(&k, s, sizeof s) > 0);
+        fprintf(f, "unpin %s n%d\n", s, i);
+    }
+    fclose(f);
+    c = NULL;
+    CHECK_EQ_INT(cluster_new(&cfg, &c, err, sizeof err), 0);
+    if (c) {
+        CHECK(cluster_stats(c, buf, sizeof buf) > 0);
+        CHECK(strstr(buf, "cluster_unpins_owed 256\n") != NULL);
+        CHECK(strstr(buf, "cluster_root none\n") != NULL);
         cluster_free(c);
     }
     unlink(path);
