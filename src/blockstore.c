@@ -27,7 +27,8 @@
 #define REL_MAX (KEY_MAX + 16) /* "XY/KEY.data" or "XY/.tmp-PID-N", relative to dirfd */
 #define NBUCKETS 512
 /* Written, not yet fsync'd blocks (each with its open temp file) before a put makes the older
- * ones durable; that flush leaves the newest BATCH_KEEP in flight, their writeback just started. */
+ * ones durable; that flush leaves the newest BATCH_KEEP in flight (their writeback started
+ * when put, for blocks of EARLY_WRITEBACK_MIN or more). */
 #define BATCH_MAX 64
 #define BATCH_KEEP 16
 /* Blocks from this size on start their writeback when put (blockstore_put). */

@@ -41,9 +41,9 @@
 #define PIN_RETRY_MS 5000u  /* a cluster that refused a pin is asked again after this long */
 #define PUBLISH_EVERY_MS 2000u /* --publish: at most one name/publish per this long */
 
-/* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
 #define CAR_PIPE_BYTES (1 << 20) /* the push's pipe (send_blocks) */
 
+/* The CID of the empty UnixFS directory (the root of a new store, and of an empty MFS). */
 static const char EMPTY_DIR[] = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
 
 struct sync {
