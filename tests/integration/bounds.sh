@@ -27,7 +27,6 @@ T=5                 # --timeout of the mount
 LIMIT=$((T + 3))    # a syscall must answer within this: --timeout, the heartbeat, a busy machine
 OTHER_LIMIT=3       # other content must read within this while a hostile request waits
 HOLD=60             # a hostile read still running after this is reported as such (before the fix)
-PROXY=$LIB_DIR/slowproxy.py
 
 if backend_is_store; then
     say "1..0 # SKIP bounds.sh tests the RPC backend (a node behind a proxy)"
@@ -134,15 +133,8 @@ ok "content added: for each of ${#CASES[@]} cases a 3 MB file, a directory, two 
 
 MODE=$WORK/proxy.mode
 echo pass >"$MODE"
-python3 "$PROXY" --upstream "127.0.0.1:$NODE_PORT" --mode-file "$MODE" \
-    --port-file "$WORK/proxy.port" --log "$WORK/proxy.log" --max-seconds 900 \
-    2>>"$WORK/proxy.err" &
-track_pid $!
-for _ in $(seq 1 50); do
-    [ -s "$WORK/proxy.port" ] && break
-    sleep 0.1
-done
-PROXY_PORT=$(cat "$WORK/proxy.port" 2>/dev/null)
+start_slowproxy proxy "127.0.0.1:$NODE_PORT" 900
+PROXY_PORT=$SLOWPROXY_PORT
 PROXY_API=/ip4/127.0.0.1/tcp/$PROXY_PORT/http
 M=$WORK/mnt
 # 20 FUSE threads (not 64), so that 24 waits would take them all.
@@ -277,15 +269,8 @@ check_unmount "unmount; ipfsfs exits 0 with a clean log" "$M"
 # A proxy in the environment is never used: every request goes straight to the node, and the
 # proxy (a second slowproxy.py, which would forward to the node) sees nothing.
 : >"$WORK/envproxy.log"
-python3 "$PROXY" --upstream "127.0.0.1:$NODE_PORT" --mode-file "$WORK/envproxy.mode" \
-    --port-file "$WORK/envproxy.port" --log "$WORK/envproxy.log" --max-seconds 300 \
-    2>>"$WORK/proxy.err" &
-track_pid $!
-for _ in $(seq 1 50); do
-    [ -s "$WORK/envproxy.port" ] && break
-    sleep 0.1
-done
-EP=http://127.0.0.1:$(cat "$WORK/envproxy.port" 2>/dev/null)
+start_slowproxy envproxy "127.0.0.1:$NODE_PORT" 300
+EP=http://127.0.0.1:$SLOWPROXY_PORT
 M2=$WORK/mnt-env
 if http_proxy=$EP HTTP_PROXY=$EP https_proxy=$EP ALL_PROXY=$EP all_proxy=$EP \
     IPFSFS_API_AUTH=bearer:test-secret-13 mount_ipfsfs "$M2" --api="$NODE_API" --timeout=$T; then

@@ -323,15 +323,8 @@ fi
 # of peer 2's REST API resets every DELETE /pins (the pins go through).
 PMODE=$WORK/restproxy.mode
 echo "reset DELETE /pins" >"$PMODE"
-python3 "$LIB_DIR/slowproxy.py" --upstream "127.0.0.1:${REST_API_2##*:}" --mode-file "$PMODE" \
-    --port-file "$WORK/restproxy.port" --log "$WORK/restproxy.log" --max-seconds 600 \
-    2>>"$WORK/restproxy.err" &
-track_pid $!
-for _ in $(seq 1 50); do
-    [ -s "$WORK/restproxy.port" ] && break
-    sleep 0.1
-done
-REST_PROXY=http://127.0.0.1:$(cat "$WORK/restproxy.port" 2>/dev/null)
+start_slowproxy restproxy "127.0.0.1:${REST_API_2##*:}"
+REST_PROXY=http://127.0.0.1:$SLOWPROXY_PORT
 owed_of() { # owed_of MNT: cluster_unpins_owed of the mount's stats
     getfattr --absolute-names --only-values -n user.ipfsfs.stats "$1" 2>/dev/null |
         sed -n 's/^cluster_unpins_owed //p'

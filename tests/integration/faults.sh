@@ -28,7 +28,6 @@ lib_init
 TIMEOUT=5        # --timeout of the direct mount
 SLOW_TIMEOUT=3   # --timeout of the mount through the proxy
 READ_MIB=${FAULTS_READ_MIB:-100}
-PROXY=$LIB_DIR/slowproxy.py
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -270,15 +269,8 @@ check_unmount "direct mount: unmount; ipfsfs exits 0 with a clean log" "$MNT"
 
 MODE=$WORK/proxy.mode
 : >"$MODE"
-python3 "$PROXY" --upstream "127.0.0.1:$NODE_PORT" --mode-file "$MODE" \
-    --port-file "$WORK/proxy.port" --log "$WORK/proxy.log" --max-seconds 300 \
-    2>>"$WORK/proxy.err" &
-track_pid $!
-for _ in $(seq 1 50); do
-    [ -s "$WORK/proxy.port" ] && break
-    sleep 0.1
-done
-PROXY_API=/ip4/127.0.0.1/tcp/$(cat "$WORK/proxy.port" 2>/dev/null)/http
+start_slowproxy proxy "127.0.0.1:$NODE_PORT" 300
+PROXY_API=/ip4/127.0.0.1/tcp/$SLOWPROXY_PORT/http
 SM=$WORK/mnt-slow
 if ! mount_ipfsfs "$SM" --api="$PROXY_API" --timeout="$SLOW_TIMEOUT"; then
     not_ok "ipfsfs mounts through slowproxy.py"

@@ -450,6 +450,25 @@ cid_as() { python3 "$HELPER" cid "$1" "$2"; }
 
 free_port() { python3 "$HELPER" free-port; }
 
+# start_slowproxy NAME HOST:PORT [SECS]: slowproxy.py (faults on demand) in front of HOST:PORT,
+# for at most SECS seconds (600). It reads its mode from $WORK/NAME.mode (made empty, "pass",
+# if missing) and logs its requests to $WORK/NAME.log. Sets SLOWPROXY_PORT to the port it
+# listens on (empty if it did not start within 5 s).
+start_slowproxy() {
+    local name=$1 up=$2 secs=${3:-600}
+    [ -e "$WORK/$name.mode" ] || : >"$WORK/$name.mode"
+    python3 "$LIB_DIR/slowproxy.py" --upstream "$up" --mode-file "$WORK/$name.mode" \
+        --port-file "$WORK/$name.port" --log "$WORK/$name.log" --max-seconds "$secs" \
+        2>>"$WORK/$name.err" &
+    track_pid $!
+    for _ in $(seq 1 50); do
+        [ -s "$WORK/$name.port" ] && break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2034 # used by the scripts that source this file
+    SLOWPROXY_PORT=$(cat "$WORK/$name.port" 2>/dev/null)
+}
+
 # gen_file PATH SIZE SEED: reproducible pseudo-random content.
 gen_file() { python3 "$HELPER" gen "$1" "$2" "$3"; }
 
