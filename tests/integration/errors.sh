@@ -216,10 +216,7 @@ fake_node() {
     python3 "$HELPER" fake-node "$1" "$portfile" "http://127.0.0.1:$NODE_PORT" \
         2>>"$WORK/fake-$1.log" &
     track_pid $!
-    for _ in $(seq 1 50); do
-        [ -s "$portfile" ] && break
-        sleep 0.1
-    done
+    wait_nonempty "$portfile"
     FAKE_API=/ip4/127.0.0.1/tcp/$(cat "$portfile")
 }
 

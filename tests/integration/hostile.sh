@@ -445,10 +445,7 @@ s.serve_forever()
 PY
 python3 "$WORK/liar.py" "$WORK/liar.port" "$NODE_URL" 2>/dev/null &
 track_pid $!
-for _ in $(seq 1 50); do
-    [ -s "$WORK/liar.port" ] && break
-    sleep 0.1
-done
+wait_nonempty "$WORK/liar.port"
 LM=$WORK/mnt-liar
 if mount_ipfsfs "$LM" --api="/ip4/127.0.0.1/tcp/$(cat "$WORK/liar.port")" --timeout=5; then
     check_errno "a node whose errors carry a forged log line: stat is EIO" EIO \

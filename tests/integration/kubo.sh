@@ -239,7 +239,7 @@ s.serve_forever()
 PY
 python3 "$WORK/trailer.py" "$NODE_PORT" "$WORK/trailer.port" &
 track_pid $!
-for _ in $(seq 1 50); do [ -s "$WORK/trailer.port" ] && break; sleep 0.1; done
+wait_nonempty "$WORK/trailer.port"
 TMNT=$WORK/tmnt
 if mount_ipfsfs "$TMNT" --api="/ip4/127.0.0.1/tcp/$(cat "$WORK/trailer.port")" --timeout=5; then
     printf 'keep\n' >"$MNT/trailer-file"

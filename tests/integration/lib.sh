@@ -450,6 +450,15 @@ cid_as() { python3 "$HELPER" cid "$1" "$2"; }
 
 free_port() { python3 "$HELPER" free-port; }
 
+# wait_nonempty FILE: until FILE has bytes (a helper's port file), 5 s at most.
+wait_nonempty() {
+    for _ in $(seq 1 50); do
+        [ -s "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # start_slowproxy NAME HOST:PORT [SECS]: slowproxy.py (faults on demand) in front of HOST:PORT,
 # for at most SECS seconds (600). It reads its mode from $WORK/NAME.mode (made empty, "pass",
 # if missing) and logs its requests to $WORK/NAME.log. Sets SLOWPROXY_PORT to the port it
@@ -461,10 +470,7 @@ start_slowproxy() {
         --port-file "$WORK/$name.port" --log "$WORK/$name.log" --max-seconds "$secs" \
         2>>"$WORK/$name.err" &
     track_pid $!
-    for _ in $(seq 1 50); do
-        [ -s "$WORK/$name.port" ] && break
-        sleep 0.1
-    done
+    wait_nonempty "$WORK/$name.port"
     # shellcheck disable=SC2034 # used by the scripts that source this file
     SLOWPROXY_PORT=$(cat "$WORK/$name.port" 2>/dev/null)
 }
