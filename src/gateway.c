@@ -1401,6 +1401,11 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         }
         if (inflight == 0 && (stop || next >= n))
             break;
+        /* A slot is free and a block waits for it: fill it now. Waiting first would leave the
+         * slot idle until another transfer stirred, and with none left in flight (all ended
+         * in one pass, as when the sink held this thread) the whole 100 ms. */
+        if (inflight < parallel && !stop && next < n)
+            continue;
         curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     for (unsigned k = 0; k < parallel; k++) {
