@@ -357,7 +357,8 @@ struct request {
     const char *accept;          /* the Accept header's value */
     size_t max;                  /* longest answer taken */
     /* 0: the answer is the one asked for; -ESTALE: right but older than wanted (no penalty,
-     * the next gateway is asked); -ENOTSUP: cannot be checked; else wrong bytes. */
+     * the next gateway is asked); -ENOTSUP: cannot be checked; else wrong bytes. NULL: judge
+     * leaves a 200 answer unverified and unrecorded, for the caller to do both. */
     int (*verify)(void *ud, const uint8_t *data, size_t len);
     void *ud;
     const char *what; /* for the log: "block CID", "IPNS record of NAME" */
@@ -656,6 +657,8 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
         out = OUT_BAD;
     else if (cc != CURLE_OK)
         out = OUT_FAILED;
+    else if (status == 200 && !req->verify)
+        return OUT_OK; /* verified, and recorded, by the caller (gw_blocks' hand-over) */
     else if (status == 200)
         out = (vr = req->verify(req->ud, a->buf, a->len)) == 0 ? OUT_OK
               : vr == -ENOTSUP                                     ? OUT_UNCHECKABLE
@@ -1261,6 +1264,135 @@ int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to,
 /* Requests of one gw_blocks call at most. */
 #define GW_BATCH_MAX 16u
 
+/* Blocks received and not yet handed over, at most (each up to GW_MAX_BLOCK): with the
+ * requests in flight (GW_BATCH_MAX at most) and the one being handed over, within the buffers
+ * the gateway keeps for reuse (GW_BUF_KEEP) at the default 8 requests. */
+#define HAND_MAX 4u
+/* From this many blocks in a call, the hand-over has a thread of its own. */
+#define HAND_THREAD_MIN 4u
+
+/* A gw_blocks call's hand-over. The network loop (the calling thread) queues each answer that
+ * came whole with HTTP 200; the hand-over verifies it, records it against its gateway, and
+ * gives it to the caller's callback (which stores the block and passes its bytes on to the
+ * reader). With a thread of its own, the loop reads answers and makes the next requests while
+ * a block is hashed and stored, where before it did neither: a cold 256 MiB read through
+ * Kubo's gateway on loopback took 1.19 s instead of 1.25 s (medians of 12). Without one (few
+ * blocks, or no thread), the loop hands each block over itself. */
+struct hand_item {
+    size_t idx; /* the caller's index */
+    uint8_t *buf;
+    size_t len;
+    size_t host;
+    struct timespec t0, queued; /* the request's start; when it was queued */
+    char what[CID_STR_MAX + 8];
+};
+
+struct hand {
+    struct gw *g;
+    const struct cid *cids;
+    int (*cb)(void *ud, size_t i, uint8_t *data, size_t len);
+    void *ud;
+    bool threaded;
+    pthread_t thread;
+    /* lock guards the rest; cond: an item queued or taken, an item done, or closed. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct hand_item q[HAND_MAX];
+    size_t head, count;
+    bool closed; /* the loop queues nothing more */
+    int rc;      /* the callback's first error: the rest is dropped */
+    bool bad;    /* a block did not verify: its gateway is set aside, the call stops */
+    int given;   /* blocks the callback took */
+};
+
+/* Verify, record and give one block (the hand-over's thread, or the loop's without one). */
+static void hand_one(struct hand *hd, struct hand_item *it)
+{
+    const struct cid *c = &hd->cids[it->idx];
+    pthread_mutex_lock(&hd->lock);
+    bool drop = hd->rc < 0;
+    pthread_mutex_unlock(&hd->lock);
+    if (drop) {
+        gw_buf_release(hd->g, it->buf);
+        return;
+    }
+    int vr = gw_verify(c, it->buf, it->len);
+    /* The gateway's time: the request's, not the wait in the queue. */
+    int64_t waited = diff_ms(clock_mono(), it->queued);
+    struct attempt fa = {.g = hd->g, .host = it->host, .len = it->len,
+                         .t0 = add_ms(it->t0, waited > 0 ? (uint64_t)waited : 0)};
+    enum outcome out = vr == 0 ? OUT_OK : vr == -ENOTSUP ? OUT_UNCHECKABLE : OUT_BAD;
+    record(hd->g, &fa, out, 200, CURLE_OK, it->what);
+    int crc = 0;
+    if (out == OUT_OK)
+        crc = hd->cb(hd->ud, it->idx, it->buf, it->len);
+    else
+        gw_buf_release(hd->g, it->buf);
+    pthread_mutex_lock(&hd->lock);
+    if (out != OUT_OK)
+        hd->bad = true;
+    else if (crc < 0 && hd->rc == 0)
+        hd->rc = crc;
+    else if (crc >= 0)
+        hd->given++;
+    pthread_mutex_unlock(&hd->lock);
+}
+
+static void *hand_main(void *arg)
+{
+    struct hand *hd = arg;
+    pthread_mutex_lock(&hd->lock);
+    for (;;) {
+        while (hd->count == 0 && !hd->closed)
+            pthread_cond_wait(&hd->cond, &hd->lock);
+        if (hd->count == 0)
+            break; /* closed, and nothing left */
+        struct hand_item it = hd->q[hd->head];
+        hd->head = (hd->head + 1) % HAND_MAX;
+        hd->count--;
+        pthread_cond_broadcast(&hd->cond); /* room for the loop */
+        pthread_mutex_unlock(&hd->lock);
+        hand_one(hd, &it);
+        pthread_mutex_lock(&hd->lock);
+        pthread_cond_broadcast(&hd->cond); /* bad or rc may have changed */
+    }
+    pthread_mutex_unlock(&hd->lock);
+    return NULL;
+}
+
+/* Queue a received block (the loop's thread); without a thread, hand it over at once. */
+static void hand_push(struct hand *hd, const struct hand_item *it)
+{
+    if (!hd->threaded) {
+        struct hand_item copy = *it;
+        hand_one(hd, &copy);
+        return;
+    }
+    pthread_mutex_lock(&hd->lock);
+    while (hd->count == HAND_MAX && hd->rc == 0)
+        pthread_cond_wait(&hd->cond, &hd->lock);
+    bool drop = hd->rc < 0;
+    if (!drop) {
+        hd->q[(hd->head + hd->count) % HAND_MAX] = *it;
+        hd->count++;
+        pthread_cond_broadcast(&hd->cond);
+    }
+    pthread_mutex_unlock(&hd->lock);
+    if (drop)
+        gw_buf_release(hd->g, it->buf);
+}
+
+/* What the loop needs to know: stop (the callback failed), cancel (a block did not verify). */
+static void hand_state(struct hand *hd, bool *stop, bool *cancel)
+{
+    pthread_mutex_lock(&hd->lock);
+    if (hd->rc < 0)
+        *stop = true;
+    if (hd->bad)
+        *stop = *cancel = true;
+    pthread_mutex_unlock(&hd->lock);
+}
+
 struct batch_slot {
     struct attempt at;
     struct request req;
@@ -1293,8 +1425,13 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         free(sl);
         return -ENOMEM;
     }
+    struct hand hd = {.g = g, .cids = cids, .cb = cb, .ud = ud};
+    pthread_mutex_init(&hd.lock, NULL);
+    pthread_cond_init(&hd.cond, NULL);
+    hd.threaded = n >= HAND_THREAD_MIN && parallel > 1 &&
+                  pthread_create(&hd.thread, NULL, hand_main, &hd) == 0;
     size_t next = 0, inflight = 0;
-    int given = 0, rc = 0;
+    int rc = 0;
     bool stop = false, cancel = false;
     for (;;) {
         struct timespec now = clock_mono();
@@ -1309,9 +1446,9 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
                 next++; /* not for a gateway: left to the caller */
                 continue;
             }
+            /* Verified and recorded by the hand-over (verify NULL: see judge). */
             b->req = (struct request){.accept = "application/vnd.ipld.raw", .max = GW_MAX_BLOCK,
-                                      .verify = verify_block, .ud = (void *)c,
-                                      .what = b->what};
+                                      .ud = (void *)c, .what = b->what};
             snprintf(b->what, sizeof b->what, "block %s", cidstr);
             snprintf(b->req.path, sizeof b->req.path, "/ipfs/%s?format=raw", cidstr);
             CURL *reuse = b->spare;
@@ -1369,18 +1506,13 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
                 continue;
             }
             enum outcome out = judge(g, a, cc, &b->req);
-            if (out == OUT_OK && rc == 0) {
-                uint8_t *d = a->buf;
-                size_t len = a->len;
+            if (out == OUT_OK) {
+                struct hand_item it = {.idx = b->idx, .buf = a->buf, .len = a->len,
+                                       .host = host, .t0 = a->t0, .queued = clock_mono()};
+                memcpy(it.what, b->what, sizeof it.what);
                 a->buf = NULL;
-                int crc = cb(ud, b->idx, d, len);
-                if (crc < 0) {
-                    rc = crc;
-                    stop = true;
-                } else {
-                    given++;
-                }
-            } else if (out != OUT_OK && out != OUT_NOT_FOUND) {
+                hand_push(&hd, &it);
+            } else if (out != OUT_NOT_FOUND) {
                 stop = cancel = true; /* set aside (or unusable): the rest goes elsewhere */
             }
             /* Keep the handle (and its buffer) for the slot's next request. */
@@ -1388,6 +1520,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
             a->e = NULL;
             attempt_end(m, a);
         }
+        hand_state(&hd, &stop, &cancel);
         if (cancel) {
             /* The gateway is set aside once: its other requests are dropped unjudged (each
              * would count a failure and double its backoff). */
@@ -1415,11 +1548,22 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     }
     multi_put(g, m);
     free(sl);
+    if (hd.threaded) {
+        pthread_mutex_lock(&hd.lock);
+        hd.closed = true;
+        pthread_cond_broadcast(&hd.cond);
+        pthread_mutex_unlock(&hd.lock);
+        pthread_join(hd.thread, NULL);
+    }
+    pthread_cond_destroy(&hd.cond);
+    pthread_mutex_destroy(&hd.lock);
+    if (rc == 0 && hd.rc < 0)
+        rc = hd.rc;
     pthread_mutex_lock(&g->lock);
     g->calls++;
-    g->call_ok += (uint64_t)given;
+    g->call_ok += (uint64_t)hd.given;
     pthread_mutex_unlock(&g->lock);
-    return rc < 0 ? rc : given;
+    return rc < 0 ? rc : hd.given;
 }
 
 int gw_fetch_many(void *ud, const struct cid *cids, size_t n, unsigned parallel,

@@ -1,8 +1,10 @@
 /* test_gateway.c - the gateway pool's pure parts: URLs, Retry-After, block verification, and
  * the calls that need no request (identity CIDs, hashes we cannot check, a pool with no
  * gateway answering: blocks, batches, CARs), a gateway that trickles (a loopback server that
- * sends a byte every 50 ms: every call gives up within about its timeout), and the bounded cache of fetched blocks in the
- * block store (blockstore_put_cache, blockstore_evict). Requests to real gateways are tested by
+ * sends a byte every 50 ms: every call gives up within about its timeout), batches from a
+ * loopback server that answers the block of "Test" (one answer wrong, or the callback failing),
+ * and the bounded cache of fetched blocks in the block store (blockstore_put_cache,
+ * blockstore_evict). Requests to real gateways are tested by
  * integration/gateway.sh, against Kubo's own gateway and faulty proxies in front of it.
  *
  * The known answer: the 4-byte content "Test" added with Kubo's defaults is the dag-pb block
@@ -302,6 +304,202 @@ static void trickler_stop(struct trickler *t)
     close(t->fd);
 }
 
+/* A loopback server that answers every request, on up to BLOCKER_CONNS connections at once
+ * (kept alive), with the block of "Test" as Kubo's gateway served it; the answer numbered
+ * bad_at (from 1; 0: none) has one byte flipped. For the batches' hand-over: its own thread
+ * from HAND_THREAD_MIN blocks on (gateway.c). */
+#define BLOCKER_CONNS 16
+struct blocker {
+    int fd;
+    unsigned short port;
+    atomic_bool stop;
+    atomic_int served;
+    int bad_at;
+    pthread_t th;
+    pthread_t conn_th[BLOCKER_CONNS];
+    int conn_fd[BLOCKER_CONNS];
+    int nconn;
+};
+
+struct blocker_conn {
+    struct blocker *b;
+    int fd;
+};
+
+static void *blocker_conn(void *ud)
+{
+    struct blocker_conn *bc = ud;
+    struct blocker *b = bc->b;
+    int fd = bc->fd;
+    free(bc);
+    char req[4096];
+    size_t got = 0;
+    while (!atomic_load(&b->stop)) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        ssize_t r = recv(fd, req + got, sizeof req - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        req[got] = '\0';
+        char *end;
+        while ((end = strstr(req, "\r\n\r\n"))) {
+            int k = atomic_fetch_add(&b->served, 1) + 1;
+            char out[256];
+            int hn = snprintf(out, sizeof out,
+                              "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.raw\r\n"
+                              "Content-Length: %zu\r\n\r\n",
+                              sizeof test_block);
+            memcpy(out + hn, test_block, sizeof test_block);
+            if (k == b->bad_at)
+                out[hn + 6] ^= 0x20; /* "Test" -> "test" */
+            if (send(fd, out, (size_t)hn + sizeof test_block, MSG_NOSIGNAL) < 0)
+                goto out;
+            size_t used = (size_t)(end + 4 - req);
+            memmove(req, end + 4, got - used + 1);
+            got -= used;
+        }
+        if (got == sizeof req - 1)
+            break;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+static void *blocker_serve(void *ud)
+{
+    struct blocker *b = ud;
+    while (!atomic_load(&b->stop)) {
+        struct pollfd pf = {.fd = b->fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        int c = accept(b->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        struct blocker_conn *bc = malloc(sizeof *bc);
+        if (!bc || b->nconn == BLOCKER_CONNS) {
+            free(bc);
+            close(c);
+            continue;
+        }
+        bc->b = b;
+        bc->fd = c;
+        if (pthread_create(&b->conn_th[b->nconn], NULL, blocker_conn, bc) != 0) {
+            free(bc);
+            close(c);
+            continue;
+        }
+        b->nconn++;
+    }
+    for (int i = 0; i < b->nconn; i++)
+        pthread_join(b->conn_th[i], NULL);
+    return NULL;
+}
+
+static int blocker_start(struct blocker *b, int bad_at)
+{
+    memset(b, 0, sizeof *b);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    b->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (b->fd < 0 || bind(b->fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(b->fd, 16) < 0 ||
+        getsockname(b->fd, (struct sockaddr *)&sa, &sl) < 0) {
+        if (b->fd >= 0)
+            close(b->fd);
+        return -1;
+    }
+    b->port = ntohs(sa.sin_port);
+    b->bad_at = bad_at;
+    atomic_init(&b->stop, false);
+    atomic_init(&b->served, 0);
+    if (pthread_create(&b->th, NULL, blocker_serve, b) != 0) {
+        close(b->fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void blocker_stop(struct blocker *b)
+{
+    atomic_store(&b->stop, true);
+    pthread_join(b->th, NULL);
+    close(b->fd);
+}
+
+struct taker {
+    int calls;
+    int fail_at; /* the callback fails on this call (from 1; 0: never) */
+    bool bad_bytes;
+};
+
+static int batch_check(void *ud, size_t i, uint8_t *data, size_t len)
+{
+    (void)i;
+    struct taker *t = ud;
+    t->calls++;
+    if (len != sizeof test_block || memcmp(data, test_block, len) != 0)
+        t->bad_bytes = true;
+    free(data);
+    return t->calls == t->fail_at ? -EIO : 0;
+}
+
+/* Batches large enough for the hand-over's thread: every block given, and verified first; a
+ * wrong block stops the batch and sets its gateway aside; the callback's error stops it and is
+ * returned, with no call after it. */
+static void test_batch_handover(void)
+{
+    struct blocker b;
+    if (blocker_start(&b, 0) < 0) {
+        fprintf(stderr, "test_batch_handover: no loopback server, skipped\n");
+        return;
+    }
+    char url[64], st[1024], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", b.port);
+    const char *urls[] = {url};
+    struct gw_config cfg = {.urls = urls, .n_urls = 1, .timeout_ms = 5000};
+    struct cid cs[24];
+    for (int i = 0; i < 24; i++)
+        CHECK_EQ_INT(cid_parse(test_cid, sizeof test_cid - 1, &cs[i]), 0);
+
+    struct gw *g = NULL;
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    struct taker t = {0};
+    CHECK_EQ_INT(gw_blocks(g, cs, 24, 8, batch_check, &t), 24);
+    CHECK_EQ_INT(t.calls, 24);
+    CHECK(!t.bad_bytes);
+    CHECK(gw_stats(g, st, sizeof st) > 0);
+    CHECK(strstr(st, " ok=24 ") != NULL);
+    CHECK(strstr(st, "gw_calls_ok 24\n") != NULL);
+
+    /* The callback fails on its 5th block: that error, and no 6th call. */
+    t = (struct taker){.fail_at = 5};
+    CHECK_EQ_INT(gw_blocks(g, cs, 24, 8, batch_check, &t), -EIO);
+    CHECK_EQ_INT(t.calls, 5);
+    gw_free(g);
+    blocker_stop(&b);
+
+    /* The 6th answer has a byte flipped: never given, the gateway set aside, the batch ends. */
+    if (blocker_start(&b, 6) < 0)
+        return;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", b.port);
+    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+    t = (struct taker){0};
+    int rc = gw_blocks(g, cs, 24, 8, batch_check, &t);
+    CHECK(rc >= 0 && rc < 24);
+    CHECK_EQ_INT(rc, t.calls);
+    CHECK(!t.bad_bytes);
+    CHECK(gw_stats(g, st, sizeof st) > 0);
+    CHECK(strstr(st, "gw_bad_blocks 1\n") != NULL);
+    CHECK(strstr(st, " bad=1 ") != NULL);
+    t = (struct taker){0};
+    CHECK_EQ_INT(gw_blocks(g, cs, 24, 8, batch_check, &t), -ETIMEDOUT); /* set aside */
+    CHECK_EQ_INT(t.calls, 0);
+    gw_free(g);
+    blocker_stop(&b);
+}
+
 static double secs_since(struct timespec t0)
 {
     struct timespec t;
@@ -449,6 +647,7 @@ int main(void)
     test_dead_gateway();
     test_dead_batch_and_car();
     test_trickle();
+    test_batch_handover();
     test_evict();
     curl_global_cleanup();
     printf("test_gateway: %d checks, %d failures\n", unit_checks, unit_failures);
