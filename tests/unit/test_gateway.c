@@ -233,6 +233,36 @@ static void test_dead_batch_and_car(void)
 
 /* ---- a gateway that trickles ---- */
 
+/* A listening TCP socket on a free loopback port (*port), or -1. */
+static int loopback_listen(unsigned short *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* The next connection on the listening fd, or -1 once stop is set (looked at every 50 ms). */
+static int accept_until(int fd, atomic_bool *stop)
+{
+    while (!atomic_load(stop)) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        int c = accept(fd, NULL, NULL);
+        if (c >= 0)
+            return c;
+    }
+    return -1;
+}
+
 struct trickler {
     int fd; /* listening, on loopback */
     unsigned short port;
@@ -245,13 +275,8 @@ struct trickler {
 static void *trickle_serve(void *ud)
 {
     struct trickler *t = ud;
-    while (!atomic_load(&t->stop)) {
-        struct pollfd pf = {.fd = t->fd, .events = POLLIN};
-        if (poll(&pf, 1, 50) <= 0)
-            continue;
-        int c = accept(t->fd, NULL, NULL);
-        if (c < 0)
-            continue;
+    int c;
+    while ((c = accept_until(t->fd, &t->stop)) >= 0) {
         char req[4096];
         size_t got = 0;
         while (got < sizeof req - 1) {
@@ -279,16 +304,8 @@ static void *trickle_serve(void *ud)
 static int trickler_start(struct trickler *t)
 {
     memset(t, 0, sizeof *t);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    t->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (t->fd < 0 || bind(t->fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(t->fd, 8) < 0 ||
-        getsockname(t->fd, (struct sockaddr *)&sa, &sl) < 0) {
-        if (t->fd >= 0)
-            close(t->fd);
+    if ((t->fd = loopback_listen(&t->port)) < 0)
         return -1;
-    }
-    t->port = ntohs(sa.sin_port);
     atomic_init(&t->stop, false);
     if (pthread_create(&t->th, NULL, trickle_serve, t) != 0) {
         close(t->fd);
@@ -371,13 +388,8 @@ out:
 static void *blocker_serve(void *ud)
 {
     struct blocker *b = ud;
-    while (!atomic_load(&b->stop)) {
-        struct pollfd pf = {.fd = b->fd, .events = POLLIN};
-        if (poll(&pf, 1, 50) <= 0)
-            continue;
-        int c = accept(b->fd, NULL, NULL);
-        if (c < 0)
-            continue;
+    int c;
+    while ((c = accept_until(b->fd, &b->stop)) >= 0) {
         struct blocker_conn *bc = malloc(sizeof *bc);
         if (!bc || b->nconn == BLOCKER_CONNS) {
             free(bc);
@@ -401,16 +413,8 @@ static void *blocker_serve(void *ud)
 static int blocker_start(struct blocker *b, int bad_at)
 {
     memset(b, 0, sizeof *b);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    b->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (b->fd < 0 || bind(b->fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(b->fd, 16) < 0 ||
-        getsockname(b->fd, (struct sockaddr *)&sa, &sl) < 0) {
-        if (b->fd >= 0)
-            close(b->fd);
+    if ((b->fd = loopback_listen(&b->port)) < 0)
         return -1;
-    }
-    b->port = ntohs(sa.sin_port);
     b->bad_at = bad_at;
     atomic_init(&b->stop, false);
     atomic_init(&b->served, 0);
