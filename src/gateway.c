@@ -357,9 +357,9 @@ struct request {
     const char *accept;          /* the Accept header's value */
     size_t max;                  /* longest answer taken */
     /* 0: the answer is the one asked for; -ESTALE: right but older than wanted (no penalty,
-     * the next gateway is asked); -ENOTSUP: cannot be checked; else wrong bytes. NULL: judge
-     * leaves a 200 answer unverified and unrecorded, for the caller to do both. */
+     * the next gateway is asked); -ENOTSUP: cannot be checked; else wrong bytes. */
     int (*verify)(void *ud, const uint8_t *data, size_t len);
+    bool verify_later; /* judge leaves a 200 answer unverified and unrecorded: the caller's */
     void *ud;
     const char *what; /* for the log: "block CID", "IPNS record of NAME" */
     bool car;         /* a CAR, streamed to the call's callback (gw_car), not kept */
@@ -590,7 +590,10 @@ static long set_aside_locked(struct gw_host *h, enum why_aside why, long ms)
     }
     if ((unsigned long)ms > GW_MAX_BACKOFF_MS)
         ms = GW_MAX_BACKOFF_MS;
-    h->aside_until = add_ms(clock_mono(), (uint64_t)ms);
+    struct timespec until = add_ms(clock_mono(), (uint64_t)ms);
+    if (h->aside_why == ASIDE_BAD && why != ASIDE_BAD && diff_ms(h->aside_until, until) > 0)
+        return diff_ms(h->aside_until, clock_mono()); /* a liar's time is not cut short */
+    h->aside_until = until;
     h->aside_why = why;
     return ms;
 }
@@ -657,7 +660,7 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
         out = OUT_BAD;
     else if (cc != CURLE_OK)
         out = OUT_FAILED;
-    else if (status == 200 && !req->verify)
+    else if (status == 200 && req->verify_later)
         return OUT_OK; /* verified, and recorded, by the caller (gw_blocks' hand-over) */
     else if (status == 200)
         out = (vr = req->verify(req->ud, a->buf, a->len)) == 0 ? OUT_OK
@@ -1310,19 +1313,23 @@ static void hand_one(struct hand *hd, struct hand_item *it)
 {
     const struct cid *c = &hd->cids[it->idx];
     pthread_mutex_lock(&hd->lock);
-    bool drop = hd->rc < 0;
+    bool drop = hd->rc < 0, judged = hd->bad;
     pthread_mutex_unlock(&hd->lock);
     if (drop) {
         gw_buf_release(hd->g, it->buf);
         return;
     }
     int vr = gw_verify(c, it->buf, it->len);
-    /* The gateway's time: the request's, not the wait in the queue. */
-    int64_t waited = diff_ms(clock_mono(), it->queued);
-    struct attempt fa = {.g = hd->g, .host = it->host, .len = it->len,
-                         .t0 = add_ms(it->t0, waited > 0 ? (uint64_t)waited : 0)};
     enum outcome out = vr == 0 ? OUT_OK : vr == -ENOTSUP ? OUT_UNCHECKABLE : OUT_BAD;
-    record(hd->g, &fa, out, 200, CURLE_OK, it->what);
+    if (!judged) {
+        /* The gateway's time: the request's, less its wait in the queue. Once a block was
+         * wrong the gateway is set aside and judged: the rest (good blocks still given) is
+         * not recorded, as the loop drops its other requests unjudged. */
+        int64_t waited = diff_ms(clock_mono(), it->queued);
+        struct attempt fa = {.g = hd->g, .host = it->host, .len = it->len,
+                             .t0 = add_ms(it->t0, waited > 0 ? (uint64_t)waited : 0)};
+        record(hd->g, &fa, out, 200, CURLE_OK, it->what);
+    }
     int crc = 0;
     if (out == OUT_OK)
         crc = hd->cb(hd->ud, it->idx, it->buf, it->len);
@@ -1434,6 +1441,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     int rc = 0;
     bool stop = false, cancel = false;
     for (;;) {
+        hand_state(&hd, &stop, &cancel);
         struct timespec now = clock_mono();
         /* Fill the free slots, in order. */
         for (unsigned k = 0; k < parallel && !stop && next < n; k++) {
@@ -1446,8 +1454,9 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
                 next++; /* not for a gateway: left to the caller */
                 continue;
             }
-            /* Verified and recorded by the hand-over (verify NULL: see judge). */
+            /* Verified and recorded by the hand-over (see judge). */
             b->req = (struct request){.accept = "application/vnd.ipld.raw", .max = GW_MAX_BLOCK,
+                                      .verify = verify_block, .verify_later = true,
                                       .ud = (void *)c, .what = b->what};
             snprintf(b->what, sizeof b->what, "block %s", cidstr);
             snprintf(b->req.path, sizeof b->req.path, "/ipfs/%s?format=raw", cidstr);
@@ -1501,6 +1510,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
             struct batch_slot *b = (struct batch_slot *)a; /* at is its first member */
             inflight--;
             b->busy = false;
+            hand_state(&hd, &stop, &cancel);
             if (cancel) {
                 attempt_end(m, a); /* done as well, but not judged: see below */
                 continue;

@@ -120,7 +120,9 @@ int gw_fetch_range(void *ud, const struct cid *root, uint64_t from, uint64_t to,
  * answers wrong bytes, rate-limits or stalls (a request not done within the timeout, as the
  * progress rule above says), and sets it aside as gw_block would; it stops as well, the gateway
  * only sorted behind, when a request gets no byte for twice its hedge delay (at least 1 s).
- * A negative return of cb stops it. Returns how many
+ * A negative return of cb stops it: cb is not called again. From 4 blocks on, cb runs on a
+ * thread of the call's own (one call at a time, all done before gw_blocks returns), while the
+ * calling thread reads the next answers. Returns how many
  * blocks cb took, or -errno (cb's error; -ETIMEDOUT: every gateway is set aside). */
 int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
               int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *ud);

@@ -321,20 +321,20 @@ static void trickler_stop(struct trickler *t)
     close(t->fd);
 }
 
-/* A loopback server that answers every request, on up to BLOCKER_CONNS connections at once
- * (kept alive), with the block of "Test" as Kubo's gateway served it; the answer numbered
- * bad_at (from 1; 0: none) has one byte flipped. For the batches' hand-over: its own thread
- * from HAND_THREAD_MIN blocks on (gateway.c). */
-#define BLOCKER_CONNS 16
+/* A loopback server that answers every request, on up to BLOCKER_CONNS connections in all
+ * (kept alive), with the block of "Test" as Kubo's gateway served it. Answers are numbered
+ * from 1: those from bad_from to bad_to have one byte flipped, those from fail_from on are
+ * HTTP 500 (0: none). For the batches' hand-over: its own thread from HAND_THREAD_MIN blocks
+ * on (gateway.c). */
+#define BLOCKER_CONNS 64
 struct blocker {
     int fd;
     unsigned short port;
     atomic_bool stop;
     atomic_int served;
-    int bad_at;
+    int bad_from, bad_to, fail_from;
     pthread_t th;
     pthread_t conn_th[BLOCKER_CONNS];
-    int conn_fd[BLOCKER_CONNS];
     int nconn;
 };
 
@@ -364,14 +364,23 @@ static void *blocker_conn(void *ud)
         while ((end = strstr(req, "\r\n\r\n"))) {
             int k = atomic_fetch_add(&b->served, 1) + 1;
             char out[256];
-            int hn = snprintf(out, sizeof out,
-                              "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.raw\r\n"
-                              "Content-Length: %zu\r\n\r\n",
-                              sizeof test_block);
-            memcpy(out + hn, test_block, sizeof test_block);
-            if (k == b->bad_at)
-                out[hn + 6] ^= 0x20; /* "Test" -> "test" */
-            if (send(fd, out, (size_t)hn + sizeof test_block, MSG_NOSIGNAL) < 0)
+            size_t on;
+            if (b->fail_from && k >= b->fail_from) {
+                static const char e500[] = "HTTP/1.1 500 Internal Server Error\r\n"
+                                           "Content-Length: 0\r\n\r\n";
+                memcpy(out, e500, sizeof e500 - 1);
+                on = sizeof e500 - 1;
+            } else {
+                int hn = snprintf(out, sizeof out,
+                                  "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.raw\r\n"
+                                  "Content-Length: %zu\r\n\r\n",
+                                  sizeof test_block);
+                memcpy(out + hn, test_block, sizeof test_block);
+                if (b->bad_from && k >= b->bad_from && k <= b->bad_to)
+                    out[hn + 6] ^= 0x20; /* "Test" -> "test" */
+                on = (size_t)hn + sizeof test_block;
+            }
+            if (send(fd, out, on, MSG_NOSIGNAL) < 0)
                 goto out;
             size_t used = (size_t)(end + 4 - req);
             memmove(req, end + 4, got - used + 1);
@@ -410,12 +419,14 @@ static void *blocker_serve(void *ud)
     return NULL;
 }
 
-static int blocker_start(struct blocker *b, int bad_at)
+static int blocker_start(struct blocker *b, int bad_from, int bad_to, int fail_from)
 {
     memset(b, 0, sizeof *b);
     if ((b->fd = loopback_listen(&b->port)) < 0)
         return -1;
-    b->bad_at = bad_at;
+    b->bad_from = bad_from;
+    b->bad_to = bad_to;
+    b->fail_from = fail_from;
     atomic_init(&b->stop, false);
     atomic_init(&b->served, 0);
     if (pthread_create(&b->th, NULL, blocker_serve, b) != 0) {
@@ -455,7 +466,7 @@ static int batch_check(void *ud, size_t i, uint8_t *data, size_t len)
 static void test_batch_handover(void)
 {
     struct blocker b;
-    if (blocker_start(&b, 0) < 0) {
+    if (blocker_start(&b, 0, 0, 0) < 0) {
         fprintf(stderr, "test_batch_handover: no loopback server, skipped\n");
         return;
     }
@@ -484,24 +495,31 @@ static void test_batch_handover(void)
     gw_free(g);
     blocker_stop(&b);
 
-    /* The 6th answer has a byte flipped: never given, the gateway set aside, the batch ends. */
-    if (blocker_start(&b, 6) < 0)
-        return;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u", b.port);
-    CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
-    t = (struct taker){0};
-    int rc = gw_blocks(g, cs, 24, 8, batch_check, &t);
-    CHECK(rc >= 0 && rc < 24);
-    CHECK_EQ_INT(rc, t.calls);
-    CHECK(!t.bad_bytes);
-    CHECK(gw_stats(g, st, sizeof st) > 0);
-    CHECK(strstr(st, "gw_bad_blocks 1\n") != NULL);
-    CHECK(strstr(st, " bad=1 ") != NULL);
-    t = (struct taker){0};
-    CHECK_EQ_INT(gw_blocks(g, cs, 24, 8, batch_check, &t), -ETIMEDOUT); /* set aside */
-    CHECK_EQ_INT(t.calls, 0);
-    gw_free(g);
-    blocker_stop(&b);
+    /* Wrong answers: never given; the gateway judged bad once (however many wrong answers
+     * were in flight or queued), set aside for its full time even when its next answers
+     * fail, and the batch ends. The 6th wrong; every one from the 3rd; the 1st, then 500s. */
+    const int faults[][3] = {{6, 6, 0}, {3, 1 << 30, 0}, {1, 1, 8}};
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        if (blocker_start(&b, faults[f][0], faults[f][1], faults[f][2]) < 0)
+            return;
+        snprintf(url, sizeof url, "http://127.0.0.1:%u", b.port);
+        CHECK_EQ_INT(gw_new(&cfg, &g, err, sizeof err), 0);
+        t = (struct taker){0};
+        int rc = gw_blocks(g, cs, 24, 8, batch_check, &t);
+        CHECK(rc >= 0 && rc < 24);
+        CHECK_EQ_INT(rc, t.calls);
+        CHECK(!t.bad_bytes);
+        CHECK(gw_stats(g, st, sizeof st) > 0);
+        CHECK(strstr(st, "gw_bad_blocks 1\n") != NULL);
+        CHECK(strstr(st, " bad=1 ") != NULL);
+        const char *as = strstr(st, "aside_ms=");
+        CHECK(as && strtol(as + 9, NULL, 10) > 50000); /* GW_BAD_BLOCK_MS: 60 s */
+        t = (struct taker){0};
+        CHECK_EQ_INT(gw_blocks(g, cs, 24, 8, batch_check, &t), -ETIMEDOUT); /* set aside */
+        CHECK_EQ_INT(t.calls, 0);
+        gw_free(g);
+        blocker_stop(&b);
+    }
 }
 
 static double secs_since(struct timespec t0)
