@@ -227,6 +227,10 @@ struct node_store {
     size_t stage_cap, stage_n;
     uint64_t stage_bytes;
     uint64_t epoch;
+    /* node_store_set_block_hook: set before the mount serves and cleared after, so read
+     * without a lock (each import's pipe copies it when it opens). */
+    node_store_block_hook block_hook;
+    void *block_hook_ud;
     atomic_uint_fast64_t adds, add_bytes, add_streams, name_changes, commits, commit_errors, fetches,
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
         range_errors, range_blocks, range_bytes;
@@ -2103,6 +2107,8 @@ struct pipe_item {
 
 struct pipe {
     struct blockstore *bs;
+    node_store_block_hook hook; /* each block stored goes to it too (NULL: none) */
+    void *hook_ud;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -2126,6 +2132,8 @@ static void *pipe_writer(void *arg)
         struct pipe_item it = p->q[p->head];
         pthread_mutex_unlock(&p->lock);
         int rc = p->err ? 0 : blockstore_put(p->bs, &it.cid, it.data, it.len);
+        if (rc == 0 && !p->err && p->hook)
+            p->hook(p->hook_ud, &it.cid, it.data, it.len);
         pthread_mutex_lock(&p->lock);
         if (p->nspare < PIPE_DEPTH + 1)
             p->spare[p->nspare++] = (struct pipe_item){.data = it.data, .len = it.cap};
@@ -2178,9 +2186,9 @@ static int pipe_put(void *ud, const struct cid *c, const uint8_t *data, size_t l
 }
 
 /* Start the pipe's writer thread. 0, or -errno (nothing to undo). */
-static int pipe_open(struct pipe *p, struct blockstore *bs)
+static int pipe_open(struct pipe *p, struct node_store *ns)
 {
-    *p = (struct pipe){.bs = bs};
+    *p = (struct pipe){.bs = ns->bs, .hook = ns->block_hook, .hook_ud = ns->block_hook_ud};
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     int rc = pthread_create(&p->thread, NULL, pipe_writer, p);
@@ -2216,7 +2224,7 @@ static int import_piped(struct node_store *ns, int fd, uint64_t size, const stru
     if (size <= 4 * (uint64_t)io->chunk_size)
         return import_fd(fd, size, io, stage_put_content, ns, out, NULL);
     struct pipe p;
-    if (pipe_open(&p, ns->bs) < 0)
+    if (pipe_open(&p, ns) < 0)
         return import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
     int rc = import_fd(fd, size, io, pipe_put, &p, out, NULL);
     int prc = pipe_close(&p);
@@ -2345,7 +2353,7 @@ static int store_add_stream(struct node *base, const struct node_add_opts *o,
     if (rc == 0)
         rc = import_begin(&st->io, UINT64_MAX, pipe_put, &st->p, &st->im);
     if (rc == 0)
-        rc = pipe_open(&st->p, ns->bs);
+        rc = pipe_open(&st->p, ns);
     if (rc < 0) {
         import_free(st->im); /* NULL-safe */
         free(st);
@@ -4024,6 +4032,13 @@ int node_store_swap_root(struct node *n, const struct cid *expected, const struc
 int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
 {
     return get_block(to_store(n), c, data, len);
+}
+
+void node_store_set_block_hook(struct node *n, node_store_block_hook fn, void *ud)
+{
+    struct node_store *ns = to_store(n);
+    ns->block_hook = fn;
+    ns->block_hook_ud = ud;
 }
 
 bool node_store_has(struct node *n, const struct cid *c)

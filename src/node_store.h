@@ -99,6 +99,14 @@ int node_store_swap_root(struct node *n, const struct cid *expected, const struc
  * -ENOENT if missing and there is no fetch hook. */
 int node_store_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len);
 
+/* A file import's blocks, each once it is stored (on the import's writer thread; data is
+ * valid during the call only): how the sync engine sends a large file's chunks while the file
+ * is written (prepush.h). Files imported in one piece (up to four chunks) do not call it.
+ * Set (or clear, fn NULL) only while no import runs: before the mount serves, after it ends. */
+typedef void (*node_store_block_hook)(void *ud, const struct cid *c, const uint8_t *data,
+                                      size_t len);
+void node_store_set_block_hook(struct node *n, node_store_block_hook fn, void *ud);
+
 /* Whether the block is in the store now (no fetch, not verified). */
 bool node_store_has(struct node *n, const struct cid *c);
 
