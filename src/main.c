@@ -548,6 +548,7 @@ int main(int argc, char *argv[])
                 .timeout_ms = o.timeout * 1000u,
                 .unmount_wait_ms = o.unmount_wait * 1000u,
                 .store_max_bytes = o.store_bytes,
+                .sync_ahead = o.sync_ahead_mode,
                 .wait_replication = o.replication_wait,
             };
             if (o.publish) {

@@ -23,6 +23,7 @@ struct node_local_config {
     unsigned poll_ms;         /* how often outside changes are looked for (0: 2 s) */
     unsigned unmount_wait_ms; /* how long unmount waits for the upstream to have everything */
     uint64_t store_max_bytes; /* --store-size (0: no limit) */
+    int sync_ahead;           /* sync_config's ahead (--sync-ahead) */
     /* IPFS Cluster (NULL: none): every root of the names the node has is pinned through it
      * (url, factors and pin name from here; the state file goes in the store's folder), and
      * names get the user.ipfs.pins attribute. */

@@ -55,6 +55,8 @@ static const struct fuse_opt option_table[] = {
     OPT("write-through", write_through),
     OPT("--store-size=%s", store_size),
     OPT("store-size=%s", store_size),
+    OPT("--sync-ahead=%s", sync_ahead),
+    OPT("sync-ahead=%s", sync_ahead),
     OPT("--unmount-wait=%u", unmount_wait),
     OPT("unmount-wait=%u", unmount_wait),
     OPT("--store=%s", store),
@@ -182,6 +184,9 @@ void options_print_help(const char *progname)
            "    --store-size=SIZE      past this, the local store drops its copies of file\n"
            "                           blocks the node has, a gateway store its least\n"
            "                           recently used fetched blocks (default: no limit)\n"
+           "    --sync-ahead=WHEN      on, off or auto (default auto): send a large file's\n"
+           "                           blocks to the node while it is written; auto is on\n"
+           "                           with 4 or more CPUs\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
            "                           change (default 60; what is left is sent next time)\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
@@ -301,6 +306,24 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --unmount-wait must be at most 86400 seconds\n");
         return -1;
     }
+    o->sync_ahead_mode = -1;
+    if (o->sync_ahead) {
+        if (strcmp(o->sync_ahead, "on") == 0)
+            o->sync_ahead_mode = 1;
+        else if (strcmp(o->sync_ahead, "off") == 0)
+            o->sync_ahead_mode = 0;
+        else if (strcmp(o->sync_ahead, "auto") != 0) {
+            fprintf(stderr, "ipfsfs: --sync-ahead must be on, off or auto\n");
+            return -1;
+        }
+        if (o->write_through || o->ipns || (!o->api && (o->store || o->n_gateways))) {
+            fprintf(stderr, "ipfsfs: --sync-ahead is about the local-first mount's pushes to "
+                            "a node: it goes with --api, not with %s\n",
+                    o->write_through ? "--write-through" : o->ipns ? "--ipns"
+                                                                   : "a mount without a node");
+            return -1;
+        }
+    }
     if (o->write_through && o->store) {
         fprintf(stderr, "ipfsfs: --write-through keeps no local store: it cannot go with "
                         "--store\n");
@@ -396,6 +419,7 @@ void options_free(struct options *o)
     free(o->replication);
     free(o->publish);
     free(o->store_size);
+    free(o->sync_ahead);
     for (size_t i = 0; i < o->n_gateways; i++)
         free(o->gateways[i]);
     if (o->proxy)

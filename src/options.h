@@ -32,6 +32,8 @@ struct options {
     int write_through;   /* names live on the node: close(2) waits for it (no local store) */
     int ipns;            /* --ipns: mount the IPNS namespace, read-only */
     unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
+    char *sync_ahead;      /* --sync-ahead: auto, on or off (NULL: auto) */
+    int sync_ahead_mode;   /* parsed: -1 auto, 0 off, 1 on */
     char *store_size;      /* --store-size */
     char *gateways[OPTIONS_MAX_GATEWAYS]; /* --gateway URLs, in order (n_gateways of them) */
     size_t n_gateways;

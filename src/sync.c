@@ -15,6 +15,7 @@
 #include "log.h"
 #include "node_rpc.h"
 #include "node_store.h"
+#include "prepush.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +62,8 @@ struct sync {
     char *publish_key;
     uint64_t next_publish_ms; /* the aux thread only */
     pthread_t thread;
+    bool ahead;          /* sync_config's ahead, decided */
+    struct prepush *pre; /* a large file's blocks, sent while it is written (NULL: none) */
     char state_path[PATH_MAX];
     struct cid empty_dir;
 
@@ -370,7 +373,7 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
 {
     if (depth > MAX_TREE_DEPTH)
         return -ELOOP;
-    if (!node_store_has(w->s->store, c))
+    if (prepush_has(w->s->pre, c) || !node_store_has(w->s->store, c))
         return 0;
     int rc = seen_add(&w->seen, c);
     if (rc != 0)
@@ -479,6 +482,8 @@ static void *car_thread(void *arg)
 static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
                        uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
 {
+    /* The large files' blocks on their way already: answered first, then left out. */
+    prepush_drain(s->pre, s->timeout_ms);
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         int e = errno;
@@ -1485,6 +1490,7 @@ static void *sync_thread(void *arg)
             snprintf(s->error, sizeof s->error, "%s", err);
             s->failures_at = s->attempts;
             s->failed++;
+            prepush_forget(s->pre); /* the node may have lost what it confirmed */
             failing = true;
             backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
                               : BACKOFF_MIN_MS;
@@ -1549,6 +1555,7 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
     s->max_bytes = cfg->max_bytes;
+    s->ahead = cfg->ahead < 0 ? sysconf(_SC_NPROCESSORS_ONLN) >= 4 : cfg->ahead > 0;
     s->cluster = cfg->cluster;
     s->publish_rpc = cfg->publish_key ? cfg->publish_rpc : NULL;
     if (s->publish_rpc && !(s->publish_key = strdup(cfg->publish_key))) {
@@ -1583,6 +1590,11 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     return 0;
 }
 
+static void block_hook(void *ud, const struct cid *c, const uint8_t *data, size_t len)
+{
+    prepush_block(ud, c, data, len);
+}
+
 int sync_start(struct sync *s)
 {
     /* The first round runs in the thread: the mount serves at once. Names made on the node
@@ -1591,9 +1603,20 @@ int sync_start(struct sync *s)
     pthread_mutex_lock(&s->lock);
     s->kicked = true;
     pthread_mutex_unlock(&s->lock);
-    int rc = -pthread_create(&s->thread, NULL, sync_thread, s);
+    int rc = s->ahead ? prepush_new(s->up, &s->pre) : 0;
     if (rc < 0)
+        log_warn("large files' blocks will go with the names only: %s", strerror(-rc));
+    else if (s->pre)
+        node_store_set_block_hook(s->store, block_hook, s->pre);
+    log_info("sync to %s: a large file's blocks go %s", s->up->description,
+             s->pre ? "while it is written (--sync-ahead)" : "with its name");
+    rc = -pthread_create(&s->thread, NULL, sync_thread, s);
+    if (rc < 0) {
+        node_store_set_block_hook(s->store, NULL, NULL);
+        prepush_free(s->pre);
+        s->pre = NULL;
         return rc;
+    }
     s->started = true;
     if (s->cluster || s->publish_key) {
         rc = -pthread_create(&s->aux_thread, NULL, aux_thread, s);
@@ -1724,6 +1747,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      s->conflicts, s->failed, s->evicted_blocks, s->evicted_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
+    if (s->pre && n >= 0 && (size_t)n < len) {
+        int k = prepush_stats(s->pre, buf + n, len - (size_t)n);
+        if (k > 0)
+            n += k;
+    }
     if (s->publish_key && n >= 0 && (size_t)n < len) {
         pthread_mutex_lock(&s->lock);
         char c[CID_STR_MAX] = "none";
@@ -1772,6 +1800,9 @@ int sync_stop(struct sync *s, unsigned wait_ms)
         log_info("unmount: sending the pending changes to %s (up to %u s)", s->up->description,
                  wait_ms / 1000);
     pthread_join(s->thread, NULL);
+    node_store_set_block_hook(s->store, NULL, NULL); /* the mount serves no more: no import */
+    prepush_free(s->pre);
+    s->pre = NULL;
     if (s->aux_started) {
         pthread_mutex_lock(&s->lock);
         s->aux_stop = true;

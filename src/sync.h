@@ -31,6 +31,10 @@ struct sync_config {
     unsigned poll_ms;     /* how often the node is checked for changes (0: 2000) */
     uint64_t max_bytes;   /* the store's size past which file blocks the node has are
                            * evicted locally (0: never) */
+    int ahead;            /* 1: a large file's blocks go to the node while it is written
+                           * (prepush.h); 0: with the names only; -1: 1 with 4 or more CPUs
+                           * online (on fewer, the node's import slows the writer more than
+                           * the overlap gains) */
     struct cluster *cluster; /* pin every root of the names the node has through this
                               * cluster (cluster.h; NULL: none). Stays the caller's. */
     bool wait_replication;   /* sync_wait also waits (within timeout_ms) until the cluster

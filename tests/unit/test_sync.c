@@ -117,7 +117,7 @@ static void root_of(struct node *n, struct cid *out)
 
 static struct sync *start(struct node *local, struct node *up)
 {
-    struct sync_config cfg = {.mfs_root = "/", .timeout_ms = 5000, .poll_ms = 50};
+    struct sync_config cfg = {.mfs_root = "/", .timeout_ms = 5000, .poll_ms = 50, .ahead = 1};
     struct sync *s = NULL;
     if (sync_new(local, up, &cfg, &s) < 0 || sync_start(s) < 0) {
         fprintf(stderr, "cannot start the sync engine\n");
@@ -144,6 +144,14 @@ static bool wait_text(struct node *n, const char *path, const char *text)
         nanosleep(&ts, NULL);
     }
     return false;
+}
+
+static uint64_t stat_of(struct sync *s, const char *name)
+{
+    char buf[4096];
+    sync_stats(s, buf, sizeof buf);
+    const char *at = strstr(buf, name);
+    return at ? strtoull(at + strlen(name) + 1, NULL, 10) : UINT64_MAX;
 }
 
 /* Push: files, directories, renames and removals reach the upstream; fsync semantics. */
@@ -201,8 +209,13 @@ static void test_push(void)
     struct cid bc;
     CHECK_EQ_INT(local->ops->add(local, fd, big, &ao, &bc), 0);
     close(fd);
+    uint64_t sent0 = stat_of(s, "sync_blocks_sent");
     CHECK_EQ_INT(local->ops->mfs_link(local, &bc, "/dir/big"), 0);
     CHECK_EQ_INT(sync_wait(s), 0);
+    /* Its 12 whole chunks went ahead of the name (the 77-byte last one and the file's root
+     * with the push), and the push left them out. */
+    CHECK_EQ_INT(stat_of(s, "sync_ahead_blocks"), 12);
+    CHECK(stat_of(s, "sync_blocks_sent") - sent0 < 12);
     CHECK_EQ_INT(up->ops->mfs_stat(up, "/dir/big", &st, &c), 0);
     node_stat_clear(&st);
     CHECK(cid_equal(&c, &bc));
