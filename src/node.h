@@ -132,6 +132,11 @@ struct node_ops {
     /* One block as the backend has it, not verified (the caller hashes it): *data is
      * malloc'd. Optional (NULL: blocks cannot be fetched from it). 0 or -errno. */
     int (*get_block)(struct node *n, const struct cid *c, uint8_t **data, size_t *len);
+    /* Whether the backend has c and every block under it now, without fetching any: the sync
+     * engine's check of blocks it sent ahead of their names (prepush.h), which the backend
+     * may have dropped since (they were not pinned). 1: all there, 0: one is missing, -errno:
+     * cannot tell. Optional: NULL means walk with get_block. */
+    int (*has_dag)(struct node *n, const struct cid *c);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

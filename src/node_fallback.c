@@ -220,6 +220,12 @@ static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
     PRIMARY(space, total, avail);
 }
 
+/* The node's own blocks only: a gateway that has one says nothing of what the node has. */
+static int fb_has_dag(struct node *n, const struct cid *c)
+{
+    PRIMARY(has_dag, c);
+}
+
 static int fb_put_car(struct node *n, int fd, uint64_t size, char *err, size_t errlen)
 {
     PRIMARY(put_car, fd, size, err, errlen);
@@ -303,6 +309,7 @@ static const struct node_ops fallback_ops = {
     .space = fb_space,
     .put_car = fb_put_car,
     .get_block = fb_get_block,
+    .has_dag = fb_has_dag,
     .start = fb_start,
     .sync = fb_sync,
     .sync_state = fb_sync_state,

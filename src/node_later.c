@@ -168,6 +168,11 @@ static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_
     return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
 }
 
+static int later_has_dag(struct node *n, const struct cid *c)
+{
+    FORWARD(has_dag, c);
+}
+
 static int later_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
 {
     FORWARD(get_block, c, data, len);
@@ -208,6 +213,7 @@ static const struct node_ops later_ops = {
     .space = later_space,
     .put_car = later_put_car,
     .get_block = later_get_block,
+    .has_dag = later_has_dag,
     .stats = later_stats,
     .destroy = later_destroy,
 };

@@ -1,9 +1,11 @@
 /* prepush.c - see prepush.h.
  *
  * One thread (sender) takes the queue and writes each block as a CAR section into a pipe; a
- * second one (the upload, one per CAR) hands the pipe's other end to the node's put_car. A CAR
- * ends when no block came for PREPUSH_IDLE_MS, when a drain asks for it, or at PREPUSH_CAR_MAX
- * bytes; its blocks count as confirmed only once put_car returned 0.
+ * second one (the upload, one per CAR) hands the pipe's other end to the node's put_car. The
+ * sender wakes for PREPUSH_BATCH bytes of blocks or after PREPUSH_IDLE_MS, then takes all that
+ * are queued. A CAR ends when the queue is still empty after such a wait, when a drain's blocks
+ * are in it, or at PREPUSH_CAR_MAX bytes or PREPUSH_CAR_MS; its blocks count as confirmed only
+ * once put_car returned 0.
  */
 #include "config.h"
 
@@ -29,6 +31,7 @@
 #define PREPUSH_BATCH (1u << 20)      /* a CAR's sender wakes for this many bytes of blocks
                                        * (or after PREPUSH_IDLE_MS): not once per block */
 #define PREPUSH_CAR_MAX (256u << 20)  /* bytes of blocks per CAR (one upload) */
+#define PREPUSH_CAR_MS 10000u         /* and at most this long: then answered, a new one */
 #define PREPUSH_FAIL_MS 5000u         /* after a failed CAR: blocks left to the push this long */
 #define PREPUSH_PIPE_BYTES (1u << 20) /* the pipe to the upload, as sync.c's push */
 #define PREPUSH_SPARE 16              /* block buffers kept for reuse (past malloc's mmap
@@ -43,8 +46,12 @@ struct item {
     size_t len, cap; /* cap: bytes at data */
 };
 
+/* A confirmed block: its codec and multihash. The codec counts: a raw chunk and a dag-pb
+ * directory of the same bytes are one block to the node, but only the chunk has no links, and
+ * the push must still walk under the directory. */
 struct key {
     uint8_t len; /* 0: a free slot */
+    bool raw;    /* CID_CODEC_RAW, else dag-pb (the only two codecs taken) */
     uint8_t mh[KEY_MAX];
 };
 
@@ -55,9 +62,10 @@ struct prepush {
     pthread_mutex_t lock; /* protects everything below */
     pthread_cond_t cond;  /* the sender waits for blocks here; drains wait for answers */
     bool stop;
+    bool off;    /* prepush_off: nothing more is taken, nothing more is confirmed */
     bool in_car; /* the sender writes a CAR (and wakes for PREPUSH_BATCH bytes) */
     struct item *head, *tail; /* the queue, oldest first */
-    size_t qbytes;
+    size_t qbytes, qn;        /* its bytes and blocks */
     uint64_t seq_in;   /* blocks queued so far */
     uint64_t seq_sent; /* of those, taken into a CAR (or dropped) */
     uint64_t seq_done; /* of those, whose CAR was answered (or dropped) */
@@ -82,9 +90,10 @@ static uint64_t key_hash(const uint8_t *mh, size_t len)
 /* Call with lock held. The slot of c's multihash, or the free slot where it would go. */
 static struct key *known_slot(struct prepush *p, const struct cid *c)
 {
-    size_t j = key_hash(c->mh, c->mh_len) & (KNOWN_SLOTS - 1);
-    while (p->known[j].len &&
-           !(p->known[j].len == c->mh_len && memcmp(p->known[j].mh, c->mh, c->mh_len) == 0))
+    bool raw = c->codec == CID_CODEC_RAW;
+    size_t j = (key_hash(c->mh, c->mh_len) + raw) & (KNOWN_SLOTS - 1);
+    while (p->known[j].len && !(p->known[j].len == c->mh_len && p->known[j].raw == raw &&
+                                memcmp(p->known[j].mh, c->mh, c->mh_len) == 0))
         j = (j + 1) & (KNOWN_SLOTS - 1);
     return &p->known[j];
 }
@@ -111,6 +120,7 @@ static void known_add_locked(struct prepush *p, const struct cid *c, uint64_t no
     struct key *k = known_slot(p, c);
     if (!k->len) {
         k->len = (uint8_t)c->mh_len;
+        k->raw = c->codec == CID_CODEC_RAW;
         memcpy(k->mh, c->mh, c->mh_len);
         p->nknown++;
     }
@@ -118,7 +128,8 @@ static void known_add_locked(struct prepush *p, const struct cid *c, uint64_t no
 
 bool prepush_has(struct prepush *p, const struct cid *c)
 {
-    if (!p || c->mh_len > KEY_MAX)
+    if (!p || c->mh_len > KEY_MAX ||
+        (c->codec != CID_CODEC_RAW && c->codec != CID_CODEC_DAG_PB))
         return false;
     pthread_mutex_lock(&p->lock);
     if (p->known && clock_mono_ms() - p->known_since_ms > PREPUSH_KNOWN_MS)
@@ -133,6 +144,19 @@ void prepush_forget(struct prepush *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->lock);
+    known_clear_locked(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void drop_queue_locked(struct prepush *p);
+
+void prepush_off(struct prepush *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->off = true;
+    drop_queue_locked(p);
     known_clear_locked(p);
     pthread_mutex_unlock(&p->lock);
 }
@@ -155,6 +179,7 @@ static void drop_queue_locked(struct prepush *p)
         struct item *it = p->head;
         p->head = it->next;
         p->qbytes -= it->len;
+        p->qn--;
         p->seq_sent++;
         p->seq_done++;
         p->skipped++;
@@ -183,7 +208,7 @@ void prepush_block(struct prepush *p, const struct cid *c, const uint8_t *data, 
     if (!p || len < PREPUSH_MIN_BLOCK || c->mh_len > KEY_MAX || !is_leaf(c, data, len))
         return;
     pthread_mutex_lock(&p->lock);
-    if (p->stop || clock_mono_ms() < p->fail_until_ms ||
+    if (p->stop || p->off || clock_mono_ms() < p->fail_until_ms ||
         p->qbytes + len > PREPUSH_QUEUE_BYTES) {
         p->skipped++;
         pthread_mutex_unlock(&p->lock);
@@ -223,6 +248,7 @@ void prepush_block(struct prepush *p, const struct cid *c, const uint8_t *data, 
         else
             p->head = it;
         p->tail = it;
+        p->qn++;
         p->seq_in++;
         if (!p->in_car || p->qbytes >= PREPUSH_BATCH)
             pthread_cond_broadcast(&p->cond);
@@ -276,7 +302,9 @@ static void send_car(struct prepush *p, struct item *first)
     if (rc == 0)
         rc = car_write_header(car_sink_fd, &wfd, &first->cid, 1);
     struct item *it = first;
-    uint64_t taken = 0; /* items of the queue this CAR took */
+    uint64_t taken = 0;  /* items of the queue this CAR took */
+    size_t unwaited = 0; /* blocks to take before waiting again (all those queued then) */
+    uint64_t t0 = clock_mono_ms();
     for (;;) {
         if (rc == 0) {
             rc = car_write_block(car_sink_fd, &wfd, &it->cid, it->data, it->len);
@@ -296,14 +324,14 @@ static void send_car(struct prepush *p, struct item *first)
         p->seq_sent++;
         taken++;
         item_free_locked(p, it);
-        if (rc < 0 || bytes >= PREPUSH_CAR_MAX)
+        if (rc < 0 || bytes >= PREPUSH_CAR_MAX || clock_mono_ms() - t0 >= PREPUSH_CAR_MS)
             break;
         /* A drain waits for this CAR's answer once the blocks it waits for are in it. */
         if (p->drain_to && p->seq_sent >= p->drain_to)
             break;
-        /* The next blocks: wait a little for a batch of them (a drain sends what is queued
-         * at once). */
-        if (p->qbytes < PREPUSH_BATCH && !p->stop && !p->drain_to) {
+        /* The next blocks: wait a little for a batch of them, then take all that are queued
+         * (a drain sends what is queued at once). */
+        if (unwaited == 0 && p->qbytes < PREPUSH_BATCH && !p->stop && !p->drain_to) {
             struct timespec ts = clock_mono();
             ts.tv_nsec += (long)PREPUSH_IDLE_MS * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
@@ -313,14 +341,18 @@ static void send_car(struct prepush *p, struct item *first)
             while (p->qbytes < PREPUSH_BATCH && !p->stop && !p->drain_to)
                 if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
                     break;
+            unwaited = p->qn;
         }
         if (!p->head)
             break;
+        if (unwaited)
+            unwaited--;
         it = p->head;
         p->head = it->next;
         if (!p->head)
             p->tail = NULL;
         p->qbytes -= it->len;
+        p->qn--;
         pthread_mutex_unlock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
@@ -332,7 +364,9 @@ static void send_car(struct prepush *p, struct item *first)
     }
     pthread_mutex_lock(&p->lock);
     uint64_t now = clock_mono_ms();
-    if (rc == 0) {
+    if (rc == 0 && p->off) {
+        p->skipped += nsent; /* sent, but not to be counted on */
+    } else if (rc == 0) {
         for (size_t i = 0; i < nsent; i++)
             known_add_locked(p, &sent[i], now);
         p->blocks += nsent;
@@ -373,6 +407,7 @@ static void *sender_thread(void *arg)
         if (!p->head)
             p->tail = NULL;
         p->qbytes -= it->len;
+        p->qn--;
         p->in_car = true;
         pthread_mutex_unlock(&p->lock);
         send_car(p, it); /* returns with lock held */

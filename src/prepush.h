@@ -2,19 +2,23 @@
  *
  * Without it, `cp BIG MNT/x; sync MNT/x` imports the file locally first (close never waits on
  * the network), and only then does the sync's push read every block back and send it: the two
- * halves run one after the other. With it, the store hands each block it stores for a file to
- * prepush_block (its hook, node_store_set_block_hook). A leaf of at least PREPUSH_MIN_BLOCK
- * bytes (a large file's chunk) is copied into a bounded queue, and a thread sends the queue to
- * the node in a CAR (dag/import, no pins) while more blocks come. Once the node has confirmed
- * a CAR, its blocks are known to be there, and the push leaves them out of its own CAR
- * (prepush_has).
+ * halves run one after the other. With it, the store hands each block it stores for a file
+ * import of more than four chunks to prepush_block (its hook, node_store_set_block_hook): as
+ * the file is written when it is written in order, else at its close. A leaf of at least
+ * PREPUSH_MIN_BLOCK bytes (a chunk of the default chunker) is copied into a bounded queue, and
+ * a thread sends the queue to the node in CARs (dag/import, no pins) while more blocks come.
+ * Once the node has confirmed a CAR, its blocks are known to have gone, and the push leaves
+ * them out of its own CAR (prepush_has).
  *
  * Nothing else changes: the names still go after the blocks, and the push still records the
  * node's state only once the node confirmed it. The known set is a hint, never a promise:
  *   - a block that does not fit in the queue, or whose CAR fails, goes with the push as before;
- *   - the node could drop an unpinned block before its name links it (a `repo gc` in between):
- *     that push fails, the sync calls prepush_forget, and the next push sends everything;
- *   - what was confirmed is forgotten after PREPUSH_KNOWN_MS, and when the set is full.
+ *   - the node may drop an unpinned block before a name links it (a `repo gc`, a node started
+ *     again on an empty repo), and linking a name (files/cp) loads only the file's root: so
+ *     the push asks the node whether it has every block under each file whose blocks it left
+ *     out (node op has_dag) before it changes any name, and sends them again if not;
+ *   - what was confirmed is forgotten PREPUSH_KNOWN_MS after the set's first entry, and when
+ *     the set is full.
  *
  * Never waits on the network in prepush_block: the writer's path stays local. The prepush's
  * lock protects its queue, spare buffers, known set and counters; the upload is made without
@@ -46,7 +50,8 @@ int prepush_new(struct node *up, struct prepush **out);
  * otherwise ignored. Never blocks on the node. Any thread. */
 void prepush_block(struct prepush *p, const struct cid *c, const uint8_t *data, size_t len);
 
-/* true when the node confirmed it has c (a block without links) within PREPUSH_KNOWN_MS. */
+/* true when the node confirmed it took c, a block without links (the codec counts: a raw
+ * chunk's bytes under a dag-pb CID are not it), within PREPUSH_KNOWN_MS. */
 bool prepush_has(struct prepush *p, const struct cid *c);
 
 /* Wait, at most wait_ms, until every block queued before the call has been sent and its CAR
@@ -55,6 +60,10 @@ void prepush_drain(struct prepush *p, unsigned wait_ms);
 
 /* Forget every confirmation (a push failed: the node may lack what it confirmed). */
 void prepush_forget(struct prepush *p);
+
+/* Send nothing more ahead (the node cannot say what it has): prepush_block ignores every
+ * block from now on, what is queued is dropped, and every confirmation is forgotten. */
+void prepush_off(struct prepush *p);
 
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int prepush_stats(struct prepush *p, char *buf, size_t len);

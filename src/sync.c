@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ struct sync {
     uint64_t next_publish_ms; /* the aux thread only */
     pthread_t thread;
     bool ahead;          /* sync_config's ahead, decided */
+    bool ahead_unchecked; /* the node cannot say what it has: nothing is left out (the sync
+                           * thread only) */
     struct prepush *pre; /* a large file's blocks, sent while it is written (NULL: none) */
     char state_path[PATH_MAX];
     struct cid empty_dir;
@@ -89,6 +92,7 @@ struct sync {
     char error[256];          /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
     uint64_t evicted_blocks, evicted_bytes;
+    uint64_t ahead_missing; /* pushes that found the node without blocks sent ahead */
     bool published_valid;
     struct cid published;       /* the root last published under publish_key */
     char publish_name[128];     /* its IPNS name (k51...), once published */
@@ -313,6 +317,11 @@ struct carw {
     uint64_t size, blocks;
     struct seen seen;
     const struct cid *local, *remote;
+    /* Blocks left out because they went ahead (prepush_has): the roots of the files they
+     * belong to (or the block, reached by a name itself), checked on the node afterwards. */
+    bool use_ahead; /* leave out what went ahead */
+    struct seen ahead_roots;
+    const struct cid *file_root; /* the file being walked (NULL: none) */
     int rc; /* the thread's result */
 };
 
@@ -373,7 +382,9 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
 {
     if (depth > MAX_TREE_DEPTH)
         return -ELOOP;
-    if (prepush_has(w->s->pre, c) || !node_store_has(w->s->store, c))
+    if (w->use_ahead && prepush_has(w->s->pre, c)) /* a leaf: nothing under it */
+        return seen_add(&w->ahead_roots, w->file_root ? w->file_root : c) < 0 ? -ENOMEM : 0;
+    if (!node_store_has(w->s->store, c))
         return 0;
     int rc = seen_add(&w->seen, c);
     if (rc != 0)
@@ -430,12 +441,17 @@ static int send_tree(struct carw *w, const struct cid *l, const struct cid *r, u
         rc = send_dir_links(w, &pb, u.type == UNIXFS_HAMT_SHARD, &remote, depth);
         ents_free(&remote);
     } else {
+        bool top = !w->file_root;
+        if (top)
+            w->file_root = l;
         for (size_t i = 0; i < pb.nlinks && rc >= 0; i++) {
             struct cid c;
             rc = cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &c) < 0
                      ? -EIO
                      : send_tree(w, &c, NULL, depth + 1);
         }
+        if (top)
+            w->file_root = NULL;
     }
 out:
     dagpb_node_free(&pb);
@@ -478,12 +494,25 @@ static void *car_thread(void *arg)
     return NULL;
 }
 
-/* Send the blocks of local that the node's tree remote lacks, in one dag/import. */
+/* Send the blocks of local that the node's tree remote lacks, in one dag/import. With
+ * use_ahead, blocks that went ahead are left out, and the files they belong to go into *ahead
+ * (to free; NULL: dropped). */
 static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
-                       uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
+                       bool use_ahead, uint64_t *nblocks, uint64_t *nbytes, struct seen *ahead,
+                       char *err, size_t errlen)
 {
-    /* The large files' blocks on their way already: answered first, then left out. */
-    prepush_drain(s->pre, s->timeout_ms);
+    /* The large files' blocks on their way already: answered first, then left out. Within
+     * the timeout, and within what is left of the unmount's wait. */
+    unsigned drain_ms = s->timeout_ms;
+    pthread_mutex_lock(&s->lock);
+    if (s->stop) {
+        uint64_t now = clock_mono_ms();
+        uint64_t left = now < s->stop_deadline_ms ? s->stop_deadline_ms - now : 0;
+        if (left < drain_ms)
+            drain_ms = (unsigned)left;
+    }
+    pthread_mutex_unlock(&s->lock);
+    prepush_drain(s->pre, drain_ms);
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         int e = errno;
@@ -494,7 +523,8 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
      * upload sends (a 64 KiB pipe had it wait for the upload four times a 256 KiB block). Best
      * effort: /proc/sys/fs/pipe-max-size bounds it for an unprivileged process. */
     (void)fcntl(p[1], F_SETPIPE_SZ, CAR_PIPE_BYTES);
-    struct carw w = {.s = s, .fd = p[1], .local = local, .remote = remote};
+    struct carw w = {
+        .s = s, .fd = p[1], .local = local, .remote = remote, .use_ahead = use_ahead};
     pthread_t t;
     int rc = pthread_create(&t, NULL, car_thread, &w);
     if (rc != 0) {
@@ -523,6 +553,82 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     *nblocks = w.blocks;
     *nbytes = w.size;
     free(w.seen.v);
+    if (ahead)
+        *ahead = w.ahead_roots;
+    else
+        free(w.ahead_roots.v);
+    return rc;
+}
+
+static void fmt(const struct cid *c, char *buf, size_t len);
+
+/* Whether the node (up) has c and everything under it, by its has_dag or, without one, by
+ * reading each block with get_block: 1, 0, or -errno. */
+static int up_has_dag(struct sync *s, const struct cid *c, unsigned depth)
+{
+    if (s->up->ops->has_dag)
+        return s->up->ops->has_dag(s->up, c);
+    if (depth > MAX_TREE_DEPTH)
+        return -ELOOP;
+    uint8_t *b;
+    size_t len;
+    int rc = s->up->ops->get_block ? s->up->ops->get_block(s->up, c, &b, &len) : -ENOSYS;
+    if (rc < 0)
+        return rc == -ENOENT ? 0 : rc;
+    struct dagpb_node pb;
+    rc = 1;
+    if (c->codec == CID_CODEC_DAG_PB && dagpb_decode(b, len, &pb) == 0) {
+        for (size_t i = 0; i < pb.nlinks && rc == 1; i++) {
+            struct cid cc;
+            rc = cid_from_bytes(pb.links[i].hash, pb.links[i].hash_len, &cc) < 0
+                     ? -EIO
+                     : up_has_dag(s, &cc, depth + 1);
+        }
+        dagpb_node_free(&pb);
+    }
+    free(b);
+    return rc;
+}
+
+/* The blocks: sent, except those that went ahead, which the node must still have (they were
+ * not pinned: a repo gc, or a node started again on an empty repo, drops them, and the names
+ * alone would then link what the node lacks). If it lacks one, or cannot tell, everything
+ * is forgotten and sent again. */
+static int push_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
+                       uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
+{
+    struct seen ahead = {0};
+    bool use_ahead = s->pre && !s->ahead_unchecked;
+    int rc = send_blocks(s, local, remote, use_ahead, nblocks, nbytes, &ahead, err, errlen);
+    int has = 1;
+    const struct cid *which = NULL;
+    for (size_t i = 0; rc == 0 && has == 1 && i < ahead.cap; i++)
+        if (ahead.v[i].mh_len)
+            has = up_has_dag(s, which = &ahead.v[i], 0);
+    if (rc == 0 && has != 1) {
+        char cs[CID_STR_MAX];
+        fmt(which, cs, sizeof cs);
+        if (has < 0) { /* the node cannot say: from now on, every block goes with the push */
+            log_warn("%s cannot tell whether it still has the blocks sent ahead (%s: %s): "
+                     "they go with the names from now on",
+                     s->up->description, cs, strerror(-has));
+            s->ahead_unchecked = true;
+            prepush_off(s->pre);
+        } else {
+            log_info("%s lacks blocks of %s it took ahead of their names (dropped since): "
+                     "sending them again",
+                     s->up->description, cs);
+        }
+        pthread_mutex_lock(&s->lock);
+        s->ahead_missing++;
+        pthread_mutex_unlock(&s->lock);
+        prepush_forget(s->pre);
+        uint64_t nb = 0, nby = 0;
+        rc = send_blocks(s, local, remote, false, &nb, &nby, NULL, err, errlen);
+        *nblocks += nb;
+        *nbytes += nby;
+    }
+    free(ahead.v);
     return rc;
 }
 
@@ -839,7 +945,7 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
 {
     char a[CID_STR_MAX], b[CID_STR_MAX];
     uint64_t nblocks = 0, nbytes = 0;
-    int rc = send_blocks(s, committed, remote, &nblocks, &nbytes, err, errlen);
+    int rc = push_blocks(s, committed, remote, &nblocks, &nbytes, err, errlen);
     if (rc < 0)
         return rc;
     rc = push_names(s, s->mfs_root, remote, committed, 0, false, err, errlen);
@@ -1542,6 +1648,15 @@ static void *aux_thread(void *arg)
     return NULL;
 }
 
+/* The CPUs this process may run on (its affinity: a container's cpuset), else those online. */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
              struct sync **out)
 {
@@ -1555,7 +1670,7 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 2000;
     s->max_bytes = cfg->max_bytes;
-    s->ahead = cfg->ahead < 0 ? sysconf(_SC_NPROCESSORS_ONLN) >= 4 : cfg->ahead > 0;
+    s->ahead = cfg->ahead < 0 ? usable_cpus() >= 4 : cfg->ahead > 0;
     s->cluster = cfg->cluster;
     s->publish_rpc = cfg->publish_key ? cfg->publish_rpc : NULL;
     if (s->publish_rpc && !(s->publish_key = strdup(cfg->publish_key))) {
@@ -1749,6 +1864,14 @@ int sync_stats(struct sync *s, char *buf, size_t len)
     pthread_mutex_unlock(&s->lock);
     if (s->pre && n >= 0 && (size_t)n < len) {
         int k = prepush_stats(s->pre, buf + n, len - (size_t)n);
+        if (k > 0)
+            n += k;
+        pthread_mutex_lock(&s->lock);
+        k = 0;
+        if ((size_t)n < len)
+            k = snprintf(buf + n, len - (size_t)n, "sync_ahead_missing %" PRIu64 "\n",
+                         s->ahead_missing);
+        pthread_mutex_unlock(&s->lock);
         if (k > 0)
             n += k;
     }

@@ -118,7 +118,23 @@ sent=$(($(stat_of sync_blocks_sent) - ${sent0:-0}))
 diag "sent ahead: $ahead blocks; with the names: $sent blocks"
 check "its 32 chunks went ahead of the name (sync_ahead_blocks +$ahead)" test "$ahead" -ge 32
 check "and the push did not send them again (sync_blocks_sent +$sent)" test "$sent" -lt 32
-rm "$MNT/big8"
+# Blocks sent ahead are not pinned: a node that dropped them (files rm and repo gc made there)
+# must not get a name that links what it lacks. Renamed here at once, before the mount learns
+# of the removal, big8 is pushed again: its chunks are known to have gone ahead, the node is
+# asked whether it still has them (refs -r, offline), and they are sent again.
+kubo files rm /big8 >/dev/null
+kubo repo gc >/dev/null 2>&1
+if mv "$MNT/big8" "$MNT/big8-moved" 2>/dev/null; then
+    check "fsync after the rename succeeds" fsync_path "$MNT/big8-moved"
+    check_eq "the node has the renamed file whole, though it had dropped its blocks" \
+        "$(kubo files read /big8-moved 2>&1 | sha256sum)" "$(sha256sum <"$WORK/big8")"
+    check "the push saw that the node lacked them (sync_ahead_missing $(stat_of sync_ahead_missing))" \
+        test "$(stat_of sync_ahead_missing)" -ge 1
+    rm -f "$MNT/big8-moved"
+else
+    diag "the mount adopted the removal before the rename: that check is skipped this time"
+    rm -f "$MNT/big8"
+fi
 
 # Renames, removals and a chmod reach the node too.
 mv "$MNT/tree/d5" "$MNT/tree/d5-moved"
@@ -157,6 +173,8 @@ stop_node
 t0=$(now)
 echo "local while the node is down" >"$MNT/local-new.txt"
 echo "local version" >"$MNT/both.txt"
+head -c $((3 << 20)) /dev/urandom >"$WORK/big-down"
+cp "$WORK/big-down" "$MNT/big-down" # its chunks cannot go ahead: they go with the merge's push
 check "writing with the node down succeeds" test -s "$MNT/local-new.txt"
 diag "two writes with the node down took $(elapsed "$t0") s"
 check_errno "fsync with the node down fails with EIO" EIO fsync "$MNT/local-new.txt"
@@ -195,6 +213,8 @@ fsync_path "$MNT"
 check_eq "merge: the local new name stays" "$(cat "$MNT/local-new.txt" 2>&1)" \
     "local while the node is down"
 check_eq "merge: the node's new name comes" "$(cat "$MNT/node-new.txt" 2>&1)" "node while apart"
+check_eq "a 3 MiB file written while the node was down reaches it, whole" \
+    "$(kubo files read /big-down | sha256sum)" "$(sha256sum <"$WORK/big-down")"
 check_eq "conflict: the local version keeps the name" "$(cat "$MNT/both.txt" 2>&1)" \
     "local version"
 conflict=$(find "$MNT" -maxdepth 1 -name 'both.txt.conflict-*' -printf '%f\n' | head -n 1)
