@@ -112,21 +112,48 @@ static void offer(struct prepush *p, unsigned seed, size_t len, struct cid *c)
     free(b);
 }
 
+/* Offer the dag-pb block b (which must decode with nlinks links) under its CIDv0. */
+static struct cid offer_pb(struct prepush *p, const uint8_t *b, size_t len, size_t nlinks)
+{
+    struct cid c = {.version = 0, .codec = CID_CODEC_DAG_PB, .mh_code = MH_SHA2_256, .mh_len = 34};
+    c.mh[0] = 0x12, c.mh[1] = 32;
+    SHA256(b, len, c.mh + 2);
+    struct dagpb_node dn;
+    CHECK_EQ_INT(dagpb_decode(b, len, &dn), 0);
+    CHECK_EQ_INT(dn.nlinks, nlinks);
+    dagpb_node_free(&dn);
+    prepush_block(p, &c, b, len);
+    return c;
+}
+
 static uint64_t stat_of(struct prepush *p, const char *name)
 {
     char buf[1024];
     prepush_stats(p, buf, sizeof buf);
-    const char *at = strstr(buf, name);
-    return at ? strtoull(at + strlen(name) + 1, NULL, 10) : UINT64_MAX;
+    return unit_stat(buf, name);
+}
+
+/* An upstream that holds each CAR hold_ms before it reads it, and a prepush over it. */
+static struct prepush *start(struct up *u, unsigned hold_ms)
+{
+    up_init(u);
+    u->hold_ms = hold_ms;
+    struct prepush *p = NULL;
+    CHECK_EQ_INT(prepush_new(&u->base, &p), 0);
+    return p;
+}
+
+static void stop(struct prepush *p, struct up *u)
+{
+    prepush_free(p);
+    pthread_mutex_destroy(&u->lock);
 }
 
 /* Blocks go in one CAR, and count once it is answered; small ones and non-leaves never go. */
 static void test_sends(void)
 {
     struct up u;
-    up_init(&u);
-    struct prepush *p;
-    CHECK_EQ_INT(prepush_new(&u.base, &p), 0);
+    struct prepush *p = start(&u, 0);
     struct cid c[8], small;
     for (unsigned i = 0; i < 8; i++)
         offer(p, i, 256 * 1024, &c[i]);
@@ -139,15 +166,7 @@ static void test_sends(void)
     memcpy(q, c[0].mh, 34), q += 34;
     *q++ = 0x0a, *q++ = (uint8_t)(0x80 | (dl & 0x7f)), *q++ = (uint8_t)(0x80 | ((dl >> 7) & 0x7f));
     *q++ = (uint8_t)(dl >> 14);
-    struct cid inner = {.version = 0, .codec = CID_CODEC_DAG_PB, .mh_code = MH_SHA2_256,
-                        .mh_len = 34};
-    inner.mh[0] = 0x12, inner.mh[1] = 32;
-    SHA256(pb, nl, inner.mh + 2);
-    struct dagpb_node dn;
-    CHECK_EQ_INT(dagpb_decode(pb, nl, &dn), 0);
-    CHECK_EQ_INT(dn.nlinks, 1);
-    dagpb_node_free(&dn);
-    prepush_block(p, &inner, pb, nl);
+    struct cid inner = offer_pb(p, pb, nl, 1);
     free(pb);
     prepush_drain(p, 5000);
     CHECK(!prepush_has(p, &inner));
@@ -173,15 +192,7 @@ static void test_sends(void)
     leaf[0] = 0x0a, leaf[1] = (uint8_t)(0x80 | (dlen & 0x7f));
     leaf[2] = (uint8_t)(0x80 | ((dlen >> 7) & 0x7f)), leaf[3] = (uint8_t)(dlen >> 14);
     memset(leaf + 4, 0x5a, dlen);
-    struct cid lv0 = {.version = 0, .codec = CID_CODEC_DAG_PB, .mh_code = MH_SHA2_256,
-                      .mh_len = 34};
-    lv0.mh[0] = 0x12, lv0.mh[1] = 32;
-    SHA256(leaf, ll, lv0.mh + 2);
-    struct dagpb_node ln;
-    CHECK_EQ_INT(dagpb_decode(leaf, ll, &ln), 0);
-    CHECK_EQ_INT(ln.nlinks, 0);
-    dagpb_node_free(&ln);
-    prepush_block(p, &lv0, leaf, ll);
+    struct cid lv0 = offer_pb(p, leaf, ll, 0);
     free(leaf);
     prepush_drain(p, 5000);
     struct cid lv1 = lv0;
@@ -194,18 +205,17 @@ static void test_sends(void)
     CHECK(!prepush_has(p, &lraw));
     prepush_forget(p);
     CHECK(!prepush_has(p, &c[0]));
-    prepush_free(p);
-    pthread_mutex_destroy(&u.lock);
+    stop(p, &u);
 }
 
 /* A refused CAR confirms nothing, and for a while later blocks are left to the push. */
 static void test_refused(void)
 {
     struct up u;
-    up_init(&u);
+    struct prepush *p = start(&u, 0);
+    pthread_mutex_lock(&u.lock);
     u.refuse = -EIO;
-    struct prepush *p;
-    CHECK_EQ_INT(prepush_new(&u.base, &p), 0);
+    pthread_mutex_unlock(&u.lock);
     struct cid c[4];
     for (unsigned i = 0; i < 4; i++)
         offer(p, 10 + i, 128 * 1024, &c[i]);
@@ -222,8 +232,7 @@ static void test_refused(void)
     prepush_drain(p, 5000);
     CHECK(!prepush_has(p, &later));
     CHECK(stat_of(p, "sync_ahead_skipped") >= 1);
-    prepush_free(p);
-    pthread_mutex_destroy(&u.lock);
+    stop(p, &u);
 }
 
 /* A slow node: the queue is bounded (the writer never waits), the drain is bounded, and what
@@ -231,10 +240,7 @@ static void test_refused(void)
 static void test_bounded(void)
 {
     struct up u;
-    up_init(&u);
-    u.hold_ms = 1500;
-    struct prepush *p;
-    CHECK_EQ_INT(prepush_new(&u.base, &p), 0);
+    struct prepush *p = start(&u, 1500);
     unsigned n = PREPUSH_QUEUE_BYTES / (1u << 20) + 40; /* more than the queue holds */
     uint8_t **b = calloc(n, sizeof *b);
     struct cid *c = calloc(n, sizeof *c);
@@ -256,18 +262,14 @@ static void test_bounded(void)
     uint64_t sent = stat_of(p, "sync_ahead_blocks"), skipped = stat_of(p, "sync_ahead_skipped");
     CHECK_EQ_INT(sent + skipped, n);
     CHECK(sent >= PREPUSH_QUEUE_BYTES / (1u << 20) - 1);
-    prepush_free(p);
-    pthread_mutex_destroy(&u.lock);
+    stop(p, &u);
 }
 
 /* Freeing with blocks queued and a CAR on its way ends at once (what is queued is dropped). */
 static void test_free_busy(void)
 {
     struct up u;
-    up_init(&u);
-    u.hold_ms = 300;
-    struct prepush *p;
-    CHECK_EQ_INT(prepush_new(&u.base, &p), 0);
+    struct prepush *p = start(&u, 300);
     struct cid c;
     for (unsigned i = 0; i < 6; i++)
         offer(p, 300 + i, 512 * 1024, &c);

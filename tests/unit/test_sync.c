@@ -150,8 +150,7 @@ static uint64_t stat_of(struct sync *s, const char *name)
 {
     char buf[4096];
     sync_stats(s, buf, sizeof buf);
-    const char *at = strstr(buf, name);
-    return at ? strtoull(at + strlen(name) + 1, NULL, 10) : UINT64_MAX;
+    return unit_stat(buf, name);
 }
 
 /* Push: files, directories, renames and removals reach the upstream; fsync semantics. */

@@ -43,6 +43,17 @@ static int unit_checks;
         }                                                                                      \
     } while (0)
 
+/* The number after "NAME " in a statistics text (user.ipfsfs.stats' form: one "NAME VALUE"
+ * per line), or ULLONG_MAX when NAME is not there. */
+static inline unsigned long long unit_stat(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *at = text; (at = strstr(at, name)); at += n)
+        if ((at == text || at[-1] == '\n') && at[n] == ' ')
+            return strtoull(at + n + 1, NULL, 10);
+    return ~0ull;
+}
+
 /* Remove path and everything under it (test scratch directories). */
 static inline void unit_rm_rf(const char *path)
 {
