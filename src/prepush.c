@@ -237,7 +237,7 @@ void prepush_block(struct prepush *p, const struct cid *c, const uint8_t *data, 
         it->next = NULL;
     }
     pthread_mutex_lock(&p->lock);
-    if (!it || p->stop) {
+    if (!it || p->stop || p->off) {
         p->qbytes -= len;
         p->skipped++;
         if (it)

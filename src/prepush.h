@@ -16,7 +16,7 @@
  *   - the node may drop an unpinned block before a name links it (a `repo gc`, a node started
  *     again on an empty repo), and linking a name (files/cp) loads only the file's root: so
  *     the push asks the node whether it has every block under each file whose blocks it left
- *     out (node op has_dag) before it changes any name, and sends them again if not;
+ *     out (node op has_dag), and sends them again if not (sync.c, check_ahead);
  *   - what was confirmed is forgotten PREPUSH_KNOWN_MS after the set's first entry, and when
  *     the set is full.
  *

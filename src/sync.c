@@ -263,7 +263,9 @@ static int join(char *buf, size_t len, const char *dir, const char *name)
 
 /* ---- blocks: a CAR of what the local tree has and the node's does not ---- */
 
-/* A set of multihashes seen (open addressing, grows at half full). */
+/* A set of blocks seen, by codec and multihash (open addressing, grows at half full). The
+ * codec counts: one block's bytes read as raw link nothing, read as dag-pb they may, and a walk
+ * that met them as raw first must still follow them as dag-pb. */
 struct seen {
     struct cid *v;
     size_t cap, n;
@@ -271,7 +273,7 @@ struct seen {
 
 static uint64_t mh_hash(const struct cid *c)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull ^ c->codec;
     for (size_t i = 0; i < c->mh_len; i++)
         h = (h ^ c->mh[i]) * 1099511628211ull;
     return h;
@@ -299,7 +301,8 @@ static int seen_add(struct seen *s, const struct cid *c)
     }
     size_t j = mh_hash(c) & (s->cap - 1);
     while (s->v[j].mh_len) {
-        if (s->v[j].mh_len == c->mh_len && memcmp(s->v[j].mh, c->mh, c->mh_len) == 0)
+        if (s->v[j].mh_len == c->mh_len && s->v[j].codec == c->codec &&
+            memcmp(s->v[j].mh, c->mh, c->mh_len) == 0)
             return 1;
         j = (j + 1) & (s->cap - 1);
     }
@@ -317,10 +320,11 @@ struct carw {
     uint64_t size, blocks;
     struct seen seen;
     const struct cid *local, *remote;
-    /* Blocks left out because they went ahead (prepush_has): the roots of the files they
-     * belong to (or the block, reached by a name itself), checked on the node afterwards. */
     bool use_ahead; /* leave out what went ahead */
-    struct seen ahead_roots;
+    /* Blocks left out because they went ahead (prepush_has): the roots of the files they
+     * belong to, checked on the node once the names link them; and those reached by a name
+     * themselves (a file that is one chunk of another), checked before. */
+    struct seen ahead_roots, ahead_self;
     const struct cid *file_root; /* the file being walked (NULL: none) */
     int rc; /* the thread's result */
 };
@@ -383,7 +387,10 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
     if (depth > MAX_TREE_DEPTH)
         return -ELOOP;
     if (w->use_ahead && prepush_has(w->s->pre, c)) /* a leaf: nothing under it */
-        return seen_add(&w->ahead_roots, w->file_root ? w->file_root : c) < 0 ? -ENOMEM : 0;
+        return seen_add(w->file_root ? &w->ahead_roots : &w->ahead_self,
+                        w->file_root ? w->file_root : c) < 0
+                   ? -ENOMEM
+                   : 0;
     if (!node_store_has(w->s->store, c))
         return 0;
     int rc = seen_add(&w->seen, c);
@@ -495,8 +502,8 @@ static void *car_thread(void *arg)
 }
 
 /* Send the blocks of local that the node's tree remote lacks, in one dag/import. With
- * use_ahead, blocks that went ahead are left out, and the files they belong to go into *ahead
- * (to free; NULL: dropped). */
+ * use_ahead, blocks that went ahead are left out: the files they belong to go into ahead[0],
+ * those a name reaches directly into ahead[1] (to free; NULL: dropped). */
 static int send_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
                        bool use_ahead, uint64_t *nblocks, uint64_t *nbytes, struct seen *ahead,
                        char *err, size_t errlen)
@@ -553,10 +560,13 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     *nblocks = w.blocks;
     *nbytes = w.size;
     free(w.seen.v);
-    if (ahead)
-        *ahead = w.ahead_roots;
-    else
+    if (ahead) {
+        ahead[0] = w.ahead_roots;
+        ahead[1] = w.ahead_self;
+    } else {
         free(w.ahead_roots.v);
+        free(w.ahead_self.v);
+    }
     return rc;
 }
 
@@ -590,45 +600,54 @@ static int up_has_dag(struct sync *s, const struct cid *c, unsigned depth)
     return rc;
 }
 
-/* The blocks: sent, except those that went ahead, which the node must still have (they were
- * not pinned: a repo gc, or a node started again on an empty repo, drops them, and the names
- * alone would then link what the node lacks). If it lacks one, or cannot tell, everything
- * is forgotten and sent again. */
-static int push_blocks(struct sync *s, const struct cid *local, const struct cid *remote,
-                       uint64_t *nblocks, uint64_t *nbytes, char *err, size_t errlen)
+/* The blocks that went ahead were not pinned, and the node may have dropped some before a
+ * name linked them (a repo gc, a node started again on an empty repo), while linking a name
+ * (files/cp) loads only the file's root. So the push asks the node, for each root in ahead,
+ * whether it has every block under it: before the names for blocks a name links directly
+ * (files/cp would fail on them), after the names for the files whose leaves were left out
+ * (once linked, what the node has stays: Kubo's collector keeps what the MFS root reaches).
+ * Where it lacks one, or cannot tell, what went ahead is forgotten and the blocks go again,
+ * whole (*resent). A node that cannot answer at all (no such call, refused) gets nothing ahead
+ * any more. */
+static int check_ahead(struct sync *s, const struct seen *ahead, const struct cid *local,
+                       const struct cid *remote, uint64_t *nblocks, uint64_t *nbytes,
+                       bool *resent, char *err, size_t errlen)
 {
-    struct seen ahead = {0};
-    bool use_ahead = s->pre && !s->ahead_unchecked;
-    int rc = send_blocks(s, local, remote, use_ahead, nblocks, nbytes, &ahead, err, errlen);
+    if (*resent)
+        return 0; /* everything went whole already */
     int has = 1;
     const struct cid *which = NULL;
-    for (size_t i = 0; rc == 0 && has == 1 && i < ahead.cap; i++)
-        if (ahead.v[i].mh_len)
-            has = up_has_dag(s, which = &ahead.v[i], 0);
-    if (rc == 0 && has != 1) {
-        char cs[CID_STR_MAX];
-        fmt(which, cs, sizeof cs);
-        if (has < 0) { /* the node cannot say: from now on, every block goes with the push */
-            log_warn("%s cannot tell whether it still has the blocks sent ahead (%s: %s): "
-                     "they go with the names from now on",
-                     s->up->description, cs, strerror(-has));
-            s->ahead_unchecked = true;
-            prepush_off(s->pre);
-        } else {
-            log_info("%s lacks blocks of %s it took ahead of their names (dropped since): "
-                     "sending them again",
-                     s->up->description, cs);
-        }
+    for (size_t i = 0; has == 1 && i < ahead->cap; i++)
+        if (ahead->v[i].mh_len)
+            has = up_has_dag(s, which = &ahead->v[i], 0);
+    if (has == 1)
+        return 0;
+    char cs[CID_STR_MAX];
+    fmt(which, cs, sizeof cs);
+    if (has == -ENOSYS || has == -EOPNOTSUPP || has == -EACCES || has == -EPERM) {
+        log_warn("%s cannot tell whether it still has the blocks sent ahead (%s: %s): they go "
+                 "with the names from now on",
+                 s->up->description, cs, strerror(-has));
+        s->ahead_unchecked = true;
+        prepush_off(s->pre);
+    } else if (has < 0) {
+        log_info("%s could not tell whether it has the blocks of %s sent ahead (%s): sending "
+                 "them again",
+                 s->up->description, cs, strerror(-has));
+    } else {
+        log_info("%s lacks blocks of %s it took ahead of their names (dropped since): sending "
+                 "them again",
+                 s->up->description, cs);
         pthread_mutex_lock(&s->lock);
         s->ahead_missing++;
         pthread_mutex_unlock(&s->lock);
-        prepush_forget(s->pre);
-        uint64_t nb = 0, nby = 0;
-        rc = send_blocks(s, local, remote, false, &nb, &nby, NULL, err, errlen);
-        *nblocks += nb;
-        *nbytes += nby;
     }
-    free(ahead.v);
+    prepush_forget(s->pre);
+    uint64_t nb = 0, nby = 0;
+    int rc = send_blocks(s, local, remote, false, &nb, &nby, NULL, err, errlen);
+    *nblocks += nb;
+    *nbytes += nby;
+    *resent = true;
     return rc;
 }
 
@@ -945,10 +964,20 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
 {
     char a[CID_STR_MAX], b[CID_STR_MAX];
     uint64_t nblocks = 0, nbytes = 0;
-    int rc = push_blocks(s, committed, remote, &nblocks, &nbytes, err, errlen);
-    if (rc < 0)
-        return rc;
-    rc = push_names(s, s->mfs_root, remote, committed, 0, false, err, errlen);
+    struct seen ahead[2] = {{0}};
+    bool resent = false;
+    int rc = send_blocks(s, committed, remote, s->pre && !s->ahead_unchecked, &nblocks, &nbytes,
+                         ahead, err, errlen);
+    if (rc == 0)
+        rc = check_ahead(s, &ahead[1], committed, remote, &nblocks, &nbytes, &resent, err,
+                         errlen);
+    if (rc == 0)
+        rc = push_names(s, s->mfs_root, remote, committed, 0, false, err, errlen);
+    if (rc == 0)
+        rc = check_ahead(s, &ahead[0], committed, remote, &nblocks, &nbytes, &resent, err,
+                         errlen);
+    free(ahead[0].v);
+    free(ahead[1].v);
     if (rc < 0)
         return rc;
     struct cid after;

@@ -124,13 +124,18 @@ check "and the push did not send them again (sync_blocks_sent +$sent)" test "$se
 # asked whether it still has them (refs -r, offline), and they are sent again.
 kubo files rm /big8 >/dev/null
 kubo repo gc >/dev/null 2>&1
+# Its first 256 KiB alone make a file whose CID is its first chunk's: that block too.
+head -c 262144 "$WORK/big8" >"$WORK/part0"
 if mv "$MNT/big8" "$MNT/big8-moved" 2>/dev/null; then
+    cp "$WORK/part0" "$MNT/part0"
     check "fsync after the rename succeeds" fsync_path "$MNT/big8-moved"
     check_eq "the node has the renamed file whole, though it had dropped its blocks" \
         "$(kubo files read /big8-moved 2>&1 | sha256sum)" "$(sha256sum <"$WORK/big8")"
+    check_eq "and the file that is one of its chunks" \
+        "$(kubo files read /part0 2>&1 | sha256sum)" "$(sha256sum <"$WORK/part0")"
     check "the push saw that the node lacked them (sync_ahead_missing $(stat_of sync_ahead_missing))" \
         test "$(stat_of sync_ahead_missing)" -ge 1
-    rm -f "$MNT/big8-moved"
+    rm -f "$MNT/big8-moved" "$MNT/part0"
 else
     diag "the mount adopted the removal before the rename: that check is skipped this time"
     rm -f "$MNT/big8"
