@@ -1245,45 +1245,29 @@ static int rpc_put_car(struct node *base, int fd, uint64_t size, char *err, size
     return rc;
 }
 
-/* refs -r, offline: Kubo lists every link under c, and where a block is missing it ends with
- * {"Ref":"","Err":"failed to fetch all nodes"} (0.43.1) instead of fetching it. Each line is
- * scanned as it comes for an Err that is not empty; nothing is kept. */
+/* refs -r, offline: Kubo lists every link under c, one JSON object a line, and where a block
+ * is missing it ends with {"Ref":"","Err":"failed to fetch all nodes"} (0.43.1) instead of
+ * fetching it. Lines go through the reply's NDJSON splitter; nothing else is kept. */
 struct refs_scan {
-    char tail[8]; /* the last bytes of the previous piece (a match may straddle pieces) */
-    size_t tlen;
+    struct ndjson nd;
     bool missing;
 };
 
-static const char REFS_ERR[] = "\"Err\":\""; /* then '"' when there is no error */
-
-static void refs_scan_in(struct refs_scan *rs, const char *p, size_t len)
+static int refs_line(void *ud, const char *line, size_t len)
 {
-    const size_t k = sizeof REFS_ERR - 1;
-    for (const char *q = p; len > k && (q = memmem(q, len - (size_t)(q - p) - 1, REFS_ERR, k));
-         q++)
-        if (q[k] != '"')
-            rs->missing = true;
+    struct refs_scan *rs = ud;
+    json_t *o = json_loadb(line, len, 0, NULL);
+    const char *e = o ? json_string_value(json_object_get(o, "Err")) : NULL;
+    if (e && *e)
+        rs->missing = true;
+    json_decref(o);
+    return 0;
 }
 
 static int refs_sink(void *ud, const char *data, size_t len)
 {
     struct refs_scan *rs = ud;
-    char edge[2 * sizeof rs->tail];
-    size_t head = len < sizeof rs->tail ? len : sizeof rs->tail;
-    memcpy(edge, rs->tail, rs->tlen);
-    memcpy(edge + rs->tlen, data, head);
-    refs_scan_in(rs, edge, rs->tlen + head);
-    refs_scan_in(rs, data, len);
-    if (len >= sizeof rs->tail) {
-        memcpy(rs->tail, data + len - sizeof rs->tail, sizeof rs->tail);
-        rs->tlen = sizeof rs->tail;
-    } else {
-        size_t keep = rs->tlen + len > sizeof rs->tail ? sizeof rs->tail - len : rs->tlen;
-        memmove(rs->tail, rs->tail + rs->tlen - keep, keep);
-        memcpy(rs->tail + keep, data, len);
-        rs->tlen = keep + len;
-    }
-    return 0;
+    return ndjson_feed(&rs->nd, data, len, refs_line, rs);
 }
 
 static int rpc_has_dag(struct node *base, const struct cid *c)
@@ -1295,9 +1279,13 @@ static int rpc_has_dag(struct node *base, const struct cid *c)
     struct rpc_arg args[] = {
         {"arg", cs}, {"recursive", "true"}, {"unique", "true"}, {"offline", "true"}};
     struct refs_scan rs = {0};
+    ndjson_init(&rs.nd, 64 * 1024);
     /* Bounded by stalls, not by the whole walk's length (a file of many GiB lists long). */
     struct rpc_call_opts co = {.stall_ms = n->timeout_ms};
     int rc = rpc_call(n->rpc, "refs", args, 4, &co, refs_sink, &rs, err, sizeof err);
+    if (rc == 0)
+        rc = ndjson_finish(&rs.nd, refs_line, &rs);
+    ndjson_free(&rs.nd);
     if (rc == 0)
         return !rs.missing;
     log_debug("refs -r %s (offline) on %s: %s", cs, base->description, err);
