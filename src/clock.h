@@ -26,4 +26,17 @@ static inline uint64_t clock_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The monotonic time ms from now, for pthread_cond_timedwait on a CLOCK_MONOTONIC cond. */
+static inline struct timespec clock_mono_after(uint64_t ms)
+{
+    struct timespec ts = clock_mono();
+    ts.tv_sec += (time_t)(ms / 1000u);
+    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 #endif

@@ -332,12 +332,7 @@ static void send_car(struct prepush *p, struct item *first)
         /* The next blocks: wait a little for a batch of them, then take all that are queued
          * (a drain sends what is queued at once). */
         if (unwaited == 0 && p->qbytes < PREPUSH_BATCH && !p->stop && !p->drain_to) {
-            struct timespec ts = clock_mono();
-            ts.tv_nsec += (long)PREPUSH_IDLE_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = clock_mono_after(PREPUSH_IDLE_MS);
             while (p->qbytes < PREPUSH_BATCH && !p->stop && !p->drain_to)
                 if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
                     break;
@@ -421,13 +416,7 @@ void prepush_drain(struct prepush *p, unsigned wait_ms)
 {
     if (!p)
         return;
-    struct timespec ts = clock_mono();
-    ts.tv_sec += (time_t)(wait_ms / 1000u);
-    ts.tv_nsec += (long)(wait_ms % 1000u) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_mono_after(wait_ms);
     pthread_mutex_lock(&p->lock);
     uint64_t want = p->seq_in;
     if (p->seq_done < want) {

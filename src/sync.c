@@ -108,13 +108,7 @@ struct sync {
 
 static void deadline_ts(uint64_t ms_from_now, struct timespec *ts)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms_from_now / 1000u);
-    ts->tv_nsec += (long)(ms_from_now % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    *ts = clock_mono_after(ms_from_now);
 }
 
 /* ---- the state file: two CIDs, one per line, replaced atomically ---- */
