@@ -1004,10 +1004,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     fh->ino = ino;
     /* A CID and the size of the content under it, always together: a name's shown size may be
      * an open writer's, beyond (or short of) what its CID holds. */
-    struct cid c = ino->cid;
-    uint64_t size = ino->size, shown = ino->size;
+    struct cid c;
+    uint64_t size, shown;
     int rc = 0;
-    if (ino->mfs) {
+    if (!ino->mfs) {
+        c = ino->cid; /* content under MOUNTPOINT/<cid>: set once, never changes */
+        size = shown = ino->size;
+    } else {
         struct mfs_attr a;
         rc = mfs_refresh(fs, ino);
         inode_mfs_get(fs->inodes, ino, &a);
@@ -1701,8 +1704,10 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     }
     if (strcmp(name, XATTR_CID) == 0 || strcmp(name, XATTR_CID_KUBO) == 0) {
         char s[CID_STR_MAX];
-        struct cid c = ino->cid;
-        if (ino->mfs) {
+        struct cid c;
+        if (!ino->mfs) {
+            c = ino->cid; /* content under MOUNTPOINT/<cid>: set once, never changes */
+        } else {
             /* A name's CID changes with its content (a directory's with any name inside,
              * also changed by other tools): ask the node, not our cached attributes. */
             struct mfs_attr a;
