@@ -324,8 +324,8 @@ static void trickler_stop(struct trickler *t)
 /* A loopback server that answers every request, on up to BLOCKER_CONNS connections in all
  * (kept alive), with the block of "Test" as Kubo's gateway served it. Answers are numbered
  * from 1: those from bad_from to bad_to have one byte flipped, those from fail_from on are
- * HTTP 500 (0: none). For the batches' hand-over: its own thread from HAND_THREAD_MIN blocks
- * on (gateway.c). */
+ * HTTP 500 (0: none), sent a second late. For the batches' hand-over: its own thread from
+ * HAND_THREAD_MIN blocks on (gateway.c). */
 #define BLOCKER_CONNS 64
 struct blocker {
     int fd;
@@ -366,6 +366,11 @@ static void *blocker_conn(void *ud)
             char out[256];
             size_t on;
             if (b->fail_from && k >= b->fail_from) {
+                /* A 500 comes a second late, so that a wrong answer sent before it is
+                 * always judged first: the client may take answers from its connections
+                 * in any order, the more so under the sanitizers. */
+                for (int w = 0; w < 20 && !atomic_load(&b->stop); w++)
+                    poll(NULL, 0, 50);
                 static const char e500[] = "HTTP/1.1 500 Internal Server Error\r\n"
                                            "Content-Length: 0\r\n\r\n";
                 memcpy(out, e500, sizeof e500 - 1);
