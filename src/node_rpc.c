@@ -405,12 +405,14 @@ static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, si
 }
 
 /* A call whose reply body we ignore (files/mkdir, cp, mv...). */
-static int simple_call(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
-                       size_t nargs, const char *path)
+/* A call whose answer is only its status; err gets the node's message. */
+static int simple_call_err(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
+                           size_t nargs, const char *path, char *err, size_t errlen)
 {
     struct rpc_buf buf = {.max = MAX_SMALL_BODY};
-    char err[512], safe[256];
-    int rc = rpc_call_buf(n->rpc, cmd, args, nargs, NULL, &buf, err, sizeof err);
+    char safe[256];
+    err[0] = '\0';
+    int rc = rpc_call_buf(n->rpc, cmd, args, nargs, NULL, &buf, err, errlen);
     const char *what = SAFE(path, safe);
     if (rc == -EEXIST || rc == -ENOENT)
         log_debug("%s %s: %s", cmd, what, err);
@@ -418,6 +420,13 @@ static int simple_call(struct node_rpc *n, const char *cmd, const struct rpc_arg
         log_warn("%s %s: %s", cmd, what, err);
     free(buf.data);
     return rc;
+}
+
+static int simple_call(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
+                       size_t nargs, const char *path)
+{
+    char err[512];
+    return simple_call_err(n, cmd, args, nargs, path, err, sizeof err);
 }
 
 /* Kubo's files/stat reads a path that starts with /ipfs/<cid>, /ipld/<cid> or /ipns/<name> as
@@ -691,12 +700,16 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
         return -EINVAL;
     snprintf(src, sizeof src, "/ipfs/%s", cs);
     struct rpc_arg args[] = {{"arg", src}, {"arg", path}};
-    int rc = simple_call(n, "files/cp", args, 2, path);
+    char err[512];
+    int rc = simple_call_err(n, "files/cp", args, 2, path, err, sizeof err);
     /* A timeout may have linked it; so does a symlink, though Kubo 0.43 then answers "cannot
-     * flush the created file ...: symlinks not yet supported". */
+     * flush the created file ...: symlinks not yet supported". A node that says it lacks a
+     * block ("block was not found locally (offline)", classed as a timeout) answered for
+     * good: one look, not a wait of twice the timeout for a link that cannot come. */
+    bool late = rc == -ETIMEDOUT && !strstr(err, "not found locally");
     if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ENOTDIR &&
-        (rc == -ETIMEDOUT ? mfs_happened_late(n, path, CHECK_CID, c, 0)
-                          : mfs_happened(n, path, CHECK_CID, c, 0))) {
+        (late ? mfs_happened_late(n, path, CHECK_CID, c, 0)
+              : mfs_happened(n, path, CHECK_CID, c, 0))) {
         char safe[256];
         log_debug("files/cp %s failed but happened", SAFE(path, safe));
         rc = 0;
