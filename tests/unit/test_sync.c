@@ -30,13 +30,17 @@ static int fetch_up(void *ud, const struct cid *c, uint8_t **data, size_t *len)
     return up->ops->get_block(up, c, data, len);
 }
 
+/* The local stores' group commit (test_push sets it to 10 min: a change then stays pending
+ * until sync_wait commits it, however slowly the test runs). */
+static unsigned commit_ms = 50;
+
 /* young_ms: 0 for the store's default; else collections only by node_store_gc. */
 static struct node *open_store_gc(const char *name, struct node *up, unsigned young_ms)
 {
     char dir[4096], err[256];
     snprintf(dir, sizeof dir, "%s/%s", base_dir, name);
     struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
-                                    .commit_ms = 50,
+                                    .commit_ms = commit_ms,
                                     .fetch = up ? fetch_up : NULL,
                                     .fetch_ud = up,
                                     .gc_young_ms = young_ms,
@@ -156,7 +160,10 @@ static uint64_t stat_of(struct sync *s, const char *name)
 /* Push: files, directories, renames and removals reach the upstream; fsync semantics. */
 static void test_push(void)
 {
-    struct node *up = open_store("push-up", NULL), *local = open_store("push-local", up);
+    struct node *up = open_store("push-up", NULL);
+    commit_ms = 600000; /* the "pending" check below: no background commit, so no push */
+    struct node *local = open_store("push-local", up);
+    commit_ms = 50;
     struct sync *s = start(local, up);
     CHECK_EQ_INT(put_text(local, "/a.txt", "alpha"), 0);
     CHECK_EQ_INT(local->ops->mfs_mkdir(local, "/dir"), 0);
@@ -247,8 +254,11 @@ static void test_pull_merge(void)
     struct node *up = open_store("merge-up", NULL), *local = open_store("merge-local", up);
     CHECK_EQ_INT(put_text(up, "/existing.txt", "on the upstream first"), 0);
     struct sync *s = start(local, up);
-    /* A first contact with an empty local store adopts the upstream's names at once. */
-    CHECK_EQ_STR(text_at(local, "/existing.txt"), "on the upstream first");
+    /* A first contact with an empty local store adopts the upstream's names (sync_start
+     * waits at most 2 s for that round: a slow machine or disk may take longer). */
+    CHECK(wait_text(local, "/existing.txt", "on the upstream first"));
+    for (int i = 0; i < 250 && strcmp(state(s, "/existing.txt"), "synced") != 0; i++)
+        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
     CHECK_EQ_STR(state(s, "/existing.txt"), "synced");
 
     /* Nothing pending here: a change there shows here. */
