@@ -67,8 +67,16 @@ struct fs {
 struct fhandle {
     struct hlink link; /* first: in fs->files once opened */
     struct inode *ino;
-    struct reader_handle *rh;
     struct whandle *wh;
+    /* A name opened for reading follows its content: after another handle's close (or an
+     * outside change) gave the name new content, the next read moves rh there (fs_read).
+     * swap guards rh, rcid, rsize, held and holding of such a handle: reads take it shared,
+     * a move exclusive. Other handles never move, and leave swap unused (follows false). */
+    pthread_rwlock_t swap;
+    bool follows;
+    struct reader_handle *rh;
+    struct cid rcid; /* what rh reads, and its size */
+    uint64_t rsize;
     struct cid held; /* the content it opened, kept from collection (node_hold) */
     bool holding;
 };
@@ -934,6 +942,8 @@ static void fhandle_free(struct fs *fs, struct fhandle *fh)
         writer_close(fh->wh);
     }
     reader_close(fh->rh);
+    if (fh->follows)
+        pthread_rwlock_destroy(&fh->swap);
     free(fh);
 }
 
@@ -1036,6 +1046,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         fh->rh = reader_open(fs->reader, &c, size);
         if (!fh->rh)
             rc = -ENOMEM;
+        fh->rcid = c;
+        fh->rsize = size;
+        fh->follows = fh->rh && ino->mfs && pthread_rwlock_init(&fh->swap, NULL) == 0;
         /* Immutable content keeps its pages across opens; a name's may have changed. */
         fi->keep_cache = !ino->mfs;
     }
@@ -1055,6 +1068,37 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     handle_track(fs, &fs->files, &fh->link);
     if (fuse_reply_open(req, fi) == -ENOENT)
         fhandle_free(fs, fh);
+}
+
+/* Move a name's read handle to the name's content now, if that changed since it was opened
+ * or last moved (POSIX: a read sees every write that returned before it, through any
+ * handle). A move that fails leaves the handle on what it had. */
+static void follow_content(struct fs *fs, struct fhandle *fh)
+{
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, fh->ino, &a);
+    pthread_rwlock_rdlock(&fh->swap);
+    bool same = cid_equal(&a.cid, &fh->rcid) && a.cid_size == fh->rsize;
+    pthread_rwlock_unlock(&fh->swap);
+    if (same)
+        return;
+    struct reader_handle *rh = reader_open(fs->reader, &a.cid, a.cid_size);
+    if (!rh)
+        return;
+    bool hold = node_hold(fs->node, &a.cid) == 0;
+    pthread_rwlock_wrlock(&fh->swap);
+    struct reader_handle *old = fh->rh;
+    struct cid was = fh->held;
+    bool held = fh->holding;
+    fh->rh = rh;
+    fh->rcid = a.cid;
+    fh->rsize = a.cid_size;
+    fh->held = a.cid;
+    fh->holding = hold;
+    pthread_rwlock_unlock(&fh->swap);
+    reader_close(old);
+    if (held)
+        node_release(fs->node, &was);
 }
 
 /* A buffer of at least size bytes for a read: a spare one if there is one (*cap: its size). */
@@ -1111,10 +1155,18 @@ static void fs_read(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
     /* A name open for writing elsewhere: its bytes are in that writer's spool, not (yet)
      * under the CID this handle was opened on. */
     struct whandle *other = !fh->wh && fh->ino->mfs ? newest_writer(fs, fh->ino) : NULL;
-    ssize_t n = fh->wh  ? writer_read(fh->wh, buf, size, (uint64_t)off)
-                : other ? writer_read(other, buf, size, (uint64_t)off)
-                        : reader_read(fh->rh, (uint64_t)off, size, buf);
-    writer_close(other);
+    ssize_t n;
+    if (fh->wh || other) {
+        n = writer_read(fh->wh ? fh->wh : other, buf, size, (uint64_t)off);
+        writer_close(other);
+    } else if (fh->follows) {
+        follow_content(fs, fh);
+        pthread_rwlock_rdlock(&fh->swap);
+        n = reader_read(fh->rh, (uint64_t)off, size, buf);
+        pthread_rwlock_unlock(&fh->swap);
+    } else {
+        n = reader_read(fh->rh, (uint64_t)off, size, buf);
+    }
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
