@@ -286,7 +286,13 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
             break;
         }
         st->st_blocks = (blkcnt_t)((a.size + 511) / 512);
-        st->st_mtim.tv_sec = a.has_mtime ? a.mtime : fs->started;
+        /* A stored time; else when this mount saw the content change; else its start. */
+        if (a.has_mtime)
+            st->st_mtim.tv_sec = a.mtime;
+        else if (a.changed_ns)
+            st->st_mtim = (struct timespec){a.changed_ns / 1000000000, a.changed_ns % 1000000000};
+        else
+            st->st_mtim.tv_sec = fs->started;
         st->st_atim = st->st_mtim;
         st->st_ctim = st->st_mtim;
         return;
@@ -1195,6 +1201,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size
         if (a.has_mtime)
             a.mtime = time(NULL); /* a stored time follows the content, as on any fs */
         inode_mfs_set(fs->inodes, ino_of(id), &a);
+    } else {
+        inode_mfs_touch(fs->inodes, ino_of(id)); /* bytes rewritten in place */
     }
     fuse_reply_write(req, (size_t)n);
 }
@@ -1370,6 +1378,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         rc = -ENOMEM;
         goto fail;
     }
+    inode_mfs_touch(fs->inodes, ino);
     fh->ino = ino;
     add_writer(fs, ino, fh->wh);
     fi->fh = (uint64_t)(uintptr_t)fh;
@@ -1399,10 +1408,12 @@ static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, co
 {
     struct inode *ino;
     int rc = mfs_lookup(fs, dir, name, &ino);
-    if (rc < 0)
+    if (rc < 0) {
         fuse_reply_err(req, -rc);
-    else
-        reply_entry(req, fs, ino, fs->cfg.root_timeout);
+        return;
+    }
+    inode_mfs_touch(fs->inodes, ino); /* made now */
+    reply_entry(req, fs, ino, fs->cfg.root_timeout);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)

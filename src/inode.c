@@ -295,6 +295,21 @@ struct inode *inode_mfs_find_ref(struct inode_table *t, struct inode *parent, co
     return i;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A name's content changed (its CID or size): names that store no time show this one, so
+ * make, find -newer and rsync see the change (the CID stays the CID of the bytes). */
+static void note_change_locked(struct inode *ino, const struct cid *c, uint64_t size)
+{
+    if (!cid_equal(&ino->cid, c) || ino->size != size)
+        ino->changed_ns = now_ns();
+}
+
 struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, const char *name,
                                    const struct mfs_attr *a, const char *target)
 {
@@ -315,6 +330,7 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     struct inode *old = mfs_find_locked(t, parent, name, n->lkey);
     if (old) {
         old->nlookup++;
+        note_change_locked(old, &a->cid, a->size);
         old->cid = a->cid;
         old->kind = a->kind;
         old->size = a->size;
@@ -347,6 +363,13 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     return n;
 }
 
+void inode_mfs_touch(struct inode_table *t, struct inode *ino)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->changed_ns = now_ns();
+    pthread_mutex_unlock(&t->lock);
+}
+
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
@@ -357,12 +380,14 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
     a->mode = ino->mode;
     a->mtime = ino->mtime;
     a->has_mtime = ino->has_mtime;
+    a->changed_ns = ino->changed_ns;
     pthread_mutex_unlock(&t->lock);
 }
 
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
+    note_change_locked(ino, &a->cid, a->size);
     ino->cid = a->cid;
     /* A kind never changes under one inode (the kernel would be confused): a name that now
      * holds another kind gets a new inode on its next lookup. */
@@ -391,6 +416,7 @@ bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino,
                ino->has_mtime == expect->has_mtime &&
                (!ino->has_mtime || ino->mtime == expect->mtime);
     if (set) {
+        note_change_locked(ino, &a->cid, ino->size);
         ino->cid = a->cid;
         ino->mode = a->mode;
         ino->mtime = a->mtime;

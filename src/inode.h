@@ -25,6 +25,9 @@ struct inode {
     uint32_t mode; /* stored UnixFS mode bits, 0 = none */
     int64_t mtime;
     bool has_mtime;
+    /* Names: when this mount last saw their content change (CLOCK_REALTIME ns; 0: not since
+     * the mount began), shown as the time of names that store none (inode_mfs_changed_ns). */
+    int64_t changed_ns;
     char *target; /* symlink target; a name's may change (read it with inode_target_dup) */
     /* Names in the mutable root (MFS): their place, kept up to date by renames. */
     bool mfs;
@@ -58,6 +61,7 @@ struct mfs_attr {
     uint32_t mode;
     int64_t mtime;
     bool has_mtime;
+    int64_t changed_ns; /* read by inode_mfs_get only: the setters keep the inode's own */
 };
 
 struct inode_table;
@@ -94,7 +98,10 @@ struct inode *inode_mfs_find_ref(struct inode_table *t, struct inode *parent, co
 struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, const char *name,
                                    const struct mfs_attr *a, const char *target);
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a);
+/* Sets the attributes; a new CID or size counts as a change of content (changed_ns: now). */
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
+/* A name made by this mount: its content changed now. */
+void inode_mfs_touch(struct inode_table *t, struct inode *ino);
 /* Only the mode and the time of a's (the rest as it is). */
 void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
 /* The CID, mode and time of a's, only while the inode's CID, mode and time are still

@@ -406,6 +406,52 @@ check_eq "... its mode and time are the ones set (600 3000000)" \
     "$(stat -c '%a %Y' "$MNT/busyclose" 2>&1)" "600 3000000"
 rm -f "$MNT/busyclose"
 
+# ---- open files see changes; times follow content ----------------------------------------------
+# A reader opened first reads what another handle wrote and closed (as on ext4 and tmpfs); one
+# that has read to the end reads what is appended later (tail -f).
+check_eq "a reader opened before a rewrite reads the new content" "$(python3 -c '
+import sys
+p = sys.argv[1]
+open(p, "w").write("A" * 24)
+a = open(p)
+with open(p, "w") as b:
+    b.write("new")
+print(a.read())' "$MNT/coherent" 2>&1)" new
+check_eq "... and what is appended after it read to the end" "$(python3 -c '
+import sys
+p = sys.argv[1]
+open(p, "w").write("l0\n")
+a = open(p)
+got = a.read()
+for i in (1, 2):
+    with open(p, "a") as w:
+        w.write("l%d\n" % i)
+    got += a.read()
+print(got.split())' "$MNT/coherent" 2>&1)" "['l0', 'l1', 'l2']"
+rm -f "$MNT/coherent"
+# A name that stores no time shows when its content changed here: make sees an input newer than
+# its output (the same second is enough: nanoseconds), and the CID stays the bytes' own.
+mkdir -p "$MNT/mk"
+printf 'out: in\n\tcp in out\n' >"$MNT/mk/Makefile"
+echo 1 >"$MNT/mk/in"
+make -s -C "$MNT/mk" >/dev/null 2>&1
+echo 2 >"$MNT/mk/in"
+check "make rebuilds after its input changed (mtime follows content)" \
+    sh -c "make -s -C '$MNT/mk' >/dev/null 2>&1 && grep -qx 2 '$MNT/mk/out'"
+t0=$(stat -c %.9Y "$MNT/mk/in")
+echo 3 >>"$MNT/mk/in"
+check "an append moves the mtime ($t0 -> $(stat -c %.9Y "$MNT/mk/in"))" \
+    python3 -c 'import os, sys; sys.exit(not os.stat(sys.argv[1]).st_mtime_ns > int(sys.argv[2].replace(".", "")))' \
+    "$MNT/mk/in" "$t0"
+printf '2\n3\n' >"$L/mk_in"
+if have ipfs_cid; then
+    check_eq "... and stores no time: the CID of its bytes" \
+        "$(cid_of "$MNT/mk/in")" "$(local_cid "$L/mk_in")"
+else
+    skip "... and stores no time: the CID of its bytes" "ipfs_cid not installed"
+fi
+rm -rf "$MNT/mk"
+
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
 # ls_names JSON: the names of a files/ls answer, sorted, on one line
