@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <linux/fuse.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -291,6 +292,64 @@ static void free_secret(char **s)
     }
 }
 
+/* What libfuse says while check_fuse_args runs. It writes an unknown option's message in
+ * pieces ("unknown option(s): `", then each option, then "'\n"), and our log bridge would make
+ * a line of each piece: gathered here, it is one. */
+static char fuse_said[1024];
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* libfuse's own format strings */
+static void gather_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    /* Its debug lines (-d: the library's version) come again from the session that mounts. */
+    if (level > FUSE_LOG_WARNING)
+        return;
+    size_t n = strlen(fuse_said);
+    if (n + 1 < sizeof fuse_said)
+        vsnprintf(fuse_said + n, sizeof fuse_said - n, fmt, ap);
+}
+#pragma GCC diagnostic pop
+
+/* The options ipfsfs does not know go to libfuse (mount options such as -o allow_other, ro,
+ * default_permissions), and only fuse_session_new tells whether it knows them. The session
+ * that mounts needs the filesystem, which needs the node: made that late, a typo was reported
+ * after the node was contacted (or as "no IPFS node answers" when none was up) and after a new
+ * store was created. So a session is made on a copy of the arguments, and dropped, before
+ * anything else. 0, or -1 after a message of one line. */
+static int check_fuse_args(const struct fuse_args *args)
+{
+    struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+    for (int i = 0; i < args->argc; i++) {
+        if (fuse_opt_add_arg(&copy, args->argv[i]) != 0) {
+            fuse_opt_free_args(&copy);
+            fprintf(stderr, "ipfsfs: out of memory\n");
+            return -1;
+        }
+    }
+    fuse_said[0] = '\0';
+    fuse_set_log_func(gather_fuse_log);
+    struct fuse_session *se = fuse_session_new(&copy, &fs_ops, sizeof fs_ops, NULL);
+    fuse_set_log_func(NULL); /* libfuse's own (stderr) until log_init */
+    fuse_opt_free_args(&copy); /* a no-op when fuse_session_new freed it */
+    if (se) {
+        fuse_session_destroy(se);
+        return 0;
+    }
+    /* "fuse: unknown option(s): `--bogus'\n" -> "unknown option(s): `--bogus'" */
+    char *m = fuse_said;
+    if (strncmp(m, "fuse: ", 6) == 0)
+        m += 6;
+    for (char *p = m; *p; p++)
+        if ((unsigned char)*p < ' ' || *p == 0x7f)
+            *p = ' ';
+    size_t n = strlen(m);
+    while (n > 0 && m[n - 1] == ' ')
+        m[--n] = '\0';
+    fprintf(stderr, "ipfsfs: %s (ipfsfs --help lists the options)\n",
+            *m ? m : "libfuse refuses the options");
+    return -1;
+}
+
 /* node_later's way to reach the node once it answers. */
 static int connect_rpc(void *ud, struct node **out, char *err, size_t errlen)
 {
@@ -313,6 +372,7 @@ int main(int argc, char *argv[])
     char *secret = NULL;
     char *cluster_secret = NULL; /* the cluster REST API's credentials */
     int ret = 1;
+    bool mounted = false;
     memset(&fo, 0, sizeof fo);
 
     if (options_parse(&args, &o) < 0)
@@ -342,11 +402,34 @@ int main(int argc, char *argv[])
         ret = print_stats(fo.mountpoint);
         goto out_args;
     }
+    /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other
+     * unless asked) and the kernel checks permissions (default_permissions) wherever its checks
+     * can deny anything: a mount that others may enter, or that a user other than root made.
+     * A mount that only root can enter needs none: root passes every check but the execution
+     * of a file with no x bit, which the kernel checks without it too (and fs_access answers
+     * access(2) the same way). Without it the kernel does not read a directory's attributes
+     * back after each name made or removed in it: a request fewer for each file that cp -r,
+     * tar or rm -rf handle. */
+    char mopts[512];
+    bool perms = o.shared || geteuid() != 0;
+    /* The source word of mount(8)/fstab ("ipfs") names the mount in findmnt and df. */
+    const char *fsname = o.nonopts == 2 && o.first_nonopt && !strpbrk(o.first_nonopt, ",\\")
+                             ? o.first_nonopt
+                             : "ipfsfs";
+    snprintf(mopts, sizeof mopts, "-o%sfsname=%s,subtype=ipfsfs%s",
+             perms ? "default_permissions," : "", fsname, o.ipns ? ",ro" : "");
+    if (fuse_opt_add_arg(&args, mopts) != 0)
+        goto out_args;
+    if (check_fuse_args(&args) < 0)
+        goto out_args;
     if (already_mounted(fo.mountpoint)) {
         fprintf(stderr, "ipfsfs: %s is already a mount point; unmount it first "
                         "(fusermount3 -u %s)\n", fo.mountpoint, fo.mountpoint);
         goto out_args;
     }
+    /* An IPNS mount is read-only: it never spools. */
+    if (!o.ipns && options_check_spool_dir(&o) < 0)
+        goto out_args;
     log_init(level_from(o.log_level, fo.debug), false);
 
     char err[512];
@@ -375,6 +458,9 @@ int main(int argc, char *argv[])
                     .chunker = o.chunker, .pin = !o.no_pin},
             .fetch = gw ? gw_fetch : NULL,
             .fetch_ud = gw,
+            /* The gateways' counters (gw_*, a line per gateway) in the statistics; node_ipns
+             * adds them itself. */
+            .fetch_stats = gw && !o.ipns ? gw_stats_cb : NULL,
             /* What was fetched is cache, unreachable from the names: keep it (no collection
              * in a gateway mount; see the README). */
             .gc_interval_ms = gw ? UINT_MAX : 0,
@@ -612,26 +698,16 @@ int main(int argc, char *argv[])
             mfs_root = "/"; /* the store's root is the mount's root */
         }
     }
-    fprintf(stderr, "ipfsfs: using %s\n", node->description);
+    /* The store's description says it fetches, not from where: name the gateways. */
+    char gws[2048] = "";
+    for (size_t i = 0, k = 0; gw && i < o.n_gateways && k < sizeof gws; i++) {
+        char u[1024];
+        if (gw_normalize_url(o.gateways[i], u, sizeof u) < 0)
+            snprintf(u, sizeof u, "%s", o.gateways[i]);
+        k += (size_t)snprintf(gws + k, sizeof gws - k, "%s%s", i ? ", " : "; gateways: ", u);
+    }
+    fprintf(stderr, "ipfsfs: using %s%s\n", node->description, gws);
 
-    /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other
-     * unless asked) and the kernel checks permissions (default_permissions) wherever its checks
-     * can deny anything: a mount that others may enter, or that a user other than root made.
-     * A mount that only root can enter needs none: root passes every check but the execution
-     * of a file with no x bit, which the kernel checks without it too (and fs_access answers
-     * access(2) the same way). Without it the kernel does not read a directory's attributes
-     * back after each name made or removed in it: a request fewer for each file that cp -r,
-     * tar or rm -rf handle. */
-    char mopts[512];
-    bool perms = o.shared || geteuid() != 0;
-    /* The source word of mount(8)/fstab ("ipfs") names the mount in findmnt and df. */
-    const char *fsname = o.nonopts == 2 && o.first_nonopt && !strpbrk(o.first_nonopt, ",\\")
-                             ? o.first_nonopt
-                             : "ipfsfs";
-    snprintf(mopts, sizeof mopts, "-o%sfsname=%s,subtype=ipfsfs%s",
-             perms ? "default_permissions," : "", fsname, o.ipns ? ",ro" : "");
-    if (fuse_opt_add_arg(&args, mopts) != 0)
-        goto out_node;
     struct fs_config fcfg = {
         .cache_bytes = o.cache_bytes,
         .dircache_bytes = o.dircache_bytes,
@@ -662,6 +738,7 @@ int main(int argc, char *argv[])
         goto out_session;
     if (fuse_session_mount(se, fo.mountpoint) != 0)
         goto out_signals;
+    mounted = true;
     want_parallel_dirops(se);
     tune_kernel_readahead(fo.mountpoint, 1024);
     if (fuse_daemonize(fo.foreground) != 0)
@@ -708,6 +785,11 @@ out_signals:
 out_session:
     fuse_session_destroy(se);
 out_node:
+    /* A mount that never happened: the node's teardown must not speak of an unmount, nor of
+     * changes it did not send (none was made; a store made just now, never synced, counts as
+     * unsent). What the store held before, it still holds. */
+    if (!mounted)
+        log_init(LOG_LVL_ERR, false);
     fs_free(fs);
     node_destroy(node);
 out_curl:

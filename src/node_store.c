@@ -151,6 +151,7 @@ struct node_store {
     unsigned commit_ms;
     int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
     void *fetch_ud;
+    int (*fetch_stats)(void *ud, char *buf, size_t len); /* cfg->fetch_stats */
     /* The range fetch (with fetch: a gateway's CAR of a file's byte range), or NULL. */
     int (*fetch_range)(void *ud, const struct cid *root, uint64_t from, uint64_t to, size_t max,
                        car_block_cb cb, void *cbud);
@@ -3948,7 +3949,15 @@ static int store_stats(struct node *base, char *buf, size_t len)
                      (uint64_t)atomic_load(&ns->evict_runs),
                      (uint64_t)atomic_load(&ns->evicted_blocks),
                      (uint64_t)atomic_load(&ns->evicted_bytes));
-    return m < 0 ? n : n + m;
+    if (m < 0)
+        return n;
+    o += (size_t)m;
+    if (ns->fetch_stats) {
+        m = ns->fetch_stats(ns->fetch_ud, buf + (o < len ? o : len), o < len ? len - o : 0);
+        if (m > 0)
+            o += (size_t)m;
+    }
+    return (int)o;
 }
 
 static int store_stats_base(struct node *base, char *buf, size_t len)
@@ -4357,6 +4366,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
     ns->fetch = cfg ? cfg->fetch : NULL;
     ns->fetch_ud = cfg ? cfg->fetch_ud : NULL;
+    ns->fetch_stats = cfg ? cfg->fetch_stats : NULL;
     /* A gateway pool's block fetch brings its range fetch along (gateway.h). */
     ns->fetch_range = !ns->fetch ? NULL
                       : cfg->fetch_range ? cfg->fetch_range

@@ -65,6 +65,10 @@ struct node_store_config {
      * evicted, least recently used first, down to 90 % of it; never a block the names reach
      * (nor one an add or a name change has just put). 0: never. */
     uint64_t cache_max_bytes;
+    /* With fetch: the counters of what fetch asks (gw_stats_cb for gw_fetch), appended to the
+     * store's statistics; returns bytes written like snprintf. NULL: none (a store behind
+     * node_fallback, whose own stats hook shows them). */
+    int (*fetch_stats)(void *ud, char *buf, size_t len);
 };
 
 /* Open or create the store in dir (created 0700 if missing). dir must not be a symlink

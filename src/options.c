@@ -7,11 +7,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define OPT(t, p) {t, offsetof(struct options, p), 1}
 
@@ -386,11 +390,13 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --mfs-root must be an absolute MFS path such as /photos\n");
         return -1;
     }
+    o->spool_dir_from = "--spool-dir";
     if (!o->spool_dir) {
         const char *t = getenv("TMPDIR");
         o->spool_dir = strdup(t && *t ? t : "/var/tmp");
         if (!o->spool_dir)
             return -1;
+        o->spool_dir_from = t && *t ? "$TMPDIR" : "the default";
     }
     if (o->log_level && strcmp(o->log_level, "error") && strcmp(o->log_level, "warning") &&
         strcmp(o->log_level, "info") && strcmp(o->log_level, "debug")) {
@@ -425,6 +431,47 @@ void options_free(struct options *o)
     if (o->proxy)
         explicit_bzero(o->proxy, strlen(o->proxy)); /* it may hold a password */
     free(o->proxy);
+}
+
+/* Refused at startup rather than found at the first write: a spool that cannot be made fails
+ * that write with EIO (writer.c cannot tell the application why), and every one after it. */
+int options_check_spool_dir(const struct options *o)
+{
+    const char *dir = o->spool_dir;
+    struct stat st;
+    const char *why = NULL;
+    char buf[128];
+    if (stat(dir, &st) != 0) {
+        int e = errno;
+        snprintf(buf, sizeof buf, "cannot be reached (%s)", strerror(e));
+        why = e == ENOENT ? "does not exist" : e == ENOTDIR ? "is not a directory" : buf;
+    } else if (!S_ISDIR(st.st_mode)) {
+        why = "is not a directory";
+    }
+    if (!why) {
+        /* Made as the writer makes a spool, so that what passes here works there. */
+        int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/ipfsfs-spool-XXXXXX", dir);
+            fd = mkostemp(path, O_CLOEXEC);
+            if (fd >= 0)
+                unlink(path);
+        }
+        if (fd < 0) {
+            int e = errno;
+            snprintf(buf, sizeof buf, "cannot take a file (%s)", strerror(e));
+            why = e == EACCES || e == EPERM || e == EROFS ? "is not writable" : buf;
+        } else {
+            close(fd);
+        }
+    }
+    if (!why)
+        return 0;
+    fprintf(stderr, "ipfsfs: the spool directory %s (from %s) %s: written files wait there "
+                    "until they are added (give --spool-dir=DIR)\n",
+            dir, o->spool_dir_from ? o->spool_dir_from : "--spool-dir", why);
+    return -1;
 }
 
 static char *read_api_file(const char *path)

@@ -20,6 +20,7 @@ struct options {
     int stats;        /* --stats: print a running mount's statistics */
     char *mfs_root;   /* MFS directory shown at the mount root */
     char *spool_dir;
+    const char *spool_dir_from; /* where spool_dir came from: "--spool-dir", "$TMPDIR", ... */
     int cid_version;  /* -1: node default */
     int raw_leaves;   /* -1: node default */
     char *chunker;
@@ -55,6 +56,11 @@ struct options {
  * message to stderr. */
 int options_parse(struct fuse_args *args, struct options *o);
 void options_free(struct options *o);
+
+/* Whether o->spool_dir takes files as the writer makes them (writer.c: an unnamed file, else a
+ * named one). Returns 0, or -1 after a message to stderr. Kept out of options_parse: --help,
+ * --version and --stats need no spool. */
+int options_check_spool_dir(const struct options *o);
 void options_print_help(const char *progname);
 
 /* "256M", "64MiB", "1G", "4096" -> bytes. Returns 0 or -EINVAL. */

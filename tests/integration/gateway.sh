@@ -163,6 +163,30 @@ else
     not_ok "the requests ask for verifiable blocks (?format=raw)" "$(head -3 "$WORK/a.log")"
 fi
 
+# The startup line names the gateways; the statistics count what was asked of them (gw_*, and
+# a line per gateway), through ipfsfs --stats as through the attribute.
+start_line=$(grep -m1 '^ipfsfs: using ' "${MOUNT_LOG[$MNT]}")
+if [[ $start_line == *"${PROXY_URL[a]}"* && $start_line == *"${PROXY_URL[b]}"* ]]; then
+    ok "the startup line names both gateways"
+else
+    not_ok "the startup line names both gateways" "startup line: $start_line"
+fi
+for what in "ipfsfs --stats" "user.ipfsfs.stats"; do
+    if [ "$what" = "ipfsfs --stats" ]; then
+        text=$("$IPFSFS_BIN" --stats "$MNT" 2>&1)
+    else
+        text=$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$MNT" 2>&1)
+    fi
+    calls=$(awk '$1 == "gw_calls" { print $2 }' <<<"$text")
+    lines=$(grep -cE "^gateway (${PROXY_URL[a]}|${PROXY_URL[b]}) ok=" <<<"$text")
+    if [ "${calls:-0}" -gt 0 ] && [ "$lines" = 2 ]; then
+        ok "$what of a gateway-only mount: gw_calls $calls, a line per gateway"
+    else
+        not_ok "$what of a gateway-only mount: gw_* counters and a line per gateway" \
+            "gw_calls: ${calls:-none}, gateway lines: $lines" "$(head -5 <<<"$text")"
+    fi
+done
+
 # Names are the store's: a file copied in stays local and reads back.
 check "cp into the mount's root (names live in the local store)" cp "$DATA/c262145" "$MNT/copied"
 check "... and reads back" cmp "$DATA/c262145" "$MNT/copied"
@@ -355,6 +379,8 @@ if start_node node2; then
     if mount_ipfsfs "$M" --api="$NODE_API" --gateway="$GW1" --store="$WORK/store-both" \
         --timeout=$T; then
         ok "ipfsfs mounts with --api and --gateway"
+        check "--api and --gateway: the startup line names the gateway" \
+            grep -qE "^ipfsfs: using .*gateways: $GW1\$" "${MOUNT_LOG[$M]}"
         check "--api and --gateway: content only the gateway has reads (1 MiB + 7)" \
             cmp "$DATA/m1p7" "$M/${V0[m1p7]}"
         check "--api and --gateway: and a tree (diff -r)" diff -r "$TREE" "$M/$TREE_V1"

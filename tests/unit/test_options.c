@@ -1,4 +1,4 @@
-/* test_options.c - option values: sizes and API discovery. */
+/* test_options.c - option values: sizes, API discovery and the spool directory. */
 #include "config.h"
 
 #include "options.h"
@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int main(void)
@@ -79,6 +80,60 @@ int main(void)
         options_free(&o);
         fuse_opt_free_args(&args);
         unsetenv("http_proxy");
+    }
+
+    /* The spool directory: where it came from, and refused unless it takes files. */
+    {
+        char sdir[] = "/tmp/ipfsfs-spool-test-XXXXXX";
+        CHECK(mkdtemp(sdir) != NULL);
+        char opt[128], file[128], missing[128];
+        snprintf(opt, sizeof opt, "--spool-dir=%s", sdir);
+        snprintf(file, sizeof file, "%s/file", sdir);
+        snprintf(missing, sizeof missing, "%s/missing", sdir);
+        char *argv[] = {"ipfsfs", opt, "/mnt", NULL};
+        struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+        struct options o;
+        CHECK_EQ_INT(options_parse(&args, &o), 0);
+        CHECK_EQ_STR(o.spool_dir, sdir);
+        CHECK_EQ_STR(o.spool_dir_from, "--spool-dir");
+        CHECK_EQ_INT(options_check_spool_dir(&o), 0);
+        /* Nothing left behind by the check. */
+        CHECK(rmdir(sdir) == 0 && mkdir(sdir, 0700) == 0);
+        char *given = o.spool_dir;
+        o.spool_dir = missing;
+        CHECK_EQ_INT(options_check_spool_dir(&o), -1);
+        FILE *ff = fopen(file, "w");
+        CHECK(ff != NULL);
+        if (ff)
+            fclose(ff);
+        o.spool_dir = file;
+        CHECK_EQ_INT(options_check_spool_dir(&o), -1);
+        /* Mode bits do not stop root: a directory that is not writable is then on a read-only
+         * filesystem (/proc takes no file either). */
+        if (geteuid() != 0) {
+            CHECK(chmod(sdir, 0500) == 0);
+            o.spool_dir = sdir;
+            CHECK_EQ_INT(options_check_spool_dir(&o), -1);
+            CHECK(chmod(sdir, 0700) == 0);
+        }
+        o.spool_dir = "/proc";
+        CHECK_EQ_INT(options_check_spool_dir(&o), -1);
+        o.spool_dir = given;
+        options_free(&o);
+        fuse_opt_free_args(&args);
+        unlink(file);
+        rmdir(sdir);
+
+        char *argv2[] = {"ipfsfs", "/mnt", NULL};
+        struct fuse_args args2 = FUSE_ARGS_INIT(2, argv2);
+        setenv("TMPDIR", sdir, 1);
+        CHECK_EQ_INT(options_parse(&args2, &o), 0);
+        CHECK_EQ_STR(o.spool_dir, sdir);
+        CHECK_EQ_STR(o.spool_dir_from, "$TMPDIR");
+        CHECK_EQ_INT(options_check_spool_dir(&o), -1); /* removed just above */
+        options_free(&o);
+        fuse_opt_free_args(&args2);
+        unsetenv("TMPDIR");
     }
     return unit_done("test_options");
 }
