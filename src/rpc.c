@@ -58,11 +58,20 @@ struct rpc {
     CURL **pool;
     size_t npool, pool_cap;
 
-    /* Monotonic ms until which calls get a short deadline (RPC_PROBE_MS): set when the node
-     * did not answer at all (our deadline hit), so one hung node costs a program one
-     * --timeout, not one per retry of the kernel, while a node that is back answers the
-     * very next call. */
+    /* Monotonic ms until which the node may be hung ("down mode"), 0: it is not. Set by a
+     * call that got no answer at all (not even a status line) within its deadline, and by a
+     * liveness check (node_check) that got none. Such a call may just have waited on content
+     * the node is still looking for (Kubo sends no status line until it has it), which says
+     * nothing of other content, so in down mode each call first checks: a live node answers
+     * within milliseconds and the call gets its full deadline; a silent one fails the call
+     * after the check (RPC_PROBE_MS). While another thread checks, a call gets the short
+     * deadline RPC_PROBE_MS itself. So one hung node costs a program one --timeout, not one
+     * per retry of the kernel, and any answer ends down mode. Stores race benignly: a wrong
+     * "down" costs the next call one quick check, a wrong "up" one more --timeout. */
     _Atomic uint64_t down_until;
+    /* Set while one thread runs node_check: at most one check in flight. The others do not
+     * wait for it: they go on as if there were none (see down_until). */
+    atomic_bool checking;
     _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out, n_waits_refused;
     _Atomic int64_t n_in_flight;
 };
@@ -85,6 +94,7 @@ struct xfer {
     int upload_err;
     struct rpc *r;
     uint64_t start_ms;
+    bool check;        /* node_check's call (see do_call) */
     bool answered;     /* the response's headers are complete */
     uint64_t wait_key;  /* the call's first argument, hashed: what max_waits_per_key counts */
     bool waiting;      /* counted against max_waits (see wait_enter) */
@@ -97,7 +107,11 @@ struct xfer {
     bool stalled;
 };
 
+/* How long a call or a liveness check that got no answer puts the node in down mode (see
+ * down_until). */
 #define RPC_DOWN_MS 2000u
+/* The liveness check's deadline, and the deadline of calls in down mode. "version" answers
+ * at once from a live node: it has nothing to look up. */
 #define RPC_PROBE_MS 1000u
 
 /* FNV-1a of the call's first argument (for "cat", "ls", "block/stat"...: the CID or path), else
@@ -180,8 +194,11 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     (void)dltotal;
     (void)ultotal;
 
-    /* An upload waits for its own bytes to go first: only calls without one count. */
-    if (!x->answered && !x->waiting && !x->upload && now - x->start_ms >= RPC_WAIT_MS) {
+    /* An upload waits for its own bytes to go first: only calls without one count. Nor
+     * does the liveness check: it ends within RPC_PROBE_MS anyway, and a refusal would read
+     * as an answer. */
+    if (!x->answered && !x->waiting && !x->upload && !x->check &&
+        now - x->start_ms >= RPC_WAIT_MS) {
         if (wait_enter(x->r, x->wait_key) < 0) {
             x->busy = true;
             return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
@@ -583,17 +600,38 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     }
 }
 
-int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
-             const struct rpc_call_opts *opts, rpc_sink_fn sink, void *ud, char *err,
-             size_t errlen)
+static int node_check(struct rpc *r);
+
+/* One call (see rpc_call). With check, it is node_check's: a total deadline of RPC_PROBE_MS
+ * (no grace: the node is not told a deadline of its own to answer by), no down mode either
+ * way (no check of its own: no recursion), not counted against max_waits. It is a request
+ * to the node like any other for the stats: requests and, unanswered, errors count what went
+ * over the wire. *status gets the HTTP status (0: no answer at all). */
+static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
+                   const struct rpc_call_opts *opts, bool check, rpc_sink_fn sink, void *ud,
+                   char *err, size_t errlen, long *status)
 {
     static const struct rpc_call_opts defaults;
     if (!opts)
         opts = &defaults;
     if (err && errlen)
         err[0] = '\0';
+    *status = 0;
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
-    bool probing = clock_mono_ms() < atomic_load(&r->down_until);
+    bool probing = false;
+    if (check) {
+        timeout = RPC_PROBE_MS;
+    } else if (clock_mono_ms() < atomic_load(&r->down_until)) {
+        /* Down mode: ask first whether the node answers at all (a live one answers within
+         * milliseconds, and this call then gets its full deadline). */
+        int alive = node_check(r);
+        if (alive == 0) {
+            set_err(err, errlen, "the node does not answer (not even \"version\" within %u ms)",
+                    RPC_PROBE_MS);
+            return -ETIMEDOUT;
+        }
+        probing = alive < 0; /* another thread checks: a short deadline meanwhile */
+    }
     if (probing && timeout > RPC_PROBE_MS)
         timeout = RPC_PROBE_MS;
     CURL *h = handle_get(r);
@@ -606,12 +644,13 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
                      .r = r,
                      .upload = opts->upload,
                      .h = h,
+                     .check = check,
                      .start_ms = clock_mono_ms(),
                      .wait_key = call_key(cmd, args, nargs)};
     /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
      * would cut them, so it is not sent then. */
     int rc = build_url(r, h, cmd, args, nargs,
-                       opts->no_node_timeout || opts->stall_ms ? 0 : timeout, &url);
+                       check || opts->no_node_timeout || opts->stall_ms ? 0 : timeout, &url);
     if (rc < 0) {
         handle_put(r, h, false);
         return rc;
@@ -637,7 +676,7 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
         x.stall_ms = probing && opts->stall_ms > RPC_PROBE_MS ? RPC_PROBE_MS : opts->stall_ms;
         x.last_move = x.last_beat = x.start_ms;
     } else {
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + RPC_GRACE_MS));
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + (check ? 0 : RPC_GRACE_MS)));
     }
     /* Never a proxy from the environment (http_proxy, ALL_PROXY...): it would see the
      * Authorization header and every CID read. "" turns curl's own lookup off. */
@@ -683,7 +722,8 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     if (x.waiting)
         wait_leave(r, x.wait_key);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x.status);
-    if (x.status != 0 && probing)
+    *status = x.status;
+    if (x.status != 0 && !check && atomic_load(&r->down_until) != 0)
         atomic_store(&r->down_until, 0); /* it answers again: full deadlines */
 
     if (cc != CURLE_OK && x.sink_err < 0) {
@@ -704,8 +744,10 @@ int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t 
     }
     if (cc == CURLE_OPERATION_TIMEDOUT || x.stalled) {
         rc = -ETIMEDOUT;
-        /* No answer at all: the node may be down (a trickle answers, slowly). */
-        if (x.status == 0)
+        /* No answer at all: the node may be hung, or still looking for this content (a
+         * trickle answers, slowly). The next call's check tells them apart (this one is
+         * over: checking now would only make it later). */
+        if (x.status == 0 && !check)
             atomic_store(&r->down_until, clock_mono_ms() + RPC_DOWN_MS);
         if (x.stalled)
             set_err(err, errlen, "the node sent less than %u KiB in %u ms", RPC_PROGRESS_BYTES >> 10,
@@ -756,6 +798,46 @@ out:
      * itself, so the handle stays reusable. */
     handle_put(r, h, true);
     return rc;
+}
+
+static int discard_sink(void *ud, const char *data, size_t len)
+{
+    (void)ud;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+/* Whether the node answers at all: POST version, within RPC_PROBE_MS, the same way as every
+ * call (endpoint, unix socket, proxy, auth header). Any answer (even 401 or 500) is a live
+ * node: down mode ends. No answer in time: down mode for RPC_DOWN_MS. A failure to connect
+ * is no hang (calls fail at once then, with EIO): down mode ends too. Returns 1 when the node
+ * answered (or is not hung), 0 when it did not, -1 when another thread checks already (the
+ * caller goes on without waiting for it). */
+static int node_check(struct rpc *r)
+{
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&r->checking, &idle, true))
+        return -1;
+    long status = 0;
+    char err[256];
+    int rc = do_call(r, "version", NULL, 0, NULL, true, discard_sink, NULL, err, sizeof err,
+                     &status);
+    bool hung = rc == -ETIMEDOUT && status == 0;
+    atomic_store(&r->down_until, hung ? clock_mono_ms() + RPC_DOWN_MS : 0);
+    atomic_store(&r->checking, false);
+    if (hung)
+        log_debug("rpc: the node answers nothing, not even version (%s): taken as hung for "
+                  "%u ms", err, RPC_DOWN_MS);
+    return !hung;
+}
+
+int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,
+             const struct rpc_call_opts *opts, rpc_sink_fn sink, void *ud, char *err,
+             size_t errlen)
+{
+    long status;
+    return do_call(r, cmd, args, nargs, opts, false, sink, ud, err, errlen, &status);
 }
 
 static int buf_sink(void *ud, const char *data, size_t len)

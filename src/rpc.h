@@ -4,6 +4,13 @@
  * and reused across calls; any thread may call at any time. Errors come back as -errno with a
  * human-readable reason; the mapping from node messages to errno lives here so every caller
  * agrees on it (see rpc_classify_error()).
+ *
+ * After a call that got no answer at all within its deadline (not even a status line: Kubo
+ * sends none while it looks for content it lacks), the calls of the next 2 s first check that
+ * the node answers anything (POST version, 1 s). A live node answers at once and the call gets
+ * its full deadline; a silent one fails the call after that second, and stays suspect. So a
+ * hung node costs a program one timeout, not one per retry, while a live node that misses one
+ * CID gives the next calls their full deadlines.
  */
 #ifndef IPFSFS_RPC_H
 #define IPFSFS_RPC_H

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # faults.sh - the node fails under a mounted ipfsfs: it is killed while idle, in the middle of a
 # 100 MiB read and while cp adds a file into the mount; it comes back on the same port; it
-# becomes slow (every answer delayed) or stops in the middle of a body, through slowproxy.py.
+# hangs (SIGSTOP); it becomes slow (every answer delayed), stops in the middle of a body, or
+# does not find one CID in time (no hang: the next CID gets its full deadline), through
+# slowproxy.py.
 # Every failure must reach the program as an error within about --timeout (never a hang),
 # cached content must keep being served, the mount must stay up, the ipfsfs process alive,
 # and everything must work again once the node is back, without a remount.
@@ -106,6 +108,8 @@ gen_file "$L/slow2" $((2 << 20)) 4
 gen_file "$L/slow3" 300000 5
 gen_file "$L/copyin" $((READ_MIB << 20)) 6
 for i in 1 2 3 4; do printf 'small file %s\n' "$i" >"$L/small$i"; done
+for i in 1 2 3; do printf 'looked up while the node hangs %s\n' "$i" >"$L/hang$i"; done
+printf 'found late, not missing\n' >"$L/late"
 BIG=$(add_file "$L/big")
 CACHED=$(add_file "$L/cached")
 SLOW1=$(add_file "$L/slow1")
@@ -115,8 +119,15 @@ SMALL1=$(add_file "$L/small1")
 SMALL2=$(add_file "$L/small2")
 SMALL3=$(add_file "$L/small3")
 SMALL4=$(add_file "$L/small4")
+HANG1=$(add_file "$L/hang1")
+HANG2=$(add_file "$L/hang2")
+HANG3=$(add_file "$L/hang3")
+LATE=$(add_file "$L/late")
+# Never added: the node lacks it (1 MiB of zeros).
+ABSENT=QmVkbauSDEaMP4Tkq6Epm9uW75mWm136n81YH8fGtfwdHU
 if [ -z "$BIG" ] || [ -z "$CACHED" ] || [ -z "$SLOW1" ] || [ -z "$SLOW2" ] || [ -z "$SLOW3" ] ||
-    [ -z "$SMALL1" ] || [ -z "$SMALL2" ] || [ -z "$SMALL3" ] || [ -z "$SMALL4" ]; then
+    [ -z "$SMALL1" ] || [ -z "$SMALL2" ] || [ -z "$SMALL3" ] || [ -z "$SMALL4" ] ||
+    [ -z "$HANG1" ] || [ -z "$HANG2" ] || [ -z "$HANG3" ] || [ -z "$LATE" ]; then
     not_ok "content is added through the node's RPC"
     finish
 fi
@@ -160,6 +171,26 @@ if REUSE_PORT=1 start_node node; then
 else
     not_ok "the node restarts on the same port ($NODE_PORT)"
     finish
+fi
+
+# ---- 2b. the node hangs (SIGSTOP): one --timeout, then fast failures ---------------------------
+
+# Its socket still takes connections and requests, but nothing answers. The first lookup waits
+# its --timeout; the next ones first ask the node's version, which does not come either, and
+# fail fast instead of costing a --timeout each; once the node answers again, the very next
+# lookup gets its full deadline.
+if kill -STOP "$NODE_PID"; then
+    check_errno_within "node stopped: stat of a new CID: ETIMEDOUT within --timeout + 2 s" \
+        $((TIMEOUT + 2)) ETIMEDOUT stat "$MNT/$HANG1"
+    check_errno_within "node stopped: ... the next new CID fails fast (within 3 s)" 3 ETIMEDOUT \
+        stat "$MNT/$HANG2"
+    kill -CONT "$NODE_PID"
+    check_eq "node continued: the CID that failed fast now reads at once" \
+        "$(timeout "$TIMEOUT" cat "$MNT/$HANG2" 2>&1)" "looked up while the node hangs 2"
+    check_eq "node continued: ... and a CID never looked up" \
+        "$(timeout "$TIMEOUT" cat "$MNT/$HANG3" 2>&1)" "looked up while the node hangs 3"
+else
+    not_ok "the node can be stopped (SIGSTOP)"
 fi
 
 # ---- 3. the node is killed in the middle of a large read --------------------------------------
@@ -280,6 +311,27 @@ ok "ipfsfs mounts through slowproxy.py (--timeout=$SLOW_TIMEOUT)"
 check "proxy passing: a file reads (and is now cached)" cmp "$SM/$SLOW1" "$L/slow1"
 check "proxy passing: stat of another file (its size is known, its bytes are not)" \
     stat "$SM/$SLOW2"
+
+# A live node that is still looking for one CID sends no status line at all until it finds it
+# (this offline node lacks it and would say so at once: the proxy holds that answer back past
+# --timeout). That is no hung node: the next lookup, of content the node has and serves after
+# 2 s (longer than the short deadline ipfsfs gives a hung node, shorter than --timeout), must
+# get its full deadline and succeed.
+echo "delay 8 $ABSENT" >"$MODE"
+check_errno_within "a CID the node does not find in time: ETIMEDOUT within --timeout + 2 s" \
+    $((SLOW_TIMEOUT + 2)) ETIMEDOUT stat "$SM/$ABSENT"
+echo "delay 2 $LATE" >"$MODE"
+check_errno_within "... then at once a CID the node has, answered after 2 s: found" 10 OK \
+    stat "$SM/$LATE"
+check_eq "... and it reads right" "$(timeout 10 cat "$SM/$LATE" 2>&1)" "found late, not missing"
+short=$(grep -F "$LATE" "$WORK/proxy.log" | grep -c "timeout=1000ms")
+if [ "$short" -eq 0 ]; then
+    ok "... no request for it had its deadline cut short"
+else
+    not_ok "... no request for it had its deadline cut short" \
+        "$(grep -F "$LATE" "$WORK/proxy.log")"
+fi
+: >"$MODE"
 
 # timed_fail DESC LIMIT PATH: a read of PATH must fail with ETIMEDOUT or EIO within LIMIT s.
 timed_fail() {
