@@ -81,7 +81,8 @@ static void fuse_log_bridge(enum fuse_log_level flevel, const char *fmt, va_list
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')
         msg[--n] = '\0';
-    log_msg(level, NULL, 0, "fuse: %s", msg);
+    /* Many say "fuse: ..." themselves: once is enough. */
+    log_msg(level, NULL, 0, "%s%s", strncmp(msg, "fuse: ", 6) == 0 ? "" : "fuse: ", msg);
 }
 #pragma GCC diagnostic pop
 

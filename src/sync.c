@@ -931,9 +931,13 @@ static int remote_root(struct sync *s, struct cid *out, char *err, size_t errlen
     }
     if (rc == 0 && st.kind != NODE_DIR)
         rc = -ENOTDIR;
+    /* The log line names the node already ("sync to Kubo ... at URL: ..."). rpc's EIO is a
+     * node it cannot reach, or one that failed in a way it cannot name. */
     if (rc < 0)
-        snprintf(err, errlen, "%s: files/stat %s: %s", s->up->description, s->mfs_root,
-                 strerror(-rc));
+        snprintf(err, errlen, "files/stat %s: %s", s->mfs_root,
+                 rc == -EIO || rc == -ENOTCONN || rc == -ECONNREFUSED
+                     ? "the node cannot be reached, or failed"
+                     : strerror(-rc));
     return rc;
 }
 
