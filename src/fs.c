@@ -527,6 +527,8 @@ static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, boo
     } else {
         ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, st.target);
         rc = ino ? 0 : -ENOMEM;
+        if (ino && moved)
+            inode_mfs_touch(fs->inodes, ino); /* a republished name: its content changed now */
     }
     node_stat_clear(&st);
     if (rc == 0)
@@ -630,8 +632,8 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     inode_mfs_get(fs->inodes, ino, &old);
     char path[PATH_MAX];
     int rc = mfs_path(fs, ino, path, sizeof path);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) /* -ENOENT: removed or replaced while open: it keeps what it had (POSIX) */
+        return rc == -ENOENT ? 0 : rc;
     struct node_stat st;
     struct mfs_attr a = {0};
     rc = fs->node->ops->mfs_stat(fs->node, path, &st, &a.cid);
@@ -1245,6 +1247,9 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         return 0;
     char path[PATH_MAX];
     int rc = mfs_path(fs, fh->ino, path, sizeof path);
+    if (rc == -ENOENT)
+        return 0; /* its name was removed or replaced meanwhile: what it wrote goes with it, as
+                   * on a local filesystem (never onto the name's new content) */
     if (rc < 0)
         return rc;
     struct mfs_attr a;
@@ -1604,6 +1609,19 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     if (!ino->mfs)
         return -EROFS;
     int rc = mfs_path(fs, ino, path, sizeof path);
+    if (rc == -ENOENT) {
+        /* Removed or replaced while open: its own spool still takes a size (ftruncate); a
+         * mode or a time has no name to go to, and the file goes at its last close. */
+        struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
+        if (!(to_set & FUSE_SET_ATTR_SIZE))
+            return 0;
+        if (!fh || !fh->wh)
+            return -ENOENT;
+        rc = writer_truncate(fh->wh, (uint64_t)attr->st_size);
+        if (rc == 0)
+            set_size(fs, ino, (uint64_t)attr->st_size);
+        return rc;
+    }
     if (rc < 0)
         return rc;
     /* Names have no owner of their own: only a no-op chown (tar, cp -a as root) is fine. */
@@ -1672,7 +1690,12 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         inode_mfs_set_meta(fs->inodes, ino, &before);
         return rc;
     }
-    return mfs_refresh(fs, ino);
+    rc = mfs_refresh(fs, ino);
+    /* A mode or time stored gives a new CID, not new bytes: a name that stores no time keeps
+     * the one it showed (chmod +x must not make make rebuild what depends on it). */
+    if (rc == 0 && !(to_set & FUSE_SET_ATTR_SIZE))
+        inode_mfs_keep_changed(fs->inodes, ino, before.changed_ns);
+    return rc;
 }
 
 static void fs_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,

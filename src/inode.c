@@ -370,6 +370,13 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino)
     pthread_mutex_unlock(&t->lock);
 }
 
+void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->changed_ns = changed_ns;
+    pthread_mutex_unlock(&t->lock);
+}
+
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
@@ -473,6 +480,12 @@ int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *r
     size_t depth = 0;
     pthread_mutex_lock(&t->lock);
     for (const struct inode *i = ino; i && i->parent; i = i->parent) {
+        if (i->mfs && i->lkey == 0) {
+            /* Detached: its name was removed or replaced. The path it had leads to another
+             * name now (or none), never to this inode. */
+            pthread_mutex_unlock(&t->lock);
+            return -ENOENT;
+        }
         if (depth == sizeof chain / sizeof chain[0]) {
             pthread_mutex_unlock(&t->lock);
             return -ENAMETOOLONG;

@@ -102,6 +102,9 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
 /* A name made by this mount: its content changed now. */
 void inode_mfs_touch(struct inode_table *t, struct inode *ino);
+/* Set back the time the content was last seen to change (a chmod gave the name a new CID,
+ * and the bytes are the same). */
+void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns);
 /* Only the mode and the time of a's (the rest as it is). */
 void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
 /* The CID, mode and time of a's, only while the inode's CID, mode and time are still
@@ -119,7 +122,9 @@ uint64_t inode_parent_ino(struct inode_table *t, const struct inode *ino);
 /* The st_ino of the name under parent: the inode's if the table has one (its key stays what it
  * was at creation across renames), else what a lookup would give it. */
 uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const char *name);
-/* Absolute MFS path of ino under root_path into buf. Returns 0 or -ENAMETOOLONG. */
+/* Absolute MFS path of ino under root_path into buf. Returns 0, -ENAMETOOLONG, or -ENOENT
+ * when ino (or a directory above it) is detached: its name was removed or replaced, and the
+ * path it had names something else now. */
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
                    char *buf, size_t len);
 /* Move ino to (parent, name) after a rename. */

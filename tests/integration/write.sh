@@ -429,6 +429,55 @@ for i in (1, 2):
     got += a.read()
 print(got.split())' "$MNT/coherent" 2>&1)" "['l0', 'l1', 'l2']"
 rm -f "$MNT/coherent"
+# But a file open while its name is replaced (a rename over it: editors, rsync, package
+# managers) or removed and made again is another file: it keeps what it had, also after the
+# kernel asks its attributes again (ext4, tmpfs); a writer's close never lands on the new name.
+check_eq "a reader open while its name is renamed over keeps its own content and size" "$(python3 -c '
+import os, sys, time
+p = sys.argv[1]
+open(p, "w").write("OLD-" * 4)
+fd = os.open(p, os.O_RDONLY)
+first = os.pread(fd, 4, 0)
+open(p + ".new", "w").write("NEW+" * 2)
+os.rename(p + ".new", p)
+time.sleep(2)
+print((first + os.pread(fd, 64, 0)).decode(), os.fstat(fd).st_size, open(p).read())' \
+    "$MNT/replaced" 2>&1)" "OLD-OLD-OLD-OLD-OLD- 16 NEW+NEW+"
+check_eq "... and one open while its name is removed and made again" "$(python3 -c '
+import os, sys, time
+p = sys.argv[1]
+open(p, "w").write("OLD-" * 4)
+fd = os.open(p, os.O_RDONLY)
+first = os.pread(fd, 4, 0)
+os.unlink(p)
+open(p, "w").write("NEW+" * 2)
+time.sleep(2)
+print((first + os.pread(fd, 64, 0)).decode(), os.fstat(fd).st_size, open(p).read())' \
+    "$MNT/replaced" 2>&1)" "OLD-OLD-OLD-OLD-OLD- 16 NEW+NEW+"
+check_eq "a writer whose name is renamed over closes fine; the name keeps what replaced it" \
+    "$(python3 -c '
+import os, sys
+p = sys.argv[1]
+w = open(p, "w")
+w.write("mine")
+w.flush()
+open(p + ".new", "w").write("theirs")
+os.rename(p + ".new", p)
+w.write(" and more")
+w.close()
+print(open(p).read())' "$MNT/replaced" 2>&1)" theirs
+check_eq "a writer whose name is removed closes fine and does not bring it back" "$(python3 -c '
+import os, sys
+p = sys.argv[1]
+w = open(p, "w")
+w.write("mine")
+w.flush()
+os.unlink(p)
+w.write(" and more")
+w.truncate(3)
+w.close()
+print(os.path.exists(p))' "$MNT/replaced" 2>&1)" False
+rm -f "$MNT/replaced"
 # A name that stores no time shows when its content changed here: make sees an input newer than
 # its output (the same second is enough: nanoseconds), and the CID stays the bytes' own.
 mkdir -p "$MNT/mk"
@@ -450,6 +499,10 @@ if have ipfs_cid; then
 else
     skip "... and stores no time: the CID of its bytes" "ipfs_cid not installed"
 fi
+t0=$(stat -c %.9Y "$MNT/mk/in")
+chmod 755 "$MNT/mk/in"
+check_eq "a chmod keeps the mtime of a name that stores none (make does not rebuild)" \
+    "$(stat -c %.9Y "$MNT/mk/in")" "$t0"
 rm -rf "$MNT/mk"
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
