@@ -64,14 +64,18 @@ struct rpc {
      * the node is still looking for (Kubo sends no status line until it has it), which says
      * nothing of other content, so in down mode each call first checks: a live node answers
      * within milliseconds and the call gets its full deadline; a silent one fails the call
-     * after the check (RPC_PROBE_MS). While another thread checks, a call gets the short
-     * deadline RPC_PROBE_MS itself. So one hung node costs a program one --timeout, not one
-     * per retry of the kernel, and any answer ends down mode. Stores race benignly: a wrong
-     * "down" costs the next call one quick check, a wrong "up" one more --timeout. */
+     * after the check (RPC_PROBE_MS). Calls that come while one checks wait for its
+     * answer. So one hung node costs a program one --timeout, not one per retry of the
+     * kernel, and any answer ends down mode. Stores race benignly: a wrong "down" costs the
+     * next call one quick check, a wrong "up" one more --timeout. */
     _Atomic uint64_t down_until;
-    /* Set while one thread runs node_check: at most one check in flight. The others do not
-     * wait for it: they go on as if there were none (see down_until). */
-    atomic_bool checking;
+    /* check_lock protects check_running, check_gen and check_alive: at most one node_check
+     * in flight; each one that ends bumps check_gen, sets check_alive (its answer) and
+     * broadcasts check_done (a CLOCK_MONOTONIC cond) to the calls waiting for it. */
+    pthread_mutex_t check_lock;
+    pthread_cond_t check_done;
+    bool check_running, check_alive;
+    uint64_t check_gen;
     _Atomic uint64_t n_requests, n_errors, n_bytes_in, n_bytes_out, n_waits_refused;
     _Atomic int64_t n_in_flight;
 };
@@ -312,6 +316,12 @@ int rpc_new(const struct rpc_config *cfg, struct rpc **out)
     }
     pthread_mutex_init(&r->pool_lock, NULL);
     pthread_mutex_init(&r->wait_lock, NULL);
+    pthread_mutex_init(&r->check_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* node_check's waits: clock_mono_after */
+    pthread_cond_init(&r->check_done, &ca);
+    pthread_condattr_destroy(&ca);
     if (cfg->auth && !cfg->allow_plain_auth && !api_endpoint_private(cfg->endpoint)) {
         /* Anyone on the path could read the secret, and use it. */
         log_err("refusing to send the API secret over plain http to %s, which is not a loopback "
@@ -350,6 +360,8 @@ void rpc_free(struct rpc *r)
     if (r->pool && r->wait_slots) {
         pthread_mutex_destroy(&r->pool_lock);
         pthread_mutex_destroy(&r->wait_lock);
+        pthread_mutex_destroy(&r->check_lock);
+        pthread_cond_destroy(&r->check_done);
     }
     free(r->wait_slots);
     free(r);
@@ -600,7 +612,7 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     }
 }
 
-static int node_check(struct rpc *r);
+static bool node_check(struct rpc *r);
 
 /* One call (see rpc_call). With check, it is node_check's: a total deadline of RPC_PROBE_MS
  * (no grace: the node is not told a deadline of its own to answer by), no down mode either
@@ -618,22 +630,21 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
         err[0] = '\0';
     *status = 0;
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
-    bool probing = false;
+    unsigned spent = 0; /* on the check: taken off this call's bounds */
     if (check) {
         timeout = RPC_PROBE_MS;
     } else if (clock_mono_ms() < atomic_load(&r->down_until)) {
         /* Down mode: ask first whether the node answers at all (a live one answers within
-         * milliseconds, and this call then gets its full deadline). */
-        int alive = node_check(r);
-        if (alive == 0) {
+         * milliseconds, and this call then gets what is left of its deadline). */
+        uint64_t t0 = clock_mono_ms();
+        if (!node_check(r)) {
             set_err(err, errlen, "the node does not answer (not even \"version\" within %u ms)",
                     RPC_PROBE_MS);
             return -ETIMEDOUT;
         }
-        probing = alive < 0; /* another thread checks: a short deadline meanwhile */
+        spent = (unsigned)(clock_mono_ms() - t0);
+        timeout = timeout > spent ? timeout - spent : 1;
     }
-    if (probing && timeout > RPC_PROBE_MS)
-        timeout = RPC_PROBE_MS;
     CURL *h = handle_get(r);
     if (!h)
         return -ENOMEM;
@@ -673,7 +684,7 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
     if (opts->stall_ms) {
-        x.stall_ms = probing && opts->stall_ms > RPC_PROBE_MS ? RPC_PROBE_MS : opts->stall_ms;
+        x.stall_ms = opts->stall_ms > spent ? opts->stall_ms - spent : 1;
         x.last_move = x.last_beat = x.start_ms;
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + (check ? 0 : RPC_GRACE_MS)));
@@ -811,21 +822,36 @@ static int discard_sink(void *ud, const char *data, size_t len)
 /* Whether the node answers at all: POST version, within RPC_PROBE_MS, the same way as every
  * call (endpoint, unix socket, proxy, auth header). Any answer (even 401 or 500) is a live
  * node: down mode ends. No answer in time: down mode for RPC_DOWN_MS. A failure to connect
- * is no hang (calls fail at once then, with EIO): down mode ends too. Returns 1 when the node
- * answered (or is not hung), 0 when it did not, -1 when another thread checks already (the
- * caller goes on without waiting for it). */
-static int node_check(struct rpc *r)
+ * is no hang (calls fail at once then, with EIO): down mode ends too. Returns true when the
+ * node answered (or is not hung), false when it did not. One check at a time: a call that
+ * finds one running waits for its answer (a little over RPC_PROBE_MS at most: else false). */
+static bool node_check(struct rpc *r)
 {
-    bool idle = false;
-    if (!atomic_compare_exchange_strong(&r->checking, &idle, true))
-        return -1;
+    pthread_mutex_lock(&r->check_lock);
+    if (r->check_running) {
+        uint64_t gen = r->check_gen;
+        struct timespec until = clock_mono_after(RPC_PROBE_MS + RPC_GRACE_MS);
+        int e = 0;
+        while (r->check_gen == gen && e != ETIMEDOUT)
+            e = pthread_cond_timedwait(&r->check_done, &r->check_lock, &until);
+        bool alive = r->check_gen != gen && r->check_alive;
+        pthread_mutex_unlock(&r->check_lock);
+        return alive;
+    }
+    r->check_running = true;
+    pthread_mutex_unlock(&r->check_lock);
     long status = 0;
     char err[256];
     int rc = do_call(r, "version", NULL, 0, NULL, true, discard_sink, NULL, err, sizeof err,
                      &status);
     bool hung = rc == -ETIMEDOUT && status == 0;
     atomic_store(&r->down_until, hung ? clock_mono_ms() + RPC_DOWN_MS : 0);
-    atomic_store(&r->checking, false);
+    pthread_mutex_lock(&r->check_lock);
+    r->check_running = false;
+    r->check_alive = !hung;
+    r->check_gen++;
+    pthread_cond_broadcast(&r->check_done);
+    pthread_mutex_unlock(&r->check_lock);
     if (hung)
         log_debug("rpc: the node answers nothing, not even version (%s): taken as hung for "
                   "%u ms", err, RPC_DOWN_MS);

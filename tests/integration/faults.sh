@@ -110,6 +110,8 @@ gen_file "$L/copyin" $((READ_MIB << 20)) 6
 for i in 1 2 3 4; do printf 'small file %s\n' "$i" >"$L/small$i"; done
 for i in 1 2 3; do printf 'looked up while the node hangs %s\n' "$i" >"$L/hang$i"; done
 printf 'found late, not missing\n' >"$L/late"
+for i in 2 3 4; do printf 'found late too (%s)\n' "$i" >"$L/late$i"; done
+printf 'never added to the node\n' >"$L/absent2"
 BIG=$(add_file "$L/big")
 CACHED=$(add_file "$L/cached")
 SLOW1=$(add_file "$L/slow1")
@@ -123,11 +125,16 @@ HANG1=$(add_file "$L/hang1")
 HANG2=$(add_file "$L/hang2")
 HANG3=$(add_file "$L/hang3")
 LATE=$(add_file "$L/late")
+LATE2=$(add_file "$L/late2")
+LATE3=$(add_file "$L/late3")
+LATE4=$(add_file "$L/late4")
+ABSENT2=$(add_file "$L/absent2" only-hash=true)
 # Never added: the node lacks it (1 MiB of zeros).
 ABSENT=QmVkbauSDEaMP4Tkq6Epm9uW75mWm136n81YH8fGtfwdHU
 if [ -z "$BIG" ] || [ -z "$CACHED" ] || [ -z "$SLOW1" ] || [ -z "$SLOW2" ] || [ -z "$SLOW3" ] ||
     [ -z "$SMALL1" ] || [ -z "$SMALL2" ] || [ -z "$SMALL3" ] || [ -z "$SMALL4" ] ||
-    [ -z "$HANG1" ] || [ -z "$HANG2" ] || [ -z "$HANG3" ] || [ -z "$LATE" ]; then
+    [ -z "$HANG1" ] || [ -z "$HANG2" ] || [ -z "$HANG3" ] || [ -z "$LATE" ] ||
+    [ -z "$LATE2" ] || [ -z "$LATE3" ] || [ -z "$LATE4" ] || [ -z "$ABSENT2" ]; then
     not_ok "content is added through the node's RPC"
     finish
 fi
@@ -330,6 +337,28 @@ if [ "$short" -eq 0 ]; then
 else
     not_ok "... no request for it had its deadline cut short" \
         "$(grep -F "$LATE" "$WORK/proxy.log")"
+fi
+# Several calls at once after such a timeout: one asks the node whether it answers (here it
+# answers 0.6 s late), the others wait for that answer rather than take a short deadline of
+# their own, and each CID, answered after 2 s, is found.
+echo "delay 8 $ABSENT2" >"$MODE"
+check_errno_within "another CID the node does not find in time: ETIMEDOUT within --timeout + 2 s" \
+    $((SLOW_TIMEOUT + 2)) ETIMEDOUT stat "$SM/$ABSENT2"
+printf 'delay 0.6 /api/v0/version\ndelay 2 Qm\n' >"$MODE"
+par_pids=()
+for c in "$LATE2" "$LATE3" "$LATE4"; do
+    timeout -k 2 10 python3 "$HELPER" errno stat "$SM/$c" >"$WORK/par.$c" 2>&1 &
+    par_pids+=($!)
+done
+wait "${par_pids[@]}" || true
+check_eq "... then three CIDs at once, each answered after 2 s: all found" \
+    "$(cat "$WORK/par.$LATE2" "$WORK/par.$LATE3" "$WORK/par.$LATE4" | tr '\n' ' ')" "OK OK OK "
+short=$(grep -F -e "$LATE2" -e "$LATE3" -e "$LATE4" "$WORK/proxy.log" | grep -c "timeout=1000ms")
+if [ "$short" -eq 0 ]; then
+    ok "... no request for them had its deadline cut short"
+else
+    not_ok "... no request for them had its deadline cut short" \
+        "$(grep -F -e "$LATE2" -e "$LATE3" -e "$LATE4" "$WORK/proxy.log")"
 fi
 : >"$MODE"
 

@@ -21,7 +21,8 @@ faults without restarting it:
                              never ends, at BPS bytes a second
 
 With MATCH, only requests whose request line contains MATCH (e.g. "/api/v0/cat") are affected;
-the others pass. Requests on a keep-alive connection are told apart by turn taking: data from
+the others pass. The file may hold several such lines: the first whose MATCH a request's line
+contains (or that has none) applies. Requests on a keep-alive connection are told apart by turn taking: data from
 the client after the response to its previous request has started is a new request (curl does
 not pipeline).
 
@@ -81,11 +82,20 @@ async def fake_answer(writer, mode):
 def read_mode(path, request_line):
     try:
         with open(path, encoding="utf-8") as f:
-            words = f.read().split()
+            lines = f.read().splitlines()
     except OSError:
-        words = []
+        lines = []
+    for line in lines:
+        mode = parse_mode(line.split(), request_line)
+        if mode is not None:
+            return mode
+    return ("pass",)
+
+
+def parse_mode(words, request_line):
+    """The mode of one line for this request, or None (empty, unknown, or MATCH not in it)."""
     if not words:
-        return ("pass",)
+        return None
     kind, args = words[0], words[1:]
     if kind == "delay" and args:
         mode, rest = ("delay", float(args[0])), args[1:]
@@ -95,10 +105,12 @@ def read_mode(path, request_line):
         mode, rest = ("reset",), args
     elif kind in ("trickle", "headers", "endless", "errbody") and args:
         mode, rest = (kind, max(1, int(args[0]))), args[1:]
+    elif kind == "pass":
+        mode, rest = ("pass",), args
     else:
-        return ("pass",)
+        return None
     if rest and rest[0].encode() not in request_line:
-        return ("pass",)
+        return None
     return mode
 
 
