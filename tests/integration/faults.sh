@@ -208,7 +208,9 @@ rm -f "$PROG"
 read_report "$MNT/$BIG" 20 30 "$PROG" >"$WORK/bigread.out" &
 reader=$!
 for _ in $(seq 1 200); do
-    [ -s "$PROG" ] && [ "$(cat "$PROG" 2>/dev/null || echo 0)" -ge $((10 << 20)) ] && break
+    # (the reader rewrites the file: it may be caught empty)
+    p=$(cat "$PROG" 2>/dev/null || true)
+    [ -n "$p" ] && [ "$p" -ge $((10 << 20)) ] && break
     kill -0 "$reader" 2>/dev/null || break
     sleep 0.05
 done
