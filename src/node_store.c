@@ -440,6 +440,9 @@ static void cache_account(struct node_store *ns, size_t len, bool may_evict)
 
 /* Staged bytes past which the commit thread commits at once (not commit_ms later). */
 #define STAGE_MAX_BYTES (64u << 20)
+/* Free space a staged content block leaves on the store's disk, for the directory blocks and
+ * DIR/root that the commit writes with it. */
+#define STAGE_ROOM_MARGIN (4u << 20)
 
 struct staged {
     struct staged *next; /* hash chain */
@@ -2087,9 +2090,16 @@ static int stage_put_content(void *ud, const struct cid *c, const uint8_t *data,
 {
     struct node_store *ns = ud;
     pthread_mutex_lock(&ns->stage_lock);
-    bool full = ns->stage_bytes > STAGE_MAX_BYTES;
+    uint64_t staged = ns->stage_bytes;
     pthread_mutex_unlock(&ns->stage_lock);
-    return full ? blockstore_put(ns->bs, c, data, len) : stage_put(ns, c, data, len, true);
+    /* Only what the disk has room for waits in memory: a commit that cannot write it would
+     * lose it (and every close would have said it was stored). Past that, the block store says
+     * ENOSPC at once, to the close that stores it. */
+    struct statvfs vf;
+    bool room = statvfs(ns->dir, &vf) < 0 ||
+                (uint64_t)vf.f_bavail * vf.f_frsize >= staged + len + STAGE_ROOM_MARGIN;
+    return staged > STAGE_MAX_BYTES || !room ? blockstore_put(ns->bs, c, data, len)
+                                              : stage_put(ns, c, data, len, true);
 }
 
 /* Imports hash the next chunk while one writer thread stores (and fsyncs) the previous ones:
@@ -3419,6 +3429,30 @@ static void get_root(struct node_store *ns, struct cid *out)
 typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *arg,
                          struct cid *out);
 
+/* While the names cannot be committed (a full disk, a failing one), a name change would live
+ * only in memory, and an unmount or a crash would lose it with no program told. So a change
+ * first commits what is pending itself, and fails with that commit's error (ENOSPC) while it
+ * fails: creat, mkdir, close, rename and rm say so, and work again once there is room. */
+static int commit_gate(struct node_store *ns)
+{
+    pthread_mutex_lock(&ns->names_lock);
+    bool failing = ns->commit_failing;
+    pthread_mutex_unlock(&ns->names_lock);
+    if (!failing)
+        return 0;
+    pthread_mutex_lock(&ns->commit_run);
+    int rc = do_commit(ns);
+    pthread_mutex_unlock(&ns->commit_run);
+    pthread_mutex_lock(&ns->names_lock);
+    if (rc == 0 && ns->commit_failing) {
+        ns->commit_failing = false;
+        ns->commit_err = 0; /* everything is durable now */
+        log_info("%s: the names commit again", ns->dir);
+    }
+    pthread_mutex_unlock(&ns->names_lock);
+    return rc;
+}
+
 /* A change that found the root replaced under it (while it fetched a block) starts again;
  * each try that loses fetched a block, so this many means something keeps racing it. */
 #define CHANGE_MAX_TRIES 64
@@ -3429,7 +3463,10 @@ typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *ar
 static int run_change(struct node_store *ns, change_fn fn, void *arg)
 {
     struct node_store *outer = tls_changing; /* a change made from a fetch hook */
-    int rc = -EAGAIN;
+    int rc = outer ? 0 : commit_gate(ns);
+    if (rc < 0)
+        return rc;
+    rc = -EAGAIN;
     struct busy busy;
     busy_begin(ns, &busy);
     for (unsigned tries = 0; rc == -EAGAIN && tries < CHANGE_MAX_TRIES; tries++) {
@@ -4002,8 +4039,11 @@ int node_store_commit(struct node *n)
     int rc = do_commit(ns);
     pthread_mutex_unlock(&ns->commit_run);
     pthread_mutex_lock(&ns->names_lock);
+    /* This commit covers every change so far: a background failure before it lost nothing. */
+    if (rc == 0 && ns->commit_failing)
+        log_info("%s: the names commit again", ns->dir);
     if (rc == 0)
-        rc = ns->commit_err; /* a background failure, reported once */
+        ns->commit_failing = false;
     ns->commit_err = 0;
     pthread_mutex_unlock(&ns->names_lock);
     return rc;

@@ -31,13 +31,17 @@ BIG_MIB=${FAULTS_BIG_MIB:-200}
 # The tiny tmpfs for the spool-full case is ours to unmount (lazily: ipfsfs may still hold a
 # spool file there); then lib.sh's cleanup unmounts ipfsfs and stops the processes.
 TINY=
+FULL=
 STOPPED_PID=
 faults_cleanup() {
     local rc=$?
     [ -n "$STOPPED_PID" ] && kill -CONT "$STOPPED_PID" 2>/dev/null
-    if [ -n "$TINY" ] && mountpoint -q "$TINY" 2>/dev/null; then
-        umount -l "$TINY" 2>/dev/null
-    fi
+    local t
+    for t in "$TINY" "$FULL"; do
+        if [ -n "$t" ] && mountpoint -q "$t" 2>/dev/null; then
+            umount -l "$t" 2>/dev/null
+        fi
+    done
     (exit "$rc")
     lib_cleanup
 }
@@ -306,6 +310,76 @@ if mount -t tmpfs -o size=1m tmpfs "$TINY"; then
     umount "$TINY" 2>/dev/null || umount -l "$TINY"
 else
     not_ok "a 1 MiB tmpfs for the spool" "mount -t tmpfs failed"
+fi
+
+# ---- the store's disk is full (local-first) ---------------------------------------------------
+
+# Small files' blocks and the names wait in memory for the next commit (within a second). A
+# name the store cannot commit would live only there, and an unmount or a crash would lose
+# it: once a commit failed, creat, mkdir and close fail with ENOSPC. Once there is room again
+# (the filler goes), all works again, every cp that said it copied is there after a remount,
+# and reaches the node.
+FULL=$WORK/full
+mkdir -p "$FULL"
+if mount -t tmpfs -o size=16m tmpfs "$FULL"; then
+    head -c $((12 << 20)) /dev/zero >"$FULL/filler" # freed later: room comes back
+    MNT3=$WORK/mnt3
+    FULL_ARGS=(--api="$NODE_API" --timeout="$TIMEOUT" --store="$FULL/store" --mfs-root=/full)
+    if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+        ok "ipfsfs mounts with --store on a 16 MiB tmpfs, 4 MiB free"
+        mkdir "$MNT3/d"
+        copied=()
+        failed_at=
+        for i in $(seq 1 16); do
+            head -c $((1 << 20)) /dev/urandom >"$L/full$i"
+            if cp "$L/full$i" "$MNT3/d/f$i" 2>"$WORK/full.err"; then
+                copied+=("$i")
+            else
+                failed_at=$i
+                break
+            fi
+        done
+        check "store full: a cp fails (${#copied[@]} of 1 MiB fit)" test -n "$failed_at"
+        check "... with ENOSPC ($(head -c 200 "$WORK/full.err"))" \
+            grep -q "No space left on device" "$WORK/full.err"
+        check_mounted "$MNT3" "store full: the mount is still up"
+        rm -f "$FULL/filler"
+        got=""
+        for _ in 1 2 3; do
+            got=$(timeout 20 python3 -c '
+import os, sys
+with open(sys.argv[1], "w") as f:
+    f.write("room again\n")
+    f.flush()
+    os.fsync(f.fileno())
+print("OK")' "$MNT3/d/after" 2>&1 | tail -n 1)
+            [ "$got" = OK ] && break
+            sleep 1
+        done
+        check_eq "room again: a new file is written and fsync'ed" "$got" OK
+        check_eq "... and the node has it" "$(rpc_hash /full/d/after)" "$(cid_of "$MNT3/d/after")"
+        check_unmount "unmount the store-full mount" "$MNT3"
+        if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+            lost=""
+            for i in "${copied[@]}"; do
+                cmp -s "$L/full$i" "$MNT3/d/f$i" || lost="$lost f$i"
+            done
+            check_eq "after a remount, every file cp said it copied is there (${#copied[@]})" \
+                "$lost" ""
+            check_eq "... and so is the one written once there was room" \
+                "$(cat "$MNT3/d/after" 2>&1)" "room again"
+            python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$MNT3/d"
+            check_eq "... and the node has them all" "$(rpc_hash /full/d)" "$(cid_of "$MNT3/d")"
+            check_unmount "unmount the store-full mount again" "$MNT3"
+        else
+            not_ok "the store-full mount comes back"
+        fi
+    else
+        not_ok "ipfsfs mounts with --store on a 16 MiB tmpfs, 4 MiB free"
+    fi
+    umount "$FULL" 2>/dev/null || umount -l "$FULL"
+else
+    not_ok "a 16 MiB tmpfs for the store" "mount -t tmpfs failed"
 fi
 
 check_unmount "unmount" "$MNT"
