@@ -547,6 +547,10 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct inode *dir = ino_of(parent);
     struct inode *ino;
     int rc;
+    if (strlen(name) > NAME_MAX) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
     if (dir->mfs) {
         if (name_is_cid(dir, fs, name)) {
             /* A CID: never cache a miss at the root (content not found now may appear). */
@@ -1337,6 +1341,8 @@ static int check_new_name(struct fs *fs, const struct inode *dir, const char *na
 {
     if (!dir->mfs)
         return -EROFS;
+    if (strlen(name) > NAME_MAX)
+        return -ENAMETOOLONG; /* statfs says f_namemax 255, as UnixFS names go */
     if (name_is_cid(dir, fs, name) || strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0 ||
         namespace_name(fs, dir, name))
         return -EINVAL;
@@ -1849,7 +1855,7 @@ static void fill_statfs(struct fs *fs, struct statvfs *sv)
     memset(sv, 0, sizeof *sv);
     sv->f_bsize = 4096;
     sv->f_frsize = 4096;
-    sv->f_namemax = 255;
+    sv->f_namemax = NAME_MAX;
     if (!fs->node->ops->space || fs->node->ops->space(fs->node, &total, &avail) < 0)
         return;
     if (avail > total)

@@ -546,6 +546,14 @@ check_errno "mkdir MNT/<a CID> fails with EEXIST" EEXIST mkdir "$MNT/$TEST_CID"
 check_eq "no name that is a CID appeared in MFS" \
     "$(ls_names "$(names_ls /)" | tr ' ' '\n' | grep -cxF "$TEST_CID")" 0
 check_errno "rename to MNT/<a CID> is EINVAL" EINVAL rename "$MNT/a" "$MNT/$TEST_CID"
+# Names: at most 255 bytes (statfs's f_namemax), as on ext4.
+N255=$(printf 'n%.0s' $(seq 1 255))
+check_errno "mkdir of a 255-byte name works" OK mkdir "$MNT/$N255"
+check_errno "mkdir of a 256-byte name is ENAMETOOLONG" ENAMETOOLONG mkdir "$MNT/${N255}x"
+check_errno "... creat too" ENAMETOOLONG create "$MNT/${N255}x"
+check_errno "... rename to one too" ENAMETOOLONG rename "$MNT/$N255" "$MNT/${N255}x"
+check_errno "... and stat of one" ENAMETOOLONG stat "$MNT/${N255}x"
+rmdir "$MNT/$N255"
 if backend_is_store; then
     # No node to add through: copy the tree in, take its CID, drop the name (the blocks stay).
     cp -r "$X" "$MNT/dir-cid-src" && DIR_CID=$(cid_of "$MNT/dir-cid-src") &&
