@@ -256,6 +256,23 @@ int fs_stats(struct fs *fs, char *buf, size_t len)
     return (int)o;
 }
 
+/* The size of the spool a name is written through, if one is: the size shown while it is open
+ * for writing. Read without waiting for a write or a flush that holds the spool, and always
+ * the spool's own: a flush's or a write's note on the inode may land after a later write to
+ * the same spool by another handle, and a smaller size shown would make the kernel put the
+ * next O_APPEND write over the last one. */
+static bool writing_size(struct fs *fs, const struct inode *ino, uint64_t *size)
+{
+    pthread_mutex_lock(&fs->wlock);
+    struct whandle *wh = ino->writers;
+    while (wh && wh->nopen == 0)
+        wh = wh->wnext;
+    if (wh)
+        *size = atomic_load(&wh->size_now);
+    pthread_mutex_unlock(&fs->wlock);
+    return wh != NULL;
+}
+
 /* Modes shown never carry setuid, setgid or sticky: anyone can store any UnixFS mode, and a
  * mount with -o suid must not turn a hostile file into a setuid program (permission bits
  * only, for names as for content under a CID). */
@@ -264,6 +281,9 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
     if (ino->mfs) {
         struct mfs_attr a;
         inode_mfs_get(fs->inodes, ino, &a);
+        uint64_t w;
+        if (ino->kind == NODE_FILE && writing_size(fs, ino, &w))
+            a.size = w;
         memset(st, 0, sizeof *st);
         st->st_ino = ino == inode_root(fs->inodes) ? FUSE_ROOT_ID : ino->key;
         st->st_uid = fs->uid;
@@ -458,14 +478,18 @@ static int writers_of(struct fs *fs, const struct inode *ino)
 }
 
 /* Take what the node says a name holds now, unless our own open writers know better (their
- * size runs ahead of the node's). A symlink's target follows: another client may re-point
- * it. */
+ * size runs ahead of the node's), or (with expect: what the inode held before the node was
+ * asked) a close linked newer content here meanwhile. A symlink's target follows: another
+ * client may re-point it. */
 static int update_name(struct fs *fs, struct inode *ino, const struct mfs_attr *a,
-                       const char *target)
+                       const char *target, const struct mfs_attr *expect)
 {
     if (writers_of(fs, ino) > 0)
         return 0;
-    inode_mfs_set(fs->inodes, ino, a);
+    if (!expect)
+        inode_mfs_set(fs->inodes, ino, a);
+    else if (!inode_mfs_set_if(fs->inodes, ino, expect, a))
+        return 0;
     if (ino->kind == NODE_SYMLINK && target)
         return inode_mfs_set_target(fs->inodes, ino, target);
     return 0;
@@ -521,7 +545,7 @@ static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, boo
         ino = NULL;
     }
     if (ino) {
-        rc = update_name(fs, ino, &a, st.target);
+        rc = update_name(fs, ino, &a, st.target, NULL);
         if (rc < 0)
             inode_forget(fs->inodes, ino, 1);
     } else {
@@ -660,13 +684,14 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     a.mode = st.mode;
     a.mtime = st.mtime;
     a.has_mtime = st.has_mtime;
-    inode_mfs_get(fs->inodes, ino, &old);
+    /* old is what the inode held before the node was asked: a close that linked meanwhile
+     * knows better than this answer (update_name keeps its content). */
     if (a.kind != ino->kind)
         rc = -ENOENT; /* replaced by another kind: the kernel must look the name up again */
     else if (fs->cfg.names_follow_content && !cid_equal(&old.cid, &a.cid))
         rc = 0; /* this inode keeps its content; the next lookup makes a new one */
     else
-        rc = update_name(fs, ino, &a, st.target);
+        rc = update_name(fs, ino, &a, st.target, &old);
     node_stat_clear(&st);
     return rc;
 }
@@ -937,22 +962,32 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *
     fuse_reply_err(req, 0);
 }
 
-static void fhandle_free(struct fs *fs, struct fhandle *fh)
+/* A write handle is done with its spool (join_writer's undo): the spool leaves its name's
+ * writers with the last handle writing through it. */
+static void leave_writer(struct fs *fs, struct fhandle *fh)
 {
-    handle_untrack(fs, &fs->files, &fh->link);
-    if (fh->holding)
-        node_release(fs->node, &fh->held);
-    if (fh->wh) {
-        pthread_mutex_lock(&fs->wlock);
-        fh->ino->nwriters--;
+    if (!fh->wh)
+        return;
+    pthread_mutex_lock(&fs->wlock);
+    fh->ino->nwriters--;
+    if (--fh->wh->nopen == 0) {
         struct whandle **pp = &fh->ino->writers;
         while (*pp && *pp != fh->wh)
             pp = &(*pp)->wnext;
         if (*pp)
             *pp = fh->wh->wnext;
-        pthread_mutex_unlock(&fs->wlock);
-        writer_close(fh->wh);
     }
+    pthread_mutex_unlock(&fs->wlock);
+    writer_close(fh->wh);
+    fh->wh = NULL;
+}
+
+static void fhandle_free(struct fs *fs, struct fhandle *fh)
+{
+    handle_untrack(fs, &fs->files, &fh->link);
+    if (fh->holding)
+        node_release(fs->node, &fh->held);
+    leave_writer(fs, fh);
     reader_close(fh->rh);
     if (fh->follows)
         pthread_rwlock_destroy(&fh->swap);
@@ -963,9 +998,50 @@ static void add_writer(struct fs *fs, struct inode *ino, struct whandle *wh)
 {
     pthread_mutex_lock(&fs->wlock);
     ino->nwriters++;
-    wh->wnext = ino->writers;
-    ino->writers = wh;
+    if (wh->nopen++ == 0) {
+        wh->wnext = ino->writers;
+        ino->writers = wh;
+    }
     pthread_mutex_unlock(&fs->wlock);
+}
+
+/* A write handle's spool, entered as one of ino's writers (*out; *shared: another handle's).
+ * Every handle that writes one file writes one spool, as every fd of a file on disk writes
+ * its one inode: two programs appending to a log both get their lines, and each close stores
+ * all that was written. One that a failed write or flush poisoned is not shared. Else a new
+ * spool starts from the name's content (*base, *size: its CID and size; none with trunc).
+ * Under wlock throughout: a handle that finds no writer reads the content the last one
+ * linked (its flush set the inode before its release left the list), and two opens at once
+ * share one spool. */
+static int join_writer(struct fs *fs, struct inode *ino, bool trunc, struct whandle **out,
+                       bool *shared, struct cid *base, uint64_t *size)
+{
+    int rc = 0;
+    pthread_mutex_lock(&fs->wlock);
+    struct whandle *wh = ino->writers;
+    while (wh && (wh->nopen == 0 || writer_failed_now(wh)))
+        wh = wh->wnext;
+    *shared = wh != NULL;
+    if (wh) {
+        writer_hold(wh);
+    } else {
+        struct mfs_attr a;
+        inode_mfs_get(fs->inodes, ino, &a);
+        *base = a.cid;
+        *size = a.cid_size;
+        rc = writer_open(fs->node, &fs->cfg.writer, trunc ? NULL : base, trunc ? 0 : *size,
+                         &wh);
+    }
+    if (rc == 0) {
+        ino->nwriters++;
+        if (wh->nopen++ == 0) {
+            wh->wnext = ino->writers;
+            ino->writers = wh;
+        }
+        *out = wh;
+    }
+    pthread_mutex_unlock(&fs->wlock);
+    return rc;
 }
 
 /* The newest spool of a name open for writing, held (writer_close it), or NULL. */
@@ -1041,17 +1117,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
         shown = a.size;
     }
     if (rc == 0 && writing) {
-        /* Read-write and append start from the current content; O_TRUNC from nothing. */
-        bool trunc = fi->flags & O_TRUNC;
-        rc = writer_open(fs->node, &fs->cfg.writer, trunc ? NULL : &c, trunc ? 0 : size,
-                         &fh->wh);
-        if (rc == 0) {
-            if (trunc && (size > 0 || shown > 0)) {
-                writer_touch(fh->wh); /* the truncation itself must be stored */
-                set_size(fs, ino, 0);
-            }
-            add_writer(fs, ino, fh->wh);
+        /* Read-write and append start from the current content (or the spool another
+         * handle writes it through); O_TRUNC from nothing. */
+        bool trunc = fi->flags & O_TRUNC, shared;
+        rc = join_writer(fs, ino, trunc, &fh->wh, &shared, &c, &size);
+        if (rc == 0 && trunc && shared)
+            rc = writer_truncate(fh->wh, 0);
+        if (rc == 0 && trunc && (size > 0 || shown > 0)) {
+            writer_touch(fh->wh); /* the truncation itself must be stored */
+            set_size(fs, ino, 0);
         }
+        if (rc < 0)
+            leave_writer(fs, fh); /* a failed truncation: the others keep the spool */
     } else if (rc == 0) {
         /* While the name is open for writing, reads come from the writer's spool (fs_read);
          * this reader serves them once no writer is left. */
@@ -1200,16 +1277,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size
         fuse_reply_err(req, (int)-n);
         return;
     }
-    struct mfs_attr a;
-    inode_mfs_get(fs->inodes, ino_of(id), &a);
-    if (a.size != writer_size(fh->wh) || a.has_mtime) {
-        a.size = writer_size(fh->wh);
-        if (a.has_mtime)
-            a.mtime = time(NULL); /* a stored time follows the content, as on any fs */
-        inode_mfs_set(fs->inodes, ino_of(id), &a);
-    } else {
-        inode_mfs_touch(fs->inodes, ino_of(id)); /* bytes rewritten in place */
-    }
+    /* Only the size and the times: a flush may be giving the inode a new CID meanwhile. */
+    inode_mfs_written(fs->inodes, ino_of(id), writer_size(fh->wh));
     fuse_reply_write(req, (size_t)n);
 }
 
@@ -1236,12 +1305,13 @@ static void relinked_cid(struct fs *fs, const char *path, struct mfs_attr *a, bo
     a->cid_size = a->size;
 }
 
-/* The same, and update the inode. */
+/* The same, and update the inode, unless a later link of the name (seq: writer_flush's) got
+ * there first. */
 static void relinked(struct fs *fs, struct inode *ino, const char *path, struct mfs_attr *a,
-                     bool reread)
+                     bool reread, uint64_t seq)
 {
     relinked_cid(fs, path, a, reread);
-    inode_mfs_set(fs->inodes, ino, a);
+    inode_mfs_set_linked(fs->inodes, ino, a, seq);
 }
 
 /* Store a write handle's changes: add, link, restore metadata, update the inode. */
@@ -1261,7 +1331,8 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     bool changed;
     inode_mfs_get(fs->inodes, fh->ino, &a);
     struct writer_meta m = meta_of(&a);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &m, &a.cid, &size, &changed);
+    uint64_t seq = 0;
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &m, &a.cid, &size, &changed, &seq);
     if (rc == 0 && changed) {
         /* A chmod or utime that came while this one linked (do_setattr left it to us, or
          * set it on the old content): set it on the new. */
@@ -1287,7 +1358,7 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
                      strerror(mrc < 0 ? -mrc : -trc));
         }
         a.size = size;
-        relinked(fs, fh->ino, path, &a, fixed); /* fixed: read what the name holds now */
+        relinked(fs, fh->ino, path, &a, fixed, seq); /* fixed: read what the name holds now */
     }
     return rc;
 }
@@ -1380,7 +1451,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     /* The mode goes on before the name appears (see writer_link). */
     a.mode = (mode & 07777) != 0644 ? mode & 07777 : 0;
     struct writer_meta m = meta_of(&a);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed, NULL);
     if (rc < 0)
         goto fail;
     relinked_cid(fs, path, &a, false);
@@ -1596,12 +1667,13 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     uint64_t newsize;
     bool changed;
     struct writer_meta m = meta_of(&a);
+    uint64_t seq = 0;
     rc = writer_truncate(wh, size);
     if (rc == 0)
-        rc = writer_flush(wh, &fs->cfg.writer, path, true, &m, &a.cid, &newsize, &changed);
+        rc = writer_flush(wh, &fs->cfg.writer, path, true, &m, &a.cid, &newsize, &changed, &seq);
     if (rc == 0) {
         a.size = newsize;
-        relinked(fs, ino, path, &a, false);
+        relinked(fs, ino, path, &a, false, seq);
     }
     writer_close(wh);
     return rc;

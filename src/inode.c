@@ -370,6 +370,16 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino)
     pthread_mutex_unlock(&t->lock);
 }
 
+void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->size = size;
+    ino->changed_ns = now_ns();
+    if (ino->has_mtime)
+        ino->mtime = (int64_t)time(NULL); /* a stored time follows the content, as on any fs */
+    pthread_mutex_unlock(&t->lock);
+}
+
 void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns)
 {
     pthread_mutex_lock(&t->lock);
@@ -403,6 +413,43 @@ void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_at
     ino->mode = a->mode;
     ino->mtime = a->mtime;
     ino->has_mtime = a->has_mtime;
+    pthread_mutex_unlock(&t->lock);
+}
+
+bool inode_mfs_set_if(struct inode_table *t, struct inode *ino, const struct mfs_attr *expect,
+                      const struct mfs_attr *a)
+{
+    pthread_mutex_lock(&t->lock);
+    bool set = cid_equal(&ino->cid, &expect->cid) && ino->size == expect->size &&
+               ino->mode == expect->mode && ino->has_mtime == expect->has_mtime &&
+               (!ino->has_mtime || ino->mtime == expect->mtime);
+    if (set) {
+        note_change_locked(ino, &a->cid, a->size);
+        ino->cid = a->cid;
+        ino->size = a->size;
+        ino->cid_size = a->cid_size;
+        ino->mode = a->mode;
+        ino->mtime = a->mtime;
+        ino->has_mtime = a->has_mtime;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return set;
+}
+
+void inode_mfs_set_linked(struct inode_table *t, struct inode *ino, const struct mfs_attr *a,
+                          uint64_t seq)
+{
+    pthread_mutex_lock(&t->lock);
+    if (seq > ino->linked_seq) {
+        ino->linked_seq = seq;
+        note_change_locked(ino, &a->cid, a->size);
+        ino->cid = a->cid;
+        ino->size = a->size;
+        ino->cid_size = a->cid_size;
+        ino->mode = a->mode;
+        ino->mtime = a->mtime;
+        ino->has_mtime = a->has_mtime;
+    }
     pthread_mutex_unlock(&t->lock);
 }
 

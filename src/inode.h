@@ -28,6 +28,7 @@ struct inode {
     /* Names: when this mount last saw their content change (CLOCK_REALTIME ns; 0: not since
      * the mount began), shown as the time of names that store none (inode_mfs_changed_ns). */
     int64_t changed_ns;
+    uint64_t linked_seq; /* names: the latest link by this mount noted (inode_mfs_set_linked) */
     char *target; /* symlink target; a name's may change (read it with inode_target_dup) */
     /* Names in the mutable root (MFS): their place, kept up to date by renames. */
     bool mfs;
@@ -100,8 +101,19 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
 void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_attr *a);
 /* Sets the attributes; a new CID or size counts as a change of content (changed_ns: now). */
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a);
+/* inode_mfs_set after this mount linked new content (seq: writer_flush's), unless a later
+ * link (a higher seq) was noted already: two flushes of one spool may report out of order. */
+void inode_mfs_set_linked(struct inode_table *t, struct inode *ino, const struct mfs_attr *a,
+                          uint64_t seq);
+/* inode_mfs_set, only while the inode's CID, shown size, mode and time are still expect's
+ * (nothing changed them since expect was read). Whether it was set. */
+bool inode_mfs_set_if(struct inode_table *t, struct inode *ino, const struct mfs_attr *expect,
+                      const struct mfs_attr *a);
 /* A name made by this mount: its content changed now. */
 void inode_mfs_touch(struct inode_table *t, struct inode *ino);
+/* An open writer wrote: the size shown is size now, the content changed now (and a stored
+ * time moves with it); the CID and the rest stay. */
+void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size);
 /* Set back the time the content was last seen to change (a chmod gave the name a new CID,
  * and the bytes are the same). */
 void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns);

@@ -158,6 +158,7 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
         h->base_size = size;
     }
     h->size = h->filled ? 0 : size;
+    atomic_init(&h->size_now, h->size);
     *out = h;
     return 0;
 }
@@ -357,8 +358,10 @@ ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t of
         }
         if (n > 0) {
             h->dirty = true;
-            if (off + (uint64_t)n > h->size)
+            if (off + (uint64_t)n > h->size) {
                 h->size = off + (uint64_t)n;
+                atomic_store(&h->size_now, h->size);
+            }
             stream_note_locked(h, off, off + (uint64_t)n);
         }
     }
@@ -391,6 +394,7 @@ int writer_truncate(struct whandle *h, uint64_t size)
         rc = ftruncate(h->fd, (off_t)size) < 0 ? poison(h, -errno) : 0;
     if (rc == 0) {
         h->size = size;
+        atomic_store(&h->size_now, size);
         h->dirty = true;
         if (size < h->sclaim) {
             h->sbroken = true;
@@ -432,6 +436,15 @@ bool writer_dirty_now(struct whandle *h)
     bool d = h->dirty && h->err == 0;
     pthread_mutex_unlock(&h->lock);
     return d;
+}
+
+bool writer_failed_now(struct whandle *h)
+{
+    if (pthread_mutex_trylock(&h->lock) != 0)
+        return false;
+    bool failed = h->err != 0;
+    pthread_mutex_unlock(&h->lock);
+    return failed;
 }
 
 bool writer_clean_now(struct whandle *h)
@@ -485,9 +498,13 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
     return rc;
 }
 
+/* Numbers the links every spool makes (writer_flush's seq): one counter for all, so that the
+ * links of one name, made under its spool's lock, are numbered in their order. */
+static atomic_uint_fast64_t links_made;
+
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
                  bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
-                 bool *changed)
+                 bool *changed, uint64_t *seq)
 {
     (void)cfg;
     *changed = false;
@@ -531,6 +548,8 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         h->dirty = false;
         *size = h->size;
         *changed = true;
+        if (seq)
+            *seq = atomic_fetch_add(&links_made, 1) + 1;
     } else {
         char safe[256];
         poison(h, rc);

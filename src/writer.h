@@ -31,11 +31,13 @@ struct writer_config {
 struct whandle {
     atomic_int refs;       /* writer_open's + writer_hold's; writer_close drops one */
     struct whandle *wnext; /* in its name's list of open writers (fs.c, under its wlock) */
+    unsigned nopen;        /* fs.c's file handles writing through it (under the same wlock) */
     /* lock protects everything below; held across the fill and the add of this handle. */
     pthread_mutex_t lock;
     int fd;                /* the spool, or -1 until the first byte needs one */
     const char *spool_dir; /* where it goes (the mount's configuration: outlives h) */
     uint64_t size;
+    _Atomic uint64_t size_now; /* size, readable without the lock (what fs.c shows) */
     bool dirty;
     int err;        /* sticky -errno of a failed write/fill/flush, or 0 */
     bool filled;    /* spool holds the base content */
@@ -75,6 +77,9 @@ bool writer_dirty(struct whandle *h);
 /* The same, without waiting: false also while another call holds h (a write, a flush that
  * stores and links it: the caller then cannot count on what h will link). */
 bool writer_dirty_now(struct whandle *h);
+/* Whether a failed write or flush poisoned h, as far as is known without waiting (false while
+ * another call holds h). */
+bool writer_failed_now(struct whandle *h);
 /* Whether h is known, without waiting, to hold nothing its next flush stores: false while
  * another call holds h (a write, or a flush storing and linking it). */
 bool writer_clean_now(struct whandle *h);
@@ -88,10 +93,13 @@ struct writer_meta {
 
 /* If dirty: add the spool and link it at path (replacing what is there when exists), with
  * meta (NULL: none) applied first. Fills *cid (the added content's: stat path for the CID
- * that holds the metadata) and *size, and sets *changed. Returns 0 or -errno (sticky). */
+ * that holds the metadata) and *size, and sets *changed; with seq, *seq gets the link's
+ * number: the links of one spool (one name) are numbered in the order they were made, so that
+ * the caller can tell the latest (a later flush by another handle of the spool may report
+ * first). Returns 0 or -errno (sticky). */
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
                  bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
-                 bool *changed);
+                 bool *changed, uint64_t *seq);
 
 /* Link content c at path. With exists, replace the name without a moment where it is missing
  * when the node allows it (link beside it under a temporary name, then move over it). With

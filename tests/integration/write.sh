@@ -478,6 +478,48 @@ w.truncate(3)
 w.close()
 print(os.path.exists(p))' "$MNT/replaced" 2>&1)" False
 rm -f "$MNT/replaced"
+# Every handle that writes one file writes the one file (as on a local disk): two programs
+# appending to a log both get their lines, and what one wrote at its offset stays when the
+# other closes first.
+check_eq "two handles appending to one file, one closed first: every line is there" \
+    "$(python3 -c '
+import os, sys
+p = sys.argv[1]
+open(p, "w").close()
+a = os.open(p, os.O_WRONLY | os.O_APPEND)
+b = os.open(p, os.O_WRONLY | os.O_APPEND)
+for i in range(100):
+    os.write(a, b"a%d\n" % i)
+    os.write(b, b"b%d\n" % i)
+os.close(b)
+os.write(a, b"last\n")
+os.close(a)
+lines = open(p).read().split()
+print(len(lines), lines[:2], lines[-1])' "$MNT/shared" 2>&1)" "201 ['a0', 'b0'] last"
+check_eq "two handles writing at their own offsets, the second closed first: both stay" \
+    "$(python3 -c '
+import os, sys
+p = sys.argv[1]
+open(p, "w").close()
+a = os.open(p, os.O_WRONLY)
+b = os.open(p, os.O_WRONLY)
+os.pwrite(a, b"A" * 4096, 0)
+os.pwrite(b, b"B" * 4096, 1 << 20)
+os.close(b)
+os.close(a)
+d = open(p, "rb").read()
+print(len(d), d[:4096] == b"A" * 4096, d[1 << 20:] == b"B" * 4096)' "$MNT/shared" 2>&1)" \
+    "1052672 True True"
+: >"$MNT/shared"
+app_pids=()
+for w in A B; do
+    (for i in $(seq 1 200); do echo "$w$i" >>"$MNT/shared"; done) &
+    app_pids+=($!)
+done
+wait "${app_pids[@]}"
+check_eq "two shell loops appending 200 lines each at once: 400 lines" \
+    "$(wc -l <"$MNT/shared")" 400
+rm -f "$MNT/shared"
 # A name that stores no time shows when its content changed here: make sees an input newer than
 # its output (the same second is enough: nanoseconds), and the CID stays the bytes' own.
 mkdir -p "$MNT/mk"
