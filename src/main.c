@@ -163,6 +163,44 @@ static int cluster_url(const struct options *o, const struct api_endpoint *ep,
 /* The store of a local-first mount, one per node and MFS directory:
  * $XDG_DATA_HOME/ipfsfs/<host_port>[--<mfs root>-<hash>], else ~/.local/share/ipfsfs/..., else (for
  * root) /var/lib/ipfsfs/... */
+/* --write-through: the names live under root in the node's MFS; make it (and what is missing
+ * above it) when it is not there, as a local-first mount's first push does. */
+static int ensure_mfs_root(struct node *n, const char *root, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(root);
+    if (len >= sizeof path) {
+        snprintf(err, errlen, "%s", strerror(ENAMETOOLONG));
+        return -ENAMETOOLONG;
+    }
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && root[i] != '/')
+            continue;
+        memcpy(path, root, i);
+        path[i] = '\0';
+        if (i > 1 && path[i - 1] == '/')
+            continue; /* "a//b", or a trailing slash */
+        struct node_stat st;
+        struct cid c;
+        int rc = n->ops->mfs_stat(n, path, &st, &c);
+        if (rc == 0) {
+            enum node_kind kind = st.kind;
+            node_stat_clear(&st);
+            if (kind == NODE_DIR)
+                continue;
+            snprintf(err, errlen, "%.300s is not a directory on the node", path);
+            return -ENOTDIR;
+        }
+        if (rc == -ENOENT)
+            rc = n->ops->mfs_mkdir(n, path);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot make %.300s on the node: %s", path, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int default_store_dir(const char *url, const char *mfs_root, char *out, size_t len)
 {
     char base[PATH_MAX], id[256];
@@ -620,6 +658,11 @@ int main(int argc, char *argv[])
                         strerror(rc < 0 ? -rc : ENOMEM));
                 goto out_curl;
             }
+        }
+        if (o.write_through && !o.ipns && ensure_mfs_root(node, o.mfs_root, err, sizeof err) < 0) {
+            fprintf(stderr, "ipfsfs: --mfs-root=%s: %s\n", o.mfs_root, err);
+            node_destroy(node);
+            goto out_curl;
         }
         if (local_first) {
             struct node_store_config scfg = {

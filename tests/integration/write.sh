@@ -657,6 +657,21 @@ else
     not_ok "mount with --cid-version=1 --raw-leaves"
 fi
 
+# ---- --write-through under an --mfs-root the node does not have yet ---------------------------
+
+if ! backend_is_store && [ "${IPFSFS_BACKEND:-}" != local ]; then
+    if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}" --mfs-root=/wt-new/deeper; then
+        ok "--write-through with an --mfs-root the node lacks: it mounts"
+        check "... a file goes in" cp "$L/f" "$MNT/f"
+        check_eq "... and the node has it there, the directories above made" \
+            "$(rpc files/stat "arg=/wt-new/deeper/f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Hash"])' 2>&1)" \
+            "$TEST_CID"
+        check_unmount "unmount" "$MNT"
+    else
+        not_ok "--write-through with an --mfs-root the node lacks: it mounts"
+    fi
+fi
+
 # ---- permissions ------------------------------------------------------------------------------
 
 # A mount only root can enter leaves the permission checks out: the kernel's could deny root
