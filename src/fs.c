@@ -1978,6 +1978,13 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
 {
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(i);
+    if (ino->mfs && (strcmp(n, XATTR_CID) == 0 || strcmp(n, XATTR_CID_KUBO) == 0 ||
+                     strcmp(n, XATTR_STATS) == 0 || strcmp(n, XATTR_SYNC) == 0)) {
+        /* Computed, not stored: nothing to remove. rsync -X removes what the source lacks,
+         * and would end with status 23 for every file otherwise. */
+        fuse_reply_err(req, 0);
+        return;
+    }
     if (ino->mfs && fs->node->ops->name_setxattr && !foreign_xattr(n)) {
         char path[PATH_MAX];
         int rc = mfs_path(fs, ino, path, sizeof path);

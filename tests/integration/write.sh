@@ -311,6 +311,13 @@ if have rsync; then
         rsync "$L/rsync-src-top" "$MNT/rdir/top.txt"
     check_same "rsync: the replaced file" "$MNT/rdir/top.txt" "$L/changed"
     cp "$L/changed" "$L/rtree-top"
+    # -X removes the attributes the source lacks: user.ipfs.cid and the like are computed,
+    # so removing them is a no-op (rsync ended with status 23 otherwise).
+    mkdir -p "$MNT/rxdir"
+    check "rsync -aX local tree -> MNT/rxdir (exit 0)" rsync -aX "$T/" "$MNT/rxdir/"
+    check "rsync -aX again: nothing to do (exit 0)" rsync -aX "$T/" "$MNT/rxdir/"
+    check "... user.ipfs.cid is still there" getfattr -n user.ipfs.cid "$MNT/rxdir"
+    rm -rf "$MNT/rxdir"
 else
     skip "rsync -r local tree -> MNT/rdir" "rsync not installed (apt-get install rsync)"
 fi
