@@ -133,9 +133,13 @@ static fuse_ino_t id_of(struct fs *fs, struct inode *ino)
     return ino == inode_root(fs->inodes) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)ino;
 }
 
+/* A name's path in MFS: -ENOENT for one removed or replaced while the kernel still holds it,
+ * except in the IPNS namespace, where a republished name's old inodes (a shell's cwd inside
+ * it) read what the name holds now. */
 static int mfs_path(struct fs *fs, const struct inode *ino, char *buf, size_t len)
 {
-    return inode_mfs_path(fs->inodes, ino, fs->cfg.mfs_root, buf, len);
+    return inode_mfs_path(fs->inodes, ino, fs->cfg.mfs_root, fs->cfg.names_follow_content, buf,
+                          len);
 }
 
 static int mfs_child_path(struct fs *fs, const struct inode *dir, const char *name, char *buf,
@@ -969,7 +973,7 @@ static void leave_writer(struct fs *fs, struct fhandle *fh)
     if (!fh->wh)
         return;
     pthread_mutex_lock(&fs->wlock);
-    fh->ino->nwriters--;
+    bool last = --fh->ino->nwriters == 0;
     if (--fh->wh->nopen == 0) {
         struct whandle **pp = &fh->ino->writers;
         while (*pp && *pp != fh->wh)
@@ -977,6 +981,10 @@ static void leave_writer(struct fs *fs, struct fhandle *fh)
         if (*pp)
             *pp = fh->wh->wnext;
     }
+    /* The last writer gone: the size shown is the content's the name holds (a write's note
+     * on the inode may have come after the last close linked more). */
+    if (last)
+        inode_mfs_settle(fs->inodes, fh->ino);
     pthread_mutex_unlock(&fs->wlock);
     writer_close(fh->wh);
     fh->wh = NULL;
@@ -1069,14 +1077,10 @@ static bool has_dirty_writer(struct fs *fs, struct inode *ino)
     return dirty;
 }
 
+/* Only the size (and times): a close may be giving the inode a new CID meanwhile. */
 static void set_size(struct fs *fs, struct inode *ino, uint64_t size)
 {
-    struct mfs_attr a;
-    inode_mfs_get(fs->inodes, ino, &a);
-    if (a.size != size) {
-        a.size = size;
-        inode_mfs_set(fs->inodes, ino, &a);
-    }
+    inode_mfs_written(fs->inodes, ino, size);
 }
 
 static int mfs_refresh(struct fs *fs, struct inode *ino);
@@ -1712,10 +1716,15 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         changed = true;
         if (ino->kind != NODE_FILE)
             return -EISDIR;
-        if (fh && fh->wh) {
-            rc = writer_truncate(fh->wh, (uint64_t)attr->st_size);
+        /* A name open for writing is truncated in the one spool its writers write (also
+         * truncate(2) by path): their next close stores it. */
+        struct whandle *wh = fh ? fh->wh : NULL;
+        struct whandle *other = wh ? NULL : newest_writer(fs, ino);
+        if (wh || other) {
+            rc = writer_truncate(wh ? wh : other, (uint64_t)attr->st_size);
             if (rc == 0)
                 set_size(fs, ino, (uint64_t)attr->st_size);
+            writer_close(other);
         } else {
             rc = truncate_name(fs, ino, path, (uint64_t)attr->st_size);
         }

@@ -380,6 +380,13 @@ void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size)
     pthread_mutex_unlock(&t->lock);
 }
 
+void inode_mfs_settle(struct inode_table *t, struct inode *ino)
+{
+    pthread_mutex_lock(&t->lock);
+    ino->size = ino->cid_size;
+    pthread_mutex_unlock(&t->lock);
+}
+
 void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns)
 {
     pthread_mutex_lock(&t->lock);
@@ -521,13 +528,13 @@ uint64_t inode_parent_ino(struct inode_table *t, const struct inode *ino)
 }
 
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
-                   char *buf, size_t len)
+                   bool detached_ok, char *buf, size_t len)
 {
     const struct inode *chain[256];
     size_t depth = 0;
     pthread_mutex_lock(&t->lock);
     for (const struct inode *i = ino; i && i->parent; i = i->parent) {
-        if (i->mfs && i->lkey == 0) {
+        if (i->mfs && i->lkey == 0 && !detached_ok) {
             /* Detached: its name was removed or replaced. The path it had leads to another
              * name now (or none), never to this inode. */
             pthread_mutex_unlock(&t->lock);

@@ -114,6 +114,8 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino);
 /* An open writer wrote: the size shown is size now, the content changed now (and a stored
  * time moves with it); the CID and the rest stay. */
 void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size);
+/* No writer is left: the size shown is the size of the content under the CID. */
+void inode_mfs_settle(struct inode_table *t, struct inode *ino);
 /* Set back the time the content was last seen to change (a chmod gave the name a new CID,
  * and the bytes are the same). */
 void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns);
@@ -136,9 +138,10 @@ uint64_t inode_parent_ino(struct inode_table *t, const struct inode *ino);
 uint64_t inode_mfs_ino(struct inode_table *t, const struct inode *parent, const char *name);
 /* Absolute MFS path of ino under root_path into buf. Returns 0, -ENAMETOOLONG, or -ENOENT
  * when ino (or a directory above it) is detached: its name was removed or replaced, and the
- * path it had names something else now. */
+ * path it had names something else now. With detached_ok, the path it had all the same (the
+ * IPNS namespace: a republished name's old inodes read what the name holds now). */
 int inode_mfs_path(struct inode_table *t, const struct inode *ino, const char *root_path,
-                   char *buf, size_t len);
+                   bool detached_ok, char *buf, size_t len);
 /* Move ino to (parent, name) after a rename. */
 int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *parent,
                    const char *name);

@@ -97,9 +97,11 @@
 /* Locks, in the order they are taken (never the other way round):
  *   gc_run       serializes collections (gc_collect); taken before commit_run, never by a
  *                thread holding another of these locks.
+ *   commit_run   serializes commits: writing the blocks out and DIR/root (do_commit, which
+ *                takes change_lock briefly for its snapshot). No thread that holds change_lock
+ *                takes it: a change commits (commit_gate) before it takes change_lock.
  *   change_lock  serializes name changes: held while a change computes a new root from the
  *                current one (and let go while a block is fetched for it, see run_change).
- *   commit_run   serializes commits: writing the blocks out and DIR/root (do_commit).
  *   names_lock   guards the fields below it up to stop, and goes with commit_cond. Held only to
  *                copy or set them: never across I/O or a fetch.
  *   stage_lock   guards the staged blocks' table, stage_bytes and epoch (not the entries' bytes:

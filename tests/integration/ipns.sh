@@ -84,8 +84,19 @@ check_errno "a change is refused: EROFS (mkdir)" EROFS mkdir "$MNT/$K1/newdir"
 check_errno "an unknown name (a key never published) is ENOENT" ENOENT stat "$MNT/$UNPUBLISHED"
 check_errno "a name that is no key and no domain is ENOENT" ENOENT stat "$MNT/no-such-name.invalid"
 
-# A file opened before the name moves keeps reading what it opened.
+# A file opened before the name moves keeps reading what it opened; a program whose working
+# directory is inside the name works on in it (with what the name holds now).
 exec 7<"$MNT/$K1/hello.txt"
+python3 -c '
+import os, sys, time
+os.chdir(sys.argv[1])
+for _ in range(300):
+    if os.path.exists(sys.argv[2]):
+        break
+    time.sleep(0.1)
+print(sorted(os.listdir(".")), open("deep.txt").read().strip())' "$MNT/$K1/sub" "$WORK/republished" \
+    >"$WORK/cwd.out" 2>&1 &
+cwd_pid=$!
 # Kept for the gateway part: k1's record at sequence 0, and a record that expires in 2 s.
 curl -s -m 10 -o "$WORK/k1-seq0.rec" "$NODE_GATEWAY/ipns/$K1?format=ipns-record"
 K4=$(kubo key gen --type=ed25519 --ipns-base=base36 k4 2>/dev/null)
@@ -110,6 +121,10 @@ fi
 check "... and diff -r matches the new tree" diff -r "$B" "$MNT/$K1"
 check_eq "a file opened before keeps reading the content it opened" "$(cat <&7)" "version A"
 exec 7<&-
+touch "$WORK/republished"
+wait "$cwd_pid" || true
+check_eq "a program working inside the name before the republish works on in it" \
+    "$(cat "$WORK/cwd.out")" "['deep.txt'] deep B"
 check_eq "user.ipfs.cid follows the name" \
     "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/$K1" 2>&1)" "$CB"
 

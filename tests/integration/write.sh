@@ -526,6 +526,17 @@ done
 wait "${app_pids[@]}"
 check_eq "two shell loops appending 200 lines each at once: 400 lines" \
     "$(wc -l <"$MNT/shared")" 400
+check_eq "truncate(2) by path while a handle writes: its close keeps the truncation" \
+    "$(python3 -c '
+import os, sys
+p = sys.argv[1]
+with open(p, "w") as w:
+    w.write("0123456789")
+    w.flush()
+    os.truncate(p, 4)
+    print(os.stat(p).st_size, open(p).read(), end=" ")
+    w.write("ab")
+print(repr(open(p).read()))' "$MNT/shared" 2>&1)" "4 0123 '0123\\x00\\x00\\x00\\x00\\x00\\x00ab'"
 rm -f "$MNT/shared"
 # A name that stores no time shows when its content changed here: make sees an input newer than
 # its output (the same second is enough: nanoseconds), and the CID stays the bytes' own.

@@ -389,24 +389,27 @@ static void test_mfs_ino(void)
     struct inode *z = inode_mfs_insert_ref(t, root, "c", &a, NULL);
     uint64_t kz = z->key;
     char path[64];
-    CHECK_EQ_INT(inode_mfs_path(t, z, "/m", path, sizeof path), 0);
+    CHECK_EQ_INT(inode_mfs_path(t, z, "/m", false, path, sizeof path), 0);
     CHECK_EQ_STR(path, "/m/c");
     inode_mfs_detach(t, root, "c"); /* unlinked, still open */
     struct inode *z2 = inode_mfs_insert_ref(t, root, "c", &a, NULL);
     CHECK(z2 != NULL && z2 != z && z2->key != kz);
     /* The detached one has no path: "/m/c" is the new name's, never its (a flush or a
      * refresh would reach another file). */
-    CHECK_EQ_INT(inode_mfs_path(t, z, "/m", path, sizeof path), -ENOENT);
-    CHECK_EQ_INT(inode_mfs_path(t, z2, "/m", path, sizeof path), 0);
+    CHECK_EQ_INT(inode_mfs_path(t, z, "/m", false, path, sizeof path), -ENOENT);
+    CHECK_EQ_INT(inode_mfs_path(t, z2, "/m", false, path, sizeof path), 0);
     /* Nor has what lies under a detached directory. */
     struct mfs_attr d = {.kind = NODE_DIR};
     struct inode *dir = inode_mfs_insert_ref(t, root, "d", &d, NULL);
     struct inode *in = inode_mfs_insert_ref(t, dir, "f", &a, NULL);
     CHECK(dir != NULL && in != NULL);
-    CHECK_EQ_INT(inode_mfs_path(t, in, "/m", path, sizeof path), 0);
+    CHECK_EQ_INT(inode_mfs_path(t, in, "/m", false, path, sizeof path), 0);
     CHECK_EQ_STR(path, "/m/d/f");
     inode_mfs_detach(t, root, "d");
-    CHECK_EQ_INT(inode_mfs_path(t, in, "/m", path, sizeof path), -ENOENT);
+    CHECK_EQ_INT(inode_mfs_path(t, in, "/m", false, path, sizeof path), -ENOENT);
+    /* (The IPNS namespace: the path it had.) */
+    CHECK_EQ_INT(inode_mfs_path(t, in, "/m", true, path, sizeof path), 0);
+    CHECK_EQ_STR(path, "/m/d/f");
     inode_forget(t, in, 1);
     inode_forget(t, dir, 1);
     inode_forget(t, z, 1); /* freed: its key is free again */
