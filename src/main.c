@@ -173,7 +173,7 @@ static int ensure_mfs_root(struct node *n, const char *root, char *err, size_t e
         snprintf(err, errlen, "%s", strerror(ENAMETOOLONG));
         return -ENAMETOOLONG;
     }
-    for (size_t i = 1; i <= len; i++) {
+    for (size_t i = 2; i <= len; i++) { /* "/" itself always is */
         if (i < len && root[i] != '/')
             continue;
         memcpy(path, root, i);
@@ -191,8 +191,9 @@ static int ensure_mfs_root(struct node *n, const char *root, char *err, size_t e
             snprintf(err, errlen, "%.300s is not a directory on the node", path);
             return -ENOTDIR;
         }
-        if (rc == -ENOENT)
-            rc = n->ops->mfs_mkdir(n, path);
+        if (rc != -ENOENT)
+            return 0; /* the node cannot tell now: each call will say what it says */
+        rc = n->ops->mfs_mkdir(n, path);
         if (rc < 0) {
             snprintf(err, errlen, "cannot make %.300s on the node: %s", path, strerror(-rc));
             return rc;
