@@ -310,6 +310,18 @@ static void note_change_locked(struct inode *ino, const struct cid *c, uint64_t 
         ino->changed_ns = now_ns();
 }
 
+/* Take a's CID, sizes, mode and time (not its kind): a change of content noted. */
+static void set_attr_locked(struct inode *ino, const struct mfs_attr *a)
+{
+    note_change_locked(ino, &a->cid, a->size);
+    ino->cid = a->cid;
+    ino->size = a->size;
+    ino->cid_size = a->cid_size;
+    ino->mode = a->mode;
+    ino->mtime = a->mtime;
+    ino->has_mtime = a->has_mtime;
+}
+
 struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, const char *name,
                                    const struct mfs_attr *a, const char *target)
 {
@@ -330,14 +342,8 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     struct inode *old = mfs_find_locked(t, parent, name, n->lkey);
     if (old) {
         old->nlookup++;
-        note_change_locked(old, &a->cid, a->size);
-        old->cid = a->cid;
+        set_attr_locked(old, a);
         old->kind = a->kind;
-        old->size = a->size;
-        old->cid_size = a->cid_size;
-        old->mode = a->mode;
-        old->mtime = a->mtime;
-        old->has_mtime = a->has_mtime;
         pthread_mutex_unlock(&t->lock);
         free(n->name);
         free(n->target);
@@ -411,15 +417,9 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
 void inode_mfs_set(struct inode_table *t, struct inode *ino, const struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
-    note_change_locked(ino, &a->cid, a->size);
-    ino->cid = a->cid;
     /* A kind never changes under one inode (the kernel would be confused): a name that now
      * holds another kind gets a new inode on its next lookup. */
-    ino->size = a->size;
-    ino->cid_size = a->cid_size;
-    ino->mode = a->mode;
-    ino->mtime = a->mtime;
-    ino->has_mtime = a->has_mtime;
+    set_attr_locked(ino, a);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -430,15 +430,8 @@ bool inode_mfs_set_if(struct inode_table *t, struct inode *ino, const struct mfs
     bool set = cid_equal(&ino->cid, &expect->cid) && ino->size == expect->size &&
                ino->mode == expect->mode && ino->has_mtime == expect->has_mtime &&
                (!ino->has_mtime || ino->mtime == expect->mtime);
-    if (set) {
-        note_change_locked(ino, &a->cid, a->size);
-        ino->cid = a->cid;
-        ino->size = a->size;
-        ino->cid_size = a->cid_size;
-        ino->mode = a->mode;
-        ino->mtime = a->mtime;
-        ino->has_mtime = a->has_mtime;
-    }
+    if (set)
+        set_attr_locked(ino, a);
     pthread_mutex_unlock(&t->lock);
     return set;
 }
@@ -449,13 +442,7 @@ void inode_mfs_set_linked(struct inode_table *t, struct inode *ino, const struct
     pthread_mutex_lock(&t->lock);
     if (seq > ino->linked_seq) {
         ino->linked_seq = seq;
-        note_change_locked(ino, &a->cid, a->size);
-        ino->cid = a->cid;
-        ino->size = a->size;
-        ino->cid_size = a->cid_size;
-        ino->mode = a->mode;
-        ino->mtime = a->mtime;
-        ino->has_mtime = a->has_mtime;
+        set_attr_locked(ino, a);
     }
     pthread_mutex_unlock(&t->lock);
 }
