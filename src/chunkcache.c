@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MIN_BUCKETS 64
@@ -118,19 +119,12 @@ int chunkcache_new(size_t budget, size_t chunk_size, struct chunkcache **out)
         rc = -EAGAIN;
         goto out;
     }
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        pthread_mutex_destroy(&cc->lock);
-        goto out;
-    }
     /* Waits end at CLOCK_MONOTONIC deadlines (chunkcache_wait_until). */
-    int e = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (e == 0)
-        e = pthread_cond_init(&cc->done, &ca);
-    pthread_condattr_destroy(&ca);
+    int e = cond_init_monotonic(&cc->done);
     if (e != 0) {
         pthread_mutex_destroy(&cc->lock);
-        rc = -EAGAIN;
+        if (e != -ENOMEM)
+            rc = e;
         goto out;
     }
     *out = cc;

@@ -3,6 +3,8 @@
 #ifndef IPFSFS_CLOCK_H
 #define IPFSFS_CLOCK_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -39,4 +41,17 @@ static inline struct timespec clock_mono_after(uint64_t ms)
     return ts;
 }
 
+/* A condition variable whose timed waits end at CLOCK_MONOTONIC deadlines (clock_mono_after).
+ * 0, -ENOMEM or -EAGAIN. */
+static inline int cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0)
+        return -ENOMEM;
+    int rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(c, &a) == 0
+                 ? 0
+                 : -EAGAIN;
+    pthread_condattr_destroy(&a);
+    return rc;
+}
 #endif

@@ -272,7 +272,7 @@ static bool writing_size(struct fs *fs, const struct inode *ino, uint64_t *size)
     while (wh && wh->nopen == 0)
         wh = wh->wnext;
     if (wh)
-        *size = atomic_load(&wh->size_now);
+        *size = writer_size(wh);
     pthread_mutex_unlock(&fs->wlock);
     return wh != NULL;
 }
@@ -1002,14 +1002,20 @@ static void fhandle_free(struct fs *fs, struct fhandle *fh)
     free(fh);
 }
 
-static void add_writer(struct fs *fs, struct inode *ino, struct whandle *wh)
+/* One more handle writes ino through wh (wlock held): wh joins ino's writers with its first. */
+static void enter_writer_locked(struct inode *ino, struct whandle *wh)
 {
-    pthread_mutex_lock(&fs->wlock);
     ino->nwriters++;
     if (wh->nopen++ == 0) {
         wh->wnext = ino->writers;
         ino->writers = wh;
     }
+}
+
+static void add_writer(struct fs *fs, struct inode *ino, struct whandle *wh)
+{
+    pthread_mutex_lock(&fs->wlock);
+    enter_writer_locked(ino, wh);
     pthread_mutex_unlock(&fs->wlock);
 }
 
@@ -1041,11 +1047,7 @@ static int join_writer(struct fs *fs, struct inode *ino, bool trunc, struct whan
                          &wh);
     }
     if (rc == 0) {
-        ino->nwriters++;
-        if (wh->nopen++ == 0) {
-            wh->wnext = ino->writers;
-            ino->writers = wh;
-        }
+        enter_writer_locked(ino, wh);
         *out = wh;
     }
     pthread_mutex_unlock(&fs->wlock);
@@ -1683,6 +1685,25 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     return rc;
 }
 
+/* A name open for writing is truncated in the one spool its writers write (fi's, else the
+ * newest; also for truncate(2) by path): their next close stores it. *spool: whether there
+ * was one (else nothing was done). */
+static int truncate_spool(struct fs *fs, struct inode *ino, struct fuse_file_info *fi,
+                          uint64_t size, bool *spool)
+{
+    struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
+    struct whandle *wh = fh ? fh->wh : NULL;
+    struct whandle *other = wh ? NULL : newest_writer(fs, ino);
+    *spool = wh || other;
+    if (!*spool)
+        return 0;
+    int rc = writer_truncate(wh ? wh : other, size);
+    if (rc == 0)
+        set_size(fs, ino, size);
+    writer_close(other);
+    return rc;
+}
+
 static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int to_set,
                       struct fuse_file_info *fi)
 {
@@ -1694,15 +1715,11 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     if (rc == -ENOENT) {
         /* Removed or replaced while open: its own spool still takes a size (ftruncate); a
          * mode or a time has no name to go to, and the file goes at its last close. */
-        struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
         if (!(to_set & FUSE_SET_ATTR_SIZE))
             return 0;
-        if (!fh || !fh->wh)
-            return -ENOENT;
-        rc = writer_truncate(fh->wh, (uint64_t)attr->st_size);
-        if (rc == 0)
-            set_size(fs, ino, (uint64_t)attr->st_size);
-        return rc;
+        bool spool;
+        rc = truncate_spool(fs, ino, fi, (uint64_t)attr->st_size, &spool);
+        return spool ? rc : -ENOENT;
     }
     if (rc < 0)
         return rc;
@@ -1712,22 +1729,13 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         return -EPERM;
     bool changed = false; /* anything sent to the node */
     if (to_set & FUSE_SET_ATTR_SIZE) {
-        struct fhandle *fh = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
         changed = true;
         if (ino->kind != NODE_FILE)
             return -EISDIR;
-        /* A name open for writing is truncated in the one spool its writers write (also
-         * truncate(2) by path): their next close stores it. */
-        struct whandle *wh = fh ? fh->wh : NULL;
-        struct whandle *other = wh ? NULL : newest_writer(fs, ino);
-        if (wh || other) {
-            rc = writer_truncate(wh ? wh : other, (uint64_t)attr->st_size);
-            if (rc == 0)
-                set_size(fs, ino, (uint64_t)attr->st_size);
-            writer_close(other);
-        } else {
+        bool spool;
+        rc = truncate_spool(fs, ino, fi, (uint64_t)attr->st_size, &spool);
+        if (!spool)
             rc = truncate_name(fs, ino, path, (uint64_t)attr->st_size);
-        }
         if (rc < 0)
             return rc;
     }

@@ -310,6 +310,13 @@ static void note_change_locked(struct inode *ino, const struct cid *c, uint64_t 
         ino->changed_ns = now_ns();
 }
 
+/* Whether the inode still has expect's CID, mode and time. */
+static bool same_cid_meta_locked(const struct inode *ino, const struct mfs_attr *expect)
+{
+    return cid_equal(&ino->cid, &expect->cid) && ino->mode == expect->mode &&
+           ino->has_mtime == expect->has_mtime && (!ino->has_mtime || ino->mtime == expect->mtime);
+}
+
 /* Take a's CID, sizes, mode and time (not its kind): a change of content noted. */
 static void set_attr_locked(struct inode *ino, const struct mfs_attr *a)
 {
@@ -427,9 +434,7 @@ bool inode_mfs_set_if(struct inode_table *t, struct inode *ino, const struct mfs
                       const struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
-    bool set = cid_equal(&ino->cid, &expect->cid) && ino->size == expect->size &&
-               ino->mode == expect->mode && ino->has_mtime == expect->has_mtime &&
-               (!ino->has_mtime || ino->mtime == expect->mtime);
+    bool set = same_cid_meta_locked(ino, expect) && ino->size == expect->size;
     if (set)
         set_attr_locked(ino, a);
     pthread_mutex_unlock(&t->lock);
@@ -460,9 +465,7 @@ bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino,
                           const struct mfs_attr *expect, const struct mfs_attr *a)
 {
     pthread_mutex_lock(&t->lock);
-    bool set = cid_equal(&ino->cid, &expect->cid) && ino->mode == expect->mode &&
-               ino->has_mtime == expect->has_mtime &&
-               (!ino->has_mtime || ino->mtime == expect->mtime);
+    bool set = same_cid_meta_locked(ino, expect);
     if (set) {
         note_change_locked(ino, &a->cid, ino->size);
         ino->cid = a->cid;

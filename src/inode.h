@@ -26,7 +26,7 @@ struct inode {
     int64_t mtime;
     bool has_mtime;
     /* Names: when this mount last saw their content change (CLOCK_REALTIME ns; 0: not since
-     * the mount began), shown as the time of names that store none (inode_mfs_changed_ns). */
+     * the mount began), shown as the time of names that store none (fs.c's fill_attr). */
     int64_t changed_ns;
     uint64_t linked_seq; /* names: the latest link by this mount noted (inode_mfs_set_linked) */
     char *target; /* symlink target; a name's may change (read it with inode_target_dup) */

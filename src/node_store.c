@@ -3435,24 +3435,14 @@ typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *ar
  * only in memory, and an unmount or a crash would lose it with no program told. So a change
  * first commits what is pending itself, and fails with that commit's error (ENOSPC) while it
  * fails: creat, mkdir, close, rename and rm say so, and work again once there is room. */
+static int commit_now(struct node_store *ns);
+
 static int commit_gate(struct node_store *ns)
 {
     pthread_mutex_lock(&ns->names_lock);
     bool failing = ns->commit_failing;
     pthread_mutex_unlock(&ns->names_lock);
-    if (!failing)
-        return 0;
-    pthread_mutex_lock(&ns->commit_run);
-    int rc = do_commit(ns);
-    pthread_mutex_unlock(&ns->commit_run);
-    pthread_mutex_lock(&ns->names_lock);
-    if (rc == 0 && ns->commit_failing) {
-        ns->commit_failing = false;
-        ns->commit_err = 0; /* everything is durable now */
-        log_info("%s: the names commit again", ns->dir);
-    }
-    pthread_mutex_unlock(&ns->names_lock);
-    return rc;
+    return failing ? commit_now(ns) : 0;
 }
 
 /* A change that found the root replaced under it (while it fetched a block) starts again;
@@ -4036,7 +4026,11 @@ static int store_stats_base(struct node *base, char *buf, size_t len)
 
 int node_store_commit(struct node *n)
 {
-    struct node_store *ns = to_store(n);
+    return commit_now(to_store(n));
+}
+
+static int commit_now(struct node_store *ns)
+{
     pthread_mutex_lock(&ns->commit_run);
     int rc = do_commit(ns);
     pthread_mutex_unlock(&ns->commit_run);
@@ -4392,12 +4386,8 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->bc_lock, NULL);
     pthread_mutex_init(&ns->dc_lock, NULL);
     ns->dc = calloc(DC_SLOTS, sizeof *ns->dc); /* NULL: no cache, nothing else lost */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ns->commit_cond, &ca);
-    pthread_cond_init(&ns->gc_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)cond_init_monotonic(&ns->commit_cond);
+    (void)cond_init_monotonic(&ns->gc_cond);
     pthread_mutex_init(&ns->gc_run, NULL);
     pthread_mutex_init(&ns->evict_run, NULL);
     pthread_mutex_init(&ns->lru_lock, NULL);

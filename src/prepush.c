@@ -454,11 +454,7 @@ int prepush_new(struct node *up, struct prepush **out)
         return -ENOMEM;
     p->up = up;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)cond_init_monotonic(&p->cond);
     int rc = -pthread_create(&p->thread, NULL, sender_thread, p);
     if (rc < 0) {
         pthread_cond_destroy(&p->cond);

@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "chunkcache.h"
+#include "clock.h"
 #include "dagpb.h"
 #include "log.h"
 #include "sha256.h"
@@ -1406,21 +1407,6 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
 }
 
 /* ---- handles ------------------------------------------------------------------------------- */
-
-/* The stream's pause is timed on CLOCK_MONOTONIC. */
-static int cond_init_monotonic(pthread_cond_t *c)
-{
-    pthread_condattr_t a;
-    int rc;
-
-    if (pthread_condattr_init(&a) != 0)
-        return -ENOMEM;
-    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(c, &a) == 0
-             ? 0
-             : -EAGAIN;
-    pthread_condattr_destroy(&a);
-    return rc;
-}
 
 struct reader_handle *reader_open(struct reader *r, const struct cid *c, uint64_t filesize)
 {

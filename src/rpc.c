@@ -317,11 +317,7 @@ int rpc_new(const struct rpc_config *cfg, struct rpc **out)
     pthread_mutex_init(&r->pool_lock, NULL);
     pthread_mutex_init(&r->wait_lock, NULL);
     pthread_mutex_init(&r->check_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* node_check's waits: clock_mono_after */
-    pthread_cond_init(&r->check_done, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)cond_init_monotonic(&r->check_done); /* node_check's waits */
     if (cfg->auth && !cfg->allow_plain_auth && !api_endpoint_private(cfg->endpoint)) {
         /* Anyone on the path could read the secret, and use it. */
         log_err("refusing to send the API secret over plain http to %s, which is not a loopback "

@@ -1709,12 +1709,8 @@ int sync_new(struct node *store, struct node *up, const struct sync_config *cfg,
     cid_parse(EMPTY_DIR, strlen(EMPTY_DIR), &s->empty_dir);
     snprintf(s->state_path, sizeof s->state_path, "%s/synced", node_store_dir(store));
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_cond_init(&s->aux_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)cond_init_monotonic(&s->cond);
+    (void)cond_init_monotonic(&s->aux_cond);
     int rc = s->mfs_root ? load_state(s) : -ENOMEM;
     if (rc == 0 && s->cluster)
         repl_load(s);

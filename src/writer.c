@@ -144,11 +144,7 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     h->fd = -1;
     h->spool_dir = cfg->spool_dir;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->scond, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)cond_init_monotonic(&h->scond);
     atomic_init(&h->refs, 1);
     h->node = n;
     h->add_opts = &cfg->add;
@@ -415,10 +411,7 @@ void writer_touch(struct whandle *h)
 
 uint64_t writer_size(struct whandle *h)
 {
-    pthread_mutex_lock(&h->lock);
-    uint64_t s = h->size;
-    pthread_mutex_unlock(&h->lock);
-    return s;
+    return atomic_load(&h->size_now); /* h->size, kept with it under the lock */
 }
 
 bool writer_dirty(struct whandle *h)
