@@ -172,6 +172,52 @@ static unsigned byte_at(uint64_t h, unsigned depth)
     return (unsigned)((h >> (56 - 8 * depth)) & 0xff);
 }
 
+/* Encode one shard over links[0..n) (bucket order, buckets[i] the bucket of links[i]) and put
+ * it. The root shard (depth 0) carries hb's mode and mtime. */
+static int encode_shard(const struct hbuild *hb, const struct pb_link_out *links,
+                        const unsigned *buckets, size_t n, unsigned depth, struct cid *out,
+                        uint64_t *tsize)
+{
+    uint8_t bitfield[HAMT_FANOUT / 8] = {0};
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        bitfield[sizeof bitfield - 1 - buckets[i] / 8] |= (uint8_t)(1u << (buckets[i] % 8));
+        total += links[i].tsize;
+    }
+    /* go-bitfield's Bytes(): big-endian, leading zero bytes dropped */
+    size_t skip = 0;
+    while (skip < sizeof bitfield && bitfield[skip] == 0)
+        skip++;
+    struct unixfs_fields f = {
+        .type = UNIXFS_HAMT_SHARD,
+        .data = bitfield + skip,
+        .data_len = sizeof bitfield - skip,
+        .has_data = true,
+        .hash_type = HAMT_HASH_MURMUR3,
+        .has_hash_type = true,
+        .fanout = HAMT_FANOUT,
+        .has_fanout = true,
+    };
+    if (depth == 0) {
+        f.has_mode = hb->has_mode;
+        f.mode = hb->mode;
+        f.has_mtime = hb->has_mtime;
+        f.mtime_sec = hb->mtime_sec;
+        f.mtime_nsec = hb->mtime_nsec;
+    }
+    struct bytebuf d = {0}, b = {0};
+    int rc = unixfs_encode(&f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, n, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = hb->put(hb->ud, b.p, b.len, out);
+    if (rc == 0)
+        *tsize = total + b.len;
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    return rc;
+}
+
 /* One shard over keys[0..n) (sorted by hash) at depth. */
 static int build_shard(struct hbuild *hb, struct hkey *keys, size_t n, unsigned depth,
                        struct cid *out, uint64_t *tsize)
@@ -181,14 +227,12 @@ static int build_shard(struct hbuild *hb, struct hkey *keys, size_t n, unsigned 
     /* Per-level scratch on the heap: up to 8 levels deep, ~120 KiB each. */
     struct scratch {
         struct pb_link_out links[HAMT_FANOUT];
+        unsigned buckets[HAMT_FANOUT];
         char names[HAMT_FANOUT][3];
         char longnames[HAMT_FANOUT][2 + 256];
         uint8_t sub_cids[HAMT_FANOUT][CID_MAX_MH + 20];
     } *sc = malloc(sizeof *sc);
-    uint8_t bitfield[HAMT_FANOUT / 8] = {0};
     size_t nl = 0;
-    uint64_t total = 0;
-    struct bytebuf d = {0}, b = {0};
     int rc = 0;
     if (!sc)
         return -ENOMEM;
@@ -198,7 +242,7 @@ static int build_shard(struct hbuild *hb, struct hkey *keys, size_t n, unsigned 
         size_t j = i + 1;
         while (j < n && byte_at(keys[j].hash, depth) == idx)
             j++;
-        bitfield[sizeof bitfield - 1 - idx / 8] |= (uint8_t)(1u << (idx % 8));
+        sc->buckets[nl] = idx;
         snprintf(sc->names[nl], sizeof sc->names[nl], "%02X", idx);
         if (j - i == 1) {
             const struct hamt_entry *e = keys[i].e;
@@ -228,43 +272,11 @@ static int build_shard(struct hbuild *hb, struct hkey *keys, size_t n, unsigned 
                                              .name_len = 2,
                                              .tsize = sts};
         }
-        total += links[nl].tsize;
         nl++;
         i = j;
     }
-    if (rc < 0)
-        goto out;
-    /* go-bitfield's Bytes(): big-endian, leading zero bytes dropped */
-    size_t skip = 0;
-    while (skip < sizeof bitfield && bitfield[skip] == 0)
-        skip++;
-    struct unixfs_fields f = {
-        .type = UNIXFS_HAMT_SHARD,
-        .data = bitfield + skip,
-        .data_len = sizeof bitfield - skip,
-        .has_data = true,
-        .hash_type = HAMT_HASH_MURMUR3,
-        .has_hash_type = true,
-        .fanout = HAMT_FANOUT,
-        .has_fanout = true,
-    };
-    if (depth == 0) {
-        f.has_mode = hb->has_mode;
-        f.mode = hb->mode;
-        f.has_mtime = hb->has_mtime;
-        f.mtime_sec = hb->mtime_sec;
-        f.mtime_nsec = hb->mtime_nsec;
-    }
-    rc = unixfs_encode(&f, &d);
     if (rc == 0)
-        rc = dagpb_encode(links, nl, d.p, d.len, true, &b);
-    if (rc == 0)
-        rc = hb->put(hb->ud, b.p, b.len, out);
-    if (rc == 0)
-        *tsize = total + b.len;
-out:
-    bytebuf_free(&d);
-    bytebuf_free(&b);
+        rc = encode_shard(hb, links, sc->buckets, nl, depth, out, tsize);
     free(sc);
     return rc;
 }
@@ -290,5 +302,285 @@ int hamt_build(struct hamt_entry *entries, size_t n, bool has_mode, uint32_t mod
     qsort(keys, n, sizeof *keys, cmp_hkey);
     int rc = build_shard(&hb, keys, n, 0, out, tsize);
     free(keys);
+    return rc;
+}
+
+/* ---- editing in place ----
+ * Setting or removing one name rewrites only the shards on its path (its bucket at each depth),
+ * as boxo's Shard.Set and Shard.Remove do: a bucket holding another entry becomes a sub-shard
+ * of both, and a sub-shard left with one entry (and no sub-shard) collapses into its parent's
+ * bucket. On a canonical HAMT that keeps it canonical, so the result is the one hamt_build
+ * gives for the new set of names: the edit costs the path's shards, not the whole directory. */
+
+enum { EDIT_SHARD, EDIT_LEAF, EDIT_EMPTY };
+
+struct hedit {
+    const char *name;
+    size_t name_len;
+    uint64_t hash;
+    const uint8_t *cid; /* NULL: remove name */
+    size_t cid_len;
+    uint64_t tsize;
+    hamt_get_fn get;
+    struct hbuild hb;
+    int64_t change;
+};
+
+/* What an edited sub-shard leaves in its parent's bucket. */
+struct hresult {
+    int kind;
+    struct cid cid; /* EDIT_SHARD: the new shard */
+    uint64_t tsize; /* EDIT_SHARD and EDIT_LEAF */
+    char name[256]; /* EDIT_LEAF: the one entry left */
+    size_t name_len;
+    uint8_t bin[CID_MAX_MH + 20];
+    size_t bin_len;
+};
+
+/* Link names as boxo writes them: two upper-case hex digits, then the entry's name. */
+static bool upper_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struct unixfs_data *u,
+                      unsigned depth, struct hresult *res);
+
+/* Edit the sub-shard link lk points to (depth: the sub-shard's). */
+static int edit_sub(struct hedit *ed, const uint8_t *hash, size_t hash_len, unsigned depth,
+                    struct hresult *res)
+{
+    struct cid c;
+    if (cid_from_bytes(hash, hash_len, &c) < 0 || c.codec != CID_CODEC_DAG_PB)
+        return HAMT_REBUILD;
+    uint8_t *block = NULL;
+    size_t len = 0;
+    int rc = ed->get(ed->hb.ud, &c, &block, &len);
+    if (rc < 0)
+        return rc;
+    struct dagpb_node pb;
+    struct unixfs_data u;
+    if (dagpb_decode(block, len, &pb) < 0) {
+        free(block);
+        return HAMT_REBUILD;
+    }
+    rc = pb.has_data && unixfs_decode(pb.data, pb.data_len, &u) == 0
+             ? edit_shard(ed, &pb, &u, depth, res)
+             : HAMT_REBUILD;
+    dagpb_node_free(&pb);
+    free(block);
+    return rc;
+}
+
+static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struct unixfs_data *u,
+                      unsigned depth, struct hresult *res)
+{
+    if (depth >= HAMT_MAX_DEPTH || u->type != UNIXFS_HAMT_SHARD || !u->has_fanout ||
+        u->fanout != HAMT_FANOUT || u->hash_type != HAMT_HASH_MURMUR3 ||
+        pb->nlinks > HAMT_FANOUT)
+        return HAMT_REBUILD;
+    /* on the heap: up to 8 levels deep, ~20 KiB each */
+    struct escratch {
+        struct pb_link_out links[HAMT_FANOUT + 1];
+        unsigned buckets[HAMT_FANOUT + 1];
+        bool leaf[HAMT_FANOUT + 1];
+        char leafname[2 + 256];
+        char subname[3];
+        uint8_t bin[CID_MAX_MH + 20];
+        struct hresult sub;
+    } *sc = malloc(sizeof *sc);
+    if (!sc)
+        return -ENOMEM;
+    unsigned idx = byte_at(ed->hash, depth);
+    size_t n = 0, at = SIZE_MAX, ins = 0;
+    int rc = 0;
+    for (size_t i = 0; i < pb->nlinks; i++) {
+        const struct dagpb_link *lk = &pb->links[i];
+        unsigned b;
+        const char *en;
+        size_t el;
+        int t = hamt_link_name(lk->name, lk->name_len, &b, &en, &el);
+        /* anything hamt_build would not have written: rebuild it whole */
+        if (t < 0 || !upper_hex(lk->name[0]) || !upper_hex(lk->name[1]) || el > 255 ||
+            (n && b <= sc->buckets[n - 1])) {
+            rc = HAMT_REBUILD;
+            goto out;
+        }
+        /* an entry out of its place (a crafted HAMT: a shard linked from several buckets) */
+        if (t == 1) {
+            uint64_t h = hamt_murmur3_64(en, el);
+            if (byte_at(h, depth) != b ||
+                (depth && (h >> (64 - 8 * depth)) != (ed->hash >> (64 - 8 * depth)))) {
+                rc = HAMT_REBUILD;
+                goto out;
+            }
+        }
+        sc->links[n] = (struct pb_link_out){.hash = lk->hash,
+                                            .hash_len = lk->hash_len,
+                                            .name = lk->name,
+                                            .name_len = lk->name_len,
+                                            .tsize = lk->tsize};
+        sc->buckets[n] = b;
+        sc->leaf[n] = t == 1;
+        if (b < idx)
+            ins = n + 1;
+        if (b == idx)
+            at = n;
+        n++;
+    }
+    snprintf(sc->subname, sizeof sc->subname, "%02X", idx);
+    memcpy(sc->leafname, sc->subname, 2);
+    if (at == SIZE_MAX) { /* an empty bucket */
+        if (!ed->cid) {
+            rc = -ENOENT;
+            goto out;
+        }
+        memmove(&sc->links[ins + 1], &sc->links[ins], (n - ins) * sizeof sc->links[0]);
+        memmove(&sc->buckets[ins + 1], &sc->buckets[ins], (n - ins) * sizeof sc->buckets[0]);
+        memmove(&sc->leaf[ins + 1], &sc->leaf[ins], (n - ins) * sizeof sc->leaf[0]);
+        memcpy(sc->leafname + 2, ed->name, ed->name_len);
+        sc->links[ins] = (struct pb_link_out){.hash = ed->cid,
+                                              .hash_len = ed->cid_len,
+                                              .name = sc->leafname,
+                                              .name_len = 2 + ed->name_len,
+                                              .tsize = ed->tsize};
+        sc->buckets[ins] = idx;
+        sc->leaf[ins] = true;
+        n++;
+        ed->change += (int64_t)(ed->name_len + ed->cid_len);
+    } else if (sc->leaf[at]) {
+        struct pb_link_out *lk = &sc->links[at];
+        const char *en = lk->name + 2;
+        size_t el = lk->name_len - 2;
+        if (el == ed->name_len && memcmp(en, ed->name, el) == 0) {
+            ed->change -= (int64_t)(el + lk->hash_len);
+            if (!ed->cid) {
+                n--;
+                memmove(&sc->links[at], &sc->links[at + 1], (n - at) * sizeof sc->links[0]);
+                memmove(&sc->buckets[at], &sc->buckets[at + 1], (n - at) * sizeof sc->buckets[0]);
+                memmove(&sc->leaf[at], &sc->leaf[at + 1], (n - at) * sizeof sc->leaf[0]);
+            } else {
+                lk->hash = ed->cid;
+                lk->hash_len = ed->cid_len;
+                lk->tsize = ed->tsize;
+                ed->change += (int64_t)(ed->name_len + ed->cid_len);
+            }
+        } else { /* another name in the bucket: a sub-shard of both */
+            if (!ed->cid) {
+                rc = -ENOENT;
+                goto out;
+            }
+            struct hamt_entry two[2] = {
+                {.name = en, .name_len = el, .cid = lk->hash, .cid_len = lk->hash_len,
+                 .tsize = lk->tsize},
+                {.name = ed->name, .name_len = ed->name_len, .cid = ed->cid,
+                 .cid_len = ed->cid_len, .tsize = ed->tsize}};
+            struct hkey keys[2] = {{.hash = hamt_murmur3_64(en, el), .e = &two[0]},
+                                   {.hash = ed->hash, .e = &two[1]}};
+            if (keys[0].hash > keys[1].hash) {
+                struct hkey k = keys[0];
+                keys[0] = keys[1];
+                keys[1] = k;
+            }
+            struct cid sub;
+            uint64_t sts;
+            rc = build_shard(&ed->hb, keys, 2, depth + 1, &sub, &sts);
+            int bl = rc == 0 ? cid_to_bytes(&sub, sc->bin, sizeof sc->bin) : rc;
+            if (bl < 0) {
+                rc = bl;
+                goto out;
+            }
+            *lk = (struct pb_link_out){.hash = sc->bin,
+                                       .hash_len = (size_t)bl,
+                                       .name = sc->subname,
+                                       .name_len = 2,
+                                       .tsize = sts};
+            sc->leaf[at] = false;
+            ed->change += (int64_t)(ed->name_len + ed->cid_len);
+        }
+    } else { /* a sub-shard: edit it */
+        struct pb_link_out *lk = &sc->links[at];
+        if (lk->name_len != 2) {
+            rc = HAMT_REBUILD;
+            goto out;
+        }
+        rc = edit_sub(ed, lk->hash, lk->hash_len, depth + 1, &sc->sub);
+        if (rc != 0)
+            goto out;
+        if (sc->sub.kind == EDIT_SHARD) {
+            int bl = cid_to_bytes(&sc->sub.cid, sc->bin, sizeof sc->bin);
+            if (bl < 0) {
+                rc = bl;
+                goto out;
+            }
+            lk->hash = sc->bin;
+            lk->hash_len = (size_t)bl;
+            lk->tsize = sc->sub.tsize;
+        } else if (sc->sub.kind == EDIT_LEAF) {
+            memcpy(sc->leafname + 2, sc->sub.name, sc->sub.name_len);
+            *lk = (struct pb_link_out){.hash = sc->sub.bin,
+                                       .hash_len = sc->sub.bin_len,
+                                       .name = sc->leafname,
+                                       .name_len = 2 + sc->sub.name_len,
+                                       .tsize = sc->sub.tsize};
+            sc->leaf[at] = true;
+        } else {
+            n--;
+            memmove(&sc->links[at], &sc->links[at + 1], (n - at) * sizeof sc->links[0]);
+            memmove(&sc->buckets[at], &sc->buckets[at + 1], (n - at) * sizeof sc->buckets[0]);
+            memmove(&sc->leaf[at], &sc->leaf[at + 1], (n - at) * sizeof sc->leaf[0]);
+        }
+    }
+    if (depth > 0 && n == 0) {
+        res->kind = EDIT_EMPTY;
+    } else if (depth > 0 && n == 1 && sc->leaf[0]) {
+        const struct pb_link_out *lk = &sc->links[0];
+        if (lk->hash_len > sizeof res->bin) {
+            rc = HAMT_REBUILD;
+            goto out;
+        }
+        res->kind = EDIT_LEAF;
+        res->name_len = lk->name_len - 2;
+        memcpy(res->name, lk->name + 2, res->name_len);
+        res->bin_len = lk->hash_len;
+        memcpy(res->bin, lk->hash, lk->hash_len);
+        res->tsize = lk->tsize;
+    } else {
+        res->kind = EDIT_SHARD;
+        rc = encode_shard(&ed->hb, sc->links, sc->buckets, n, depth, &res->cid, &res->tsize);
+    }
+out:
+    free(sc);
+    return rc;
+}
+
+int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const char *name,
+             size_t name_len, const uint8_t *cid, size_t cid_len, uint64_t tsize,
+             hamt_get_fn get, hamt_put_fn put, void *ud, struct cid *out, uint64_t *out_tsize,
+             int64_t *change)
+{
+    if (name_len == 0 || name_len > 255 || (cid && cid_len > CID_MAX_MH + 20))
+        return HAMT_REBUILD;
+    struct hedit ed = {.name = name,
+                       .name_len = name_len,
+                       .hash = hamt_murmur3_64(name, name_len),
+                       .cid = cid,
+                       .cid_len = cid_len,
+                       .tsize = tsize,
+                       .get = get,
+                       .hb = {.put = put,
+                              .ud = ud,
+                              .has_mode = u->has_mode,
+                              .mode = u->mode,
+                              .has_mtime = u->has_mtime,
+                              .mtime_sec = u->mtime_sec,
+                              .mtime_nsec = u->mtime_nsec}};
+    struct hresult res;
+    int rc = edit_shard(&ed, root, u, 0, &res);
+    if (rc == 0) {
+        *out = res.cid;
+        *out_tsize = res.tsize;
+        *change = ed.change;
+    }
     return rc;
 }

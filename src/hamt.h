@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cid.h"
+#include "dagpb.h"
 
 #define HAMT_HASH_MURMUR3 0x22
 #define HAMT_FANOUT 256
@@ -50,5 +51,24 @@ typedef int (*hamt_put_fn)(void *ud, const uint8_t *block, size_t len, struct ci
 int hamt_build(struct hamt_entry *entries, size_t n, bool has_mode, uint32_t mode, bool has_mtime,
                int64_t mtime_sec, uint32_t mtime_nsec, hamt_put_fn put, void *ud, struct cid *out,
                uint64_t *tsize);
+
+/* Reads a shard block into *block (malloc'd: the caller frees it). */
+typedef int (*hamt_get_fn)(void *ud, const struct cid *c, uint8_t **block, size_t *len);
+
+#define HAMT_REBUILD 1 /* hamt_set: this HAMT is not one it edits; rebuild it whole */
+
+/* Set name to the binary CID cid (NULL: remove name) in the HAMT whose root shard is the
+ * decoded block root (u: its UnixFS data), reading only the shards on name's path (get) and
+ * putting the new ones (put; both get ud). The result is the HAMT hamt_build gives for the new
+ * set of names, with the root's mode and mtime kept; the caller decides whether the directory
+ * should stay a HAMT (*change: the bytes of names and binary CIDs added, less those removed,
+ * for the size estimate). Returns 0 (new root in *out, its cumulative size in *out_tsize),
+ * -ENOENT (removing a name that is not there), HAMT_REBUILD when a shard on the path is not
+ * as hamt_build writes them (another fanout or hash, links out of bucket order, lower-case
+ * bucket names, a malformed block), or -errno. */
+int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const char *name,
+             size_t name_len, const uint8_t *cid, size_t cid_len, uint64_t tsize,
+             hamt_get_fn get, hamt_put_fn put, void *ud, struct cid *out, uint64_t *out_tsize,
+             int64_t *change);
 
 #endif

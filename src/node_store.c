@@ -141,6 +141,8 @@ struct bcache {
     uint64_t bytes; /* entries' len plus their headers */
 };
 
+#define DC_SLOTS 8 /* directories changed lately, kept (see "directories changed lately") */
+
 struct node_store {
     struct node base; /* first: struct node * casts to struct node_store * */
     struct blockstore *bs;
@@ -224,6 +226,13 @@ struct node_store {
     pthread_mutex_t dc_lock;
     struct dc_slot *dc; /* DC_SLOTS of them, or NULL (no memory: no cache) */
     uint64_t dc_tick;
+    /* The size estimates (sum of names and binary CIDs) of the HAMT directories dir_set made
+     * lately, by CID: a removal tells from it whether the directory goes back to a plain one
+     * without walking every shard. Guarded by dc_lock too. */
+    struct est_slot {
+        struct cid cid;
+        uint64_t estimate, tick;
+    } est[DC_SLOTS];
     atomic_uint_fast64_t dc_hits, dc_misses;
     pthread_mutex_t stage_lock;
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
@@ -2666,7 +2675,6 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
  * from them. A CID names its bytes: a slot never goes stale, and one that is not found only
  * costs the read. A slot taken out (dc_take) is its taker's; DC_SLOTS x DC_SLOT_BYTES bounds
  * the memory (a larger directory is not kept). */
-#define DC_SLOTS 8
 #define DC_SLOT_BYTES (1u << 20) /* a slot's entries, their names and CIDs, malloc's overhead */
 
 struct dir_meta {
@@ -2788,6 +2796,94 @@ static int dc_find(struct node_store *ns, const struct cid *c, const char *name,
     return rc;
 }
 
+/* The estimate kept for HAMT directory c: true with it in *out. */
+static bool est_get(struct node_store *ns, const struct cid *c, uint64_t *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&ns->dc_lock);
+    for (unsigned i = 0; i < DC_SLOTS && !found; i++)
+        if (ns->est[i].tick && cid_equal(&ns->est[i].cid, c)) {
+            *out = ns->est[i].estimate;
+            found = true;
+        }
+    pthread_mutex_unlock(&ns->dc_lock);
+    return found;
+}
+
+static void est_put(struct node_store *ns, const struct cid *c, uint64_t estimate)
+{
+    pthread_mutex_lock(&ns->dc_lock);
+    struct est_slot *v = &ns->est[0];
+    for (unsigned i = 0; i < DC_SLOTS; i++) {
+        struct est_slot *e = &ns->est[i];
+        if (!e->tick || cid_equal(&e->cid, c)) {
+            v = e;
+            break;
+        }
+        if (e->tick < v->tick)
+            v = e;
+    }
+    *v = (struct est_slot){.cid = *c, .estimate = estimate, .tick = ++ns->dc_tick};
+    pthread_mutex_unlock(&ns->dc_lock);
+}
+
+struct hamt_io {
+    struct node_store *ns;
+    unsigned version;
+};
+
+static int hamt_io_get(void *ud, const struct cid *c, uint8_t **block, size_t *len)
+{
+    struct hamt_io *io = ud;
+    struct loaded l;
+    int rc = load(io->ns, c, &l); /* through the directory block cache */
+    if (rc < 0)
+        return rc;
+    if (!l.raw)
+        dagpb_node_free(&l.pb);
+    *block = l.block;
+    *len = l.len;
+    return 0;
+}
+
+static int hamt_io_put(void *ud, const uint8_t *block, size_t len, struct cid *out)
+{
+    struct hamt_io *io = ud;
+    int rc = block_cid(io->version, CID_CODEC_DAG_PB, block, len, out);
+    return rc < 0 ? rc : stage_put(io->ns, out, block, len, false);
+}
+
+/* dir_set on a HAMT directory l (dcid) that stays one: only the shards on name's path change.
+ * Returns 0, -ENOENT, -errno, or HAMT_REBUILD: dir_set's whole rebuild decides (a HAMT that
+ * may go back to a plain directory, one hamt_set does not edit). */
+static int hamt_change(struct node_store *ns, const struct cid *dcid, const struct loaded *l,
+                       const char *name, size_t nlen, const struct cid *child,
+                       uint64_t child_tsize, struct cid *out, uint64_t *out_tsize)
+{
+    uint8_t hash[CID_BIN_MAX];
+    int hl = 0;
+    if (child && (hl = cid_to_bytes(child, hash, sizeof hash)) < 0)
+        return hl;
+    struct hamt_io io = {.ns = ns, .version = dcid->version};
+    int64_t change = 0;
+    struct cid next;
+    uint64_t next_tsize;
+    int rc = hamt_set(&l->pb, &l->u, name, nlen, child ? hash : NULL, (size_t)hl, child_tsize,
+                      hamt_io_get, hamt_io_put, &io, &next, &next_tsize, &change);
+    if (rc != 0)
+        return rc;
+    uint64_t estimate;
+    bool known = est_get(ns, dcid, &estimate);
+    if (change < 0 && (!known || estimate < (uint64_t)-change ||
+                       estimate - (uint64_t)-change <= ns->shard_bytes))
+        return HAMT_REBUILD; /* it may go back to a plain directory: the whole walk says */
+    if (known)
+        est_put(ns, &next, estimate + (uint64_t)change);
+    *out = next;
+    *out_tsize = next_tsize;
+    return 0;
+}
+
 /* A copy of directory dcid with entry name set to child (NULL: removed). The directory keeps
  * its UnixFS metadata (mode, mtime) and CID version. Like boxo's DynamicDirectory, a plain
  * directory becomes a HAMT when its estimated size (sum of name + binary CID lengths) goes
@@ -2817,6 +2913,11 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
             goto out;
         }
         was_hamt = l.u.type == UNIXFS_HAMT_SHARD;
+        if (was_hamt &&
+            (rc = hamt_change(ns, dcid, &l, name, nlen, child, child_tsize, out, out_tsize)) !=
+                HAMT_REBUILD)
+            goto out;
+        rc = 0;
         struct hamt_walk w = {0};
         rc = was_hamt ? walk_visit(&w, dcid) : 0;
         if (rc >= 0)
@@ -2874,6 +2975,8 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         struct shard_put_ctx sp = {.ns = ns, .version = dcid->version};
         rc = hamt_build(es.e, es.n, m.has_mode, m.mode, m.has_mtime, m.mtime_sec, m.mtime_nsec,
                         shard_put, &sp, out, out_tsize);
+        if (rc == 0)
+            est_put(ns, out, estimate); /* its next changes edit it in place */
         goto out;
     }
     if (was_hamt) {

@@ -130,27 +130,58 @@ int unixfs_encode(const struct unixfs_fields *f, struct bytebuf *out)
     return rc;
 }
 
+static uint8_t *write_varint(uint8_t *w, uint64_t v)
+{
+    while (v >= 0x80) {
+        *w++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *w++ = (uint8_t)v;
+    return w;
+}
+
+static uint8_t *write_bytes_field(uint8_t *w, unsigned field, const void *data, size_t len)
+{
+    w = write_varint(w, ((uint64_t)field << 3) | WT_LEN);
+    w = write_varint(w, len);
+    if (len)
+        memcpy(w, data, len);
+    return w + len;
+}
+
+/* Sized first and written in one pass: a directory of thousands of entries is re-encoded on
+ * every change of it, and growing the buffer field by field was most of that cost. */
 int dagpb_encode(const struct pb_link_out *links, size_t nlinks, const uint8_t *data,
                  size_t data_len, bool has_data, struct bytebuf *out)
 {
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < nlinks; i++) {
+    size_t total = 0;
+    for (size_t i = 0; i < nlinks; i++) {
         const struct pb_link_out *l = &links[i];
         size_t inner = 1 + varint_size(l->hash_len) + l->hash_len + 1 + varint_size(l->name_len) +
                        l->name_len + 1 + varint_size(l->tsize);
-        rc = put_key(out, 2, WT_LEN);
-        if (rc == 0)
-            rc = put_varint(out, inner);
-        if (rc == 0)
-            rc = put_bytes_field(out, 1, l->hash, l->hash_len);
-        if (rc == 0)
-            rc = put_bytes_field(out, 2, l->name, l->name_len);
-        if (rc == 0)
-            rc = put_u64_field(out, 3, l->tsize);
+        total += 1 + varint_size(inner) + inner;
     }
-    if (rc == 0 && has_data)
-        rc = put_bytes_field(out, 1, data, data_len);
-    return rc;
+    if (has_data)
+        total += 1 + varint_size(data_len) + data_len;
+    int rc = bytebuf_reserve(out, total);
+    if (rc < 0)
+        return rc;
+    uint8_t *w = out->p + out->len;
+    for (size_t i = 0; i < nlinks; i++) {
+        const struct pb_link_out *l = &links[i];
+        size_t inner = 1 + varint_size(l->hash_len) + l->hash_len + 1 + varint_size(l->name_len) +
+                       l->name_len + 1 + varint_size(l->tsize);
+        w = write_varint(w, (2u << 3) | WT_LEN);
+        w = write_varint(w, inner);
+        w = write_bytes_field(w, 1, l->hash, l->hash_len);
+        w = write_bytes_field(w, 2, l->name, l->name_len);
+        w = write_varint(w, (3u << 3) | WT_VARINT);
+        w = write_varint(w, l->tsize);
+    }
+    if (has_data)
+        w = write_bytes_field(w, 1, data, data_len);
+    out->len += total;
+    return 0;
 }
 
 int unixfs_fields_from(const struct unixfs_data *u, const uint8_t *data, size_t len,

@@ -792,6 +792,88 @@ static void test_hamt_threshold(void)
     node_destroy(n);
 }
 
+/* Names set, replaced and removed at random in a directory that crosses the threshold both
+ * ways: as a HAMT (edited in place, only the shards on a name's path) it is always the HAMT a
+ * fresh build of its names gives, and it shards and goes back exactly as the estimate says,
+ * also after a reopen (no estimate kept in memory). */
+static void test_hamt_edits(void)
+{
+    char dir[256], err[128], p[64];
+    new_dir(dir, sizeof dir);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .hamt_shard_bytes = 3000};
+    struct node *n = NULL;
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { N = 120, OPS = 900 };
+    static struct named pool[N], cur[N];
+    int at[N]; /* which pool entry's CID name i holds, -1: absent */
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%03d", i);
+        make_named(n, bs, &pool[i], name, name);
+        at[i] = -1;
+    }
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/d"), 0);
+    uint64_t seed = 42, estimate = 0;
+    bool hamt = false;
+    unsigned checked = 0, shrunk = 0;
+    for (int op = 0; op < OPS; op++) {
+        if (op == OPS / 2) { /* nothing kept in memory */
+            CHECK_EQ_INT(node_store_commit(n), 0);
+            node_destroy(n);
+            CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
+        }
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        int i = (int)((seed >> 33) % N), j = (int)((seed >> 13) % N);
+        /* mostly adds in the first third, mostly removals in the last */
+        bool rm = at[i] >= 0 && (op >= 2 * OPS / 3 || ((seed >> 7) % 3) < (unsigned)(op * 3 / OPS));
+        snprintf(p, sizeof p, "/d/%s", pool[i].name);
+        uint64_t size = strlen(pool[i].name) + pool[j].bin_len;
+        if (rm) {
+            CHECK_EQ_INT(n->ops->mfs_rm(n, p, false), 0);
+            estimate -= strlen(pool[i].name) + pool[at[i]].bin_len;
+            at[i] = -1;
+            hamt = hamt && estimate > 3000;
+            shrunk += !hamt;
+        } else {
+            if (at[i] >= 0) {
+                CHECK_EQ_INT(n->ops->mfs_rm(n, p, false), 0); /* mfs_link refuses a name there */
+                estimate -= strlen(pool[i].name) + pool[at[i]].bin_len;
+                hamt = hamt && estimate > 3000;
+            }
+            CHECK_EQ_INT(n->ops->mfs_link(n, &pool[j].cid, p), 0);
+            at[i] = j;
+            estimate += size;
+            hamt = hamt || estimate > 3000;
+        }
+        CHECK_EQ_INT(dir_type(n, bs, "/d"), hamt ? UNIXFS_HAMT_SHARD : UNIXFS_DIRECTORY);
+        if (!hamt || op % 3)
+            continue;
+        size_t m = 0;
+        for (int k = 0; k < N; k++)
+            if (at[k] >= 0) {
+                cur[m] = pool[at[k]];
+                memcpy(cur[m].name, pool[k].name, sizeof cur[m].name);
+                m++;
+            }
+        struct cid built;
+        test_put_version = 0;
+        CHECK_EQ_INT(build_hamt(bs, cur, m, &built), 0);
+        CHECK_EQ_STR(mfs_cid(n, "/d"), fmt(&built));
+        if (at[j] >= 0) {
+            snprintf(p, sizeof p, "/d/%s", pool[j].name);
+            CHECK_EQ_STR(mfs_cid(n, p), fmt(&pool[at[j]].cid));
+        }
+        checked++;
+    }
+    CHECK(checked > 100);
+    CHECK(shrunk > 0);
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
 static uint64_t stat_value(struct node *n, const char *key);
 
 /* Many changes to the same directories, in two orders (each change of a directory starts from
@@ -2542,6 +2624,7 @@ int main(void)
     test_crash_leftovers();
     test_hamt_js();
     test_hamt_threshold();
+    test_hamt_edits();
     test_dir_changes_order();
     test_duplicate_names();
     test_concurrency();
