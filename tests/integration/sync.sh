@@ -151,6 +151,39 @@ check_eq "a rename reached the node" "$(kubo files ls /tree | LC_ALL=C sort | tr
 check_eq "the node's MFS root is the store's committed root" "$(node_hash /)" \
     "$(cat "$STORE/root" 2>&1)"
 
+# ---- a large directory ----------------------------------------------------------------------
+# 8,000 names: past Kubo's 256 KiB estimate the directory is a HAMT, each change edits only the
+# shards on a name's path, and it goes to the node whole (one files/cp), not name by name. Its
+# CID is ipfs add's, on the mount and on the node. Then half the names go: back under the
+# estimate, it is a plain directory again, as Kubo makes it.
+MANY=$WORK/src/many
+mkdir -p "$MANY"
+python3 - "$MANY" <<'PY'
+import sys
+for i in range(8000):
+    with open(f"{sys.argv[1]}/file-{i:05d}.txt", "w") as f:
+        f.write(f"entry {i}\n")
+PY
+WANT_MANY=$(kubo add -r -Q -n "$MANY")
+t0=$(now)
+check "cp -r of a directory of 8,000 files" cp -r "$MANY" "$MNT/many"
+check "fsync(2) of it succeeds" fsync_path "$MNT/many"
+diag "cp -r + fsync of 8,000 files in one directory took $(elapsed "$t0") s"
+check_eq "its CID is ipfs add -r's (a HAMT)" "$(cid_of "$MNT/many")" "$WANT_MANY"
+check_eq "the node has the same directory" "$(node_hash /many)" "$WANT_MANY"
+check_eq "file-04321.txt reads back" "$(cat "$MNT/many/file-04321.txt" 2>&1)" "entry 4321"
+find "$MANY" -name 'file-*[13579].txt' -delete
+WANT_HALF=$(kubo add -r -Q -n "$MANY")
+t0=$(now)
+check "removing 4,000 of them (find -delete)" find "$MNT/many" -name 'file-*[13579].txt' -delete
+check "fsync(2) after the removals succeeds" fsync_path "$MNT/many"
+diag "removing 4,000 names + fsync took $(elapsed "$t0") s"
+check_eq "4,000 names are left" "$(find "$MNT/many" -type f | wc -l)" 4000
+check_eq "its CID is ipfs add -r's of the 4,000 (a plain directory again)" \
+    "$(cid_of "$MNT/many")" "$WANT_HALF"
+check_eq "the node has the same directory" "$(node_hash /many)" "$WANT_HALF"
+rm -rf "$MNT/many"
+
 # ---- a clean unmount leaves the node with everything ----------------------------------------
 echo "written last" >"$MNT/last.txt"
 check_unmount "unmount (clean: pushes what is pending)" "$MNT"
