@@ -836,6 +836,8 @@ out_node:
         log_init(LOG_LVL_ERR, false);
     fs_free(fs);
     node_destroy(node);
+    if (node_store_teardown_failed())
+        ret = 1; /* said on stderr or in the log: the names' last changes are not stored */
 out_curl:
     gw_free(gw);
     rpc_global_cleanup();

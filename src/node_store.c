@@ -4292,6 +4292,14 @@ static void store_free(struct node_store *ns)
 }
 
 /* The last commit, then the thread joins and everything goes. */
+/* Set by a store's teardown that could not commit its last changes (main's exit status). */
+static atomic_bool teardown_failed;
+
+bool node_store_teardown_failed(void)
+{
+    return atomic_load(&teardown_failed);
+}
+
 static void store_destroy(struct node *base)
 {
     struct node_store *ns = to_store(base);
@@ -4309,9 +4317,11 @@ static void store_destroy(struct node *base)
     pthread_mutex_lock(&ns->commit_run);
     int rc = do_commit(ns);
     pthread_mutex_unlock(&ns->commit_run);
-    if (rc < 0)
+    if (rc < 0) {
         log_err("%s: the last changes to the names could not be committed: %s", ns->dir,
                 strerror(-rc));
+        atomic_store(&teardown_failed, true);
+    }
     store_free(ns);
 }
 

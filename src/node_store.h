@@ -86,6 +86,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
  * (like fsync(2): a failure is reported to one caller, then forgotten). */
 int node_store_commit(struct node *n);
 
+/* True once a store's teardown (node_destroy) could not commit its last changes: the daemon
+ * then exits 1. */
+bool node_store_teardown_failed(void);
+
 /* The current root (in memory) and the last committed one; any pointer may be NULL. seq counts
  * the commits that made a new root durable (so a waiter can tell a later commit happened).
  * The blocks of a root that was current but never committed (replaced before a commit) may be

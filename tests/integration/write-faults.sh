@@ -374,6 +374,24 @@ print("OK")' "$MNT3/d/after" 2>&1 | tail -n 1)
         else
             not_ok "the store-full mount comes back"
         fi
+        # Full again, and a change made before any commit failed (so it was taken): the
+        # commit at the unmount cannot store it either. The daemon says so and exits 1.
+        if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+            head -c $((16 << 20)) /dev/zero >"$FULL/filler" 2>/dev/null
+            if mkdir "$MNT3/late" 2>/dev/null; then
+                urc=0
+                unmount_ipfsfs "$MNT3" || urc=$?
+                check_eq "a change the store could not commit: the daemon exits 1" "$urc" 1
+                check "... and its log says the last changes were not committed" \
+                    grep -q "could not be committed" "${MOUNT_LOG[$MNT3]}"
+            else
+                diag "mkdir failed at once on the full store: nothing left to commit"
+                unmount_ipfsfs "$MNT3"
+            fi
+            rm -f "$FULL/filler"
+        else
+            not_ok "the store-full mount comes back (full again)"
+        fi
     else
         not_ok "ipfsfs mounts with --store on a 16 MiB tmpfs, 4 MiB free"
     fi
