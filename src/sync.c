@@ -1212,7 +1212,9 @@ static bool pending(struct sync *s)
     struct cid committed;
     node_store_roots(s->store, NULL, &committed, NULL);
     pthread_mutex_lock(&s->lock);
-    bool p = !s->have_state || !cid_equal(&committed, &s->synced_local);
+    /* Before a first contact the base is the empty directory, as in round_once: a store
+     * that holds nothing has nothing to send (a mount whose node went away at once). */
+    bool p = !cid_equal(&committed, s->have_state ? &s->synced_local : &s->empty_dir);
     pthread_mutex_unlock(&s->lock);
     return p;
 }
