@@ -178,6 +178,12 @@ struct node_store {
     atomic_uint_fast64_t evict_runs, evicted_blocks, evicted_bytes;
     struct node_ops ops; /* store_ops, plus read_stream with a range or batch fetch */
     pthread_mutex_t change_lock;
+    /* encode_basic's scratch, kept from one change to the next (change_lock): a directory of
+     * thousands of names is encoded again on every change, and fresh buffers of its size each
+     * time cost page faults and munmaps (malloc maps them: M_MMAP_THRESHOLD, main.c). */
+    struct bytebuf enc_buf;
+    struct pb_link_out *enc_links;
+    size_t enc_links_cap;
     pthread_mutex_t commit_run;
     pthread_mutex_t names_lock;
     pthread_cond_t commit_cond; /* wakes the commit thread: a first change, or stop */
@@ -2637,15 +2643,23 @@ static int shard_put(void *ud, const uint8_t *block, size_t len, struct cid *out
 }
 
 /* A plain directory block over es (sorted by cmp_entry), with the UnixFS data given. */
+#define ENC_KEEP_BYTES (1u << 20) /* scratch kept between changes, at most (each) */
+
 static int encode_basic(struct node_store *ns, unsigned version, struct entries *es,
                         const uint8_t *data, size_t data_len, struct cid *out, uint64_t *tsize)
 {
-    struct bytebuf b = {0};
-    struct pb_link_out few[64]; /* most directories: no allocation */
-    struct pb_link_out *links = es->n <= 64 ? few : malloc(es->n * sizeof *links);
+    if (ns->enc_links_cap < es->n) {
+        size_t cap = es->n < 64 ? 64 : es->n + es->n / 4;
+        struct pb_link_out *l = realloc(ns->enc_links, cap * sizeof *l);
+        if (!l)
+            return -ENOMEM;
+        ns->enc_links = l;
+        ns->enc_links_cap = cap;
+    }
+    struct pb_link_out *links = ns->enc_links;
+    struct bytebuf *b = &ns->enc_buf;
     uint64_t total = 0;
-    if (!links)
-        return -ENOMEM;
+    b->len = 0;
     for (size_t i = 0; i < es->n; i++) {
         const struct hamt_entry *e = &es->e[i];
         links[i] = (struct pb_link_out){.hash = e->cid,
@@ -2655,14 +2669,18 @@ static int encode_basic(struct node_store *ns, unsigned version, struct entries 
                                         .tsize = e->tsize};
         total += e->tsize;
     }
-    int rc = dagpb_encode(links, es->n, data, data_len, true, &b);
+    int rc = dagpb_encode(links, es->n, data, data_len, true, b);
     if (rc == 0)
-        rc = stage_block(ns, version, &b, out);
+        rc = stage_block(ns, version, b, out);
     if (rc == 0)
-        *tsize = total + b.len;
-    bytebuf_free(&b);
-    if (links != few)
-        free(links);
+        *tsize = total + b->len;
+    if (b->cap > ENC_KEEP_BYTES)
+        bytebuf_free(b);
+    if (ns->enc_links_cap * sizeof *links > ENC_KEEP_BYTES) {
+        free(ns->enc_links);
+        ns->enc_links = NULL;
+        ns->enc_links_cap = 0;
+    }
     return rc;
 }
 
@@ -2810,19 +2828,25 @@ static bool est_get(struct node_store *ns, const struct cid *c, uint64_t *out)
     return found;
 }
 
-static void est_put(struct node_store *ns, const struct cid *c, uint64_t estimate)
+/* Keep estimate for c, in old's slot if old has one (the directory old became c: one slot per
+ * directory being edited), else in a free or the least recently used one. */
+static void est_put(struct node_store *ns, const struct cid *old, const struct cid *c,
+                    uint64_t estimate)
 {
     pthread_mutex_lock(&ns->dc_lock);
     struct est_slot *v = &ns->est[0];
     for (unsigned i = 0; i < DC_SLOTS; i++) {
         struct est_slot *e = &ns->est[i];
-        if (!e->tick || cid_equal(&e->cid, c)) {
+        if (e->tick && old && cid_equal(&e->cid, old)) {
             v = e;
             break;
         }
         if (e->tick < v->tick)
             v = e;
     }
+    for (unsigned i = 0; i < DC_SLOTS; i++)
+        if (ns->est[i].tick && cid_equal(&ns->est[i].cid, c))
+            v = &ns->est[i]; /* c's own slot is updated, never doubled */
     *v = (struct est_slot){.cid = *c, .estimate = estimate, .tick = ++ns->dc_tick};
     pthread_mutex_unlock(&ns->dc_lock);
 }
@@ -2854,7 +2878,11 @@ static int hamt_io_put(void *ud, const uint8_t *block, size_t len, struct cid *o
 }
 
 /* dir_set on a HAMT directory l (dcid) that stays one: only the shards on name's path change.
- * Returns 0, -ENOENT, -errno, or HAMT_REBUILD: dir_set's whole rebuild decides (a HAMT that
+ * Only a HAMT this store made (dir_set's rebuild or an edit of one: it has an estimate kept)
+ * is edited so: hamt_set keeps what it does not touch, and one from elsewhere (the node, a
+ * gateway, an older mount) may be built otherwise (sub-shards of another CID version, a shard
+ * linked from two buckets), which only the whole rebuild makes canonical. Returns 0, -ENOENT,
+ * -errno, or HAMT_REBUILD: dir_set's whole rebuild decides (a HAMT not known here, one that
  * may go back to a plain directory, one hamt_set does not edit). */
 static int hamt_change(struct node_store *ns, const struct cid *dcid, const struct loaded *l,
                        const char *name, size_t nlen, const struct cid *child,
@@ -2862,6 +2890,9 @@ static int hamt_change(struct node_store *ns, const struct cid *dcid, const stru
 {
     uint8_t hash[CID_BIN_MAX];
     int hl = 0;
+    uint64_t estimate;
+    if (!est_get(ns, dcid, &estimate))
+        return HAMT_REBUILD;
     if (child && (hl = cid_to_bytes(child, hash, sizeof hash)) < 0)
         return hl;
     struct hamt_io io = {.ns = ns, .version = dcid->version};
@@ -2872,13 +2903,10 @@ static int hamt_change(struct node_store *ns, const struct cid *dcid, const stru
                       hamt_io_get, hamt_io_put, &io, &next, &next_tsize, &change);
     if (rc != 0)
         return rc;
-    uint64_t estimate;
-    bool known = est_get(ns, dcid, &estimate);
-    if (change < 0 && (!known || estimate < (uint64_t)-change ||
-                       estimate - (uint64_t)-change <= ns->shard_bytes))
+    if (change < 0 &&
+        (estimate < (uint64_t)-change || estimate - (uint64_t)-change <= ns->shard_bytes))
         return HAMT_REBUILD; /* it may go back to a plain directory: the whole walk says */
-    if (known)
-        est_put(ns, &next, estimate + (uint64_t)change);
+    est_put(ns, dcid, &next, estimate + (uint64_t)change);
     *out = next;
     *out_tsize = next_tsize;
     return 0;
@@ -2976,7 +3004,7 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         rc = hamt_build(es.e, es.n, m.has_mode, m.mode, m.has_mtime, m.mtime_sec, m.mtime_nsec,
                         shard_put, &sp, out, out_tsize);
         if (rc == 0)
-            est_put(ns, out, estimate); /* its next changes edit it in place */
+            est_put(ns, dcid, out, estimate); /* its next changes edit it in place */
         goto out;
     }
     if (was_hamt) {
@@ -4285,6 +4313,8 @@ static void store_free(struct node_store *ns)
     pthread_mutex_destroy(&ns->names_lock);
     pthread_mutex_destroy(&ns->commit_run);
     pthread_mutex_destroy(&ns->change_lock);
+    bytebuf_free(&ns->enc_buf);
+    free(ns->enc_links);
     if (ns->lock_fd >= 0)
         close(ns->lock_fd);
     free(ns->dir);

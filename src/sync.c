@@ -700,8 +700,11 @@ static void push_root_meta(struct sync *s, const char *path, const struct cid *r
 /* push_names for a directory below the root with many changed names (re: the node's names
  * in remote, le: ours in local): replace the node's directory at path with ours whole (its
  * blocks are on the node: send_blocks sent them). Only if the node's directory is still
- * remote: a change made there since it was listed is merged name by name instead. Returns 1
- * when done, 0 when not for this directory, -errno. */
+ * remote: a change made there since it was listed is merged name by name instead. MFS has no
+ * compare-and-swap: a change made on the node in the moment between that check and the
+ * replacement is lost (the name-by-name path has the same moment for each name it replaces).
+ * If ours cannot be linked, the node's version goes back. Returns 1 when done, 0 when not for
+ * this directory, -errno. */
 static int push_whole(struct sync *s, const char *path, const struct cid *remote,
                       const struct cid *local, const struct ents *re, const struct ents *le)
 {
@@ -726,6 +729,11 @@ static int push_whole(struct sync *s, const char *path, const struct cid *remote
     if (rc < 0 && rc != -ENOENT)
         return rc;
     rc = s->up->ops->mfs_link(s->up, local, path);
+    if (rc < 0 && s->up->ops->mfs_link(s->up, remote, path) < 0)
+        /* Not even the node's own version went back: the next round finds the directory
+         * gone from the node but changed here, keeps ours (merge_dir) and sends it again. */
+        log_warn("%s on %s: neither ours nor its own version could be linked again",
+                 path, s->up->description);
     return rc < 0 ? rc : 1;
 }
 

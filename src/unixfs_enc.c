@@ -163,6 +163,8 @@ int dagpb_encode(const struct pb_link_out *links, size_t nlinks, const uint8_t *
     }
     if (has_data)
         total += 1 + varint_size(data_len) + data_len;
+    if (total == 0)
+        return 0;
     int rc = bytebuf_reserve(out, total);
     if (rc < 0)
         return rc;

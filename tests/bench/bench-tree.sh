@@ -163,7 +163,9 @@ mkdir -p "$WORK/local" "$WORK/pt-src" "$WORK/ptx-src"
 
 vlabel() { if [ -n "${VARIANTS[$1]// /}" ]; then printf '%s' "${VARIANTS[$1]}"; else printf 'default'; fi; }
 KNOWS_WT=0
-"$IPFSFS_BIN" --help 2>&1 | grep -q -- '--write-through' && KNOWS_WT=1
+# (not grep -q: it may leave before ipfsfs has written all of --help, and with pipefail the
+# SIGPIPE that ends ipfsfs would read as "no such option")
+"$IPFSFS_BIN" --help 2>&1 | grep -- '--write-through' >/dev/null && KNOWS_WT=1
 # slow_variant I: true if variant I runs today's mode (close waits for the node).
 slow_variant() {
     case " ${VARIANTS[$1]} " in

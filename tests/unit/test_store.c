@@ -874,6 +874,59 @@ static void test_hamt_edits(void)
     node_destroy(n);
 }
 
+/* A HAMT of directories: each change of a file deep inside replaces one of its entries in
+ * place (a name kept, its CID changed). A reopened store keeps no estimate, so its first
+ * change of /top rebuilds it whole (the canonical HAMT); a name added and removed again then
+ * gives back the CID the edits in place gave, at each of several checkpoints. */
+static void test_hamt_replace(void)
+{
+    char dir[256], err[128], p[64];
+    new_dir(dir, sizeof dir);
+    struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
+                                    .hamt_shard_bytes = 1500};
+    struct node *n = NULL;
+    CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
+    struct blockstore *bs;
+    CHECK_EQ_INT(blockstore_open(dir, &bs, err, sizeof err), 0);
+    enum { NS = 60, NF = 30, OPS = 1200 };
+    static struct named pool[NF];
+    static bool has[NS][NF];
+    for (int i = 0; i < NF; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "f%02d", i);
+        make_named(n, bs, &pool[i], name, name);
+    }
+    CHECK_EQ_INT(n->ops->mfs_mkdir(n, "/top"), 0);
+    for (int i = 0; i < NS; i++) {
+        snprintf(p, sizeof p, "/top/sub%03d", i);
+        CHECK_EQ_INT(n->ops->mfs_mkdir(n, p), 0);
+    }
+    CHECK_EQ_INT(dir_type(n, bs, "/top"), UNIXFS_HAMT_SHARD);
+    uint64_t seed = 7;
+    for (int op = 1; op <= OPS; op++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        int d = (int)((seed >> 33) % NS), f = (int)((seed >> 20) % NF);
+        snprintf(p, sizeof p, "/top/sub%03d/%s", d, pool[f].name);
+        if (has[d][f])
+            CHECK_EQ_INT(n->ops->mfs_rm(n, p, false), 0);
+        else
+            CHECK_EQ_INT(n->ops->mfs_link(n, &pool[f].cid, p), 0);
+        has[d][f] = !has[d][f];
+        if (op % 300)
+            continue;
+        char edited[CID_STR_MAX];
+        snprintf(edited, sizeof edited, "%s", mfs_cid(n, "/top"));
+        CHECK_EQ_INT(node_store_commit(n), 0);
+        node_destroy(n);
+        CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
+        CHECK_EQ_INT(n->ops->mfs_link(n, &pool[0].cid, "/top/zz-extra"), 0); /* rebuilt */
+        CHECK_EQ_INT(n->ops->mfs_rm(n, "/top/zz-extra", false), 0);           /* edited */
+        CHECK_EQ_STR(mfs_cid(n, "/top"), edited);
+    }
+    blockstore_close(bs);
+    node_destroy(n);
+}
+
 static uint64_t stat_value(struct node *n, const char *key);
 
 /* Many changes to the same directories, in two orders (each change of a directory starts from
@@ -2625,6 +2678,7 @@ int main(void)
     test_hamt_js();
     test_hamt_threshold();
     test_hamt_edits();
+    test_hamt_replace();
     test_dir_changes_order();
     test_duplicate_names();
     test_concurrency();
