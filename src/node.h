@@ -98,6 +98,12 @@ struct node_ops {
     int (*mfs_rm)(struct node *n, const char *path, bool recursive);
     /* Link existing content c under path; path must not exist. */
     int (*mfs_link)(struct node *n, const struct cid *c, const char *path);
+    /* Batch the mfs_link calls this thread makes until mfs_batch(n, false): the backend may
+     * leave them not yet durable meanwhile (Kubo: flush=false, and a files/flush every 200),
+     * and mfs_batch(n, false) makes them all durable (0, or -errno: then they may not be).
+     * For a push of many names: Kubo re-encodes a directory of thousands on each flushed
+     * change. Optional: NULL means each change is durable at once. */
+    int (*mfs_batch)(struct node *n, bool on);
     /* Move src to dst, replacing dst if it exists (and, for directories, is empty). */
     int (*mfs_mv)(struct node *n, const char *src, const char *dst);
     int (*mfs_chmod)(struct node *n, const char *path, uint32_t mode);

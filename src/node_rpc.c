@@ -692,6 +692,33 @@ static int rpc_mfs_rm(struct node *base, const char *path, bool recursive)
     return rc;
 }
 
+/* mfs_batch: the node this thread batches its links on (NULL: none), and how many it made
+ * since the last files/flush. Kubo (0.39 and later) refuses a 257th unflushed change
+ * (Internal.MFSNoFlushLimit, 256 by default): a flush every BATCH_FLUSH_EVERY keeps under it. */
+#define BATCH_FLUSH_EVERY 200
+static __thread struct node_rpc *tls_batch;
+static __thread unsigned tls_unflushed;
+
+static int mfs_flush_all(struct node_rpc *n)
+{
+    struct rpc_arg args[] = {{"arg", "/"}};
+    tls_unflushed = 0;
+    return simple_call(n, "files/flush", args, 1, "/");
+}
+
+static int rpc_mfs_batch(struct node *base, bool on)
+{
+    struct node_rpc *n = to_rpc(base);
+    if (on) {
+        tls_batch = n;
+        tls_unflushed = 0;
+        return 0;
+    }
+    bool pending = tls_batch == n && tls_unflushed > 0;
+    tls_batch = NULL;
+    return pending ? mfs_flush_all(n) : 0;
+}
+
 static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path)
 {
     struct node_rpc *n = to_rpc(base);
@@ -699,9 +726,10 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
     if (cid_format(c, cs, sizeof cs) < 0)
         return -EINVAL;
     snprintf(src, sizeof src, "/ipfs/%s", cs);
-    struct rpc_arg args[] = {{"arg", src}, {"arg", path}};
+    struct rpc_arg args[] = {{"arg", src}, {"arg", path}, {"flush", "false"}};
     char err[512];
-    int rc = simple_call_err(n, "files/cp", args, 2, path, err, sizeof err);
+    bool batched = tls_batch == n;
+    int rc = simple_call_err(n, "files/cp", args, batched ? 3 : 2, path, err, sizeof err);
     /* A timeout may have linked it; so does a symlink, though Kubo 0.43 then answers "cannot
      * flush the created file ...: symlinks not yet supported". A node that says it lacks a
      * block ("block was not found locally (offline)", classed as a timeout) answered for
@@ -714,6 +742,8 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
         log_debug("files/cp %s failed but happened", SAFE(path, safe));
         rc = 0;
     }
+    if (rc == 0 && batched && ++tls_unflushed >= BATCH_FLUSH_EVERY)
+        rc = mfs_flush_all(n);
     return rc;
 }
 
@@ -1319,6 +1349,7 @@ static const struct node_ops rpc_ops = {
     .mfs_mkdir = rpc_mfs_mkdir,
     .mfs_rm = rpc_mfs_rm,
     .mfs_link = rpc_mfs_link,
+    .mfs_batch = rpc_mfs_batch,
     .mfs_mv = rpc_mfs_mv,
     .mfs_chmod = rpc_mfs_chmod,
     .mfs_touch = rpc_mfs_touch,

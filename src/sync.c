@@ -1024,8 +1024,16 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
     if (rc == 0)
         rc = check_ahead(s, &ahead[1], committed, remote, &nblocks, &nbytes, &resent, err,
                          errlen);
-    if (rc == 0)
+    if (rc == 0) {
+        /* Kubo flushes the names once per batch, not once per name */
+        bool batch = s->up->ops->mfs_batch && s->up->ops->mfs_batch(s->up, true) == 0;
         rc = push_names(s, s->mfs_root, remote, committed, 0, false, err, errlen);
+        int frc = batch ? s->up->ops->mfs_batch(s->up, false) : 0;
+        if (rc == 0 && frc < 0) {
+            snprintf(err, errlen, "flushing the names on the node: %s", strerror(-frc));
+            rc = frc;
+        }
+    }
     if (rc == 0)
         rc = check_ahead(s, &ahead[0], committed, remote, &nblocks, &nbytes, &resent, err,
                          errlen);

@@ -193,6 +193,16 @@ check_eq "its CID is ipfs add -r's of the 4,005 (a plain directory again)" \
     "$(cid_of "$MNT/many")" "$WANT_HALF"
 check_eq "the node has the same directory" "$(node_hash /many)" "$WANT_HALF"
 rm -rf "$MNT/many"
+# 450 names straight under the mount's root, which never goes whole: name by name, in batches
+# (flush=false; a files/flush every 200 and at the end of each push).
+mkdir -p "$WORK/src/r450"
+for i in $(seq 1 450); do echo "r $i" >"$WORK/src/r450/r$i.txt"; done
+cp "$WORK/src/r450"/* "$MNT/"
+check "fsync(2) after 450 names under the root succeeds" fsync_path "$MNT"
+check_eq "the node has the 450 names" "$(kubo files ls / | grep -c '^r[0-9]*\.txt$')" 450
+check_eq "the node's MFS root is the store's committed root" "$(node_hash /)" \
+    "$(cat "$STORE/root" 2>&1)"
+rm -f "$MNT"/r*.txt
 
 # ---- a clean unmount leaves the node with everything ----------------------------------------
 echo "written last" >"$MNT/last.txt"
