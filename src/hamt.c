@@ -346,6 +346,17 @@ static bool upper_hex(char c)
 static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struct unixfs_data *u,
                       unsigned depth, struct hresult *res);
 
+/* Remove link at of the n in a shard's three parallel arrays; returns n - 1. */
+static size_t drop_link(struct pb_link_out *links, unsigned *buckets, bool *leaf, size_t n,
+                        size_t at)
+{
+    n--;
+    memmove(&links[at], &links[at + 1], (n - at) * sizeof *links);
+    memmove(&buckets[at], &buckets[at + 1], (n - at) * sizeof *buckets);
+    memmove(&leaf[at], &leaf[at + 1], (n - at) * sizeof *leaf);
+    return n;
+}
+
 /* Edit the sub-shard link lk points to (depth: the sub-shard's). */
 static int edit_sub(struct hedit *ed, const uint8_t *hash, size_t hash_len, unsigned depth,
                     struct hresult *res)
@@ -455,10 +466,7 @@ static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struc
         if (el == ed->name_len && memcmp(en, ed->name, el) == 0) {
             ed->change -= (int64_t)(el + lk->hash_len);
             if (!ed->cid) {
-                n--;
-                memmove(&sc->links[at], &sc->links[at + 1], (n - at) * sizeof sc->links[0]);
-                memmove(&sc->buckets[at], &sc->buckets[at + 1], (n - at) * sizeof sc->buckets[0]);
-                memmove(&sc->leaf[at], &sc->leaf[at + 1], (n - at) * sizeof sc->leaf[0]);
+                n = drop_link(sc->links, sc->buckets, sc->leaf, n, at);
             } else {
                 lk->hash = ed->cid;
                 lk->hash_len = ed->cid_len;
@@ -525,10 +533,7 @@ static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struc
                                        .tsize = sc->sub.tsize};
             sc->leaf[at] = true;
         } else {
-            n--;
-            memmove(&sc->links[at], &sc->links[at + 1], (n - at) * sizeof sc->links[0]);
-            memmove(&sc->buckets[at], &sc->buckets[at + 1], (n - at) * sizeof sc->buckets[0]);
-            memmove(&sc->leaf[at], &sc->leaf[at + 1], (n - at) * sizeof sc->leaf[0]);
+            n = drop_link(sc->links, sc->buckets, sc->leaf, n, at);
         }
     }
     if (depth > 0 && n == 0) {

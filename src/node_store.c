@@ -2851,16 +2851,12 @@ static void est_put(struct node_store *ns, const struct cid *old, const struct c
     pthread_mutex_unlock(&ns->dc_lock);
 }
 
-struct hamt_io {
-    struct node_store *ns;
-    unsigned version;
-};
-
-static int hamt_io_get(void *ud, const struct cid *c, uint8_t **block, size_t *len)
+/* hamt_set's reads, with shard_put's context: through the directory block cache. */
+static int shard_get(void *ud, const struct cid *c, uint8_t **block, size_t *len)
 {
-    struct hamt_io *io = ud;
+    struct shard_put_ctx *sp = ud;
     struct loaded l;
-    int rc = load(io->ns, c, &l); /* through the directory block cache */
+    int rc = load(sp->ns, c, &l);
     if (rc < 0)
         return rc;
     if (!l.raw)
@@ -2868,13 +2864,6 @@ static int hamt_io_get(void *ud, const struct cid *c, uint8_t **block, size_t *l
     *block = l.block;
     *len = l.len;
     return 0;
-}
-
-static int hamt_io_put(void *ud, const uint8_t *block, size_t len, struct cid *out)
-{
-    struct hamt_io *io = ud;
-    int rc = block_cid(io->version, CID_CODEC_DAG_PB, block, len, out);
-    return rc < 0 ? rc : stage_put(io->ns, out, block, len, false);
 }
 
 /* dir_set on a HAMT directory l (dcid) that stays one: only the shards on name's path change.
@@ -2895,12 +2884,12 @@ static int hamt_change(struct node_store *ns, const struct cid *dcid, const stru
         return HAMT_REBUILD;
     if (child && (hl = cid_to_bytes(child, hash, sizeof hash)) < 0)
         return hl;
-    struct hamt_io io = {.ns = ns, .version = dcid->version};
+    struct shard_put_ctx sp = {.ns = ns, .version = dcid->version};
     int64_t change = 0;
     struct cid next;
     uint64_t next_tsize;
     int rc = hamt_set(&l->pb, &l->u, name, nlen, child ? hash : NULL, (size_t)hl, child_tsize,
-                      hamt_io_get, hamt_io_put, &io, &next, &next_tsize, &change);
+                      shard_get, shard_put, &sp, &next, &next_tsize, &change);
     if (rc != 0)
         return rc;
     if (change < 0 &&
