@@ -293,9 +293,10 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
         st->st_uid = fs->uid;
         st->st_gid = fs->gid;
         st->st_blksize = (blksize_t)fs->cfg.chunk_size;
+        mode_t wmask = fs->cfg.read_only ? 0555 : 0777;
         switch (ino->kind) {
         case NODE_DIR:
-            st->st_mode = S_IFDIR | (a.mode ? a.mode & 0777 : 0755);
+            st->st_mode = S_IFDIR | ((a.mode ? a.mode : 0755) & wmask);
             st->st_nlink = 2;
             break;
         case NODE_SYMLINK:
@@ -304,7 +305,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
             st->st_size = (off_t)a.size;
             break;
         default:
-            st->st_mode = S_IFREG | (a.mode ? a.mode & 0777 : 0644);
+            st->st_mode = S_IFREG | ((a.mode ? a.mode : 0644) & wmask);
             st->st_nlink = 1;
             st->st_size = (off_t)a.size;
             break;

@@ -25,6 +25,9 @@ struct fs_config {
     /* The IPNS namespace (--ipns): a name that now points to other content is a new inode,
      * so files opened before keep reading what they opened (their pages too). */
     bool names_follow_content;
+    /* Every change is refused (--ipns): names are shown without write permission, as the
+     * content under a CID is. */
+    bool read_only;
     struct writer_config writer;
 };
 

@@ -79,6 +79,14 @@ check "diff -r of another name" diff -r "$B" "$MNT/$K2"
 check_eq "cat a file under a name" "$(cat "$MNT/$K1/sub/deep.txt" 2>&1)" "deep A"
 check_eq "user.ipfs.cid of MOUNTPOINT/<name> is the CID it resolves to now" \
     "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/$K1" 2>&1)" "$CA"
+# Read-only, and shown so: no write permission anywhere (as under /ipfs), so cp -a and rsync
+# copy the same modes from either mount.
+modes=$({ find "$MNT" "$MNT/$K1" -maxdepth 0 -printf '%m\n' && find "$MNT/$K1/" ! -type l -printf '%m\n'; } 2>&1 | sort -u)
+if [ -n "$modes" ] && ! grep -qE '[2367]' <<<"$modes"; then
+    ok "no write permission is shown under an --ipns mount ($(tr '\n' ' ' <<<"$modes"))"
+else
+    not_ok "no write permission is shown under an --ipns mount" "modes: $modes"
+fi
 check_errno "a change is refused: EROFS (create)" EROFS create "$MNT/new"
 check_errno "a change is refused: EROFS (mkdir)" EROFS mkdir "$MNT/$K1/newdir"
 check_errno "an unknown name (a key never published) is ENOENT" ENOENT stat "$MNT/$UNPUBLISHED"
