@@ -45,6 +45,10 @@
 #define HEDGE_UNKNOWN_MS 1000u
 /* First backoff after a failure; it doubles while failures follow each other. */
 #define BACKOFF_FIRST_MS 1000u
+/* A gateway whose last request went a whole timeout without an answer (a black hole, or a
+ * dead host whose connections are not refused) is on probation: once every other gateway
+ * asked has answered "not found", it gets this long, not the rest of the timeout. */
+#define PROBATION_MS 2000u
 /* The header value kept for Retry-After. */
 #define RETRY_AFTER_MAX 64u
 
@@ -57,6 +61,7 @@ struct gw_host {
     struct timespec aside_until; /* not asked before this (CLOCK_MONOTONIC); 0: available */
     enum why_aside aside_why;
     unsigned backoff_ms;       /* the next backoff after a failure */
+    bool stalled;              /* on probation: its last request got no answer at all */
     uint64_t ok, not_found, limited, failed, bad, bytes;
 };
 
@@ -363,6 +368,7 @@ struct request {
     void *ud;
     const char *what; /* for the log: "block CID", "IPNS record of NAME" */
     bool car;         /* a CAR, streamed to the call's callback (gw_car), not kept */
+    bool *none_has;   /* if set, run sets it: every gateway was asked and said "not found" */
 };
 
 static size_t on_car(char *p, size_t size, size_t nmemb, void *ud);
@@ -647,6 +653,15 @@ enum outcome { OUT_OK, OUT_NOT_FOUND, OUT_LIMITED, OUT_FAILED, OUT_BAD, OUT_UNCH
 static void record(struct gw *g, struct attempt *a, enum outcome out, long status, CURLcode cc,
                    const char *cidstr);
 
+/* Whether an error answer's body is boxo's routing.ErrNotFound ("routing: not found"): what
+ * Kubo's gateway (0.43) answers, with HTTP 500, for an IPNS name nobody published. An answer,
+ * not a failing gateway: it must not set the gateway aside. */
+static bool routing_not_found(const struct attempt *a)
+{
+    static const char msg[] = "routing: not found";
+    return a->buf && a->len >= sizeof msg - 1 && memcmp(a->buf, msg, sizeof msg - 1) == 0;
+}
+
 /* Judge a finished attempt, and record it against its gateway. */
 static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
                           const struct request *req)
@@ -669,6 +684,8 @@ static enum outcome judge(struct gw *g, struct attempt *a, CURLcode cc,
                                                                    : OUT_BAD;
     else if (status == 404 || status == 410 || status == 451) /* missing, or denylisted */
         out = OUT_NOT_FOUND;
+    else if (status >= 500 && routing_not_found(a))
+        out = OUT_NOT_FOUND; /* Kubo's gateway: HTTP 500 for an IPNS name with no record */
     else if (status == 429 || status == 503 || status == 504)
         out = OUT_LIMITED;
     else
@@ -685,6 +702,8 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
     long ra = out == OUT_LIMITED ? gw_retry_after_ms(a->retry_after, time(NULL)) : -1;
     double ms = (double)diff_ms(clock_mono(), a->t0);
     pthread_mutex_lock(&g->lock);
+    if (out != OUT_FAILED)
+        h->stalled = false; /* it answers */
     switch (out) {
     case OUT_OK:
         h->ok++;
@@ -743,6 +762,7 @@ static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
     struct gw_host *h = &g->hosts[a->host];
     pthread_mutex_lock(&g->lock);
     h->failed++;
+    h->stalled = true;
     set_aside_locked(h, ASIDE_FAILED, -1);
     pthread_mutex_unlock(&g->lock);
     log_warn("gateway %s: no answer for %s in time: set aside", h->url, cidstr);
@@ -821,10 +841,16 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
         /* Every gateway is set aside: wait for a rate-limited one if it is back in time. */
         if (wait_ms < 0 || wait_ms >= diff_ms(deadline, clock_mono())) {
             log_debug("%s: every gateway is set aside", req->what);
+            /* One of them for wrong bytes: EIO, as the call that caught it said, not a
+             * timeout that invites a retry. */
+            bool liar = false;
             pthread_mutex_lock(&g->lock);
             g->call_fail++;
+            for (size_t i = 0; i < g->n; i++)
+                if (g->hosts[i].aside_why == ASIDE_BAD && is_set(g->hosts[i].aside_until))
+                    liar = true;
             pthread_mutex_unlock(&g->lock);
-            return -ETIMEDOUT;
+            return liar ? -EIO : -ETIMEDOUT;
         }
         struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -834,7 +860,8 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
     if (!m)
         return -ENOMEM;
     struct attempt at[GW_MAX];
-    size_t started = 0, running = 0;
+    bool suspect[GW_MAX]; /* at[i]'s gateway is on probation (see PROBATION_MS) */
+    size_t started = 0, running = 0, said_no = 0;
     int rc = -ETIMEDOUT;
     bool any_bad = false, won = false;
     struct timespec next_hedge = {0};
@@ -848,6 +875,7 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
             if (src == 0) {
                 pthread_mutex_lock(&g->lock);
                 next_hedge = add_ms(now, hedge_ms_locked(&g->hosts[order[started]]));
+                suspect[started] = g->hosts[order[started]].stalled;
                 pthread_mutex_unlock(&g->lock);
                 running++;
             } else if (src != -ETIMEDOUT) {
@@ -876,6 +904,8 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
                 rc = 0;
             } else if (out == OUT_BAD) {
                 any_bad = true;
+            } else if (out == OUT_NOT_FOUND) {
+                said_no++;
             }
         }
         if (won || (running == 0 && started >= norder))
@@ -887,6 +917,26 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
             int64_t h = diff_ms(next_hedge, clock_mono());
             if (h < poll)
                 poll = h;
+        } else if (said_no > 0) {
+            /* The others said "not found": a gateway on probation that has sent nothing yet
+             * gets PROBATION_MS, not the whole timeout (a black hole would cost a full timeout
+             * on every read of content nobody has). */
+            int64_t left = -1;
+            for (size_t i = 0; i < started && left != INT64_MAX; i++) {
+                if (!at[i].running)
+                    continue;
+                if (!suspect[i] || diff_ms(at[i].last, at[i].t0) > 0) {
+                    left = INT64_MAX; /* one that may still answer: wait as usual */
+                    break;
+                }
+                int64_t l = diff_ms(add_ms(at[i].t0, PROBATION_MS), clock_mono());
+                if (l > left)
+                    left = l;
+            }
+            if (left != INT64_MAX && left <= 0)
+                break; /* recorded as stalled below */
+            if (left != INT64_MAX && left < poll)
+                poll = left;
         }
         if (poll > 0)
             curl_multi_poll(m, NULL, 0, (int)(poll > 1000 ? 1000 : poll), NULL);
@@ -901,6 +951,8 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
     multi_put(g, m);
     if (!won && rc == -ETIMEDOUT && any_bad)
         rc = -EIO;
+    if (req->none_has)
+        *req->none_has = !won && started == norder && said_no == started && started > 0;
     pthread_mutex_lock(&g->lock);
     if (won)
         g->call_ok++;
@@ -987,14 +1039,16 @@ int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, in
         return -EINVAL;
     snprintf(what, sizeof what, "the IPNS record of %s", ns);
     struct ipns_check k = {.name = name, .now_ns = now_ns, .min_seq = min_seq, .out = out};
+    bool none_has = false;
     struct request req = {.accept = "application/vnd.ipfs.ipns-record", .max = IPNS_MAX_RECORD,
-                          .verify = verify_record, .ud = &k, .what = what};
+                          .verify = verify_record, .ud = &k, .what = what,
+                          .none_has = &none_has};
     snprintf(req.path, sizeof req.path, "/ipns/%s?format=ipns-record", ns);
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = run(g, &req, &data, &len);
     free(data);
-    return rc;
+    return rc == -ETIMEDOUT && none_has ? -ENOENT : rc;
 }
 
 /* ---- CARs ------------------------------------------------------------------------------- */
@@ -1437,7 +1491,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     pthread_cond_init(&hd.cond, NULL);
     hd.threaded = n >= HAND_THREAD_MIN && parallel > 1 &&
                   pthread_create(&hd.thread, NULL, hand_main, &hd) == 0;
-    size_t next = 0, inflight = 0;
+    size_t next = 0, inflight = 0, asked = 0;
     int rc = 0;
     bool stop = false, cancel = false;
     for (;;) {
@@ -1476,6 +1530,7 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
             b->idx = next++;
             b->busy = true;
             inflight++;
+            asked++;
         }
         if (inflight == 0)
             break;
@@ -1569,9 +1624,12 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
     pthread_mutex_destroy(&hd.lock);
     if (rc == 0 && hd.rc < 0)
         rc = hd.rc;
+    /* Counted as blocks asked, as gw_block counts them (one call, one block). */
+    size_t given = hd.given > 0 ? (size_t)hd.given : 0;
     pthread_mutex_lock(&g->lock);
-    g->calls++;
-    g->call_ok += (uint64_t)hd.given;
+    g->calls += asked;
+    g->call_ok += given;
+    g->call_fail += asked > given ? asked - given : 0;
     pthread_mutex_unlock(&g->lock);
     return rc < 0 ? rc : hd.given;
 }

@@ -15,13 +15,20 @@
  *   - 429, 503 or 504: set aside for its Retry-After (seconds or an HTTP date), else 1 s then
  *     doubling, at most GW_MAX_BACKOFF_MS;
  *   - no connection, a timeout, a cut transfer or another 5xx: set aside likewise (a dead
- *     gateway costs one timeout, once, not one per read);
+ *     gateway costs one timeout, once, not one per read). A gateway that went a whole timeout
+ *     without answering is on probation until it answers again: when every other gateway
+ *     asked says "not found", it gets 2 s, not the rest of the timeout (else a host that
+ *     accepts connections and never answers would cost a timeout on every read of content
+ *     nobody has, once its backoff ran out);
  *   - wrong bytes or an oversized answer: set aside for GW_BAD_BLOCK_MS;
- *   - 404 ("I do not have it"), 410 and 451 (denylisted there) do not set a gateway aside.
+ *   - 404 ("I do not have it"), 410 and 451 (denylisted there) do not set a gateway aside, nor
+ *     does a 5xx whose body is "routing: not found" (Kubo's gateway for an IPNS name with no
+ *     record).
  * Redirects are followed (ipfs.io sends block requests to trustless-gateway.link): whoever
  * answers, the bytes are checked.
  * A call that finds every gateway set aside waits for the first to come back if that fits in
- * its timeout and it was set aside for rate limiting, else fails at once with -ETIMEDOUT.
+ * its timeout and it was set aside for rate limiting, else fails at once: -EIO if one of them
+ * was set aside for wrong bytes, else -ETIMEDOUT.
  *
  * Progress is counted in verified blocks, never in bytes: a gateway that sends a byte now and
  * then (it trickles) makes no progress, and costs at most about one timeout (the pool's
@@ -74,7 +81,8 @@ int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errle
 
 /* The block c, verified (its hash is c's). *data is malloc'd. Thread-safe. Returns 0, or:
  *   -ETIMEDOUT  no gateway gave it in time (none had it, or none answered, or all are set aside);
- *   -EIO        every answer was wrong (wrong bytes, too big);
+ *   -EIO        every answer was wrong (wrong bytes, too big), or every gateway is set aside
+ *               and one of them for wrong bytes;
  *   -ENOTSUP    c's hash function is not one we can check (only sha2-256 and identity);
  *   -ENOMEM. */
 int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len);
@@ -84,7 +92,8 @@ struct ipns_record;
  * digits: Kubo's gateway redirects other spellings to base36), from the gateways (GET
  * URL/ipns/NAME?format=ipns-record), verified (ipns.h) at now_ns, with a sequence of at least min_seq (a
  * gateway with an older or expired record is passed over, not set aside). 0 and *out, or
- * -ETIMEDOUT (none gave one in time), -EIO (every answer was wrong). */
+ * -ENOENT (every gateway answered that it has none), -ETIMEDOUT (none gave one in time),
+ * -EIO (every answer was wrong). */
 int gw_ipns_record(struct gw *g, const char *spelled, const struct cid *name, int64_t now_ns,
                    uint64_t min_seq, struct ipns_record *out);
 

@@ -146,7 +146,7 @@ static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, 
         int64_t now = real_ns();
         int rc = gw_ipns_record(ni->gw, spelled, &key, now, hop == 0 ? min_seq : 0, &r);
         if (rc < 0)
-            return rc == -ETIMEDOUT ? -ENOENT : rc;
+            return rc; /* -ENOENT: no gateway has a record; -ETIMEDOUT: none answered */
         if (hop == 0)
             *seq = r.sequence;
         uint64_t life = ipns_lifetime_ns(&r, now, ni->cap_ns);

@@ -352,6 +352,40 @@ else
     not_ok "ipfsfs mounts (hedge)"
 fi
 
+# A gateway that accepts and never answers, beside a good one, and content neither has: the
+# first read waits the whole timeout (the silent one might have it); once it is back from
+# being set aside, it is on probation and costs at most ~2 s more than the good one's "not
+# found", not another whole timeout. (TP: a timeout long enough to tell the two apart.)
+TP=10
+gen_file "$DATA/absent-1" 4000 91
+gen_file "$DATA/absent-2" 4000 92
+ABSENT1=$(add_file "$DATA/absent-1" only-hash=true)
+ABSENT2=$(add_file "$DATA/absent-2" only-hash=true)
+mode a stall
+mode b pass
+M=$WORK/mnt-probation
+if mount_ipfsfs "$M" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+    --store="$WORK/store-probation" --timeout=$TP; then
+    check_errno_within "a silent gateway and a good one, content neither has: ETIMEDOUT within the timeout ($TP s)" \
+        $((TP + 3)) ETIMEDOUT stat "$M/$ABSENT1"
+    sleep 3 # past its first backoff (1 s, then 2 s)
+    t0=$(now)
+    check_errno_within "... a second such read, once the silent one is asked again: ETIMEDOUT" \
+        $((TP + 3)) ETIMEDOUT stat "$M/$ABSENT2"
+    secs=$(elapsed "$t0")
+    if lt "$secs" 5; then
+        ok "... in $secs s: the silent gateway, on probation, did not cost a whole timeout again"
+    else
+        not_ok "... the silent gateway, on probation, did not cost a whole timeout again" \
+            "took $secs s (--timeout=$TP)"
+    fi
+    check_eq "... and content the good one has still reads" "$(cat "$M/$TEST_CID" 2>&1)" Test
+    check_unmount "unmount (probation)" "$M"
+else
+    not_ok "ipfsfs mounts (probation)"
+fi
+mode a pass
+
 # One gateway alone, and it lies: EIO, never the wrong bytes, and the mount keeps answering.
 mode a flip
 M=$WORK/mnt-alone
