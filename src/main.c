@@ -466,6 +466,13 @@ int main(int argc, char *argv[])
                         "(fusermount3 -u %s)\n", fo.mountpoint, fo.mountpoint);
         goto out_args;
     }
+    /* libfuse mounts on a file as well, but our root is a directory: the kernel would then
+     * answer EIO for the mount point itself. */
+    struct stat mst;
+    if (stat(fo.mountpoint, &mst) == 0 && !S_ISDIR(mst.st_mode)) {
+        fprintf(stderr, "ipfsfs: %s is not a directory: mount on a directory\n", fo.mountpoint);
+        goto out_args;
+    }
     /* An IPNS mount is read-only: it never spools. */
     if (!o.ipns && options_check_spool_dir(&o) < 0)
         goto out_args;

@@ -181,7 +181,7 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
         return stat_raw(n, c, cs, out);
     if (c->codec == CID_CODEC_DAG_PB)
         return stat_dagpb(n, c, cs, out);
-    log_info("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs, c->codec);
+    log_warn("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs, c->codec);
     return -EIO;
 }
 

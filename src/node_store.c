@@ -935,7 +935,7 @@ static int load_at(struct node_store *ns, const struct cid *c, struct loaded *l,
     memset(l, 0, sizeof *l);
     if (c->codec != CID_CODEC_RAW && c->codec != CID_CODEC_DAG_PB) {
         cid_format(c, cs, sizeof cs);
-        log_info("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs,
+        log_warn("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs,
                  c->codec);
         return -EIO;
     }

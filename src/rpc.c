@@ -735,7 +735,14 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
 
     if (cc != CURLE_OK && x.sink_err < 0) {
         rc = x.sink_err;
-        set_err(err, errlen, "aborted by reader");
+        if (rc == -EMSGSIZE) {
+            /* An answer past its bound (an endless body, a block larger than any): not a
+             * valid reply, which programs see as EIO (man page, ERRORS). */
+            rc = -EIO;
+            set_err(err, errlen, "answer longer than any valid one: refused");
+        } else {
+            set_err(err, errlen, "aborted by reader");
+        }
         goto out;
     }
     if (cc != CURLE_OK && x.upload_err < 0) {

@@ -89,7 +89,7 @@ struct rpc_call_opts {
 struct rpc_buf {
     char *data; /* NUL-terminated, malloc'd */
     size_t len;
-    size_t max; /* refuse bodies larger than this (-EMSGSIZE); 0 = 16 MiB */
+    size_t max; /* refuse bodies larger than this (the call fails: -EIO); 0 = 16 MiB */
 };
 
 int rpc_global_init(void);

@@ -185,6 +185,10 @@ check_refused "the default spool directory (\$TMPDIR) is checked too" \
     "the spool directory $WORK/none (from \$TMPDIR) does not exist" \
     env TMPDIR="$WORK/none" "$IPFSFS_BIN" -f --api=$DEAD "$WORK/m"
 check "--help needs no spool directory" env TMPDIR="$WORK/none" "$IPFSFS_BIN" --help
+# libfuse mounts on a file too; the root is a directory, so the mount point would answer EIO.
+check_refused "a mount point that is a file is refused" \
+    "$WORK/a-file is not a directory" "$IPFSFS_BIN" -f --store="$WORK/s-file" "$WORK/a-file"
+check "... and the store was not made" test ! -e "$WORK/s-file"
 
 # With a live node: a fresh store, an unknown option (the case first seen: after the node was
 # contacted and the store made, the message came in two lines and a warning said the node
