@@ -394,6 +394,7 @@ struct attempt {
     int cb_err;             /* the caller's callback's */
     uint64_t car_blocks;    /* blocks this attempt gave the callback */
     struct timespec last;   /* when its last bytes came */
+    bool got;               /* anything came: a header or a byte of the body */
     size_t idx;             /* its index in the call's attempts */
     bool dropped;           /* cut because another attempt owns the stream */
 };
@@ -429,6 +430,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     memcpy(a->buf + a->len, p, n);
     a->len += n;
     a->last = clock_mono();
+    a->got = true;
     return n;
 }
 
@@ -436,6 +438,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct attempt *a = ud;
     size_t n = size * nmemb;
+    a->got = true;
     static const char clen[] = "content-length:";
     if (n > sizeof clen - 1 && strncasecmp(p, clen, sizeof clen - 1) == 0) {
         char v[32];
@@ -659,7 +662,8 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
 static bool routing_not_found(const struct attempt *a)
 {
     static const char msg[] = "routing: not found";
-    return a->buf && a->len >= sizeof msg - 1 && memcmp(a->buf, msg, sizeof msg - 1) == 0;
+    size_t n = a->len < 4096 ? a->len : 4096; /* an error text, possibly wrapped */
+    return a->buf && memmem(a->buf, n, msg, sizeof msg - 1) != NULL;
 }
 
 /* Judge a finished attempt, and record it against its gateway. */
@@ -702,7 +706,9 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
     long ra = out == OUT_LIMITED ? gw_retry_after_ms(a->retry_after, time(NULL)) : -1;
     double ms = (double)diff_ms(clock_mono(), a->t0);
     pthread_mutex_lock(&g->lock);
-    if (out != OUT_FAILED)
+    if (out == OUT_FAILED && cc == CURLE_OPERATION_TIMEDOUT && !a->got)
+        h->stalled = true; /* curl's own timeout (connect, at most 10 s): nothing came */
+    else if (out != OUT_FAILED || a->got)
         h->stalled = false; /* it answers */
     switch (out) {
     case OUT_OK:
@@ -861,7 +867,8 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
         return -ENOMEM;
     struct attempt at[GW_MAX];
     bool suspect[GW_MAX]; /* at[i]'s gateway is on probation (see PROBATION_MS) */
-    size_t started = 0, running = 0, said_no = 0;
+    size_t started = 0, running = 0, said_no = 0, ended = 0;
+    bool start_failed = false; /* a gateway could not be asked (no time left, no memory) */
     int rc = -ETIMEDOUT;
     bool any_bad = false, won = false;
     struct timespec next_hedge = {0};
@@ -878,8 +885,10 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
                 suspect[started] = g->hosts[order[started]].stalled;
                 pthread_mutex_unlock(&g->lock);
                 running++;
-            } else if (src != -ETIMEDOUT) {
-                rc = src;
+            } else {
+                start_failed = true;
+                if (src != -ETIMEDOUT)
+                    rc = src;
             }
             started++;
             continue;
@@ -895,6 +904,7 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
         CURLcode cc;
         while ((a = attempt_done(m, &cc))) {
             running--;
+            ended++;
             enum outcome out = judge(g, a, cc, req);
             if (out == OUT_OK && !won) {
                 *data = a->buf;
@@ -917,15 +927,15 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
             int64_t h = diff_ms(next_hedge, clock_mono());
             if (h < poll)
                 poll = h;
-        } else if (said_no > 0) {
-            /* The others said "not found": a gateway on probation that has sent nothing yet
-             * gets PROBATION_MS, not the whole timeout (a black hole would cost a full timeout
-             * on every read of content nobody has). */
+        } else if (said_no > 0 && said_no == ended && !start_failed) {
+            /* Every other gateway said "not found": a gateway on probation that has sent
+             * nothing yet gets PROBATION_MS, not the whole timeout (a black hole would cost a
+             * full timeout on every read of content nobody has). */
             int64_t left = -1;
             for (size_t i = 0; i < started && left != INT64_MAX; i++) {
                 if (!at[i].running)
                     continue;
-                if (!suspect[i] || diff_ms(at[i].last, at[i].t0) > 0) {
+                if (!suspect[i] || at[i].got) {
                     left = INT64_MAX; /* one that may still answer: wait as usual */
                     break;
                 }
@@ -951,8 +961,9 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
     multi_put(g, m);
     if (!won && rc == -ETIMEDOUT && any_bad)
         rc = -EIO;
-    if (req->none_has)
-        *req->none_has = !won && started == norder && said_no == started && started > 0;
+    if (req->none_has) /* every gateway, none set aside, was asked and said so */
+        *req->none_has = !won && norder == g->n && started == norder && said_no == started &&
+                         started > 0;
     pthread_mutex_lock(&g->lock);
     if (won)
         g->call_ok++;

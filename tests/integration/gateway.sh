@@ -386,6 +386,59 @@ else
 fi
 mode a pass
 
+# The same for a host that drops connections (a full accept queue: its SYNs go unanswered), with
+# a timeout longer than curl's connect timeout (10 s), which then ends the attempt first.
+TD=14
+python3 - "$WORK/drop.port" <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+held = []
+for _ in range(4):  # fill the accept queue; later connections are never answered
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(s.getsockname())
+    except BlockingIOError:
+        pass
+    held.append(c)
+time.sleep(0.5)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+import os
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(900)
+PY
+track_pid $!
+for _ in $(seq 1 100); do
+    [ -s "$WORK/drop.port" ] && break
+    sleep 0.1
+done
+gen_file "$DATA/absent-3" 4000 93
+gen_file "$DATA/absent-4" 4000 94
+ABSENT3=$(add_file "$DATA/absent-3" only-hash=true)
+ABSENT4=$(add_file "$DATA/absent-4" only-hash=true)
+M=$WORK/mnt-drop
+if [ -s "$WORK/drop.port" ] && mount_ipfsfs "$M" --gateway="http://127.0.0.1:$(cat "$WORK/drop.port")" \
+    --gateway="${PROXY_URL[b]}" --store="$WORK/store-drop" --timeout=$TD; then
+    check_errno_within "a host that drops connections and a good one, content neither has: ETIMEDOUT" \
+        $((TD + 3)) ETIMEDOUT stat "$M/$ABSENT3"
+    sleep 3
+    t0=$(now)
+    check_errno_within "... a second such read: ETIMEDOUT" $((TD + 3)) ETIMEDOUT stat "$M/$ABSENT4"
+    secs=$(elapsed "$t0")
+    if lt "$secs" 5; then
+        ok "... in $secs s: the silent host, on probation, did not cost curl's connect timeout again"
+    else
+        not_ok "... the silent host, on probation, did not cost curl's connect timeout again" \
+            "took $secs s (--timeout=$TD)"
+    fi
+    check_unmount "unmount (dropping host)" "$M"
+else
+    not_ok "ipfsfs mounts (dropping host)"
+fi
+
 # One gateway alone, and it lies: EIO, never the wrong bytes, and the mount keeps answering.
 mode a flip
 M=$WORK/mnt-alone
