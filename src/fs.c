@@ -295,10 +295,14 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
         st->st_uid = fs->uid;
         st->st_gid = fs->gid;
         st->st_blksize = (blksize_t)fs->cfg.chunk_size;
+        /* Read-only (--ipns): no write bits, and 0444/0555 for a stored mode left with none,
+         * as for content under a CID. */
         mode_t wmask = fs->cfg.read_only ? 0555 : 0777;
+        if (fs->cfg.read_only && !(a.mode & wmask))
+            a.mode = 0;
         switch (ino->kind) {
         case NODE_DIR:
-            st->st_mode = S_IFDIR | ((a.mode ? a.mode : 0755) & wmask);
+            st->st_mode = S_IFDIR | ((a.mode ? a.mode : fs->cfg.read_only ? 0555 : 0755) & wmask);
             st->st_nlink = 2;
             break;
         case NODE_SYMLINK:
@@ -307,7 +311,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
             st->st_size = (off_t)a.size;
             break;
         default:
-            st->st_mode = S_IFREG | ((a.mode ? a.mode : 0644) & wmask);
+            st->st_mode = S_IFREG | ((a.mode ? a.mode : fs->cfg.read_only ? 0444 : 0644) & wmask);
             st->st_nlink = 1;
             st->st_size = (off_t)a.size;
             break;
@@ -1431,6 +1435,17 @@ static int check_new_name(struct fs *fs, const struct inode *dir, const char *na
     return 0;
 }
 
+/* The mode a create or a mkdir stores (0: none, the default shows). None when it is the
+ * default but for the group's and others' write bits: those come from the creator's umask (002
+ * under Debian's user-private groups, 022 for root) and grant nothing on a mount without -o
+ * allow_other, so cp -r gives the CIDs ipfs add gives under either umask. Any other mode is
+ * stored (an executable's 0775 too), and so is any mode a chmod sets. */
+static uint32_t create_mode(mode_t mode, uint32_t dflt)
+{
+    uint32_t m = (uint32_t)mode & 07777;
+    return (m & ~UINT32_C(0022)) == (dflt & ~UINT32_C(0022)) ? 0 : m;
+}
+
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
@@ -1458,7 +1473,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     /* The name exists from now on (empty), as after creat(2) on any filesystem. */
     writer_touch(fh->wh);
     /* The mode goes on before the name appears (see writer_link). */
-    a.mode = (mode & 07777) != 0644 ? mode & 07777 : 0;
+    a.mode = create_mode(mode, 0644);
     struct writer_meta m = meta_of(&a);
     rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed, NULL);
     if (rc < 0)
@@ -1521,7 +1536,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         fuse_reply_err(req, -rc);
         return;
     }
-    if ((mode & 07777) != 0755)
+    if (create_mode(mode, 0755))
         fs->node->ops->mfs_chmod(fs->node, path, mode & 07777);
     reply_new_entry(req, fs, dir, name);
 }

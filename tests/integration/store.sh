@@ -107,6 +107,17 @@ check "cp -r a tree" cp -r "$SRC/d" "$MNT/d"
 check_eq "the tree's CID is Kubo's" "$(cid_of "$MNT/d")" QmdzqLiAivQsXx9RMqiBVpDTwsFKSFC4zAuUiuAm8ut2jC
 check_eq "the subdirectory's CID is Kubo's" "$(cid_of "$MNT/d/sub")" \
     QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn
+# The same tree copied under umask 002 (Debian's user-private groups): files come 0664 and
+# directories 0775, which differ from the defaults only in the group's write bit, an effect of
+# the umask that is not stored, so the CIDs stay ipfs add's. An executable's mode is stored.
+check "cp -r the same tree under umask 002" bash -c "umask 002 && cp -r '$SRC/d' '$MNT/d002'"
+check_eq "... its CID is still Kubo's (the umask's group write bit is not stored)" \
+    "$(cid_of "$MNT/d002")" QmdzqLiAivQsXx9RMqiBVpDTwsFKSFC4zAuUiuAm8ut2jC
+check_eq "... and its files show the default mode" "$(stat -c %a "$MNT/d002/h.txt")" 644
+cp "$SRC/d/h.txt" "$SRC/x775" && chmod 775 "$SRC/x775"
+check "an executable copied under umask 002 (created 0775)" \
+    bash -c "umask 002 && cp '$SRC/x775' '$MNT/x002'"
+check_eq "... keeps its mode" "$(stat -c %a "$MNT/x002")" 775
 check "ls the tree by CID" test "$(ls "$MNT/QmdzqLiAivQsXx9RMqiBVpDTwsFKSFC4zAuUiuAm8ut2jC")" = "h.txt
 sub"
 check "read through a CID path" cmp "$SRC/d/sub/w.txt" \
