@@ -67,7 +67,7 @@ struct cluster {
     unsigned owed_backoff_ms; /* the wait after the last failed retry (0: none failed) */
     uint64_t pins, unpins, failures;
     char last_error[200];
-    bool failing; /* the last pin asked for failed (with last_error) */
+    bool failing; /* the last pin, or a name of the last round, failed (last_error) */
 };
 
 /* ---- HTTP ---- */
@@ -885,6 +885,12 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
     c->tops = nt;
     c->ntops = nn;
     save_state_locked(c);
+    /* One refusal fails the round, whatever pins after it took (pin() says only its own):
+     * user.ipfs.pins and fsync (--replication-wait) tell it until a round succeeds (a failed
+     * name is asked again in every round until then). */
+    c->failing = failed != 0;
+    if (failed)
+        snprintf(c->last_error, sizeof c->last_error, "%s", err);
     pthread_mutex_unlock(&c->lock);
     tops_free(old, nold);
     return failed;

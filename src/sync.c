@@ -1879,6 +1879,10 @@ int sync_wait(struct sync *s)
         if (rc < 0) {
             log_warn("fsync: the cluster has not replicated the names: %s", err);
             rc = -EIO;
+        } else if (cluster_failing(s->cluster, err, sizeof err)) {
+            /* the root is, but a name's own pin (a folder's factors) was refused */
+            log_warn("fsync: the cluster refuses a pin of the names: %s", err);
+            rc = -EIO;
         }
     }
     return rc;
@@ -1912,6 +1916,8 @@ int sync_pins(struct sync *s, const char *path, char *buf, size_t len)
     int n = cluster_status_text(&st, buf, len);
     if (newer && n >= 0 && (size_t)n < len) /* the latest root's pins are being asked for */
         n += snprintf(buf + n, len - (size_t)n, "; newer names not pinned yet%s", note);
+    else if (note[0] && n >= 0 && (size_t)n < len) /* e.g. a folder's factors, refused */
+        n += snprintf(buf + n, len - (size_t)n, "; a pin is refused, retried%s", note);
     return n;
 }
 

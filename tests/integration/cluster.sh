@@ -202,6 +202,31 @@ check_eq "the mount root's factors are --replication's: EINVAL" \
 check "setfattr -x removes it" setfattr -x user.ipfs.replication "$M1/tree/deep"
 check "... and the folder's own pin goes (the tree's covers it)" wait_unpinned "$deep" 10
 
+# Factors the cluster cannot meet (4 of 3 peers): the cluster refuses the folder's pin; that
+# shows in user.ipfs.pins and fails fsync (--replication-wait), until the factors go.
+mkdir -p "$M1/r4" && echo r4 >"$M1/r4/f.txt"
+check "setfattr user.ipfs.replication=4 on a folder (3 peers)" \
+    setfattr -n user.ipfs.replication -v 4 "$M1/r4"
+fsync_errno "$M1/r4/f.txt" >/dev/null
+pins=""
+for _ in $(seq 1 40); do # the pin round runs after the push; a refusal is retried every 5 s
+    pins=$(pins_of "$M1/r4")
+    grep -q refused <<<"$pins" && break
+    sleep 0.5
+done
+check "... user.ipfs.pins says the pin is refused: $pins" grep -q "refused" <<<"$pins"
+check_eq "... and fsync (--replication-wait) fails: EIO" "$(fsync_errno "$M1/r4/f.txt")" EIO
+check "setfattr -x removes the factors" setfattr -x user.ipfs.replication "$M1/r4"
+got=EIO
+for _ in $(seq 1 30); do # the next round pins again (within 5 s)
+    got=$(fsync_errno "$M1/r4/f.txt")
+    [ "$got" = OK ] && break
+    sleep 0.5
+done
+check_eq "... and fsync works again" "$got" OK
+rm -rf "$M1/r4"
+fsync_errno "$M1" >/dev/null
+
 # ---- peer 1's Kubo dies -----------------------------------------------------------------------
 
 kill "$KUBO_PID_1"
