@@ -770,8 +770,10 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name, int r
                  rmax);
     int rc = call(c, "POST", "pins", cid, q, NULL, err, errlen);
     pthread_mutex_lock(&c->lock);
-    c->failing = rc < 0;
     if (rc < 0) {
+        /* Cleared only by a whole round that succeeds (cluster_pin_names): a pin that
+         * works after another one was refused in the same round must not hide it. */
+        c->failing = true;
         c->failures++;
         snprintf(c->last_error, sizeof c->last_error, "%s", err);
     } else {

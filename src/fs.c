@@ -1435,15 +1435,17 @@ static int check_new_name(struct fs *fs, const struct inode *dir, const char *na
     return 0;
 }
 
-/* The mode a create or a mkdir stores (0: none, the default shows). None when it is the
- * default but for the group's and others' write bits: those come from the creator's umask (002
- * under Debian's user-private groups, 022 for root) and grant nothing on a mount without -o
- * allow_other, so cp -r gives the CIDs ipfs add gives under either umask. Any other mode is
- * stored (an executable's 0775 too), and so is any mode a chmod sets. */
-static uint32_t create_mode(mode_t mode, uint32_t dflt)
+/* The mode a create or a mkdir stores (0: none, the default shows). On a mount only its user
+ * can enter (no -o allow_other or allow_root), none when it is the default but for the group's
+ * and others' write bits: those come from the creator's umask (002 under Debian's user-private
+ * groups, 022 for root) and grant nothing there, so cp -r gives the CIDs ipfs add gives under
+ * either umask. Any other mode is stored (an executable's 0775 too), and so is any mode a
+ * chmod sets; on a shared mount every mode a create asks for. */
+static uint32_t create_mode(const struct fs *fs, mode_t mode, uint32_t dflt)
 {
     uint32_t m = (uint32_t)mode & 07777;
-    return (m & ~UINT32_C(0022)) == (dflt & ~UINT32_C(0022)) ? 0 : m;
+    uint32_t ignore = fs->cfg.shared ? 0 : UINT32_C(0022);
+    return (m & ~ignore) == (dflt & ~ignore) ? 0 : m;
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1473,7 +1475,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     /* The name exists from now on (empty), as after creat(2) on any filesystem. */
     writer_touch(fh->wh);
     /* The mode goes on before the name appears (see writer_link). */
-    a.mode = create_mode(mode, 0644);
+    a.mode = create_mode(fs, mode, 0644);
     struct writer_meta m = meta_of(&a);
     rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed, NULL);
     if (rc < 0)
@@ -1536,7 +1538,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         fuse_reply_err(req, -rc);
         return;
     }
-    if (create_mode(mode, 0755))
+    if (create_mode(fs, mode, 0755))
         fs->node->ops->mfs_chmod(fs->node, path, mode & 07777);
     reply_new_entry(req, fs, dir, name);
 }

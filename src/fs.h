@@ -28,6 +28,9 @@ struct fs_config {
     /* Every change is refused (--ipns): names are shown without write permission, as the
      * content under a CID is. */
     bool read_only;
+    /* Others may enter the mount (-o allow_other or allow_root): the group's and others'
+     * write bits of a create are then kept (see create_mode in fs.c). */
+    bool shared;
     struct writer_config writer;
 };
 

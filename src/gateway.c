@@ -528,6 +528,8 @@ static int attempt_start_on(struct gw *g, CURLM *m, struct attempt *a, size_t ho
     curl_easy_setopt(e, CURLOPT_PRIVATE, a);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max);
     curl_easy_setopt(e, CURLOPT_PROXY, g->proxy ? g->proxy : "");
+    /* A proxy's CONNECT answer is not the gateway's (attempt.got). */
+    curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     if (!g->proxy)
         curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     if (g->cacert)
@@ -768,7 +770,7 @@ static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
     struct gw_host *h = &g->hosts[a->host];
     pthread_mutex_lock(&g->lock);
     h->failed++;
-    h->stalled = true;
+    h->stalled = !a->got; /* on probation only if nothing came at all */
     set_aside_locked(h, ASIDE_FAILED, -1);
     pthread_mutex_unlock(&g->lock);
     log_warn("gateway %s: no answer for %s in time: set aside", h->url, cidstr);

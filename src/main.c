@@ -771,6 +771,7 @@ int main(int argc, char *argv[])
         .mfs_root = mfs_root,
         .names_follow_content = o.ipns,
         .read_only = o.ipns,
+        .shared = o.shared,
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,

@@ -1405,6 +1405,11 @@ static void pin_root(struct sync *s)
         if (s->next_pin_ms == 0)
             log_warn("cannot pin the names through the cluster (retrying): %s", err);
         s->next_pin_ms = clock_mono_ms() + PIN_RETRY_MS;
+        /* The root itself is pinned (only a name's own pin was refused): the root before it
+         * may retire, and owed unpins go on, as after a round that worked. */
+        struct cid cr;
+        if (cluster_root(s->cluster, &cr) && cid_equal(&cr, &root))
+            cluster_tick(s->cluster);
         pthread_mutex_lock(&s->lock);
         s->repin = s->repin || force;
         pthread_mutex_unlock(&s->lock);

@@ -118,6 +118,15 @@ cp "$SRC/d/h.txt" "$SRC/x775" && chmod 775 "$SRC/x775"
 check "an executable copied under umask 002 (created 0775)" \
     bash -c "umask 002 && cp '$SRC/x775' '$MNT/x002'"
 check_eq "... keeps its mode" "$(stat -c %a "$MNT/x002")" 775
+# A mount others may enter (-o allow_other): the group write bit of a create is kept.
+M_SHARED=$WORK/mnt-shared
+if mount_ipfsfs "$M_SHARED" --store="$WORK/store-shared" -o allow_other; then
+    check "-o allow_other: a file made under umask 002" bash -c "umask 002 && echo x >'$M_SHARED/g'"
+    check_eq "... keeps the group write bit" "$(stat -c %a "$M_SHARED/g")" 664
+    check_unmount "unmount (allow_other)" "$M_SHARED"
+else
+    not_ok "mount with -o allow_other"
+fi
 check "ls the tree by CID" test "$(ls "$MNT/QmdzqLiAivQsXx9RMqiBVpDTwsFKSFC4zAuUiuAm8ut2jC")" = "h.txt
 sub"
 check "read through a CID path" cmp "$SRC/d/sub/w.txt" \
