@@ -186,7 +186,7 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
         fs_free(fs);
         return rc;
     }
-    resolver_init(&fs->res, node, fs->dc, fs->inodes);
+    resolver_init(&fs->res, node, fs->dc, fs->inodes, cfg->timeout_ms);
     *out = fs;
     return 0;
 }

@@ -10,12 +10,13 @@
 #include <string.h>
 
 void resolver_init(struct resolver *r, struct node *node, struct dircache *dc,
-                   struct inode_table *inodes)
+                   struct inode_table *inodes, unsigned timeout_ms)
 {
     memset(r, 0, sizeof *r);
     r->node = node;
     r->dc = dc;
     r->inodes = inodes;
+    r->timeout_ms = timeout_ms;
     pthread_mutex_init(&r->lock, NULL);
 }
 
@@ -69,8 +70,9 @@ int resolve_root(struct resolver *r, const char *name, struct inode **out)
     if (missed_lately(r, &c))
         return -ETIMEDOUT;
     struct node_stat st;
+    uint64_t t0 = clock_mono_ns();
     int rc = node_stat(r->node, &c, &st);
-    if (rc == -ETIMEDOUT)
+    if (rc == -ETIMEDOUT && (clock_mono_ns() - t0) / 1000000 >= r->timeout_ms / 2)
         note_miss(r, &c);
     if (rc < 0)
         return rc;
