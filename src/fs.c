@@ -186,7 +186,7 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
         fs_free(fs);
         return rc;
     }
-    resolver_init(&fs->res, node, fs->dc, fs->inodes, cfg->timeout_ms);
+    fs->res = (struct resolver){.node = node, .dc = fs->dc, .inodes = fs->inodes};
     *out = fs;
     return 0;
 }
@@ -232,8 +232,6 @@ void fs_free(struct fs *fs)
         reader_free(fs->reader);
     for (unsigned i = 0; i < fs->nr; i++)
         free(fs->rbuf[i]);
-    if (fs->res.node)
-        resolver_destroy(&fs->res);
     dircache_free(fs->dc);
     inode_table_free(fs->inodes);
     node_destroy(fs->node);

@@ -262,23 +262,6 @@ else
         "EAGAIN: $eagain, other errors or none: $bad, slower than $LIMIT s: $slow, $all s in all" \
         "$(sort -k3 -n "$WORK/missing.out" | awk '{print $1, $3}' | tr '\n' ' ')"
 fi
-
-# One missing CID, four programs at once: the kernel runs their lookups of that one name one
-# after another. The first waits --timeout; the others, right after it, answer at once (a root
-# CID that just timed out is remembered for 3 s), not one timeout each in turn.
-head -c 1000 /dev/urandom >"$L/missing-same"
-SAME=$M/$(kubo add -Q --only-hash "$L/missing-same")
-echo "delay 1000 block/" >"$MODE"
-t0=$(now)
-timeout -k 2 "$HOLD" python3 "$WORK/stats.py" "$SAME" "$SAME" "$SAME" "$SAME" >"$WORK/same.out" 2>&1
-all=$(elapsed "$t0")
-echo pass >"$MODE"
-if [ "$(grep -c '^ETIMEDOUT' "$WORK/same.out")" -eq 4 ] && lt "$all" "$LIMIT"; then
-    ok "one missing CID, four lookups at once: all ETIMEDOUT, within $LIMIT s in all ($all s)"
-else
-    not_ok "one missing CID, four lookups at once: all ETIMEDOUT, within $LIMIT s in all" \
-        "$all s in all" "$(tr '\n' ' ' <"$WORK/same.out")"
-fi
 check_unmount "unmount; ipfsfs exits 0 with a clean log" "$M"
 
 # ---- proxies and the API secret ---------------------------------------------------------------
