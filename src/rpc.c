@@ -32,6 +32,11 @@
 #define RPC_BIG_BUFFER (256L * 1024)
 #define RPC_SMALL_BUFFER (64L * 1024)
 
+/* How long a call's key is remembered after the node's own deadline passed on it (see
+ * missed[] in struct rpc), and how many keys are. */
+#define RPC_MISS_KEEP_MS 2000u
+#define RPC_MISS_SLOTS 16u
+
 struct rpc {
     char *base_url;
     char *unix_path;
@@ -51,6 +56,14 @@ struct rpc {
         uint64_t key;
         unsigned n;
     } *wait_slots;
+    /* wait_lock also protects missed[] and missed_next: the keys of calls the node answered,
+     * after waiting at least half their deadline, with its own deadline passing ("context
+     * deadline exceeded": a live node that looked for the content all that time), until
+     * monotonic ms until_ms (see RPC_MISS_KEEP_MS). */
+    struct {
+        uint64_t key, until_ms;
+    } missed[RPC_MISS_SLOTS];
+    unsigned missed_next;
 
     /* pool_lock protects pool[] and npool: idle easy handles ready for reuse, each with its
      * live keep-alive connection. A handle is used by one thread at a time (taken out). */
@@ -128,6 +141,34 @@ static uint64_t call_key(const char *cmd, const struct rpc_arg *args, size_t nar
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 0x100000001b3u;
     return h;
+}
+
+/* Whether a call with key just ended in the node's own deadline (see missed[]). */
+static bool missed_lately(struct rpc *r, uint64_t key)
+{
+    uint64_t now = clock_mono_ms();
+    bool hit = false;
+    pthread_mutex_lock(&r->wait_lock);
+    for (unsigned i = 0; i < RPC_MISS_SLOTS && !hit; i++)
+        hit = r->missed[i].until_ms > now && r->missed[i].key == key;
+    pthread_mutex_unlock(&r->wait_lock);
+    return hit;
+}
+
+static void note_missed(struct rpc *r, uint64_t key)
+{
+    pthread_mutex_lock(&r->wait_lock);
+    unsigned slot = r->missed_next;
+    for (unsigned i = 0; i < RPC_MISS_SLOTS; i++)
+        if (r->missed[i].key == key && r->missed[i].until_ms) {
+            slot = i; /* renewed in place */
+            break;
+        }
+    if (slot == r->missed_next)
+        r->missed_next = (r->missed_next + 1) % RPC_MISS_SLOTS;
+    r->missed[slot].key = key;
+    r->missed[slot].until_ms = clock_mono_ms() + RPC_MISS_KEEP_MS;
+    pthread_mutex_unlock(&r->wait_lock);
 }
 
 /* Count a call that waits on the node; -EAGAIN when max_waits (or max_waits_per_key for its
@@ -627,6 +668,12 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     *status = 0;
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
     unsigned spent = 0; /* on the check: taken off this call's bounds */
+    uint64_t key = call_key(cmd, args, nargs);
+    if (!check && missed_lately(r, key)) {
+        set_err(err, errlen, "the node looked for it for the whole timeout moments ago and did "
+                "not find it (asked again after %u ms)", RPC_MISS_KEEP_MS);
+        return -ETIMEDOUT;
+    }
     if (check) {
         timeout = RPC_PROBE_MS;
     } else if (clock_mono_ms() < atomic_load(&r->down_until)) {
@@ -653,7 +700,7 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
                      .h = h,
                      .check = check,
                      .start_ms = clock_mono_ms(),
-                     .wait_key = call_key(cmd, args, nargs)};
+                     .wait_key = key};
     /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
      * would cut them, so it is not sent then. */
     int rc = build_url(r, h, cmd, args, nargs,
@@ -786,6 +833,13 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
             rc = -EOPNOTSUPP; /* "404 page not found": unknown command */
         set_err(err, errlen, "node answered HTTP %ld: %s", x.status,
                 msg[0] ? msg : "(no message)");
+        /* A live node looked for it until its deadline: the calls queued behind this one for
+         * the same content (the kernel runs the lookups of one name one at a time) fail at
+         * once instead of one --timeout each. Not after a quick "not found locally": that
+         * content may be added any moment. */
+        if (rc == -ETIMEDOUT && !check && strcasestr(msg, "deadline exceeded") &&
+            clock_mono_ms() - x.start_ms >= timeout / 2)
+            note_missed(r, key);
         goto out;
     }
     if (cc != CURLE_OK) {

@@ -11,6 +11,12 @@
  * its full deadline; a silent one fails the call after that second, and stays suspect. So a
  * hung node costs a program one timeout, not one per retry, while a live node that misses one
  * CID gives the next calls their full deadlines.
+ *
+ * A call the node answered with its own deadline passed ("context deadline exceeded": it looked
+ * for the content all that time), after at least half of ours, makes the calls with the same
+ * first argument (the CID or path) fail at once with -ETIMEDOUT for RPC_MISS_KEEP_MS: the
+ * kernel sends the lookups of one name one after the other, and each would wait its own
+ * timeout.
  */
 #ifndef IPFSFS_RPC_H
 #define IPFSFS_RPC_H

@@ -339,4 +339,51 @@ start_fails "a mountpoint that does not exist is refused" nonzero \
     "no such file|does not exist|mountpoint|$WORK/nonexistent" --api="$NODE_API" \
     "$WORK/nonexistent"
 
+# ---- an online node looks for content nobody has, until its deadline ---------------------------
+# Kubo answers "context deadline exceeded" when --timeout passes. The kernel runs the lookups of
+# one name one after the other: four programs asking at once must not wait one --timeout each in
+# turn (12 s here), nor file(1), which looks a name up three times. A node that was stopped says
+# nothing (no deadline of its own passed): that CID reads as soon as it continues (above).
+if IPFS_ONLINE=1 start_node online; then
+    ok "an online node starts (it looks for content it lacks until the deadline)"
+    MO=$WORK/mnt-online
+    if mount_ipfsfs "$MO" --api="$NODE_API" --timeout=3; then
+        head -c 1000 /dev/urandom >"$WORK/nobody-has"
+        NOBODY=$(kubo add -Q --only-hash "$WORK/nobody-has")
+        t0=$(now)
+        got=$(timeout -k 2 30 python3 -c '
+import errno, os, sys, threading
+out = []
+def one(p):
+    try:
+        os.stat(p); out.append("OK")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+ts = [threading.Thread(target=one, args=(sys.argv[1],)) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(" ".join(sorted(out)))' "$MO/$NOBODY" 2>&1)
+        all=$(elapsed "$t0")
+        if [ "$got" = "ETIMEDOUT ETIMEDOUT ETIMEDOUT ETIMEDOUT" ] && lt "$all" 6; then
+            ok "one CID nobody has, four lookups at once: all ETIMEDOUT within 6 s ($all s)"
+        else
+            not_ok "one CID nobody has, four lookups at once: all ETIMEDOUT within 6 s" \
+                "got: $got, after $all s in all"
+        fi
+        sleep 2.5
+        check_errno_within "the same CID later: the node is asked again (ETIMEDOUT after the timeout)" \
+            6 ETIMEDOUT stat "$MO/$NOBODY"
+        kubo add -Q "$WORK/nobody-has" >/dev/null
+        sleep 2.5
+        check "added to the node meanwhile: the next read gives it" \
+            timeout -k 2 10 cmp "$MO/$NOBODY" "$WORK/nobody-has"
+        check_unmount "online node: unmount; ipfsfs exits 0" "$MO"
+    else
+        not_ok "mounts against the online node"
+    fi
+    stop_node
+else
+    not_ok "an online node starts"
+fi
+
 finish
