@@ -143,6 +143,11 @@ struct node_ops {
      * may have dropped since (they were not pinned). 1: all there, 0: one is missing, -errno:
      * cannot tell. Optional: NULL means walk with get_block. */
     int (*has_dag)(struct node *n, const struct cid *c);
+    /* The node's own identity into buf (Kubo: its peer ID), which changes when its repo is made
+     * anew or another node answers at the same address: the sync engine must not take such a
+     * node's names for changes made to the ones it synced with. 0 or -errno. Optional: NULL
+     * (or -ENOSYS) means it has none. */
+    int (*identity)(struct node *n, char *buf, size_t len);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

@@ -221,6 +221,11 @@ static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
 }
 
 /* The node's own blocks only: a gateway that has one says nothing of what the node has. */
+static int fb_identity(struct node *n, char *buf, size_t len)
+{
+    PRIMARY(identity, buf, len);
+}
+
 static int fb_has_dag(struct node *n, const struct cid *c)
 {
     PRIMARY(has_dag, c);
@@ -310,6 +315,7 @@ static const struct node_ops fallback_ops = {
     .put_car = fb_put_car,
     .get_block = fb_get_block,
     .has_dag = fb_has_dag,
+    .identity = fb_identity,
     .start = fb_start,
     .sync = fb_sync,
     .sync_state = fb_sync_state,

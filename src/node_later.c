@@ -168,6 +168,11 @@ static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_
     return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
 }
 
+static int later_identity(struct node *n, char *buf, size_t len)
+{
+    FORWARD(identity, buf, len);
+}
+
 static int later_has_dag(struct node *n, const struct cid *c)
 {
     FORWARD(has_dag, c);
@@ -214,6 +219,7 @@ static const struct node_ops later_ops = {
     .put_car = later_put_car,
     .get_block = later_get_block,
     .has_dag = later_has_dag,
+    .identity = later_identity,
     .stats = later_stats,
     .destroy = later_destroy,
 };

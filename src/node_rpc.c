@@ -1313,6 +1313,22 @@ static int refs_sink(void *ud, const char *data, size_t len)
     return ndjson_feed(&rs->nd, data, len, refs_line, rs);
 }
 
+/* POST id: the peer ID (a new repo has a new one). */
+static int rpc_identity(struct node *base, char *buf, size_t len)
+{
+    struct node_rpc *n = to_rpc(base);
+    struct rpc_buf b = {.max = 1 << 20}; /* an online node lists every address it listens on */
+    char err[512];
+    int rc = rpc_call_buf(n->rpc, "id", NULL, 0, NULL, &b, err, sizeof err);
+    if (rc < 0) {
+        log_debug("id: %s", err);
+        return rc == -EOPNOTSUPP ? -ENOSYS : rc;
+    }
+    rc = rpcjson_id(b.data, b.len, buf, len);
+    free(b.data);
+    return rc;
+}
+
 static int rpc_has_dag(struct node *base, const struct cid *c)
 {
     struct node_rpc *n = to_rpc(base);
@@ -1359,6 +1375,7 @@ static const struct node_ops rpc_ops = {
     .put_car = rpc_put_car,
     .get_block = rpc_get_block,
     .has_dag = rpc_has_dag,
+    .identity = rpc_identity,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };

@@ -57,6 +57,28 @@ int rpcjson_u64(const void *json_value, uint64_t *out)
     return -EINVAL;
 }
 
+int rpcjson_id(const char *body, size_t len, char *id, size_t idlen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, &jerr);
+    const json_t *ji = json_is_object(j) ? json_object_get(j, "ID") : NULL;
+    int rc = -EIO;
+    if (json_is_string(ji)) {
+        const char *v = json_string_value(ji);
+        size_t n = json_string_length(ji), i = 0;
+        while (i < n && ((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'z') ||
+                         (v[i] >= 'A' && v[i] <= 'Z')))
+            i++;
+        if (n > 0 && i == n && n < idlen) {
+            memcpy(id, v, n);
+            id[n] = '\0';
+            rc = 0;
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
 int rpcjson_version(const char *body, size_t len, struct node_version *out)
 {
     memset(out, 0, sizeof *out);

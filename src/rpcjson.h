@@ -25,6 +25,10 @@ struct node_version {
 };
 int rpcjson_version(const char *body, size_t len, struct node_version *out);
 
+/* The "ID" of an /api/v0/id answer (a peer ID: letters and digits only) into id. 0, or -EIO
+ * when there is none of that form (or it does not fit in idlen). */
+int rpcjson_id(const char *body, size_t len, char *id, size_t idlen);
+
 /* 0 if the node is a Kubo we serve; else -EPROTONOSUPPORT and why (for the user) in why. */
 int rpcjson_version_check(const struct node_version *v, char *why, size_t whylen);
 

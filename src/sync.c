@@ -69,6 +69,11 @@ struct sync {
     struct prepush *pre; /* a large file's blocks, sent while it is written (NULL: none) */
     char state_path[PATH_MAX];
     struct cid empty_dir;
+    /* The identity (peer ID) of the node DIR/synced was recorded with, third line of that
+     * file ("" unknown: a store from before, or a node without one). Read before the thread
+     * starts, then the sync thread's only. */
+    char node_id[128];
+    bool no_identity; /* the node has none (-ENOSYS): not asked (the sync thread's only) */
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* the thread waits for kicks here; waiters for progress */
@@ -91,6 +96,7 @@ struct sync {
     uint64_t failures_at;     /* value of attempts after the last failed round */
     char error[256];          /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
+    uint64_t other_node; /* rounds that found another node (a new repo) at the address */
     uint64_t evicted_blocks, evicted_bytes;
     uint64_t ahead_missing; /* pushes that found the node without blocks sent ahead */
     bool published_valid;
@@ -118,7 +124,7 @@ static int load_state(struct sync *s)
     FILE *f = fopen(s->state_path, "re");
     if (!f)
         return errno == ENOENT ? 0 : -errno;
-    char a[CID_STR_MAX], b[CID_STR_MAX];
+    char a[CID_STR_MAX], b[CID_STR_MAX], id[sizeof s->node_id];
     int rc = -EINVAL;
     if (fgets(a, sizeof a, f) && fgets(b, sizeof b, f)) {
         a[strcspn(a, "\n")] = 0;
@@ -127,6 +133,10 @@ static int load_state(struct sync *s)
             cid_parse(b, strlen(b), &s->synced_remote) == 0) {
             s->have_state = true;
             rc = 0;
+        }
+        if (rc == 0 && fgets(id, sizeof id, f)) { /* the node's identity: since 0.1.0 */
+            id[strcspn(id, "\n")] = 0;
+            snprintf(s->node_id, sizeof s->node_id, "%s", id);
         }
     }
     fclose(f);
@@ -145,8 +155,9 @@ static int save_state(struct sync *s, const struct cid *local, const struct cid 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    char line[2 * CID_STR_MAX + 4];
-    int n = snprintf(line, sizeof line, "%s\n%s\n", a, b);
+    char line[2 * CID_STR_MAX + sizeof s->node_id + 4];
+    int n = snprintf(line, sizeof line, "%s\n%s\n%s%s", a, b, s->node_id,
+                     s->node_id[0] ? "\n" : "");
     int rc = write(fd, line, (size_t)n) == n ? 0 : -EIO;
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;
@@ -1147,6 +1158,35 @@ static int adopt(struct sync *s, const struct cid *current, const struct cid *re
     return 0;
 }
 
+/* The node's identity into buf ("" when it has none or cannot say now). 0 or -errno. */
+static int node_identity(struct sync *s, char *buf, size_t len)
+{
+    int rc = s->up->ops->identity ? s->up->ops->identity(s->up, buf, len) : -ENOSYS;
+    if (rc == -ENOSYS)
+        s->no_identity = true; /* not asked again */
+    if (rc < 0)
+        buf[0] = '\0';
+    return rc;
+}
+
+/* Whether the node is the one DIR/synced was recorded with: 1 (also when it has no identity,
+ * or none was recorded), 0 when it is another (node_id takes the new identity, was the old
+ * one), -errno when it cannot say now. */
+static int same_node(struct sync *s, char *was, size_t len)
+{
+    char id[sizeof s->node_id];
+    if (s->no_identity || !s->node_id[0])
+        return 1;
+    int rc = node_identity(s, id, sizeof id);
+    if (rc < 0)
+        return s->no_identity ? 1 : rc;
+    if (strcmp(id, s->node_id) == 0)
+        return 1;
+    snprintf(was, len, "%s", s->node_id);
+    snprintf(s->node_id, sizeof s->node_id, "%s", id);
+    return 0;
+}
+
 static int round_once(struct sync *s, char *err, size_t errlen)
 {
     struct cid current, committed, remote;
@@ -1161,6 +1201,30 @@ static int round_once(struct sync *s, char *err, size_t errlen)
     struct cid sl = s->synced_local, sr = s->synced_remote;
     pthread_mutex_unlock(&s->lock);
 
+    char was[sizeof s->node_id];
+    int same = have && !cid_equal(&remote, &sr) ? same_node(s, was, sizeof was) : 1;
+    if (same < 0) {
+        snprintf(err, errlen, "asking the node its identity (id): %s", strerror(-same));
+        return same;
+    }
+    if (!same) {
+        /* A new repo at the address, or another node: its names are no change made to those
+         * synced with the old one (an empty MFS would empty the mount). Merged as on a first
+         * contact: nothing here is removed, a name both have with other content is kept here
+         * and theirs beside it. */
+        fmt(&remote, a, sizeof a);
+        log_warn("%s is not the node this store last synced with (it was %s): its %s (%s) is "
+                 "merged with the names here as on a first mount, nothing is removed",
+                 s->up->description, was, s->mfs_root, a);
+        have = false;
+        pthread_mutex_lock(&s->lock);
+        s->other_node++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    bool learned = false; /* the node's identity, to record */
+    if ((!s->node_id[0] || !have) && !s->no_identity) {
+        learned = node_identity(s, s->node_id, sizeof s->node_id) == 0;
+    }
     if (!have) {
         /* First contact between this store and this MFS directory: base is empty. */
         sl = s->empty_dir;
@@ -1194,7 +1258,7 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         node_store_roots(s->store, &current, &committed, &seq);
     } else if (cid_equal(&committed, &sl)) {
         /* In step (also on a first contact: both empty). */
-        if (!have && (rc = save_state(s, &sl, &sr)) < 0) {
+        if ((!have || learned) && (rc = save_state(s, &sl, &sr)) < 0) {
             snprintf(err, errlen, "recording the sync state: %s", strerror(-rc));
             return rc;
         }
@@ -1955,10 +2019,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      "sync_pushes %" PRIu64 "\nsync_blocks_sent %" PRIu64
                      "\nsync_bytes_sent %" PRIu64 "\nsync_adopted %" PRIu64
                      "\nsync_merged %" PRIu64 "\nsync_conflicts %" PRIu64
-                     "\nsync_failed_rounds %" PRIu64 "\nsync_evicted_blocks %" PRIu64
+                     "\nsync_failed_rounds %" PRIu64 "\nsync_other_node %" PRIu64
+                     "\nsync_evicted_blocks %" PRIu64
                      "\nsync_evicted_bytes %" PRIu64 "\nsync_error %s\n",
                      s->pushes, s->blocks_sent, s->bytes_sent, s->adopted, s->merged,
-                     s->conflicts, s->failed, s->evicted_blocks, s->evicted_bytes,
+                     s->conflicts, s->failed, s->other_node, s->evicted_blocks, s->evicted_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
     if (s->pre && n >= 0 && (size_t)n < len) {

@@ -59,6 +59,7 @@ empty=QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
 post "files/mkdir?arg=/m/empty&parents=true" # stores the empty directory's block
 
 rec version.json version
+rec id.json id
 rec add.ndjson "add?pin=false" -F "file=@$work/test.txt;filename=data"
 rec ls_dir.json "ls?arg=/ipfs/$dir"
 rec ls_dir_stream.ndjson "ls?arg=/ipfs/$dir&stream=true"

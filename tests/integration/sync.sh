@@ -352,6 +352,33 @@ else
 fi
 check_unmount "unmount" "$MNT"
 
+# ---- a new repo at the node's address: its empty MFS is not a deletion ----------------------
+# `ipfs init` anew (or another node on the same port) answers with an empty MFS and another
+# peer ID. Adopting it would empty the mount (and let the store collect the blocks): the names
+# are merged with it as on a first mount, and pushed to it.
+mount_ipfsfs "$MNT" "${ARGS[@]}" || { not_ok "remount before the node's repo is made anew"; finish; }
+check "before: everything is on the node (fsync MNT)" fsync_path "$MNT"
+stop_node
+if REUSE_PORT=1 start_node fresh; then
+    ok "a new repo (another peer ID) answers at the node's address"
+    other_node_seen() { [ "$(stat_of sync_other_node)" = 1 ]; }
+    if wait_for 30 other_node_seen; then
+        ok "--stats: sync_other_node 1"
+    else
+        not_ok "--stats: sync_other_node 1" "got: $(stat_of sync_other_node)" \
+            "$(tail -n 5 "${MOUNT_LOG[$MNT]}")"
+    fi
+    check "the names are all still here" diff -r "$TREE/d0" "$MNT/tree/d0"
+    check "fsync MNT: they reach the new node" fsync_path "$MNT"
+    check_eq "the new node's MFS root is the store's committed root" "$(node_hash /)" \
+        "$(cat "$STORE/root" 2>&1)"
+    check "the log names the change of node" grep -q "is not the node this store last synced" \
+        "${MOUNT_LOG[$MNT]}"
+else
+    not_ok "a new repo answers at the node's address"
+fi
+check_unmount "unmount (new repo)" "$MNT"
+
 # ---- a node that refuses: a revoked API secret ----------------------------------------------
 # Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
 # secret is valid again the changes reach the node.

@@ -82,6 +82,22 @@ static int version_of(const char *ver, struct node_version *v)
     return rpcjson_version(body, (size_t)n, v);
 }
 
+/* /api/v0/id of an online Kubo 0.43.1: the peer ID, and nothing else of the node's words. */
+static void test_id(void)
+{
+    size_t len;
+    char id[128];
+    char *b = unit_read_fixture("kubo/id.json", &len);
+    CHECK_EQ_INT(rpcjson_id(b, len, id, sizeof id), 0);
+    CHECK(strncmp(id, "12D3KooW", 8) == 0);
+    CHECK_EQ_INT(rpcjson_id(b, len, id, 8), -EIO); /* does not fit */
+    free(b);
+    static const char *bad[] = {"{}", "{\"ID\":\"\"}", "{\"ID\":\"12D3/../x\"}",
+                                "{\"ID\":42}", "[\"ID\"]", "not json"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(rpcjson_id(bad[i], strlen(bad[i]), id, sizeof id), -EIO);
+}
+
 static void test_version(void)
 {
     struct node_version v;
@@ -589,6 +605,7 @@ static void test_auth_header(void)
 int main(void)
 {
     test_version();
+    test_id();
     test_ls();
     test_files_ls();
     test_files_stat();
