@@ -601,6 +601,15 @@ int main(int argc, char *argv[])
                             "are kept in %s and sent when the node answers\n", err, dir);
             rc = node_later_new(connect_rpc, &rcfg, what, &node);
         }
+        if (rc == -EACCES) {
+            fprintf(stderr,
+                    "ipfsfs: %s\n"
+                    "ipfsfs: give the secret of the node's API.Authorizations with "
+                    "--api-auth-file=FILE or IPFSFS_API_AUTH (\"bearer:TOKEN\" or "
+                    "\"basic:USER:PASSWORD\")%s.\n",
+                    err, secret ? "; the one given was refused" : "");
+            goto out_curl;
+        }
         if (rc < 0) {
             fprintf(stderr,
                     "ipfsfs: %s\n"

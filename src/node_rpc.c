@@ -1399,7 +1399,11 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
     char why[512];
     rc = rpc_call_buf(n->rpc, "version", NULL, 0, NULL, &buf, why, sizeof why);
     if (rc < 0) {
-        snprintf(err, errlen, "no IPFS node answers at %s: %s", cfg->endpoint->base_url, why);
+        if (rc == -EACCES)
+            snprintf(err, errlen, "the node at %s refuses ipfsfs (%s): it wants its API secret",
+                     cfg->endpoint->base_url, why);
+        else
+            snprintf(err, errlen, "no IPFS node answers at %s: %s", cfg->endpoint->base_url, why);
         rpc_destroy(&n->base);
         /* Nothing answered (as opposed to a refusal, or an answer we cannot use). */
         return rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED ? -ENOTCONN : rc;

@@ -94,7 +94,7 @@ struct sync {
                                * sequence numbers start again at 0 in each process) */
     uint64_t attempts;        /* finished rounds (each success or failure adds one) */
     uint64_t failures_at;     /* value of attempts after the last failed round */
-    char error[256];          /* why the last round failed ("" after a success) */
+    char error[1024];         /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
     uint64_t other_node; /* rounds that found another node (a new repo) at the address */
     uint64_t evicted_blocks, evicted_bytes;
@@ -1745,7 +1745,7 @@ static void *sync_thread(void *arg)
             continue;
         }
         next_poll = clock_mono_ms() + s->poll_ms;
-        char err[512] = "";
+        char err[1024] = "";
         int rc = round_once(s, err, sizeof err);
         pthread_mutex_lock(&s->lock);
         s->attempts++;
