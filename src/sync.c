@@ -1118,6 +1118,60 @@ static int localize(struct sync *s, const struct cid *old, const struct cid *tre
     return rc;
 }
 
+/* What an unmount leaves unsent, for its message: the names that differ between the last
+ * synced tree and the committed one, "N names changed or added, M removed (a/b, c ...)". */
+struct left {
+    uint64_t changed, removed;
+    char paths[512]; /* the first few, ", "-separated */
+    bool more;       /* paths were left out */
+    char text[640];
+};
+
+static void left_path(struct left *w, const char *dir, const char *name)
+{
+    size_t n = strlen(w->paths);
+    if (n + strlen(dir) + strlen(name) + 4 >= sizeof w->paths || n > 300) {
+        w->more = true;
+        return;
+    }
+    snprintf(w->paths + n, sizeof w->paths - n, "%s%s%s", n ? ", " : "", dir, name);
+}
+
+static int tell_left(struct sync *s, const struct cid *old, const struct cid *tree,
+                     const char *dir, unsigned depth, struct left *w)
+{
+    struct ents ne, oe;
+    if ((old && cid_equal(old, tree)) || depth > MAX_TREE_DEPTH)
+        return 0;
+    int rc = list_dir(s, s->store, tree, &ne);
+    if (rc < 0)
+        return rc;
+    if (!old || list_dir(s, s->store, old, &oe) < 0)
+        memset(&oe, 0, sizeof oe);
+    for (size_t i = 0; rc == 0 && i < ne.n; i++) {
+        const struct ent *o = ents_find(&oe, ne.v[i].name);
+        if (o && cid_equal(&o->cid, &ne.v[i].cid))
+            continue;
+        if (o && o->kind == NODE_DIR && ne.v[i].kind == NODE_DIR) {
+            char sub[MAX_PATH];
+            if (snprintf(sub, sizeof sub, "%s%s/", dir, ne.v[i].name) >= (int)sizeof sub)
+                continue;
+            rc = tell_left(s, &o->cid, &ne.v[i].cid, sub, depth + 1, w);
+            continue;
+        }
+        w->changed++;
+        left_path(w, dir, ne.v[i].name);
+    }
+    for (size_t i = 0; rc == 0 && i < oe.n; i++)
+        if (!ents_find(&ne, oe.v[i].name)) {
+            w->removed++;
+            left_path(w, dir, oe.v[i].name);
+        }
+    ents_free(&ne);
+    ents_free(&oe);
+    return rc;
+}
+
 /* Adopt remote (the node's names) in place of current (nothing pending here). */
 static int adopt(struct sync *s, const struct cid *current, const struct cid *remote,
                  uint64_t *seq, char *err, size_t errlen)
@@ -2099,9 +2153,19 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     }
     bool left = pending(s);
     if (left) {
-        log_warn("unmount: %s does not have every change yet%s%s: they are kept in %s and the "
+        struct left what = {0};
+        struct cid committed;
+        node_store_roots(s->store, NULL, &committed, NULL);
+        if (tell_left(s, s->have_state ? &s->synced_local : NULL, &committed, "", 0, &what) < 0)
+            snprintf(what.text, sizeof what.text, "they");
+        else
+            snprintf(what.text, sizeof what.text,
+                     "%" PRIu64 " name%s added or changed and %" PRIu64 " removed (%s%s)",
+                     what.changed, what.changed == 1 ? "" : "s", what.removed, what.paths,
+                     what.more ? ", ..." : "");
+        log_warn("unmount: %s does not have every change yet%s%s: %s are kept in %s, and the "
                  "next mount sends them",
-                 s->up->description, s->error[0] ? ": " : "", s->error,
+                 s->up->description, s->error[0] ? ": " : "", s->error, what.text,
                  node_store_dir(s->store));
     }
     pthread_cond_destroy(&s->cond);
