@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -982,27 +983,56 @@ static int rpc_mfs_touch(struct node *base, const char *path, int64_t mtime)
     return mfs_change(to_rpc(base), "files/touch", args, 2, path, CHECK_MTIME, NULL, mtime);
 }
 
-/* Multipart body for add: one part named "data". */
-#define BOUNDARY "ipfsfs-7d1c3a9e5b2f4068"
-static const char part_head[] = "--" BOUNDARY "\r\n"
-                                "Content-Disposition: form-data; name=\"file\"; filename=\"data\"\r\n"
-                                "Content-Type: application/octet-stream\r\n\r\n";
-static const char part_tail[] = "\r\n--" BOUNDARY "--\r\n";
-
+/* Multipart body for add, block/put and dag/import: one part named "file". Its boundary is
+ * drawn anew for each request (128 random bits): a fixed one would end the part early at the
+ * first file that holds it (Kubo then refuses the upload, and every push after it). */
 struct upload {
     int fd;
     uint64_t size, off;  /* file bytes sent; size NODE_CAR_STREAM: fd read to its end */
     bool eof;            /* (that end was reached) */
     size_t head_off, tail_off;
+    char head[192], tail[64], ctype[96];
+    size_t head_len, tail_len;
 };
+
+static void upload_init(struct upload *u, int fd, uint64_t size)
+{
+    uint8_t r[16];
+    char b[2 * sizeof r + 1];
+    memset(u, 0, sizeof *u);
+    u->fd = fd;
+    u->size = size;
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        /* No entropy yet (early boot): still unlike anything a file holds by chance. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uintptr_t)u;
+        for (size_t i = 0; i < sizeof r; i++, x = x * 6364136223846793005u + 1442695040888963407u)
+            r[i] = (uint8_t)(x >> 56);
+    }
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(b + 2 * i, 3, "%02x", r[i]);
+    u->head_len = (size_t)snprintf(u->head, sizeof u->head,
+                                   "--ipfsfs-%s\r\nContent-Disposition: form-data; name=\"file\"; "
+                                   "filename=\"data\"\r\nContent-Type: application/octet-stream"
+                                   "\r\n\r\n", b);
+    u->tail_len = (size_t)snprintf(u->tail, sizeof u->tail, "\r\n--ipfsfs-%s--\r\n", b);
+    snprintf(u->ctype, sizeof u->ctype, "multipart/form-data; boundary=ipfsfs-%s", b);
+}
+
+/* The whole body's length for a file of size bytes. */
+static int64_t upload_length(const struct upload *u, uint64_t size)
+{
+    return (int64_t)(u->head_len + size + u->tail_len);
+}
 
 static ssize_t upload_source(void *ud, char *buf, size_t len)
 {
     struct upload *u = ud;
-    size_t head = sizeof part_head - 1, tail = sizeof part_tail - 1;
+    size_t head = u->head_len, tail = u->tail_len;
     if (u->head_off < head) {
         size_t n = head - u->head_off < len ? head - u->head_off : len;
-        memcpy(buf, part_head + u->head_off, n);
+        memcpy(buf, u->head + u->head_off, n);
         u->head_off += n;
         return (ssize_t)n;
     }
@@ -1029,7 +1059,7 @@ static ssize_t upload_source(void *ud, char *buf, size_t len)
     }
     if (u->tail_off < tail) {
         size_t n = tail - u->tail_off < len ? tail - u->tail_off : len;
-        memcpy(buf, part_tail + u->tail_off, n);
+        memcpy(buf, u->tail + u->tail_off, n);
         u->tail_off += n;
         return (ssize_t)n;
     }
@@ -1052,12 +1082,13 @@ static int rpc_add(struct node *base, int fd, uint64_t size, const struct node_a
         args[na++] = (struct rpc_arg){"raw-leaves", o->raw_leaves ? "true" : "false"};
     if (o->chunker)
         args[na++] = (struct rpc_arg){"chunker", o->chunker};
-    struct upload u = {.fd = fd, .size = size};
+    struct upload u;
+    upload_init(&u, fd, size);
     struct rpc_upload up = {
         .source = upload_source,
         .ud = &u,
-        .content_type = "multipart/form-data; boundary=" BOUNDARY,
-        .length = (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
+        .content_type = u.ctype,
+        .length = upload_length(&u, size),
     };
     /* An upload of any size is fine as long as bytes keep moving: bound stalls, not time. */
     struct rpc_call_opts co = {.upload = &up, .stall_ms = n->timeout_ms};
@@ -1114,12 +1145,13 @@ static int put_dagpb(struct node_rpc *n, const uint8_t *block, size_t b, struct 
         rc = -EIO;
         goto out;
     }
-    struct upload u = {.fd = fd, .size = b};
+    struct upload u;
+    upload_init(&u, fd, b);
     struct rpc_upload up = {
         .source = upload_source,
         .ud = &u,
-        .content_type = "multipart/form-data; boundary=" BOUNDARY,
-        .length = (int64_t)(sizeof part_head - 1 + b + sizeof part_tail - 1),
+        .content_type = u.ctype,
+        .length = upload_length(&u, b),
     };
     struct rpc_arg args[] = {{"cid-codec", "dag-pb"}};
     struct rpc_call_opts co = {.upload = &up};
@@ -1270,14 +1302,13 @@ static int rpc_get_block(struct node *base, const struct cid *c, uint8_t **data,
 static int rpc_put_car(struct node *base, int fd, uint64_t size, char *err, size_t errlen)
 {
     struct node_rpc *n = to_rpc(base);
-    struct upload u = {.fd = fd, .size = size};
+    struct upload u;
+    upload_init(&u, fd, size);
     struct rpc_upload up = {
         .source = upload_source,
         .ud = &u,
-        .content_type = "multipart/form-data; boundary=" BOUNDARY,
-        .length = size == NODE_CAR_STREAM
-                      ? -1 /* chunked */
-                      : (int64_t)(sizeof part_head - 1 + size + sizeof part_tail - 1),
+        .content_type = u.ctype,
+        .length = size == NODE_CAR_STREAM ? -1 /* chunked */ : upload_length(&u, size),
     };
     /* The blocks are kept by the names that link them (files/cp next), not by pins. */
     struct rpc_arg args[] = {{"pin-roots", "false"}, {"stats", "false"}};

@@ -77,6 +77,13 @@ check "the tree reads back (diff -r)" diff -r "$TREE" "$MNT/tree"
 # shellcheck disable=SC2012 # ls -i is the readdir under test
 check_eq "readdir's .. of tree/d0 is tree's inode" \
     "$(ls -ia "$MNT/tree/d0" | awk '$2 == ".." { print $1 }')" "$(stat -c %i "$MNT/tree")"
+# Bytes that look like the multipart upload's framing (an object file of ipfsfs itself holds
+# such strings): they are data like any other, and the pushes after them go on.
+printf 'a\r\n--ipfsfs-7d1c3a9e5b2f4068\r\nb\r\n--ipfsfs-7d1c3a9e5b2f4068--\r\n' >"$WORK/framing"
+cp "$WORK/framing" "$MNT/framing.txt"
+check "a file holding multipart boundaries: fsync reaches the node" fsync_path "$MNT/framing.txt"
+check_eq "... and the node has its bytes" "$(node_hash /framing.txt)" \
+    "$(kubo add -Q -n "$WORK/framing")"
 echo -n Test >"$MNT/test.txt"
 check_eq "user.ipfs.cid of a 4-byte file 'Test' is the known CID" "$(cid_of "$MNT/test.txt")" \
     QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
@@ -250,6 +257,8 @@ check "the mount's log names the node" grep -q "sync to Kubo" "${MOUNT_LOG[$MNT]
 # Unmount while the node is away: bounded, and the changes stay in the store.
 unmount_ipfsfs "$MNT" >/dev/null 2>&1
 check "unmount with the node down says what is left" grep -q "does not have every change yet" \
+    "${MOUNT_LOG[$MNT]}"
+check "... naming the names" grep -qE "names? added or changed and [0-9]+ removed \(.*local-new.txt" \
     "${MOUNT_LOG[$MNT]}"
 # ipfsfs restarts while the node is still down: a store that synced with it before mounts
 # (and says so); a store that never did is refused, as a mistyped address would be.
