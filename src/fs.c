@@ -1928,22 +1928,19 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     fuse_reply_err(req, ENODATA);
 }
 
+/* Only the attributes a user sets are listed (user.ipfs.replication on a cluster): the computed
+ * ones (user.ipfs.cid, ipfs.cid, user.ipfsfs.sync, user.ipfsfs.stats, user.ipfs.pins) are read
+ * by name. Listed, they would be copied by cp -a and rsync -X as stale values onto other files,
+ * refused by other filesystems (ipfs.cid has no namespace), and removed by rsync -X when
+ * copying in (which fails): as CephFS does with its virtual attributes. */
 static void fs_listxattr(fuse_req_t req, fuse_ino_t id, size_t size)
 {
-    static const char cids[] = XATTR_CID "\0" XATTR_CID_KUBO;
-    static const char root[] = XATTR_STATS;
-    static const char name_sync[] = XATTR_CID "\0" XATTR_CID_KUBO "\0" XATTR_SYNC;
-    static const char root_sync[] = XATTR_STATS "\0" XATTR_SYNC;
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
-    bool sync = fs->node->ops->sync_state && ino->mfs;
-    const char *ours = id == FUSE_ROOT_ID ? (sync ? root_sync : root) : sync ? name_sync : cids;
-    size_t len = id == FUSE_ROOT_ID ? (sync ? sizeof root_sync : sizeof root)
-                                    : sync ? sizeof name_sync : sizeof cids;
+    size_t len = 0;
     char buf[512];
-    memcpy(buf, ours, len);
     if (ino->mfs && fs->node->ops->name_xattrs) {
-        /* and the node's own, for the names that have them */
+        /* the node's own, for the names that have them */
         char path[PATH_MAX];
         int n = mfs_path(fs, ino, path, sizeof path);
         if (n >= 0)

@@ -225,15 +225,14 @@ static int local_name_xattrs(struct node *n, const char *path, char *buf, size_t
     struct node_local *l = to_local(n);
     if (!l->cluster)
         return 0;
+    /* Only what a user sets: user.ipfs.pins is computed, read by name (see fs_listxattr). */
     char v[32];
-    bool repl = sync_replication(l->sync, path, v, sizeof v) > 0;
-    size_t need = sizeof XATTR_PINS + (repl ? sizeof XATTR_REPLICATION : 0);
-    if (len < need)
+    if (sync_replication(l->sync, path, v, sizeof v) <= 0)
+        return 0;
+    if (len < sizeof XATTR_REPLICATION)
         return -ERANGE;
-    memcpy(buf, XATTR_PINS, sizeof XATTR_PINS);
-    if (repl)
-        memcpy(buf + sizeof XATTR_PINS, XATTR_REPLICATION, sizeof XATTR_REPLICATION);
-    return (int)need;
+    memcpy(buf, XATTR_REPLICATION, sizeof XATTR_REPLICATION);
+    return (int)sizeof XATTR_REPLICATION;
 }
 
 static int local_stats(struct node *n, char *buf, size_t len)

@@ -407,6 +407,16 @@ if have rsync; then
     else
         not_ok "rsync: a second rsync -a transfers nothing" "got: $again"
     fi
+    # Extended attributes copied both ways: the computed ones (user.ipfs.cid...) are read by
+    # name, not listed, so they are neither copied out as stale values nor removed coming in.
+    check "rsync -aX out of the mount (exit 0)" rsync -aX "$MNT/rsync/" "$L/rsync-x-out/"
+    check "... and nothing of ours on the copies" \
+        bash -c "! getfattr -R -d -m - '$L/rsync-x-out' 2>/dev/null | grep -q ipfs"
+    check "rsync -aX into the mount (exit 0)" rsync -aX "$TREE/" "$MNT/rsync-x-in/"
+    rm -rf "$MNT/rsync-x-in" # the mount's root holds the workloads only (checked below)
+    check "cp -a --preserve=xattr out of the mount" \
+        cp -a --preserve=xattr "$MNT/rsync" "$L/cp-x-out"
+    check "user.ipfs.cid still reads by name" test -n "$(cid_of "$MNT/rsync/$F002")"
 else
     skip "rsync -a" "rsync not installed"
 fi
