@@ -1984,11 +1984,43 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_
     /* IPFS stores files, directories and symlinks only. */
     fuse_reply_err(req, ino_of(p)->mfs ? EPERM : EROFS);
 }
+/* A hard link is a copy of the content's CID (UnixFS has no link counts): the new name has
+ * the same bytes, mode, time and CID (as ipfs add gives two equal files), so tar x, cp -a and
+ * rsync -H of trees with hard links work; the two names change apart from then on. A source
+ * open for writing gives what its last close stored. */
 static void fs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
 {
-    (void)i, (void)nn;
     struct fs *fs = fs_of(req);
-    fuse_reply_err(req, ino_of(np)->mfs ? EPERM : EROFS);
+    struct inode *src = ino_of(i), *dir = ino_of(np);
+    char path[PATH_MAX];
+    struct cid c;
+    int rc = check_new_name(fs, dir, nn);
+    if (rc == 0)
+        rc = mfs_child_path(fs, dir, nn, path, sizeof path);
+    if (rc == 0 && src == inode_root(fs->inodes))
+        rc = -EPERM;
+    if (rc == 0) { /* link(2) never replaces a name (mfs_link would) */
+        struct node_stat st;
+        struct cid old;
+        int e = fs->node->ops->mfs_stat(fs->node, path, &st, &old);
+        if (e == 0)
+            node_stat_clear(&st);
+        rc = e == 0 ? -EEXIST : e == -ENOENT ? 0 : e;
+    }
+    if (rc == 0 && !src->mfs) {
+        c = src->cid; /* content under MOUNTPOINT/<cid>: set once, never changes */
+    } else if (rc == 0 && (rc = mfs_refresh(fs, src)) == 0) {
+        struct mfs_attr a;
+        inode_mfs_get(fs->inodes, src, &a);
+        c = a.cid;
+    }
+    if (rc == 0)
+        rc = fs->node->ops->mfs_link(fs->node, &c, path);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    reply_new_entry(req, fs, dir, nn);
 }
 static void fs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t sz,
                         int f)

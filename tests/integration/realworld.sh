@@ -432,6 +432,25 @@ WITH_MTIME=1 check_meta "tar: names, types, modes, sizes, mtimes equal the twin'
 TODO=$BUG_MODE check_cid "tar: CID of the extracted tree = ipfs add -r --preserve-mtime, chmod" \
     "$MNT/tar/small" "$L/tar/small" --preserve-mtime
 
+# A tar with hard links (a hard link is stored as a copy of the CID: UnixFS has no link count).
+mkdir -p "$SRC/hl/sub"
+printf 'shared bytes\n' >"$SRC/hl/one"
+ln "$SRC/hl/one" "$SRC/hl/two"
+ln "$SRC/hl/one" "$SRC/hl/sub/three"
+touch -d '2024-01-02 03:04:05' "$SRC/hl/one" "$SRC/hl/sub" "$SRC/hl"
+tar -C "$SRC" -cf "$SRC/hl.tar" hl
+wl_hardlinks() { tar -xf "$SRC/hl.tar" -C "$1"; }
+twin hardlinks wl_hardlinks
+check "tar with hard links: diff -r equals the twin" diffr "$MNT/hardlinks" "$L/hardlinks"
+TODO=$BUG_MODE check_cid "tar with hard links: CID of the tree = ipfs add -r --preserve-mtime" \
+    "$MNT/hardlinks/hl" "$L/hardlinks/hl" --preserve-mtime
+check "ln: a new name for a file" ln "$MNT/hardlinks/hl/one" "$MNT/hardlinks/hl/four"
+check_eq "ln: it has the file's CID" "$(cid_of "$MNT/hardlinks/hl/four")" \
+    "$(cid_of "$MNT/hardlinks/hl/one")"
+check_errno "ln over an existing name: EEXIST" EEXIST link "$MNT/hardlinks/hl/one" \
+    "$MNT/hardlinks/hl/two"
+rm -f "$MNT/hardlinks/hl/four"
+
 # unzip and zip: from /usr/bin first, whatever PATH says; nothing is installed.
 UNZIP=/usr/bin/unzip ZIP=/usr/bin/zip
 [ -x "$UNZIP" ] || UNZIP=$(command -v unzip || true)
