@@ -590,6 +590,12 @@ int main(int argc, char *argv[])
             }
             dir = defdir;
         }
+        /* A store in use is refused (or waited for, while the process unmounted last still
+         * sends its changes) before the node is asked anything: that may take --timeout. */
+        if (local_first && node_store_check_free(dir, err, sizeof err) < 0) {
+            fprintf(stderr, "ipfsfs: %s\n", err);
+            goto out_curl;
+        }
         rc = node_rpc_new(&rcfg, &node, err, sizeof err);
         if (rc == -ENOTCONN && local_first && synced_before(dir)) {
             /* A node this store has synced with, down for now (a restart, the boot order):

@@ -256,6 +256,7 @@ static int local_stats(struct node *n, char *buf, size_t len)
 static void local_destroy(struct node *n)
 {
     struct node_local *l = to_local(n);
+    node_store_closing(l->store);
     if (l->sync)
         sync_stop(l->sync, l->unmount_wait_ms);
     cluster_free(l->cluster);

@@ -4441,6 +4441,67 @@ static int open_root(struct node_store *ns, char *err, size_t errlen)
  * it, made 0600/0400 by older versions too or not, are then out of others' reach). A store
  * owned by another user is refused, root included: files root wrote there would lock its
  * owner out. *out: DIR's absolute path (the daemon changes its working directory to /). */
+/* DIR/lock holds what its holder is doing: "serving", or "closing" once it is unmounted and
+ * sends its last changes to the node (for up to its --unmount-wait). */
+static void lock_say(int fd, const char *what)
+{
+    size_t n = strlen(what);
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, what, n, 0) == (ssize_t)n)
+        return;
+    /* only a courtesy to the next mount: it waits 3 s, then refuses */
+}
+
+/* Take fd's flock (exclusive). A process that was just unmounted may still be finishing: it
+ * gets 3 s to exit, and as long as it says "closing" (it is sending its last changes to the
+ * node; a message says so, once), up to 10 minutes. Then -EBUSY with a message. */
+static int lock_wait(int fd, const char *dir, char *err, size_t errlen)
+{
+    uint64_t t0 = clock_mono_ms();
+    bool told = false;
+    int lrc;
+    while ((lrc = flock(fd, LOCK_EX | LOCK_NB)) < 0 && (errno == EWOULDBLOCK || errno == EINTR)) {
+        char what[16] = "";
+        ssize_t n = pread(fd, what, sizeof what - 1, 0);
+        bool closing = n > 0 && strncmp(what, "closing", 7) == 0;
+        uint64_t spent = clock_mono_ms() - t0;
+        if (spent >= (closing ? 600000u : 3000u))
+            break;
+        if (closing && !told) {
+            fprintf(stderr, "ipfsfs: the ipfsfs process that served %s was unmounted and still "
+                            "sends its last changes to the node: waiting for it (up to its "
+                            "--unmount-wait)\n", dir);
+            told = true;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (lrc < 0) {
+        int e = errno;
+        snprintf(err, errlen, "the store %s is in use by another ipfsfs process (%s/lock is "
+                 "locked)", dir, dir);
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    return 0;
+}
+
+int node_store_check_free(const char *dir, char *err, size_t errlen)
+{
+    char lockp[PATH_MAX + 8];
+    snprintf(lockp, sizeof lockp, "%s/lock", dir);
+    int fd = open(lockp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0; /* no store yet (or none we can open: node_store_new says why) */
+    int rc = lock_wait(fd, dir, err, errlen);
+    close(fd); /* and its flock with it */
+    return rc;
+}
+
+void node_store_closing(struct node *n)
+{
+    struct node_store *ns = to_store(n);
+    lock_say(ns->lock_fd, "closing");
+}
+
 static int open_private_dir(const char *dir, char **out, char *err, size_t errlen)
 {
     struct stat st, st2;
@@ -4559,20 +4620,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
         snprintf(err, errlen, "cannot open %s: %s", lockp, strerror(errno));
         goto fail;
     }
-    /* A process that was just unmounted may still be finishing its last commit: give it
-     * up to 3 s to exit before refusing. */
-    int tries = 0, lrc;
-    while ((lrc = flock(ns->lock_fd, LOCK_EX | LOCK_NB)) < 0 &&
-           (errno == EWOULDBLOCK || errno == EINTR) && ++tries < 30) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (lrc < 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        snprintf(err, errlen, "the store %s is in use by another ipfsfs process (%s is locked)",
-                 ns->dir, lockp);
+    rc = lock_wait(ns->lock_fd, ns->dir, err, errlen);
+    if (rc < 0)
         goto fail;
-    }
+    lock_say(ns->lock_fd, "serving");
     ns->ops = store_ops;
     if (ns->fetch_range || ns->fetch_many)
         ns->ops.read_stream = store_read_stream;

@@ -79,7 +79,16 @@ struct node_store_config {
 int node_store_new(const char *dir, const struct node_store_config *cfg, struct node **out,
                    char *err, size_t errlen);
 
+/* Before node_store_new, and before contacting a node: whether another ipfsfs process holds
+ * the store in dir. Waits as node_store_new does (3 s, or while the holder says it is sending
+ * its last changes after an unmount), then -EBUSY with a message. 0: free (or no store yet). */
+int node_store_check_free(const char *dir, char *err, size_t errlen);
+
 /* All of the calls below are thread-safe and take the struct node that node_store_new gave. */
+
+/* The mount is over and the last changes go to the node (for up to --unmount-wait): a mount
+ * of the same store meanwhile waits for this process instead of refusing (DIR/lock). */
+void node_store_closing(struct node *n);
 
 /* Make every change made before the call durable (blocks, then DIR/root). Returns 0, or the
  * error of this commit, or (once) that of a background commit that failed since the last call

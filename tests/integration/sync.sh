@@ -388,6 +388,32 @@ else
 fi
 check_unmount "unmount (new repo)" "$MNT"
 
+# ---- a mount right after an unmount whose last changes still go to the node -----------------
+# The old process holds the store while it sends (up to --unmount-wait): the new mount waits
+# for it (and says so) instead of refusing.
+mount_ipfsfs "$MNT" "${ARGS[@]}" || { not_ok "mount before the quick remount"; finish; }
+kill -STOP "$NODE_PID"
+echo "sent by the unmounted process" >"$MNT/late.txt"
+old_pid=${MOUNT_PID[$MNT]}
+fusermount3 -u "$MNT"
+(sleep 3 && kill -CONT "$NODE_PID") &
+cont_pid=$!
+if mount_ipfsfs "$MNT" "${ARGS[@]}"; then
+    ok "a mount right after the unmount waits for the process still sending, then mounts"
+    check "... and says why it waits" grep -q "still sends its last changes" "${MOUNT_LOG[$MNT]}"
+    check_eq "the file written before the unmount is there" "$(cat "$MNT/late.txt" 2>&1)" \
+        "sent by the unmounted process"
+    check "fsync MNT: the node has it" fsync_path "$MNT"
+    check_eq "... its CID on the node" "$(node_hash /late.txt)" "$(cid_of "$MNT/late.txt")"
+else
+    not_ok "a mount right after the unmount waits for the process still sending, then mounts" \
+        "$(tail -n 5 "${MOUNT_LOG[$MNT]}")"
+fi
+wait "$cont_pid" 2>/dev/null
+kill -CONT "$NODE_PID" 2>/dev/null
+wait_for 20 bash -c "! kill -0 $old_pid 2>/dev/null"
+check_unmount "unmount (quick remount)" "$MNT"
+
 # ---- a node that refuses: a revoked API secret ----------------------------------------------
 # Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
 # secret is valid again the changes reach the node.
