@@ -148,6 +148,9 @@ struct node_ops {
      * node's names for changes made to the ones it synced with. 0 or -errno. Optional: NULL
      * (or -ENOSYS) means it has none. */
     int (*identity)(struct node *n, char *buf, size_t len);
+    /* Every request to the node ends by CLOCK_MONOTONIC ms mono_ms, those in flight too (an
+     * unmount's --unmount-wait). Optional: NULL means requests end by --timeout only. */
+    void (*end_by)(struct node *n, uint64_t mono_ms);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

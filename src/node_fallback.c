@@ -221,6 +221,13 @@ static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
 }
 
 /* The node's own blocks only: a gateway that has one says nothing of what the node has. */
+static void fb_end_by(struct node *n, uint64_t mono_ms)
+{
+    struct node *p = to_fb(n)->primary;
+    if (p->ops->end_by)
+        p->ops->end_by(p, mono_ms);
+}
+
 static int fb_identity(struct node *n, char *buf, size_t len)
 {
     PRIMARY(identity, buf, len);
@@ -316,6 +323,7 @@ static const struct node_ops fallback_ops = {
     .get_block = fb_get_block,
     .has_dag = fb_has_dag,
     .identity = fb_identity,
+    .end_by = fb_end_by,
     .start = fb_start,
     .sync = fb_sync,
     .sync_state = fb_sync_state,

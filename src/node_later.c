@@ -26,8 +26,9 @@ struct node_later {
     _Atomic(struct node *) real;
     node_connect_fn connect;
     void *ud;
-    pthread_mutex_t connect_lock; /* guards next_try and logged */
+    pthread_mutex_t connect_lock; /* guards next_try, end_at and logged */
     uint64_t next_try;
+    uint64_t end_at; /* end_by's time (0: none): no new connection after it */
     bool logged;
     char description[512];
 };
@@ -41,11 +42,13 @@ static struct node *real_of(struct node *n)
         return r;
     pthread_mutex_lock(&l->connect_lock);
     r = atomic_load(&l->real);
-    if (!r && clock_mono_ms() >= l->next_try) {
+    if (!r && clock_mono_ms() >= l->next_try && (!l->end_at || clock_mono_ms() < l->end_at)) {
         char err[512];
         int rc = l->connect(l->ud, &r, err, sizeof err);
         if (rc == 0) {
             log_info("%s answers now: %s", l->description, r->description);
+            if (l->end_at && r->ops->end_by)
+                r->ops->end_by(r, l->end_at);
             atomic_store(&l->real, r);
         } else {
             r = NULL;
@@ -168,6 +171,17 @@ static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_
     return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
 }
 
+static void later_end_by(struct node *n, uint64_t mono_ms)
+{
+    struct node_later *l = (struct node_later *)n;
+    pthread_mutex_lock(&l->connect_lock);
+    l->end_at = mono_ms;
+    struct node *r = atomic_load(&l->real);
+    if (r && r->ops->end_by)
+        r->ops->end_by(r, mono_ms);
+    pthread_mutex_unlock(&l->connect_lock);
+}
+
 static int later_identity(struct node *n, char *buf, size_t len)
 {
     FORWARD(identity, buf, len);
@@ -220,6 +234,7 @@ static const struct node_ops later_ops = {
     .get_block = later_get_block,
     .has_dag = later_has_dag,
     .identity = later_identity,
+    .end_by = later_end_by,
     .stats = later_stats,
     .destroy = later_destroy,
 };

@@ -1344,6 +1344,11 @@ static int refs_sink(void *ud, const char *data, size_t len)
     return ndjson_feed(&rs->nd, data, len, refs_line, rs);
 }
 
+static void rpc_node_end_by(struct node *base, uint64_t mono_ms)
+{
+    rpc_end_by(to_rpc(base)->rpc, mono_ms);
+}
+
 /* POST id: the peer ID (a new repo has a new one). */
 static int rpc_identity(struct node *base, char *buf, size_t len)
 {
@@ -1407,6 +1412,7 @@ static const struct node_ops rpc_ops = {
     .get_block = rpc_get_block,
     .has_dag = rpc_has_dag,
     .identity = rpc_identity,
+    .end_by = rpc_node_end_by,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };

@@ -82,6 +82,9 @@ struct rpc {
      * kernel, and any answer ends down mode. Stores race benignly: a wrong "down" costs the
      * next call one quick check, a wrong "up" one more --timeout. */
     _Atomic uint64_t down_until;
+    /* Monotonic ms by which every call ends, in flight or new (rpc_end_by: an unmount's
+     * --unmount-wait); 0: none. */
+    _Atomic uint64_t end_at;
     /* check_lock protects check_running, check_gen and check_alive: at most one node_check
      * in flight; each one that ends bumps check_gen, sets check_alive (its answer) and
      * broadcasts check_done (a CLOCK_MONOTONIC cond) to the calls waiting for it. */
@@ -122,6 +125,7 @@ struct xfer {
     curl_off_t mark;
     uint64_t last_move, last_beat;
     bool stalled;
+    bool ended;        /* cut at end_at (rpc_end_by) */
 };
 
 /* How long a call or a liveness check that got no answer puts the node in down mode (see
@@ -238,6 +242,12 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     uint64_t now = clock_mono_ms();
     (void)dltotal;
     (void)ultotal;
+
+    uint64_t end = atomic_load(&x->r->end_at);
+    if (end && now >= end) {
+        x->ended = true;
+        return 1;
+    }
 
     /* An upload waits for its own bytes to go first: only calls without one count. Nor
      * does the liveness check: it ends within RPC_PROBE_MS anyway, and a refusal would read
@@ -669,6 +679,13 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
     unsigned spent = 0; /* on the check: taken off this call's bounds */
     uint64_t key = call_key(cmd, args, nargs);
+    uint64_t end = atomic_load(&r->end_at), now = clock_mono_ms();
+    if (end && now >= end) {
+        set_err(err, errlen, "not asked: the time to finish (--unmount-wait) is over");
+        return -ETIMEDOUT;
+    }
+    if (end && end - now < timeout)
+        timeout = (unsigned)(end - now);
     if (!check && missed_lately(r, key)) {
         set_err(err, errlen, "the node looked for it for the whole timeout moments ago and did "
                 "not find it (asked again after %u ms)", RPC_MISS_KEEP_MS);
@@ -803,6 +820,11 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
                 "waiting for another", r->max_waits, r->max_waits_per_key);
         goto out;
     }
+    if (x.ended) {
+        rc = -ETIMEDOUT;
+        set_err(err, errlen, "cut: the time to finish (--unmount-wait) is over");
+        goto out;
+    }
     if (cc == CURLE_OPERATION_TIMEDOUT || x.stalled) {
         rc = -ETIMEDOUT;
         /* No answer at all: the node may be hung, or still looking for this content (a
@@ -913,6 +935,11 @@ static bool node_check(struct rpc *r)
         log_debug("rpc: the node answers nothing, not even version (%s): taken as hung for "
                   "%u ms", err, RPC_DOWN_MS);
     return !hung;
+}
+
+void rpc_end_by(struct rpc *r, uint64_t mono_ms)
+{
+    atomic_store(&r->end_at, mono_ms ? mono_ms : 1);
 }
 
 int rpc_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, size_t nargs,

@@ -104,6 +104,11 @@ void rpc_global_cleanup(void);
 int rpc_new(const struct rpc_config *cfg, struct rpc **out);
 void rpc_free(struct rpc *r);
 
+/* Every call ends by CLOCK_MONOTONIC ms mono_ms, those in flight too (within about a second:
+ * curl's progress calls) and new ones get what is left: -ETIMEDOUT after it. For an unmount,
+ * whose --unmount-wait must hold whatever the node does. */
+void rpc_end_by(struct rpc *r, uint64_t mono_ms);
+
 /* Run command cmd ("cat", "files/stat", ...) with the given query arguments. The body goes to
  * sink on success (HTTP 200 with no stream-error trailer). On failure returns -errno and, if
  * err is not NULL, writes the reason (the node's message when it gave one). */

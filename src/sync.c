@@ -2121,6 +2121,9 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     pthread_mutex_lock(&s->lock);
     s->stop = true;
     s->stop_deadline_ms = clock_mono_ms() + wait_ms;
+    /* A request in flight (a stopped node's) must not hold the unmount past its wait. */
+    if (s->up->ops->end_by)
+        s->up->ops->end_by(s->up, s->stop_deadline_ms);
     s->kicked = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);

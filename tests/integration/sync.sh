@@ -414,6 +414,24 @@ kill -CONT "$NODE_PID" 2>/dev/null
 wait_for 20 bash -c "! kill -0 $old_pid 2>/dev/null"
 check_unmount "unmount (quick remount)" "$MNT"
 
+# --unmount-wait holds with a request in flight to a stopped node (whose --timeout is longer).
+mount_ipfsfs "$MNT" --api="$NODE_API" --store="$STORE" --timeout=30 --unmount-wait=3 ||
+    { not_ok "mount --unmount-wait=3 --timeout=30"; finish; }
+kill -STOP "$NODE_PID"
+echo "written while the node is stopped" >"$MNT/stopped.txt"
+old_pid=${MOUNT_PID[$MNT]}
+t0=$(now)
+fusermount3 -u "$MNT"
+if wait_for 10 bash -c "! kill -0 $old_pid 2>/dev/null"; then
+    ok "unmount with the node stopped ends within --unmount-wait=3 ($(elapsed "$t0") s)"
+else
+    not_ok "unmount with the node stopped ends within --unmount-wait=3" "still running 10 s later"
+fi
+kill -CONT "$NODE_PID"
+check "... and says what is left" grep -q "1 name added or changed and 0 removed (stopped.txt)" \
+    "${MOUNT_LOG[$MNT]}"
+unset "MOUNT_PID[$MNT]"
+
 # ---- a node that refuses: a revoked API secret ----------------------------------------------
 # Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
 # secret is valid again the changes reach the node.
