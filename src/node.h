@@ -151,6 +151,10 @@ struct node_ops {
     /* Every request to the node ends by CLOCK_MONOTONIC ms mono_ms, those in flight too (an
      * unmount's --unmount-wait). Optional: NULL means requests end by --timeout only. */
     void (*end_by)(struct node *n, uint64_t mono_ms);
+    /* Whether the node answers at all now (a request that waited out its deadline may have
+     * met a hung node, or a live one still looking for content): 1 yes, 0 no, within about a
+     * second. Optional: NULL means it cannot tell. */
+    int (*alive)(struct node *n);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

@@ -220,7 +220,13 @@ static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
     PRIMARY(space, total, avail);
 }
 
-/* The node's own blocks only: a gateway that has one says nothing of what the node has. */
+/* Whether the node answers: the gateways are asked per request anyway. */
+static int fb_alive(struct node *n)
+{
+    struct node *p = to_fb(n)->primary;
+    return p->ops->alive ? p->ops->alive(p) : -ENOSYS;
+}
+
 static void fb_end_by(struct node *n, uint64_t mono_ms)
 {
     struct node *p = to_fb(n)->primary;
@@ -233,6 +239,7 @@ static int fb_identity(struct node *n, char *buf, size_t len)
     PRIMARY(identity, buf, len);
 }
 
+/* The node's own blocks only: a gateway that has one says nothing of what the node has. */
 static int fb_has_dag(struct node *n, const struct cid *c)
 {
     PRIMARY(has_dag, c);
@@ -324,6 +331,7 @@ static const struct node_ops fallback_ops = {
     .has_dag = fb_has_dag,
     .identity = fb_identity,
     .end_by = fb_end_by,
+    .alive = fb_alive,
     .start = fb_start,
     .sync = fb_sync,
     .sync_state = fb_sync_state,

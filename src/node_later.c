@@ -171,6 +171,12 @@ static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_
     return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
 }
 
+static int later_alive(struct node *n)
+{
+    struct node *r = atomic_load(&((struct node_later *)n)->real);
+    return r && r->ops->alive ? r->ops->alive(r) : 0;
+}
+
 static void later_end_by(struct node *n, uint64_t mono_ms)
 {
     struct node_later *l = (struct node_later *)n;
@@ -235,6 +241,7 @@ static const struct node_ops later_ops = {
     .has_dag = later_has_dag,
     .identity = later_identity,
     .end_by = later_end_by,
+    .alive = later_alive,
     .stats = later_stats,
     .destroy = later_destroy,
 };

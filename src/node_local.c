@@ -220,6 +220,12 @@ static int local_name_setxattr(struct node *n, const char *path, const char *nam
     return sync_set_replication(l->sync, path, value, size, flags);
 }
 
+static int local_alive(struct node *n)
+{
+    struct node *up = to_local(n)->up;
+    return up->ops->alive ? up->ops->alive(up) : -ENOSYS;
+}
+
 static int local_name_xattrs(struct node *n, const char *path, char *buf, size_t len)
 {
     struct node_local *l = to_local(n);
@@ -303,6 +309,7 @@ static const struct node_ops local_ops = {
     .name_getxattr = local_name_getxattr,
     .name_setxattr = local_name_setxattr,
     .name_xattrs = local_name_xattrs,
+    .alive = local_alive,
     .hold = local_hold,
     .release = local_release,
     .stats = local_stats,

@@ -1344,6 +1344,11 @@ static int refs_sink(void *ud, const char *data, size_t len)
     return ndjson_feed(&rs->nd, data, len, refs_line, rs);
 }
 
+static int rpc_node_alive(struct node *base)
+{
+    return rpc_alive(to_rpc(base)->rpc) ? 1 : 0;
+}
+
 static void rpc_node_end_by(struct node *base, uint64_t mono_ms)
 {
     rpc_end_by(to_rpc(base)->rpc, mono_ms);
@@ -1413,6 +1418,7 @@ static const struct node_ops rpc_ops = {
     .has_dag = rpc_has_dag,
     .identity = rpc_identity,
     .end_by = rpc_node_end_by,
+    .alive = rpc_node_alive,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };

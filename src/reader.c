@@ -147,6 +147,15 @@ struct reader {
     bool stopping;
     uint64_t pf_jobs;    /* jobs queued */
     uint64_t pf_dropped; /* times the queue was full and the rest of a window was skipped */
+    /* qlock also guards held[] and held_next: chunk ranges of a file whose read waited out
+     * --timeout while the node answered (alive, only not finding the content), shared by
+     * every handle for TIMEOUT_HOLD_MS. The kernel lets one reader of a page at a time try it
+     * (the page lock): without this, N programs reading one missing chunk wait N timeouts. */
+    struct {
+        uint64_t cid_hash, first, last;
+        struct timespec until;
+    } held[8];
+    unsigned held_next;
 
     /* Direct reads (small random reads, straight from the node into the reader's buffer) and
      * the DAG map they use (see "direct reads" below). */
@@ -1380,6 +1389,14 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
     bool held = h->to_until.tv_sec && !deadline_passed(&h->to_until) && first <= h->to_last &&
                 last >= h->to_first;
     pthread_mutex_unlock(&h->lock);
+    if (!held) {
+        pthread_mutex_lock(&r->qlock);
+        for (unsigned i = 0; i < sizeof r->held / sizeof r->held[0] && !held; i++)
+            held = r->held[i].until.tv_sec && !deadline_passed(&r->held[i].until) &&
+                   r->held[i].cid_hash == h->cid_hash && first <= r->held[i].last &&
+                   last >= r->held[i].first;
+        pthread_mutex_unlock(&r->qlock);
+    }
     if (held)
         return -ETIMEDOUT;
     struct timespec deadline;
@@ -1399,6 +1416,17 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
             h->to_last = last;
             deadline_in(&h->to_until, TIMEOUT_HOLD_MS);
             pthread_mutex_unlock(&h->lock);
+            /* For every handle, if the node is alive (a hung one says nothing: the next
+             * reader asks it again, and fails fast there if it is still hung). */
+            if (r->node->ops->alive && r->node->ops->alive(r->node) == 1) {
+                pthread_mutex_lock(&r->qlock);
+                unsigned i = r->held_next++ % (sizeof r->held / sizeof r->held[0]);
+                r->held[i].cid_hash = h->cid_hash;
+                r->held[i].first = first;
+                r->held[i].last = last;
+                deadline_in(&r->held[i].until, TIMEOUT_HOLD_MS);
+                pthread_mutex_unlock(&r->qlock);
+            }
         }
         if (rc < 0)
             return rc;

@@ -937,6 +937,11 @@ static bool node_check(struct rpc *r)
     return !hung;
 }
 
+bool rpc_alive(struct rpc *r)
+{
+    return node_check(r);
+}
+
 void rpc_end_by(struct rpc *r, uint64_t mono_ms)
 {
     atomic_store(&r->end_at, mono_ms ? mono_ms : 1);

@@ -109,6 +109,10 @@ void rpc_free(struct rpc *r);
  * whose --unmount-wait must hold whatever the node does. */
 void rpc_end_by(struct rpc *r, uint64_t mono_ms);
 
+/* Whether the node answers anything (POST version within 1 s; one check at a time, the
+ * others wait for its answer). Ends or starts the down mode (see the top of this file). */
+bool rpc_alive(struct rpc *r);
+
 /* Run command cmd ("cat", "files/stat", ...) with the given query arguments. The body goes to
  * sink on success (HTTP 200 with no stream-error trailer). On failure returns -errno and, if
  * err is not NULL, writes the reason (the node's message when it gave one). */

@@ -377,6 +377,27 @@ print(" ".join(sorted(out)))' "$MO/$NOBODY" 2>&1)
         sleep 2.5
         check "added to the node meanwhile: the next read gives it" \
             timeout -k 2 10 cmp "$MO/$NOBODY" "$WORK/nobody-has"
+        # A file whose second leaf nobody has: the kernel lets one reader of a page try it at a
+        # time, so four programs reading it at once must not wait one --timeout each (5, 11,
+        # 16, 21 s) either.
+        head -c 600000 /dev/urandom >"$WORK/holed"
+        HOLED=$(kubo add -Q --pin=false "$WORK/holed")
+        kubo block rm "$(kubo refs "$HOLED" | sed -n 2p)" >/dev/null
+        t0=$(now)
+        pids=()
+        for i in 1 2 3 4; do
+            (timeout -k 2 40 cat "$MO/$HOLED" >/dev/null 2>"$WORK/holed.err$i"; echo $? >"$WORK/holed.rc$i") &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+        all=$(elapsed "$t0")
+        rcs=$(cat "$WORK"/holed.rc? | tr '\n' ' ')
+        if [ "$rcs" = "1 1 1 1 " ] && lt "$all" 8 && grep -q "timed out" "$WORK/holed.err1"; then
+            ok "a file missing a leaf, four readers at once: all fail (ETIMEDOUT) within 8 s ($all s)"
+        else
+            not_ok "a file missing a leaf, four readers at once: all fail (ETIMEDOUT) within 8 s" \
+                "exit codes: $rcs after $all s" "$(cat "$WORK/holed.err1")"
+        fi
         check_unmount "online node: unmount; ipfsfs exits 0" "$MO"
     else
         not_ok "mounts against the online node"
