@@ -853,11 +853,25 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
              * timeout that invites a retry. */
             bool liar = false;
             pthread_mutex_lock(&g->lock);
-            g->call_fail++;
             for (size_t i = 0; i < g->n; i++)
                 if (g->hosts[i].aside_why == ASIDE_BAD && is_set(g->hosts[i].aside_until))
                     liar = true;
+            /* Else those set aside for failing are asked all the same, for PROBATION_MS: one
+             * CID a gateway did not find in time says little of the rest, and with one
+             * gateway (or all of them failing) setting it aside would fail reads of content
+             * it has; a black hole costs PROBATION_MS a read, not --timeout. */
+            for (size_t i = 0; i < g->n && !liar; i++)
+                if (g->hosts[i].aside_why == ASIDE_FAILED)
+                    order[norder++] = i;
+            if (norder == 0)
+                g->call_fail++;
             pthread_mutex_unlock(&g->lock);
+            if (norder > 0) {
+                struct timespec soon = add_ms(clock_mono(), PROBATION_MS);
+                if (diff_ms(deadline, soon) > 0)
+                    deadline = soon;
+                break;
+            }
             return liar ? -EIO : -ETIMEDOUT;
         }
         struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
@@ -1143,6 +1157,12 @@ static enum outcome judge_car(struct gw *g, struct attempt *a, CURLcode cc, cons
         out = OUT_UNCHECKABLE; /* the caller stopped: not the gateway's doing */
     } else if (a->car_err == -ENOTSUP) {
         out = OUT_UNCHECKABLE;
+    } else if (a->car_err == -EPROTO && car_reader_nblocks(&a->car) > 0) {
+        /* Verified blocks, then something that is no block: Kubo ends a CAR it cannot
+         * complete (a block it lacks) with "[Gateway Error: CAR stream truncated, response
+         * is incomplete]" after its 200. Cut short, as a transfer cut off is: no lie (every
+         * block that came verified), and the rest is asked for block by block. */
+        out = OUT_FAILED;
     } else if (a->car_err) {
         a->bad_why = a->car_err == -EBADMSG ? "a block that does not verify"
                      : a->car_err == -EFBIG ? "a block too big"

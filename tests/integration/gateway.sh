@@ -455,6 +455,29 @@ else
 fi
 mode a pass
 
+# One gateway alone, Kubo's (offline), and a file it lacks a leaf of: it ends that CAR with
+# "[Gateway Error: CAR stream truncated, response is incomplete]" after its 200. That file
+# fails; the gateway is no liar for it (every block that came verified), and content it has
+# reads at once after it.
+head -c 1048583 /dev/urandom >"$DATA/holed"
+HOLED=$(kubo add -Q --pin=false "$DATA/holed")
+kubo block rm "$(kubo refs "$HOLED" | sed -n 3p)" >/dev/null
+echo "read after the holed file" >"$DATA/after-holed"
+AFTER_HOLED=$(kubo add -Q "$DATA/after-holed")
+M=$WORK/mnt-holed
+if mount_ipfsfs "$M" --gateway="$NODE_GATEWAY" --store="$WORK/store-holed" --timeout=$T; then
+    # shellcheck disable=SC2016 # $1 is for the inner shell
+    check_fails_with "a file the lone gateway lacks a leaf of: cat fails with ETIMEDOUT" \
+        "Connection timed out" timeout -k 2 $((T + 5)) bash -c 'cat "$1" >/dev/null' sh "$M/$HOLED"
+    check_eq "... then content it has reads at once" \
+        "$(timeout 3 cat "$M/$AFTER_HOLED" 2>&1)" "read after the holed file"
+    check "... and it was not set aside as a liar" \
+        bash -c "! grep -q 'refused, gateway set aside' '${MOUNT_LOG[$M]}'"
+    check_unmount "unmount (holed)" "$M"
+else
+    not_ok "ipfsfs mounts (holed)"
+fi
+
 # ---- a node and gateways: the node first, the gateways for what it lacks ---------------------
 
 # A second, empty node is the mount's --api; the first node's gateway has the content.
