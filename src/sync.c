@@ -1273,6 +1273,10 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         have = false;
         pthread_mutex_lock(&s->lock);
         s->other_node++;
+        /* What the old node confirmed says nothing of this one: every name is pending (the
+         * attribute, an unmount's wait) and an fsync waits for the push to it. */
+        s->pushed_valid = false;
+        s->synced_local = s->synced_remote = s->empty_dir;
         pthread_mutex_unlock(&s->lock);
     }
     bool learned = false; /* the node's identity, to record */
