@@ -590,6 +590,9 @@ int rpc_classify_error(const char *msg)
          * content is unreachable, as when an online node does not find it in time. Not
          * ENOENT: the CID may well exist, and the kernel caches ENOENT inside directories. */
         {"not found locally", -ETIMEDOUT},
+        /* The same, for a file whose root it has but not every leaf (cat on an offline Kubo,
+         * as its answer or its X-Stream-Error trailer). */
+        {"failed to fetch all nodes", -ETIMEDOUT},
         {"request timed out", -ETIMEDOUT},
         {"timed out", -ETIMEDOUT},
         {"no link named", -ENOENT},

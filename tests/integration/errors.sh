@@ -176,6 +176,12 @@ check_fails_with "cat of a missing CID says 'Connection timed out'" "Connection 
     cat "$MNT/$OFFLINE_V0"
 check_errno_within "a directory entry whose content is missing: ETIMEDOUT within 5 s" 5 \
     ETIMEDOUT read "$MNT/$PARTIAL_CID/absent.bin"
+head -c 600000 /dev/urandom >"$WORK/holed"
+HOLED=$(kubo add -Q --pin=false "$WORK/holed")
+kubo block rm "$(kubo refs "$HOLED" | sed -n 2p)" >/dev/null
+# shellcheck disable=SC2016 # $1 is for the inner shell
+check_fails_with "a file whose leaf the offline node lacks: cat says 'Connection timed out'" \
+    "Connection timed out" timeout -k 2 15 bash -c 'cat "$1" >/dev/null' sh "$MNT/$HOLED"
 check_eq "the other entry of that directory still reads" \
     "$(timeout 10 cat "$MNT/$PARTIAL_CID/present.txt" 2>&1)" Test
 check_eq "the mount still works after the timeouts" "$(timeout 10 cat "$MNT/$TEST_CID")" Test
