@@ -1092,6 +1092,22 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
     return 0;
 }
 
+/* For a walk of tree against old (NULL: none) in the store: list both (old as empty when it
+ * cannot be listed). 1: nothing to walk (the same tree, or too deep), 0: listed (free both),
+ * -errno: tree cannot be listed. */
+static int list_both(struct sync *s, const struct cid *old, const struct cid *tree,
+                     unsigned depth, struct ents *ne, struct ents *oe)
+{
+    if ((old && cid_equal(old, tree)) || depth > MAX_TREE_DEPTH)
+        return 1;
+    int rc = list_dir(s, s->store, tree, ne);
+    if (rc < 0)
+        return rc;
+    if (!old || list_dir(s, s->store, old, oe) < 0)
+        memset(oe, 0, sizeof *oe);
+    return 0;
+}
+
 /* Load the directory blocks of tree that old (the local tree it replaced) does not have:
  * names are read locally, and the store's collector follows only the blocks that are here
  * (under a missing one, the old tree's blocks would look unused). Listing a directory loads its
@@ -1100,13 +1116,12 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
 static int localize(struct sync *s, const struct cid *old, const struct cid *tree, unsigned depth)
 {
     struct ents ne, oe;
-    if ((old && cid_equal(old, tree)) || depth > MAX_TREE_DEPTH)
+    if (old && cid_equal(old, tree))
         return 0;
-    int rc = list_dir(s, s->store, tree, &ne);
-    if (rc < 0)
-        return rc;
-    if (!old || !node_store_has(s->store, old) || list_dir(s, s->store, old, &oe) < 0)
-        memset(&oe, 0, sizeof oe);
+    int rc = list_both(s, old && node_store_has(s->store, old) ? old : NULL, tree, depth, &ne,
+                       &oe);
+    if (rc != 0)
+        return rc > 0 ? 0 : rc;
     for (size_t i = 0; rc == 0 && i < ne.n; i++) {
         if (ne.v[i].kind != NODE_DIR)
             continue;
@@ -1141,13 +1156,9 @@ static int tell_left(struct sync *s, const struct cid *old, const struct cid *tr
                      const char *dir, unsigned depth, struct left *w)
 {
     struct ents ne, oe;
-    if ((old && cid_equal(old, tree)) || depth > MAX_TREE_DEPTH)
-        return 0;
-    int rc = list_dir(s, s->store, tree, &ne);
-    if (rc < 0)
-        return rc;
-    if (!old || list_dir(s, s->store, old, &oe) < 0)
-        memset(&oe, 0, sizeof oe);
+    int rc = list_both(s, old, tree, depth, &ne, &oe);
+    if (rc != 0)
+        return rc > 0 ? 0 : rc;
     for (size_t i = 0; rc == 0 && i < ne.n; i++) {
         const struct ent *o = ents_find(&oe, ne.v[i].name);
         if (o && cid_equal(&o->cid, &ne.v[i].cid))
