@@ -145,7 +145,8 @@ static void test_config(void)
 }
 
 /* A pool whose only gateway refuses connections: the first call fails within its timeout and
- * sets the gateway aside; the next fails at once, without a request. */
+ * sets the gateway aside; the next asks it all the same (every gateway is aside, none for
+ * wrong bytes: on probation, 2 s at most), and is refused at once. */
 static void test_dead_gateway(void)
 {
     const char *urls[] = {"http://127.0.0.1:9"}; /* discard: nothing listens there */
@@ -159,11 +160,15 @@ static void test_dead_gateway(void)
     size_t n = 0;
     CHECK_EQ_INT(gw_block(g, &c, &d, &n), -ETIMEDOUT);
     CHECK(d == NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     CHECK_EQ_INT(gw_block(g, &c, &d, &n), -ETIMEDOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t1.tv_sec - t0.tv_sec < 3); /* within PROBATION_MS, not the timeout */
     char st[1024];
     CHECK(gw_stats(g, st, sizeof st) > 0);
     CHECK(strstr(st, "gw_calls 2\n") != NULL);
-    CHECK(strstr(st, "failed=1 ") != NULL); /* asked once, then set aside */
+    CHECK(strstr(st, "failed=2 ") != NULL); /* asked again on probation: refused at once */
     gw_free(g);
 
     /* A hash we cannot check is refused before any request. */
