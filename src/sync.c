@@ -74,6 +74,9 @@ struct sync {
      * starts, then the sync thread's only. */
     char node_id[128];
     bool no_identity; /* the node has none (-ENOSYS): not asked (the sync thread's only) */
+    /* Another node was found at the address: rounds take it as a first contact (empty base)
+     * until a state is recorded for it (save_state clears it). The sync thread's only. */
+    bool rebase;
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* the thread waits for kicks here; waiters for progress */
@@ -165,6 +168,8 @@ static int save_state(struct sync *s, const struct cid *local, const struct cid 
         rc = -errno;
     if (rc == 0 && rename(tmp, s->state_path) < 0)
         rc = -errno;
+    if (rc == 0)
+        s->rebase = false; /* recorded for the node node_id names */
     if (rc == 0) { /* the rename itself durable: the record must not go back after a crash */
         int dfd = open(node_store_dir(s->store), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -1227,8 +1232,8 @@ static int adopt(struct sync *s, const struct cid *current, const struct cid *re
 static int node_identity(struct sync *s, char *buf, size_t len)
 {
     int rc = s->up->ops->identity ? s->up->ops->identity(s->up, buf, len) : -ENOSYS;
-    if (rc == -ENOSYS)
-        s->no_identity = true; /* not asked again */
+    if (rc == -ENOSYS || rc == -EACCES)
+        s->no_identity = true; /* not asked again (a secret whose AllowedPaths lack id: 403) */
     if (rc < 0)
         buf[0] = '\0';
     return rc;
@@ -1272,6 +1277,8 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         snprintf(err, errlen, "asking the node its identity (id): %s", strerror(-same));
         return same;
     }
+    if (!same)
+        s->rebase = true;
     if (!same) {
         /* A new repo at the address, or another node: its names are no change made to those
          * synced with the old one (an empty MFS would empty the mount). Merged as on a first
@@ -1290,9 +1297,14 @@ static int round_once(struct sync *s, char *err, size_t errlen)
         s->synced_local = s->synced_remote = s->empty_dir;
         pthread_mutex_unlock(&s->lock);
     }
+    if (s->rebase)
+        have = false; /* until the new node's state is recorded (a failed push retries) */
     bool learned = false; /* the node's identity, to record */
-    if ((!s->node_id[0] || !have) && !s->no_identity) {
-        learned = node_identity(s, s->node_id, sizeof s->node_id) == 0;
+    if ((!s->node_id[0] || (!have && same)) && !s->no_identity) {
+        char id[sizeof s->node_id];
+        learned = node_identity(s, id, sizeof id) == 0;
+        if (learned)
+            memcpy(s->node_id, id, sizeof id);
     }
     if (!have) {
         /* First contact between this store and this MFS directory: base is empty. */

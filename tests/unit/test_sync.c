@@ -378,12 +378,75 @@ static void test_gc(void)
     node_destroy(up);
 }
 
+/* A new repo at the node's address (another identity, an empty MFS) is merged, not adopted:
+ * also when the round that found it fails to push, and the next round finds the identity it
+ * already took (the review of cfa2134: that round adopted the empty MFS). */
+static const char *peer_id = "PeerA";
+static bool up_fails;
+static const struct node_ops *up_real;
+
+static int w_identity(struct node *n, char *buf, size_t len)
+{
+    (void)n;
+    snprintf(buf, len, "%s", peer_id);
+    return 0;
+}
+
+static int w_link(struct node *n, const struct cid *c, const char *path)
+{
+    return up_fails ? -EIO : up_real->mfs_link(n, c, path);
+}
+
+static int w_put_car(struct node *n, int fd, uint64_t size, char *err, size_t errlen)
+{
+    if (up_fails) {
+        snprintf(err, errlen, "refused (test)");
+        return -EIO;
+    }
+    return up_real->put_car(n, fd, size, err, errlen);
+}
+
+static void test_new_node(void)
+{
+    static struct node_ops wops;
+    struct node *up = open_store("id-up", NULL);
+    up_real = up->ops;
+    wops = *up->ops;
+    wops.identity = w_identity;
+    wops.mfs_link = w_link;
+    wops.put_car = w_put_car;
+    up->ops = &wops;
+    struct node *local = open_store("id-local", up);
+    struct sync *s = start(local, up);
+    CHECK_EQ_INT(put_text(local, "/a.txt", "alpha"), 0);
+    CHECK_EQ_INT(sync_wait(s), 0);
+    CHECK_EQ_STR(text_at(up, "/a.txt"), "alpha");
+    /* Another node: its MFS empty, and it refuses pushes for a while. */
+    up_fails = true;
+    peer_id = "PeerB";
+    CHECK_EQ_INT(up_real->mfs_rm(up, "/a.txt", false), 0);
+    struct timespec ts = {1, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* rounds find it, and fail */
+    CHECK_EQ_INT(stat_of(s, "sync_other_node"), 1);
+    CHECK_EQ_STR(text_at(local, "/a.txt"), "alpha");
+    CHECK(sync_wait(s) < 0); /* not confirmed by the new node */
+    up_fails = false;
+    CHECK_EQ_INT(sync_wait(s), 0);
+    CHECK_EQ_STR(text_at(local, "/a.txt"), "alpha");
+    CHECK_EQ_STR(text_at(up, "/a.txt"), "alpha");
+    sync_stop(s, 2000);
+    node_destroy(local);
+    node_destroy(up);
+    peer_id = "PeerA";
+}
+
 int main(void)
 {
     if (!mkdtemp(base_dir)) {
         perror("mkdtemp");
         return 99;
     }
+    test_new_node();
     test_push();
     test_pull_merge();
     test_gc();
