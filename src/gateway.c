@@ -397,6 +397,8 @@ struct attempt {
     bool got;               /* anything came: a header or a byte of the body */
     size_t idx;             /* its index in the call's attempts */
     bool dropped;           /* cut because another attempt owns the stream */
+    bool probation;         /* asked while set aside for failing (run): a failure keeps its
+                             * time aside as it was, an answer ends it */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -712,6 +714,11 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
         h->stalled = true; /* curl's own timeout (connect, at most 10 s): nothing came */
     else if (out != OUT_FAILED || a->got)
         h->stalled = false; /* it answers */
+    if (a->probation && (out == OUT_OK || out == OUT_NOT_FOUND) &&
+        h->aside_why == ASIDE_FAILED) {
+        h->aside_until = (struct timespec){0}; /* it answers: back in the race */
+        h->aside_why = ASIDE_NONE;
+    }
     switch (out) {
     case OUT_OK:
         h->ok++;
@@ -728,7 +735,8 @@ static void record(struct gw *g, struct attempt *a, enum outcome out, long statu
         break;
     case OUT_FAILED:
         h->failed++;
-        set_aside_locked(h, ASIDE_FAILED, -1);
+        if (!a->probation) /* its time aside runs out as it was: not extended, not doubled */
+            set_aside_locked(h, ASIDE_FAILED, -1);
         break;
     case OUT_BAD:
         h->bad++;
@@ -771,7 +779,8 @@ static void record_stalled(struct gw *g, struct attempt *a, const char *cidstr)
     pthread_mutex_lock(&g->lock);
     h->failed++;
     h->stalled = !a->got; /* on probation only if nothing came at all */
-    set_aside_locked(h, ASIDE_FAILED, -1);
+    if (!a->probation)
+        set_aside_locked(h, ASIDE_FAILED, -1);
     pthread_mutex_unlock(&g->lock);
     log_warn("gateway %s: no answer for %s in time: set aside", h->url, cidstr);
 }
@@ -888,6 +897,12 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
     int rc = -ETIMEDOUT;
     bool any_bad = false, won = false;
     struct timespec next_hedge = {0};
+    bool probation = false; /* every gateway was aside: those failing are asked anyway */
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = 0; i < norder && !probation; i++)
+        probation = g->hosts[order[i]].aside_why == ASIDE_FAILED &&
+                    is_set(g->hosts[order[i]].aside_until);
+    pthread_mutex_unlock(&g->lock);
 
     while (!won) {
         struct timespec now = clock_mono();
@@ -895,6 +910,7 @@ static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *
          * when the hedge delay passed. */
         if (started < norder && (running == 0 || diff_ms(now, next_hedge) >= 0)) {
             int src = attempt_start(g, m, &at[started], order[started], req, deadline);
+            at[started].probation = probation;
             if (src == 0) {
                 pthread_mutex_lock(&g->lock);
                 next_hedge = add_ms(now, hedge_ms_locked(&g->hosts[order[started]]));
