@@ -1863,7 +1863,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
     if (strcmp(name, XATTR_SYNC) == 0 && fs->node->ops->sync_state && ino->mfs) {
-        char path[PATH_MAX], buf[512];
+        char path[PATH_MAX], buf[1100]; /* "error: " and the sync error (1023) */
         int n = mfs_path(fs, ino, path, sizeof path);
         if (n >= 0)
             n = fs->node->ops->sync_state(fs->node, path, buf, sizeof buf);

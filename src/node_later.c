@@ -26,9 +26,9 @@ struct node_later {
     _Atomic(struct node *) real;
     node_connect_fn connect;
     void *ud;
-    pthread_mutex_t connect_lock; /* guards next_try, end_at and logged */
+    pthread_mutex_t connect_lock; /* guards next_try and logged */
     uint64_t next_try;
-    uint64_t end_at; /* end_by's time (0: none): no new connection after it */
+    _Atomic uint64_t end_at; /* end_by's time (0: none): no new connection after it */
     bool logged;
     char description[512];
 };
@@ -42,14 +42,16 @@ static struct node *real_of(struct node *n)
         return r;
     pthread_mutex_lock(&l->connect_lock);
     r = atomic_load(&l->real);
-    if (!r && clock_mono_ms() >= l->next_try && (!l->end_at || clock_mono_ms() < l->end_at)) {
+    uint64_t end = atomic_load(&l->end_at);
+    if (!r && clock_mono_ms() >= l->next_try && (!end || clock_mono_ms() < end)) {
         char err[512];
         int rc = l->connect(l->ud, &r, err, sizeof err);
         if (rc == 0) {
             log_info("%s answers now: %s", l->description, r->description);
-            if (l->end_at && r->ops->end_by)
-                r->ops->end_by(r, l->end_at);
             atomic_store(&l->real, r);
+            end = atomic_load(&l->end_at);
+            if (end && r->ops->end_by)
+                r->ops->end_by(r, end);
         } else {
             r = NULL;
             l->next_try = clock_mono_ms() + RETRY_MS;
@@ -180,12 +182,12 @@ static int later_alive(struct node *n)
 static void later_end_by(struct node *n, uint64_t mono_ms)
 {
     struct node_later *l = (struct node_later *)n;
-    pthread_mutex_lock(&l->connect_lock);
-    l->end_at = mono_ms;
+    /* Not under connect_lock: a connection attempt holds it for up to --timeout. One that
+     * succeeds after this store sees end_at and passes it on. */
+    atomic_store(&l->end_at, mono_ms ? mono_ms : 1);
     struct node *r = atomic_load(&l->real);
     if (r && r->ops->end_by)
         r->ops->end_by(r, mono_ms);
-    pthread_mutex_unlock(&l->connect_lock);
 }
 
 static int later_identity(struct node *n, char *buf, size_t len)

@@ -4477,8 +4477,11 @@ static int lock_wait(int fd, const char *dir, char *err, size_t errlen)
     }
     if (lrc < 0) {
         int e = errno;
-        snprintf(err, errlen, "the store %s is in use by another ipfsfs process (%s/lock is "
-                 "locked)", dir, dir);
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen, "the store %s is in use by another ipfsfs process (%s/lock "
+                     "is locked)", dir, dir);
+        else
+            snprintf(err, errlen, "cannot lock %s/lock: %s", dir, strerror(e));
         return e == EWOULDBLOCK ? -EBUSY : -e;
     }
     return 0;
@@ -4488,12 +4491,13 @@ int node_store_check_free(const char *dir, char *err, size_t errlen)
 {
     char lockp[PATH_MAX + 8];
     snprintf(lockp, sizeof lockp, "%s/lock", dir);
-    int fd = open(lockp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* Read-write: an exclusive flock on NFS (fcntl locks underneath) needs it. */
+    int fd = open(lockp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return 0; /* no store yet (or none we can open: node_store_new says why) */
     int rc = lock_wait(fd, dir, err, errlen);
     close(fd); /* and its flock with it */
-    return rc;
+    return rc == -EBUSY ? rc : 0; /* any other failure: node_store_new's own lock says */
 }
 
 void node_store_closing(struct node *n)

@@ -56,7 +56,8 @@ struct rpc {
         uint64_t key;
         unsigned n;
     } *wait_slots;
-    /* wait_lock also protects missed[] and missed_next: the keys of calls the node answered,
+    /* wait_lock also protects missed[] and missed_next: the keys (miss_key: the command and
+     * every argument) of calls the node answered,
      * after waiting at least half their deadline, with its own deadline passing ("context
      * deadline exceeded": a live node that looked for the content all that time), until
      * monotonic ms until_ms (see RPC_MISS_KEEP_MS). */
@@ -144,6 +145,22 @@ static uint64_t call_key(const char *cmd, const struct rpc_arg *args, size_t nar
 
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+/* The missed[] key of a call: its command and every argument (a cat of one range says nothing
+ * of another; flags are no keys of their own). */
+static uint64_t miss_key(const char *cmd, const struct rpc_arg *args, size_t nargs)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const char *s = cmd; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    for (size_t i = 0; i < nargs; i++) {
+        const char *parts[] = {"&", args[i].key, "=", args[i].value ? args[i].value : ""};
+        for (size_t j = 0; j < 4; j++)
+            for (const char *s = parts[j]; s && *s; s++)
+                h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    }
     return h;
 }
 
@@ -681,7 +698,7 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     *status = 0;
     unsigned timeout = opts->timeout_ms ? opts->timeout_ms : r->timeout_ms;
     unsigned spent = 0; /* on the check: taken off this call's bounds */
-    uint64_t key = call_key(cmd, args, nargs);
+    uint64_t key = call_key(cmd, args, nargs), mkey = miss_key(cmd, args, nargs);
     uint64_t end = atomic_load(&r->end_at), now = clock_mono_ms();
     if (end && now >= end) {
         set_err(err, errlen, "not asked: the time to finish (--unmount-wait) is over");
@@ -689,7 +706,7 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     }
     if (end && end - now < timeout)
         timeout = (unsigned)(end - now);
-    if (!check && missed_lately(r, key)) {
+    if (!check && missed_lately(r, mkey)) {
         set_err(err, errlen, "the node looked for it for the whole timeout moments ago and did "
                 "not find it (asked again after %u ms)", RPC_MISS_KEEP_MS);
         return -ETIMEDOUT;
@@ -864,7 +881,7 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
          * content may be added any moment. */
         if (rc == -ETIMEDOUT && !check && strcasestr(msg, "deadline exceeded") &&
             clock_mono_ms() - x.start_ms >= timeout / 2)
-            note_missed(r, key);
+            note_missed(r, mkey);
         goto out;
     }
     if (cc != CURLE_OK) {

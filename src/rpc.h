@@ -14,7 +14,7 @@
  *
  * A call the node answered with its own deadline passed ("context deadline exceeded": it looked
  * for the content all that time), after at least half of ours, makes the calls with the same
- * first argument (the CID or path) fail at once with -ETIMEDOUT for RPC_MISS_KEEP_MS: the
+ * command and arguments (the CID or path) fail at once with -ETIMEDOUT for RPC_MISS_KEEP_MS: the
  * kernel sends the lookups of one name one after the other, and each would wait its own
  * timeout.
  */

@@ -2148,12 +2148,13 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     pthread_mutex_lock(&s->lock);
     s->stop = true;
     s->stop_deadline_ms = clock_mono_ms() + wait_ms;
-    /* A request in flight (a stopped node's) must not hold the unmount past its wait. */
-    if (s->up->ops->end_by)
-        s->up->ops->end_by(s->up, s->stop_deadline_ms);
+    uint64_t deadline = s->stop_deadline_ms;
     s->kicked = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    /* A request in flight (a stopped node's) must not hold the unmount past its wait. */
+    if (s->up->ops->end_by)
+        s->up->ops->end_by(s->up, deadline);
     if (!s->started) {
         if (pending(s))
             log_warn("unmount: the node does not have every change: they are kept in %s and "
