@@ -1173,11 +1173,13 @@ static enum outcome judge_car(struct gw *g, struct attempt *a, CURLcode cc, cons
         out = OUT_UNCHECKABLE; /* the caller stopped: not the gateway's doing */
     } else if (a->car_err == -ENOTSUP) {
         out = OUT_UNCHECKABLE;
-    } else if (a->car_err == -EPROTO && car_reader_nblocks(&a->car) > 0) {
-        /* Verified blocks, then something that is no block: Kubo ends a CAR it cannot
-         * complete (a block it lacks) with "[Gateway Error: CAR stream truncated, response
-         * is incomplete]" after its 200. Cut short, as a transfer cut off is: no lie (every
-         * block that came verified), and the rest is asked for block by block. */
+    } else if (a->car_err == -EPROTO &&
+               (car_reader_nblocks(&a->car) > 0 || car_reader_version(&a->car) > 0)) {
+        /* A header and verified blocks (or none), then something that is no block: Kubo
+         * ends a CAR it cannot complete (a block it lacks, the root too) with "[Gateway
+         * Error: CAR stream truncated, response is incomplete]" after its 200. Cut short, as
+         * a transfer cut off is: no lie (every block that came verified), and the rest is
+         * asked for block by block. */
         out = OUT_FAILED;
     } else if (a->car_err) {
         a->bad_why = a->car_err == -EBADMSG ? "a block that does not verify"

@@ -462,6 +462,9 @@ mode a pass
 head -c 1048583 /dev/urandom >"$DATA/holed"
 HOLED=$(kubo add -Q --pin=false "$DATA/holed")
 kubo block rm "$(kubo refs "$HOLED" | sed -n 3p)" >/dev/null
+head -c 600000 /dev/urandom >"$DATA/rootless"
+ROOTLESS=$(kubo add -Q --pin=false "$DATA/rootless")
+kubo block rm "$ROOTLESS" >/dev/null # Kubo answers a CAR header, then its error text
 echo "read after the holed file" >"$DATA/after-holed"
 AFTER_HOLED=$(kubo add -Q "$DATA/after-holed")
 M=$WORK/mnt-holed
@@ -469,6 +472,10 @@ if mount_ipfsfs "$M" --gateway="$NODE_GATEWAY" --store="$WORK/store-holed" --tim
     # shellcheck disable=SC2016 # $1 is for the inner shell
     check_fails_with "a file the lone gateway lacks a leaf of: cat fails with ETIMEDOUT" \
         "Connection timed out" timeout -k 2 $((T + 5)) bash -c 'cat "$1" >/dev/null' sh "$M/$HOLED"
+    check_eq "... then content it has reads at once" \
+        "$(timeout 3 cat "$M/$AFTER_HOLED" 2>&1)" "read after the holed file"
+    check_errno_within "a file whose root it lacks: ETIMEDOUT" $((T + 2)) ETIMEDOUT \
+        read "$M/$ROOTLESS"
     check_eq "... then content it has reads at once" \
         "$(timeout 3 cat "$M/$AFTER_HOLED" 2>&1)" "read after the holed file"
     check "... and it was not set aside as a liar" \
