@@ -317,7 +317,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
         st->st_blocks = (blkcnt_t)((a.size + 511) / 512);
         /* A stored time; else when this mount saw the content change; else its start. */
         if (a.has_mtime)
-            st->st_mtim.tv_sec = a.mtime;
+            st->st_mtim = (struct timespec){a.mtime, a.mtime_nsec};
         else if (a.changed_ns)
             st->st_mtim = (struct timespec){a.changed_ns / 1000000000, a.changed_ns % 1000000000};
         else
@@ -353,7 +353,7 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
     /* No time is known unless UnixFS 1.5 stored one: the epoch, the same on every mount, so
      * tools comparing times (make, rsync) see content that never changes. */
     if (ino->has_mtime)
-        st->st_mtim.tv_sec = ino->mtime;
+        st->st_mtim = (struct timespec){ino->mtime, ino->mtime_nsec};
     st->st_atim = st->st_mtim;
     st->st_ctim = st->st_mtim;
 }
@@ -538,6 +538,7 @@ static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, boo
     a.cid_size = st.size;
     a.mode = st.mode;
     a.mtime = st.mtime;
+    a.mtime_nsec = st.mtime_nsec;
     a.has_mtime = st.has_mtime;
     struct inode *ino = inode_mfs_find_ref(fs->inodes, dir, name);
     bool moved = false;
@@ -681,6 +682,7 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
             writers_clean(fs, ino)) {
             a.mode = st.mode;
             a.mtime = st.mtime;
+            a.mtime_nsec = st.mtime_nsec;
             a.has_mtime = st.has_mtime;
             inode_mfs_set_cid_if(fs->inodes, ino, &old, &a);
         }
@@ -692,6 +694,7 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     a.cid_size = st.size;
     a.mode = st.mode;
     a.mtime = st.mtime;
+    a.mtime_nsec = st.mtime_nsec;
     a.has_mtime = st.has_mtime;
     /* old is what the inode held before the node was asked: a close that linked meanwhile
      * knows better than this answer (update_name keeps its content). */
@@ -1297,7 +1300,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t id, const char *buf, size_t size
  * sets them before the content appears under the name. */
 static struct writer_meta meta_of(const struct mfs_attr *a)
 {
-    return (struct writer_meta){.mode = a->mode, .has_mtime = a->has_mtime, .mtime = a->mtime};
+    return (struct writer_meta){
+        .mode = a->mode, .has_mtime = a->has_mtime, .mtime = {a->mtime, a->mtime_nsec}};
 }
 
 /* After new content (a->size bytes, added as a->cid) is linked with its metadata, read back
@@ -1356,10 +1360,13 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
             a.mode = now.mode;
             fixed = true;
         }
-        if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime) && now.has_mtime &&
-            (trc = fs->node->ops->mfs_touch(fs->node, path, now.mtime)) == 0) {
+        struct timespec nt = {now.mtime, now.mtime_nsec};
+        if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime ||
+             now.mtime_nsec != a.mtime_nsec) &&
+            now.has_mtime && (trc = fs->node->ops->mfs_touch(fs->node, path, &nt)) == 0) {
             a.has_mtime = true;
             a.mtime = now.mtime;
+            a.mtime_nsec = now.mtime_nsec;
             fixed = true;
         }
         if (mrc < 0 || trc < 0) {
@@ -1779,8 +1786,15 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         a.mode = mode == dflt ? 0 : mode;
     }
     if (set_time) {
-        a.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
-                                                     : (int64_t)attr->st_mtim.tv_sec;
+        /* To the nanosecond: UnixFS 1.5 keeps the fraction, as `ipfs add --preserve-mtime`
+         * does (cp -a of a tree gives its CIDs). */
+        struct timespec t = attr->st_mtim;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+            clock_gettime(CLOCK_REALTIME, &t);
+        if (t.tv_nsec < 0 || t.tv_nsec > 999999999)
+            return -EINVAL;
+        a.mtime = (int64_t)t.tv_sec;
+        a.mtime_nsec = (uint32_t)t.tv_nsec;
         a.has_mtime = true;
     }
     if (!set_mode && !set_time) {
@@ -1798,7 +1812,8 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     if (set_mode)
         rc = fs->node->ops->mfs_chmod(fs->node, path, mode);
     if (rc == 0 && set_time)
-        rc = fs->node->ops->mfs_touch(fs->node, path, a.mtime);
+        rc = fs->node->ops->mfs_touch(fs->node, path,
+                                      &(struct timespec){a.mtime, a.mtime_nsec});
     if (rc < 0) {
         inode_mfs_set_meta(fs->inodes, ino, &before);
         return rc;

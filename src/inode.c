@@ -314,7 +314,9 @@ static void note_change_locked(struct inode *ino, const struct cid *c, uint64_t 
 static bool same_cid_meta_locked(const struct inode *ino, const struct mfs_attr *expect)
 {
     return cid_equal(&ino->cid, &expect->cid) && ino->mode == expect->mode &&
-           ino->has_mtime == expect->has_mtime && (!ino->has_mtime || ino->mtime == expect->mtime);
+           ino->has_mtime == expect->has_mtime &&
+           (!ino->has_mtime ||
+            (ino->mtime == expect->mtime && ino->mtime_nsec == expect->mtime_nsec));
 }
 
 /* Take a's CID, sizes, mode and time (not its kind): a change of content noted. */
@@ -326,6 +328,7 @@ static void set_attr_locked(struct inode *ino, const struct mfs_attr *a)
     ino->cid_size = a->cid_size;
     ino->mode = a->mode;
     ino->mtime = a->mtime;
+    ino->mtime_nsec = a->mtime_nsec;
     ino->has_mtime = a->has_mtime;
 }
 
@@ -363,6 +366,7 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->cid_size = a->cid_size;
     n->mode = a->mode;
     n->mtime = a->mtime;
+    n->mtime_nsec = a->mtime_nsec;
     n->has_mtime = a->has_mtime;
     n->parent = parent;
     parent->nlookup++; /* a child keeps its parent */
@@ -388,8 +392,14 @@ void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size)
     pthread_mutex_lock(&t->lock);
     ino->size = size;
     ino->changed_ns = now_ns();
-    if (ino->has_mtime)
-        ino->mtime = (int64_t)time(NULL); /* a stored time follows the content, as on any fs */
+    if (ino->has_mtime) {
+        /* A stored time follows the content, as on any fs, to the nanosecond (UnixFS 1.5
+         * keeps the fraction): an edit right after a build is newer than what it built. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ino->mtime = (int64_t)ts.tv_sec;
+        ino->mtime_nsec = (uint32_t)ts.tv_nsec;
+    }
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -416,6 +426,7 @@ void inode_mfs_get(struct inode_table *t, const struct inode *ino, struct mfs_at
     a->cid_size = ino->cid_size;
     a->mode = ino->mode;
     a->mtime = ino->mtime;
+    a->mtime_nsec = ino->mtime_nsec;
     a->has_mtime = ino->has_mtime;
     a->changed_ns = ino->changed_ns;
     pthread_mutex_unlock(&t->lock);
@@ -457,6 +468,7 @@ void inode_mfs_set_meta(struct inode_table *t, struct inode *ino, const struct m
     pthread_mutex_lock(&t->lock);
     ino->mode = a->mode;
     ino->mtime = a->mtime;
+    ino->mtime_nsec = a->mtime_nsec;
     ino->has_mtime = a->has_mtime;
     pthread_mutex_unlock(&t->lock);
 }
@@ -471,6 +483,7 @@ bool inode_mfs_set_cid_if(struct inode_table *t, struct inode *ino,
         ino->cid = a->cid;
         ino->mode = a->mode;
         ino->mtime = a->mtime;
+        ino->mtime_nsec = a->mtime_nsec;
         ino->has_mtime = a->has_mtime;
     }
     pthread_mutex_unlock(&t->lock);
@@ -621,6 +634,7 @@ struct inode *inode_insert_ref(struct inode_table *t, uint64_t key, const struct
     n->size = st->size;
     n->mode = st->mode;
     n->mtime = st->mtime;
+    n->mtime_nsec = st->mtime_nsec;
     n->has_mtime = st->has_mtime;
     n->target = st->target;
     st->target = NULL;

@@ -24,6 +24,7 @@ struct inode {
     uint64_t cid_size; /* names: bytes under cid (size runs ahead of it while written) */
     uint32_t mode; /* stored UnixFS mode bits, 0 = none */
     int64_t mtime;
+    uint32_t mtime_nsec;
     bool has_mtime;
     /* Names: when this mount last saw their content change (CLOCK_REALTIME ns; 0: not since
      * the mount began), shown as the time of names that store none (fs.c's fill_attr). */
@@ -61,6 +62,7 @@ struct mfs_attr {
     uint64_t cid_size; /* of the content under cid: read cid only within this */
     uint32_t mode;
     int64_t mtime;
+    uint32_t mtime_nsec;
     bool has_mtime;
     int64_t changed_ns; /* read by inode_mfs_get only: the setters keep the inode's own */
 };

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "cid.h"
 
@@ -29,6 +30,7 @@ struct node_stat {
     uint64_t size;    /* file bytes; symlink target length; 0 for directories */
     uint32_t mode;    /* UnixFS 1.5 permission bits, 0 if none stored */
     int64_t mtime;    /* UnixFS 1.5 mtime (seconds), valid if has_mtime */
+    uint32_t mtime_nsec; /* and its fraction (0..999999999) */
     bool has_mtime;
     char *target;     /* symlink target (malloc'd, NUL-free), else NULL */
 };
@@ -107,13 +109,14 @@ struct node_ops {
     /* Move src to dst, replacing dst if it exists (and, for directories, is empty). */
     int (*mfs_mv)(struct node *n, const char *src, const char *dst);
     int (*mfs_chmod)(struct node *n, const char *path, uint32_t mode);
-    int (*mfs_touch)(struct node *n, const char *path, int64_t mtime);
+    /* Store mtime (tv_nsec in 0..999999999, kept as UnixFS 1.5's fraction) on path. */
+    int (*mfs_touch)(struct node *n, const char *path, const struct timespec *mtime);
     /* Link existing content c at path, replacing a name there that is not a directory
      * (-EISDIR if it is), with mode (NULL: none stored) and mtime (NULL: none) applied to it
      * first, as one change: path never goes missing, nor shows c without its mode. Optional:
      * NULL means link beside, set, and move over (writer_link). */
     int (*mfs_put)(struct node *n, const struct cid *c, const char *path, const uint32_t *mode,
-                   const int64_t *mtime);
+                   const struct timespec *mtime);
     /* Import size bytes read from fd (from offset 0) as one file; returns its CID. */
     int (*add)(struct node *n, int fd, uint64_t size, const struct node_add_opts *o,
                struct cid *out);

@@ -194,7 +194,7 @@ static int fb_mfs_chmod(struct node *n, const char *path, uint32_t mode)
     PRIMARY(mfs_chmod, path, mode);
 }
 
-static int fb_mfs_touch(struct node *n, const char *path, int64_t mtime)
+static int fb_mfs_touch(struct node *n, const char *path, const struct timespec *mtime)
 {
     PRIMARY(mfs_touch, path, mtime);
 }

@@ -511,7 +511,7 @@ static int refuse_chmod(struct node *n, const char *path, uint32_t mode)
     return -EROFS;
 }
 
-static int refuse_touch(struct node *n, const char *path, int64_t mtime)
+static int refuse_touch(struct node *n, const char *path, const struct timespec *mtime)
 {
     (void)n;
     (void)path;

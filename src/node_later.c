@@ -133,7 +133,7 @@ static int later_mfs_chmod(struct node *n, const char *path, uint32_t mode)
     FORWARD(mfs_chmod, path, mode);
 }
 
-static int later_mfs_touch(struct node *n, const char *path, int64_t mtime)
+static int later_mfs_touch(struct node *n, const char *path, const struct timespec *mtime)
 {
     FORWARD(mfs_touch, path, mtime);
 }

@@ -134,14 +134,14 @@ static int local_mfs_chmod(struct node *n, const char *path, uint32_t mode)
     return s->ops->mfs_chmod(s, path, mode);
 }
 
-static int local_mfs_touch(struct node *n, const char *path, int64_t mtime)
+static int local_mfs_touch(struct node *n, const char *path, const struct timespec *mtime)
 {
     struct node *s = to_local(n)->store;
     return s->ops->mfs_touch(s, path, mtime);
 }
 
 static int local_mfs_put(struct node *n, const struct cid *c, const char *path,
-                         const uint32_t *mode, const int64_t *mtime)
+                         const uint32_t *mode, const struct timespec *mtime)
 {
     struct node *s = to_local(n)->store;
     return s->ops->mfs_put(s, c, path, mode, mtime);

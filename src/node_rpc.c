@@ -120,6 +120,7 @@ static int stat_dagpb(struct node_rpc *n, const struct cid *c, const char *cs,
     out->mode = u.has_mode ? (u.mode & 07777) : 0;
     out->has_mtime = u.has_mtime;
     out->mtime = u.mtime_sec;
+    out->mtime_nsec = u.mtime_nsec;
     switch (u.type) {
     case UNIXFS_DIRECTORY:
     case UNIXFS_HAMT_SHARD:
@@ -585,7 +586,7 @@ static int rpc_mfs_list(struct node *base, const char *path, node_entry_fn fn, v
 enum mfs_check { CHECK_DIR, CHECK_GONE, CHECK_CID, CHECK_MODE, CHECK_MTIME };
 
 static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check what,
-                         const struct cid *c, int64_t value)
+                         const struct cid *c, int64_t value, uint32_t nsec)
 {
     struct node_stat st;
     struct cid got;
@@ -603,7 +604,7 @@ static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check wh
     case CHECK_MODE:
         return st.mode == (uint32_t)value;
     case CHECK_MTIME:
-        return st.has_mtime && st.mtime == value;
+        return st.has_mtime && st.mtime == value && st.mtime_nsec == nsec;
     default:
         return false;
     }
@@ -613,12 +614,12 @@ static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check wh
  * seconds on a big repo under load) and happens once it is free: watch for it a while (twice
  * the timeout, at least 30 s) before calling it failed. */
 static bool mfs_happened_late(struct node_rpc *n, const char *path, enum mfs_check what,
-                              const struct cid *c, int64_t value)
+                              const struct cid *c, int64_t value, uint32_t nsec)
 {
     uint64_t window = n->timeout_ms * 2u > 30000u ? n->timeout_ms * 2u : 30000u;
     uint64_t end = clock_mono_ms() + window;
     for (;;) {
-        if (mfs_happened(n, path, what, c, value))
+        if (mfs_happened(n, path, what, c, value, nsec))
             return true;
         if (clock_mono_ms() >= end)
             return false;
@@ -630,10 +631,10 @@ static bool mfs_happened_late(struct node_rpc *n, const char *path, enum mfs_che
 /* An MFS change; on a timeout, whether it happened after all decides. */
 static int mfs_change(struct node_rpc *n, const char *cmd, const struct rpc_arg *args,
                       size_t nargs, const char *path, enum mfs_check what, const struct cid *c,
-                      int64_t value)
+                      int64_t value, uint32_t nsec)
 {
     int rc = simple_call(n, cmd, args, nargs, path);
-    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, what, c, value)) {
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, what, c, value, nsec)) {
         char safe[256];
         log_info("%s %s timed out but happened", cmd, SAFE(path, safe));
         rc = 0;
@@ -644,7 +645,7 @@ static int mfs_change(struct node_rpc *n, const char *cmd, const struct rpc_arg 
 static int rpc_mfs_mkdir(struct node *base, const char *path)
 {
     struct rpc_arg args[] = {{"arg", path}};
-    return mfs_change(to_rpc(base), "files/mkdir", args, 1, path, CHECK_DIR, NULL, 0);
+    return mfs_change(to_rpc(base), "files/mkdir", args, 1, path, CHECK_DIR, NULL, 0, 0);
 }
 
 struct rm_ctx {
@@ -682,7 +683,7 @@ static int rpc_mfs_rm(struct node *base, const char *path, bool recursive)
         }
     }
     free(r);
-    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, CHECK_GONE, NULL, 0)) {
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, path, CHECK_GONE, NULL, 0, 0)) {
         log_info("files/rm %s timed out but happened", SAFE(path, safe));
         rc = 0;
     }
@@ -737,8 +738,8 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
      * good: one look, not a wait of twice the timeout for a link that cannot come. */
     bool late = rc == -ETIMEDOUT && !strstr(err, "not found locally");
     if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ENOTDIR &&
-        (late ? mfs_happened_late(n, path, CHECK_CID, c, 0)
-              : mfs_happened(n, path, CHECK_CID, c, 0))) {
+        (late ? mfs_happened_late(n, path, CHECK_CID, c, 0, 0)
+              : mfs_happened(n, path, CHECK_CID, c, 0, 0))) {
         char safe[256];
         log_debug("files/cp %s failed but happened", SAFE(path, safe));
         rc = 0;
@@ -781,8 +782,8 @@ static int mv_once(struct node_rpc *n, const char *src, const char *dst)
 {
     struct rpc_arg args[] = {{"arg", src}, {"arg", dst}};
     int rc = simple_call(n, "files/mv", args, 2, src);
-    if (rc == -ETIMEDOUT && mfs_happened_late(n, src, CHECK_GONE, NULL, 0) &&
-        !mfs_happened(n, dst, CHECK_GONE, NULL, 0)) {
+    if (rc == -ETIMEDOUT && mfs_happened_late(n, src, CHECK_GONE, NULL, 0, 0) &&
+        !mfs_happened(n, dst, CHECK_GONE, NULL, 0, 0)) {
         char safe[256];
         log_info("files/mv %s timed out but happened", SAFE(src, safe));
         rc = 0;
@@ -972,15 +973,19 @@ static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
     /* ipfs files chmod <mode> <path> */
     struct rpc_arg args[] = {{"arg", m}, {"arg", path}};
     return mfs_change(to_rpc(base), "files/chmod", args, 2, path, CHECK_MODE, NULL,
-                      mode & 07777);
+                      mode & 07777, 0);
 }
 
-static int rpc_mfs_touch(struct node *base, const char *path, int64_t mtime)
+static int rpc_mfs_touch(struct node *base, const char *path, const struct timespec *mtime)
 {
-    char t[24];
-    snprintf(t, sizeof t, "%lld", (long long)mtime);
-    struct rpc_arg args[] = {{"arg", path}, {"mtime", t}};
-    return mfs_change(to_rpc(base), "files/touch", args, 2, path, CHECK_MTIME, NULL, mtime);
+    char t[24], ns[16];
+    uint32_t nsec = (uint32_t)mtime->tv_nsec;
+    snprintf(t, sizeof t, "%lld", (long long)mtime->tv_sec);
+    snprintf(ns, sizeof ns, "%u", nsec);
+    /* Kubo stores the fraction as UnixFS 1.5's FractionalNanoseconds (none when 0). */
+    struct rpc_arg args[] = {{"arg", path}, {"mtime", t}, {"mtime-nsecs", ns}};
+    return mfs_change(to_rpc(base), "files/touch", args, nsec ? 3 : 2, path, CHECK_MTIME, NULL,
+                      (int64_t)mtime->tv_sec, nsec);
 }
 
 /* Multipart body for add, block/put and dag/import: one part named "file". Its boundary is

@@ -1033,6 +1033,7 @@ struct attr_slot {
     bool has_mtime;
     bool nonempty;  /* a directory with links */
     uint32_t mode;
+    uint32_t mtime_nsec;
     uint64_t codec, size, tsize;
     int64_t mtime;
     uint64_t gen; /* blockstore_removals when the block was last known to be here */
@@ -1101,6 +1102,7 @@ static void attr_note(struct node_store *ns, const struct cid *c, const struct l
                               .size = st->size,
                               .tsize = tsize,
                               .mtime = st->mtime,
+                              .mtime_nsec = st->mtime_nsec,
                               .gen = gen};
         memcpy(v.mh, c->mh, c->mh_len);
         pthread_mutex_lock(&ns->attr_lock);
@@ -1123,6 +1125,7 @@ static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_
     out->mode = l->u.has_mode ? (l->u.mode & 07777) : 0;
     out->has_mtime = l->u.has_mtime;
     out->mtime = l->u.mtime_sec;
+    out->mtime_nsec = l->u.mtime_nsec;
     switch (l->u.type) {
     case UNIXFS_DIRECTORY:
     case UNIXFS_HAMT_SHARD:
@@ -1162,6 +1165,7 @@ static int store_stat(struct node *base, const struct cid *c, struct node_stat *
         out->mode = a.mode;
         out->has_mtime = a.has_mtime;
         out->mtime = a.mtime;
+        out->mtime_nsec = a.mtime_nsec;
         return 0;
     }
     bool from_disk;
@@ -3866,7 +3870,7 @@ static uint32_t default_mode(const struct loaded *l)
  * js-ipfs does and as fs.c never stores it on create, mkdir or after a rewrite: a file that
  * rsync or cp -p chmods to 0644 keeps the CID of its content (and a raw leaf stays raw). */
 static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t *mode,
-                     const int64_t *mtime, struct cid *out, uint64_t *tsize)
+                     const struct timespec *mtime, struct cid *out, uint64_t *tsize)
 {
     struct loaded l;
     struct unixfs_fields f;
@@ -3891,8 +3895,8 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
         f.has_mode = f.mode != default_mode(&l);
     }
     if (mtime) {
-        f.mtime_sec = *mtime;
-        f.mtime_nsec = 0;
+        f.mtime_sec = mtime->tv_sec;
+        f.mtime_nsec = (uint32_t)mtime->tv_nsec; /* encoded only when not 0, as Kubo does */
         f.has_mtime = true;
     }
     if (l.raw && !f.has_mode && !f.has_mtime) {
@@ -3932,7 +3936,7 @@ out:
 struct meta_args {
     const struct path_parts *pp;
     const uint32_t *mode;
-    const int64_t *mtime;
+    const struct timespec *mtime;
 };
 
 static int meta_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
@@ -3951,7 +3955,7 @@ static int meta_change(struct node_store *ns, const struct cid *root, void *arg,
 }
 
 static int set_meta(struct node_store *ns, const char *path, const uint32_t *mode,
-                    const int64_t *mtime)
+                    const struct timespec *mtime)
 {
     struct path_parts pp;
     int rc = split_path(path, &pp);
@@ -3966,16 +3970,18 @@ static int store_mfs_chmod(struct node *base, const char *path, uint32_t mode)
     return set_meta(to_store(base), path, &mode, NULL);
 }
 
-static int store_mfs_touch(struct node *base, const char *path, int64_t mtime)
+static int store_mfs_touch(struct node *base, const char *path, const struct timespec *mtime)
 {
-    return set_meta(to_store(base), path, NULL, &mtime);
+    if (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999)
+        return -EINVAL;
+    return set_meta(to_store(base), path, NULL, mtime);
 }
 
 struct put_args {
     const struct path_parts *pp;
     const struct cid *child;
     const uint32_t *mode;
-    const int64_t *mtime;
+    const struct timespec *mtime;
 };
 
 static int put_change(struct node_store *ns, const struct cid *root, void *arg, struct cid *out)
@@ -4002,8 +4008,10 @@ static int put_change(struct node_store *ns, const struct cid *root, void *arg, 
 /* One change where Kubo's MFS needs four (link beside, chmod, touch, move over): a rewritten
  * file replaces its name as cp -p or tar leave it, in one copy-on-write of the path. */
 static int store_mfs_put(struct node *base, const struct cid *c, const char *path,
-                         const uint32_t *mode, const int64_t *mtime)
+                         const uint32_t *mode, const struct timespec *mtime)
 {
+    if (mtime && (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999))
+        return -EINVAL;
     struct path_parts pp;
     int rc = split_entry_path(path, &pp, -EISDIR);
     if (rc < 0)

@@ -714,6 +714,8 @@ int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, stru
     if (rpcjson_u64(json_object_get(j, "Mtime"), &mt) == 0 && mt <= INT64_MAX) {
         out->mtime = (int64_t)mt;
         out->has_mtime = true;
+        if (rpcjson_u64(json_object_get(j, "MtimeNsecs"), &mt) == 0 && mt <= 999999999u)
+            out->mtime_nsec = (uint32_t)mt;
     }
     rc = 0;
 out:

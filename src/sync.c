@@ -683,7 +683,8 @@ static int dir_meta_equal(struct sync *s, const struct cid *l, const struct cid 
     node_stat_clear(&b);
     if (rc < 0)
         return rc;
-    return a.mode == b.mode && a.has_mtime == b.has_mtime && (!a.has_mtime || a.mtime == b.mtime);
+    return a.mode == b.mode && a.has_mtime == b.has_mtime &&
+           (!a.has_mtime || (a.mtime == b.mtime && a.mtime_nsec == b.mtime_nsec));
 }
 
 /* The mount root's own mode and mtime (chmod, touch of the mount point) go to --mfs-root.
@@ -697,8 +698,10 @@ static void push_root_meta(struct sync *s, const char *path, const struct cid *r
         int rc = 0;
         if (a.mode && a.mode != b.mode)
             rc = s->up->ops->mfs_chmod(s->up, path, a.mode);
-        if (rc == 0 && a.has_mtime && (!b.has_mtime || a.mtime != b.mtime))
-            rc = s->up->ops->mfs_touch(s->up, path, a.mtime);
+        if (rc == 0 && a.has_mtime &&
+            (!b.has_mtime || a.mtime != b.mtime || a.mtime_nsec != b.mtime_nsec))
+            rc = s->up->ops->mfs_touch(s->up, path,
+                                       &(struct timespec){a.mtime, a.mtime_nsec});
         if (rc < 0)
             log_warn("the mode or mtime of the mount root did not reach %s: %s",
                      s->up->description, strerror(-rc));

@@ -462,8 +462,8 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
         bool set_mode = need_meta && meta->mode && (meta->mode & 07777) != 0644;
         bool set_time = need_meta && meta->has_mtime;
         uint32_t mode = meta && set_mode ? meta->mode & 07777 : 0;
-        int64_t mtime = meta && set_time ? meta->mtime : 0;
-        return n->ops->mfs_put(n, c, path, set_mode ? &mode : NULL, set_time ? &mtime : NULL);
+        return n->ops->mfs_put(n, c, path, set_mode ? &mode : NULL,
+                               set_time ? &meta->mtime : NULL);
     }
     if (!exists && !need_meta) {
         int rc = n->ops->mfs_link(n, c, path);
@@ -483,7 +483,7 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
     if (need_meta && meta->mode && (meta->mode & 07777) != 0644)
         rc = n->ops->mfs_chmod(n, tmp, meta->mode & 07777);
     if (rc == 0 && need_meta && meta->has_mtime)
-        rc = n->ops->mfs_touch(n, tmp, meta->mtime);
+        rc = n->ops->mfs_touch(n, tmp, &meta->mtime);
     if (rc == 0)
         rc = n->ops->mfs_mv(n, tmp, path);
     if (rc < 0)

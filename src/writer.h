@@ -88,7 +88,7 @@ bool writer_clean_now(struct whandle *h);
 struct writer_meta {
     uint32_t mode; /* permission bits to store; 0 (or 0644, a file's default): none */
     bool has_mtime;
-    int64_t mtime;
+    struct timespec mtime; /* tv_nsec in 0..999999999 */
 };
 
 /* If dirty: add the spool and link it at path (replacing what is there when exists), with

@@ -13,8 +13,8 @@
 # not the default (0644 files, 0755 directories) and an mtime only when a program sets one
 # (utimensat: cp -a, rsync -a, tar x, unzip, touch). So the twin's CID is `ipfs add -r` with
 # --preserve-mtime exactly for the trees whose every entry got a time set (rsync -a, tar x,
-# unzip, cp -a; the source's mtimes are whole seconds: the mount keeps seconds only, Kubo would
-# store nanoseconds), and with no flag for the others (git clone, edits, mv). The Kubo flag
+# unzip, cp -a; the mount keeps nanoseconds, as Kubo does), and with no flag for the others
+# (git clone, edits, mv). The Kubo flag
 # --preserve-mode is never used: it stores the default modes too, which the mount does not.
 # The twin's CIDs come from a private, offline Kubo repo (not the test node, and not
 # --only-hash: Kubo 0.43.1's `add -r --only-hash --preserve-mtime` reports no directories).
@@ -208,11 +208,13 @@ meta() {
             line = $1 " " $2 " " $3
             if ($2 == "f") line = line " " $4
             if (t == 1) { split($5, s, "."); line = line " " s[1] }
+            if (t == 2) line = line " " $5
             print line
         }' | LC_ALL=C sort
 }
 
-# check_meta DESC MOUNTED LOCAL: names, types, modes, sizes (and mtimes with WITH_MTIME=1) equal
+# check_meta DESC MOUNTED LOCAL: names, types, modes, sizes (and mtimes with WITH_MTIME=1, in
+# seconds; =2: to the nanosecond) equal
 check_meta() {
     local got want
     got=$(meta "$2" 2>&1)
@@ -295,7 +297,7 @@ ok "ipfsfs mounts"
 # ---- the source material -----------------------------------------------------------------------
 
 # A source-like tree: 150 files of 0.5-8 KiB (text-like, so zip compresses them) in nested
-# directories, a symlink; every mtime a whole second (the mount stores seconds).
+# directories, a symlink; every mtime a whole second (tar's archives hold seconds only).
 TREE=$SRC/tree
 python3 - "$TREE" <<'PY'
 import os, random, sys
@@ -582,13 +584,38 @@ check_eq "cp -a: the 0600 file keeps its mode and mtime" \
 TODO=$BUG_MODE check_cid "cp -a: CID of the copied tree = ipfs add -r --preserve-mtime, chmod" \
     "$MNT/cpa/small" "$L/cpa/small" --preserve-mtime
 
+# cp -a of files and directories whose times have a fraction of a second, as on any local disk:
+# the mount keeps the nanoseconds (UnixFS 1.5's FractionalNanoseconds), so the tree's CID is
+# `ipfs add -r --preserve-mtime`'s, and stat shows the same times.
+FRAC=$SRC/frac
+mkdir -p "$FRAC/sub"
+python3 - "$FRAC" "$TREE/lib" <<'PY'
+import os, shutil, sys
+top, src = sys.argv[1], sys.argv[2]
+names = sorted(n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n)))[:6]
+for i, n in enumerate(names):
+    d = top if i % 2 else os.path.join(top, "sub")
+    shutil.copyfile(os.path.join(src, n), os.path.join(d, n))
+    t = 1700000000 * 10**9 + i * 10**9 + [1, 123456789, 999999999, 500000000, 10, 0][i]
+    os.utime(os.path.join(d, n), ns=(t, t))
+os.utime(os.path.join(top, "sub"), ns=(1700000100 * 10**9 + 7,) * 2)
+os.utime(top, ns=(1700000200 * 10**9 + 250000000,) * 2)
+PY
+wl_frac() { cp -a "$FRAC" "$1/frac"; }
+twin frac wl_frac
+WITH_MTIME=2 check_meta "cp -a, times with fractions: names, modes, sizes, mtimes (ns) equal the twin's" \
+    "$MNT/frac/frac" "$L/frac/frac"
+TODO=$BUG_MODE check_cid "cp -a, times with fractions: CID of the tree = ipfs add -r --preserve-mtime" \
+    "$MNT/frac/frac" "$L/frac/frac" --preserve-mtime
+
 # ---- after a clean unmount and a remount ---------------------------------------------------
 
 WORKLOADS=$(cd "$MNT" && LC_ALL=C ls -A)
 # cids: "name CID" of each workload directory, and of a few deeper entries
 cids() {
     local p
-    for p in $WORKLOADS rsync/lib rsync/lib/core/f002.c edit/big mv/a/d2 cpa/small/private; do
+    for p in $WORKLOADS rsync/lib rsync/lib/core/f002.c edit/big mv/a/d2 cpa/small/private \
+        frac/frac/sub; do
         [ -e "$MNT/$p" ] || [ -L "$MNT/$p" ] || continue
         printf '%s %s\n' "$p" "$(cid_of "$MNT/$p")"
     done
@@ -613,6 +640,8 @@ if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}"; then
     fi
     WITH_MTIME=1 check_meta "after the remount: rsync: modes and mtimes equal the twin's" \
         "$MNT/rsync" "$L/rsync"
+    WITH_MTIME=2 check_meta "after the remount: cp -a: mtimes with fractions equal the twin's" \
+        "$MNT/frac/frac" "$L/frac/frac"
 
     # What the names hold outside the mount: the node's MFS (rpc) or the store's files (store).
     # On a store or a local mount, fsync the root first: the store's files and the node show

@@ -563,6 +563,21 @@ t0=$(stat -c %.9Y "$MNT/mk/in")
 chmod 755 "$MNT/mk/in"
 check_eq "a chmod keeps the mtime of a name that stores none (make does not rebuild)" \
     "$(stat -c %.9Y "$MNT/mk/in")" "$t0"
+# A name that stores a time (touch, tar x, cp -a) keeps it to the nanosecond, and a write moves
+# it to the write's: an edit right after a build (within the same second) is newer than what
+# the build made, so make rebuilds.
+touch "$MNT/mk/in"
+make -s -C "$MNT/mk" >/dev/null 2>&1
+echo 4 >>"$MNT/mk/in"
+check "make rebuilds after an edit right after the build (a stored time, to the nanosecond)" \
+    sh -c "make -s -C '$MNT/mk' >/dev/null 2>&1 && [ \"\$(tail -n 1 '$MNT/mk/out')\" = 4 ]"
+printf 'hi\n' >"$MNT/mk/frac"
+touch -d @1700000000.123456789 "$MNT/mk/frac"
+check_eq "touch -d with a fraction: stat shows it" "$(stat -c %.9Y "$MNT/mk/frac")" \
+    1700000000.123456789
+# Known answer: Kubo 0.43.1's `ipfs add --preserve-mtime` of "hi\n" with that mtime.
+check_eq "... and the CID is ipfs add --preserve-mtime's (UnixFS 1.5 keeps the fraction)" \
+    "$(cid_of "$MNT/mk/frac")" QmP2KzDjDZfE7YTnT3s6Ezo3ozS2QgUhjE9sgAdaKFJMC7
 rm -rf "$MNT/mk"
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------

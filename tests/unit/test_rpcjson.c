@@ -317,6 +317,11 @@ static void test_files_stat(void)
     cid_format(&c, cs, sizeof cs);
     CHECK_EQ_STR(cs, "QmWXtanbvhNL2gTvtBboUD9Ti8xTnHEUuEhZtPjSbh1PBs");
     free(b);
+    /* A stored time with its fraction (files/touch --mtime-nsecs). */
+    b = unit_read_fixture("kubo/files_stat_mtime.json", &len);
+    CHECK_EQ_INT(rpcjson_files_stat(b, len, &st, &c), 0);
+    CHECK(st.has_mtime && st.mtime == 1700000000 && st.mtime_nsec == 123456789);
+    free(b);
     /* MFS calls a symlink a "file"; Go's symlink mode bit tells. */
     b = unit_read_fixture("kubo/files_stat_symlink.json", &len);
     CHECK_EQ_INT(rpcjson_files_stat(b, len, &st, &c), 0);

@@ -253,7 +253,7 @@ static void test_meta_symlink(void)
     CHECK_EQ_INT(add_mem(n, "Test", 4, -1, &t), 0);
     CHECK_EQ_INT(o->mfs_link(n, &t, "/t"), 0);
     CHECK_EQ_INT(o->mfs_chmod(n, "/t", 0600), 0);
-    CHECK_EQ_INT(o->mfs_touch(n, "/t", 1700000000), 0);
+    CHECK_EQ_INT(o->mfs_touch(n, "/t", &(struct timespec){1700000000, 0}), 0);
     CHECK_EQ_INT(o->mfs_stat(n, "/t", &st, &c), 0);
     CHECK_EQ_INT(st.kind, NODE_FILE);
     CHECK_EQ_INT(st.size, 4);
@@ -264,6 +264,19 @@ static void test_meta_symlink(void)
     char buf[8] = "";
     CHECK_EQ_INT(o->read(n, &c, 0, 4, buf), 4);
     CHECK(memcmp(buf, "Test", 4) == 0);
+    /* A time with a fraction keeps it (UnixFS 1.5's FractionalNanoseconds): the CID Kubo
+     * 0.43.1 gave `ipfs add --preserve-mtime` of a file holding "hi\n" after
+     * `touch -d @1700000000.123456789`. */
+    struct cid hi;
+    CHECK_EQ_INT(add_mem(n, "hi\n", 3, -1, &hi), 0);
+    CHECK_EQ_INT(o->mfs_link(n, &hi, "/hi"), 0);
+    CHECK_EQ_INT(o->mfs_touch(n, "/hi", &(struct timespec){1700000000, 123456789}), 0);
+    CHECK_EQ_STR(mfs_cid(n, "/hi"), "QmP2KzDjDZfE7YTnT3s6Ezo3ozS2QgUhjE9sgAdaKFJMC7");
+    CHECK_EQ_INT(o->mfs_stat(n, "/hi", &st, &c), 0);
+    CHECK(st.has_mtime && st.mtime == 1700000000 && st.mtime_nsec == 123456789);
+    node_stat_clear(&st);
+    CHECK_EQ_INT(o->mfs_touch(n, "/hi", &(struct timespec){1700000000, -1}), -EINVAL);
+    CHECK_EQ_INT(o->mfs_rm(n, "/hi", false), 0);
     /* A raw leaf becomes a dag-pb leaf to carry the mode. */
     CHECK_EQ_INT(add_mem(n, "Test", 4, 1, &raw), 0);
     CHECK_EQ_STR(fmt(&raw), "bafkreictf2vl3flurag365vzxdgabazmectoyej5narjsvinpjxa6nc6eu");
@@ -324,7 +337,7 @@ static void test_default_mode(void)
     CHECK_EQ_INT(o->mfs_stat(n, "/f", &st, &c), 0);
     CHECK_EQ_INT(st.mode, 0);
     /* The mtime stays when the mode goes. */
-    CHECK_EQ_INT(o->mfs_touch(n, "/f", 1000000), 0);
+    CHECK_EQ_INT(o->mfs_touch(n, "/f", &(struct timespec){1000000, 0}), 0);
     CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0600), 0);
     CHECK_EQ_INT(o->mfs_chmod(n, "/f", 0644), 0);
     CHECK_EQ_INT(o->mfs_stat(n, "/f", &st, &c), 0);
@@ -1002,7 +1015,7 @@ static void test_dir_changes_order(void)
     for (struct node *x = w;; x = m) {
         CHECK_EQ_INT(x->ops->mfs_mkdir(x, "/meta"), 0);
         CHECK_EQ_INT(x->ops->mfs_chmod(x, "/meta", 0700), 0);
-        CHECK_EQ_INT(x->ops->mfs_touch(x, "/meta", 1700000000), 0);
+        CHECK_EQ_INT(x->ops->mfs_touch(x, "/meta", &(struct timespec){1700000000, 0}), 0);
         if (x == m)
             break;
     }
@@ -2156,12 +2169,15 @@ static void test_put_and_dir_cache(void)
     CHECK_EQ_INT(n->ops->mfs_put(n, &g, "/p", NULL, NULL), 0);
     CHECK_EQ_STR(mfs_cid(n, "/p"), "QmQpeUrxtQE5N2SVog1ZCxd7c7RN4fBNQu5aLwkk5RY9ER"); /* ipfs_cid */
     uint32_t mode = 0755;
-    int64_t mtime = 12345;
+    struct timespec mtime = {12345, 6789};
     CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/p", &mode, &mtime), 0);
     CHECK_EQ_INT(n->ops->mfs_stat(n, "/p", &st, &x), 0);
     CHECK_EQ_INT(st.size, 4);
     CHECK_EQ_INT(st.mode, 0755);
-    CHECK(st.has_mtime && st.mtime == 12345);
+    CHECK(st.has_mtime && st.mtime == 12345 && st.mtime_nsec == 6789);
+    node_stat_clear(&st);
+    mtime.tv_nsec = 1000000000; /* not a fraction of a second */
+    CHECK_EQ_INT(n->ops->mfs_put(n, &h, "/p", &mode, &mtime), -EINVAL);
     node_stat_clear(&st);
     /* The default mode is no mode: the CID of the bytes alone. */
     mode = 0644;
