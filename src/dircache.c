@@ -280,6 +280,9 @@ int dirent_vec_push(struct dirent_vec *vec, const struct node_entry *e)
     r->kind = e->kind;
     r->size = e->size;
     r->mode = e->mode;
+    r->mtime = e->mtime;
+    r->mtime_nsec = e->mtime_nsec;
+    r->has_mtime = e->has_mtime;
     vec->n++;
     return 0;
 }

@@ -20,6 +20,9 @@ struct dirent_rec {
     enum node_kind kind;
     uint64_t size;
     uint32_t mode;
+    int64_t mtime; /* if has_mtime */
+    uint32_t mtime_nsec;
+    bool has_mtime;
 };
 
 /* Immutable once published. */

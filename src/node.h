@@ -43,6 +43,9 @@ struct node_entry {
     enum node_kind kind;
     uint64_t size; /* file bytes (0 for directories, unknown kinds) */
     uint32_t mode; /* 0 if none */
+    int64_t mtime; /* stored UnixFS 1.5 mtime, if has_mtime (a listing may not tell) */
+    uint32_t mtime_nsec;
+    bool has_mtime;
 };
 
 /* Return 0 to continue, -errno to stop the listing (that value is returned by list). */

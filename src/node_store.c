@@ -1316,6 +1316,9 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
         e.kind = (enum node_kind)a.kind;
         e.size = a.kind == NODE_DIR ? 0 : a.size;
         e.mode = a.mode;
+        e.mtime = a.mtime;
+        e.mtime_nsec = a.mtime_nsec;
+        e.has_mtime = a.has_mtime;
     } else if (lc->detail_bytes < LIST_DETAIL_BYTES &&
                load_at(lc->ns, &e.cid, &l, true, &from_disk, &gen) == 0) {
         lc->detail_bytes += l.len;
@@ -1323,6 +1326,9 @@ static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
             e.kind = st.kind;
             e.size = st.kind == NODE_DIR ? 0 : st.size;
             e.mode = st.mode;
+            e.mtime = st.mtime;
+            e.mtime_nsec = st.mtime_nsec;
+            e.has_mtime = st.has_mtime;
             if (from_disk)
                 attr_note(lc->ns, &e.cid, &l, &st, gen);
             node_stat_clear(&st);

@@ -173,6 +173,69 @@ static uint32_t parse_mode(const json_t *m)
     return 0;
 }
 
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec)
+{
+    unsigned y, mo, d, h, mi, se;
+    int n = 0;
+    if (!t || sscanf(t, "%4u-%2u-%2uT%2u:%2u:%2u%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 ||
+        n != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+        return -EINVAL;
+    const char *p = t + n;
+    uint32_t frac = 0;
+    if (*p == '.') {
+        unsigned digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 9)
+                frac = frac * 10 + (uint32_t)(*p - '0');
+        if (digits == 0)
+            return -EINVAL;
+        for (; digits < 9; digits++)
+            frac *= 10;
+    }
+    int64_t off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        unsigned oh, om;
+        int k = 0;
+        if (sscanf(p + 1, "%2u:%2u%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
+            return -EINVAL;
+        off = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -EINVAL;
+    }
+    if (*p)
+        return -EINVAL;
+    *sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+    *nsec = frac;
+    return 0;
+}
+
+/* ls's ModTime (RFC 3339, Go's zero time when none is stored) into e's mtime. */
+static void parse_modtime(const json_t *j, struct node_entry *e)
+{
+    const char *t = json_string_value(j);
+    int64_t sec;
+    uint32_t nsec;
+    if (!t || strncmp(t, "0001-01-01T00:00:00", 19) == 0 || rpcjson_rfc3339(t, &sec, &nsec) < 0)
+        return;
+    e->mtime = sec;
+    e->mtime_nsec = nsec;
+    e->has_mtime = true;
+}
+
 static int parse_link(const json_t *l, struct node_entry *e)
 {
     const json_t *jname = json_object_get(l, "Name");
@@ -195,6 +258,8 @@ static int parse_link(const json_t *l, struct node_entry *e)
     if (js && rpcjson_u64(js, &e->size) < 0)
         return -EINVAL;
     e->mode = parse_mode(json_object_get(l, "Mode"));
+    e->has_mtime = false;
+    parse_modtime(json_object_get(l, "ModTime"), e);
     switch (type) {
     case 1:
     case 5: /* HAMT shard (some versions report it raw) */

@@ -66,6 +66,16 @@ rec ls_dir_stream.ndjson "ls?arg=/ipfs/$dir&stream=true"
 rec ls_dir_bare_stream.ndjson "ls?arg=/ipfs/$dir&stream=true&resolve-type=false&size=false"
 rec ls_empty.json "ls?arg=/ipfs/$empty"
 rec ls_empty_stream.ndjson "ls?arg=/ipfs/$empty&stream=true"
+# Stored mtimes in a listing (ModTime, RFC 3339; Go's zero time for none): t/{a at
+# 1000000000.5, b at 1000000001}, added with --preserve-mtime.
+mkdir -p "$work/t"
+printf 'x\n' >"$work/t/a"
+printf 'y\n' >"$work/t/b"
+touch -d @1000000000.5 "$work/t/a"
+touch -d @1000000001 "$work/t/b"
+IPFS_PATH="$work/repo" "$(sed -n 's/^IPFS_BIN=//p' <<<"$env")" add -Q -r --preserve-mtime \
+    "$work/t" >"$work/tcid"
+rec ls_mtime.json "ls?arg=/ipfs/$(cat "$work/tcid")"
 
 post "files/mkdir?arg=/m/sub&parents=true"
 post "files/cp?arg=/ipfs/$dir/h.txt&arg=/m/h.txt"

@@ -318,6 +318,30 @@ t0=$(now)
 check "diff -r of the 3000-entry HAMT directory" diff -r "$MANY" "$MNT/$MANY_HAMT"
 diag "diff -r of 3000 files took $(elapsed "$t0") s"
 
+# ---- stored modes and mtimes of a directory's entries (ipfs add --preserve-mode --preserve-mtime)
+
+META=$DATA/meta
+mkdir -p "$META/sub"
+printf 'x\n' >"$META/exec.sh"
+chmod 755 "$META/exec.sh"
+printf 'y\n' >"$META/sub/f"
+touch -d @1000000000.5 "$META/exec.sh"
+touch -d @981173106 "$META/sub/f"
+touch -d @1000000100.25 "$META/sub"
+META_CID=$("$KUBO_BIN" --api="$NODE_API" add -Q -r --pin=true --preserve-mode --preserve-mtime \
+    "$META" 2>&1)
+if [ -n "$META_CID" ] && store_import "$META_CID"; then
+    # Through a listing first (ls -l: READDIRPLUS), then by path (a LOOKUP each).
+    check_eq "ls -l of a directory shows its entries' stored modes and mtimes (ns)" \
+        "$(cd "$MNT/$META_CID" && find . -mindepth 1 -printf '%P %m %T@\n' | LC_ALL=C sort)" \
+        "$(printf '%s\n' 'exec.sh 555 1000000000.5000000000' 'sub 555 1000000100.2500000000' \
+            'sub/f 444 981173106.0000000000')"
+    check_eq "stat of an entry by path shows its stored mtime" \
+        "$(stat -c %.9Y "$MNT/$META_CID/sub/f")" 981173106.000000000
+else
+    not_ok "ipfs add --preserve-mode --preserve-mtime of a tree" "$META_CID"
+fi
+
 # ---- crafted blocks: a symlink, and names that must never be exposed ---------------------------
 
 SYM_TARGET="../some where/target.txt"

@@ -15,6 +15,8 @@ struct seen {
     enum node_kind kinds[16];
     uint64_t sizes[16];
     uint32_t modes[16];
+    int64_t mtimes[16]; /* -1: none */
+    uint32_t nsecs[16];
     char cids[16][CID_STR_MAX];
 };
 
@@ -26,6 +28,8 @@ static int record(void *ud, const struct node_entry *e)
         s->kinds[s->n] = e->kind;
         s->sizes[s->n] = e->size;
         s->modes[s->n] = e->mode;
+        s->mtimes[s->n] = e->has_mtime ? e->mtime : -1;
+        s->nsecs[s->n] = e->has_mtime ? e->mtime_nsec : 0;
         cid_format(&e->cid, s->cids[s->n], sizeof s->cids[0]);
     }
     s->n++;
@@ -176,8 +180,45 @@ static void test_ls(void)
     CHECK_EQ_STR(s.cids[2], "QmbLoRBqxVhtj6mCYKHJiC1qTT1dr7DYKRQ93rjcbMFgGn");
     CHECK_EQ_INT(skipped, 0);
 
+    CHECK_EQ_INT(s.mtimes[0], -1); /* Go's zero time: none stored */
+
     CHECK_EQ_INT(ls_fixture("kubo/ls_empty.json", &s, &skipped), 0);
     CHECK_EQ_INT(s.n, 0);
+
+    /* Stored mtimes (ipfs add --preserve-mtime): ModTime, RFC 3339 with its fraction. */
+    CHECK_EQ_INT(ls_fixture("kubo/ls_mtime.json", &s, &skipped), 0);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK_EQ_INT(s.mtimes[0], 1000000000);
+    CHECK_EQ_INT(s.nsecs[0], 500000000);
+    CHECK_EQ_INT(s.mtimes[1], 1000000001);
+    CHECK_EQ_INT(s.nsecs[1], 0);
+    static const struct {
+        const char *t;
+        int rc;
+        int64_t sec;
+        uint32_t nsec;
+    } times[] = {
+        {"1970-01-01T00:00:00Z", 0, 0, 0},
+        {"2001-09-09T01:46:40.5Z", 0, 1000000000, 500000000},
+        {"2001-09-09T03:46:40.123456789+02:00", 0, 1000000000, 123456789},
+        {"2001-09-08T20:46:40.1234567891-05:00", 0, 1000000000, 123456789},
+        {"1969-12-31T23:59:59Z", 0, -1, 0},
+        {"2000-02-29T00:00:00Z", 0, 951782400, 0},
+        {"2001-09-09T01:46:40", -EINVAL, 0, 0},
+        {"2001-09-09T01:46:40.Z", -EINVAL, 0, 0},
+        {"2001-13-09T01:46:40Z", -EINVAL, 0, 0},
+        {"2001-09-09T01:46:40Zjunk", -EINVAL, 0, 0},
+        {"", -EINVAL, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        int64_t sec = 0;
+        uint32_t nsec = 0;
+        CHECK_EQ_INT(rpcjson_rfc3339(times[i].t, &sec, &nsec), times[i].rc);
+        if (times[i].rc == 0) {
+            CHECK_EQ_INT(sec, times[i].sec);
+            CHECK_EQ_INT(nsec, times[i].nsec);
+        }
+    }
 
     /* The streamed form, cut at many places. */
     size_t len;
