@@ -309,6 +309,31 @@ else
     not_ok "ipfsfs mounts with --proxy"
 fi
 
+# --write-through: a name change the node never makes (files/mkdir answered by the proxy alone,
+# a byte a second, everything else by the node) fails within twice --timeout (the call, then
+# one more --timeout watching whether it happened after all: Kubo queues changes behind its GC
+# lock), not 30 s more. (Held back but passed on, it happens, and the watch says so.)
+M5=$WORK/mnt-wt
+echo pass >"$MODE"
+if mount_ipfsfs "$M5" --api="$PROXY_API" --timeout=$T --write-through --mfs-root=/wt; then
+    echo "endless 1 /api/v0/files/mkdir" >"$MODE"
+    t0=$(now)
+    out=$(timeout -k 2 "$HOLD" mkdir "$M5/held" 2>&1)
+    rc=$?
+    dt=$(elapsed "$t0")
+    echo pass >"$MODE"
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && lt "$dt" $((2 * T + 3)); then
+        ok "--write-through: a name change the node never makes fails in $dt s ($out)"
+    else
+        not_ok "--write-through: a name change the node never makes fails within $((2 * T + 3)) s" \
+            "exit status $rc after $dt s: $out"
+    fi
+    check "... and the mount still changes names once the node answers" mkdir "$M5/after"
+    check_unmount "unmount (--write-through)" "$M5"
+else
+    not_ok "ipfsfs mounts with --write-through through slowproxy.py"
+fi
+
 # A secret over plain http to an address that is not loopback is refused at startup, before
 # any connection (192.0.2.1 is TEST-NET-1: nothing answers there).
 M4=$WORK/mnt-refused
