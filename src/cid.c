@@ -152,8 +152,10 @@ static int basex_encode(const uint8_t *b, size_t n, const char *alpha, unsigned 
 }
 
 /* RFC 4648 style codecs (base16, base32, base64) with bits bits per character, unpadded.
- * Strict: a final partial group of bits must be shorter than one character and all zero, so each
- * byte string has exactly one encoding. */
+ * A final partial group of bits must be shorter than one character; its bits are ignored, as
+ * Go's decoder (Kubo's) ignores them: Kubo reads "...akwpz" as the CID spelled "...akwpy", so
+ * must we (else such a name could be created in the mount root while it reads as a CID on the
+ * node). cid_format always writes the canonical spelling (zero bits). */
 static int rfc_decode(const char *s, size_t len, const char *alpha, unsigned bits, uint8_t *out,
                       size_t outmax, size_t *outlen)
 {
@@ -175,7 +177,7 @@ static int rfc_decode(const char *s, size_t len, const char *alpha, unsigned bit
             acc &= (1u << nbits) - 1;
         }
     }
-    if (nbits >= bits || acc != 0)
+    if (nbits >= bits)
         return -EINVAL;
     *outlen = o;
     return 0;

@@ -621,6 +621,17 @@ check_errno "mkdir MNT/<a CID> fails with EEXIST" EEXIST mkdir "$MNT/$TEST_CID"
 check_eq "no name that is a CID appeared in MFS" \
     "$(ls_names "$(names_ls /)" | tr ' ' '\n' | grep -cxF "$TEST_CID")" 0
 check_errno "rename to MNT/<a CID> is EINVAL" EINVAL rename "$MNT/a" "$MNT/$TEST_CID"
+# A CIDv1 spelled with nonzero bits after its last byte (the last character) is that CID, as
+# Kubo reads it (Go's base32 ignores them): it reads, and is never a name of its own. (The
+# CIDv1 of the dag-pb "Test": 36 bytes in 58 characters, 2 bits to spare.)
+LOOSE_V1=$(python3 -c 'import sys
+a = "abcdefghijklmnopqrstuvwxyz234567"
+c = sys.argv[1]
+print(c[:-1] + a[a.index(c[-1]) | 1])' "$(cid_as "$TEST_CID" base32)")
+check_eq "cat MNT/<a CIDv1 with nonzero trailing bits> prints Test (as ipfs cat does)" \
+    "$(timeout 30 cat "$MNT/$LOOSE_V1" 2>&1)" Test
+check_errno "... and mkdir of it fails with EEXIST (it exists, as that CID)" EEXIST \
+    mkdir "$MNT/$LOOSE_V1"
 # Names: at most 255 bytes (statfs's f_namemax), as on ext4.
 N255=$(printf 'n%.0s' $(seq 1 255))
 check_errno "mkdir of a 255-byte name works" OK mkdir "$MNT/$N255"

@@ -172,6 +172,17 @@ static void test_multibases(void)
     CHECK(parse_fails("U" S512_STD "="));
 #undef S512_STD
 #undef S512_URL
+    /* Nonzero bits after the last whole byte are ignored, as Kubo (Go) ignores them: Kubo 0.43.1
+     * reads "...akwpz" as the CID "...akwpy" (a raw block of "rawdata\n"). */
+    {
+        struct cid canon, loose;
+        char cs[CID_STR_MAX];
+        CHECK_EQ_INT(parse("bafkreie2cb3ey37ui52jymiufyxq3s4ktnur7qyp45lbyir5ibul4akwpy", &canon), 0);
+        CHECK_EQ_INT(parse("bafkreie2cb3ey37ui52jymiufyxq3s4ktnur7qyp45lbyir5ibul4akwpz", &loose), 0);
+        CHECK(cid_equal(&canon, &loose));
+        cid_format(&loose, cs, sizeof cs);
+        CHECK_EQ_STR(cs, "bafkreie2cb3ey37ui52jymiufyxq3s4ktnur7qyp45lbyir5ibul4akwpy");
+    }
 
     CHECK_EQ_INT(parse("bafk2bzaceaze3tycpxkkgcutfrcb6ns2exugwfz556slrzmjjasti4nydnzm6", &ref), 0);
     CHECK_EQ_INT(ref.mh_code, 0xb220);
