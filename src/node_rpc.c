@@ -184,7 +184,7 @@ static int rpc_stat(struct node *base, const struct cid *c, struct node_stat *ou
     if (c->codec == CID_CODEC_DAG_PB)
         return stat_dagpb(n, c, cs, out);
     log_warn("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs, c->codec);
-    return -EIO;
+    return -EOPNOTSUPP; /* the content is fine, and no file: not the node's fault (EIO) */
 }
 
 /* A listing, streamed into the caller, with every child's kind and size (Kubo fetches the

@@ -937,7 +937,7 @@ static int load_at(struct node_store *ns, const struct cid *c, struct loaded *l,
         cid_format(c, cs, sizeof cs);
         log_warn("CID %s: codec 0x%" PRIx64 " is not UnixFS (only dag-pb and raw are)", cs,
                  c->codec);
-        return -EIO;
+        return -EOPNOTSUPP; /* no file or directory: not a fault of the store (EIO) */
     }
     bool from_disk;
     uint64_t gen;

@@ -109,6 +109,11 @@ check_errno_within "MNT/<filecid>/x: ENOTDIR" 2 ENOTDIR stat "$MNT/$FILE_CID/x"
 check_errno_within "MNT/<filecid>/x/y: ENOTDIR" 2 ENOTDIR stat "$MNT/$FILE_CID/x/y"
 check_errno_within "MNT/<dircid>/h.txt/x: ENOTDIR" 2 ENOTDIR stat "$MNT/$DIR_CID/h.txt/x"
 check_errno_within "MNT/<filecid>/ (trailing slash): ENOTDIR" 2 ENOTDIR stat "$MNT/$FILE_CID/"
+# Content that is no file or directory (a dag-cbor node): ENOTSUP (EOPNOTSUPP, "Operation not
+# supported"), not EIO (the node is fine).
+CBOR_CID=$(echo '{"a":1}' | kubo dag put 2>&1)
+check_errno_within "MNT/<dag-cbor CID>: ENOTSUP (EOPNOTSUPP)" 2 ENOTSUP stat "$MNT/$CBOR_CID"
+check_errno_within "MNT/<dag-cbor CID>/a: ENOTSUP" 2 ENOTSUP stat "$MNT/$CBOR_CID/a"
 check_fails_with "ls MNT/<filecid>/x says 'Not a directory'" "Not a directory" \
     ls "$MNT/$FILE_CID/x"
 check_fails_with "cat MNT/<filecid>/x says 'Not a directory'" "Not a directory" \

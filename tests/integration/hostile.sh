@@ -372,11 +372,15 @@ alive "symlinks"
 
 # ---- not UnixFS -------------------------------------------------------------------------------------
 
-for k in CBOR NODATA BADDATA; do
+# A dag-cbor block is fine content, only no file: ENOTSUP. A dag-pb block without valid UnixFS
+# data is a broken file: EIO.
+check_errno "root: CBOR is ENOTSUP (EOPNOTSUPP)" ENOTSUP stat "$MNT/${C[CBOR]}"
+for k in NODATA BADDATA; do
     check_errno "root: $k is EIO" EIO stat "$MNT/${C[$k]}"
 done
 N=$MNT/${C[NOTUNIXFS]}
-for n in cbor nodata baddata; do
+check_errno_within "dir: cbor is ENOTSUP (or hidden)" 30 "ENOTSUP|ENOENT" stat "$N/cbor"
+for n in nodata baddata; do
     check_errno_within "dir: $n is EIO (or hidden)" 30 "EIO|ENOENT" stat "$N/$n"
 done
 r=$(timeout 10 cat "$N/ok.txt" 2>&1)
