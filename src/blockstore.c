@@ -863,9 +863,9 @@ int blockstore_get(struct blockstore *bs, const struct cid *c, uint8_t **data, s
     }
     cid_format(c, cs, sizeof cs);
     if (c->mh_code != MH_SHA2_256 || dn != SHA256_LEN) {
-        log_warn("block %s: hash function 0x%llx is not supported by the store", cs,
-                 (unsigned long long)c->mh_code);
-        return -EIO;
+        log_warn("block %s: hash function 0x%llx is not supported by the store (only "
+                 "sha2-256 and identity are)", cs, (unsigned long long)c->mh_code);
+        return -EOPNOTSUPP; /* the content may be fine: we cannot keep or check it */
     }
     if ((rc = blockstore_path(bs, c, p, sizeof p)) < 0)
         return rc;
