@@ -1430,6 +1430,35 @@ static void fs_release(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
+/* Whether s is valid UTF-8 as Go (Kubo's JSON) takes it: no overlong forms, no surrogates,
+ * nothing past U+10FFFF. */
+static bool utf8_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p++, n, min;
+        uint32_t cp;
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, min = 0x80, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, min = 0x800, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, min = 0x10000, cp = c & 0x07;
+        else
+            return false;
+        for (unsigned i = 0; i < n; i++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (*p & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
 /* Checks shared by the calls that create a name in dir. */
 static int check_new_name(struct fs *fs, const struct inode *dir, const char *name)
 {
@@ -1442,6 +1471,8 @@ static int check_new_name(struct fs *fs, const struct inode *dir, const char *na
         return -EINVAL;
     if (!node_name_ok(name, strlen(name)))
         return -EINVAL;
+    if (fs->cfg.utf8_names && !utf8_ok(name))
+        return -EILSEQ;
     return 0;
 }
 

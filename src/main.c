@@ -787,6 +787,7 @@ int main(int argc, char *argv[])
         .names_follow_content = o.ipns,
         .read_only = o.ipns,
         .shared = o.shared,
+        .utf8_names = !((o.store || gw) && !o.api),
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,

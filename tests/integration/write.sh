@@ -632,6 +632,21 @@ check_eq "cat MNT/<a CIDv1 with nonzero trailing bits> prints Test (as ipfs cat 
     "$(timeout 30 cat "$MNT/$LOOSE_V1" 2>&1)" Test
 check_errno "... and mkdir of it fails with EEXIST (it exists, as that CID)" EEXIST \
     mkdir "$MNT/$LOOSE_V1"
+# A name that is not UTF-8: the store keeps its bytes; a mount over a node refuses it (EILSEQ),
+# since Kubo's RPC would turn those bytes into U+FFFD (another name on the node: every later
+# push failed on it). UTF-8 names work on both.
+BADNAME=$(printf 'bad\377name')
+if backend_is_store; then
+    check_errno "a name that is not UTF-8 is kept on the store" OK create "$MNT/$BADNAME"
+    rm -f "$MNT/$BADNAME"
+else
+    check_errno "a name that is not UTF-8 is EILSEQ over a node (creat)" EILSEQ \
+        create "$MNT/$BADNAME"
+    check_errno "... mkdir too" EILSEQ mkdir "$MNT/$BADNAME"
+    check_errno "... and a rename to one" EILSEQ rename "$MNT/a" "$MNT/$BADNAME"
+fi
+check_errno "a UTF-8 name that is not ASCII works (ünï 文件)" OK create "$MNT/ünï 文件"
+rm -f "$MNT/ünï 文件"
 # Names: at most 255 bytes (statfs's f_namemax), as on ext4.
 N255=$(printf 'n%.0s' $(seq 1 255))
 check_errno "mkdir of a 255-byte name works" OK mkdir "$MNT/$N255"
