@@ -30,8 +30,19 @@ struct inode_table {
     struct inode *lru_head, *lru_tail;
     size_t nlru;
     struct inode *displaced[DISPLACED_BUCKETS]; /* by seeded hash of key */
+    /* When forgotten names last changed (their changed_ns), so that a name the kernel forgot
+     * (memory pressure, drop_caches) and looks up again shows the same time, not the mount's
+     * start (make then missed an edit, rsync skipped it). By the name's lkey, and only while it
+     * has the same content (a hash of its CID); direct-mapped, a collision overwrites. */
+    struct seen_time {
+        uint64_t lkey; /* 0: free */
+        uint64_t cidh;
+        int64_t changed_ns;
+    } *seen;
     struct inode root; /* the mount root: an MFS directory, never freed */
 };
+
+#define SEEN_SLOTS (1u << 15)
 
 #define NBUCKETS_MIN (1u << 16)
 #define NBUCKETS_MAX (1u << 22)
@@ -189,7 +200,10 @@ int inode_table_new(struct inode_table **out)
     t->nbuckets = NBUCKETS_MIN;
     t->seed = random_seed();
     t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
-    if (!t->buckets) {
+    t->seen = calloc(SEEN_SLOTS, sizeof *t->seen);
+    if (!t->buckets || !t->seen) {
+        free(t->buckets);
+        free(t->seen);
         free(t);
         return -ENOMEM;
     }
@@ -230,8 +244,14 @@ void inode_table_free(struct inode_table *t)
         }
     }
     free(t->buckets);
+    free(t->seen);
     pthread_mutex_destroy(&t->lock);
     free(t);
+}
+
+static struct seen_time *seen_slot(struct inode_table *t, uint64_t lkey)
+{
+    return &t->seen[XXH3_64bits_withSeed(&lkey, sizeof lkey, t->seed) & (SEEN_SLOTS - 1)];
 }
 
 static struct inode *find_locked(struct inode_table *t, uint64_t key, const struct cid *c)
@@ -369,6 +389,9 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->mtime_nsec = a->mtime_nsec;
     n->has_mtime = a->has_mtime;
     n->parent = parent;
+    struct seen_time *st = seen_slot(t, n->lkey);
+    if (st->lkey == n->lkey && st->cidh == cid_hash(&n->cid))
+        n->changed_ns = st->changed_ns; /* forgotten since its last change: the same time */
     parent->nlookup++; /* a child keeps its parent */
     n->nlookup = 1;
     n->key = fresh_key_locked(t, n->lkey);
@@ -688,6 +711,9 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
             lru_remove(t, ino);
         }
         if (ino->mfs) {
+            if (ino->changed_ns && ino->lkey)
+                *seen_slot(t, ino->lkey) = (struct seen_time){
+                    .lkey = ino->lkey, .cidh = cid_hash(&ino->cid), .changed_ns = ino->changed_ns};
             unhash_locked(t, ino);
             ino->lkey = ino->key; /* leaves the displaced set */
             displaced_update_locked(t, ino);
