@@ -578,6 +578,14 @@ t0=$(stat -c %.9Y "$MNT/mk/in2")
 echo 2 >/proc/sys/vm/drop_caches
 check_eq "a name's change time survives the kernel forgetting it (drop_caches)" \
     "$(stat -c %.9Y "$MNT/mk/in2")" "$t0"
+# truncate(2) by path moves a stored time too, as on ext4 (ftruncate and writes did).
+check "truncate(2) by path moves a stored mtime to now" python3 -c 'import os, sys, time
+p = sys.argv[1]
+open(p, "w").write("abc")
+os.utime(p, (1e9, 1e9))
+t0 = time.time()
+os.truncate(p, 10)
+sys.exit(not os.stat(p).st_mtime >= t0 - 1)' "$MNT/mk/tr"
 printf 'hi\n' >"$MNT/mk/frac"
 touch -d @1700000000.123456789 "$MNT/mk/frac"
 check_eq "touch -d with a fraction: stat shows it" "$(stat -c %.9Y "$MNT/mk/frac")" \
