@@ -31,9 +31,10 @@ struct fs_config {
     /* Others may enter the mount (-o allow_other or allow_root): the group's and others'
      * write bits of a create are then kept (see create_mode in fs.c). */
     bool shared;
-    /* The names go to a node (--api): Kubo's RPC carries them as JSON strings, where bytes that
-     * are not UTF-8 become U+FFFD, so such a name is refused (EILSEQ) rather than stored as
-     * another name on the node (it stopped every later push). */
+    /* The names go to a node (--api): Kubo takes them into Go strings and answers them in JSON,
+     * where bytes that are not UTF-8 come back as U+FFFD (another name), so such a name is
+     * refused (EILSEQ) rather than kept as another name on the node (it stopped every later
+     * push). */
     bool utf8_names;
     struct writer_config writer;
 };

@@ -612,8 +612,10 @@ static bool mfs_happened(struct node_rpc *n, const char *path, enum mfs_check wh
 
 /* A timed-out change is still queued behind the lock (a GC holds it for seconds, tens of
  * seconds on a big repo under load) and happens once it is free: watch for it one more
- * timeout (at least a second) before calling it failed, so the caller waits at most twice
- * --timeout in all (it waited 30 s more whatever --timeout said: 36 s with --timeout=5). */
+ * timeout (at least a second) before calling it failed (it waited 30 s more whatever
+ * --timeout said: 36 s with --timeout=5). The caller waits about twice --timeout in all; a
+ * stat that hangs at the window's end may add one more. A change that lands after the
+ * window was reported failed: the price of a bounded wait. */
 static bool mfs_happened_late(struct node_rpc *n, const char *path, enum mfs_check what,
                               const struct cid *c, int64_t value, uint32_t nsec)
 {
@@ -980,6 +982,8 @@ static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
 static int rpc_mfs_touch(struct node *base, const char *path, const struct timespec *mtime)
 {
     char t[24], ns[16];
+    if (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999)
+        return -EINVAL;
     uint32_t nsec = (uint32_t)mtime->tv_nsec;
     snprintf(t, sizeof t, "%lld", (long long)mtime->tv_sec);
     snprintf(ns, sizeof ns, "%u", nsec);

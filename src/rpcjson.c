@@ -184,14 +184,31 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* The number of the len digits at s, or -1 if one is not a digit. */
+static int digits(const char *s, unsigned len)
+{
+    int v = 0;
+    for (unsigned i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec)
 {
-    unsigned y, mo, d, h, mi, se;
-    int n = 0;
-    if (!t || sscanf(t, "%4u-%2u-%2uT%2u:%2u:%2u%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 ||
-        n != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    /* "YYYY-MM-DDTHH:MM:SS": fixed places, digits only (no sign, no space). */
+    if (!t || strnlen(t, 20) < 19 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't') ||
+        t[13] != ':' || t[16] != ':')
         return -EINVAL;
-    const char *p = t + n;
+    int y = digits(t, 4), mo = digits(t + 5, 2), d = digits(t + 8, 2), h = digits(t + 11, 2),
+        mi = digits(t + 14, 2), se = digits(t + 17, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || se < 0 || se > 60)
+        return -EINVAL;
+    const char *p = t + 19;
     uint32_t frac = 0;
     if (*p == '.') {
         unsigned digits = 0;
@@ -207,9 +224,9 @@ int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec)
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        unsigned oh, om;
-        int k = 0;
-        if (sscanf(p + 1, "%2u:%2u%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
+        int oh = strnlen(p + 1, 5) == 5 && p[3] == ':' ? digits(p + 1, 2) : -1;
+        int om = oh >= 0 ? digits(p + 4, 2) : -1;
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
             return -EINVAL;
         off = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
         p += 6;
@@ -218,7 +235,7 @@ int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec)
     }
     if (*p)
         return -EINVAL;
-    *sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+    *sec = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
     *nsec = frac;
     return 0;
 }
@@ -313,7 +330,7 @@ int rpcjson_ls(const char *body, size_t len, node_entry_fn fn, void *ud, unsigne
         json_t *l;
         json_array_foreach(links, k, l)
         {
-            struct node_entry e;
+            struct node_entry e = {0};
             if (!json_is_object(l) || parse_link(l, &e) < 0) {
                 const json_t *jn = json_object_get(l, "Name");
                 char safe[160];
@@ -384,7 +401,7 @@ static int link_done(struct ls_reader *r)
     json_t *l = json_loadb(r->obj, r->len, JSON_ALLOW_NUL, NULL);
     if (!l)
         return -EIO;
-    struct node_entry e;
+    struct node_entry e = {0};
     int rc = 0;
     if (parse_link(l, &e) < 0) {
         const json_t *jn = json_object_get(l, "Name");
@@ -528,7 +545,7 @@ static int files_ls_entry(struct files_ls_reader *r, const char *text, size_t le
         json_decref(l);
         return -EIO;
     }
-    struct node_entry e;
+    struct node_entry e = {0};
     const json_t *jname = json_object_get(l, "Name");
     const json_t *jhash = json_object_get(l, "Hash");
     uint64_t type = 0;

@@ -92,12 +92,13 @@ int ls_reader_feed(struct ls_reader *r, const char *data, size_t len);
 int ls_reader_finish(struct ls_reader *r);
 void ls_reader_free(struct ls_reader *r);
 
-/* files/stat: {"Hash","Size","Type":"file"|"directory","Mode","Mtime"}. A Mode with Go's
- * symlink bit (octal 1000000000) makes it NODE_SYMLINK (target unknown: read the block). */
 /* An RFC 3339 time (Go's time.Time in JSON: "2001-09-09T01:46:40.5Z", any offset) as seconds
  * since the epoch and nanoseconds. 0 or -EINVAL. */
 int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec);
 
+/* files/stat: {"Hash","Size","Type":"file"|"directory","Mode","Mtime","MtimeNsecs"}. A Mode
+ * with Go's symlink bit (octal 1000000000) makes it NODE_SYMLINK (target unknown: read the
+ * block). */
 int rpcjson_files_stat(const char *body, size_t len, struct node_stat *out, struct cid *cid);
 
 /* The root of an add reply: the Hash of the last line that has one. */

@@ -62,6 +62,8 @@ static int on_entry(void *ud, const struct node_entry *e)
     FUZZ_CHECK(e->kind != NODE_DIR || e->size == 0, "directory with size %llu",
                (unsigned long long)e->size);
     FUZZ_CHECK((e->mode & ~07777u) == 0, "mode %o has type bits", e->mode);
+    FUZZ_CHECK(!e->has_mtime || e->mtime_nsec <= 999999999u, "mtime fraction %u",
+               (unsigned)e->mtime_nsec);
     check_cid(&e->cid);
     x->calls++;
     if (x->stop_after && x->calls == x->stop_after)
@@ -123,6 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(st.kind == NODE_FILE || st.size == 0, "non-file with size");
         FUZZ_CHECK((st.mode & ~07777u) == 0, "mode %o", st.mode);
         FUZZ_CHECK(!st.has_mtime || st.mtime >= 0, "negative mtime");
+        FUZZ_CHECK(st.mtime_nsec <= 999999999u, "mtime fraction %u", (unsigned)st.mtime_nsec);
     } else {
         FUZZ_CHECK(rc == -EIO, "files_stat rc %d", rc);
     }
