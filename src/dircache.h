@@ -25,6 +25,17 @@ struct dirent_rec {
     bool has_mtime;
 };
 
+/* What a listing tells of an entry, as a stat would give it (no symlink target). */
+static inline struct node_stat dirent_stat(const struct dirent_rec *e)
+{
+    return (struct node_stat){.kind = e->kind,
+                              .size = e->size,
+                              .mode = e->mode,
+                              .mtime = e->mtime,
+                              .mtime_nsec = e->mtime_nsec,
+                              .has_mtime = e->has_mtime};
+}
+
 /* Immutable once published. */
 struct dirlist {
     struct dirent_rec *entries; /* sorted by name (strcmp) */

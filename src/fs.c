@@ -847,12 +847,7 @@ static struct inode *child_ref(struct fs *fs, const struct inode *dir, const str
     struct inode *ino = inode_find_ref(fs->inodes, key, &e->cid);
     if (ino)
         return ino;
-    struct node_stat st = {.kind = e->kind,
-                           .size = e->size,
-                           .mode = e->mode,
-                           .mtime = e->mtime,
-                           .mtime_nsec = e->mtime_nsec,
-                           .has_mtime = e->has_mtime};
+    struct node_stat st = dirent_stat(e);
     return inode_insert_ref(fs->inodes, key, &e->cid, &st);
 }
 

@@ -52,12 +52,7 @@ int resolve_child(struct resolver *r, const struct inode *dir, const char *name,
         return -ENOENT;
     }
     struct cid c = e->cid;
-    struct node_stat st = {.kind = e->kind,
-                           .size = e->size,
-                           .mode = e->mode,
-                           .mtime = e->mtime,
-                           .mtime_nsec = e->mtime_nsec,
-                           .has_mtime = e->has_mtime};
+    struct node_stat st = dirent_stat(e);
     dircache_put(r->dc, l);
 
     struct inode *ino = inode_find_ref(r->inodes, key, &c);
