@@ -95,7 +95,7 @@ static bool errno_ok(int rc)
 {
     return rc == 0 || rc == -EIO || rc == -ENOENT || rc == -ENOTDIR || rc == -EISDIR ||
            rc == -ENOMEM || rc == -EINVAL || rc == -EEXIST || rc == -ENAMETOOLONG ||
-           rc == -ENOTEMPTY;
+           rc == -ENOTEMPTY || rc == -EOPNOTSUPP; /* EOPNOTSUPP: a block that is no UnixFS */
 }
 
 struct listing {
