@@ -1829,7 +1829,7 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         struct timespec t = attr->st_mtim;
         if (to_set & FUSE_SET_ATTR_MTIME_NOW)
             clock_gettime(CLOCK_REALTIME, &t);
-        if (t.tv_nsec < 0 || t.tv_nsec > 999999999)
+        if (!node_time_ok(&t))
             return -EINVAL;
         a.mtime = (int64_t)t.tv_sec;
         a.mtime_nsec = (uint32_t)t.tv_nsec;

@@ -24,6 +24,12 @@ enum node_kind {
     NODE_SYMLINK,
 };
 
+/* Whether t's fraction is one UnixFS 1.5 can store (0..999999999 ns). */
+static inline bool node_time_ok(const struct timespec *t)
+{
+    return t->tv_nsec >= 0 && t->tv_nsec <= 999999999;
+}
+
 /* What a CID is. */
 struct node_stat {
     enum node_kind kind;

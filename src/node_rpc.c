@@ -982,7 +982,7 @@ static int rpc_mfs_chmod(struct node *base, const char *path, uint32_t mode)
 static int rpc_mfs_touch(struct node *base, const char *path, const struct timespec *mtime)
 {
     char t[24], ns[16];
-    if (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999)
+    if (!node_time_ok(mtime))
         return -EINVAL;
     uint32_t nsec = (uint32_t)mtime->tv_nsec;
     snprintf(t, sizeof t, "%lld", (long long)mtime->tv_sec);

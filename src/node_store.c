@@ -3978,7 +3978,7 @@ static int store_mfs_chmod(struct node *base, const char *path, uint32_t mode)
 
 static int store_mfs_touch(struct node *base, const char *path, const struct timespec *mtime)
 {
-    if (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999)
+    if (!node_time_ok(mtime))
         return -EINVAL;
     return set_meta(to_store(base), path, NULL, mtime);
 }
@@ -4016,7 +4016,7 @@ static int put_change(struct node_store *ns, const struct cid *root, void *arg, 
 static int store_mfs_put(struct node *base, const struct cid *c, const char *path,
                          const uint32_t *mode, const struct timespec *mtime)
 {
-    if (mtime && (mtime->tv_nsec < 0 || mtime->tv_nsec > 999999999))
+    if (mtime && !node_time_ok(mtime))
         return -EINVAL;
     struct path_parts pp;
     int rc = split_entry_path(path, &pp, -EISDIR);

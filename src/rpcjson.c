@@ -211,13 +211,13 @@ int rpcjson_rfc3339(const char *t, int64_t *sec, uint32_t *nsec)
     const char *p = t + 19;
     uint32_t frac = 0;
     if (*p == '.') {
-        unsigned digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 9)
+        unsigned nd = 0; /* digits of the fraction: nanoseconds are the first 9 */
+        for (p++; *p >= '0' && *p <= '9'; p++, nd++)
+            if (nd < 9)
                 frac = frac * 10 + (uint32_t)(*p - '0');
-        if (digits == 0)
+        if (nd == 0)
             return -EINVAL;
-        for (; digits < 9; digits++)
+        for (; nd < 9; nd++)
             frac *= 10;
     }
     int64_t off = 0;
