@@ -61,6 +61,7 @@ struct fs {
     uid_t uid;
     gid_t gid;
     time_t started;
+    bool times_loaded; /* cfg.times_path was read: write it back at the end */
 };
 
 /* An open file: a reader for immutable content, a spool for a name opened for writing. */
@@ -187,6 +188,13 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
         return rc;
     }
     fs->res = (struct resolver){.node = node, .dc = fs->dc, .inodes = fs->inodes};
+    if (cfg->times_path) {
+        rc = inode_times_load(fs->inodes, cfg->times_path);
+        if (rc < 0)
+            log_warn("%s: %s: names show this mount's start until they change",
+                     cfg->times_path, rc == -EINVAL ? "not a change times file" : strerror(-rc));
+        fs->times_loaded = true;
+    }
     *out = fs;
     return 0;
 }
@@ -233,6 +241,12 @@ void fs_free(struct fs *fs)
     for (unsigned i = 0; i < fs->nr; i++)
         free(fs->rbuf[i]);
     dircache_free(fs->dc);
+    if (fs->times_loaded) {
+        int rc = inode_times_save(fs->inodes, fs->cfg.times_path);
+        if (rc < 0)
+            log_warn("cannot keep names' change times in %s: %s", fs->cfg.times_path,
+                     strerror(-rc));
+    }
     inode_table_free(fs->inodes);
     node_destroy(fs->node);
     free(fs);

@@ -36,6 +36,9 @@ struct fs_config {
      * refused (EILSEQ) rather than kept as another name on the node (it stopped every later
      * push). */
     bool utf8_names;
+    /* Where names' change times are kept across mounts (in the store's folder), or NULL: names
+     * that store no time show when their content last changed, also after a remount. */
+    const char *times_path;
     struct writer_config writer;
 };
 

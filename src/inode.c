@@ -4,6 +4,7 @@
 #include "inode.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -252,6 +253,77 @@ void inode_table_free(struct inode_table *t)
 static struct seen_time *seen_slot(struct inode_table *t, uint64_t lkey)
 {
     return &t->seen[XXH3_64bits_withSeed(&lkey, sizeof lkey, t->seed) & (SEEN_SLOTS - 1)];
+}
+
+/* Remember when a name's content last changed (it is forgotten, or the mount ends). */
+static void seen_note_locked(struct inode_table *t, const struct inode *ino)
+{
+    if (ino->changed_ns && ino->lkey)
+        *seen_slot(t, ino->lkey) = (struct seen_time){
+            .lkey = ino->lkey, .cidh = cid_hash(&ino->cid), .changed_ns = ino->changed_ns};
+}
+
+/* The change times file: this line, then the table's used slots as they are in memory
+ * (struct seen_time: lkey, hash of the CID, changed_ns; native byte order: the file never
+ * leaves the machine's store). lkey and the CID's hash are stable across mounts; the slot a
+ * record lands in is not (it depends on the seed), so loading places each one again. */
+#define TIMES_MAGIC "ipfsfs change times 1\n"
+
+int inode_times_load(struct inode_table *t, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    char magic[sizeof TIMES_MAGIC - 1];
+    int rc = 0;
+    if (fread(magic, 1, sizeof magic, f) != sizeof magic ||
+        memcmp(magic, TIMES_MAGIC, sizeof magic) != 0) {
+        rc = -EINVAL; /* not ours, or cut short in its first bytes: start afresh */
+    } else {
+        struct seen_time rec;
+        pthread_mutex_lock(&t->lock);
+        for (unsigned n = 0; n < SEEN_SLOTS && fread(&rec, sizeof rec, 1, f) == 1; n++)
+            if (rec.lkey && rec.changed_ns > 0)
+                *seen_slot(t, rec.lkey) = rec;
+        pthread_mutex_unlock(&t->lock);
+    }
+    fclose(f);
+    return rc;
+}
+
+int inode_times_save(struct inode_table *t, const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* as the store's */
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (!f) {
+        int rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    int rc = fputs(TIMES_MAGIC, f) < 0 ? -EIO : 0;
+    pthread_mutex_lock(&t->lock);
+    /* The names the kernel still holds first join those it forgot. */
+    for (size_t b = 0; b < t->nbuckets; b++)
+        for (const struct inode *i = t->buckets[b]; i; i = i->hnext)
+            if (i->mfs)
+                seen_note_locked(t, i);
+    for (unsigned s = 0; s < SEEN_SLOTS && rc == 0; s++)
+        if (t->seen[s].lkey && fwrite(&t->seen[s], sizeof t->seen[s], 1, f) != 1)
+            rc = -EIO;
+    pthread_mutex_unlock(&t->lock);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = rc ? rc : -errno;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
 }
 
 static struct inode *find_locked(struct inode_table *t, uint64_t key, const struct cid *c)
@@ -711,9 +783,7 @@ void inode_forget(struct inode_table *t, struct inode *ino, uint64_t n)
             lru_remove(t, ino);
         }
         if (ino->mfs) {
-            if (ino->changed_ns && ino->lkey)
-                *seen_slot(t, ino->lkey) = (struct seen_time){
-                    .lkey = ino->lkey, .cidh = cid_hash(&ino->cid), .changed_ns = ino->changed_ns};
+            seen_note_locked(t, ino);
             unhash_locked(t, ino);
             ino->lkey = ino->key; /* leaves the displaced set */
             displaced_update_locked(t, ino);

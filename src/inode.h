@@ -118,6 +118,13 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino);
 void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size);
 /* No writer is left: the size shown is the size of the content under the CID. */
 void inode_mfs_settle(struct inode_table *t, struct inode *ino);
+/* When names' content last changed, kept across mounts in a file (the store's): load before
+ * the first lookup, save when no request runs any more (the end of the mount). A name whose
+ * CID is still the one it had shows that time again, not the new mount's start. Load: 0 (also
+ * when there is no file yet), or -errno / -EINVAL (not such a file; nothing taken). Save:
+ * 0 or -errno; the file is replaced whole (written beside it, then renamed). */
+int inode_times_load(struct inode_table *t, const char *path);
+int inode_times_save(struct inode_table *t, const char *path);
 /* Set back the time the content was last seen to change (a chmod gave the name a new CID,
  * and the bytes are the same). */
 void inode_mfs_keep_changed(struct inode_table *t, struct inode *ino, int64_t changed_ns);

@@ -404,6 +404,7 @@ int main(int argc, char *argv[])
     struct rpc_config rcfg = {0}; /* outlives the node: a node_later reconnects with it */
     struct node *node = NULL;
     struct gw *gw = NULL; /* outlives the node: its store's fetch hook */
+    char times_path[PATH_MAX + 16] = ""; /* names' change times, in the store's folder */
     int rc;
     struct fs *fs = NULL;
     struct fuse_session *se = NULL;
@@ -527,6 +528,8 @@ int main(int argc, char *argv[])
             fprintf(stderr, "ipfsfs: %s\n", err);
             goto out_curl;
         }
+        if (!o.ipns)
+            snprintf(times_path, sizeof times_path, "%s/change-times", dir);
         if (o.ipns) {
             /* Names resolved through the gateways (verified records); content as above. */
             struct node *content = node;
@@ -751,6 +754,7 @@ int main(int argc, char *argv[])
             struct node *up = node;
             node = NULL;
             rc = node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err);
+            snprintf(times_path, sizeof times_path, "%s/change-times", dir);
             bool creds = crc > 0 && cluster_secret;
             free_secret(&cluster_secret); /* the cluster keeps its own header */
             if (rc < 0) {
@@ -788,6 +792,7 @@ int main(int argc, char *argv[])
         .read_only = o.ipns,
         .shared = o.shared,
         .utf8_names = !((o.store || gw) && !o.api),
+        .times_path = times_path[0] ? times_path : NULL,
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
