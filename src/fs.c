@@ -1742,13 +1742,8 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
         return rc;
     uint64_t newsize;
     bool changed;
-    if (a.has_mtime && size != a.size) {
-        /* A stored time follows the content, as a write moves it (truncate(2) by path). */
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        a.mtime = (int64_t)now.tv_sec;
-        a.mtime_nsec = (uint32_t)now.tv_nsec;
-    }
+    if (a.has_mtime && size != a.size) /* moves as a write moves it (truncate(2) by path) */
+        inode_time_now(&a.mtime, &a.mtime_nsec);
     struct writer_meta m = meta_of(&a);
     uint64_t seq = 0;
     rc = writer_truncate(wh, size);

@@ -487,15 +487,17 @@ void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size)
     pthread_mutex_lock(&t->lock);
     ino->size = size;
     ino->changed_ns = now_ns();
-    if (ino->has_mtime) {
-        /* A stored time follows the content, as on any fs, to the nanosecond (UnixFS 1.5
-         * keeps the fraction): an edit right after a build is newer than what it built. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ino->mtime = (int64_t)ts.tv_sec;
-        ino->mtime_nsec = (uint32_t)ts.tv_nsec;
-    }
+    if (ino->has_mtime) /* a stored time follows the content, as on any fs */
+        inode_time_now(&ino->mtime, &ino->mtime_nsec);
     pthread_mutex_unlock(&t->lock);
+}
+
+void inode_time_now(int64_t *sec, uint32_t *nsec)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *sec = (int64_t)ts.tv_sec;
+    *nsec = (uint32_t)ts.tv_nsec;
 }
 
 void inode_mfs_settle(struct inode_table *t, struct inode *ino)

@@ -116,6 +116,9 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino);
 /* An open writer wrote: the size shown is size now, the content changed now (and a stored
  * time moves with it); the CID and the rest stay. */
 void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size);
+/* Now, as a stored time: to the nanosecond (UnixFS 1.5 keeps the fraction), so an edit right
+ * after a build is newer than what it built. */
+void inode_time_now(int64_t *sec, uint32_t *nsec);
 /* No writer is left: the size shown is the size of the content under the CID. */
 void inode_mfs_settle(struct inode_table *t, struct inode *ino);
 /* When names' content last changed, kept across mounts in a file (the store's): load before
