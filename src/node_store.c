@@ -2105,9 +2105,33 @@ static int stage_block(struct node_store *ns, unsigned version, const struct byt
     return rc < 0 ? rc : stage_put(ns, out, b->p, b->len, false);
 }
 
+/* Whether len more bytes of file content leave the store's disk room for the next commit:
+ * the staged blocks and the directories above them, and DIR/root (STAGE_ROOM_MARGIN). 0, or
+ * -ENOSPC for the close(2) that stores it. Without this a burst of big files filled the disk
+ * within one commit interval, the commit then failed, and every name whose close had said it
+ * was stored since the last commit was lost at the next stop. */
+static int content_room(struct node_store *ns, size_t len)
+{
+    pthread_mutex_lock(&ns->stage_lock);
+    uint64_t staged = ns->stage_bytes;
+    pthread_mutex_unlock(&ns->stage_lock);
+    struct statvfs vf;
+    if (statvfs(ns->dir, &vf) < 0)
+        return 0; /* cannot tell: the write says */
+    return (uint64_t)vf.f_bavail * vf.f_frsize >= staged + len + STAGE_ROOM_MARGIN ? 0 : -ENOSPC;
+}
+
+/* A block of a new file's content, straight to the block store (room left for a commit). */
+static int put_content(struct node_store *ns, const struct cid *c, const uint8_t *data,
+                       size_t len)
+{
+    int rc = content_room(ns, len);
+    return rc < 0 ? rc : blockstore_put(ns->bs, c, data, len);
+}
+
 static int pipe_put_direct(void *ud, const struct cid *c, const uint8_t *data, size_t len)
 {
-    return blockstore_put(ud, c, data, len);
+    return put_content(ud, c, data, len);
 }
 
 /* A small file's blocks: staged (they are read again at once: linked, moved, stat'ed), written
@@ -2120,13 +2144,13 @@ static int stage_put_content(void *ud, const struct cid *c, const uint8_t *data,
     uint64_t staged = ns->stage_bytes;
     pthread_mutex_unlock(&ns->stage_lock);
     /* Only what the disk has room for waits in memory: a commit that cannot write it would
-     * lose it (and every close would have said it was stored). Past that, the block store says
-     * ENOSPC at once, to the close that stores it. */
-    struct statvfs vf;
-    bool room = statvfs(ns->dir, &vf) < 0 ||
-                (uint64_t)vf.f_bavail * vf.f_frsize >= staged + len + STAGE_ROOM_MARGIN;
-    return staged > STAGE_MAX_BYTES || !room ? blockstore_put(ns->bs, c, data, len)
-                                              : stage_put(ns, c, data, len, true);
+     * lose it (and every close would have said it was stored). Past that, ENOSPC at once, to
+     * the close that stores it. */
+    int rc = content_room(ns, len);
+    if (rc < 0)
+        return rc;
+    return staged > STAGE_MAX_BYTES ? blockstore_put(ns->bs, c, data, len)
+                                    : stage_put(ns, c, data, len, true);
 }
 
 /* Imports hash the next chunk while one writer thread stores (and fsyncs) the previous ones:
@@ -2144,7 +2168,7 @@ struct pipe_item {
 };
 
 struct pipe {
-    struct blockstore *bs;
+    struct node_store *ns;
     node_store_block_hook hook; /* each block stored goes to it too (NULL: none) */
     void *hook_ud;
     pthread_t thread;
@@ -2169,7 +2193,7 @@ static void *pipe_writer(void *arg)
             break;
         struct pipe_item it = p->q[p->head];
         pthread_mutex_unlock(&p->lock);
-        int rc = p->err ? 0 : blockstore_put(p->bs, &it.cid, it.data, it.len);
+        int rc = p->err ? 0 : put_content(p->ns, &it.cid, it.data, it.len);
         if (rc == 0 && !p->err && p->hook)
             p->hook(p->hook_ud, &it.cid, it.data, it.len);
         pthread_mutex_lock(&p->lock);
@@ -2226,7 +2250,7 @@ static int pipe_put(void *ud, const struct cid *c, const uint8_t *data, size_t l
 /* Start the pipe's writer thread. 0, or -errno (nothing to undo). */
 static int pipe_open(struct pipe *p, struct node_store *ns)
 {
-    *p = (struct pipe){.bs = ns->bs, .hook = ns->block_hook, .hook_ud = ns->block_hook_ud};
+    *p = (struct pipe){.ns = ns, .hook = ns->block_hook, .hook_ud = ns->block_hook_ud};
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     int rc = pthread_create(&p->thread, NULL, pipe_writer, p);
@@ -2263,7 +2287,7 @@ static int import_piped(struct node_store *ns, int fd, uint64_t size, const stru
         return import_fd(fd, size, io, stage_put_content, ns, out, NULL);
     struct pipe p;
     if (pipe_open(&p, ns) < 0)
-        return import_fd(fd, size, io, pipe_put_direct, ns->bs, out, NULL);
+        return import_fd(fd, size, io, pipe_put_direct, ns, out, NULL);
     int rc = import_fd(fd, size, io, pipe_put, &p, out, NULL);
     int prc = pipe_close(&p);
     return rc < 0 ? rc : prc;

@@ -395,6 +395,49 @@ print("OK")' "$MNT3/d/after" 2>&1 | tail -n 1)
     else
         not_ok "ipfsfs mounts with --store on a 16 MiB tmpfs, 4 MiB free"
     fi
+    # A burst: files written as fast as they go fill the disk within one commit interval
+    # (before any commit could fail). The content leaves room for the commit: the close that
+    # does not fit fails with ENOSPC, and every close that said 0 survives a kill -9 a moment
+    # later (the commit came within a second). It lost every one of them before.
+    if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+        # pipe: python writes f000, f001, ... (alternately 2 MiB and 300 KiB, random) and
+        # prints each name whose close returned 0, until one fails
+        python3 -c '
+import os, sys
+d = sys.argv[1]
+os.mkdir(d)
+for i in range(200):
+    p = "%s/f%03d" % (d, i)
+    data = os.urandom(2 << 20 if i % 2 else 300000)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    except OSError as e:
+        print("#", e, file=sys.stderr)
+        break
+    open(sys.argv[2] + "/" + os.path.basename(p), "wb").write(data)
+    print(os.path.basename(p))' "$MNT3/burst" "$L" >"$WORK/burst.acked" 2>"$WORK/burst.err"
+        check "burst: the disk fills, and a close says so (ENOSPC; $(wc -l <"$WORK/burst.acked") files fit)" \
+            grep -q "No space left on device" "$WORK/burst.err"
+        sleep 1.5
+        kill -9 "${MOUNT_PID[$MNT3]}"
+        fusermount3 -uz "$MNT3" 2>/dev/null
+        unset "MOUNT_PID[$MNT3]"
+        if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+            lost=""
+            while read -r f; do
+                cmp -s "$L/$f" "$MNT3/burst/$f" || lost="$lost $f"
+            done <"$WORK/burst.acked"
+            check_eq "... and after kill -9 and a remount, every file whose close said 0 is there" \
+                "$lost" ""
+            check_unmount "unmount the burst mount" "$MNT3"
+        else
+            not_ok "the burst mount comes back after kill -9"
+        fi
+    else
+        not_ok "the store-full mount comes back (burst)"
+    fi
     umount "$FULL" 2>/dev/null || umount -l "$FULL"
 else
     not_ok "a 16 MiB tmpfs for the store" "mount -t tmpfs failed"
