@@ -877,11 +877,14 @@ static int rpc_mfs_mv(struct node *base, const char *src, const char *dst)
 
 static int put_dagpb(struct node_rpc *n, const uint8_t *block, size_t b, struct cid *out);
 
-/* Kubo's files/chmod stores any mode it is given, the default one too, and cannot remove one.
- * A file's chmod back to the default mode (0644) instead re-encodes the name's root block
- * without its mode and puts that in place (files/cp?force=true, one call), so the name's CID
- * is again the one `ipfs add` gives its content: rsync writes 0600, then chmods 0644. *done
- * says whether this handled the chmod (else the caller runs files/chmod). */
+/* Kubo's files/chmod stores any mode it is given, the default one too; only a mode of 0 it
+ * stores as none (confirmed on Kubo 0.43.1, for files and directories). A directory's chmod
+ * back to the default mode (0755) is therefore files/chmod 0: its CID is again the one
+ * `ipfs add -r` gives (tar x and cp -a make directories 0700, then chmod them 0755). A file's
+ * (0644) instead re-encodes the name's root block without its mode and puts that in place
+ * (files/cp?force=true, one call): files/chmod 0 would keep the layout files/write made, not
+ * `ipfs add`'s (rsync writes 0600, then chmods 0644). *done says whether this handled the
+ * chmod (else the caller runs files/chmod with the mode). */
 static int clear_mode(struct node_rpc *n, const char *path, uint32_t mode, bool *done)
 {
     struct node_stat st;
@@ -892,8 +895,13 @@ static int clear_mode(struct node_rpc *n, const char *path, uint32_t mode, bool 
         return rc;
     enum node_kind kind = st.kind;
     node_stat_clear(&st);
-    /* Files only: files/cp?force=true cannot replace a directory ("not a file"), and doing it
-     * in several calls could lose the name in between. A directory keeps an explicit 0755. */
+    if (kind == NODE_DIR && (mode & 07777) == 0755u) {
+        struct rpc_arg args[] = {{"arg", "0000"}, {"arg", path}};
+        rc = mfs_change(n, "files/chmod", args, 2, path, CHECK_MODE, NULL, 0, 0);
+        *done = rc == 0;
+        return rc;
+    }
+    /* Files: files/cp?force=true cannot replace a directory ("not a file"). */
     if ((mode & 07777) != 0644u || c.codec != CID_CODEC_DAG_PB || kind != NODE_FILE)
         return 0;
     char cs[CID_STR_MAX], src[CID_STR_MAX + 8], err[512];
