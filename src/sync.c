@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,10 @@ struct sync {
     /* Another node was found at the address: rounds take it as a first contact (empty base)
      * until a state is recorded for it (save_state clears it). The sync thread's only. */
     bool rebase;
+    /* When the push last moved (CLOCK_MONOTONIC ms): a block written into the CAR the node
+     * reads, which it can take only as fast as the node takes the upload. fsync waits while it
+     * moves, as the upload's own bound does (no lock: one writer, the CAR's thread). */
+    _Atomic uint64_t moved_ms;
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* the thread waits for kicks here; waiters for progress */
@@ -100,6 +105,7 @@ struct sync {
     char error[1024];         /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
     uint64_t other_node; /* rounds that found another node (a new repo) at the address */
+    uint64_t absent;     /* subtrees such a node lacked after the push (check_absent) */
     uint64_t evicted_blocks, evicted_bytes;
     uint64_t ahead_missing; /* pushes that found the node without blocks sent ahead */
     bool published_valid;
@@ -336,8 +342,15 @@ struct carw {
      * themselves (a file that is one chunk of another), checked before. */
     struct seen ahead_roots, ahead_self;
     const struct cid *file_root; /* the file being walked (NULL: none) */
+    /* A first push to another node (a new repo at the address): the subtrees the store does
+     * not hold (adopted from the old node) may not be on this one. Noted, at most ABSENT_MAX,
+     * and asked of the node after the push (send_blocks). */
+    bool note_absent;
+    struct seen absent;
     int rc; /* the thread's result */
 };
+
+#define ABSENT_MAX 64
 
 static int car_out(void *ud, const void *data, size_t len)
 {
@@ -399,8 +412,11 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
                         w->file_root ? w->file_root : c) < 0
                    ? -ENOMEM
                    : 0;
-    if (!node_store_has(w->s->store, c))
+    if (!node_store_has(w->s->store, c)) {
+        if (w->note_absent && w->absent.n < ABSENT_MAX && seen_add(&w->absent, c) < 0)
+            return -ENOMEM;
         return 0;
+    }
     int rc = seen_add(&w->seen, c);
     if (rc != 0)
         return rc < 0 ? rc : 0;
@@ -413,6 +429,7 @@ static int emit_block(struct carw *w, const struct cid *c, unsigned depth, uint8
     }
     rc = car_write_block(car_out, w, c, *b, *len);
     w->blocks++;
+    atomic_store(&w->s->moved_ms, clock_mono_ms());
     if (rc < 0) {
         free(*b);
         return rc;
@@ -515,6 +532,42 @@ static void *car_thread(void *arg)
     return NULL;
 }
 
+static void fmt(const struct cid *c, char *buf, size_t len);
+static int up_has_dag(struct sync *s, const struct cid *c, unsigned depth);
+
+/* After a first push to another node: the subtrees the names link that the store does not
+ * hold (they came from the node that was there before, or were evicted once it had them:
+ * --store-size) and this node lacks too. Their names are
+ * on the node, but their content is not (reading them times out) until a node that has it is
+ * reachable: say so, and count them (sync_absent), rather than call the names synced in
+ * silence. */
+static void check_absent(struct sync *s, const struct seen *absent)
+{
+    char list[8 * (CID_STR_MAX + 1)] = "";
+    size_t missing = 0, k = 0;
+    for (size_t i = 0; i < absent->cap; i++) {
+        const struct cid *c = &absent->v[i];
+        if (!c->mh_len || up_has_dag(s, c, 0) != 0)
+            continue; /* an empty slot; there; or cannot tell */
+        if (missing++ < 8) {
+            char cs[CID_STR_MAX];
+            fmt(c, cs, sizeof cs);
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", k ? " " : "", cs);
+        }
+    }
+    if (!missing)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->absent += missing;
+    pthread_mutex_unlock(&s->lock);
+    log_warn("%s lacks the content of %zu%s subtrees the names link, which this store does "
+             "not hold either (made on the node that was at this address before, or evicted "
+             "once it had them): %s%s; reading them fails until a node that has them is "
+             "reachable",
+             s->up->description, missing, absent->n >= ABSENT_MAX ? " or more" : "", list,
+             missing > 8 ? " ..." : "");
+}
+
 /* Send the blocks of local that the node's tree remote lacks, in one dag/import. With
  * use_ahead, blocks that went ahead are left out: the files they belong to go into ahead[0],
  * those a name reaches directly into ahead[1] (to free; NULL: dropped). */
@@ -544,8 +597,8 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
      * upload sends (a 64 KiB pipe had it wait for the upload four times a 256 KiB block). Best
      * effort: /proc/sys/fs/pipe-max-size bounds it for an unprivileged process. */
     (void)fcntl(p[1], F_SETPIPE_SZ, CAR_PIPE_BYTES);
-    struct carw w = {
-        .s = s, .fd = p[1], .local = local, .remote = remote, .use_ahead = use_ahead};
+    struct carw w = {.s = s, .fd = p[1], .local = local, .remote = remote,
+                     .use_ahead = use_ahead, .note_absent = s->rebase};
     pthread_t t;
     int rc = pthread_create(&t, NULL, car_thread, &w);
     if (rc != 0) {
@@ -573,6 +626,9 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     }
     *nblocks = w.blocks;
     *nbytes = w.size;
+    if (rc == 0 && w.absent.n)
+        check_absent(s, &w.absent);
+    free(w.absent.v);
     free(w.seen.v);
     if (ahead) {
         ahead[0] = w.ahead_roots;
@@ -2005,17 +2061,26 @@ int sync_wait(struct sync *s)
     s->kicked = true;
     pthread_cond_broadcast(&s->cond);
     /* Done when a round has confirmed our commit (or a later one). A round that fails after
-     * ours started, or the timeout, is EIO: the data stays queued and the log says why. */
+     * ours started, or a timeout with no progress, is EIO: the data stays queued and the log
+     * says why. While the push moves (the node takes the upload), the wait goes on: a file
+     * of gigabytes takes longer than --timeout to send to a healthy node. */
     while (!s->pushed_valid || s->pushed_seq < seq || !s->have_state) {
         if (s->failures_at > start) {
             rc = -EIO;
             break;
         }
         if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
+            uint64_t moved = atomic_load(&s->moved_ms), now = clock_mono_ms();
+            if (moved > t0 && now - moved < s->timeout_ms) {
+                deadline_ts(moved + s->timeout_ms - now, &ts);
+                continue;
+            }
             rc = s->pushed_valid && s->pushed_seq >= seq && s->have_state ? 0 : -EIO;
             if (rc < 0)
-                log_warn("fsync: %s does not have the changes after %u s%s%s (kept locally)",
-                         s->up->description, s->timeout_ms / 1000, s->error[0] ? ": " : "",
+                log_warn("fsync: %s does not have the changes after %llu s%s%s%s (kept "
+                         "locally)", s->up->description,
+                         (unsigned long long)((now - t0) / 1000),
+                         moved > t0 ? ", the push stalled" : "", s->error[0] ? ": " : "",
                          s->error);
             break;
         }
@@ -2026,7 +2091,8 @@ int sync_wait(struct sync *s)
         /* and the names' root (ours, or a later one) pinned on enough peers, within what is
          * left of the same timeout */
         char err[512];
-        uint64_t spent = clock_mono_ms() - t0;
+        uint64_t moved = atomic_load(&s->moved_ms);
+        uint64_t spent = clock_mono_ms() - (moved > t0 ? moved : t0); /* since the push moved */
         unsigned left = spent < s->timeout_ms ? s->timeout_ms - (unsigned)spent : 0;
         rc = cluster_wait(s->cluster, &root, left, err, sizeof err);
         if (rc < 0) {
@@ -2104,10 +2170,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      "\nsync_bytes_sent %" PRIu64 "\nsync_adopted %" PRIu64
                      "\nsync_merged %" PRIu64 "\nsync_conflicts %" PRIu64
                      "\nsync_failed_rounds %" PRIu64 "\nsync_other_node %" PRIu64
-                     "\nsync_evicted_blocks %" PRIu64
+                     "\nsync_absent %" PRIu64 "\nsync_evicted_blocks %" PRIu64
                      "\nsync_evicted_bytes %" PRIu64 "\nsync_error %s\n",
                      s->pushes, s->blocks_sent, s->bytes_sent, s->adopted, s->merged,
-                     s->conflicts, s->failed, s->other_node, s->evicted_blocks, s->evicted_bytes,
+                     s->conflicts, s->failed, s->other_node, s->absent, s->evicted_blocks,
+                     s->evicted_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
     if (s->pre && n >= 0 && (size_t)n < len) {

@@ -19,6 +19,9 @@ faults without restarting it:
                              newlines that never ends, at BPS bytes a second
     errbody BPS [MATCH]      do not ask the node: answer "500" with a JSON error body that
                              never ends, at BPS bytes a second
+    upload BPS [MATCH]       forward the request (head and body) to the node at BPS bytes a
+                             second, the response untouched: a node that takes an upload
+                             steadily, but slowly
 
 With MATCH, only requests whose request line contains MATCH (e.g. "/api/v0/cat") are affected;
 the others pass. The file may hold several such lines: the first whose MATCH a request's line
@@ -52,9 +55,10 @@ async def paced(writer, data, bps):
     """Write data at bps bytes a second."""
     step = max(1, bps // TICKS)
     for i in range(0, len(data), step):
-        writer.write(data[i:i + step])
+        piece = data[i:i + step]
+        writer.write(piece)
         await writer.drain()
-        await asyncio.sleep(step / bps)
+        await asyncio.sleep(len(piece) / bps)
 
 
 async def fake_answer(writer, mode):
@@ -103,7 +107,7 @@ def parse_mode(words, request_line):
         mode, rest = ("stall", int(args[0])), args[1:]
     elif kind == "reset":
         mode, rest = ("reset",), args
-    elif kind in ("trickle", "headers", "endless", "errbody") and args:
+    elif kind in ("trickle", "headers", "endless", "errbody", "upload") and args:
         mode, rest = (kind, max(1, int(args[0]))), args[1:]
     elif kind == "pass":
         mode, rest = ("pass",), args
@@ -161,6 +165,9 @@ class Proxy:
                             # client cuts the connection.
                             await fake_answer(client_w, state["mode"])
                             return
+                    if state["mode"][0] == "upload":
+                        await paced(up_w, data, state["mode"][1])
+                        continue
                     up_w.write(data)
                     await up_w.drain()
             except (OSError, asyncio.IncompleteReadError):

@@ -366,6 +366,11 @@ check_unmount "unmount" "$MNT"
 # peer ID. Adopting it would empty the mount (and let the store collect the blocks): the names
 # are merged with it as on a first mount, and pushed to it.
 mount_ipfsfs "$MNT" "${ARGS[@]}" || { not_ok "remount before the node's repo is made anew"; finish; }
+# A name made on the old node and adopted here: its content never came into the store.
+kubo files mkdir /nodedir >/dev/null 2>&1
+printf 'made on the old node\n' >"$WORK/nodemade.txt"
+kubo files write --create /nodedir/made.txt "$WORK/nodemade.txt" >/dev/null 2>&1
+check "a name made on the node shows in the mount" wait_for 20 test -d "$MNT/nodedir"
 check "before: everything is on the node (fsync MNT)" fsync_path "$MNT"
 stop_node
 if REUSE_PORT=1 start_node fresh; then
@@ -383,6 +388,11 @@ if REUSE_PORT=1 start_node fresh; then
         "$(cat "$STORE/root" 2>&1)"
     check "the log names the change of node" grep -q "is not the node this store last synced" \
         "${MOUNT_LOG[$MNT]}"
+    # The content adopted from the old node is not on the new one: said, not synced in silence.
+    check "the log says the new node lacks content the names link (made on the old node)" \
+        grep -q "lacks the content of" "${MOUNT_LOG[$MNT]}"
+    check "--stats: sync_absent is not 0 ($(stat_of sync_absent))" \
+        test "$(stat_of sync_absent)" -ge 1
 else
     not_ok "a new repo answers at the node's address"
 fi
@@ -491,5 +501,43 @@ check_eq "--write-through: the node has the file as soon as close returned" \
 check_errno "--write-through: no user.ipfsfs.sync" ENODATA getxattr "$WORK/mnt3/through.txt" \
     user.ipfsfs.sync
 check_unmount "unmount --write-through" "$WORK/mnt3"
+
+# ---- fsync waits while the push moves, not one --timeout in all -----------------------------
+# Through slowproxy.py the node takes uploads at 8 MB/s: 48 MiB take about 6 s, three times
+# --timeout. fsync succeeds (it failed with EIO after --timeout before). At 20 KB/s no block
+# gets through within --timeout: fsync fails, within a few timeouts.
+PMODE=$WORK/upproxy.mode
+echo pass >"$PMODE"
+start_slowproxy upproxy "127.0.0.1:$NODE_PORT" 300
+PARGS=(--api="/ip4/127.0.0.1/tcp/$SLOWPROXY_PORT/http" --store="$WORK/pstore" --timeout=2
+    --sync-ahead=off --mfs-root=/slowup --unmount-wait=2)
+mkdir -p "$WORK/mnt4"
+if mount_ipfsfs "$WORK/mnt4" "${PARGS[@]}"; then
+    echo "upload 8000000 dag/import" >"$PMODE"
+    gen_file "$WORK/src/up48" $((48 << 20)) 48
+    cp "$WORK/src/up48" "$WORK/mnt4/up48"
+    t0=$(date +%s.%N)
+    check "a slow but steady node (8 MB/s): fsync of 48 MiB succeeds past --timeout=2" \
+        fsync_path "$WORK/mnt4/up48"
+    diag "it took $(elapsed "$t0") s"
+    check_eq "... and the node has the file" "$(node_hash /slowup/up48)" \
+        "$(cid_of "$WORK/mnt4/up48")"
+    echo "upload 20000 dag/import" >"$PMODE"
+    gen_file "$WORK/src/up4" $((4 << 20)) 4
+    cp "$WORK/src/up4" "$WORK/mnt4/up4"
+    t0=$(date +%s.%N)
+    check_eq "a node that takes 20 KB/s: fsync fails (EIO)" "$(python3 -c 'import errno, os, sys
+try:
+    os.fsync(os.open(sys.argv[1], os.O_RDONLY))
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$WORK/mnt4/up4" 2>&1)" EIO
+    check "... within a few timeouts ($(elapsed "$t0") s)" \
+        awk -v t="$(elapsed "$t0")" 'BEGIN { exit !(t < 15) }'
+    echo pass >"$PMODE"
+    unmount_ipfsfs "$WORK/mnt4" >/dev/null 2>&1
+else
+    not_ok "mount through slowproxy.py"
+fi
 
 finish
