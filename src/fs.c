@@ -1960,6 +1960,24 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
                               size);
             return;
         }
+        if ((strcmp(name, XATTR_CID) == 0 || strcmp(name, XATTR_CID_KUBO) == 0) &&
+            !fs->cfg.names_follow_content) {
+            /* The CID of every name at once (the --mfs-root directory's): what to share, or
+             * pin, for the whole mount. Not in the IPNS namespace: its root is no directory. */
+            char path[PATH_MAX], s[CID_STR_MAX];
+            struct node_stat st;
+            struct cid c;
+            int rc = mfs_path(fs, ino, path, sizeof path);
+            if (rc >= 0 && (rc = fs->node->ops->mfs_stat(fs->node, path, &st, &c)) == 0)
+                node_stat_clear(&st);
+            if (rc == 0 && (rc = cid_format(&c, s, sizeof s)) < 0)
+                rc = -EIO;
+            if (rc < 0)
+                fuse_reply_err(req, -rc);
+            else
+                reply_xattr_value(req, s, (size_t)rc, size);
+            return;
+        }
         fuse_reply_err(req, ENODATA);
         return;
     }

@@ -703,6 +703,12 @@ snapshot() {
         printf '%s %s %s\n' "$p" "$(stat -c %F "$p")" "$(getfattr --only-values -n user.ipfs.cid "$p" 2>/dev/null)"
     done)
 }
+# The mount root has a CID too (the --mfs-root directory's): every name at once.
+ROOT_CID=$(cid_of "$MNT")
+check "the mount root has a user.ipfs.cid (${ROOT_CID:-none})" test -n "$ROOT_CID"
+check "... and MNT/<it> lists the root's names" \
+    diff <(ls -A "$MNT" | LC_ALL=C sort) <(ls -A "$MNT/$ROOT_CID" | LC_ALL=C sort)
+
 # make's case across a remount: built, then the source edited, then unmounted.
 mkdir -p "$MNT/mt" && echo 1 >"$MNT/mt/src" && sleep 0.05 && echo o >"$MNT/mt/obj" &&
     sleep 0.05 && echo 2 >"$MNT/mt/src"
