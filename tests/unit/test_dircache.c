@@ -12,23 +12,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static struct cid test_cid(unsigned i)
-{
-    struct cid c;
-    char s[64];
-    /* Distinct CIDs: identity multihashes of small numbers are valid v1 CIDs. */
-    memset(&c, 0, sizeof c);
-    c.version = 1;
-    c.codec = CID_CODEC_DAG_PB;
-    c.mh_code = 0;
-    int n = snprintf(s, sizeof s, "%u", i);
-    c.mh[0] = 0;
-    c.mh[1] = (uint8_t)n;
-    memcpy(c.mh + 2, s, (size_t)n);
-    c.mh_len = 2 + (size_t)n;
-    return c;
-}
-
 struct stub {
     struct node base;
     atomic_int calls;
@@ -51,7 +34,7 @@ static int stub_list(struct node *n, const struct cid *c, node_entry_fn fn, void
         char name[32];
         struct node_entry e = {.name = name, .kind = NODE_FILE, .size = i};
         e.name_len = (size_t)snprintf(name, sizeof name, "file-%05u", i);
-        e.cid = test_cid(i);
+        e.cid = unit_cid(i);
         int rc = fn(ud, &e);
         if (rc < 0)
             return rc;
@@ -71,7 +54,7 @@ static void test_basic(void)
     struct stub s = {.base = {.ops = &stub_ops, .description = "stub"}, .entries = 1000};
     struct dircache *dc;
     CHECK_EQ_INT(dircache_new(&s.base, 1 << 20, &dc), 0);
-    struct cid d = test_cid(424242);
+    struct cid d = unit_cid(424242);
     const struct dirlist *l;
     CHECK_EQ_INT(dircache_get(dc, &d, &l), 0);
     CHECK_EQ_INT(l->n, 1000); /* the duplicate is dropped */
@@ -118,7 +101,7 @@ static void test_single_flight(void)
     pthread_t th[16];
     struct thr t[16];
     for (int i = 0; i < 16; i++) {
-        t[i] = (struct thr){.dc = dc, .c = test_cid(7)};
+        t[i] = (struct thr){.dc = dc, .c = unit_cid(7)};
         pthread_create(&th[i], NULL, getter, &t[i]);
     }
     for (int i = 0; i < 16; i++) {
@@ -131,7 +114,7 @@ static void test_single_flight(void)
     /* A failing fetch: every waiter gets the error, and nothing is cached. */
     s.fail = -ETIMEDOUT;
     for (int i = 0; i < 8; i++) {
-        t[i] = (struct thr){.dc = dc, .c = test_cid(8)};
+        t[i] = (struct thr){.dc = dc, .c = unit_cid(8)};
         pthread_create(&th[i], NULL, getter, &t[i]);
     }
     for (int i = 0; i < 8; i++) {
@@ -154,10 +137,10 @@ static void test_budget(void)
     /* Room for a few listings only. */
     CHECK_EQ_INT(dircache_new(&s.base, 64 << 10, &dc), 0);
     const struct dirlist *held;
-    struct cid c0 = test_cid(0);
+    struct cid c0 = unit_cid(0);
     CHECK_EQ_INT(dircache_get(dc, &c0, &held), 0);
     for (unsigned i = 1; i < 200; i++) {
-        struct cid c = test_cid(i);
+        struct cid c = unit_cid(i);
         const struct dirlist *l;
         CHECK_EQ_INT(dircache_get(dc, &c, &l), 0);
         dircache_put(dc, l);
@@ -195,7 +178,7 @@ static void *stress_getter(void *arg)
     unsigned r = st->seed;
     for (unsigned k = 0; k < st->rounds; k++) {
         r = r * 1103515245u + 12345u;
-        struct cid c = test_cid(9000 + (r >> 16) % 3);
+        struct cid c = unit_cid(9000 + (r >> 16) % 3);
         const struct dirlist *l;
         int rc = dircache_get(st->dc, &c, &l);
         if (rc != 0 || l->n != 40 || !dirlist_find(l, "file-00017", 10))
@@ -240,16 +223,16 @@ static void test_dirent_vec(void)
     struct dirent_vec v = {0};
     char buf[] = "beta-and-more";
     struct node_entry e = {.name = buf, .name_len = 4, .kind = NODE_DIR, .size = 0, .mode = 0755};
-    e.cid = test_cid(1);
+    e.cid = unit_cid(1);
     CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
     e = (struct node_entry){.name = "alpha", .name_len = 5, .kind = NODE_FILE, .size = 12};
-    e.cid = test_cid(2);
+    e.cid = unit_cid(2);
     CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
     for (unsigned i = 0; i < 200; i++) { /* past the first growth */
         char name[16];
         e = (struct node_entry){.name = name, .kind = NODE_SYMLINK, .size = i};
         e.name_len = (size_t)snprintf(name, sizeof name, "z%03u", i);
-        e.cid = test_cid(100 + i);
+        e.cid = unit_cid(100 + i);
         CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
     }
     CHECK_EQ_INT(v.n, 202);
@@ -258,7 +241,7 @@ static void test_dirent_vec(void)
     CHECK_EQ_INT(v.v[0].kind, NODE_DIR);
     CHECK_EQ_INT(v.v[0].mode, 0755);
     CHECK(cid_equal(&v.v[1].cid, &(struct cid){0}) == false);
-    struct cid two = test_cid(2);
+    struct cid two = unit_cid(2);
     CHECK(cid_equal(&v.v[1].cid, &two));
     CHECK_EQ_INT(v.v[1].size, 12);
 
@@ -291,7 +274,7 @@ static void test_name_flood(void)
         if ((XXH3_64bits(name, len) & 127) != 0)
             continue;
         struct node_entry e = {.name = name, .name_len = len, .kind = NODE_FILE, .size = i};
-        e.cid = test_cid(i);
+        e.cid = unit_cid(i);
         CHECK_EQ_INT(dirent_vec_push(&v, &e), 0);
     }
     struct dirlist *l;
@@ -312,7 +295,7 @@ static void test_name_flood(void)
 
 static void test_inode_keys(void)
 {
-    struct cid a = test_cid(1), b = test_cid(2);
+    struct cid a = unit_cid(1), b = unit_cid(2);
     CHECK(inode_key_root(&a) == inode_key_root(&a));
     CHECK(inode_key_root(&a) != inode_key_root(&b));
     CHECK(inode_key_child(&a, "x", 1) != inode_key_child(&a, "y", 1));
@@ -342,7 +325,7 @@ static void test_inode_flood(void)
 {
     struct inode_table *t;
     CHECK_EQ_INT(inode_table_new(&t), 0);
-    struct cid c = test_cid(5);
+    struct cid c = unit_cid(5);
     for (uint64_t i = 1; i <= 3000; i++) {
         struct node_stat st = {.kind = NODE_FILE, .size = i};
         CHECK(inode_insert_ref(t, (i << 20) | 5, &c, &st) != NULL);

@@ -8,26 +8,9 @@
 
 #include <errno.h>
 
-static struct cid test_cid(unsigned i)
-{
-    struct cid c;
-    char s[64];
-    /* Distinct CIDs: identity multihashes of small numbers are valid v1 CIDs. */
-    memset(&c, 0, sizeof c);
-    c.version = 1;
-    c.codec = CID_CODEC_DAG_PB;
-    c.mh_code = 0;
-    int n = snprintf(s, sizeof s, "%u", i);
-    c.mh[0] = 0;
-    c.mh[1] = (uint8_t)n;
-    memcpy(c.mh + 2, s, (size_t)n);
-    c.mh_len = 2 + (size_t)n;
-    return c;
-}
-
 static struct inode *add(struct inode_table *t, const char *name, unsigned cid)
 {
-    struct mfs_attr a = {.cid = test_cid(cid), .kind = NODE_FILE, .size = 1, .cid_size = 1};
+    struct mfs_attr a = {.cid = unit_cid(cid), .kind = NODE_FILE, .size = 1, .cid_size = 1};
     return inode_mfs_insert_ref(t, inode_root(t), name, &a, NULL);
 }
 

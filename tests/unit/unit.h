@@ -3,6 +3,8 @@
 #ifndef IPFSFS_UNIT_H
 #define IPFSFS_UNIT_H
 
+#include "cid.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,23 @@ static inline void unit_rm_rf(const char *path)
     } else {
         unlink(path);
     }
+}
+
+/* Distinct CIDs for tests: identity multihashes of small numbers are valid v1 CIDs. */
+static inline struct cid unit_cid(unsigned i)
+{
+    struct cid c;
+    char s[64];
+    memset(&c, 0, sizeof c);
+    c.version = 1;
+    c.codec = CID_CODEC_DAG_PB;
+    c.mh_code = 0;
+    int n = snprintf(s, sizeof s, "%u", i);
+    c.mh[0] = 0;
+    c.mh[1] = (uint8_t)n;
+    memcpy(c.mh + 2, s, (size_t)n);
+    c.mh_len = 2 + (size_t)n;
+    return c;
 }
 
 static inline int unit_done(const char *name)
