@@ -244,6 +244,7 @@ struct node_store {
     struct staged **stage_tab; /* buckets, stage_cap of them (a power of two) */
     size_t stage_cap, stage_n;
     uint64_t stage_bytes;
+    uint64_t stage_keep_bytes; /* of those, file content's (keep): the next commit writes all */
     uint64_t epoch;
     /* node_store_set_block_hook: set before the mount serves and cleared after, so read
      * without a lock (each import's pipe copies it when it opens). */
@@ -460,6 +461,8 @@ static void cache_account(struct node_store *ns, size_t len, bool may_evict)
 /* Free space a staged content block leaves on the store's disk, for the directory blocks and
  * DIR/root that the commit writes with it. */
 #define STAGE_ROOM_MARGIN (4u << 20)
+/* Staged directory blocks counted, at most, as what a commit writes (content_room). */
+#define STAGE_DIR_ROOM (8u << 20)
 
 struct staged {
     struct staged *next; /* hash chain */
@@ -509,6 +512,8 @@ static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *
     struct staged *e = stage_find(ns, c);
     if (e) {
         e->epoch = ns->epoch;
+        if (keep && !e->keep)
+            ns->stage_keep_bytes += e->len;
         e->keep |= keep;
         pthread_mutex_unlock(&ns->stage_lock);
         return 0;
@@ -542,6 +547,8 @@ static int stage_put(struct node_store *ns, const struct cid *c, const uint8_t *
     ns->stage_tab[e->key & (ns->stage_cap - 1)] = e;
     ns->stage_n++;
     ns->stage_bytes += len;
+    if (keep)
+        ns->stage_keep_bytes += len;
     bool full = ns->stage_bytes > STAGE_MAX_BYTES;
     pthread_mutex_unlock(&ns->stage_lock);
     if (full)
@@ -727,6 +734,8 @@ static void stage_drop(struct node_store *ns, uint64_t epoch, bool all)
             *pp = e->next;
             ns->stage_n--;
             ns->stage_bytes -= e->len;
+            if (e->keep)
+                ns->stage_keep_bytes -= e->len;
             free(e);
         }
     pthread_mutex_unlock(&ns->stage_lock);
@@ -2113,12 +2122,17 @@ static int stage_block(struct node_store *ns, unsigned version, const struct byt
 static int content_room(struct node_store *ns, size_t len)
 {
     pthread_mutex_lock(&ns->stage_lock);
-    uint64_t staged = ns->stage_bytes;
+    /* The commit writes every staged content block, and of the directory blocks only those
+     * its root reaches: most staged ones were replaced by later changes (cp -r of 1,000 files
+     * stages ~10,000), so they count up to STAGE_DIR_ROOM only (else a disk with tens of MiB
+     * free would refuse files after a burst of small ones). */
+    uint64_t dirs = ns->stage_bytes - ns->stage_keep_bytes;
+    uint64_t need = ns->stage_keep_bytes + (dirs < STAGE_DIR_ROOM ? dirs : STAGE_DIR_ROOM);
     pthread_mutex_unlock(&ns->stage_lock);
     struct statvfs vf;
     if (statvfs(ns->dir, &vf) < 0)
         return 0; /* cannot tell: the write says */
-    return (uint64_t)vf.f_bavail * vf.f_frsize >= staged + len + STAGE_ROOM_MARGIN ? 0 : -ENOSPC;
+    return (uint64_t)vf.f_bavail * vf.f_frsize >= need + len + STAGE_ROOM_MARGIN ? 0 : -ENOSPC;
 }
 
 /* A block of a new file's content, straight to the block store (room left for a commit). */
