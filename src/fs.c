@@ -1795,10 +1795,11 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     }
     if (rc < 0)
         return rc;
-    /* Names have no owner of their own: only a no-op chown (tar, cp -a as root) is fine. */
-    if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
-        ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid))
-        return -EPERM;
+    /* Names have no owner of their own (UnixFS stores none): they show the mounting user's.
+     * A chown is taken and changes nothing, as on vfat with 'quiet': tar x, cp -a and
+     * rsync -a as root restore their files' owners and exited non-zero on EPERM. Who may
+     * chown is the kernel's check (default_permissions: root only) wherever anyone but root
+     * could ask. */
     bool changed = false; /* anything sent to the node */
     if (to_set & FUSE_SET_ATTR_SIZE) {
         changed = true;

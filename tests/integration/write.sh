@@ -288,6 +288,19 @@ if have tar; then
     check "tar: diff -r against a local extraction" diff -r "$L/xlocal" "$MNT/xdir"
     check "chown to the owner the mount shows (what tar does as root)" \
         chown "$(id -u):$(id -g)" "$MNT/xdir/xtree/a.txt"
+    # A tarball of another user's files: tar x as root chowns each to 1000:1000. Names have
+    # no owner: the chown is taken (tar exits 0), the names show the mount's user, the CIDs
+    # are the same (it exited 2 on EPERM before).
+    mkdir -p "$L/owned/xtree" && cp -a "$X/." "$L/owned/xtree/" && chown -R 1000:1000 "$L/owned"
+    tar -C "$L/owned" -cf "$L/owned.tar" xtree
+    mkdir -p "$MNT/xdir3"
+    check "tar x as root of another user's files: exit 0 (chown taken, changes nothing)" \
+        tar -xf "$L/owned.tar" -C "$MNT/xdir3"
+    check_eq "... the names show the mount's user" \
+        "$(stat -c %u:%g "$MNT/xdir3/xtree/a.txt" 2>&1)" "$(id -u):$(id -g)"
+    check_eq "... and the tree has the CID of the root-owned extraction" \
+        "$(cid_of "$MNT/xdir3/xtree")" "$(cid_of "$MNT/xdir/xtree")"
+    rm -rf "$MNT/xdir3"
     mkdir -p "$MNT/xdir2"
     check "tar --no-same-owner x -C MNT/xdir2" tar --no-same-owner -xf "$L/x.tar" -C "$MNT/xdir2"
     check "tar --no-same-owner: diff -r against a local extraction" diff -r "$L/xlocal" "$MNT/xdir2"
