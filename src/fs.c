@@ -1067,6 +1067,8 @@ static int join_writer(struct fs *fs, struct inode *ino, bool trunc, struct whan
         *size = a.cid_size;
         rc = writer_open(fs->node, &fs->cfg.writer, trunc ? NULL : base, trunc ? 0 : *size,
                          &wh);
+        if (rc == 0)
+            writer_set_known(wh, &a.cid, 0);
     }
     if (rc == 0) {
         enter_writer_locked(ino, wh);
@@ -1074,6 +1076,17 @@ static int join_writer(struct fs *fs, struct inode *ino, bool trunc, struct whan
     }
     pthread_mutex_unlock(&fs->wlock);
     return rc;
+}
+
+/* ino's open writers take its CID as the one this mount made (a chmod or touch through it). */
+static void writers_know(struct fs *fs, struct inode *ino)
+{
+    struct mfs_attr a;
+    inode_mfs_get(fs->inodes, ino, &a);
+    pthread_mutex_lock(&fs->wlock);
+    for (struct whandle *wh = ino->writers; wh; wh = wh->wnext)
+        writer_set_known(wh, &a.cid, 0);
+    pthread_mutex_unlock(&fs->wlock);
 }
 
 /* The newest spool of a name open for writing, held (writer_close it), or NULL. */
@@ -1391,6 +1404,10 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         }
         a.size = size;
         relinked(fs, fh->ino, path, &a, fixed, seq); /* fixed: read what the name holds now */
+        if (fixed) {
+            inode_mfs_get(fs->inodes, fh->ino, &a);
+            writer_set_known(fh->wh, &a.cid, seq); /* the mode or time set meanwhile */
+        }
     }
     return rc;
 }
@@ -1531,6 +1548,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (rc < 0)
         goto fail;
     relinked_cid(fs, path, &a, false);
+    writer_set_known(fh->wh, &a.cid, 0);
     ino = inode_mfs_insert_ref(fs->inodes, dir, name, &a, NULL);
     if (!ino) {
         rc = -ENOMEM;
@@ -1867,6 +1885,8 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         return rc;
     }
     rc = mfs_refresh(fs, ino);
+    if (rc == 0)
+        writers_know(fs, ino); /* the new CID is this mount's doing, no change elsewhere */
     /* A mode or time stored gives a new CID, not new bytes: a name that stores no time keeps
      * the one it showed (chmod +x must not make make rebuild what depends on it). */
     if (rc == 0 && !(to_set & FUSE_SET_ATTR_SIZE))

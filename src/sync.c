@@ -897,6 +897,12 @@ out:
 static int conflict_name(struct sync *s, const char *dir, const char *name, char *out,
                          size_t len)
 {
+    return sync_conflict_name(s->store, dir, name, out, len);
+}
+
+int sync_conflict_name(struct node *store, const char *dir, const char *name, char *out,
+                       size_t len)
+{
     char stamp[32];
     time_t t = time(NULL);
     struct tm tm;
@@ -913,7 +919,7 @@ static int conflict_name(struct sync *s, const char *dir, const char *name, char
             return rc;
         struct node_stat st = {0};
         struct cid c;
-        rc = s->store->ops->mfs_stat(s->store, out, &st, &c);
+        rc = store->ops->mfs_stat(store, out, &st, &c);
         node_stat_clear(&st);
         if (rc == -ENOENT)
             return 0;

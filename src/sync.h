@@ -79,6 +79,11 @@ int sync_set_replication(struct sync *s, const char *path, const char *value, si
 
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int sync_stats(struct sync *s, char *buf, size_t len);
+/* A free name beside DIR/NAME in store's names for the version of it kept in a conflict:
+ * "DIR/NAME.conflict-YYYYMMDD-HHMMSS" (UTC), with "-1", "-2"... when taken (of a long NAME
+ * its first 200 bytes). 0, or -errno (-EEXIST: 100 of them taken). */
+int sync_conflict_name(struct node *store, const char *dir, const char *name, char *out,
+                       size_t len);
 
 /* Stop: push what is pending, waiting at most wait_ms, then end the thread. Logs what is left
  * on the node's side (kept in the store for the next mount). Returns 0 when the node has

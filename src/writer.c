@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -144,6 +145,7 @@ int writer_open(struct node *n, const struct writer_config *cfg, const struct ci
     h->fd = -1;
     h->spool_dir = cfg->spool_dir;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->klock, NULL);
     (void)cond_init_monotonic(&h->scond);
     atomic_init(&h->refs, 1);
     h->node = n;
@@ -201,6 +203,7 @@ void writer_close(struct whandle *h)
         spool_free(h->fd, h->spool_dir);
     pthread_cond_destroy(&h->scond);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->klock);
     free(h);
 }
 
@@ -449,6 +452,28 @@ bool writer_clean_now(struct whandle *h)
     return clean;
 }
 
+void writer_set_known(struct whandle *h, const struct cid *c, uint64_t seq)
+{
+    pthread_mutex_lock(&h->klock);
+    if (!seq || seq >= h->known_seq) {
+        h->known = *c;
+        h->has_known = true;
+        if (seq)
+            h->known_seq = seq;
+    }
+    pthread_mutex_unlock(&h->klock);
+}
+
+bool writer_known(struct whandle *h, struct cid *out)
+{
+    pthread_mutex_lock(&h->klock);
+    bool has = h->has_known;
+    if (has)
+        *out = h->known;
+    pthread_mutex_unlock(&h->klock);
+    return has;
+}
+
 static bool meta_needed(const struct writer_meta *m)
 {
     return m && ((m->mode && (m->mode & 07777) != 0644) || m->has_mtime);
@@ -489,6 +514,54 @@ int writer_link(struct node *n, const struct cid *c, const char *path, bool exis
     if (rc < 0)
         n->ops->mfs_rm(n, tmp, false);
     return rc;
+}
+
+/* Before a flush links this spool's content: if the name holds another CID than this mount
+ * last made or saw there (h->known), it was changed elsewhere while the file was open here
+ * (on the node, adopted by the sync engine; or by another mount on it). The close keeps the
+ * name, as the sync engine's merge keeps the local version, and the other version is kept
+ * beside it under a conflict name: nothing is lost (it was overwritten in silence). On the
+ * store and local-first mounts (mfs_put), where asking costs no round trip. Under h->lock:
+ * the flushes of one spool (two programs appending) check and link one after the other. */
+static void keep_theirs_locked(struct whandle *h, const char *path)
+{
+    struct node *n = h->node;
+    struct cid known, cur;
+    struct node_stat st;
+    if (!n->ops->mfs_put || !writer_known(h, &known) ||
+        n->ops->mfs_stat(n, path, &st, &cur) < 0)
+        return;
+    node_stat_clear(&st);
+    if (cid_equal(&cur, &known))
+        return;
+    const char *slash = strrchr(path, '/');
+    char dir[4096], cpath[4096], safe[256], csafe[256];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 0, path);
+    int rc = sync_conflict_name(n, dir[0] ? dir : "/", slash ? slash + 1 : path, cpath,
+                                sizeof cpath);
+    if (rc == 0)
+        rc = n->ops->mfs_link(n, &cur, cpath);
+    if (rc == 0)
+        log_warn("%s was changed elsewhere while open for writing here: this close keeps the "
+                 "name, the other version is kept as %s",
+                 log_safe(path, strlen(path), safe, sizeof safe),
+                 log_safe(cpath, strlen(cpath), csafe, sizeof csafe));
+    else
+        log_warn("%s was changed elsewhere while open for writing here, and the other version "
+                 "could not be kept beside it: %s",
+                 log_safe(path, strlen(path), safe, sizeof safe), strerror(-rc));
+}
+
+/* After a flush linked: the name's CID (with its mode and time) is this mount's. */
+static void know_linked_locked(struct whandle *h, const char *path)
+{
+    struct node *n = h->node;
+    struct cid cur;
+    struct node_stat st;
+    if (!n->ops->mfs_put || n->ops->mfs_stat(n, path, &st, &cur) < 0)
+        return;
+    node_stat_clear(&st);
+    writer_set_known(h, &cur, 0);
 }
 
 /* Numbers the links every spool makes (writer_flush's seq): one counter for all, so that the
@@ -533,8 +606,12 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
         rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
     stream_reset_locked(h);
+    if (rc == 0 && exists)
+        keep_theirs_locked(h, path);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
+    if (rc == 0)
+        know_linked_locked(h, path);
     if (s)
         s->ops->release(s); /* after the link: its blocks are the name's now */
     if (rc == 0) {

@@ -43,6 +43,13 @@ struct whandle {
     bool filled;    /* spool holds the base content */
     struct node *node;
     struct cid base; /* content the spool starts from, if !filled */
+    /* The name's CID as this mount last made or saw it (writer_set_known; has_known: set):
+     * another CID there at a flush is a change made elsewhere (fs.c keeps it beside). Under
+     * klock, not lock: fs.c sets it while holding its wlock, and lock is held across uploads. */
+    pthread_mutex_t klock;
+    struct cid known;
+    bool has_known;
+    uint64_t known_seq; /* the link (writer_flush's seq) it came from; 0: not from a link */
     uint64_t base_size;
     /* A file written in order is imported as it grows (node_ops.add_stream), by a thread of
      * its own, so that close(2) has only its last chunks to import (writer.c). */
@@ -69,6 +76,11 @@ void writer_hold(struct whandle *h);
 ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t off);
 ssize_t writer_read(struct whandle *h, char *buf, size_t len, uint64_t off);
 int writer_truncate(struct whandle *h, uint64_t size);
+/* The name's CID as this mount last made or saw it; writer_known: whether one was set. seq:
+ * the link it follows (writer_flush's), or 0: two flushes of one spool may report out of
+ * order, and the CID after an earlier link never replaces the one after a later link. */
+void writer_set_known(struct whandle *h, const struct cid *c, uint64_t seq);
+bool writer_known(struct whandle *h, struct cid *out);
 /* Mark the handle changed (so the next flush stores it, e.g. a new empty file). */
 void writer_touch(struct whandle *h);
 uint64_t writer_size(struct whandle *h);

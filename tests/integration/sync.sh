@@ -299,6 +299,40 @@ check_eq "the node has the merged names" \
     "$(kubo files read /local-new.txt 2>&1)/$(kubo files read /both.txt 2>&1)" \
     "local while the node is down/local version"
 
+# ---- the node changes a file that is open for writing here --------------------------------
+# The sync engine adopts the node's version while a program holds the file open; its close
+# then keeps the name (its own version) and the node's version beside it, never overwritten
+# in silence. Two programs appending to one file at once are no conflict.
+echo "original" >"$MNT/held.txt"
+fsync_path "$MNT/held.txt"
+check "held: a program opens it for appending (python3)" python3 -c '
+import os, sys, time, subprocess
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+subprocess.run(sys.argv[2:], input=b"node edit\n", check=True, stdout=subprocess.DEVNULL)
+time.sleep(4)  # the node checked every 2 s: its version is adopted meanwhile
+os.write(fd, b"local append\n")
+os.close(fd)' "$MNT/held.txt" env IPFS_PATH="$NODE_REPO" "$KUBO_BIN" files write --truncate \
+    /held.txt
+check_eq "held: the close keeps the name (its own version)" "$(cat "$MNT/held.txt" 2>&1)" \
+    "$(printf 'original\nlocal append')"
+hconflict=$(find "$MNT" -maxdepth 1 -name 'held.txt.conflict-*' -printf '%f\n' | head -n 1)
+check "held: the node's version is beside it (${hconflict:-none})" test -n "$hconflict"
+[ -n "$hconflict" ] && check_eq "held: the copy holds the node's version" \
+    "$(cat "$MNT/$hconflict" 2>&1)" "node edit"
+check "held: the log says so" grep -q "changed elsewhere while open for writing" \
+    "${MOUNT_LOG[$MNT]}"
+: >"$MNT/appended.txt"
+app_pids=()
+for w in A B; do
+    (for i in $(seq 1 150); do echo "$w$i" >>"$MNT/appended.txt"; done) &
+    app_pids+=($!)
+done
+wait "${app_pids[@]}"
+check_eq "two loops appending at once: every line, no conflict copy" \
+    "$(wc -l <"$MNT/appended.txt") $(find "$MNT" -maxdepth 1 -name 'appended.txt.conflict-*' | wc -l)" \
+    "300 0"
+rm -f "$MNT"/held.txt* "$MNT"/appended.txt
+
 # ---- kill -9 in the middle of cp -r ---------------------------------------------------------
 echo "acknowledged" >"$MNT/acked.txt"
 fsync_path "$MNT/acked.txt"
