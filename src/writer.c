@@ -572,7 +572,6 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
                  bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
                  bool *changed, uint64_t *seq)
 {
-    (void)cfg;
     *changed = false;
     pthread_mutex_lock(&h->lock);
     /* The stream's pass ends first (it starts no other while a flush waits); from here on the
@@ -600,11 +599,20 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     }
     /* Held across the upload on purpose: the bytes must not change while they are added. */
     rc = -ENOSYS;
+    /* A file that stores a mode or a time gets no raw leaves, as `ipfs add` makes it (Kubo
+     * turns the raw leaves of CIDv1 off with --preserve-mode or --preserve-mtime, and refuses
+     * both asked at once): dag-pb leaves, so the CID is the one it gives. The stream (raw
+     * leaves) is then not used. */
+    struct node_add_opts ao = cfg->add;
+    bool no_raw = meta_needed(meta) &&
+                  (ao.raw_leaves > 0 || (ao.raw_leaves < 0 && ao.cid_version == 1));
+    if (no_raw)
+        ao.raw_leaves = 0;
     struct add_stream *s = stream_take_locked(h);
-    if (s && !h->sbroken) /* it imports the rest: add's CID */
+    if (s && !h->sbroken && !no_raw) /* it imports the rest: add's CID */
         rc = s->ops->end(s, fd, h->size, cid);
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
-        rc = h->node->ops->add(h->node, fd, h->size, &cfg->add, cid);
+        rc = h->node->ops->add(h->node, fd, h->size, &ao, cid);
     stream_reset_locked(h);
     if (rc == 0 && exists)
         keep_theirs_locked(h, path);

@@ -767,6 +767,18 @@ if mount_ipfsfs "$MNT" "${MOUNT_ARGS[@]}" --cid-version=1 --raw-leaves; then
     check "CIDv1: the 20 MiB file reads back" cmp "$MNT/big-v1" "$L/big"
     V1=$(cid_of "$MNT/big-v1")
     check_eq "CIDv1: the 20 MiB file's CID is a base32 CIDv1" "${V1:0:4}" bafy
+    # A file that stores a time gets dag-pb leaves, as Kubo's add makes it (it turns raw
+    # leaves off with --preserve-mtime, and refuses both asked). Known answer: Kubo 0.43.1,
+    # `ipfs add --cid-version=1 --preserve-mtime` of these 300,000 bytes at 1640995200.
+    gen_file "$L/v1meta" 300000 61
+    check "CIDv1: write 300,000 bytes, futimens, close (python3)" python3 -c '
+import os, sys
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, open(sys.argv[1], "rb").read())
+os.utime(fd, (1640995200, 1640995200))
+os.close(fd)' "$L/v1meta" "$MNT/v1meta"
+    check_eq "... the CID is ipfs add --cid-version=1 --preserve-mtime's (no raw leaves)" \
+        "$(cid_of "$MNT/v1meta")" bafybeie6e6tso3itf4ptic6g34ij7xuig4uky6c5nultbag4sw22sqx23e
     check_unmount "unmount" "$MNT"
 else
     not_ok "mount with --cid-version=1 --raw-leaves"
