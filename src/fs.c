@@ -329,10 +329,18 @@ static void fill_attr(struct fs *fs, const struct inode *ino, struct stat *st)
             break;
         }
         st->st_blocks = (blkcnt_t)((a.size + 511) / 512);
-        /* A stored time; else when this mount saw the content change; else its start. */
-        if (a.has_mtime)
+        /* A stored time; else when this mount saw the content change; else its start. A
+         * directory's stored time does not move with its names (the node's MFS never moves
+         * it, and the CID would change): it shows when this mount saw its names change, when
+         * that is later (cp -a, tar x and rsync -a set it last, which starts afresh), as any
+         * directory's: Python's import cache, git's untracked cache and make look at it. */
+        if (a.has_mtime) {
             st->st_mtim = (struct timespec){a.mtime, a.mtime_nsec};
-        else if (a.changed_ns)
+            if (ino->kind == NODE_DIR && a.changed_ns / 1000000000 >= a.mtime &&
+                a.changed_ns > a.mtime * 1000000000 + a.mtime_nsec)
+                st->st_mtim = (struct timespec){a.changed_ns / 1000000000,
+                                                a.changed_ns % 1000000000};
+        } else if (a.changed_ns)
             st->st_mtim = (struct timespec){a.changed_ns / 1000000000, a.changed_ns % 1000000000};
         else
             st->st_mtim.tv_sec = fs->started;
@@ -1555,6 +1563,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         goto fail;
     }
     inode_mfs_touch(fs->inodes, ino);
+    inode_mfs_touch(fs->inodes, dir); /* its names changed */
     fh->ino = ino;
     add_writer(fs, ino, fh->wh);
     fi->fh = (uint64_t)(uintptr_t)fh;
@@ -1582,6 +1591,7 @@ fail:
 
 static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, const char *name)
 {
+    inode_mfs_touch(fs->inodes, dir); /* its names changed: the time it shows moves */
     struct inode *ino;
     int rc = mfs_lookup(fs, dir, name, &ino);
     if (rc < 0) {
@@ -1672,8 +1682,10 @@ static int remove_name(struct fs *fs, struct inode *dir, const char *name, bool 
     if (is_dir && (rc = check_empty(fs, path)) < 0)
         return rc;
     rc = fs->node->ops->mfs_rm(fs->node, path, is_dir);
-    if (rc == 0)
+    if (rc == 0) {
         inode_mfs_detach(fs->inodes, dir, name);
+        inode_mfs_touch(fs->inodes, dir);
+    }
     return rc;
 }
 
@@ -1745,7 +1757,12 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
                       const char *newname, unsigned int flags)
 {
     struct fs *fs = fs_of(req);
-    fuse_reply_err(req, -do_rename(fs, ino_of(parent), name, ino_of(newparent), newname, flags));
+    int rc = do_rename(fs, ino_of(parent), name, ino_of(newparent), newname, flags);
+    if (rc == 0) {
+        inode_mfs_touch(fs->inodes, ino_of(parent));
+        inode_mfs_touch(fs->inodes, ino_of(newparent));
+    }
+    fuse_reply_err(req, -rc);
 }
 
 /* truncate(2) of a name without an open handle: rewrite it from a spool of its content. */
@@ -1890,7 +1907,8 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     /* A mode or time stored gives a new CID, not new bytes: a name that stores no time keeps
      * the one it showed (chmod +x must not make make rebuild what depends on it). */
     if (rc == 0 && !(to_set & FUSE_SET_ATTR_SIZE))
-        inode_mfs_keep_changed(fs->inodes, ino, before.changed_ns);
+        inode_mfs_keep_changed(fs->inodes, ino,
+                               set_time && ino->kind == NODE_DIR ? 0 : before.changed_ns);
     return rc;
 }
 

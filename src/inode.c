@@ -411,10 +411,14 @@ static bool same_cid_meta_locked(const struct inode *ino, const struct mfs_attr 
             (ino->mtime == expect->mtime && ino->mtime_nsec == expect->mtime_nsec));
 }
 
-/* Take a's CID, sizes, mode and time (not its kind): a change of content noted. */
+/* Take a's CID, sizes, mode and time (not its kind): a change of content noted, but not for
+ * a directory that stores a time: that one shows a later change of its own names only
+ * (inode_mfs_touch from fs.c), not any change below it (rsync -a sets a subdirectory's time
+ * after its parent's, which then showed that moment). */
 static void set_attr_locked(struct inode *ino, const struct mfs_attr *a)
 {
-    note_change_locked(ino, &a->cid, a->size);
+    if (!(ino->kind == NODE_DIR && a->kind == NODE_DIR && a->has_mtime))
+        note_change_locked(ino, &a->cid, a->size);
     ino->cid = a->cid;
     ino->size = a->size;
     ino->cid_size = a->cid_size;

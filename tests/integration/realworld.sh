@@ -265,10 +265,8 @@ twin() {
 
 # Known bugs of the rpc backend, out of the scope of these tests; a check they make fail is a
 # TODO in rpc mode, a plain check on the store (which has neither):
-# - BUG_MODE: a directory chmod-ed from a non-default mode back to 0755 (tar's and cp -a's
-#   0700 directories) keeps an explicit UnixFS mode 0755 (Kubo's files/chmod cannot remove a
-#   mode, and files/cp?force cannot replace a directory), where the store drops it and ipfs
-#   add stores none. Files chmod-ed back to 0644 (rsync's 0600 temporary file) are fixed.
+# - BUG_MODE: fixed (a directory chmod-ed back to 0755 is files/chmod 0, which stores no mode,
+#   as the store and ipfs add have it); kept empty.
 # - BUG_SYMLINK: fixed (a symlink is linked as CIDv0 under a CIDv0 mount); kept empty.
 # - BUG_RACE: rsync -a makes a directory 0700 and chmods it 0755 while its receiver process
 #   moves files into it; once in three runs the node kept 0700 (Kubo's files/chmod rewrites the
@@ -278,7 +276,7 @@ if backend_is_store || [ "$IPFSFS_BACKEND" = local ]; then
     BUG_MODE='' BUG_SYMLINK='' BUG_RACE=''
 else
     BUG_RACE="a directory chmod racing with moves into it can be lost on Kubo (seen 1 in 3)"
-    BUG_MODE="rpc keeps an explicit 0755 on a directory chmod-ed back to it"
+    BUG_MODE=''
     BUG_SYMLINK=''
 fi
 
@@ -396,9 +394,9 @@ if have rsync; then
     F002=lib/core/$(cat "$SRC/f002-name")
     check_cid "rsync: CID of a file = ipfs add --preserve-mtime of the twin's" \
         "$MNT/rsync/$F002" "$L/rsync/$F002" --preserve-mtime
-    TODO=$BUG_MODE check_cid "rsync: CID of a directory, no symlink = add -r --preserve-mtime" \
+    TODO=$BUG_RACE check_cid "rsync: CID of a directory, no symlink = add -r --preserve-mtime" \
         "$MNT/rsync/lib" "$L/rsync/lib" --preserve-mtime
-    TODO=$BUG_MODE check_cid "rsync: CID of the tree = ipfs add -r --preserve-mtime of the twin" \
+    TODO=$BUG_RACE check_cid "rsync: CID of the tree = ipfs add -r --preserve-mtime of the twin" \
         "$MNT/rsync" "$L/rsync" --preserve-mtime
     # A second rsync -a finds nothing to do: sizes and times match.
     again=$(rsync -a --itemize-changes "$TREE/" "$MNT/rsync/" 2>&1)

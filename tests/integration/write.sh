@@ -722,6 +722,27 @@ check "the mount root has a user.ipfs.cid (${ROOT_CID:-none})" test -n "$ROOT_CI
 check "... and MNT/<it> lists the root's names" \
     diff <(ls -A "$MNT" | LC_ALL=C sort) <(ls -A "$MNT/$ROOT_CID" | LC_ALL=C sort)
 
+# A directory's stored time (cp -a) stays in its CID, but the directory shows when its names
+# changed after it, as any directory does (Python's import cache and git's untracked cache
+# look); a time set on it (touch, what tar x and rsync -a do last) shows again.
+mkdir -p "$L/dtime/pkg" && echo 'x = 1' >"$L/dtime/pkg/existing.py"
+touch -d @1640995200 "$L/dtime/pkg"
+cp -a "$L/dtime/pkg" "$MNT/dtime-pkg"
+check_eq "cp -a of a directory: it shows its stored time" \
+    "$(stat -c %Y "$MNT/dtime-pkg")" 1640995200
+check "... a module added after a first import is found (python3's import cache)" python3 -c '
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+import existing
+time.sleep(1.1)
+open(os.path.join(sys.argv[1], "newmod.py"), "w").write("y = 2\n")
+import newmod' "$MNT/dtime-pkg"
+check "... the directory shows the change (stat -c %Y is later than its stored time)" \
+    test "$(stat -c %Y "$MNT/dtime-pkg")" -gt 1640995200
+touch -d @1700000000 "$MNT/dtime-pkg"
+check_eq "... and touch -d sets the time it shows" "$(stat -c %Y "$MNT/dtime-pkg")" 1700000000
+rm -rf "$MNT/dtime-pkg"
+
 # make's case across a remount: built, then the source edited, then unmounted.
 mkdir -p "$MNT/mt" && echo 1 >"$MNT/mt/src" && sleep 0.05 && echo o >"$MNT/mt/obj" &&
     sleep 0.05 && echo 2 >"$MNT/mt/src"
