@@ -23,6 +23,14 @@ state_of() { getfattr --absolute-names --only-values -n user.ipfsfs.sync "$1" 2>
 fsync_path() {
     python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$1"
 }
+# check_conflict_copy WHAT NAME CONTENT: MNT/NAME.conflict-* exists and holds CONTENT (the
+# node's version, kept beside the local one)
+check_conflict_copy() {
+    local c
+    c=$(find "$MNT" -maxdepth 1 -name "$2.conflict-*" -printf '%f\n' | head -n 1)
+    check "$1: the node's version is beside it (${c:-none})" test -n "$c"
+    [ -n "$c" ] && check_eq "$1: the copy holds the node's version" "$(cat "$MNT/$c" 2>&1)" "$3"
+}
 # node_hash MFSPATH: the CID the node's MFS has at MFSPATH (empty if none)
 node_hash() { kubo files stat --hash "$1" 2>/dev/null; }
 # wait_for SECS CMD...: poll CMD until it succeeds (0) or SECS pass (1)
@@ -289,10 +297,7 @@ check_eq "a 3 MiB file written while the node was down reaches it, whole" \
     "$(kubo files read /big-down | sha256sum)" "$(sha256sum <"$WORK/big-down")"
 check_eq "conflict: the local version keeps the name" "$(cat "$MNT/both.txt" 2>&1)" \
     "local version"
-conflict=$(find "$MNT" -maxdepth 1 -name 'both.txt.conflict-*' -printf '%f\n' | head -n 1)
-check "conflict: the node's version is beside it (${conflict:-none})" test -n "$conflict"
-[ -n "$conflict" ] && check_eq "conflict: the copy holds the node's version" \
-    "$(cat "$MNT/$conflict" 2>&1)" "node version"
+check_conflict_copy conflict both.txt "node version"
 check_eq "the file written while ipfsfs had restarted reached the node" \
     "$(kubo files read /while-down.txt 2>&1)" "written while ipfsfs had restarted"
 check_eq "the node has the merged names" \
@@ -315,10 +320,7 @@ os.close(fd)' "$MNT/held.txt" env IPFS_PATH="$NODE_REPO" "$KUBO_BIN" files write
     /held.txt
 check_eq "held: the close keeps the name (its own version)" "$(cat "$MNT/held.txt" 2>&1)" \
     "$(printf 'original\nlocal append')"
-hconflict=$(find "$MNT" -maxdepth 1 -name 'held.txt.conflict-*' -printf '%f\n' | head -n 1)
-check "held: the node's version is beside it (${hconflict:-none})" test -n "$hconflict"
-[ -n "$hconflict" ] && check_eq "held: the copy holds the node's version" \
-    "$(cat "$MNT/$hconflict" 2>&1)" "node edit"
+check_conflict_copy held held.txt "node edit"
 check "held: the log says so" grep -q "changed elsewhere while open for writing" \
     "${MOUNT_LOG[$MNT]}"
 : >"$MNT/appended.txt"
