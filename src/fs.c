@@ -1086,14 +1086,19 @@ static int join_writer(struct fs *fs, struct inode *ino, bool trunc, struct whan
     return rc;
 }
 
-/* ino's open writers take its CID as the one this mount made (a chmod or touch through it). */
-static void writers_know(struct fs *fs, struct inode *ino)
+/* ino's open writers take the name's CID as one this mount made (a chmod or touch through
+ * it): asked of the node, not the inode, which a writer busy in a write or a flush keeps at
+ * what it had (mfs_refresh). Only where flushes check it (mfs_put: writer.c). */
+static void writers_know(struct fs *fs, struct inode *ino, const char *path)
 {
-    struct mfs_attr a;
-    inode_mfs_get(fs->inodes, ino, &a);
+    struct node_stat st;
+    struct cid cur;
+    if (!fs->node->ops->mfs_put || fs->node->ops->mfs_stat(fs->node, path, &st, &cur) < 0)
+        return;
+    node_stat_clear(&st);
     pthread_mutex_lock(&fs->wlock);
     for (struct whandle *wh = ino->writers; wh; wh = wh->wnext)
-        writer_set_known(wh, &a.cid, 0);
+        writer_set_known(wh, &cur, 0);
     pthread_mutex_unlock(&fs->wlock);
 }
 
@@ -1412,10 +1417,8 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         }
         a.size = size;
         relinked(fs, fh->ino, path, &a, fixed, seq); /* fixed: read what the name holds now */
-        if (fixed) {
-            inode_mfs_get(fs->inodes, fh->ino, &a);
-            writer_set_known(fh->wh, &a.cid, seq); /* the mode or time set meanwhile */
-        }
+        if (fixed)
+            writers_know(fs, fh->ino, path); /* the mode or time set meanwhile */
     }
     return rc;
 }
@@ -1901,9 +1904,8 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
         inode_mfs_set_meta(fs->inodes, ino, &before);
         return rc;
     }
+    writers_know(fs, ino, path); /* the new CID is this mount's doing, no change elsewhere */
     rc = mfs_refresh(fs, ino);
-    if (rc == 0)
-        writers_know(fs, ino); /* the new CID is this mount's doing, no change elsewhere */
     /* A mode or time stored gives a new CID, not new bytes: a name that stores no time keeps
      * the one it showed (chmod +x must not make make rebuild what depends on it). */
     if (rc == 0 && !(to_set & FUSE_SET_ATTR_SIZE))

@@ -300,8 +300,10 @@ int inode_times_save(struct inode_table *t, const char *path)
     FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
     if (!f) {
         int rc = -errno;
-        if (fd >= 0)
+        if (fd >= 0) {
             close(fd);
+            unlink(tmp);
+        }
         return rc;
     }
     int rc = fputs(TIMES_MAGIC, f) < 0 ? -EIO : 0;

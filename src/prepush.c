@@ -414,6 +414,11 @@ static void *sender_thread(void *arg)
 
 void prepush_drain(struct prepush *p, unsigned wait_ms)
 {
+    prepush_drain_moving(p, wait_ms, NULL);
+}
+
+void prepush_drain_moving(struct prepush *p, unsigned wait_ms, _Atomic uint64_t *moved_ms)
+{
     if (!p)
         return;
     struct timespec ts = clock_mono_after(wait_ms);
@@ -423,9 +428,16 @@ void prepush_drain(struct prepush *p, unsigned wait_ms)
         if (p->drain_to < want)
             p->drain_to = want;
         pthread_cond_broadcast(&p->cond);
-        while (p->seq_done < want && !p->stop)
-            if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+        uint64_t seen = p->seq_done;
+        while (p->seq_done < want && !p->stop) {
+            int w = pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            if (moved_ms && p->seq_done != seen) {
+                seen = p->seq_done;
+                atomic_store(moved_ms, clock_mono_ms());
+            }
+            if (w == ETIMEDOUT)
                 break;
+        }
     }
     pthread_mutex_unlock(&p->lock);
 }

@@ -27,6 +27,7 @@
 #ifndef IPFSFS_PREPUSH_H
 #define IPFSFS_PREPUSH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +58,9 @@ bool prepush_has(struct prepush *p, const struct cid *c);
 /* Wait, at most wait_ms, until every block queued before the call has been sent and its CAR
  * answered (confirmed or failed). The CAR being written ends as soon as those are in it. */
 void prepush_drain(struct prepush *p, unsigned wait_ms);
+/* The same; each time a CAR is answered meanwhile, *moved_ms (if not NULL) takes the time
+ * (CLOCK_MONOTONIC ms): the push moves (fsync waits while it does, sync.c). */
+void prepush_drain_moving(struct prepush *p, unsigned wait_ms, _Atomic uint64_t *moved_ms);
 
 /* Forget every confirmation (a push failed: the node may lack what it confirmed). */
 void prepush_forget(struct prepush *p);

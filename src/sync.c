@@ -586,7 +586,7 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
             drain_ms = (unsigned)left;
     }
     pthread_mutex_unlock(&s->lock);
-    prepush_drain(s->pre, drain_ms);
+    prepush_drain_moving(s->pre, drain_ms, &s->moved_ms);
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         int e = errno;
@@ -626,8 +626,10 @@ static int send_blocks(struct sync *s, const struct cid *local, const struct cid
     }
     *nblocks = w.blocks;
     *nbytes = w.size;
-    if (rc == 0 && w.absent.n)
+    if (rc == 0 && w.absent.n) {
+        atomic_store(&s->moved_ms, clock_mono_ms()); /* the CAR went: its checks start now */
         check_absent(s, &w.absent);
+    }
     free(w.absent.v);
     free(w.seen.v);
     if (ahead) {
