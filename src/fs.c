@@ -1093,7 +1093,11 @@ static void writers_know(struct fs *fs, struct inode *ino, const char *path)
 {
     struct node_stat st;
     struct cid cur;
-    if (!fs->node->ops->mfs_put || fs->node->ops->mfs_stat(fs->node, path, &st, &cur) < 0)
+    pthread_mutex_lock(&fs->wlock);
+    bool any = ino->writers != NULL; /* most chmods (tar x, rsync -a): none, nothing to ask */
+    pthread_mutex_unlock(&fs->wlock);
+    if (!any || !fs->node->ops->mfs_put ||
+        fs->node->ops->mfs_stat(fs->node, path, &st, &cur) < 0)
         return;
     node_stat_clear(&st);
     pthread_mutex_lock(&fs->wlock);
