@@ -242,7 +242,7 @@ static const struct ent *ents_find(const struct ents *e, const char *name)
 }
 
 /* List directory c from n (the store or the node). The empty directory needs no block. */
-static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
+static int list_dir_on(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
 {
     memset(out, 0, sizeof *out);
     if (!c || cid_equal(c, &s->empty_dir))
@@ -268,6 +268,18 @@ static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct 
         out->v[i].kind = st.kind;
     }
     return 0;
+}
+
+/* The names of directory c, through n. A directory the store holds is listed there even when
+ * n is the node: the listing of a CID is the same everywhere, costs no round trip here, and
+ * keeps every name's bytes, where the node's JSON answer turns a name that is not UTF-8 (made
+ * on a store with no node) into another (U+FFFD for each bad byte): compared with ours, that
+ * name would look removed and ours new, and linking ours fails ("File exists"), every round. */
+static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
+{
+    if (n != s->store && c && node_store_has(s->store, c) && list_dir_on(s, s->store, c, out) == 0)
+        return 0;
+    return list_dir_on(s, n, c, out);
 }
 
 static int join(char *buf, size_t len, const char *dir, const char *name)

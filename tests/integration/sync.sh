@@ -478,6 +478,34 @@ check "... and says what is left" grep -q "1 name added or changed and 0 removed
     "${MOUNT_LOG[$MNT]}"
 unset "MOUNT_PID[$MNT]"
 
+# ---- a name that is not UTF-8, made with no node, then synced -----------------------------
+# The store alone keeps any bytes; Kubo's JSON answers turn such a name into another (U+FFFD).
+# The names made after it still reach the node (every round failed on it before).
+U8=$WORK/u8store
+bad=$(printf 'bad\377name')
+if mount_ipfsfs "$WORK/mnt5" --store="$U8"; then
+    echo offline >"$WORK/mnt5/$bad"
+    echo good >"$WORK/mnt5/good"
+    check_unmount "unmount (the store alone, a name that is not UTF-8)" "$WORK/mnt5"
+    if mount_ipfsfs "$WORK/mnt5" --api="$NODE_API" --store="$U8" --mfs-root=/u8 --timeout=5 \
+        --unmount-wait=5; then
+        check "the store's names with one not UTF-8 reach the node (fsync MNT)" \
+            fsync_path "$WORK/mnt5"
+        echo later >"$WORK/mnt5/later.txt"
+        check "a name made after them: fsync succeeds" fsync_path "$WORK/mnt5/later.txt"
+        check_eq "... the node has it" "$(node_hash /u8/later.txt)" \
+            "$(cid_of "$WORK/mnt5/later.txt")"
+        check_eq "... and the node's directory is the mount's" "$(node_hash /u8)" \
+            "$(cid_of "$WORK/mnt5")"
+        check_eq "the name that is not UTF-8 reads back" "$(cat "$WORK/mnt5/$bad" 2>&1)" offline
+        check_unmount "unmount (a name that is not UTF-8, on the node)" "$WORK/mnt5"
+    else
+        not_ok "mount with --api a store that has a name that is not UTF-8"
+    fi
+else
+    not_ok "mount the store alone"
+fi
+
 # ---- a node that refuses: a revoked API secret ----------------------------------------------
 # Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
 # secret is valid again the changes reach the node.
