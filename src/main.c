@@ -13,6 +13,7 @@
 #include "node_local.h"
 #include "node_store.h"
 #include "options.h"
+#include "rpcjson.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -312,13 +313,129 @@ static void want_parallel_dirops(struct fuse_session *se)
 #endif
 
 /* Whether the local-first store in dir has synced with its node before (DIR/synced). */
-static bool synced_before(const char *dir)
+static bool synced_before(const char *dir, const char *url)
 {
-    char p[PATH_MAX];
+    char p[PATH_MAX], was[1024];
     if (!dir)
         return false;
     int n = snprintf(p, sizeof p, "%s/synced", dir);
-    return n > 0 && (size_t)n < sizeof p && access(p, F_OK) == 0;
+    if (n < 0 || (size_t)n >= sizeof p || access(p, F_OK) != 0)
+        return false;
+    /* The address it synced with (DIR/node-address, written at each mount the node answered;
+     * a store made before it was kept has none: taken as this one). */
+    n = snprintf(p, sizeof p, "%s/node-address", dir);
+    if (n < 0 || (size_t)n >= sizeof p)
+        return true;
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return true;
+    bool same = fgets(was, sizeof was, f) && (was[strcspn(was, "\n")] = '\0', 1) &&
+                strcmp(was, url) == 0;
+    fclose(f);
+    return same;
+}
+
+static void node_address_save(const char *dir, const char *url)
+{
+    char p[PATH_MAX], tmp[PATH_MAX + 8];
+    if (!dir || snprintf(p, sizeof p, "%s/node-address", dir) >= (int)sizeof p)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "%s\n", url);
+    if (fclose(f) != 0 || rename(tmp, p) != 0)
+        unlink(tmp);
+}
+
+/* The node's Import settings, kept in the store (DIR/import-settings) for the mounts made while
+ * the node does not answer: "cid_version raw_leaves chunker" (-1 and "-": not set). */
+static void import_settings_save(const char *dir, const struct import_config *ic)
+{
+    char p[PATH_MAX], tmp[PATH_MAX + 8];
+    if (!dir || snprintf(p, sizeof p, "%s/import-settings", dir) >= (int)sizeof p)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "%d %d %s\n", ic->cid_version, ic->raw_leaves, ic->chunker[0] ? ic->chunker : "-");
+    if (fclose(f) != 0 || rename(tmp, p) != 0)
+        unlink(tmp);
+}
+
+static bool import_settings_load(const char *dir, struct import_config *ic)
+{
+    char p[PATH_MAX], ch[64];
+    memset(ic, 0, sizeof *ic);
+    if (!dir || snprintf(p, sizeof p, "%s/import-settings", dir) >= (int)sizeof p)
+        return false;
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return false;
+    bool ok = fscanf(f, "%d %d %63s", &ic->cid_version, &ic->raw_leaves, ch) == 3 &&
+              ic->cid_version >= -1 && ic->cid_version <= 1 && ic->raw_leaves >= -1 &&
+              ic->raw_leaves <= 1;
+    fclose(f);
+    if (ok && strcmp(ch, "-") != 0)
+        snprintf(ic->chunker, sizeof ic->chunker, "%s", ch);
+    return ok;
+}
+
+/* Local-first: this mount imports files itself, so it must make the CIDs `ipfs add` makes on the
+ * node, whose Import settings may differ from Kubo's defaults (Import.CidVersion 1, a profile
+ * such as unixfs-v1-2025). They become the defaults of --cid-version, --raw-leaves and
+ * --chunker when those are not given (from the store's copy when the node does not answer:
+ * *ic then says where they came from). A setting that changes every file's CID and that the
+ * importer does not follow refuses the mount; one that changes only large files' or large
+ * directories' CIDs is warned about. -1: refuse (said). */
+static int node_import_defaults(struct options *o, const struct rpc_config *rcfg, bool reachable,
+                                const char *dir, struct import_config *ic, bool *from_node)
+{
+    char err[512];
+    *from_node = false;
+    struct rpc *r = NULL;
+    int rc = -ENOTCONN;
+    if (reachable && (rc = rpc_new(rcfg, &r)) == 0)
+        rc = node_rpc_import_config(r, ic, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "%s", strerror(-rc));
+    rpc_free(r);
+    if (rc == 0) {
+        *from_node = true;
+    } else {
+        if (reachable)
+            fprintf(stderr, "ipfsfs: warning: cannot read the node's Import settings (%s)%s\n",
+                    err, dir ? "" : ": Kubo's defaults are used");
+        if (!import_settings_load(dir, ic))
+            return 0;
+    }
+    if (!ic->refused[0] && !o->chunker && ic->chunker[0] && strncmp(ic->chunker, "size-", 5) != 0)
+        snprintf(ic->refused, sizeof ic->refused, "Import.UnixFSChunker=%.64s", ic->chunker);
+    if (ic->refused[0]) {
+        fprintf(stderr,
+                "ipfsfs: the node's %s: files imported here could not get the CIDs `ipfs add` "
+                "gives there (this mount imports them itself). Mount with --write-through "
+                "(the node imports), or change that setting.\n",
+                ic->refused);
+        return -1;
+    }
+    if (ic->differs[0])
+        fprintf(stderr,
+                "ipfsfs: warning: the node's %s: followed only as Kubo's defaults are, so very "
+                "large files and directories imported here may get other CIDs than `ipfs add` "
+                "gives there (--write-through: the node imports)\n",
+                ic->differs);
+    if (o->cid_version < 0)
+        o->cid_version = ic->cid_version;
+    if (o->raw_leaves < 0)
+        o->raw_leaves = ic->raw_leaves;
+    if (!o->chunker && ic->chunker[0] && !(o->chunker = strdup(ic->chunker))) {
+        fprintf(stderr, "ipfsfs: out of memory\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* Wipe and free a secret read by read_secret. */
@@ -600,7 +717,22 @@ int main(int argc, char *argv[])
             goto out_curl;
         }
         rc = node_rpc_new(&rcfg, &node, err, sizeof err);
-        if (rc == -ENOTCONN && local_first && synced_before(dir)) {
+        bool node_is_rpc = rc == 0; /* the node answers now */
+        if (rc == 0 && local_first && !o.ipns) {
+            /* The --mfs-root the names go to: a file there would fail every push. */
+            struct node_stat st = {0};
+            struct cid c;
+            int src = node->ops->mfs_stat(node, o.mfs_root, &st, &c);
+            enum node_kind kind = st.kind;
+            node_stat_clear(&st);
+            if (src == 0 && kind != NODE_DIR) {
+                fprintf(stderr, "ipfsfs: --mfs-root=%s: not a directory on the node\n",
+                        o.mfs_root);
+                node_destroy(node);
+                goto out_curl;
+            }
+        }
+        if (rc == -ENOTCONN && local_first && synced_before(dir, ep.base_url)) {
             /* A node this store has synced with, down for now (a restart, the boot order):
              * mount, work locally, and catch up when it answers. A node never reached
              * before is an error (a mistyped address must not look like a working mount). */
@@ -690,6 +822,13 @@ int main(int argc, char *argv[])
             node_destroy(node);
             goto out_curl;
         }
+        struct import_config icfg;
+        bool icfg_node = false;
+        if (local_first &&
+            node_import_defaults(&o, &rcfg, node_is_rpc, dir, &icfg, &icfg_node) < 0) {
+            node_destroy(node);
+            goto out_curl;
+        }
         if (local_first) {
             struct node_store_config scfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
@@ -755,6 +894,10 @@ int main(int argc, char *argv[])
             node = NULL;
             rc = node_local_new(dir, &scfg, up, &lcfg, &node, err, sizeof err);
             snprintf(times_path, sizeof times_path, "%s/change-times", dir);
+            if (rc == 0 && icfg_node)
+                import_settings_save(dir, &icfg);
+            if (rc == 0 && node_is_rpc)
+                node_address_save(dir, ep.base_url);
             bool creds = crc > 0 && cluster_secret;
             free_secret(&cluster_secret); /* the cluster keeps its own header */
             if (rc < 0) {

@@ -1551,3 +1551,14 @@ int node_rpc_has_key(struct rpc *r, const char *key, char *err, size_t errlen)
     json_decref(j);
     return found;
 }
+
+int node_rpc_import_config(struct rpc *r, struct import_config *out, char *err, size_t errlen)
+{
+    struct rpc_arg args[] = {{"arg", "Import"}};
+    struct rpc_buf buf = {.max = 64u << 10};
+    int rc = rpc_call_buf(r, "config", args, 1, NULL, &buf, err, errlen);
+    if (rc == 0)
+        rc = rpcjson_import_config(buf.data, buf.len, out, err, errlen);
+    free(buf.data);
+    return rc;
+}

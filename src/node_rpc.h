@@ -17,5 +17,8 @@ int node_rpc_publish(struct rpc *r, const char *key, const struct cid *c, char *
 
 /* Does the node have a key named key (key/list)? 1, 0, or -errno with a reason in err. */
 int node_rpc_has_key(struct rpc *r, const char *key, char *err, size_t errlen);
+/* The node's Import settings (rpcjson_import_config). 0 or -errno with a message in err. */
+struct import_config;
+int node_rpc_import_config(struct rpc *r, struct import_config *out, char *err, size_t errlen);
 
 #endif

@@ -964,3 +964,84 @@ int rpcjson_rm_error(const char *body, size_t len, char *msg, size_t msglen)
     }
     return found;
 }
+
+/* A setting's value as text for a message ("1024", "\"block\""), or "" for null. */
+static void setting_text(json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    else if (json_is_null(v) || !v)
+        buf[0] = '\0';
+    else
+        snprintf(buf, len, "(a %s)", json_is_object(v) ? "map" : "value");
+}
+
+static void add_setting(char *list, size_t len, const char *name, const char *value)
+{
+    size_t n = strlen(list);
+    if (n < len)
+        snprintf(list + n, len - n, "%sImport.%s=%s", n ? ", " : "", name, value);
+}
+
+int rpcjson_import_config(const char *body, size_t len, struct import_config *out, char *why,
+                          size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    out->cid_version = -1;
+    out->raw_leaves = -1;
+    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *v = json_object_get(j, "Value");
+    if (!json_is_object(v)) {
+        snprintf(why, whylen, "config Import: no settings in the answer");
+        json_decref(j);
+        return -EPROTO;
+    }
+    char text[64];
+    json_t *x = json_object_get(v, "CidVersion");
+    if (json_is_integer(x) && (json_integer_value(x) == 0 || json_integer_value(x) == 1))
+        out->cid_version = (int)json_integer_value(x);
+    else if (x && !json_is_null(x)) {
+        setting_text(x, text, sizeof text);
+        snprintf(out->refused, sizeof out->refused, "Import.CidVersion=%s", text);
+    }
+    x = json_object_get(v, "UnixFSRawLeaves");
+    if (json_is_boolean(x))
+        out->raw_leaves = json_is_true(x);
+    x = json_object_get(v, "UnixFSChunker");
+    if (json_is_string(x))
+        snprintf(out->chunker, sizeof out->chunker, "%s", json_string_value(x));
+    /* Every file's CID: only the defaults are followed (the chunker's kind is checked where
+     * the import settings are made: import_opts_from). */
+    static const struct {
+        const char *name, *ok; /* ok: the one value that is the default ("" : none) */
+        bool every;            /* changes every file's CID (else only large ones) */
+    } fixed[] = {
+        {"HashFunction", "sha2-256", true},
+        {"UnixFSDAGLayout", "balanced", true},
+        {"UnixFSPBNodeFieldOrder", "links-first", true},
+        {"UnixFSFileMaxLinks", "174", false},
+        {"UnixFSDirectoryMaxLinks", "0", false},
+        {"UnixFSHAMTDirectoryMaxFanout", "256", false},
+        {"UnixFSHAMTDirectorySizeThreshold", "256KiB", false},
+        {"UnixFSHAMTDirectorySizeEstimation", "links", false},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        x = json_object_get(v, fixed[i].name);
+        setting_text(x, text, sizeof text);
+        if (!text[0] || strcmp(text, fixed[i].ok) == 0)
+            continue;
+        if (fixed[i].every) {
+            if (!out->refused[0])
+                snprintf(out->refused, sizeof out->refused, "Import.%s=%s", fixed[i].name,
+                         text);
+        } else {
+            add_setting(out->differs, sizeof out->differs, fixed[i].name, text);
+        }
+    }
+    json_decref(j);
+    return 0;
+}

@@ -112,6 +112,23 @@ int rpcjson_repo_stat(const char *body, size_t len, uint64_t *repo_size, uint64_
  * -EIO. */
 int rpcjson_rm_error(const char *body, size_t len, char *msg, size_t msglen);
 
+/* The node's Import settings (config?arg=Import: {"Key":"Import","Value":{...}}), as far as
+ * they decide the CIDs an add makes there. A setting left null is the node's default. */
+struct import_config {
+    int cid_version;  /* Import.CidVersion; -1: not set */
+    int raw_leaves;   /* Import.UnixFSRawLeaves; -1: not set */
+    char chunker[64]; /* Import.UnixFSChunker; "": not set */
+    /* The first setting whose value changes every file's CID and that local imports do not
+     * follow ("HashFunction=blake3"), else "" */
+    char refused[160];
+    /* Those that change only the CIDs of large files or large directories (comma-separated
+     * "NAME=VALUE"), else "" */
+    char differs[400];
+};
+/* 0, or -EPROTO (not that answer; a message in why). Pure. */
+int rpcjson_import_config(const char *body, size_t len, struct import_config *out, char *why,
+                          size_t whylen);
+
 /* Incremental NDJSON splitter for streamed replies: feed bytes, get complete lines. */
 struct ndjson {
     char *buf;

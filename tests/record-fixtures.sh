@@ -94,6 +94,11 @@ rec files_rm_missing.json "files/rm?arg=/m/nope"
 rec files_rm_dir.json "files/rm?arg=/m/sub"
 rec files_rm_two.json "files/rm?arg=/m/sub&arg=/m/nope"
 rec repo_stat.json "repo/stat?size-only=true"
+# The Import settings: Kubo's defaults (all null), then the unixfs-v1-2025 profile's (last: the
+# profile changes what add makes).
+rec config_import.json "config?arg=Import"
+post "config/profile/apply?arg=unixfs-v1-2025"
+rec config_import_v1.json "config?arg=Import"
 
 rec err_no_link.json "cat?arg=/ipfs/$dir/nope"
 rec err_not_local.json "block/get?arg=QmWVNXRXR42EK19McGxjXTrq77didRfLDvV1neUzBkWPtM"

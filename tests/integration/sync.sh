@@ -506,6 +506,39 @@ else
     not_ok "mount the store alone"
 fi
 
+# ---- the node's Import settings are the defaults of the mount's imports --------------------
+# This mount imports files itself: on a node set to CIDv1 (Import.CidVersion), a file copied in
+# has the CID `ipfs add` gives there. A setting the importer cannot follow refuses the mount.
+kubo config --json Import.CidVersion 1 >/dev/null
+if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1store" --mfs-root=/v1; then
+    gen_file "$WORK/src/v1big" $((1 << 20)) 61
+    echo small >"$WORK/src/v1small"
+    cp "$WORK/src/v1big" "$WORK/src/v1small" "$WORK/mnt6/"
+    check_eq "node set to CIDv1: a 1 MiB file has ipfs add's CID there" \
+        "$(cid_of "$WORK/mnt6/v1big")" "$(kubo add -Q --only-hash "$WORK/src/v1big")"
+    check_eq "... and a small one (a raw leaf)" "$(cid_of "$WORK/mnt6/v1small")" \
+        "$(kubo add -Q --only-hash "$WORK/src/v1small")"
+    check "... fsync reaches the node" fsync_path "$WORK/mnt6/v1big"
+    check_unmount "unmount (node set to CIDv1)" "$WORK/mnt6"
+else
+    not_ok "mount over a node set to CIDv1"
+fi
+kubo config --json Import.CidVersion null >/dev/null
+mkdir -p "$WORK/refused"
+kubo config Import.HashFunction blake3 >/dev/null
+check_fails_with "a node whose Import.HashFunction is blake3: the mount is refused, saying why" \
+    "Import.HashFunction=blake3" "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/b3store" \
+    "$WORK/refused"
+kubo config --json Import.HashFunction null >/dev/null
+echo "a file" | kubo files write --create /notadir.txt
+check_fails_with "--mfs-root naming a file on the node is refused" "not a directory on the node" \
+    "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/nfstore" --mfs-root=/notadir.txt \
+    "$WORK/refused"
+# A store that synced with this node, given a mistyped address: not "mounting anyway".
+check_fails_with "a synced store with an address no node answers at (not the one it synced with)" \
+    "no IPFS node answers" "$IPFSFS_BIN" -f --api="/ip4/127.0.0.1/tcp/$(free_port)" \
+    --store="$U8" "$WORK/refused"
+
 # ---- a node that refuses: a revoked API secret ----------------------------------------------
 # Nothing is dropped: fsync fails with EIO, user.ipfsfs.sync and the log say why, and once the
 # secret is valid again the changes reach the node.

@@ -102,6 +102,54 @@ static void test_id(void)
         CHECK_EQ_INT(rpcjson_id(bad[i], strlen(bad[i]), id, sizeof id), -EIO);
 }
 
+/* config?arg=Import, recorded: Kubo's defaults (every setting null), the unixfs-v1-2025 profile;
+ * then settings by hand. */
+static void test_import_config(void)
+{
+    struct import_config ic;
+    char why[256];
+    size_t len;
+    char *b = unit_read_fixture("kubo/config_import.json", &len);
+    CHECK_EQ_INT(rpcjson_import_config(b, len, &ic, why, sizeof why), 0);
+    CHECK_EQ_INT(ic.cid_version, -1);
+    CHECK_EQ_INT(ic.raw_leaves, -1);
+    CHECK_EQ_STR(ic.chunker, "");
+    CHECK_EQ_STR(ic.refused, "");
+    CHECK_EQ_STR(ic.differs, "");
+    free(b);
+    b = unit_read_fixture("kubo/config_import_v1.json", &len);
+    CHECK_EQ_INT(rpcjson_import_config(b, len, &ic, why, sizeof why), 0);
+    CHECK_EQ_INT(ic.cid_version, 1);
+    CHECK_EQ_INT(ic.raw_leaves, 1);
+    CHECK_EQ_STR(ic.chunker, "size-1048576");
+    CHECK_EQ_STR(ic.refused, "");
+    CHECK_EQ_STR(ic.differs, "Import.UnixFSFileMaxLinks=1024, "
+                             "Import.UnixFSHAMTDirectorySizeEstimation=block");
+    free(b);
+    static const struct {
+        const char *json, *refused;
+    } cases[] = {
+        {"{\"Value\":{\"HashFunction\":\"blake3\"}}", "Import.HashFunction=blake3"},
+        {"{\"Value\":{\"UnixFSDAGLayout\":\"trickle\"}}", "Import.UnixFSDAGLayout=trickle"},
+        {"{\"Value\":{\"CidVersion\":2}}", "Import.CidVersion=2"},
+        {"{\"Value\":{\"UnixFSPBNodeFieldOrder\":\"data-first\",\"HashFunction\":\"sha2-256\"}}",
+         "Import.UnixFSPBNodeFieldOrder=data-first"},
+        {"{\"Value\":{\"UnixFSRawLeaves\":false,\"CidVersion\":0}}", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK_EQ_INT(rpcjson_import_config(cases[i].json, strlen(cases[i].json), &ic, why,
+                                           sizeof why),
+                     0);
+        CHECK_EQ_STR(ic.refused, cases[i].refused);
+    }
+    CHECK_EQ_INT(ic.raw_leaves, 0);
+    CHECK_EQ_INT(ic.cid_version, 0);
+    static const char *bad[] = {"{}", "not json", "{\"Value\":3}", "[]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(rpcjson_import_config(bad[i], strlen(bad[i]), &ic, why, sizeof why),
+                     -EPROTO);
+}
+
 static void test_version(void)
 {
     struct node_version v;
@@ -659,6 +707,7 @@ static void test_auth_header(void)
 int main(void)
 {
     test_version();
+    test_import_config();
     test_id();
     test_ls();
     test_files_ls();
