@@ -26,8 +26,10 @@ enum { KEY_GATEWAY = 1 };
 static const struct fuse_opt option_table[] = {
     OPT("--api=%s", api),
     OPT("api=%s", api),
-    OPT("--timeout=%u", timeout),
-    OPT("timeout=%u", timeout),
+    /* Numbers are taken as text and checked by options_parse: fuse_opt's sscanf took "5s" as
+     * 5, "1.5" as 1 and "-5" as 4294967291. */
+    OPT("--timeout=%s", timeout_arg),
+    OPT("timeout=%s", timeout_arg),
     OPT("--cache-size=%s", cache_size),
     OPT("cache-size=%s", cache_size),
     OPT("--dir-cache=%s", dir_cache),
@@ -41,8 +43,8 @@ static const struct fuse_opt option_table[] = {
     OPT("mfs-root=%s", mfs_root),
     OPT("--spool-dir=%s", spool_dir),
     OPT("spool-dir=%s", spool_dir),
-    OPT("--cid-version=%d", cid_version),
-    OPT("cid-version=%d", cid_version),
+    OPT("--cid-version=%s", cid_version_arg),
+    OPT("cid-version=%s", cid_version_arg),
     {"--raw-leaves", offsetof(struct options, raw_leaves), 1},
     {"raw-leaves", offsetof(struct options, raw_leaves), 1},
     {"--no-raw-leaves", offsetof(struct options, raw_leaves), 0},
@@ -61,8 +63,8 @@ static const struct fuse_opt option_table[] = {
     OPT("store-size=%s", store_size),
     OPT("--sync-ahead=%s", sync_ahead),
     OPT("sync-ahead=%s", sync_ahead),
-    OPT("--unmount-wait=%u", unmount_wait),
-    OPT("unmount-wait=%u", unmount_wait),
+    OPT("--unmount-wait=%s", unmount_wait_arg),
+    OPT("unmount-wait=%s", unmount_wait_arg),
     OPT("--store=%s", store),
     OPT("store=%s", store),
     OPT("--ipns", ipns),
@@ -85,7 +87,8 @@ static const struct fuse_opt option_table[] = {
     {"pin", offsetof(struct options, no_pin), 0},
     {"--no-pin", offsetof(struct options, no_pin), 1},
     {"no-pin", offsetof(struct options, no_pin), 1},
-    /* What mount(8) and fstab add that means nothing to us. */
+    /* What mount(8) and fstab add that means nothing to us. (x-systemd.NAME[=VALUE]: in
+     * keep_nonopt, as fuse_opt has no template for a prefix without '='.) */
     FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
@@ -93,7 +96,6 @@ static const struct fuse_opt option_table[] = {
     FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
-    FUSE_OPT_KEY("x-systemd.", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,
@@ -129,6 +131,13 @@ static int keep_nonopt(void *data, const char *arg, int key, struct fuse_args *o
 {
     struct options *o = data;
     (void)outargs;
+    /* systemd's fstab options (x-systemd.automount, x-systemd.requires=UNIT, ...), which
+     * mount.fuse3 passes on: a fuse_opt template matches a prefix only when it ends in '='
+     * ("comment=" takes comment=ANY), so "x-systemd." would match only itself. */
+    if (key == FUSE_OPT_KEY_OPT && strncmp(arg, "x-systemd.", 10) == 0) {
+        o->after_gateway = 0;
+        return 0; /* discarded */
+    }
     if (key == KEY_GATEWAY) {
         o->after_gateway = 1;
         return add_gateways(o, strchr(arg, '=') + 1) < 0 ? -1 : 0;
@@ -157,14 +166,14 @@ void options_print_help(const char *progname)
            "\n"
            "Mount IPFS: MOUNTPOINT/<cid>/path reads any content by its CID.\n"
            "\n"
-           "ipfsfs options (each also as -o NAME=VALUE):\n"
+           "ipfsfs options (each also as -o NAME[=VALUE], except --stats):\n"
            "    --api=MULTIADDR        node RPC API address (default: $IPFS_PATH/api,\n"
            "                           else /ip4/127.0.0.1/tcp/5001)\n"
-           "    --timeout=SECONDS      longest wait of a read(2), stat or listing on the node\n"
-           "                           (default 30)\n"
-           "    --store=DIR            where names and new blocks are kept (default: a folder\n"
-           "                           per node in $XDG_DATA_HOME/ipfsfs); without --api,\n"
-           "                           no node at all: the store alone, offline\n"
+           "    --timeout=SECONDS      longest wait of a read(2), stat or listing on the\n"
+           "                           node, 1 to 86400 (default 30)\n"
+           "    --store=DIR            where names and new blocks are kept (default: a\n"
+           "                           folder per node in $XDG_DATA_HOME/ipfsfs); without\n"
+           "                           --api, no node at all: the store alone, offline\n"
            "    --write-through        no local store: every change waits for the node\n"
            "                           (close(2) returns once the node has the file)\n"
            "    --gateway=URL          read content the node or the store lacks from this\n"
@@ -192,12 +201,13 @@ void options_print_help(const char *progname)
            "                           blocks to the node while it is written; auto is on\n"
            "                           with 4 or more CPUs\n"
            "    --unmount-wait=SECONDS how long unmount waits for the node to have every\n"
-           "                           change (default 60; what is left is sent next time)\n"
+           "                           change, 0 to 86400 (default 60; what is left is\n"
+           "                           sent next time)\n"
            "    --api-auth-file=FILE   read the API secret (Kubo API.Authorizations form:\n"
            "                           bearer:TOKEN or basic:USER:PASS) from FILE; the\n"
            "                           environment variable IPFSFS_API_AUTH also works\n"
-           "    --api-auth-insecure    allow the API secret and the cluster's credentials over\n"
-           "                           plain http to an address that is not loopback\n"
+           "    --api-auth-insecure    allow the API secret and the cluster's credentials\n"
+           "                           over plain http to an address that is not loopback\n"
            "                           (refused by default: use https)\n"
            "    --cacert=FILE          CA certificates for an https API or gateway (default:\n"
            "                           system)\n"
@@ -208,14 +218,16 @@ void options_print_help(const char *progname)
            "    --dir-cache=SIZE       directory listing cache (default 64M)\n"
            "    --readahead=SIZE       largest readahead window per open file (default 8M)\n"
            "    --log-level=LEVEL      error, warning, info or debug (default warning)\n"
-           "    --stats                print the statistics of the mount at MOUNTPOINT and exit\n"
-           "    --mfs-root=PATH        node MFS directory shown as the mount root (default /)\n"
-           "    --spool-dir=DIR        where written files wait to be added (default $TMPDIR,\n"
-           "                           else /var/tmp)\n"
-           "    --cid-version=N        CID version of added files, 0 or 1 (default: the node's)\n"
-           "    --raw-leaves           add file data as raw leaves (--no-raw-leaves: dag-pb)\n"
-           "    --chunker=SPEC         chunker of added files, e.g. size-262144 (default: the\n"
+           "    --stats                print the statistics of the mount at MOUNTPOINT and\n"
+           "                           exit (an action: not an -o option)\n"
+           "    --mfs-root=PATH        node MFS directory shown as the root (default /)\n"
+           "    --spool-dir=DIR        where written files wait to be added (default\n"
+           "                           $TMPDIR, else /var/tmp)\n"
+           "    --cid-version=N        CID version of added files, 0 or 1 (default: the\n"
            "                           node's)\n"
+           "    --raw-leaves           add file data as raw leaves (--no-raw-leaves: dag-pb)\n"
+           "    --chunker=SPEC         chunker of added files, e.g. size-262144 (default:\n"
+           "                           the node's)\n"
            "    --pin, --no-pin        pin added files (default: pinned)\n"
            "\n"
            "general options:\n"
@@ -272,6 +284,32 @@ int parse_size(const char *s, size_t *out)
     return 0;
 }
 
+int parse_number(const char *s, long min, long max, long *out)
+{
+    if (!s)
+        return -EINVAL;
+    const char *d = *s == '-' ? s + 1 : s;
+    if (!*d || strspn(d, "0123456789") != strlen(d))
+        return -EINVAL; /* strtol alone takes " 5", "+5", and stops at "5s" */
+    errno = 0;
+    long v = strtol(s, NULL, 10);
+    if (errno == ERANGE || v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* A whole-number option: val (NULL: not given, *out stays) must be a number from min to max;
+ * else a message that names the option, the value and what it takes (what). */
+static int parse_number_opt(const char *name, const char *val, long min, long max,
+                            const char *what, long *out)
+{
+    if (!val || parse_number(val, min, max, out) == 0)
+        return 0;
+    fprintf(stderr, "ipfsfs: invalid %s '%s' (%s)\n", name, val, what);
+    return -1;
+}
+
 static int parse_size_opt(const char *name, const char *val, size_t def, size_t min,
                           size_t *out)
 {
@@ -280,8 +318,15 @@ static int parse_size_opt(const char *name, const char *val, size_t def, size_t 
         return 0;
     }
     if (parse_size(val, out) < 0 || *out < min) {
-        fprintf(stderr, "ipfsfs: invalid %s '%s' (a size like 64M, at least %zu bytes)\n", name,
-                val, min);
+        char least[48] = "";
+        if (min && min % (1u << 20) == 0)
+            snprintf(least, sizeof least, ", at least %zuM", min >> 20);
+        else if (min && min % 1024 == 0)
+            snprintf(least, sizeof least, ", at least %zuK", min >> 10);
+        else if (min)
+            snprintf(least, sizeof least, ", at least %zu bytes", min);
+        fprintf(stderr, "ipfsfs: invalid %s '%s' (a size like 64M: a whole number with an "
+                        "optional K, M, G or T suffix%s)\n", name, val, least);
         return -1;
     }
     return 0;
@@ -304,14 +349,16 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: too many arguments (expected [SOURCE] MOUNTPOINT)\n");
         return -1;
     }
-    if (o->timeout == 0 || o->timeout > 86400) {
-        fprintf(stderr, "ipfsfs: --timeout must be between 1 and 86400 seconds\n");
+    long timeout = o->timeout, unmount_wait = o->unmount_wait, cid_version = o->cid_version;
+    if (parse_number_opt("--timeout", o->timeout_arg, 1, 86400,
+                         "a whole number of seconds from 1 to 86400", &timeout) < 0 ||
+        parse_number_opt("--unmount-wait", o->unmount_wait_arg, 0, 86400,
+                         "a whole number of seconds from 0 to 86400", &unmount_wait) < 0 ||
+        parse_number_opt("--cid-version", o->cid_version_arg, 0, 1, "0 or 1", &cid_version) < 0)
         return -1;
-    }
-    if (o->unmount_wait > 86400) {
-        fprintf(stderr, "ipfsfs: --unmount-wait must be at most 86400 seconds\n");
-        return -1;
-    }
+    o->timeout = (unsigned)timeout;
+    o->unmount_wait = (unsigned)unmount_wait;
+    o->cid_version = (int)cid_version;
     o->sync_ahead_mode = -1;
     if (o->sync_ahead) {
         if (strcmp(o->sync_ahead, "on") == 0)
@@ -343,8 +390,10 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --ipns needs a node (--api) or --gateway to resolve names\n");
         return -1;
     }
+    /* Digits, '-' and ':' only: strtol (in cluster_parse_replication) also takes " 2", "+2". */
     if (o->replication &&
-        cluster_parse_replication(o->replication, &o->rep_min, &o->rep_max) < 0) {
+        (strspn(o->replication, "0123456789-:") != strlen(o->replication) ||
+         cluster_parse_replication(o->replication, &o->rep_min, &o->rep_max) < 0)) {
         fprintf(stderr, "ipfsfs: invalid --replication '%s' (MIN or MIN:MAX, counts of peers "
                         "with MIN <= MAX, or -1 for every peer)\n", o->replication);
         return -1;
@@ -382,10 +431,6 @@ int options_parse(struct fuse_args *args, struct options *o)
         parse_size_opt("--readahead", o->readahead, 8u << 20, 0, &o->readahead_bytes) < 0 ||
         parse_size_opt("--store-size", o->store_size, 0, 1u << 20, &o->store_bytes) < 0)
         return -1;
-    if (o->cid_version < -1 || o->cid_version > 1) {
-        fprintf(stderr, "ipfsfs: --cid-version must be 0 or 1\n");
-        return -1;
-    }
     if (!o->mfs_root)
         o->mfs_root = strdup("/");
     if (!o->mfs_root || o->mfs_root[0] != '/') {
@@ -419,6 +464,9 @@ void options_free(struct options *o)
     free(o->spool_dir);
     free(o->chunker);
     free(o->first_nonopt);
+    free(o->timeout_arg);
+    free(o->unmount_wait_arg);
+    free(o->cid_version_arg);
     free(o->api_auth_file);
     free(o->cacert);
     free(o->store);

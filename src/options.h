@@ -12,7 +12,8 @@
 
 struct options {
     char *api;        /* multiaddr, or NULL: discover */
-    unsigned timeout; /* seconds */
+    unsigned timeout; /* seconds (parsed from timeout_arg) */
+    char *timeout_arg;
     char *cache_size;
     char *dir_cache;
     char *readahead;
@@ -21,7 +22,8 @@ struct options {
     char *mfs_root;   /* MFS directory shown at the mount root */
     char *spool_dir;
     const char *spool_dir_from; /* where spool_dir came from: "--spool-dir", "$TMPDIR", ... */
-    int cid_version;  /* -1: node default */
+    int cid_version;  /* -1: node default (parsed from cid_version_arg) */
+    char *cid_version_arg;
     int raw_leaves;   /* -1: node default */
     char *chunker;
     int no_pin;
@@ -33,6 +35,7 @@ struct options {
     int write_through;   /* names live on the node: close(2) waits for it (no local store) */
     int ipns;            /* --ipns: mount the IPNS namespace, read-only */
     unsigned unmount_wait; /* seconds unmount waits for the node to have every change */
+    char *unmount_wait_arg;
     char *sync_ahead;      /* --sync-ahead: auto, on or off (NULL: auto) */
     int sync_ahead_mode;   /* parsed: -1 auto, 0 off, 1 on */
     char *store_size;      /* --store-size */
@@ -65,6 +68,10 @@ void options_print_help(const char *progname);
 
 /* "256M", "64MiB", "1G", "4096" -> bytes. Returns 0 or -EINVAL. */
 int parse_size(const char *s, size_t *out);
+
+/* A whole decimal number, the whole of s ("-5", "30"; not "5s", "1.5", " 5", "+5", ""), from
+ * min to max. Returns 0, -EINVAL (not such a number) or -ERANGE (a number out of range). */
+int parse_number(const char *s, long min, long max, long *out);
 
 /* API address discovery: explicit, then $IPFS_PATH/api (default ~/.ipfs/api), then Kubo's
  * default. Returns a malloc'd multiaddr and writes where it came from into *source. */

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # options.sh - `ipfsfs --help` and man/ipfsfs.1 document the same options with the same
-# defaults, the man page's version is the binary's, and the man page is lint-clean. Bad options
-# (unknown ones, a spool directory that takes no file) are refused at startup, on one line,
-# before any node is asked or store made. These need no mount and no node; as root with
-# /dev/fuse and the test node, the same is checked against a live node, a mount that fails
-# late, and real mounts given FUSE's own options.
+# defaults, the man page's version is the binary's, --help fits 80 columns, and the man page is
+# lint-clean. Bad options (unknown ones, -o stats, a number with anything else in it or out of
+# range, a spool directory that takes no file) are refused at startup, on one line, before any
+# node is asked or store made. These need no mount and no node; as root with /dev/fuse and the
+# test node, the same is checked against a live node, a mount that fails late, and real mounts
+# given FUSE's own options and systemd's fstab options (x-systemd.*, also via mount.fuse3).
 #
 # How options are found:
 #   --help:      every "--name" (lowercase letters, digits and '-') anywhere in the output.
@@ -40,6 +41,17 @@ check_eq "ipfsfs -h prints the same as --help" "$help_short" "$help"
 man_text() {
     grep -v '^\.\\"' "$MAN" | sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\(em/--/g'
 }
+
+# ipfsfs's own part of --help (libfuse's follows "FUSE options:") fits 80 columns, and says
+# which option is no -o option: --stats, an action.
+long_lines=$(sed '/^FUSE options:/,$d' <<<"$help" | awk 'length($0) > 80')
+if [ -z "$long_lines" ]; then
+    ok "--help: every line of ipfsfs's options fits 80 columns"
+else
+    not_ok "--help: every line of ipfsfs's options fits 80 columns" "$long_lines"
+fi
+check "--help: the -o form is said to exclude --stats" \
+    grep -qE -- '-o NAME.*except --stats' <<<"$help"
 
 help_opts=$(grep -oE -- '--[a-z][a-z0-9-]*' <<<"$help" | LC_ALL=C sort -u)
 man_opts=$(man_text | sed -n '/^\.SH OPTIONS/,/^\.SH /p' | grep -oE -- '--[a-z][a-z0-9-]*' |
@@ -189,6 +201,42 @@ check "--help needs no spool directory" env TMPDIR="$WORK/none" "$IPFSFS_BIN" --
 check_refused "a mount point that is a file is refused" \
     "$WORK/a-file is not a directory" "$IPFSFS_BIN" -f --store="$WORK/s-file" "$WORK/a-file"
 check "... and the store was not made" test ! -e "$WORK/s-file"
+check_refused "-o stats is refused: --stats is an action, not a mount option" \
+    "unknown option(s): \`-o stats'" "$IPFSFS_BIN" -f --api=$DEAD -o stats "$WORK/m"
+
+# Numbers: the whole value must be one, in range (fuse_opt's sscanf took "5s" as 5, "1.5" as 1
+# and "-5" as 4294967291); the message names the option and the value, and says what it takes.
+# Each line: OPTION=VALUE|the start of the message.
+while IFS='|' read -r arg text; do
+    [ -n "$arg" ] || continue
+    check_refused "$arg is refused" "$text" \
+        "$IPFSFS_BIN" -f --api=$DEAD --store="$WORK/s-num" "$arg" "$WORK/m"
+done <<'END'
+--timeout=5s|invalid --timeout '5s' (a whole number of seconds from 1 to 86400)
+--timeout=10x|invalid --timeout '10x' (a whole number of seconds from 1 to 86400)
+--timeout=1.5|invalid --timeout '1.5' (a whole number of seconds from 1 to 86400)
+--timeout=0|invalid --timeout '0' (a whole number of seconds from 1 to 86400)
+--timeout=-5|invalid --timeout '-5' (a whole number of seconds from 1 to 86400)
+--timeout=|invalid --timeout '' (a whole number of seconds from 1 to 86400)
+--timeout=4294967297|invalid --timeout '4294967297' (a whole number of seconds from 1 to 86400)
+--unmount-wait=-5|invalid --unmount-wait '-5' (a whole number of seconds from 0 to 86400)
+--unmount-wait=5s|invalid --unmount-wait '5s' (a whole number of seconds from 0 to 86400)
+--cid-version=1x|invalid --cid-version '1x' (0 or 1)
+--cid-version=2|invalid --cid-version '2' (0 or 1)
+--replication=2x|invalid --replication '2x' (MIN or MIN:MAX
+--replication=+2|invalid --replication '+2' (MIN or MIN:MAX
+--cache-size=1.5G|invalid --cache-size '1.5G' (a size like 64M
+--dir-cache=64Mx|invalid --dir-cache '64Mx' (a size like 64M
+--readahead=8 M|invalid --readahead '8 M' (a size like 64M
+--store-size=10GiBs|invalid --store-size '10GiBs' (a size like 64M
+END
+check_refused "-o timeout=5s is refused too" \
+    "invalid --timeout '5s' (a whole number of seconds from 1 to 86400)" \
+    "$IPFSFS_BIN" -f --api=$DEAD -o store="$WORK/s-num",timeout=5s "$WORK/m"
+check_refused "-o unmount-wait=-5 is refused too" \
+    "invalid --unmount-wait '-5' (a whole number of seconds from 0 to 86400)" \
+    "$IPFSFS_BIN" -f --api=$DEAD -o store="$WORK/s-num",unmount-wait=-5 "$WORK/m"
+check "... and the store was not made" test ! -e "$WORK/s-num"
 
 # With a live node: a fresh store, an unknown option (the case first seen: after the node was
 # contacted and the store made, the message came in two lines and a warning said the node
@@ -225,6 +273,40 @@ if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] && [ -z "${IPFSFS_NO_INTEGRATION:-}"
         check_unmount "... unmount" "$WORK/m"
     else
         not_ok "ipfsfs mounts with -o allow_other,default_permissions,ro -s"
+    fi
+    # systemd's fstab options (x-systemd.NAME, x-systemd.NAME=VALUE) are accepted and ignored:
+    # given to ipfsfs, and through mount.fuse3, which passes them on.
+    XSD=x-systemd.automount,x-systemd.requires=foo.service,x-systemd.mount-timeout=30
+    XSD=$XSD,x-systemd.idle-timeout=60
+    if mount_ipfsfs "$WORK/m" --store="$WORK/s-xsd" -o "$XSD"; then
+        opts=$(findmnt -n -o OPTIONS --target "$WORK/m")
+        if [[ $opts == *x-systemd* ]]; then
+            not_ok "-o $XSD: they do not reach the kernel" "$opts"
+        else
+            ok "-o $XSD mounts, and they do not reach the kernel ($opts)"
+        fi
+        check_unmount "... unmount" "$WORK/m"
+    else
+        not_ok "ipfsfs mounts with -o $XSD"
+    fi
+    if command -v mount.fuse3 >/dev/null 2>&1; then
+        # What mount -t fuse.ipfsfs (or an fstab line "ipfsfs#ipfs MNT fuse ...") runs.
+        mkdir -p "$WORK/m-fstab"
+        LIB_MOUNTS+=("$WORK/m-fstab")
+        echo "$WORK/m-fstab" >>"$WORK/mounts"
+        out=$(PATH=$(dirname "$IPFSFS_BIN"):$PATH timeout 30 mount.fuse3 "ipfsfs#ipfs" \
+            "$WORK/m-fstab" -o "api=$NODE_API,store=$WORK/s-fstab,$XSD,_netdev,nofail" \
+            2>&1 </dev/null)
+        rc=$?
+        if [ "$rc" -eq 0 ] && mountpoint -q "$WORK/m-fstab"; then
+            ok "mount.fuse3 \"ipfsfs#ipfs\" MNT -o api=...,store=...,$XSD mounts"
+            check "... umount unmounts" umount "$WORK/m-fstab"
+        else
+            not_ok "mount.fuse3 \"ipfsfs#ipfs\" MNT -o api=...,store=...,$XSD mounts" \
+                "exit status $rc" "$out"
+        fi
+    else
+        ok "mount.fuse3 with x-systemd options # SKIP mount.fuse3 is not installed"
     fi
     if mount_ipfsfs "$WORK/m" --api="$NODE_API" --store="$WORK/s-live" -o allow_root \
         --spool-dir="$WORK"; then
