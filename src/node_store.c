@@ -3936,7 +3936,9 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     }
     if (mode) {
         f.mode = *mode & 07777;
-        f.has_mode = f.mode != default_mode(&l);
+        /* Mode 0 stores none, as Kubo's files/chmod 0000 and add --preserve-mode of a 000
+         * file do (UnixFS 1.5 reads a missing mode as the default). */
+        f.has_mode = f.mode != default_mode(&l) && f.mode != 0;
     }
     if (mtime) {
         f.mtime_sec = mtime->tv_sec;

@@ -358,6 +358,15 @@ mkdir -p "$MNT/dmode/sub" && chmod 700 "$MNT/dmode/sub" && chmod 755 "$MNT/dmode
 check_eq "mkdir, chmod 700, chmod 755: the empty directory's CID (no mode stored)" \
     "$(cid_of "$MNT/dmode/sub")" QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
 rm -rf "$MNT/dmode"
+# Mode 0 stores none, as Kubo's files/chmod 0000 (and add --preserve-mode of a 000 file).
+echo zero >"$MNT/zmode"
+zcid=$(cid_of "$MNT/zmode")
+chmod 000 "$MNT/zmode"
+check_eq "chmod 000: no mode stored (the CID of the bytes, as Kubo's files/chmod 0000)" \
+    "$(cid_of "$MNT/zmode")" "$zcid"
+chmod 600 "$MNT/zmode" && chmod 644 "$MNT/zmode"
+check_eq "chmod 600 then 644: the CID of the bytes again" "$(cid_of "$MNT/zmode")" "$zcid"
+rm -f "$MNT/zmode"
 check "touch of a new name creates it" touch "$MNT/touched"
 check_eq "the touched name is empty" "$(stat -c %s "$MNT/touched" 2>&1)" 0
 # A chmod and a utime on a file still being written (tar does both before close) land with its
