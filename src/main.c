@@ -595,6 +595,13 @@ int main(int argc, char *argv[])
     if (!o.ipns && options_check_spool_dir(&o) < 0)
         goto out_args;
     log_init(level_from(o.log_level, fo.debug), false);
+    if (o.cacert && access(o.cacert, R_OK) != 0) {
+        fprintf(stderr, "ipfsfs: --cacert=%s: %s\n", o.cacert, strerror(errno));
+        goto out_ep;
+    }
+    if (o.ipns && o.api && o.store)
+        fprintf(stderr, "ipfsfs: warning: --store is not used with --ipns and --api (the node "
+                        "resolves and serves: nothing is kept locally)\n");
 
     char err[512];
     if (rpc_global_init() < 0) {

@@ -2191,10 +2191,11 @@ int sync_stats(struct sync *s, char *buf, size_t len)
                      "\nsync_merged %" PRIu64 "\nsync_conflicts %" PRIu64
                      "\nsync_failed_rounds %" PRIu64 "\nsync_other_node %" PRIu64
                      "\nsync_absent %" PRIu64 "\nsync_evicted_blocks %" PRIu64
-                     "\nsync_evicted_bytes %" PRIu64 "\nsync_error %s\n",
+                     "\nsync_evicted_bytes %" PRIu64 "\nsync_store_size_limit %" PRIu64
+                     "\nsync_error %s\n",
                      s->pushes, s->blocks_sent, s->bytes_sent, s->adopted, s->merged,
                      s->conflicts, s->failed, s->other_node, s->absent, s->evicted_blocks,
-                     s->evicted_bytes,
+                     s->evicted_bytes, s->max_bytes,
                      s->error[0] ? s->error : "none");
     pthread_mutex_unlock(&s->lock);
     if (s->pre && n >= 0 && (size_t)n < len) {
