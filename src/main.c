@@ -758,13 +758,17 @@ int main(int argc, char *argv[])
                     err, secret ? "; the one given was refused" : "");
             goto out_curl;
         }
-        if (rc < 0) {
+        if (rc == -ENOTCONN) {
             fprintf(stderr,
                     "ipfsfs: %s\n"
                     "ipfsfs: the API address came from %s (%s).\n"
                     "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
                     "--api=MULTIADDR (or use --store=DIR alone: no node at all).\n",
                     err, source, api);
+            goto out_curl;
+        }
+        if (rc < 0) { /* it answered, or we would not ask it: a node to change, not start */
+            fprintf(stderr, "ipfsfs: %s\n", err);
             goto out_curl;
         }
         if (gw) {

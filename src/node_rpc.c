@@ -1453,7 +1453,11 @@ int node_rpc_new(const struct rpc_config *cfg, struct node **out, char *err, siz
     if (rc < 0) {
         pthread_mutex_destroy(&n->space_lock);
         free(n);
-        snprintf(err, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
+        if (rc == -EPERM) /* rpc_new said why: the secret would go in clear text */
+            snprintf(err, errlen, "the API secret is not sent to %s over plain http",
+                     cfg->endpoint->base_url);
+        else
+            snprintf(err, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
         return rc;
     }
     struct rpc_buf buf = {.max = MAX_SMALL_BODY};
