@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_LEVELS 12 /* 174^12 chunks: far beyond any 64-bit size */
+#define MAX_LEVELS 64 /* 2^64 chunks with 2 links per node: beyond any 64-bit size */
 #define CID_BIN_MAX (CID_MAX_MH + 20)
 
 struct pending {
@@ -29,8 +29,8 @@ struct pending {
 };
 
 struct level {
-    struct pending e[IMPORT_MAX_LINKS];
     size_t n;
+    struct pending e[]; /* max_links of them */
 };
 
 struct importer {
@@ -48,9 +48,12 @@ struct importer {
     struct bytebuf enc, data;
     uint8_t *leaf;   /* a leaf block being made: header, chunk bytes read in place, trailer */
     size_t leaf_cap; /* bytes at leaf */
-    struct pb_link_out links[IMPORT_MAX_LINKS];
-    uint8_t hashes[IMPORT_MAX_LINKS][CID_BIN_MAX];
-    uint64_t sizes[IMPORT_MAX_LINKS];
+    size_t max_links;
+    /* An internal node being encoded: max_links of each, made at the first one (a file of
+     * one chunk has none). */
+    struct pb_link_out *links;
+    uint8_t (*hashes)[CID_BIN_MAX];
+    uint64_t *sizes;
 };
 
 int import_opts_from(const struct node_add_opts *o, struct import_opts *out)
@@ -61,6 +64,9 @@ int import_opts_from(const struct node_add_opts *o, struct import_opts *out)
     out->cid_version = (unsigned)v;
     out->raw_leaves = o && o->raw_leaves >= 0 ? o->raw_leaves != 0 : v == 1;
     out->chunk_size = IMPORT_DEFAULT_CHUNK;
+    out->max_links = o && o->max_links ? o->max_links : IMPORT_MAX_LINKS;
+    if (out->max_links < 2 || out->max_links > IMPORT_MAX_LINKS_CAP)
+        return -EINVAL;
     const char *ch = o ? o->chunker : NULL;
     if (!ch || !*ch || strcmp(ch, "default") == 0)
         return 0;
@@ -186,6 +192,20 @@ static int close_level(struct importer *im, int k, struct pending *p)
 {
     struct level *l = im->lv[k];
     uint64_t filesize = 0, tsize = 0;
+    if (!im->links) {
+        im->links = malloc(im->max_links * sizeof *im->links);
+        im->hashes = malloc(im->max_links * sizeof *im->hashes);
+        im->sizes = malloc(im->max_links * sizeof *im->sizes);
+        if (!im->links || !im->hashes || !im->sizes) {
+            free(im->links);
+            free(im->hashes);
+            free(im->sizes);
+            im->links = NULL;
+            im->hashes = NULL;
+            im->sizes = NULL;
+            return -ENOMEM;
+        }
+    }
     for (size_t i = 0; i < l->n; i++) {
         int n = cid_to_bytes(&l->e[i].cid, im->hashes[i], CID_BIN_MAX);
         if (n < 0)
@@ -225,13 +245,13 @@ static int push(struct importer *im, int k, const struct pending *p)
     if (k >= MAX_LEVELS)
         return -EFBIG;
     if (!im->lv[k]) {
-        im->lv[k] = malloc(sizeof *im->lv[k]);
+        im->lv[k] = malloc(sizeof *im->lv[k] + im->max_links * sizeof im->lv[k]->e[0]);
         if (!im->lv[k])
             return -ENOMEM;
         im->lv[k]->n = 0;
     }
     struct level *l = im->lv[k];
-    if (l->n == IMPORT_MAX_LINKS) {
+    if (l->n == im->max_links) {
         struct pending up;
         int rc = close_level(im, k, &up);
         if (rc == 0)
@@ -288,13 +308,11 @@ int import_begin(const struct import_opts *o, uint64_t size_hint, import_put_fn 
                  struct importer **out)
 {
     *out = NULL;
-    /* links, hashes and sizes (20 KB) are written before they are read: zeroing them cost
-     * more than the rest of a small file's import (a memset and its page faults). */
-    struct importer *im = malloc(sizeof *im);
+    struct importer *im = calloc(1, sizeof *im);
     if (!im)
         return -ENOMEM;
-    memset(im, 0, offsetof(struct importer, links));
     im->o = o;
+    im->max_links = o->max_links ? o->max_links : IMPORT_MAX_LINKS;
     im->put = put;
     im->ud = ud;
     im->csize = o->chunk_size ? o->chunk_size : IMPORT_DEFAULT_CHUNK;
@@ -370,6 +388,9 @@ void import_free(struct importer *im)
     bytebuf_free(&im->data);
     for (int k = 0; k < MAX_LEVELS; k++)
         free(im->lv[k]);
+    free(im->links);
+    free(im->hashes);
+    free(im->sizes);
     free(im->leaf);
     free(im);
 }

@@ -1,10 +1,12 @@
 /* importer.h - turn a file's bytes into a UnixFS DAG exactly as Kubo's `ipfs add` does.
  *
- * Fixed-size chunks (default 262144 bytes), balanced layout with at most 174 links per node,
+ * Fixed-size chunks (default 262144 bytes), balanced layout with at most 174 links per node
+ * (Kubo's default; Import.UnixFSFileMaxLinks sets another, 1024 in the unixfs-v1-2025 profile),
  * leaves dag-pb UnixFS File nodes (CIDv0 default) or raw blocks (raw_leaves; the default with
  * CIDv1), internal nodes dag-pb with Links (Name "", Tsize = cumulative size) and UnixFS
  * {Type=File, filesize, blocksizes}. A one-chunk file is just its leaf. Memory is bounded: one
- * chunk plus at most 174 pending links per tree level, whatever the file size. Thread-safe.
+ * chunk plus at most max_links pending links per tree level, whatever the file size.
+ * Thread-safe.
  */
 #ifndef IPFSFS_IMPORTER_H
 #define IPFSFS_IMPORTER_H
@@ -16,7 +18,8 @@
 #include "cid.h"
 #include "node.h"
 
-#define IMPORT_MAX_LINKS 174
+#define IMPORT_MAX_LINKS 174        /* Kubo's default links per file node */
+#define IMPORT_MAX_LINKS_CAP 65536  /* the most import_opts_from takes */
 #define IMPORT_DEFAULT_CHUNK 262144
 #define IMPORT_MAX_CHUNK 2096896 /* Kubo's limit for size-N */
 
@@ -24,10 +27,11 @@ struct import_opts {
     unsigned cid_version; /* 0 or 1 */
     bool raw_leaves;
     size_t chunk_size;
+    unsigned max_links; /* links per file node, 2..IMPORT_MAX_LINKS_CAP (0: 174) */
 };
 
-/* Resolve add options into import options, with Kubo's defaults for the -1/NULL values
- * (CIDv0, raw leaves iff CIDv1, size-262144). Only the size-N chunker exists here: any other
+/* Resolve add options into import options, with Kubo's defaults for the -1/NULL/0 values
+ * (CIDv0, raw leaves iff CIDv1, size-262144, 174 links per node). Only the size-N chunker exists here: any other
  * is -ENOTSUP, a malformed one -EINVAL. */
 int import_opts_from(const struct node_add_opts *o, struct import_opts *out);
 

@@ -4,6 +4,7 @@
 #include "fs.h"
 #include "cluster.h"
 #include "gateway.h"
+#include "importer.h"
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
@@ -313,9 +314,10 @@ static void want_parallel_dirops(struct fuse_session *se)
 #endif
 
 /* Whether the local-first store in dir has synced with its node before (DIR/synced). */
-static bool synced_before(const char *dir, const char *url)
+static bool synced_before(const char *dir, const char *url, char *was, size_t waslen)
 {
-    char p[PATH_MAX], was[1024];
+    char p[PATH_MAX];
+    was[0] = '\0';
     if (!dir)
         return false;
     int n = snprintf(p, sizeof p, "%s/synced", dir);
@@ -329,9 +331,11 @@ static bool synced_before(const char *dir, const char *url)
     FILE *f = fopen(p, "r");
     if (!f)
         return true;
-    bool same = fgets(was, sizeof was, f) && (was[strcspn(was, "\n")] = '\0', 1) &&
+    bool same = fgets(was, (int)waslen, f) && (was[strcspn(was, "\n")] = '\0', 1) &&
                 strcmp(was, url) == 0;
     fclose(f);
+    if (same)
+        was[0] = '\0';
     return same;
 }
 
@@ -360,7 +364,8 @@ static void import_settings_save(const char *dir, const struct import_config *ic
     FILE *f = fopen(tmp, "w");
     if (!f)
         return;
-    fprintf(f, "%d %d %s\n", ic->cid_version, ic->raw_leaves, ic->chunker[0] ? ic->chunker : "-");
+    fprintf(f, "%d %d %s %u\n", ic->cid_version, ic->raw_leaves, ic->chunker[0] ? ic->chunker : "-",
+            ic->file_max_links);
     if (fclose(f) != 0 || rename(tmp, p) != 0)
         unlink(tmp);
 }
@@ -374,9 +379,11 @@ static bool import_settings_load(const char *dir, struct import_config *ic)
     FILE *f = fopen(p, "r");
     if (!f)
         return false;
-    bool ok = fscanf(f, "%d %d %63s", &ic->cid_version, &ic->raw_leaves, ch) == 3 &&
-              ic->cid_version >= -1 && ic->cid_version <= 1 && ic->raw_leaves >= -1 &&
+    int n = fscanf(f, "%d %d %63s %u", &ic->cid_version, &ic->raw_leaves, ch, &ic->file_max_links);
+    bool ok = n >= 3 && ic->cid_version >= -1 && ic->cid_version <= 1 && ic->raw_leaves >= -1 &&
               ic->raw_leaves <= 1;
+    if (n < 4 || ic->file_max_links == 1 || ic->file_max_links > IMPORT_MAX_LINKS_CAP)
+        ic->file_max_links = 0;
     fclose(f);
     if (ok && strcmp(ch, "-") != 0)
         snprintf(ic->chunker, sizeof ic->chunker, "%s", ch);
@@ -386,10 +393,10 @@ static bool import_settings_load(const char *dir, struct import_config *ic)
 /* Local-first: this mount imports files itself, so it must make the CIDs `ipfs add` makes on the
  * node, whose Import settings may differ from Kubo's defaults (Import.CidVersion 1, a profile
  * such as unixfs-v1-2025). They become the defaults of --cid-version, --raw-leaves and
- * --chunker when those are not given (from the store's copy when the node does not answer:
- * *ic then says where they came from). A setting that changes every file's CID and that the
- * importer does not follow refuses the mount; one that changes only large files' or large
- * directories' CIDs is warned about. -1: refuse (said). */
+ * --chunker when those are not given, and UnixFSFileMaxLinks the importer's links per node
+ * (from the store's copy when the node does not answer). A setting that changes every file's
+ * CID and that the importer does not follow refuses the mount; one that changes only large
+ * directories' CIDs (the HAMT settings) is warned about. -1: refuse (said). */
 static int node_import_defaults(struct options *o, const struct rpc_config *rcfg, bool reachable,
                                 const char *dir, struct import_config *ic, bool *from_node)
 {
@@ -402,16 +409,31 @@ static int node_import_defaults(struct options *o, const struct rpc_config *rcfg
     else
         snprintf(err, sizeof err, "%s", strerror(-rc));
     rpc_free(r);
+    if (rc < 0 && reachable && strstr(err, "Import not found")) {
+        /* a config with no Import section at all: every setting is the default */
+        memset(ic, 0, sizeof *ic);
+        ic->cid_version = ic->raw_leaves = -1;
+        rc = 0;
+    }
     if (rc == 0) {
         *from_node = true;
     } else {
+        bool kept = import_settings_load(dir, ic);
         if (reachable)
-            fprintf(stderr, "ipfsfs: warning: cannot read the node's Import settings (%s)%s\n",
-                    err, dir ? "" : ": Kubo's defaults are used");
-        if (!import_settings_load(dir, ic))
+            fprintf(stderr, "ipfsfs: warning: cannot read the node's Import settings (%s): %s\n",
+                    err, kept ? "using the ones the store kept from an earlier mount"
+                              : "using Kubo's defaults");
+        if (!kept)
             return 0;
     }
-    if (!ic->refused[0] && !o->chunker && ic->chunker[0] && strncmp(ic->chunker, "size-", 5) != 0)
+    /* An option given beats the node's setting, as for ipfs add. */
+    if (o->cid_version >= 0 && strncmp(ic->refused, "Import.CidVersion=", 18) == 0)
+        ic->refused[0] = '\0';
+    struct import_opts io;
+    if (!ic->refused[0] && !o->chunker && ic->chunker[0] &&
+        import_opts_from(&(struct node_add_opts){.cid_version = -1, .raw_leaves = -1,
+                                                 .chunker = ic->chunker},
+                         &io) < 0)
         snprintf(ic->refused, sizeof ic->refused, "Import.UnixFSChunker=%.64s", ic->chunker);
     if (ic->refused[0]) {
         fprintf(stderr,
@@ -423,14 +445,15 @@ static int node_import_defaults(struct options *o, const struct rpc_config *rcfg
     }
     if (ic->differs[0])
         fprintf(stderr,
-                "ipfsfs: warning: the node's %s: followed only as Kubo's defaults are, so very "
-                "large files and directories imported here may get other CIDs than `ipfs add` "
-                "gives there (--write-through: the node imports)\n",
+                "ipfsfs: warning: the node's %s: not followed, so a directory of very many "
+                "names made here may get another CID than `ipfs add -r` gives there "
+                "(--write-through: the node makes them)\n",
                 ic->differs);
     if (o->cid_version < 0)
         o->cid_version = ic->cid_version;
     if (o->raw_leaves < 0)
         o->raw_leaves = ic->raw_leaves;
+    o->file_max_links = ic->file_max_links;
     if (!o->chunker && ic->chunker[0] && !(o->chunker = strdup(ic->chunker))) {
         fprintf(stderr, "ipfsfs: out of memory\n");
         return -1;
@@ -599,7 +622,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "ipfsfs: --cacert=%s: %s\n", o.cacert, strerror(errno));
         goto out_ep;
     }
-    if (o.ipns && o.api && o.store)
+    if (o.ipns && o.api && o.store && !o.n_gateways)
         fprintf(stderr, "ipfsfs: warning: --store is not used with --ipns and --api (the node "
                         "resolves and serves: nothing is kept locally)\n");
 
@@ -626,7 +649,8 @@ int main(int argc, char *argv[])
          * are asked of them (verified) and kept. */
         struct node_store_config scfg = {
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
-                    .chunker = o.chunker, .pin = !o.no_pin},
+                    .chunker = o.chunker, .max_links = o.file_max_links,
+                    .pin = !o.no_pin},
             .fetch = gw ? gw_fetch : NULL,
             .fetch_ud = gw,
             /* The gateways' counters (gw_*, a line per gateway) in the statistics; node_ipns
@@ -732,14 +756,16 @@ int main(int argc, char *argv[])
             int src = node->ops->mfs_stat(node, o.mfs_root, &st, &c);
             enum node_kind kind = st.kind;
             node_stat_clear(&st);
-            if (src == 0 && kind != NODE_DIR) {
+            if ((src == 0 && kind != NODE_DIR) || src == -ENOTDIR) {
                 fprintf(stderr, "ipfsfs: --mfs-root=%s: not a directory on the node\n",
                         o.mfs_root);
                 node_destroy(node);
                 goto out_curl;
             }
         }
-        if (rc == -ENOTCONN && local_first && synced_before(dir, ep.base_url)) {
+        char synced_at[1024] = "";
+        if (rc == -ENOTCONN && local_first &&
+            synced_before(dir, ep.base_url, synced_at, sizeof synced_at)) {
             /* A node this store has synced with, down for now (a restart, the boot order):
              * mount, work locally, and catch up when it answers. A node never reached
              * before is an error (a mistyped address must not look like a working mount). */
@@ -765,6 +791,9 @@ int main(int argc, char *argv[])
                     "ipfsfs: start a node (for Kubo: 'ipfs daemon'), or point ipfsfs at one with "
                     "--api=MULTIADDR (or use --store=DIR alone: no node at all).\n",
                     err, source, api);
+            if (synced_at[0])
+                fprintf(stderr, "ipfsfs: the store %s last synced with the node at %s\n", dir,
+                        synced_at);
             goto out_curl;
         }
         if (rc < 0) { /* it answered, or we would not ask it: a node to change, not start */
@@ -788,7 +817,8 @@ int main(int argc, char *argv[])
             snprintf(gwdir, sizeof gwdir, "%s-gateways", b);
             struct node_store_config gcfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
-                        .chunker = o.chunker, .pin = !o.no_pin},
+                        .chunker = o.chunker, .max_links = o.file_max_links,
+                    .pin = !o.no_pin},
                 .fetch = gw_fetch,
                 .fetch_ud = gw,
                 .gc_interval_ms = UINT_MAX,
@@ -843,7 +873,8 @@ int main(int argc, char *argv[])
         if (local_first) {
             struct node_store_config scfg = {
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
-                        .chunker = o.chunker, .pin = !o.no_pin},
+                        .chunker = o.chunker, .max_links = o.file_max_links,
+                    .pin = !o.no_pin},
                 /* Pushes take committed roots: commit often, so the node follows closely
                  * (measured: cp -r of 1,000 files + sync, 1.7 s at 250 ms, 2.5 s at 1 s). */
                 .commit_ms = 250,
@@ -950,7 +981,8 @@ int main(int argc, char *argv[])
         .writer = {
             .spool_dir = o.spool_dir,
             .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
-                    .chunker = o.chunker, .pin = !o.no_pin},
+                    .chunker = o.chunker, .max_links = o.file_max_links,
+                    .pin = !o.no_pin},
         },
     };
     rc = fs_new(node, &fcfg, &fs);

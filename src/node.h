@@ -85,6 +85,7 @@ struct node_add_opts {
     int cid_version;   /* -1: the node's default */
     int raw_leaves;    /* -1: the node's default, else 0/1 */
     const char *chunker; /* NULL: the node's default */
+    unsigned max_links;  /* links per file node (Import.UnixFSFileMaxLinks); 0: 174 */
     bool pin;
 };
 

@@ -2319,6 +2319,8 @@ static int add_settings(struct node_store *ns, const struct node_add_opts *o,
             merged.raw_leaves = o->raw_leaves;
         if (o->chunker)
             merged.chunker = o->chunker;
+        if (o->max_links)
+            merged.max_links = o->max_links;
     }
     int rc = import_opts_from(&merged, io);
     if (rc < 0)
@@ -3666,6 +3668,13 @@ static int store_mfs_stat(struct node *base, const char *path, struct node_stat 
     memset(out, 0, sizeof *out);
     int rc = mfs_resolve(to_store(base), path, cid);
     return rc < 0 ? rc : store_stat(base, cid, out);
+}
+
+bool node_store_here_only(bool on)
+{
+    bool was = tls_here_only;
+    tls_here_only = on;
+    return was;
 }
 
 static int store_mfs_stat_here(struct node *base, const char *path, struct node_stat *out,

@@ -124,6 +124,10 @@ typedef void (*node_store_block_hook)(void *ud, const struct cid *c, const uint8
                                       size_t len);
 void node_store_set_block_hook(struct node *n, node_store_block_hook fn, void *ud);
 
+/* From now on, this thread's reads of n's blocks (any node_store) answer from what is here:
+ * a block the store lacks is -ENOENT, not fetched. Returns the previous setting, to restore. */
+bool node_store_here_only(bool on);
+
 /* Whether the block is in the store now (no fetch, not verified). */
 bool node_store_has(struct node *n, const struct cid *c);
 

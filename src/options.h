@@ -27,6 +27,8 @@ struct options {
     int raw_leaves;   /* -1: node default */
     char *chunker;
     int no_pin;
+    unsigned file_max_links; /* links per file node: the node's Import.UnixFSFileMaxLinks
+                              * (set by main.c; 0: 174, Kubo's default) */
     char *api_auth_file; /* file holding the API.Authorizations secret */
     char *cacert;        /* CA bundle for https */
     char *store;         /* embedded block store directory (no node) */

@@ -1011,6 +1011,13 @@ int rpcjson_import_config(const char *body, size_t len, struct import_config *ou
     x = json_object_get(v, "UnixFSRawLeaves");
     if (json_is_boolean(x))
         out->raw_leaves = json_is_true(x);
+    x = json_object_get(v, "UnixFSFileMaxLinks");
+    if (json_is_integer(x) && json_integer_value(x) >= 2 && json_integer_value(x) <= 65536)
+        out->file_max_links = (unsigned)json_integer_value(x);
+    else if (x && !json_is_null(x)) {
+        setting_text(x, text, sizeof text);
+        snprintf(out->refused, sizeof out->refused, "Import.UnixFSFileMaxLinks=%s", text);
+    }
     x = json_object_get(v, "UnixFSChunker");
     if (json_is_string(x))
         snprintf(out->chunker, sizeof out->chunker, "%s", json_string_value(x));
@@ -1023,7 +1030,6 @@ int rpcjson_import_config(const char *body, size_t len, struct import_config *ou
         {"HashFunction", "sha2-256", true},
         {"UnixFSDAGLayout", "balanced", true},
         {"UnixFSPBNodeFieldOrder", "links-first", true},
-        {"UnixFSFileMaxLinks", "174", false},
         {"UnixFSDirectoryMaxLinks", "0", false},
         {"UnixFSHAMTDirectoryMaxFanout", "256", false},
         {"UnixFSHAMTDirectorySizeThreshold", "256KiB", false},

@@ -118,11 +118,12 @@ struct import_config {
     int cid_version;  /* Import.CidVersion; -1: not set */
     int raw_leaves;   /* Import.UnixFSRawLeaves; -1: not set */
     char chunker[64]; /* Import.UnixFSChunker; "": not set */
+    unsigned file_max_links; /* Import.UnixFSFileMaxLinks; 0: not set */
     /* The first setting whose value changes every file's CID and that local imports do not
      * follow ("HashFunction=blake3"), else "" */
     char refused[160];
-    /* Those that change only the CIDs of large files or large directories (comma-separated
-     * "NAME=VALUE"), else "" */
+    /* Those that change only the CIDs of large directories (comma-separated "NAME=VALUE"),
+     * else "" */
     char differs[400];
 };
 /* 0, or -EPROTO (not that answer; a message in why). Pure. */

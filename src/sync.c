@@ -270,15 +270,23 @@ static int list_dir_on(struct sync *s, struct node *n, const struct cid *c, stru
     return 0;
 }
 
-/* The names of directory c, through n. A directory the store holds is listed there even when
- * n is the node: the listing of a CID is the same everywhere, costs no round trip here, and
- * keeps every name's bytes, where the node's JSON answer turns a name that is not UTF-8 (made
- * on a store with no node) into another (U+FFFD for each bad byte): compared with ours, that
- * name would look removed and ours new, and linking ours fails ("File exists"), every round. */
+/* The names of directory c, through n. A directory the store holds (with what its listing
+ * reads of its names: nothing is fetched for it) is listed there even when n is the node: the
+ * listing of a CID is the same everywhere, costs no round trip here, and keeps every name's
+ * bytes, where the node's JSON answer turns a name that is not UTF-8 (made on a store with no
+ * node) into another (U+FFFD for each bad byte): compared with ours, that name would look
+ * removed and ours new, and linking ours fails ("File exists"), every round. So the node's
+ * version of a directory that came from here (what the last push made) compares exactly; one
+ * changed on the node with such a name in it still reads through the JSON. */
 static int list_dir(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
 {
-    if (n != s->store && c && node_store_has(s->store, c) && list_dir_on(s, s->store, c, out) == 0)
-        return 0;
+    if (n != s->store && c && node_store_has(s->store, c)) {
+        bool was = node_store_here_only(true);
+        int rc = list_dir_on(s, s->store, c, out);
+        node_store_here_only(was);
+        if (rc == 0)
+            return 0;
+    }
     return list_dir_on(s, n, c, out);
 }
 

@@ -523,6 +523,30 @@ if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1store" --mfs-roo
 else
     not_ok "mount over a node set to CIDv1"
 fi
+# The unixfs-v1-2025 profile (1024 links per file node), with 4 KiB chunks: 5 MiB is 1,280
+# chunks, two levels; an explicit --cid-version=0 beats the node's setting, as for ipfs add.
+kubo config profile apply unixfs-v1-2025 >/dev/null
+kubo config Import.UnixFSChunker size-4096 >/dev/null
+if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1store" --mfs-root=/v1; then
+    gen_file "$WORK/src/v1five" $((5 << 20)) 62
+    cp "$WORK/src/v1five" "$WORK/mnt6/"
+    check_eq "unixfs-v1-2025 profile, 4 KiB chunks: a 5 MiB file has ipfs add's CID there" \
+        "$(cid_of "$WORK/mnt6/v1five")" "$(kubo add -Q --only-hash "$WORK/src/v1five")"
+    check "... and reads back" cmp "$WORK/src/v1five" "$WORK/mnt6/v1five"
+    check_unmount "unmount (unixfs-v1-2025)" "$WORK/mnt6"
+else
+    not_ok "mount over a node with the unixfs-v1-2025 profile"
+fi
+if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v0store" --mfs-root=/v0 \
+    --cid-version=0; then
+    cp "$WORK/src/v1big" "$WORK/mnt6/"
+    check_eq "--cid-version=0 on that node: ipfs add --cid-version=0's CID" \
+        "$(cid_of "$WORK/mnt6/v1big")" "$(kubo add -Q --only-hash --cid-version=0 "$WORK/src/v1big")"
+    check_unmount "unmount (--cid-version=0)" "$WORK/mnt6"
+else
+    not_ok "mount with --cid-version=0 over a node set to CIDv1"
+fi
+kubo config profile apply unixfs-v0-2015 >/dev/null
 kubo config --json Import.CidVersion null >/dev/null
 mkdir -p "$WORK/refused"
 kubo config Import.HashFunction blake3 >/dev/null
@@ -534,6 +558,10 @@ echo "a file" | kubo files write --create /notadir.txt
 check_fails_with "--mfs-root naming a file on the node is refused" "not a directory on the node" \
     "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/nfstore" --mfs-root=/notadir.txt \
     "$WORK/refused"
+check_fails_with "--mfs-root below a file on the node is refused" "not a directory on the node" \
+    "$IPFSFS_BIN" -f --api="$NODE_API" --store="$WORK/nfstore" --mfs-root=/notadir.txt/sub \
+    "$WORK/refused"
+kubo files rm /notadir.txt
 # A store that synced with this node, given a mistyped address: not "mounting anyway".
 check_fails_with "a synced store with an address no node answers at (not the one it synced with)" \
     "no IPFS node answers" "$IPFSFS_BIN" -f --api="/ip4/127.0.0.1/tcp/$(free_port)" \

@@ -136,7 +136,7 @@ int main(void)
             {"-ounmount-wait=1.5", "--unmount-wait", "1.5"},
             {"--cid-version=1x", "--cid-version", "1x"},
             {"--cid-version=2", "--cid-version", "2"},
-            {"--cid-version=-1", "--cid-version", "-1"},
+            {"--cid-version=-2", "--cid-version", "-2"},
             {"--cid-version=", "--cid-version", ""},
             {"-ocid-version=0.5", "--cid-version", "0.5"},
             {"--replication=2x", "--replication", "2x"},
