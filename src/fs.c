@@ -53,6 +53,16 @@ struct fs {
      * ended with files open (SIGTERM, a lazy unmount racing the last release). */
     pthread_mutex_t hlock;
     struct hlink *files, *dirs;
+    /* nlock keeps a name's path what the node has under it: held exclusively by a rename
+     * from its checks until the inode table follows the node's move, shared by what finds
+     * or changes a name by its path (a lookup or refresh that enters what the node says into
+     * the inode found by that path, a create, a flush's link and what follows it). Without
+     * it, a close linked at the path its file had before a rename (the data lost under the
+     * old name, or ENOENT), and a name replaced by rename took the new content into the old
+     * inode (a reader saw a short file or two versions). Prefers readers: a shared holder
+     * never waits for a waiting rename (flush takes it holding its spool's lock, and a
+     * lookup may hold it while it waits on that spool). Never held across an import. */
+    pthread_rwlock_t nlock;
     /* rlock guards the spare read buffers (rbuf, rcap, nr); a buffer taken is its reader's. */
     pthread_mutex_t rlock;
     char *rbuf[READ_POOL];
@@ -180,6 +190,11 @@ int fs_new(struct node *node, const struct fs_config *cfg, struct fs **out)
     pthread_mutex_init(&fs->wlock, NULL);
     pthread_mutex_init(&fs->hlock, NULL);
     pthread_mutex_init(&fs->rlock, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_READER_NP);
+    pthread_rwlock_init(&fs->nlock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     int rc = inode_table_new(&fs->inodes);
     if (rc == 0)
         rc = dircache_new(node, cfg->dircache_bytes, &fs->dc);
@@ -249,6 +264,7 @@ void fs_free(struct fs *fs)
     }
     inode_table_free(fs->inodes);
     node_destroy(fs->node);
+    pthread_rwlock_destroy(&fs->nlock);
     free(fs);
 }
 
@@ -543,8 +559,8 @@ static double name_timeout(struct fs *fs, const struct inode *ino)
 
 /* Stat a name in MFS (here: only from what the node has here, see stat_name) and enter it in
  * the inode table. */
-static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, bool here,
-                         struct inode **out)
+static int mfs_lookup_locked(struct fs *fs, struct inode *dir, const char *name, bool here,
+                             struct inode **out)
 {
     char path[PATH_MAX];
     int rc = mfs_child_path(fs, dir, name, path, sizeof path);
@@ -589,6 +605,15 @@ static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, boo
     node_stat_clear(&st);
     if (rc == 0)
         *out = ino;
+    return rc;
+}
+
+static int mfs_lookup_ex(struct fs *fs, struct inode *dir, const char *name, bool here,
+                         struct inode **out)
+{
+    pthread_rwlock_rdlock(&fs->nlock);
+    int rc = mfs_lookup_locked(fs, dir, name, here, out);
+    pthread_rwlock_unlock(&fs->nlock);
     return rc;
 }
 
@@ -662,7 +687,6 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
-/* Refresh a name's attributes from MFS (another tool may have changed it). */
 /* Whether every open write handle of ino is known to hold nothing to link (none written to,
  * none busy in a write or a flush). Never waits. */
 static bool writers_clean(struct fs *fs, struct inode *ino)
@@ -675,10 +699,8 @@ static bool writers_clean(struct fs *fs, struct inode *ino)
     return clean;
 }
 
-static int mfs_refresh(struct fs *fs, struct inode *ino)
+static int mfs_refresh_locked(struct fs *fs, struct inode *ino)
 {
-    if (ino == inode_root(fs->inodes))
-        return 0;
     /* Our own open writers know the size better than the node, and a dirty one links new
      * content at its close, with the mode and time noted on the inode meanwhile (which the
      * node's older ones must not replace). Open only by clean writers (a program that opened
@@ -727,6 +749,17 @@ static int mfs_refresh(struct fs *fs, struct inode *ino)
     else
         rc = update_name(fs, ino, &a, st.target, &old);
     node_stat_clear(&st);
+    return rc;
+}
+
+/* Refresh a name's attributes from MFS (another tool may have changed it). */
+static int mfs_refresh(struct fs *fs, struct inode *ino)
+{
+    if (ino == inode_root(fs->inodes))
+        return 0;
+    pthread_rwlock_rdlock(&fs->nlock);
+    int rc = mfs_refresh_locked(fs, ino);
+    pthread_rwlock_unlock(&fs->nlock);
     return rc;
 }
 
@@ -1373,6 +1406,25 @@ static void relinked(struct fs *fs, struct inode *ino, const char *path, struct 
     inode_mfs_set_linked(fs->inodes, ino, a, seq);
 }
 
+/* A flush's writer_namer: the path of its inode once its content is added, the names held
+ * (shared) from then on. */
+struct flush_namer {
+    struct fs *fs;
+    struct inode *ino;
+    bool held;
+};
+
+static int flush_name_lock(void *ud, char *path, size_t len)
+{
+    struct flush_namer *n = ud;
+    pthread_rwlock_rdlock(&n->fs->nlock);
+    int rc = mfs_path(n->fs, n->ino, path, len);
+    if (rc < 0)
+        pthread_rwlock_unlock(&n->fs->nlock);
+    n->held = rc == 0;
+    return rc;
+}
+
 /* Store a write handle's changes: add, link, restore metadata, update the inode. */
 static int flush_handle(struct fs *fs, struct fhandle *fh)
 {
@@ -1391,7 +1443,12 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     inode_mfs_get(fs->inodes, fh->ino, &a);
     struct writer_meta m = meta_of(&a);
     uint64_t seq = 0;
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, true, &m, &a.cid, &size, &changed, &seq);
+    /* The path is found again once the content is added, and held until the inode has the
+     * result: a rename meanwhile moves where it links. */
+    struct flush_namer fn = {.fs = fs, .ino = fh->ino};
+    struct writer_namer namer = {.lock = flush_name_lock, .ud = &fn, .path = path};
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, &namer, true, &m, &a.cid, &size, &changed,
+                      &seq);
     if (rc == 0 && changed) {
         /* A chmod or utime that came while this one linked (do_setattr left it to us, or
          * set it on the old content): set it on the new. */
@@ -1424,6 +1481,8 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
         if (fixed)
             writers_know(fs, fh->ino, path); /* the mode or time set meanwhile */
     }
+    if (fn.held)
+        pthread_rwlock_unlock(&fs->nlock);
     return rc;
 }
 
@@ -1542,6 +1601,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     uint64_t size;
     bool changed;
     int rc = check_new_name(fs, dir, name);
+    /* The name is made and entered at its directory's path as it is (nlock) */
+    pthread_rwlock_rdlock(&fs->nlock);
+    bool nheld = true;
     if (rc == 0)
         rc = mfs_child_path(fs, dir, name, path, sizeof path);
     if (rc < 0)
@@ -1559,7 +1621,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     /* The mode goes on before the name appears (see writer_link). */
     a.mode = create_mode(fs, mode, 0644);
     struct writer_meta m = meta_of(&a);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, false, &m, &a.cid, &size, &changed, NULL);
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, NULL, false, &m, &a.cid, &size, &changed,
+                      NULL);
     if (rc < 0)
         goto fail;
     relinked_cid(fs, path, &a, false);
@@ -1573,6 +1636,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     inode_mfs_touch(fs->inodes, dir); /* its names changed */
     fh->ino = ino;
     add_writer(fs, ino, fh->wh);
+    pthread_rwlock_unlock(&fs->nlock);
+    nheld = false;
     fi->fh = (uint64_t)(uintptr_t)fh;
     handle_track(fs, &fs->files, &fh->link);
     struct fuse_entry_param e;
@@ -1589,6 +1654,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     return;
 fail:
+    if (nheld)
+        pthread_rwlock_unlock(&fs->nlock);
     if (fh) {
         writer_close(fh->wh);
         free(fh);
@@ -1708,8 +1775,8 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, -remove_name(fs, ino_of(parent), name, true));
 }
 
-static int do_rename(struct fs *fs, struct inode *dir, const char *name, struct inode *ndir,
-                     const char *newname, unsigned int flags)
+static int do_rename_locked(struct fs *fs, struct inode *dir, const char *name,
+                            struct inode *ndir, const char *newname, unsigned int flags)
 {
     char src[PATH_MAX], dst[PATH_MAX];
     struct node_stat sst, dstst;
@@ -1760,6 +1827,15 @@ static int do_rename(struct fs *fs, struct inode *dir, const char *name, struct 
     return 0;
 }
 
+static int do_rename(struct fs *fs, struct inode *dir, const char *name, struct inode *ndir,
+                     const char *newname, unsigned int flags)
+{
+    pthread_rwlock_wrlock(&fs->nlock);
+    int rc = do_rename_locked(fs, dir, name, ndir, newname, flags);
+    pthread_rwlock_unlock(&fs->nlock);
+    return rc;
+}
+
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
@@ -1790,7 +1866,8 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     uint64_t seq = 0;
     rc = writer_truncate(wh, size);
     if (rc == 0)
-        rc = writer_flush(wh, &fs->cfg.writer, path, true, &m, &a.cid, &newsize, &changed, &seq);
+        rc = writer_flush(wh, &fs->cfg.writer, path, NULL, true, &m, &a.cid, &newsize, &changed,
+                          &seq);
     if (rc == 0) {
         a.size = newsize;
         relinked(fs, ino, path, &a, false, seq);

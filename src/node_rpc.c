@@ -739,6 +739,19 @@ static int rpc_mfs_link(struct node *base, const struct cid *c, const char *path
      * flush the created file ...: symlinks not yet supported". A node that says it lacks a
      * block ("block was not found locally (offline)", classed as a timeout) answered for
      * good: one look, not a wait of twice the timeout for a link that cannot come. */
+    /* Kubo 0.43's files/cp links, then flushes the new name by its path: a move in the same
+     * directory meanwhile (another file renamed over a name there) fails that flush with
+     * "cannot flush the created file P: file does not exist", P being fine. Its link may be
+     * there or not: look, and link again if not (creat(2) failed with ENOENT under
+     * --write-through while another program renamed in the directory: 2 runs in 4). */
+    for (int i = 0; i < 5 && rc == -ENOENT && strstr(err, "cannot flush the created file"); i++) {
+        if (mfs_happened(n, path, CHECK_CID, c, 0, 0)) {
+            rc = 0;
+            break;
+        }
+        usleep(10000u << i); /* the move ends meanwhile: 10 ms, then twice as long */
+        rc = simple_call_err(n, "files/cp", args, batched ? 3 : 2, path, err, sizeof err);
+    }
     bool late = rc == -ETIMEDOUT && !strstr(err, "not found locally");
     if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ENOTDIR &&
         (late ? mfs_happened_late(n, path, CHECK_CID, c, 0, 0)

@@ -8,6 +8,7 @@
 #include "sync.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -569,8 +570,8 @@ static void know_linked_locked(struct whandle *h, const char *path)
 static atomic_uint_fast64_t links_made;
 
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
-                 bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
-                 bool *changed, uint64_t *seq)
+                 const struct writer_namer *namer, bool exists, const struct writer_meta *meta,
+                 struct cid *cid, uint64_t *size, bool *changed, uint64_t *seq)
 {
     *changed = false;
     pthread_mutex_lock(&h->lock);
@@ -614,6 +615,22 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
     if (rc < 0) /* no stream, or it failed: add it all (and report what fails) */
         rc = h->node->ops->add(h->node, fd, h->size, &ao, cid);
     stream_reset_locked(h);
+    bool named = !namer;
+    if (rc == 0 && namer) {
+        rc = namer->lock(namer->ud, namer->path, PATH_MAX);
+        named = rc == 0;
+        if (named)
+            path = namer->path;
+        if (rc == -ENOENT) {
+            /* removed or replaced while it was added: what it wrote goes with it, as on a
+             * local filesystem (never onto the name's new content) */
+            h->dirty = false;
+            if (s)
+                s->ops->release(s);
+            rc = 0;
+            goto out;
+        }
+    }
     if (rc == 0 && exists)
         keep_theirs_locked(h, path);
     if (rc == 0)
@@ -632,8 +649,8 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         char safe[256];
         poison(h, rc);
         log_warn("could not store %s (%llu bytes): %s; its old content is unchanged",
-                 log_safe(path, strlen(path), safe, sizeof safe), (unsigned long long)h->size,
-                 strerror(-rc));
+                 named ? log_safe(path, strlen(path), safe, sizeof safe) : "a file",
+                 (unsigned long long)h->size, strerror(-rc));
     }
 out:
     pthread_mutex_unlock(&h->lock);

@@ -103,15 +103,28 @@ struct writer_meta {
     struct timespec mtime; /* tv_nsec in 0..999999999 */
 };
 
+/* Where a flush links: the name's path as it is once the content is added (a rename may
+ * come while it is). lock writes the path into path (len bytes) and holds the names so that
+ * it stays the name's path until the caller ends its own work with it (the caller's lock
+ * notes that it holds them, and the caller releases them after writer_flush, whatever it
+ * returned); or returns -errno without holding them: -ENOENT when the name is gone (removed,
+ * replaced): the content goes with it, unstored, and the flush succeeds. */
+struct writer_namer {
+    int (*lock)(void *ud, char *path, size_t len);
+    void *ud;
+    char *path; /* PATH_MAX bytes: where lock writes it */
+};
+
 /* If dirty: add the spool and link it at path (replacing what is there when exists), with
- * meta (NULL: none) applied first. Fills *cid (the added content's: stat path for the CID
- * that holds the metadata) and *size, and sets *changed; with seq, *seq gets the link's
- * number: the links of one spool (one name) are numbered in the order they were made, so that
- * the caller can tell the latest (a later flush by another handle of the spool may report
+ * meta (NULL: none) applied first. With namer, the path is namer's, found once the content
+ * is added (see writer_namer; path is then only what logs call it before). Fills *cid (the added content's: stat path for the CID that
+ * holds the metadata) and *size, and sets *changed; with seq, *seq gets the link's number:
+ * the links of one spool (one name) are numbered in the order they were made, so that the
+ * caller can tell the latest (a later flush by another handle of the spool may report
  * first). Returns 0 or -errno (sticky). */
 int writer_flush(struct whandle *h, const struct writer_config *cfg, const char *path,
-                 bool exists, const struct writer_meta *meta, struct cid *cid, uint64_t *size,
-                 bool *changed, uint64_t *seq);
+                 const struct writer_namer *namer, bool exists, const struct writer_meta *meta,
+                 struct cid *cid, uint64_t *size, bool *changed, uint64_t *seq);
 
 /* Link content c at path. With exists, replace the name without a moment where it is missing
  * when the node allows it (link beside it under a temporary name, then move over it). With

@@ -624,6 +624,78 @@ check_eq "... and the CID is ipfs add --preserve-mtime's (UnixFS 1.5 keeps the f
     "$(cid_of "$MNT/mk/frac")" QmP2KzDjDZfE7YTnT3s6Ezo3ozS2QgUhjE9sgAdaKFJMC7
 rm -rf "$MNT/mk"
 
+# ---- renames racing closes and opens ---------------------------------------------------------
+# A close while the file, its directory or the one above is renamed over and over stores the
+# data under the name it has then (it was lost under the old name, or close failed with
+# ENOENT); a name replaced by rename(2) again and again is read whole, in one version, by
+# every open (an open took the new content into the old inode: short reads, two versions).
+check_eq "close racing renames of the file, its directory, the one above: data kept" \
+    "$(timeout -k 5 120 python3 -c '
+import os, sys, threading, time
+base = sys.argv[1]
+bad = []
+for mode in ("file", "parent", "grandparent"):
+    for rnd in range(3):
+        d = "%s/%s%d" % (base, mode, rnd)
+        os.makedirs(d + "/A/S")
+        data = os.urandom(1000000)
+        fd = os.open(d + "/A/S/f", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, data)
+        pair = {"file": ("A/S/f", "A/S/g"), "parent": ("A/S", "A/T"),
+                "grandparent": ("A", "B")}[mode]
+        st = {"stop": False}
+        def ren():
+            a, b = pair
+            while not st["stop"]:
+                os.rename(d + "/" + a, d + "/" + b)
+                a, b = b, a
+        t = threading.Thread(target=ren)
+        t.start()
+        time.sleep(0.05)
+        try:
+            os.close(fd)
+        except OSError as e:
+            bad.append("%s: close: %s" % (mode, e.strerror))
+        st["stop"] = True
+        t.join()
+        found = [p for p in ("A/S/f", "A/S/g", "A/T/f", "B/S/f") if os.path.exists(d + "/" + p)]
+        if len(found) != 1 or open(d + "/" + found[0], "rb").read() != data:
+            bad.append("%s: %s" % (mode, [(p, os.path.getsize(d + "/" + p)) for p in found]))
+print(bad or "ok")' "$MNT/race" 2>&1)" ok
+# --write-through: Kubo's MFS itself races when names of one directory are linked and moved at
+# once (files/cp answers "cannot flush the created file", retried; a name read empty once).
+REPLACE_TODO=
+[ "$IPFSFS_BACKEND" = rpc ] && REPLACE_TODO=" # TODO Kubo's MFS races on moves in one directory"
+check_eq "a name replaced by rename again and again: each open reads one whole version$REPLACE_TODO" \
+    "$(timeout -k 5 120 python3 -c '
+import multiprocessing as mp, os, sys, time
+d = sys.argv[1]
+os.makedirs(d)
+def ver(i): return b"%08d" % i * ((i % 50) * 1000 + 10)
+open(d + "/cfg", "wb").write(ver(0))
+def writer(k):
+    for i in range(1 + k, 100000, 2):
+        if os.path.exists(d + "/stop"):
+            return
+        with open("%s/cfg.tmp%d" % (d, k), "wb") as f:
+            f.write(ver(i))
+        os.rename("%s/cfg.tmp%d" % (d, k), d + "/cfg")
+def reader(k):
+    bad, t = [], time.time()
+    while time.time() - t < 5:
+        with open(d + "/cfg", "rb") as f:
+            c = f.read()
+        if c != ver(int(c[:8])):
+            bad.append(len(c))
+    return bad
+with mp.Pool(4) as p:
+    ws = [p.apply_async(writer, (k,)) for k in range(2)]
+    bad = sum(p.map(reader, range(2)), [])
+    open(d + "/stop", "w").close()
+    [w.get(timeout=60) for w in ws]
+print(bad[:5] or "ok")' "$MNT/replace" 2>&1)" ok
+rm -rf "$MNT/race" "$MNT/replace"
+
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
 # ls_names JSON: the names of a files/ls answer, sorted, on one line
