@@ -339,35 +339,39 @@ static bool synced_before(const char *dir, const char *url, char *was, size_t wa
     return same;
 }
 
-static void node_address_save(const char *dir, const char *url)
+/* Write text to DIR/name whole or not at all (a temporary file renamed over it). Best effort:
+ * what it keeps are hints for a later mount. */
+static void store_note(const char *dir, const char *name, const char *text)
 {
     char p[PATH_MAX], tmp[PATH_MAX + 8];
-    if (!dir || snprintf(p, sizeof p, "%s/node-address", dir) >= (int)sizeof p)
+    int n = dir ? snprintf(p, sizeof p, "%s/%s", dir, name) : -1;
+    if (n < 0 || (size_t)n >= sizeof p)
         return;
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return;
-    fprintf(f, "%s\n", url);
+    fputs(text, f);
     if (fclose(f) != 0 || rename(tmp, p) != 0)
         unlink(tmp);
 }
 
+static void node_address_save(const char *dir, const char *url)
+{
+    char line[1100];
+    snprintf(line, sizeof line, "%s\n", url);
+    store_note(dir, "node-address", line);
+}
+
 /* The node's Import settings, kept in the store (DIR/import-settings) for the mounts made while
- * the node does not answer: "cid_version raw_leaves chunker" (-1 and "-": not set). */
+ * the node does not answer: "cid_version raw_leaves chunker max_links" (-1, "-" and 0: not
+ * set). */
 static void import_settings_save(const char *dir, const struct import_config *ic)
 {
-    char p[PATH_MAX], tmp[PATH_MAX + 8];
-    if (!dir || snprintf(p, sizeof p, "%s/import-settings", dir) >= (int)sizeof p)
-        return;
-    snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fprintf(f, "%d %d %s %u\n", ic->cid_version, ic->raw_leaves, ic->chunker[0] ? ic->chunker : "-",
-            ic->file_max_links);
-    if (fclose(f) != 0 || rename(tmp, p) != 0)
-        unlink(tmp);
+    char line[128];
+    snprintf(line, sizeof line, "%d %d %s %u\n", ic->cid_version, ic->raw_leaves,
+             ic->chunker[0] ? ic->chunker : "-", ic->file_max_links);
+    store_note(dir, "import-settings", line);
 }
 
 static bool import_settings_load(const char *dir, struct import_config *ic)
