@@ -1411,6 +1411,7 @@ static void relinked(struct fs *fs, struct inode *ino, const char *path, struct 
 struct flush_namer {
     struct fs *fs;
     struct inode *ino;
+    const char *name; /* a name to make in the directory ino (fs_create), or NULL: ino's */
     bool held;
 };
 
@@ -1418,7 +1419,8 @@ static int flush_name_lock(void *ud, char *path, size_t len)
 {
     struct flush_namer *n = ud;
     pthread_rwlock_rdlock(&n->fs->nlock);
-    int rc = mfs_path(n->fs, n->ino, path, len);
+    int rc = n->name ? mfs_child_path(n->fs, n->ino, n->name, path, len)
+                     : mfs_path(n->fs, n->ino, path, len);
     if (rc < 0)
         pthread_rwlock_unlock(&n->fs->nlock);
     n->held = rc == 0;
@@ -1599,12 +1601,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     struct inode *ino = NULL;
     struct mfs_attr a = {.kind = NODE_FILE};
     uint64_t size;
-    bool changed;
+    bool changed, nheld = false;
     int rc = check_new_name(fs, dir, name);
-    /* The name is made and entered at its directory's path as it is (nlock) */
-    pthread_rwlock_rdlock(&fs->nlock);
-    bool nheld = true;
-    if (rc == 0)
+    if (rc == 0) /* checked now; made below at the directory's path as it is then */
         rc = mfs_child_path(fs, dir, name, path, sizeof path);
     if (rc < 0)
         goto fail;
@@ -1621,8 +1620,16 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     /* The mode goes on before the name appears (see writer_link). */
     a.mode = create_mode(fs, mode, 0644);
     struct writer_meta m = meta_of(&a);
-    rc = writer_flush(fh->wh, &fs->cfg.writer, path, NULL, false, &m, &a.cid, &size, &changed,
+    /* The name is made at its directory's path once the spool is ready, and entered in the
+     * inode table before a rename may move the directory (nlock, taken after the spool's own
+     * lock as every flush takes it). */
+    struct flush_namer fn = {.fs = fs, .ino = dir, .name = name};
+    struct writer_namer namer = {.lock = flush_name_lock, .ud = &fn, .path = path};
+    rc = writer_flush(fh->wh, &fs->cfg.writer, path, &namer, false, &m, &a.cid, &size, &changed,
                       NULL);
+    nheld = fn.held;
+    if (rc == 0 && !nheld)
+        rc = -ENOENT; /* the directory went meanwhile */
     if (rc < 0)
         goto fail;
     relinked_cid(fs, path, &a, false);
