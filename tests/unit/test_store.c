@@ -2509,7 +2509,7 @@ static void check_flush(struct node *n, struct whandle *h, const struct writer_c
     struct cid got, want;
     uint64_t size = 0;
     bool changed = false;
-    CHECK_EQ_INT(writer_flush(h, cfg, path, false, NULL, &got, &size, &changed, NULL), 0);
+    CHECK_EQ_INT(writer_flush(h, cfg, path, NULL, false, NULL, &got, &size, &changed, NULL), 0);
     CHECK(changed);
     CHECK_EQ_INT(size, len);
     CHECK_EQ_INT(add_mem(n, data, len, 0, &want), 0);
@@ -2528,7 +2528,7 @@ static void *par_flush_run(void *arg)
 {
     struct par_flush *p = arg;
     uint64_t size;
-    p->rc = writer_flush(p->h, p->cfg, "/parallel", false, NULL, p->cid, &size, &p->changed,
+    p->rc = writer_flush(p->h, p->cfg, "/parallel", NULL, false, NULL, p->cid, &size, &p->changed,
                          NULL);
     return NULL;
 }
