@@ -5,7 +5,7 @@
  *   2 fuzz_rpcjson_files_ls    rpcjson_files_ls
  *   3 fuzz_rpcjson_files_stat  rpcjson_files_stat
  *   4 fuzz_rpcjson_add_result  rpcjson_add_result
- *   5 fuzz_rpcjson_version     rpcjson_version
+ *   5 fuzz_rpcjson_version     rpcjson_version, rpcjson_import_config (config?arg=Import)
  *   6 fuzz_rpc_error_message   rpc_error_message (as JSON and as text)
  *
  * Properties: every entry handed to the callback has a name that node_name_ok accepts (no '/',
@@ -143,6 +143,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = rpcjson_version(body, size, &v);
     FUZZ_CHECK(memchr(v.version, '\0', sizeof v.version) != NULL, "version not terminated");
     FUZZ_CHECK(rc == 0 || rc == -EIO, "version rc %d", rc);
+    struct import_config ic;
+    char why[64];
+    rc = rpcjson_import_config(body, size, &ic, why, sizeof why);
+    FUZZ_CHECK(rc == 0 || rc == -EPROTO, "import_config rc %d", rc);
+    FUZZ_CHECK(ic.cid_version >= -1 && ic.cid_version <= 1, "cid_version %d", ic.cid_version);
+    FUZZ_CHECK(ic.raw_leaves >= -1 && ic.raw_leaves <= 1, "raw_leaves %d", ic.raw_leaves);
+    FUZZ_CHECK(ic.file_max_links == 0 || (ic.file_max_links >= 2 && ic.file_max_links <= 65536),
+               "file_max_links %u", ic.file_max_links);
+    FUZZ_CHECK(memchr(ic.chunker, '\0', sizeof ic.chunker) && memchr(ic.refused, '\0',
+               sizeof ic.refused) && memchr(ic.differs, '\0', sizeof ic.differs),
+               "import_config strings not terminated");
 #elif FUZZ_TARGET == 6
     static const size_t outlens[] = {1, 2, 17, 1024};
     char out[1024];
