@@ -1040,6 +1040,12 @@ int main(int argc, char *argv[])
      * files still open see ENOTCONN once the lazy unmount below closes the connection. */
     if (ret > 0)
         log_info("signal %d: unmounting %s", ret, fo.mountpoint);
+    /* After a lazy unmount (fusermount3 -uz) whose last file closed, the kernel may tear the
+     * connection down while a worker waits on /dev/fuse: that read fails with ECONNABORTED,
+     * not ENODEV (libfuse says "reading device: Software caused connection abort"). The
+     * mount is gone as it was asked to go: exit 0 (seen once in shutdown.sh under ASan). */
+    if (ret == -ECONNABORTED)
+        ret = 0;
     ret = ret >= 0 ? 0 : 1;
 
 out_unmount:
