@@ -987,6 +987,24 @@ static void add_setting(char *list, size_t len, const char *name, const char *va
         snprintf(list + n, len - n, "%sImport.%s=%s", n ? ", " : "", name, value);
 }
 
+/* Import setting name of v: true with *out when it is a whole number in min..max; a value
+ * that is neither that nor null is named in refused ("Import.NAME=VALUE"). */
+static bool int_setting(json_t *v, const char *name, json_int_t min, json_int_t max,
+                        json_int_t *out, char *refused, size_t len)
+{
+    json_t *x = json_object_get(v, name);
+    if (json_is_integer(x) && json_integer_value(x) >= min && json_integer_value(x) <= max) {
+        *out = json_integer_value(x);
+        return true;
+    }
+    if (x && !json_is_null(x)) {
+        char text[64];
+        setting_text(x, text, sizeof text);
+        snprintf(refused, len, "Import.%s=%s", name, text);
+    }
+    return false;
+}
+
 int rpcjson_import_config(const char *body, size_t len, struct import_config *out, char *why,
                           size_t whylen)
 {
@@ -1001,23 +1019,14 @@ int rpcjson_import_config(const char *body, size_t len, struct import_config *ou
         return -EPROTO;
     }
     char text[64];
-    json_t *x = json_object_get(v, "CidVersion");
-    if (json_is_integer(x) && (json_integer_value(x) == 0 || json_integer_value(x) == 1))
-        out->cid_version = (int)json_integer_value(x);
-    else if (x && !json_is_null(x)) {
-        setting_text(x, text, sizeof text);
-        snprintf(out->refused, sizeof out->refused, "Import.CidVersion=%s", text);
-    }
-    x = json_object_get(v, "UnixFSRawLeaves");
+    json_int_t n;
+    if (int_setting(v, "CidVersion", 0, 1, &n, out->refused, sizeof out->refused))
+        out->cid_version = (int)n;
+    json_t *x = json_object_get(v, "UnixFSRawLeaves");
     if (json_is_boolean(x))
         out->raw_leaves = json_is_true(x);
-    x = json_object_get(v, "UnixFSFileMaxLinks");
-    if (json_is_integer(x) && json_integer_value(x) >= 2 && json_integer_value(x) <= 65536)
-        out->file_max_links = (unsigned)json_integer_value(x);
-    else if (x && !json_is_null(x)) {
-        setting_text(x, text, sizeof text);
-        snprintf(out->refused, sizeof out->refused, "Import.UnixFSFileMaxLinks=%s", text);
-    }
+    if (int_setting(v, "UnixFSFileMaxLinks", 2, 65536, &n, out->refused, sizeof out->refused))
+        out->file_max_links = (unsigned)n;
     x = json_object_get(v, "UnixFSChunker");
     if (json_is_string(x))
         snprintf(out->chunker, sizeof out->chunker, "%s", json_string_value(x));
