@@ -3918,7 +3918,130 @@ static uint32_t default_mode(const struct loaded *l)
     return is_dir_type(l) ? 0755 : 0644;
 }
 
-/* A copy of the node c with UnixFS 1.5 metadata set; a raw block becomes a dag-pb File leaf.
+/* Whether the mount imports files under CID c (CIDv1) with raw leaves. Such a file's leaves are
+ * raw only while it stores no mode and no time: Kubo's add turns raw leaves off with
+ * --preserve-mode or --preserve-mtime, and so does the writer (writer.c). */
+static bool imports_raw_leaves(struct node_store *ns, const struct cid *c, size_t *chunk)
+{
+    struct import_opts io;
+    if (c->version != 1 || add_settings(ns, NULL, &io) < 0)
+        return false;
+    *chunk = io.chunk_size;
+    return io.cid_version == 1 && io.raw_leaves;
+}
+
+/* Whether the mount's import makes one raw block of a file leaf f (under CID c): CIDv1 with raw
+ * leaves, and the bytes fit in one chunk. */
+static bool imports_raw_leaf(struct node_store *ns, const struct cid *c,
+                             const struct unixfs_fields *f)
+{
+    size_t chunk;
+    return imports_raw_leaves(ns, c, &chunk) && f->data_len <= chunk &&
+           (!f->has_filesize || f->filesize == f->data_len) && f->nblocksizes == 0;
+}
+
+#define RELEAF_DEPTH 16 /* a file's tree: 174 links a node make 4 levels for 1 TiB */
+#define CID_BYTES_MAX (1 + 9 + CID_MAX_MH)
+
+/* The file DAG under c with its leaves in the other form (CIDv1): to_raw, dag-pb File leaves
+ * that store nothing but bytes become raw blocks of those bytes; else raw leaves become dag-pb
+ * File leaves, as the importer makes them with raw leaves off. The nodes above keep their
+ * UnixFS fields (the same bytes in the same chunks) and get the new links: the DAG ipfs add
+ * makes of the same bytes with the other setting. *out and *tsize: the new node. */
+static int releaf(struct node_store *ns, const struct cid *c, bool to_raw, unsigned depth,
+                  struct cid *out, uint64_t *tsize)
+{
+    struct loaded l;
+    struct unixfs_fields f;
+    uint64_t *bs = NULL;
+    struct pb_link_out *links = NULL;
+    uint8_t(*hb)[CID_BYTES_MAX] = NULL;
+    struct bytebuf d = {0}, b = {0};
+    if (depth > RELEAF_DEPTH)
+        return -EIO;
+    int rc = load(ns, c, &l);
+    if (rc < 0)
+        return rc;
+    if (l.raw || l.pb.nlinks == 0) {
+        bool plain = !l.raw && (l.u.type == UNIXFS_FILE || l.u.type == UNIXFS_RAW) &&
+                     !l.u.has_mode && !l.u.has_mtime && l.u.nblocksizes == 0 &&
+                     (!l.u.has_filesize || l.u.filesize == l.u.data_len);
+        if (l.raw == to_raw || (to_raw && !plain)) {
+            *out = *c; /* already in that form, or more than bytes: kept */
+            rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
+        } else if (to_raw) {
+            static const uint8_t none[1];
+            const uint8_t *bytes = l.u.data_len ? l.u.data : none;
+            rc = block_cid(1, CID_CODEC_RAW, bytes, l.u.data_len, out);
+            if (rc == 0)
+                rc = stage_put_content(ns, out, bytes, l.u.data_len);
+            *tsize = l.u.data_len;
+        } else {
+            f = (struct unixfs_fields){.type = UNIXFS_FILE,
+                                       .data = l.block,
+                                       .data_len = l.len,
+                                       .has_data = l.len > 0,
+                                       .filesize = l.len,
+                                       .has_filesize = true};
+            rc = unixfs_encode(&f, &d);
+            if (rc == 0)
+                rc = dagpb_encode(NULL, 0, d.p, d.len, true, &b);
+            if (rc == 0)
+                rc = block_cid(1, CID_CODEC_DAG_PB, b.p, b.len, out);
+            if (rc == 0)
+                rc = stage_put_content(ns, out, b.p, b.len);
+            *tsize = b.len;
+        }
+        goto out;
+    }
+    if (l.u.type != UNIXFS_FILE) {
+        rc = -EIO; /* a file's tree holds file nodes only */
+        goto out;
+    }
+    if ((rc = unixfs_fields_from(&l.u, l.pb.data, l.pb.data_len, &f, &bs)) < 0)
+        goto out;
+    size_t n = l.pb.nlinks;
+    if (!(links = calloc(n, sizeof *links)) || !(hb = calloc(n, sizeof *hb))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct dagpb_link *lk = &l.pb.links[i];
+        struct cid child, nc;
+        uint64_t ts = 0;
+        rc = cid_from_bytes(lk->hash, lk->hash_len, &child) < 0 ? -EIO : 0;
+        if (rc == 0)
+            rc = releaf(ns, &child, to_raw, depth + 1, &nc, &ts);
+        int hl = rc == 0 ? cid_to_bytes(&nc, hb[i], sizeof hb[i]) : 0;
+        if (hl < 0)
+            rc = -EIO;
+        links[i] = (struct pb_link_out){.hash = hb[i],
+                                        .hash_len = (size_t)hl,
+                                        .name = lk->name ? lk->name : "",
+                                        .name_len = lk->name_len,
+                                        .tsize = ts};
+    }
+    if (rc == 0)
+        rc = unixfs_encode(&f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, n, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = stage_block(ns, 1, &b, out);
+    if (rc == 0)
+        rc = block_tsize(CID_CODEC_DAG_PB, b.p, b.len, tsize) < 0 ? -EIO : 0;
+out:
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    free(links);
+    free(hb);
+    free(bs);
+    loaded_free(&l);
+    return rc;
+}
+
+/* A copy of the node c with UnixFS 1.5 metadata set; a raw block becomes a dag-pb File leaf,
+ * and a dag-pb leaf that stores nothing more the raw block (imports_raw_leaf); a file that
+ * starts or stops storing metadata on a raw-leaves mount has its leaves changed (releaf).
  * Setting the default mode (default_mode) removes the stored mode instead of storing it, as
  * js-ipfs does and as fs.c never stores it on create, mkdir or after a rewrite: a file that
  * rsync or cp -p chmods to 0644 keeps the CID of its content (and a raw leaf stays raw). */
@@ -3929,6 +4052,7 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     struct unixfs_fields f;
     uint64_t *bs = NULL;
     struct pb_link_out *links = NULL;
+    uint8_t(*hb)[CID_BYTES_MAX] = NULL;
     struct bytebuf d = {0}, b = {0};
     int rc = load(ns, c, &l);
     if (rc < 0)
@@ -3943,6 +4067,7 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     } else if ((rc = unixfs_fields_from(&l.u, l.pb.data, l.pb.data_len, &f, &bs)) < 0) {
         goto out;
     }
+    bool had_meta = f.has_mode || f.has_mtime;
     if (mode) {
         f.mode = *mode & 07777;
         /* Mode 0 stores none, as Kubo's files/chmod 0000 and add --preserve-mode of a 000
@@ -3959,19 +4084,52 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
         rc = block_tsize(c->codec, l.block, l.len, tsize) < 0 ? -EIO : 0;
         goto out;
     }
+    if (!l.raw && had_meta && !f.has_mode && !f.has_mtime && l.pb.nlinks == 0 &&
+        f.type == UNIXFS_FILE && imports_raw_leaf(ns, c, &f)) {
+        /* The wrapper's last metadata is gone: the leaf becomes the raw block it was before
+         * a chmod wrapped it, the block ipfs add makes of these bytes (cp of a 0600 file,
+         * then chmod 644, has add's CID again). */
+        static const uint8_t none[1];
+        const uint8_t *bytes = f.data_len ? f.data : none;
+        rc = block_cid(1, CID_CODEC_RAW, bytes, f.data_len, out);
+        if (rc == 0)
+            rc = stage_put(ns, out, bytes, f.data_len, false);
+        if (rc == 0)
+            *tsize = f.data_len;
+        goto out;
+    }
     size_t n = l.raw ? 0 : l.pb.nlinks;
-    if (n && !(links = calloc(n, sizeof *links))) {
+    size_t chunk;
+    /* A file of several chunks that starts or stops storing a mode or a time changes the form
+     * of its leaves on a raw-leaves mount (imports_raw_leaves): cp of a 0600 file then chmod
+     * 644, or touch after close, have add's CID. */
+    bool flip = n && f.type == UNIXFS_FILE && had_meta != (f.has_mode || f.has_mtime) &&
+                imports_raw_leaves(ns, c, &chunk);
+    if (n && (!(links = calloc(n, sizeof *links)) || (flip && !(hb = calloc(n, sizeof *hb))))) {
         rc = -ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const struct dagpb_link *lk = &l.pb.links[i];
         links[i] = (struct pb_link_out){.hash = lk->hash,
                                         .hash_len = lk->hash_len,
                                         .name = lk->name ? lk->name : "",
                                         .name_len = lk->name_len,
                                         .tsize = lk->tsize};
+        if (!flip)
+            continue;
+        struct cid child, nc;
+        int hl = -EIO;
+        rc = cid_from_bytes(lk->hash, lk->hash_len, &child) < 0 ? -EIO : 0;
+        if (rc == 0)
+            rc = releaf(ns, &child, had_meta, 1, &nc, &links[i].tsize);
+        if (rc == 0 && (hl = cid_to_bytes(&nc, hb[i], sizeof hb[i])) < 0)
+            rc = -EIO;
+        links[i].hash = hb[i];
+        links[i].hash_len = (size_t)(hl < 0 ? 0 : hl);
     }
+    if (rc < 0)
+        goto out;
     rc = unixfs_encode(&f, &d);
     if (rc == 0)
         rc = dagpb_encode(links, n, d.p, d.len, true, &b);
@@ -3983,6 +4141,7 @@ out:
     bytebuf_free(&d);
     bytebuf_free(&b);
     free(links);
+    free(hb);
     free(bs);
     loaded_free(&l);
     return rc;
