@@ -206,7 +206,11 @@ struct node_store {
     pthread_cond_t gc_cond;     /* wakes the collector: a commit, or stop */
     bool gc_started, gc_failed; /* the collector's thread runs / could not start */
     bool gc_again;              /* the last collection kept young garbage: collect again */
-    uint64_t gc_seq;            /* seq when the last collection began */
+    /* A commit has run since the last collection began, or the store was just opened: there
+     * may be garbage. Any commit, also one that finds the root it had (a file made and removed
+     * within one interval leaves its blocks, but no new root), and garbage an earlier mount
+     * left (a crash during an add) is collected once the mount runs, without a change. */
+    bool gc_wanted;
     uint64_t gc_last;           /* CLOCK_MONOTONIC ns when the last collection began */
     uint64_t gc_took;           /* how long it took (ns) */
     pthread_t gc_thread;
@@ -3161,8 +3165,9 @@ static int do_commit(struct node_store *ns)
         if (!same) {
             ns->committed = snap;
             ns->seq++;
-            pthread_cond_signal(&ns->gc_cond);
         }
+        ns->gc_wanted = true;
+        pthread_cond_signal(&ns->gc_cond);
     } else {
         ns->taken = ns->durable; /* not covered after all: the next try in commit_ms */
         ns->pending_since = clock_mono_ns();
@@ -3440,7 +3445,7 @@ static int gc_collect(struct node_store *ns, struct node_store_gc_result *res)
      * commit is writing is the committed one afterwards, and no staged block goes meanwhile. */
     pthread_mutex_lock(&ns->commit_run);
     pthread_mutex_lock(&ns->names_lock);
-    ns->gc_seq = ns->seq;
+    ns->gc_wanted = false;
     ns->gc_last = t0;
     ns->gc_again = false;
     rc = gc_visit(&live, &todo, &ns->root);
@@ -3505,7 +3510,7 @@ static void *gc_main(void *arg)
     struct node_store *ns = arg;
     pthread_mutex_lock(&ns->names_lock);
     while (!ns->stop) {
-        if (ns->seq == ns->gc_seq && !ns->gc_again) {
+        if (!ns->gc_wanted && !ns->gc_again) {
             pthread_cond_wait(&ns->gc_cond, &ns->names_lock);
             continue;
         }
@@ -4541,6 +4546,17 @@ bool node_store_teardown_failed(void)
     return atomic_load(&teardown_failed);
 }
 
+/* The collector starts once the mount runs (a daemon now: see start_committer), so that
+ * garbage an earlier mount left goes without waiting for a change. */
+static int store_start(struct node *base)
+{
+    struct node_store *ns = to_store(base);
+    pthread_mutex_lock(&ns->names_lock);
+    start_collector(ns);
+    pthread_mutex_unlock(&ns->names_lock);
+    return 0;
+}
+
 static void store_destroy(struct node *base)
 {
     struct node_store *ns = to_store(base);
@@ -4600,6 +4616,7 @@ static const struct node_ops store_ops = {
     .hold = store_hold,
     .release = store_release,
     .stats = store_stats,
+    .start = store_start,
     .destroy = store_destroy,
 };
 
@@ -4813,6 +4830,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->attr_lock, NULL);
     ns->attrs = calloc(ATTR_SLOTS, sizeof *ns->attrs); /* NULL: no attribute cache */
     ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
+    ns->gc_wanted = true;
     ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
     ns->fetch = cfg ? cfg->fetch : NULL;
