@@ -323,6 +323,7 @@ struct hedit {
     uint64_t tsize;
     hamt_get_fn get;
     struct hbuild hb;
+    bool block_est; /* the estimate hamt_entry_est makes */
     int64_t change;
 };
 
@@ -458,20 +459,21 @@ static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struc
         sc->buckets[ins] = idx;
         sc->leaf[ins] = true;
         n++;
-        ed->change += (int64_t)(ed->name_len + ed->cid_len);
+        ed->change += (int64_t)hamt_entry_est(ed->block_est, ed->name_len, ed->cid_len, ed->tsize);
     } else if (sc->leaf[at]) {
         struct pb_link_out *lk = &sc->links[at];
         const char *en = lk->name + 2;
         size_t el = lk->name_len - 2;
         if (el == ed->name_len && memcmp(en, ed->name, el) == 0) {
-            ed->change -= (int64_t)(el + lk->hash_len);
+            ed->change -= (int64_t)hamt_entry_est(ed->block_est, el, lk->hash_len, lk->tsize);
             if (!ed->cid) {
                 n = drop_link(sc->links, sc->buckets, sc->leaf, n, at);
             } else {
                 lk->hash = ed->cid;
                 lk->hash_len = ed->cid_len;
                 lk->tsize = ed->tsize;
-                ed->change += (int64_t)(ed->name_len + ed->cid_len);
+                ed->change +=
+                    (int64_t)hamt_entry_est(ed->block_est, ed->name_len, ed->cid_len, ed->tsize);
             }
         } else { /* another name in the bucket: a sub-shard of both */
             if (!ed->cid) {
@@ -504,7 +506,8 @@ static int edit_shard(struct hedit *ed, const struct dagpb_node *pb, const struc
                                        .name_len = 2,
                                        .tsize = sts};
             sc->leaf[at] = false;
-            ed->change += (int64_t)(ed->name_len + ed->cid_len);
+            ed->change +=
+                (int64_t)hamt_entry_est(ed->block_est, ed->name_len, ed->cid_len, ed->tsize);
         }
     } else { /* a sub-shard: edit it */
         struct pb_link_out *lk = &sc->links[at];
@@ -561,8 +564,8 @@ out:
 
 int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const char *name,
              size_t name_len, const uint8_t *cid, size_t cid_len, uint64_t tsize,
-             hamt_get_fn get, hamt_put_fn put, void *ud, struct cid *out, uint64_t *out_tsize,
-             int64_t *change)
+             hamt_get_fn get, hamt_put_fn put, void *ud, bool block_est, struct cid *out,
+             uint64_t *out_tsize, int64_t *change)
 {
     if (name_len == 0 || name_len > 255 || (cid && cid_len > CID_MAX_MH + 20))
         return HAMT_REBUILD;
@@ -573,6 +576,7 @@ int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const c
                        .cid_len = cid_len,
                        .tsize = tsize,
                        .get = get,
+                       .block_est = block_est,
                        .hb = {.put = put,
                               .ud = ud,
                               .has_mode = u->has_mode,
@@ -588,4 +592,40 @@ int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const c
         *change = ed.change;
     }
     return rc;
+}
+
+static uint64_t varint_size(uint64_t v)
+{
+    uint64_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+uint64_t hamt_entry_est(bool block_est, size_t name_len, size_t cid_len, uint64_t tsize)
+{
+    if (!block_est)
+        return (uint64_t)name_len + cid_len;
+    /* PBLink: Hash (tag, length, bytes), Name (tag, length, bytes), Tsize (tag, varint); in
+     * PBNode.Links: tag, length, the link. */
+    uint64_t link = 1 + varint_size(cid_len) + cid_len + 1 + varint_size(name_len) + name_len +
+                    1 + varint_size(tsize);
+    return 1 + varint_size(link) + link;
+}
+
+uint64_t hamt_dir_data_est(bool has_mode, uint32_t mode, bool has_mtime, int64_t mtime_sec,
+                           uint32_t mtime_nsec)
+{
+    uint64_t inner = 2; /* Type = Directory */
+    if (has_mode && mode != 0)
+        inner += 1 + varint_size(mode);
+    if (has_mtime) {
+        uint64_t m = mtime_sec >= 0 ? 1 + varint_size((uint64_t)mtime_sec) : 1 + 10;
+        if (mtime_nsec > 0)
+            m += 1 + 4; /* fixed32 */
+        inner += 1 + varint_size(m) + m;
+    }
+    return 1 + varint_size(inner) + inner;
 }

@@ -61,14 +61,25 @@ typedef int (*hamt_get_fn)(void *ud, const struct cid *c, uint8_t **block, size_
  * decoded block root (u: its UnixFS data), reading only the shards on name's path (get) and
  * putting the new ones (put; both get ud). The result is the HAMT hamt_build gives for the new
  * set of names, with the root's mode and mtime kept; the caller decides whether the directory
- * should stay a HAMT (*change: the bytes of names and binary CIDs added, less those removed,
- * for the size estimate). Returns 0 (new root in *out, its cumulative size in *out_tsize),
+ * should stay a HAMT (*change: the estimate of the entries added, less that of those removed:
+ * hamt_entry_est with block_est). Returns 0 (new root in *out, its cumulative size in *out_tsize),
  * -ENOENT (removing a name that is not there), HAMT_REBUILD when a shard on the path is not
  * as hamt_build writes them (another fanout or hash, links out of bucket order, lower-case
  * bucket names, a malformed block), or -errno. */
 int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const char *name,
              size_t name_len, const uint8_t *cid, size_t cid_len, uint64_t tsize,
-             hamt_get_fn get, hamt_put_fn put, void *ud, struct cid *out, uint64_t *out_tsize,
-             int64_t *change);
+             hamt_get_fn get, hamt_put_fn put, void *ud, bool block_est, struct cid *out,
+             uint64_t *out_tsize, int64_t *change);
+
+/* An entry's share of a directory's size estimate, as boxo counts it for the HAMT threshold.
+ * block_est false (Import.UnixFSHAMTDirectorySizeEstimation "links", the default): its name
+ * and binary CID bytes. true ("block", IPIP-499, the unixfs-v1-2025 profile): the bytes its
+ * link takes in a plain directory's dag-pb block (name, CID, Tsize, protobuf framing). Pure. */
+uint64_t hamt_entry_est(bool block_est, size_t name_len, size_t cid_len, uint64_t tsize);
+
+/* The bytes a plain directory's UnixFS Data field takes in its dag-pb block ("block" estimate:
+ * Type, and mode and mtime when stored), as boxo's dataFieldSerializedSize counts them. Pure. */
+uint64_t hamt_dir_data_est(bool has_mode, uint32_t mode, bool has_mtime, int64_t mtime_sec,
+                           uint32_t mtime_nsec);
 
 #endif

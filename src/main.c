@@ -364,26 +364,29 @@ static void node_address_save(const char *dir, const char *url)
 }
 
 /* The node's Import settings, kept in the store (DIR/import-settings) for the mounts made while
- * the node does not answer: "cid_version raw_leaves chunker max_links" (-1, "-" and 0: not
- * set). */
+ * the node does not answer: "cid_version raw_leaves chunker max_links hamt_estimate" (-1, "-"
+ * and 0: not set; the estimate "links" or "block"; a file without it: "links"). */
 static void import_settings_save(const char *dir, const struct import_config *ic)
 {
     char line[128];
-    snprintf(line, sizeof line, "%d %d %s %u\n", ic->cid_version, ic->raw_leaves,
-             ic->chunker[0] ? ic->chunker : "-", ic->file_max_links);
+    snprintf(line, sizeof line, "%d %d %s %u %s\n", ic->cid_version, ic->raw_leaves,
+             ic->chunker[0] ? ic->chunker : "-", ic->file_max_links,
+             ic->hamt_block ? "block" : "links");
     store_note(dir, "import-settings", line);
 }
 
 static bool import_settings_load(const char *dir, struct import_config *ic)
 {
-    char p[PATH_MAX], ch[64];
+    char p[PATH_MAX], ch[64], est[16] = "";
     memset(ic, 0, sizeof *ic);
     if (!dir || snprintf(p, sizeof p, "%s/import-settings", dir) >= (int)sizeof p)
         return false;
     FILE *f = fopen(p, "r");
     if (!f)
         return false;
-    int n = fscanf(f, "%d %d %63s %u", &ic->cid_version, &ic->raw_leaves, ch, &ic->file_max_links);
+    int n = fscanf(f, "%d %d %63s %u %15s", &ic->cid_version, &ic->raw_leaves, ch,
+                   &ic->file_max_links, est);
+    ic->hamt_block = n >= 5 && strcmp(est, "block") == 0;
     bool ok = n >= 3 && ic->cid_version >= -1 && ic->cid_version <= 1 && ic->raw_leaves >= -1 &&
               ic->raw_leaves <= 1;
     if (n < 4 || ic->file_max_links == 1 || ic->file_max_links > IMPORT_MAX_LINKS_CAP)
@@ -879,6 +882,7 @@ int main(int argc, char *argv[])
                 .add = {.cid_version = o.cid_version, .raw_leaves = o.raw_leaves,
                         .chunker = o.chunker, .max_links = o.file_max_links,
                     .pin = !o.no_pin},
+                .hamt_block_est = icfg.hamt_block,
                 /* Pushes take committed roots: commit often, so the node follows closely
                  * (measured: cp -r of 1,000 files + sync, 1.7 s at 250 ms, 2.5 s at 1 s). */
                 .commit_ms = 250,

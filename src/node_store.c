@@ -152,6 +152,7 @@ struct node_store {
     char description[PATH_MAX + 64];
     int lock_fd; /* DIR/lock, flock()ed: one process per store */
     uint64_t shard_bytes; /* a directory estimated larger than this is a HAMT */
+    bool block_est;       /* the estimate counts block bytes (hamt_entry_est) */
     unsigned commit_ms;
     int (*fetch)(void *ud, const struct cid *c, uint8_t **data, size_t *len);
     void *fetch_ud;
@@ -2943,7 +2944,7 @@ static int hamt_change(struct node_store *ns, const struct cid *dcid, const stru
     struct cid next;
     uint64_t next_tsize;
     int rc = hamt_set(&l->pb, &l->u, name, nlen, child ? hash : NULL, (size_t)hl, child_tsize,
-                      shard_get, shard_put, &sp, &next, &next_tsize, &change);
+                      shard_get, shard_put, &sp, ns->block_est, &next, &next_tsize, &change);
     if (rc != 0)
         return rc;
     if (change < 0 &&
@@ -3009,15 +3010,22 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
     bool found;
     size_t at = entries_find(&es, name, nlen, &found);
     int64_t change = 0;
-    uint64_t estimate = 0;
+    /* The estimate boxo makes (hamt_entry_est): with "block", of the plain directory's whole
+     * block, its Data field too. */
+    uint64_t estimate = ns->block_est ? hamt_dir_data_est(m.has_mode, m.mode, m.has_mtime,
+                                                          m.mtime_sec, m.mtime_nsec)
+                                      : 0;
     for (size_t i = 0; i < es.n; i++)
-        estimate += es.e[i].name_len + es.e[i].cid_len;
+        estimate += hamt_entry_est(ns->block_est, es.e[i].name_len, es.e[i].cid_len,
+                                   es.e[i].tsize);
     /* Every entry of that name goes (a hostile directory may hold several), as Kubo's
      * RemoveNodeLink does: one name, one entry afterwards. */
     size_t end = at;
     while (end < es.n && same_name(es.e[end].name, es.e[end].name_len, name, nlen)) {
-        change -= (int64_t)(es.e[end].name_len + es.e[end].cid_len);
-        estimate -= es.e[end].name_len + es.e[end].cid_len;
+        uint64_t e = hamt_entry_est(ns->block_est, es.e[end].name_len, es.e[end].cid_len,
+                                    es.e[end].tsize);
+        change -= (int64_t)e;
+        estimate -= e;
         free((void *)es.e[end++].name);
     }
     if (end > at) {
@@ -3038,8 +3046,9 @@ static int dir_set(struct node_store *ns, const struct cid *dcid, const char *na
         struct hamt_entry e = es.e[es.n - 1]; /* added last: move it to its place */
         memmove(&es.e[at + 1], &es.e[at], (es.n - 1 - at) * sizeof e);
         es.e[at] = e;
-        change += (int64_t)(nlen + (size_t)hl);
-        estimate += nlen + (size_t)hl;
+        uint64_t add = hamt_entry_est(ns->block_est, nlen, (size_t)hl, child_tsize);
+        change += (int64_t)add;
+        estimate += add;
     }
     bool shard = was_hamt ? change >= 0 || estimate > ns->shard_bytes : estimate > ns->shard_bytes;
     if (shard) {
@@ -4831,6 +4840,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     ns->attrs = calloc(ATTR_SLOTS, sizeof *ns->attrs); /* NULL: no attribute cache */
     ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
     ns->gc_wanted = true;
+    ns->gc_last = clock_mono_ns(); /* the first collection: gc_interval_ms after the open */
     ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;
     ns->fetch = cfg ? cfg->fetch : NULL;
@@ -4879,6 +4889,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     ns->add_defaults = cfg ? cfg->add : (struct node_add_opts){.cid_version = -1, .raw_leaves = -1};
     ns->shard_bytes =
         cfg && cfg->hamt_shard_bytes ? cfg->hamt_shard_bytes : NODE_STORE_HAMT_SHARD_BYTES;
+    ns->block_est = cfg && cfg->hamt_block_est;
     rc = import_opts_from(&ns->add_defaults, &ns->defaults);
     if (rc < 0) {
         snprintf(err, errlen, "unsupported import settings for the store (chunker %s)",

@@ -34,6 +34,9 @@
 struct node_store_config {
     struct node_add_opts add;  /* defaults for imports (-1/NULL: Kubo's) */
     uint64_t hamt_shard_bytes; /* 0: NODE_STORE_HAMT_SHARD_BYTES (tests lower it) */
+    /* The node's Import.UnixFSHAMTDirectorySizeEstimation is "block": a directory's size is
+     * its block's (hamt_entry_est), not its names' and CIDs' bytes. */
+    bool hamt_block_est;
     unsigned commit_ms;        /* group commit interval (0: NODE_STORE_COMMIT_MS) */
     unsigned gc_interval_ms;   /* 0: NODE_STORE_GC_MS; UINT_MAX: no background collection */
     unsigned gc_young_ms;      /* 0: NODE_STORE_GC_YOUNG_MS (tests lower them) */

@@ -1049,6 +1049,11 @@ int rpcjson_import_config(const char *body, size_t len, struct import_config *ou
         setting_text(x, text, sizeof text);
         if (!text[0] || strcmp(text, fixed[i].ok) == 0)
             continue;
+        if (strcmp(fixed[i].name, "UnixFSHAMTDirectorySizeEstimation") == 0 &&
+            strcmp(text, "block") == 0) {
+            out->hamt_block = true; /* followed (node_store_config.hamt_block_est) */
+            continue;
+        }
         if (fixed[i].every) {
             if (!out->refused[0])
                 snprintf(out->refused, sizeof out->refused, "Import.%s=%s", fixed[i].name,

@@ -119,6 +119,9 @@ struct import_config {
     int raw_leaves;   /* Import.UnixFSRawLeaves; -1: not set */
     char chunker[64]; /* Import.UnixFSChunker; "": not set */
     unsigned file_max_links; /* Import.UnixFSFileMaxLinks; 0: not set */
+    /* Import.UnixFSHAMTDirectorySizeEstimation is "block" (IPIP-499: the unixfs-v1-2025
+     * profile): followed by the store, so not in differs */
+    bool hamt_block;
     /* The first setting whose value changes every file's CID and that local imports do not
      * follow ("HashFunction=blake3"), else "" */
     char refused[160];

@@ -533,6 +533,22 @@ if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1store" --mfs-roo
     check_eq "unixfs-v1-2025 profile, 4 KiB chunks: a 5 MiB file has ipfs add's CID there" \
         "$(cid_of "$WORK/mnt6/v1five")" "$(kubo add -Q --only-hash "$WORK/src/v1five")"
     check "... and reads back" cmp "$WORK/src/v1five" "$WORK/mnt6/v1five"
+    # The profile's HAMT estimate is the plain directory's block size (Import.
+    # UnixFSHAMTDirectorySizeEstimation "block"): 4,600 names of 14 bytes are a HAMT there
+    # (58 bytes a link, past 256 KiB), where names and CIDs alone (50 bytes) would not be.
+    # Compared with a real `ipfs add -r`: Kubo 0.43.1's --only-hash makes a plain directory
+    # of the same files (it does not follow that setting).
+    python3 -c '
+import os, sys
+os.mkdir(sys.argv[1])
+for i in range(4600):
+    with open(os.path.join(sys.argv[1], "file-%05d.txt" % i), "w") as f:
+        f.write("content %d\n" % i)' "$WORK/src/est4600"
+    check "cp -r of 4,600 small files" cp -r "$WORK/src/est4600" "$WORK/mnt6/"
+    check_eq "... the directory has ipfs add -r's CID on that node (a HAMT)" \
+        "$(cid_of "$WORK/mnt6/est4600")" "$(kubo add -r -Q --pin=false "$WORK/src/est4600")"
+    check "... no warning about the HAMT estimate" \
+        sh -c '! grep -q UnixFSHAMTDirectorySizeEstimation "$1"' sh "${MOUNT_LOG[$WORK/mnt6]}"
     check_unmount "unmount (unixfs-v1-2025)" "$WORK/mnt6"
 else
     not_ok "mount over a node with the unixfs-v1-2025 profile"

@@ -10,7 +10,9 @@
 
 #include "cid.h"
 #include "dagpb.h"
+#include "hamt.h"
 #include "unit.h"
+#include "unixfs_enc.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -689,8 +691,62 @@ static void test_guess_small(void)
     CHECK_EQ_INT(unixfs_guess_small(262158, 262144), UNIXFS_FILE);
 }
 
+/* The HAMT threshold's "block" estimate (IPIP-499, boxo's linkSerializedSize and
+ * dataFieldSerializedSize) is exactly the size of the plain directory's encoded block: names
+ * and CIDs of several lengths, Tsizes across varint lengths, with and without a mode and a time
+ * (a negative one, one with nanoseconds). */
+static void test_hamt_block_estimate(void)
+{
+    static const uint64_t tsizes[] = {0, 1, 127, 128, 300000, 1ull << 35, UINT64_MAX};
+    static const struct {
+        bool has_mode, has_mtime;
+        uint32_t mode, nsec;
+        int64_t sec;
+    } metas[] = {{false, false, 0, 0, 0},         {true, false, 0700, 0, 0},
+                 {false, true, 0, 0, 1700000000}, {true, true, 01777, 5, 1700000000},
+                 {false, true, 0, 0, -1},          {false, true, 0, 999999999, 0}};
+    uint8_t cids[3][40];
+    static const size_t cid_lens[3] = {34, 36, 38};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t k = 0; k < sizeof cids[i]; k++)
+            cids[i][k] = (uint8_t)(i * 7 + k);
+    char names[200][140];
+    struct pb_link_out links[200];
+    for (size_t mi = 0; mi < sizeof metas / sizeof metas[0]; mi++) {
+        for (size_t n = 0; n <= 200; n += 37) {
+            uint64_t est = hamt_dir_data_est(metas[mi].has_mode, metas[mi].mode,
+                                             metas[mi].has_mtime, metas[mi].sec, metas[mi].nsec);
+            for (size_t i = 0; i < n; i++) {
+                size_t nl = 1 + (i * 13) % 139;
+                memset(names[i], 'a' + (int)(i % 26), nl);
+                links[i] = (struct pb_link_out){.hash = cids[i % 3],
+                                                .hash_len = cid_lens[i % 3],
+                                                .name = names[i],
+                                                .name_len = nl,
+                                                .tsize = tsizes[i % 7]};
+                est += hamt_entry_est(true, nl, cid_lens[i % 3], tsizes[i % 7]);
+                CHECK_EQ_INT(hamt_entry_est(false, nl, cid_lens[i % 3], tsizes[i % 7]),
+                             nl + cid_lens[i % 3]);
+            }
+            struct unixfs_fields f = {.type = UNIXFS_DIRECTORY,
+                                      .mode = metas[mi].mode,
+                                      .has_mode = metas[mi].has_mode,
+                                      .mtime_sec = metas[mi].sec,
+                                      .mtime_nsec = metas[mi].nsec,
+                                      .has_mtime = metas[mi].has_mtime};
+            struct bytebuf d = {0}, b = {0};
+            CHECK_EQ_INT(unixfs_encode(&f, &d), 0);
+            CHECK_EQ_INT(dagpb_encode(links, n, d.p, d.len, true, &b), 0);
+            CHECK_EQ_INT(b.len, est);
+            bytebuf_free(&d);
+            bytebuf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
+    test_hamt_block_estimate();
     test_guess_small();
     test_file_block();
     test_wrap_dir();

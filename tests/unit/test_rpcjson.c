@@ -124,8 +124,14 @@ static void test_import_config(void)
     CHECK_EQ_STR(ic.chunker, "size-1048576");
     CHECK_EQ_STR(ic.refused, "");
     CHECK_EQ_INT(ic.file_max_links, 1024);
-    CHECK_EQ_STR(ic.differs, "Import.UnixFSHAMTDirectorySizeEstimation=block");
+    /* the profile's "block" estimate is followed (the store's), so not named */
+    CHECK_EQ_STR(ic.differs, "");
+    CHECK(ic.hamt_block);
     free(b);
+    const char *dis = "{\"Value\":{\"UnixFSHAMTDirectorySizeEstimation\":\"disabled\"}}";
+    CHECK_EQ_INT(rpcjson_import_config(dis, strlen(dis), &ic, why, sizeof why), 0);
+    CHECK(!ic.hamt_block);
+    CHECK_EQ_STR(ic.differs, "Import.UnixFSHAMTDirectorySizeEstimation=disabled");
     static const struct {
         const char *json, *refused;
     } cases[] = {
@@ -142,6 +148,7 @@ static void test_import_config(void)
                                            sizeof why),
                      0);
         CHECK_EQ_STR(ic.refused, cases[i].refused);
+        CHECK(!ic.hamt_block);
     }
     CHECK_EQ_INT(ic.raw_leaves, 0);
     CHECK_EQ_INT(ic.cid_version, 0);

@@ -813,8 +813,11 @@ static void test_hamt_edits(void)
 {
     char dir[256], err[128], p[64];
     new_dir(dir, sizeof dir);
+    /* The pool's blocks are put behind the store's back (bs), unreachable until linked: no
+     * background collection. */
     struct node_store_config cfg = {.add = {.cid_version = -1, .raw_leaves = -1},
-                                    .hamt_shard_bytes = 3000};
+                                    .hamt_shard_bytes = 3000,
+                                    .gc_interval_ms = UINT_MAX};
     struct node *n = NULL;
     CHECK_EQ_INT(node_store_new(dir, &cfg, &n, err, sizeof err), 0);
     struct blockstore *bs;
