@@ -4053,6 +4053,32 @@ out:
     return rc;
 }
 
+/* Whether the first leaf of the file whose node (with links) is pb is a raw block: *raw. Reads
+ * the leftmost path only. 0, or -errno. */
+static int first_leaf_raw(struct node_store *ns, const struct dagpb_node *pb, bool *raw)
+{
+    struct cid c;
+    if (cid_from_bytes(pb->links[0].hash, pb->links[0].hash_len, &c) < 0)
+        return -EIO;
+    for (unsigned depth = 0; depth <= RELEAF_DEPTH; depth++) {
+        if (c.codec == CID_CODEC_RAW) {
+            *raw = true;
+            return 0;
+        }
+        struct loaded l;
+        int rc = load(ns, &c, &l);
+        if (rc < 0)
+            return rc;
+        bool leaf = l.raw || l.pb.nlinks == 0;
+        *raw = l.raw;
+        rc = leaf ? 0 : cid_from_bytes(l.pb.links[0].hash, l.pb.links[0].hash_len, &c) < 0 ? -EIO : 1;
+        loaded_free(&l);
+        if (rc <= 0)
+            return rc;
+    }
+    return -EIO;
+}
+
 /* A copy of the node c with UnixFS 1.5 metadata set; a raw block becomes a dag-pb File leaf,
  * and a dag-pb leaf that stores nothing more the raw block (imports_raw_leaf); a file that
  * starts or stops storing metadata on a raw-leaves mount has its leaves changed (releaf).
@@ -4116,9 +4142,13 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     size_t chunk;
     /* A file of several chunks that starts or stops storing a mode or a time changes the form
      * of its leaves on a raw-leaves mount (imports_raw_leaves): cp of a 0600 file then chmod
-     * 644, or touch after close, have add's CID. */
-    bool flip = n && f.type == UNIXFS_FILE && had_meta != (f.has_mode || f.has_mtime) &&
-                imports_raw_leaves(ns, c, &chunk);
+     * 644, or touch after close, have add's CID. Its leaves are raw exactly when it stores
+     * nothing; a file the writer imported with its metadata has the right ones already (only
+     * its first leaf is read to tell). */
+    bool target_raw = !f.has_mode && !f.has_mtime, first_raw = target_raw;
+    bool flip = n && f.type == UNIXFS_FILE && had_meta == target_raw &&
+                imports_raw_leaves(ns, c, &chunk) &&
+                first_leaf_raw(ns, &l.pb, &first_raw) == 0 && first_raw != target_raw;
     if (n && (!(links = calloc(n, sizeof *links)) || (flip && !(hb = calloc(n, sizeof *hb))))) {
         rc = -ENOMEM;
         goto out;
@@ -4136,7 +4166,7 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
         int hl = -EIO;
         rc = cid_from_bytes(lk->hash, lk->hash_len, &child) < 0 ? -EIO : 0;
         if (rc == 0)
-            rc = releaf(ns, &child, had_meta, 1, &nc, &links[i].tsize);
+            rc = releaf(ns, &child, target_raw, 1, &nc, &links[i].tsize);
         if (rc == 0 && (hl = cid_to_bytes(&nc, hb[i], sizeof hb[i])) < 0)
             rc = -EIO;
         links[i].hash = hb[i];
