@@ -324,13 +324,31 @@ fail:
     return rc;
 }
 
+static int get_or_peek(struct dircache *dc, const struct cid *c, const struct dirlist **out,
+                       bool fill);
+
 int dircache_get(struct dircache *dc, const struct cid *c, const struct dirlist **out)
+{
+    return get_or_peek(dc, c, out, true);
+}
+
+int dircache_peek(struct dircache *dc, const struct cid *c, const struct dirlist **out)
+{
+    return get_or_peek(dc, c, out, false);
+}
+
+static int get_or_peek(struct dircache *dc, const struct cid *c, const struct dirlist **out,
+                       bool fill)
 {
     uint64_t h = cid_hash(c);
     pthread_mutex_lock(&dc->lock);
     struct slot *s = dc->table[h & (dc->nbuckets - 1)];
     while (s && !(s->hash == h && cid_equal(&s->cid, c)))
         s = s->hnext;
+    if (!s && !fill) {
+        pthread_mutex_unlock(&dc->lock);
+        return -ENOENT;
+    }
     if (s && s->loading) {
         /* Someone is fetching it: wait for that one fetch, holding a reference, so that the
          * slot outlives the wait even if the listing is evicted (or never fits) before this

@@ -54,6 +54,10 @@ void dircache_free(struct dircache *dc);
 int dircache_get(struct dircache *dc, const struct cid *c, const struct dirlist **out);
 void dircache_put(struct dircache *dc, const struct dirlist *l);
 
+/* dircache_get for a listing the cache holds or is loading (then waited for), without
+ * starting one: -ENOENT when it has none. */
+int dircache_peek(struct dircache *dc, const struct cid *c, const struct dirlist **out);
+
 /* Find a name in a listing; NULL if absent. */
 const struct dirent_rec *dirlist_find(const struct dirlist *l, const char *name, size_t len);
 

@@ -94,6 +94,12 @@ struct node_add_opts {
 struct node_ops {
     int (*stat)(struct node *n, const struct cid *c, struct node_stat *out);
     int (*list)(struct node *n, const struct cid *c, node_entry_fn fn, void *ud);
+    /* The CID of name (len bytes) in directory c, without listing c: a HAMT's shards on the
+     * name's path only, no block of the other entries. Optional: NULL, or -EAGAIN (a hostile
+     * directory whose listing decides what the name means), and the caller lists c. 0,
+     * -ENOENT, -ENOTDIR or -errno. */
+    int (*lookup)(struct node *n, const struct cid *c, const char *name, size_t len,
+                  struct cid *out);
     /* Read exactly len bytes at off (the caller keeps off + len within the file size).
      * Returns bytes read (== len) or -errno. */
     ssize_t (*read)(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf);

@@ -207,10 +207,11 @@ struct node_store {
     pthread_cond_t gc_cond;     /* wakes the collector: a commit, or stop */
     bool gc_started, gc_failed; /* the collector's thread runs / could not start */
     bool gc_again;              /* the last collection kept young garbage: collect again */
-    /* A commit has run since the last collection began, or the store was just opened: there
-     * may be garbage. Any commit, also one that finds the root it had (a file made and removed
-     * within one interval leaves its blocks, but no new root), and garbage an earlier mount
-     * left (a crash during an add) is collected once the mount runs, without a change. */
+    /* A commit has run since the last collection began: there may be garbage. Any commit, also
+     * one that finds the root it had (a file made and removed within one interval leaves its
+     * blocks, but no new root); what an earlier mount left (a crash during an add) goes with
+     * the first collection after a change. Not at open: blocks put in the store by other means
+     * than this mount's names stay until then. */
     bool gc_wanted;
     uint64_t gc_last;           /* CLOCK_MONOTONIC ns when the last collection began */
     uint64_t gc_took;           /* how long it took (ns) */
@@ -1167,6 +1168,89 @@ static int stat_loaded(const struct cid *c, const struct loaded *l, struct node_
     }
 }
 
+static bool same_name(const char *a, size_t al, const char *b, size_t bl);
+
+/* store_lookup in a HAMT: the shards on name's path. A shard not as boxo writes them (a bucket
+ * linked twice, a link that does not parse, a sub-shard that is none) is -EAGAIN; what loading
+ * a shard returns (a fetch that failed: its error, once) is returned. */
+static int hamt_lookup(struct node_store *ns, const struct loaded *shard, const char *name,
+                       size_t len, unsigned depth, struct cid *out)
+{
+    int idx = hamt_index(name, len, depth);
+    if (idx < 0 || depth > HAMT_MAX_DEPTH || shard->pb.nlinks > HAMT_FANOUT)
+        return -EAGAIN;
+    const struct dagpb_link *found = NULL;
+    int kind = 0;
+    for (size_t i = 0; i < shard->pb.nlinks; i++) {
+        const struct dagpb_link *lk = &shard->pb.links[i];
+        unsigned bucket;
+        const char *ename;
+        size_t elen;
+        int t = hamt_link_name(lk->name, lk->name_len, &bucket, &ename, &elen);
+        if (t < 0)
+            return -EAGAIN;
+        if (bucket != (unsigned)idx)
+            continue;
+        if (found)
+            return -EAGAIN;
+        if (t == 1 && !same_name(ename, elen, name, len))
+            return -ENOENT;
+        found = lk;
+        kind = t;
+    }
+    if (!found)
+        return -ENOENT;
+    struct cid c;
+    if (cid_from_bytes(found->hash, found->hash_len, &c) < 0)
+        return -EAGAIN;
+    if (kind == 1) {
+        *out = c;
+        return 0;
+    }
+    struct loaded sub;
+    int rc = load(ns, &c, &sub);
+    if (rc < 0)
+        return rc;
+    rc = !sub.raw && sub.u.type == UNIXFS_HAMT_SHARD
+             ? hamt_lookup(ns, &sub, name, len, depth + 1, out)
+             : -EAGAIN;
+    loaded_free(&sub);
+    return rc;
+}
+
+/* node op lookup. Through gateways every block is a round trip: a stat of one name must not
+ * list the directory (which reads a block per entry, or per HAMT shard). Anything the listing
+ * treats its own way (a name given twice, a CID that does not parse, a malformed shard) is
+ * -EAGAIN: the caller lists. */
+static int store_lookup(struct node *base, const struct cid *c, const char *name, size_t len,
+                        struct cid *out)
+{
+    struct node_store *ns = to_store(base);
+    struct loaded l;
+    int rc = load(ns, c, &l);
+    if (rc < 0)
+        return rc;
+    if (!is_dir_type(&l)) {
+        rc = -ENOTDIR;
+    } else if (l.u.type == UNIXFS_HAMT_SHARD) {
+        rc = hamt_lookup(ns, &l, name, len, 0, out);
+    } else {
+        rc = -ENOENT;
+        for (size_t i = 0; i < l.pb.nlinks; i++) {
+            const struct dagpb_link *lk = &l.pb.links[i];
+            if (!same_name(lk->name, lk->name_len, name, len))
+                continue;
+            if (rc != -ENOENT || cid_from_bytes(lk->hash, lk->hash_len, out) < 0) {
+                rc = -EAGAIN;
+                break;
+            }
+            rc = 0;
+        }
+    }
+    loaded_free(&l);
+    return rc;
+}
+
 static int store_stat(struct node *base, const struct cid *c, struct node_stat *out)
 {
     struct node_store *ns = to_store(base);
@@ -1303,8 +1387,10 @@ struct list_ctx {
     uint64_t detail_bytes; /* child blocks read so far to tell kinds and sizes */
 };
 
-/* Tell the entry's kind, size and mode from its root block when it is here (within the
- * listing's LIST_DETAIL_BYTES: past it, the kind is left unknown for stat to tell). */
+/* Tell the entry's kind, size and mode from its root block (within the listing's
+ * LIST_DETAIL_BYTES: past it, the kind is left unknown for stat to tell). A block that is not
+ * here is fetched, one after another: a listing through gateways costs a round trip per entry,
+ * which is why a lookup of one name does not list (store_lookup). */
 static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
                       const struct dagpb_link *link)
 {
@@ -4585,8 +4671,7 @@ bool node_store_teardown_failed(void)
     return atomic_load(&teardown_failed);
 }
 
-/* The collector starts once the mount runs (a daemon now: see start_committer), so that
- * garbage an earlier mount left goes without waiting for a change. */
+/* The collector starts once the mount runs (a daemon now: see start_committer). */
 static int store_start(struct node *base)
 {
     struct node_store *ns = to_store(base);
@@ -4634,6 +4719,7 @@ static void store_release(struct node *n, const struct cid *c)
 static const struct node_ops store_ops = {
     .stat = store_stat,
     .list = store_list,
+    .lookup = store_lookup,
     .read = store_read,
     .mfs_stat = store_mfs_stat,
     .mfs_list = store_mfs_list,
@@ -4869,7 +4955,6 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     pthread_mutex_init(&ns->attr_lock, NULL);
     ns->attrs = calloc(ATTR_SLOTS, sizeof *ns->attrs); /* NULL: no attribute cache */
     ns->gc_interval_ms = cfg && cfg->gc_interval_ms ? cfg->gc_interval_ms : NODE_STORE_GC_MS;
-    ns->gc_wanted = true;
     ns->gc_last = clock_mono_ns(); /* the first collection: gc_interval_ms after the open */
     ns->gc_young_ms = cfg && cfg->gc_young_ms ? cfg->gc_young_ms : NODE_STORE_GC_YOUNG_MS;
     ns->commit_ms = cfg && cfg->commit_ms ? cfg->commit_ms : NODE_STORE_COMMIT_MS;

@@ -43,17 +43,30 @@ int resolve_child(struct resolver *r, const struct inode *dir, const char *name,
         return -ENOENT;
     uint64_t key = inode_key_child(&dir->cid, name, len);
     const struct dirlist *l;
-    int rc = dircache_get(r->dc, &dir->cid, &l);
-    if (rc < 0)
+    struct cid c;
+    struct node_stat st = {.kind = NODE_UNKNOWN};
+    /* A listing at hand tells; else a backend that finds one name without listing the
+     * directory (the store: through gateways every entry's block is a round trip) is asked
+     * for that name only, and the object itself for what it is. */
+    int rc = r->node->ops->lookup ? dircache_peek(r->dc, &dir->cid, &l) : -ENOENT;
+    if (rc == -ENOENT && r->node->ops->lookup) {
+        rc = r->node->ops->lookup(r->node, &dir->cid, name, len, &c);
+        if (rc == 0)
+            goto found;
+        if (rc != -EAGAIN)
+            return rc;
+    }
+    if (rc < 0 && (rc = dircache_get(r->dc, &dir->cid, &l)) < 0)
         return rc;
     const struct dirent_rec *e = dirlist_find(l, name, len);
     if (!e) {
         dircache_put(r->dc, l);
         return -ENOENT;
     }
-    struct cid c = e->cid;
-    struct node_stat st = dirent_stat(e);
+    c = e->cid;
+    st = dirent_stat(e);
     dircache_put(r->dc, l);
+found:;
 
     struct inode *ino = inode_find_ref(r->inodes, key, &c);
     if (ino) {

@@ -147,6 +147,17 @@ for f in "${FILES[@]}"; do
 done
 check "diff -r of a tree (CIDv0)" diff -r "$TREE" "$MNT/$TREE_V0"
 check "diff -r of a tree (CIDv1, raw leaves)" diff -r "$TREE" "$MNT/$TREE_V1"
+# One name in a directory not listed yet: only the shards on its path and its own block are
+# asked for, not a block per entry (1,500 requests one after another; minutes through a
+# public gateway).
+before=$(($(requests a) + $(requests b)))
+check_eq "stat of one name in the HAMT-sharded directory, not listed yet" \
+    "$(stat -c %s "$MNT/$HAMT/f0777.txt" 2>&1)" "$(stat -c %s "$MANY/f0777.txt")"
+asked=$(($(requests a) + $(requests b) - before))
+check "... asks the gateways for a few blocks, not one per entry ($asked requests)" \
+    test "$asked" -le 10
+check_eq "... and reads" "$(cat "$MNT/$HAMT/f0777.txt" 2>&1)" "entry 0777"
+check_errno "... a name it does not hold is ENOENT" ENOENT stat "$MNT/$HAMT/f9999.txt"
 check_eq "a HAMT-sharded directory lists its 1500 entries" 1500 "$(ls "$MNT/$HAMT" | wc -l)"
 check "diff -r of the HAMT-sharded directory" diff -r "$MANY" "$MNT/$HAMT"
 check_eq "user.ipfs.cid of a file read through a gateway" "${V0[m10]}" \
