@@ -266,6 +266,7 @@ check "the large file reads after a remount" cmp "$SRC/f20971520" "$MNT/f2097152
 # good, even after a remount and more changes). Unmounted at once, before any collection: the
 # next mount collects them after its first change.
 base=$(store_kib)
+# shellcheck disable=SC2016 # $1 and $2 are for the inner shell
 check "cp 20 MiB, rm at once" sh -c 'cp "$1" "$2" && rm "$2"' sh "$SRC/gc1" "$MNT/gc-brief"
 check "... the store holds its blocks for now" test "$(store_kib)" -ge $((base + 19 * 1024))
 check_unmount "unmount at once" "$MNT"
@@ -274,6 +275,7 @@ if mount_ipfsfs "$MNT" --store="$STORE" --log-level=info; then
 else
     not_ok "remount"
 fi
+# shellcheck disable=SC2016 # $1 is for the inner shell
 check "a change: mkdir, then rmdir at once (the root is as it was)" \
     sh -c 'mkdir "$1" && rmdir "$1"' sh "$MNT/gc-brief-dir"
 check "... the blocks of the file removed at once go (was $base KiB before it)" \

@@ -547,6 +547,7 @@ for i in range(4600):
     check "cp -r of 4,600 small files" cp -r "$WORK/src/est4600" "$WORK/mnt6/"
     check_eq "... the directory has ipfs add -r's CID on that node (a HAMT)" \
         "$(cid_of "$WORK/mnt6/est4600")" "$(kubo add -r -Q --pin=false "$WORK/src/est4600")"
+    # shellcheck disable=SC2016 # $1 is for the inner shell
     check "... no warning about the HAMT estimate" \
         sh -c '! grep -q UnixFSHAMTDirectorySizeEstimation "$1"' sh "${MOUNT_LOG[$WORK/mnt6]}"
     check_unmount "unmount (unixfs-v1-2025)" "$WORK/mnt6"
