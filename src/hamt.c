@@ -594,14 +594,11 @@ int hamt_set(const struct dagpb_node *root, const struct unixfs_data *u, const c
     return rc;
 }
 
+/* Bytes of v as a varint (varint_encode writes at most 10). */
 static uint64_t varint_size(uint64_t v)
 {
-    uint64_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    uint8_t buf[10];
+    return varint_encode(v, buf);
 }
 
 uint64_t hamt_entry_est(bool block_est, size_t name_len, size_t cid_len, uint64_t tsize)

@@ -2205,6 +2205,25 @@ static int stage_block(struct node_store *ns, unsigned version, const struct byt
     return rc < 0 ? rc : stage_put(ns, out, b->p, b->len, false);
 }
 
+/* Encode a file or directory node (UnixFS fields f, links), stage it as a dag-pb block of CID
+ * version, and give its CID and cumulative size (Tsize for a link to it). 0 or -errno. */
+static int stage_node(struct node_store *ns, unsigned version, const struct unixfs_fields *f,
+                      const struct pb_link_out *links, size_t n, struct cid *out,
+                      uint64_t *tsize)
+{
+    struct bytebuf d = {0}, b = {0};
+    int rc = unixfs_encode(f, &d);
+    if (rc == 0)
+        rc = dagpb_encode(links, n, d.p, d.len, true, &b);
+    if (rc == 0)
+        rc = stage_block(ns, version, &b, out);
+    if (rc == 0)
+        rc = block_tsize(CID_CODEC_DAG_PB, b.p, b.len, tsize) < 0 ? -EIO : 0;
+    bytebuf_free(&d);
+    bytebuf_free(&b);
+    return rc;
+}
+
 /* Whether len more bytes of file content leave the store's disk room for the next commit:
  * the staged blocks and the directories above them, and DIR/root (STAGE_ROOM_MARGIN). 0, or
  * -ENOSPC for the close(2) that stores it. Without this a burst of big files filled the disk
@@ -4122,13 +4141,7 @@ static int releaf(struct node_store *ns, const struct cid *c, bool to_raw, unsig
                                         .tsize = ts};
     }
     if (rc == 0)
-        rc = unixfs_encode(&f, &d);
-    if (rc == 0)
-        rc = dagpb_encode(links, n, d.p, d.len, true, &b);
-    if (rc == 0)
-        rc = stage_block(ns, 1, &b, out);
-    if (rc == 0)
-        rc = block_tsize(CID_CODEC_DAG_PB, b.p, b.len, tsize) < 0 ? -EIO : 0;
+        rc = stage_node(ns, 1, &f, links, n, out, tsize);
 out:
     bytebuf_free(&d);
     bytebuf_free(&b);
@@ -4179,7 +4192,6 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
     uint64_t *bs = NULL;
     struct pb_link_out *links = NULL;
     uint8_t(*hb)[CID_BYTES_MAX] = NULL;
-    struct bytebuf d = {0}, b = {0};
     int rc = load(ns, c, &l);
     if (rc < 0)
         return rc;
@@ -4258,18 +4270,9 @@ static int with_meta(struct node_store *ns, const struct cid *c, const uint32_t 
         links[i].hash = hb[i];
         links[i].hash_len = (size_t)(hl < 0 ? 0 : hl);
     }
-    if (rc < 0)
-        goto out;
-    rc = unixfs_encode(&f, &d);
     if (rc == 0)
-        rc = dagpb_encode(links, n, d.p, d.len, true, &b);
-    if (rc == 0)
-        rc = stage_block(ns, c->version, &b, out);
-    if (rc == 0)
-        rc = block_tsize(CID_CODEC_DAG_PB, b.p, b.len, tsize) < 0 ? -EIO : 0;
+        rc = stage_node(ns, c->version, &f, links, n, out, tsize);
 out:
-    bytebuf_free(&d);
-    bytebuf_free(&b);
     free(links);
     free(hb);
     free(bs);
