@@ -534,22 +534,22 @@ if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1store" --mfs-roo
         "$(cid_of "$WORK/mnt6/v1five")" "$(kubo add -Q --only-hash "$WORK/src/v1five")"
     check "... and reads back" cmp "$WORK/src/v1five" "$WORK/mnt6/v1five"
     # The profile's HAMT estimate is the plain directory's block size (Import.
-    # UnixFSHAMTDirectorySizeEstimation "block"): 4,600 names of 14 bytes are a HAMT there
-    # (58 bytes a link, past 256 KiB), where names and CIDs alone (50 bytes) would not be.
-    # Compared with a real `ipfs add -r`: Kubo 0.43.1's --only-hash makes a plain directory
-    # of the same files (it does not follow that setting).
+    # UnixFSHAMTDirectorySizeEstimation "block"): 1,090 names of 200 bytes are a HAMT there
+    # (246 bytes a link, past 256 KiB from 1,066 names on), where names and CIDs alone (236
+    # bytes) would not be (until 1,111). Compared with a real `ipfs add -r`: Kubo 0.43.1's
+    # --only-hash makes a plain directory of the same files (it does not follow that setting).
     python3 -c '
 import os, sys
 os.mkdir(sys.argv[1])
-for i in range(4600):
-    with open(os.path.join(sys.argv[1], "file-%05d.txt" % i), "w") as f:
-        f.write("content %d\n" % i)' "$WORK/src/est4600"
-    # A function, so the bound is 600 s and not check's 60 s: this is not a speed check, and
-    # under ThreadSanitizer on a slow machine the copy took longer than 60 s.
-    copy_est() { timeout -k 5 600 cp -r "$WORK/src/est4600" "$WORK/mnt6/"; }
-    check "cp -r of 4,600 small files" copy_est
+for i in range(1090):
+    with open(os.path.join(sys.argv[1], ("file-%05d-" % i).ljust(196, "x") + ".txt"), "w") as f:
+        f.write("content %d\n" % i)' "$WORK/src/est1090"
+    # A function, so the bound is 600 s and not check's 60 s: this is not a speed check (each
+    # name rewrites the plain directory block until it shards; TSan is slow at that).
+    copy_est() { timeout -k 5 600 cp -r "$WORK/src/est1090" "$WORK/mnt6/"; }
+    check "cp -r of 1,090 files with long names" copy_est
     check_eq "... the directory has ipfs add -r's CID on that node (a HAMT)" \
-        "$(cid_of "$WORK/mnt6/est4600")" "$(kubo add -r -Q --pin=false "$WORK/src/est4600")"
+        "$(cid_of "$WORK/mnt6/est1090")" "$(kubo add -r -Q --pin=false "$WORK/src/est1090")"
     # shellcheck disable=SC2016 # $1 is for the inner shell
     check "... no warning about the HAMT estimate" \
         sh -c '! grep -q UnixFSHAMTDirectorySizeEstimation "$1"' sh "${MOUNT_LOG[$WORK/mnt6]}"
