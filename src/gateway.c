@@ -105,7 +105,19 @@ int gw_normalize_url(const char *url, char *out, size_t outlen)
     }
     memcpy(out, url, n);
     out[n] = '\0';
-    return 0;
+    /* And one curl takes: a port past 65535 or a host it cannot parse would otherwise only
+     * show at the first request, as a gateway set aside. */
+    CURLU *u = curl_url();
+    if (!u)
+        return -ENOMEM;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, out, 0);
+    char *host = NULL;
+    if (uc == CURLUE_OK)
+        uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    bool ok = uc == CURLUE_OK && host && host[0];
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok ? 0 : -EINVAL;
 }
 
 long gw_retry_after_ms(const char *value, time_t now)
@@ -245,8 +257,8 @@ int gw_new(const struct gw_config *cfg, struct gw **out, char *err, size_t errle
     }
     for (size_t i = 0; i < cfg->n_urls; i++) {
         if (gw_normalize_url(cfg->urls[i], g->hosts[i].url, sizeof g->hosts[i].url) < 0) {
-            snprintf(err, errlen, "invalid gateway URL '%s' (want http:// or https:// and a "
-                                  "host, no query)", cfg->urls[i]);
+            snprintf(err, errlen, "invalid gateway URL '%s' (want http:// or https://, a "
+                                  "host, a port up to 65535, no query)", cfg->urls[i]);
             free(g);
             return -EINVAL;
         }

@@ -653,6 +653,9 @@ fi
 mkdir -p "$WORK/mnt-bad"
 check_fails_with "--gateway with a URL that is not http(s) is refused" "invalid gateway URL" \
     "$IPFSFS_BIN" --gateway=ftp://example.org --store="$WORK/s-bad" "$WORK/mnt-bad"
+check_fails_with "--gateway with a port past 65535 is refused at once" \
+    "invalid gateway URL 'http://127.0.0.1:430951'" \
+    "$IPFSFS_BIN" --gateway=http://127.0.0.1:430951 --store="$WORK/s-bad" "$WORK/mnt-bad"
 check_fails_with "-o gateway=URL1,URL2 reads every URL (the second one is checked too)" \
     "invalid gateway URL 'gopher://nope'" \
     "$IPFSFS_BIN" -o gateway=http://127.0.0.1:9,gopher://nope -o store="$WORK/s-bad" "$WORK/mnt-bad"

@@ -46,6 +46,11 @@ static void test_urls(void)
     CHECK_EQ_STR(out, "https://trustless-gateway.link");
     CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:8080", out, sizeof out), 0);
     CHECK_EQ_STR(out, "http://127.0.0.1:8080");
+    /* What curl would refuse at the first request is refused here. */
+    CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:430951", out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:port", out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(gw_normalize_url("http://:8080", out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(gw_normalize_url("http://[::1]:8080", out, sizeof out), 0);
     CHECK_EQ_INT(gw_normalize_url("HTTPS://example.org/prefix//", out, sizeof out), 0);
     CHECK_EQ_STR(out, "HTTPS://example.org/prefix");
     CHECK_EQ_INT(gw_normalize_url("ftp://example.org", out, sizeof out), -EINVAL);
