@@ -258,7 +258,7 @@ struct node_store {
     void *block_hook_ud;
     atomic_uint_fast64_t adds, add_bytes, add_streams, name_changes, commits, commit_errors, fetches,
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
-        range_errors, range_blocks, range_bytes;
+        range_errors, range_blocks, range_bytes, list_prefetched;
 };
 
 /* An add or a name change under way, since when (on its caller's stack, in ns->busy). The
@@ -1384,13 +1384,96 @@ struct list_ctx {
     void *ud;
     unsigned skipped;
     struct hamt_walk walk;
-    uint64_t detail_bytes; /* child blocks read so far to tell kinds and sizes */
+    uint64_t detail_bytes;   /* child blocks read so far to tell kinds and sizes */
+    uint64_t prefetch_bytes; /* blocks list_prefetch brought (its callback's, while it runs) */
+    struct cid *pf_cids;     /* list_prefetch's batch (LIST_AHEAD), made on first use */
 };
+
+/* What a listing through gateways asks for at once, ahead of emit_entry: the missing root
+ * blocks of the next LIST_AHEAD entries (and the HAMT shards among them), LIST_PARALLEL
+ * requests at a time. Without it each entry costs a round trip, one after another. */
+#define LIST_AHEAD 256
+#define LIST_PARALLEL 8
+
+/* Whether emit_entry will want link's block to tell the entry's kind (not a raw block whose
+ * Tsize is its length, not one whose attributes are known). */
+static bool list_wants(struct node_store *ns, const char *name, size_t name_len,
+                       const struct dagpb_link *link, struct cid *c)
+{
+    struct attr_slot a;
+    return node_name_ok(name, name_len) && cid_from_bytes(link->hash, link->hash_len, c) == 0 &&
+           !(c->codec == CID_CODEC_RAW && link->has_tsize) && !attr_get(ns, c, &a);
+}
+
+/* Whether c is among cids[0..n) already (files of the same bytes share a block). */
+static bool list_asked(const struct cid *cids, size_t n, const struct cid *c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cids[i].mh_len == c->mh_len && memcmp(cids[i].mh, c->mh, c->mh_len) == 0)
+            return true;
+    return false;
+}
+
+static void fetched_release(struct node_store *ns, uint8_t *data);
+
+static int list_got(void *ud, size_t i, uint8_t *data, size_t len)
+{
+    struct list_ctx *lc = ud;
+    struct node_store *ns = lc->ns;
+    const struct cid *c = &lc->pf_cids[i];
+    int prc = blockstore_put_cache(ns->bs, c, data, len);
+    if (prc >= 0) {
+        cache_touch(ns, c);
+        if (prc > 0)
+            cache_account(ns, len, true);
+    }
+    fetched_release(ns, data);
+    atomic_fetch_add(&ns->list_prefetched, 1);
+    lc->prefetch_bytes += len;
+    return lc->prefetch_bytes < LIST_DETAIL_BYTES ? 0 : -ECANCELED;
+}
+
+/* Bring the blocks that emit_entry (and list_hamt, for shards) will read for links[0..n) of a
+ * directory (hamt: of a HAMT shard) into the store, in one batch: best effort, what does not
+ * come is fetched one by one as before (gw_blocks sets a failing gateway aside, so that costs
+ * no second timeout). Not from a name change (no fetch under change_lock), and within the
+ * listing's LIST_DETAIL_BYTES. */
+static void list_prefetch(struct list_ctx *lc, const struct dagpb_link *links, size_t n,
+                          bool hamt)
+{
+    struct node_store *ns = lc->ns;
+    if (!ns->fetch_many || tls_changing == ns || lc->prefetch_bytes >= LIST_DETAIL_BYTES ||
+        lc->detail_bytes >= LIST_DETAIL_BYTES)
+        return;
+    if (!lc->pf_cids && !(lc->pf_cids = malloc(LIST_AHEAD * sizeof *lc->pf_cids)))
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < LIST_AHEAD; i++) {
+        const struct dagpb_link *lk = &links[i];
+        const char *name = lk->name;
+        size_t nlen = lk->name_len;
+        struct cid *c = &lc->pf_cids[k];
+        if (hamt) {
+            unsigned bucket;
+            int t = hamt_link_name(lk->name, lk->name_len, &bucket, &name, &nlen);
+            if (t < 0)
+                continue;
+            if (t == 0) { /* a shard */
+                if (cid_from_bytes(lk->hash, lk->hash_len, c) == 0 && !blockstore_has(ns->bs, c))
+                    k += !list_asked(lc->pf_cids, k, c);
+                continue;
+            }
+        }
+        if (list_wants(ns, name, nlen, lk, c) && !blockstore_has(ns->bs, c))
+            k += !list_asked(lc->pf_cids, k, c);
+    }
+    if (k > 1) /* one block alone: emit_entry's own fetch is as quick */
+        (void)ns->fetch_many(ns->fetch_ud, lc->pf_cids, k, LIST_PARALLEL, list_got, lc);
+}
 
 /* Tell the entry's kind, size and mode from its root block (within the listing's
  * LIST_DETAIL_BYTES: past it, the kind is left unknown for stat to tell). A block that is not
- * here is fetched, one after another: a listing through gateways costs a round trip per entry,
- * which is why a lookup of one name does not list (store_lookup). */
+ * here is fetched: list_prefetch brought most of them, in batches. */
 static int emit_entry(struct list_ctx *lc, const char *name, size_t name_len,
                       const struct dagpb_link *link)
 {
@@ -1442,6 +1525,7 @@ static int list_hamt(struct list_ctx *lc, const struct loaded *shard, unsigned d
 {
     if (depth > HAMT_MAX_DEPTH || shard->pb.nlinks > HAMT_FANOUT)
         return -EIO;
+    list_prefetch(lc, shard->pb.links, shard->pb.nlinks, true);
     for (size_t i = 0; i < shard->pb.nlinks; i++) {
         const struct dagpb_link *lk = &shard->pb.links[i];
         unsigned bucket;
@@ -1485,10 +1569,15 @@ static int store_list(struct node *base, const struct cid *c, node_entry_fn fn, 
         if (rc >= 0)
             rc = list_hamt(&lc, &l, 0);
     } else {
-        for (size_t i = 0; rc == 0 && i < l.pb.nlinks; i++)
+        for (size_t i = 0; rc == 0 && i < l.pb.nlinks; i++) {
+            if (i % LIST_AHEAD == 0)
+                list_prefetch(&lc, &l.pb.links[i],
+                              l.pb.nlinks - i < LIST_AHEAD ? l.pb.nlinks - i : LIST_AHEAD, false);
             rc = emit_entry(&lc, l.pb.links[i].name, l.pb.links[i].name_len, &l.pb.links[i]);
+        }
     }
     loaded_free(&l);
+    free(lc.pf_cids);
     if (lc.skipped || lc.walk.repeats) {
         cid_format(c, cs, sizeof cs);
         log_warn("directory %s: hid %u entries with invalid names or CIDs, %u repeated shards",
@@ -4444,7 +4533,7 @@ static int store_stats(struct node *base, char *buf, size_t len)
                      "\nstore_range_blocks %" PRIu64 "\nstore_range_bytes %" PRIu64
                      "\nstore_size_limit %" PRIu64 "\nstore_size_estimate %" PRIu64
                      "\nstore_evictions %" PRIu64 "\nstore_evicted_blocks %" PRIu64
-                     "\nstore_evicted_bytes %" PRIu64 "\n",
+                     "\nstore_evicted_bytes %" PRIu64 "\nstore_list_prefetched %" PRIu64 "\n",
                      (uint64_t)atomic_load(&ns->range_fetches),
                      (uint64_t)atomic_load(&ns->range_errors),
                      (uint64_t)atomic_load(&ns->range_blocks),
@@ -4452,7 +4541,8 @@ static int store_stats(struct node *base, char *buf, size_t len)
                      (uint64_t)atomic_load(&ns->cache_est),
                      (uint64_t)atomic_load(&ns->evict_runs),
                      (uint64_t)atomic_load(&ns->evicted_blocks),
-                     (uint64_t)atomic_load(&ns->evicted_bytes));
+                     (uint64_t)atomic_load(&ns->evicted_bytes),
+                     (uint64_t)atomic_load(&ns->list_prefetched));
     if (m < 0)
         return n;
     o += (size_t)m;

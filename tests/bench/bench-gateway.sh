@@ -11,7 +11,11 @@
 #
 #   IPFSFS_BIN=build/src/ipfsfs tests/bench/bench-gateway.sh
 #
-# Environment: BENCH_GW_SIZE (256M), BENCH_ROUNDS (3), BENCH_FS_ARGS, and those of lib.sh.
+# Then a cold `ls -l` of a folder of many names through the mount, beside curl of one CAR of the
+# folder's blocks from the same gateway.
+#
+# Environment: BENCH_GW_SIZE (256M), BENCH_GW_NAMES (1500), BENCH_ROUNDS (3), BENCH_FS_ARGS, and
+# those of lib.sh.
 #
 # shellcheck source-path=SCRIPTDIR
 
@@ -103,6 +107,36 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
 done
 
+# A cold listing: `ls -l` of a folder of BENCH_GW_NAMES small files (a HAMT, as the node makes
+# one past 1,000 links here) reads each entry's first block to tell its kind and size, each
+# verified. The direct call: one CAR of the folder with every block (?format=car&dag-scope=all:
+# here the same blocks, in one answer). The gateway's own HTML listing, which reads no entry's
+# block (it shows the links' Tsize), is timed for information.
+NAMES=${BENCH_GW_NAMES:-1500}
+mkdir -p "$WORK/names"
+for i in $(seq 1 "$NAMES"); do printf 'entry %s\n' "$i" >"$WORK/names/f$i.txt"; done
+LDIR=$(IPFS_PATH=$NODE_REPO "$NODE_BIN" add -r -Q --max-directory-links=1000 "$WORK/names") ||
+    die "ipfs add -r of the names failed"
+note "a folder of $NAMES names: $LDIR"
+curl_ls=() fs_ls=()
+for r in $(seq 1 "$ROUNDS"); do
+    timed secs timeout 600 curl -s -f -m 600 -H "Accept: application/vnd.ipld.car" \
+        "$GW/ipfs/$LDIR?format=car&dag-scope=all" -o "$WORK/names.car" ||
+        note "curl failed (status $?)"
+    note "round $r curl of the folder's CAR: $secs s ($(stat -c %s "$WORK/names.car") bytes)"
+    curl_ls+=("$secs")
+    timed secs timeout 600 curl -s -f -m 600 "$GW/ipfs/$LDIR/" -o /dev/null ||
+        note "curl failed (status $?)"
+    note "round $r curl of the gateway's HTML listing (no entry's block read): $secs s"
+    mount_fs "$MNT" --gateway="$GW" --store="$STORE.ls$r" "${EXTRA[@]}"
+    timed secs timeout 600 ls -l "$MNT/$LDIR" >/dev/null || note "ls failed (status $?)"
+    note "round $r ipfsfs ls -l: $secs s ($(stat_value store_list_prefetched) blocks in batches)"
+    fs_ls+=("$secs")
+    unmount_fs
+done
+LS_CURL=$(median "${curl_ls[@]}")
+LS_FS=$(median "${fs_ls[@]}")
+
 CURL=$(median "${curl_runs[@]}")
 FS=$(median "${fs_runs[@]}")
 note "MB/s of each round: ipfsfs ${fs_runs[*]}; curl ${curl_runs[*]}${rc_runs[*]:+; rclone ${rc_runs[*]}}"
@@ -113,4 +147,6 @@ if [ "${#rc_runs[@]}" -gt 0 ]; then
     R=$(calc "$FS / $RC")
     record "gateway read vs rclone mount (MB/s)" "$FS" "$RC" "$R" "ratio >= 2" "$(verdict "$R >= 2")"
 fi
+R=$(calc "$LS_FS / $LS_CURL")
+record "gateway cold ls -l, $NAMES names (s)" "$LS_FS" "$LS_CURL" "$R" "- (vs one CAR)" "-"
 bench_done

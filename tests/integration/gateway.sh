@@ -88,6 +88,10 @@ done
 TREE_V0=$(add_dir "$TREE" "") || add_failed=1
 TREE_V1=$(add_dir "$TREE" "cid-version=1&raw-leaves=true") || add_failed=1
 HAMT=$(add_dir "$MANY" "max-directory-links=1000") || add_failed=1
+SAMEDIR=$DATA/same
+mkdir -p "$SAMEDIR"
+for i in $(seq 1 300); do printf 'the same bytes\n' >"$SAMEDIR/s$i.txt"; done
+SAME=$(add_dir "$SAMEDIR" "") || add_failed=1
 if [ "$add_failed" = 0 ]; then
     ok "the content is added to the node"
 else
@@ -158,8 +162,22 @@ check "... asks the gateways for a few blocks, not one per entry ($asked request
     test "$asked" -le 10
 check_eq "... and reads" "$(cat "$MNT/$HAMT/f0777.txt" 2>&1)" "entry 0777"
 check_errno "... a name it does not hold is ENOENT" ENOENT stat "$MNT/$HAMT/f9999.txt"
+before=$(($(requests a) + $(requests b)))
 check_eq "a HAMT-sharded directory lists its 1500 entries" 1500 "$(ls "$MNT/$HAMT" | wc -l)"
+# The listing reads each entry's root block to tell its kind: in batches of parallel requests
+# (through a gateway far away, one round trip after another took minutes), each block once.
+asked=$(($(requests a) + $(requests b) - before))
+prefetched=$("$IPFSFS_BIN" --stats "$MNT" 2>&1 | awk '$1 == "store_list_prefetched" { print $2 }')
+check "... the entries' blocks came in batches (store_list_prefetched ${prefetched:-none})" \
+    test "${prefetched:-0}" -gt 0
+check "... a request per block at most, give or take retries ($asked requests, 1,769 blocks)" \
+    test "$asked" -le 1900
 check "diff -r of the HAMT-sharded directory" diff -r "$MANY" "$MNT/$HAMT"
+before=$(($(requests a) + $(requests b)))
+check_eq "a folder of 300 files of the same bytes lists them all" 300 \
+    "$(ls -l "$MNT/$SAME" | grep -c 's[0-9]*\.txt$')"
+asked=$(($(requests a) + $(requests b) - before))
+check "... asking for their one block once, not 300 times ($asked requests)" test "$asked" -le 3
 check_eq "user.ipfs.cid of a file read through a gateway" "${V0[m10]}" \
     "$(getfattr --absolute-names --only-values -n user.ipfs.cid "$MNT/${V0[m10]}" 2>&1)"
 check_errno "an invalid CID is ENOENT" ENOENT stat "$MNT/QmNotACid"
