@@ -259,6 +259,7 @@ struct node_store {
     atomic_uint_fast64_t adds, add_bytes, add_streams, name_changes, commits, commit_errors, fetches,
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
         range_errors, range_blocks, range_bytes, list_prefetched;
+    atomic_bool room_low_logged; /* commit_gate refused a change for want of room (logged) */
 };
 
 /* An add or a name change under way, since when (on its caller's stack, in ns->busy). The
@@ -3815,12 +3816,32 @@ typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *ar
  * fails: creat, mkdir, close, rename and rm say so, and work again once there is room. */
 static int commit_now(struct node_store *ns);
 
+/* Free bytes on the store's disk under which a name change is refused (ENOSPC) at once, after
+ * committing what is pending if it fits. The store's own content leaves STAGE_ROOM_MARGIN
+ * (content_room), so only another program fills the disk this far; without this check the
+ * changes made between that and the next commit (which then fails) were acknowledged and kept
+ * only in memory, lost to a crash. A change writes a few blocks of at most a few hundred KiB. */
+#define CHANGE_ROOM_BYTES (1u << 20)
+
 static int commit_gate(struct node_store *ns)
 {
     pthread_mutex_lock(&ns->names_lock);
     bool failing = ns->commit_failing;
     pthread_mutex_unlock(&ns->names_lock);
-    return failing ? commit_now(ns) : 0;
+    if (failing)
+        return commit_now(ns);
+    struct statvfs vf;
+    if (statvfs(ns->dir, &vf) < 0 || (uint64_t)vf.f_bavail * vf.f_frsize >= CHANGE_ROOM_BYTES) {
+        if (atomic_exchange(&ns->room_low_logged, false))
+            log_info("%s: room on its disk again: name changes work", ns->dir);
+        return 0; /* room (or cannot tell: the commit says) */
+    }
+    int rc = commit_now(ns); /* what was acknowledged: durable if it still fits */
+    if (!atomic_exchange(&ns->room_low_logged, true))
+        log_err("%s: less than 1 MiB free on its disk: name changes fail with ENOSPC until "
+                "there is room%s",
+                ns->dir, rc < 0 ? " (and the last ones are not committed yet)" : "");
+    return -ENOSPC;
 }
 
 /* A change that found the root replaced under it (while it fetched a block) starts again;

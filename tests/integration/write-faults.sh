@@ -374,21 +374,30 @@ print("OK")' "$MNT3/d/after" 2>&1 | tail -n 1)
         else
             not_ok "the store-full mount comes back"
         fi
-        # Full again, and a change made before any commit failed (so it was taken): the
-        # commit at the unmount cannot store it either. The daemon says so and exits 1.
+        # Full again, filled by another program between two commits: a name change is
+        # refused with ENOSPC at once (it was taken before, kept only in memory while every
+        # commit failed, and lost to a crash), and a kill -9 then loses nothing that was
+        # acknowledged.
         if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+            echo kept >"$MNT3/d/kept"
+            sleep 1 # committed
             head -c $((16 << 20)) /dev/zero >"$FULL/filler" 2>/dev/null
-            if mkdir "$MNT3/late" 2>/dev/null; then
-                urc=0
-                unmount_ipfsfs "$MNT3" || urc=$?
-                check_eq "a change the store could not commit: the daemon exits 1" "$urc" 1
-                check "... and its log says the last changes were not committed" \
-                    grep -q "could not be committed" "${MOUNT_LOG[$MNT3]}"
-            else
-                diag "mkdir failed at once on the full store: nothing left to commit"
-                unmount_ipfsfs "$MNT3"
-            fi
+            check_errno "the disk filled by another program: mkdir is ENOSPC at once" ENOSPC \
+                mkdir "$MNT3/late"
+            check_errno "... and so is mv" ENOSPC rename "$MNT3/d/kept" "$MNT3/d/moved"
+            check "... and the log says why" grep -q "name changes fail with ENOSPC" \
+                "${MOUNT_LOG[$MNT3]}"
+            kill -9 "${MOUNT_PID[$MNT3]}"
+            fusermount3 -uz "$MNT3" 2>/dev/null
+            unset "MOUNT_PID[$MNT3]"
             rm -f "$FULL/filler"
+            if mount_ipfsfs "$MNT3" "${FULL_ARGS[@]}"; then
+                check_eq "... after kill -9 and a remount, the names are as they were told" \
+                    "$(ls "$MNT3/d" | grep -c '^kept$'):$(ls "$MNT3" | grep -c '^late$')" "1:0"
+                check_unmount "unmount the store-full mount again" "$MNT3"
+            else
+                not_ok "the store-full mount comes back after kill -9 (full again)"
+            fi
         else
             not_ok "the store-full mount comes back (full again)"
         fi
