@@ -34,16 +34,24 @@ struct inode_table {
     /* When forgotten names last changed (their changed_ns), so that a name the kernel forgot
      * (memory pressure, drop_caches) and looks up again shows the same time, not the mount's
      * start (make then missed an edit, rsync skipped it). By the name's lkey, and only while it
-     * has the same content (a hash of its CID); direct-mapped, a collision overwrites. */
+     * has the same content (a hash of its CID). Open addressing (SEEN_PROBE slots from a
+     * seeded hash of the lkey), at most half full while it may grow (seen_cap up to
+     * SEEN_MAX); past that a record with no free slot near its own replaces the one there.
+     * A directory renamed leaves an alias record (changed_ns SEEN_ALIAS, under alias_key of
+     * its new lkey, cidh: the key its children's times were kept under), see inode_mfs_move. */
     struct seen_time {
         uint64_t lkey; /* 0: free */
         uint64_t cidh;
         int64_t changed_ns;
     } *seen;
+    size_t seen_cap, seen_n;
     struct inode root; /* the mount root: an MFS directory, never freed */
 };
 
-#define SEEN_SLOTS (1u << 15)
+#define SEEN_MIN (1u << 12)
+#define SEEN_MAX (1u << 19) /* 12 MiB: the times of 262,144 names */
+#define SEEN_PROBE 32u
+#define SEEN_ALIAS (-1)
 
 #define NBUCKETS_MIN (1u << 16)
 #define NBUCKETS_MAX (1u << 22)
@@ -201,7 +209,8 @@ int inode_table_new(struct inode_table **out)
     t->nbuckets = NBUCKETS_MIN;
     t->seed = random_seed();
     t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
-    t->seen = calloc(SEEN_SLOTS, sizeof *t->seen);
+    t->seen_cap = SEEN_MIN;
+    t->seen = calloc(t->seen_cap, sizeof *t->seen);
     if (!t->buckets || !t->seen) {
         free(t->buckets);
         free(t->seen);
@@ -250,17 +259,73 @@ void inode_table_free(struct inode_table *t)
     free(t);
 }
 
-static struct seen_time *seen_slot(struct inode_table *t, uint64_t lkey)
+static size_t seen_home(const struct inode_table *t, uint64_t lkey)
 {
-    return &t->seen[XXH3_64bits_withSeed(&lkey, sizeof lkey, t->seed) & (SEEN_SLOTS - 1)];
+    return (size_t)XXH3_64bits_withSeed(&lkey, sizeof lkey, t->seed) & (t->seen_cap - 1);
+}
+
+/* The record of lkey, or NULL. */
+static const struct seen_time *seen_find_locked(const struct inode_table *t, uint64_t lkey)
+{
+    size_t h = seen_home(t, lkey);
+    for (size_t i = 0; i < SEEN_PROBE; i++) {
+        const struct seen_time *s = &t->seen[(h + i) & (t->seen_cap - 1)];
+        if (s->lkey == lkey)
+            return s;
+        if (s->lkey == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void seen_put_locked(struct inode_table *t, const struct seen_time *rec);
+
+/* Twice the slots, the records placed again (left as it is when memory is short). */
+static void seen_grow_locked(struct inode_table *t)
+{
+    size_t oldcap = t->seen_cap;
+    struct seen_time *old = t->seen, *n = calloc(2 * oldcap, sizeof *n);
+    if (!n)
+        return;
+    t->seen = n;
+    t->seen_cap = 2 * oldcap;
+    t->seen_n = 0;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].lkey)
+            seen_put_locked(t, &old[i]);
+    free(old);
+}
+
+static void seen_put_locked(struct inode_table *t, const struct seen_time *rec)
+{
+    if ((t->seen_n + 1) * 2 > t->seen_cap && t->seen_cap < SEEN_MAX)
+        seen_grow_locked(t);
+    size_t h = seen_home(t, rec->lkey);
+    for (size_t i = 0; i < SEEN_PROBE; i++) {
+        struct seen_time *s = &t->seen[(h + i) & (t->seen_cap - 1)];
+        if (s->lkey == rec->lkey || s->lkey == 0) {
+            t->seen_n += s->lkey == 0;
+            *s = *rec;
+            return;
+        }
+    }
+    t->seen[h] = *rec; /* full around its place (at SEEN_MAX only): the one there goes */
+}
+
+/* Where a renamed directory's alias record is kept: apart from the names' lkeys. */
+static uint64_t alias_key(uint64_t lkey)
+{
+    return fix_key(XXH3_64bits_withSeed(&lkey, sizeof lkey, 0x616c696173)); /* "alias" */
 }
 
 /* Remember when a name's content last changed (it is forgotten, or the mount ends). */
 static void seen_note_locked(struct inode_table *t, const struct inode *ino)
 {
-    if (ino->changed_ns && ino->lkey)
-        *seen_slot(t, ino->lkey) = (struct seen_time){
+    if (ino->changed_ns && ino->lkey) {
+        struct seen_time rec = {
             .lkey = ino->lkey, .cidh = cid_hash(&ino->cid), .changed_ns = ino->changed_ns};
+        seen_put_locked(t, &rec);
+    }
 }
 
 /* The change times file: this line, then the table's used slots as they are in memory
@@ -282,9 +347,9 @@ int inode_times_load(struct inode_table *t, const char *path)
     } else {
         struct seen_time rec;
         pthread_mutex_lock(&t->lock);
-        for (unsigned n = 0; n < SEEN_SLOTS && fread(&rec, sizeof rec, 1, f) == 1; n++)
-            if (rec.lkey && rec.changed_ns > 0)
-                *seen_slot(t, rec.lkey) = rec;
+        for (size_t n = 0; n < SEEN_MAX && fread(&rec, sizeof rec, 1, f) == 1; n++)
+            if (rec.lkey && (rec.changed_ns > 0 || rec.changed_ns == SEEN_ALIAS))
+                seen_put_locked(t, &rec);
         pthread_mutex_unlock(&t->lock);
     }
     fclose(f);
@@ -313,7 +378,7 @@ int inode_times_save(struct inode_table *t, const char *path)
         for (const struct inode *i = t->buckets[b]; i; i = i->hnext)
             if (i->mfs)
                 seen_note_locked(t, i);
-    for (unsigned s = 0; s < SEEN_SLOTS && rc == 0; s++)
+    for (size_t s = 0; s < t->seen_cap && rc == 0; s++)
         if (t->seen[s].lkey && fwrite(&t->seen[s], sizeof t->seen[s], 1, f) != 1)
             rc = -EIO;
     pthread_mutex_unlock(&t->lock);
@@ -336,15 +401,21 @@ static struct inode *find_locked(struct inode_table *t, uint64_t key, const stru
     return NULL;
 }
 
-uint64_t inode_key_mfs(const struct inode *parent, const char *name)
+/* The lkey of name under a directory whose key is parent_key. */
+static uint64_t key_under(uint64_t parent_key, const char *name)
 {
     unsigned char buf[8 + 256];
     size_t len = strlen(name);
     if (len > 256)
         len = 256;
-    memcpy(buf, &parent->key, 8);
+    memcpy(buf, &parent_key, 8);
     memcpy(buf + 8, name, len);
     return fix_key(XXH3_64bits_withSeed(buf, 8 + len, 0x6d6673)); /* "mfs" */
+}
+
+uint64_t inode_key_mfs(const struct inode *parent, const char *name)
+{
+    return key_under(parent->key, name);
 }
 
 static struct inode *mfs_find_locked(struct inode_table *t, const struct inode *parent,
@@ -467,9 +538,19 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
     n->mtime_nsec = a->mtime_nsec;
     n->has_mtime = a->has_mtime;
     n->parent = parent;
-    struct seen_time *st = seen_slot(t, n->lkey);
-    if (st->lkey == n->lkey && st->cidh == cid_hash(&n->cid))
-        n->changed_ns = st->changed_ns; /* forgotten since its last change: the same time */
+    /* Forgotten since its last change: the same time. Looked for under its lkey, then under
+     * the key it had before its directory (or one above) was renamed. */
+    uint64_t cidh = cid_hash(&n->cid);
+    uint64_t old_lkey = parent->was_key ? key_under(parent->was_key, name) : 0;
+    const struct seen_time *st = seen_find_locked(t, n->lkey);
+    if (!(st && st->changed_ns > 0 && st->cidh == cidh) && old_lkey)
+        st = seen_find_locked(t, old_lkey);
+    if (st && st->changed_ns > 0 && st->cidh == cidh)
+        n->changed_ns = st->changed_ns;
+    if (a->kind == NODE_DIR) { /* where its children's times may be kept instead */
+        const struct seen_time *al = seen_find_locked(t, alias_key(n->lkey));
+        n->was_key = al && al->changed_ns == SEEN_ALIAS ? al->cidh : old_lkey;
+    }
     parent->nlookup++; /* a child keeps its parent */
     n->nlookup = 1;
     n->key = fresh_key_locked(t, n->lkey);
@@ -684,6 +765,14 @@ int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *paren
     ino->parent = parent;
     parent->nlookup++;
     ino->lkey = inode_key_mfs(parent, name);
+    /* Its children's times are kept under keys made from its key: a lookup at the new place
+     * (once the kernel forgot it, or after a remount) finds them through this alias. One level:
+     * a directory renamed twice while forgotten between keeps the newer set. */
+    if (ino->kind == NODE_DIR && ino->key != ino->lkey) {
+        struct seen_time al = {
+            .lkey = alias_key(ino->lkey), .cidh = ino->key, .changed_ns = SEEN_ALIAS};
+        seen_put_locked(t, &al);
+    }
     hash_locked(t, ino);
     displaced_update_locked(t, ino);
     pthread_mutex_unlock(&t->lock);

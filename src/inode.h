@@ -34,6 +34,8 @@ struct inode {
     /* Names in the mutable root (MFS): their place, kept up to date by renames. */
     bool mfs;
     uint64_t lkey;         /* hash table key now: of (parent, name) */
+    uint64_t was_key;      /* directories: the key before a rename, its children's times kept
+                            * under keys made from it (0: none; inode.c's change times) */
     struct inode *parent;  /* holds one lookup on the parent; NULL for the root */
     char *name;
     int nwriters;          /* open write handles (fs.c, under its wlock) */
