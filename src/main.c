@@ -29,21 +29,99 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdbool.h>
 
-static int print_stats(const char *mountpoint)
+/* The mount's statistics (ipfsfs --stats), read by a child process: a mount whose daemon is
+ * stopped or hung never answers, and the tool one reaches for then must not hang too. After
+ * timeout_s the child is killed (a FUSE request waits killably) and we say so. */
+static int print_stats(const char *mountpoint, unsigned timeout_s)
 {
-    char buf[16384];
-    ssize_t n = getxattr(mountpoint, "user.ipfsfs.stats", buf, sizeof buf - 1);
-    if (n < 0) {
-        fprintf(stderr, "ipfsfs: cannot read statistics of %s: %s (is it an ipfsfs mount?)\n",
-                mountpoint, strerror(errno));
+    char buf[16384 + sizeof(int)];
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        fprintf(stderr, "ipfsfs: pipe: %s\n", strerror(errno));
         return 1;
     }
-    fwrite(buf, 1, (size_t)n, stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "ipfsfs: fork: %s\n", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return 1;
+    }
+    if (pid == 0) { /* the child: errno (0 or the failure's), then the bytes */
+        close(pfd[0]);
+        ssize_t n = getxattr(mountpoint, "user.ipfsfs.stats", buf + sizeof(int),
+                             sizeof buf - sizeof(int) - 1);
+        int err = n < 0 ? errno : 0;
+        memcpy(buf, &err, sizeof err);
+        size_t len = sizeof err + (n > 0 ? (size_t)n : 0);
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(pfd[1], buf + off, len - off);
+            if (w <= 0)
+                _exit(1);
+            off += (size_t)w;
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t got = 0;
+    bool timed_out = false;
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left = (long long)timeout_s * 1000 - ((long long)(now.tv_sec - t0.tv_sec) * 1000 +
+                                                        (now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+        int pr = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0) {
+            timed_out = pr == 0;
+            break;
+        }
+        ssize_t r = read(pfd[0], buf + got, sizeof buf - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(pfd[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (timed_out) {
+        fprintf(stderr,
+                "ipfsfs: no statistics from %s within %u s (--timeout): its ipfsfs process "
+                "does not answer (stopped or hung?)\n",
+                mountpoint, timeout_s);
+        return 1;
+    }
+    int err = EIO;
+    if (got >= sizeof err)
+        memcpy(&err, buf, sizeof err);
+    if (got < sizeof err || err != 0) {
+        fprintf(stderr, "ipfsfs: cannot read statistics of %s: %s (is it an ipfsfs mount?)\n",
+                mountpoint, strerror(err));
+        return 1;
+    }
+    fwrite(buf + sizeof err, 1, got - sizeof err, stdout);
     return 0;
 }
 
@@ -586,7 +664,7 @@ int main(int argc, char *argv[])
         goto out_args;
     }
     if (o.stats) {
-        ret = print_stats(fo.mountpoint);
+        ret = print_stats(fo.mountpoint, o.timeout);
         goto out_args;
     }
     /* Defaults a careful user expects: only the mounting user sees the mount (no allow_other

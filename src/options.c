@@ -354,8 +354,8 @@ int options_parse(struct fuse_args *args, struct options *o)
                          "a whole number of seconds from 1 to 86400", &timeout) < 0 ||
         parse_number_opt("--unmount-wait", o->unmount_wait_arg, 0, 86400,
                          "a whole number of seconds from 0 to 86400", &unmount_wait) < 0 ||
-        /* -1: the node's (the default), as it was always taken */
-        parse_number_opt("--cid-version", o->cid_version_arg, -1, 1, "0 or 1", &cid_version) < 0)
+        /* Given, 0 or 1 (not given: -1, the node's setting) */
+        parse_number_opt("--cid-version", o->cid_version_arg, 0, 1, "0 or 1", &cid_version) < 0)
         return -1;
     o->timeout = (unsigned)timeout;
     o->unmount_wait = (unsigned)unmount_wait;

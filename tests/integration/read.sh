@@ -431,6 +431,13 @@ else
 fi
 check "getfattr -n user.ipfsfs.stats MNT is not empty" \
     test -n "$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$MNT" 2>/dev/null)"
+# The tool one reaches for when a mount hangs does not hang with it: its daemon stopped,
+# --stats gives up after --timeout and says why.
+kill -STOP "${MOUNT_PID[$MNT]}"
+check_fails_with "ipfsfs --stats of a mount whose process is stopped: an error after --timeout" \
+    "does not answer" "$IPFSFS_BIN" --stats --timeout=2 "$MNT"
+kill -CONT "${MOUNT_PID[$MNT]}"
+check "... and once it runs again, --stats answers" "$IPFSFS_BIN" --stats "$MNT"
 
 # ---- remount: inode numbers are stable ----------------------------------------------------------
 
