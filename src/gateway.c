@@ -1606,18 +1606,24 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
         pthread_mutex_unlock(&g->lock);
         if (stall_ms < 1000)
             stall_ms = 1000;
+        /* With other gateways to ask, one whose block is not whole within twice that (at
+         * least 2 s), bytes coming or not, is left the same way: a gateway that trickles
+         * otherwise held the read until its --timeout, with no time left for the others. */
+        int64_t slow_ms = g->n > 1 ? 2 * stall_ms : INT64_MAX;
         bool stalled = false;
+        unsigned late = 0;
         for (unsigned k = 0; k < parallel; k++)
-            if (sl[k].busy && diff_ms(now, sl[k].at.last) >= stall_ms)
+            if (sl[k].busy && (diff_ms(now, sl[k].at.last) >= stall_ms ||
+                               diff_ms(now, sl[k].at.t0) >= slow_ms)) {
                 stalled = true;
+                late = k;
+                break;
+            }
         if (stalled) {
-            for (unsigned k = 0; k < parallel; k++)
-                if (sl[k].busy) {
-                    record_late(g, &sl[k].at);
-                    log_info("gateway %s: no bytes for %s in %lld ms: the rest block by block",
-                             g->hosts[host].url, sl[k].req.what, (long long)stall_ms);
-                    break; /* once */
-                }
+            record_late(g, &sl[late].at);
+            log_info("gateway %s: %s not whole in %lld ms: the rest block by block",
+                     g->hosts[host].url, sl[late].req.what,
+                     (long long)diff_ms(now, sl[late].at.t0));
             break;
         }
         int still = 0;

@@ -71,6 +71,7 @@ gen_file "$DATA/alone" $((300 * 1024)) 77
 gen_file "$DATA/never" 5000 78
 gen_file "$DATA/dead" $((2 * 1024 * 1024)) 79
 gen_file "$DATA/bounded" $((12 * 1024 * 1024)) 80
+for i in 1 2 3; do gen_file "$DATA/late$i" $((5 * 1024 * 1024)) $((81 + i)); done
 # One file per CAR case (the leaves are not to be had as blocks: the reader takes a CAR).
 CARS=(pass flip truncate other trickle)
 for f in "${CARS[@]}"; do
@@ -79,7 +80,8 @@ done
 
 declare -A V0=() V1=()
 add_failed=0
-for f in "${FILES[@]}" "${FAULTS[@]/#/fault-}" "${CARS[@]/#/car-}" alone never dead bounded; do
+for f in "${FILES[@]}" "${FAULTS[@]/#/fault-}" "${CARS[@]/#/car-}" alone never dead bounded \
+    late1 late2 late3; do
     V0[$f]=$(add_file "$DATA/$f") || add_failed=1
 done
 for f in "${FILES[@]}"; do
@@ -282,6 +284,26 @@ fault_case limit limit 3
 fault_case stall stall
 CT=3 fault_case trickle trickle
 fault_case other other "$OTHER_BLOCK"
+# Gateway a turns to trickling once the file is open (its first block came from a, so a
+# looked fastest and its leaves went to a, 8 at a time): that batch held the read until
+# --timeout, with no time left for b (ETIMEDOUT in 3 of 8 tries). A block not whole within
+# twice a's hedge delay now sends the rest to b.
+for i in 1 2 3; do
+    mode a pass
+    mode b pass
+    m=$WORK/mnt-late$i
+    if mount_ipfsfs "$m" --gateway="${PROXY_URL[a]}" --gateway="${PROXY_URL[b]}" \
+        --store="$WORK/store-late$i" --timeout=5; then
+        check "a turns to trickling after the open ($i of 3): the read gives the right bytes" \
+            python3 -c 'import sys
+f = open(sys.argv[1], "rb")
+open(sys.argv[2], "w").write("trickle 64 0.3\n")
+sys.exit(f.read() != open(sys.argv[3], "rb").read())' "$m/${V0[late$i]}" "$WORK/a.mode" "$DATA/late$i"
+        check_unmount "unmount (late trickle $i)" "$m"
+    else
+        not_ok "ipfsfs mounts (late trickle $i)"
+    fi
+done
 fault_case big big
 fault_case busy busy
 
