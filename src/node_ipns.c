@@ -40,6 +40,8 @@ struct entry {
     char sub[PATH_MAX];   /* and the path below it ("" or "a/b") */
     int64_t until_ns;     /* CLOCK_MONOTONIC: valid before this */
     uint64_t seq;         /* the highest record sequence seen (gateways) */
+    int64_t eol_ns;       /* gateways: that record's validity (real time; 0: none kept) */
+    uint64_t life_ns;     /* how long it was kept for when resolved (its TTL, at most cap) */
     uint64_t stamp;       /* last use, for eviction */
 };
 
@@ -129,7 +131,7 @@ static int resolve_node(struct node_ipns *ni, const char *name, char *value, siz
  * spelling of a key (k51..., bafz..., 12D3..., Qm...) is asked in base36, which gateways serve
  * without a redirect. */
 static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, char *value,
-                      size_t vlen, uint64_t *life_ns, uint64_t *seq)
+                      size_t vlen, uint64_t *life_ns, uint64_t *seq, int64_t *eol_ns)
 {
     char cur[IPNS_MAX_VALUE + 8];
     if (strlen(name) >= sizeof cur)
@@ -149,6 +151,8 @@ static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, 
             return rc; /* -ENOENT: no gateway has a record; -ETIMEDOUT: none answered */
         if (hop == 0)
             *seq = r.sequence;
+        if (hop == 0 || r.eol_ns < *eol_ns)
+            *eol_ns = r.eol_ns;
         uint64_t life = ipns_lifetime_ns(&r, now, ni->cap_ns);
         if (life < *life_ns)
             *life_ns = life;
@@ -167,6 +171,37 @@ static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, 
             *slash = '\0'; /* a path below an /ipns/ value: not followed (rare) */
     }
     return -ELOOP;
+}
+
+/* Through gateways, a name whose record is older than the one kept (a gateway that kept an
+ * old one), or that no gateway gives now: the kept record stands while it is valid (IPNS: the
+ * highest sequence wins until its EOL), asked again after its TTL. False if none is kept. */
+static bool kept_record(struct node_ipns *ni, const char *name, struct cid *cid, char *sub,
+                        size_t sublen)
+{
+    bool kept = false;
+    char cs[CID_STR_MAX] = "";
+    uint64_t seq = 0;
+    pthread_mutex_lock(&ni->lock);
+    for (size_t i = 0; i < CACHE_N && !kept; i++) {
+        struct entry *e = &ni->cache[i];
+        if (e->used && strcmp(e->name, name) == 0 && e->eol_ns > real_ns() &&
+            strlen(e->sub) < sublen) {
+            *cid = e->cid;
+            snprintf(sub, sublen, "%s", e->sub);
+            e->until_ns = (int64_t)clock_mono_ns() + (int64_t)e->life_ns;
+            e->stamp = ++ni->clock;
+            seq = e->seq;
+            cid_format(&e->cid, cs, sizeof cs);
+            kept = true;
+        }
+    }
+    pthread_mutex_unlock(&ni->lock);
+    if (kept)
+        log_warn("IPNS name %s: no gateway gives a record as new as the one kept (sequence %" PRIu64
+                 "), which stays valid: /ipfs/%s",
+                 name, seq, cs);
+    return kept;
 }
 
 /* The name's CID and sub-path: from the cache while valid, else resolved now. */
@@ -205,14 +240,18 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
     atomic_fetch_add(&ni->resolves, 1);
     char value[IPNS_MAX_VALUE + 8];
     uint64_t life = ni->rpc ? (uint64_t)NODE_KEEP_MS * 1000000u : ni->cap_ns, seq = min_seq;
+    int64_t eol = 0;
     int rc = ni->rpc ? resolve_node(ni, name, value, sizeof value)
-                     : resolve_gw(ni, name, min_seq, value, sizeof value, &life, &seq);
+                     : resolve_gw(ni, name, min_seq, value, sizeof value, &life, &seq, &eol);
     struct cid c;
     char s[PATH_MAX];
     if (rc == 0 && parse_ipfs_path(value, &c, s, sizeof s) < 0) {
         log_warn("IPNS name %s points to %s: not an /ipfs/ path", name, value);
         rc = -ENOENT;
     }
+    if (rc < 0 && !ni->rpc && (rc == -ENOENT || rc == -ETIMEDOUT || rc == -ESTALE) &&
+        kept_record(ni, name, cid, sub, sublen))
+        return 0;
     if (rc < 0) {
         atomic_fetch_add(&ni->failures, 1);
         return rc;
@@ -252,6 +291,10 @@ static int resolve(struct node_ipns *ni, const char *name, struct cid *cid, char
     slot->until_ns = (int64_t)clock_mono_ns() + (int64_t)life;
     if (seq > slot->seq)
         slot->seq = seq;
+    if (!ni->rpc && seq >= slot->seq) {
+        slot->eol_ns = eol;
+        slot->life_ns = life;
+    }
     slot->stamp = ++ni->clock;
     pthread_mutex_unlock(&ni->lock);
     *cid = c;
