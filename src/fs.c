@@ -1670,7 +1670,10 @@ fail:
     fuse_reply_err(req, -rc);
 }
 
-static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, const char *name)
+/* changed_ns: the time the new name shows when it stores none (0: now, it is made now; a
+ * link's: its source's, as a hard link shares it). */
+static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, const char *name,
+                            int64_t changed_ns)
 {
     inode_mfs_touch(fs->inodes, dir); /* its names changed: the time it shows moves */
     struct inode *ino;
@@ -1679,7 +1682,10 @@ static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, co
         fuse_reply_err(req, -rc);
         return;
     }
-    inode_mfs_touch(fs->inodes, ino); /* made now */
+    if (changed_ns > 0)
+        inode_mfs_keep_changed(fs->inodes, ino, changed_ns);
+    else
+        inode_mfs_touch(fs->inodes, ino);
     reply_entry(req, fs, ino, fs->cfg.root_timeout);
 }
 
@@ -1699,7 +1705,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     }
     if (create_mode(fs, mode, 0755))
         fs->node->ops->mfs_chmod(fs->node, path, mode & 07777);
-    reply_new_entry(req, fs, dir, name);
+    reply_new_entry(req, fs, dir, name, 0);
 }
 
 static void fs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
@@ -1724,7 +1730,7 @@ static void fs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
         fuse_reply_err(req, -rc);
         return;
     }
-    reply_new_entry(req, fs, dir, name);
+    reply_new_entry(req, fs, dir, name, 0);
 }
 
 static int count_entry(void *ud, const struct node_entry *e)
@@ -2216,12 +2222,14 @@ static void fs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
             node_stat_clear(&st);
         rc = e == 0 ? -EEXIST : e == -ENOENT ? 0 : e;
     }
+    int64_t changed = 0;
     if (rc == 0 && !src->mfs) {
         c = src->cid; /* content under MOUNTPOINT/<cid>: set once, never changes */
     } else if (rc == 0 && (rc = mfs_refresh(fs, src)) == 0) {
         struct mfs_attr a;
         inode_mfs_get(fs->inodes, src, &a);
         c = a.cid;
+        changed = a.changed_ns;
     }
     if (rc == 0)
         rc = fs->node->ops->mfs_link(fs->node, &c, path);
@@ -2229,7 +2237,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
         fuse_reply_err(req, -rc);
         return;
     }
-    reply_new_entry(req, fs, dir, nn);
+    reply_new_entry(req, fs, dir, nn, changed);
 }
 static void fs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t sz,
                         int f)

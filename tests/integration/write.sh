@@ -635,6 +635,13 @@ find "$MNT/manyt" -type f -printf '%p %T@\n' | sort >"$WORK/times.after"
 check_eq "the change times of 1,200 names all survive the kernel forgetting them" \
     "$(comm -3 "$WORK/times.before" "$WORK/times.after" | wc -l)" 0
 rm -rf "$MNT/manyt"
+# A hard link shows its source's time (a copy of the CID underneath, but on any filesystem
+# the two names are one file, with one time).
+echo hl >"$MNT/mk/hl1"
+sleep 0.05
+ln "$MNT/mk/hl1" "$MNT/mk/hl2"
+check_eq "ln: the new name shows the source's time, not the moment of the link" \
+    "$(stat -c %.9Y "$MNT/mk/hl2")" "$(stat -c %.9Y "$MNT/mk/hl1")"
 # truncate(2) by path moves a stored time too, as on ext4 (ftruncate and writes did).
 check "truncate(2) by path moves a stored mtime to now" python3 -c 'import os, sys, time
 p = sys.argv[1]
