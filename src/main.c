@@ -15,6 +15,7 @@
 #include "node_store.h"
 #include "options.h"
 #include "rpcjson.h"
+#include "sync.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,6 +43,27 @@
 /* The mount's statistics (ipfsfs --stats), read by a child process: a mount whose daemon is
  * stopped or hung never answers, and the tool one reaches for then must not hang too. After
  * timeout_s the child is killed (a FUSE request waits killably) and we say so. */
+/* After the mount's loop ended (a signal, or fusermount3 -u), another SIGINT, SIGTERM or
+ * SIGHUP cuts the unmount's wait for the node short (sync_set_cut_flag), not the process. */
+static volatile sig_atomic_t teardown_signal;
+
+static void on_teardown_signal(int sig)
+{
+    teardown_signal = sig;
+}
+
+static void catch_teardown_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_teardown_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sync_set_cut_flag(&teardown_signal);
+}
+
 static int print_stats(const char *mountpoint, unsigned timeout_s)
 {
     char buf[16384 + sizeof(int)];
@@ -849,7 +871,9 @@ int main(int argc, char *argv[])
             }
         }
         char synced_at[1024] = "";
-        if (rc == -ENOTCONN && local_first &&
+        /* A proxy curl cannot even resolve is the options' fault, not a node that is down. */
+        bool proxy_bad = rc == -ENOTCONN && o.proxy && strstr(err, "resolve proxy");
+        if (rc == -ENOTCONN && local_first && !proxy_bad &&
             synced_before(dir, ep.base_url, synced_at, sizeof synced_at)) {
             /* A node this store has synced with, down for now (a restart, the boot order):
              * mount, work locally, and catch up when it answers. A node never reached
@@ -867,6 +891,10 @@ int main(int argc, char *argv[])
                     "--api-auth-file=FILE or IPFSFS_API_AUTH (\"bearer:TOKEN\" or "
                     "\"basic:USER:PASSWORD\")%s.\n",
                     err, secret ? "; the one given was refused" : "");
+            goto out_curl;
+        }
+        if (proxy_bad) {
+            fprintf(stderr, "ipfsfs: %s\nipfsfs: check --proxy=%s\n", err, o.proxy);
             goto out_curl;
         }
         if (rc == -ENOTCONN) {
@@ -1134,6 +1162,8 @@ out_unmount:
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);
+    if (mounted)
+        catch_teardown_signals();
 out_session:
     fuse_session_destroy(se);
 out_node:

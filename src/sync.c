@@ -2239,6 +2239,46 @@ int sync_stats(struct sync *s, char *buf, size_t len)
     return n;
 }
 
+static const volatile sig_atomic_t *cut_flag; /* set once, before any sync_stop */
+
+void sync_set_cut_flag(const volatile sig_atomic_t *flag)
+{
+    cut_flag = flag;
+}
+
+/* Join the sync thread; if the cut flag goes up meanwhile, end its wait now (its deadline and
+ * the request in flight's). */
+static void join_or_cut(struct sync *s)
+{
+    bool cut = false;
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = cut || !cut_flag ? pthread_join(s->thread, NULL)
+                                  : pthread_timedjoin_np(s->thread, NULL, &ts);
+        if (rc != ETIMEDOUT)
+            return;
+        if (!*cut_flag)
+            continue;
+        cut = true;
+        uint64_t now = clock_mono_ms();
+        log_warn("unmount: signal %d: not waiting for %s any longer", (int)*cut_flag,
+                 s->up->description);
+        pthread_mutex_lock(&s->lock);
+        s->stop_deadline_ms = now;
+        s->kicked = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        if (s->up->ops->end_by)
+            s->up->ops->end_by(s->up, now);
+    }
+}
+
 int sync_stop(struct sync *s, unsigned wait_ms)
 {
     int rc = node_store_commit(s->store);
@@ -2270,7 +2310,7 @@ int sync_stop(struct sync *s, unsigned wait_ms)
     if (pending(s))
         log_info("unmount: sending the pending changes to %s (up to %u s)", s->up->description,
                  wait_ms / 1000);
-    pthread_join(s->thread, NULL);
+    join_or_cut(s);
     node_store_set_block_hook(s->store, NULL, NULL); /* the mount serves no more: no import */
     prepush_free(s->pre);
     s->pre = NULL;

@@ -229,6 +229,10 @@ echo "written last" >"$MNT/last.txt"
 check_unmount "unmount (clean: pushes what is pending)" "$MNT"
 check_eq "after unmount the node has the last file" "$(kubo files read /last.txt 2>&1)" \
     "written last"
+# A store that synced before mounts while its node is down; a --proxy curl cannot resolve is
+# no node that is down but a mistyped option: refused.
+check_fails_with "a --proxy that cannot be resolved is refused, not taken for a node down" \
+    "check --proxy=junk" "$IPFSFS_BIN" "${ARGS[@]}" --proxy=junk "$MNT"
 
 # ---- changes made on the node ---------------------------------------------------------------
 # With nothing pending here, the node's names are adopted.
@@ -477,6 +481,29 @@ kill -CONT "$NODE_PID"
 check "... and says what is left" grep -q "1 name added or changed and 0 removed (stopped.txt)" \
     "${MOUNT_LOG[$MNT]}"
 unset "MOUNT_PID[$MNT]"
+# SIGTERM starts the unmount and its wait for the node (60 s here); a second signal cuts the
+# wait short, not the process (the default action killed it, saying nothing of what is left).
+mount_ipfsfs "$MNT" --api="$NODE_API" --store="$STORE" --timeout=30 --unmount-wait=60 ||
+    { not_ok "mount --unmount-wait=60 --timeout=30"; finish; }
+kill -STOP "$NODE_PID"
+echo "written while the node is stopped" >"$MNT/stopped2.txt"
+old_pid=${MOUNT_PID[$MNT]}
+kill -TERM "$old_pid"
+sleep 1
+t0=$(now)
+kill -INT "$old_pid"
+if wait_for 10 bash -c "! kill -0 $old_pid 2>/dev/null"; then
+    ok "a second signal during the unmount's wait ends it at once ($(elapsed "$t0") s)"
+else
+    not_ok "a second signal during the unmount's wait ends it at once" "still running 10 s later"
+fi
+wait "$old_pid"
+check_eq "... ipfsfs exits 0" "$?" 0
+kill -CONT "$NODE_PID"
+check "... and says what is left" grep -q "added or changed and 0 removed (.*stopped2.txt" \
+    "${MOUNT_LOG[$MNT]}"
+unset "MOUNT_PID[$MNT]"
+fusermount3 -u "$MNT" 2>/dev/null
 
 # ---- a name that is not UTF-8, made with no node, then synced -----------------------------
 # The store alone keeps any bytes; Kubo's JSON answers turn such a name into another (U+FFFD).
