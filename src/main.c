@@ -45,11 +45,12 @@
  * timeout_s the child is killed (a FUSE request waits killably) and we say so. */
 /* After the mount's loop ended (a signal, or fusermount3 -u), another SIGINT, SIGTERM or
  * SIGHUP cuts the unmount's wait for the node short (sync_set_cut_flag), not the process. */
-static volatile sig_atomic_t teardown_signal;
+static atomic_int teardown_signal; /* lock-free (checked below): safe in a handler */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler stores an atomic_int");
 
 static void on_teardown_signal(int sig)
 {
-    teardown_signal = sig;
+    atomic_store(&teardown_signal, sig);
 }
 
 static void catch_teardown_signals(void)

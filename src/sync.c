@@ -93,7 +93,7 @@ struct sync {
     pthread_t aux_thread;
     bool aux_started, aux_kick, aux_stop;
     pthread_cond_t aux_cond;
-    uint64_t stop_deadline_ms;
+    uint64_t stop_deadline_ms; /* under lock (join_or_cut moves it) */
     bool have_state;
     struct cid synced_local;  /* the store's root the node was last confirmed to have */
     struct cid synced_remote; /* the node's MFS directory's CID at that time */
@@ -1165,7 +1165,11 @@ static int push(struct sync *s, const struct cid *committed, const struct cid *r
     }
     fmt(committed, a, sizeof a);
     fmt(&after, b, sizeof b);
-    if (!cid_equal(committed, &after))
+    if (differs)
+        log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes); the node's "
+                 "directory changed meanwhile: merged next",
+                 a, s->up->description, nblocks, nbytes);
+    else if (!cid_equal(committed, &after))
         log_info("pushed %s to %s (%" PRIu64 " blocks, %" PRIu64 " bytes); the node's "
                  "directory is %s (its own encoding of the same names)",
                  a, s->up->description, nblocks, nbytes, b);
@@ -1905,8 +1909,9 @@ static void *sync_thread(void *arg)
         bool kicked = s->kicked;
         s->kicked = false;
         bool stopping = s->stop;
+        uint64_t stop_deadline = s->stop_deadline_ms; /* join_or_cut may move it */
         pthread_mutex_unlock(&s->lock);
-        if (stopping && (!pending(s) || clock_mono_ms() >= s->stop_deadline_ms))
+        if (stopping && (!pending(s) || clock_mono_ms() >= stop_deadline))
             break;
         if (!kicked && !stopping && !backoff && clock_mono_ms() < next_poll && !pending(s)) {
             pthread_mutex_lock(&s->lock);
@@ -2239,9 +2244,9 @@ int sync_stats(struct sync *s, char *buf, size_t len)
     return n;
 }
 
-static const volatile sig_atomic_t *cut_flag; /* set once, before any sync_stop */
+static const atomic_int *cut_flag; /* set once, before any sync_stop */
 
-void sync_set_cut_flag(const volatile sig_atomic_t *flag)
+void sync_set_cut_flag(const atomic_int *flag)
 {
     cut_flag = flag;
 }
@@ -2263,11 +2268,11 @@ static void join_or_cut(struct sync *s)
                                   : pthread_timedjoin_np(s->thread, NULL, &ts);
         if (rc != ETIMEDOUT)
             return;
-        if (!*cut_flag)
+        if (!atomic_load(cut_flag))
             continue;
         cut = true;
         uint64_t now = clock_mono_ms();
-        log_warn("unmount: signal %d: not waiting for %s any longer", (int)*cut_flag,
+        log_warn("unmount: signal %d: not waiting for %s any longer", atomic_load(cut_flag),
                  s->up->description);
         pthread_mutex_lock(&s->lock);
         s->stop_deadline_ms = now;

@@ -18,7 +18,7 @@
 #ifndef IPFSFS_SYNC_H
 #define IPFSFS_SYNC_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "node.h"
@@ -91,9 +91,9 @@ int sync_conflict_name(struct node *store, const char *dir, const char *name, ch
  * everything, -EAGAIN otherwise. Frees s. */
 int sync_stop(struct sync *s, unsigned wait_ms);
 
-/* A flag (a signal handler's: nonzero once a signal asks to stop waiting) that cuts every
- * sync_stop's wait short: what is not sent yet is kept for the next mount, as when the wait
- * runs out. Set before the first sync_stop; NULL: none. */
-void sync_set_cut_flag(const volatile sig_atomic_t *flag);
+/* A flag (a signal handler's, lock-free: the signal's number once one asks to stop waiting)
+ * that cuts every sync_stop's wait short: what is not sent yet is kept for the next mount, as
+ * when the wait runs out. Set before the first sync_stop; NULL: none. */
+void sync_set_cut_flag(const atomic_int *flag);
 
 #endif
