@@ -549,6 +549,8 @@ struct inode *inode_mfs_insert_ref(struct inode_table *t, struct inode *parent, 
         n->changed_ns = st->changed_ns;
     if (a->kind == NODE_DIR) { /* where its children's times may be kept instead */
         const struct seen_time *al = seen_find_locked(t, alias_key(n->lkey));
+        if (!(al && al->changed_ns == SEEN_ALIAS) && old_lkey) /* renamed under its old place */
+            al = seen_find_locked(t, alias_key(old_lkey));
         n->was_key = al && al->changed_ns == SEEN_ALIAS ? al->cidh : old_lkey;
     }
     parent->nlookup++; /* a child keeps its parent */
@@ -766,8 +768,9 @@ int inode_mfs_move(struct inode_table *t, struct inode *ino, struct inode *paren
     parent->nlookup++;
     ino->lkey = inode_key_mfs(parent, name);
     /* Its children's times are kept under keys made from its key: a lookup at the new place
-     * (once the kernel forgot it, or after a remount) finds them through this alias. One level:
-     * a directory renamed twice while forgotten between keeps the newer set. */
+     * (once the kernel forgot it, or after a remount) finds them through this alias (and a
+     * directory renamed inside one renamed, through its alias under its old place). A
+     * directory renamed twice while forgotten between keeps the newer set. */
     if (ino->kind == NODE_DIR && ino->key != ino->lkey) {
         struct seen_time al = {
             .lkey = alias_key(ino->lkey), .cidh = ino->key, .changed_ns = SEEN_ALIAS};

@@ -619,8 +619,12 @@ t0=$(stat -c %.9Y "$MNT/mvd/sub/in")
 mv "$MNT/mvd" "$MNT/mvd2"
 echo 2 >/proc/sys/vm/drop_caches
 check_eq "... and a rename of the directory above it" "$(stat -c %.9Y "$MNT/mvd2/sub/in")" "$t0"
+mv "$MNT/mvd2/sub" "$MNT/mvd2/sub2" # and one below that one: both levels renamed
+echo 2 >/proc/sys/vm/drop_caches
+check_eq "... and of two directories above it, one inside the other" \
+    "$(stat -c %.9Y "$MNT/mvd2/sub2/in")" "$t0"
 check "... so make still rebuilds after the edit" \
-    sh -c "make -s -C '$MNT/mvd2/sub' >/dev/null 2>&1 && [ \"\$(cat '$MNT/mvd2/sub/out')\" = v2 ]"
+    sh -c "make -s -C '$MNT/mvd2/sub2' >/dev/null 2>&1 && [ \"\$(cat '$MNT/mvd2/sub2/out')\" = v2 ]"
 rm -rf "$MNT/mvd2"
 # The times of many names the kernel forgot all stay (a table where names collided lost a
 # few in a hundred).
