@@ -850,11 +850,29 @@ int gw_block(struct gw *g, const struct cid *c, uint8_t **data, size_t *len)
     return run(g, &req, data, len);
 }
 
+/* The calling thread's read bound (gw_read_cap). */
+static __thread bool cap_on;
+static __thread struct timespec cap_at;
+
+void gw_read_cap(void *ud, bool on)
+{
+    struct gw *g = ud;
+    cap_on = on;
+    if (on)
+        cap_at = add_ms(clock_mono(), g->timeout_ms);
+}
+
+/* d, or the read's bound if that comes first. */
+static struct timespec capped(struct timespec d)
+{
+    return cap_on && diff_ms(d, cap_at) > 0 ? cap_at : d;
+}
+
 /* Ask the gateways (raced, failed over, every wait within the timeout) until one answers req
  * with bytes it verifies. */
 static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *len)
 {
-    struct timespec deadline = add_ms(clock_mono(), g->timeout_ms);
+    struct timespec deadline = capped(add_ms(clock_mono(), g->timeout_ms));
     size_t order[GW_MAX];
     size_t norder;
     long wait_ms;
@@ -1282,6 +1300,8 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         if (running == 0)
             break;
         int64_t left = progress_left_ms(&cs.prog, now, g->timeout_ms);
+        if (cs.owner < 0 && cap_on && diff_ms(cap_at, now) < left)
+            left = diff_ms(cap_at, now); /* no block yet: within the read's bound */
         if (left <= 0 || diff_ms(deadline, now) <= 0) {
             /* No verified block for the timeout, or too few for the time: too slow (recorded
              * as stalled below). */

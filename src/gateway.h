@@ -49,6 +49,7 @@
 #ifndef IPFSFS_GATEWAY_H
 #define IPFSFS_GATEWAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -146,6 +147,14 @@ int gw_fetch_many(void *ud, const struct cid *cids, size_t n, unsigned parallel,
 
 /* gw_block in the shape of node_store's fetch hook (ud: the struct gw). */
 int gw_fetch(void *ud, const struct cid *c, uint8_t **data, size_t *len);
+
+/* A read's bound across calls (node_store's fetch_cap hook; ud: the struct gw). on: from now,
+ * until the timeout, the calling thread's single-block requests (gw_block) end by then, and
+ * a CAR (gw_car) that has brought no block yet; the caller arms it again at each verified
+ * block, so it bounds a read's time without progress, not a read that keeps going. off: no
+ * bound but each call's own. A read that goes from a batch to a CAR to single blocks then
+ * waits one timeout in all, not one per step. */
+void gw_read_cap(void *ud, bool on);
 
 /* Counters ("gw_blocks N\n"... then one "gateway URL ok=.. ..." line per gateway) into buf,
  * as snprintf. */

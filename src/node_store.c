@@ -163,6 +163,7 @@ struct node_store {
     int (*fetch_many)(void *ud, const struct cid *cids, size_t n, unsigned parallel,
                       int (*cb)(void *ud, size_t i, uint8_t *data, size_t len), void *cbud);
     void (*fetch_release)(void *ud, uint8_t *data);
+    void (*fetch_cap)(void *ud, bool on); /* cfg->fetch_cap (read_range) */
     /* The bound on the block files (cache_max_bytes; 0: none), see cache_evict. cache_est
      * estimates what they take (exact after each eviction, plus what was fetched since);
      * past cache_trigger an eviction runs (evict_run: one at a time, taken before gc_run).
@@ -337,6 +338,10 @@ static bool block_matches(const struct cid *c, const uint8_t *data, size_t len)
 static void cache_touch(struct node_store *ns, const struct cid *c);
 static void cache_account(struct node_store *ns, size_t len, bool may_evict);
 
+/* The store whose read_range armed the fetch hook's read bound in this thread (fetch_cap): a
+ * block that comes arms it again (progress). */
+static __thread struct node_store *tls_capped;
+
 /* Ask the fetch hook for c, verify it, keep it (best effort: a block that cannot be stored is
  * still used). Called with no lock held, except change_lock by a change (let go meanwhile). */
 static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **data, size_t *len)
@@ -365,6 +370,8 @@ static int fetch_block(struct node_store *ns, const struct cid *c, uint8_t **dat
         free(d);
         return rc;
     }
+    if (tls_capped == ns)
+        ns->fetch_cap(ns->fetch_ud, true); /* progress: the read's bound starts again */
     /* A gateway's blocks are a cache (the sync engine's node's are put as any block). */
     int prc = ns->fetch_many ? blockstore_put_cache(ns->bs, c, d, n)
                              : blockstore_put(ns->bs, c, d, n);
@@ -2183,9 +2190,30 @@ out:
     return rc;
 }
 
-/* Give the bytes [off, off + len) of file c to em's sink (see above). 0 or -errno. */
+static int read_range_steps(struct node_store *ns, const struct cid *c, uint64_t off,
+                            uint64_t len, struct emit *em);
+
+/* Give the bytes [off, off + len) of file c to em's sink (see above). 0 or -errno. With a
+ * fetch_cap hook, the steps below (a batch, a CAR, single blocks) wait one timeout without
+ * progress in all, not one each. */
 static int read_range(struct node_store *ns, const struct cid *c, uint64_t off, uint64_t len,
                       struct emit *em)
+{
+    bool mine = ns->fetch_cap && !tls_capped;
+    if (mine) {
+        tls_capped = ns;
+        ns->fetch_cap(ns->fetch_ud, true);
+    }
+    int rc = read_range_steps(ns, c, off, len, em);
+    if (mine) {
+        ns->fetch_cap(ns->fetch_ud, false);
+        tls_capped = NULL;
+    }
+    return rc;
+}
+
+static int read_range_steps(struct node_store *ns, const struct cid *c, uint64_t off,
+                            uint64_t len, struct emit *em)
 {
     em->pos = off;
     em->end = off + len;
@@ -2193,7 +2221,12 @@ static int read_range(struct node_store *ns, const struct cid *c, uint64_t off, 
                           .max_bytes = READ_MAX_BYTES(len)};
     bool bad = false;
     int rc = -ENOENT;
+    uint64_t armed_at = off;
     for (unsigned tries = 0; em->pos < em->end && tries < RANGE_TRIES; tries++) {
+        if (tls_capped == ns && em->pos > armed_at) { /* progress: the bound starts again */
+            ns->fetch_cap(ns->fetch_ud, true);
+            armed_at = em->pos;
+        }
         rx.loads = rx.bytes = 0;
         rc = walk_range(&rx, em, c, 0, 0, false);
         if (em->sink_err)
@@ -5088,6 +5121,10 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
                      : cfg->fetch_many ? cfg->fetch_many
                      : ns->fetch == gw_fetch ? gw_fetch_many
                                              : NULL;
+    ns->fetch_cap = !ns->fetch ? NULL
+                    : cfg->fetch_cap ? cfg->fetch_cap
+                    : ns->fetch == gw_fetch ? gw_read_cap
+                                            : NULL;
     rc = open_private_dir(dir, &ns->dir, err, errlen);
     if (rc < 0)
         goto fail;

@@ -64,6 +64,10 @@ struct node_store_config {
     /* Where fetch_many's buffers go back when done (NULL: gw_buf_release when fetch is
      * gw_fetch, else free). */
     void (*fetch_release)(void *ud, uint8_t *data);
+    /* With fetch: a read's bound across the hooks (see gw_read_cap): on at the start of a
+     * read of missing content and at each block it brings, off at its end, from the reading
+     * thread. NULL: gw_read_cap when fetch is gw_fetch, else none. */
+    void (*fetch_cap)(void *ud, bool on);
     /* With fetch: past this many bytes of block files (--store-size), fetched blocks are
      * evicted, least recently used first, down to 90 % of it; never a block the names reach
      * (nor one an add or a name change has just put). 0: never. */

@@ -71,7 +71,7 @@ gen_file "$DATA/alone" $((300 * 1024)) 77
 gen_file "$DATA/never" 5000 78
 gen_file "$DATA/dead" $((2 * 1024 * 1024)) 79
 gen_file "$DATA/bounded" $((12 * 1024 * 1024)) 80
-for i in 1 2 3; do gen_file "$DATA/late$i" $((5 * 1024 * 1024)) $((81 + i)); done
+for i in 1 2 3 4; do gen_file "$DATA/late$i" $((5 * 1024 * 1024)) $((81 + i)); done
 # One file per CAR case (the leaves are not to be had as blocks: the reader takes a CAR).
 CARS=(pass flip truncate other trickle)
 for f in "${CARS[@]}"; do
@@ -81,7 +81,7 @@ done
 declare -A V0=() V1=()
 add_failed=0
 for f in "${FILES[@]}" "${FAULTS[@]/#/fault-}" "${CARS[@]/#/car-}" alone never dead bounded \
-    late1 late2 late3; do
+    late1 late2 late3 late4; do
     V0[$f]=$(add_file "$DATA/$f") || add_failed=1
 done
 for f in "${FILES[@]}"; do
@@ -304,6 +304,33 @@ sys.exit(f.read() != open(sys.argv[3], "rb").read())' "$m/${V0[late$i]}" "$WORK/
         not_ok "ipfsfs mounts (late trickle $i)"
     fi
 done
+# A lone gateway that stalls once the file is open: a read goes from the batch (stalled) to a
+# CAR to single blocks, and waited for each (8 s at --timeout=5): now one --timeout in all.
+mode a pass
+m=$WORK/mnt-lone-stall
+if mount_ipfsfs "$m" --gateway="${PROXY_URL[a]}" --store="$WORK/store-lone-stall" --timeout=5; then
+    got=$(timeout 30 python3 -c 'import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+open(sys.argv[2], "w").write("stall\n")
+t0 = time.time()
+try:
+    os.pread(fd, 4096, 3000000)
+    r = "read"
+except OSError as e:
+    r = os.strerror(e.errno)
+print("%s %.1f" % (r, time.time() - t0))' "$m/${V0[late4]}" "$WORK/a.mode" 2>&1)
+    secs=${got##* }
+    if [[ $got == "Connection timed out "* ]] && lt "$secs" 6.5; then
+        ok "a lone gateway that stalls after the open: ETIMEDOUT within --timeout ($secs s)"
+    else
+        not_ok "a lone gateway that stalls after the open: ETIMEDOUT within --timeout" \
+            "got: $got (--timeout=5)"
+    fi
+    mode a pass
+    check_unmount "unmount (lone stall)" "$m"
+else
+    not_ok "ipfsfs mounts (lone stall)"
+fi
 fault_case big big
 fault_case busy busy
 
