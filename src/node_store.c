@@ -261,6 +261,8 @@ struct node_store {
         fetch_errors, gc_runs, gc_blocks, gc_bytes, gc_errors, gc_ms, gc_live, range_fetches,
         range_errors, range_blocks, range_bytes, list_prefetched;
     atomic_bool room_low_logged; /* commit_gate refused a change for want of room (logged) */
+    atomic_bool reserve_missing; /* DIR/reserve is not there (see RESERVE_BYTES) */
+    atomic_bool reserve_used;    /* given back for a commit, not made again yet */
 };
 
 /* An add or a name change under way, since when (on its caller's stack, in ns->busy). The
@@ -3418,6 +3420,70 @@ static int do_commit(struct node_store *ns)
     return rc;
 }
 
+/* Free bytes on the store's disk under which a name change is refused (ENOSPC) at once, after
+ * committing what is pending if it fits. The store's own content leaves STAGE_ROOM_MARGIN
+ * (content_room), so only another program fills the disk this far; without this check the
+ * changes made between that and the next commit (which then fails) were acknowledged and kept
+ * only in memory, lost to a crash. A change writes a few blocks of at most a few hundred KiB. */
+#define CHANGE_ROOM_BYTES (1u << 20)
+
+/* The store keeps RESERVE_BYTES of its disk in DIR/reserve (made at open while there is room):
+ * a commit that fails for want of room (another program filled the disk between two commits,
+ * after changes were acknowledged) gives it back and commits again, so those changes are not
+ * lost; commit_gate refuses new ones meanwhile. It is made again once there is room. */
+#define RESERVE_BYTES (4u << 20)
+
+static void reserve_make(struct node_store *ns)
+{
+    char p[PATH_MAX];
+    struct statvfs vf;
+    snprintf(p, sizeof p, "%s/reserve", ns->dir);
+    if (statvfs(ns->dir, &vf) < 0 ||
+        (uint64_t)vf.f_bavail * vf.f_frsize < 2 * RESERVE_BYTES + CHANGE_ROOM_BYTES) {
+        atomic_store(&ns->reserve_missing, true); /* not now: at the next room */
+        return;
+    }
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        atomic_store(&ns->reserve_missing, false); /* cannot be made: not tried again */
+        return;
+    }
+    int e = posix_fallocate(fd, 0, RESERVE_BYTES);
+    if (e == EOPNOTSUPP || e == EINVAL) { /* no fallocate there: zeros take the blocks */
+        static const char zeros[65536];
+        e = 0;
+        for (off_t off = 0; e == 0 && off < (off_t)RESERVE_BYTES; off += (off_t)sizeof zeros)
+            if (pwrite(fd, zeros, sizeof zeros, off) != (ssize_t)sizeof zeros)
+                e = errno ? errno : EIO;
+    }
+    if (e == 0 && fsync(fd) < 0)
+        e = errno;
+    close(fd);
+    if (e != 0)
+        unlink(p);
+    atomic_store(&ns->reserve_missing, e != 0 && e == ENOSPC);
+    if (e == 0)
+        atomic_store(&ns->reserve_used, false);
+}
+
+/* do_commit, and once more with the reserve given back if it failed for want of room. Call
+ * with commit_run held. */
+static int commit_reserved(struct node_store *ns)
+{
+    int rc = do_commit(ns);
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/reserve", ns->dir);
+    if (rc == -ENOSPC && unlink(p) == 0) {
+        atomic_store(&ns->reserve_missing, true);
+        atomic_store(&ns->reserve_used, true);
+        log_warn("%s: its disk is full: the store's reserve (%u MiB) given back to commit "
+                 "the names",
+                 ns->dir, RESERVE_BYTES >> 20);
+        rc = do_commit(ns);
+    }
+    return rc;
+}
+
 /* The commit thread: commits within commit_ms of the first change not yet durable. A failed
  * commit is logged (once until one works again), kept for the next node_store_commit, and
  * retried commit_ms later. */
@@ -3439,7 +3505,7 @@ static void *commit_main(void *arg)
         }
         pthread_mutex_unlock(&ns->names_lock);
         pthread_mutex_lock(&ns->commit_run);
-        int rc = do_commit(ns);
+        int rc = commit_reserved(ns);
         pthread_mutex_unlock(&ns->commit_run);
         pthread_mutex_lock(&ns->names_lock);
         if (rc < 0) {
@@ -3849,13 +3915,6 @@ typedef int (*change_fn)(struct node_store *ns, const struct cid *root, void *ar
  * fails: creat, mkdir, close, rename and rm say so, and work again once there is room. */
 static int commit_now(struct node_store *ns);
 
-/* Free bytes on the store's disk under which a name change is refused (ENOSPC) at once, after
- * committing what is pending if it fits. The store's own content leaves STAGE_ROOM_MARGIN
- * (content_room), so only another program fills the disk this far; without this check the
- * changes made between that and the next commit (which then fails) were acknowledged and kept
- * only in memory, lost to a crash. A change writes a few blocks of at most a few hundred KiB. */
-#define CHANGE_ROOM_BYTES (1u << 20)
-
 static int commit_gate(struct node_store *ns)
 {
     pthread_mutex_lock(&ns->names_lock);
@@ -3863,17 +3922,23 @@ static int commit_gate(struct node_store *ns)
     pthread_mutex_unlock(&ns->names_lock);
     if (failing)
         return commit_now(ns);
+    /* Once the reserve was given back, its room is not for new changes: they wait until
+     * there is room for it again. */
+    uint64_t need = CHANGE_ROOM_BYTES + (atomic_load(&ns->reserve_used) ? RESERVE_BYTES : 0);
     struct statvfs vf;
-    if (statvfs(ns->dir, &vf) < 0 || (uint64_t)vf.f_bavail * vf.f_frsize >= CHANGE_ROOM_BYTES) {
+    if (statvfs(ns->dir, &vf) < 0 || (uint64_t)vf.f_bavail * vf.f_frsize >= need) {
         if (atomic_exchange(&ns->room_low_logged, false))
             log_info("%s: room on its disk again: name changes work", ns->dir);
+        if (atomic_load(&ns->reserve_missing))
+            reserve_make(ns);
         return 0; /* room (or cannot tell: the commit says) */
     }
     int rc = commit_now(ns); /* what was acknowledged: durable if it still fits */
     if (!atomic_exchange(&ns->room_low_logged, true))
-        log_err("%s: less than 1 MiB free on its disk: name changes fail with ENOSPC until "
+        log_err("%s: less than %u MiB free on its disk: name changes fail with ENOSPC until "
                 "there is room%s",
-                ns->dir, rc < 0 ? " (and the last ones are not committed yet)" : "");
+                ns->dir, (unsigned)(need >> 20),
+                rc < 0 ? " (and the last ones are not committed yet)" : "");
     return -ENOSPC;
 }
 
@@ -4651,7 +4716,7 @@ int node_store_commit(struct node *n)
 static int commit_now(struct node_store *ns)
 {
     pthread_mutex_lock(&ns->commit_run);
-    int rc = do_commit(ns);
+    int rc = commit_reserved(ns);
     pthread_mutex_unlock(&ns->commit_run);
     pthread_mutex_lock(&ns->names_lock);
     /* This commit covers every change so far: a background failure before it lost nothing. */
@@ -4843,7 +4908,7 @@ static void store_destroy(struct node *base)
     if (started)
         pthread_join(ns->commit_thread, NULL);
     pthread_mutex_lock(&ns->commit_run);
-    int rc = do_commit(ns);
+    int rc = commit_reserved(ns);
     pthread_mutex_unlock(&ns->commit_run);
     if (rc < 0) {
         log_err("%s: the last changes to the names could not be committed: %s", ns->dir,
@@ -5171,6 +5236,7 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     rc = open_root(ns, err, errlen);
     if (rc < 0)
         goto fail;
+    reserve_make(ns);
     if (ns->fetch && cfg->cache_max_bytes) {
         /* What the block files take now; the first fetch past the bound evicts. */
         uint64_t used = 0, nblocks = 0;
