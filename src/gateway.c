@@ -111,11 +111,15 @@ int gw_normalize_url(const char *url, char *out, size_t outlen)
     if (!u)
         return -ENOMEM;
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, out, 0);
-    char *host = NULL;
+    char *host = NULL, *port = NULL;
     if (uc == CURLUE_OK)
         uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
     bool ok = uc == CURLUE_OK && host && host[0];
+    /* Port 0 parses, and never answers. */
+    if (ok && curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port)
+        ok = strtoul(port, NULL, 10) != 0;
     curl_free(host);
+    curl_free(port);
     curl_url_cleanup(u);
     return ok ? 0 : -EINVAL;
 }

@@ -451,6 +451,22 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --log-level must be error, warning, info or debug\n");
         return -1;
     }
+    /* A scheme curl takes for a proxy (none: http); another (ftp://) would only fail at the
+     * first request, and pass for a node that is down. */
+    const char *sep = o->proxy ? strstr(o->proxy, "://") : NULL;
+    if (sep) {
+        static const char *const schemes[] = {"http",   "https",  "socks4",
+                                               "socks4a", "socks5", "socks5h"};
+        size_t n = (size_t)(sep - o->proxy);
+        bool known = false;
+        for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
+            known |= strlen(schemes[i]) == n && strncasecmp(o->proxy, schemes[i], n) == 0;
+        if (!known) {
+            fprintf(stderr, "ipfsfs: invalid --proxy scheme (http://, https://, socks4://, "
+                            "socks4a://, socks5:// or socks5h://)\n");
+            return -1;
+        }
+    }
     return 0;
 }
 

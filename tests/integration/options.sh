@@ -225,6 +225,7 @@ done <<'END'
 --cid-version=1x|invalid --cid-version '1x' (0 or 1)
 --cid-version=2|invalid --cid-version '2' (0 or 1)
 --cid-version=-1|invalid --cid-version '-1' (0 or 1)
+--proxy=ftp://x|invalid --proxy scheme (http://
 --replication=2x|invalid --replication '2x' (MIN or MIN:MAX
 --replication=+2|invalid --replication '+2' (MIN or MIN:MAX
 --cache-size=1.5G|invalid --cache-size '1.5G' (a size like 64M

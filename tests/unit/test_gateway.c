@@ -50,6 +50,7 @@ static void test_urls(void)
     CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:430951", out, sizeof out), -EINVAL);
     CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:port", out, sizeof out), -EINVAL);
     CHECK_EQ_INT(gw_normalize_url("http://:8080", out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(gw_normalize_url("http://127.0.0.1:0", out, sizeof out), -EINVAL);
     CHECK_EQ_INT(gw_normalize_url("http://[::1]:8080", out, sizeof out), 0);
     CHECK_EQ_INT(gw_normalize_url("HTTPS://example.org/prefix//", out, sizeof out), 0);
     CHECK_EQ_STR(out, "HTTPS://example.org/prefix");
