@@ -3471,9 +3471,11 @@ static void reserve_make(struct node_store *ns)
 static int commit_reserved(struct node_store *ns)
 {
     int rc = do_commit(ns);
+    if (rc != -ENOSPC)
+        return rc;
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s/reserve", ns->dir);
-    if (rc == -ENOSPC && unlink(p) == 0) {
+    if (unlink(p) == 0) {
         atomic_store(&ns->reserve_missing, true);
         atomic_store(&ns->reserve_used, true);
         log_warn("%s: its disk is full: the store's reserve (%u MiB) given back to commit "

@@ -470,13 +470,17 @@ mount_ipfsfs "$MNT" --api="$NODE_API" --store="$STORE" --timeout=30 --unmount-wa
 kill -STOP "$NODE_PID"
 echo "written while the node is stopped" >"$MNT/stopped.txt"
 old_pid=${MOUNT_PID[$MNT]}
+# check_gone DESC PID T0: ok if process PID ends within 10 s (the time since T0 shown).
+check_gone() {
+    if wait_for 10 bash -c "! kill -0 $2 2>/dev/null"; then
+        ok "$1 ($(elapsed "$3") s)"
+    else
+        not_ok "$1" "still running 10 s later"
+    fi
+}
 t0=$(now)
 fusermount3 -u "$MNT"
-if wait_for 10 bash -c "! kill -0 $old_pid 2>/dev/null"; then
-    ok "unmount with the node stopped ends within --unmount-wait=3 ($(elapsed "$t0") s)"
-else
-    not_ok "unmount with the node stopped ends within --unmount-wait=3" "still running 10 s later"
-fi
+check_gone "unmount with the node stopped ends within --unmount-wait=3" "$old_pid" "$t0"
 kill -CONT "$NODE_PID"
 check "... and says what is left" grep -q "1 name added or changed and 0 removed (stopped.txt)" \
     "${MOUNT_LOG[$MNT]}"
@@ -492,11 +496,7 @@ kill -TERM "$old_pid"
 sleep 1
 t0=$(now)
 kill -INT "$old_pid"
-if wait_for 10 bash -c "! kill -0 $old_pid 2>/dev/null"; then
-    ok "a second signal during the unmount's wait ends it at once ($(elapsed "$t0") s)"
-else
-    not_ok "a second signal during the unmount's wait ends it at once" "still running 10 s later"
-fi
+check_gone "a second signal during the unmount's wait ends it at once" "$old_pid" "$t0"
 wait "$old_pid"
 check_eq "... ipfsfs exits 0" "$?" 0
 kill -CONT "$NODE_PID"
