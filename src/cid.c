@@ -227,14 +227,32 @@ static int base64pad_decode(const char *s, size_t len, const char *alpha, uint8_
     return rfc_decode(s, len - pad, alpha, 6, out, outmax, outlen);
 }
 
-/* Decode a multibase string (prefix character included) into binary. */
+/* Decode a multibase string (prefix character included) into binary. Kubo (go-multibase)
+ * reads base32, base32hex, base16 and base36 in either case whatever the prefix says
+ * ("bAfkrei..." is the CID "bafkrei..."), so do we: else a name spelled so could be made in
+ * the mount root while it reads as a CID on the node. */
 static int multibase_decode(const char *s, size_t len, uint8_t *out, size_t outmax, size_t *outlen)
 {
     const char *p = s + 1;
     size_t n = len - 1;
+    char folded[CID_PARSE_MAX];
 
     if (len < 2)
         return -EINVAL;
+    if (s[0] && strchr("bBvVfFkK", s[0])) {
+        bool upper = s[0] >= 'A' && s[0] <= 'Z';
+        if (n > sizeof folded)
+            return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+            char c = p[i];
+            if (upper && c >= 'a' && c <= 'z')
+                c = (char)(c - 'a' + 'A');
+            else if (!upper && c >= 'A' && c <= 'Z')
+                c = (char)(c - 'A' + 'a');
+            folded[i] = c;
+        }
+        p = folded;
+    }
     switch (s[0]) {
     case 'z':
         return basex_decode(p, n, B58_BTC, 58, out, outmax, outlen);

@@ -61,11 +61,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool canonical_in = (size == 46 && s[0] == 'Q' && s[1] == 'm') ||
                             (size > 1 && s[0] == 'b' && c.version == 1);
         /* The bits after the last whole byte are ignored (as Kubo does): they sit in the last
-         * character, which may differ; nothing else may. */
+         * character, which may differ; nothing else may, but the letter case (base32 is read
+         * in either case, as Kubo reads it, and written in lower case). */
+        bool same = (size_t)n == size;
+        for (size_t i = 0; same && i + 1 < size; i++)
+            same = out[i] == (s[0] == 'b' && s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
         if (canonical_in)
-            FUZZ_CHECK((size_t)n == size && memcmp(out, s, size - 1) == 0,
-                       "'%.*s' parses but formats as '%s' (two strings for one CID)", (int)size, s,
-                       out);
+            FUZZ_CHECK(same, "'%.*s' parses but formats as '%s' (two strings for one CID)",
+                       (int)size, s, out);
         FUZZ_CHECK(c.version <= 1, "version %u", c.version);
         FUZZ_CHECK(c.mh_len > 0 && c.mh_len <= CID_MAX_MH, "mh_len %zu", c.mh_len);
     }
