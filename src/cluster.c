@@ -33,6 +33,7 @@
 #define MAX_REPLY (4u << 20) /* a status names every peer: 4 MiB is thousands of them */
 #define WAIT_STEP_MS 250u
 #define STATUS_MAX_MS 5000u /* a status question (getxattr) waits at most this long */
+#define STATUS_KEEP_MS 1000u /* and its answer is kept this long (see st_cid) */
 #define USER_AGENT "ipfsfs/" PACKAGE_VERSION
 
 struct cluster {
@@ -66,8 +67,18 @@ struct cluster {
     uint64_t owed_next_ms;    /* no retry before this (monotonic ms) */
     unsigned owed_backoff_ms; /* the wait after the last failed retry (0: none failed) */
     uint64_t pins, unpins, failures;
-    char last_error[200];
+    /* One line (cluster_one_line): a cluster's error text may hold line breaks, which would
+     * split user.ipfs.pins and the "cluster_error" line of the stats. */
+    char last_error[512];
     bool failing; /* the last pin, or a name of the last round, failed (last_error) */
+    /* The last status asked (cluster_status), its answer kept STATUS_KEEP_MS: getfattr asks
+     * twice (the size, then the value), and a cluster API that does not answer must cost it
+     * one wait, not two. Any thread writes these, under the lock. */
+    struct cid st_cid;
+    uint64_t st_at; /* monotonic ms; 0: none */
+    int st_rc;
+    struct cluster_status st_last;
+    char st_err[256];
 };
 
 /* ---- HTTP ---- */
@@ -438,6 +449,10 @@ static void load_state(struct cluster *c)
 
 int cluster_parse_replication(const char *s, int *rmin, int *rmax)
 {
+    /* Digits, '-' and ':' only: strtol alone also takes " 2" and "+2" (as a setfattr value
+     * or an option). */
+    if (strspn(s, "0123456789-:") != strlen(s))
+        return -EINVAL;
     char *end;
     errno = 0;
     long a = strtol(s, &end, 10), b = a;
@@ -655,9 +670,29 @@ int cluster_status(struct cluster *c, const struct cid *cid, struct cluster_stat
 {
     /* Asked by getxattr (and the housekeeping): a cluster that does not answer costs a FUSE
      * thread at most STATUS_MAX_MS, not the whole --timeout (getfattr -d over a tree). */
-    return status_within(c, cid, st, c->timeout_ms < STATUS_MAX_MS ? c->timeout_ms
-                                                                   : STATUS_MAX_MS,
-                         err, errlen);
+    pthread_mutex_lock(&c->lock);
+    bool kept = c->st_at && clock_mono_ms() - c->st_at < STATUS_KEEP_MS &&
+                cid_equal(&c->st_cid, cid);
+    int rc = c->st_rc;
+    if (kept) {
+        *st = c->st_last;
+        snprintf(err, errlen, "%s", c->st_err);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (kept)
+        return rc;
+    char e[sizeof c->st_err] = "";
+    rc = status_within(c, cid, st, c->timeout_ms < STATUS_MAX_MS ? c->timeout_ms : STATUS_MAX_MS,
+                       e, sizeof e);
+    snprintf(err, errlen, "%s", e);
+    pthread_mutex_lock(&c->lock);
+    c->st_cid = *cid;
+    c->st_at = clock_mono_ms();
+    c->st_rc = rc;
+    c->st_last = *st;
+    memcpy(c->st_err, e, sizeof e);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }
 
 bool cluster_satisfied(const struct cluster_status *st)
@@ -746,6 +781,16 @@ static int unpin(struct cluster *c, const struct cid *cid, const char *name, boo
 }
 
 /* POST /pins/cid with our factors and name (top name `name`, NULL: the root). */
+void cluster_one_line(char *dst, size_t len, const char *src)
+{
+    if (len == 0)
+        return;
+    size_t k = 0;
+    for (; src[k] && k + 1 < len; k++)
+        dst[k] = (unsigned char)src[k] < 0x20 || src[k] == 0x7f ? ' ' : src[k];
+    dst[k] = 0;
+}
+
 /* POST /pins/cid with the factors (0: the mount's) and our name (top name `name`, NULL: the
  * root). Never the cluster's pin-update: on a peer where the old pin is not done yet (queued,
  * pinning, or a file's first, empty version), Kubo's pin/update fails ("datastore: key not
@@ -760,6 +805,33 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name, int r
     }
     char nm[600], q[2048];
     pin_name(c, name, nm, sizeof nm);
+    /* The cluster keeps one pin per CID. Content pinned already under another pinner's name
+     * (another mount with the same folder, or a person) with factors at least ours is left
+     * as it is: a POST would rename the pin ours, and our unpin would then take it from them.
+     * Only ours is ever unpinned (unpin), so theirs stays theirs. */
+    json_t *j = NULL;
+    char e2[256];
+    if (call(c, "GET", "allocations", cid, NULL, &j, e2, sizeof e2) == 0) {
+        const char *has = json_string_value(json_object_get(j, "name"));
+        int hmin = get_int(j, "replication_factor_min", 0);
+        size_t bl = strlen(c->pin_base);
+        bool other = has && !(strncmp(has, c->pin_base, bl) == 0 &&
+                              (has[bl] == '\0' || has[bl] == '/' ||
+                               (bl && c->pin_base[bl - 1] == '/')));
+        bool enough = hmin == -1 || rmin == 0 || (rmin > 0 && hmin >= rmin);
+        if (other && enough) {
+            char s[CID_STR_MAX] = "?";
+            cid_format(cid, s, sizeof s);
+            log_info("%s is pinned through the cluster already as \"%s\" (min %d): left so, "
+                     "not renamed %s", s, has, hmin, nm);
+            json_decref(j);
+            pthread_mutex_lock(&c->lock);
+            owed_drop_locked(c, cid);
+            pthread_mutex_unlock(&c->lock);
+            return 0;
+        }
+        json_decref(j);
+    }
     char *esc = curl_easy_escape(NULL, nm, 0);
     if (!esc)
         return -ENOMEM;
@@ -775,7 +847,7 @@ static int pin(struct cluster *c, const struct cid *cid, const char *name, int r
          * works after another one was refused in the same round must not hide it. */
         c->failing = true;
         c->failures++;
-        snprintf(c->last_error, sizeof c->last_error, "%s", err);
+        cluster_one_line(c->last_error, sizeof c->last_error, err);
     } else {
         c->pins++;
         owed_drop_locked(c, cid); /* pinned again: an unpin owed for it would undo this */
@@ -892,7 +964,7 @@ int cluster_pin_names(struct cluster *c, const struct cid *root, const struct cl
      * name is asked again in every round until then). */
     c->failing = failed != 0;
     if (failed)
-        snprintf(c->last_error, sizeof c->last_error, "%s", err);
+        cluster_one_line(c->last_error, sizeof c->last_error, err);
     pthread_mutex_unlock(&c->lock);
     tops_free(old, nold);
     return failed;
@@ -1079,7 +1151,7 @@ int cluster_stats(struct cluster *c, char *buf, size_t len)
                      "cluster_unpins_owed %zu\ncluster_failures %llu\n",
                      c->display, s, (unsigned long long)c->pins, (unsigned long long)c->unpins,
                      c->nowed, (unsigned long long)c->failures);
-    if (n >= 0 && (size_t)n < len && c->last_error[0])
+    if (n >= 0 && (size_t)n < len && c->failing && c->last_error[0]) /* not once it is gone */
         n += snprintf(buf + n, len - (size_t)n, "cluster_error %s\n", c->last_error);
     pthread_mutex_unlock(&c->lock);
     return n;

@@ -115,6 +115,10 @@ int cluster_status_text(const struct cluster_status *st, char *buf, size_t len);
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int cluster_stats(struct cluster *c, char *buf, size_t len);
 
+/* src as one line in dst (len bytes with its NUL): control characters (line breaks, tabs)
+ * become spaces, and what does not fit is cut. */
+void cluster_one_line(char *dst, size_t len, const char *src);
+
 /* "MIN" or "MIN:MAX" (each a count >= 1, or -1 for every peer; MAX >= MIN) into rmin, rmax.
  * 0 or -EINVAL. */
 int cluster_parse_replication(const char *s, int *rmin, int *rmax);

@@ -123,13 +123,19 @@ int main(void)
     CHECK_EQ_INT(hi, -1);
     CHECK_EQ_INT(cluster_parse_replication("-1:-1", &lo, &hi), 0);
     const char *bad[] = {"", "0", "3:1", "2:", ":2", "x", "2:3:4", "-2", "1:-1", "-1:3",
-                         "99999999999", "2 "};
+                         "99999999999", "2 ", " 2", "+2", "2: 3", "2:+3", "\t2"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = cluster_parse_replication(bad[i], &lo, &hi);
         CHECK_EQ_INT(rc, -EINVAL);
         if (rc != -EINVAL)
             fprintf(stderr, "  accepted: '%s'\n", bad[i]);
     }
+
+    char line[8];
+    cluster_one_line(line, sizeof line, "a\nb\r\tc");
+    CHECK_EQ_STR(line, "a b  c");
+    cluster_one_line(line, sizeof line, "0123456789");
+    CHECK_EQ_STR(line, "0123456");
 
     struct cluster_status st;
     char buf[512];
