@@ -5,6 +5,7 @@
 #include "cluster.h"
 #include "gateway.h"
 #include "importer.h"
+#include "ipns.h"
 #include "log.h"
 #include "multiaddr.h"
 #include "node_rpc.h"
@@ -753,6 +754,10 @@ int main(int argc, char *argv[])
         }
     }
     if ((o.store || gw) && !o.api) {
+        /* No node, no cluster: the secrets in the environment are not used, and go from
+         * /proc/PID/environ as with a node. */
+        drop_secret_env("IPFSFS_API_AUTH");
+        drop_secret_env("IPFSFS_CLUSTER_AUTH");
         /* The embedded store: no node, no API address. With gateways, the blocks it lacks
          * are asked of them (verified) and kept. */
         struct node_store_config scfg = {
@@ -810,13 +815,11 @@ int main(int argc, char *argv[])
             goto out_curl;
         }
         /* The secrets must not stay visible to other users through our environment:
-         * read_secret wipes the variables' values, and they go. */
+         * read_secret wipes the variables' values and unsets them. */
         secret = read_secret(o.api_auth_file, "IPFSFS_API_AUTH");
         int api_errno = errno;
         cluster_secret = read_secret(o.cluster_auth_file, "IPFSFS_CLUSTER_AUTH");
         int cluster_errno = errno;
-        unsetenv("IPFSFS_API_AUTH");
-        unsetenv("IPFSFS_CLUSTER_AUTH");
         if (o.api_auth_file && !secret) {
             fprintf(stderr, "ipfsfs: cannot read the API secret from %s: %s\n",
                     o.api_auth_file, api_errno ? strerror(api_errno) : "empty file");
@@ -1012,9 +1015,15 @@ int main(int argc, char *argv[])
                 }
                 lcfg.publish_key = o.publish;
                 int has = node_rpc_has_key(lcfg.publish_rpc, o.publish, err, sizeof err);
-                if (has == 0) {
+                struct cid kid;
+                if (has == 0 && ipns_name_parse(o.publish, strlen(o.publish), &kid) == 0) {
+                    fprintf(stderr, "ipfsfs: the node has no key with the ID %s (see ipfs key "
+                                    "list -l)\n", o.publish);
+                } else if (has == 0) {
                     fprintf(stderr, "ipfsfs: the node has no key named '%s' (see ipfs key list; "
                                     "make one with: ipfs key gen %s)\n", o.publish, o.publish);
+                }
+                if (has == 0) {
                     rpc_free(lcfg.publish_rpc);
                     node_destroy(node);
                     goto out_curl;

@@ -301,6 +301,40 @@ int parse_number(const char *s, long min, long max, long *out)
 
 /* A whole-number option: val (NULL: not given, *out stays) must be a number from min to max;
  * else a message that names the option, the value and what it takes (what). */
+/* --chunker as Kubo's chunker.FromString takes it: default, buzhash, rabin, rabin-AVG,
+ * rabin-MIN-AVG-MAX, size-BYTES (BYTES > 0). The sizes' own bounds are Kubo's to check (with
+ * --write-through it imports) or the store's (it takes size-BYTES only, and says so). */
+static bool chunker_ok(const char *c)
+{
+    if (strcmp(c, "default") == 0 || strcmp(c, "buzhash") == 0 || strcmp(c, "rabin") == 0)
+        return true;
+    const char *p;
+    unsigned want;
+    if (strncmp(c, "size-", 5) == 0) {
+        p = c + 5;
+        want = 1;
+    } else if (strncmp(c, "rabin-", 6) == 0) {
+        p = c + 6;
+        want = 0; /* 1 or 3 */
+    } else {
+        return false;
+    }
+    unsigned n = 0;
+    for (;;) {
+        size_t d = strspn(p, "0123456789");
+        if (d == 0 || d > 12 || strtoull(p, NULL, 10) == 0)
+            return false;
+        n++;
+        p += d;
+        if (*p == '\0')
+            break;
+        if (*p != '-')
+            return false;
+        p++;
+    }
+    return want ? n == want : n == 1 || n == 3;
+}
+
 static int parse_number_opt(const char *name, const char *val, long min, long max,
                             const char *what, long *out)
 {
@@ -378,23 +412,38 @@ int options_parse(struct fuse_args *args, struct options *o)
             return -1;
         }
     }
+    if (o->chunker && !chunker_ok(o->chunker)) {
+        fprintf(stderr, "ipfsfs: --chunker=%s: not a chunker Kubo knows (size-BYTES, rabin, "
+                        "rabin-AVG, rabin-MIN-AVG-MAX, buzhash or default)\n", o->chunker);
+        return -1;
+    }
     if (o->write_through && o->store) {
         fprintf(stderr, "ipfsfs: --write-through keeps no local store: it cannot go with "
                         "--store\n");
         return -1;
     }
-    if (o->ipns && o->write_through) {
-        fprintf(stderr, "ipfsfs: --ipns is read-only: --write-through means nothing there\n");
-        return -1;
+    if (o->ipns) {
+        /* The options of writing (before their defaults are filled in below). */
+        const char *w = o->write_through       ? "--write-through"
+                        : o->mfs_root          ? "--mfs-root"
+                        : o->spool_dir         ? "--spool-dir"
+                        : o->cid_version_arg   ? "--cid-version"
+                        : o->raw_leaves >= 0   ? (o->raw_leaves ? "--raw-leaves" : "--no-raw-leaves")
+                        : o->chunker           ? "--chunker"
+                        : o->no_pin            ? "--no-pin"
+                                               : NULL;
+        if (w) {
+            fprintf(stderr, "ipfsfs: --ipns is read-only: %s is about writing, it means "
+                            "nothing there\n", w);
+            return -1;
+        }
     }
     if (o->ipns && o->store && !o->api && !o->n_gateways) {
         fprintf(stderr, "ipfsfs: --ipns needs a node (--api) or --gateway to resolve names\n");
         return -1;
     }
-    /* Digits, '-' and ':' only: strtol (in cluster_parse_replication) also takes " 2", "+2". */
     if (o->replication &&
-        (strspn(o->replication, "0123456789-:") != strlen(o->replication) ||
-         cluster_parse_replication(o->replication, &o->rep_min, &o->rep_max) < 0)) {
+        cluster_parse_replication(o->replication, &o->rep_min, &o->rep_max) < 0) {
         fprintf(stderr, "ipfsfs: invalid --replication '%s' (MIN or MIN:MAX, counts of peers "
                         "with MIN <= MAX, or -1 for every peer)\n", o->replication);
         return -1;
@@ -579,12 +628,19 @@ char *read_secret(const char *file, const char *env)
     } else if (e && *e) {
         s = strdup(e);
     }
-    /* Wipe the original (unsetenv alone leaves it), so /proc/PID/environ no longer shows it;
-     * also when the file won: an unused secret is still a secret. */
-    if (e)
-        explicit_bzero(e, strlen(e));
+    /* Also when the file won: an unused secret is still a secret. */
+    drop_secret_env(env);
     errno = saved; /* for a file: 0 when it was empty */
     return s;
+}
+
+void drop_secret_env(const char *env)
+{
+    /* Wipe the original (unsetenv alone leaves it), so /proc/PID/environ no longer shows it. */
+    char *e = getenv(env);
+    if (e)
+        explicit_bzero(e, strlen(e));
+    unsetenv(env);
 }
 
 char *discover_api(const char *explicit_api, const char **source)

@@ -80,8 +80,11 @@ int parse_number(const char *s, long min, long max, long *out);
 char *discover_api(const char *explicit_api, const char **source);
 
 /* A secret: from file if given, else from the environment variable env (IPFSFS_API_AUTH,
- * IPFSFS_CLUSTER_AUTH); NULL if none (or unreadable). The variable's value is wiped in place
- * either way, so that /proc/PID/environ no longer shows it. */
+ * IPFSFS_CLUSTER_AUTH); NULL if none (or unreadable). The variable goes either way
+ * (drop_secret_env), so that /proc/PID/environ no longer shows it. */
 char *read_secret(const char *file, const char *env);
+/* Wipe the value of environment variable env where the process started with it (what
+ * /proc/PID/environ shows), and unset it. read_secret does this for its env. */
+void drop_secret_env(const char *env);
 
 #endif

@@ -233,6 +233,19 @@ done <<'END'
 --readahead=8 M|invalid --readahead '8 M' (a size like 64M
 --store-size=10GiBs|invalid --store-size '10GiBs' (a size like 64M
 END
+check_refused "--chunker=garbage is refused, also with --write-through (the node imports)" \
+    "--chunker=garbage: not a chunker Kubo knows" \
+    "$IPFSFS_BIN" -f --api=$DEAD --write-through --chunker=garbage "$WORK/m"
+check_refused "... and rabin-1-2 (one size or three)" "--chunker=rabin-1-2: not a chunker" \
+    "$IPFSFS_BIN" -f --api=$DEAD --write-through --chunker=rabin-1-2 "$WORK/m"
+# --ipns is read-only: the options of writing are refused with it, not ignored.
+for o in --mfs-root=/x --spool-dir=/tmp --cid-version=1 --raw-leaves --no-raw-leaves \
+    --chunker=size-1000 --no-pin; do
+    check_refused "--ipns $o is refused" "--ipns is read-only: ${o%%=*} is about writing" \
+        "$IPFSFS_BIN" -f --api=$DEAD --ipns "$o" "$WORK/m"
+done
+check_refused "-o ipns,mfs-root=/x is refused too" "--ipns is read-only: --mfs-root" \
+    "$IPFSFS_BIN" -f --api=$DEAD -o ipns,mfs-root=/x "$WORK/m"
 check_refused "-o timeout=5s is refused too" \
     "invalid --timeout '5s' (a whole number of seconds from 1 to 86400)" \
     "$IPFSFS_BIN" -f --api=$DEAD -o store="$WORK/s-num",timeout=5s "$WORK/m"
@@ -281,7 +294,13 @@ if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] && [ -z "${IPFSFS_NO_INTEGRATION:-}"
     # given to ipfsfs, and through mount.fuse3, which passes them on.
     XSD=x-systemd.automount,x-systemd.requires=foo.service,x-systemd.mount-timeout=30
     XSD=$XSD,x-systemd.idle-timeout=60
-    if mount_ipfsfs "$WORK/m" --store="$WORK/s-xsd" -o "$XSD"; then
+    # With secrets in the environment too: unused with no node, they leave /proc/PID/environ
+    # there as with a node (they stayed).
+    if IPFSFS_API_AUTH=bearer:apisecret-ab12 IPFSFS_CLUSTER_AUTH=basic:u:clsecret-cd34 \
+        mount_ipfsfs "$WORK/m" --store="$WORK/s-xsd" -o "$XSD"; then
+        pid=${MOUNT_PID[$WORK/m]}
+        check "a store mount: /proc/PID/environ holds neither secret (wiped)" \
+            bash -c "! tr '\\0' '\\n' <'/proc/$pid/environ' | grep -qE 'apisecret-ab12|clsecret-cd34'"
         opts=$(findmnt -n -o OPTIONS --target "$WORK/m")
         if [[ $opts == *x-systemd* ]]; then
             not_ok "-o $XSD: they do not reach the kernel" "$opts"
