@@ -814,6 +814,19 @@ static void record_late(struct gw *g, struct attempt *a)
     pthread_mutex_unlock(&g->lock);
 }
 
+/* How long a streaming answer may pause, with no bytes, before its gateway counts as paused:
+ * twice the gateway's hedge delay, within half of --timeout (the hedge delay grows with a
+ * gateway's lateness; the wait for it must not), and 1 s at least (with a --timeout of 2 s or
+ * less, the request's own deadline then comes first: a pause is no less likely from a gateway
+ * that answers, and the single blocks after it would ask the same one). */
+static int64_t pause_ms(const struct gw *g, unsigned hedge_ms)
+{
+    int64_t ms = 2 * (int64_t)hedge_ms;
+    if (ms > (int64_t)g->timeout_ms / 2)
+        ms = (int64_t)g->timeout_ms / 2;
+    return ms < 1000 ? 1000 : ms;
+}
+
 /* ---- gw_block -------------------------------------------------------------------------- */
 
 static int run(struct gw *g, const struct request *req, uint8_t **data, size_t *len);
@@ -1280,7 +1293,8 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
     int rc = -ETIMEDOUT;
     bool any_bad = false, done = false, paused = false;
     struct timespec next_hedge = {0};
-    unsigned stall_ms = HEDGE_MAX_MS;
+    int64_t stall_ms = HEDGE_MAX_MS;
+    bool cap_cut = false; /* the loop ended at the read's bound, not at this call's own */
 
     while (!done) {
         struct timespec now = clock_mono();
@@ -1304,9 +1318,13 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         if (running == 0)
             break;
         int64_t left = progress_left_ms(&cs.prog, now, g->timeout_ms);
-        if (cs.owner < 0 && cap_on && diff_ms(cap_at, now) < left)
+        bool by_cap = false;
+        if (cs.owner < 0 && cap_on && diff_ms(cap_at, now) < left) {
             left = diff_ms(cap_at, now); /* no block yet: within the read's bound */
+            by_cap = true;
+        }
         if (left <= 0 || diff_ms(deadline, now) <= 0) {
+            cap_cut = by_cap && left <= 0;
             /* No verified block for the timeout, or too few for the time: too slow (recorded
              * as stalled below). */
             rc = cs.owner >= 0 && at[cs.owner].car_blocks ? -EAGAIN : -ETIMEDOUT;
@@ -1315,11 +1333,9 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         if (cs.owner >= 0) {
             struct attempt *o = &at[cs.owner];
             pthread_mutex_lock(&g->lock);
-            stall_ms = 2 * hedge_ms_locked(&g->hosts[o->host]);
+            stall_ms = pause_ms(g, hedge_ms_locked(&g->hosts[o->host]));
             pthread_mutex_unlock(&g->lock);
-            if (stall_ms < 1000u)
-                stall_ms = 1000u;
-            if (o->running && diff_ms(now, o->last) >= (int64_t)stall_ms) {
+            if (o->running && diff_ms(now, o->last) >= stall_ms) {
                 rc = o->car_blocks ? -EAGAIN : -ETIMEDOUT;
                 paused = true;
                 break; /* it paused: recorded as late below, the caller asks block by block */
@@ -1358,7 +1374,7 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         if (running == 0)
             continue; /* the next gateway at once */
         int64_t poll = progress_left_ms(&cs.prog, clock_mono(), g->timeout_ms);
-        if (cs.owner >= 0 && (int64_t)stall_ms < poll)
+        if (cs.owner >= 0 && stall_ms < poll)
             poll = stall_ms;
         if (cs.owner < 0 && started < norder) {
             int64_t h = diff_ms(next_hedge, clock_mono());
@@ -1368,9 +1384,14 @@ int gw_car(struct gw *g, const char *path, size_t max, car_block_cb cb, void *ud
         if (poll > 0)
             curl_multi_poll(m, NULL, 0, (int)(poll > 250 ? 250 : poll), NULL);
     }
+    struct timespec end = clock_mono();
     for (size_t i = 0; i < started; i++) {
-        if (at[i].running && !paused && ((long)i == cs.owner || cs.owner < 0))
-            record_stalled(g, &at[i], req.what); /* a whole --timeout with no progress */
+        /* Stalled: a whole --timeout with no progress. One the read's bound cut shorter (it
+         * began late in the read, after a batch or another gateway) is only late: setting it
+         * aside took the one good gateway away from the single blocks that follow. */
+        if (at[i].running && !paused && ((long)i == cs.owner || cs.owner < 0) &&
+            !(cap_cut && diff_ms(end, at[i].t0) < (int64_t)g->timeout_ms))
+            record_stalled(g, &at[i], req.what);
         else if (at[i].running)
             record_late(g, &at[i]);
         attempt_end(m, &at[i]);
@@ -1626,14 +1647,24 @@ int gw_blocks(struct gw *g, const struct cid *cids, size_t n, unsigned parallel,
          * did not get is the caller's to ask, block by block, where only a full --timeout sets
          * a gateway aside (a pause under load is not a dead gateway). */
         pthread_mutex_lock(&g->lock);
-        int64_t stall_ms = 2 * (int64_t)hedge_ms_locked(&g->hosts[host]);
+        int64_t stall_ms = pause_ms(g, hedge_ms_locked(&g->hosts[host]));
         pthread_mutex_unlock(&g->lock);
-        if (stall_ms < 1000)
-            stall_ms = 1000;
-        /* With other gateways to ask, one whose block is not whole within twice that (at
-         * least 2 s), bytes coming or not, is left the same way: a gateway that trickles
-         * otherwise held the read until its --timeout, with no time left for the others. */
-        int64_t slow_ms = g->n > 1 ? 2 * stall_ms : INT64_MAX;
+        /* With other gateways to ask, one whose block is not whole within twice that (within
+         * a third of --timeout; at least 2 s, or half of a --timeout under 4 s), bytes coming
+         * or not, is left the same way: a gateway that trickles otherwise held the read until
+         * its --timeout, with no time left for the others. Not more for a gateway that was
+         * late before: the later it had been, the longer a batch already begun on it waited
+         * (its hedge delay grows with its lateness), past --timeout at last (ETIMEDOUT in CI,
+         * on a loaded machine). */
+        int64_t slow_ms = INT64_MAX;
+        if (g->n > 1) {
+            int64_t half = (int64_t)g->timeout_ms / 2, floor = half < 2000 ? half : 2000;
+            slow_ms = 2 * stall_ms;
+            if (slow_ms > (int64_t)g->timeout_ms / 3)
+                slow_ms = (int64_t)g->timeout_ms / 3;
+            if (slow_ms < floor)
+                slow_ms = floor;
+        }
         bool stalled = false;
         unsigned late = 0;
         for (unsigned k = 0; k < parallel; k++)

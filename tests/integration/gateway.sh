@@ -287,7 +287,9 @@ fault_case other other "$OTHER_BLOCK"
 # Gateway a turns to trickling once the file is open (its first block came from a, so a
 # looked fastest and its leaves went to a, 8 at a time): that batch held the read until
 # --timeout, with no time left for b (ETIMEDOUT in 3 of 8 tries). A block not whole within
-# twice a's hedge delay now sends the rest to b.
+# twice a's hedge delay now sends the rest to b. That wait is at most a third of --timeout:
+# it grew with a's lateness, and a batch begun on a late gateway waited past --timeout
+# (ETIMEDOUT once in CI, on a loaded machine).
 for i in 1 2 3; do
     mode a pass
     mode b pass
