@@ -131,6 +131,33 @@ static int hexval(char c)
     return -1;
 }
 
+int hamt_shard_find(const struct dagpb_node *pb, const char *name, size_t len, unsigned depth,
+                    const struct dagpb_link **out)
+{
+    int idx = hamt_index(name, len, depth);
+    if (idx < 0 || depth > HAMT_MAX_DEPTH || pb->nlinks > HAMT_FANOUT)
+        return -EAGAIN;
+    int kind = -ENOENT;
+    for (size_t i = 0; i < pb->nlinks; i++) {
+        const struct dagpb_link *lk = &pb->links[i];
+        unsigned bucket;
+        const char *ename;
+        size_t elen;
+        int t = hamt_link_name(lk->name, lk->name_len, &bucket, &ename, &elen);
+        if (t < 0)
+            return -EAGAIN;
+        if (bucket != (unsigned)idx)
+            continue;
+        if (kind != -ENOENT)
+            return -EAGAIN;
+        if (t == 1 && !(elen == len && memcmp(ename, name, len) == 0))
+            return -ENOENT;
+        *out = lk;
+        kind = t;
+    }
+    return kind;
+}
+
 int hamt_link_name(const char *name, size_t len, unsigned *bucket, const char **entry,
                    size_t *entry_len)
 {

@@ -31,6 +31,13 @@ int hamt_index(const char *name, size_t len, unsigned depth);
 int hamt_link_name(const char *name, size_t len, unsigned *bucket, const char **entry,
                    size_t *entry_len);
 
+/* Name (len bytes) in the HAMT shard pb at depth: its link into *out. Returns 1 (the entry of
+ * that name), 0 (the sub-shard on its path), -ENOENT (not there), or -EAGAIN (not a shard as
+ * boxo writes them: more than HAMT_FANOUT links, a link name that does not parse, a bucket
+ * linked twice; or past the hash's depth): the caller lists the directory instead. Pure. */
+int hamt_shard_find(const struct dagpb_node *pb, const char *name, size_t len, unsigned depth,
+                    const struct dagpb_link **out);
+
 /* One directory entry to shard. */
 struct hamt_entry {
     const char *name;

@@ -1186,30 +1186,10 @@ static bool same_name(const char *a, size_t al, const char *b, size_t bl);
 static int hamt_lookup(struct node_store *ns, const struct loaded *shard, const char *name,
                        size_t len, unsigned depth, struct cid *out)
 {
-    int idx = hamt_index(name, len, depth);
-    if (idx < 0 || depth > HAMT_MAX_DEPTH || shard->pb.nlinks > HAMT_FANOUT)
-        return -EAGAIN;
     const struct dagpb_link *found = NULL;
-    int kind = 0;
-    for (size_t i = 0; i < shard->pb.nlinks; i++) {
-        const struct dagpb_link *lk = &shard->pb.links[i];
-        unsigned bucket;
-        const char *ename;
-        size_t elen;
-        int t = hamt_link_name(lk->name, lk->name_len, &bucket, &ename, &elen);
-        if (t < 0)
-            return -EAGAIN;
-        if (bucket != (unsigned)idx)
-            continue;
-        if (found)
-            return -EAGAIN;
-        if (t == 1 && !same_name(ename, elen, name, len))
-            return -ENOENT;
-        found = lk;
-        kind = t;
-    }
-    if (!found)
-        return -ENOENT;
+    int kind = hamt_shard_find(&shard->pb, name, len, depth, &found);
+    if (kind < 0)
+        return kind;
     struct cid c;
     if (cid_from_bytes(found->hash, found->hash_len, &c) < 0)
         return -EAGAIN;
