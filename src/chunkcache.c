@@ -47,6 +47,8 @@ struct chunk {
     struct chunk *lru_prev, *lru_next;
 };
 
+#define PROGRESS_SLOTS 64u
+
 struct chunkcache {
     size_t chunk_size; /* immutable */
     size_t budget;     /* immutable */
@@ -76,6 +78,11 @@ struct chunkcache {
         uint64_t cid_hash;
         unsigned n;
     } *slow_slots;
+    /* When a chunk of a file last became READY (CLOCK_MONOTONIC ns), by cid_hash, direct-mapped
+     * (a collision only forgets an older file's time): chunkcache_progress_ns. */
+    struct progress_slot {
+        uint64_t cid_hash, at_ns;
+    } progress[PROGRESS_SLOTS];
 };
 
 static uint64_t key_hash(const struct chunk_key *k)
@@ -467,6 +474,11 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
         ch->data = data;
         ch->state = ST_READY;
         cc->st.bytes_fetched += ch->len;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cc->progress[ch->cid_hash % PROGRESS_SLOTS] = (struct progress_slot){
+            .cid_hash = ch->cid_hash,
+            .at_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec};
     } else {
         chunkcache_data_free(data, ch->len);
         ch->err = err < 0 ? err : -EIO;
@@ -478,6 +490,15 @@ void chunkcache_complete(struct chunkcache *cc, struct chunk *ch, char *data, in
     if (ch->waiters)
         pthread_cond_broadcast(&cc->done);
     pthread_mutex_unlock(&cc->lock);
+}
+
+uint64_t chunkcache_progress_ns(struct chunkcache *cc, uint64_t cid_hash)
+{
+    pthread_mutex_lock(&cc->lock);
+    const struct progress_slot *p = &cc->progress[cid_hash % PROGRESS_SLOTS];
+    uint64_t at = p->cid_hash == cid_hash ? p->at_ns : 0;
+    pthread_mutex_unlock(&cc->lock);
+    return at;
 }
 
 int chunkcache_wait(struct chunkcache *cc, struct chunk *ch)
@@ -631,6 +652,11 @@ uint64_t chunkcache_index(const struct chunk *ch)
 const struct cid *chunkcache_cid(const struct chunk *ch)
 {
     return &ch->cid;
+}
+
+uint64_t chunkcache_cid_hash(const struct chunk *ch)
+{
+    return ch->cid_hash;
 }
 
 bool chunkcache_advisory(const struct chunk *ch)

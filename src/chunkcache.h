@@ -144,10 +144,14 @@ void chunkcache_release(struct chunkcache *cc, struct chunk *ch);
 
 /* Immutable properties, readable with a reference and no lock. chunkcache_data is valid once
  * the chunk was seen READY (from chunkcache_get or chunkcache_wait). */
+/* When a chunk of the file cid_hash last became READY (CLOCK_MONOTONIC ns), 0 if not known. */
+uint64_t chunkcache_progress_ns(struct chunkcache *cc, uint64_t cid_hash);
+
 const char *chunkcache_data(const struct chunk *ch);
 size_t chunkcache_len(const struct chunk *ch);
 uint64_t chunkcache_index(const struct chunk *ch);
 const struct cid *chunkcache_cid(const struct chunk *ch);
+uint64_t chunkcache_cid_hash(const struct chunk *ch);
 /* True if the chunk was claimed by chunkcache_claim: its failure says nothing about the
  * caller's read (the prefetch may have been cancelled), so a waiter should retry. */
 bool chunkcache_advisory(const struct chunk *ch);

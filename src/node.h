@@ -113,6 +113,9 @@ struct node_ops {
                          struct cid *cid);
     int (*mfs_list)(struct node *n, const char *path, node_entry_fn fn, void *ud);
     int (*mfs_mkdir)(struct node *n, const char *path);
+    /* Give the directory at path CIDs of this version (0 or 1) from now on (Kubo: files/chcid;
+     * its content stays). Optional: NULL where directories take the version of the import. */
+    int (*mfs_chcid)(struct node *n, const char *path, int version);
     int (*mfs_rm)(struct node *n, const char *path, bool recursive);
     /* Link existing content c under path; path must not exist. */
     int (*mfs_link)(struct node *n, const struct cid *c, const char *path);
@@ -154,6 +157,9 @@ struct node_ops {
      * the sync engine's bulk push. Optional (NULL: the backend cannot be a sync upstream).
      * Bounded by stalls, not by size. 0 or -errno with the reason in err. */
     int (*put_car)(struct node *n, int fd, uint64_t size, char *err, size_t errlen);
+    /* When an upload to the node (put_car, add) last moved 256 KiB more toward it, as the
+     * other end took them (CLOCK_MONOTONIC ms; 0: none yet). Optional: NULL, cannot tell. */
+    uint64_t (*upload_moved_ms)(struct node *n);
     /* One block as the backend has it, not verified (the caller hashes it): *data is
      * malloc'd. Optional (NULL: blocks cannot be fetched from it). 0 or -errno. */
     int (*get_block)(struct node *n, const struct cid *c, uint8_t **data, size_t *len);
@@ -170,10 +176,6 @@ struct node_ops {
     /* Every request to the node ends by CLOCK_MONOTONIC ms mono_ms, those in flight too (an
      * unmount's --unmount-wait). Optional: NULL means requests end by --timeout only. */
     void (*end_by)(struct node *n, uint64_t mono_ms);
-    /* Whether the node answers at all now (a request that waited out its deadline may have
-     * met a hung node, or a live one still looking for content): 1 yes, 0 no, within about a
-     * second. Optional: NULL means it cannot tell. */
-    int (*alive)(struct node *n);
     /* Start the backend's threads: called once, after the process has become a daemon (a
      * fork would lose threads started before). Optional: NULL means none. 0 or -errno. */
     int (*start)(struct node *n);

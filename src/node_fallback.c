@@ -174,6 +174,11 @@ static int fb_mfs_mkdir(struct node *n, const char *path)
     PRIMARY(mfs_mkdir, path);
 }
 
+static int fb_mfs_chcid(struct node *n, const char *path, int version)
+{
+    PRIMARY(mfs_chcid, path, version);
+}
+
 static int fb_mfs_rm(struct node *n, const char *path, bool recursive)
 {
     PRIMARY(mfs_rm, path, recursive);
@@ -220,13 +225,6 @@ static int fb_space(struct node *n, uint64_t *total, uint64_t *avail)
     PRIMARY(space, total, avail);
 }
 
-/* Whether the node answers: the gateways are asked per request anyway. */
-static int fb_alive(struct node *n)
-{
-    struct node *p = to_fb(n)->primary;
-    return p->ops->alive ? p->ops->alive(p) : -ENOSYS;
-}
-
 static void fb_end_by(struct node *n, uint64_t mono_ms)
 {
     struct node *p = to_fb(n)->primary;
@@ -248,6 +246,12 @@ static int fb_has_dag(struct node *n, const struct cid *c)
 static int fb_put_car(struct node *n, int fd, uint64_t size, char *err, size_t errlen)
 {
     PRIMARY(put_car, fd, size, err, errlen);
+}
+
+static uint64_t fb_upload_moved(struct node *n)
+{
+    struct node *p = to_fb(n)->primary;
+    return p->ops->upload_moved_ms ? p->ops->upload_moved_ms(p) : 0;
 }
 
 static int fb_sync(struct node *n)
@@ -317,6 +321,7 @@ static const struct node_ops fallback_ops = {
     .mfs_stat = fb_mfs_stat,
     .mfs_list = fb_mfs_list,
     .mfs_mkdir = fb_mfs_mkdir,
+    .mfs_chcid = fb_mfs_chcid,
     .mfs_rm = fb_mfs_rm,
     .mfs_link = fb_mfs_link,
     .mfs_mv = fb_mfs_mv,
@@ -327,11 +332,11 @@ static const struct node_ops fallback_ops = {
     .put_symlink = fb_put_symlink,
     .space = fb_space,
     .put_car = fb_put_car,
+    .upload_moved_ms = fb_upload_moved,
     .get_block = fb_get_block,
     .has_dag = fb_has_dag,
     .identity = fb_identity,
     .end_by = fb_end_by,
-    .alive = fb_alive,
     .start = fb_start,
     .sync = fb_sync,
     .sync_state = fb_sync_state,

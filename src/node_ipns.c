@@ -53,6 +53,7 @@ struct node_ipns {
     unsigned timeout_ms;
     uint64_t cap_ns;
     struct cid empty_dir;
+    atomic_bool dnslink_said; /* the log said DNSLink needs a node (gateways only) */
     /* lock guards cache[] and clock. Held only to copy entries in or out, never across a
      * resolution. */
     pthread_mutex_t lock;
@@ -142,8 +143,14 @@ static int resolve_gw(struct node_ipns *ni, const char *name, uint64_t min_seq, 
         struct cid key;
         char spelled[CID_STR_MAX];
         if (ipns_name_parse(cur, strlen(cur), &key) < 0 ||
-            ipns_name_format(&key, spelled, sizeof spelled) < 0)
-            return -ENOENT; /* DNSLink names need the node */
+            ipns_name_format(&key, spelled, sizeof spelled) < 0) {
+            /* DNSLink names need the node: said once (ls, shells and editors look up names
+             * of every kind here) */
+            if (strchr(cur, '.') && !atomic_exchange(&ni->dnslink_said, true))
+                log_warn("IPNS name %s: DNSLink domains need a node (--api); through gateways "
+                         "only keys resolve", cur);
+            return -ENOENT;
+        }
         struct ipns_record r;
         int64_t now = real_ns();
         int rc = gw_ipns_record(ni->gw, spelled, &key, now, hop == 0 ? min_seq : 0, &r);

@@ -113,6 +113,11 @@ static int later_mfs_mkdir(struct node *n, const char *path)
     FORWARD(mfs_mkdir, path);
 }
 
+static int later_mfs_chcid(struct node *n, const char *path, int version)
+{
+    FORWARD(mfs_chcid, path, version);
+}
+
 static int later_mfs_rm(struct node *n, const char *path, bool recursive)
 {
     FORWARD(mfs_rm, path, recursive);
@@ -173,10 +178,10 @@ static int later_put_car(struct node *n, int fd, uint64_t size, char *err, size_
     return r->ops->put_car ? r->ops->put_car(r, fd, size, err, errlen) : -ENOSYS;
 }
 
-static int later_alive(struct node *n)
+static uint64_t later_upload_moved(struct node *n)
 {
-    struct node *r = atomic_load(&((struct node_later *)n)->real);
-    return r && r->ops->alive ? r->ops->alive(r) : 0;
+    struct node *r = real_of(n);
+    return r && r->ops->upload_moved_ms ? r->ops->upload_moved_ms(r) : 0;
 }
 
 static void later_end_by(struct node *n, uint64_t mono_ms)
@@ -229,6 +234,7 @@ static const struct node_ops later_ops = {
     .mfs_stat = later_mfs_stat,
     .mfs_list = later_mfs_list,
     .mfs_mkdir = later_mfs_mkdir,
+    .mfs_chcid = later_mfs_chcid,
     .mfs_rm = later_mfs_rm,
     .mfs_link = later_mfs_link,
     .mfs_mv = later_mfs_mv,
@@ -239,11 +245,11 @@ static const struct node_ops later_ops = {
     .put_symlink = later_put_symlink,
     .space = later_space,
     .put_car = later_put_car,
+    .upload_moved_ms = later_upload_moved,
     .get_block = later_get_block,
     .has_dag = later_has_dag,
     .identity = later_identity,
     .end_by = later_end_by,
-    .alive = later_alive,
     .stats = later_stats,
     .destroy = later_destroy,
 };

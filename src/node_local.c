@@ -47,6 +47,13 @@ static int local_list(struct node *n, const struct cid *c, node_entry_fn fn, voi
     return b->ops->list(b, c, fn, ud);
 }
 
+static int local_lookup(struct node *n, const struct cid *c, const char *name, size_t len,
+                        struct cid *out)
+{
+    struct node *b = for_cid(to_local(n), c);
+    return b->ops->lookup ? b->ops->lookup(b, c, name, len, out) : -EAGAIN;
+}
+
 static ssize_t local_read(struct node *n, const struct cid *c, uint64_t off, size_t len,
                           char *buf)
 {
@@ -215,15 +222,11 @@ static int local_name_setxattr(struct node *n, const char *path, const char *nam
                                const char *value, size_t size, int flags)
 {
     struct node_local *l = to_local(n);
+    if (l->cluster && !value && strcmp(name, XATTR_PINS) == 0)
+        return 0; /* computed, as user.ipfs.cid: nothing to remove (rsync -X, fs_removexattr) */
     if (!l->cluster || strcmp(name, XATTR_REPLICATION) != 0)
         return -ENOSYS;
     return sync_set_replication(l->sync, path, value, size, flags);
-}
-
-static int local_alive(struct node *n)
-{
-    struct node *up = to_local(n)->up;
-    return up->ops->alive ? up->ops->alive(up) : -ENOSYS;
 }
 
 static int local_name_xattrs(struct node *n, const char *path, char *buf, size_t len)
@@ -286,6 +289,7 @@ static void local_release(struct node *n, const struct cid *c)
 static const struct node_ops local_ops = {
     .stat = local_stat,
     .list = local_list,
+    .lookup = local_lookup,
     .read = local_read,
     .read_stream = local_read_stream,
     .mfs_stat = local_mfs_stat,
@@ -309,7 +313,6 @@ static const struct node_ops local_ops = {
     .name_getxattr = local_name_getxattr,
     .name_setxattr = local_name_setxattr,
     .name_xattrs = local_name_xattrs,
-    .alive = local_alive,
     .hold = local_hold,
     .release = local_release,
     .stats = local_stats,

@@ -6,6 +6,8 @@
 
 #include "clock.h"
 #include "dagpb.h"
+#include "hamt.h"
+#include "ipns.h"
 #include "log.h"
 #include "rpcjson.h"
 #include "unixfs_enc.h"
@@ -206,6 +208,9 @@ struct list_ctx {
     unsigned skipped;
     uint64_t seen;  /* valid entries in this pass */
     bool second;    /* the second pass: skip what is in given */
+    bool mangled;   /* a name the JSON listing gave was not its bytes (see list_entry) */
+    bool raw;       /* the pass from the blocks: names are their bytes */
+    unsigned blocks; /* blocks that pass fetched */
     struct name_set given;
     uint64_t given_n, matched; /* entries the first pass gave; the second pass saw again */
     uint64_t bytes; /* reply bytes in this pass */
@@ -259,6 +264,13 @@ static int list_entry(void *ud, const struct node_entry *e)
     struct list_ctx *lc = ud;
     if (++lc->seen > MAX_LIST_ENTRIES)
         return -EFBIG;
+    /* Kubo's JSON writes a name whose bytes are not UTF-8 with U+FFFD in their place ("caf\xe9"
+     * is listed as "caf\xef\xbf\xbd", and "caf\xe8" too: one hides the other, and neither
+     * opens). Such entries are held back; the directory's own blocks give their names. */
+    if (!lc->raw && memmem(e->name, e->name_len, "\xef\xbf\xbd", 3)) {
+        lc->mangled = true;
+        return 0;
+    }
     uint64_t h = name_hash(e->name, e->name_len);
     int rc;
     if (lc->second) {
@@ -331,6 +343,116 @@ static int list_pass(struct list_ctx *lc, const char *path, enum list_mode mode,
     return rc;
 }
 
+static int rpc_get_block(struct node *base, const struct cid *c, uint8_t **data, size_t *len);
+
+/* The blocks a listing from blocks may fetch (a HAMT's shards), at most. */
+#define MAX_LIST_BLOCKS 65536u
+
+/* Block c from the node, decoded: *pb and *u point into *block (the caller frees all three:
+ * dagpb_node_free, free; also on failure). 0, -EBADMSG when it is not dag-pb with UnixFS
+ * data, or the fetch's -errno. */
+static int get_unixfs(struct node *base, const struct cid *c, uint8_t **block,
+                      struct dagpb_node *pb, struct unixfs_data *u)
+{
+    size_t len = 0;
+    *block = NULL;
+    int rc = rpc_get_block(base, c, block, &len);
+    if (rc == 0 && (dagpb_decode(*block, len, pb) < 0 || !pb->has_data ||
+                    unixfs_decode(pb->data, pb->data_len, u) < 0))
+        rc = -EBADMSG;
+    return rc;
+}
+
+/* Directory c listed from its blocks (block/get, decoded here: names are their bytes), with
+ * every name the JSON pass gave skipped (lc->second). Kinds are left to stat. */
+static int list_blocks(struct list_ctx *lc, const struct cid *c, unsigned depth)
+{
+    uint8_t *b;
+    struct dagpb_node pb = {0};
+    struct unixfs_data u = {0};
+    if (++lc->blocks > MAX_LIST_BLOCKS || depth > HAMT_MAX_DEPTH)
+        return -EFBIG;
+    int rc = get_unixfs(&lc->n->base, c, &b, &pb, &u);
+    if (rc == -EBADMSG || (rc == 0 && u.type != UNIXFS_DIRECTORY && u.type != UNIXFS_HAMT_SHARD))
+        rc = -EIO;
+    bool hamt = u.type == UNIXFS_HAMT_SHARD;
+    for (size_t i = 0; rc == 0 && i < pb.nlinks; i++) {
+        const struct dagpb_link *l = &pb.links[i];
+        const char *name = l->name;
+        size_t nl = l->name_len;
+        struct cid cc;
+        if (cid_from_bytes(l->hash, l->hash_len, &cc) < 0) {
+            lc->skipped++;
+            continue;
+        }
+        if (hamt) {
+            unsigned bucket;
+            int k = hamt_link_name(l->name, l->name_len, &bucket, &name, &nl);
+            if (k < 0) {
+                lc->skipped++;
+                continue;
+            }
+            if (k == 0) {
+                rc = list_blocks(lc, &cc, depth + 1);
+                continue;
+            }
+        }
+        char nbuf[256];
+        if (!node_name_ok(name, nl) || nl >= sizeof nbuf) {
+            lc->skipped++;
+            continue;
+        }
+        memcpy(nbuf, name, nl);
+        nbuf[nl] = '\0';
+        struct node_entry e = {.name = nbuf, .name_len = nl, .cid = cc, .kind = NODE_UNKNOWN};
+        rc = list_entry(lc, &e);
+    }
+    dagpb_node_free(&pb);
+    free(b);
+    return rc;
+}
+
+/* node op lookup: a name in a HAMT directory from the shards on its path (block/get, decoded
+ * here), not from a listing: Kubo's ls of a directory of millions of names (a Wikipedia
+ * mirror) would cost more than MAX_LIST_ENTRIES allows, and 20,000 names took 0.2-0.7 s for
+ * one name. A plain directory, and anything not as boxo writes a HAMT (another fanout or hash,
+ * a bucket linked twice, a link that does not parse), is -EAGAIN: the listing decides. */
+static int rpc_lookup(struct node *base, const struct cid *dir, const char *name, size_t len,
+                      struct cid *out)
+{
+    struct cid cur = *dir;
+    for (unsigned depth = 0;; depth++) {
+        uint8_t *b;
+        struct dagpb_node pb = {0};
+        struct unixfs_data u = {0};
+        if (depth > HAMT_MAX_DEPTH || hamt_index(name, len, depth) < 0)
+            return -EAGAIN; /* past the hash: no block to fetch for that */
+        int rc = get_unixfs(base, &cur, &b, &pb, &u);
+        if (rc == 0)
+            rc = u.type == UNIXFS_HAMT_SHARD                        ? 0
+                 : depth == 0 && u.type != UNIXFS_DIRECTORY ? -ENOTDIR
+                                                            : -EAGAIN;
+        else if (rc == -EBADMSG)
+            rc = -EAGAIN;
+        if (rc == 0 && (u.fanout != HAMT_FANOUT || u.hash_type != 0x22 /* murmur3-x64-64 */))
+            rc = -EAGAIN;
+        const struct dagpb_link *found = NULL;
+        int kind = rc == 0 ? hamt_shard_find(&pb, name, len, depth, &found) : rc;
+        if (kind < 0)
+            rc = kind;
+        if (rc == 0 && cid_from_bytes(found->hash, found->hash_len, &cur) < 0)
+            rc = -EAGAIN;
+        dagpb_node_free(&pb);
+        free(b);
+        if (rc < 0)
+            return rc;
+        if (kind == 1) {
+            *out = cur;
+            return 0;
+        }
+    }
+}
+
 static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, void *ud)
 {
     struct node_rpc *n = to_rpc(base);
@@ -354,6 +476,15 @@ static int rpc_list(struct node *base, const struct cid *c, node_entry_fn fn, vo
         log_debug("ls %s: %s; listing it from its own block", cs, err);
         lc.second = true;
         rc = list_pass(&lc, path, LIST_BARE, err, sizeof err);
+    }
+    if (rc == 0 && lc.mangled && !lc.fn_err) {
+        log_debug("ls %s: names that are not UTF-8: listing them from the blocks", cs);
+        lc.second = lc.raw = true;
+        lc.seen = 0;
+        rc = list_blocks(&lc, c, 0);
+        if (rc < 0 && !lc.fn_err)
+            snprintf(err, sizeof err, "names that are not UTF-8, and the directory's blocks "
+                     "could not be read: %s", strerror(-rc));
     }
     free(lc.given.slot);
     if (rc < 0 && !lc.fn_err)
@@ -393,7 +524,8 @@ static ssize_t rpc_read(struct node *base, const struct cid *c, uint64_t off, si
     struct rpc_arg args[] = {{"arg", path}, {"offset", soff}, {"length", slen}};
     struct read_ctx rc = {.buf = buf, .len = len};
     char err[512];
-    int r = rpc_call(n->rpc, "cat", args, 3, NULL, read_sink, &rc, err, sizeof err);
+    const struct rpc_call_opts co = {.bytes = true};
+    int r = rpc_call(n->rpc, "cat", args, 3, &co, read_sink, &rc, err, sizeof err);
     if (r < 0) {
         log_failure("cat", c, r, err);
         return r;
@@ -649,6 +781,14 @@ static int rpc_mfs_mkdir(struct node *base, const char *path)
 {
     struct rpc_arg args[] = {{"arg", path}};
     return mfs_change(to_rpc(base), "files/mkdir", args, 1, path, CHECK_DIR, NULL, 0, 0);
+}
+
+static int rpc_mfs_chcid(struct node *base, const char *path, int version)
+{
+    char v[4];
+    snprintf(v, sizeof v, "%d", version);
+    struct rpc_arg args[] = {{"arg", path}, {"cid-version", v}};
+    return simple_call(to_rpc(base), "files/chcid", args, 2, path);
 }
 
 struct rm_ctx {
@@ -1235,7 +1375,7 @@ static int rpc_read_stream(struct node *base, const struct cid *c, uint64_t off,
     struct rpc_arg args[] = {{"arg", path}, {"offset", soff}, {"length", slen}};
     struct stream_ctx sc = {.sink = sink, .ud = ud, .want = len};
     /* A long range may take longer than one timeout in total: bound stalls instead. */
-    struct rpc_call_opts co = {.stall_ms = n->timeout_ms};
+    struct rpc_call_opts co = {.stall_ms = n->timeout_ms, .bytes = true};
     char err[512];
     int r = rpc_call(n->rpc, "cat", args, 3, &co, stream_sink, &sc, err, sizeof err);
     if (r < 0) {
@@ -1329,6 +1469,11 @@ static int rpc_get_block(struct node *base, const struct cid *c, uint8_t **data,
     return 0;
 }
 
+static uint64_t rpc_upload_moved(struct node *base)
+{
+    return rpc_upload_moved_ms(to_rpc(base)->rpc);
+}
+
 /* dag/import takes the CAR as one multipart file part, like add. */
 static int rpc_put_car(struct node *base, int fd, uint64_t size, char *err, size_t errlen)
 {
@@ -1373,11 +1518,6 @@ static int refs_sink(void *ud, const char *data, size_t len)
 {
     struct refs_scan *rs = ud;
     return ndjson_feed(&rs->nd, data, len, refs_line, rs);
-}
-
-static int rpc_node_alive(struct node *base)
-{
-    return rpc_alive(to_rpc(base)->rpc) ? 1 : 0;
 }
 
 static void rpc_node_end_by(struct node *base, uint64_t mono_ms)
@@ -1430,11 +1570,13 @@ static int rpc_has_dag(struct node *base, const struct cid *c)
 static const struct node_ops rpc_ops = {
     .stat = rpc_stat,
     .list = rpc_list,
+    .lookup = rpc_lookup,
     .read = rpc_read,
     .read_stream = rpc_read_stream,
     .mfs_stat = rpc_mfs_stat,
     .mfs_list = rpc_mfs_list,
     .mfs_mkdir = rpc_mfs_mkdir,
+    .mfs_chcid = rpc_mfs_chcid,
     .mfs_rm = rpc_mfs_rm,
     .mfs_link = rpc_mfs_link,
     .mfs_batch = rpc_mfs_batch,
@@ -1445,11 +1587,11 @@ static const struct node_ops rpc_ops = {
     .put_symlink = rpc_put_symlink,
     .space = rpc_space,
     .put_car = rpc_put_car,
+    .upload_moved_ms = rpc_upload_moved,
     .get_block = rpc_get_block,
     .has_dag = rpc_has_dag,
     .identity = rpc_identity,
     .end_by = rpc_node_end_by,
-    .alive = rpc_node_alive,
     .stats = rpc_stats,
     .destroy = rpc_destroy,
 };
@@ -1556,9 +1698,14 @@ int node_rpc_has_key(struct rpc *r, const char *key, char *err, size_t errlen)
     json_t *keys = json_object_get(j, "Keys"), *k;
     size_t i;
     int found = 0;
+    /* By its name, or by its ID in any spelling (k51..., 12D3...), as name/publish takes it. */
+    struct cid want, id;
+    bool is_id = ipns_name_parse(key, strlen(key), &want) == 0;
     json_array_foreach(keys, i, k) {
         const char *n = json_string_value(json_object_get(k, "Name"));
-        if (n && strcmp(n, key) == 0)
+        const char *d = json_string_value(json_object_get(k, "Id"));
+        if ((n && strcmp(n, key) == 0) ||
+            (is_id && d && ipns_name_parse(d, strlen(d), &id) == 0 && cid_equal(&id, &want)))
             found = 1;
     }
     if (!json_is_array(keys)) {

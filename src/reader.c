@@ -5,16 +5,20 @@
  * - A read(2) waits at most --timeout for its bytes. Its deadline starts when the read reaches
  *   reader_read; the chunks it needs are copied from the cache, waited for (when another thread
  *   fetches them) or fetched by the reading thread itself, and at the deadline it stops doing any
- *   of these and fails with ETIMEDOUT. Whatever the node does (no answer, headers sent slowly, a
- *   stall half way, a trickle of a byte now and then, a body that never ends), the read returns
- *   within --timeout plus about one second (the heartbeat of a transfer, see rpc.h).
+ *   of these and fails with ETIMEDOUT. Each chunk of the file that arrives meanwhile moves the
+ *   deadline to --timeout after it, up to EXTEND_MAX times --timeout in all (extend_deadline):
+ *   a slow but steady node is read, not cut. Whatever else the node does (no answer, headers
+ *   sent slowly, a stall half way, a trickle of a byte now and then, a body that never ends),
+ *   the read returns within --timeout of the last chunk that came, plus about one second (the
+ *   heartbeat of a transfer, see rpc.h).
  * - A fetch that its reader gave up is failed, not finished: its chunks fail (ETIME inside), and
  *   the other reads that waited for them fetch them again, each within its own deadline.
  * - A read that timed out after waiting at least 1 s (or half of --timeout, if less) is
- *   remembered on its handle for TIMEOUT_HOLD_MS: a read of the same chunks in that time fails
- *   at once. The kernel follows a failed readahead with a read of the
- *   one page the program wants, inside the same read(2); without this, one read(2) would wait
- *   twice --timeout.
+ *   remembered for TIMEOUT_HOLD_MS, on its handle and for every handle of the file (hold_all):
+ *   a read of the same chunks in that time fails at once. The kernel follows a failed readahead
+ *   with a read of the one page the program wants, inside the same read(2), and lets one
+ *   program at a time try a page; without this, one read(2) would wait twice --timeout, and N
+ *   programs reading one missing chunk N timeouts.
  * - Background fetches (readahead spans and streams) have no deadline of their own: a read that
  *   needs one of their chunks waits for it within its own deadline. The transport bounds them:
  *   each 256 KiB must arrive within --timeout (RPC_PROGRESS_BYTES), so a trickle ends them after
@@ -148,9 +152,7 @@ struct reader {
     uint64_t pf_jobs;    /* jobs queued */
     uint64_t pf_dropped; /* times the queue was full and the rest of a window was skipped */
     /* qlock also guards held[] and held_next: chunk ranges of a file whose read waited out
-     * --timeout while the node answered (alive, only not finding the content), shared by
-     * every handle for TIMEOUT_HOLD_MS. The kernel lets one reader of a page at a time try it
-     * (the page lock): without this, N programs reading one missing chunk wait N timeouts. */
+     * --timeout, shared by every handle for TIMEOUT_HOLD_MS (hold_all). */
     struct {
         uint64_t cid_hash, first, last;
         struct timespec until;
@@ -240,6 +242,47 @@ static bool waited_long(const struct timespec *deadline, unsigned timeout_ms)
     return deadline_passed(&half);
 }
 
+/* A read whose bytes keep coming is not cut at its first deadline: the node may be slow but
+ * steady (a rare CID that bitswap brings at 100 KB/s), and the kernel asks for its readahead
+ * window (1 MiB and more) in reads as large, which at such a rate need longer than --timeout
+ * even when every 256 KiB comes well within it. So each chunk of the file that becomes READY
+ * (through this read's fetch, or a stream's or prefetch's it waits for) moves the read's
+ * deadline to --timeout after that moment, as the transport bounds streams; a stall still
+ * ends the read one --timeout after the last chunk, a trickle too (a chunk is 256 KiB), and
+ * no read waits longer than EXTEND_MAX times --timeout in all. The reading thread's own
+ * context, so that the fetch paths reach it without a parameter of their own. */
+#define EXTEND_MAX 4u
+
+struct read_ext {
+    struct timespec *deadline; /* the read's (reader_read's local) */
+    struct timespec cap;       /* the latest it may be moved to */
+    unsigned ms;               /* --timeout */
+};
+
+static __thread struct read_ext *tl_ext;
+
+/* Move the current read's deadline (if d is it) to --timeout after the file's last chunk
+ * that became READY, within its cap. Whether it moved. */
+static bool extend_deadline(struct reader *r, uint64_t cid_hash, const struct timespec *d)
+{
+    struct read_ext *x = tl_ext;
+    if (!x || !d || d != x->deadline)
+        return false;
+    uint64_t at = chunkcache_progress_ns(r->cc, cid_hash);
+    if (!at)
+        return false;
+    at += (uint64_t)x->ms * 1000000u;
+    struct timespec t = {.tv_sec = (time_t)(at / 1000000000u),
+                         .tv_nsec = (long)(at % 1000000000u)};
+    if (t.tv_sec > x->cap.tv_sec || (t.tv_sec == x->cap.tv_sec && t.tv_nsec > x->cap.tv_nsec))
+        t = x->cap;
+    if (t.tv_sec < x->deadline->tv_sec ||
+        (t.tv_sec == x->deadline->tv_sec && t.tv_nsec <= x->deadline->tv_nsec))
+        return false;
+    *x->deadline = t;
+    return true;
+}
+
 /* ---- fetching ------------------------------------------------------------------------------ */
 
 static size_t chunk_len(const struct reader_handle *h, uint64_t idx)
@@ -279,7 +322,9 @@ static int fill_sink(void *ud, const char *data, size_t len)
         data += take;
         len -= take;
         if (f->have == clen) {
-            chunkcache_complete(f->r->cc, f->ch[f->cur], f->buf, 0);
+            struct chunk *done = f->ch[f->cur];
+            chunkcache_complete(f->r->cc, done, f->buf, 0);
+            extend_deadline(f->r, chunkcache_cid_hash(done), f->deadline);
             f->buf = NULL;
             f->have = 0;
             f->cur++;
@@ -1264,6 +1309,22 @@ static int read_direct(struct reader_handle *h, uint64_t off, size_t size, char 
 
 /* ---- reads --------------------------------------------------------------------------------- */
 
+/* Hold [first, last] of the file cid_hash for every handle (held[]): a read of it through any
+ * open file fails at once for TIMEOUT_HOLD_MS. Whether the node is alive but not finding the
+ * content, or hung: the kernel lets one program at a time try a page (the page lock), so
+ * without this N programs reading it wait N timeouts one after the other (a hung node costs
+ * each of them a version check too, a second each). */
+static void hold_all(struct reader *r, uint64_t cid_hash, uint64_t first, uint64_t last)
+{
+    pthread_mutex_lock(&r->qlock);
+    unsigned i = r->held_next++ % (sizeof r->held / sizeof r->held[0]);
+    r->held[i].cid_hash = cid_hash;
+    r->held[i].first = first;
+    r->held[i].last = last;
+    deadline_in(&r->held[i].until, TIMEOUT_HOLD_MS);
+    pthread_mutex_unlock(&r->qlock);
+}
+
 /* A wait or fetch failed with rc: may the read fetch the chunk again? A failed or cancelled
  * prefetch once (attempt 0); a fetch that another reader gave up, while our deadline allows. */
 static bool worth_retry(const struct chunk *ch, int rc, int attempt,
@@ -1343,6 +1404,10 @@ static int read_batch(struct reader_handle *h, uint64_t first, unsigned n, uint6
         if (st[i] == CHUNK_READY)
             continue;
         rc = chunkcache_wait_until(r->cc, ch[i], deadline);
+        /* Another thread's fetch of it is still under way and the file's chunks keep
+         * coming: wait on (see extend_deadline). */
+        while (rc == -ETIMEDOUT && extend_deadline(r, h->cid_hash, deadline))
+            rc = chunkcache_wait_until(r->cc, ch[i], deadline);
         if (rc < 0 && worth_retry(ch[i], rc, 0, deadline)) {
             chunkcache_release(r->cc, ch[i]);
             rc = get_ready(h, first + i, deadline, &ch[i]);
@@ -1401,6 +1466,10 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
         return -ETIMEDOUT;
     struct timespec deadline;
     deadline_in(&deadline, r->timeout_ms);
+    struct read_ext ext = {.deadline = &deadline, .ms = r->timeout_ms};
+    deadline_in(&ext.cap, r->timeout_ms * EXTEND_MAX);
+    struct read_ext *outer = tl_ext; /* none: a FUSE thread reads one thing at a time */
+    tl_ext = &ext;
     bool random = detect(h, off, size);
     bool direct = random && size <= r->direct_max && !any_chunk(h, first, last);
     for (uint64_t b = first; b <= last; b += SYNC_BATCH) {
@@ -1416,21 +1485,14 @@ ssize_t reader_read(struct reader_handle *h, uint64_t off, size_t size, char *bu
             h->to_last = last;
             deadline_in(&h->to_until, TIMEOUT_HOLD_MS);
             pthread_mutex_unlock(&h->lock);
-            /* For every handle, if the node is alive (a hung one says nothing: the next
-             * reader asks it again, and fails fast there if it is still hung). */
-            if (r->node->ops->alive && r->node->ops->alive(r->node) == 1) {
-                pthread_mutex_lock(&r->qlock);
-                unsigned i = r->held_next++ % (sizeof r->held / sizeof r->held[0]);
-                r->held[i].cid_hash = h->cid_hash;
-                r->held[i].first = first;
-                r->held[i].last = last;
-                deadline_in(&r->held[i].until, TIMEOUT_HOLD_MS);
-                pthread_mutex_unlock(&r->qlock);
-            }
+            hold_all(r, h->cid_hash, first, last);
         }
-        if (rc < 0)
+        if (rc < 0) {
+            tl_ext = outer;
             return rc;
+        }
     }
+    tl_ext = outer;
     return (ssize_t)size;
 }
 

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #define RPC_DEFAULT_MAX_BODY (16u << 20)
@@ -86,6 +88,7 @@ struct rpc {
     /* Monotonic ms by which every call ends, in flight or new (rpc_end_by: an unmount's
      * --unmount-wait); 0: none. */
     _Atomic uint64_t end_at;
+    _Atomic uint64_t up_moved_ms; /* rpc_upload_moved_ms */
     /* check_lock protects check_running, check_gen and check_alive: at most one node_check
      * in flight; each one that ends bumps check_gen, sets check_alive (its answer) and
      * broadcasts check_done (a CLOCK_MONOTONIC cond) to the calls waiting for it. */
@@ -121,12 +124,15 @@ struct xfer {
     bool waiting;      /* counted against max_waits (see wait_enter) */
     bool busy;         /* refused: too many calls wait already */
     /* Progress for long transfers (stall_ms): the clock restarts each RPC_PROGRESS_BYTES moved
-     * (mark: the bytes moved at that time), and time spent in the sink is added back. */
+     * (mark: the bytes moved at that time; an upload's, as the other end took them: see
+     * unsent_bytes), and time spent in the sink is added back. */
     unsigned stall_ms;
     curl_off_t mark;
     uint64_t last_move, last_beat;
     bool stalled;
     bool ended;        /* cut at end_at (rpc_end_by) */
+    bool bytes;        /* rpc_call_opts.bytes */
+    curl_socket_t fd;  /* a long upload's connection (on_sockopt), or CURL_SOCKET_BAD */
 };
 
 /* How long a call or a liveness check that got no answer puts the node in down mode (see
@@ -252,6 +258,29 @@ static int call_sink(struct xfer *x, const char *data, size_t len)
  * that waits on the node against max_waits, and bounds streamed calls (stall_ms): curl's
  * low-speed limit averages over its window and overshoots by seconds, and a byte now and then
  * would satisfy it for ever. */
+/* Bytes handed to the transfer's socket that the other end has not taken yet (SIOCOUTQ), or 0
+ * if that cannot be told. An upload's last bytes are handed over long before they reach the
+ * node on a slow link or through a proxy (the kernel's send queue holds several MiB), and the
+ * node answers only after them: counted as moved when the other end takes them, not when curl
+ * writes them, a push draining at 500 KB/s is progress, not a stall. */
+static curl_off_t unsent_bytes(const struct xfer *x)
+{
+    int n = 0;
+    if (x->fd == CURL_SOCKET_BAD || ioctl(x->fd, SIOCOUTQ, &n) < 0 || n < 0)
+        return 0;
+    return n;
+}
+
+/* The socket of an upload's own connection (see do_call): curl tells it only after the
+ * transfer (CURLINFO_ACTIVESOCKET), so it is taken when curl makes it. */
+static int on_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    struct xfer *x = ud;
+    (void)purpose;
+    x->fd = fd;
+    return CURL_SOCKOPT_OK;
+}
+
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -279,9 +308,16 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     }
     if (!x->stall_ms)
         return 0;
-    if (dlnow + ulnow - x->mark >= (curl_off_t)RPC_PROGRESS_BYTES) {
-        x->mark = dlnow + ulnow;
+    curl_off_t moved = dlnow + ulnow;
+    if (x->upload && ulnow > 0) {
+        curl_off_t q = unsent_bytes(x);
+        moved -= q < ulnow ? q : ulnow;
+    }
+    if (moved - x->mark >= (curl_off_t)RPC_PROGRESS_BYTES) {
+        x->mark = moved;
         x->last_move = now;
+        if (x->upload)
+            atomic_store(&x->r->up_moved_ms, now);
     } else if (now > x->last_move && now - x->last_move > x->stall_ms) {
         x->stalled = true;
         return 1;
@@ -467,6 +503,10 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
         x->ok_status = x->status == 200;
         x->status_known = true;
+    }
+    if (x->ok_status && x->bytes && x->is_json) {
+        x->sink_err = -EPROTO;
+        return 0; /* not the content's bytes: aborts the transfer */
     }
     if (x->ok_status) {
         /* A sink may wait (a streaming prefetch waits for its reader to catch up): that time
@@ -737,7 +777,9 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
                      .h = h,
                      .check = check,
                      .start_ms = clock_mono_ms(),
-                     .wait_key = key};
+                     .wait_key = key,
+                     .fd = CURL_SOCKET_BAD,
+                     .bytes = opts->bytes};
     /* Long transfers are bounded by stalls, not by a total time: the node's own deadline
      * would cut them, so it is not sent then. */
     int rc = build_url(r, h, cmd, args, nargs,
@@ -766,6 +808,13 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     if (opts->stall_ms) {
         x.stall_ms = opts->stall_ms > spent ? opts->stall_ms - spent : 1;
         x.last_move = x.last_beat = x.start_ms;
+        if (opts->upload) {
+            /* A connection of its own, whose socket on_sockopt sees made: its send queue
+             * tells what the other end took (unsent_bytes). One connect per push. */
+            curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+            curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+            curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, &x);
+        }
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout + (check ? 0 : RPC_GRACE_MS)));
     }
@@ -824,6 +873,9 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
              * valid reply, which programs see as EIO (man page, ERRORS). */
             rc = -EIO;
             set_err(err, errlen, "answer longer than any valid one: refused");
+        } else if (rc == -EPROTO) {
+            rc = -EIO;
+            set_err(err, errlen, "answered JSON where the content's bytes were asked for");
         } else {
             set_err(err, errlen, "aborted by reader");
         }
@@ -957,9 +1009,9 @@ static bool node_check(struct rpc *r)
     return !hung;
 }
 
-bool rpc_alive(struct rpc *r)
+uint64_t rpc_upload_moved_ms(struct rpc *r)
 {
-    return node_check(r);
+    return atomic_load(&r->up_moved_ms);
 }
 
 void rpc_end_by(struct rpc *r, uint64_t mono_ms)

@@ -88,6 +88,9 @@ struct rpc_call_opts {
     unsigned timeout_ms;
     unsigned stall_ms;
     bool no_node_timeout;     /* do not send timeout= to the node */
+    /* The answer is the content's own bytes (cat): a 200 in JSON is no such answer, but
+     * something else (a proxy's page, a body of filler): EIO at its first byte. */
+    bool bytes;
     const struct rpc_upload *upload;
 };
 
@@ -109,9 +112,9 @@ void rpc_free(struct rpc *r);
  * whose --unmount-wait must hold whatever the node does. */
 void rpc_end_by(struct rpc *r, uint64_t mono_ms);
 
-/* Whether the node answers anything (POST version within 1 s; one check at a time, the
- * others wait for its answer). Ends or starts the down mode (see the top of this file). */
-bool rpc_alive(struct rpc *r);
+/* When an upload last moved RPC_PROGRESS_BYTES more toward the node (CLOCK_MONOTONIC ms; 0:
+ * none yet). */
+uint64_t rpc_upload_moved_ms(struct rpc *r);
 
 /* Run command cmd ("cat", "files/stat", ...) with the given query arguments. The body goes to
  * sink on success (HTTP 200 with no stream-error trailer). On failure returns -errno and, if

@@ -107,6 +107,9 @@ gen_file "$L/slow1" $((1 << 20)) 3
 gen_file "$L/slow2" $((2 << 20)) 4
 gen_file "$L/slow3" 300000 5
 gen_file "$L/copyin" $((READ_MIB << 20)) 6
+gen_file "$L/stopmid" $((32 << 20)) 7
+gen_file "$L/stopmany" $((16 << 20)) 8
+gen_file "$L/steady" $((3 << 20)) 9
 for i in 1 2 3 4; do printf 'small file %s\n' "$i" >"$L/small$i"; done
 for i in 1 2 3; do printf 'looked up while the node hangs %s\n' "$i" >"$L/hang$i"; done
 printf 'found late, not missing\n' >"$L/late"
@@ -117,6 +120,9 @@ CACHED=$(add_file "$L/cached")
 SLOW1=$(add_file "$L/slow1")
 SLOW2=$(add_file "$L/slow2")
 SLOW3=$(add_file "$L/slow3" cid-version=1)
+STOPMID=$(add_file "$L/stopmid")
+STOPMANY=$(add_file "$L/stopmany")
+STEADY=$(add_file "$L/steady")
 SMALL1=$(add_file "$L/small1")
 SMALL2=$(add_file "$L/small2")
 SMALL3=$(add_file "$L/small3")
@@ -132,6 +138,7 @@ ABSENT2=$(add_file "$L/absent2" only-hash=true)
 # Never added: the node lacks it (1 MiB of zeros).
 ABSENT=QmVkbauSDEaMP4Tkq6Epm9uW75mWm136n81YH8fGtfwdHU
 if [ -z "$BIG" ] || [ -z "$CACHED" ] || [ -z "$SLOW1" ] || [ -z "$SLOW2" ] || [ -z "$SLOW3" ] ||
+    [ -z "$STOPMID" ] || [ -z "$STOPMANY" ] || [ -z "$STEADY" ] ||
     [ -z "$SMALL1" ] || [ -z "$SMALL2" ] || [ -z "$SMALL3" ] || [ -z "$SMALL4" ] ||
     [ -z "$HANG1" ] || [ -z "$HANG2" ] || [ -z "$HANG3" ] || [ -z "$LATE" ] ||
     [ -z "$LATE2" ] || [ -z "$LATE3" ] || [ -z "$LATE4" ] || [ -z "$ABSENT2" ]; then
@@ -198,6 +205,80 @@ if kill -STOP "$NODE_PID"; then
         "$(timeout "$TIMEOUT" cat "$MNT/$HANG3" 2>&1)" "looked up while the node hangs 3"
 else
     not_ok "the node can be stopped (SIGSTOP)"
+fi
+
+# ---- 2c. the node hangs in the middle of a read ---------------------------------------------
+
+# A program reads a file; after its first 256 KiB the node stops (SIGSTOP). Its next read(2)
+# that needs the node fails with ETIMEDOUT once --timeout has passed, not later: the check
+# whether the node is alive (up to a second more) is not made on that read's time.
+out=$(timeout -k 2 $((4 * TIMEOUT)) python3 - "$MNT/$STOPMID" "$NODE_PID" <<'PY' 2>&1
+import errno, os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 256 << 10)
+os.kill(int(sys.argv[2]), signal.SIGSTOP)
+worst = 0.0
+try:
+    while True:
+        t = time.monotonic()
+        try:
+            b = os.read(fd, 1 << 20)
+        except OSError as e:
+            worst = max(worst, time.monotonic() - t)
+            print("%s %.2f" % (errno.errorcode.get(e.errno, e.errno), worst))
+            break
+        worst = max(worst, time.monotonic() - t)
+        if not b:
+            print("EOF %.2f" % worst)
+            break
+finally:
+    os.kill(int(sys.argv[2]), signal.SIGCONT)
+PY
+)
+kill -CONT "$NODE_PID" 2>/dev/null
+read -r err secs <<<"$out"
+if [ "$err" = ETIMEDOUT ] && awk -v s="$secs" -v t="$TIMEOUT" 'BEGIN { exit !(s <= t + 0.8) }'; then
+    ok "node stopped mid-read: the waiting read(2) fails ETIMEDOUT within --timeout + 0.8 s ($secs s)"
+else
+    not_ok "node stopped mid-read: the waiting read(2) fails ETIMEDOUT within --timeout + 0.8 s" \
+        "got: $out"
+fi
+
+# Four programs read one file when the node stops: the kernel lets one of them at a time try a
+# page, so each must not wait its own --timeout after the one before (and a check of the hung
+# node's version each): all four fail within about one --timeout.
+rm -f "$WORK/go"
+many_pids=()
+for i in 1 2 3 4; do
+    timeout -k 2 $((8 * TIMEOUT)) python3 - "$MNT/$STOPMANY" "$WORK/go" >"$WORK/many.$i" 2>&1 <<'PY' &
+import errno, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 4096)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+t0 = time.monotonic()
+try:
+    while os.read(fd, 128 << 10):
+        pass
+    print("EOF %.2f" % (time.monotonic() - t0))
+except OSError as e:
+    print("%s %.2f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t0))
+PY
+    many_pids+=($!)
+done
+sleep 2
+kill -STOP "$NODE_PID"
+touch "$WORK/go"
+wait "${many_pids[@]}" || true
+kill -CONT "$NODE_PID" 2>/dev/null
+out=$(cat "$WORK"/many.? | tr '\n' ' ')
+if awk -v t="$TIMEOUT" '{ bad = NF != 8
+        for (i = 1; i < NF; i += 2) if ($i != "ETIMEDOUT" || $(i + 1) > t + 1.5) bad = 1 }
+    END { exit bad }' <<<"$out"; then
+    ok "node stopped, four programs reading one file: each fails ETIMEDOUT within --timeout + 1.5 s ($out)"
+else
+    not_ok "node stopped, four programs reading one file: each fails ETIMEDOUT within --timeout + 1.5 s" \
+        "got: $out"
 fi
 
 # ---- 3. the node is killed in the middle of a large read --------------------------------------
@@ -442,6 +523,12 @@ sleep 2 # past the short probe deadline that follows a timeout
 check "proxy passing again: the file that timed out reads right" cmp "$SM/$SLOW2" "$L/slow2"
 check "proxy passing again: the CIDv1 that timed out reads right" \
     cmp "$SM/$(cid_as "$SLOW3" base32)" "$L/slow3"
+# A slow but steady node: each 256 KiB well within --timeout (200 KB/s), while the kernel's
+# readahead reads (1 MiB and more) need longer than --timeout each. The file reads whole.
+echo "trickle 200000 /api/v0/cat" >"$MODE"
+check "a slow but steady node (200 KB/s at --timeout=$SLOW_TIMEOUT): a 3 MiB file reads whole" \
+    timeout 120 cmp "$SM/$STEADY" "$L/steady"
+: >"$MODE"
 diag "requests seen by the proxy: $(grep -c ' -> ' "$WORK/proxy.log")," \
     "delayed: $(grep -c ' -> delay' "$WORK/proxy.log"), stalled: $(grep -c ' -> stall' "$WORK/proxy.log")"
 check_unmount "slow mount: unmount; ipfsfs exits 0 with a clean log" "$SM"

@@ -459,15 +459,16 @@ wait_nonempty() {
     return 1
 }
 
-# start_slowproxy NAME HOST:PORT [SECS]: slowproxy.py (faults on demand) in front of HOST:PORT,
+# start_slowproxy NAME HOST:PORT [SECS [OPTION...]]: slowproxy.py (faults on demand) in front of HOST:PORT,
 # for at most SECS seconds (600). It reads its mode from $WORK/NAME.mode (made empty, "pass",
 # if missing) and logs its requests to $WORK/NAME.log. Sets SLOWPROXY_PORT to the port it
 # listens on (empty if it did not start within 5 s).
 start_slowproxy() {
     local name=$1 up=$2 secs=${3:-600}
+    shift $(($# < 3 ? $# : 3))
     [ -e "$WORK/$name.mode" ] || : >"$WORK/$name.mode"
     python3 "$LIB_DIR/slowproxy.py" --upstream "$up" --mode-file "$WORK/$name.mode" \
-        --port-file "$WORK/$name.port" --log "$WORK/$name.log" --max-seconds "$secs" \
+        --port-file "$WORK/$name.port" --log "$WORK/$name.log" --max-seconds "$secs" "$@" \
         2>>"$WORK/$name.err" &
     track_pid $!
     wait_nonempty "$WORK/$name.port"

@@ -30,7 +30,10 @@ the client after the response to its previous request has started is a new reque
 not pipeline).
 
 Usage: slowproxy.py --upstream HOST:PORT --mode-file FILE --port-file FILE
-                    [--log FILE] [--max-seconds N]
+                    [--log FILE] [--max-seconds N] [--rcvbuf BYTES]
+With --rcvbuf, the receive buffer of the connections from the client (SO_RCVBUF): with a
+small one, an upload paced by the "upload" mode holds the client's bytes in its own send
+queue, as a slow link does.
 The chosen port is written to --port-file once the proxy listens (atomically). With --log,
 one line per request: its request line, the mode applied, and whether it carried an
 Authorization header (never its value... except a SHA-256 prefix, so a test can check that the
@@ -41,6 +44,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import socket
 import sys
 import time
 
@@ -231,7 +235,13 @@ class Proxy:
             w.close()
 
     async def main(self):
-        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.opts.rcvbuf:
+            # Inherited by accepted connections: the client's send queue then fills as it
+            # would before a slow link (by default the kernel here takes megabytes at once).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.opts.rcvbuf)
+        sock.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(self.handle, sock=sock)
         port = server.sockets[0].getsockname()[1]
         tmp = self.opts.port_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -250,6 +260,7 @@ def main():
     p.add_argument("--port-file", required=True)
     p.add_argument("--log")
     p.add_argument("--max-seconds", type=float, default=600)
+    p.add_argument("--rcvbuf", type=int, default=0)
     opts = p.parse_args()
     try:
         asyncio.run(Proxy(opts).main())

@@ -975,6 +975,52 @@ static struct reader *new_reader_timeout(struct stub *s, size_t cs, unsigned tim
     return r;
 }
 
+/* A slow but steady node: each chunk well within the timeout, the read (4 chunks) not. The
+ * read is served whole, not cut at its first deadline; a trickle (a chunk in twice the
+ * timeout) still ends at the deadline. */
+static void test_steady(void)
+{
+    const size_t cs = 16 << 10;
+    const uint64_t size = 8 * cs;
+    struct stub s;
+    stub_init(&s, size, cs);
+    s.base.ops = &stub_stream_ops;
+    stub_delay(&s, 40000); /* 3000 bytes every 40 ms: a chunk in about 240 ms */
+    struct reader_config cfg = {.cache_bytes = 64 * cs,
+                                .chunk_size = cs,
+                                .readahead_max = 0,
+                                .workers = 1,
+                                .timeout_ms = 300,
+                                .direct_max = 0,
+                                .max_slow_waits = 64,
+                                .max_slow_waits_per_file = 64};
+    struct reader *r = NULL;
+    CHECK_EQ_INT(reader_new(&s.base, &cfg, &r), 0);
+    if (!r)
+        abort();
+    char *buf = malloc(4 * cs);
+    struct reader_handle *h = reader_open(r, &file_cid, size);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(reader_read(h, 0, 4 * cs, buf), (ssize_t)(4 * cs));
+    double took = secs_since(&t0);
+    CHECK(took > 0.3); /* longer than one timeout in all */
+    size_t bad = 0;
+    for (size_t i = 0; i < 4 * cs; i++)
+        bad += buf[i] != (char)byte_at(i);
+    CHECK_EQ_INT(bad, 0);
+    reader_close(h);
+    stub_delay(&s, 100000); /* a chunk in about 600 ms: twice the timeout */
+    h = reader_open(r, &file_cid, size);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(reader_read(h, 4 * cs, cs, buf), -ETIMEDOUT);
+    CHECK(secs_since(&t0) < 1.0);
+    reader_close(h);
+    free(buf);
+    reader_free(r);
+    stub_fini(&s);
+}
+
 static void test_deadline(void)
 {
     const size_t cs = 16 << 10;
@@ -1009,10 +1055,10 @@ static void test_deadline(void)
 
     /* On one handle, a read of the same chunk right after a timeout fails at once (the kernel
      * retries a failed readahead inside the same read(2)): no new request. */
+    struct timespec t_fail;
     {
         struct reader_handle *h = reader_open(r, &file_cid, size);
         char buf[4096];
-        struct timespec t_fail;
         CHECK_EQ_INT(reader_read(h, 5000, sizeof buf, buf), -ETIMEDOUT);
         clock_gettime(CLOCK_MONOTONIC, &t_fail);
         unsigned calls = stub_calls(&s);
@@ -1027,6 +1073,20 @@ static void test_deadline(void)
     s.piece = 0;
     stub_delay(&s, 0);
     s.stall_at = cs + 100;
+    /* Through any other handle too, the range that timed out fails at once for 2 s (the
+     * kernel lets one program at a time try a page: N of them would wait N timeouts). */
+    {
+        unsigned calls = stub_calls(&s);
+        a[0] = (struct dl_arg){.r = r, .size = size, .off = 0};
+        dl_thread(&a[0]);
+        if (secs_since(&t_fail) < 1.5) {
+            CHECK_EQ_INT(a[0].rc, -ETIMEDOUT);
+            CHECK(a[0].secs < 0.25);
+            CHECK_EQ_INT(stub_calls(&s), calls);
+        }
+        while (secs_since(&t_fail) < 2.1)
+            usleep(50000);
+    }
     a[0] = (struct dl_arg){.r = r, .size = size, .off = 0};
     dl_thread(&a[0]);
     CHECK_EQ_INT(a[0].rc, 4096);
@@ -1538,6 +1598,7 @@ int main(void)
     test_stream_failure();
     test_stream_many();
     test_deadline();
+    test_steady();
     test_slow_waits();
     test_stats_text();
     test_direct();
