@@ -566,11 +566,23 @@ static int mfs_lookup_locked(struct fs *fs, struct inode *dir, const char *name,
     int rc = mfs_child_path(fs, dir, name, path, sizeof path);
     if (rc < 0)
         return rc;
+    /* The inode's attributes before the node is asked: a close that links meanwhile (and
+     * whose handle leaves before the answer is used) knows better than the answer. Set in
+     * any case, the older size went back to the inode, and from there to the kernel, which
+     * then placed the next O_APPEND write at that end, over the last line (appenders with
+     * renames beside them: a line lost in ~10 runs). */
+    struct inode *ino = inode_mfs_find_ref(fs->inodes, dir, name);
+    struct mfs_attr old = {0};
+    if (ino)
+        inode_mfs_get(fs->inodes, ino, &old);
     struct node_stat st;
     struct mfs_attr a = {0};
     rc = stat_name(fs, dir, name, path, here, &st, &a.cid);
-    if (rc < 0)
+    if (rc < 0) {
+        if (ino)
+            inode_forget(fs->inodes, ino, 1);
         return rc;
+    }
     a.kind = st.kind;
     a.size = st.size;
     a.cid_size = st.size;
@@ -578,13 +590,9 @@ static int mfs_lookup_locked(struct fs *fs, struct inode *dir, const char *name,
     a.mtime = st.mtime;
     a.mtime_nsec = st.mtime_nsec;
     a.has_mtime = st.has_mtime;
-    struct inode *ino = inode_mfs_find_ref(fs->inodes, dir, name);
     bool moved = false;
-    if (ino && fs->cfg.names_follow_content) {
-        struct mfs_attr old;
-        inode_mfs_get(fs->inodes, ino, &old);
+    if (ino && fs->cfg.names_follow_content)
         moved = !cid_equal(&old.cid, &a.cid);
-    }
     if (ino && (ino->kind != a.kind || moved)) {
         /* The name now holds another kind of object (or, in the IPNS namespace, other
          * content): a new inode for it. */
@@ -593,7 +601,7 @@ static int mfs_lookup_locked(struct fs *fs, struct inode *dir, const char *name,
         ino = NULL;
     }
     if (ino) {
-        rc = update_name(fs, ino, &a, st.target, NULL);
+        rc = update_name(fs, ino, &a, st.target, &old);
         if (rc < 0)
             inode_forget(fs->inodes, ino, 1);
     } else {
@@ -898,7 +906,7 @@ static struct inode *child_ref(struct fs *fs, const struct inode *dir, const str
 {
     if (e->kind != NODE_FILE && e->kind != NODE_DIR)
         return NULL;
-    uint64_t key = inode_key_child(&dir->cid, e->name, strlen(e->name));
+    uint64_t key = inode_key_child(dir->key, e->name, strlen(e->name));
     struct inode *ino = inode_find_ref(fs->inodes, key, &e->cid);
     if (ino)
         return ino;
@@ -980,7 +988,7 @@ static void reply_dir(fuse_req_t req, fuse_ino_t id, size_t size, off_t off,
             } else {
                 /* A renamed name keeps the st_ino it had: the table knows it. */
                 e.attr.st_ino = dir->mfs ? inode_mfs_ino(fs->inodes, dir, r->name)
-                                         : inode_key_child(&dir->cid, r->name, strlen(r->name));
+                                         : inode_key_child(dir->key, r->name, strlen(r->name));
                 e.attr.st_mode = r->kind == NODE_DIR       ? S_IFDIR
                                  : r->kind == NODE_FILE    ? S_IFREG
                                  : r->kind == NODE_SYMLINK ? S_IFLNK
@@ -1413,6 +1421,8 @@ struct flush_namer {
     struct inode *ino;
     const char *name; /* a name to make in the directory ino (fs_create), or NULL: ino's */
     bool held;
+    struct mfs_attr *a; /* flush_linked: the attributes linked, updated by it */
+    bool fixed;         /* flush_linked set a mode or time on the name */
 };
 
 static int flush_name_lock(void *ud, char *path, size_t len)
@@ -1425,6 +1435,46 @@ static int flush_name_lock(void *ud, char *path, size_t len)
         pthread_rwlock_unlock(&n->fs->nlock);
     n->held = rc == 0;
     return rc;
+}
+
+/* Once a flush linked, under its spool's lock (writer_namer.linked): a chmod or utime that
+ * came while it linked (do_setattr left it to us, or set it on the old content) is set on
+ * the new content, and the inode takes the result. Under the lock, because done after it:
+ * the next flush of the spool (another appender's close) found the name changed since its
+ * link, and kept it as a conflict; and the inode's size could go back to the one linked
+ * after another handle's append had moved it on (the kernel then places the next append at
+ * the end it was told, over that line). */
+static void flush_linked(void *ud, const char *path, const struct cid *cid, uint64_t size,
+                         uint64_t seq)
+{
+    struct flush_namer *n = ud;
+    struct fs *fs = n->fs;
+    struct mfs_attr *a = n->a, now;
+    inode_mfs_get(fs->inodes, n->ino, &now);
+    int mrc = 0, trc = 0;
+    if (now.mode != a->mode &&
+        (mrc = fs->node->ops->mfs_chmod(fs->node, path, now.mode ? now.mode : 0644)) == 0) {
+        a->mode = now.mode;
+        n->fixed = true;
+    }
+    struct timespec nt = {now.mtime, now.mtime_nsec};
+    if ((now.has_mtime != a->has_mtime || now.mtime != a->mtime ||
+         now.mtime_nsec != a->mtime_nsec) &&
+        now.has_mtime && (trc = fs->node->ops->mfs_touch(fs->node, path, &nt)) == 0) {
+        a->has_mtime = true;
+        a->mtime = now.mtime;
+        a->mtime_nsec = now.mtime_nsec;
+        n->fixed = true;
+    }
+    if (mrc < 0 || trc < 0) {
+        char safe[256];
+        log_warn("%s: its new content is stored, but not the mode or time set meanwhile: %s",
+                 log_safe(path, strlen(path), safe, sizeof safe),
+                 strerror(mrc < 0 ? -mrc : -trc));
+    }
+    a->cid = *cid;
+    a->size = size;
+    relinked(fs, n->ino, path, a, n->fixed, seq); /* fixed: read what the name holds now */
 }
 
 /* Store a write handle's changes: add, link, restore metadata, update the inode. */
@@ -1444,45 +1494,14 @@ static int flush_handle(struct fs *fs, struct fhandle *fh)
     bool changed;
     inode_mfs_get(fs->inodes, fh->ino, &a);
     struct writer_meta m = meta_of(&a);
-    uint64_t seq = 0;
     /* The path is found again once the content is added, and held until the inode has the
      * result: a rename meanwhile moves where it links. */
-    struct flush_namer fn = {.fs = fs, .ino = fh->ino};
-    struct writer_namer namer = {.lock = flush_name_lock, .ud = &fn, .path = path};
+    struct flush_namer fn = {.fs = fs, .ino = fh->ino, .a = &a};
+    struct writer_namer namer = {.lock = flush_name_lock, .ud = &fn, .path = path,
+                                 .linked = flush_linked};
+    /* The inode takes the result in flush_linked, under the spool's lock. */
     rc = writer_flush(fh->wh, &fs->cfg.writer, path, &namer, true, &m, &a.cid, &size, &changed,
-                      &seq);
-    if (rc == 0 && changed) {
-        /* A chmod or utime that came while this one linked (do_setattr left it to us, or
-         * set it on the old content): set it on the new. */
-        struct mfs_attr now;
-        bool fixed = false;
-        inode_mfs_get(fs->inodes, fh->ino, &now);
-        int mrc = 0, trc = 0;
-        if (now.mode != a.mode &&
-            (mrc = fs->node->ops->mfs_chmod(fs->node, path, now.mode ? now.mode : 0644)) == 0) {
-            a.mode = now.mode;
-            fixed = true;
-        }
-        struct timespec nt = {now.mtime, now.mtime_nsec};
-        if ((now.has_mtime != a.has_mtime || now.mtime != a.mtime ||
-             now.mtime_nsec != a.mtime_nsec) &&
-            now.has_mtime && (trc = fs->node->ops->mfs_touch(fs->node, path, &nt)) == 0) {
-            a.has_mtime = true;
-            a.mtime = now.mtime;
-            a.mtime_nsec = now.mtime_nsec;
-            fixed = true;
-        }
-        if (mrc < 0 || trc < 0) {
-            char safe[256];
-            log_warn("%s: its new content is stored, but not the mode or time set meanwhile: %s",
-                     log_safe(path, strlen(path), safe, sizeof safe),
-                     strerror(mrc < 0 ? -mrc : -trc));
-        }
-        a.size = size;
-        relinked(fs, fh->ino, path, &a, fixed, seq); /* fixed: read what the name holds now */
-        if (fixed)
-            writers_know(fs, fh->ino, path); /* the mode or time set meanwhile */
-    }
+                      NULL);
     if (fn.held)
         pthread_rwlock_unlock(&fs->nlock);
     return rc;
@@ -1640,7 +1659,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         goto fail;
     }
     inode_mfs_touch(fs->inodes, ino);
-    inode_mfs_touch(fs->inodes, dir); /* its names changed */
+    inode_mfs_names_changed(fs->inodes, dir);
     fh->ino = ino;
     add_writer(fs, ino, fh->wh);
     pthread_rwlock_unlock(&fs->nlock);
@@ -1675,7 +1694,7 @@ fail:
 static void reply_new_entry(fuse_req_t req, struct fs *fs, struct inode *dir, const char *name,
                             int64_t changed_ns)
 {
-    inode_mfs_touch(fs->inodes, dir); /* its names changed: the time it shows moves */
+    inode_mfs_names_changed(fs->inodes, dir); /* the time it shows moves */
     struct inode *ino;
     int rc = mfs_lookup(fs, dir, name, &ino);
     if (rc < 0) {
@@ -1771,7 +1790,7 @@ static int remove_name(struct fs *fs, struct inode *dir, const char *name, bool 
     rc = fs->node->ops->mfs_rm(fs->node, path, is_dir);
     if (rc == 0) {
         inode_mfs_detach(fs->inodes, dir, name);
-        inode_mfs_touch(fs->inodes, dir);
+        inode_mfs_names_changed(fs->inodes, dir);
     }
     return rc;
 }
@@ -1855,8 +1874,8 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     struct fs *fs = fs_of(req);
     int rc = do_rename(fs, ino_of(parent), name, ino_of(newparent), newname, flags);
     if (rc == 0) {
-        inode_mfs_touch(fs->inodes, ino_of(parent));
-        inode_mfs_touch(fs->inodes, ino_of(newparent));
+        inode_mfs_names_changed(fs->inodes, ino_of(parent));
+        inode_mfs_names_changed(fs->inodes, ino_of(newparent));
     }
     fuse_reply_err(req, -rc);
 }
@@ -1878,9 +1897,11 @@ static int truncate_name(struct fs *fs, struct inode *ino, const char *path, uin
     struct writer_meta m = meta_of(&a);
     uint64_t seq = 0;
     rc = writer_truncate(wh, size);
-    if (rc == 0)
+    if (rc == 0) {
+        inode_mfs_ours(fs->inodes, ino); /* new content: no change of the names above */
         rc = writer_flush(wh, &fs->cfg.writer, path, NULL, true, &m, &a.cid, &newsize, &changed,
                           &seq);
+    }
     if (rc == 0) {
         a.size = newsize;
         relinked(fs, ino, path, &a, false, seq);
@@ -1989,6 +2010,7 @@ static int do_setattr(struct fs *fs, struct inode *ino, struct stat *attr, int t
     inode_mfs_set_meta(fs->inodes, ino, &a);
     if (later && has_dirty_writer(fs, ino))
         return 0; /* still so after the note: the writer's close links it */
+    inode_mfs_ours(fs->inodes, ino); /* no change of the names above */
     if (set_mode)
         rc = fs->node->ops->mfs_chmod(fs->node, path, mode);
     if (rc == 0 && set_time)

@@ -184,19 +184,18 @@ static uint64_t fix_key(uint64_t k)
     return k < 2 ? k + 2 : k;
 }
 
-uint64_t inode_key_root(const struct cid *c)
+uint64_t inode_key_root(const char *name, size_t len)
 {
-    return fix_key(cid_hash(c));
+    return fix_key(XXH3_64bits_withSeed(name, len, 0x726f6f74)); /* "root" */
 }
 
-uint64_t inode_key_child(const struct cid *parent, const char *name, size_t len)
+uint64_t inode_key_child(uint64_t parent_key, const char *name, size_t len)
 {
-    /* Names are at most 255 bytes (node_name_ok): hash parent hash + name in one go. */
+    /* Names are at most 255 bytes (node_name_ok): hash parent key + name in one go. */
     unsigned char buf[8 + 256];
-    uint64_t ph = cid_hash(parent);
     if (len > 256)
         len = 256;
-    memcpy(buf, &ph, 8);
+    memcpy(buf, &parent_key, 8);
     memcpy(buf + 8, name, len);
     return fix_key(XXH3_64bits_withSeed(buf, 8 + len, 0x69706673)); /* "ipfs" */
 }
@@ -471,8 +470,25 @@ static int64_t now_ns(void)
  * make, find -newer and rsync see the change (the CID stays the CID of the bytes). */
 static void note_change_locked(struct inode *ino, const struct cid *c, uint64_t size)
 {
-    if (!cid_equal(&ino->cid, c) || ino->size != size)
-        ino->changed_ns = now_ns();
+    if (cid_equal(&ino->cid, c) && ino->size == size)
+        return;
+    if (ino->kind == NODE_DIR && ino->cid_ours) {
+        /* A directory shows when its names changed (noted then by inode_mfs_touch), not
+         * when a stat first saw its new CID: that moved it to the stat's time, after files
+         * made later (find -newer, make). Nor when content below it changed. */
+        ino->cid_ours = false;
+        return;
+    }
+    ino->changed_ns = now_ns();
+}
+
+/* ino and the directories above it get new CIDs from a change this mount made (see
+ * cid_ours). */
+static void cid_ours_up_locked(struct inode *ino)
+{
+    for (; ino; ino = ino->parent)
+        if (ino->kind == NODE_DIR)
+            ino->cid_ours = true;
 }
 
 /* Whether the inode still has expect's CID, mode and time. */
@@ -568,6 +584,22 @@ void inode_mfs_touch(struct inode_table *t, struct inode *ino)
 {
     pthread_mutex_lock(&t->lock);
     ino->changed_ns = now_ns();
+    cid_ours_up_locked(ino->parent);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void inode_mfs_names_changed(struct inode_table *t, struct inode *dir)
+{
+    pthread_mutex_lock(&t->lock);
+    dir->changed_ns = now_ns();
+    cid_ours_up_locked(dir);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void inode_mfs_ours(struct inode_table *t, struct inode *ino)
+{
+    pthread_mutex_lock(&t->lock);
+    cid_ours_up_locked(ino);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -576,6 +608,7 @@ void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size)
     pthread_mutex_lock(&t->lock);
     ino->size = size;
     ino->changed_ns = now_ns();
+    cid_ours_up_locked(ino->parent);
     if (ino->has_mtime) /* a stored time follows the content, as on any fs */
         inode_time_now(&ino->mtime, &ino->mtime_nsec);
     pthread_mutex_unlock(&t->lock);

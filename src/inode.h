@@ -1,8 +1,11 @@
 /* inode.h - the inode table: FUSE node ids for the objects the kernel knows about.
  *
- * Objects under a CID are immutable, so an inode is keyed by a stable 64-bit key (xxHash3 of
- * the CID for root entries, of parent CID + name for children); a repeated lookup finds the same
- * inode, and st_ino is the key, stable across lookups and remounts. Lookup counts follow the
+ * Objects under a CID are immutable, so an inode is keyed by a stable 64-bit key of its path
+ * (xxHash3 of the name as spelled for root entries, of the parent's key + name for children)
+ * and its CID; a repeated lookup finds the same inode, and st_ino is the key, stable across
+ * lookups and remounts. The key is the path's, not the content's: two directories of the same
+ * CID at two paths (a tree that holds a copy of a folder, two spellings of one CID) are two
+ * inodes, since the kernel keeps one path per directory inode (getcwd, ".."). Lookup counts follow the
  * kernel's (lookup/forget); the inode is freed when its count drops to zero.
  */
 #ifndef IPFSFS_INODE_H
@@ -29,6 +32,10 @@ struct inode {
     /* Names: when this mount last saw their content change (CLOCK_REALTIME ns; 0: not since
      * the mount began), shown as the time of names that store none (fs.c's fill_attr). */
     int64_t changed_ns;
+    /* Directories: their next new CID is this mount's own doing (a name changed in them, whose
+     * time inode_mfs_touch noted when it changed, or content below them changed, which is no
+     * change of their names): it does not move the time they show (under the table's lock). */
+    bool cid_ours;
     uint64_t linked_seq; /* names: the latest link by this mount noted (inode_mfs_set_linked) */
     char *target; /* symlink target; a name's may change (read it with inode_target_dup) */
     /* Names in the mutable root (MFS): their place, kept up to date by renames. */
@@ -74,8 +81,8 @@ struct inode_table;
 int inode_table_new(struct inode_table **out);
 void inode_table_free(struct inode_table *t);
 
-uint64_t inode_key_root(const struct cid *c);
-uint64_t inode_key_child(const struct cid *parent, const char *name, size_t len);
+uint64_t inode_key_root(const char *name, size_t len);
+uint64_t inode_key_child(uint64_t parent_key, const char *name, size_t len);
 
 /* Find the inode with this key and CID and add one lookup; NULL if none. */
 struct inode *inode_find_ref(struct inode_table *t, uint64_t key, const struct cid *c);
@@ -113,10 +120,18 @@ void inode_mfs_set_linked(struct inode_table *t, struct inode *ino, const struct
  * (nothing changed them since expect was read). Whether it was set. */
 bool inode_mfs_set_if(struct inode_table *t, struct inode *ino, const struct mfs_attr *expect,
                       const struct mfs_attr *a);
-/* A name made by this mount: its content changed now. */
+/* A name made by this mount: its content changed now. The new CIDs that follow for the
+ * directories above it are this mount's (cid_ours). */
 void inode_mfs_touch(struct inode_table *t, struct inode *ino);
+/* This mount changed the names of directory dir: they changed now. Its new CID, and those
+ * of the directories above, are this mount's. */
+void inode_mfs_names_changed(struct inode_table *t, struct inode *dir);
+/* This mount is about to give ino new content or metadata (chmod, touch, truncate by path):
+ * the new CIDs of ino, if a directory, and of the directories above are its own, no change
+ * of their names. */
+void inode_mfs_ours(struct inode_table *t, struct inode *ino);
 /* An open writer wrote: the size shown is size now, the content changed now (and a stored
- * time moves with it); the CID and the rest stay. */
+ * time moves with it); the CID and the rest stay (the directories above: cid_ours). */
 void inode_mfs_written(struct inode_table *t, struct inode *ino, uint64_t size);
 /* Now, as a stored time: to the nanosecond (UnixFS 1.5 keeps the fraction), so an edit right
  * after a build is newer than what it built. */

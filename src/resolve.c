@@ -15,7 +15,7 @@ int resolve_root(struct resolver *r, const char *name, struct inode **out)
     /* Neither a name nor a CID: answer without touching the network. */
     if (cid_parse(name, len, &c) < 0)
         return -ENOENT;
-    uint64_t key = inode_key_root(&c);
+    uint64_t key = inode_key_root(name, len);
     struct inode *ino = inode_find_ref(r->inodes, key, &c);
     if (ino) {
         *out = ino;
@@ -41,7 +41,7 @@ int resolve_child(struct resolver *r, const struct inode *dir, const char *name,
         return -ENOTDIR;
     if (!node_name_ok(name, len))
         return -ENOENT;
-    uint64_t key = inode_key_child(&dir->cid, name, len);
+    uint64_t key = inode_key_child(dir->key, name, len);
     const struct dirlist *l;
     struct cid c;
     struct node_stat st = {.kind = NODE_UNKNOWN};

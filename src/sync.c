@@ -101,7 +101,8 @@ struct sync {
     bool pushed_valid;        /* pushed_seq was set by a round of this process (the store's
                                * sequence numbers start again at 0 in each process) */
     uint64_t attempts;        /* finished rounds (each success or failure adds one) */
-    uint64_t failures_at;     /* value of attempts after the last failed round */
+    uint64_t begun;           /* rounds begun */
+    uint64_t failed_round;    /* the begun number of the last round that failed (0: none) */
     char error[1024];         /* why the last round failed ("" after a success) */
     uint64_t pushes, blocks_sent, bytes_sent, adopted, merged, conflicts, failed;
     uint64_t other_node; /* rounds that found another node (a new repo) at the address */
@@ -147,6 +148,21 @@ static int load_state(struct sync *s)
             id[strcspn(id, "\n")] = 0;
             snprintf(s->node_id, sizeof s->node_id, "%s", id);
         }
+        /* The --mfs-root synced with (a fourth line, since 0.1.0 too): the state of one
+         * folder on the node says nothing of another. A mount with another --mfs-root merges
+         * the names with it as on a first mount (nothing is removed, neither here nor there),
+         * not as if every name the new folder lacks had been removed on the node. */
+        char root[PATH_MAX];
+        if (rc == 0 && fgets(root, sizeof root, f)) {
+            root[strcspn(root, "\n")] = 0;
+            if (root[0] && strcmp(root, s->mfs_root) != 0) {
+                log_warn("%s was recorded with --mfs-root=%s, this mount's is %s: the names "
+                         "here are merged with the node's %s as on a first mount, nothing is "
+                         "removed", s->state_path, root, s->mfs_root, s->mfs_root);
+                s->have_state = false;
+                s->node_id[0] = '\0';
+            }
+        }
     }
     fclose(f);
     if (rc < 0)
@@ -164,10 +180,9 @@ static int save_state(struct sync *s, const struct cid *local, const struct cid 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    char line[2 * CID_STR_MAX + sizeof s->node_id + 4];
-    int n = snprintf(line, sizeof line, "%s\n%s\n%s%s", a, b, s->node_id,
-                     s->node_id[0] ? "\n" : "");
-    int rc = write(fd, line, (size_t)n) == n ? 0 : -EIO;
+    char line[2 * CID_STR_MAX + sizeof s->node_id + PATH_MAX + 4];
+    int n = snprintf(line, sizeof line, "%s\n%s\n%s\n%s\n", a, b, s->node_id, s->mfs_root);
+    int rc = n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) == n ? 0 : -EIO;
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
@@ -241,11 +256,18 @@ static const struct ent *ents_find(const struct ents *e, const char *name)
     return e->n ? bsearch(&key, e->v, e->n, sizeof *e->v, ent_cmp) : NULL;
 }
 
+/* Whether c is the empty directory, in either CID version. */
+static bool is_empty_dir(const struct sync *s, const struct cid *c)
+{
+    return c->codec == s->empty_dir.codec && c->mh_len == s->empty_dir.mh_len &&
+           memcmp(c->mh, s->empty_dir.mh, c->mh_len) == 0;
+}
+
 /* List directory c from n (the store or the node). The empty directory needs no block. */
 static int list_dir_on(struct sync *s, struct node *n, const struct cid *c, struct ents *out)
 {
     memset(out, 0, sizeof *out);
-    if (!c || cid_equal(c, &s->empty_dir))
+    if (!c || is_empty_dir(s, c))
         return 0;
     int rc = n->ops->list(n, c, ents_add, out);
     if (rc < 0) {
@@ -1086,6 +1108,16 @@ static int remote_root(struct sync *s, struct cid *out, char *err, size_t errlen
         if (rc == 0)
             rc = s->up->ops->mfs_stat(s->up, s->mfs_root, &st, out);
         node_stat_clear(&st);
+        /* Made now: with the CID version of the store's names. Kubo makes a directory
+         * CIDv0 whatever the imports' version, and the names' root then had another CID on
+         * the node than user.ipfs.cid of the mount root (--cid-version=1; same content). */
+        struct cid local;
+        node_store_roots(s->store, &local, NULL, NULL);
+        if (rc == 0 && s->up->ops->mfs_chcid && local.mh_len && local.version != out->version &&
+            s->up->ops->mfs_chcid(s->up, s->mfs_root, (int)local.version) == 0) {
+            rc = s->up->ops->mfs_stat(s->up, s->mfs_root, &st, out);
+            node_stat_clear(&st);
+        }
     }
     if (rc == 0 && st.kind != NODE_DIR)
         rc = -ENOTDIR;
@@ -1398,9 +1430,11 @@ static int round_once(struct sync *s, char *err, size_t errlen)
             memcpy(s->node_id, id, sizeof id);
     }
     if (!have) {
-        /* First contact between this store and this MFS directory: base is empty. */
-        sl = s->empty_dir;
-        sr = s->empty_dir;
+        /* First contact between this store and this MFS directory: base is empty (in the
+         * version of either side's empty directory: --cid-version=1 makes CIDv1 ones, and
+         * those were a change of names to merge). */
+        sl = is_empty_dir(s, &current) ? current : s->empty_dir;
+        sr = is_empty_dir(s, &remote) ? remote : s->empty_dir;
     }
     if (!cid_equal(&remote, &sr)) {
         fmt(&remote, a, sizeof a);
@@ -1601,7 +1635,8 @@ static void pin_root(struct sync *s)
         size_t ntop = e.n <= CLUSTER_MAX_TOP ? e.n : 0;
         if (e.n > CLUSTER_MAX_TOP && !s->pinned_valid)
             log_info("%zu names at the top: past %d, only the root of the names is pinned "
-                     "(it covers them)", e.n, CLUSTER_MAX_TOP);
+                     "(it covers them), and the folders with factors of their own",
+                     e.n, CLUSTER_MAX_TOP);
         struct cluster_name *top = calloc(ntop + nr + 1, sizeof *top);
         size_t n = 0;
         if (!top) {
@@ -1615,7 +1650,9 @@ static void pin_root(struct sync *s)
                 for (size_t k = 0; k < ntop && !t; k++)
                     if (strcmp(top[k].name, rv[i].path) == 0)
                         t = &top[k];
-                if (!t && strchr(rv[i].path, '/')) {
+                /* (a top name too, when there are too many for each to have its own pin:
+                 * one with factors of its own keeps its pin) */
+                if (!t) {
                     char full[PATH_MAX];
                     struct cid c;
                     snprintf(full, sizeof full, "/%s", rv[i].path);
@@ -1919,6 +1956,9 @@ static void *sync_thread(void *arg)
         }
         next_poll = clock_mono_ms() + s->poll_ms;
         char err[1024] = "";
+        pthread_mutex_lock(&s->lock);
+        uint64_t round_no = ++s->begun;
+        pthread_mutex_unlock(&s->lock);
         int rc = round_once(s, err, sizeof err);
         pthread_mutex_lock(&s->lock);
         s->attempts++;
@@ -1928,7 +1968,7 @@ static void *sync_thread(void *arg)
             if (!failing || strcmp(err, s->error) != 0)
                 log_warn("sync to %s: %s (kept locally, retrying)", s->up->description, err);
             snprintf(s->error, sizeof s->error, "%s", err);
-            s->failures_at = s->attempts;
+            s->failed_round = round_no;
             s->failed++;
             prepush_forget(s->pre); /* the node may have lost what it confirmed */
             failing = true;
@@ -2090,20 +2130,26 @@ int sync_wait(struct sync *s)
     struct timespec ts;
     deadline_ts(s->timeout_ms, &ts);
     pthread_mutex_lock(&s->lock);
-    uint64_t start = s->attempts;
+    uint64_t start = s->begun;
     s->kicked = true;
     pthread_cond_broadcast(&s->cond);
-    /* Done when a round has confirmed our commit (or a later one). A round that fails after
-     * ours started, or a timeout with no progress, is EIO: the data stays queued and the log
-     * says why. While the push moves (the node takes the upload), the wait goes on: a file
+    /* Done when a round has confirmed our commit (or a later one). A round that began after
+     * this call (one that pushes our commit: a round under way when it came may fail for
+     * what it met before, a node gone for a while) and fails, or a timeout with no progress,
+     * is EIO: the data stays queued and the log says why. While the push moves (the node takes the upload), the wait goes on: a file
      * of gigabytes takes longer than --timeout to send to a healthy node. */
     while (!s->pushed_valid || s->pushed_seq < seq || !s->have_state) {
-        if (s->failures_at > start) {
+        if (s->failed_round > start) {
             rc = -EIO;
             break;
         }
         if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
             uint64_t moved = atomic_load(&s->moved_ms), now = clock_mono_ms();
+            /* The CAR's last blocks leave us long before they reach a node on a slow link:
+             * the upload moving is the push moving. */
+            uint64_t up = s->up->ops->upload_moved_ms ? s->up->ops->upload_moved_ms(s->up) : 0;
+            if (up > moved)
+                moved = up;
             if (moved > t0 && now - moved < s->timeout_ms) {
                 deadline_ts(moved + s->timeout_ms - now, &ts);
                 continue;

@@ -635,6 +635,9 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         keep_theirs_locked(h, path);
     if (rc == 0)
         rc = writer_link(h->node, cid, path, exists, meta);
+    uint64_t lseq = rc == 0 ? atomic_fetch_add(&links_made, 1) + 1 : 0;
+    if (rc == 0 && namer && namer->linked)
+        namer->linked(namer->ud, path, cid, h->size, lseq);
     if (rc == 0)
         know_linked_locked(h, path);
     if (s)
@@ -644,7 +647,7 @@ int writer_flush(struct whandle *h, const struct writer_config *cfg, const char 
         *size = h->size;
         *changed = true;
         if (seq)
-            *seq = atomic_fetch_add(&links_made, 1) + 1;
+            *seq = lseq;
     } else {
         char safe[256];
         poison(h, rc);

@@ -113,6 +113,15 @@ struct writer_namer {
     int (*lock)(void *ud, char *path, size_t len);
     void *ud;
     char *path; /* PATH_MAX bytes: where lock writes it */
+    /* Optional: called once the content (cid, size bytes; seq: as writer_flush's) is linked
+     * at path, before the spool notes the name's CID as its own, under the spool's lock: no
+     * other write or flush of the spool comes in between. So a change of the name's metadata
+     * made here (chmod, touch) is this mount's, not another's for the next flush to keep
+     * beside it as a conflict; and the caller's record of the name's size is set before a
+     * later write's (set after it, the older size could replace the later one, and an append
+     * of another handle then be placed at that stale end, over a line). */
+    void (*linked)(void *ud, const char *path, const struct cid *cid, uint64_t size,
+                   uint64_t seq);
 };
 
 /* If dirty: add the spool and link it at path (replacing what is there when exists), with

@@ -166,6 +166,9 @@ check "user.ipfs.pins of a name deep in the tree: $pins" grep -q '^pinned: ' <<<
 # Computed, it is read by name and not listed (cp -a and rsync -X would copy it stale).
 check "user.ipfs.pins is not listed (computed: read by name)" \
     bash -c "! getfattr --absolute-names -d -m - '$M1/big' | grep -q user.ipfs.pins"
+check "setfattr -x user.ipfs.pins succeeds (computed, as user.ipfs.cid: nothing to remove)" \
+    setfattr -x user.ipfs.pins "$M1/big"
+check "... and it still reads" grep -q '^pinned: ' <<<"$(pins_of "$M1/big")"
 check "the mount's stats count the cluster's pins" \
     bash -c "getfattr --absolute-names --only-values -n user.ipfsfs.stats '$M1' | grep -q '^cluster_pins [1-9]'"
 
@@ -228,6 +231,32 @@ done
 check_eq "... and fsync works again" "$got" OK
 rm -rf "$M1/r4"
 fsync_errno "$M1" >/dev/null
+
+# ---- a second mount with the same folder -------------------------------------------------------
+# The cluster keeps one pin per CID. Another mount (peer 2, its own --mfs-root) copying the same
+# tree in must not rename the tree's pin as its own, nor unpin it when it removes its copy.
+M5=$WORK/m5
+if mount_ipfsfs "$M5" --api="$PROXY_API_2" --cluster="$REST_API_2" --store="$WORK/store5" \
+    --mfs-root=/other --timeout=$T --log-level=info; then
+    check "a second mount copies the same tree in" cp -r "$SRC/tree" "$M5/shared"
+    check_eq "... fsync" "$(fsync_errno "$M5/shared")" OK
+    for _ in $(seq 1 60); do # the pin round runs after the push
+        grep -q "is pinned through the cluster already" "${MOUNT_LOG[$M5]}" && break
+        sleep 0.5
+    done
+    check "... its pin round finds the tree pinned already, and leaves it so" \
+        grep -q "is pinned through the cluster already" "${MOUNT_LOG[$M5]}"
+    check_eq "... the tree's pin keeps the first mount's name" \
+        "$(ctl 1 pin ls "$want_tree" | grep -c ':/tree |')" 1
+    rm -rf "$M5/shared"
+    check_eq "... the second mount removes its copy (fsync)" "$(fsync_errno "$M5")" OK
+    sleep 3 # its unpin round, had it one
+    check_eq "... and the tree stays pinned, with the first mount's name" \
+        "$(ctl 1 pin ls "$want_tree" | grep -c ':/tree |')" 1
+    check_unmount "the second mount unmounts cleanly" "$M5"
+else
+    not_ok "a second mount, on peer 2's proxy"
+fi
 
 # ---- peer 1's Kubo dies -----------------------------------------------------------------------
 

@@ -63,6 +63,18 @@ printf 'percent\n' >"$TREE/100% + plus&amp=eq.txt"
 cp "$DATA/c262145" "$TREE/bin/multi-chunk"
 gen_file "$TREE/bin/two-mib" $((2 * 1024 * 1024)) 5
 
+# Three copies of one folder (same CID) at three paths, two under parents of the same CID.
+TWINS=$DATA/twins
+mkdir -p "$TWINS/d1/sub" "$TWINS/d2/sub" "$TWINS/x/d1/sub"
+for d in d1 d2 x/d1; do printf 'same\n' >"$TWINS/$d/sub/f"; done
+
+# Names that are not UTF-8 (Kubo's JSON listing turns both into "caf\uFFFD").
+LATIN1=$DATA/latin1
+mkdir -p "$LATIN1"
+printf 'e9\n' >"$LATIN1/$(printf 'caf\xe9')"
+printf 'e8\n' >"$LATIN1/$(printf 'caf\xe8')"
+printf 'plain\n' >"$LATIN1/plain"
+
 MANY=$DATA/many
 mkdir -p "$MANY"
 for i in $(seq -w 1 3000); do
@@ -78,6 +90,8 @@ done
 TREE_V0=$(add_dir "$TREE" "" "$WORK/tree-v0") || add_failed=1
 TREE_V1=$(add_dir "$TREE" "cid-version=1" "$WORK/tree-v1") || add_failed=1
 MANY_FLAT=$(add_dir "$MANY" "") || add_failed=1
+TWINS_V1=$(add_dir "$TWINS" "cid-version=1") || add_failed=1
+LATIN1_CID=$(kubo add -Q -r "$LATIN1") || add_failed=1
 MANY_HAMT=$(add_dir "$MANY" "max-directory-links=1000") || add_failed=1
 MANY_HAMT_V1=$(add_dir "$MANY" "max-directory-links=1000&cid-version=1") || add_failed=1
 if [ "$add_failed" -ne 0 ]; then
@@ -87,7 +101,7 @@ fi
 ok "content is added through the node's RPC (${#FILES[@]} files twice, 2 trees, 3 big dirs)"
 if backend_is_store; then
     if store_import "${V0[@]}" "${V1[@]}" "$TREE_V0" "$TREE_V1" "$MANY_FLAT" "$MANY_HAMT" \
-        "$MANY_HAMT_V1"; then
+        "$MANY_HAMT_V1" "$TWINS_V1" "$LATIN1_CID"; then
         nblocks=$(find "$STORE_DIR/blocks" -name '*.data' | wc -l)
         ok "the node's DAGs are copied into the store ($nblocks blocks)"
     else
@@ -152,6 +166,9 @@ forms() {
         cid_as "$c" base32
         cid_as "$c" base36
         cid_as "$c" base16
+        # Kubo reads base32 in either case (and base36, base16): every third letter upper
+        cid_as "$c" base32 | python3 -c 'import sys; s = sys.stdin.read().strip()
+print(s[0] + "".join(ch.upper() if i % 3 == 0 else ch for i, ch in enumerate(s[1:])))'
     fi
 }
 
@@ -295,10 +312,41 @@ done
 check_eq "stat -c %i twice gives the same inode" \
     "$(stat -c %i "$MNT/$TREE_V0/deep/l1/mid.txt")" "$(stat -c %i "$MNT/$TREE_V0/deep/l1/mid.txt")"
 
+# One directory inode has one path in the kernel: copies of a folder (one CID) at several
+# paths, and one CID spelled two ways, must be distinct inodes, or a lookup of one moves the
+# other's dentry and a program's working directory with it.
+T32=$(cid_as "$TWINS_V1" base32)
+T36=$(cid_as "$TWINS_V1" base36)
+check "copies of a folder at three paths are three inodes" inodes_unique "$MNT/$T32"
+check_eq "a working directory stays where it is when a copy elsewhere is looked up" \
+    "$(cd "$MNT/$T32/d1/sub" && stat "$MNT/$T32/x/d1/sub" >/dev/null && /bin/pwd &&
+        cd ../.. && ls | tr '\n' ' ')" "$MNT/$T32/d1/sub
+d1 d2 x "
+check_eq "names that are not UTF-8: listed as their bytes" \
+    "$(ls "$MNT/$LATIN1_CID" | od -An -c | tr -s ' \n' ' ')" \
+    "$(ls "$LATIN1" | od -An -c | tr -s ' \n' ' ')"
+check_eq "names that are not UTF-8: each reads its own content" \
+    "$(cat "$MNT/$LATIN1_CID/$(printf 'caf\xe9')" "$MNT/$LATIN1_CID/$(printf 'caf\xe8')")" \
+    "e9
+e8"
+check_eq "... and when the same CID is looked up in another spelling" \
+    "$(cd "$MNT/$T32/d2" && stat "$MNT/$T36/d2" >/dev/null && /bin/pwd)" "$MNT/$T32/d2"
+
 # ---- a few thousand entries: flat and HAMT-sharded ---------------------------------------------
 
 many_names() { ls -A "$MANY" | LC_ALL=C sort; }
 WANT_NAMES=$(many_names)
+# A name in a HAMT comes from the shards on its path, not from a listing of the directory (a
+# Wikipedia mirror's directory holds millions of names).
+stat_of() {
+    getfattr --absolute-names --only-values -n user.ipfsfs.stats "$MNT" 2>/dev/null |
+        awk -v k="$1" '$1 == k { print $2 }'
+}
+m0=$(stat_of dircache_misses)
+got=$(cat "$MNT/$MANY_HAMT_V1/f0042.txt" "$MNT/$MANY_HAMT_V1/f2999.txt" 2>&1)
+check_eq "two names read in a HAMT nobody listed yet" "$got" "$(cat "$MANY/f0042.txt" "$MANY/f2999.txt")"
+check_eq "... and the directory was not listed for them" "$(($(stat_of dircache_misses) - m0))" 0
+check_errno "... a name it lacks: ENOENT" ENOENT stat "$MNT/$MANY_HAMT_V1/f3001.txt"
 for cid in "$MANY_FLAT" "$MANY_HAMT" "$MANY_HAMT_V1"; do
     case $cid in
         "$MANY_FLAT") what="3000 entries, flat" ;;

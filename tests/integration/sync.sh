@@ -438,6 +438,27 @@ else
 fi
 check_unmount "unmount (new repo)" "$MNT"
 
+# ---- the same store with another --mfs-root: merged there as on a first mount ---------------
+# DIR/synced records the folder it was synced with. Under another --mfs-root the state of the
+# old folder says nothing: the names are merged with the new one (nothing removed, here or
+# there), not taken as removed on the node because the new folder lacks them.
+kubo files mkdir -p /elsewhere >/dev/null 2>&1
+kubo files write --create /elsewhere/there.txt <<<"only in /elsewhere" >/dev/null
+if mount_ipfsfs "$MNT" "${ARGS[@]}" --mfs-root=/elsewhere; then
+    check "another --mfs-root: the store's names are all still here" \
+        diff -r "$TREE/d0" "$MNT/tree/d0"
+    check "... and the folder's own name shows" wait_for 20 test -f "$MNT/there.txt"
+    check "... fsync MNT: they reach that folder" fsync_path "$MNT"
+    check_eq "... the tree is there on the node" "$(node_hash /elsewhere/tree)" \
+        "$(cid_of "$MNT/tree")"
+    check_eq "... and the folder's own file stays" \
+        "$(kubo files read /elsewhere/there.txt 2>&1)" "only in /elsewhere"
+    check "... the log says why" grep -q "was recorded with --mfs-root=/," "${MOUNT_LOG[$MNT]}"
+else
+    not_ok "mount the same store with another --mfs-root" "$(tail -n 5 "${MOUNT_LOG[$MNT]}")"
+fi
+check_unmount "unmount (another --mfs-root)" "$MNT"
+
 # ---- a mount right after an unmount whose last changes still go to the node -----------------
 # The old process holds the store while it sends (up to --unmount-wait): the new mount waits
 # for it (and says so) instead of refusing.
@@ -595,6 +616,21 @@ else
 fi
 kubo config profile apply unixfs-v0-2015 >/dev/null
 kubo config --json Import.CidVersion null >/dev/null
+# --cid-version=1 over a node that makes CIDv0 directories: the --mfs-root directory it makes
+# has the mount root's CID (it was CIDv0 there: the same content, another CID).
+if mount_ipfsfs "$WORK/mnt6" --api="$NODE_API" --store="$WORK/v1rstore" --mfs-root=/v1r \
+    --cid-version=1; then
+    mkdir "$WORK/mnt6/d" && echo v1r >"$WORK/mnt6/d/f" && sync "$WORK/mnt6/d/f"
+    root=$(cid_of "$WORK/mnt6")
+    check_eq "--cid-version=1: the node's /v1r has the mount root's CID (a CIDv1: $root)" \
+        "$(node_hash /v1r)" "$root"
+    check_eq "... and a first mount merged nothing (the empty directory in either version)" \
+        "$(getfattr --absolute-names --only-values -n user.ipfsfs.stats "$WORK/mnt6" |
+            sed -n 's/^sync_merged //p')" 0
+    check_unmount "unmount (--cid-version=1, /v1r)" "$WORK/mnt6"
+else
+    not_ok "mount with --cid-version=1 and --mfs-root=/v1r"
+fi
 mkdir -p "$WORK/refused"
 kubo config Import.HashFunction blake3 >/dev/null
 check_fails_with "a node whose Import.HashFunction is blake3: the mount is refused, saying why" \
@@ -680,20 +716,30 @@ check_unmount "unmount --write-through" "$WORK/mnt3"
 # gets through within --timeout: fsync fails, within a few timeouts.
 PMODE=$WORK/upproxy.mode
 echo pass >"$PMODE"
-start_slowproxy upproxy "127.0.0.1:$NODE_PORT" 300
+# (a small receive buffer: the upload's last MiB wait in ipfsfs's own send queue, as before a
+# slow link, not in the proxy's)
+start_slowproxy upproxy "127.0.0.1:$NODE_PORT" 300 --rcvbuf 65536
 PARGS=(--api="/ip4/127.0.0.1/tcp/$SLOWPROXY_PORT/http" --store="$WORK/pstore" --timeout=2
     --sync-ahead=off --mfs-root=/slowup --unmount-wait=2)
 mkdir -p "$WORK/mnt4"
-if mount_ipfsfs "$WORK/mnt4" "${PARGS[@]}"; then
-    echo "upload 8000000 dag/import" >"$PMODE"
-    gen_file "$WORK/src/up48" $((48 << 20)) 48
-    cp "$WORK/src/up48" "$WORK/mnt4/up48"
+# slow_push DESC BPS MIB: a file of MIB MiB copied in while the node takes BPS bytes a second;
+# its fsync succeeds, and the node has it.
+slow_push() {
+    local name=up$3 t0
+    echo "upload $2 dag/import" >"$PMODE"
+    gen_file "$WORK/src/$name" $(($3 << 20)) "$3"
+    cp "$WORK/src/$name" "$WORK/mnt4/$name"
     t0=$(date +%s.%N)
-    check "a slow but steady node (8 MB/s): fsync of 48 MiB succeeds past --timeout=2" \
-        fsync_path "$WORK/mnt4/up48"
+    check "$1: fsync of $3 MiB succeeds past --timeout=2" fsync_path "$WORK/mnt4/$name"
     diag "it took $(elapsed "$t0") s"
-    check_eq "... and the node has the file" "$(node_hash /slowup/up48)" \
-        "$(cid_of "$WORK/mnt4/up48")"
+    check_eq "... and the node has the file" "$(node_hash "/slowup/$name")" \
+        "$(cid_of "$WORK/mnt4/$name")"
+}
+if mount_ipfsfs "$WORK/mnt4" "${PARGS[@]}"; then
+    slow_push "a slow but steady node (8 MB/s)" 8000000 48
+    # At 1 MB/s the last 4 MiB or so leave ipfsfs's send queue over about 4 s after the CAR's
+    # last block went into it, twice --timeout: bytes the node takes from it are progress.
+    slow_push "a slow but steady link (1 MB/s)" 1000000 8
     echo "upload 20000 dag/import" >"$PMODE"
     gen_file "$WORK/src/up4" $((4 << 20)) 4
     cp "$WORK/src/up4" "$WORK/mnt4/up4"

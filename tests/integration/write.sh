@@ -555,6 +555,47 @@ done
 wait "${app_pids[@]}"
 check_eq "two shell loops appending 200 lines each at once: 400 lines" \
     "$(wc -l <"$MNT/shared")" 400
+# Six programs opening, appending a line and closing, again and again, to a file touch made (a
+# stored time, which each append moves), while others make and rename files beside it: every
+# line once, and no conflict copy. The time a close set after its link made the next close
+# of the shared spool keep the name as "changed elsewhere" (a conflict copy a few times a
+# run); and a close noted its older size on the name after another handle's append, so the
+# kernel put the next append at that end, over a line (once in ~10 runs).
+# Over a node (--write-through) each close is a few round trips, and no renames: Kubo's MFS
+# races on moves in one directory (see REPLACE_TODO below).
+N_APP=300 N_REN=2
+[ "$IPFSFS_BACKEND" = rpc ] && N_APP=40 N_REN=0
+rm -f "$MNT/shared" && touch "$MNT/shared" && mkdir -p "$MNT/appdir"
+check_eq "six programs appending $N_APP lines each, $N_REN renaming beside: every line once" \
+    "$(python3 -c '
+import os, sys
+p, d, n, r = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def appender(k):
+    for i in range(n):
+        with open(p, "a") as f:
+            f.write("%d %d\n" % (k, i))
+def renamer(k):
+    for i in range(n):
+        q = "%s/r%d_%d" % (d, k, i)
+        with open(q + ".tmp", "w") as f:
+            f.write("x" * (i % 50))
+        os.rename(q + ".tmp", q)
+pids = []
+for k in range(6 + r):
+    pid = os.fork()
+    if pid == 0:
+        (appender if k < 6 else renamer)(k)
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+lines = open(p).read().splitlines()
+want = sorted("%d %d" % (k, i) for k in range(6) for i in range(n))
+print("ok" if sorted(lines) == want else "%d lines of %d" % (len(lines), len(want)))' \
+        "$MNT/shared" "$MNT/appdir" "$N_APP" "$N_REN" 2>&1)" ok
+check_eq "... and no conflict copy beside it" \
+    "$(find "$MNT" -maxdepth 1 -name 'shared.conflict*' | wc -l)" 0
+rm -rf "$MNT/appdir" "$MNT"/shared.conflict*
 check_eq "truncate(2) by path while a handle writes: its close keeps the truncation" \
     "$(python3 -c '
 import os, sys
@@ -740,6 +781,17 @@ for _ in 1 2 3 4 5; do
     rm -rf "$MNT/race" "$MNT/replace" 2>/dev/null && break
     sleep 1
 done
+# It can also leave the name in Kubo's MFS after the mount removed it (CI's rehearsal: the
+# listing below showed "replace"): the node removes what is left there. The checks below are
+# about the names this test made on purpose.
+if [ "$IPFSFS_BACKEND" = rpc ]; then
+    for n in race replace; do
+        if rpc files/stat "arg=/$n" -f >/dev/null 2>&1; then
+            diag "Kubo's MFS still holds /$n after the race: removed on the node"
+            rpc files/rm "arg=/$n&recursive=true&force=true" -f >/dev/null 2>&1
+        fi
+    done
+fi
 
 # ---- visible through the RPC (rpc), in the store's files (store) -----------------------------
 
@@ -844,6 +896,23 @@ snapshot() {
 }
 # The mount root has a CID too (the --mfs-root directory's): every name at once.
 ROOT_CID=$(cid_of "$MNT")
+# A directory shows when its names changed: not when a stat first saw its new CID (the time of
+# that stat, later than files made after the change: find -newer listed it, and make would),
+# nor when content below it changed.
+mkdir "$MNT/dtn" && echo x >"$MNT/dtn/f" && mkdir -p "$MNT/dtn/s/t"
+sleep 1.1
+echo ref >"$MNT/dtn-ref"
+newer() { find "$MNT/dtn" "$MNT/dtn/s" -maxdepth 0 -newer "$MNT/dtn-ref"; }
+check_eq "a directory changed before a file was made is not newer than it (find -newer)" \
+    "$(newer)" ""
+echo y >"$MNT/dtn/f" && echo z >"$MNT/dtn/s/t/u"
+check_eq "... nor after content below it changed" "$(newer)" ""
+touch "$MNT/dtn/f" && chmod 600 "$MNT/dtn/f" && truncate -s 1 "$MNT/dtn/s/t/u"
+check_eq "... nor after touch, chmod and truncate of names in it (make's stamp files)" \
+    "$(newer)" ""
+echo g >"$MNT/dtn/g"
+check_eq "... a new name in it moves it, and only it" "$(newer)" "$MNT/dtn"
+rm -rf "$MNT/dtn" "$MNT/dtn-ref"
 check "the mount root has a user.ipfs.cid (${ROOT_CID:-none})" test -n "$ROOT_CID"
 check "... and MNT/<it> lists the root's names" \
     diff <(ls -A "$MNT" | LC_ALL=C sort) <(ls -A "$MNT/$ROOT_CID" | LC_ALL=C sort)

@@ -296,15 +296,16 @@ static void test_name_flood(void)
 static void test_inode_keys(void)
 {
     struct cid a = unit_cid(1), b = unit_cid(2);
-    CHECK(inode_key_root(&a) == inode_key_root(&a));
-    CHECK(inode_key_root(&a) != inode_key_root(&b));
-    CHECK(inode_key_child(&a, "x", 1) != inode_key_child(&a, "y", 1));
-    CHECK(inode_key_child(&a, "x", 1) != inode_key_child(&b, "x", 1));
-    CHECK(inode_key_child(&a, "x", 1) > 1);
+    CHECK(inode_key_root("a", 1) == inode_key_root("a", 1));
+    CHECK(inode_key_root("a", 1) != inode_key_root("b", 1));
+    CHECK(inode_key_child(7, "x", 1) != inode_key_child(7, "y", 1));
+    /* The same name under two parents (two copies of one folder): two inodes. */
+    CHECK(inode_key_child(7, "x", 1) != inode_key_child(8, "x", 1));
+    CHECK(inode_key_child(7, "x", 1) > 1);
     struct inode_table *t;
     CHECK_EQ_INT(inode_table_new(&t), 0);
     struct node_stat st = {.kind = NODE_FILE, .size = 5};
-    uint64_t k = inode_key_root(&a);
+    uint64_t k = inode_key_root("a", 1);
     struct inode *i1 = inode_insert_ref(t, k, &a, &st);
     struct inode *i2 = inode_find_ref(t, k, &a);
     CHECK(i1 == i2);
