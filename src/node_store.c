@@ -5205,7 +5205,8 @@ int node_store_new(const char *dir, const struct node_store_config *cfg, struct 
     ns->block_est = cfg && cfg->hamt_block_est;
     rc = import_opts_from(&ns->add_defaults, &ns->defaults);
     if (rc < 0) {
-        snprintf(err, errlen, "unsupported import settings for the store (chunker %s)",
+        snprintf(err, errlen, "the store imports with size-BYTES chunkers only, not %s (with a "
+                 "node, --write-through lets the node import)",
                  ns->add_defaults.chunker ? ns->add_defaults.chunker : "default");
         goto fail;
     }

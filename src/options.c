@@ -366,6 +366,35 @@ static int parse_size_opt(const char *name, const char *val, size_t def, size_t 
     return 0;
 }
 
+/* An absolute MFS path in place, cleaned as Kubo cleans it (Go's path.Clean): "//dd/",
+ * "/dd/." and "/dd/../dd" are "/dd". The default store's name, and so the refusal of a
+ * second mount of one folder, follow the spelling: one folder, one spelling. */
+static void clean_mfs_path(char *p)
+{
+    size_t w = 1; /* p[0] is '/' */
+    const char *r = p + 1;
+    while (*r) {
+        size_t n = strcspn(r, "/");
+        if (n == 0 || (n == 1 && r[0] == '.')) {
+            /* an empty or "." component: skipped */
+        } else if (n == 2 && r[0] == '.' && r[1] == '.') {
+            while (w > 1 && p[w - 1] != '/')
+                w--;
+            if (w > 1)
+                w--; /* the '/' before the component dropped */
+        } else {
+            if (w > 1)
+                p[w++] = '/';
+            memmove(p + w, r, n);
+            w += n;
+        }
+        r += n;
+        if (*r == '/')
+            r++;
+    }
+    p[w] = '\0';
+}
+
 int options_parse(struct fuse_args *args, struct options *o)
 {
     memset(o, 0, sizeof *o);
@@ -487,6 +516,7 @@ int options_parse(struct fuse_args *args, struct options *o)
         fprintf(stderr, "ipfsfs: --mfs-root must be an absolute MFS path such as /photos\n");
         return -1;
     }
+    clean_mfs_path(o->mfs_root);
     o->spool_dir_from = "--spool-dir";
     if (!o->spool_dir) {
         const char *t = getenv("TMPDIR");

@@ -338,6 +338,30 @@ if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ] && [ -z "${IPFSFS_NO_INTEGRATION:-}"
     else
         not_ok "ipfsfs mounts with -o allow_root and a live node"
     fi
+    # One MFS folder has one default store whatever its spelling: while /dd is mounted, a
+    # mount of /dd/, //dd or /dd/../dd is refused as a second mount of it (it ran beside the
+    # first, each with a store of its own).
+    if IPFSFS_BACKEND=local XDG_DATA_HOME=$WORK/xdg mount_ipfsfs "$WORK/m" --api="$NODE_API" \
+        --mfs-root=/dd; then
+        mkdir -p "$WORK/m2"
+        for spelled in /dd/ //dd /dd/../dd; do
+            out=$(XDG_DATA_HOME=$WORK/xdg timeout -k 2 30 "$IPFSFS_BIN" -f --api="$NODE_API" \
+                --mfs-root="$spelled" "$WORK/m2" 2>&1)
+            rc=$?
+            if [ "$rc" -eq 1 ] && grep -q 'is in use by another ipfsfs process' <<<"$out"; then
+                ok "--mfs-root=$spelled while /dd is mounted: refused, its store is in use"
+            else
+                not_ok "--mfs-root=$spelled while /dd is mounted: refused, its store is in use" \
+                    "exit status $rc" "output: $out"
+                mountpoint -q "$WORK/m2" && fusermount3 -u "$WORK/m2"
+            fi
+        done
+        check_eq "... and there is one store under XDG_DATA_HOME" \
+            "$(find "$WORK/xdg/ipfsfs" -mindepth 1 -maxdepth 1 | wc -l)" 1
+        check_unmount "... unmount (/dd)" "$WORK/m"
+    else
+        not_ok "ipfsfs mounts --mfs-root=/dd with the default store"
+    fi
 else
     ok "refusals with a live node, FUSE's options on real mounts # SKIP needs root, /dev/fuse and the test node"
 fi

@@ -331,5 +331,26 @@ int main(void)
         fuse_opt_free_args(&args2);
         unsetenv("TMPDIR");
     }
+    {
+        /* --mfs-root is cleaned as Kubo cleans MFS paths: one folder, one spelling (the
+         * default store's name, and so the refusal of a second mount, follow it). */
+        static const char *const roots[][2] = {
+            {"/dd", "/dd"},        {"/dd/", "/dd"},       {"//dd", "/dd"},
+            {"/dd/.", "/dd"},      {"/dd/../dd", "/dd"},  {"/", "/"},
+            {"//", "/"},           {"/..", "/"},          {"/a/b/../../c/", "/c"},
+            {"/a//b/./c", "/a/b/c"}, {"/a/..b/c..", "/a/..b/c.."}, {"/./.", "/"},
+        };
+        for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+            char opt[64];
+            snprintf(opt, sizeof opt, "--mfs-root=%s", roots[i][0]);
+            char *argv[] = {"ipfsfs", opt, "/mnt", NULL};
+            struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+            struct options o;
+            CHECK_EQ_INT(options_parse(&args, &o), 0);
+            CHECK_EQ_STR(o.mfs_root, roots[i][1]);
+            options_free(&o);
+            fuse_opt_free_args(&args);
+        }
+    }
     return unit_done("test_options");
 }
