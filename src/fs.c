@@ -221,7 +221,7 @@ int fs_start(struct fs *fs)
         .chunk_size = fs->cfg.chunk_size,
         .readahead_max = fs->cfg.readahead_bytes,
         .workers = fs->cfg.fetch_workers,
-        .timeout_ms = fs->cfg.timeout_ms,
+        .timeout_ms = fs->cfg.read_timeout_ms ? fs->cfg.read_timeout_ms : fs->cfg.timeout_ms,
     };
     if (fs->node->ops->start) {
         int rc = fs->node->ops->start(fs->node);

@@ -19,6 +19,10 @@ struct fs_config {
     size_t chunk_size;
     unsigned fetch_workers;
     unsigned timeout_ms;      /* --timeout: the longest a read waits for its bytes */
+    /* With a fallback (--api and --gateway), content the node cannot give within --timeout
+     * is asked of the gateways, within --timeout again: a read waits twice --timeout (0: as
+     * timeout_ms). */
+    unsigned read_timeout_ms;
     double immutable_timeout; /* entry/attr timeout for content under a CID (s) */
     double root_timeout;      /* for the mutable root */
     const char *mfs_root;     /* MFS directory shown as the mount root */

@@ -1095,6 +1095,7 @@ int main(int argc, char *argv[])
         .fetch_workers = 8,
         .immutable_timeout = 365.0 * 86400,
         .timeout_ms = o.timeout * 1000u,
+        .read_timeout_ms = gw && o.api ? 2 * o.timeout * 1000u : 0,
         .root_timeout = 1.0,
         .mfs_root = mfs_root,
         .names_follow_content = o.ipns,

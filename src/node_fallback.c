@@ -4,12 +4,21 @@
 #include "node_fallback.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
+
+/* Content the fallback served, by cid_hash: for FIRST_MS its reads ask the fallback first
+ * (the primary only if the fallback fails). A file read in pieces would otherwise wait out
+ * the primary's --timeout once per piece (a node that stalls on cat: 7 s for 700 KB at
+ * --timeout=3). Direct-mapped: a collision forgets an older file. */
+#define FIRST_SLOTS 64u
+#define FIRST_MS 30000u
 
 struct node_fallback {
     struct node base;
@@ -17,6 +26,12 @@ struct node_fallback {
     int (*extra_stats)(void *ud, char *buf, size_t len);
     void *ud;
     atomic_uint_fast64_t tries, saved; /* calls asked of the fallback; of those, answered */
+    atomic_uint_fast64_t first;        /* reads asked of the fallback first (first[]) */
+    /* lock guards first_at[] */
+    pthread_mutex_t lock;
+    struct {
+        uint64_t cid_hash, until_ms;
+    } first_at[FIRST_SLOTS];
     char description[512];
 };
 
@@ -43,6 +58,33 @@ static int settle(struct node_fallback *f, const struct cid *c, int rc, int rc2)
         return rc2;
     }
     return rc;
+}
+
+/* The fallback served c (or not, served false): ask it first for a while (or no longer). */
+static void note_served(struct node_fallback *f, const struct cid *c, bool served)
+{
+    uint64_t h = cid_hash(c);
+    pthread_mutex_lock(&f->lock);
+    if (served) {
+        f->first_at[h % FIRST_SLOTS].cid_hash = h;
+        f->first_at[h % FIRST_SLOTS].until_ms = clock_mono_ms() + FIRST_MS;
+    } else if (f->first_at[h % FIRST_SLOTS].cid_hash == h) {
+        f->first_at[h % FIRST_SLOTS].until_ms = 0;
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Whether c's reads go to the fallback first (it served c lately, the primary did not). */
+static bool ask_fallback_first(struct node_fallback *f, const struct cid *c)
+{
+    uint64_t h = cid_hash(c);
+    pthread_mutex_lock(&f->lock);
+    bool yes = f->first_at[h % FIRST_SLOTS].cid_hash == h &&
+               f->first_at[h % FIRST_SLOTS].until_ms > clock_mono_ms();
+    pthread_mutex_unlock(&f->lock);
+    if (yes)
+        atomic_fetch_add(&f->first, 1);
+    return yes;
 }
 
 static int fb_stat(struct node *n, const struct cid *c, struct node_stat *out)
@@ -83,6 +125,13 @@ static int fb_list(struct node *n, const struct cid *c, node_entry_fn fn, void *
 static ssize_t fb_read(struct node *n, const struct cid *c, uint64_t off, size_t len, char *buf)
 {
     struct node_fallback *f = to_fb(n);
+    if (ask_fallback_first(f, c)) {
+        ssize_t r = f->fallback->ops->read(f->fallback, c, off, len, buf);
+        if (r >= 0 || !falls_back((int)r))
+            return r;
+        note_served(f, c, false);
+        return f->primary->ops->read(f->primary, c, off, len, buf);
+    }
     ssize_t r = f->primary->ops->read(f->primary, c, off, len, buf);
     if (r >= 0 || !falls_back((int)r))
         return r;
@@ -90,6 +139,7 @@ static ssize_t fb_read(struct node *n, const struct cid *c, uint64_t off, size_t
     if (r2 < 0)
         return settle(f, c, (int)r, (int)r2);
     settle(f, c, (int)r, 0);
+    note_served(f, c, true);
     return r2;
 }
 
@@ -137,10 +187,23 @@ static int fb_read_stream(struct node *n, const struct cid *c, uint64_t off, uin
 {
     struct node_fallback *f = to_fb(n);
     struct stream_count sc = {.sink = sink, .ud = ud};
-    int rc = node_read_stream_any(f->primary, c, off, len, count_sink, &sc);
+    struct node *first = f->primary, *second = f->fallback;
+    bool swapped = ask_fallback_first(f, c);
+    if (swapped) {
+        first = f->fallback;
+        second = f->primary;
+    }
+    int rc = node_read_stream_any(first, c, off, len, count_sink, &sc);
     if (!falls_back(rc) || sc.bytes > 0)
         return rc;
-    return settle(f, c, rc, node_read_stream_any(f->fallback, c, off, len, sink, ud));
+    if (swapped) {
+        note_served(f, c, false);
+        return node_read_stream_any(second, c, off, len, sink, ud);
+    }
+    rc = settle(f, c, rc, node_read_stream_any(second, c, off, len, sink, ud));
+    if (rc >= 0)
+        note_served(f, c, true);
+    return rc;
 }
 
 static int fb_get_block(struct node *n, const struct cid *c, uint8_t **data, size_t *len)
@@ -290,10 +353,12 @@ static int fb_stats(struct node *n, char *buf, size_t len)
     buf[0] = '\0';
     if (f->primary->ops->stats)
         advance(&off, len, f->primary->ops->stats(f->primary, buf + off, len - off));
-    char line[128];
-    int k = snprintf(line, sizeof line, "fallback_calls %llu\nfallback_served %llu\n",
+    char line[160];
+    int k = snprintf(line, sizeof line,
+                     "fallback_calls %llu\nfallback_served %llu\nfallback_first %llu\n",
                      (unsigned long long)atomic_load(&f->tries),
-                     (unsigned long long)atomic_load(&f->saved));
+                     (unsigned long long)atomic_load(&f->saved),
+                     (unsigned long long)atomic_load(&f->first));
     if (k > 0 && off + 1 < len) {
         size_t room = len - off - 1, w = (size_t)k < room ? (size_t)k : room;
         memcpy(buf + off, line, w);
@@ -310,6 +375,7 @@ static void fb_destroy(struct node *n)
     struct node_fallback *f = to_fb(n);
     node_destroy(f->primary);
     node_destroy(f->fallback);
+    pthread_mutex_destroy(&f->lock);
     free(f);
 }
 
@@ -362,6 +428,8 @@ int node_fallback_new(struct node *primary, struct node *fallback,
     f->ud = ud;
     atomic_init(&f->tries, 0);
     atomic_init(&f->saved, 0);
+    atomic_init(&f->first, 0);
+    pthread_mutex_init(&f->lock, NULL);
     snprintf(f->description, sizeof f->description, "%s, then %s", primary->description,
              fallback->description);
     f->base.description = f->description;

@@ -6,7 +6,9 @@
  * found in time, or an offline node that lacks it), EIO (the node is down or answered garbage)
  * or EAGAIN (too many waits on the node) is asked again of the fallback, with its own timeout;
  * when the fallback fails too, the primary's error stands. A streamed read falls back only if
- * the primary gave no byte. Calls on names (MFS), adds and pushes never fall back.
+ * the primary gave no byte. Content the fallback served is read from the fallback first for
+ * 30 s (the primary only if the fallback fails): a file read piece by piece must not wait out
+ * the primary's timeout once per piece. Calls on names (MFS), adds and pushes never fall back.
  */
 #ifndef IPFSFS_NODE_FALLBACK_H
 #define IPFSFS_NODE_FALLBACK_H

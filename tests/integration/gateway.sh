@@ -613,6 +613,32 @@ else
 fi
 NODE_API=$FIRST_API NODE_PID=$FIRST_PID NODE_REPO=$FIRST_REPO NODE_URL=$FIRST_URL
 
+# A node that has the content but stalls on cat (its other calls answer): each read falls back
+# to the gateway within twice --timeout, and the next pieces of the file go to the gateway
+# first, not through another --timeout each (the read failed after one --timeout: the
+# gateway's answer came after the read had given up; then 7 s for 700 KB at --timeout=3).
+head -c 700000 /dev/urandom >"$DATA/catstall"
+CATSTALL=$(kubo add -Q "$DATA/catstall")
+start_slowproxy catproxy "127.0.0.1:$(sed -E 's|.*/tcp/([0-9]+).*|\1|' <<<"$NODE_API")" 300
+M=$WORK/mnt-catstall
+if mount_ipfsfs "$M" --api="/ip4/127.0.0.1/tcp/$SLOWPROXY_PORT/http" --gateway="$GW1" \
+    --store="$WORK/store-catstall" --timeout=$T; then
+    echo "stall 0 /api/v0/cat" >"$WORK/catproxy.mode"
+    t0=$(date +%s.%N)
+    check "a node that stalls on cat: the file reads whole through the gateway" \
+        timeout -k 2 $((4 * T + 10)) cmp "$DATA/catstall" "$M/$CATSTALL"
+    secs=$(echo "$(date +%s.%N) - $t0" | bc)
+    check "... within twice --timeout (${secs} s)" \
+        test "$(echo "$secs < 2 * $T + 2" | bc)" = 1
+    check "... the later pieces asked the gateway first" \
+        bash -c "getfattr --absolute-names --only-values -n user.ipfsfs.stats '$M' |
+            awk '\$1 == \"fallback_first\" && \$2 > 0 { f = 1 } END { exit !f }'"
+    echo "pass" >"$WORK/catproxy.mode"
+    check_unmount "unmount (cat stalls)" "$M"
+else
+    not_ok "ipfsfs mounts through the proxy (cat stalls)"
+fi
+
 # ---- a bounded store: --store-size ----------------------------------------------------------
 
 # Fetched blocks are a cache: past --store-size the least recently used go (never the names').

@@ -164,6 +164,23 @@ int main(void)
     char buf[16];
     CHECK_EQ_INT(n->ops->read(n, &c, 0, sizeof buf, buf), sizeof buf);
     CHECK_EQ_INT(buf[0], 'g');
+    /* Content the fallback served is read from it first for a while: the primary is not
+     * asked (a file read in pieces would wait out its timeout once per piece)... */
+    int pc = p.calls;
+    CHECK_EQ_INT(n->ops->read(n, &c, 16, sizeof buf, buf), sizeof buf);
+    CHECK_EQ_INT(buf[0], 'g');
+    CHECK_EQ_INT(p.calls, pc);
+    /* ... until the fallback fails: then the primary answers, and is asked first again. */
+    g.rc = -EIO;
+    p.rc = 0;
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, sizeof buf, buf), sizeof buf);
+    CHECK_EQ_INT(buf[0], 'p');
+    g.rc = 0;
+    int gcalls = g.calls;
+    CHECK_EQ_INT(n->ops->read(n, &c, 0, sizeof buf, buf), sizeof buf);
+    CHECK_EQ_INT(buf[0], 'p');
+    CHECK_EQ_INT(g.calls, gcalls);
+    p.rc = -ETIMEDOUT;
 
     /* A listing falls back only if the primary gave no entry. */
     int entries = 0;
@@ -178,15 +195,22 @@ int main(void)
     CHECK_EQ_INT(entries, 2);
     CHECK_EQ_INT(g.calls, gc);
 
-    /* A stream likewise: no byte from the primary, the fallback streams; some, no fallback. */
+    /* A stream likewise: no byte from the primary, the fallback streams; some, no fallback
+     * (other content each time: c2 is then read from the fallback first). */
+    struct cid c2 = {.mh_len = 1, .mh = {2}}, c3 = {.mh_len = 1, .mh = {3}};
     p.partial = 0;
     got_bytes = 0;
-    CHECK_EQ_INT(n->ops->read_stream(n, &c, 0, 10, sink, NULL), 0);
+    CHECK_EQ_INT(n->ops->read_stream(n, &c2, 0, 10, sink, NULL), 0);
     CHECK_EQ_INT(got_bytes, 10);
     CHECK_EQ_INT(got_tag, 'g');
+    pc = p.calls;
+    got_bytes = 0;
+    CHECK_EQ_INT(n->ops->read_stream(n, &c2, 10, 10, sink, NULL), 0);
+    CHECK_EQ_INT(got_tag, 'g');
+    CHECK_EQ_INT(p.calls, pc);
     p.partial = 5;
     got_bytes = 0;
-    CHECK_EQ_INT(n->ops->read_stream(n, &c, 0, 10, sink, NULL), -ETIMEDOUT);
+    CHECK_EQ_INT(n->ops->read_stream(n, &c3, 0, 10, sink, NULL), -ETIMEDOUT);
     CHECK_EQ_INT(got_bytes, 5);
     CHECK_EQ_INT(got_tag, 'p');
 
@@ -204,6 +228,7 @@ int main(void)
     CHECK(strstr(s, "fake_p 1\n") != NULL);
     CHECK(strstr(s, "fallback_calls ") != NULL);
     CHECK(strstr(s, "fallback_served ") != NULL);
+    CHECK(strstr(s, "fallback_first 3\n") != NULL);
     CHECK(strstr(s, "gw_calls 7\n") != NULL);
     CHECK(strstr(s, "fake_g") == NULL);
     for (size_t len = 1; len < 64; len++) {
