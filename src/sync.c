@@ -2155,6 +2155,12 @@ int sync_wait(struct sync *s)
                 continue;
             }
             rc = s->pushed_valid && s->pushed_seq >= seq && s->have_state ? 0 : -EIO;
+            /* What user.ipfsfs.sync says until the round under way ends (its own failure
+             * replaces it, a success clears it): not "pending" right after fsync's EIO. */
+            if (rc < 0 && !s->error[0])
+                snprintf(s->error, sizeof s->error, "%s has not confirmed the changes "
+                         "within %u s (still trying)", s->up->description,
+                         s->timeout_ms / 1000u);
             if (rc < 0)
                 log_warn("fsync: %s does not have the changes after %llu s%s%s%s (kept "
                          "locally)", s->up->description,

@@ -526,6 +526,27 @@ check "... and says what is left" grep -q "added or changed and 0 removed (.*sto
 unset "MOUNT_PID[$MNT]"
 fusermount3 -u "$MNT" 2>/dev/null
 
+# A hung node: fsync fails with EIO after --timeout while the round still waits on the node;
+# user.ipfsfs.sync then says why at once (it said "pending" until the round ended), and
+# "synced" once the node answers again.
+if mount_ipfsfs "$MNT" --api="$NODE_API" --store="$STORE" --timeout=3; then
+    kill -STOP "$NODE_PID"
+    echo "written while the node hangs" >"$MNT/hung.txt"
+    check_errno "a hung node: fsync fails with EIO" EIO fsync "$MNT/hung.txt"
+    st=$(state_of "$MNT/hung.txt")
+    case $st in
+        error:*) ok "... user.ipfsfs.sync says why at once (${st:0:90})" ;;
+        *) not_ok "... user.ipfsfs.sync says why at once" "got: $st" ;;
+    esac
+    kill -CONT "$NODE_PID"
+    check "... and synced once the node answers" \
+        wait_for 30 bash -c "[ \"\$(getfattr --absolute-names --only-values -n user.ipfsfs.sync '$MNT/hung.txt')\" = synced ]"
+    check_unmount "unmount (hung node)" "$MNT"
+else
+    not_ok "mount --timeout=3 (hung node)"
+fi
+kill -CONT "$NODE_PID" 2>/dev/null
+
 # ---- a name that is not UTF-8, made with no node, then synced -----------------------------
 # The store alone keeps any bytes; Kubo's JSON answers turn such a name into another (U+FFFD).
 # The names made after it still reach the node (every round failed on it before).
