@@ -28,6 +28,7 @@
 #define XATTR_CID_KUBO "ipfs.cid"
 #define XATTR_STATS "user.ipfsfs.stats"
 #define XATTR_SYNC "user.ipfsfs.sync"
+#define XATTR_SYNC_LINK "ipfsfs.sync" /* the same, for symlinks (no user. there) */
 /* Spare read buffers kept for reuse: a fresh 1 MiB malloc per read is a fresh mmap (main.c pins
  * the mmap threshold at 128 KiB), 256 page faults and a munmap. Bounded, so 64 FUSE threads do
  * not each keep a buffer: at most READ_POOL x the largest read (1 MiB) stays allocated. */
@@ -2067,7 +2068,8 @@ static void reply_xattr_value(fuse_req_t req, const char *val, size_t len, size_
  * never read them (with it, an error there would deny access). */
 static int foreign_xattr(const char *name)
 {
-    if (strncmp(name, "user.", 5) == 0 || strcmp(name, XATTR_CID_KUBO) == 0)
+    if (strncmp(name, "user.", 5) == 0 || strcmp(name, XATTR_CID_KUBO) == 0 ||
+        strcmp(name, XATTR_SYNC_LINK) == 0)
         return 0;
     return EOPNOTSUPP;
 }
@@ -2081,7 +2083,8 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t id, const char *name, size_t 
     }
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(id);
-    if (strcmp(name, XATTR_SYNC) == 0 && fs->node->ops->sync_state && ino->mfs) {
+    if ((strcmp(name, XATTR_SYNC) == 0 || strcmp(name, XATTR_SYNC_LINK) == 0) &&
+        fs->node->ops->sync_state && ino->mfs) {
         char path[PATH_MAX], buf[1100]; /* "error: " and the sync error (1023) */
         int n = mfs_path(fs, ino, path, sizeof path);
         if (n >= 0)
@@ -2282,7 +2285,8 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
     struct fs *fs = fs_of(req);
     struct inode *ino = ino_of(i);
     if (ino->mfs && (strcmp(n, XATTR_CID) == 0 || strcmp(n, XATTR_CID_KUBO) == 0 ||
-                     strcmp(n, XATTR_STATS) == 0 || strcmp(n, XATTR_SYNC) == 0)) {
+                     strcmp(n, XATTR_STATS) == 0 || strcmp(n, XATTR_SYNC) == 0 ||
+                     strcmp(n, XATTR_SYNC_LINK) == 0)) {
         /* Computed, not stored: nothing to remove. rsync -X removes what the source lacks,
          * and would end with status 23 for every file otherwise. */
         fuse_reply_err(req, 0);

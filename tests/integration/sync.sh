@@ -110,6 +110,11 @@ check_eq "after fsync the node's MFS has the tree (files/stat /tree)" "$(node_ha
 check_eq "after fsync the node's MFS has test.txt" "$(node_hash /test.txt)" \
     QmQrXZ4iXdEKQMiQT6GRg2Wy3vxb9exR25sYdaqoHwWWuR
 check_eq "user.ipfsfs.sync of test.txt is synced" "$(state_of "$MNT/test.txt")" synced
+# Linux allows no user. attribute on a symlink: its state is read as ipfsfs.sync (as ipfs.cid).
+ln -s test.txt "$MNT/sync-link"
+check "fsync after ln -s" fsync_path "$MNT"
+check_eq "a symlink's state reads as ipfsfs.sync (getfattr -h)" \
+    "$(getfattr -h --absolute-names --only-values -n ipfsfs.sync "$MNT/sync-link" 2>&1)" synced
 check_eq "the node's copy of d3/f7.c is the file" \
     "$(kubo files read /tree/d3/f7.c | sha256sum | cut -d' ' -f1)" \
     "$(sha256sum <"$TREE/d3/f7.c" | cut -d' ' -f1)"
