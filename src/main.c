@@ -667,6 +667,21 @@ int main(int argc, char *argv[])
     if (options_parse(&args, &o) < 0)
         goto out_args;
     const char *mfs_root = o.mfs_root;
+    if (o.stats) {
+        /* The mount point as given (the last argument that is no option): fuse_parse_cmdline
+         * would resolve it first, and say "fuse: bad mount point" of one that is missing. */
+        const char *mp = NULL;
+        for (int i = 1; i < args.argc; i++) {
+            if (strcmp(args.argv[i], "-o") == 0)
+                i++;
+            else if (args.argv[i][0] != '-')
+                mp = args.argv[i];
+        }
+        if (mp) {
+            ret = print_stats(mp, o.timeout);
+            goto out_args;
+        }
+    }
     if (fuse_parse_cmdline(&args, &fo) != 0)
         goto out_args;
     if (fo.show_help) {

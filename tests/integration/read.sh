@@ -486,6 +486,9 @@ check_fails_with "ipfsfs --stats of a mount whose process is stopped: an error a
     "does not answer" "$IPFSFS_BIN" --stats --timeout=2 "$MNT"
 kill -CONT "${MOUNT_PID[$MNT]}"
 check "... and once it runs again, --stats answers" "$IPFSFS_BIN" --stats "$MNT"
+check_fails_with "ipfsfs --stats of a path that does not exist: our message, not libfuse's" \
+    "cannot read statistics of $WORK/no-such-dir: No such file or directory" \
+    "$IPFSFS_BIN" --stats "$WORK/no-such-dir"
 
 # ---- remount: inode numbers are stable ----------------------------------------------------------
 
