@@ -20,6 +20,15 @@ lib_init
 have() { command -v "$1" >/dev/null 2>&1; }
 cid_of() { getfattr --absolute-names --only-values -n user.ipfs.cid "$1" 2>/dev/null; }
 state_of() { getfattr --absolute-names --only-values -n user.ipfsfs.sync "$1" 2>&1; }
+# check_says_why DESC PATH: user.ipfsfs.sync of PATH is "error: REASON" (shown in the line).
+check_says_why() {
+    local st
+    st=$(state_of "$2")
+    case $st in
+        error:*) ok "$1 (${st:0:100})" ;;
+        *) not_ok "$1" "got: $st" ;;
+    esac
+}
 fsync_path() {
     python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$1"
 }
@@ -265,11 +274,7 @@ cp "$WORK/big-down" "$MNT/big-down" # its chunks cannot go ahead: they go with t
 check "writing with the node down succeeds" test -s "$MNT/local-new.txt"
 diag "two writes with the node down took $(elapsed "$t0") s"
 check_errno "fsync with the node down fails with EIO" EIO fsync "$MNT/local-new.txt"
-st=$(state_of "$MNT/local-new.txt")
-case $st in
-    error:*) ok "user.ipfsfs.sync says why (${st:0:80})" ;;
-    *) not_ok "user.ipfsfs.sync says why" "got: $st" ;;
-esac
+check_says_why "user.ipfsfs.sync says why" "$MNT/local-new.txt"
 check "the mount's log names the node" grep -q "sync to Kubo" "${MOUNT_LOG[$MNT]}"
 # Unmount while the node is away: bounded, and the changes stay in the store.
 unmount_ipfsfs "$MNT" >/dev/null 2>&1
@@ -538,11 +543,7 @@ if mount_ipfsfs "$MNT" --api="$NODE_API" --store="$STORE" --timeout=3; then
     kill -STOP "$NODE_PID"
     echo "written while the node hangs" >"$MNT/hung.txt"
     check_errno "a hung node: fsync fails with EIO" EIO fsync "$MNT/hung.txt"
-    st=$(state_of "$MNT/hung.txt")
-    case $st in
-        error:*) ok "... user.ipfsfs.sync says why at once (${st:0:90})" ;;
-        *) not_ok "... user.ipfsfs.sync says why at once" "got: $st" ;;
-    esac
+    check_says_why "... user.ipfsfs.sync says why at once" "$MNT/hung.txt"
     kill -CONT "$NODE_PID"
     check "... and synced once the node answers" \
         wait_for 30 bash -c "[ \"\$(getfattr --absolute-names --only-values -n user.ipfsfs.sync '$MNT/hung.txt')\" = synced ]"
@@ -696,11 +697,7 @@ else
         start_auth_node other "$NODE_PORT" || not_ok "the node restarts with another secret"
         echo "refused" >"$AMNT/refused.txt"
         check_errno "secret revoked: fsync fails with EIO" EIO fsync "$AMNT/refused.txt"
-        st=$(state_of "$AMNT/refused.txt")
-        case $st in
-            error:*) ok "secret revoked: user.ipfsfs.sync says why (${st:0:100})" ;;
-            *) not_ok "secret revoked: user.ipfsfs.sync says why" "got: $st" ;;
-        esac
+        check_says_why "secret revoked: user.ipfsfs.sync says why" "$AMNT/refused.txt"
         check "secret revoked: the log says why" grep -q "sync to Kubo.*kept locally" \
             "${MOUNT_LOG[$AMNT]}"
         check_eq "secret revoked: the file reads back" "$(cat "$AMNT/refused.txt")" refused
