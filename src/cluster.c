@@ -33,6 +33,7 @@
 #define MAX_REPLY (4u << 20) /* a status names every peer: 4 MiB is thousands of them */
 #define WAIT_STEP_MS 250u
 #define STATUS_MAX_MS 5000u /* a status question (getxattr) waits at most this long */
+#define WAIT_OWN_MAX 64u     /* the folders' own pins cluster_wait waits for, at most */
 #define STATUS_KEEP_MS 1000u /* and its answer is kept this long (see st_cid) */
 #define USER_AGENT "ipfsfs/" PACKAGE_VERSION
 
@@ -1112,6 +1113,17 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
         snprintf(err, errlen, "nothing has been pinned through the cluster yet");
         return -ENOENT;
     }
+    /* The folders with factors of their own have pins of their own, which the root's
+     * replication says nothing of (a folder at 3:3 is short of a peer while the root at 2:3
+     * is satisfied): they are waited for too (the first WAIT_OWN_MAX of them). */
+    struct cid own[WAIT_OWN_MAX];
+    size_t nown = 0;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->ntops && nown < WAIT_OWN_MAX; i++)
+        if (c->tops[i].rmin != 0)
+            own[nown++] = c->tops[i].cid;
+    pthread_mutex_unlock(&c->lock);
+    size_t done = 0; /* root (0), then own[done - 1]: the ones satisfied, in order */
     uint64_t end = clock_mono_ms() + wait_ms;
     for (;;) {
         struct cluster_status st;
@@ -1122,16 +1134,23 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
         }
         /* each question within what is left of the wait */
         unsigned left = (unsigned)(end - now);
-        int rc = status_within(c, &r, &st, left < c->timeout_ms ? left : c->timeout_ms, err,
+        const struct cid *q = done == 0 ? &r : &own[done - 1];
+        int rc = status_within(c, q, &st, left < c->timeout_ms ? left : c->timeout_ms, err,
                                errlen);
-        if (rc == 0 && cluster_satisfied(&st))
-            return 0;
+        if (rc == 0 && cluster_satisfied(&st)) {
+            if (++done > nown)
+                return 0;
+            continue; /* the next pin, at once */
+        }
         if (clock_mono_ms() + WAIT_STEP_MS > end) {
             if (rc == 0) {
-                char t[256];
+                char t[256], cs[CID_STR_MAX] = "?";
                 cluster_status_text(&st, t, sizeof t);
-                snprintf(err, errlen, "not replicated enough within %u s: %s",
-                         (wait_ms + 999) / 1000, t);
+                if (done > 0)
+                    cid_format(q, cs, sizeof cs);
+                snprintf(err, errlen, "not replicated enough within %u s%s%s%s: %s",
+                         (wait_ms + 999) / 1000, done > 0 ? " (a folder's own pin, " : "",
+                         done > 0 ? cs : "", done > 0 ? ")" : "", t);
             }
             return rc < 0 ? rc : -ETIMEDOUT;
         }

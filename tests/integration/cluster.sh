@@ -232,6 +232,34 @@ check_eq "... and fsync works again" "$got" OK
 rm -rf "$M1/r4"
 fsync_errno "$M1" >/dev/null
 
+# Factors a peer that is down keeps short (3:3 with peer 3's cluster peer stopped): the
+# cluster refuses the folder's pin, or takes it and peer 3 fails it. Either way fsync
+# (--replication-wait) waits for the folder's own pin too, not only the root's (2:2, met):
+# EIO after --timeout (it returned 0 at once), and it works again once the peer is back.
+mkdir -p "$M1/r3" && echo r3 >"$M1/r3/f.txt"
+fsync_errno "$M1/r3/f.txt" >/dev/null
+kill "$CLUSTER_PID_3"
+for _ in $(seq 1 50); do kill -0 "$CLUSTER_PID_3" 2>/dev/null || break; sleep 0.2; done
+check "setfattr user.ipfs.replication=3 on a folder, peer 3 down" \
+    setfattr -n user.ipfs.replication -v 3 "$M1/r3"
+check_eq "... fsync (--replication-wait) fails: EIO" "$(fsync_errno "$M1/r3/f.txt")" EIO
+if out=$("$IPFSFS_NODE_DIR/start-cluster.sh" --restart "$WORK/cluster" 3 cluster 2>&1); then
+    eval "$(grep -E '^CLUSTER_PID_3=' <<<"$out")"
+    track_pid "$CLUSTER_PID_3"
+    got=EIO
+    for _ in $(seq 1 20); do # the pin rounds retry every 5 s; peer 3 takes the pin back
+        got=$(fsync_errno "$M1/r3/f.txt")
+        [ "$got" = OK ] && break
+        sleep 1
+    done
+    check_eq "... and works once peer 3 is back" "$got" OK
+else
+    not_ok "peer 3's cluster peer restarts" "$out"
+fi
+setfattr -x user.ipfs.replication "$M1/r3"
+rm -rf "$M1/r3"
+fsync_errno "$M1" >/dev/null
+
 # ---- a second mount with the same folder -------------------------------------------------------
 # The cluster keeps one pin per CID. Another mount (peer 2, its own --mfs-root) copying the same
 # tree in must not rename the tree's pin as its own, nor unpin it when it removes its copy.
