@@ -2300,7 +2300,9 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
         fuse_reply_err(req, rc == -ENOSYS ? ENODATA : -rc);
         return;
     }
-    fuse_reply_err(req, ino_of(i)->mfs ? ENOTSUP : EROFS);
+    /* A user. name nothing keeps is not there (ENODATA, with a node or not); other
+     * namespaces hold nothing here at all. */
+    fuse_reply_err(req, !ino->mfs ? EROFS : foreign_xattr(n) ? ENOTSUP : ENODATA);
 }
 
 /* access(2) and chdir: asked only when the kernel checks no permissions itself, on a mount

@@ -1153,7 +1153,7 @@ def cmd_errno(args):
         elif op == "setxattr":
             os.setxattr(path, "user.test", b"x")
         elif op == "removexattr":
-            os.removexattr(path, "user.ipfs.cid")
+            os.removexattr(path, arg or "user.ipfs.cid")
         elif op == "getxattr":
             print(os.getxattr(path, arg).decode("utf-8", "replace"))
             return

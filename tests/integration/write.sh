@@ -163,6 +163,8 @@ check "MNT/p/q/r is a directory" test -d "$MNT/p/q/r"
 check "mkdir -p again on the existing path" mkdir -p "$MNT/p/q/r"
 check "cp into a new directory" cp "$L/f" "$MNT/p/q/r/in-dir"
 check_eq "the file in the new directory has the CID" "$(cid_of "$MNT/p/q/r/in-dir")" "$TEST_CID"
+check_errno "removing a user. attribute that is not there: ENODATA (as getxattr)" ENODATA \
+    removexattr "$MNT/p/q/r/in-dir" user.nothere
 
 check "mv of a file to a new name" mv "$MNT/tree/top.txt" "$MNT/moved.txt"
 check_eq "mv: the new name has the content" "$(cat "$MNT/moved.txt" 2>&1)" "top"
