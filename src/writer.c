@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -339,6 +340,25 @@ static int poison(struct whandle *h, int rc)
     return rc;
 }
 
+/* Growth a write or truncate may leave as a hole without a look at the disk. */
+#define HOLE_FREE_MIN (64u << 20)
+
+/* A file grown by more than it is given (a hole: truncate -s 10T, a pwrite far past its end)
+ * is imported whole when it is stored, its zeros too, at about a second per GiB, inside a
+ * request that no signal ends: growth by more than HOLE_FREE_MIN that the spool's disk could
+ * not hold as data is refused (EFBIG), as on a filesystem whose files cannot be that large.
+ * Not an error of the handle: what it holds stays. h->fd is the spool. */
+static int hole_ok_locked(const struct whandle *h, uint64_t new_size)
+{
+    if (new_size <= h->size || new_size - h->size <= HOLE_FREE_MIN || h->fd < 0)
+        return 0;
+    struct statvfs v;
+    if (fstatvfs(h->fd, &v) < 0)
+        return 0; /* cannot tell: the import's own bounds apply */
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    return new_size - h->size > avail ? -EFBIG : 0;
+}
+
 ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t off)
 {
     pthread_mutex_lock(&h->lock);
@@ -347,6 +367,8 @@ ssize_t writer_write(struct whandle *h, const char *buf, size_t len, uint64_t of
         n = poison(h, fill_locked(h));
     if (n == 0)
         n = poison(h, spool_locked(h));
+    if (n == 0 && off > h->size)
+        n = hole_ok_locked(h, off + len);
     if (n == 0) {
         n = pwrite(h->fd, buf, len, (off_t)off);
         if (n < 0) {
@@ -390,6 +412,8 @@ int writer_truncate(struct whandle *h, uint64_t size)
         h->filled = true; /* nothing of the base survives */
     if (rc == 0 && (size > 0 || h->fd >= 0))
         rc = poison(h, spool_locked(h));
+    if (rc == 0)
+        rc = hole_ok_locked(h, size);
     if (rc == 0 && h->fd >= 0)
         rc = ftruncate(h->fd, (off_t)size) < 0 ? poison(h, -errno) : 0;
     if (rc == 0) {

@@ -165,6 +165,12 @@ check "cp into a new directory" cp "$L/f" "$MNT/p/q/r/in-dir"
 check_eq "the file in the new directory has the CID" "$(cid_of "$MNT/p/q/r/in-dir")" "$TEST_CID"
 check_errno "removing a user. attribute that is not there: ENODATA (as getxattr)" ENODATA \
     removexattr "$MNT/p/q/r/in-dir" user.nothere
+# A hole larger than the spool's disk could hold is refused at once (it was imported whole,
+# zeros and all, for hours, in a request no signal ended): truncate -s 10T.
+: >"$MNT/huge"
+check_errno_within "truncate -s 10T: EFBIG at once" 5 EFBIG truncate "$MNT/huge" 10995116277760
+check_eq "... the file keeps its size" "$(stat -c %s "$MNT/huge")" 0
+rm -f "$MNT/huge"
 
 check "mv of a file to a new name" mv "$MNT/tree/top.txt" "$MNT/moved.txt"
 check_eq "mv: the new name has the content" "$(cat "$MNT/moved.txt" 2>&1)" "top"
