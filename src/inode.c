@@ -299,16 +299,27 @@ static void seen_put_locked(struct inode_table *t, const struct seen_time *rec)
 {
     if ((t->seen_n + 1) * 2 > t->seen_cap && t->seen_cap < SEEN_MAX)
         seen_grow_locked(t);
-    size_t h = seen_home(t, rec->lkey);
-    for (size_t i = 0; i < SEEN_PROBE; i++) {
-        struct seen_time *s = &t->seen[(h + i) & (t->seen_cap - 1)];
-        if (s->lkey == rec->lkey || s->lkey == 0) {
-            t->seen_n += s->lkey == 0;
-            *s = *rec;
+    for (;;) {
+        size_t h = seen_home(t, rec->lkey);
+        for (size_t i = 0; i < SEEN_PROBE; i++) {
+            struct seen_time *s = &t->seen[(h + i) & (t->seen_cap - 1)];
+            if (s->lkey == rec->lkey || s->lkey == 0) {
+                t->seen_n += s->lkey == 0;
+                *s = *rec;
+                return;
+            }
+        }
+        /* SEEN_PROBE slots taken around its place: linear probing at half full makes such a
+         * run now and then (1 in about 100,000 records), and the record there was lost.
+         * Below SEEN_MAX the table grows instead. */
+        size_t cap = t->seen_cap;
+        if (cap < SEEN_MAX)
+            seen_grow_locked(t);
+        if (t->seen_cap == cap) {
+            t->seen[h] = *rec; /* at SEEN_MAX (or no memory): the one there goes */
             return;
         }
     }
-    t->seen[h] = *rec; /* full around its place (at SEEN_MAX only): the one there goes */
 }
 
 /* Where a renamed directory's alias record is kept: apart from the names' lkeys. */
