@@ -1159,6 +1159,11 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
     }
 }
 
+const char *cluster_display(const struct cluster *c)
+{
+    return c->display;
+}
+
 int cluster_stats(struct cluster *c, char *buf, size_t len)
 {
     char s[CID_STR_MAX] = "none";

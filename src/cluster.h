@@ -112,6 +112,9 @@ int cluster_wait(struct cluster *c, const struct cid *root, unsigned wait_ms, ch
 /* user.ipfs.pins text for st: "pinned 2/3 peers (min 2, max 3)" and the like. snprintf-like. */
 int cluster_status_text(const struct cluster_status *st, char *buf, size_t len);
 
+/* The cluster's REST API URL, without credentials (for messages). Immutable. */
+const char *cluster_display(const struct cluster *c);
+
 /* Counters for user.ipfsfs.stats. snprintf-like. */
 int cluster_stats(struct cluster *c, char *buf, size_t len);
 

@@ -741,7 +741,8 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     uint64_t key = call_key(cmd, args, nargs), mkey = miss_key(cmd, args, nargs);
     uint64_t end = atomic_load(&r->end_at), now = clock_mono_ms();
     if (end && now >= end) {
-        set_err(err, errlen, "not asked: the time to finish (--unmount-wait) is over");
+        set_err(err, errlen, "not asked: the unmount stopped waiting for the node "
+                "(--unmount-wait, or a second signal)");
         return -ETIMEDOUT;
     }
     if (end && end - now < timeout)
@@ -894,7 +895,8 @@ static int do_call(struct rpc *r, const char *cmd, const struct rpc_arg *args, s
     }
     if (x.ended) {
         rc = -ETIMEDOUT;
-        set_err(err, errlen, "cut: the time to finish (--unmount-wait) is over");
+        set_err(err, errlen, "cut: the unmount stopped waiting for the node (--unmount-wait, "
+                "or a second signal)");
         goto out;
     }
     if (cc == CURLE_OPERATION_TIMEDOUT || x.stalled) {

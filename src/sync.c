@@ -1676,7 +1676,8 @@ static void pin_root(struct sync *s)
     repl_free(rv, nr);
     if (rc < 0) {
         if (s->next_pin_ms == 0)
-            log_warn("cannot pin the names through the cluster (retrying): %s", err);
+            log_warn("cannot pin the names through the cluster at %s (retrying): %s",
+                     cluster_display(s->cluster), err);
         s->next_pin_ms = clock_mono_ms() + PIN_RETRY_MS;
         /* The root itself is pinned (only a name's own pin was refused): the root before it
          * may retire, and owed unpins go on, as after a round that worked. */
